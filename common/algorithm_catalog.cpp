@@ -1,0 +1,155 @@
+#include "common/algorithm_catalog.hpp"
+
+namespace qjobs {
+namespace {
+
+using nlohmann::json;
+
+ParamSpec integer(std::string name, std::string desc, json def, double lo, double hi) {
+  ParamSpec p{.name = std::move(name), .type = ParamType::integer, .description = std::move(desc),
+              .default_value = std::move(def)};
+  p.min = lo;
+  p.max = hi;
+  return p;
+}
+
+ParamSpec number(std::string name, std::string desc, json def, double lo = -1e300,
+                 double hi = 1e300) {
+  ParamSpec p{.name = std::move(name), .type = ParamType::number, .description = std::move(desc),
+              .default_value = std::move(def)};
+  p.min = lo;
+  p.max = hi;
+  return p;
+}
+
+ParamSpec boolean(std::string name, std::string desc, json def) {
+  return ParamSpec{.name = std::move(name), .type = ParamType::boolean,
+                   .description = std::move(desc), .default_value = std::move(def)};
+}
+
+ParamSpec string(std::string name, std::string desc, json def,
+                 std::vector<std::string> choices = {}) {
+  return ParamSpec{.name = std::move(name), .type = ParamType::string,
+                   .description = std::move(desc), .default_value = std::move(def),
+                   .choices = std::move(choices)};
+}
+
+ParamSpec string_list(std::string name, std::string desc) {
+  return ParamSpec{.name = std::move(name), .type = ParamType::string_list,
+                   .description = std::move(desc)};
+}
+
+ParamSpec section(std::string name, std::string desc, std::vector<ParamSpec> children) {
+  return ParamSpec{.name = std::move(name), .type = ParamType::section,
+                   .description = std::move(desc), .children = std::move(children)};
+}
+
+std::optional<std::string> group_size_rule(const json& v) {
+  const auto g = v.get<long long>();
+  if (g == -1 || g >= 1) return std::nullopt;
+  return "must be -1 (one group per output channel) or a positive group size";
+}
+
+// Keys AutoAWQ's section uses in Nyuntam; RTN shares them so that switching
+// ALGORITHM between the two needs no other edit.
+std::vector<ParamSpec> weight_only_params(std::string version_default) {
+  auto group = integer("Q_GROUP_SIZE", "input columns per quantization group; -1 = per output channel",
+                       128, -1, 1 << 20);
+  group.check = group_size_rule;
+  return {
+      integer("W_BIT", "weight bits", 4, 2, 8),
+      std::move(group),
+      boolean("ZERO_POINT", "asymmetric (with zero point) when true, symmetric when false", true),
+      string("VERSION", "AutoAWQ kernel layout of the packed checkpoint", std::move(version_default),
+             {"GEMM", "GEMV", "GEMV_FAST", "Marlin"}),
+  };
+}
+
+ParamSpec smooth_branch(std::string name, std::string desc) {
+  return section(std::move(name), std::move(desc),
+                 {
+                     number("alpha", "smoothing exponent on activations", nullptr, 0, 1),
+                     number("beta", "smoothing exponent on weights (negative: 1 - alpha)", nullptr),
+                     string("strategy", "search strategy", nullptr, {"Manual", "GridSearch"}),
+                     integer("num_grids", "grid points of the search", nullptr, 1, 1000),
+                     string("outputs_device", "where calibration outputs are kept", nullptr,
+                            {"cpu", "cuda", "auto"}),
+                 });
+}
+
+std::vector<ParamSpec> lmquant_params() {
+  const std::vector<std::string> dtypes = {"float16", "bfloat16", "float32", "torch.float16",
+                                           "torch.bfloat16", "torch.float32"};
+  return {
+      boolean("save_model", "package the quantized checkpoint", true),
+      boolean("keep_scales", "keep the scales in the checkpoint", true),
+      boolean("loads_with_qserve", "pack for the QServe runtime", false),
+      string("dtype", "compute dtype of calibration", "float16", dtypes),
+      string("quant_type", "QoQ preset", "gchn",
+             {"g128", "gchn", "sq_dynamic", "sq_static", "awq", "gptq"}),
+      section("quant", "QoQ quantization settings (deepcompressor's quant.* keys)",
+              {
+                  string("develop_dtype", "dtype of statistics", nullptr, dtypes),
+                  section("smooth", "smoothing",
+                          {smooth_branch("xw", "activation -> weight smoothing"),
+                           smooth_branch("yx", "SmoothAttention on keys")}),
+                  section("wgts", "weight quantization",
+                          {section("calib_range", "activation-aware clipping",
+                                   {string("outputs_device", "where outputs are kept", nullptr,
+                                           {"cpu", "cuda", "auto"})})}),
+                  section("reorder", "channel reordering",
+                          {string("outputs_device", "where outputs are kept", nullptr,
+                                  {"cpu", "cuda", "auto"})}),
+              }),
+      section("eval", "evaluation after quantization",
+              {
+                  string_list("tasks", "tasks such as wikitext or arc_challenge:25"),
+                  integer("max_seq_length", "longest sequence evaluated", nullptr, 1, 1 << 20),
+                  string("evaluator", "evaluation harness", nullptr, {"lm_eval", "gptq"}),
+              }),
+  };
+}
+
+std::vector<AlgorithmInfo> make_catalog() {
+  return {
+      {"RTN", "round-to-nearest weight quantization (no calibration)", true,
+       weight_only_params("GEMM")},
+      {"AutoAWQ", "AWQ activation-aware weight quantization", false, weight_only_params("GEMM")},
+      {"GPTQ", "GPTQ Hessian-based weight quantization", false, weight_only_params("GEMM")},
+      {"HQQ", "half-quadratic calibration-free weight quantization", false,
+       weight_only_params("GEMM")},
+      {"SmoothQuant", "W8A8 with activation smoothing", false,
+       {number("alpha", "migration strength", 0.5, 0, 1)}},
+      {"LMQuant", "QoQ W4A8KV4 (deepcompressor presets)", false, lmquant_params()},
+      {"FP8", "W8A8 E4M3 with optional FP8 KV cache", false,
+       {boolean("kv_cache", "quantize the KV cache to FP8", false)}},
+      {"Evaluate", "evaluate an existing checkpoint", false, {}},
+  };
+}
+
+}  // namespace
+
+std::string_view param_type_name(ParamType t) {
+  switch (t) {
+    case ParamType::boolean: return "a boolean";
+    case ParamType::integer: return "an integer";
+    case ParamType::number: return "a number";
+    case ParamType::string: return "a string";
+    case ParamType::string_list: return "a list of strings";
+    case ParamType::section: return "a mapping";
+  }
+  return "a value";
+}
+
+const std::vector<AlgorithmInfo>& algorithm_catalog() {
+  static const std::vector<AlgorithmInfo> catalog = make_catalog();
+  return catalog;
+}
+
+const AlgorithmInfo* find_algorithm(std::string_view name) {
+  for (const auto& a : algorithm_catalog())
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
+}  // namespace qjobs

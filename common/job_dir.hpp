@@ -1,0 +1,70 @@
+// The job-directory protocol: the only channel between a worker and whoever
+// watches it (the server, a person with `cat`). Layout:
+//   spec.yaml spec.json   what was submitted and its normalized form
+//   status.json           JobStatus, replaced atomically (write + fsync + rename)
+//   events.jsonl          one JSON object per line, appended with O_APPEND
+//   logs/worker.log       the worker's log
+//   model/ eval/ report.json report.md
+//
+// status.json fields (all written on every update):
+//   state       "RUNNING" while working; "SUCCEEDED" or "FAILED" as the last write
+//   stage       current stage name; stages: all stage names in order
+//   stage_index 0-based index of stage in stages
+//   done,total  progress units of the current stage (total 0 = unknown)
+//   eta_s       seconds left in the job by the worker's estimate, -1 = unknown
+//   metrics     object of named numbers reported so far
+//   error_type, error   set with state FAILED
+//   attempt, pid, updated_at (unix seconds)
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace qjobs {
+
+class JobDir {
+ public:
+  explicit JobDir(std::filesystem::path root) : root_(std::move(root)) {}
+
+  const std::filesystem::path& root() const { return root_; }
+  std::filesystem::path spec_yaml() const { return root_ / "spec.yaml"; }
+  std::filesystem::path spec_json() const { return root_ / "spec.json"; }
+  std::filesystem::path status() const { return root_ / "status.json"; }
+  std::filesystem::path events() const { return root_ / "events.jsonl"; }
+  std::filesystem::path logs_dir() const { return root_ / "logs"; }
+  std::filesystem::path worker_log() const { return root_ / "logs" / "worker.log"; }
+  std::filesystem::path worker_stdio() const { return root_ / "logs" / "worker.stdio.log"; }
+  std::filesystem::path model_dir() const { return root_ / "model"; }
+  std::filesystem::path eval_dir() const { return root_ / "eval"; }
+  std::filesystem::path report_json() const { return root_ / "report.json"; }
+  std::filesystem::path report_md() const { return root_ / "report.md"; }
+
+  // Creates the folders a worker writes into. Throws Error(io).
+  void create_layout() const;
+
+  // status.json, or nullopt when absent or unreadable (a reader may race a
+  // rename on file systems without atomic rename; callers retry later).
+  std::optional<nlohmann::json> read_status() const;
+  void write_status(const nlohmann::json& status) const;  // atomic replace
+
+  // Appends `event` with a "ts" field added (unix seconds) as one line.
+  void append_event(nlohmann::json event) const;
+
+ private:
+  std::filesystem::path root_;
+};
+
+// Writes `content` to `path` through a temporary file in the same folder,
+// fsync and rename: readers see the old or the new file, never a torn one.
+void write_file_atomic(const std::filesystem::path& path, const std::string& content);
+
+std::string read_file(const std::filesystem::path& path);  // throws Error(io)
+
+double unix_now();  // seconds since the epoch, sub-second precision
+
+}  // namespace qjobs

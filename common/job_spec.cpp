@@ -1,0 +1,465 @@
+#include "common/job_spec.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/algorithm_catalog.hpp"
+#include "common/strings.hpp"
+
+namespace qjobs {
+namespace {
+
+using nlohmann::json;
+
+const std::vector<std::string> kServerOwnedPaths = {"USER_FOLDER", "JOB_PATH", "MODEL_PATH",
+                                                    "LOGGING_PATH", "CACHE_PATH"};
+
+struct TopKey {
+  std::string name;
+  ParamType type;
+};
+
+// Every top-level key the spec accepts, besides `llm`.
+const std::vector<TopKey>& top_keys() {
+  static const std::vector<TopKey> keys = {
+      {"MODEL", ParamType::string},          {"CUSTOM_MODEL_PATH", ParamType::string},
+      {"DATASET_NAME", ParamType::string},   {"DATASET_SUBNAME", ParamType::string},
+      {"DATA_PATH", ParamType::string},      {"TEXT_COLUMN", ParamType::string},
+      {"SPLIT", ParamType::string},          {"FORMAT_STRING", ParamType::string},
+      {"CUDA_ID", ParamType::string},        {"ALGORITHM", ParamType::string},
+      {"JOB_SERVICE", ParamType::string},    {"TASK", ParamType::string},
+      {"ALGO_TYPE", ParamType::string},      {"JOB_ID", ParamType::string},
+      {"USER_FOLDER", ParamType::string},    {"JOB_PATH", ParamType::string},
+      {"MODEL_PATH", ParamType::string},     {"LOGGING_PATH", ParamType::string},
+      {"CACHE_PATH", ParamType::string},     {"PRIORITY", ParamType::integer},
+      {"TIMEOUT_S", ParamType::number},      {"MAX_ATTEMPTS", ParamType::integer},
+  };
+  return keys;
+}
+
+class Validator {
+ public:
+  std::vector<SpecIssue> issues;
+
+  void add(const std::string& path, const YAML::Mark& mark, std::string message) {
+    const bool placed = mark.line >= 0 && mark.column >= 0;
+    issues.push_back({path, placed ? mark.line + 1 : 0, placed ? mark.column + 1 : 0,
+                      std::move(message)});
+  }
+
+  static std::string join_path(const std::string& base, const std::string& key) {
+    return base.empty() ? key : base + "." + key;
+  }
+
+  static std::string show(const YAML::Node& n) {
+    if (n.IsScalar()) return "'" + n.Scalar() + "'";
+    if (n.IsSequence()) return "a list";
+    if (n.IsMap()) return "a mapping";
+    return "null";
+  }
+
+  // Converts a scalar node to `type`, or records why it cannot. A quoted
+  // number is accepted where a number is expected (Nyuntam writes " -2").
+  std::optional<json> scalar(const YAML::Node& n, ParamType type, const std::string& path) {
+    const auto wrong = [&] {
+      add(path, n.Mark(),
+          "expected " + std::string(param_type_name(type)) + ", got " + show(n));
+      return std::nullopt;
+    };
+    if (type == ParamType::string_list) {
+      if (n.IsScalar()) {
+        json list = json::array();
+        for (auto& part : split(n.Scalar(), ',')) {
+          auto t = trim(part);
+          if (!t.empty()) list.push_back(t);
+        }
+        return list;
+      }
+      if (!n.IsSequence()) return wrong();
+      json list = json::array();
+      for (const auto& item : n) {
+        if (!item.IsScalar()) {
+          add(path, item.Mark(), "expected a string list item, got " + show(item));
+          return std::nullopt;
+        }
+        list.push_back(item.Scalar());
+      }
+      return list;
+    }
+    if (!n.IsScalar()) return wrong();
+    const std::string& s = n.Scalar();
+    switch (type) {
+      case ParamType::string: return json(s);
+      case ParamType::boolean: {
+        const auto l = to_lower(trim(s));
+        if (l == "true" || l == "yes" || l == "on") return json(true);
+        if (l == "false" || l == "no" || l == "off") return json(false);
+        return wrong();
+      }
+      case ParamType::integer: {
+        if (auto v = parse_int(s)) return json(*v);
+        return wrong();
+      }
+      case ParamType::number: {
+        if (auto v = parse_double(s); v && std::isfinite(*v)) return json(*v);
+        return wrong();
+      }
+      default: return wrong();
+    }
+  }
+
+  std::optional<json> value(const YAML::Node& n, const ParamSpec& spec, const std::string& path) {
+    if (spec.type == ParamType::section) {
+      if (!n.IsMap()) {
+        add(path, n.Mark(), "expected a mapping, got " + show(n));
+        return std::nullopt;
+      }
+      json out = json::object();
+      section(n, spec.children, path, out);
+      return out;
+    }
+    auto v = scalar(n, spec.type, path);
+    if (!v) return std::nullopt;
+    if (spec.type == ParamType::integer || spec.type == ParamType::number) {
+      const double d = v->get<double>();
+      if (d < spec.min || d > spec.max) {
+        add(path, n.Mark(),
+            "value " + n.Scalar() + " is out of range [" + fmt_num(spec.min) + ", " +
+                fmt_num(spec.max) + "]");
+        return std::nullopt;
+      }
+    }
+    if (spec.type == ParamType::string && !spec.choices.empty()) {
+      const auto s = v->get<std::string>();
+      if (std::find(spec.choices.begin(), spec.choices.end(), s) == spec.choices.end()) {
+        std::string msg = "'" + s + "' is not one of " + join(spec.choices);
+        if (auto near = closest_name(s, spec.choices)) msg += "; did you mean '" + *near + "'?";
+        add(path, n.Mark(), msg);
+        return std::nullopt;
+      }
+    }
+    if (spec.check) {
+      if (auto msg = spec.check(*v)) {
+        add(path, n.Mark(), *msg);
+        return std::nullopt;
+      }
+    }
+    return v;
+  }
+
+  // Validates a mapping against `children`, expanding dotted keys, and merges
+  // the result into `out` (later keys override earlier ones).
+  void section(const YAML::Node& map, const std::vector<ParamSpec>& children,
+               const std::string& base, json& out) {
+    for (const auto& kv : map) {
+      const YAML::Node& key = kv.first;
+      if (!key.IsScalar()) {
+        add(base, key.Mark(), "keys must be plain names");
+        continue;
+      }
+      const auto parts = split(key.Scalar(), '.');
+      const std::vector<ParamSpec>* level = &children;
+      json* target = &out;
+      std::string path = base;
+      bool ok = true;
+      for (std::size_t i = 0; i < parts.size() && ok; ++i) {
+        const auto& part = parts[i];
+        path = join_path(path, part);
+        const auto it = std::find_if(level->begin(), level->end(),
+                                     [&](const ParamSpec& p) { return p.name == part; });
+        if (it == level->end()) {
+          unknown_key(path, key.Mark(), part, *level);
+          ok = false;
+          break;
+        }
+        if (i + 1 < parts.size()) {
+          if (it->type != ParamType::section) {
+            add(path, key.Mark(), "'" + part + "' is " + std::string(param_type_name(it->type)) +
+                                      ", it has no keys below it");
+            ok = false;
+            break;
+          }
+          if (!target->contains(part)) (*target)[part] = json::object();
+          target = &(*target)[part];
+          level = &it->children;
+          continue;
+        }
+        if (kv.second.IsNull()) break;  // an empty value keeps the default
+        if (auto v = value(kv.second, *it, path)) {
+          if (it->type == ParamType::section && target->contains(part))
+            (*target)[part].merge_patch(*v);
+          else
+            (*target)[part] = *v;
+        }
+      }
+    }
+  }
+
+  void unknown_key(const std::string& path, const YAML::Mark& mark, const std::string& key,
+                   const std::vector<ParamSpec>& known) {
+    std::vector<std::string> names;
+    for (const auto& p : known) names.push_back(p.name);
+    std::string msg = "unknown key '" + key + "'";
+    if (auto near = closest_name(key, names)) msg += "; did you mean '" + *near + "'?";
+    msg += names.empty() ? " (this section takes no keys)" : " (known: " + join(names) + ")";
+    add(path, mark, msg);
+  }
+
+  static std::string join(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+  }
+
+  static std::string fmt_num(double d) {
+    if (d <= -1e299) return "-inf";
+    if (d >= 1e299) return "inf";
+    if (d == std::floor(d) && std::fabs(d) < 1e15) return std::to_string(static_cast<long long>(d));
+    return std::to_string(d);
+  }
+};
+
+void apply_defaults(const std::vector<ParamSpec>& specs, json& out) {
+  for (const auto& p : specs) {
+    if (p.type == ParamType::section) {
+      if (out.contains(p.name)) apply_defaults(p.children, out[p.name]);
+      continue;
+    }
+    if (!out.contains(p.name) && !p.default_value.is_null()) out[p.name] = p.default_value;
+  }
+}
+
+std::vector<std::string> algorithm_names(bool available_only) {
+  std::vector<std::string> names;
+  for (const auto& a : algorithm_catalog())
+    if (!available_only || a.available) names.push_back(a.name);
+  return names;
+}
+
+}  // namespace
+
+json to_json(const SpecIssue& i) {
+  return {{"path", i.path}, {"line", i.line}, {"column", i.column}, {"message", i.message}};
+}
+
+int JobSpec::devices_requested() const {
+  return std::max<int>(1, static_cast<int>(cuda_ids.size()));
+}
+
+json to_json(const JobSpec& s) {
+  return {{"MODEL", s.model},
+          {"CUSTOM_MODEL_PATH", s.custom_model_path},
+          {"DATASET_NAME", s.dataset_name},
+          {"DATASET_SUBNAME", s.dataset_subname},
+          {"DATA_PATH", s.data_path},
+          {"TEXT_COLUMN", s.text_columns},
+          {"SPLIT", s.split},
+          {"FORMAT_STRING", s.format_string},
+          {"CUDA_ID", s.cuda_ids},
+          {"ALGORITHM", s.algorithm},
+          {"JOB_SERVICE", s.job_service},
+          {"TASK", s.task},
+          {"ALGO_TYPE", s.algo_type},
+          {"JOB_ID", s.job_id},
+          {"PRIORITY", s.priority},
+          {"TIMEOUT_S", s.timeout_s},
+          {"MAX_ATTEMPTS", s.max_attempts},
+          {"params", s.params},
+          {"warnings", s.warnings}};
+}
+
+JobSpec job_spec_from_json(const json& j) {
+  JobSpec s;
+  s.model = j.at("MODEL").get<std::string>();
+  s.custom_model_path = j.value("CUSTOM_MODEL_PATH", "");
+  s.dataset_name = j.value("DATASET_NAME", "");
+  s.dataset_subname = j.value("DATASET_SUBNAME", "");
+  s.data_path = j.value("DATA_PATH", "");
+  s.text_columns = j.value("TEXT_COLUMN", std::vector<std::string>{});
+  s.split = j.value("SPLIT", "");
+  s.format_string = j.value("FORMAT_STRING", "");
+  s.cuda_ids = j.value("CUDA_ID", std::vector<int>{});
+  s.algorithm = j.at("ALGORITHM").get<std::string>();
+  s.job_service = j.value("JOB_SERVICE", "");
+  s.task = j.value("TASK", "");
+  s.algo_type = j.value("ALGO_TYPE", "");
+  s.job_id = j.value("JOB_ID", "");
+  s.priority = j.value("PRIORITY", 0);
+  s.timeout_s = j.value("TIMEOUT_S", 0.0);
+  s.max_attempts = j.value("MAX_ATTEMPTS", 2);
+  s.params = j.value("params", json::object());
+  s.warnings = j.value("warnings", std::vector<std::string>{});
+  return s;
+}
+
+SpecParseResult parse_job_spec(std::string_view yaml_text) {
+  SpecParseResult result;
+  Validator v;
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    v.add("", e.mark, "malformed YAML: " + e.msg);
+    result.issues = std::move(v.issues);
+    return result;
+  }
+  if (!root.IsMap()) {
+    v.add("", root.Mark(),
+          root.IsNull() ? "the spec is empty; expected a mapping of keys such as MODEL and "
+                          "ALGORITHM"
+                        : "the spec must be a mapping of keys, got " + Validator::show(root));
+    result.issues = std::move(v.issues);
+    return result;
+  }
+
+  JobSpec spec;
+  json top = json::object();
+  YAML::Node llm;
+  YAML::Mark algorithm_mark;
+  std::vector<std::string> top_names = {"llm"};
+  for (const auto& k : top_keys()) top_names.push_back(k.name);
+
+  for (const auto& kv : root) {
+    const YAML::Node& key = kv.first;
+    const std::string name = key.IsScalar() ? key.Scalar() : "";
+    if (name == "llm") {
+      llm = kv.second;
+      continue;
+    }
+    const auto it = std::find_if(top_keys().begin(), top_keys().end(),
+                                 [&](const TopKey& k) { return k.name == name; });
+    if (it == top_keys().end()) {
+      std::string msg = "unknown key '" + name + "'";
+      if (auto near = closest_name(name, top_names)) msg += "; did you mean '" + *near + "'?";
+      v.add(name, key.Mark(), msg);
+      continue;
+    }
+    if (name == "ALGORITHM") algorithm_mark = kv.second.Mark();
+    if (kv.second.IsNull()) continue;
+    if (std::find(kServerOwnedPaths.begin(), kServerOwnedPaths.end(), name) !=
+        kServerOwnedPaths.end()) {
+      spec.warnings.push_back(name + " is decided by the server; the given value '" +
+                              (kv.second.IsScalar() ? kv.second.Scalar() : std::string("?")) +
+                              "' is ignored");
+      continue;
+    }
+    if (auto value = v.scalar(kv.second, it->type, name)) top[name] = *value;
+    if (name == "CUDA_ID" && top.contains("CUDA_ID")) {
+      std::vector<int> ids;
+      for (const auto& part : split(top["CUDA_ID"].get<std::string>(), ',')) {
+        const auto t = trim(part);
+        if (t.empty()) continue;
+        auto id = parse_int(t);
+        if (!id || *id < 0 || *id > 1023) {
+          v.add(name, kv.second.Mark(),
+                "CUDA_ID must be a comma list of device numbers such as \"0\" or \"0,1\", got '" +
+                    kv.second.Scalar() + "'");
+          ids.clear();
+          break;
+        }
+        ids.push_back(static_cast<int>(*id));
+      }
+      spec.cuda_ids = ids;
+    }
+  }
+
+  const auto str = [&](const char* k) { return top.value(k, std::string()); };
+  spec.custom_model_path = str("CUSTOM_MODEL_PATH");
+  spec.model = spec.custom_model_path.empty() ? str("MODEL") : spec.custom_model_path;
+  spec.dataset_name = str("DATASET_NAME");
+  spec.dataset_subname = str("DATASET_SUBNAME");
+  spec.data_path = str("DATA_PATH");
+  for (const auto& c : split(str("TEXT_COLUMN"), ','))
+    if (auto t = trim(c); !t.empty()) spec.text_columns.push_back(t);
+  spec.split = str("SPLIT");
+  spec.format_string = str("FORMAT_STRING");
+  spec.algorithm = str("ALGORITHM");
+  spec.job_service = str("JOB_SERVICE");
+  spec.task = str("TASK");
+  spec.algo_type = str("ALGO_TYPE");
+  spec.job_id = str("JOB_ID");
+
+  const YAML::Mark root_mark = root.Mark();
+  const auto bounded_int = [&](const char* k, long long lo, long long hi, int& out) {
+    if (!top.contains(k)) return;
+    const auto val = top[k].get<long long>();
+    if (val < lo || val > hi) {
+      v.add(k, YAML::Mark(root[k].Mark()),
+            std::string(k) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                "], got " + std::to_string(val));
+      return;
+    }
+    out = static_cast<int>(val);
+  };
+  bounded_int("PRIORITY", -100, 100, spec.priority);
+  bounded_int("MAX_ATTEMPTS", 1, 10, spec.max_attempts);
+  if (top.contains("TIMEOUT_S")) {
+    spec.timeout_s = top["TIMEOUT_S"].get<double>();
+    if (spec.timeout_s < 0) v.add("TIMEOUT_S", root["TIMEOUT_S"].Mark(), "TIMEOUT_S must be >= 0");
+  }
+
+  if (spec.model.empty())
+    v.add("MODEL", YAML::Mark::null_mark(),
+          "MODEL is required: a local model directory or a Hugging Face hub id such as "
+          "\"meta-llama/Meta-Llama-3.1-8B-Instruct\"");
+
+  const AlgorithmInfo* algo = nullptr;
+  if (spec.algorithm.empty()) {
+    v.add("ALGORITHM", YAML::Mark::null_mark(),
+          "ALGORITHM is required (one of " + Validator::join(algorithm_names(false)) + ")");
+  } else if (algo = find_algorithm(spec.algorithm); algo == nullptr) {
+    std::string msg = "unknown algorithm '" + spec.algorithm + "'";
+    if (auto near = closest_name(spec.algorithm, algorithm_names(false)))
+      msg += "; did you mean '" + *near + "'?";
+    msg += " (known: " + Validator::join(algorithm_names(false)) + ")";
+    v.add("ALGORITHM", algorithm_mark, msg);
+  }
+
+  json params = json::object();
+  if (llm && !llm.IsNull()) {
+    if (!llm.IsMap()) {
+      v.add("llm", llm.Mark(), "expected a mapping of algorithm sections, got " + Validator::show(llm));
+    } else {
+      for (const auto& kv : llm) {
+        const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : "";
+        const AlgorithmInfo* section_algo = find_algorithm(name);
+        if (section_algo == nullptr) {
+          std::string msg = "unknown algorithm section '" + name + "'";
+          if (auto near = closest_name(name, algorithm_names(false)))
+            msg += "; did you mean '" + *near + "'?";
+          v.add("llm." + name, kv.first.Mark(), msg);
+          continue;
+        }
+        if (section_algo != algo) {
+          spec.warnings.push_back("llm." + name + " is ignored: ALGORITHM is '" +
+                                  spec.algorithm + "'");
+          continue;
+        }
+        if (kv.second.IsNull()) continue;
+        if (!kv.second.IsMap()) {
+          v.add("llm." + name, kv.second.Mark(),
+                "expected a mapping of parameters, got " + Validator::show(kv.second));
+          continue;
+        }
+        v.section(kv.second, algo->params, "llm." + name, params);
+      }
+    }
+  }
+
+  if (algo != nullptr) {
+    apply_defaults(algo->params, params);
+    if (!algo->available)
+      v.add("ALGORITHM", algorithm_mark,
+            "algorithm '" + algo->name + "' is not available yet in this build (available: " +
+                Validator::join(algorithm_names(true)) + ")");
+  }
+  spec.params = std::move(params);
+
+  result.issues = std::move(v.issues);
+  if (result.issues.empty()) result.spec = std::move(spec);
+  return result;
+}
+
+}  // namespace qjobs

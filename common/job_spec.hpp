@@ -1,0 +1,74 @@
+// The job spec: Nyuntam's YAML, parsed and validated strictly. Submission
+// (the server) and the worker both go through parse_job_spec, so a spec that
+// was accepted is exactly the spec that runs.
+//
+// Top-level keys (Nyuntam's, all optional unless noted):
+//   MODEL (required unless CUSTOM_MODEL_PATH), CUSTOM_MODEL_PATH, DATASET_NAME,
+//   DATASET_SUBNAME, DATA_PATH, TEXT_COLUMN (comma list), SPLIT, FORMAT_STRING,
+//   CUDA_ID ("0" or "0,1,2,3"), ALGORITHM (required), JOB_SERVICE, TASK,
+//   ALGO_TYPE, JOB_ID, llm: {<ALGORITHM>: {...}}.
+// Server-owned paths, accepted and ignored with a warning: USER_FOLDER,
+//   JOB_PATH, MODEL_PATH, LOGGING_PATH, CACHE_PATH.
+// qjobs' own: PRIORITY (int, -100..100, default 0, higher runs first),
+//   TIMEOUT_S (seconds, 0 = none), MAX_ATTEMPTS (1..10, default 2).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace qjobs {
+
+// One validation failure. line and column are 1-based; 0 when the problem has
+// no place in the text (a required key that is missing).
+struct SpecIssue {
+  std::string path;     // "llm.RTN.W_BIT"
+  int line = 0;
+  int column = 0;
+  std::string message;
+};
+
+nlohmann::json to_json(const SpecIssue& issue);
+
+struct JobSpec {
+  std::string model;               // MODEL, or CUSTOM_MODEL_PATH when that is set
+  std::string custom_model_path;   // as given, may be empty
+  std::string dataset_name;
+  std::string dataset_subname;
+  std::string data_path;
+  std::vector<std::string> text_columns;  // TEXT_COLUMN split on ','
+  std::string split;
+  std::string format_string;
+  std::vector<int> cuda_ids;       // CUDA_ID; its size is the number of devices asked for
+  std::string algorithm;
+  std::string job_service;
+  std::string task;
+  std::string algo_type;
+  std::string job_id;              // the user's name for the job (not the server's id)
+  int priority = 0;                // -100..100, higher first
+  double timeout_s = 0;            // wall-clock limit of one attempt; 0 = none
+  int max_attempts = 2;            // attempts before a lost worker fails the job
+  nlohmann::json params = nlohmann::json::object();  // the algorithm section, expanded,
+                                                      // with the schema's defaults
+  std::vector<std::string> warnings;  // accepted but ignored keys
+
+  // Devices the job occupies: the number of CUDA_ID entries, at least 1.
+  int devices_requested() const;
+};
+
+nlohmann::json to_json(const JobSpec& spec);
+JobSpec job_spec_from_json(const nlohmann::json& j);  // REQUIRES: j came from to_json
+
+struct SpecParseResult {
+  std::optional<JobSpec> spec;     // set exactly when issues is empty
+  std::vector<SpecIssue> issues;
+};
+
+// Parses and validates `yaml_text`. Never throws on bad input: every problem
+// becomes a SpecIssue, with a "did you mean" where a near name exists.
+SpecParseResult parse_job_spec(std::string_view yaml_text);
+
+}  // namespace qjobs

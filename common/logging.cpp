@@ -1,0 +1,24 @@
+#include "common/logging.hpp"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace qjobs {
+
+void setup_logging(const std::string& program, const std::optional<std::filesystem::path>& file,
+                   const std::string& level) {
+  std::vector<spdlog::sink_ptr> sinks;
+  sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  if (file) {
+    std::filesystem::create_directories(file->parent_path());
+    sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(file->string(), false));
+  }
+  auto logger = std::make_shared<spdlog::logger>(program, sinks.begin(), sinks.end());
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
+  logger->set_level(spdlog::level::from_str(level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+}  // namespace qjobs

@@ -1,0 +1,91 @@
+#include "jobs/model/checkpoint.hpp"
+
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "common/error.hpp"
+
+namespace qjobs::model {
+namespace fs = std::filesystem;
+
+namespace {
+
+nlohmann::json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  if (!in) throw Error(ErrorKind::not_found, "missing " + p.string());
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded()) throw Error(ErrorKind::data_corruption, p.string() + " is not valid JSON");
+  return j;
+}
+
+}  // namespace
+
+bool is_decoder_linear_weight(const std::string& name) {
+  static const std::regex re(
+      R"(^model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$)");
+  return std::regex_match(name, re);
+}
+
+Checkpoint Checkpoint::open(const fs::path& dir) {
+  if (!fs::is_directory(dir)) throw Error(ErrorKind::not_found, "model directory " + dir.string() + " does not exist");
+  Checkpoint c;
+  c.dir_ = dir;
+  c.config_ = read_json(dir / "config.json");
+
+  std::vector<fs::path> shards;
+  const fs::path index = dir / "model.safetensors.index.json";
+  if (fs::exists(dir / "model.safetensors")) {
+    shards.push_back(dir / "model.safetensors");
+  } else if (fs::exists(index)) {
+    c.sharded_ = true;
+    const auto j = read_json(index);
+    if (!j.contains("weight_map") || !j["weight_map"].is_object())
+      throw Error(ErrorKind::data_corruption, index.string() + " has no weight_map");
+    std::set<std::string> seen;
+    for (auto& [name, file] : j["weight_map"].items()) {
+      const auto f = file.get<std::string>();
+      if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
+        throw Error(ErrorKind::data_corruption, index.string() + ": shard name '" + f + "' is not a plain file name");
+      if (seen.insert(f).second) shards.push_back(dir / f);
+    }
+    std::sort(shards.begin(), shards.end());
+  } else {
+    throw Error(ErrorKind::not_found, "no weights in " + dir.string() +
+                                          ": expected model.safetensors or model.safetensors.index.json");
+  }
+  for (const auto& s : shards) {
+    if (!fs::exists(s)) throw Error(ErrorKind::not_found, "missing weight shard " + s.string());
+    c.files_.push_back(SafetensorsFile::open(s));
+    for (const auto& info : c.files_.back().tensors()) {
+      if (!c.where_.emplace(info.name, c.files_.size() - 1).second)
+        throw Error(ErrorKind::data_corruption, "tensor '" + info.name + "' appears in two shards");
+      c.names_.push_back(info.name);
+    }
+  }
+  return c;
+}
+
+const StTensorInfo& Checkpoint::info(const std::string& name) const {
+  const auto it = where_.find(name);
+  if (it == where_.end()) throw Error(ErrorKind::not_found, "checkpoint " + dir_.string() + " has no tensor '" + name + "'");
+  return *files_[it->second].find(name);
+}
+
+at::Tensor Checkpoint::tensor(const std::string& name) const {
+  const auto it = where_.find(name);
+  if (it == where_.end()) throw Error(ErrorKind::not_found, "checkpoint " + dir_.string() + " has no tensor '" + name + "'");
+  return files_[it->second].tensor(name);
+}
+
+std::vector<fs::path> Checkpoint::companion_files() const {
+  static const std::vector<std::string> names = {
+      "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+      "generation_config.json", "vocab.json", "merges.txt", "added_tokens.json"};
+  std::vector<fs::path> out;
+  for (const auto& n : names)
+    if (fs::exists(dir_ / n)) out.push_back(dir_ / n);
+  return out;
+}
+
+}  // namespace qjobs::model

@@ -1,0 +1,65 @@
+#include "jobs/quant/quantizer.hpp"
+
+#include "common/error.hpp"
+
+namespace qjobs::quant {
+
+namespace {
+
+// Quantizes x [rows, groups, g] with one scale per (row, group).
+void quantize_groups(const at::Tensor& x, const WeightQuantConfig& cfg, at::Tensor& codes,
+                     at::Tensor& scales, at::Tensor& zeros) {
+  if (cfg.zero_point) {
+    const double qmax = (1 << cfg.bits) - 1;
+    const auto mx = std::get<0>(x.max(-1, true));
+    const auto mn = std::get<0>(x.min(-1, true));
+    scales = (mx - mn).clamp_min(1e-5) / qmax;
+    zeros = at::clamp(at::round(-mn / scales), 0, qmax);
+    codes = at::clamp(at::round(x / scales) + zeros, 0, qmax);
+  } else {
+    const double qmax = (1 << (cfg.bits - 1)) - 1;
+    const double qmin = -(1 << (cfg.bits - 1));
+    scales = x.abs().amax(-1, true).clamp_min(1e-5) / qmax;
+    codes = at::clamp(at::round(x / scales), qmin, qmax);
+  }
+}
+
+}  // namespace
+
+QuantizedWeight quantize_weight(const at::Tensor& w_in, const WeightQuantConfig& cfg) {
+  if (w_in.dim() != 2) throw Error(ErrorKind::invalid_input, "quantize_weight needs a 2-D weight");
+  if (cfg.bits < 2 || cfg.bits > 8) throw Error(ErrorKind::invalid_input, "bits must be in [2, 8]");
+  const auto w = w_in.to(at::kFloat).contiguous();
+  const int64_t rows = w.size(0), cols = w.size(1);
+  const int64_t g = cfg.group_size <= 0 ? cols : std::min(cfg.group_size, cols);
+  const int64_t full = cols / g, tail = cols % g;
+
+  std::vector<at::Tensor> codes, scales, zeros;
+  const auto run = [&](const at::Tensor& part, int64_t groups, int64_t width) {
+    at::Tensor c, s, z;
+    quantize_groups(part.reshape({rows, groups, width}), cfg, c, s, z);
+    codes.push_back(c.reshape({rows, groups * width}));
+    scales.push_back(s.reshape({rows, groups}));
+    if (cfg.zero_point) zeros.push_back(z.reshape({rows, groups}));
+  };
+  if (full > 0) run(w.narrow(1, 0, full * g), full, g);
+  if (tail > 0) run(w.narrow(1, full * g, tail), 1, tail);
+
+  QuantizedWeight q;
+  q.codes = at::cat(codes, 1).to(at::kInt);
+  q.scales = at::cat(scales, 1);
+  if (cfg.zero_point) q.zeros = at::cat(zeros, 1).to(at::kInt);
+  q.group_size = g;
+  return q;
+}
+
+at::Tensor QuantizedWeight::dequantize() const {
+  const int64_t cols = codes.size(1);
+  const auto idx = at::arange(cols, at::kLong).div(group_size, "floor");
+  const auto s = scales.index_select(1, idx);
+  auto c = codes.to(at::kFloat);
+  if (zeros.defined()) c = c - zeros.index_select(1, idx).to(at::kFloat);
+  return c * s;
+}
+
+}  // namespace qjobs::quant

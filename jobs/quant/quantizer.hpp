@@ -1,0 +1,41 @@
+// The integer weight quantizer every algorithm builds on.
+//
+// Weights are PyTorch Linear layout [out_features, in_features]; groups run
+// along in_features, `group_size` columns each, the last group of a row
+// shorter when in_features % group_size != 0. Arithmetic is float32 with
+// round-half-to-even, which is what torch.round does.
+//
+// Conventions (the AutoAWQ / reference convention):
+//   asymmetric: scale = max(max - min, 1e-5) / (2^b - 1)   (range not forced through 0)
+//               zero  = clamp(round(-min / scale), 0, 2^b - 1)
+//               q     = clamp(round(w / scale) + zero, 0, 2^b - 1);  w' = (q - zero) * scale
+//   symmetric:  scale = max(max|w|, 1e-5) / (2^(b-1) - 1)
+//               q     = clamp(round(w / scale), -2^(b-1), 2^(b-1) - 1);  w' = q * scale
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/ATen.h>
+
+namespace qjobs::quant {
+
+struct WeightQuantConfig {
+  int bits = 4;              // 2..8
+  int64_t group_size = 128;  // columns per group; -1 = one group per output channel
+  bool zero_point = true;    // asymmetric when true
+};
+
+struct QuantizedWeight {
+  at::Tensor codes;   // int32 [out, in]: 0..2^b-1 (asymmetric) or signed (symmetric)
+  at::Tensor scales;  // float32 [out, n_groups]
+  at::Tensor zeros;   // int32 [out, n_groups]; undefined when symmetric
+  int64_t group_size = 0;  // the effective group size (in_features for per-channel)
+
+  // float32 [out, in]: the values the codes stand for.
+  at::Tensor dequantize() const;
+};
+
+// REQUIRES: w is 2-D, bits in [2, 8], group_size == -1 or >= 1.
+QuantizedWeight quantize_weight(const at::Tensor& w, const WeightQuantConfig& cfg);
+
+}  // namespace qjobs::quant

@@ -1,0 +1,24 @@
+// The registry of algorithm implementations: one row per algorithm the
+// catalog (common/algorithm_catalog) marks available.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "jobs/quant/algorithm.hpp"
+
+namespace qjobs::quant {
+
+struct AlgorithmRow {
+  std::string name;  // as ALGORITHM spells it
+  std::function<std::unique_ptr<QuantAlgorithm>()> make;
+};
+
+const std::vector<AlgorithmRow>& algorithm_registry();
+
+// nullptr when no implementation is registered under `name`.
+std::unique_ptr<QuantAlgorithm> make_algorithm(const std::string& name);
+
+}  // namespace qjobs::quant

@@ -1,0 +1,411 @@
+#include "server/api.hpp"
+
+#include <openssl/crypto.h>
+
+#include <chrono>
+#include <random>
+
+#include <boost/url.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/error.hpp"
+#include "common/job_dir.hpp"
+#include "common/job_spec.hpp"
+#include "common/strings.hpp"
+#include "server/artifacts.hpp"
+
+namespace qjobs::server {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+StringResponse json_response(http::status status, const json& body, unsigned version) {
+  StringResponse res{status, version};
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::server, "qjobs");
+  res.body() = body.dump() + "\n";
+  res.prepare_payload();
+  return res;
+}
+
+bool token_matches(const std::set<std::string>& tokens, std::string_view header) {
+  constexpr std::string_view prefix = "Bearer ";
+  if (header.size() <= prefix.size() || header.substr(0, prefix.size()) != prefix) return false;
+  const std::string given(header.substr(prefix.size()));
+  bool ok = false;
+  for (const auto& t : tokens)  // compare every token in constant time
+    if (t.size() == given.size() && CRYPTO_memcmp(t.data(), given.data(), t.size()) == 0) ok = true;
+  return ok;
+}
+
+std::optional<int64_t> query_int(const std::map<std::string, std::string>& q, const std::string& k) {
+  const auto it = q.find(k);
+  if (it == q.end()) return std::nullopt;
+  return parse_int(it->second);
+}
+
+bool query_flag(const std::map<std::string, std::string>& q, const std::string& k) {
+  const auto it = q.find(k);
+  return it != q.end() && (it->second == "1" || it->second == "true" || it->second.empty());
+}
+
+}  // namespace
+
+Api::Api(Store& store, Scheduler& scheduler, ApiOptions options)
+    : store_(store), scheduler_(scheduler), options_(std::move(options)) {}
+
+fs::path Api::job_dir(const std::string& id) const { return options_.user_data / "jobs" / id; }
+
+StringResponse Api::error(http::status status, const std::string& message, const std::string& kind,
+                          unsigned version, json details) {
+  return json_response(status, {{"error", message}, {"kind", kind}, {"details", std::move(details)}},
+                       version);
+}
+
+const std::vector<Api::Route>& Api::routes() {
+  using V = http::verb;
+  static const std::vector<Route> table = {
+      {V::post, {"jobs"}, &Api::submit},
+      {V::get, {"jobs"}, &Api::list},
+      {V::get, {"jobs", "{}"}, &Api::get},
+      {V::delete_, {"jobs", "{}"}, &Api::remove},
+      {V::get, {"jobs", "{}", "logs"}, &Api::logs},
+      {V::get, {"jobs", "{}", "events"}, &Api::events},
+      {V::post, {"jobs", "{}", "cancel"}, &Api::cancel},
+      {V::get, {"jobs", "{}", "artifacts"}, &Api::artifacts},
+      {V::get, {"jobs", "{}", "artifacts", "**"}, &Api::artifact},
+      {V::get, {"healthz"}, &Api::healthz},
+      {V::get, {"metrics"}, &Api::metrics},
+  };
+  return table;
+}
+
+ApiResult Api::handle(const Request& req) {
+  ++requests_;
+  const unsigned v = req.version();
+  const auto parsed = boost::urls::parse_origin_form(req.target());
+  if (!parsed) return error(http::status::bad_request, "malformed request target", "invalid_input", v);
+  std::vector<std::string> segments;
+  for (auto s : parsed->segments()) segments.push_back(s);
+  Query query;
+  for (auto p : parsed->params()) query[p.key] = p.has_value ? p.value : "";
+
+  const bool is_health = segments.size() == 1 && segments[0] == "healthz";
+  if (!options_.tokens.empty() && !is_health &&
+      !token_matches(options_.tokens, req[http::field::authorization])) {
+    auto res = error(http::status::unauthorized, "a valid bearer token is required", "unauthorized", v);
+    res.set(http::field::www_authenticate, "Bearer");
+    return res;
+  }
+
+  bool path_matched = false;
+  for (const auto& route : routes()) {
+    Params params;
+    bool match = true;
+    std::size_t i = 0;
+    for (; i < route.pattern.size(); ++i) {
+      const auto& p = route.pattern[i];
+      if (p == "**") {
+        if (i >= segments.size()) match = false;
+        for (std::size_t j = i; j < segments.size(); ++j) params.push_back(segments[j]);
+        i = segments.size();
+        break;
+      }
+      if (i >= segments.size()) {
+        match = false;
+        break;
+      }
+      if (p == "{}")
+        params.push_back(segments[i]);
+      else if (p != segments[i])
+        match = false;
+      if (!match) break;
+    }
+    if (!match || (i != segments.size() && route.pattern.back() != "**") ||
+        (route.pattern.back() != "**" && segments.size() != route.pattern.size()))
+      continue;
+    path_matched = true;
+    if (route.method != req.method()) continue;
+    try {
+      return route.handler(*this, req, params, query);
+    } catch (const Error& e) {
+      spdlog::error("{} {}: {}", std::string(req.method_string()), std::string(req.target()), e.what());
+      const auto status = e.kind() == ErrorKind::not_found      ? http::status::not_found
+                          : e.kind() == ErrorKind::conflict      ? http::status::conflict
+                          : e.kind() == ErrorKind::invalid_input ? http::status::bad_request
+                                                                 : http::status::internal_server_error;
+      return error(status, e.what(), std::string(error_kind_name(e.kind())), v);
+    } catch (const std::exception& e) {
+      spdlog::error("{} {}: {}", std::string(req.method_string()), std::string(req.target()), e.what());
+      return error(http::status::internal_server_error, e.what(), "internal", v);
+    }
+  }
+  if (path_matched)
+    return error(http::status::method_not_allowed,
+                 "method " + std::string(req.method_string()) + " is not allowed on " + std::string(req.target()),
+                 "invalid_input", v);
+  return error(http::status::not_found, "no such endpoint: " + std::string(req.target()), "not_found", v);
+}
+
+std::string Api::new_job_id() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d%02d%02d-%02d%02d%02d-%06llx", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<unsigned long long>(rng() & 0xffffff));
+  return buf;
+}
+
+ApiResult Api::submit(const Request& req, const Params&, const Query&) {
+  const unsigned v = req.version();
+  std::optional<std::string> key;
+  if (const auto k = req["Idempotency-Key"]; !k.empty()) {
+    if (k.size() > 200)
+      return error(http::status::bad_request, "Idempotency-Key is longer than 200 characters", "invalid_input", v);
+    key = std::string(k);
+  }
+  const auto parsed = parse_job_spec(req.body());
+  if (!parsed.spec) {
+    json details = json::array();
+    for (const auto& i : parsed.issues) details.push_back(to_json(i));
+    const auto& first = parsed.issues.front();
+    std::string msg = "invalid job spec: " + first.message;
+    if (first.line > 0) msg += " (line " + std::to_string(first.line) + ", column " + std::to_string(first.column) + ")";
+    if (parsed.issues.size() > 1) msg += " and " + std::to_string(parsed.issues.size() - 1) + " more";
+    return error(http::status::bad_request, msg, "invalid_input", v, details);
+  }
+  const JobSpec& spec = *parsed.spec;
+  const auto& cap = scheduler_.capacity();
+  if (cap.gpu_mode() && spec.devices_requested() > cap.size())
+    return error(http::status::bad_request,
+                 "CUDA_ID asks for " + std::to_string(spec.devices_requested()) + " devices; this server has " +
+                     std::to_string(cap.size()),
+                 "invalid_input", v,
+                 json::array({{{"path", "CUDA_ID"}, {"line", 0}, {"column", 0},
+                               {"message", "more devices than the server has"}}}));
+
+  NewJob job;
+  job.id = new_job_id();
+  job.name = spec.job_id;
+  job.algorithm = spec.algorithm;
+  job.model = spec.model;
+  job.priority = spec.priority;
+  job.max_attempts = spec.max_attempts;
+  job.devices_requested = spec.devices_requested();
+  job.timeout_s = spec.timeout_s;
+  job.idempotency_key = key;
+  job.spec_yaml = req.body();
+  job.spec_json = to_json(spec).dump();
+
+  // The directory and its spec files exist before the row that points at them.
+  const JobDir dir(job_dir(job.id));
+  dir.create_layout();
+  write_file_atomic(dir.spec_yaml(), job.spec_yaml);
+  write_file_atomic(dir.spec_json(), to_json(spec).dump(2));
+  Store::InsertResult inserted;
+  try {
+    inserted = store_.insert(job);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(dir.root(), ec);
+    throw;
+  }
+  if (!inserted.created) {
+    std::error_code ec;
+    fs::remove_all(dir.root(), ec);
+    auto res = json_response(http::status::ok, job_view(inserted.job), v);
+    res.set(http::field::location, "/jobs/" + inserted.job.id);
+    return res;
+  }
+  ++submitted_;
+  store_.add_event(job.id, "state", {{"state", "QUEUED"}, {"source", "server"}});
+  dir.append_event({{"type", "state"}, {"state", "QUEUED"}, {"source", "server"}});
+  scheduler_.tick();
+  const auto rec = store_.get(job.id);
+  json body = {{"id", job.id}, {"state", job_state_name(rec ? rec->state : JobState::queued)},
+               {"warnings", spec.warnings}};
+  auto res = json_response(http::status::created, body, v);
+  res.set(http::field::location, "/jobs/" + job.id);
+  return res;
+}
+
+json Api::job_view(const JobRecord& r) const {
+  json j = to_json(r);
+  json progress = {{"stage", r.stage}, {"done", 0}, {"total", 0}, {"percent", nullptr}, {"eta_s", nullptr}};
+  if (r.state == JobState::running || r.state == JobState::cancelling) {
+    if (const auto s = JobDir(job_dir(r.id)).read_status(); s && s->value("attempt", 0) == r.attempts) {
+      progress["stage"] = s->value("stage", "");
+      progress["stage_index"] = s->value("stage_index", -1);
+      progress["stages"] = s->value("stages", json::array());
+      progress["done"] = s->value("done", 0);
+      progress["total"] = s->value("total", 0);
+      const auto total = s->value("total", int64_t{0});
+      if (total > 0) progress["percent"] = 100.0 * static_cast<double>(s->value("done", int64_t{0})) / total;
+      const double eta = s->value("eta_s", -1.0);
+      if (eta >= 0) progress["eta_s"] = eta;
+      j["stage"] = progress["stage"];
+      j["metrics"] = s->value("metrics", json::object());
+    }
+  } else if (r.state == JobState::succeeded) {
+    progress["percent"] = 100.0;
+  }
+  j["progress"] = progress;
+  return j;
+}
+
+ApiResult Api::list(const Request& req, const Params&, const Query& q) {
+  const unsigned v = req.version();
+  std::optional<JobState> state;
+  if (auto it = q.find("state"); it != q.end() && !it->second.empty()) {
+    std::string upper = it->second;
+    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    state = parse_job_state(upper);
+    if (!state) return error(http::status::bad_request, "unknown state '" + it->second + "'", "invalid_input", v);
+  }
+  int64_t limit = 50;
+  if (q.count("limit")) {
+    const auto l = query_int(q, "limit");
+    if (!l || *l < 1 || *l > 1000) return error(http::status::bad_request, "limit must be 1..1000", "invalid_input", v);
+    limit = *l;
+  }
+  std::optional<int64_t> cursor;
+  if (q.count("cursor") && !q.at("cursor").empty()) {
+    cursor = query_int(q, "cursor");
+    if (!cursor) return error(http::status::bad_request, "malformed cursor", "invalid_input", v);
+  }
+  const auto rows = store_.list(state, static_cast<int>(limit) + 1, cursor);
+  json jobs = json::array();
+  for (std::size_t i = 0; i < rows.size() && i < static_cast<std::size_t>(limit); ++i) jobs.push_back(job_view(rows[i]));
+  json body = {{"jobs", jobs}, {"next_cursor", nullptr}};
+  if (rows.size() > static_cast<std::size_t>(limit)) body["next_cursor"] = std::to_string(rows[static_cast<std::size_t>(limit) - 1].seq);
+  return json_response(http::status::ok, body, v);
+}
+
+ApiResult Api::get(const Request& req, const Params& p, const Query&) {
+  const auto job = store_.get(p[0]);
+  if (!job) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
+  return json_response(http::status::ok, job_view(*job), req.version());
+}
+
+bool Api::job_active(const std::string& id) {
+  const auto job = store_.get(id);
+  return job && !is_terminal(job->state);
+}
+
+ApiResult Api::logs(const Request& req, const Params& p, const Query& q) {
+  if (!store_.get(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
+  StreamPlan plan{p[0], JobDir(job_dir(p[0])).worker_log(), "text/plain; charset=utf-8", query_flag(q, "follow"), {}};
+  if (q.count("tail")) {
+    const auto t = query_int(q, "tail");
+    if (!t || *t < 0) return error(http::status::bad_request, "tail must be a non-negative integer", "invalid_input", req.version());
+    plan.tail_lines = *t;
+  }
+  return plan;
+}
+
+ApiResult Api::events(const Request& req, const Params& p, const Query& q) {
+  if (!store_.get(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
+  return StreamPlan{p[0], JobDir(job_dir(p[0])).events(), "application/x-ndjson", query_flag(q, "follow"), {}};
+}
+
+ApiResult Api::cancel(const Request& req, const Params& p, const Query&) {
+  const auto state = scheduler_.cancel(p[0]);
+  if (!state) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
+  return json_response(http::status::ok, job_view(*store_.get(p[0])), req.version());
+}
+
+ApiResult Api::remove(const Request& req, const Params& p, const Query&) {
+  const unsigned v = req.version();
+  const auto job = store_.get(p[0]);
+  if (!job) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", v);
+  if (!is_terminal(job->state))
+    return error(http::status::conflict,
+                 "job " + p[0] + " is " + std::string(job_state_name(job->state)) + "; cancel it first",
+                 "conflict", v);
+  if (!store_.remove(p[0])) return error(http::status::conflict, "job " + p[0] + " changed state", "conflict", v);
+  const fs::path dir = job_dir(p[0]);
+  const std::string id = p[0];
+  return Deferred{[dir, id, v] {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    return json_response(http::status::ok, {{"id", id}, {"deleted", true}}, v);
+  }};
+}
+
+ApiResult Api::artifacts(const Request& req, const Params& p, const Query&) {
+  const unsigned v = req.version();
+  if (!store_.get(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", v);
+  const fs::path dir = job_dir(p[0]);
+  const std::string id = p[0];
+  return Deferred{[dir, id, v] {
+    json files = json::array();
+    uint64_t total = 0;
+    for (const auto& a : list_artifacts(dir)) {
+      files.push_back(to_json(a));
+      total += a.size;
+    }
+    return json_response(http::status::ok, {{"id", id}, {"artifacts", files}, {"total_bytes", total}}, v);
+  }};
+}
+
+ApiResult Api::artifact(const Request& req, const Params& p, const Query&) {
+  const unsigned v = req.version();
+  if (!store_.get(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", v);
+  const std::vector<std::string> segments(p.begin() + 1, p.end());
+  const auto file = resolve_artifact(job_dir(p[0]), segments);
+  if (!file) return error(http::status::not_found, "no such artifact in job " + p[0], "not_found", v);
+  boost::beast::error_code ec;
+  http::file_body::value_type body;
+  body.open(file->c_str(), boost::beast::file_mode::scan, ec);
+  if (ec) return error(http::status::not_found, "cannot open artifact: " + ec.message(), "not_found", v);
+  FileResponse res{http::status::ok, v};
+  res.set(http::field::content_type, "application/octet-stream");
+  res.set(http::field::server, "qjobs");
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+ApiResult Api::healthz(const Request& req, const Params&, const Query&) {
+  return json_response(http::status::ok, {{"status", "ok"}}, req.version());
+}
+
+ApiResult Api::metrics(const Request& req, const Params&, const Query&) {
+  std::string out;
+  out += "# HELP qjobs_jobs Jobs in the store by state.\n# TYPE qjobs_jobs gauge\n";
+  const auto counts = store_.count_by_state();
+  for (const auto s : {JobState::queued, JobState::running, JobState::cancelling, JobState::succeeded,
+                       JobState::failed, JobState::cancelled}) {
+    const auto it = counts.find(s);
+    out += "qjobs_jobs{state=\"" + std::string(job_state_name(s)) + "\"} " +
+           std::to_string(it == counts.end() ? 0 : it->second) + "\n";
+  }
+  const auto queued = counts.count(JobState::queued) ? counts.at(JobState::queued) : 0;
+  out += "# HELP qjobs_queue_depth Jobs waiting for capacity.\n# TYPE qjobs_queue_depth gauge\n";
+  out += "qjobs_queue_depth " + std::to_string(queued) + "\n";
+  out += "# HELP qjobs_devices_busy Devices or slots held by running jobs.\n# TYPE qjobs_devices_busy gauge\n";
+  out += "qjobs_devices_busy " + std::to_string(scheduler_.busy_devices()) + "\n";
+  out += "# HELP qjobs_devices_total Devices or slots of this server.\n# TYPE qjobs_devices_total gauge\n";
+  out += "qjobs_devices_total " + std::to_string(scheduler_.capacity().size()) + "\n";
+  out += "# HELP qjobs_job_duration_seconds Submission to end of finished jobs.\n# TYPE qjobs_job_duration_seconds summary\n";
+  for (const auto& [state, sc] : store_.durations()) {
+    const std::string label = "{state=\"" + std::string(job_state_name(state)) + "\"}";
+    out += "qjobs_job_duration_seconds_sum" + label + " " + std::to_string(sc.first) + "\n";
+    out += "qjobs_job_duration_seconds_count" + label + " " + std::to_string(sc.second) + "\n";
+  }
+  out += "# HELP qjobs_http_requests_total Requests handled since start.\n# TYPE qjobs_http_requests_total counter\n";
+  out += "qjobs_http_requests_total " + std::to_string(requests_) + "\n";
+  out += "# HELP qjobs_jobs_submitted_total Jobs created since start.\n# TYPE qjobs_jobs_submitted_total counter\n";
+  out += "qjobs_jobs_submitted_total " + std::to_string(submitted_) + "\n";
+  StringResponse res{http::status::ok, req.version()};
+  res.set(http::field::content_type, "text/plain; version=0.0.4");
+  res.body() = out;
+  res.prepare_payload();
+  return res;
+}
+
+}  // namespace qjobs::server

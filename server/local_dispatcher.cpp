@@ -1,0 +1,120 @@
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.hpp"
+#include "common/job_dir.hpp"
+#include "server/dispatcher.hpp"
+
+extern char** environ;
+
+namespace qjobs::server {
+
+std::string process_start_token(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  if (!in) return "";
+  std::string line;
+  std::getline(in, line);
+  // Field 2 (comm) may hold spaces; fields are counted after its ')'.
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return "";
+  std::istringstream rest(line.substr(close + 2));
+  std::string field;
+  std::string state;
+  rest >> state;
+  if (state == "Z" || state == "X") return "";  // a zombie is gone for our purposes
+  for (int i = 4; i <= 22; ++i) rest >> field;  // field 22: starttime
+  return field;
+}
+
+LocalDispatcher::LocalDispatcher(std::filesystem::path worker) : worker_(std::move(worker)) {}
+
+LaunchedProcess LocalDispatcher::launch(const LaunchRequest& req) {
+  const JobDir dir(req.job_dir);
+  dir.create_layout();
+
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string s(*e);
+    if (s.rfind("CUDA_VISIBLE_DEVICES=", 0) == 0 || s.rfind("QJOBS_ATTEMPT=", 0) == 0 ||
+        s.rfind("QJOBS_JOB_ID=", 0) == 0)
+      continue;
+    env_strings.push_back(s);
+  }
+  env_strings.push_back("CUDA_VISIBLE_DEVICES=" + req.cuda_visible_devices);
+  env_strings.push_back("QJOBS_ATTEMPT=" + std::to_string(req.attempt));
+  env_strings.push_back("QJOBS_JOB_ID=" + req.job_id);
+  std::vector<char*> envp;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+
+  std::vector<std::string> args = {worker_.string(), "run", req.spec_path.string(), "--job-dir",
+                                   req.job_dir.string()};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  const std::string out = dir.worker_stdio().string();
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  sigset_t dflt;
+  sigemptyset(&dflt);
+  sigaddset(&dflt, SIGTERM);
+  sigaddset(&dflt, SIGINT);
+  sigaddset(&dflt, SIGCHLD);
+  sigaddset(&dflt, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &dflt);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, worker_.c_str(), &actions, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0)
+    throw Error(ErrorKind::io, "cannot start " + worker_.string() + ": " + std::strerror(rc));
+  return {pid, process_start_token(pid)};
+}
+
+void LocalDispatcher::signal(int pid, int sig) {
+  if (pid <= 0) return;
+  if (::kill(-pid, sig) != 0) ::kill(pid, sig);
+}
+
+std::vector<ProcessExit> LocalDispatcher::reap() {
+  std::vector<ProcessExit> out;
+  while (true) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) break;
+    ProcessExit e;
+    e.pid = pid;
+    if (WIFEXITED(status)) e.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) e.signal = WTERMSIG(status);
+    out.push_back(e);
+  }
+  return out;
+}
+
+bool LocalDispatcher::alive(int pid, const std::string& start_token) {
+  if (pid <= 0) return false;
+  const auto now = process_start_token(pid);
+  return !now.empty() && (start_token.empty() || now == start_token);
+}
+
+}  // namespace qjobs::server

@@ -1,0 +1,394 @@
+#include "server/store.hpp"
+
+#include <sqlite3.h>
+
+#include <array>
+#include <chrono>
+
+#include "common/error.hpp"
+
+namespace qjobs::server {
+namespace {
+
+// Forward-only migrations; entry i moves the schema from version i to i + 1.
+const std::array<const char*, 1> kMigrations = {
+    R"sql(
+CREATE TABLE jobs(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL DEFAULT '',
+  algorithm TEXT NOT NULL,
+  model TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL,
+  priority INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL DEFAULT 2,
+  devices_requested INTEGER NOT NULL DEFAULT 1,
+  devices TEXT NOT NULL DEFAULT '',
+  pid INTEGER,
+  pid_start TEXT NOT NULL DEFAULT '',
+  timeout_s REAL NOT NULL DEFAULT 0,
+  error_type TEXT NOT NULL DEFAULT '',
+  error TEXT NOT NULL DEFAULT '',
+  idempotency_key TEXT UNIQUE,
+  spec_yaml TEXT NOT NULL,
+  spec_json TEXT NOT NULL,
+  created_at REAL NOT NULL,
+  started_at REAL,
+  finished_at REAL,
+  updated_at REAL NOT NULL,
+  cancel_requested_at REAL,
+  stage TEXT NOT NULL DEFAULT '',
+  metrics_json TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX jobs_state ON jobs(state, priority DESC, seq);
+CREATE TABLE job_events(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL,
+  ts REAL NOT NULL,
+  type TEXT NOT NULL,
+  data_json TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX job_events_job ON job_events(job_id, id);
+)sql",
+};
+
+const char* kColumns =
+    "seq, id, name, algorithm, model, state, priority, attempts, max_attempts, devices_requested, "
+    "devices, pid, pid_start, timeout_s, error_type, error, idempotency_key, spec_yaml, spec_json, "
+    "created_at, started_at, finished_at, updated_at, cancel_requested_at, stage, metrics_json";
+
+// A prepared statement; binds by 1-based position.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const std::string& sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s_, nullptr) != SQLITE_OK)
+      throw Error(ErrorKind::internal, std::string("sqlite prepare: ") + sqlite3_errmsg(db));
+  }
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& bind(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, const char* v) { return bind(i, std::string(v)); }
+  Stmt& bind(int i, std::string_view v) { return bind(i, std::string(v)); }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& bind(int i, int v) { return bind(i, static_cast<int64_t>(v)); }
+  Stmt& bind(int i, double v) {
+    sqlite3_bind_double(s_, i, v);
+    return *this;
+  }
+  Stmt& bind_null(int i) {
+    sqlite3_bind_null(s_, i);
+    return *this;
+  }
+  template <typename T>
+  Stmt& bind(int i, const std::optional<T>& v) {
+    return v ? bind(i, *v) : bind_null(i);
+  }
+
+  // True while there is a row.
+  bool step() {
+    const int rc = sqlite3_step(s_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    if (rc == SQLITE_CONSTRAINT) throw Error(ErrorKind::conflict, sqlite3_errmsg(db_));
+    throw Error(ErrorKind::io, std::string("sqlite: ") + sqlite3_errmsg(db_));
+  }
+  int changes() const { return sqlite3_changes(db_); }
+
+  std::string text(int c) const {
+    const auto* p = sqlite3_column_text(s_, c);
+    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(s_, c)) : "";
+  }
+  int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
+  double real(int c) const { return sqlite3_column_double(s_, c); }
+  bool null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* s_ = nullptr;
+};
+
+JobRecord read_row(const Stmt& s) {
+  JobRecord r;
+  r.seq = s.i64(0);
+  r.id = s.text(1);
+  r.name = s.text(2);
+  r.algorithm = s.text(3);
+  r.model = s.text(4);
+  r.state = parse_job_state(s.text(5)).value_or(JobState::failed);
+  r.priority = static_cast<int>(s.i64(6));
+  r.attempts = static_cast<int>(s.i64(7));
+  r.max_attempts = static_cast<int>(s.i64(8));
+  r.devices_requested = static_cast<int>(s.i64(9));
+  r.devices = s.text(10);
+  if (!s.null(11)) r.pid = static_cast<int>(s.i64(11));
+  r.pid_start = s.text(12);
+  r.timeout_s = s.real(13);
+  r.error_type = parse_error_type(s.text(14)).value_or(ErrorType::internal);
+  r.error = s.text(15);
+  if (!s.null(16)) r.idempotency_key = s.text(16);
+  r.spec_yaml = s.text(17);
+  r.spec_json = s.text(18);
+  r.created_at = s.real(19);
+  if (!s.null(20)) r.started_at = s.real(20);
+  if (!s.null(21)) r.finished_at = s.real(21);
+  r.updated_at = s.real(22);
+  if (!s.null(23)) r.cancel_requested_at = s.real(23);
+  r.stage = s.text(24);
+  r.metrics = nlohmann::json::parse(s.text(25), nullptr, false);
+  if (r.metrics.is_discarded()) r.metrics = nlohmann::json::object();
+  return r;
+}
+
+std::string state_name(JobState s) { return std::string(job_state_name(s)); }
+
+}  // namespace
+
+nlohmann::json to_json(const JobRecord& r) {
+  nlohmann::json j = {
+      {"id", r.id},
+      {"name", r.name},
+      {"algorithm", r.algorithm},
+      {"model", r.model},
+      {"state", job_state_name(r.state)},
+      {"priority", r.priority},
+      {"attempts", r.attempts},
+      {"max_attempts", r.max_attempts},
+      {"devices_requested", r.devices_requested},
+      {"devices", r.devices},
+      {"timeout_s", r.timeout_s},
+      {"created_at", r.created_at},
+      {"updated_at", r.updated_at},
+      {"stage", r.stage},
+      {"metrics", r.metrics},
+  };
+  j["started_at"] = r.started_at ? nlohmann::json(*r.started_at) : nlohmann::json(nullptr);
+  j["finished_at"] = r.finished_at ? nlohmann::json(*r.finished_at) : nlohmann::json(nullptr);
+  j["error_type"] = r.error_type == ErrorType::none ? nlohmann::json(nullptr)
+                                                     : nlohmann::json(error_type_name(r.error_type));
+  j["error"] = r.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.error);
+  return j;
+}
+
+Store::Store(const std::filesystem::path& path) {
+  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    const std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    throw Error(ErrorKind::io, "cannot open database " + path.string() + ": " + msg);
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  exec("PRAGMA journal_mode=WAL");
+  // FULL: a job acknowledged with 201 survives a power loss, not only a crash.
+  exec("PRAGMA synchronous=FULL");
+  exec("PRAGMA foreign_keys=ON");
+  migrate();
+}
+
+Store::~Store() { sqlite3_close(db_); }
+
+int Store::schema_version() { return static_cast<int>(kMigrations.size()); }
+
+void Store::exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown";
+    sqlite3_free(err);
+    throw Error(ErrorKind::io, "sqlite: " + msg);
+  }
+}
+
+void Store::migrate() {
+  int version = 0;
+  {
+    Stmt s(db_, "PRAGMA user_version");
+    if (s.step()) version = static_cast<int>(s.i64(0));
+  }
+  if (version > schema_version())
+    throw Error(ErrorKind::data_corruption,
+                "database schema version " + std::to_string(version) + " is newer than this build (" +
+                    std::to_string(schema_version()) + "); refusing to touch it");
+  for (int v = version; v < schema_version(); ++v) {
+    exec("BEGIN IMMEDIATE");
+    try {
+      exec(kMigrations[static_cast<std::size_t>(v)]);
+      exec("PRAGMA user_version=" + std::to_string(v + 1));
+      exec("COMMIT");
+    } catch (...) {
+      exec("ROLLBACK");
+      throw;
+    }
+  }
+}
+
+Store::InsertResult Store::insert(const NewJob& j) {
+  if (j.idempotency_key) {
+    Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE idempotency_key=?");
+    s.bind(1, *j.idempotency_key);
+    if (s.step()) return {read_row(s), false};
+  }
+  const double now = [] {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  }();
+  try {
+    Stmt s(db_,
+           "INSERT INTO jobs(id, name, algorithm, model, state, priority, max_attempts, "
+           "devices_requested, timeout_s, idempotency_key, spec_yaml, spec_json, created_at, "
+           "updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    s.bind(1, j.id).bind(2, j.name).bind(3, j.algorithm).bind(4, j.model)
+        .bind(5, state_name(JobState::queued)).bind(6, j.priority).bind(7, j.max_attempts)
+        .bind(8, j.devices_requested).bind(9, j.timeout_s).bind(10, j.idempotency_key)
+        .bind(11, j.spec_yaml).bind(12, j.spec_json).bind(13, now).bind(14, now);
+    s.step();
+  } catch (const Error& e) {
+    // A concurrent insert with the same key won the race.
+    if (e.kind() == ErrorKind::conflict && j.idempotency_key) {
+      Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE idempotency_key=?");
+      s.bind(1, *j.idempotency_key);
+      if (s.step()) return {read_row(s), false};
+    }
+    throw;
+  }
+  return {*get(j.id), true};
+}
+
+std::optional<JobRecord> Store::get(const std::string& id) {
+  Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE id=?");
+  s.bind(1, id);
+  if (!s.step()) return std::nullopt;
+  return read_row(s);
+}
+
+std::vector<JobRecord> Store::list(std::optional<JobState> state, int limit,
+                                   std::optional<int64_t> before_seq) {
+  std::string sql = std::string("SELECT ") + kColumns + " FROM jobs WHERE 1=1";
+  if (state) sql += " AND state=?1";
+  if (before_seq) sql += " AND seq<?2";
+  sql += " ORDER BY seq DESC LIMIT ?3";
+  Stmt s(db_, sql);
+  if (state) s.bind(1, state_name(*state));
+  if (before_seq) s.bind(2, *before_seq);
+  s.bind(3, limit);
+  std::vector<JobRecord> out;
+  while (s.step()) out.push_back(read_row(s));
+  return out;
+}
+
+std::vector<JobRecord> Store::in_state(JobState state) {
+  Stmt s(db_, std::string("SELECT ") + kColumns +
+                  " FROM jobs WHERE state=? ORDER BY priority DESC, seq ASC");
+  s.bind(1, state_name(state));
+  std::vector<JobRecord> out;
+  while (s.step()) out.push_back(read_row(s));
+  return out;
+}
+
+std::map<JobState, int64_t> Store::count_by_state() {
+  Stmt s(db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
+  std::map<JobState, int64_t> out;
+  while (s.step())
+    if (auto st = parse_job_state(s.text(0))) out[*st] = s.i64(1);
+  return out;
+}
+
+std::map<JobState, std::pair<double, int64_t>> Store::durations() {
+  Stmt s(db_,
+         "SELECT state, SUM(finished_at - created_at), COUNT(*) FROM jobs "
+         "WHERE finished_at IS NOT NULL GROUP BY state");
+  std::map<JobState, std::pair<double, int64_t>> out;
+  while (s.step())
+    if (auto st = parse_job_state(s.text(0))) out[*st] = {s.real(1), s.i64(2)};
+  return out;
+}
+
+bool Store::start(const std::string& id, int pid, const std::string& pid_start,
+                  const std::string& devices, double now) {
+  Stmt s(db_,
+         "UPDATE jobs SET state=?, attempts=attempts+1, pid=?, pid_start=?, devices=?, "
+         "started_at=?, updated_at=?, stage='', error_type='', error='' WHERE id=? AND state=?");
+  s.bind(1, state_name(JobState::running)).bind(2, pid).bind(3, pid_start).bind(4, devices)
+      .bind(5, now).bind(6, now).bind(7, id).bind(8, state_name(JobState::queued));
+  s.step();
+  return s.changes() == 1;
+}
+
+bool Store::finish(const std::string& id, JobState from, const FinishInfo& info, double now) {
+  Stmt s(db_,
+         "UPDATE jobs SET state=?, error_type=?, error=?, stage=CASE WHEN ?='' THEN stage ELSE ? END, "
+         "metrics_json=?, finished_at=?, updated_at=?, pid=NULL WHERE id=? AND state=?");
+  s.bind(1, state_name(info.to)).bind(2, error_type_name(info.error_type)).bind(3, info.error)
+      .bind(4, info.stage).bind(5, info.stage).bind(6, info.metrics.dump()).bind(7, now).bind(8, now)
+      .bind(9, id).bind(10, state_name(from));
+  s.step();
+  return s.changes() == 1;
+}
+
+bool Store::requeue(const std::string& id, JobState from, const std::string& why, double now) {
+  Stmt s(db_,
+         "UPDATE jobs SET state=?, pid=NULL, devices='', error=?, updated_at=? WHERE id=? AND state=?");
+  s.bind(1, state_name(JobState::queued)).bind(2, why).bind(3, now).bind(4, id).bind(5, state_name(from));
+  s.step();
+  return s.changes() == 1;
+}
+
+bool Store::cancel_queued(const std::string& id, double now) {
+  Stmt s(db_,
+         "UPDATE jobs SET state=?, cancel_requested_at=?, finished_at=?, updated_at=? "
+         "WHERE id=? AND state=?");
+  s.bind(1, state_name(JobState::cancelled)).bind(2, now).bind(3, now).bind(4, now).bind(5, id)
+      .bind(6, state_name(JobState::queued));
+  s.step();
+  return s.changes() == 1;
+}
+
+bool Store::cancel_running(const std::string& id, double now) {
+  Stmt s(db_, "UPDATE jobs SET state=?, cancel_requested_at=?, updated_at=? WHERE id=? AND state=?");
+  s.bind(1, state_name(JobState::cancelling)).bind(2, now).bind(3, now).bind(4, id)
+      .bind(5, state_name(JobState::running));
+  s.step();
+  return s.changes() == 1;
+}
+
+void Store::set_stage(const std::string& id, const std::string& stage, const nlohmann::json& metrics) {
+  Stmt s(db_, "UPDATE jobs SET stage=?, metrics_json=? WHERE id=? AND state IN ('RUNNING','CANCELLING')");
+  s.bind(1, stage).bind(2, metrics.dump()).bind(3, id);
+  s.step();
+}
+
+bool Store::remove(const std::string& id) {
+  exec("BEGIN IMMEDIATE");
+  try {
+    Stmt s(db_, "DELETE FROM jobs WHERE id=? AND state IN ('SUCCEEDED','FAILED','CANCELLED')");
+    s.bind(1, id);
+    s.step();
+    const bool removed = s.changes() == 1;
+    if (removed) {
+      Stmt e(db_, "DELETE FROM job_events WHERE job_id=?");
+      e.bind(1, id);
+      e.step();
+    }
+    exec("COMMIT");
+    return removed;
+  } catch (...) {
+    exec("ROLLBACK");
+    throw;
+  }
+}
+
+void Store::add_event(const std::string& id, const std::string& type, const nlohmann::json& data) {
+  Stmt s(db_, "INSERT INTO job_events(job_id, ts, type, data_json) VALUES(?,?,?,?)");
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  s.bind(1, id).bind(2, now).bind(3, type).bind(4, data.dump());
+  s.step();
+}
+
+}  // namespace qjobs::server

@@ -1,0 +1,106 @@
+// The job store: SQLite in WAL mode with a busy timeout, schema versioned by
+// PRAGMA user_version with forward-only migrations (store.cpp, kMigrations).
+//
+// Schema (version 1):
+//   jobs(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, name, algorithm,
+//        model, state, priority, attempts, max_attempts, devices_requested,
+//        devices, pid, pid_start, timeout_s, error_type, error,
+//        idempotency_key TEXT UNIQUE, spec_yaml, spec_json, created_at,
+//        started_at, finished_at, updated_at, cancel_requested_at, stage,
+//        metrics_json)
+//   job_events(id INTEGER PRIMARY KEY AUTOINCREMENT, job_id, ts, type, data_json)
+//
+// Every state change is one UPDATE guarded by the expected old state; the
+// methods return false when the guard did not hold (someone else won).
+// Thread safety: none; the server uses one Store from its event loop thread.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/job_state.hpp"
+#include "server/job_record.hpp"
+
+struct sqlite3;
+
+namespace qjobs::server {
+
+struct NewJob {
+  std::string id;
+  std::string name;
+  std::string algorithm;
+  std::string model;
+  int priority = 0;
+  int max_attempts = 2;
+  int devices_requested = 1;
+  double timeout_s = 0;
+  std::optional<std::string> idempotency_key;
+  std::string spec_yaml;
+  std::string spec_json;
+};
+
+struct FinishInfo {
+  JobState to = JobState::succeeded;   // SUCCEEDED, FAILED or CANCELLED
+  ErrorType error_type = ErrorType::none;
+  std::string error;
+  std::string stage;
+  nlohmann::json metrics = nlohmann::json::object();
+};
+
+class Store {
+ public:
+  // Opens (creating when absent) and migrates the database at `path`.
+  // Throws Error(io) or Error(data_corruption) for a database newer than
+  // this build.
+  explicit Store(const std::filesystem::path& path);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  static int schema_version();  // the version this build migrates to
+
+  // Inserts a QUEUED job. When the idempotency key is already used, nothing
+  // is inserted and the first job is returned with created = false.
+  struct InsertResult {
+    JobRecord job;
+    bool created = false;
+  };
+  InsertResult insert(const NewJob& job);
+
+  std::optional<JobRecord> get(const std::string& id);
+  // Newest first; `before_seq` continues a page (the previous last seq).
+  std::vector<JobRecord> list(std::optional<JobState> state, int limit,
+                              std::optional<int64_t> before_seq);
+  // All jobs in `state`, by priority (high first) then seq (old first).
+  std::vector<JobRecord> in_state(JobState state);
+  std::map<JobState, int64_t> count_by_state();
+  // Sum and count of (finished_at - created_at) of terminal jobs, by state.
+  std::map<JobState, std::pair<double, int64_t>> durations();
+
+  // QUEUED -> RUNNING, attempts + 1, with the process and devices recorded.
+  bool start(const std::string& id, int pid, const std::string& pid_start,
+             const std::string& devices, double now);
+  // RUNNING|CANCELLING (`from`) -> terminal.
+  bool finish(const std::string& id, JobState from, const FinishInfo& info, double now);
+  // `from` -> QUEUED, keeping attempts, for a lost worker with attempts left.
+  bool requeue(const std::string& id, JobState from, const std::string& why, double now);
+  // QUEUED -> CANCELLED directly, or RUNNING -> CANCELLING.
+  bool cancel_queued(const std::string& id, double now);
+  bool cancel_running(const std::string& id, double now);
+  void set_stage(const std::string& id, const std::string& stage, const nlohmann::json& metrics);
+  // Deletes a terminal job and its events; false when it is not terminal.
+  bool remove(const std::string& id);
+
+  void add_event(const std::string& id, const std::string& type, const nlohmann::json& data);
+
+ private:
+  void exec(const std::string& sql);
+  void migrate();
+  sqlite3* db_ = nullptr;
+};
+
+}  // namespace qjobs::server

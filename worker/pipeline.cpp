@@ -1,0 +1,240 @@
+#include "worker/pipeline.hpp"
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <new>
+#include <thread>
+
+#include <c10/util/Exception.h>
+#include <spdlog/spdlog.h>
+
+#include "common/error.hpp"
+#include "common/job_dir.hpp"
+#include "common/job_spec.hpp"
+#include "common/job_state.hpp"
+#include "common/logging.hpp"
+#include "jobs/model/checkpoint.hpp"
+#include "jobs/model/model_source.hpp"
+#include "jobs/model/safetensors.hpp"
+#include "jobs/quant/registry.hpp"
+#include "worker/status_reporter.hpp"
+
+namespace qjobs::worker {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// Raised inside a stage to carry the failure type the stage stands for.
+struct StageFailure {
+  ErrorType type;
+  std::string message;
+};
+
+// Which failure type an error in `stage` means: a file problem while loading
+// is MODEL_LOAD, while reading data it is DATA; bad input is VALIDATION
+// everywhere; a bug is INTERNAL.
+ErrorType classify(const std::string& stage, ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::invalid_input: return ErrorType::validation;
+    case ErrorKind::oom: return ErrorType::oom;
+    case ErrorKind::not_found:
+    case ErrorKind::io:
+    case ErrorKind::data_corruption:
+      if (stage == "load") return ErrorType::model_load;
+      if (stage == "data") return ErrorType::data;
+      return ErrorType::internal;
+    default: return ErrorType::internal;
+  }
+}
+
+uint64_t dir_size(const fs::path& p) {
+  uint64_t total = 0;
+  for (const auto& e : fs::recursive_directory_iterator(p))
+    if (e.is_regular_file()) total += e.file_size();
+  return total;
+}
+
+uint64_t checkpoint_size(const model::Checkpoint& ckpt) {
+  uint64_t total = 0;
+  for (const auto& f : ckpt.files()) total += fs::file_size(f.path());
+  return total;
+}
+
+// A test hook: QJOBS_TEST_STEP_DELAY_MS slows every progress step so that a
+// test can kill or cancel a worker in the middle of its work.
+int step_delay_ms() {
+  const char* v = std::getenv("QJOBS_TEST_STEP_DELAY_MS");
+  return v ? std::atoi(v) : 0;
+}
+
+void package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const JobDir& dir,
+             StatusReporter& rep) {
+  const fs::path out = dir.model_dir();
+  fs::remove_all(out);
+  fs::create_directories(out);
+  const auto total = static_cast<int64_t>(ckpt.files().size()) + 1;
+  int64_t done = 0;
+  for (const auto& file : ckpt.files()) {
+    std::vector<model::NamedTensor> tensors;
+    for (const auto& info : file.tensors()) {
+      const auto it = q.replaced.find(info.name);
+      tensors.push_back({info.name, it != q.replaced.end() ? it->second : file.tensor(info.name),
+                         info.dtype == model::StDtype::F8_E4M3 || info.dtype == model::StDtype::F8_E5M2
+                             ? std::optional<model::StDtype>(info.dtype)
+                             : std::nullopt});
+    }
+    model::save_safetensors(out / file.path().filename(), tensors);
+    rep.progress(++done, total, file.path().filename().string());
+  }
+  if (ckpt.sharded())
+    fs::copy_file(ckpt.dir() / "model.safetensors.index.json", out / "model.safetensors.index.json",
+                  fs::copy_options::overwrite_existing);
+  json config = ckpt.config();
+  config["quantization_config"] = q.quantization_config;
+  write_file_atomic(out / "config.json", config.dump(2));
+  for (const auto& f : ckpt.companion_files())
+    fs::copy_file(f, out / f.filename(), fs::copy_options::overwrite_existing);
+  rep.progress(++done, total, "config.json");
+}
+
+void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_before,
+                  uint64_t size_after, const quant::QuantOutput& q, const JobDir& dir,
+                  StatusReporter& rep) {
+  json layers = json::array();
+  double worst = 0;
+  for (const auto& e : q.layer_errors) {
+    layers.push_back({{"name", e.name}, {"rel_fro_err", e.rel_fro_err}, {"max_abs_err", e.max_abs_err}});
+    worst = std::max(worst, e.rel_fro_err);
+  }
+  const double mib = 1024.0 * 1024.0;
+  json report = {
+      {"spec", to_json(spec)},
+      {"model", {{"source", spec.model}, {"resolved", model_dir.string()}}},
+      {"algorithm", spec.algorithm},
+      {"quantization_config", q.quantization_config},
+      {"size_mib", {{"before", size_before / mib}, {"after", size_after / mib}}},
+      {"metrics", rep.metrics()},
+      {"layers", layers},
+      {"stage_seconds", rep.stage_seconds()},
+  };
+  write_file_atomic(dir.report_json(), report.dump(2));
+
+  std::string md = "# qjobs report: " + spec.algorithm + " on " + spec.model + "\n\n";
+  md += "| | before | after |\n|---|---|---|\n";
+  char line[256];
+  std::snprintf(line, sizeof line, "| size on disk (MiB) | %.2f | %.2f |\n", size_before / mib, size_after / mib);
+  md += line;
+  md += "\nQuantization: `" + q.quantization_config.dump() + "`\n\n";
+  std::snprintf(line, sizeof line, "Weight error: %zu layers, worst relative Frobenius error %.4f\n\n",
+                q.layer_errors.size(), worst);
+  md += line;
+  md += "| layer | rel. error | max abs error |\n|---|---|---|\n";
+  for (const auto& e : q.layer_errors) {
+    std::snprintf(line, sizeof line, "| %s | %.5f | %.5f |\n", e.name.c_str(), e.rel_fro_err, e.max_abs_err);
+    md += line;
+  }
+  write_file_atomic(dir.report_md(), md);
+}
+
+}  // namespace
+
+int run_job(const fs::path& spec_path, const fs::path& job_dir) {
+  const JobDir dir(job_dir);
+  dir.create_layout();
+  setup_logging("worker", dir.worker_log());
+  const char* attempt_env = std::getenv("QJOBS_ATTEMPT");
+  const int attempt = attempt_env ? std::max(1, std::atoi(attempt_env)) : 1;
+  spdlog::info("qjobs-worker pid {} attempt {} spec {} job dir {}", ::getpid(), attempt,
+               spec_path.string(), job_dir.string());
+
+  StatusReporter rep(dir, {"load", "quantize", "package", "report"}, attempt);
+  std::string stage = "validate";
+  try {
+    std::string yaml;
+    try {
+      yaml = read_file(spec_path);
+    } catch (const Error& e) {
+      throw StageFailure{ErrorType::validation, e.what()};
+    }
+    auto parsed = parse_job_spec(yaml);
+    if (!parsed.spec) {
+      std::string msg = "invalid spec:";
+      for (const auto& i : parsed.issues)
+        msg += " " + i.path + " (line " + std::to_string(i.line) + ", column " +
+               std::to_string(i.column) + "): " + i.message + ";";
+      throw StageFailure{ErrorType::validation, msg};
+    }
+    const JobSpec spec = *parsed.spec;
+    if (attempt == 1)
+      for (const auto& w : spec.warnings) rep.warn(w);
+    auto algorithm = quant::make_algorithm(spec.algorithm);
+    if (!algorithm)
+      throw StageFailure{ErrorType::validation,
+                         "algorithm '" + spec.algorithm + "' has no implementation in this worker"};
+    const int delay = step_delay_ms();
+
+    stage = "load";
+    rep.begin_stage(stage, 1);
+    const fs::path model_dir = model::resolve_model_dir(spec.model);
+    const auto ckpt = model::Checkpoint::open(model_dir);
+    const uint64_t size_before = checkpoint_size(ckpt);
+    rep.metric("model_size_mib", size_before / (1024.0 * 1024.0));
+    rep.progress(1, 1);
+
+    stage = "quantize";
+    rep.begin_stage(stage);
+    const auto q = algorithm->run(ckpt, spec.params, [&](int64_t d, int64_t t, const std::string& what) {
+      if (delay > 0 && d > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+      rep.progress(d, t, what);
+    });
+    double mean_err = 0;
+    for (const auto& e : q.layer_errors) mean_err += e.rel_fro_err;
+    if (!q.layer_errors.empty()) rep.metric("weight_rel_err_mean", mean_err / q.layer_errors.size());
+
+    stage = "package";
+    rep.begin_stage(stage);
+    package(ckpt, q, dir, rep);
+    const uint64_t size_after = dir_size(dir.model_dir());
+    rep.metric("packaged_size_mib", size_after / (1024.0 * 1024.0));
+
+    stage = "report";
+    rep.begin_stage(stage, 1);
+    write_report(spec, model_dir, size_before, size_after, q, dir, rep);
+    rep.progress(1, 1);
+    rep.succeed();
+    spdlog::info("job done: {}", dir.model_dir().string());
+    return worker_exit::ok;
+  } catch (const StageFailure& f) {
+    spdlog::error("{}: {}", stage, f.message);
+    rep.fail(f.type, f.message);
+    return exit_code_for(f.type);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::cancelled) {
+      spdlog::warn("{}: cancelled", stage);
+      rep.event({{"type", "cancelled"}, {"stage", stage}});
+      return worker_exit::cancelled;
+    }
+    const auto type = classify(stage, e.kind());
+    spdlog::error("{}: {}", stage, e.what());
+    rep.fail(type, stage + ": " + e.what());
+    return exit_code_for(type);
+  } catch (const std::bad_alloc&) {
+    spdlog::error("{}: out of memory", stage);
+    rep.fail(ErrorType::oom, stage + ": out of memory");
+    return worker_exit::oom;
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what_without_backtrace();
+    const bool oom = msg.find("out of memory") != std::string::npos;
+    spdlog::error("{}: {}", stage, msg);
+    rep.fail(oom ? ErrorType::oom : ErrorType::internal, stage + ": " + msg);
+    return oom ? worker_exit::oom : worker_exit::internal;
+  } catch (const std::exception& e) {
+    spdlog::error("{}: {}", stage, e.what());
+    rep.fail(ErrorType::internal, stage + ": " + e.what());
+    return worker_exit::internal;
+  }
+}
+
+}  // namespace qjobs::worker

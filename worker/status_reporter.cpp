@@ -1,0 +1,120 @@
+#include "worker/status_reporter.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.hpp"
+
+namespace qjobs::worker {
+
+std::atomic<bool> g_stop_requested{false};
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+}  // namespace
+
+StatusReporter::StatusReporter(JobDir dir, std::vector<std::string> stages, int attempt)
+    : dir_(std::move(dir)), stages_(std::move(stages)), attempt_(attempt) {
+  stage_start_ = last_write_ = std::chrono::steady_clock::now();
+  write(true);
+}
+
+void StatusReporter::close_stage() {
+  if (!stage_.empty()) stage_seconds_[stage_] = seconds_since(stage_start_);
+}
+
+void StatusReporter::begin_stage(const std::string& stage, int64_t total) {
+  close_stage();
+  stage_ = stage;
+  done_ = 0;
+  total_ = total;
+  eta_s_ = -1;
+  stage_start_ = std::chrono::steady_clock::now();
+  spdlog::info("stage {}", stage);
+  event({{"type", "stage"}, {"stage", stage}, {"attempt", attempt_}});
+  write(true);
+}
+
+void StatusReporter::progress(int64_t done, int64_t total, const std::string& what) {
+  if (g_stop_requested.load()) throw Error(ErrorKind::cancelled, "stopped by request (SIGTERM)");
+  done_ = done;
+  total_ = total;
+  const double elapsed = seconds_since(stage_start_);
+  eta_s_ = (done > 0 && total > 0) ? elapsed / static_cast<double>(done) * static_cast<double>(total - done) : -1;
+  if (!what.empty()) spdlog::debug("{} {}/{} {}", stage_, done, total, what);
+  write(done == total);
+}
+
+void StatusReporter::metric(const std::string& name, const nlohmann::json& value) {
+  metrics_[name] = value;
+  event({{"type", "metric"}, {"name", name}, {"value", value}});
+  write(true);
+}
+
+void StatusReporter::warn(const std::string& message) {
+  spdlog::warn("{}", message);
+  event({{"type", "warning"}, {"message", message}});
+}
+
+void StatusReporter::event(nlohmann::json e) {
+  try {
+    dir_.append_event(std::move(e));
+  } catch (const Error& err) {
+    spdlog::error("cannot append event: {}", err.what());
+  }
+}
+
+void StatusReporter::succeed() {
+  close_stage();
+  state_ = "SUCCEEDED";
+  eta_s_ = 0;
+  event({{"type", "finished"}, {"state", state_}, {"attempt", attempt_}});
+  write(true);
+}
+
+void StatusReporter::fail(ErrorType type, const std::string& message) {
+  close_stage();
+  state_ = "FAILED";
+  error_type_ = std::string(error_type_name(type));
+  error_ = message;
+  event({{"type", "finished"}, {"state", state_}, {"error_type", error_type_}, {"error", message},
+         {"attempt", attempt_}});
+  write(true);
+}
+
+void StatusReporter::write(bool force) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && now - last_write_ < std::chrono::milliseconds(250)) return;
+  last_write_ = now;
+  const auto it = std::find(stages_.begin(), stages_.end(), stage_);
+  nlohmann::json s = {
+      {"state", state_},
+      {"stage", stage_},
+      {"stages", stages_},
+      {"stage_index", it == stages_.end() ? -1 : static_cast<int>(it - stages_.begin())},
+      {"done", done_},
+      {"total", total_},
+      {"eta_s", eta_s_},
+      {"metrics", metrics_},
+      {"stage_seconds", stage_seconds_},
+      {"attempt", attempt_},
+      {"pid", static_cast<int>(::getpid())},
+      {"updated_at", unix_now()},
+  };
+  if (!error_type_.empty()) {
+    s["error_type"] = error_type_;
+    s["error"] = error_;
+  }
+  try {
+    dir_.write_status(s);
+  } catch (const Error& e) {
+    spdlog::error("cannot write status.json: {}", e.what());
+  }
+}
+
+}  // namespace qjobs::worker

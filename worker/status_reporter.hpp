@@ -1,0 +1,59 @@
+// Writes a worker's progress into its job directory: status.json (replaced
+// atomically, at most every 0.25 s unless the stage changes) and events.jsonl.
+// Thread safety: one thread at a time.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/job_dir.hpp"
+#include "common/job_state.hpp"
+
+namespace qjobs::worker {
+
+// Set by the SIGTERM/SIGINT handler; progress() turns it into Error(cancelled).
+extern std::atomic<bool> g_stop_requested;
+
+class StatusReporter {
+ public:
+  StatusReporter(JobDir dir, std::vector<std::string> stages, int attempt);
+
+  // Starts `stage` (one of the names given at construction) with `total`
+  // progress units (0 = unknown).
+  void begin_stage(const std::string& stage, int64_t total = 0);
+  // Reports progress in the current stage; throws Error(cancelled) when a
+  // stop was requested.
+  void progress(int64_t done, int64_t total, const std::string& what = "");
+  void metric(const std::string& name, const nlohmann::json& value);
+  void warn(const std::string& message);
+  void event(nlohmann::json e);
+
+  void succeed();
+  void fail(ErrorType type, const std::string& message);
+
+  const nlohmann::json& metrics() const { return metrics_; }
+  // Seconds spent per finished stage.
+  const nlohmann::json& stage_seconds() const { return stage_seconds_; }
+
+ private:
+  void write(bool force);
+  void close_stage();
+
+  JobDir dir_;
+  std::vector<std::string> stages_;
+  int attempt_;
+  std::string state_ = "RUNNING";
+  std::string stage_;
+  int64_t done_ = 0, total_ = 0;
+  double eta_s_ = -1;
+  std::string error_type_, error_;
+  nlohmann::json metrics_ = nlohmann::json::object();
+  nlohmann::json stage_seconds_ = nlohmann::json::object();
+  std::chrono::steady_clock::time_point stage_start_, last_write_;
+};
+
+}  // namespace qjobs::worker
