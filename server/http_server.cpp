@@ -157,6 +157,10 @@ struct HttpServer::Impl {
       parser.header_limit(16 * 1024);
       parser.body_limit(options.body_limit);
       auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
+      if (hec == http::error::body_limit) {
+        co_await refuse_body(stream, parser.get().version());
+        break;
+      }
       if (hec) {
         if (hec == http::error::header_limit) {
           auto res = Api::error(http::status::request_header_fields_too_large, "request headers too large",

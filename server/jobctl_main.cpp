@@ -143,6 +143,7 @@ void print_refusal(const Refused& r) {
 int main(int argc, char** argv) {
   CLI::App app{"jobctl: submit and watch qjobs jobs"};
   app.require_subcommand(1);
+  app.fallthrough();  // --server, --token and --json also after the command
   Options o;
   const char* env_server = std::getenv("QJOBS_SERVER");
   const char* env_token = std::getenv("QJOBS_TOKEN");

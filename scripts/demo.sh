@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The demo: installs, builds, starts qjobs-server on ./user_data, submits the
+# example job with jobctl, waits with progress, and prints where the result is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh
+
+port=${QJOBS_DEMO_PORT:-8080}
+export QJOBS_SERVER="http://127.0.0.1:$port"
+mkdir -p user_data
+
+if [[ ! -f user_data/demo-model/config.json ]]; then
+  echo "demo: making a small random Llama model in user_data/demo-model"
+  build/bin/qjobs-worker init-model --out user_data/demo-model --hidden 128 --intermediate 352 \
+    --layers 4 --heads 4 --kv-heads 2 --vocab 512 --seed 1 >/dev/null
+fi
+
+if ! curl -fsS "$QJOBS_SERVER/healthz" >/dev/null 2>&1; then
+  echo "demo: starting qjobs-server on 127.0.0.1:$port (log: user_data/server.log)"
+  nohup build/bin/qjobs-server --listen "127.0.0.1:$port" --user-data user_data --slots 1 \
+    >>user_data/server.log 2>&1 &
+  for _ in $(seq 1 50); do
+    curl -fsS "$QJOBS_SERVER/healthz" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+fi
+
+id=$(build/bin/jobctl submit examples/rtn-demo.yaml)
+echo "demo: submitted job $id"
+build/bin/jobctl wait "$id"
+echo
+build/bin/jobctl status "$id"
+echo
+echo "demo: the quantized model is in user_data/jobs/$id/model/"
+echo "demo: the report is user_data/jobs/$id/report.md"
+echo "demo: the server keeps running; stop it with: pkill -f 'qjobs-server --listen 127.0.0.1:$port'"

@@ -1,0 +1,451 @@
+// End to end: the real qjobs-server on a loopback port, the real jobctl, real
+// qjobs-worker processes, on small models the tests make.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "common/job_dir.hpp"
+#include "integration/harness.hpp"
+#include "jobs/model/random_model.hpp"
+#include "jobs/model/safetensors.hpp"
+
+namespace qjobs::testing {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+bool terminal(const std::string& s) { return s == "SUCCEEDED" || s == "FAILED" || s == "CANCELLED"; }
+
+std::string jobctl() { return (bin_dir() / "jobctl").string(); }
+
+// Round-to-nearest written out from the formulas, independently of
+// jobs/quant: float32 arithmetic, half-to-even rounding (nearbyintf).
+std::vector<float> hand_rtn(const std::vector<float>& w, int64_t rows, int64_t cols, int bits, int64_t group,
+                            bool asym) {
+  std::vector<float> out(w.size());
+  const int64_t g = group <= 0 ? cols : group;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t start = 0; start < cols; start += g) {
+      const int64_t end = std::min(cols, start + g);
+      float mx = -INFINITY, mn = INFINITY, amax = 0;
+      for (int64_t c = start; c < end; ++c) {
+        const float v = w[r * cols + c];
+        mx = std::max(mx, v);
+        mn = std::min(mn, v);
+        amax = std::max(amax, std::fabs(v));
+      }
+      if (asym) {
+        const float qmax = static_cast<float>((1 << bits) - 1);
+        const float scale = (mx - mn) / qmax;
+        const float zero = std::clamp(std::nearbyint(-mn / scale), 0.0f, qmax);
+        for (int64_t c = start; c < end; ++c) {
+          const float q = std::clamp(std::nearbyint(w[r * cols + c] / scale) + zero, 0.0f, qmax);
+          out[r * cols + c] = (q - zero) * scale;
+        }
+      } else {
+        const float qmax = static_cast<float>((1 << (bits - 1)) - 1);
+        const float scale = amax / qmax;
+        for (int64_t c = start; c < end; ++c) {
+          const float q = std::clamp(std::nearbyint(w[r * cols + c] / scale), -qmax - 1, qmax);
+          out[r * cols + c] = q * scale;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<float> values(const at::Tensor& t) {
+  const auto c = t.to(at::kFloat).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+std::map<std::string, at::Tensor> load_dir(const fs::path& dir) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".safetensors") continue;
+    const auto f = model::SafetensorsFile::open(e.path());
+    for (const auto& i : f.tensors()) out[i.name] = f.tensor(i.name).clone();
+  }
+  return out;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = make_temp_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    model_ = root_ / "model";
+    model::RandomModelOptions o;
+    o.hidden = 64;
+    o.intermediate = 100;  // down_proj: 100 = 3 * 32 + 4, a short last group
+    o.layers = 2;
+    o.vocab = 128;
+    o.shards = 2;
+    o.seed = 7;
+    model::write_random_llama(model_, o);
+    std::ofstream(model_ / "tokenizer_config.json") << R"({"add_bos_token": true})";
+  }
+  void TearDown() override {
+    // Workers left behind by a killed server must not outlive the test.
+    for (const auto& pid : stray_) if (process_alive(pid)) ::kill(pid, SIGKILL);
+    fs::remove_all(root_);
+  }
+
+  fs::path write_spec(const std::string& name, const std::string& body) {
+    const fs::path p = root_ / name;
+    std::ofstream(p) << body;
+    return p;
+  }
+  std::string rtn_spec(int bits = 4, int group = 32, bool zero_point = true) {
+    return "MODEL: \"" + model_.string() + "\"\nALGORITHM: RTN\nJOB_ID: t\nllm:\n  RTN:\n    W_BIT: " +
+           std::to_string(bits) + "\n    Q_GROUP_SIZE: " + std::to_string(group) +
+           "\n    ZERO_POINT: " + (zero_point ? "true" : "false") + "\n";
+  }
+  std::string submit(const ServerProcess& s, const std::string& body) {
+    const auto r = s.client().request("POST", "/jobs", body);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return json::parse(r.body)["id"].get<std::string>();
+  }
+  json wait_terminal(const ServerProcess& s, const std::string& id, std::chrono::seconds limit = 120s) {
+    json j;
+    EXPECT_TRUE(wait_until([&] { j = s.job(id); return terminal(j["state"]); }, limit)) << j.dump();
+    return j;
+  }
+  // The worker pid once the job's worker has reported progress in `stage`.
+  int wait_worker(const ServerProcess& s, const std::string& id, const fs::path& user_data) {
+    int pid = 0;
+    wait_until(
+        [&] {
+          const auto st = JobDir(user_data / "jobs" / id).read_status();
+          if (!st || st->value("stage", "") != "quantize" || st->value("done", 0) < 2) return false;
+          pid = st->value("pid", 0);
+          return pid > 0;
+        },
+        60s);
+    stray_.push_back(pid);
+    return pid;
+  }
+
+  void check_rtn_output(const fs::path& packaged, int bits, int group, bool asym) {
+    const auto original = load_dir(model_);
+    const auto quantized = load_dir(packaged);
+    ASSERT_EQ(original.size(), quantized.size());
+    int checked = 0;
+    for (const auto& [name, w] : original) {
+      const auto& q = quantized.at(name);
+      ASSERT_EQ(q.scalar_type(), w.scalar_type()) << name;
+      const bool linear = name.find("_proj.weight") != std::string::npos;
+      if (!linear) {
+        EXPECT_TRUE(at::equal(q, w)) << name << " must be left alone";
+        continue;
+      }
+      const auto want = hand_rtn(values(w), w.size(0), w.size(1), bits, group, asym);
+      const auto got = values(q);
+      ASSERT_EQ(got.size(), want.size());
+      std::size_t mismatches = 0;
+      for (std::size_t i = 0; i < got.size(); ++i) mismatches += got[i] != want[i];
+      EXPECT_EQ(mismatches, 0u) << name;
+      ++checked;
+    }
+    EXPECT_EQ(checked, 14);
+  }
+
+  fs::path root_;
+  fs::path model_;
+  std::vector<int> stray_;
+};
+
+TEST_F(ServerTest, RtnJobThroughJobctlProducesHandComputedWeights) {
+  ServerProcess server(root_ / "ud", {"--slots", "1"});
+  const auto spec = write_spec("job.yaml", rtn_spec(4, 32, true));
+  const auto r = run_cmd({jobctl(), "--server", server.url(), "submit", spec.string(), "--wait"});
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  const std::string id = r.out.substr(0, r.out.find('\n'));
+  const json job = server.job(id);
+  EXPECT_EQ(job["state"], "SUCCEEDED");
+  EXPECT_EQ(job["attempts"], 1);
+
+  const fs::path dir = root_ / "ud" / "jobs" / id;
+  check_rtn_output(dir / "model", 4, 32, true);
+  const auto config = json::parse(read_file(dir / "model" / "config.json"));
+  EXPECT_EQ(config["quantization_config"]["bits"], 4);
+  EXPECT_EQ(config["quantization_config"]["group_size"], 32);
+  EXPECT_TRUE(fs::exists(dir / "model" / "tokenizer_config.json"));
+  EXPECT_TRUE(fs::exists(dir / "model" / "model.safetensors.index.json"));
+  EXPECT_TRUE(fs::exists(dir / "report.json"));
+
+  // Artifacts with sha256 that coreutils agrees with.
+  const auto listed = run_cmd({jobctl(), "--server", server.url(), "--json", "artifacts", id});
+  ASSERT_EQ(listed.rc, 0) << listed.err;
+  const auto artifacts = json::parse(listed.out)["artifacts"];
+  std::set<std::string> paths;
+  for (const auto& a : artifacts) {
+    paths.insert(a["path"]);
+    const auto sum = run_cmd({"/usr/bin/sha256sum", (dir / a["path"].get<std::string>()).string()});
+    EXPECT_EQ(sum.out.substr(0, 64), a["sha256"].get<std::string>()) << a["path"];
+    EXPECT_EQ(a["size"].get<uint64_t>(), fs::file_size(dir / a["path"].get<std::string>()));
+  }
+  for (const char* p : {"spec.yaml", "spec.json", "status.json", "events.jsonl", "logs/worker.log", "model/config.json",
+                        "model/model-00001-of-00002.safetensors", "report.md"})
+    EXPECT_TRUE(paths.count(p)) << p;
+
+  // Download everything and compare bytes.
+  const auto dl = run_cmd({jobctl(), "--server", server.url(), "download", id, "-o", (root_ / "dl").string()});
+  ASSERT_EQ(dl.rc, 0) << dl.err;
+  EXPECT_EQ(read_file(root_ / "dl" / "model" / "model-00002-of-00002.safetensors"),
+            read_file(dir / "model" / "model-00002-of-00002.safetensors"));
+
+  // Events and logs through jobctl.
+  const auto ev = run_cmd({jobctl(), "--server", server.url(), "events", id});
+  ASSERT_EQ(ev.rc, 0);
+  std::set<std::string> stages;
+  std::istringstream lines(ev.out);
+  for (std::string line; std::getline(lines, line);) {
+    const auto e = json::parse(line);
+    if (e["type"] == "stage") stages.insert(e["stage"]);
+  }
+  EXPECT_EQ(stages, (std::set<std::string>{"load", "quantize", "package", "report"}));
+  const auto tail = run_cmd({jobctl(), "--server", server.url(), "logs", id, "--tail", "1"});
+  EXPECT_EQ(std::count(tail.out.begin(), tail.out.end(), '\n'), 1) << tail.out;
+  const auto follow = run_cmd({jobctl(), "--server", server.url(), "logs", id, "-f"});
+  EXPECT_NE(follow.out.find("job done"), std::string::npos);
+
+  // Symmetric per-channel 3-bit, the other branch of the formula.
+  const auto spec2 = write_spec("job2.yaml", rtn_spec(3, -1, false));
+  const auto r2 = run_cmd({jobctl(), "--server", server.url(), "submit", spec2.string(), "--wait"});
+  ASSERT_EQ(r2.rc, 0) << r2.err;
+  check_rtn_output(root_ / "ud" / "jobs" / r2.out.substr(0, r2.out.find('\n')) / "model", 3, -1, false);
+}
+
+TEST_F(ServerTest, FailedJobReportsModelLoadAndWaitExitsNonZero) {
+  ServerProcess server(root_ / "ud");
+  const auto spec = write_spec("job.yaml", "MODEL: \"" + (root_ / "missing").string() + "\"\nALGORITHM: RTN\n");
+  const auto r = run_cmd({jobctl(), "--server", server.url(), "submit", spec.string(), "--wait"});
+  EXPECT_EQ(r.rc, 1);
+  const std::string id = r.out.substr(0, r.out.find('\n'));
+  const auto job = server.job(id);
+  EXPECT_EQ(job["state"], "FAILED");
+  EXPECT_EQ(job["error_type"], "MODEL_LOAD");
+  EXPECT_NE(job["error"].get<std::string>().find("missing"), std::string::npos) << job.dump();
+}
+
+TEST_F(ServerTest, KilledWorkerIsRequeuedAndSucceedsOnTheSecondAttempt) {
+  ServerProcess server(root_ / "ud", {"--slots", "1"}, {{"QJOBS_TEST_STEP_DELAY_MS", "150"}});
+  const std::string id = submit(server, rtn_spec());
+  const int pid = wait_worker(server, id, root_ / "ud");
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  const json job = wait_terminal(server, id);
+  EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
+  EXPECT_EQ(job["attempts"], 2);
+  check_rtn_output(root_ / "ud" / "jobs" / id / "model", 4, 32, true);
+}
+
+TEST_F(ServerTest, KilledServerLosesNoJobAndLeavesNoneRunning) {
+  const std::map<std::string, std::string> env = {{"QJOBS_TEST_STEP_DELAY_MS", "150"}};
+  std::vector<std::string> ids;
+  int adopted_pid = 0, orphan_pid = 0;
+  {
+    ServerProcess server(root_ / "ud", {"--slots", "2"}, env);
+    for (int i = 0; i < 4; ++i) ids.push_back(submit(server, rtn_spec()));
+    adopted_pid = wait_worker(server, ids[0], root_ / "ud");
+    orphan_pid = wait_worker(server, ids[1], root_ / "ud");
+    ASSERT_GT(adopted_pid, 0);
+    ASSERT_GT(orphan_pid, 0);
+    server.kill9();
+  }
+  // While the server is down one worker dies too; the other keeps going.
+  ::kill(orphan_pid, SIGKILL);
+  ServerProcess server(root_ / "ud", {"--slots", "2"}, env);
+  for (const auto& id : ids) {
+    const json job = wait_terminal(server, id);
+    EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
+    EXPECT_TRUE(fs::exists(root_ / "ud" / "jobs" / id / "model" / "config.json"));
+  }
+  EXPECT_EQ(server.job(ids[0])["attempts"], 1);  // adopted, never restarted
+  EXPECT_EQ(server.job(ids[1])["attempts"], 2);  // lost while the server was down
+  const auto list = json::parse(server.client().request("GET", "/jobs?limit=100").body);
+  EXPECT_EQ(list["jobs"].size(), ids.size());
+}
+
+TEST_F(ServerTest, CancelStopsARunningJobWithinTheGracePeriod) {
+  ServerProcess server(root_ / "ud", {"--slots", "1", "--cancel-grace", "2"}, {{"QJOBS_TEST_STEP_DELAY_MS", "300"}});
+  const std::string id = submit(server, rtn_spec());
+  const int pid = wait_worker(server, id, root_ / "ud");
+  ASSERT_GT(pid, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = run_cmd({jobctl(), "--server", server.url(), "cancel", id});
+  EXPECT_EQ(r.rc, 0) << r.err;
+  const json job = wait_terminal(server, id, 10s);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(job["state"], "CANCELLED");
+  EXPECT_LE(took, 3.0);
+  EXPECT_FALSE(process_alive(pid));
+  // Cancel is idempotent, and a queued job cancels at once.
+  EXPECT_EQ(run_cmd({jobctl(), "--server", server.url(), "cancel", id}).rc, 0);
+  EXPECT_EQ(server.job(id)["state"], "CANCELLED");
+}
+
+TEST_F(ServerTest, WorkerIgnoringSigtermIsKilledAfterGrace) {
+  // A worker that ignores SIGTERM (a stand-in script) must still be gone
+  // within grace + 1 s.
+  const fs::path script = root_ / "stubborn-worker";
+  std::ofstream(script) << "#!/bin/sh\ntrap '' TERM\necho $$ > \"$4/stubborn.pid\"\nsleep 60\n";
+  fs::permissions(script, fs::perms::owner_all);
+  ServerProcess server(root_ / "ud", {"--slots", "1", "--cancel-grace", "1", "--worker", script.string()});
+  const std::string id = submit(server, rtn_spec());
+  const fs::path pid_file = root_ / "ud" / "jobs" / id / "stubborn.pid";
+  ASSERT_TRUE(wait_until([&] { return fs::exists(pid_file) && fs::file_size(pid_file) > 0; }, 10s));
+  const int pid = std::stoi(read_file(pid_file));
+  stray_.push_back(pid);
+  const auto t0 = std::chrono::steady_clock::now();
+  server.client().request("POST", "/jobs/" + id + "/cancel");
+  const json job = wait_terminal(server, id, 10s);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(job["state"], "CANCELLED");
+  EXPECT_LE(took, 2.0 + 0.5);
+  EXPECT_TRUE(wait_until([&] { return !process_alive(pid); }, 2s));
+}
+
+TEST_F(ServerTest, BadInputNeverCrashesOrChangesStoredJobs) {
+  const fs::path ud = root_ / "ud";
+  ServerProcess server(ud, {"--slots", "1", "--body-limit", "65536"}, {{"QJOBS_TEST_STEP_DELAY_MS", "200"}});
+  auto client = server.client();
+  // One finished job to aim at, with escape hatches planted in its folder.
+  const std::string done = submit(server, rtn_spec());
+  wait_terminal(server, done);
+  std::ofstream(root_ / "secret.txt") << "TOP-SECRET";
+  fs::create_symlink(root_ / "secret.txt", ud / "jobs" / done / "escape.txt");
+  fs::create_directory_symlink(root_, ud / "jobs" / done / "escape-dir");
+  // And one running job.
+  const std::string running = submit(server, rtn_spec());
+  ASSERT_TRUE(wait_until([&] { return server.job(running)["state"] == "RUNNING"; }, 30s));
+
+  const auto before = json::parse(client.request("GET", "/jobs?limit=100").body)["jobs"];
+
+  const auto cases = json::parse(read_file(fs::path(QJOBS_SOURCE_DIR) / "tests/data/api_cases.json"))["cases"];
+  for (const auto& c : cases) {
+    std::string target = c["target"];
+    if (const auto pos = target.find("{id}"); pos != std::string::npos) target.replace(pos, 4, done);
+    const auto r = client.request(c["method"], target, c.value("body", ""));
+    EXPECT_EQ(r.status, c["status"].get<int>()) << c["name"] << ": " << r.body;
+    EXPECT_EQ(r.body.find("TOP-SECRET"), std::string::npos) << c["name"];
+    if (r.status >= 400) {
+      const auto body = json::parse(r.body, nullptr, false);
+      ASSERT_FALSE(body.is_discarded()) << c["name"] << ": errors are JSON";
+      EXPECT_TRUE(body.contains("error")) << c["name"];
+    }
+    for (const auto& s : c.value("contains", json::array()))
+      EXPECT_NE(r.body.find(s.get<std::string>()), std::string::npos) << c["name"] << ": " << r.body;
+  }
+
+  // Delete of a running job: 409, and it keeps running.
+  EXPECT_EQ(client.request("DELETE", "/jobs/" + running).status, 409);
+  // A body over the limit: 413.
+  const auto big = client.request("POST", "/jobs", std::string(200000, '#'));
+  EXPECT_EQ(big.status, 413) << big.body;
+  // Garbage instead of HTTP.
+  const auto raw = run_cmd({"/bin/sh", "-c",
+                            "printf 'NOT HTTP\\r\\n\\r\\n' | timeout 5 bash -c 'cat > /dev/tcp/127.0.0.1/" +
+                                server.url().substr(server.url().rfind(':') + 1) + "'"});
+  (void)raw;
+
+  EXPECT_EQ(client.request("GET", "/healthz").status, 200);
+  const auto after = json::parse(client.request("GET", "/jobs?limit=100").body)["jobs"];
+  ASSERT_EQ(after.size(), before.size());
+  for (std::size_t i = 0; i < after.size(); ++i) EXPECT_EQ(after[i]["id"], before[i]["id"]);
+  EXPECT_EQ(wait_terminal(server, running)["state"], "SUCCEEDED");
+  EXPECT_EQ(server.job(done)["state"], "SUCCEEDED");
+  EXPECT_TRUE(fs::exists(ud / "jobs" / done / "model" / "config.json"));
+
+  // Delete of a finished job removes it and its folder.
+  EXPECT_EQ(client.request("DELETE", "/jobs/" + done).status, 200);
+  EXPECT_EQ(client.request("GET", "/jobs/" + done).status, 404);
+  EXPECT_FALSE(fs::exists(ud / "jobs" / done));
+}
+
+TEST_F(ServerTest, TokensAreRequiredWhenConfigured) {
+  std::ofstream(root_ / "tokens") << "# comment\nsecret-token-1\n";
+  ServerProcess server(root_ / "ud", {"--tokens-file", (root_ / "tokens").string()});
+  for (const auto& target : {"/jobs", "/jobs/x", "/metrics", "/jobs/x/artifacts"})
+    EXPECT_EQ(server.client().request("GET", target).status, 401) << target;
+  EXPECT_EQ(server.client("wrong").request("GET", "/jobs").status, 401);
+  EXPECT_EQ(server.client().request("POST", "/jobs", rtn_spec()).status, 401);
+  EXPECT_EQ(server.client().request("GET", "/healthz").status, 200);
+  EXPECT_EQ(server.client("secret-token-1").request("GET", "/jobs").status, 200);
+  const auto spec = write_spec("job.yaml", rtn_spec());
+  const auto r = run_cmd({jobctl(), "--server", server.url(), "submit", spec.string(), "--wait"},
+                         {{"QJOBS_TOKEN", "secret-token-1"}});
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(run_cmd({jobctl(), "--server", server.url(), "list"}).rc, 1);
+}
+
+TEST_F(ServerTest, IdempotencyKeyReturnsTheFirstJob) {
+  ServerProcess server(root_ / "ud");
+  auto c = server.client();
+  const auto a = c.request("POST", "/jobs", rtn_spec(), {{"Idempotency-Key", "abc"}});
+  const auto b = c.request("POST", "/jobs", rtn_spec(8, -1, false), {{"Idempotency-Key", "abc"}});
+  EXPECT_EQ(a.status, 201);
+  EXPECT_EQ(b.status, 200);
+  EXPECT_EQ(json::parse(a.body)["id"], json::parse(b.body)["id"]);
+  EXPECT_EQ(a.headers.at("location"), b.headers.at("location"));
+  EXPECT_EQ(json::parse(c.request("GET", "/jobs").body)["jobs"].size(), 1u);
+}
+
+TEST_F(ServerTest, TwoHundredSubmissionsFromEightClients) {
+  model::RandomModelOptions tiny;
+  tiny.hidden = 32;
+  tiny.intermediate = 64;
+  tiny.layers = 1;
+  tiny.vocab = 64;
+  model::write_random_llama(root_ / "tiny", tiny);
+  const std::string spec = "MODEL: \"" + (root_ / "tiny").string() + "\"\nALGORITHM: RTN\n";
+  ServerProcess server(root_ / "ud", {"--slots", "4"});
+  std::mutex mu;
+  std::vector<std::string> ids;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 8; ++t)
+    clients.emplace_back([&] {
+      auto c = server.client();
+      for (int i = 0; i < 25; ++i) {
+        const auto r = c.request("POST", "/jobs", spec);
+        if (r.status != 201) {
+          ++failures;
+          continue;
+        }
+        std::lock_guard lock(mu);
+        ids.push_back(json::parse(r.body)["id"]);
+      }
+    });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 200u);
+  std::set<std::string> listed;
+  std::string cursor;
+  do {
+    const auto page = json::parse(server.client().request("GET", "/jobs?limit=64" + (cursor.empty() ? "" : "&cursor=" + cursor)).body);
+    for (const auto& j : page["jobs"]) listed.insert(j["id"]);
+    cursor = page["next_cursor"].is_string() ? page["next_cursor"].get<std::string>() : "";
+  } while (!cursor.empty());
+  EXPECT_EQ(listed.size(), 200u);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto page = json::parse(server.client().request("GET", "/jobs?limit=1000").body)["jobs"];
+        return std::all_of(page.begin(), page.end(), [](const json& j) { return terminal(j["state"]); });
+      },
+      240s));
+  const auto metrics = server.client().request("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("qjobs_jobs{state=\"SUCCEEDED\"} 200"), std::string::npos) << metrics;
+}
+
+}  // namespace
+}  // namespace qjobs::testing

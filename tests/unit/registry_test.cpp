@@ -1,0 +1,25 @@
+// Every algorithm the catalog calls available has an implementation, and
+// every implementation is in the catalog.
+#include <gtest/gtest.h>
+
+#include "common/algorithm_catalog.hpp"
+#include "jobs/quant/registry.hpp"
+
+namespace qjobs {
+namespace {
+
+TEST(Registry, MatchesTheCatalog) {
+  for (const auto& a : algorithm_catalog()) {
+    const bool implemented = quant::make_algorithm(a.name) != nullptr;
+    EXPECT_EQ(implemented, a.available) << a.name;
+  }
+  for (const auto& row : quant::algorithm_registry()) {
+    const auto* info = find_algorithm(row.name);
+    ASSERT_NE(info, nullptr) << row.name << " is registered but not in the catalog";
+    EXPECT_TRUE(info->available) << row.name;
+    EXPECT_TRUE(row.make) << row.name;
+  }
+}
+
+}  // namespace
+}  // namespace qjobs
