@@ -222,7 +222,6 @@ ApiResult Api::submit(const Request& req, const Params&, const Query&) {
     return res;
   }
   ++submitted_;
-  store_.add_event(job.id, "state", {{"state", "QUEUED"}, {"source", "server"}});
   dir.append_event({{"type", "state"}, {"state", "QUEUED"}, {"source", "server"}});
   scheduler_.tick();
   const auto rec = store_.get(job.id);

@@ -145,6 +145,7 @@ void Scheduler::tick() {
 }
 
 void Scheduler::start_queued() {
+  if (free_.empty()) return;  // nothing can start: skip reading the queue
   for (const auto& job : store_.in_state(JobState::queued)) {
     const int need = options_.capacity.gpu_mode() ? job.devices_requested : 1;
     if (need > options_.capacity.size()) {

@@ -238,6 +238,7 @@ Store::InsertResult Store::insert(const NewJob& j) {
   const double now = [] {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   }();
+  exec("BEGIN IMMEDIATE");
   try {
     Stmt s(db_,
            "INSERT INTO jobs(id, name, algorithm, model, state, priority, max_attempts, "
@@ -248,7 +249,12 @@ Store::InsertResult Store::insert(const NewJob& j) {
         .bind(8, j.devices_requested).bind(9, j.timeout_s).bind(10, j.idempotency_key)
         .bind(11, j.spec_yaml).bind(12, j.spec_json).bind(13, now).bind(14, now);
     s.step();
+    Stmt e(db_, "INSERT INTO job_events(job_id, ts, type, data_json) VALUES(?,?,'state',?)");
+    e.bind(1, j.id).bind(2, now).bind(3, std::string(R"({"state":"QUEUED","source":"server"})"));
+    e.step();
+    exec("COMMIT");
   } catch (const Error& e) {
+    exec("ROLLBACK");
     // A concurrent insert with the same key won the race.
     if (e.kind() == ErrorKind::conflict && j.idempotency_key) {
       Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE idempotency_key=?");

@@ -63,7 +63,7 @@ class Store {
 
   static int schema_version();  // the version this build migrates to
 
-  // Inserts a QUEUED job. When the idempotency key is already used, nothing
+  // Inserts a QUEUED job and its first event in one transaction. When the idempotency key is already used, nothing
   // is inserted and the first job is returned with created = false.
   struct InsertResult {
     JobRecord job;
