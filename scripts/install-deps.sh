@@ -8,7 +8,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libyaml-cpp-dev libboost1.81-dev libboost-url1.81-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev libcli11-dev libgtest-dev
-  libpcre2-dev libcurl4-openssl-dev
+  libpcre2-dev libicu-dev libcurl4-openssl-dev
   wrk curl
   bible-kjv bible-kjv-text
 )

@@ -1,0 +1,100 @@
+// The Llama-family decoder (Llama, Mistral, Qwen2) on ATen, computing what
+// Hugging Face transformers computes (eager attention):
+//   h = embed(ids); per layer: h += o(attn(rope(q(n1(h))), rope(k(n1(h))), v(n1(h))));
+//                              h += down(silu(gate(n2(h))) * up(n2(h)));
+//   logits = lm_head(norm(h)).
+// RMSNorm runs in float32 and casts back; RoPE is rotate-half with float32
+// tables; the causal mask is finfo(float32).min; softmax is float32.
+//
+// Tensors are [batch, time, hidden] in the compute dtype unless stated;
+// logits come back float32. Weights are views of the mapped checkpoint when
+// its dtype is the compute dtype (no copy), else converted once at load.
+// Thread safety: const methods may run concurrently; mutation (quantizing a
+// layer in place) needs exclusive access.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "jobs/model/model_config.hpp"
+
+namespace qjobs::model {
+
+class Checkpoint;
+
+struct Linear {
+  at::Tensor weight;  // [out_features, in_features]
+  at::Tensor bias;    // [out_features] or undefined
+  at::Tensor operator()(const at::Tensor& x) const;
+};
+
+struct DecoderLayer {
+  at::Tensor input_norm;  // [hidden]
+  at::Tensor post_norm;   // [hidden]
+  Linear q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+
+  // The seven Linears with their names inside the layer ("self_attn.q_proj").
+  std::vector<std::pair<std::string, Linear*>> linears();
+};
+
+// Keys and values of earlier positions, per layer: [batch, kv_heads, time, head_dim].
+struct KVCache {
+  std::vector<at::Tensor> k;
+  std::vector<at::Tensor> v;
+  int64_t length() const { return k.empty() || !k[0].defined() ? 0 : k[0].size(2); }
+};
+
+// Sees every Linear's input and output by its HF module name
+// ("model.layers.3.mlp.down_proj") and returns the output to use.
+using LinearHook = std::function<at::Tensor(const std::string& name, const at::Tensor& x, const at::Tensor& y)>;
+
+struct LoadOptions {
+  at::ScalarType dtype = at::kFloat;  // compute dtype: kFloat, kBFloat16 or kHalf
+  at::Device device = at::kCPU;
+};
+
+class LlamaModel {
+ public:
+  // Throws Error(invalid_input) for an unsupported config and
+  // Error(not_found) naming a missing tensor. The first call raises glibc's
+  // mmap threshold to 32 MiB so activations are reused, not re-faulted.
+  static LlamaModel load(const Checkpoint& ckpt, const LoadOptions& options = {});
+
+  const ModelConfig& config() const { return config_; }
+  at::ScalarType dtype() const { return dtype_; }
+  at::Device device() const { return device_; }
+  std::vector<DecoderLayer>& layers() { return layers_; }
+  const std::vector<DecoderLayer>& layers() const { return layers_; }
+
+  // ids: int64 [B, T] -> float32 logits [B, T, vocab]. With a cache, the ids
+  // continue the cached positions and the cache grows by T.
+  at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr, const LinearHook* hook = nullptr) const;
+
+  // The pieces of forward, for block-by-block calibration.
+  at::Tensor embed(const at::Tensor& ids) const;
+  at::Tensor layer_forward(int64_t layer, const at::Tensor& h, int64_t pos0, KVCache* cache = nullptr,
+                           const LinearHook* hook = nullptr) const;
+  at::Tensor head(const at::Tensor& h) const;  // final norm + lm_head, float32
+  at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+
+  // float32 [head_dim / 2]: the RoPE inverse frequencies after scaling.
+  const at::Tensor& rope_inv_freq() const { return inv_freq_; }
+
+ private:
+  ModelConfig config_;
+  at::ScalarType dtype_ = at::kFloat;
+  at::Device device_ = at::kCPU;
+  at::Tensor embed_tokens_;  // [vocab, hidden]
+  at::Tensor final_norm_;
+  at::Tensor lm_head_;       // [vocab, hidden]; embed_tokens_ when tied
+  std::vector<DecoderLayer> layers_;
+  at::Tensor inv_freq_;
+};
+
+// The RoPE inverse frequencies HF computes for `c` (float32).
+at::Tensor rope_inverse_frequencies(const ModelConfig& c);
+
+}  // namespace qjobs::model
