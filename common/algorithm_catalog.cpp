@@ -50,6 +50,18 @@ std::optional<std::string> group_size_rule(const json& v) {
   return "must be -1 (one group per output channel) or a positive group size";
 }
 
+ParamSpec layer_overrides() {
+  auto group = integer("Q_GROUP_SIZE", "group size for the matching Linears", nullptr, -1, 1 << 20);
+  group.check = group_size_rule;
+  ParamSpec p{.name = "LAYER_OVERRIDES", .type = ParamType::section_list,
+              .description = "per-Linear settings; the first entry whose glob pattern matches the name wins"};
+  p.children = {string("pattern", "glob over names such as model.layers.0.mlp.down_proj", nullptr),
+                integer("W_BIT", "bits for the matching Linears", nullptr, 2, 8), std::move(group),
+                boolean("ZERO_POINT", "asymmetric for the matching Linears", nullptr),
+                boolean("SKIP", "keep the matching Linears unquantized", nullptr)};
+  return p;
+}
+
 // Keys AutoAWQ's section uses in Nyuntam; RTN shares them so that switching
 // ALGORITHM between the two needs no other edit.
 std::vector<ParamSpec> weight_only_params(std::string version_default) {
@@ -62,7 +74,32 @@ std::vector<ParamSpec> weight_only_params(std::string version_default) {
       boolean("ZERO_POINT", "asymmetric (with zero point) when true, symmetric when false", true),
       string("VERSION", "AutoAWQ kernel layout of the packed checkpoint", std::move(version_default),
              {"GEMM", "GEMV", "GEMV_FAST", "Marlin"}),
+      layer_overrides(),
   };
+}
+
+std::vector<ParamSpec> awq_params() {
+  auto p = weight_only_params("GEMM");
+  p.push_back(integer("N_GRID", "grid points of the scale search", 20, 2, 1000));
+  p.push_back(boolean("DUO_SCALING", "scale by activation and weight statistics (AutoAWQ's default)", true));
+  p.push_back(boolean("CLIP", "search clipping ranges after scaling", true));
+  return p;
+}
+
+std::vector<ParamSpec> gptq_params() {
+  auto p = weight_only_params("GEMM");
+  p.push_back(number("DAMP_PERCENT", "damping as a share of the mean Hessian diagonal", 0.01, 0, 1));
+  p.push_back(integer("BLOCK_SIZE", "columns per lazy update block", 128, 1, 1 << 16));
+  p.push_back(boolean("DESC_ACT", "act-order: columns by decreasing Hessian diagonal", false));
+  p.push_back(boolean("STATIC_GROUPS", "group parameters from the weight before updates", false));
+  p.push_back(boolean("TRUE_SEQUENTIAL", "q,k,v -> o -> gate,up -> down inside a block", true));
+  return p;
+}
+
+std::vector<ParamSpec> hqq_params() {
+  auto group = integer("Q_GROUP_SIZE", "input columns per group; -1 = per output channel", 64, -1, 1 << 20);
+  group.check = group_size_rule;
+  return {integer("W_BIT", "weight bits", 4, 2, 8), std::move(group), layer_overrides()};
 }
 
 ParamSpec smooth_branch(std::string name, std::string desc) {
@@ -114,10 +151,9 @@ std::vector<AlgorithmInfo> make_catalog() {
   return {
       {"RTN", "round-to-nearest weight quantization (no calibration)", true,
        weight_only_params("GEMM")},
-      {"AutoAWQ", "AWQ activation-aware weight quantization", false, weight_only_params("GEMM")},
-      {"GPTQ", "GPTQ Hessian-based weight quantization", false, weight_only_params("GEMM")},
-      {"HQQ", "half-quadratic calibration-free weight quantization", false,
-       weight_only_params("GEMM")},
+      {"AutoAWQ", "AWQ activation-aware weight quantization", true, awq_params(), 128, 512},
+      {"GPTQ", "GPTQ Hessian-based weight quantization", true, gptq_params(), 128, 2048},
+      {"HQQ", "half-quadratic calibration-free weight quantization", true, hqq_params()},
       {"SmoothQuant", "W8A8 with activation smoothing", false,
        {number("alpha", "migration strength", 0.5, 0, 1)}},
       {"LMQuant", "QoQ W4A8KV4 (deepcompressor presets)", false, lmquant_params()},
@@ -137,6 +173,7 @@ std::string_view param_type_name(ParamType t) {
     case ParamType::string: return "a string";
     case ParamType::string_list: return "a list of strings";
     case ParamType::section: return "a mapping";
+    case ParamType::section_list: return "a list of mappings";
   }
   return "a value";
 }
@@ -144,6 +181,45 @@ std::string_view param_type_name(ParamType t) {
 const std::vector<AlgorithmInfo>& algorithm_catalog() {
   static const std::vector<AlgorithmInfo> catalog = make_catalog();
   return catalog;
+}
+
+const std::vector<ParamSpec>& calibration_schema() {
+  static const std::vector<ParamSpec> schema = {
+      string("data_path", "a .txt, .jsonl or .json file or folder (as DATA_PATH)", nullptr),
+      string("dataset", "dataset name under the data root (as DATASET_NAME)", nullptr),
+      string("subset", "dataset subset (as DATASET_SUBNAME)", nullptr),
+      string("split", "split to read", nullptr),
+      string("text_column", "comma list of columns (as TEXT_COLUMN)", nullptr),
+      integer("n_samples", "calibration windows (default: the algorithm's)", nullptr, 1, 1 << 20),
+      integer("seqlen", "tokens per window (default: the algorithm's)", nullptr, 2, 1 << 20),
+      integer("seed", "sampling seed", 0, 0, 1e15),
+  };
+  return schema;
+}
+
+const std::vector<ParamSpec>& eval_schema() {
+  static const std::vector<ParamSpec> schema = [] {
+    ParamSpec tasks{.name = "tasks", .type = ParamType::section_list,
+                    .description = "evaluations run on the original and on the quantized model"};
+    tasks.children = {
+        string("type", "ppl (any dataset), wikitext-ppl (WikiText-2 test), demo (answers to prompts)", nullptr,
+               {"ppl", "wikitext-ppl", "demo"}),
+        string("name", "label in the report (default: the type)", nullptr),
+        string("data_path", "a .txt, .jsonl or .json file or folder (as DATA_PATH)", nullptr),
+        string("dataset", "dataset name under the data root (as DATASET_NAME)", nullptr),
+        string("subset", "dataset subset (as DATASET_SUBNAME)", nullptr),
+        string("split", "split to read", nullptr),
+        string("text_column", "comma list of columns (as TEXT_COLUMN)", nullptr),
+        integer("seqlen", "tokens per perplexity window", 2048, 2, 1 << 20),
+        integer("num_samples", "first N windows; -1 = all", -1, -1, 1 << 30),
+        integer("batch_size", "windows per forward pass", 1, 1, 4096),
+        string_list("prompts", "demo prompts, sent through the chat template"),
+        integer("max_new_tokens", "demo answer length in tokens", 64, 1, 1 << 16),
+        boolean("raw", "demo: send prompts as they are, without the chat template", false),
+    };
+    return std::vector<ParamSpec>{tasks};
+  }();
+  return schema;
 }
 
 const AlgorithmInfo* find_algorithm(std::string_view name) {

@@ -14,7 +14,7 @@
 
 namespace qjobs {
 
-enum class ParamType { boolean, integer, number, string, string_list, section };
+enum class ParamType { boolean, integer, number, string, string_list, section, section_list };
 
 std::string_view param_type_name(ParamType t);
 
@@ -28,7 +28,7 @@ struct ParamSpec {
   double min = -1e300;                // integer/number: inclusive bounds
   double max = 1e300;
   std::vector<std::string> choices;   // string: allowed values when non-empty
-  std::vector<ParamSpec> children;    // section: its keys
+  std::vector<ParamSpec> children;    // section, section_list: the keys of the (each) mapping
   // Extra rule on a value that already has the right type; returns the
   // message when the value is rejected.
   std::function<std::optional<std::string>(const nlohmann::json&)> check;
@@ -39,9 +39,20 @@ struct AlgorithmInfo {
   std::string description;
   bool available = false;   // false: known, accepted by the schema, not built yet
   std::vector<ParamSpec> params;
+  // Calibration defaults as the algorithm's paper used them; 0 = calibration-free.
+  int64_t calib_samples = 0;
+  int64_t calib_seqlen = 0;
 };
 
 const std::vector<AlgorithmInfo>& algorithm_catalog();
+
+// The top-level `calibration:` section: {data_path | dataset, subset, split,
+// text_column, n_samples, seqlen, seed}. Absent keys fall back to the spec's
+// DATA_PATH / DATASET_NAME / ... and the algorithm's defaults.
+const std::vector<ParamSpec>& calibration_schema();
+
+// The top-level `eval:` section: {tasks: [{type: ppl|wikitext-ppl|demo, ...}]}.
+const std::vector<ParamSpec>& eval_schema();
 
 // Exact, case-sensitive lookup; nullptr when the name is unknown.
 const AlgorithmInfo* find_algorithm(std::string_view name);

@@ -35,6 +35,7 @@ const std::vector<TopKey>& top_keys() {
       {"MODEL_PATH", ParamType::string},     {"LOGGING_PATH", ParamType::string},
       {"CACHE_PATH", ParamType::string},     {"PRIORITY", ParamType::integer},
       {"TIMEOUT_S", ParamType::number},      {"MAX_ATTEMPTS", ParamType::integer},
+      {"DTYPE", ParamType::string},
   };
   return keys;
 }
@@ -111,6 +112,25 @@ class Validator {
   }
 
   std::optional<json> value(const YAML::Node& n, const ParamSpec& spec, const std::string& path) {
+    if (spec.type == ParamType::section_list) {
+      if (!n.IsSequence()) {
+        add(path, n.Mark(), "expected a list of mappings, got " + show(n));
+        return std::nullopt;
+      }
+      json list = json::array();
+      int i = 0;
+      for (const auto& item : n) {
+        const std::string ipath = path + "[" + std::to_string(i++) + "]";
+        if (!item.IsMap()) {
+          add(ipath, item.Mark(), "expected a mapping, got " + show(item));
+          continue;
+        }
+        json out = json::object();
+        section(item, spec.children, ipath, out);
+        list.push_back(out);
+      }
+      return list;
+    }
     if (spec.type == ParamType::section) {
       if (!n.IsMap()) {
         add(path, n.Mark(), "expected a mapping, got " + show(n));
@@ -267,6 +287,9 @@ json to_json(const JobSpec& s) {
           {"TIMEOUT_S", s.timeout_s},
           {"MAX_ATTEMPTS", s.max_attempts},
           {"params", s.params},
+          {"DTYPE", s.dtype},
+          {"eval", s.eval},
+          {"calibration", s.calibration},
           {"warnings", s.warnings}};
 }
 
@@ -290,6 +313,9 @@ JobSpec job_spec_from_json(const json& j) {
   s.timeout_s = j.value("TIMEOUT_S", 0.0);
   s.max_attempts = j.value("MAX_ATTEMPTS", 2);
   s.params = j.value("params", json::object());
+  s.dtype = j.value("DTYPE", std::string("auto"));
+  s.eval = j.value("eval", json::object());
+  s.calibration = j.value("calibration", json::object());
   s.warnings = j.value("warnings", std::vector<std::string>{});
   return s;
 }
@@ -318,7 +344,8 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
   json top = json::object();
   YAML::Node llm;
   YAML::Mark algorithm_mark;
-  std::vector<std::string> top_names = {"llm"};
+  YAML::Node eval_node, calib_node;
+  std::vector<std::string> top_names = {"llm", "eval", "calibration"};
   for (const auto& k : top_keys()) top_names.push_back(k.name);
 
   for (const auto& kv : root) {
@@ -326,6 +353,14 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
     const std::string name = key.IsScalar() ? key.Scalar() : "";
     if (name == "llm") {
       llm = kv.second;
+      continue;
+    }
+    if (name == "eval") {
+      eval_node = kv.second;
+      continue;
+    }
+    if (name == "calibration") {
+      calib_node = kv.second;
       continue;
     }
     const auto it = std::find_if(top_keys().begin(), top_keys().end(),
@@ -456,6 +491,38 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
                 Validator::join(algorithm_names(true)) + ")");
   }
   spec.params = std::move(params);
+
+  spec.dtype = top.value("DTYPE", std::string("auto"));
+  if (spec.dtype != "auto" && spec.dtype != "float32" && spec.dtype != "bfloat16" && spec.dtype != "float16")
+    v.add("DTYPE", root["DTYPE"].Mark(), "DTYPE must be auto, float32, bfloat16 or float16");
+  if (calib_node && !calib_node.IsNull()) {
+    if (!calib_node.IsMap()) {
+      v.add("calibration", calib_node.Mark(), "expected a mapping, got " + Validator::show(calib_node));
+    } else {
+      json cal = json::object();
+      v.section(calib_node, calibration_schema(), "calibration", cal);
+      spec.calibration = std::move(cal);
+    }
+  }
+  if (eval_node && !eval_node.IsNull()) {
+    if (!eval_node.IsMap()) {
+      v.add("eval", eval_node.Mark(), "expected a mapping with 'tasks', got " + Validator::show(eval_node));
+    } else {
+      json ev = json::object();
+      v.section(eval_node, eval_schema(), "eval", ev);
+      if (ev.contains("tasks")) {
+        for (std::size_t i = 0; i < ev["tasks"].size(); ++i) {
+          auto& task = ev["tasks"][i];
+          for (const auto& p : eval_schema()[0].children)
+            if (!task.contains(p.name) && !p.default_value.is_null()) task[p.name] = p.default_value;
+          if (!task.contains("type"))
+            v.add("eval.tasks[" + std::to_string(i) + "]", eval_node["tasks"][i].Mark(),
+                  "every task needs a type (ppl, wikitext-ppl or demo)");
+        }
+      }
+      spec.eval = std::move(ev);
+    }
+  }
 
   result.issues = std::move(v.issues);
   if (result.issues.empty()) result.spec = std::move(spec);

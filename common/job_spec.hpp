@@ -10,7 +10,9 @@
 // Server-owned paths, accepted and ignored with a warning: USER_FOLDER,
 //   JOB_PATH, MODEL_PATH, LOGGING_PATH, CACHE_PATH.
 // qjobs' own: PRIORITY (int, -100..100, default 0, higher runs first),
-//   TIMEOUT_S (seconds, 0 = none), MAX_ATTEMPTS (1..10, default 2).
+//   TIMEOUT_S (seconds, 0 = none), MAX_ATTEMPTS (1..10, default 2),
+//   DTYPE (auto | float32 | bfloat16 | float16: compute dtype; auto = float32
+//   on a CPU, bfloat16 on a GPU), eval: {tasks: [...]} (algorithm_catalog.hpp).
 #pragma once
 
 #include <optional>
@@ -53,6 +55,9 @@ struct JobSpec {
   int max_attempts = 2;            // attempts before a lost worker fails the job
   nlohmann::json params = nlohmann::json::object();  // the algorithm section, expanded,
                                                       // with the schema's defaults
+  std::string dtype = "auto";      // compute dtype
+  nlohmann::json eval = nlohmann::json::object();    // {tasks: [...]}, defaults applied
+  nlohmann::json calibration = nlohmann::json::object();  // calibration_schema(), as given
   std::vector<std::string> warnings;  // accepted but ignored keys
 
   // Devices the job occupies: the number of CUDA_ID entries, at least 1.

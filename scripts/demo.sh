@@ -10,12 +10,6 @@ port=${QJOBS_DEMO_PORT:-8080}
 export QJOBS_SERVER="http://127.0.0.1:$port"
 mkdir -p user_data
 
-if [[ ! -f user_data/demo-model/config.json ]]; then
-  echo "demo: making a small random Llama model in user_data/demo-model"
-  build/bin/qjobs-worker init-model --out user_data/demo-model --hidden 128 --intermediate 352 \
-    --layers 4 --heads 4 --kv-heads 2 --vocab 512 --seed 1 >/dev/null
-fi
-
 if ! curl -fsS "$QJOBS_SERVER/healthz" >/dev/null 2>&1; then
   echo "demo: starting qjobs-server on 127.0.0.1:$port (log: user_data/server.log)"
   nohup build/bin/qjobs-server --listen "127.0.0.1:$port" --user-data user_data --slots 1 \
@@ -33,5 +27,7 @@ echo
 build/bin/jobctl status "$id"
 echo
 echo "demo: the quantized model is in user_data/jobs/$id/model/"
-echo "demo: the report is user_data/jobs/$id/report.md"
+echo "demo: the report is user_data/jobs/$id/report.md:"
+echo
+cat "user_data/jobs/$id/report.md" | head -20
 echo "demo: the server keeps running; stop it with: pkill -f 'qjobs-server --listen 127.0.0.1:$port'"

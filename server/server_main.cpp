@@ -2,6 +2,7 @@
 // process.
 //   qjobs-server --listen HOST:PORT --user-data DIR (--gpus LIST | --slots N)
 //                [--tokens-file F] [--worker PATH] [--cancel-grace S]
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -97,6 +98,10 @@ int main(int argc, char** argv) {
 
     const fs::path root = fs::absolute(user_data);
     fs::create_directories(root / "jobs");
+    // Workers inherit these: downloads land in the server's cache, and
+    // dataset names resolve under user_data/datasets (unless set already).
+    ::setenv("QJOBS_CACHE_DIR", (root / ".cache").c_str(), 0);
+    ::setenv("QJOBS_DATA_DIR", (root / "datasets").c_str(), 0);
 
     Capacity capacity;
     if (!gpus.empty()) {

@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "jobs/model/random_model.hpp"
+#include "worker/commands.hpp"
 #include "worker/pipeline.hpp"
 #include "worker/status_reporter.hpp"
 
@@ -39,6 +40,62 @@ int main(int argc, char** argv) {
   init->add_option("--init-std", rm.init_std)->capture_default_str();
   init->add_flag("--tie-embeddings", rm.tie_embeddings);
 
+  qjobs::worker::ModelArgs margs;
+  std::string tok_dir, text, tokens_file, out_file, data_file, prompt;
+  bool bos = false, raw = false;
+  int64_t seqlen = 2048, num_samples = -1, batch_size = 1, max_new = 64;
+  double temperature = 0, top_p = 1.0;
+  uint64_t seed = 0;
+  const std::vector<std::string> dtypes = {"auto", "float32", "bfloat16", "float16"};
+  auto* tokenize = app.add_subcommand("tokenize", "print the token ids of a text");
+  tokenize->add_option("--tokenizer", tok_dir, "folder with tokenizer.json")->required();
+  tokenize->add_option("--text", text, "the text")->required();
+  tokenize->add_flag("--bos", bos, "start with the BOS token");
+  auto* logits = app.add_subcommand("logits", "write the logits of token id lists to a safetensors file");
+  logits->add_option("--checkpoint", margs.checkpoint)->required();
+  logits->add_option("--tokens", tokens_file, "JSON file: a list of equal-length id lists")->required();
+  logits->add_option("--out", out_file, "output .safetensors (tensor 'logits', float32 [B, T, V])")->required();
+  logits->add_option("--dtype", margs.dtype)->check(CLI::IsMember(dtypes))->capture_default_str();
+  auto* ppl = app.add_subcommand("ppl", "perplexity of a text file (GPTQ/AWQ protocol)");
+  ppl->add_option("--checkpoint", margs.checkpoint)->required();
+  ppl->add_option("--data", data_file, ".txt/.jsonl/.json text, or .safetensors with input_ids")->required();
+  ppl->add_option("--seqlen", seqlen)->capture_default_str();
+  ppl->add_option("--num-samples", num_samples, "first N windows (-1: all)")->capture_default_str();
+  ppl->add_option("--batch-size", batch_size)->capture_default_str();
+  ppl->add_option("--dtype", margs.dtype)->check(CLI::IsMember(dtypes))->capture_default_str();
+  auto* demo = app.add_subcommand("demo", "answer a prompt");
+  demo->add_option("--checkpoint", margs.checkpoint)->required();
+  demo->add_option("--prompt", prompt)->required();
+  demo->add_flag("--raw", raw, "no chat template");
+  demo->add_option("--max-new-tokens", max_new)->capture_default_str();
+  demo->add_option("--temperature", temperature, "0: greedy")->capture_default_str();
+  demo->add_option("--top-p", top_p)->capture_default_str();
+  demo->add_option("--seed", seed)->capture_default_str();
+  demo->add_option("--dtype", margs.dtype)->check(CLI::IsMember(dtypes))->capture_default_str();
+
+  std::string tt_data, tt_out;
+  int64_t tt_vocab = 1024;
+  auto* train_tok = app.add_subcommand("train-tokenizer", "train a byte-level BPE tokenizer on a data file");
+  train_tok->add_option("--data", tt_data, ".jsonl/.json/.txt rows")->required();
+  train_tok->add_option("--vocab-size", tt_vocab)->capture_default_str();
+  train_tok->add_option("--out", tt_out)->required();
+  qjobs::worker::TrainArgs ta;
+  auto* train = app.add_subcommand("train", "train a small Llama model from scratch (libtorch autograd)");
+  train->add_option("--data", ta.data, "training rows")->required();
+  train->add_option("--eval-data", ta.eval_data, "held-out rows");
+  train->add_option("--tokenizer", ta.tokenizer, "folder with tokenizer.json")->required();
+  train->add_option("--out", ta.out, "checkpoint folder")->required();
+  train->add_option("--hidden", ta.hidden)->capture_default_str();
+  train->add_option("--intermediate", ta.intermediate)->capture_default_str();
+  train->add_option("--layers", ta.layers)->capture_default_str();
+  train->add_option("--heads", ta.heads)->capture_default_str();
+  train->add_option("--kv-heads", ta.kv_heads)->capture_default_str();
+  train->add_option("--steps", ta.steps)->capture_default_str();
+  train->add_option("--batch-size", ta.batch_size)->capture_default_str();
+  train->add_option("--seqlen", ta.seqlen)->capture_default_str();
+  train->add_option("--lr", ta.lr)->capture_default_str();
+  train->add_option("--seed", ta.seed)->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -52,6 +109,12 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
 
   if (*run) return qjobs::worker::run_job(spec, job_dir);
+  if (*tokenize) return qjobs::worker::cmd_tokenize(tok_dir, text, bos);
+  if (*logits) return qjobs::worker::cmd_logits(margs, tokens_file, out_file);
+  if (*ppl) return qjobs::worker::cmd_ppl(margs, data_file, seqlen, num_samples, batch_size);
+  if (*demo) return qjobs::worker::cmd_demo(margs, prompt, raw, max_new, temperature, top_p, seed);
+  if (*train_tok) return qjobs::worker::cmd_train_tokenizer(tt_data, tt_vocab, tt_out);
+  if (*train) return qjobs::worker::cmd_train(ta);
   if (*init) {
     try {
       qjobs::model::write_random_llama(rm_out, rm);

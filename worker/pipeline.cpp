@@ -14,10 +14,16 @@
 #include "common/job_spec.hpp"
 #include "common/job_state.hpp"
 #include "common/logging.hpp"
+#include "common/algorithm_catalog.hpp"
+#include "common/strings.hpp"
+#include "jobs/data/dataset.hpp"
+#include "jobs/eval/tasks.hpp"
 #include "jobs/model/checkpoint.hpp"
+#include "jobs/model/llama_model.hpp"
 #include "jobs/model/model_source.hpp"
 #include "jobs/model/safetensors.hpp"
 #include "jobs/quant/registry.hpp"
+#include "jobs/tokenizer/tokenizer.hpp"
 #include "worker/status_reporter.hpp"
 
 namespace qjobs::worker {
@@ -36,6 +42,10 @@ struct StageFailure {
 // is MODEL_LOAD, while reading data it is DATA; bad input is VALIDATION
 // everywhere; a bug is INTERNAL.
 ErrorType classify(const std::string& stage, ErrorKind kind) {
+  // Whatever stops the model from loading (missing, gated, corrupt,
+  // unsupported) is MODEL_LOAD.
+  if (stage == "load" && kind != ErrorKind::oom && kind != ErrorKind::cancelled && kind != ErrorKind::internal)
+    return ErrorType::model_load;
   switch (kind) {
     case ErrorKind::invalid_input: return ErrorType::validation;
     case ErrorKind::oom: return ErrorType::oom;
@@ -43,7 +53,7 @@ ErrorType classify(const std::string& stage, ErrorKind kind) {
     case ErrorKind::io:
     case ErrorKind::data_corruption:
       if (stage == "load") return ErrorType::model_load;
-      if (stage == "data") return ErrorType::data;
+      if (stage == "data" || stage == "baseline" || stage == "evaluate") return ErrorType::data;
       return ErrorType::internal;
     default: return ErrorType::internal;
   }
@@ -99,13 +109,35 @@ void package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   rep.progress(++done, total, "config.json");
 }
 
+// Runs every eval task on `model_dir`'s model; results keyed by task name.
+json evaluate(const JobSpec& spec, const fs::path& model_dir, const std::string& which, const JobDir& dir,
+              StatusReporter& rep) {
+  const auto ckpt = model::Checkpoint::open(model_dir);
+  model::LoadOptions lo;  // evaluation
+  lo.dtype = spec.dtype == "bfloat16" ? at::kBFloat16 : spec.dtype == "float16" ? at::kHalf : at::kFloat;
+  const auto m = model::LlamaModel::load(ckpt, lo);
+  const auto tok = tokenizer::Tokenizer::load(model_dir);
+  const auto& tasks = spec.eval["tasks"];
+  json results = json::object();
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    const auto& task = tasks[i];
+    const std::string name = task.value("name", task.value("type", "task"));
+    auto r = eval::run_task(m, tok, task, [&](int64_t d, int64_t t) { rep.progress(d, t, name); });
+    if (r.contains("ppl")) rep.metric("ppl_" + which + "_" + name, r["ppl"]);
+    write_file_atomic(dir.eval_dir() / (which + "-" + name + ".json"), r.dump(2));
+    results[name] = std::move(r);
+  }
+  return results;
+}
+
 void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_before,
                   uint64_t size_after, const quant::QuantOutput& q, const JobDir& dir,
-                  StatusReporter& rep) {
+                  StatusReporter& rep, const json& before, const json& after) {
   json layers = json::array();
   double worst = 0;
   for (const auto& e : q.layer_errors) {
-    layers.push_back({{"name", e.name}, {"rel_fro_err", e.rel_fro_err}, {"max_abs_err", e.max_abs_err}});
+    layers.push_back({{"name", e.name}, {"rel_fro_err", e.rel_fro_err}, {"max_abs_err", e.max_abs_err},
+                      {"rel_out_err", e.rel_out_err < 0 ? json(nullptr) : json(e.rel_out_err)}});
     worst = std::max(worst, e.rel_fro_err);
   }
   const double mib = 1024.0 * 1024.0;
@@ -118,6 +150,7 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       {"metrics", rep.metrics()},
       {"layers", layers},
       {"stage_seconds", rep.stage_seconds()},
+      {"eval", {{"original", before}, {"quantized", after}}},
   };
   write_file_atomic(dir.report_json(), report.dump(2));
 
@@ -126,13 +159,30 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
   char line[256];
   std::snprintf(line, sizeof line, "| size on disk (MiB) | %.2f | %.2f |\n", size_before / mib, size_after / mib);
   md += line;
+  for (auto& [name, b] : before.items()) {
+    if (!b.contains("ppl") || !after.contains(name)) continue;
+    std::snprintf(line, sizeof line, "| %s perplexity (seqlen %d, %d windows) | %.4f | %.4f |\n", name.c_str(),
+                  b.value("seqlen", 0), b.value("windows", 0), b["ppl"].get<double>(), after[name]["ppl"].get<double>());
+    md += line;
+  }
   md += "\nQuantization: `" + q.quantization_config.dump() + "`\n\n";
+  for (auto& [name, b] : before.items()) {
+    if (!b.contains("answers")) continue;
+    md += "## " + name + "\n\n";
+    for (std::size_t i = 0; i < b["answers"].size(); ++i) {
+      md += "**Prompt:** " + b["answers"][i]["prompt"].get<std::string>() + "\n\n";
+      md += "- original: " + b["answers"][i]["response"].get<std::string>() + "\n";
+      if (after.contains(name)) md += "- quantized: " + after[name]["answers"][i]["response"].get<std::string>() + "\n";
+      md += "\n";
+    }
+  }
   std::snprintf(line, sizeof line, "Weight error: %zu layers, worst relative Frobenius error %.4f\n\n",
                 q.layer_errors.size(), worst);
   md += line;
-  md += "| layer | rel. error | max abs error |\n|---|---|---|\n";
+  md += "| layer | rel. weight error | max abs error | rel. output error |\n|---|---|---|---|\n";
   for (const auto& e : q.layer_errors) {
-    std::snprintf(line, sizeof line, "| %s | %.5f | %.5f |\n", e.name.c_str(), e.rel_fro_err, e.max_abs_err);
+    std::snprintf(line, sizeof line, "| %s | %.5f | %.5f | %s |\n", e.name.c_str(), e.rel_fro_err, e.max_abs_err,
+                  e.rel_out_err < 0 ? "-" : std::to_string(e.rel_out_err).c_str());
     md += line;
   }
   write_file_atomic(dir.report_md(), md);
@@ -149,7 +199,16 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
   spdlog::info("qjobs-worker pid {} attempt {} spec {} job dir {}", ::getpid(), attempt,
                spec_path.string(), job_dir.string());
 
-  StatusReporter rep(dir, {"load", "quantize", "package", "report"}, attempt);
+  std::vector<std::string> stages = {"load", "quantize", "package", "report"};
+  std::string yaml_early;
+  try {
+    yaml_early = read_file(spec_path);
+  } catch (const Error&) {
+  }
+  const auto early = parse_job_spec(yaml_early);
+  const bool has_eval = early.spec && early.spec->eval.contains("tasks") && !early.spec->eval["tasks"].empty();
+  if (has_eval) stages = {"load", "baseline", "quantize", "package", "evaluate", "report"};
+  StatusReporter rep(dir, stages, attempt);
   std::string stage = "validate";
   try {
     std::string yaml;
@@ -177,18 +236,65 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
 
     stage = "load";
     rep.begin_stage(stage, 1);
-    const fs::path model_dir = model::resolve_model_dir(spec.model);
+    const fs::path model_dir = model::resolve_model_dir(spec.model, [&](uint64_t done, uint64_t total) {
+      rep.progress(static_cast<int64_t>(done >> 20), static_cast<int64_t>(total >> 20), "download MiB");
+    });
     const auto ckpt = model::Checkpoint::open(model_dir);
     const uint64_t size_before = checkpoint_size(ckpt);
     rep.metric("model_size_mib", size_before / (1024.0 * 1024.0));
+    if (has_eval) tokenizer::Tokenizer::load(model_dir);  // fail now, not after quantizing
     rep.progress(1, 1);
+
+    json before = json::object(), after = json::object();
+    if (has_eval) {
+      stage = "baseline";
+      rep.begin_stage(stage);
+      before = evaluate(spec, model_dir, "original", dir, rep);
+    }
 
     stage = "quantize";
     rep.begin_stage(stage);
-    const auto q = algorithm->run(ckpt, spec.params, [&](int64_t d, int64_t t, const std::string& what) {
+    quant::QuantInputs qin;
+    qin.ckpt = &ckpt;
+    qin.params = spec.params;
+    qin.compute.dtype = spec.dtype == "bfloat16" ? at::kBFloat16 : spec.dtype == "float16" ? at::kHalf : at::kFloat;
+    qin.state_dir = job_dir / "calib_state";
+    qin.progress = [&](int64_t d, int64_t t, const std::string& what) {
       if (delay > 0 && d > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
       rep.progress(d, t, what);
-    });
+    };
+    qin.calibration = [&]() -> at::Tensor {
+      const AlgorithmInfo* info = find_algorithm(spec.algorithm);
+      const json& c = spec.calibration;
+      data::DatasetSpec ds;
+      ds.path = c.value("data_path", spec.data_path);
+      ds.name = c.value("dataset", spec.dataset_name);
+      ds.subname = c.value("subset", spec.dataset_subname);
+      ds.split = c.value("split", spec.split.empty() ? std::string("train") : spec.split);
+      ds.format_string = spec.format_string;
+      ds.text_columns = spec.text_columns;
+      if (c.contains("text_column")) {
+        ds.text_columns.clear();
+        for (const auto& col : split(c["text_column"].get<std::string>(), ','))
+          if (auto t = trim(col); !t.empty()) ds.text_columns.push_back(t);
+      }
+      const int64_t n = c.value("n_samples", info ? info->calib_samples : 128);
+      const int64_t seqlen = c.value("seqlen", info ? info->calib_seqlen : 512);
+      try {
+        if (ds.path.empty() && ds.name.empty())
+          throw Error(ErrorKind::not_found, spec.algorithm + " needs calibration data: set calibration.data_path, "
+                                            "DATA_PATH or DATASET_NAME");
+        const auto ids = data::calibration_windows(tokenizer::Tokenizer::load(model_dir), data::load_rows(ds), n, seqlen,
+                                                   c.value("seed", uint64_t{0}));
+        rep.event({{"type", "calibration"}, {"samples", n}, {"seqlen", seqlen},
+                   {"data", ds.path.empty() ? ds.name + ":" + ds.split : ds.path}});
+        return ids;
+      } catch (const Error& e) {
+        throw StageFailure{ErrorType::data, std::string("calibration data: ") + e.what()};
+      }
+    };
+    const auto q = algorithm->run(qin);
+    if (q.resumed_blocks > 0) rep.event({{"type", "resumed"}, {"blocks", q.resumed_blocks}});
     double mean_err = 0;
     for (const auto& e : q.layer_errors) mean_err += e.rel_fro_err;
     if (!q.layer_errors.empty()) rep.metric("weight_rel_err_mean", mean_err / q.layer_errors.size());
@@ -199,9 +305,18 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     const uint64_t size_after = dir_size(dir.model_dir());
     rep.metric("packaged_size_mib", size_after / (1024.0 * 1024.0));
 
+    if (has_eval) {
+      stage = "evaluate";
+      rep.begin_stage(stage);
+      after = evaluate(spec, dir.model_dir(), "quantized", dir, rep);
+    }
+
+    std::error_code ec;
+    fs::remove_all(job_dir / "calib_state", ec);  // only needed to resume this run
+
     stage = "report";
     rep.begin_stage(stage, 1);
-    write_report(spec, model_dir, size_before, size_after, q, dir, rep);
+    write_report(spec, model_dir, size_before, size_after, q, dir, rep, before, after);
     rep.progress(1, 1);
     rep.succeed();
     spdlog::info("job done: {}", dir.model_dir().string());

@@ -104,6 +104,27 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
   return m;
 }
 
+std::vector<std::pair<std::string, at::Tensor*>> LlamaModel::parameters() {
+  std::vector<std::pair<std::string, at::Tensor*>> out = {{"model.embed_tokens.weight", &embed_tokens_}};
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    auto& l = layers_[i];
+    out.push_back({p + "input_layernorm.weight", &l.input_norm});
+    out.push_back({p + "post_attention_layernorm.weight", &l.post_norm});
+    for (auto& [name, lin] : l.linears()) {
+      out.push_back({p + name + ".weight", &lin->weight});
+      if (lin->bias.defined()) out.push_back({p + name + ".bias", &lin->bias});
+    }
+  }
+  out.push_back({"model.norm.weight", &final_norm_});
+  if (!config_.tie_word_embeddings) out.push_back({"lm_head.weight", &lm_head_});
+  return out;
+}
+
+void LlamaModel::retie() {
+  if (config_.tie_word_embeddings) lm_head_ = embed_tokens_;
+}
+
 at::Tensor LlamaModel::embed(const at::Tensor& ids) const {
   return at::embedding(embed_tokens_, ids.to(device_, at::kLong));
 }
@@ -123,8 +144,8 @@ at::Tensor rotate_half(const at::Tensor& x) {
 
 }  // namespace
 
-at::Tensor LlamaModel::layer_forward(int64_t li, const at::Tensor& h, int64_t pos0, KVCache* cache,
-                                     const LinearHook* hook) const {
+at::Tensor LlamaModel::attention_forward(int64_t li, const at::Tensor& a, int64_t pos0, KVCache* cache,
+                                         const LinearHook* hook) const {
   const auto& c = config_;
   const DecoderLayer& L = layers_[static_cast<std::size_t>(li)];
   const std::string prefix = hook ? "model.layers." + std::to_string(li) + "." : "";
@@ -133,10 +154,7 @@ at::Tensor LlamaModel::layer_forward(int64_t li, const at::Tensor& h, int64_t po
     if (hook) y = (*hook)(prefix + name, x, y);
     return y;
   };
-  const int64_t B = h.size(0), T = h.size(1), hd = c.head_dim;
-
-  // Attention.
-  const auto a = rms_norm(h, L.input_norm);
+  const int64_t B = a.size(0), T = a.size(1), hd = c.head_dim;
   auto q = run(L.q_proj, "self_attn.q_proj", a).view({B, T, c.heads, hd}).transpose(1, 2);
   auto k = run(L.k_proj, "self_attn.k_proj", a).view({B, T, c.kv_heads, hd}).transpose(1, 2);
   auto v = run(L.v_proj, "self_attn.v_proj", a).view({B, T, c.kv_heads, hd}).transpose(1, 2);
@@ -144,8 +162,8 @@ at::Tensor LlamaModel::layer_forward(int64_t li, const at::Tensor& h, int64_t po
   const auto positions = at::arange(pos0, pos0 + T, at::TensorOptions().dtype(at::kFloat).device(device_));
   const auto freqs = at::outer(positions, inv_freq_);  // [T, hd/2]
   const auto emb = at::cat({freqs, freqs}, -1);
-  const auto cos = emb.cos().to(h.scalar_type());
-  const auto sin = emb.sin().to(h.scalar_type());
+  const auto cos = emb.cos().to(a.scalar_type());
+  const auto sin = emb.sin().to(a.scalar_type());
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
 
@@ -196,13 +214,27 @@ at::Tensor LlamaModel::layer_forward(int64_t li, const at::Tensor& h, int64_t po
   }
   const auto attn_g = outs.size() == 1 ? outs[0] : at::cat(outs, 3);
   const auto attn = attn_g.reshape({B, c.heads, T, hd}).transpose(1, 2).reshape({B, T, c.heads * hd});
-  const auto h1 = h + run(L.o_proj, "self_attn.o_proj", attn);
+  return run(L.o_proj, "self_attn.o_proj", attn);
+}
 
-  // MLP.
-  const auto m = rms_norm(h1, L.post_norm);
+at::Tensor LlamaModel::mlp_forward(int64_t li, const at::Tensor& m, const LinearHook* hook) const {
+  const DecoderLayer& L = layers_[static_cast<std::size_t>(li)];
+  const std::string prefix = hook ? "model.layers." + std::to_string(li) + "." : "";
+  const auto run = [&](const Linear& l, const char* name, const at::Tensor& x) {
+    at::Tensor y = l(x);
+    if (hook) y = (*hook)(prefix + name, x, y);
+    return y;
+  };
   const auto g = run(L.gate_proj, "mlp.gate_proj", m);
   const auto u = run(L.up_proj, "mlp.up_proj", m);
-  return h1 + run(L.down_proj, "mlp.down_proj", at::silu(g) * u);
+  return run(L.down_proj, "mlp.down_proj", at::silu(g) * u);
+}
+
+at::Tensor LlamaModel::layer_forward(int64_t li, const at::Tensor& h, int64_t pos0, KVCache* cache,
+                                     const LinearHook* hook) const {
+  const DecoderLayer& L = layers_[static_cast<std::size_t>(li)];
+  const auto h1 = h + attention_forward(li, rms_norm(h, L.input_norm), pos0, cache, hook);
+  return h1 + mlp_forward(li, rms_norm(h1, L.post_norm), hook);
 }
 
 at::Tensor LlamaModel::head(const at::Tensor& h) const {

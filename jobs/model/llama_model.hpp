@@ -78,7 +78,17 @@ class LlamaModel {
   at::Tensor layer_forward(int64_t layer, const at::Tensor& h, int64_t pos0, KVCache* cache = nullptr,
                            const LinearHook* hook = nullptr) const;
   at::Tensor head(const at::Tensor& h) const;  // final norm + lm_head, float32
+  // The two halves of a layer, on already-normalized inputs: attention
+  // through o_proj, and the MLP through down_proj.
+  at::Tensor attention_forward(int64_t layer, const at::Tensor& a, int64_t pos0, KVCache* cache = nullptr,
+                               const LinearHook* hook = nullptr) const;
+  at::Tensor mlp_forward(int64_t layer, const at::Tensor& m, const LinearHook* hook = nullptr) const;
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+
+  // Every weight by its checkpoint name. A tied lm_head is not listed (it is
+  // the embedding); call retie() after replacing the embedding tensor.
+  std::vector<std::pair<std::string, at::Tensor*>> parameters();
+  void retie();
 
   // float32 [head_dim / 2]: the RoPE inverse frequencies after scaling.
   const at::Tensor& rope_inv_freq() const { return inv_freq_; }

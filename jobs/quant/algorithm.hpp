@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -12,6 +13,8 @@
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
+
+#include "jobs/model/llama_model.hpp"
 
 namespace qjobs::model {
 class Checkpoint;
@@ -26,23 +29,34 @@ struct LayerError {
   std::string name;
   double rel_fro_err = 0;  // ||W' - W|| / ||W||
   double max_abs_err = 0;
+  double rel_out_err = -1; // ||X W'^T - X W^T|| / ||X W^T|| on calibration inputs; -1 = not measured
+};
+
+struct QuantInputs {
+  const model::Checkpoint* ckpt = nullptr;
+  nlohmann::json params;                   // the algorithm section, defaults applied
+  model::LoadOptions compute;              // dtype/device for calibration forwards
+  // Calibration token windows, int64 [n, seqlen]; called once, only by
+  // algorithms that calibrate. Throws when the spec names no usable data.
+  std::function<at::Tensor()> calibration;
+  std::filesystem::path state_dir;         // per-block resume state; empty = none
+  ProgressFn progress;
 };
 
 struct QuantOutput {
-  // Replacement tensors by name, in the checkpoint's stored dtype; names not
-  // present keep the original tensor.
+  // Replacement tensors by checkpoint name, in the checkpoint's stored dtype;
+  // names not present keep the original tensor.
   std::map<std::string, at::Tensor> replaced;
   nlohmann::json quantization_config;  // written into config.json
   std::vector<LayerError> layer_errors;
+  int64_t resumed_blocks = 0;          // blocks restored from saved state
 };
 
 class QuantAlgorithm {
  public:
   virtual ~QuantAlgorithm() = default;
-  // Quantizes `ckpt` with the validated algorithm section `params`
-  // (defaults applied). REQUIRES: params passed the catalog schema.
-  virtual QuantOutput run(const model::Checkpoint& ckpt, const nlohmann::json& params,
-                          const ProgressFn& progress) = 0;
+  // REQUIRES: in.params passed the catalog schema.
+  virtual QuantOutput run(const QuantInputs& in) = 0;
 };
 
 }  // namespace qjobs::quant

@@ -9,6 +9,17 @@ namespace {
 // Quantizes x [rows, groups, g] with one scale per (row, group).
 void quantize_groups(const at::Tensor& x, const WeightQuantConfig& cfg, at::Tensor& codes,
                      at::Tensor& scales, at::Tensor& zeros) {
+  if (cfg.range == RangeMode::through_zero) {
+    auto [s, z] = through_zero_params(x.reshape({-1, x.size(-1)}), cfg.bits, cfg.zero_point);
+    scales = s.reshape({x.size(0), x.size(1), 1});
+    zeros = z.reshape({x.size(0), x.size(1), 1});
+    codes = quantize_codes(x, scales, zeros, cfg.bits);
+    if (!cfg.zero_point) {
+      // Report symmetric codes signed, like the min_max branch.
+      codes = codes - zeros;
+    }
+    return;
+  }
   if (cfg.zero_point) {
     const double qmax = (1 << cfg.bits) - 1;
     const auto mx = std::get<0>(x.max(-1, true));
@@ -25,6 +36,31 @@ void quantize_groups(const at::Tensor& x, const WeightQuantConfig& cfg, at::Tens
 }
 
 }  // namespace
+
+std::pair<at::Tensor, at::Tensor> through_zero_params(const at::Tensor& x_in, int bits, bool zero_point) {
+  const auto x = x_in.to(at::kFloat);
+  const double maxq = (1 << bits) - 1;
+  auto xmin = at::clamp_max(std::get<0>(x.min(1, true)), 0);
+  auto xmax = at::clamp_min(std::get<0>(x.max(1, true)), 0);
+  if (!zero_point) {
+    xmax = at::maximum(xmin.abs(), xmax);
+    xmin = at::where(xmin < 0, -xmax, xmin);
+  }
+  const auto both_zero = at::logical_and(xmin == 0, xmax == 0);
+  xmin = at::where(both_zero, at::full_like(xmin, -1), xmin);
+  xmax = at::where(both_zero, at::full_like(xmax, 1), xmax);
+  const auto scale = (xmax - xmin) / maxq;
+  const auto zero = zero_point ? at::round(-xmin / scale) : at::full_like(scale, (maxq + 1) / 2);
+  return {scale, zero};
+}
+
+at::Tensor quantize_codes(const at::Tensor& w, const at::Tensor& scale, const at::Tensor& zero, int bits) {
+  return at::clamp(at::round(w / scale) + zero, 0, (1 << bits) - 1);
+}
+
+at::Tensor dequantize_codes(const at::Tensor& q, const at::Tensor& scale, const at::Tensor& zero) {
+  return scale * (q - zero);
+}
 
 QuantizedWeight quantize_weight(const at::Tensor& w_in, const WeightQuantConfig& cfg) {
   if (w_in.dim() != 2) throw Error(ErrorKind::invalid_input, "quantize_weight needs a 2-D weight");
@@ -49,6 +85,7 @@ QuantizedWeight quantize_weight(const at::Tensor& w_in, const WeightQuantConfig&
   q.codes = at::cat(codes, 1).to(at::kInt);
   q.scales = at::cat(scales, 1);
   if (cfg.zero_point) q.zeros = at::cat(zeros, 1).to(at::kInt);
+  if (!cfg.zero_point && cfg.range == RangeMode::through_zero) q.zeros = at::Tensor();
   q.group_size = g;
   return q;
 }

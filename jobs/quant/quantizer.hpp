@@ -19,11 +19,25 @@
 
 namespace qjobs::quant {
 
+// How the range of a group is chosen:
+//   min_max       [min, max] as it is (AWQ, the reference RTN)
+//   through_zero  [min(min, 0), max(max, 0)]; symmetric: zero fixed at 2^(b-1) (GPTQ)
+enum class RangeMode { min_max, through_zero };
+
 struct WeightQuantConfig {
   int bits = 4;              // 2..8
   int64_t group_size = 128;  // columns per group; -1 = one group per output channel
   bool zero_point = true;    // asymmetric when true
+  RangeMode range = RangeMode::min_max;
 };
+
+// Scales and zeros of one group for GPTQ's column loop: x [rows, cols] ->
+// scale [rows, 1] float32, zero [rows, 1] float32 (integral values), by the
+// through_zero convention. Symmetric zeros are 2^(b-1) (unsigned storage).
+std::pair<at::Tensor, at::Tensor> through_zero_params(const at::Tensor& x, int bits, bool zero_point);
+// clamp(round(w / scale) + zero, 0, 2^b - 1), and its dequantized value.
+at::Tensor quantize_codes(const at::Tensor& w, const at::Tensor& scale, const at::Tensor& zero, int bits);
+at::Tensor dequantize_codes(const at::Tensor& q, const at::Tensor& scale, const at::Tensor& zero);
 
 struct QuantizedWeight {
   at::Tensor codes;   // int32 [out, in]: 0..2^b-1 (asymmetric) or signed (symmetric)

@@ -1,5 +1,8 @@
 #include "jobs/quant/registry.hpp"
 
+#include "jobs/quant/awq.hpp"
+#include "jobs/quant/gptq.hpp"
+#include "jobs/quant/hqq.hpp"
 #include "jobs/quant/rtn.hpp"
 
 namespace qjobs::quant {
@@ -7,6 +10,9 @@ namespace qjobs::quant {
 const std::vector<AlgorithmRow>& algorithm_registry() {
   static const std::vector<AlgorithmRow> rows = {
       {"RTN", [] { return std::make_unique<RtnAlgorithm>(); }},
+      {"AutoAWQ", [] { return std::make_unique<AwqAlgorithm>(); }},
+      {"GPTQ", [] { return std::make_unique<GptqAlgorithm>(); }},
+      {"HQQ", [] { return std::make_unique<HqqAlgorithm>(); }},
   };
   return rows;
 }

@@ -1,16 +1,15 @@
 #include "jobs/quant/rtn.hpp"
 
 #include "jobs/model/checkpoint.hpp"
+#include "jobs/quant/layer_plan.hpp"
 #include "jobs/quant/quantizer.hpp"
 
 namespace qjobs::quant {
 
-QuantOutput RtnAlgorithm::run(const model::Checkpoint& ckpt, const nlohmann::json& params,
-                              const ProgressFn& progress) {
-  WeightQuantConfig cfg;
-  cfg.bits = params.value("W_BIT", 4);
-  cfg.group_size = params.value("Q_GROUP_SIZE", 128);
-  cfg.zero_point = params.value("ZERO_POINT", true);
+QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
+  const auto& ckpt = *in.ckpt;
+  const auto& params = in.params;
+  const auto& progress = in.progress;
 
   std::vector<std::string> targets;
   for (const auto& name : ckpt.tensor_names())
@@ -21,21 +20,28 @@ QuantOutput RtnAlgorithm::run(const model::Checkpoint& ckpt, const nlohmann::jso
   progress(0, total, "");
   for (int64_t i = 0; i < total; ++i) {
     const auto& name = targets[static_cast<std::size_t>(i)];
+    const auto plan = plan_for(name.substr(0, name.size() - 7), params, RangeMode::min_max);
+    if (plan.skip) {
+      progress(i + 1, total, name);
+      continue;
+    }
+    const auto& cfg = plan.cfg;
     const at::Tensor w = ckpt.tensor(name);
     const at::Tensor w32 = w.to(at::kFloat);
     const at::Tensor deq = quantize_weight(w32, cfg).dequantize();
     const double norm = w32.norm().item<double>();
     out.layer_errors.push_back({name, (deq - w32).norm().item<double>() / std::max(norm, 1e-30),
-                                (deq - w32).abs().max().item<double>()});
+                                (deq - w32).abs().max().item<double>(), -1});
     out.replaced[name] = deq.to(w.scalar_type());
     progress(i + 1, total, name);
   }
   out.quantization_config = {
       {"quant_method", "rtn"},
       {"format", "fake_quant"},
-      {"bits", cfg.bits},
-      {"group_size", cfg.group_size},
-      {"zero_point", cfg.zero_point},
+      {"bits", params.value("W_BIT", 4)},
+      {"group_size", params.value("Q_GROUP_SIZE", 128)},
+      {"zero_point", params.value("ZERO_POINT", true)},
+      {"overrides", describe_overrides(params)},
       {"modules", "decoder linear layers (q,k,v,o,gate,up,down)"},
   };
   return out;

@@ -1,0 +1,127 @@
+// Perplexity throughput on a Llama-shaped model with random weights, against
+// this machine's own GEMM rate measured in the same run, in float32 and
+// bfloat16; and the peak RSS of loading against the checkpoint's size.
+//   ppl_bench [--hidden 1024 --layers 8 --intermediate 2816 --vocab 32000
+//              --seqlen 1024 --windows 4]
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include "jobs/eval/perplexity.hpp"
+#include "jobs/model/checkpoint.hpp"
+#include "jobs/model/llama_model.hpp"
+#include "jobs/model/random_model.hpp"
+
+namespace fs = std::filesystem;
+using namespace qjobs;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// GFLOP/s of [m,k] x [k,n] in `dtype`, best of several runs.
+double gemm_rate(int64_t m, int64_t k, int64_t n, at::ScalarType dtype) {
+  const auto a = at::randn({m, k}).to(dtype), b = at::randn({n, k}).to(dtype);
+  at::linear(a, b);  // warm-up
+  double best = 0;
+  for (int r = 0; r < 5; ++r) {
+    const auto t = std::chrono::steady_clock::now();
+    auto c = at::linear(a, b);
+    const double s = seconds_since(t);
+    best = std::max(best, 2.0 * m * k * n / s / 1e9);
+  }
+  return best;
+}
+
+// Peak RSS (MiB) of a child process that loads the checkpoint and touches
+// every weight once.
+double load_peak_rss_mib(const fs::path& dir) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    auto ckpt = model::Checkpoint::open(dir);
+    auto m = model::LlamaModel::load(ckpt);
+    double sum = 0;
+    for (auto& [name, t] : m.parameters()) sum += t->abs().sum().item<double>();
+    std::_Exit(sum > 0 ? 0 : 1);
+  }
+  int status = 0;
+  struct rusage ru {};
+  wait4(pid, &status, 0, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  model::RandomModelOptions o;
+  o.hidden = 1024;
+  o.layers = 8;
+  o.intermediate = 2816;
+  o.heads = 16;
+  o.kv_heads = 16;
+  o.vocab = 32000;
+  int64_t seqlen = 1024, windows = 4;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    const int64_t v = std::stoll(argv[i + 1]);
+    if (k == "--hidden") o.hidden = v;
+    else if (k == "--layers") o.layers = v;
+    else if (k == "--intermediate") o.intermediate = v;
+    else if (k == "--vocab") o.vocab = v;
+    else if (k == "--heads") o.heads = o.kv_heads = v;
+    else if (k == "--seqlen") seqlen = v;
+    else if (k == "--windows") windows = v;
+  }
+  const fs::path dir = fs::temp_directory_path() / ("qjobs_ppl_bench_" + std::to_string(getpid()));
+  std::printf("model: hidden %ld, layers %ld, intermediate %ld, vocab %ld, heads %ld; seqlen %ld, %ld windows; %d threads\n",
+              o.hidden, o.layers, o.intermediate, o.vocab, o.heads, seqlen, windows, at::get_num_threads());
+
+  std::printf("\n| dtype | GEMM GFLOP/s (T x hidden x intermediate) | ppl tokens/s | model GFLOP/s | share of GEMM rate | load peak RSS MiB | checkpoint MiB |\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
+  for (const auto& [name, dtype] : std::vector<std::pair<std::string, at::ScalarType>>{{"float32", at::kFloat},
+                                                                                         {"bfloat16", at::kBFloat16}}) {
+    fs::remove_all(dir);
+    o.dtype = name;
+    model::write_random_llama(dir, o);
+    uint64_t bytes = 0;
+    for (const auto& e : fs::directory_iterator(dir)) bytes += fs::file_size(e.path());
+
+    const double gemm = gemm_rate(seqlen, o.hidden, o.intermediate, dtype);
+    model::LoadOptions lo;
+    lo.dtype = dtype;
+    const auto m = model::LlamaModel::load(model::Checkpoint::open(dir), lo);
+    const auto ids = at::randint(0, o.vocab, {seqlen * (windows + 1)}, at::kLong);
+    eval::PerplexityOptions po;
+    po.seqlen = seqlen;
+    po.num_samples = 1;
+    eval::perplexity(m, ids, po);  // warm-up
+    po.num_samples = windows;
+    const auto r = eval::perplexity(m, ids, po);
+
+    // FLOPs: 2 x (matmul parameters) per token, plus attention scores and
+    // weighted values computed over the full T x T block.
+    const double head_dim = static_cast<double>(o.hidden / o.heads);
+    const double linear_params = static_cast<double>(o.layers) *
+                                     (2.0 * o.hidden * o.hidden + 2.0 * o.hidden * (o.kv_heads * head_dim) +
+                                      3.0 * o.hidden * o.intermediate) +
+                                 static_cast<double>(o.vocab) * o.hidden;
+    const double tokens = static_cast<double>(windows * seqlen);
+    const double attn = static_cast<double>(o.layers) * windows * 4.0 * seqlen * seqlen * head_dim * o.heads;
+    const double gflops = (2.0 * linear_params * tokens + attn) / r.seconds / 1e9;
+    const double rss = load_peak_rss_mib(dir);
+    std::printf("| %s | %.1f | %.0f | %.1f | %.0f%% | %.0f | %.0f |\n", name.c_str(), gemm, r.tokens_per_s, gflops,
+                100.0 * gflops / gemm, rss, bytes / 1048576.0);
+  }
+  fs::remove_all(dir);
+  return 0;
+}

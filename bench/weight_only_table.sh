@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Perplexity table of the weight-only algorithms (RTN, AWQ, GPTQ, HQQ) at W4
+# and W3 on one model: each job runs in qjobs-worker (standalone), and the
+# packaged checkpoint is scored with `qjobs-worker ppl` (GPTQ/AWQ protocol).
+# Usage: bench/weight_only_table.sh MODEL_DIR CALIB_DATA EVAL_DATA GROUP [SEQLEN] [CALIB_N] [CALIB_SEQLEN]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=$(realpath "$1"); calib=$(realpath "$2"); evald=$(realpath "$3"); group=$4
+seqlen=${5:-512}; calib_n=${6:-128}; calib_seqlen=${7:-512}
+work=$(mktemp -d /tmp/qjobs-wq.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+worker=build/bin/qjobs-worker
+
+ppl() { "$worker" ppl --checkpoint "$1" --data "$evald" --seqlen "$seqlen" --batch-size 4 | sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p'; }
+
+base=$(ppl "$model")
+declare -A result secs
+for bits in 4 3; do
+  for algo in RTN AutoAWQ GPTQ HQQ; do
+    cat >"$work/$algo-$bits.yaml" <<YAML
+MODEL: "$model"
+ALGORITHM: $algo
+DATA_PATH: "$calib"
+calibration:
+  n_samples: $calib_n
+  seqlen: $calib_seqlen
+llm:
+  $algo:
+    W_BIT: $bits
+    Q_GROUP_SIZE: $group
+YAML
+    start=$(date +%s.%N)
+    "$worker" run "$work/$algo-$bits.yaml" --job-dir "$work/$algo-$bits" >/dev/null 2>&1 || { echo "$algo W$bits failed"; tail -5 "$work/$algo-$bits/logs/worker.log"; exit 1; }
+    secs[$algo-$bits]=$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN { print a - b }')
+    result[$algo-$bits]=$(ppl "$work/$algo-$bits/model")
+  done
+done
+echo
+echo "model: $model"
+echo "eval: $evald, seqlen $seqlen, all windows; calibration: $calib, $calib_n x $calib_seqlen; group $group"
+echo
+echo "| bits | fp | RTN | AWQ | GPTQ | HQQ |"
+echo "|---|---|---|---|---|---|"
+for bits in 4 3; do
+  printf '| W%s g%s | %.3f | %.3f | %.3f | %.3f | %.3f |\n' "$bits" "$group" "$base" "${result[RTN-$bits]}" \
+    "${result[AutoAWQ-$bits]}" "${result[GPTQ-$bits]}" "${result[HQQ-$bits]}"
+done
+echo
+echo "| bits | RTN s | AWQ s | GPTQ s | HQQ s |  (job wall time: load, calibrate, quantize, package)"
+echo "|---|---|---|---|---|"
+for bits in 4 3; do
+  printf '| W%s | %.1f | %.1f | %.1f | %.1f |\n' "$bits" "${secs[RTN-$bits]}" "${secs[AutoAWQ-$bits]}" "${secs[GPTQ-$bits]}" "${secs[HQQ-$bits]}"
+done

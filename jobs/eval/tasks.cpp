@@ -1,0 +1,94 @@
+#include "jobs/eval/tasks.hpp"
+
+#include "common/error.hpp"
+#include "common/strings.hpp"
+#include "jobs/data/dataset.hpp"
+#include "jobs/eval/perplexity.hpp"
+#include "jobs/model/generate.hpp"
+
+namespace qjobs::eval {
+using nlohmann::json;
+
+at::Tensor perplexity_ids(const tokenizer::Tokenizer& tok, const std::string& text) {
+  std::vector<int64_t> ids;
+  if (auto bos = tok.bos_id()) ids.push_back(*bos);
+  const auto body = tok.encode(text);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return at::tensor(ids, at::kLong);
+}
+
+std::string answer(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const std::string& prompt,
+                   bool raw, int64_t max_new_tokens) {
+  std::vector<int64_t> ids;
+  if (raw || tok.chat_family() == tokenizer::ChatFamily::none) {
+    if (auto bos = tok.bos_id()) ids.push_back(*bos);
+    const auto body = tok.encode(prompt);
+    ids.insert(ids.end(), body.begin(), body.end());
+  } else {
+    ids = tok.encode(tok.format_chat({{"user", prompt}}));
+    if (tok.chat_family() == tokenizer::ChatFamily::chatml)
+      if (auto bos = tok.bos_id()) ids.insert(ids.begin(), *bos);
+  }
+  model::GenerateOptions o;
+  o.max_new_tokens = max_new_tokens;
+  o.stop_tokens = tok.eos_ids();
+  auto out = model::generate(model, ids, o);
+  if (!out.empty() && std::find(o.stop_tokens.begin(), o.stop_tokens.end(), out.back()) != o.stop_tokens.end())
+    out.pop_back();
+  return tok.decode(out, true);
+}
+
+json run_task(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const json& task,
+              const std::function<void(int64_t, int64_t)>& progress) {
+  const std::string type = task.value("type", "");
+  json out = {{"type", type}, {"name", task.value("name", type)}};
+  if (type == "ppl" || type == "wikitext-ppl") {
+    data::DatasetSpec ds;
+    if (type == "wikitext-ppl") {
+      ds.name = "wikitext";
+      ds.subname = "wikitext-2-raw-v1";
+      ds.split = "test";
+    }
+    ds.path = task.value("data_path", "");
+    if (task.contains("dataset")) ds.name = task["dataset"];
+    if (task.contains("subset")) ds.subname = task["subset"];
+    if (task.contains("split")) ds.split = task["split"];
+    for (const auto& c : split(task.value("text_column", ""), ','))
+      if (auto t = trim(c); !t.empty()) ds.text_columns.push_back(t);
+    const std::string text = data::evaluation_text(data::load_rows(ds));
+    PerplexityOptions o;
+    o.seqlen = task.value("seqlen", 2048);
+    o.num_samples = task.value("num_samples", -1);
+    o.batch_size = task.value("batch_size", 1);
+    const auto r = perplexity(model, perplexity_ids(tok, text), o, progress);
+    out["ppl"] = r.ppl;
+    out["mean_nll"] = r.mean_nll;
+    out["tokens"] = r.tokens;
+    out["windows"] = r.windows;
+    out["seqlen"] = o.seqlen;
+    out["seconds"] = r.seconds;
+    out["tokens_per_s"] = r.tokens_per_s;
+    out["protocol"] = "GPTQ/AWQ: one BOS, non-overlapping windows of " + std::to_string(o.seqlen) +
+                      " tokens, remainder dropped, exp(mean NLL of next-token predictions)";
+    out["data"] = ds.path.empty() ? ds.name + (ds.subname.empty() ? "" : "/" + ds.subname) + ":" + ds.split : ds.path;
+    return out;
+  }
+  if (type == "demo") {
+    const auto prompts = task.value("prompts", std::vector<std::string>{});
+    if (prompts.empty()) throw Error(ErrorKind::invalid_input, "demo task has no prompts");
+    json answers = json::array();
+    int64_t i = 0;
+    if (progress) progress(0, static_cast<int64_t>(prompts.size()));
+    for (const auto& p : prompts) {
+      answers.push_back({{"prompt", p},
+                         {"response", answer(model, tok, p, task.value("raw", false), task.value("max_new_tokens", 64))}});
+      if (progress) progress(++i, static_cast<int64_t>(prompts.size()));
+    }
+    out["answers"] = answers;
+    out["protocol"] = "greedy decoding, stop at end-of-turn";
+    return out;
+  }
+  throw Error(ErrorKind::invalid_input, "unknown eval task type '" + type + "'");
+}
+
+}  // namespace qjobs::eval

@@ -1,0 +1,191 @@
+#include "jobs/quant/awq.hpp"
+
+#include "common/error.hpp"
+#include "jobs/model/checkpoint.hpp"
+#include "jobs/quant/calibration.hpp"
+#include "jobs/quant/layer_plan.hpp"
+#include "jobs/quant/quantizer.hpp"
+
+namespace qjobs::quant {
+namespace {
+
+at::Tensor fake_quant(const at::Tensor& w, const LinearPlan& plan) {
+  if (plan.skip) return w;
+  return quantize_weight(w, plan.cfg).dequantize().to(w.scalar_type());
+}
+
+// AutoAWQ's per-input-channel weight statistic over the concatenated weights.
+at::Tensor weight_mean(const std::vector<model::Linear*>& ls, int64_t group) {
+  std::vector<at::Tensor> ws;
+  for (auto* l : ls) ws.push_back(l->weight.to(at::kFloat));
+  auto w = at::cat(ws, 0);
+  const auto shape = w.sizes().vec();
+  const int64_t g = group > 0 && w.size(1) % group == 0 ? group : w.size(1);
+  w = w.reshape({-1, g});
+  auto ws_ = w.abs() / (w.abs().amax(1, true) + 1e-6);
+  return ws_.reshape(shape).mean(0);
+}
+
+}  // namespace
+
+QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
+  at::NoGradGuard no_grad;
+  const auto& p = in.params;
+  const int64_t n_grid = p.value("N_GRID", 20);
+  const bool duo = p.value("DUO_SCALING", true);
+  const bool clip = p.value("CLIP", true);
+  const auto ids = in.calibration();
+  auto model = model::LlamaModel::load(*in.ckpt, in.compute);
+  CalibrationEngine engine(model, ids, 8, in.state_dir, calibration_fingerprint(*in.ckpt, p, ids));
+  QuantOutput out;
+  const int64_t L = model.config().layers;
+  const int64_t first = engine.resume(out.layer_errors);
+  out.resumed_blocks = first;
+  for (int64_t l = 0; l < first; ++l) collect_block(*in.ckpt, model, l, out.replaced);
+  in.progress(first, L, "");
+
+  for (int64_t l = first; l < L; ++l) {
+    auto& layer = model.layers()[static_cast<std::size_t>(l)];
+    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+    const auto plan = [&](const std::string& name) { return plan_for(prefix + name, p, RangeMode::min_max); };
+    // Full-precision outputs: the next block's inputs, and the references.
+    auto next = engine.forward(l);
+    auto xs = engine.capture_inputs(l, {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"});
+
+    struct Group {
+      std::string prev;                     // "input_norm", "self_attn.v_proj", "post_norm", "mlp.up_proj"
+      std::vector<std::string> linears;
+      std::string input;                    // whose input x is
+      std::function<at::Tensor(const at::Tensor&)> inspect;  // the output judged
+    };
+    std::map<std::string, model::Linear*> lin;
+    for (auto& [name, ptr] : layer.linears()) lin[name] = ptr;
+    const auto& cfg = model.config();
+    const auto shaped = [&](const at::Tensor& x2d) { return x2d.reshape({1, -1, x2d.size(-1)}).to(model.dtype()); };
+    std::vector<Group> groups = {
+        {"input_norm", {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, "self_attn.q_proj",
+         [&](const at::Tensor& x) {
+           // The attention output over whole windows (position-dependent).
+           std::vector<at::Tensor> outs;
+           const int64_t T = engine.inputs()[0].size(1);
+           const auto xw = x.reshape({-1, T, x.size(-1)}).to(model.dtype());
+           return model.attention_forward(l, xw, 0).to(at::kFloat);
+         }},
+        {"post_norm", {"mlp.gate_proj", "mlp.up_proj"}, "mlp.gate_proj",
+         [&](const at::Tensor& x) { return model.mlp_forward(l, shaped(x)).to(at::kFloat); }},
+        {"mlp.up_proj", {"mlp.down_proj"}, "mlp.down_proj",
+         [&](const at::Tensor& x) { return (*lin["mlp.down_proj"])(shaped(x)).to(at::kFloat); }},
+    };
+    if (cfg.kv_heads == cfg.heads)  // v -> o only when the shapes allow
+      groups.insert(groups.begin() + 1, Group{"self_attn.v_proj", {"self_attn.o_proj"}, "self_attn.o_proj",
+                                              [&](const at::Tensor& x) { return (*lin["self_attn.o_proj"])(shaped(x)).to(at::kFloat); }});
+
+    for (const auto& g : groups) {
+      std::vector<model::Linear*> ls;
+      bool any = false;
+      for (const auto& n : g.linears) {
+        ls.push_back(lin[n]);
+        any = any || !plan(n).skip;
+      }
+      if (!any) continue;
+      const auto& x = xs.at(g.input);
+      const auto x_mean = x.abs().mean(0);
+      const auto w_mean = weight_mean(ls, plan(g.linears[0]).cfg.group_size);
+      const auto ref = g.inspect(x);
+      std::vector<at::Tensor> saved;
+      for (auto* l2 : ls) saved.push_back(l2->weight.clone());
+      double best = 1e300;
+      at::Tensor best_s;
+      for (int64_t r = 0; r < n_grid; ++r) {
+        const double ratio = static_cast<double>(r) / static_cast<double>(n_grid);
+        auto s = duo ? (x_mean.pow(ratio) / (w_mean.pow(1 - ratio) + 1e-4)).clamp_min(1e-4) : x_mean.pow(ratio).clamp_min(1e-4);
+        s = s / (s.max() * s.min()).sqrt();
+        for (std::size_t i = 0; i < ls.size(); ++i) {
+          const auto sw = s.to(saved[i].scalar_type());
+          ls[i]->weight = fake_quant(saved[i] * sw, plan(g.linears[i])) / sw;
+        }
+        const double loss = (ref - g.inspect(x)).pow(2).mean().item<double>();
+        if (loss < best) {
+          best = loss;
+          best_s = s;
+        }
+      }
+      // Fold the best scale: the previous op divides, the Linears multiply.
+      for (std::size_t i = 0; i < ls.size(); ++i) ls[i]->weight = saved[i] * best_s.to(saved[i].scalar_type());
+      const auto inv = (1.0 / best_s);
+      if (g.prev == "input_norm") layer.input_norm = layer.input_norm * inv.to(layer.input_norm.scalar_type());
+      else if (g.prev == "post_norm") layer.post_norm = layer.post_norm * inv.to(layer.post_norm.scalar_type());
+      else {
+        auto& prev = *lin[g.prev];
+        prev.weight = prev.weight * inv.to(prev.weight.scalar_type()).unsqueeze(1);
+        if (prev.bias.defined()) prev.bias = prev.bias * inv.to(prev.bias.scalar_type());
+      }
+    }
+
+    // The inputs after scaling, for the clip search and the error figures.
+    xs = engine.capture_inputs(l, {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"});
+    const std::map<std::string, std::string> input_of = {
+        {"self_attn.q_proj", "self_attn.q_proj"}, {"self_attn.k_proj", "self_attn.q_proj"},
+        {"self_attn.v_proj", "self_attn.q_proj"}, {"self_attn.o_proj", "self_attn.o_proj"},
+        {"mlp.gate_proj", "mlp.gate_proj"},       {"mlp.up_proj", "mlp.gate_proj"},
+        {"mlp.down_proj", "mlp.down_proj"}};
+    std::vector<LayerError> errs;
+    for (auto& [name, l2] : lin) {
+      const auto pl = plan(name);
+      if (pl.skip) continue;
+      const auto& x = xs.at(input_of.at(name));
+      at::Tensor w = l2->weight.to(at::kFloat);
+      if (clip && name != "self_attn.q_proj" && name != "self_attn.k_proj") {
+        const int64_t co = w.size(0), ci = w.size(1);
+        const int64_t gs = pl.cfg.group_size > 0 && ci % pl.cfg.group_size == 0 ? pl.cfg.group_size : ci;
+        const int64_t step = std::max<int64_t>(1, x.size(0) / 512);
+        const auto xf = x.index_select(0, at::arange(0, x.size(0), step, at::kLong)).reshape({1, -1, ci / gs, gs});
+        const auto wg = w.reshape({co, 1, ci / gs, gs});
+        const auto org_max = wg.abs().amax(-1, true);
+        auto best_max = org_max.clone();
+        // Output channels in chunks so a chunk's products stay near 32M values.
+        const int64_t chunk = std::max<int64_t>(1, (32 << 20) / std::max<int64_t>(1, xf.size(1) * ci));
+        for (int64_t c0 = 0; c0 < co; c0 += chunk) {
+          const int64_t cn = std::min(chunk, co - c0);
+          const auto wc = wg.narrow(0, c0, cn);
+          const auto mc = org_max.narrow(0, c0, cn);
+          auto min_err = at::full({cn, 1, ci / gs, 1}, 1e30);
+          auto best_c = mc.clone();
+          const auto org_out = (xf * wc).sum(-1);  // [cn, tokens, groups]
+          for (int64_t i = 0; i < n_grid / 2; ++i) {
+            const auto mx = mc * (1.0 - static_cast<double>(i) / static_cast<double>(n_grid));
+            const auto cur = at::clamp(wc, -mx, mx);
+            const auto q = quantize_weight(cur.reshape({cn, ci}), pl.cfg).dequantize().reshape({cn, 1, ci / gs, gs});
+            const auto err = ((xf * q).sum(-1) - org_out).pow(2).mean(1).reshape(min_err.sizes());
+            const auto better = err < min_err;
+            min_err = at::where(better, err, min_err);
+            best_c = at::where(better, mx, best_c);
+          }
+          best_max.narrow(0, c0, cn).copy_(best_c);
+        }
+        w = at::clamp(wg, -best_max, best_max).reshape({co, ci});
+      }
+      const auto wq = quantize_weight(w, pl.cfg).dequantize();
+      // Errors of the scaled pair (what the block now computes before and
+      // after rounding): the unscaled original takes other inputs.
+      const auto ws = l2->weight.to(at::kFloat);
+      errs.push_back({prefix + name, (wq - ws).norm().item<double>() / std::max(ws.norm().item<double>(), 1e-30),
+                      (wq - ws).abs().max().item<double>(), relative_output_error(x, ws, wq)});
+      l2->weight = wq.to(l2->weight.scalar_type());
+    }
+    engine.advance(l, std::move(next), errs);
+    out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
+    collect_block(*in.ckpt, model, l, out.replaced);
+    in.progress(l + 1, L, "block " + std::to_string(l));
+  }
+  out.quantization_config = {{"quant_method", "awq"},
+                             {"format", "fake_quant"},
+                             {"bits", p.value("W_BIT", 4)},
+                             {"group_size", p.value("Q_GROUP_SIZE", 128)},
+                             {"zero_point", p.value("ZERO_POINT", true)},
+                             {"version", p.value("VERSION", std::string("GEMM"))},
+                             {"overrides", describe_overrides(p)}};
+  return out;
+}
+
+}  // namespace qjobs::quant

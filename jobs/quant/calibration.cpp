@@ -1,0 +1,136 @@
+#include "jobs/quant/calibration.hpp"
+
+#include <openssl/evp.h>
+
+#include <fstream>
+
+#include "common/error.hpp"
+#include "common/job_dir.hpp"
+#include "jobs/model/checkpoint.hpp"
+#include "jobs/model/safetensors.hpp"
+
+namespace qjobs::quant {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::pair<std::string, at::Tensor*>> block_params(model::LlamaModel& m, int64_t layer) {
+  const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+  std::vector<std::pair<std::string, at::Tensor*>> out;
+  for (auto& [name, t] : m.parameters())
+    if (name.rfind(prefix, 0) == 0) out.push_back({name, t});
+  return out;
+}
+
+fs::path block_file(const fs::path& dir, int64_t layer) { return dir / ("block_" + std::to_string(layer) + ".safetensors"); }
+
+}  // namespace
+
+std::string calibration_fingerprint(const model::Checkpoint& ckpt, const json& params, const at::Tensor& ids) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  const auto feed = [&](const std::string& s) { EVP_DigestUpdate(ctx, s.data(), s.size()); };
+  feed(ckpt.config().dump());
+  for (const auto& f : ckpt.files()) feed(f.path().filename().string() + ":" + std::to_string(fs::file_size(f.path())));
+  feed(params.dump());
+  const auto c = ids.contiguous().to(at::kLong);
+  EVP_DigestUpdate(ctx, c.data_ptr(), static_cast<size_t>(c.numel()) * sizeof(int64_t));
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < 16; ++i) {
+    out.push_back(hex[md[i] >> 4]);
+    out.push_back(hex[md[i] & 15]);
+  }
+  return out;
+}
+
+double relative_output_error(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_q) {
+  const auto ref = at::linear(x, w.to(at::kFloat));
+  const auto got = at::linear(x, w_q.to(at::kFloat));
+  return (got - ref).norm().item<double>() / std::max(ref.norm().item<double>(), 1e-30);
+}
+
+void collect_block(const model::Checkpoint& ckpt, model::LlamaModel& m, int64_t layer,
+                   std::map<std::string, at::Tensor>& replaced) {
+  for (auto& [name, t] : block_params(m, layer))
+    replaced[name] = t->detach().to(at::kCPU).to(model::st_to_aten(ckpt.info(name).dtype)).contiguous();
+}
+
+CalibrationEngine::CalibrationEngine(model::LlamaModel& m, const at::Tensor& ids, int64_t batch, fs::path state_dir,
+                                     const std::string& fingerprint)
+    : model_(m) {
+  at::NoGradGuard no_grad;
+  const int64_t n = ids.size(0);
+  for (int64_t i = 0; i < n; i += batch) inputs_.push_back(m.embed(ids.narrow(0, i, std::min(batch, n - i))));
+  if (!state_dir.empty()) {
+    dir_ = state_dir / fingerprint;
+    fs::create_directories(dir_);
+  }
+}
+
+int64_t CalibrationEngine::resume(std::vector<LayerError>& errors) {
+  if (dir_.empty() || !fs::exists(dir_ / "inputs.safetensors")) return 0;
+  int64_t next = 0;
+  while (fs::exists(block_file(dir_, next))) ++next;
+  if (next == 0) return 0;
+  const auto inputs = model::SafetensorsFile::open(dir_ / "inputs.safetensors");
+  if (inputs.metadata().count("next_block") == 0 || std::stoll(inputs.metadata().at("next_block")) != next) return 0;
+  for (int64_t l = 0; l < next; ++l) {
+    const auto f = model::SafetensorsFile::open(block_file(dir_, l));
+    for (auto& [name, t] : block_params(model_, l)) *t = f.tensor(name).to(t->device(), t->scalar_type()).clone();
+    for (const auto& e : json::parse(f.metadata().at("errors")))
+      errors.push_back({e["name"], e["rel_fro_err"], e["max_abs_err"], e.value("rel_out_err", -1.0)});
+  }
+  inputs_.clear();
+  for (std::size_t i = 0;; ++i) {
+    const auto* info = inputs.find("batch_" + std::to_string(i));
+    if (!info) break;
+    inputs_.push_back(inputs.tensor(info->name).to(model_.device(), model_.dtype()).clone());
+  }
+  return next;
+}
+
+std::vector<at::Tensor> CalibrationEngine::forward(int64_t layer, const model::LinearHook* hook) const {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> out;
+  for (const auto& x : inputs_) out.push_back(model_.layer_forward(layer, x, 0, nullptr, hook));
+  return out;
+}
+
+std::map<std::string, at::Tensor> CalibrationEngine::capture_inputs(int64_t layer,
+                                                                     const std::vector<std::string>& names) const {
+  std::map<std::string, std::vector<at::Tensor>> parts;
+  const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+  const model::LinearHook hook = [&](const std::string& name, const at::Tensor& x, const at::Tensor& y) {
+    const std::string local = name.substr(prefix.size());
+    if (std::find(names.begin(), names.end(), local) != names.end())
+      parts[local].push_back(x.reshape({-1, x.size(-1)}).to(at::kFloat));
+    return y;
+  };
+  forward(layer, &hook);
+  std::map<std::string, at::Tensor> out;
+  for (auto& [name, list] : parts) out[name] = at::cat(list, 0);
+  return out;
+}
+
+void CalibrationEngine::advance(int64_t layer, std::vector<at::Tensor> next, const std::vector<LayerError>& errs) {
+  inputs_ = std::move(next);
+  if (dir_.empty()) return;
+  json ej = json::array();
+  for (const auto& e : errs)
+    ej.push_back({{"name", e.name}, {"rel_fro_err", e.rel_fro_err}, {"max_abs_err", e.max_abs_err}, {"rel_out_err", e.rel_out_err}});
+  std::vector<model::NamedTensor> block;
+  for (auto& [name, t] : block_params(model_, layer)) block.push_back({name, t->detach().to(at::kCPU), {}});
+  // Inputs first: a block file only counts when the inputs after it exist.
+  std::vector<model::NamedTensor> in;
+  for (std::size_t i = 0; i < inputs_.size(); ++i) in.push_back({"batch_" + std::to_string(i), inputs_[i].to(at::kCPU), {}});
+  model::save_safetensors(dir_ / "inputs.safetensors", in, {{"format", "pt"}, {"next_block", std::to_string(layer + 1)}});
+  model::save_safetensors(block_file(dir_, layer), block, {{"format", "pt"}, {"errors", ej.dump()}});
+}
+
+}  // namespace qjobs::quant

@@ -1,0 +1,143 @@
+#include "jobs/quant/gptq.hpp"
+
+#include "common/error.hpp"
+#include "jobs/model/checkpoint.hpp"
+#include "jobs/quant/calibration.hpp"
+#include "jobs/quant/layer_plan.hpp"
+
+namespace qjobs::quant {
+
+GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuantConfig& cfg, double damp,
+                         int64_t block_size, bool act_order, bool static_groups) {
+  at::NoGradGuard no_grad;
+  at::Tensor W = w_in.to(at::kFloat).clone();
+  const int64_t rows = W.size(0), cols = W.size(1);
+  const int64_t g = cfg.group_size <= 0 ? cols : std::min(cfg.group_size, cols);
+  H = H.clone();
+  const auto dead = H.diagonal() == 0;
+  H.diagonal().masked_fill_(dead, 1);
+  W.index_put_({at::indexing::Slice(), dead}, 0);
+
+  // Static groups: parameters from the weight before any permutation or update.
+  std::vector<std::pair<at::Tensor, at::Tensor>> groups;
+  if (static_groups)
+    for (int64_t c0 = 0; c0 < cols; c0 += g) groups.push_back(through_zero_params(W.narrow(1, c0, std::min(g, cols - c0)), cfg.bits, cfg.zero_point));
+
+  at::Tensor perm, invperm;
+  if (act_order) {
+    perm = at::argsort(H.diagonal(), 0, /*descending=*/true);
+    W = W.index_select(1, perm);
+    H = H.index_select(0, perm).index_select(1, perm);
+    invperm = at::argsort(perm);
+  }
+  const double d = damp * H.diagonal().mean().item<double>();
+  H.diagonal().add_(d);
+  auto L = at::linalg_cholesky(H);
+  auto Hinv = at::cholesky_inverse(L);
+  Hinv = at::linalg_cholesky(Hinv, /*upper=*/true);
+
+  auto Q = at::zeros_like(W);
+  at::Tensor scale, zero;
+  for (int64_t i1 = 0; i1 < cols; i1 += block_size) {
+    const int64_t i2 = std::min(i1 + block_size, cols), count = i2 - i1;
+    auto W1 = W.narrow(1, i1, count).clone();
+    auto Q1 = at::zeros_like(W1);
+    auto Err1 = at::zeros_like(W1);
+    const auto Hinv1 = Hinv.narrow(0, i1, count).narrow(1, i1, count);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t col = i1 + i;
+      const auto w = W1.select(1, i);
+      const double dd = Hinv1[i][i].item<double>();
+      if (static_groups) {
+        const int64_t orig = act_order ? perm[col].item<int64_t>() : col;
+        std::tie(scale, zero) = groups[static_cast<std::size_t>(orig / g)];
+      } else if (col % g == 0) {
+        // As the reference does: the group's parameters from W, which holds
+        // the updates of earlier blocks (not those inside this block).
+        std::tie(scale, zero) = through_zero_params(W.narrow(1, col, std::min(g, cols - col)), cfg.bits, cfg.zero_point);
+      }
+      const auto s = scale.flatten(), z = zero.flatten();
+      const auto q = dequantize_codes(quantize_codes(w, s, z, cfg.bits), s, z);
+      Q1.select(1, i).copy_(q);
+      const auto err = (w - q) / dd;
+      W1.narrow(1, i, count - i).sub_(err.unsqueeze(1).matmul(Hinv1.select(0, i).narrow(0, i, count - i).unsqueeze(0)));
+      Err1.select(1, i).copy_(err);
+    }
+    Q.narrow(1, i1, count).copy_(Q1);
+    W.narrow(1, i1, count).copy_(W1);
+    if (i2 < cols) W.narrow(1, i2, cols - i2).sub_(Err1.matmul(Hinv.narrow(0, i1, count).narrow(1, i2, cols - i2)));
+  }
+  GptqResult r;
+  auto col_group = at::arange(cols, at::kLong).div(g, "floor");
+  if (act_order) {
+    Q = Q.index_select(1, invperm);
+    // Column j (original order) sits at position invperm[j] of the quantization order.
+    col_group = static_groups ? at::arange(cols, at::kLong).div(g, "floor") : invperm.div(g, "floor");
+  }
+  r.weight = Q;
+  r.g_idx = col_group.to(at::kInt);
+  return r;
+}
+
+QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
+  const auto& p = in.params;
+  const double damp = p.value("DAMP_PERCENT", 0.01);
+  const int64_t block = p.value("BLOCK_SIZE", 128);
+  const bool act_order = p.value("DESC_ACT", false);
+  const bool static_groups = p.value("STATIC_GROUPS", false);
+  const bool true_sequential = p.value("TRUE_SEQUENTIAL", true);
+
+  const auto ids = in.calibration();
+  auto model = model::LlamaModel::load(*in.ckpt, in.compute);
+  CalibrationEngine engine(model, ids, 8, in.state_dir, calibration_fingerprint(*in.ckpt, p, ids));
+  QuantOutput out;
+  const int64_t L = model.config().layers;
+  const int64_t first = engine.resume(out.layer_errors);
+  out.resumed_blocks = first;
+  for (int64_t l = 0; l < first; ++l) collect_block(*in.ckpt, model, l, out.replaced);
+  in.progress(first, L, "");
+
+  const std::vector<std::vector<std::string>> order =
+      true_sequential ? std::vector<std::vector<std::string>>{{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
+                                                              {"self_attn.o_proj"},
+                                                              {"mlp.gate_proj", "mlp.up_proj"},
+                                                              {"mlp.down_proj"}}
+                      : std::vector<std::vector<std::string>>{{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                               "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+                                                               "mlp.down_proj"}};
+  for (int64_t l = first; l < L; ++l) {
+    auto& layer = model.layers()[static_cast<std::size_t>(l)];
+    std::map<std::string, model::Linear*> linears;
+    for (auto& [name, lin] : layer.linears()) linears[name] = lin;
+    std::vector<LayerError> errs;
+    for (const auto& group : order) {
+      const auto xs = engine.capture_inputs(l, group);
+      for (const auto& name : group) {
+        const std::string full = "model.layers." + std::to_string(l) + "." + name;
+        const auto plan = plan_for(full, p, RangeMode::through_zero);
+        if (plan.skip) continue;
+        model::Linear& lin = *linears.at(name);
+        const auto& x = xs.at(name);
+        const auto H = at::matmul(x.t(), x) * (2.0 / static_cast<double>(x.size(0)));
+        const auto w0 = lin.weight.to(at::kFloat);
+        auto r = gptq_quantize(w0, H, plan.cfg, damp, block, act_order, static_groups);
+        const double norm = std::max(w0.norm().item<double>(), 1e-30);
+        errs.push_back({full, (r.weight - w0).norm().item<double>() / norm, (r.weight - w0).abs().max().item<double>(),
+                        relative_output_error(x, w0, r.weight)});
+        lin.weight = r.weight.to(lin.weight.scalar_type());
+      }
+    }
+    engine.advance(l, engine.forward(l), errs);  // next inputs from the quantized block
+    out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
+    collect_block(*in.ckpt, model, l, out.replaced);
+    in.progress(l + 1, L, "block " + std::to_string(l));
+  }
+  out.quantization_config = {{"quant_method", "gptq"},        {"format", "fake_quant"},
+                             {"bits", p.value("W_BIT", 4)},    {"group_size", p.value("Q_GROUP_SIZE", 128)},
+                             {"sym", !p.value("ZERO_POINT", true)}, {"desc_act", act_order},
+                             {"static_groups", static_groups}, {"damp_percent", damp},
+                             {"true_sequential", true_sequential}, {"overrides", describe_overrides(p)}};
+  return out;
+}
+
+}  // namespace qjobs::quant

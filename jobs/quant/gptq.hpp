@@ -1,0 +1,31 @@
+// GPTQ (Frantar et al., 2023): per Linear, the Hessian H = 2/n X^T X of its
+// calibration inputs, damping `DAMP_PERCENT` (0.01) of the mean diagonal,
+// the Cholesky factor of H^-1, columns quantized left to right with the
+// error spread over the columns not yet quantized, in lazy blocks of
+// `BLOCK_SIZE` (128) columns; groups along the input (Q_GROUP_SIZE), act-order
+// (DESC_ACT: columns by decreasing H diagonal), static groups (STATIC_GROUPS:
+// group parameters from the unpermuted weight), true-sequential order inside a
+// block (q,k,v -> o -> gate,up -> down), and the next block's inputs taken
+// from the quantized block. Ranges go through zero (GPTQ's convention).
+#pragma once
+
+#include "jobs/quant/algorithm.hpp"
+#include "jobs/quant/quantizer.hpp"
+
+namespace qjobs::quant {
+
+struct GptqResult {
+  at::Tensor weight;  // dequantized, float32 [out, in]
+  at::Tensor g_idx;   // int32 [in]: the group of every input column
+};
+
+// Quantizes one Linear weight with Hessian H (float32 [in, in]).
+GptqResult gptq_quantize(const at::Tensor& w, at::Tensor H, const WeightQuantConfig& cfg, double damp,
+                         int64_t block_size, bool act_order, bool static_groups);
+
+class GptqAlgorithm final : public QuantAlgorithm {
+ public:
+  QuantOutput run(const QuantInputs& in) override;
+};
+
+}  // namespace qjobs::quant

@@ -1,0 +1,27 @@
+// Which quantizer each Linear gets: the section's W_BIT / Q_GROUP_SIZE /
+// ZERO_POINT, overridden by the first LAYER_OVERRIDES entry whose glob
+// `pattern` matches the Linear's name ("model.layers.0.mlp.down_proj").
+// An override may set W_BIT, Q_GROUP_SIZE, ZERO_POINT or SKIP (keep the
+// original weights), so the mobile recipes (w4 with some layers w8, first
+// and last layers kept) are one YAML list away.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "jobs/quant/quantizer.hpp"
+
+namespace qjobs::quant {
+
+struct LinearPlan {
+  bool skip = false;
+  WeightQuantConfig cfg;
+};
+
+LinearPlan plan_for(const std::string& linear, const nlohmann::json& params, RangeMode range);
+
+// One line describing the plan of every distinct override, for the config.
+nlohmann::json describe_overrides(const nlohmann::json& params);
+
+}  // namespace qjobs::quant

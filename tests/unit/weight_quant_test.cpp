@@ -1,0 +1,197 @@
+// GPTQ, AWQ, HQQ, overrides and resume on small models the test makes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "common/error.hpp"
+#include "jobs/model/checkpoint.hpp"
+#include "jobs/model/llama_model.hpp"
+#include "jobs/model/random_model.hpp"
+#include "jobs/quant/awq.hpp"
+#include "jobs/quant/gptq.hpp"
+#include "jobs/quant/hqq.hpp"
+#include "jobs/quant/quantizer.hpp"
+#include "jobs/quant/rtn.hpp"
+
+namespace qjobs::quant {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// GPTQ's round-to-nearest, written out: range [min(min,0), max(max,0)],
+// scale = range / (2^b - 1), zero = round(-lo / scale), per group of g columns.
+at::Tensor hand_rtn_through_zero(const at::Tensor& w, int bits, int64_t g) {
+  auto out = at::empty_like(w);
+  const float maxq = static_cast<float>((1 << bits) - 1);
+  auto a = w.accessor<float, 2>();
+  auto o = out.accessor<float, 2>();
+  for (int64_t r = 0; r < w.size(0); ++r)
+    for (int64_t c0 = 0; c0 < w.size(1); c0 += g) {
+      float lo = 0, hi = 0;
+      for (int64_t c = c0; c < c0 + g; ++c) {
+        lo = std::min(lo, a[r][c]);
+        hi = std::max(hi, a[r][c]);
+      }
+      const float scale = (hi - lo) / maxq;
+      const float zero = std::nearbyint(-lo / scale);
+      for (int64_t c = c0; c < c0 + g; ++c) {
+        const float q = std::clamp(std::nearbyint(a[r][c] / scale) + zero, 0.0f, maxq);
+        o[r][c] = scale * (q - zero);
+      }
+    }
+  return out;
+}
+
+TEST(Gptq, WithAnIdentityHessianItIsRoundToNearest) {
+  at::manual_seed(1);
+  const auto w = at::randn({16, 64});
+  const auto r = gptq_quantize(w, at::eye(64), {4, 16, true, RangeMode::through_zero}, 0.01, 128, false, false);
+  const auto want = hand_rtn_through_zero(w, 4, 16);
+  EXPECT_LE((r.weight - want).abs().max().item<float>(), 1e-6);
+  EXPECT_TRUE(at::equal(r.g_idx, at::arange(64, at::kInt).div(16, "floor").to(at::kInt)));
+}
+
+TEST(Gptq, ReducesOutputErrorOnCorrelatedInputs) {
+  at::manual_seed(2);
+  const auto mix = at::randn({64, 64});
+  const auto x = at::matmul(at::randn({2048, 64}), mix);  // strongly correlated channels
+  const auto w = at::randn({32, 64});
+  const auto H = at::matmul(x.t(), x) * (2.0 / 2048);
+  for (const bool act_order : {false, true}) {
+    const auto g = gptq_quantize(w, H, {3, 16, true, RangeMode::through_zero}, 0.01, 32, act_order, act_order);
+    const auto rtn = hand_rtn_through_zero(w, 3, 16);
+    const double e_gptq = (at::matmul(x, (g.weight - w).t())).norm().item<double>();
+    const double e_rtn = (at::matmul(x, (rtn - w).t())).norm().item<double>();
+    EXPECT_LT(e_gptq, 0.8 * e_rtn) << "act_order " << act_order;
+    // Every column's group is consistent with the values: columns of one
+    // group share a scale, so the group count is ceil(64 / 16).
+    EXPECT_EQ(std::get<0>(at::_unique(g.g_idx)).numel(), 4);
+  }
+}
+
+TEST(Hqq, NeverWorseThanItsStartingPoint) {
+  at::manual_seed(3);
+  const auto w = at::randn({64, 128}) * at::rand({1, 128}) * 3;  // uneven channel ranges
+  const auto h = hqq_quantize(w, 3, 64);
+  // The solver's starting point: range min..max, real-valued zero, no search.
+  const auto W = w.reshape({-1, 64});
+  const auto mn = std::get<0>(W.min(1, true)), mx = std::get<0>(W.max(1, true));
+  const auto scale = 7.0 / (mx - mn);
+  const auto zero = -mn * scale;
+  const auto start = ((at::clamp(at::round(W * scale + zero), 0, 7) - zero) / scale).reshape({64, 128});
+  EXPECT_LE((h - w).abs().mean().item<double>(), (start - w).abs().mean().item<double>() + 1e-9);
+}
+
+class ModelQuant : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("qjobs_wq_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    model::RandomModelOptions o;
+    o.hidden = 64;
+    o.intermediate = 128;
+    o.layers = 3;
+    o.heads = 4;
+    o.kv_heads = 4;  // v -> o scaling applies
+    o.vocab = 96;
+    o.init_std = 0.1;
+    o.seed = 5;
+    model::write_random_llama(dir_ / "m", o);
+    ckpt_ = std::make_unique<model::Checkpoint>(model::Checkpoint::open(dir_ / "m"));
+    ids_ = at::randint(0, 96, {8, 32}, at::kLong);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  QuantInputs inputs(json params, fs::path state = {}) {
+    QuantInputs in;
+    in.ckpt = ckpt_.get();
+    in.params = std::move(params);
+    in.calibration = [this] { return ids_; };
+    in.state_dir = std::move(state);
+    in.progress = [](int64_t, int64_t, const std::string&) {};
+    return in;
+  }
+  // Logits of the checkpoint with `replaced` tensors swapped in.
+  at::Tensor logits_with(const std::map<std::string, at::Tensor>& replaced) {
+    auto m = model::LlamaModel::load(*ckpt_);
+    for (auto& [name, t] : m.parameters())
+      if (replaced.count(name)) *t = replaced.at(name);
+    m.retie();
+    at::NoGradGuard g;
+    return m.forward(ids_);
+  }
+
+  fs::path dir_;
+  std::unique_ptr<model::Checkpoint> ckpt_;
+  at::Tensor ids_;
+};
+
+TEST_F(ModelQuant, AwqScalingIsFoldedWithoutChangingTheFunction) {
+  // At 8 bits rounding costs little, so the scaled model must stay as close
+  // to the original as plain RTN at 8 bits: a folding mistake (a scale on
+  // one side only) would move the logits far more.
+  const json p = {{"W_BIT", 8}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}, {"CLIP", false}};
+  const auto out = AwqAlgorithm().run(inputs(p));
+  const auto ref = logits_with({});
+  const double awq = ((logits_with(out.replaced) - ref).norm() / ref.norm()).item<double>();
+  const double rtn = ((logits_with(RtnAlgorithm().run(inputs(p)).replaced) - ref).norm() / ref.norm()).item<double>();
+  EXPECT_LT(awq, 1.5 * rtn) << "awq " << awq << " rtn " << rtn;
+  EXPECT_LT(awq, 0.05);
+  EXPECT_TRUE(out.replaced.count("model.layers.0.input_layernorm.weight"));
+  // The norms were actually rescaled (AWQ did something).
+  EXPECT_FALSE(at::equal(out.replaced.at("model.layers.0.input_layernorm.weight"),
+                         ckpt_->tensor("model.layers.0.input_layernorm.weight")));
+}
+
+TEST_F(ModelQuant, AwqAndGptqBeatRtnOnOutputError) {
+  const json p = {{"W_BIT", 3}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}};
+  const auto ref = logits_with({});
+  const auto err = [&](const QuantOutput& o) { return ((logits_with(o.replaced) - ref).norm() / ref.norm()).item<double>(); };
+  const double rtn = err(RtnAlgorithm().run(inputs(p)));
+  const double awq = err(AwqAlgorithm().run(inputs(p)));
+  const double gptq = err(GptqAlgorithm().run(inputs(p)));
+  RecordProperty("rtn", std::to_string(rtn));
+  EXPECT_LT(awq, rtn) << "awq " << awq << " rtn " << rtn;
+  EXPECT_LT(gptq, rtn) << "gptq " << gptq << " rtn " << rtn;
+}
+
+TEST_F(ModelQuant, OverridesSetBitsAndSkipLayers) {
+  const json p = {{"W_BIT", 2}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true},
+                  {"LAYER_OVERRIDES", json::array({{{"pattern", "model.layers.0.*"}, {"W_BIT", 8}},
+                                                   {{"pattern", "*.down_proj"}, {"SKIP", true}}})}};
+  const auto out = RtnAlgorithm().run(inputs(p));
+  EXPECT_FALSE(out.replaced.count("model.layers.1.mlp.down_proj.weight"));  // skipped: kept as is
+  double l0 = 0, l1 = 0;
+  for (const auto& e : out.layer_errors) {
+    if (e.name == "model.layers.0.self_attn.q_proj.weight") l0 = e.rel_fro_err;
+    if (e.name == "model.layers.1.self_attn.q_proj.weight") l1 = e.rel_fro_err;
+  }
+  EXPECT_LT(l0, 0.02);  // 8 bits
+  EXPECT_GT(l1, 0.2);   // 2 bits
+  // The first matching entry wins: layer 0's down_proj is 8-bit, not skipped.
+  EXPECT_TRUE(out.replaced.count("model.layers.0.mlp.down_proj.weight"));
+}
+
+TEST_F(ModelQuant, InterruptedCalibrationResumesAtTheNextBlock) {
+  const json p = {{"W_BIT", 3}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}};
+  const auto full = GptqAlgorithm().run(inputs(p));
+  auto in = inputs(p, dir_ / "state");
+  in.progress = [](int64_t done, int64_t, const std::string&) {
+    if (done == 2) throw Error(ErrorKind::cancelled, "killed after block 2");
+  };
+  EXPECT_THROW(GptqAlgorithm().run(in), Error);
+  auto again = inputs(p, dir_ / "state");
+  std::vector<int64_t> seen;
+  again.progress = [&](int64_t done, int64_t, const std::string&) { seen.push_back(done); };
+  const auto resumed = GptqAlgorithm().run(again);
+  EXPECT_EQ(resumed.resumed_blocks, 2);
+  EXPECT_EQ(seen.front(), 2);  // the first report is the restored position
+  ASSERT_EQ(resumed.replaced.size(), full.replaced.size());
+  for (const auto& [name, t] : full.replaced) EXPECT_TRUE(at::equal(resumed.replaced.at(name), t)) << name;
+  EXPECT_EQ(resumed.layer_errors.size(), full.layer_errors.size());
+}
+
+}  // namespace
+}  // namespace qjobs::quant

@@ -1,0 +1,249 @@
+#include "worker/commands.hpp"
+
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.hpp"
+#include "common/job_dir.hpp"
+#include "jobs/data/dataset.hpp"
+#include "jobs/eval/perplexity.hpp"
+#include "jobs/eval/tasks.hpp"
+#include "jobs/model/checkpoint.hpp"
+#include "jobs/model/generate.hpp"
+#include "jobs/model/llama_model.hpp"
+#include "jobs/model/model_source.hpp"
+#include "jobs/model/safetensors.hpp"
+#include "jobs/tokenizer/tokenizer.hpp"
+
+namespace qjobs::worker {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+int fail(const std::exception& e) {
+  std::cerr << json{{"error", e.what()}}.dump() << "\n";
+  return 1;
+}
+
+struct Loaded {
+  fs::path dir;
+  model::LlamaModel model;
+};
+
+Loaded load(const ModelArgs& a) {
+  const fs::path dir = model::resolve_model_dir(a.checkpoint);
+  model::LoadOptions o;
+  o.dtype = a.dtype == "bfloat16" ? at::kBFloat16 : a.dtype == "float16" ? at::kHalf : at::kFloat;
+  return {dir, model::LlamaModel::load(model::Checkpoint::open(dir), o)};
+}
+
+}  // namespace
+
+int cmd_tokenize(const std::string& tokenizer_dir, const std::string& text, bool bos) {
+  try {
+    const auto tok = tokenizer::Tokenizer::load(model::resolve_model_dir(tokenizer_dir));
+    std::vector<int64_t> ids;
+    if (bos) {
+      if (!tok.bos_id()) throw Error(ErrorKind::invalid_input, "--bos: the tokenizer has no bos_token");
+      ids.push_back(*tok.bos_id());
+    }
+    const auto body = tok.encode(text);
+    ids.insert(ids.end(), body.begin(), body.end());
+    std::cout << json(ids).dump() << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e);
+  }
+}
+
+int cmd_logits(const ModelArgs& a, const std::string& tokens_json, const std::string& out) {
+  try {
+    const auto j = json::parse(read_file(tokens_json), nullptr, false);
+    if (j.is_discarded() || !j.is_array() || j.empty() || !j[0].is_array())
+      throw Error(ErrorKind::invalid_input, tokens_json + ": expected a list of equal-length lists of token ids");
+    const auto rows = j.get<std::vector<std::vector<int64_t>>>();
+    for (const auto& r : rows)
+      if (r.size() != rows[0].size() || r.empty())
+        throw Error(ErrorKind::invalid_input, tokens_json + ": every id list must have the same, non-zero length");
+    std::vector<int64_t> flat;
+    for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+    const auto ids = at::tensor(flat, at::kLong).view({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
+    const auto l = load(a);
+    if (ids.max().item<int64_t>() >= l.model.config().vocab || ids.min().item<int64_t>() < 0)
+      throw Error(ErrorKind::invalid_input, "token id out of range [0, " + std::to_string(l.model.config().vocab) + ")");
+    at::NoGradGuard no_grad;
+    const auto logits = l.model.forward(ids).to(at::kCPU).to(at::kFloat);
+    model::save_safetensors(out, {{"logits", logits, {}}});
+    std::cout << json{{"out", out}, {"shape", logits.sizes().vec()}}.dump() << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e);
+  }
+}
+
+int cmd_ppl(const ModelArgs& a, const std::string& data, int64_t seqlen, int64_t num_samples, int64_t batch_size) {
+  try {
+    const auto l = load(a);
+    at::Tensor ids;
+    if (fs::path(data).extension() == ".safetensors") {
+      ids = model::SafetensorsFile::open(data).tensor("input_ids").flatten().to(at::kLong);
+    } else {
+      data::DatasetSpec ds;
+      ds.path = data;
+      ds.split = "test";
+      ids = eval::perplexity_ids(tokenizer::Tokenizer::load(l.dir), data::evaluation_text(data::load_rows(ds)));
+    }
+    eval::PerplexityOptions o;
+    o.seqlen = seqlen;
+    o.num_samples = num_samples;
+    o.batch_size = batch_size;
+    const auto r = eval::perplexity(l.model, ids, o);
+    std::cout << json{{"ppl", r.ppl},         {"tokens", r.tokens},   {"windows", r.windows},
+                      {"seconds", r.seconds}, {"tokens_per_s", r.tokens_per_s}, {"seqlen", seqlen}}
+                     .dump()
+              << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e);
+  }
+}
+
+int cmd_demo(const ModelArgs& a, const std::string& prompt, bool raw, int64_t max_new_tokens, double temperature,
+             double top_p, uint64_t seed) {
+  try {
+    const auto l = load(a);
+    const auto tok = tokenizer::Tokenizer::load(l.dir);
+    std::string response;
+    if (temperature <= 0) {
+      response = eval::answer(l.model, tok, prompt, raw, max_new_tokens);
+    } else {
+      std::vector<int64_t> ids;
+      if (raw || tok.chat_family() == tokenizer::ChatFamily::none) {
+        if (auto bos = tok.bos_id()) ids.push_back(*bos);
+        const auto body = tok.encode(prompt);
+        ids.insert(ids.end(), body.begin(), body.end());
+      } else {
+        ids = tok.encode(tok.format_chat({{"user", prompt}}));
+      }
+      model::GenerateOptions o;
+      o.max_new_tokens = max_new_tokens;
+      o.temperature = temperature;
+      o.top_p = top_p;
+      o.seed = seed;
+      o.stop_tokens = tok.eos_ids();
+      response = tok.decode(model::generate(l.model, ids, o), true);
+    }
+    std::cout << json{{"prompt", prompt}, {"response", response}}.dump() << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e);
+  }
+}
+
+}  // namespace qjobs::worker
+
+#include <chrono>
+#include <cmath>
+
+#include "jobs/model/random_model.hpp"
+#include "jobs/model/trainer.hpp"
+#include "jobs/tokenizer/bpe_trainer.hpp"
+
+namespace qjobs::worker {
+
+int cmd_train_tokenizer(const std::string& data, int64_t vocab_size, const std::string& out) {
+  try {
+    data::DatasetSpec ds;
+    ds.path = data;
+    tokenizer::BpeTrainOptions o;
+    o.vocab_size = vocab_size;
+    const auto t = tokenizer::train_bpe(data::load_rows(ds), o);
+    tokenizer::save_tokenizer(out, t, o);
+    std::cout << json{{"out", out}, {"vocab_size", t["model"]["vocab"].size()}, {"merges", t["model"]["merges"].size()}}.dump()
+              << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e);
+  }
+}
+
+int cmd_train(const TrainArgs& a) {
+  try {
+    const auto tok = tokenizer::Tokenizer::load(a.tokenizer);
+    const auto ids_of = [&](const std::string& path) {
+      data::DatasetSpec ds;
+      ds.path = path;
+      return eval::perplexity_ids(tok, data::evaluation_text(data::load_rows(ds)));
+    };
+    const auto train_ids = ids_of(a.data);
+
+    model::RandomModelOptions ro;
+    ro.hidden = a.hidden;
+    ro.intermediate = a.intermediate;
+    ro.layers = a.layers;
+    ro.heads = a.heads;
+    ro.kv_heads = a.kv_heads;
+    ro.vocab = tok.vocab_size();
+    ro.tie_embeddings = true;
+    ro.seed = a.seed;
+    model::write_random_llama(a.out, ro);
+    // Point the config at this tokenizer's special tokens.
+    auto config = json::parse(read_file(fs::path(a.out) / "config.json"));
+    config["bos_token_id"] = tok.bos_id().value_or(0);
+    config["eos_token_id"] = tok.eos_ids().empty() ? 0 : tok.eos_ids()[0];
+    config["max_position_embeddings"] = 2048;
+    write_file_atomic(fs::path(a.out) / "config.json", config.dump(2));
+
+    auto m = model::LlamaModel::load(model::Checkpoint::open(a.out));
+    model::TrainOptions o;
+    o.steps = a.steps;
+    o.batch_size = a.batch_size;
+    o.seqlen = a.seqlen;
+    o.lr = a.lr;
+    o.seed = a.seed;
+    const auto t0 = std::chrono::steady_clock::now();
+    double last = 0;
+    model::train(m, train_ids, o, [&](int64_t step, double loss) {
+      last = loss;
+      if (step % 25 == 0 || step == 1) {
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::cerr << "step " << step << "/" << o.steps << " loss " << loss << " (" << s << " s)\n";
+      }
+    });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    std::vector<model::NamedTensor> tensors;
+    for (auto& [name, t] : m.parameters()) tensors.push_back({name, t->contiguous(), {}});
+    model::save_safetensors(fs::path(a.out) / "model.safetensors", tensors);
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+      fs::copy_file(fs::path(a.tokenizer) / f, fs::path(a.out) / f, fs::copy_options::overwrite_existing);
+
+    json summary = {{"steps", o.steps}, {"tokens_per_step", o.batch_size * o.seqlen}, {"final_loss", last},
+                    {"train_tokens", train_ids.numel()}, {"seconds", seconds}};
+    if (!a.eval_data.empty()) {
+      const auto held = ids_of(a.eval_data);
+      const auto reloaded = model::LlamaModel::load(model::Checkpoint::open(a.out));
+      eval::PerplexityOptions po;
+      po.seqlen = a.seqlen;
+      po.batch_size = 8;
+      summary["heldout_ppl"] = eval::perplexity(reloaded, held, po).ppl;
+      // The unigram model: token frequencies of the training stream with
+      // add-one smoothing, scored on the same held-out predictions.
+      const auto counts = at::bincount(train_ids, {}, tok.vocab_size()).to(at::kDouble) + 1.0;
+      const auto logp = (counts / counts.sum()).log();
+      const int64_t n = held.numel() / po.seqlen;
+      const auto windows = held.narrow(0, 0, n * po.seqlen).view({n, po.seqlen}).narrow(1, 1, po.seqlen - 1);
+      summary["heldout_unigram_ppl"] = std::exp(-logp.index_select(0, windows.flatten()).mean().item<double>());
+      summary["heldout_tokens"] = held.numel();
+      summary["heldout_seqlen"] = po.seqlen;
+    }
+    std::cout << summary.dump(2) << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e);
+  }
+}
+
+}  // namespace qjobs::worker

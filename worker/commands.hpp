@@ -1,0 +1,44 @@
+// Working with a model outside a job: each command prints JSON on stdout and
+// returns an exit code (0, or 1 with {"error": ...} on stderr).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace qjobs::worker {
+
+// Compute dtype from a name: "auto"/"float32" -> float32, "bfloat16", "float16".
+struct ModelArgs {
+  std::string checkpoint;
+  std::string dtype = "auto";
+};
+
+int cmd_tokenize(const std::string& tokenizer_dir, const std::string& text, bool bos);
+int cmd_logits(const ModelArgs& m, const std::string& tokens_json, const std::string& out);
+int cmd_ppl(const ModelArgs& m, const std::string& data, int64_t seqlen, int64_t num_samples, int64_t batch_size);
+int cmd_demo(const ModelArgs& m, const std::string& prompt, bool raw, int64_t max_new_tokens, double temperature,
+             double top_p, uint64_t seed);
+
+}  // namespace qjobs::worker
+
+namespace qjobs::worker {
+
+// Trains a byte-level BPE tokenizer on a data file's rows and writes it to `out`.
+int cmd_train_tokenizer(const std::string& data, int64_t vocab_size, const std::string& out);
+
+struct TrainArgs {
+  std::string data;           // training rows (.jsonl/.json/.txt)
+  std::string eval_data;      // held-out rows for the final perplexity ("" = none)
+  std::string tokenizer;      // folder with tokenizer.json
+  std::string out;            // checkpoint folder to write
+  int64_t hidden = 128, intermediate = 352, layers = 4, heads = 4, kv_heads = 2;
+  int64_t steps = 1000, batch_size = 16, seqlen = 256;
+  double lr = 3e-3;
+  uint64_t seed = 0;
+};
+
+// Trains a Llama model from scratch and writes it in the HF layout with the
+// tokenizer; prints the training summary (loss, held-out and unigram ppl).
+int cmd_train(const TrainArgs& a);
+
+}  // namespace qjobs::worker
