@@ -35,7 +35,7 @@ const std::vector<TopKey>& top_keys() {
       {"MODEL_PATH", ParamType::string},     {"LOGGING_PATH", ParamType::string},
       {"CACHE_PATH", ParamType::string},     {"PRIORITY", ParamType::integer},
       {"TIMEOUT_S", ParamType::number},      {"MAX_ATTEMPTS", ParamType::integer},
-      {"DTYPE", ParamType::string},
+      {"DTYPE", ParamType::string},          {"EXPORT_FORMAT", ParamType::string},
   };
   return keys;
 }
@@ -288,6 +288,7 @@ json to_json(const JobSpec& s) {
           {"MAX_ATTEMPTS", s.max_attempts},
           {"params", s.params},
           {"DTYPE", s.dtype},
+          {"EXPORT_FORMAT", s.export_format},
           {"eval", s.eval},
           {"calibration", s.calibration},
           {"warnings", s.warnings}};
@@ -314,6 +315,7 @@ JobSpec job_spec_from_json(const json& j) {
   s.max_attempts = j.value("MAX_ATTEMPTS", 2);
   s.params = j.value("params", json::object());
   s.dtype = j.value("DTYPE", std::string("auto"));
+  s.export_format = j.value("EXPORT_FORMAT", std::string("fake_quant"));
   s.eval = j.value("eval", json::object());
   s.calibration = j.value("calibration", json::object());
   s.warnings = j.value("warnings", std::vector<std::string>{});
@@ -495,6 +497,21 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
   spec.dtype = top.value("DTYPE", std::string("auto"));
   if (spec.dtype != "auto" && spec.dtype != "float32" && spec.dtype != "bfloat16" && spec.dtype != "float16")
     v.add("DTYPE", root["DTYPE"].Mark(), "DTYPE must be auto, float32, bfloat16 or float16");
+  spec.export_format = top.value("EXPORT_FORMAT", std::string("fake_quant"));
+  if (spec.export_format != "fake_quant" && spec.export_format != "awq" && spec.export_format != "gptq") {
+    std::string msg = "EXPORT_FORMAT must be fake_quant, awq or gptq";
+    if (auto near = closest_name(spec.export_format, {"fake_quant", "awq", "gptq"})) msg += "; did you mean '" + *near + "'?";
+    v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), msg);
+  } else if (spec.export_format != "fake_quant" && algo != nullptr) {
+    if (algo->name == "HQQ")
+      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "HQQ keeps real-valued zero points; only fake_quant can hold them");
+    else if (spec.export_format == "awq" && spec.params.value("W_BIT", 4) != 4)
+      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "the AWQ GEMM format holds 4-bit weights only");
+    else if (spec.export_format == "gptq" && spec.params.value("W_BIT", 4) != 4 && spec.params.value("W_BIT", 4) != 8)
+      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "the GPTQ format is written for 4 and 8 bits");
+    else if (spec.params.contains("LAYER_OVERRIDES") && !spec.params["LAYER_OVERRIDES"].empty())
+      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "per-layer overrides (mixed precision) need EXPORT_FORMAT: fake_quant");
+  }
   if (calib_node && !calib_node.IsNull()) {
     if (!calib_node.IsMap()) {
       v.add("calibration", calib_node.Mark(), "expected a mapping, got " + Validator::show(calib_node));

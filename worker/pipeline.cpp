@@ -18,6 +18,7 @@
 #include "common/strings.hpp"
 #include "jobs/data/dataset.hpp"
 #include "jobs/eval/tasks.hpp"
+#include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/model_source.hpp"
@@ -79,30 +80,60 @@ int step_delay_ms() {
   return v ? std::atoi(v) : 0;
 }
 
-void package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const JobDir& dir,
+void package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const JobDir& dir, const JobSpec& spec,
              StatusReporter& rep) {
   const fs::path out = dir.model_dir();
   fs::remove_all(out);
   fs::create_directories(out);
+  const bool packed = spec.export_format != "fake_quant";
+  const auto format = spec.export_format == "awq" ? exporter::PackedFormat::awq : exporter::PackedFormat::gptq;
+  if (packed && q.int_weights.empty())
+    throw Error(ErrorKind::invalid_input, "ALGORITHM " + spec.algorithm + " has no integer form for EXPORT_FORMAT " + spec.export_format);
+  json config = ckpt.config();
+  json qc = q.quantization_config;
+  if (packed) {
+    const auto& any = q.int_weights.begin()->second;
+    if (spec.export_format == "awq") {
+      qc = {{"quant_method", "awq"}, {"bits", any.bits}, {"group_size", any.group_size}, {"zero_point", true},
+            {"version", "gemm"}, {"modules_to_not_convert", nullptr}};
+    } else {
+      qc = {{"quant_method", "gptq"}, {"bits", any.bits}, {"group_size", any.group_size},
+            {"desc_act", spec.params.value("DESC_ACT", false)}, {"sym", !spec.params.value("ZERO_POINT", true)},
+            {"static_groups", spec.params.value("STATIC_GROUPS", false)}, {"true_sequential", true},
+            {"damp_percent", spec.params.value("DAMP_PERCENT", 0.01)}, {"checkpoint_format", "gptq"}};
+    }
+  }
   const auto total = static_cast<int64_t>(ckpt.files().size()) + 1;
   int64_t done = 0;
+  json weight_map = json::object();
+  uint64_t total_bytes = 0;
   for (const auto& file : ckpt.files()) {
     std::vector<model::NamedTensor> tensors;
     for (const auto& info : file.tensors()) {
+      const std::string stem = info.name.size() > 7 ? info.name.substr(0, info.name.size() - 7) : info.name;
+      const auto iw = q.int_weights.find(stem);
+      if (packed && info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0 &&
+          iw != q.int_weights.end()) {
+        for (auto& [suffix, t] : exporter::pack(iw->second, format)) tensors.push_back({stem + "." + suffix, t, {}});
+        continue;
+      }
       const auto it = q.replaced.find(info.name);
       tensors.push_back({info.name, it != q.replaced.end() ? it->second : file.tensor(info.name),
                          info.dtype == model::StDtype::F8_E4M3 || info.dtype == model::StDtype::F8_E5M2
                              ? std::optional<model::StDtype>(info.dtype)
                              : std::nullopt});
     }
+    for (const auto& t : tensors) {
+      weight_map[t.name] = file.path().filename().string();
+      total_bytes += static_cast<uint64_t>(t.tensor.numel()) * t.tensor.element_size();
+    }
     model::save_safetensors(out / file.path().filename(), tensors);
     rep.progress(++done, total, file.path().filename().string());
   }
   if (ckpt.sharded())
-    fs::copy_file(ckpt.dir() / "model.safetensors.index.json", out / "model.safetensors.index.json",
-                  fs::copy_options::overwrite_existing);
-  json config = ckpt.config();
-  config["quantization_config"] = q.quantization_config;
+    write_file_atomic(out / "model.safetensors.index.json",
+                      json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}}.dump(2));
+  config["quantization_config"] = qc;
   write_file_atomic(out / "config.json", config.dump(2));
   for (const auto& f : ckpt.companion_files())
     fs::copy_file(f, out / f.filename(), fs::copy_options::overwrite_existing);
@@ -179,7 +210,12 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
   std::snprintf(line, sizeof line, "Weight error: %zu layers, worst relative Frobenius error %.4f\n\n",
                 q.layer_errors.size(), worst);
   md += line;
-  md += "| layer | rel. weight error | max abs error | rel. output error |\n|---|---|---|---|\n";
+  md += "Time per stage (s):";
+  for (auto& [st, secs] : rep.stage_seconds().items()) {
+    std::snprintf(line, sizeof line, " %s %.2f;", st.c_str(), secs.get<double>());
+    md += line;
+  }
+  md += "\n\n| layer | rel. weight error | max abs error | rel. output error |\n|---|---|---|---|\n";
   for (const auto& e : q.layer_errors) {
     std::snprintf(line, sizeof line, "| %s | %.5f | %.5f | %s |\n", e.name.c_str(), e.rel_fro_err, e.max_abs_err,
                   e.rel_out_err < 0 ? "-" : std::to_string(e.rel_out_err).c_str());
@@ -301,7 +337,7 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
 
     stage = "package";
     rep.begin_stage(stage);
-    package(ckpt, q, dir, rep);
+    package(ckpt, q, dir, spec, rep);
     const uint64_t size_after = dir_size(dir.model_dir());
     rep.metric("packaged_size_mib", size_after / (1024.0 * 1024.0));
 

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "common/error.hpp"
+#include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
 
 namespace qjobs::model {
@@ -63,8 +64,11 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
   m.dtype_ = o.dtype;
   m.device_ = o.device;
   const auto& c = m.config_;
+  const auto qc = ckpt.config().value("quantization_config", nlohmann::json::object());
   const auto get = [&](const std::string& name, std::vector<int64_t> shape) {
-    at::Tensor t = ckpt.tensor(name);
+    const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
+    // A packed Linear (awq, gptq) is read back as its dequantized weight.
+    at::Tensor t = !ckpt.has(name) && ckpt.has(stem + ".qweight") ? exporter::unpack_weight(ckpt, stem, qc) : ckpt.tensor(name);
     if (t.sizes().vec() != shape) {
       std::string want, got;
       for (auto d : shape) want += (want.empty() ? "" : ",") + std::to_string(d);

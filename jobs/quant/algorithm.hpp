@@ -14,6 +14,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "jobs/export/packed.hpp"
 #include "jobs/model/llama_model.hpp"
 
 namespace qjobs::model {
@@ -50,6 +51,9 @@ struct QuantOutput {
   nlohmann::json quantization_config;  // written into config.json
   std::vector<LayerError> layer_errors;
   int64_t resumed_blocks = 0;          // blocks restored from saved state
+  // Integer form of every quantized Linear by its name without ".weight",
+  // for the packed export formats; absent when the algorithm has none (HQQ).
+  std::map<std::string, exporter::IntWeight> int_weights;
 };
 
 class QuantAlgorithm {

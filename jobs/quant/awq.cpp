@@ -39,7 +39,7 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
   CalibrationEngine engine(model, ids, 8, in.state_dir, calibration_fingerprint(*in.ckpt, p, ids));
   QuantOutput out;
   const int64_t L = model.config().layers;
-  const int64_t first = engine.resume(out.layer_errors);
+  const int64_t first = engine.resume(out.layer_errors, out.int_weights);
   out.resumed_blocks = first;
   for (int64_t l = 0; l < first; ++l) collect_block(*in.ckpt, model, l, out.replaced);
   in.progress(first, L, "");
@@ -165,7 +165,9 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
         }
         w = at::clamp(wg, -best_max, best_max).reshape({co, ci});
       }
-      const auto wq = quantize_weight(w, pl.cfg).dequantize();
+      const auto qw = quantize_weight(w, pl.cfg);
+      const auto wq = qw.dequantize();
+      out.int_weights[prefix + name] = to_int_weight(qw, pl.cfg.bits);
       // Errors of the scaled pair (what the block now computes before and
       // after rounding): the unscaled original takes other inputs.
       const auto ws = l2->weight.to(at::kFloat);
@@ -173,7 +175,7 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
                       (wq - ws).abs().max().item<double>(), relative_output_error(x, ws, wq)});
       l2->weight = wq.to(l2->weight.scalar_type());
     }
-    engine.advance(l, std::move(next), errs);
+    engine.advance(l, std::move(next), errs, out.int_weights);
     out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
     collect_block(*in.ckpt, model, l, out.replaced);
     in.progress(l + 1, L, "block " + std::to_string(l));

@@ -73,7 +73,7 @@ CalibrationEngine::CalibrationEngine(model::LlamaModel& m, const at::Tensor& ids
   }
 }
 
-int64_t CalibrationEngine::resume(std::vector<LayerError>& errors) {
+int64_t CalibrationEngine::resume(std::vector<LayerError>& errors, std::map<std::string, exporter::IntWeight>& ints) {
   if (dir_.empty() || !fs::exists(dir_ / "inputs.safetensors")) return 0;
   int64_t next = 0;
   while (fs::exists(block_file(dir_, next))) ++next;
@@ -83,8 +83,20 @@ int64_t CalibrationEngine::resume(std::vector<LayerError>& errors) {
   for (int64_t l = 0; l < next; ++l) {
     const auto f = model::SafetensorsFile::open(block_file(dir_, l));
     for (auto& [name, t] : block_params(model_, l)) *t = f.tensor(name).to(t->device(), t->scalar_type()).clone();
-    for (const auto& e : json::parse(f.metadata().at("errors")))
+    const json error_meta = json::parse(f.metadata().at("errors"));
+    for (const auto& e : error_meta)
       errors.push_back({e["name"], e["rel_fro_err"], e["max_abs_err"], e.value("rel_out_err", -1.0)});
+    const json int_meta = json::parse(f.metadata().at("ints"));
+    for (const auto& [name, shape] : int_meta.items()) {
+      exporter::IntWeight w;
+      w.codes = f.tensor(name + ".codes").clone();
+      w.scales = f.tensor(name + ".scales").clone();
+      w.zeros = f.tensor(name + ".zeros").clone();
+      w.g_idx = f.tensor(name + ".g_idx").clone();
+      w.bits = shape["bits"];
+      w.group_size = shape["group_size"];
+      ints[name] = w;
+    }
   }
   inputs_.clear();
   for (std::size_t i = 0;; ++i) {
@@ -118,7 +130,8 @@ std::map<std::string, at::Tensor> CalibrationEngine::capture_inputs(int64_t laye
   return out;
 }
 
-void CalibrationEngine::advance(int64_t layer, std::vector<at::Tensor> next, const std::vector<LayerError>& errs) {
+void CalibrationEngine::advance(int64_t layer, std::vector<at::Tensor> next, const std::vector<LayerError>& errs,
+                                const std::map<std::string, exporter::IntWeight>& ints) {
   inputs_ = std::move(next);
   if (dir_.empty()) return;
   json ej = json::array();
@@ -126,11 +139,21 @@ void CalibrationEngine::advance(int64_t layer, std::vector<at::Tensor> next, con
     ej.push_back({{"name", e.name}, {"rel_fro_err", e.rel_fro_err}, {"max_abs_err", e.max_abs_err}, {"rel_out_err", e.rel_out_err}});
   std::vector<model::NamedTensor> block;
   for (auto& [name, t] : block_params(model_, layer)) block.push_back({name, t->detach().to(at::kCPU), {}});
+  json ij = json::object();
+  const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+  for (const auto& [name, w] : ints) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    ij[name] = {{"bits", w.bits}, {"group_size", w.group_size}};
+    block.push_back({name + ".codes", w.codes, {}});
+    block.push_back({name + ".scales", w.scales, {}});
+    block.push_back({name + ".zeros", w.zeros, {}});
+    block.push_back({name + ".g_idx", w.g_idx, {}});
+  }
   // Inputs first: a block file only counts when the inputs after it exist.
   std::vector<model::NamedTensor> in;
   for (std::size_t i = 0; i < inputs_.size(); ++i) in.push_back({"batch_" + std::to_string(i), inputs_[i].to(at::kCPU), {}});
   model::save_safetensors(dir_ / "inputs.safetensors", in, {{"format", "pt"}, {"next_block", std::to_string(layer + 1)}});
-  model::save_safetensors(block_file(dir_, layer), block, {{"format", "pt"}, {"errors", ej.dump()}});
+  model::save_safetensors(block_file(dir_, layer), block, {{"format", "pt"}, {"errors", ej.dump()}, {"ints", ij.dump()}});
 }
 
 }  // namespace qjobs::quant

@@ -28,7 +28,7 @@ class CalibrationEngine {
 
   // The first block still to do (0 without saved state). Restores the saved
   // blocks' weights into the model and their errors into `errors`.
-  int64_t resume(std::vector<LayerError>& errors);
+  int64_t resume(std::vector<LayerError>& errors, std::map<std::string, exporter::IntWeight>& ints);
 
   // Inputs of the current block: mini-batches [b, T, hidden].
   const std::vector<at::Tensor>& inputs() const { return inputs_; }
@@ -38,7 +38,8 @@ class CalibrationEngine {
   std::map<std::string, at::Tensor> capture_inputs(int64_t layer, const std::vector<std::string>& names) const;
 
   // Block `layer` is done: save it (when a state folder is set) and move on.
-  void advance(int64_t layer, std::vector<at::Tensor> next_inputs, const std::vector<LayerError>& layer_errors);
+  void advance(int64_t layer, std::vector<at::Tensor> next_inputs, const std::vector<LayerError>& layer_errors,
+               const std::map<std::string, exporter::IntWeight>& ints);
 
   model::LlamaModel& model() { return model_; }
 

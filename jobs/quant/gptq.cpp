@@ -37,6 +37,10 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
   Hinv = at::linalg_cholesky(Hinv, /*upper=*/true);
 
   auto Q = at::zeros_like(W);
+  auto codes = at::zeros({rows, cols}, at::kInt);
+  const int64_t n_groups = (cols + g - 1) / g;
+  auto g_scales = at::zeros({rows, n_groups});
+  auto g_zeros = at::zeros({rows, n_groups}, at::kInt);
   at::Tensor scale, zero;
   for (int64_t i1 = 0; i1 < cols; i1 += block_size) {
     const int64_t i2 = std::min(i1 + block_size, cols), count = i2 - i1;
@@ -55,9 +59,13 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
         // As the reference does: the group's parameters from W, which holds
         // the updates of earlier blocks (not those inside this block).
         std::tie(scale, zero) = through_zero_params(W.narrow(1, col, std::min(g, cols - col)), cfg.bits, cfg.zero_point);
+        g_scales.select(1, col / g).copy_(scale.flatten());
+        g_zeros.select(1, col / g).copy_(zero.flatten());
       }
       const auto s = scale.flatten(), z = zero.flatten();
-      const auto q = dequantize_codes(quantize_codes(w, s, z, cfg.bits), s, z);
+      const auto qc = quantize_codes(w, s, z, cfg.bits);
+      const auto q = dequantize_codes(qc, s, z);
+      codes.select(1, col).copy_(qc);
       Q1.select(1, i).copy_(q);
       const auto err = (w - q) / dd;
       W1.narrow(1, i, count - i).sub_(err.unsqueeze(1).matmul(Hinv1.select(0, i).narrow(0, i, count - i).unsqueeze(0)));
@@ -74,8 +82,20 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
     // Column j (original order) sits at position invperm[j] of the quantization order.
     col_group = static_groups ? at::arange(cols, at::kLong).div(g, "floor") : invperm.div(g, "floor");
   }
+  if (act_order) codes = codes.index_select(1, invperm);
+  if (static_groups)
+    for (std::size_t k = 0; k < groups.size(); ++k) {
+      g_scales.select(1, static_cast<int64_t>(k)).copy_(groups[k].first.flatten());
+      g_zeros.select(1, static_cast<int64_t>(k)).copy_(groups[k].second.flatten());
+    }
   r.weight = Q;
   r.g_idx = col_group.to(at::kInt);
+  r.ints.codes = codes;
+  r.ints.scales = g_scales;
+  r.ints.zeros = g_zeros;
+  r.ints.g_idx = r.g_idx;
+  r.ints.bits = cfg.bits;
+  r.ints.group_size = g;
   return r;
 }
 
@@ -92,7 +112,7 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
   CalibrationEngine engine(model, ids, 8, in.state_dir, calibration_fingerprint(*in.ckpt, p, ids));
   QuantOutput out;
   const int64_t L = model.config().layers;
-  const int64_t first = engine.resume(out.layer_errors);
+  const int64_t first = engine.resume(out.layer_errors, out.int_weights);
   out.resumed_blocks = first;
   for (int64_t l = 0; l < first; ++l) collect_block(*in.ckpt, model, l, out.replaced);
   in.progress(first, L, "");
@@ -125,9 +145,10 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
         errs.push_back({full, (r.weight - w0).norm().item<double>() / norm, (r.weight - w0).abs().max().item<double>(),
                         relative_output_error(x, w0, r.weight)});
         lin.weight = r.weight.to(lin.weight.scalar_type());
+        out.int_weights[full] = r.ints;
       }
     }
-    engine.advance(l, engine.forward(l), errs);  // next inputs from the quantized block
+    engine.advance(l, engine.forward(l), errs, out.int_weights);  // next inputs from the quantized block
     out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
     collect_block(*in.ckpt, model, l, out.replaced);
     in.progress(l + 1, L, "block " + std::to_string(l));

@@ -17,6 +17,7 @@ namespace qjobs::quant {
 struct GptqResult {
   at::Tensor weight;  // dequantized, float32 [out, in]
   at::Tensor g_idx;   // int32 [in]: the group of every input column
+  exporter::IntWeight ints;  // the same weight as codes, scales and zeros
 };
 
 // Quantizes one Linear weight with Hessian H (float32 [in, in]).

@@ -90,6 +90,23 @@ QuantizedWeight quantize_weight(const at::Tensor& w_in, const WeightQuantConfig&
   return q;
 }
 
+exporter::IntWeight to_int_weight(const QuantizedWeight& q, int bits) {
+  exporter::IntWeight w;
+  w.bits = bits;
+  w.group_size = q.group_size;
+  w.scales = q.scales;
+  if (q.zeros.defined()) {
+    w.codes = q.codes;
+    w.zeros = q.zeros;
+  } else {
+    const int mid = 1 << (bits - 1);
+    w.codes = q.codes + mid;
+    w.zeros = at::full(q.scales.sizes(), mid, at::kInt);
+  }
+  w.g_idx = at::arange(q.codes.size(1), at::kLong).div(q.group_size, "floor").to(at::kInt);
+  return w;
+}
+
 at::Tensor QuantizedWeight::dequantize() const {
   const int64_t cols = codes.size(1);
   const auto idx = at::arange(cols, at::kLong).div(group_size, "floor");

@@ -17,6 +17,8 @@
 
 #include <ATen/ATen.h>
 
+#include "jobs/export/packed.hpp"
+
 namespace qjobs::quant {
 
 // How the range of a group is chosen:
@@ -48,6 +50,10 @@ struct QuantizedWeight {
   // float32 [out, in]: the values the codes stand for.
   at::Tensor dequantize() const;
 };
+
+// Unsigned codes with integer zeros (symmetric codes are shifted by
+// 2^(b-1)) and the column-to-group map, for the packed formats.
+exporter::IntWeight to_int_weight(const QuantizedWeight& q, int bits);
 
 // REQUIRES: w is 2-D, bits in [2, 8], group_size == -1 or >= 1.
 QuantizedWeight quantize_weight(const at::Tensor& w, const WeightQuantConfig& cfg);

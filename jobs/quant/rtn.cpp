@@ -28,7 +28,9 @@ QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
     const auto& cfg = plan.cfg;
     const at::Tensor w = ckpt.tensor(name);
     const at::Tensor w32 = w.to(at::kFloat);
-    const at::Tensor deq = quantize_weight(w32, cfg).dequantize();
+    const auto qw = quantize_weight(w32, cfg);
+    const at::Tensor deq = qw.dequantize();
+    out.int_weights[name.substr(0, name.size() - 7)] = to_int_weight(qw, cfg.bits);
     const double norm = w32.norm().item<double>();
     out.layer_errors.push_back({name, (deq - w32).norm().item<double>() / std::max(norm, 1e-30),
                                 (deq - w32).abs().max().item<double>(), -1});

@@ -2,6 +2,8 @@
 // evaluation, on the project's own example model (examples/kjv-llama).
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <cmath>
 #include <fstream>
 
@@ -139,6 +141,98 @@ TEST(RuntimeJob, RtnOnTheExampleModelReportsPerplexityBeforeAndAfter) {
                           "--data", kHeldOut.string(), "--seqlen", "256", "--num-samples", "8"});
   ASSERT_EQ(p.rc, 0) << p.err;
   EXPECT_NEAR(json::parse(p.out)["ppl"].get<double>(), after, 1e-6 * after);
+  server.terminate();
+  fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace qjobs::testing
+
+namespace qjobs::testing {
+namespace {
+
+// A packed checkpoint read back gives the logits of the fake-quantized one.
+class ExportReadback : public ::testing::TestWithParam<std::tuple<std::string, std::string, std::string>> {};
+
+TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
+  const auto& [algo, format, extra] = GetParam();
+  const fs::path root = make_temp_dir("export");
+  const auto run_job = [&](const std::string& fmt) {
+    const fs::path spec = root / (fmt + ".yaml");
+    std::ofstream(spec) << "MODEL: \"" << kExample.string() << "\"\nALGORITHM: " << algo << "\nEXPORT_FORMAT: " << fmt
+                        << "\nDATA_PATH: \"" << (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string()
+                        << "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\nllm:\n  " << algo
+                        << ":\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n" << extra;
+    const auto r = run_cmd({(bin_dir() / "qjobs-worker").string(), "run", spec.string(), "--job-dir", (root / fmt).string()});
+    EXPECT_EQ(r.rc, 0) << read_file(root / fmt / "logs/worker.log");
+    return root / fmt / "model";
+  };
+  const auto fake = run_job("fake_quant");
+  const auto packed = run_job(format);
+  const auto config = json::parse(read_file(packed / "config.json"));
+  EXPECT_EQ(config["quantization_config"]["quant_method"], format);
+  const auto ckpt = model::Checkpoint::open(packed);
+  EXPECT_TRUE(ckpt.has("model.layers.0.mlp.down_proj.qweight"));
+  EXPECT_FALSE(ckpt.has("model.layers.0.mlp.down_proj.weight"));
+  const auto ids = at::randint(0, 1024, {2, 64}, at::kLong);
+  at::NoGradGuard g;
+  const auto a = model::LlamaModel::load(model::Checkpoint::open(fake)).forward(ids);
+  const auto b = model::LlamaModel::load(ckpt).forward(ids);
+  const double rel = ((a - b).abs().max() / a.abs().max()).item<double>();
+  EXPECT_LE(rel, 1e-3) << algo << " " << format;
+  fs::remove_all(root);
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, ExportReadback,
+                         ::testing::Values(std::make_tuple("RTN", "awq", ""), std::make_tuple("AutoAWQ", "awq", ""),
+                                           std::make_tuple("GPTQ", "gptq", "    DESC_ACT: true\n"),
+                                           std::make_tuple("RTN", "gptq", "    ZERO_POINT: false\n")),
+                         [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param) + "_" + std::to_string(info.index); });
+
+}  // namespace
+}  // namespace qjobs::testing
+
+namespace qjobs::testing {
+namespace {
+
+TEST(RuntimeJob, KilledDuringCalibrationResumesAtTheNextBlockWithTheSamePerplexity) {
+  const fs::path root = make_temp_dir("resume");
+  const std::string spec_text =
+      "MODEL: \"" + kExample.string() + "\"\nALGORITHM: GPTQ\nDATA_PATH: \"" +
+      (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
+      "\"\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  GPTQ:\n    W_BIT: 3\n    Q_GROUP_SIZE: 32\n"
+      "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" + kHeldOut.string() +
+      "\"\n      seqlen: 256\n      num_samples: 8\n";
+  std::ofstream(root / "job.yaml") << spec_text;
+  // Uninterrupted, without a server.
+  const auto plain = run_cmd({worker(), "run", (root / "job.yaml").string(), "--job-dir", (root / "plain").string()});
+  ASSERT_EQ(plain.rc, 0) << read_file(root / "plain/logs/worker.log");
+  const double want = json::parse(read_file(root / "plain/report.json"))["eval"]["quantized"]["kjv"]["ppl"];
+
+  // Through the server, with the worker killed after two of four blocks.
+  ServerProcess server(root / "ud", {"--slots", "1"}, {{"QJOBS_TEST_STEP_DELAY_MS", "400"}});
+  const auto r = server.client().request("POST", "/jobs", spec_text);
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string id = json::parse(r.body)["id"];
+  int pid = 0;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto st = JobDir(root / "ud/jobs" / id).read_status();
+        if (!st || st->value("stage", "") != "quantize" || st->value("done", 0) < 2) return false;
+        pid = st->value("pid", 0);
+        return pid > 0;
+      },
+      std::chrono::seconds(120)));
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  json job;
+  ASSERT_TRUE(wait_until([&] { job = server.job(id); const std::string s = job["state"]; return s == "SUCCEEDED" || s == "FAILED"; },
+                         std::chrono::seconds(180)));
+  EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
+  EXPECT_EQ(job["attempts"], 2);
+  const std::string events = read_file(root / "ud/jobs" / id / "events.jsonl");
+  EXPECT_NE(events.find("\"type\":\"resumed\""), std::string::npos) << events;
+  const double got = json::parse(read_file(root / "ud/jobs" / id / "report.json"))["eval"]["quantized"]["kjv"]["ppl"];
+  EXPECT_NEAR(got, want, 1e-9 * want);
   server.terminate();
   fs::remove_all(root);
 }

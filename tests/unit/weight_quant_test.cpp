@@ -195,3 +195,49 @@ TEST_F(ModelQuant, InterruptedCalibrationResumesAtTheNextBlock) {
 
 }  // namespace
 }  // namespace qjobs::quant
+
+namespace qjobs::exporter {
+namespace {
+
+// The packed layouts written out by hand for an 8 x 8 matrix, one group.
+TEST(PackedFormats, MatchTheLayoutWrittenByHand) {
+  auto codes = at::empty({8, 8}, at::kInt);
+  auto zeros = at::empty({8, 1}, at::kInt);
+  auto scales = at::empty({8, 1});
+  for (int o = 0; o < 8; ++o) {
+    for (int i = 0; i < 8; ++i) codes[o][i] = (o * 3 + i * 5) % 16;
+    zeros[o][0] = o + 4;
+    scales[o][0] = 0.5f + static_cast<float>(o);
+  }
+  IntWeight w{codes, scales, zeros, at::zeros({8}, at::kInt), 4, 8};
+  const auto word = [](uint32_t v) { return static_cast<int32_t>(v); };
+
+  const int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+  const auto awq = pack(w, PackedFormat::awq);
+  ASSERT_EQ(awq.at("qweight").sizes().vec(), (std::vector<int64_t>{8, 1}));
+  for (int i = 0; i < 8; ++i) {
+    uint32_t v = 0;
+    for (int k = 0; k < 8; ++k) v |= static_cast<uint32_t>((order[k] * 3 + i * 5) % 16) << (4 * k);
+    EXPECT_EQ(awq.at("qweight")[i][0].item<int32_t>(), word(v)) << "input row " << i;
+  }
+  uint32_t zv = 0;
+  for (int k = 0; k < 8; ++k) zv |= static_cast<uint32_t>(order[k] + 4) << (4 * k);
+  EXPECT_EQ(awq.at("qzeros")[0][0].item<int32_t>(), word(zv));
+  EXPECT_EQ(awq.at("scales").scalar_type(), at::kHalf);
+  EXPECT_EQ(awq.at("scales").sizes().vec(), (std::vector<int64_t>{1, 8}));
+
+  const auto gptq = pack(w, PackedFormat::gptq);
+  ASSERT_EQ(gptq.at("qweight").sizes().vec(), (std::vector<int64_t>{1, 8}));
+  for (int o = 0; o < 8; ++o) {
+    uint32_t v = 0;
+    for (int k = 0; k < 8; ++k) v |= static_cast<uint32_t>((o * 3 + k * 5) % 16) << (4 * k);
+    EXPECT_EQ(gptq.at("qweight")[0][o].item<int32_t>(), word(v)) << "output column " << o;
+  }
+  uint32_t gz = 0;
+  for (int k = 0; k < 8; ++k) gz |= static_cast<uint32_t>((k + 4 - 1) & 15) << (4 * k);  // stored as zero - 1
+  EXPECT_EQ(gptq.at("qzeros")[0][0].item<int32_t>(), word(gz));
+  EXPECT_TRUE(at::equal(gptq.at("g_idx"), at::zeros({8}, at::kInt)));
+}
+
+}  // namespace
+}  // namespace qjobs::exporter
