@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   o.heads = o.kv_heads = 16;
   o.vocab = 32000;
   int64_t samples = 32, seqlen = 512;
+  bool profile = false;  // --profile 1: libtorch's profiler (slow, heavy on memory)
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const int64_t v = std::stoll(argv[i + 1]);
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
     else if (k == "--vocab") o.vocab = v;
     else if (k == "--samples") samples = v;
     else if (k == "--seqlen") seqlen = v;
+    else if (k == "--profile") profile = v != 0;
   }
   const fs::path dir = fs::temp_directory_path() / ("qjobs_calib_bench_" + std::to_string(getpid()));
   fs::remove_all(dir);
@@ -48,6 +50,7 @@ int main(int argc, char** argv) {
   const auto ids = at::randint(0, o.vocab, {samples, seqlen}, at::kLong);
   std::printf("model: hidden %ld, layers %ld, intermediate %ld; calibration %ld x %ld; W4 g128\n", o.hidden, o.layers,
               o.intermediate, samples, seqlen);
+  std::fflush(stdout);
   std::printf("\n| algorithm | total s | s per block (first / median / last) | GEMM share |\n|---|---|---|---|\n");
   for (const std::string name : {"AutoAWQ", "GPTQ"}) {
     quant::QuantInputs in;
@@ -60,8 +63,11 @@ int main(int argc, char** argv) {
       marks.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     };
     const fs::path trace = dir / (name + ".json");
-    {
+    if (profile) {
       torch::autograd::profiler::RecordProfile guard(trace.string());
+      if (name == "AutoAWQ") quant::AwqAlgorithm().run(in);
+      else quant::GptqAlgorithm().run(in);
+    } else {
       if (name == "AutoAWQ") quant::AwqAlgorithm().run(in);
       else quant::GptqAlgorithm().run(in);
     }
@@ -71,15 +77,17 @@ int main(int argc, char** argv) {
     auto sorted = per;
     std::sort(sorted.begin(), sorted.end());
     // Chrome trace: complete events with microsecond durations.
-    const auto events = nlohmann::json::parse(read_file(trace));
     double gemm_us = 0;
+    const auto events = profile ? nlohmann::json::parse(read_file(trace)) : nlohmann::json::array();
     for (const auto& e : events)
       if (e.is_object() && e.contains("dur")) {
         const std::string n = e.value("name", "");
         if (n == "aten::mm" || n == "aten::addmm" || n == "aten::bmm") gemm_us += e["dur"].get<double>();
       }
-    std::printf("| %s | %.1f | %.2f / %.2f / %.2f | %.0f%% |\n", name.c_str(), total, per.front(),
-                sorted[sorted.size() / 2], per.back(), 100.0 * gemm_us / 1e6 / total);
+    std::printf("| %s | %.1f | %.2f / %.2f / %.2f | %s |\n", name.c_str(), total, per.front(),
+                sorted[sorted.size() / 2], per.back(),
+                profile ? (std::to_string(static_cast<int>(100.0 * gemm_us / 1e6 / total)) + "%").c_str() : "not profiled");
+    std::fflush(stdout);
   }
   fs::remove_all(dir);
   return 0;

@@ -139,29 +139,35 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
         const int64_t co = w.size(0), ci = w.size(1);
         const int64_t gs = pl.cfg.group_size > 0 && ci % pl.cfg.group_size == 0 ? pl.cfg.group_size : ci;
         const int64_t step = std::max<int64_t>(1, x.size(0) / 512);
-        const auto xf = x.index_select(0, at::arange(0, x.size(0), step, at::kLong)).reshape({1, -1, ci / gs, gs});
-        const auto wg = w.reshape({co, 1, ci / gs, gs});
-        const auto org_max = wg.abs().amax(-1, true);
+        const int64_t ng = ci / gs;
+        // Sampled tokens per group: [groups, tokens, gs]. Group outputs are
+        // batched matrix products, not elementwise products and sums.
+        const auto xs_ = x.index_select(0, at::arange(0, x.size(0), step, at::kLong));
+        const auto xg = xs_.reshape({xs_.size(0), ng, gs}).permute({1, 0, 2}).contiguous();
+        const auto wg = w.reshape({co, 1, ng, gs});
+        const auto org_max = wg.abs().amax(-1, true);  // [co, 1, ng, 1]
         auto best_max = org_max.clone();
-        // Output channels in chunks so a chunk's products stay near 32M values.
-        const int64_t chunk = std::max<int64_t>(1, (32 << 20) / std::max<int64_t>(1, xf.size(1) * ci));
+        const int64_t chunk = std::max<int64_t>(1, (64 << 20) / std::max<int64_t>(1, xg.size(1) * ng));
         for (int64_t c0 = 0; c0 < co; c0 += chunk) {
           const int64_t cn = std::min(chunk, co - c0);
           const auto wc = wg.narrow(0, c0, cn);
           const auto mc = org_max.narrow(0, c0, cn);
-          auto min_err = at::full({cn, 1, ci / gs, 1}, 1e30);
-          auto best_c = mc.clone();
-          const auto org_out = (xf * wc).sum(-1);  // [cn, tokens, groups]
+          const auto as_groups = [&](const at::Tensor& t) {  // [cn, 1, ng, gs] -> [ng, gs, cn]
+            return t.reshape({cn, ng, gs}).permute({1, 2, 0});
+          };
+          const auto org_out = at::bmm(xg, as_groups(wc));  // [ng, tokens, cn]
+          auto min_err = at::full({ng, cn}, 1e30);
+          auto best_c = mc.reshape({cn, ng}).t().contiguous();  // [ng, cn]
           for (int64_t i = 0; i < n_grid / 2; ++i) {
             const auto mx = mc * (1.0 - static_cast<double>(i) / static_cast<double>(n_grid));
             const auto cur = at::clamp(wc, -mx, mx);
-            const auto q = quantize_weight(cur.reshape({cn, ci}), pl.cfg).dequantize().reshape({cn, 1, ci / gs, gs});
-            const auto err = ((xf * q).sum(-1) - org_out).pow(2).mean(1).reshape(min_err.sizes());
+            const auto q = quantize_weight(cur.reshape({cn, ci}), pl.cfg).dequantize().reshape({cn, 1, ng, gs});
+            const auto err = (at::bmm(xg, as_groups(q)) - org_out).pow(2).mean(1);  // [ng, cn]
             const auto better = err < min_err;
             min_err = at::where(better, err, min_err);
-            best_c = at::where(better, mx, best_c);
+            best_c = at::where(better, mx.reshape({cn, ng}).t(), best_c);
           }
-          best_max.narrow(0, c0, cn).copy_(best_c);
+          best_max.narrow(0, c0, cn).copy_(best_c.t().reshape({cn, 1, ng, 1}));
         }
         w = at::clamp(wg, -best_max, best_max).reshape({co, ci});
       }

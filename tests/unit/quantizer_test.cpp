@@ -128,3 +128,33 @@ INSTANTIATE_TEST_SUITE_P(Schemes, RtnReference,
 
 }  // namespace
 }  // namespace qjobs::quant
+
+#include "jobs/eval/perplexity.hpp"
+#include "jobs/model/llama_model.hpp"
+
+namespace qjobs::quant {
+namespace {
+
+TEST_P(RtnReference, PerplexityWithinOneThousandth) {
+  QJOBS_REQUIRE_REFERENCE(ref);
+  const auto& c = GetParam();
+  std::ifstream in(ref / "quant/expected.json");
+  const auto expected = nlohmann::json::parse(in);
+  const std::string scheme = c.file == "rtn_int4_g32.safetensors"   ? "rtn_int4_asym_g32"
+                             : c.file == "rtn_int3_g32.safetensors" ? "rtn_int3_asym_g32"
+                                                                    : "rtn_int8_sym_per_channel";
+  const auto dir = ref / "models/stories260K";
+  auto m = model::LlamaModel::load(model::Checkpoint::open(dir));
+  for (auto& layer : m.layers())
+    for (auto& [name, lin] : layer.linears()) lin->weight = quantize_weight(lin->weight, c.cfg).dequantize();
+  eval::PerplexityOptions o;
+  o.seqlen = 512;
+  o.batch_size = 16;
+  const auto r = eval::perplexity(m, model::SafetensorsFile::open(dir / "wikitext2_test_ids.safetensors").tensor("input_ids"), o);
+  const double want = expected["schemes"][scheme]["ppl"];
+  EXPECT_EQ(r.windows, expected["schemes"][scheme]["windows"].get<int64_t>());
+  EXPECT_NEAR(r.ppl, want, 1e-3 * want) << scheme;
+}
+
+}  // namespace
+}  // namespace qjobs::quant
