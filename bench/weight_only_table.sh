@@ -2,7 +2,7 @@
 # Perplexity table of the weight-only algorithms (RTN, AWQ, GPTQ, HQQ) at W4
 # and W3 on one model: each job runs in qjobs-worker (standalone), and the
 # packaged checkpoint is scored with `qjobs-worker ppl` (GPTQ/AWQ protocol).
-# Usage: bench/weight_only_table.sh MODEL_DIR CALIB_DATA EVAL_DATA GROUP [SEQLEN] [CALIB_N] [CALIB_SEQLEN]
+# Usage: [PPL_WINDOWS=N] bench/weight_only_table.sh MODEL_DIR CALIB_DATA EVAL_DATA GROUP [SEQLEN] [CALIB_N] [CALIB_SEQLEN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=$(realpath "$1"); calib=$(realpath "$2"); evald=$(realpath "$3"); group=$4
@@ -11,7 +11,7 @@ work=$(mktemp -d /tmp/qjobs-wq.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 worker=build/bin/qjobs-worker
 
-ppl() { "$worker" ppl --checkpoint "$1" --data "$evald" --seqlen "$seqlen" --batch-size 4 | sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p'; }
+ppl() { "$worker" ppl --checkpoint "$1" --data "$evald" --seqlen "$seqlen" --num-samples "${PPL_WINDOWS:--1}" --batch-size 4 | sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p'; }
 
 base=$(ppl "$model")
 declare -A result secs
@@ -37,7 +37,7 @@ YAML
 done
 echo
 echo "model: $model"
-echo "eval: $evald, seqlen $seqlen, all windows; calibration: $calib, $calib_n x $calib_seqlen; group $group"
+echo "eval: $evald, seqlen $seqlen, windows: ${PPL_WINDOWS:-all}; calibration: $calib, $calib_n x $calib_seqlen; group $group"
 echo
 echo "| bits | fp | RTN | AWQ | GPTQ | HQQ |"
 echo "|---|---|---|---|---|---|"
