@@ -119,14 +119,7 @@ int cmd_demo(const ModelArgs& a, const std::string& prompt, bool raw, int64_t ma
     if (temperature <= 0) {
       response = eval::answer(l.model, tok, prompt, raw, max_new_tokens);
     } else {
-      std::vector<int64_t> ids;
-      if (raw || tok.chat_family() == tokenizer::ChatFamily::none) {
-        if (auto bos = tok.bos_id()) ids.push_back(*bos);
-        const auto body = tok.encode(prompt);
-        ids.insert(ids.end(), body.begin(), body.end());
-      } else {
-        ids = tok.encode(tok.format_chat({{"user", prompt}}));
-      }
+      const auto ids = eval::prompt_ids(tok, prompt, raw);
       model::GenerateOptions o;
       o.max_new_tokens = max_new_tokens;
       o.temperature = temperature;

@@ -17,18 +17,23 @@ at::Tensor perplexity_ids(const tokenizer::Tokenizer& tok, const std::string& te
   return at::tensor(ids, at::kLong);
 }
 
-std::string answer(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const std::string& prompt,
-                   bool raw, int64_t max_new_tokens) {
+std::vector<int64_t> prompt_ids(const tokenizer::Tokenizer& tok, const std::string& prompt, bool raw) {
   std::vector<int64_t> ids;
   if (raw || tok.chat_family() == tokenizer::ChatFamily::none) {
     if (auto bos = tok.bos_id()) ids.push_back(*bos);
     const auto body = tok.encode(prompt);
     ids.insert(ids.end(), body.begin(), body.end());
-  } else {
-    ids = tok.encode(tok.format_chat({{"user", prompt}}));
-    if (tok.chat_family() == tokenizer::ChatFamily::chatml)
-      if (auto bos = tok.bos_id()) ids.insert(ids.begin(), *bos);
+    return ids;
   }
+  ids = tok.encode(tok.format_chat({{"user", prompt}}));
+  if (tok.chat_family() == tokenizer::ChatFamily::chatml)
+    if (auto bos = tok.bos_id()) ids.insert(ids.begin(), *bos);
+  return ids;
+}
+
+std::string answer(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const std::string& prompt,
+                   bool raw, int64_t max_new_tokens) {
+  const auto ids = prompt_ids(tok, prompt, raw);
   model::GenerateOptions o;
   o.max_new_tokens = max_new_tokens;
   o.stop_tokens = tok.eos_ids();

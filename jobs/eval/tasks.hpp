@@ -24,6 +24,10 @@ nlohmann::json run_task(const model::LlamaModel& model, const tokenizer::Tokeniz
 // The token stream perplexity is computed on: one BOS, then the text.
 at::Tensor perplexity_ids(const tokenizer::Tokenizer& tok, const std::string& text);
 
+// The token ids a model is prompted with: the chat template (with BOS where
+// the template lacks it) unless raw or the tokenizer has none, else BOS + text.
+std::vector<int64_t> prompt_ids(const tokenizer::Tokenizer& tok, const std::string& prompt, bool raw);
+
 // A greedy answer to `prompt` (chat template unless raw or the tokenizer
 // has none), at most max_new_tokens, stopping at an end-of-turn token.
 std::string answer(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const std::string& prompt,

@@ -148,15 +148,25 @@ at::Tensor rotate_half(const at::Tensor& x) {
 
 }  // namespace
 
+namespace {
+
+// A Linear, with its output handed to the hook under its HF module name.
+at::Tensor run_linear(const Linear& l, const LinearHook* hook, const std::string& prefix, const char* name,
+                      const at::Tensor& x) {
+  at::Tensor y = l(x);
+  if (hook) y = (*hook)(prefix + name, x, y);
+  return y;
+}
+
+}  // namespace
+
 at::Tensor LlamaModel::attention_forward(int64_t li, const at::Tensor& a, int64_t pos0, KVCache* cache,
                                          const LinearHook* hook) const {
   const auto& c = config_;
   const DecoderLayer& L = layers_[static_cast<std::size_t>(li)];
   const std::string prefix = hook ? "model.layers." + std::to_string(li) + "." : "";
   const auto run = [&](const Linear& l, const char* name, const at::Tensor& x) {
-    at::Tensor y = l(x);
-    if (hook) y = (*hook)(prefix + name, x, y);
-    return y;
+    return run_linear(l, hook, prefix, name, x);
   };
   const int64_t B = a.size(0), T = a.size(1), hd = c.head_dim;
   auto q = run(L.q_proj, "self_attn.q_proj", a).view({B, T, c.heads, hd}).transpose(1, 2);
@@ -225,9 +235,7 @@ at::Tensor LlamaModel::mlp_forward(int64_t li, const at::Tensor& m, const Linear
   const DecoderLayer& L = layers_[static_cast<std::size_t>(li)];
   const std::string prefix = hook ? "model.layers." + std::to_string(li) + "." : "";
   const auto run = [&](const Linear& l, const char* name, const at::Tensor& x) {
-    at::Tensor y = l(x);
-    if (hook) y = (*hook)(prefix + name, x, y);
-    return y;
+    return run_linear(l, hook, prefix, name, x);
   };
   const auto g = run(L.gate_proj, "mlp.gate_proj", m);
   const auto u = run(L.up_proj, "mlp.up_proj", m);
