@@ -9,7 +9,7 @@ packages=(
   libyaml-cpp-dev libboost1.81-dev libboost-url1.81-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev libcli11-dev libgtest-dev
   libpcre2-dev libicu-dev libcurl4-openssl-dev
-  wrk curl
+  wrk curl python3
   bible-kjv bible-kjv-text
 )
 

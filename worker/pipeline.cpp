@@ -69,7 +69,7 @@ uint64_t dir_size(const fs::path& p) {
 
 uint64_t checkpoint_size(const model::Checkpoint& ckpt) {
   uint64_t total = 0;
-  for (const auto& f : ckpt.files()) total += fs::file_size(f.path());
+  for (const auto& f : ckpt.files()) total += fs::file_size(f->path());
   return total;
 }
 
@@ -78,6 +78,18 @@ uint64_t checkpoint_size(const model::Checkpoint& ckpt) {
 int step_delay_ms() {
   const char* v = std::getenv("QJOBS_TEST_STEP_DELAY_MS");
   return v ? std::atoi(v) : 0;
+}
+
+// The output is always safetensors: pytorch_model-00001-of-00002.bin is
+// written as model-00001-of-00002.safetensors, as transformers names shards.
+std::string safetensors_name(const std::string& input) {
+  std::string stem = input;
+  if (stem.size() > 4 && stem.compare(stem.size() - 4, 4, ".bin") == 0) {
+    stem = stem.substr(0, stem.size() - 4);
+    if (stem.rfind("pytorch_model", 0) == 0) stem = "model" + stem.substr(13);
+    return stem + ".safetensors";
+  }
+  return input;
 }
 
 void package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const JobDir& dir, const JobSpec& spec,
@@ -107,7 +119,9 @@ void package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   int64_t done = 0;
   json weight_map = json::object();
   uint64_t total_bytes = 0;
-  for (const auto& file : ckpt.files()) {
+  for (const auto& file_ptr : ckpt.files()) {
+    const auto& file = *file_ptr;
+    const std::string out_name = safetensors_name(file.path().filename().string());
     std::vector<model::NamedTensor> tensors;
     for (const auto& info : file.tensors()) {
       const std::string stem = info.name.size() > 7 ? info.name.substr(0, info.name.size() - 7) : info.name;
@@ -124,11 +138,11 @@ void package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
                              : std::nullopt});
     }
     for (const auto& t : tensors) {
-      weight_map[t.name] = file.path().filename().string();
+      weight_map[t.name] = out_name;
       total_bytes += static_cast<uint64_t>(t.tensor.numel()) * t.tensor.element_size();
     }
-    model::save_safetensors(out / file.path().filename(), tensors);
-    rep.progress(++done, total, file.path().filename().string());
+    model::save_safetensors(out / out_name, tensors);
+    rep.progress(++done, total, out_name);
   }
   if (ckpt.sharded())
     write_file_atomic(out / "model.safetensors.index.json",

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/error.hpp"
+#include "jobs/model/torch_bin.hpp"
 
 namespace qjobs::model {
 namespace fs = std::filesystem;
@@ -33,11 +34,10 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
   c.dir_ = dir;
   c.config_ = read_json(dir / "config.json");
 
+  // The order Hugging Face prefers: safetensors, then torch.save files.
   std::vector<fs::path> shards;
-  const fs::path index = dir / "model.safetensors.index.json";
-  if (fs::exists(dir / "model.safetensors")) {
-    shards.push_back(dir / "model.safetensors");
-  } else if (fs::exists(index)) {
+  bool torch_bin = false;
+  const auto read_index = [&](const fs::path& index) {
     c.sharded_ = true;
     const auto j = read_json(index);
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
@@ -50,14 +50,29 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
       if (seen.insert(f).second) shards.push_back(dir / f);
     }
     std::sort(shards.begin(), shards.end());
+  };
+  if (fs::exists(dir / "model.safetensors")) {
+    shards.push_back(dir / "model.safetensors");
+  } else if (fs::exists(dir / "model.safetensors.index.json")) {
+    read_index(dir / "model.safetensors.index.json");
+  } else if (fs::exists(dir / "pytorch_model.bin")) {
+    torch_bin = true;
+    shards.push_back(dir / "pytorch_model.bin");
+  } else if (fs::exists(dir / "pytorch_model.bin.index.json")) {
+    torch_bin = true;
+    read_index(dir / "pytorch_model.bin.index.json");
   } else {
     throw Error(ErrorKind::not_found, "no weights in " + dir.string() +
-                                          ": expected model.safetensors or model.safetensors.index.json");
+                                          ": expected model.safetensors, model.safetensors.index.json, "
+                                          "pytorch_model.bin or pytorch_model.bin.index.json");
   }
   for (const auto& s : shards) {
     if (!fs::exists(s)) throw Error(ErrorKind::not_found, "missing weight shard " + s.string());
-    c.files_.push_back(SafetensorsFile::open(s));
-    for (const auto& info : c.files_.back().tensors()) {
+    if (torch_bin)
+      c.files_.push_back(std::make_shared<TorchBinFile>(TorchBinFile::open(s)));
+    else
+      c.files_.push_back(std::make_shared<SafetensorsFile>(SafetensorsFile::open(s)));
+    for (const auto& info : c.files_.back()->tensors()) {
       if (!c.where_.emplace(info.name, c.files_.size() - 1).second)
         throw Error(ErrorKind::data_corruption, "tensor '" + info.name + "' appears in two shards");
       c.names_.push_back(info.name);
@@ -69,13 +84,13 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
 const StTensorInfo& Checkpoint::info(const std::string& name) const {
   const auto it = where_.find(name);
   if (it == where_.end()) throw Error(ErrorKind::not_found, "checkpoint " + dir_.string() + " has no tensor '" + name + "'");
-  return *files_[it->second].find(name);
+  return *files_[it->second]->find(name);
 }
 
 at::Tensor Checkpoint::tensor(const std::string& name) const {
   const auto it = where_.find(name);
   if (it == where_.end()) throw Error(ErrorKind::not_found, "checkpoint " + dir_.string() + " has no tensor '" + name + "'");
-  return files_[it->second].tensor(name);
+  return files_[it->second]->tensor(name);
 }
 
 std::vector<fs::path> Checkpoint::companion_files() const {

@@ -1,11 +1,13 @@
 // A Hugging Face model directory on disk: config.json, the weight files
-// (model.safetensors, or shards listed by model.safetensors.index.json) and
+// (model.safetensors, shards listed by model.safetensors.index.json, or the
+// same as pytorch_model.bin files written by torch.save) and
 // the tokenizer files, with every tensor reachable by name through a memory
 // map. Nothing is read into memory until a tensor is used.
 #pragma once
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,8 +34,9 @@ class Checkpoint {
   // A view of the mapped tensor in its stored dtype. Throws Error(not_found).
   at::Tensor tensor(const std::string& name) const;
 
-  // The weight files, and for each the tensor names it holds, in order.
-  const std::vector<SafetensorsFile>& files() const { return files_; }
+  // The weight files (safetensors, or torch.save files), and for each the
+  // tensor names it holds, in order.
+  const std::vector<std::shared_ptr<const TensorFile>>& files() const { return files_; }
   bool sharded() const { return sharded_; }
   // Files that travel with the model unchanged: tokenizer, generation config.
   std::vector<std::filesystem::path> companion_files() const;
@@ -41,7 +44,7 @@ class Checkpoint {
  private:
   std::filesystem::path dir_;
   nlohmann::json config_;
-  std::vector<SafetensorsFile> files_;
+  std::vector<std::shared_ptr<const TensorFile>> files_;
   std::vector<std::string> names_;
   std::map<std::string, std::size_t> where_;  // name -> index into files_
   bool sharded_ = false;

@@ -1,8 +1,6 @@
 #include "jobs/model/safetensors.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -67,39 +65,14 @@ std::optional<StDtype> aten_to_st(at::ScalarType t) {
   return std::nullopt;
 }
 
-struct SafetensorsFile::Mapping {
-  void* addr = nullptr;
-  std::size_t size = 0;
-  ~Mapping() {
-    if (addr != nullptr && addr != MAP_FAILED) ::munmap(addr, size);
-  }
-};
-
 SafetensorsFile SafetensorsFile::open(const fs::path& path) {
   const auto where = path.string();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(ErrorKind::io, "cannot open " + where + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw Error(ErrorKind::io, "cannot stat " + where + ": " + std::strerror(errno));
-  }
-  const auto file_size = static_cast<uint64_t>(st.st_size);
-  if (file_size < 8) {
-    ::close(fd);
+  auto mapping = MappedFile::open(path);
+  const uint64_t file_size = mapping->size();
+  if (file_size < 8)
     throw Error(ErrorKind::data_corruption, where + ": too short for a safetensors file (" +
                                                 std::to_string(file_size) + " bytes)");
-  }
-  auto mapping = std::make_shared<Mapping>();
-  mapping->size = file_size;
-  // Private and writable: copy-on-write, so an in-place op on a returned
-  // tensor never reaches the file.
-  mapping->addr = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (mapping->addr == MAP_FAILED)
-    throw Error(ErrorKind::io, "cannot map " + where + ": " + std::strerror(errno));
-
-  const auto* bytes = static_cast<const unsigned char*>(mapping->addr);
+  const auto* bytes = mapping->data();
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
   if (header_len > file_size - 8 || header_len > (100ull << 20))
@@ -168,7 +141,7 @@ at::Tensor SafetensorsFile::tensor(const std::string& name) const {
   const StTensorInfo* info = find(name);
   if (info == nullptr)
     throw Error(ErrorKind::not_found, path_.string() + ": no tensor named '" + name + "'");
-  auto* data = static_cast<unsigned char*>(mapping_->addr) + data_offset_ + info->begin;
+  auto* data = mapping_->data() + data_offset_ + info->begin;
   auto keep = mapping_;
   const auto options = at::TensorOptions().dtype(st_to_aten(info->dtype));
   if (info->end == info->begin) return at::empty(info->shape, options);

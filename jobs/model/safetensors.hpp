@@ -15,6 +15,8 @@
 
 #include <ATen/ATen.h>
 
+#include "jobs/model/mapped_file.hpp"
+
 namespace qjobs::model {
 
 enum class StDtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL, F8_E4M3, F8_E5M2, U16, U32, U64 };
@@ -36,29 +38,39 @@ struct StTensorInfo {
   uint64_t end = 0;
 };
 
+// One file of a checkpoint's weights, whatever its format: the names,
+// dtypes and shapes it holds, and each tensor on demand.
+// Thread safety: const methods may be called concurrently.
+class TensorFile {
+ public:
+  virtual ~TensorFile() = default;
+  virtual const std::filesystem::path& path() const = 0;
+  // In storage order. begin/end are byte offsets where the format has them.
+  virtual const std::vector<StTensorInfo>& tensors() const = 0;
+  virtual const StTensorInfo* find(const std::string& name) const = 0;
+  // The named tensor in its stored dtype; throws Error(not_found) when absent.
+  virtual at::Tensor tensor(const std::string& name) const = 0;
+};
+
 // A read-only, memory-mapped safetensors file. Tensors returned by tensor()
 // alias the mapping (copy-on-write, so in-place edits stay private) and keep
 // it alive; the file is never read into memory as a whole.
-// Thread safety: const methods may be called concurrently.
-class SafetensorsFile {
+class SafetensorsFile final : public TensorFile {
  public:
   // Throws Error(io) when the file cannot be opened and
   // Error(data_corruption) when the header or offsets are invalid; messages
   // name the file.
   static SafetensorsFile open(const std::filesystem::path& path);
 
-  const std::filesystem::path& path() const { return path_; }
-  const std::vector<StTensorInfo>& tensors() const { return infos_; }
-  const StTensorInfo* find(const std::string& name) const;
+  const std::filesystem::path& path() const override { return path_; }
+  const std::vector<StTensorInfo>& tensors() const override { return infos_; }
+  const StTensorInfo* find(const std::string& name) const override;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
-
-  // The named tensor; throws Error(not_found) when absent.
-  at::Tensor tensor(const std::string& name) const;
+  at::Tensor tensor(const std::string& name) const override;
 
  private:
-  struct Mapping;
   std::filesystem::path path_;
-  std::shared_ptr<Mapping> mapping_;
+  std::shared_ptr<MappedFile> mapping_;
   std::vector<StTensorInfo> infos_;
   std::map<std::string, std::string> metadata_;
   uint64_t data_offset_ = 0;

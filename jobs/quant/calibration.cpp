@@ -32,7 +32,7 @@ std::string calibration_fingerprint(const model::Checkpoint& ckpt, const json& p
   EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
   const auto feed = [&](const std::string& s) { EVP_DigestUpdate(ctx, s.data(), s.size()); };
   feed(ckpt.config().dump());
-  for (const auto& f : ckpt.files()) feed(f.path().filename().string() + ":" + std::to_string(fs::file_size(f.path())));
+  for (const auto& f : ckpt.files()) feed(f->path().filename().string() + ":" + std::to_string(fs::file_size(f->path())));
   feed(params.dump());
   const auto c = ids.contiguous().to(at::kLong);
   EVP_DigestUpdate(ctx, c.data_ptr(), static_cast<size_t>(c.numel()) * sizeof(int64_t));
