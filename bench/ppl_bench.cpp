@@ -85,6 +85,27 @@ int load_only(const char* dir, const char* dtype) {
   return 0;
 }
 
+// Seconds one window's Linear GEMMs take on their own: every decoder Linear
+// and lm_head at the model's shapes, on [T, in] inputs (best of 3).
+double linear_seconds(const model::RandomModelOptions& o, int64_t T, at::ScalarType dtype) {
+  const int64_t hd = o.hidden / o.heads;
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {  // (in, out) per layer
+      {o.hidden, o.hidden}, {o.hidden, o.kv_heads * hd}, {o.hidden, o.kv_heads * hd}, {o.hidden, o.hidden},
+      {o.hidden, o.intermediate}, {o.hidden, o.intermediate}, {o.intermediate, o.hidden}};
+  std::vector<std::pair<at::Tensor, at::Tensor>> ops;
+  for (const auto& [in, out] : shapes) ops.emplace_back(at::randn({T, in}).to(dtype), at::randn({out, in}).to(dtype));
+  const auto head_x = at::randn({T, o.hidden}).to(dtype), head_w = at::randn({o.vocab, o.hidden}).to(dtype);
+  double best = 1e30;
+  for (int r = 0; r < 3; ++r) {
+    const auto t = std::chrono::steady_clock::now();
+    for (int64_t l = 0; l < o.layers; ++l)
+      for (const auto& [x, w] : ops) at::linear(x, w);
+    at::linear(head_x, head_w);
+    best = std::min(best, seconds_since(t));
+  }
+  return best;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -112,8 +133,8 @@ int main(int argc, char** argv) {
   std::printf("model: hidden %ld, layers %ld, intermediate %ld, vocab %ld, heads %ld; seqlen %ld, %ld windows; %d threads\n",
               o.hidden, o.layers, o.intermediate, o.vocab, o.heads, seqlen, windows, at::get_num_threads());
 
-  std::printf("\n| dtype | GEMM GFLOP/s (T x hidden x intermediate) | ppl tokens/s | model GFLOP/s | share of GEMM rate | load peak RSS MiB | checkpoint MiB |\n");
-  std::printf("|---|---|---|---|---|---|---|\n");
+  std::printf("\n| dtype | GEMM GFLOP/s (T x hidden x intermediate) | ppl tokens/s | model GFLOP/s | share of GEMM rate | Linears alone s/window (GFLOP/s) | rest s/window | load peak RSS MiB | checkpoint MiB |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& [name, dtype] : std::vector<std::pair<std::string, at::ScalarType>>{{"float32", at::kFloat},
                                                                                          {"bfloat16", at::kBFloat16}}) {
     fs::remove_all(dir);
@@ -145,9 +166,15 @@ int main(int argc, char** argv) {
     const double tokens = static_cast<double>(windows * seqlen);
     const double attn = static_cast<double>(o.layers) * windows * 4.0 * seqlen * seqlen * head_dim * o.heads;
     const double gflops = (2.0 * linear_params * tokens + attn) / r.seconds / 1e9;
+    // Where the time goes: the Linears alone at their shapes, and everything
+    // else (attention, norms, RoPE, SiLU, log-softmax and NLL) as the rest.
+    const double per_window = r.seconds / static_cast<double>(windows);
+    const double lin = linear_seconds(o, seqlen, dtype);
+    const double lin_gflops = 2.0 * linear_params * static_cast<double>(seqlen) / lin / 1e9;
     const auto [base_rss, peak_rss] = load_peak_rss_mib(dir, dtype);
-    std::printf("| %s | %.1f | %.0f | %.1f | %.0f%% | %.0f (runtime %.0f + %.0f) | %.0f |\n", name.c_str(), gemm,
-                r.tokens_per_s, gflops, 100.0 * gflops / gemm, peak_rss, base_rss, peak_rss - base_rss, bytes / 1048576.0);
+    std::printf("| %s | %.1f | %.0f | %.1f | %.0f%% | %.3f of %.3f (%.1f) | %.3f | %.0f (runtime %.0f + %.0f) | %.0f |\n",
+                name.c_str(), gemm, r.tokens_per_s, gflops, 100.0 * gflops / gemm, lin, per_window, lin_gflops,
+                per_window - lin, peak_rss, base_rss, peak_rss - base_rss, bytes / 1048576.0);
   }
   fs::remove_all(dir);
   return 0;
