@@ -498,17 +498,19 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
   if (spec.dtype != "auto" && spec.dtype != "float32" && spec.dtype != "bfloat16" && spec.dtype != "float16")
     v.add("DTYPE", root["DTYPE"].Mark(), "DTYPE must be auto, float32, bfloat16 or float16");
   spec.export_format = top.value("EXPORT_FORMAT", std::string("fake_quant"));
-  if (spec.export_format != "fake_quant" && spec.export_format != "awq" && spec.export_format != "gptq") {
-    std::string msg = "EXPORT_FORMAT must be fake_quant, awq or gptq";
-    if (auto near = closest_name(spec.export_format, {"fake_quant", "awq", "gptq"})) msg += "; did you mean '" + *near + "'?";
+  const std::vector<std::string> formats = {"fake_quant", "awq", "gptq", "compressed-tensors"};
+  if (std::find(formats.begin(), formats.end(), spec.export_format) == formats.end()) {
+    std::string msg = "EXPORT_FORMAT must be fake_quant, awq, gptq or compressed-tensors";
+    if (auto near = closest_name(spec.export_format, formats)) msg += "; did you mean '" + *near + "'?";
     v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), msg);
   } else if (spec.export_format != "fake_quant" && algo != nullptr) {
     if (algo->name == "HQQ")
       v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "HQQ keeps real-valued zero points; only fake_quant can hold them");
     else if (spec.export_format == "awq" && spec.params.value("W_BIT", 4) != 4)
       v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "the AWQ GEMM format holds 4-bit weights only");
-    else if (spec.export_format == "gptq" && spec.params.value("W_BIT", 4) != 4 && spec.params.value("W_BIT", 4) != 8)
-      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "the GPTQ format is written for 4 and 8 bits");
+    else if ((spec.export_format == "gptq" || spec.export_format == "compressed-tensors") &&
+             spec.params.value("W_BIT", 4) != 4 && spec.params.value("W_BIT", 4) != 8)
+      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "the " + spec.export_format + " format is written for 4 and 8 bits");
     else if (spec.params.contains("LAYER_OVERRIDES") && !spec.params["LAYER_OVERRIDES"].empty())
       v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "per-layer overrides (mixed precision) need EXPORT_FORMAT: fake_quant");
   }

@@ -13,7 +13,8 @@
 //   TIMEOUT_S (seconds, 0 = none), MAX_ATTEMPTS (1..10, default 2),
 //   DTYPE (auto | float32 | bfloat16 | float16: compute dtype; auto = float32
 //   on a CPU, bfloat16 on a GPU), EXPORT_FORMAT (fake_quant: float weights in
-//   the original dtype; awq: AutoAWQ GEMM; gptq: AutoGPTQ), eval: {tasks: [...]}
+//   the original dtype, recipe under config.json's "qjobs_quantization";
+//   awq: AutoAWQ GEMM; gptq: AutoGPTQ; compressed-tensors: pack-quantized), eval: {tasks: [...]}
 //   and calibration: {...} (algorithm_catalog.hpp).
 #pragma once
 
@@ -58,7 +59,7 @@ struct JobSpec {
   nlohmann::json params = nlohmann::json::object();  // the algorithm section, expanded,
                                                       // with the schema's defaults
   std::string dtype = "auto";      // compute dtype
-  std::string export_format = "fake_quant";  // EXPORT_FORMAT: fake_quant | awq | gptq
+  std::string export_format = "fake_quant";  // EXPORT_FORMAT: fake_quant | awq | gptq | compressed-tensors
   nlohmann::json eval = nlohmann::json::object();    // {tasks: [...]}, defaults applied
   nlohmann::json calibration = nlohmann::json::object();  // calibration_schema(), as given
   std::vector<std::string> warnings;  // accepted but ignored keys

@@ -97,24 +97,12 @@ void package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   const fs::path out = dir.model_dir();
   fs::remove_all(out);
   fs::create_directories(out);
-  const bool packed = spec.export_format != "fake_quant";
-  const auto format = spec.export_format == "awq" ? exporter::PackedFormat::awq : exporter::PackedFormat::gptq;
+  const auto format = exporter::packed_format(spec.export_format);
+  const bool packed = format.has_value();
   if (packed && q.int_weights.empty())
     throw Error(ErrorKind::invalid_input, "ALGORITHM " + spec.algorithm + " has no integer form for EXPORT_FORMAT " + spec.export_format);
   json config = ckpt.config();
-  json qc = q.quantization_config;
-  if (packed) {
-    const auto& any = q.int_weights.begin()->second;
-    if (spec.export_format == "awq") {
-      qc = {{"quant_method", "awq"}, {"bits", any.bits}, {"group_size", any.group_size}, {"zero_point", true},
-            {"version", "gemm"}, {"modules_to_not_convert", nullptr}};
-    } else {
-      qc = {{"quant_method", "gptq"}, {"bits", any.bits}, {"group_size", any.group_size},
-            {"desc_act", spec.params.value("DESC_ACT", false)}, {"sym", !spec.params.value("ZERO_POINT", true)},
-            {"static_groups", spec.params.value("STATIC_GROUPS", false)}, {"true_sequential", true},
-            {"damp_percent", spec.params.value("DAMP_PERCENT", 0.01)}, {"checkpoint_format", "gptq"}};
-    }
-  }
+  json qc = packed ? exporter::packed_quantization_config(q.int_weights, *format, spec.params) : q.quantization_config;
   const auto total = static_cast<int64_t>(ckpt.files().size()) + 1;
   int64_t done = 0;
   json weight_map = json::object();
@@ -128,7 +116,7 @@ void package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
       const auto iw = q.int_weights.find(stem);
       if (packed && info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0 &&
           iw != q.int_weights.end()) {
-        for (auto& [suffix, t] : exporter::pack(iw->second, format)) tensors.push_back({stem + "." + suffix, t, {}});
+        for (auto& [suffix, t] : exporter::pack(iw->second, *format, model::st_to_aten(info.dtype))) tensors.push_back({stem + "." + suffix, t, {}});
         continue;
       }
       const auto it = q.replaced.find(info.name);
@@ -147,7 +135,11 @@ void package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   if (ckpt.sharded())
     write_file_atomic(out / "model.safetensors.index.json",
                       json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}}.dump(2));
-  config["quantization_config"] = qc;
+  // A fake-quant model is a plain float checkpoint: transformers and vLLM
+  // would refuse a quantization_config whose quant_method they do not know,
+  // so the recipe is recorded under qjobs' own key instead.
+  config.erase("quantization_config");
+  config[packed ? "quantization_config" : "qjobs_quantization"] = qc;
   write_file_atomic(out / "config.json", config.dump(2));
   for (const auto& f : ckpt.companion_files())
     fs::copy_file(f, out / f.filename(), fs::copy_options::overwrite_existing);

@@ -40,14 +40,45 @@ at::Tensor IntWeight::dequantize() const {
   return (codes.to(at::kFloat) - zeros.index_select(1, gi).to(at::kFloat)) * scales.index_select(1, gi);
 }
 
-std::map<std::string, at::Tensor> pack(const IntWeight& w, PackedFormat format) {
+std::optional<PackedFormat> packed_format(const std::string& name) {
+  if (name == "awq") return PackedFormat::awq;
+  if (name == "gptq") return PackedFormat::gptq;
+  if (name == "compressed-tensors") return PackedFormat::compressed_tensors;
+  return std::nullopt;
+}
+
+std::optional<std::string> packed_weight_suffix(const nlohmann::json& qc) {
+  const std::string method = qc.is_object() ? qc.value("quant_method", "") : "";
+  if (method == "awq" || method == "gptq") return "qweight";
+  if (method == "compressed-tensors" && qc.value("format", "") == "pack-quantized") return "weight_packed";
+  return std::nullopt;
+}
+
+std::map<std::string, at::Tensor> pack(const IntWeight& w, PackedFormat format, at::ScalarType scale_dtype) {
   const int64_t in = w.codes.size(1);
+  const int64_t out = w.codes.size(0);
   std::map<std::string, at::Tensor> t;
+  const bool trivial_g_idx =
+      at::equal(w.g_idx.to(at::kLong), at::arange(in, at::kLong).div(w.group_size > 0 ? w.group_size : in, "floor"));
+  if (format == PackedFormat::compressed_tensors) {
+    if (w.bits != 4 && w.bits != 8)
+      throw Error(ErrorKind::invalid_input, "the compressed-tensors pack-quantized format is written for 4 and 8 bits");
+    const int per = 32 / w.bits;
+    if (in % per != 0 || out % per != 0)
+      throw Error(ErrorKind::invalid_input, "compressed-tensors packing needs in and out features divisible by " + std::to_string(per));
+    t["weight_packed"] = pack_last(w.codes.contiguous(), w.bits, nullptr);
+    t["weight_scale"] = w.scales.contiguous().to(scale_dtype);
+    t["weight_shape"] = at::tensor({out, in}, at::kLong);
+    if (!at::equal(w.zeros, at::full_like(w.zeros, 1 << (w.bits - 1))))
+      t["weight_zero_point"] = pack_last(w.zeros.t().contiguous(), w.bits, nullptr).t().contiguous();
+    if (!trivial_g_idx) t["weight_g_idx"] = w.g_idx.to(at::kInt).contiguous();
+    return t;
+  }
   if (format == PackedFormat::awq) {
     if (w.bits != 4) throw Error(ErrorKind::invalid_input, "the AWQ GEMM format holds 4-bit weights only");
     if (w.group_size <= 0 || in % w.group_size != 0)
       throw Error(ErrorKind::invalid_input, "the AWQ GEMM format needs a group size dividing in_features");
-    if (!at::equal(w.g_idx.to(at::kLong), at::arange(in, at::kLong).div(w.group_size, "floor")))
+    if (!trivial_g_idx)
       throw Error(ErrorKind::invalid_input, "the AWQ GEMM format has no act-order (g_idx)");
     t["qweight"] = pack_last(w.codes.t(), 4, kAwqOrder);
     t["qzeros"] = pack_last(w.zeros.t(), 4, kAwqOrder);
@@ -64,8 +95,64 @@ std::map<std::string, at::Tensor> pack(const IntWeight& w, PackedFormat format) 
   return t;
 }
 
+nlohmann::json packed_quantization_config(const std::map<std::string, IntWeight>& weights, PackedFormat format,
+                                          const nlohmann::json& params) {
+  if (weights.empty()) throw Error(ErrorKind::invalid_input, "no quantized Linears to pack");
+  const auto& any = weights.begin()->second;
+  for (const auto& [name, w] : weights)
+    if (w.bits != any.bits || w.group_size != any.group_size)
+      throw Error(ErrorKind::invalid_input, "packed formats hold one bit width and group size; " + name + " differs");
+  if (format == PackedFormat::awq)
+    return {{"quant_method", "awq"}, {"bits", any.bits}, {"group_size", any.group_size}, {"zero_point", true},
+            {"version", "gemm"}, {"modules_to_not_convert", nullptr}};
+  if (format == PackedFormat::gptq)
+    return {{"quant_method", "gptq"}, {"bits", any.bits}, {"group_size", any.group_size},
+            {"desc_act", params.value("DESC_ACT", false)}, {"sym", !params.value("ZERO_POINT", true)},
+            {"static_groups", params.value("STATIC_GROUPS", false)}, {"true_sequential", true},
+            {"damp_percent", params.value("DAMP_PERCENT", 0.01)}, {"checkpoint_format", "gptq"}};
+  bool symmetric = true, act_order = false;
+  for (const auto& [name, w] : weights) {
+    symmetric = symmetric && at::equal(w.zeros, at::full_like(w.zeros, 1 << (w.bits - 1)));
+    act_order = act_order || (w.group_size > 0 && !at::equal(w.g_idx.to(at::kLong),
+                                                             at::arange(w.codes.size(1), at::kLong).div(w.group_size, "floor")));
+  }
+  const bool channel = any.scales.size(1) == 1;  // one group per row
+  nlohmann::json wq = {{"num_bits", any.bits}, {"type", "int"}, {"symmetric", symmetric},
+                       {"strategy", channel ? "channel" : "group"}, {"group_size", channel ? nlohmann::json(nullptr) : nlohmann::json(any.group_size)},
+                       {"dynamic", false}, {"actorder", act_order ? nlohmann::json("group") : nlohmann::json(nullptr)},
+                       {"observer", "minmax"}, {"observer_kwargs", nlohmann::json::object()}, {"block_structure", nullptr}};
+  return {{"quant_method", "compressed-tensors"},
+          {"format", "pack-quantized"},
+          {"quantization_status", "compressed"},
+          {"config_groups", {{"group_0", {{"targets", {"Linear"}}, {"weights", wq}, {"input_activations", nullptr},
+                                          {"output_activations", nullptr}, {"format", "pack-quantized"}}}}},
+          {"ignore", {"lm_head"}},
+          {"kv_cache_scheme", nullptr},
+          {"global_compression_ratio", nullptr}};
+}
+
 at::Tensor unpack_weight(const model::Checkpoint& ckpt, const std::string& p, const nlohmann::json& qc) {
   const std::string method = qc.value("quant_method", "");
+  if (method == "compressed-tensors") {
+    const auto groups = qc.value("config_groups", nlohmann::json::object());
+    if (groups.size() != 1 || !groups.begin()->contains("weights"))
+      throw Error(ErrorKind::invalid_input, "compressed-tensors checkpoints with other than one config group are not read");
+    const auto& wq = (*groups.begin())["weights"];
+    const int bits = wq.value("num_bits", 4);
+    const int64_t offset = int64_t{1} << (bits - 1);
+    const auto shape = ckpt.tensor(p + ".weight_shape").to(at::kLong);
+    const int64_t out = shape[0].item<int64_t>(), in = shape[1].item<int64_t>();
+    const auto codes = unpack_last(ckpt.tensor(p + ".weight_packed"), bits, nullptr).narrow(1, 0, in);  // [out, in]
+    const auto scales = ckpt.tensor(p + ".weight_scale").to(at::kFloat);  // [out, groups]
+    const auto zeros = ckpt.has(p + ".weight_zero_point")
+                           ? unpack_last(ckpt.tensor(p + ".weight_zero_point").t().contiguous(), bits, nullptr).t().narrow(0, 0, out)
+                           : at::full(scales.sizes(), offset, at::kInt);
+    at::Tensor gi;
+    if (ckpt.has(p + ".weight_g_idx")) gi = ckpt.tensor(p + ".weight_g_idx").to(at::kLong);
+    else if (scales.size(1) == 1) gi = at::zeros({in}, at::kLong);
+    else gi = at::arange(in, at::kLong).div(in / scales.size(1), "floor");
+    return (codes.to(at::kFloat) - zeros.index_select(1, gi).to(at::kFloat)) * scales.index_select(1, gi);
+  }
   const int bits = qc.value("bits", 4);
   const auto scales = ckpt.tensor(p + ".scales").to(at::kFloat);  // [groups, out]
   if (method == "awq") {
@@ -81,7 +168,7 @@ at::Tensor unpack_weight(const model::Checkpoint& ckpt, const std::string& p, co
     const auto gi = ckpt.tensor(p + ".g_idx").to(at::kLong);
     return (codes.to(at::kFloat) - zeros.t().index_select(1, gi).to(at::kFloat)) * scales.t().index_select(1, gi);
   }
-  throw Error(ErrorKind::invalid_input, "packed weights of quant_method '" + method + "' are not supported (awq, gptq)");
+  throw Error(ErrorKind::invalid_input, "packed weights of quant_method '" + method + "' are not supported (awq, gptq, compressed-tensors)");
 }
 
 }  // namespace qjobs::exporter

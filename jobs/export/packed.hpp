@@ -16,10 +16,22 @@
 //        {p}.scales  fp16  [groups, out]
 //        {p}.g_idx   int32 [in]          the group of every input column (act-order)
 //        w = s[g_idx] * (q - (stored zero + 1)). 4 or 8 bits.
+//   compressed-tensors (quant_method "compressed-tensors", format
+//        "pack-quantized"), values signed: q_s = q - 2^(b-1), z_s = z - 2^(b-1)
+//        {p}.weight_packed     int32 [out, in*b/32] q_s + 2^(b-1) packed along the
+//                                        input, value k of word j = column (32/b)*j + k
+//                                        at bits b*k..b*k+b-1
+//        {p}.weight_scale      model dtype [out, groups] (groups = 1: per channel)
+//        {p}.weight_shape      int64 [2] = {out, in}
+//        {p}.weight_zero_point int32 [out*b/32, groups] asymmetric only: z_s + 2^(b-1)
+//                                        packed along the output dimension
+//        {p}.weight_g_idx      int32 [in] only with act-order
+//        w = (q_s - z_s) * s. 4 or 8 bits; symmetric when every zero is 2^(b-1).
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -43,11 +55,27 @@ struct IntWeight {
   at::Tensor dequantize() const;  // float32 [out, in]
 };
 
-enum class PackedFormat { awq, gptq };
+enum class PackedFormat { awq, gptq, compressed_tensors };
+
+// The EXPORT_FORMAT name of each packed format ("awq", "gptq", "compressed-tensors").
+std::optional<PackedFormat> packed_format(const std::string& name);
 
 // The tensors of `w` in `format`, named relative to the Linear ("qweight",
-// ...). Throws Error(invalid_input) naming what the format cannot hold.
-std::map<std::string, at::Tensor> pack(const IntWeight& w, PackedFormat format);
+// ...). `scale_dtype` is used where the format stores scales in the model's
+// dtype (compressed-tensors); awq and gptq always store float16. Throws
+// Error(invalid_input) naming what the format cannot hold.
+std::map<std::string, at::Tensor> pack(const IntWeight& w, PackedFormat format,
+                                       at::ScalarType scale_dtype = at::kHalf);
+
+// The `quantization_config` of a checkpoint whose Linears `weights` (one per
+// quantized Linear) are packed in `format`; `params` are the algorithm's
+// spec parameters (DESC_ACT, ...) for the fields that record them.
+nlohmann::json packed_quantization_config(const std::map<std::string, IntWeight>& weights, PackedFormat format,
+                                          const nlohmann::json& params);
+
+// The name under which Linear `prefix` holds its packed weight in a checkpoint
+// of `qc` ("qweight" or "weight_packed"), or nullopt if qc is not packed.
+std::optional<std::string> packed_weight_suffix(const nlohmann::json& qc);
 
 // The float32 weight [out, in] of Linear `prefix` ("model.layers.0.mlp.up_proj")
 // from a packed checkpoint whose config has `quantization_config` qc.

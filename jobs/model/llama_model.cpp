@@ -65,10 +65,13 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
   m.device_ = o.device;
   const auto& c = m.config_;
   const auto qc = ckpt.config().value("quantization_config", nlohmann::json::object());
+  const auto packed_suffix = exporter::packed_weight_suffix(qc);
   const auto get = [&](const std::string& name, std::vector<int64_t> shape) {
     const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
-    // A packed Linear (awq, gptq) is read back as its dequantized weight.
-    at::Tensor t = !ckpt.has(name) && ckpt.has(stem + ".qweight") ? exporter::unpack_weight(ckpt, stem, qc) : ckpt.tensor(name);
+    // A packed Linear (awq, gptq, compressed-tensors) is read back as its dequantized weight.
+    at::Tensor t = !ckpt.has(name) && packed_suffix && ckpt.has(stem + "." + *packed_suffix)
+                       ? exporter::unpack_weight(ckpt, stem, qc)
+                       : ckpt.tensor(name);
     if (t.sizes().vec() != shape) {
       std::string want, got;
       for (auto d : shape) want += (want.empty() ? "" : ",") + std::to_string(d);

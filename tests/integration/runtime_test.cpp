@@ -162,7 +162,8 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
     std::ofstream(spec) << "MODEL: \"" << kExample.string() << "\"\nALGORITHM: " << algo << "\nEXPORT_FORMAT: " << fmt
                         << "\nDATA_PATH: \"" << (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string()
                         << "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\nllm:\n  " << algo
-                        << ":\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n" << extra;
+                        << ":\n" << (extra.find("W_BIT") == std::string::npos ? "    W_BIT: 4\n" : "")
+                        << "    Q_GROUP_SIZE: 32\n" << extra;
     const auto r = run_cmd({(bin_dir() / "qjobs-worker").string(), "run", spec.string(), "--job-dir", (root / fmt).string()});
     EXPECT_EQ(r.rc, 0) << read_file(root / fmt / "logs/worker.log");
     return root / fmt / "model";
@@ -172,7 +173,8 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
   const auto config = json::parse(read_file(packed / "config.json"));
   EXPECT_EQ(config["quantization_config"]["quant_method"], format);
   const auto ckpt = model::Checkpoint::open(packed);
-  EXPECT_TRUE(ckpt.has("model.layers.0.mlp.down_proj.qweight"));
+  EXPECT_TRUE(ckpt.has(format == "compressed-tensors" ? "model.layers.0.mlp.down_proj.weight_packed"
+                                                      : "model.layers.0.mlp.down_proj.qweight"));
   EXPECT_FALSE(ckpt.has("model.layers.0.mlp.down_proj.weight"));
   const auto ids = at::randint(0, 1024, {2, 64}, at::kLong);
   at::NoGradGuard g;
@@ -186,8 +188,15 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
 INSTANTIATE_TEST_SUITE_P(Formats, ExportReadback,
                          ::testing::Values(std::make_tuple("RTN", "awq", ""), std::make_tuple("AutoAWQ", "awq", ""),
                                            std::make_tuple("GPTQ", "gptq", "    DESC_ACT: true\n"),
-                                           std::make_tuple("RTN", "gptq", "    ZERO_POINT: false\n")),
-                         [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param) + "_" + std::to_string(info.index); });
+                                           std::make_tuple("RTN", "gptq", "    ZERO_POINT: false\n"),
+                                           std::make_tuple("AutoAWQ", "compressed-tensors", ""),
+                                           std::make_tuple("GPTQ", "compressed-tensors", "    ZERO_POINT: false\n    DESC_ACT: true\n"),
+                                           std::make_tuple("RTN", "compressed-tensors", "    W_BIT: 8\n    ZERO_POINT: false\n")),
+                         [](const auto& info) {
+                           std::string f = std::get<1>(info.param);
+                           std::replace(f.begin(), f.end(), '-', '_');
+                           return std::get<0>(info.param) + "_" + f + "_" + std::to_string(info.index);
+                         });
 
 }  // namespace
 }  // namespace qjobs::testing

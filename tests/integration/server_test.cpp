@@ -176,8 +176,9 @@ TEST_F(ServerTest, RtnJobThroughJobctlProducesHandComputedWeights) {
   const fs::path dir = root_ / "ud" / "jobs" / id;
   check_rtn_output(dir / "model", 4, 32, true);
   const auto config = json::parse(read_file(dir / "model" / "config.json"));
-  EXPECT_EQ(config["quantization_config"]["bits"], 4);
-  EXPECT_EQ(config["quantization_config"]["group_size"], 32);
+  EXPECT_FALSE(config.contains("quantization_config")) << "transformers would refuse an unknown quant_method";
+  EXPECT_EQ(config["qjobs_quantization"]["bits"], 4);
+  EXPECT_EQ(config["qjobs_quantization"]["group_size"], 32);
   EXPECT_TRUE(fs::exists(dir / "model" / "tokenizer_config.json"));
   EXPECT_TRUE(fs::exists(dir / "model" / "model.safetensors.index.json"));
   EXPECT_TRUE(fs::exists(dir / "report.json"));

@@ -237,6 +237,36 @@ TEST(PackedFormats, MatchTheLayoutWrittenByHand) {
   for (int k = 0; k < 8; ++k) gz |= static_cast<uint32_t>((k + 4 - 1) & 15) << (4 * k);  // stored as zero - 1
   EXPECT_EQ(gptq.at("qzeros")[0][0].item<int32_t>(), word(gz));
   EXPECT_TRUE(at::equal(gptq.at("g_idx"), at::zeros({8}, at::kInt)));
+
+  // compressed-tensors: signed values shifted by 8 (so the stored nibble is
+  // our unsigned code), inputs packed along each row, zero points packed
+  // along the output dimension, scales [out, groups] in the model dtype.
+  const auto ct = pack(w, PackedFormat::compressed_tensors, at::kBFloat16);
+  ASSERT_EQ(ct.at("weight_packed").sizes().vec(), (std::vector<int64_t>{8, 1}));
+  for (int o = 0; o < 8; ++o) {
+    uint32_t v = 0;
+    for (int k = 0; k < 8; ++k) v |= static_cast<uint32_t>(((o * 3 + k * 5) % 16 - 8) + 8) << (4 * k);
+    EXPECT_EQ(ct.at("weight_packed")[o][0].item<int32_t>(), word(v)) << "output row " << o;
+  }
+  ASSERT_EQ(ct.at("weight_zero_point").sizes().vec(), (std::vector<int64_t>{1, 1}));
+  uint32_t cz = 0;
+  for (int k = 0; k < 8; ++k) cz |= static_cast<uint32_t>((k + 4 - 8) + 8) << (4 * k);
+  EXPECT_EQ(ct.at("weight_zero_point")[0][0].item<int32_t>(), word(cz));
+  EXPECT_EQ(ct.at("weight_scale").scalar_type(), at::kBFloat16);
+  EXPECT_EQ(ct.at("weight_scale").sizes().vec(), (std::vector<int64_t>{8, 1}));
+  EXPECT_EQ(ct.at("weight_shape")[0].item<int64_t>(), 8);
+  EXPECT_EQ(ct.at("weight_shape")[1].item<int64_t>(), 8);
+  EXPECT_EQ(ct.count("weight_g_idx"), 0u);
+
+  // Symmetric (every zero at 8): no zero points stored. 8 bits: 4 per word.
+  IntWeight sym{codes, scales, at::full({8, 1}, 8, at::kInt), at::zeros({8}, at::kInt), 4, 8};
+  EXPECT_EQ(pack(sym, PackedFormat::compressed_tensors).count("weight_zero_point"), 0u);
+  IntWeight w8{codes * 16, scales, at::full({8, 1}, 128, at::kInt), at::zeros({8}, at::kInt), 8, 8};
+  const auto ct8 = pack(w8, PackedFormat::compressed_tensors);
+  ASSERT_EQ(ct8.at("weight_packed").sizes().vec(), (std::vector<int64_t>{8, 2}));
+  uint32_t v8 = 0;
+  for (int k = 0; k < 4; ++k) v8 |= static_cast<uint32_t>(((3 * 1 + (4 + k) * 5) % 16) * 16) << (8 * k);
+  EXPECT_EQ(ct8.at("weight_packed")[1][1].item<int32_t>(), word(v8)) << "row 1, inputs 4..7";
 }
 
 }  // namespace
