@@ -14,16 +14,22 @@ at::Tensor fake_quant(const at::Tensor& w, const LinearPlan& plan) {
   return quantize_weight(w, plan.cfg).dequantize().to(w.scalar_type());
 }
 
-// AutoAWQ's per-input-channel weight statistic over the concatenated weights.
+// AutoAWQ's per-input-channel weight statistic over the concatenated
+// weights: |w| relative to the max of its quantization group, averaged over
+// the output rows. Groups are the quantizer's (full groups, then a narrower
+// tail when the group size does not divide the width).
 at::Tensor weight_mean(const std::vector<model::Linear*>& ls, int64_t group) {
   std::vector<at::Tensor> ws;
   for (auto* l : ls) ws.push_back(l->weight.to(at::kFloat));
-  auto w = at::cat(ws, 0);
-  const auto shape = w.sizes().vec();
-  const int64_t g = group > 0 && w.size(1) % group == 0 ? group : w.size(1);
-  w = w.reshape({-1, g});
-  auto ws_ = w.abs() / (w.abs().amax(1, true) + 1e-6);
-  return ws_.reshape(shape).mean(0);
+  const auto w = at::cat(ws, 0).abs();
+  const int64_t cols = w.size(1);
+  const int64_t g = group > 0 ? std::min(group, cols) : cols;
+  std::vector<at::Tensor> parts;
+  for (int64_t c0 = 0; c0 < cols; c0 += g) {
+    const auto part = w.narrow(1, c0, std::min(g, cols - c0));
+    parts.push_back(part / (part.amax(1, true) + 1e-6));
+  }
+  return at::cat(parts, 1).mean(0);
 }
 
 }  // namespace
