@@ -1,7 +1,8 @@
 // AWQ and GPTQ calibration time per block and in total on a Llama-shaped
-// random model, with the share of that time spent in GEMM kernels (aten::mm,
-// addmm, bmm, as libtorch's profiler records them), and the machine's GEMM
-// rate for scale.
+// random model, with the share of that time spent in GEMM operators (aten::mm,
+// addmm, bmm, baddbmm; timed by a RecordFunction observer, which records
+// nothing else, unlike the profiler) and in the dense linear algebra GPTQ
+// uses (Cholesky, triangular inverse).
 //   calib_bench [--hidden 1024 --layers 8 --intermediate 2816 --vocab 32000
 //                --samples 32 --seqlen 512]
 #include <chrono>
@@ -11,8 +12,7 @@
 #include <string>
 
 #include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
-#include <torch/csrc/autograd/profiler_legacy.h>
+#include <ATen/record_function.h>
 
 #include "common/job_dir.hpp"
 #include "jobs/model/checkpoint.hpp"
@@ -23,6 +23,47 @@
 namespace fs = std::filesystem;
 using namespace qjobs;
 
+namespace {
+
+// Seconds spent in outermost GEMM and linear-algebra operators.
+double g_gemm_s = 0, g_linalg_s = 0;
+thread_local int t_depth = 0;
+
+struct OpTimer : at::ObserverContext {
+  std::chrono::steady_clock::time_point start;
+  bool gemm = false;
+};
+
+bool is_gemm(const std::string& n) {
+  return n == "aten::mm" || n == "aten::addmm" || n == "aten::bmm" || n == "aten::baddbmm" || n == "aten::addbmm";
+}
+bool is_linalg(const std::string& n) {
+  return n.rfind("aten::linalg_", 0) == 0 || n == "aten::cholesky" || n == "aten::cholesky_inverse" ||
+         n == "aten::cholesky_solve" || n == "aten::triangular_solve";
+}
+
+std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
+  const std::string n = fn.name();
+  if (!is_gemm(n) && !is_linalg(n)) return nullptr;
+  if (t_depth++ > 0) return nullptr;  // nested inside a counted op
+  auto c = std::make_unique<OpTimer>();
+  c->gemm = is_gemm(n);
+  c->start = std::chrono::steady_clock::now();
+  return c;
+}
+
+void on_end(const at::RecordFunction& fn, at::ObserverContext* ctx) {
+  const std::string n = fn.name();
+  if (!is_gemm(n) && !is_linalg(n)) return;
+  --t_depth;
+  if (ctx == nullptr) return;
+  auto* c = static_cast<OpTimer*>(ctx);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - c->start).count();
+  (c->gemm ? g_gemm_s : g_linalg_s) += s;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   model::RandomModelOptions o;
   o.hidden = 1024;
@@ -31,7 +72,6 @@ int main(int argc, char** argv) {
   o.heads = o.kv_heads = 16;
   o.vocab = 32000;
   int64_t samples = 32, seqlen = 512;
-  bool profile = false;  // --profile 1: libtorch's profiler (slow, heavy on memory)
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const int64_t v = std::stoll(argv[i + 1]);
@@ -41,7 +81,6 @@ int main(int argc, char** argv) {
     else if (k == "--vocab") o.vocab = v;
     else if (k == "--samples") samples = v;
     else if (k == "--seqlen") seqlen = v;
-    else if (k == "--profile") profile = v != 0;
   }
   const fs::path dir = fs::temp_directory_path() / ("qjobs_calib_bench_" + std::to_string(getpid()));
   fs::remove_all(dir);
@@ -51,7 +90,8 @@ int main(int argc, char** argv) {
   std::printf("model: hidden %ld, layers %ld, intermediate %ld; calibration %ld x %ld; W4 g128\n", o.hidden, o.layers,
               o.intermediate, samples, seqlen);
   std::fflush(stdout);
-  std::printf("\n| algorithm | total s | s per block (first / median / last) | GEMM share |\n|---|---|---|---|\n");
+  at::addGlobalCallback(at::RecordFunctionCallback(on_start, on_end).needsInputs(false));
+  std::printf("\n| algorithm | total s | s per block (first / median / last) | GEMM share | Cholesky etc. share |\n|---|---|---|---|---|\n");
   for (const std::string name : {"AutoAWQ", "GPTQ"}) {
     quant::QuantInputs in;
     in.ckpt = &ckpt;
@@ -62,31 +102,16 @@ int main(int argc, char** argv) {
     in.progress = [&](int64_t, int64_t, const std::string&) {
       marks.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     };
-    const fs::path trace = dir / (name + ".json");
-    if (profile) {
-      torch::autograd::profiler::RecordProfile guard(trace.string());
-      if (name == "AutoAWQ") quant::AwqAlgorithm().run(in);
-      else quant::GptqAlgorithm().run(in);
-    } else {
-      if (name == "AutoAWQ") quant::AwqAlgorithm().run(in);
-      else quant::GptqAlgorithm().run(in);
-    }
+    g_gemm_s = g_linalg_s = 0;
+    if (name == "AutoAWQ") quant::AwqAlgorithm().run(in);
+    else quant::GptqAlgorithm().run(in);
     const double total = marks.back();
     std::vector<double> per;
     for (std::size_t i = 1; i < marks.size(); ++i) per.push_back(marks[i] - marks[i - 1]);
     auto sorted = per;
     std::sort(sorted.begin(), sorted.end());
-    // Chrome trace: complete events with microsecond durations.
-    double gemm_us = 0;
-    const auto events = profile ? nlohmann::json::parse(read_file(trace)) : nlohmann::json::array();
-    for (const auto& e : events)
-      if (e.is_object() && e.contains("dur")) {
-        const std::string n = e.value("name", "");
-        if (n == "aten::mm" || n == "aten::addmm" || n == "aten::bmm") gemm_us += e["dur"].get<double>();
-      }
-    std::printf("| %s | %.1f | %.2f / %.2f / %.2f | %s |\n", name.c_str(), total, per.front(),
-                sorted[sorted.size() / 2], per.back(),
-                profile ? (std::to_string(static_cast<int>(100.0 * gemm_us / 1e6 / total)) + "%").c_str() : "not profiled");
+    std::printf("| %s | %.1f | %.2f / %.2f / %.2f | %.0f%% | %.0f%% |\n", name.c_str(), total, per.front(),
+                sorted[sorted.size() / 2], per.back(), 100.0 * g_gemm_s / total, 100.0 * g_linalg_s / total);
     std::fflush(stdout);
   }
   fs::remove_all(dir);

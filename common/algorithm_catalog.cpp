@@ -159,7 +159,7 @@ std::vector<AlgorithmInfo> make_catalog() {
       {"LMQuant", "QoQ W4A8KV4 (deepcompressor presets)", false, lmquant_params()},
       {"FP8", "W8A8 E4M3 with optional FP8 KV cache", false,
        {boolean("kv_cache", "quantize the KV cache to FP8", false)}},
-      {"Evaluate", "evaluate an existing checkpoint", false, {}},
+      {"Evaluate", "evaluate an existing checkpoint (full precision or packed); needs eval tasks", true, {}},
   };
 }
 
@@ -202,8 +202,8 @@ const std::vector<ParamSpec>& eval_schema() {
     ParamSpec tasks{.name = "tasks", .type = ParamType::section_list,
                     .description = "evaluations run on the original and on the quantized model"};
     tasks.children = {
-        string("type", "ppl (any dataset), wikitext-ppl (WikiText-2 test), demo (answers to prompts)", nullptr,
-               {"ppl", "wikitext-ppl", "demo"}),
+        string("type", "ppl (any dataset), wikitext-ppl (WikiText-2 test), mc (multiple choice), demo (answers to prompts)",
+               nullptr, {"ppl", "wikitext-ppl", "mc", "demo"}),
         string("name", "label in the report (default: the type)", nullptr),
         string("data_path", "a .txt, .jsonl or .json file or folder (as DATA_PATH)", nullptr),
         string("dataset", "dataset name under the data root (as DATASET_NAME)", nullptr),
@@ -211,7 +211,11 @@ const std::vector<ParamSpec>& eval_schema() {
         string("split", "split to read", nullptr),
         string("text_column", "comma list of columns (as TEXT_COLUMN)", nullptr),
         integer("seqlen", "tokens per perplexity window", 2048, 2, 1 << 20),
-        integer("num_samples", "first N windows; -1 = all", -1, -1, 1 << 30),
+        integer("num_samples", "first N windows (ppl) or items (mc); -1 = all", -1, -1, 1 << 30),
+        string("format", "mc: row format", nullptr, {"plain", "mmlu", "arc", "tinymmlu"}),
+        integer("num_fewshot", "mc: examples shown before each item", nullptr, 0, 64),
+        string("fewshot_split", "mc: split the examples come from (default dev for mmlu, else train)", nullptr),
+        integer("seed", "mc: seed of the example draw", nullptr, 0, (int64_t{1} << 62)),
         integer("batch_size", "windows per forward pass", 1, 1, 4096),
         string_list("prompts", "demo prompts, sent through the chat template"),
         integer("max_new_tokens", "demo answer length in tokens", 64, 1, 1 << 16),

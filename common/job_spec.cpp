@@ -1,5 +1,7 @@
 #include "common/job_spec.hpp"
 
+#include "common/nyuntam_eval.hpp"
+
 #include <algorithm>
 #include <cmath>
 
@@ -536,12 +538,37 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
             if (!task.contains(p.name) && !p.default_value.is_null()) task[p.name] = p.default_value;
           if (!task.contains("type"))
             v.add("eval.tasks[" + std::to_string(i) + "]", eval_node["tasks"][i].Mark(),
-                  "every task needs a type (ppl, wikitext-ppl or demo)");
+                  "every task needs a type (ppl, wikitext-ppl, mc or demo)");
         }
       }
       spec.eval = std::move(ev);
     }
   }
+
+  // Nyuntam's LMQuant `eval.tasks` become qjobs eval tasks unless the spec
+  // has its own eval section.
+  if (spec.params.contains("eval") && spec.params["eval"].is_object() && spec.params["eval"].contains("tasks") &&
+      !spec.eval.contains("tasks")) {
+    YAML::Mark mark = llm ? llm.Mark() : YAML::Mark::null_mark();
+    if (algo != nullptr && llm && llm.IsMap() && llm[algo->name] && llm[algo->name].IsMap())
+      for (const auto& kv : llm[algo->name]) {
+        const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+        if (key == "eval.tasks") mark = kv.second.Mark();
+        else if (key == "eval" && kv.second.IsMap() && kv.second["tasks"]) mark = kv.second["tasks"].Mark();
+      }
+    const int64_t max_len = spec.params["eval"].value("max_seq_length", int64_t{0});
+    json tasks = json::array();
+    for (const auto& t : spec.params["eval"]["tasks"]) {
+      const auto mapped = map_nyuntam_eval_task(t.get<std::string>(), max_len);
+      if (mapped.is_string()) v.add("llm." + spec.algorithm + ".eval.tasks", mark, mapped.get<std::string>());
+      else tasks.push_back(mapped);
+    }
+    spec.eval["tasks"] = tasks;
+  }
+
+  if (spec.algorithm == "Evaluate" && (!spec.eval.contains("tasks") || spec.eval["tasks"].empty()))
+    v.add("eval", eval_node ? eval_node.Mark() : algorithm_mark,
+          "ALGORITHM: Evaluate needs an eval section with tasks (ppl, wikitext-ppl, mc or demo)");
 
   result.issues = std::move(v.issues);
   if (result.issues.empty()) result.spec = std::move(spec);

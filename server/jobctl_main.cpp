@@ -18,6 +18,7 @@
 #include "common/strings.hpp"
 #include "server/artifacts.hpp"
 #include "server/http_client.hpp"
+#include "server/report_compare.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -185,6 +186,11 @@ int main(int argc, char** argv) {
   download->add_option("-o,--output", out_dir, "destination folder")->capture_default_str();
   auto* waitcmd = app.add_subcommand("wait", "wait for a job to end; exit 0 only for SUCCEEDED");
   waitcmd->add_option("id", id)->required();
+  auto* report = app.add_subcommand("report", "print a finished job's report (report.md; --json: report.json)");
+  report->add_option("id", id)->required();
+  std::vector<std::string> ids;
+  auto* compare = app.add_subcommand("compare", "one table of size and metrics across jobs (e.g. RTN vs AWQ vs GPTQ)");
+  compare->add_option("ids", ids, "job ids")->required()->expected(1, -1);
 
   CLI11_PARSE(app, argc, argv);
 
@@ -292,6 +298,20 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*waitcmd) return wait_for(client, id, o);
+    if (*report) {
+      const auto r = client.request("GET", "/jobs/" + url_encode(id) + "/artifacts/" + (o.json_output ? "report.json" : "report.md"));
+      if (r.status >= 400) throw Refused{r.status, parse_body(r)};
+      std::cout << r.body << (r.body.empty() || r.body.back() != '\n' ? "\n" : "");
+      return 0;
+    }
+    if (*compare) {
+      std::vector<json> reports;
+      for (const auto& j : ids) reports.push_back(call(client, "GET", "/jobs/" + url_encode(j) + "/artifacts/report.json"));
+      const json table = qjobs::server::compare_reports(ids, reports);
+      if (o.json_output) std::cout << table.dump(2) << "\n";
+      else std::cout << qjobs::server::compare_markdown(table);
+      return 0;
+    }
   } catch (const Refused& r) {
     print_refusal(r);
     return 1;

@@ -17,6 +17,7 @@
 #include "common/algorithm_catalog.hpp"
 #include "common/strings.hpp"
 #include "jobs/data/dataset.hpp"
+#include "jobs/eval/baseline_cache.hpp"
 #include "jobs/eval/tasks.hpp"
 #include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
@@ -92,7 +93,9 @@ std::string safetensors_name(const std::string& input) {
   return input;
 }
 
-void package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const JobDir& dir, const JobSpec& spec,
+// Writes the quantized model; returns the quantization config its
+// config.json records.
+json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const JobDir& dir, const JobSpec& spec,
              StatusReporter& rep) {
   const fs::path out = dir.model_dir();
   fs::remove_all(out);
@@ -144,89 +147,216 @@ void package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   for (const auto& f : ckpt.companion_files())
     fs::copy_file(f, out / f.filename(), fs::copy_options::overwrite_existing);
   rep.progress(++done, total, "config.json");
+  return qc;
 }
 
 // Runs every eval task on `model_dir`'s model; results keyed by task name.
+// With `use_cache` (the unquantized model), each task's result is taken from
+// the baseline cache when its fingerprint is there, and stored otherwise;
+// the model is only loaded when some task must run.
 json evaluate(const JobSpec& spec, const fs::path& model_dir, const std::string& which, const JobDir& dir,
-              StatusReporter& rep) {
+              StatusReporter& rep, bool use_cache) {
   const auto ckpt = model::Checkpoint::open(model_dir);
   model::LoadOptions lo;  // evaluation
   lo.dtype = spec.dtype == "bfloat16" ? at::kBFloat16 : spec.dtype == "float16" ? at::kHalf : at::kFloat;
-  const auto m = model::LlamaModel::load(ckpt, lo);
-  const auto tok = tokenizer::Tokenizer::load(model_dir);
+  std::optional<model::LlamaModel> m;
+  std::optional<tokenizer::Tokenizer> tok;
   const auto& tasks = spec.eval["tasks"];
   json results = json::object();
   for (std::size_t i = 0; i < tasks.size(); ++i) {
     const auto& task = tasks[i];
     const std::string name = task.value("name", task.value("type", "task"));
-    auto r = eval::run_task(m, tok, task, [&](int64_t d, int64_t t) { rep.progress(d, t, name); });
+    const std::string fp = use_cache ? eval::eval_fingerprint(ckpt, task, at::toString(lo.dtype)) : "";
+    json r;
+    if (auto hit = use_cache ? eval::load_baseline(fp) : std::nullopt) {
+      r = std::move(*hit);
+      r["cached"] = {{"fingerprint", fp}};
+      rep.event({{"type", "baseline_cached"}, {"task", name}, {"fingerprint", fp}});
+      rep.progress(1, 1, name + " (cached)");
+    } else {
+      if (!m) {
+        m.emplace(model::LlamaModel::load(ckpt, lo));
+        tok.emplace(tokenizer::Tokenizer::load(model_dir));
+      }
+      r = eval::run_task(*m, *tok, task, [&](int64_t d, int64_t t) { rep.progress(d, t, name); });
+      if (use_cache && eval::store_baseline(fp, r)) rep.event({{"type", "baseline_stored"}, {"task", name}, {"fingerprint", fp}});
+    }
     if (r.contains("ppl")) rep.metric("ppl_" + which + "_" + name, r["ppl"]);
+    if (r.contains("acc")) rep.metric("acc_" + which + "_" + name, r["acc"]);
     write_file_atomic(dir.eval_dir() / (which + "-" + name + ".json"), r.dump(2));
     results[name] = std::move(r);
   }
   return results;
 }
 
+std::string num(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
+    else if (c == '"') out += "&quot;";
+    else out += c;
+  }
+  return out;
+}
+
+// A horizontal bar chart of the per-layer relative weight and output errors.
+std::string layer_error_svg(const std::vector<quant::LayerError>& errs) {
+  double top = 1e-12;
+  for (const auto& e : errs) top = std::max({top, e.rel_fro_err, e.rel_out_err});
+  const int label_w = 300, bar_w = 420, row_h = 16, head = 40;
+  const int height = head + row_h * static_cast<int>(errs.size()) + 30;
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(label_w + bar_w + 80) +
+                    "\" height=\"" + std::to_string(height) + "\" font-family=\"sans-serif\" font-size=\"11\">\n";
+  svg += "<text x=\"4\" y=\"14\" font-size=\"13\">Relative error per layer: weight (blue), output on calibration inputs (orange)</text>\n";
+  svg += "<rect x=\"" + std::to_string(label_w) + "\" y=\"22\" width=\"10\" height=\"8\" fill=\"#4878d0\"/><text x=\"" +
+         std::to_string(label_w + 14) + "\" y=\"30\">weight ||W-Q||/||W||</text>\n";
+  svg += "<rect x=\"" + std::to_string(label_w + 160) + "\" y=\"22\" width=\"10\" height=\"8\" fill=\"#ee854a\"/><text x=\"" +
+         std::to_string(label_w + 174) + "\" y=\"30\">output ||XW-XQ||/||XW||</text>\n";
+  for (std::size_t i = 0; i < errs.size(); ++i) {
+    const auto& e = errs[i];
+    const int y = head + row_h * static_cast<int>(i);
+    svg += "<text x=\"" + std::to_string(label_w - 6) + "\" y=\"" + std::to_string(y + 11) + "\" text-anchor=\"end\">" +
+           xml_escape(e.name) + "</text>\n";
+    const int w1 = static_cast<int>(bar_w * e.rel_fro_err / top);
+    svg += "<rect x=\"" + std::to_string(label_w) + "\" y=\"" + std::to_string(y + 2) + "\" width=\"" + std::to_string(std::max(w1, 1)) +
+           "\" height=\"6\" fill=\"#4878d0\"><title>" + num("%.5f", e.rel_fro_err) + "</title></rect>\n";
+    if (e.rel_out_err >= 0) {
+      const int w2 = static_cast<int>(bar_w * e.rel_out_err / top);
+      svg += "<rect x=\"" + std::to_string(label_w) + "\" y=\"" + std::to_string(y + 8) + "\" width=\"" + std::to_string(std::max(w2, 1)) +
+             "\" height=\"6\" fill=\"#ee854a\"><title>" + num("%.5f", e.rel_out_err) + "</title></rect>\n";
+    }
+    svg += "<text x=\"" + std::to_string(label_w + std::max(w1, 1) + 4) + "\" y=\"" + std::to_string(y + 9) + "\">" +
+           num("%.4f", e.rel_fro_err) + "</text>\n";
+  }
+  svg += "<text x=\"" + std::to_string(label_w) + "\" y=\"" + std::to_string(height - 8) + "\">scale: full bar = " + num("%.4f", top) +
+         "</text>\n</svg>\n";
+  return svg;
+}
+
+// The rows of the before/after table: label, value before, value after,
+// and how to show the change.
+struct ReportRow {
+  std::string label;
+  std::optional<double> before, after;
+  bool relative = true;  // change in % (else an absolute difference)
+  const char* format = "%.4f";
+};
+
+std::vector<ReportRow> metric_rows(const json& before, const json& after) {
+  std::vector<ReportRow> rows;
+  const auto value = [](const json& results, const std::string& task, const char* key) -> std::optional<double> {
+    if (!results.contains(task) || !results[task].contains(key)) return std::nullopt;
+    return results[task][key].get<double>();
+  };
+  std::vector<std::string> names;
+  for (auto& [name, r] : before.items()) names.push_back(name);
+  for (auto& [name, r] : after.items())
+    if (!before.contains(name)) names.push_back(name);
+  for (const auto& name : names) {
+    const json& r = before.contains(name) ? before[name] : after[name];
+    if (r.contains("ppl")) {
+      rows.push_back({name + " perplexity (seqlen " + std::to_string(r.value("seqlen", 0)) + ", " +
+                          std::to_string(r.value("windows", 0)) + " windows)",
+                      value(before, name, "ppl"), value(after, name, "ppl")});
+      rows.push_back({name + " tokens/s", value(before, name, "tokens_per_s"), value(after, name, "tokens_per_s"), true, "%.0f"});
+    } else if (r.contains("acc")) {
+      const std::string what = name + " (" + r.value("format", std::string("mc")) + ", " +
+                               std::to_string(r.value("num_fewshot", 0)) + "-shot, n=" + std::to_string(r.value("n", 0)) + ")";
+      rows.push_back({what + " acc", value(before, name, "acc"), value(after, name, "acc"), false});
+      rows.push_back({what + " acc_norm", value(before, name, "acc_norm"), value(after, name, "acc_norm"), false});
+    }
+  }
+  return rows;
+}
+
 void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_before,
-                  uint64_t size_after, const quant::QuantOutput& q, const JobDir& dir,
-                  StatusReporter& rep, const json& before, const json& after) {
+                  std::optional<uint64_t> size_after, const quant::QuantOutput* q, const json& written_qc,
+                  const JobDir& dir, StatusReporter& rep, const json& before, const json& after) {
+  const bool evaluate_only = q == nullptr;
   json layers = json::array();
   double worst = 0;
-  for (const auto& e : q.layer_errors) {
-    layers.push_back({{"name", e.name}, {"rel_fro_err", e.rel_fro_err}, {"max_abs_err", e.max_abs_err},
-                      {"rel_out_err", e.rel_out_err < 0 ? json(nullptr) : json(e.rel_out_err)}});
-    worst = std::max(worst, e.rel_fro_err);
-  }
+  if (q)
+    for (const auto& e : q->layer_errors) {
+      layers.push_back({{"name", e.name}, {"rel_fro_err", e.rel_fro_err}, {"max_abs_err", e.max_abs_err},
+                        {"rel_out_err", e.rel_out_err < 0 ? json(nullptr) : json(e.rel_out_err)}});
+      worst = std::max(worst, e.rel_fro_err);
+    }
   const double mib = 1024.0 * 1024.0;
   json report = {
       {"spec", to_json(spec)},
       {"model", {{"source", spec.model}, {"resolved", model_dir.string()}}},
       {"algorithm", spec.algorithm},
-      {"quantization_config", q.quantization_config},
-      {"size_mib", {{"before", size_before / mib}, {"after", size_after / mib}}},
+      {"export_format", evaluate_only ? json(nullptr) : json(spec.export_format)},
+      {"recipe", q ? q->quantization_config : json(nullptr)},
+      {"quantization_config", written_qc},
+      {"size_mib", {{"before", size_before / mib}, {"after", size_after ? json(*size_after / mib) : json(nullptr)}}},
       {"metrics", rep.metrics()},
       {"layers", layers},
       {"stage_seconds", rep.stage_seconds()},
-      {"eval", {{"original", before}, {"quantized", after}}},
+      {"eval", evaluate_only ? json{{"model", before}} : json{{"original", before}, {"quantized", after}}},
   };
   write_file_atomic(dir.report_json(), report.dump(2));
 
   std::string md = "# qjobs report: " + spec.algorithm + " on " + spec.model + "\n\n";
-  md += "| | before | after |\n|---|---|---|\n";
-  char line[256];
-  std::snprintf(line, sizeof line, "| size on disk (MiB) | %.2f | %.2f |\n", size_before / mib, size_after / mib);
-  md += line;
-  for (auto& [name, b] : before.items()) {
-    if (!b.contains("ppl") || !after.contains(name)) continue;
-    std::snprintf(line, sizeof line, "| %s perplexity (seqlen %d, %d windows) | %.4f | %.4f |\n", name.c_str(),
-                  b.value("seqlen", 0), b.value("windows", 0), b["ppl"].get<double>(), after[name]["ppl"].get<double>());
-    md += line;
+  const auto rows = metric_rows(before, after);
+  if (evaluate_only) {
+    md += "| | value |\n|---|---|\n";
+    md += "| size on disk (MiB) | " + num("%.2f", size_before / mib) + " |\n";
+    for (const auto& r : rows) md += "| " + r.label + " | " + (r.before ? num(r.format, *r.before) : "-") + " |\n";
+  } else {
+    md += "| | original | quantized | change |\n|---|---|---|---|\n";
+    md += "| size on disk (MiB) | " + num("%.2f", size_before / mib) + " | " + num("%.2f", *size_after / mib) + " | " +
+          num("%+.1f%%", 100.0 * (static_cast<double>(*size_after) / static_cast<double>(size_before) - 1)) + " |\n";
+    for (const auto& r : rows) {
+      std::string change = "-";
+      if (r.before && r.after)
+        change = r.relative ? num("%+.2f%%", 100.0 * (*r.after / *r.before - 1)) : num("%+.4f", *r.after - *r.before);
+      md += "| " + r.label + " | " + (r.before ? num(r.format, *r.before) : "-") + " | " +
+            (r.after ? num(r.format, *r.after) : "-") + " | " + change + " |\n";
+    }
   }
-  md += "\nQuantization: `" + q.quantization_config.dump() + "`\n\n";
+  bool any_cached = false;
+  for (auto& [name, r] : before.items()) any_cached = any_cached || r.contains("cached");
+  if (any_cached) md += "\nOriginal-model results marked cached were reused from an earlier job on the same model, task and data.\n";
+  md += "\nProtocols:\n";
+  for (const auto* results : {&before, &after})
+    for (auto& [name, r] : results->items())
+      if (r.contains("protocol") && (results == &before || !before.contains(name)))
+        md += "- " + name + ": " + r["protocol"].get<std::string>() + (r.contains("data") ? " (data: " + r["data"].get<std::string>() + ")" : "") + "\n";
+  if (q)
+    md += "\nExport format " + spec.export_format + "; config.json records `" + written_qc.dump() + "`" +
+          (spec.export_format == "fake_quant" ? " under qjobs_quantization" : " as quantization_config") + "\n";
   for (auto& [name, b] : before.items()) {
     if (!b.contains("answers")) continue;
-    md += "## " + name + "\n\n";
+    md += "\n## " + name + "\n\n";
     for (std::size_t i = 0; i < b["answers"].size(); ++i) {
       md += "**Prompt:** " + b["answers"][i]["prompt"].get<std::string>() + "\n\n";
-      md += "- original: " + b["answers"][i]["response"].get<std::string>() + "\n";
+      md += std::string(evaluate_only ? "- answer: " : "- original: ") + b["answers"][i]["response"].get<std::string>() + "\n";
       if (after.contains(name)) md += "- quantized: " + after[name]["answers"][i]["response"].get<std::string>() + "\n";
       md += "\n";
     }
   }
-  std::snprintf(line, sizeof line, "Weight error: %zu layers, worst relative Frobenius error %.4f\n\n",
-                q.layer_errors.size(), worst);
-  md += line;
-  md += "Time per stage (s):";
-  for (auto& [st, secs] : rep.stage_seconds().items()) {
-    std::snprintf(line, sizeof line, " %s %.2f;", st.c_str(), secs.get<double>());
-    md += line;
+  if (q && !q->layer_errors.empty()) {
+    write_file_atomic(dir.report_md().parent_path() / "layer_errors.svg", layer_error_svg(q->layer_errors));
+    md += "\n## Per-layer error\n\n![relative error per layer](layer_errors.svg)\n\n";
+    md += std::to_string(q->layer_errors.size()) + " layers, worst relative weight error " + num("%.4f", worst) + "\n\n";
+    md += "| layer | rel. weight error | max abs error | rel. output error |\n|---|---|---|---|\n";
+    for (const auto& e : q->layer_errors)
+      md += "| " + e.name + " | " + num("%.5f", e.rel_fro_err) + " | " + num("%.5f", e.max_abs_err) + " | " +
+            (e.rel_out_err < 0 ? std::string("-") : num("%.5f", e.rel_out_err)) + " |\n";
   }
-  md += "\n\n| layer | rel. weight error | max abs error | rel. output error |\n|---|---|---|---|\n";
-  for (const auto& e : q.layer_errors) {
-    std::snprintf(line, sizeof line, "| %s | %.5f | %.5f | %s |\n", e.name.c_str(), e.rel_fro_err, e.max_abs_err,
-                  e.rel_out_err < 0 ? "-" : std::to_string(e.rel_out_err).c_str());
-    md += line;
-  }
+  md += "\n## Time per stage\n\n| stage | seconds |\n|---|---|\n";
+  const json secs = rep.stage_seconds();
+  for (const char* st : {"load", "baseline", "quantize", "package", "evaluate", "report"})
+    if (secs.contains(st)) md += std::string("| ") + st + " | " + num("%.2f", secs[st].get<double>()) + " |\n";
   write_file_atomic(dir.report_md(), md);
 }
 
@@ -249,7 +379,9 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
   }
   const auto early = parse_job_spec(yaml_early);
   const bool has_eval = early.spec && early.spec->eval.contains("tasks") && !early.spec->eval["tasks"].empty();
-  if (has_eval) stages = {"load", "baseline", "quantize", "package", "evaluate", "report"};
+  const bool evaluate_only = early.spec && early.spec->algorithm == "Evaluate";
+  if (evaluate_only) stages = {"load", "evaluate", "report"};
+  else if (has_eval) stages = {"load", "baseline", "quantize", "package", "evaluate", "report"};
   StatusReporter rep(dir, stages, attempt);
   std::string stage = "validate";
   try {
@@ -270,8 +402,8 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     const JobSpec spec = *parsed.spec;
     if (attempt == 1)
       for (const auto& w : spec.warnings) rep.warn(w);
-    auto algorithm = quant::make_algorithm(spec.algorithm);
-    if (!algorithm)
+    auto algorithm = spec.algorithm == "Evaluate" ? nullptr : quant::make_algorithm(spec.algorithm);
+    if (!algorithm && spec.algorithm != "Evaluate")
       throw StageFailure{ErrorType::validation,
                          "algorithm '" + spec.algorithm + "' has no implementation in this worker"};
     const int delay = step_delay_ms();
@@ -288,10 +420,22 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     rep.progress(1, 1);
 
     json before = json::object(), after = json::object();
+    if (spec.algorithm == "Evaluate") {
+      // Any checkpoint the project reads: full precision or packed.
+      stage = "evaluate";
+      rep.begin_stage(stage);
+      before = evaluate(spec, model_dir, "model", dir, rep, !ckpt.config().contains("quantization_config"));
+      stage = "report";
+      rep.begin_stage(stage, 1);
+      write_report(spec, model_dir, size_before, std::nullopt, nullptr, nullptr, dir, rep, before, after);
+      rep.progress(1, 1);
+      rep.succeed();
+      return worker_exit::ok;
+    }
     if (has_eval) {
       stage = "baseline";
       rep.begin_stage(stage);
-      before = evaluate(spec, model_dir, "original", dir, rep);
+      before = evaluate(spec, model_dir, "original", dir, rep, true);
     }
 
     stage = "quantize";
@@ -343,14 +487,14 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
 
     stage = "package";
     rep.begin_stage(stage);
-    package(ckpt, q, dir, spec, rep);
+    const json written_qc = package(ckpt, q, dir, spec, rep);
     const uint64_t size_after = dir_size(dir.model_dir());
     rep.metric("packaged_size_mib", size_after / (1024.0 * 1024.0));
 
     if (has_eval) {
       stage = "evaluate";
       rep.begin_stage(stage);
-      after = evaluate(spec, dir.model_dir(), "quantized", dir, rep);
+      after = evaluate(spec, dir.model_dir(), "quantized", dir, rep, false);
     }
 
     std::error_code ec;
@@ -358,7 +502,7 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
 
     stage = "report";
     rep.begin_stage(stage, 1);
-    write_report(spec, model_dir, size_before, size_after, q, dir, rep, before, after);
+    write_report(spec, model_dir, size_before, size_after, &q, written_qc, dir, rep, before, after);
     rep.progress(1, 1);
     rep.succeed();
     spdlog::info("job done: {}", dir.model_dir().string());

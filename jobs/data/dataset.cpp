@@ -47,23 +47,20 @@ std::string row_text(const json& row, const DatasetSpec& s, const fs::path& file
   return out;
 }
 
-std::vector<std::string> read_file_rows(const fs::path& file, const DatasetSpec& s) {
+// The JSON rows of a .jsonl or .json file, each with its line (0 in .json).
+std::vector<std::pair<json, std::size_t>> read_file_records(const fs::path& file, const DatasetSpec& s) {
   const auto ext = file.extension().string();
-  std::vector<std::string> rows;
-  if (ext == ".txt") {
-    rows.push_back(read_file(file));
-    return rows;
-  }
+  std::vector<std::pair<json, std::size_t>> rows;
   if (ext == ".jsonl") {
     std::ifstream in(file);
     std::size_t n = 0;
     for (std::string line; std::getline(in, line);) {
       ++n;
       if (line.empty()) continue;
-      const auto row = json::parse(line, nullptr, false);
+      auto row = json::parse(line, nullptr, false);
       if (row.is_discarded())
         throw Error(ErrorKind::data_corruption, file.string() + ":" + std::to_string(n) + ": not a JSON object");
-      rows.push_back(row_text(row, s, file, n));
+      rows.emplace_back(std::move(row), n);
     }
     return rows;
   }
@@ -77,10 +74,17 @@ std::vector<std::string> read_file_rows(const fs::path& file, const DatasetSpec&
       list = &j[s.split];
     }
     if (!list->is_array()) throw Error(ErrorKind::data_corruption, file.string() + ": expected a list of rows");
-    for (const auto& row : *list) rows.push_back(row_text(row, s, file, 0));
+    for (const auto& row : *list) rows.emplace_back(row, 0);
     return rows;
   }
-  throw Error(ErrorKind::invalid_input, file.string() + ": unsupported data file (use .txt, .jsonl or .json)");
+  throw Error(ErrorKind::invalid_input, file.string() + ": unsupported data file (use .jsonl or .json for rows with fields)");
+}
+
+std::vector<std::string> read_file_rows(const fs::path& file, const DatasetSpec& s) {
+  if (file.extension() == ".txt") return {read_file(file)};
+  std::vector<std::string> rows;
+  for (const auto& [row, line] : read_file_records(file, s)) rows.push_back(row_text(row, s, file, line));
+  return rows;
 }
 
 // The file of `split` in a folder: <split>.jsonl|json|txt, or <split>-*.jsonl.
@@ -100,12 +104,12 @@ fs::path data_root() {
   return d && *d ? fs::path(d) : fs::path("datasets");
 }
 
-std::vector<std::string> load_rows(const DatasetSpec& s) {
+fs::path resolve_file(const DatasetSpec& s) {
   if (!s.path.empty()) {
     const fs::path p(s.path);
-    if (fs::is_regular_file(p)) return read_file_rows(p, s);
+    if (fs::is_regular_file(p)) return p;
     if (fs::is_directory(p)) {
-      if (auto f = split_file(p, s.split)) return read_file_rows(*f, s);
+      if (auto f = split_file(p, s.split)) return *f;
       throw Error(ErrorKind::not_found, "DATA_PATH " + p.string() + " has no file for split '" + s.split +
                                             "' (expected " + s.split + ".jsonl, .json or .txt)");
     }
@@ -114,7 +118,7 @@ std::vector<std::string> load_rows(const DatasetSpec& s) {
   if (s.name.empty()) throw Error(ErrorKind::invalid_input, "no data: set DATA_PATH or DATASET_NAME");
   fs::path dir = data_root() / s.name;
   if (!s.subname.empty()) dir /= s.subname;
-  if (auto f = split_file(dir, s.split)) return read_file_rows(*f, s);
+  if (auto f = split_file(dir, s.split)) return *f;
   std::string msg = "dataset '" + s.name + (s.subname.empty() ? "" : "/" + s.subname) + "' split '" + s.split +
                     "' is not available locally and this service does not download data. Place it at " +
                     (dir / (s.split + ".jsonl")).string() + " (one {\"text\": ...} object per line";
@@ -124,6 +128,14 @@ std::vector<std::string> load_rows(const DatasetSpec& s) {
   msg += "), or set DATA_PATH to a .txt/.jsonl/.json file; the data root is $QJOBS_DATA_DIR (now " +
          fs::absolute(data_root()).string() + ")";
   throw Error(ErrorKind::not_found, msg);
+}
+
+std::vector<std::string> load_rows(const DatasetSpec& s) { return read_file_rows(resolve_file(s), s); }
+
+std::vector<json> load_records(const DatasetSpec& s) {
+  std::vector<json> out;
+  for (auto& [row, line] : read_file_records(resolve_file(s), s)) out.push_back(std::move(row));
+  return out;
 }
 
 std::string evaluation_text(const std::vector<std::string>& rows) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 namespace qjobs::tokenizer {
 class Tokenizer;
@@ -37,6 +38,13 @@ struct DatasetSpec {
 // Throws Error(not_found) saying where the data was looked for, and
 // Error(data_corruption) naming the file and line of a bad row.
 std::vector<std::string> load_rows(const DatasetSpec& spec);
+
+// The file the spec's rows are read from. Same errors as load_rows.
+std::filesystem::path resolve_file(const DatasetSpec& spec);
+
+// The rows as JSON objects (for tasks that read fields, such as multiple
+// choice); a .txt file is an error. Same sources and errors as load_rows.
+std::vector<nlohmann::json> load_records(const DatasetSpec& spec);
 
 // The GPTQ/AWQ evaluation string: rows joined with "\n\n".
 std::string evaluation_text(const std::vector<std::string>& rows);

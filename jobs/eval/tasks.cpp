@@ -1,8 +1,11 @@
 #include "jobs/eval/tasks.hpp"
 
+#include <filesystem>
+
 #include "common/error.hpp"
 #include "common/strings.hpp"
 #include "jobs/data/dataset.hpp"
+#include "jobs/eval/multiple_choice.hpp"
 #include "jobs/eval/perplexity.hpp"
 #include "jobs/model/generate.hpp"
 
@@ -75,6 +78,37 @@ json run_task(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, c
     out["tokens_per_s"] = r.tokens_per_s;
     out["protocol"] = "GPTQ/AWQ: one BOS, non-overlapping windows of " + std::to_string(o.seqlen) +
                       " tokens, remainder dropped, exp(mean NLL of next-token predictions)";
+    out["data"] = ds.path.empty() ? ds.name + (ds.subname.empty() ? "" : "/" + ds.subname) + ":" + ds.split : ds.path;
+    return out;
+  }
+  if (type == "mc") {
+    McTaskOptions o;
+    o.format = task.value("format", std::string("plain"));
+    o.num_fewshot = task.value("num_fewshot", 0);
+    o.num_samples = task.value("num_samples", -1);
+    o.seed = task.value("seed", 1234);
+    data::DatasetSpec ds;
+    ds.path = task.value("data_path", "");
+    ds.name = task.value("dataset", "");
+    ds.subname = task.value("subset", "");
+    ds.split = task.value("split", std::string("test"));
+    const auto rows = data::load_records(ds);
+    std::vector<json> pool;
+    std::string shot_split = ds.split;
+    if (o.num_fewshot > 0) {
+      data::DatasetSpec shots = ds;
+      shots.split = task.value("fewshot_split", std::string(o.format == "mmlu" ? "dev" : "train"));
+      // A single file holds one split: shots come from it, never the item itself.
+      if (!ds.path.empty() && std::filesystem::is_regular_file(ds.path)) shots.split = ds.split;
+      shot_split = shots.split;
+      pool = data::load_records(shots);
+    }
+    out = run_multiple_choice(model, tok, build_items(rows, pool, o), progress);
+    out["type"] = type;
+    out["name"] = task.value("name", type);
+    out["format"] = o.format;
+    out["num_fewshot"] = o.num_fewshot;
+    if (o.num_fewshot > 0) out["fewshot"] = {{"split", shot_split}, {"seed", o.seed}};
     out["data"] = ds.path.empty() ? ds.name + (ds.subname.empty() ? "" : "/" + ds.subname) + ":" + ds.split : ds.path;
     return out;
   }

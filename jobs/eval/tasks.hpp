@@ -3,6 +3,9 @@
 //   ppl           perplexity.hpp's protocol on any dataset (rows joined "\n\n")
 //   wikitext-ppl  the same on WikiText-2 raw test (dataset wikitext /
 //                 wikitext-2-raw-v1, split test, under the data root)
+//   mc            multiple choice by log-likelihood (multiple_choice.hpp):
+//                 format plain | mmlu | arc | tinymmlu, num_fewshot shots
+//                 from fewshot_split drawn with seed, num_samples items
 //   demo          greedy answers to prompts, through the chat template
 #pragma once
 

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -242,6 +243,109 @@ TEST(RuntimeJob, KilledDuringCalibrationResumesAtTheNextBlockWithTheSamePerplexi
   EXPECT_NE(events.find("\"type\":\"resumed\""), std::string::npos) << events;
   const double got = json::parse(read_file(root / "ud/jobs" / id / "report.json"))["eval"]["quantized"]["kjv"]["ppl"];
   EXPECT_NEAR(got, want, 1e-9 * want);
+  server.terminate();
+  fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace qjobs::testing
+
+namespace qjobs::testing {
+namespace {
+
+// Issue 6 end to end: perplexity, a multiple-choice task and two demo
+// prompts on the original and the quantized model, through the server and
+// jobctl; a second job on the same model reuses the cached baseline; an
+// Evaluate job on the packaged checkpoint gives the producing job's numbers;
+// `jobctl report` and `jobctl compare` print them.
+TEST(EvalJob, BaselineAndQuantizedReportCacheEvaluateAndCompare) {
+  const fs::path root = make_temp_dir("eval_e2e");
+  ServerProcess server(root / "ud", {"--slots", "1"});
+  const fs::path mc = root / "kjv_mc.jsonl";
+  std::ofstream(mc) << R"({"id": "gen1", "context": "In the beginning God created the", "choices": [" heaven and the earth.", " computer and the telephone."], "gold": 0})" "\n"
+                    << R"({"id": "gen1-3", "context": "And God said, Let there be", "choices": [" pizza", " light"], "gold": 1})" "\n"
+                    << R"({"id": "ps23", "context": "The LORD is my shepherd; I shall not", "choices": [" want.", " skateboard."], "gold": 0})" "\n";
+  const auto tasks = [&] {
+    std::ostringstream t;
+    t << "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" << kHeldOut.string()
+      << "\"\n      seqlen: 256\n      num_samples: 6\n"
+      << "    - type: mc\n      name: verses\n      data_path: \"" << mc.string() << "\"\n"
+      << "    - type: demo\n      raw: true\n      max_new_tokens: 10\n      prompts: [\"In the beginning\", \"And Moses said\"]\n";
+    return t.str();
+  };
+  const auto submit = [&](const std::string& name, const std::string& body) {
+    const fs::path spec = root / (name + ".yaml");
+    std::ofstream(spec) << body;
+    const auto r = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "submit", spec.string(), "--wait"});
+    EXPECT_EQ(r.rc, 0) << r.out << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  };
+  const std::string model_line = "MODEL: \"" + kExample.string() + "\"\n";
+  const std::string calib = "DATA_PATH: \"" + (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
+                            "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\n";
+  const std::string gptq = submit("gptq", model_line + "ALGORITHM: GPTQ\nEXPORT_FORMAT: compressed-tensors\n" + calib +
+                                              "llm:\n  GPTQ:\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n" + tasks());
+  const std::string rtn = submit("rtn", model_line + "ALGORITHM: RTN\nllm:\n  RTN:\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n" + tasks());
+  const auto rep1 = json::parse(read_file(root / "ud/jobs" / gptq / "report.json"));
+  const auto rep2 = json::parse(read_file(root / "ud/jobs" / rtn / "report.json"));
+
+  // Both columns, every task.
+  for (const char* which : {"original", "quantized"}) {
+    EXPECT_EQ(rep1["eval"][which]["kjv"]["windows"], 6) << which;
+    EXPECT_EQ(rep1["eval"][which]["verses"]["n"], 3) << which;
+    EXPECT_EQ(rep1["eval"][which]["demo"]["answers"].size(), 2u) << which;
+  }
+  // The original model knows these verses.
+  EXPECT_DOUBLE_EQ(rep1["eval"]["original"]["verses"]["acc"].get<double>(), 1.0);
+  // The second job took the original model's results from the cache,
+  // unchanged; the first computed them.
+  EXPECT_FALSE(rep1["eval"]["original"]["kjv"].contains("cached"));
+  for (const char* t : {"kjv", "verses", "demo"}) EXPECT_TRUE(rep2["eval"]["original"][t].contains("cached")) << t;
+  EXPECT_EQ(rep2["eval"]["original"]["kjv"]["ppl"], rep1["eval"]["original"]["kjv"]["ppl"]);
+  EXPECT_EQ(rep2["eval"]["original"]["demo"]["answers"], rep1["eval"]["original"]["demo"]["answers"]);
+
+  // report.md: the before/after table, the demo answers, the chart.
+  const fs::path dir1 = root / "ud/jobs" / gptq;
+  const std::string md = read_file(dir1 / "report.md");
+  EXPECT_NE(md.find("| | original | quantized | change |"), std::string::npos) << md;
+  EXPECT_NE(md.find("kjv perplexity (seqlen 256, 6 windows)"), std::string::npos) << md;
+  EXPECT_NE(md.find("verses (plain, 0-shot, n=3) acc"), std::string::npos) << md;
+  EXPECT_NE(md.find("**Prompt:** And Moses said"), std::string::npos) << md;
+  EXPECT_NE(md.find("layer_errors.svg"), std::string::npos) << md;
+  const std::string svg = read_file(dir1 / "layer_errors.svg");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("model.layers.3.mlp.down_proj"), std::string::npos);
+
+  // Evaluate the packaged compressed-tensors checkpoint as its own job: the
+  // same numbers as the job that produced it.
+  const std::string ev = submit("evaluate", "MODEL: \"" + (dir1 / "model").string() + "\"\nALGORITHM: Evaluate\n" + tasks());
+  const auto rep3 = json::parse(read_file(root / "ud/jobs" / ev / "report.json"));
+  EXPECT_EQ(rep3["eval"]["model"]["kjv"]["ppl"], rep1["eval"]["quantized"]["kjv"]["ppl"]);
+  EXPECT_EQ(rep3["eval"]["model"]["verses"]["acc"], rep1["eval"]["quantized"]["verses"]["acc"]);
+  EXPECT_EQ(rep3["eval"]["model"]["demo"]["answers"], rep1["eval"]["quantized"]["demo"]["answers"]);
+  const fs::path ev_model = root / "ud/jobs" / ev / "model";
+  EXPECT_TRUE(!fs::exists(ev_model) || fs::is_empty(ev_model)) << "Evaluate packages nothing";
+
+  // jobctl report and compare.
+  const auto jr = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "report", gptq});
+  ASSERT_EQ(jr.rc, 0) << jr.err;
+  EXPECT_EQ(jr.out.substr(0, md.size()), md);
+  const auto jc = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "--json", "compare", gptq, rtn, ev});
+  ASSERT_EQ(jc.rc, 0) << jc.err;
+  const auto table = json::parse(jc.out);
+  ASSERT_EQ(table["columns"].size(), 4u);
+  bool saw_ppl = false;
+  for (const auto& row : table["rows"]) {
+    if (row["metric"] != "kjv ppl") continue;
+    saw_ppl = true;
+    EXPECT_EQ(row["values"][0], rep1["eval"]["original"]["kjv"]["ppl"]);
+    EXPECT_EQ(row["values"][1], rep1["eval"]["quantized"]["kjv"]["ppl"]);
+    EXPECT_EQ(row["values"][2], rep2["eval"]["quantized"]["kjv"]["ppl"]);
+    EXPECT_EQ(row["values"][3], rep3["eval"]["model"]["kjv"]["ppl"]);
+  }
+  EXPECT_TRUE(saw_ppl) << jc.out;
+  const auto jm = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "compare", gptq, rtn});
+  EXPECT_NE(jm.out.find("| kjv ppl |"), std::string::npos) << jm.out;
   server.terminate();
   fs::remove_all(root);
 }

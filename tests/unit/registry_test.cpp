@@ -10,7 +10,8 @@ namespace {
 
 TEST(Registry, MatchesTheCatalog) {
   for (const auto& a : algorithm_catalog()) {
-    const bool implemented = quant::make_algorithm(a.name) != nullptr;
+    // Evaluate quantizes nothing: the worker's pipeline runs it itself.
+    const bool implemented = a.name == "Evaluate" || quant::make_algorithm(a.name) != nullptr;
     EXPECT_EQ(implemented, a.available) << a.name;
   }
   for (const auto& row : quant::algorithm_registry()) {

@@ -1,0 +1,98 @@
+#include "jobs/eval/baseline_cache.hpp"
+
+#include <openssl/evp.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/job_dir.hpp"
+#include "jobs/data/dataset.hpp"
+#include "jobs/model/checkpoint.hpp"
+
+namespace qjobs::eval {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::optional<fs::path> cache_dir() {
+  const char* d = std::getenv("QJOBS_CACHE_DIR");
+  if (d == nullptr || *d == '\0') return std::nullopt;
+  return fs::path(d) / "baselines";
+}
+
+std::string identity(const fs::path& p) {
+  std::error_code ec;
+  const auto size = fs::file_size(p, ec);
+  const auto mtime = fs::last_write_time(p, ec).time_since_epoch().count();
+  return fs::absolute(p).string() + ":" + std::to_string(size) + ":" + std::to_string(mtime);
+}
+
+}  // namespace
+
+std::string eval_fingerprint(const model::Checkpoint& ckpt, const json& task, const std::string& dtype) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  const auto feed = [&](const std::string& s) {
+    EVP_DigestUpdate(ctx, s.data(), s.size());
+    EVP_DigestUpdate(ctx, "\n", 1);
+  };
+  feed("qjobs-eval-v1");
+  feed(ckpt.config().dump());
+  for (const auto& f : ckpt.files()) feed(identity(f->path()));
+  feed(task.dump());
+  feed(dtype);
+  // The data the task reads, when it reads a file.
+  const std::string type = task.value("type", "");
+  if (type == "ppl" || type == "wikitext-ppl" || type == "mc") {
+    data::DatasetSpec ds;
+    ds.path = task.value("data_path", "");
+    ds.name = task.value("dataset", type == "wikitext-ppl" ? "wikitext" : "");
+    ds.subname = task.value("subset", type == "wikitext-ppl" ? "wikitext-2-raw-v1" : "");
+    ds.split = task.value("split", std::string(type == "ppl" ? "train" : "test"));  // as tasks.cpp reads it
+    try {
+      feed(identity(data::resolve_file(ds)));
+    } catch (const std::exception&) {
+      feed("no-data");  // the task itself will fail and say why
+    }
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < 20; ++i) {
+    out.push_back(hex[md[i] >> 4]);
+    out.push_back(hex[md[i] & 15]);
+  }
+  return out;
+}
+
+std::optional<json> load_baseline(const std::string& fingerprint) {
+  const auto dir = cache_dir();
+  if (!dir) return std::nullopt;
+  const auto p = *dir / (fingerprint + ".json");
+  if (!fs::exists(p)) return std::nullopt;
+  try {
+    auto j = json::parse(read_file(p), nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return std::nullopt;
+    return j;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+bool store_baseline(const std::string& fingerprint, const json& result) {
+  const auto dir = cache_dir();
+  if (!dir) return false;
+  try {
+    fs::create_directories(*dir);
+    write_file_atomic(*dir / (fingerprint + ".json"), result.dump(2));
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+}  // namespace qjobs::eval
