@@ -4,7 +4,7 @@
 // nothing else, unlike the profiler) and in the dense linear algebra GPTQ
 // uses (Cholesky, triangular inverse).
 //   calib_bench [--hidden 1024 --layers 8 --intermediate 2816 --vocab 32000
-//                --samples 32 --seqlen 512]
+//                --samples 8 --seqlen 512 --observe 1]
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
   o.intermediate = 2816;
   o.heads = o.kv_heads = 16;
   o.vocab = 32000;
-  int64_t samples = 32, seqlen = 512;
+  int64_t samples = 8, seqlen = 512;
+  bool observe = true;  // --observe 0: no operator timing (to measure its overhead)
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const int64_t v = std::stoll(argv[i + 1]);
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
     else if (k == "--vocab") o.vocab = v;
     else if (k == "--samples") samples = v;
     else if (k == "--seqlen") seqlen = v;
+    else if (k == "--observe") observe = v != 0;
   }
   const fs::path dir = fs::temp_directory_path() / ("qjobs_calib_bench_" + std::to_string(getpid()));
   fs::remove_all(dir);
@@ -90,7 +92,7 @@ int main(int argc, char** argv) {
   std::printf("model: hidden %ld, layers %ld, intermediate %ld; calibration %ld x %ld; W4 g128\n", o.hidden, o.layers,
               o.intermediate, samples, seqlen);
   std::fflush(stdout);
-  at::addGlobalCallback(at::RecordFunctionCallback(on_start, on_end).needsInputs(false));
+  if (observe) at::addGlobalCallback(at::RecordFunctionCallback(on_start, on_end).needsInputs(false));
   std::printf("\n| algorithm | total s | s per block (first / median / last) | GEMM share | Cholesky etc. share |\n|---|---|---|---|---|\n");
   for (const std::string name : {"AutoAWQ", "GPTQ"}) {
     quant::QuantInputs in;

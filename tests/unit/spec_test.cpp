@@ -6,6 +6,7 @@
 
 #include "common/algorithm_catalog.hpp"
 #include "common/job_spec.hpp"
+#include "common/nyuntam_eval.hpp"
 
 namespace qjobs {
 namespace {
@@ -244,6 +245,47 @@ TEST(JobSpec, ShippedConfigsValidate) {
     }
   }
   EXPECT_GE(seen, 4);
+}
+
+}  // namespace
+}  // namespace qjobs
+
+namespace qjobs {
+namespace {
+
+TEST(NyuntamEval, TasksMapOntoQjobsTasks) {
+  auto t = map_nyuntam_eval_task("arc_challenge:25", 4096);
+  EXPECT_EQ(t["type"], "mc");
+  EXPECT_EQ(t["format"], "arc");
+  EXPECT_EQ(t["subset"], "ARC-Challenge");
+  EXPECT_EQ(t["num_fewshot"], 25);
+  EXPECT_EQ(t["fewshot_split"], "train");
+  t = map_nyuntam_eval_task("wikitext", 4096);
+  EXPECT_EQ(t["type"], "wikitext-ppl");
+  EXPECT_EQ(t["seqlen"], 4096);
+  EXPECT_EQ(map_nyuntam_eval_task("wikitext", 0)["seqlen"], 2048);
+  EXPECT_EQ(map_nyuntam_eval_task("mmlu", 0)["num_fewshot"], 5);
+  EXPECT_EQ(map_nyuntam_eval_task("tinyMMLU", 0)["format"], "tinymmlu");
+  for (const char* bad : {"hellaswag", "arc_challenge:x", "arc_challenge:100", "wikitext:5"}) {
+    const auto r = map_nyuntam_eval_task(bad, 0);
+    ASSERT_TRUE(r.is_string()) << bad;
+    EXPECT_NE(r.get<std::string>().find(bad), std::string::npos) << r;
+  }
+  EXPECT_NE(map_nyuntam_eval_task("hellaswag", 0).get<std::string>().find("arc_challenge"), std::string::npos);
+}
+
+TEST(NyuntamEval, AnUnknownTaskInAConfigIsNamedWithItsLine) {
+  std::string yaml = kNyuntamLmquant;
+  yaml.replace(yaml.find("arc_challenge:25"), 16, "hellaswag");
+  const auto r = parse_job_spec(yaml);
+  bool found = false;
+  for (const auto& i : r.issues)
+    if (i.path == "llm.LMQuant.eval.tasks") {
+      found = true;
+      EXPECT_NE(i.message.find("hellaswag"), std::string::npos) << i.message;
+      EXPECT_GT(i.line, 20);
+    }
+  EXPECT_TRUE(found);
 }
 
 }  // namespace
