@@ -508,6 +508,10 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
   } else if (spec.export_format != "fake_quant" && algo != nullptr) {
     if (algo->name == "HQQ")
       v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "HQQ keeps real-valued zero points; only fake_quant can hold them");
+    else if (algo->name == "SmoothQuant" || algo->name == "FP8")
+      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(),
+            algo->name + " is packaged as fake_quant with its activation settings in config.json; the compressed-tensors "
+                         "int-quantized / float-quantized export is not built yet");
     else if (spec.export_format == "awq" && spec.params.value("W_BIT", 4) != 4)
       v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "the AWQ GEMM format holds 4-bit weights only");
     else if ((spec.export_format == "gptq" || spec.export_format == "compressed-tensors") &&

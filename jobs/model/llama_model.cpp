@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <mutex>
 
 #include "common/error.hpp"
@@ -13,7 +14,7 @@
 
 namespace qjobs::model {
 
-at::Tensor Linear::operator()(const at::Tensor& x) const { return at::linear(x, weight, bias); }
+at::Tensor Linear::operator()(const at::Tensor& x) const { return at::linear(act.apply(x), weight, bias); }
 
 std::vector<std::pair<std::string, Linear*>> DecoderLayer::linears() {
   return {{"self_attn.q_proj", &q_proj}, {"self_attn.k_proj", &k_proj}, {"self_attn.v_proj", &v_proj},
@@ -108,7 +109,24 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
     m.layers_.push_back(std::move(l));
   }
   m.inv_freq_ = rope_inverse_frequencies(c).to(o.device);
+  if (ckpt.config().contains("qjobs_quantization")) m.apply_simulated_quantization(ckpt.config()["qjobs_quantization"]);
   return m;
+}
+
+void LlamaModel::apply_simulated_quantization(const nlohmann::json& qq) {
+  if (!qq.is_object()) return;
+  if (qq.contains("activations") && qq["activations"].is_object()) {
+    std::map<std::string, Linear*> by_name;
+    for (std::size_t i = 0; i < layers_.size(); ++i)
+      for (auto& [n, l] : layers_[i].linears()) by_name["model.layers." + std::to_string(i) + "." + n] = l;
+    for (auto& [name, a] : qq["activations"].items()) {
+      const auto it = by_name.find(name);
+      if (it == by_name.end())
+        throw Error(ErrorKind::invalid_input, "qjobs_quantization.activations names no Linear of this model: " + name);
+      it->second->act = ActQuant::from_json(a);
+    }
+  }
+  if (qq.contains("kv_cache")) kv_quant_ = KvQuant::from_json(qq["kv_cache"]);
 }
 
 std::vector<std::pair<std::string, at::Tensor*>> LlamaModel::parameters() {
@@ -183,6 +201,9 @@ at::Tensor LlamaModel::attention_forward(int64_t li, const at::Tensor& a, int64_
   const auto sin = emb.sin().to(a.scalar_type());
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
+  // The cache holds (simulated) quantized keys and values.
+  k = kv_quant_.apply(k, li, true);
+  v = kv_quant_.apply(v, li, false);
 
   if (cache != nullptr) {
     if (cache->k.size() < layers_.size()) {

@@ -19,6 +19,7 @@
 
 #include <ATen/ATen.h>
 
+#include "jobs/model/act_quant.hpp"
 #include "jobs/model/model_config.hpp"
 
 namespace qjobs::model {
@@ -28,7 +29,8 @@ class Checkpoint;
 struct Linear {
   at::Tensor weight;  // [out_features, in_features]
   at::Tensor bias;    // [out_features] or undefined
-  at::Tensor operator()(const at::Tensor& x) const;
+  ActQuant act;       // simulated input quantization (none by default)
+  at::Tensor operator()(const at::Tensor& x) const;  // linear(act.apply(x))
 };
 
 struct DecoderLayer {
@@ -59,7 +61,8 @@ struct LoadOptions {
 class LlamaModel {
  public:
   // Throws Error(invalid_input) for an unsupported config and
-  // Error(not_found) naming a missing tensor. The first call raises glibc's
+  // Error(not_found) naming a missing tensor. A config.json with
+  // "qjobs_quantization" activations / kv_cache gets them simulated. The first call raises glibc's
   // mmap threshold to 32 MiB so activations are reused, not re-faulted.
   static LlamaModel load(const Checkpoint& ckpt, const LoadOptions& options = {});
 
@@ -90,6 +93,13 @@ class LlamaModel {
   std::vector<std::pair<std::string, at::Tensor*>> parameters();
   void retie();
 
+  // Simulated KV-cache quantization (none by default).
+  const KvQuant& kv_quant() const { return kv_quant_; }
+  void set_kv_quant(KvQuant q) { kv_quant_ = std::move(q); }
+  // Applies a "qjobs_quantization" config's activations and kv_cache
+  // (act_quant.hpp). Throws Error(invalid_input) naming an unknown Linear.
+  void apply_simulated_quantization(const nlohmann::json& qjobs_quantization);
+
   // float32 [head_dim / 2]: the RoPE inverse frequencies after scaling.
   const at::Tensor& rope_inv_freq() const { return inv_freq_; }
 
@@ -102,6 +112,7 @@ class LlamaModel {
   at::Tensor lm_head_;       // [vocab, hidden]; embed_tokens_ when tied
   std::vector<DecoderLayer> layers_;
   at::Tensor inv_freq_;
+  KvQuant kv_quant_;
 };
 
 // The RoPE inverse frequencies HF computes for `c` (float32).

@@ -1,9 +1,11 @@
 #include "jobs/quant/registry.hpp"
 
 #include "jobs/quant/awq.hpp"
+#include "jobs/quant/fp8_w8a8.hpp"
 #include "jobs/quant/gptq.hpp"
 #include "jobs/quant/hqq.hpp"
 #include "jobs/quant/rtn.hpp"
+#include "jobs/quant/smoothquant.hpp"
 
 namespace qjobs::quant {
 
@@ -13,6 +15,8 @@ const std::vector<AlgorithmRow>& algorithm_registry() {
       {"AutoAWQ", [] { return std::make_unique<AwqAlgorithm>(); }},
       {"GPTQ", [] { return std::make_unique<GptqAlgorithm>(); }},
       {"HQQ", [] { return std::make_unique<HqqAlgorithm>(); }},
+      {"SmoothQuant", [] { return std::make_unique<SmoothQuantAlgorithm>(); }},
+      {"FP8", [] { return std::make_unique<Fp8Algorithm>(); }},
   };
   return rows;
 }

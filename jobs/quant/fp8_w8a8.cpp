@@ -1,0 +1,103 @@
+#include "jobs/quant/fp8_w8a8.hpp"
+
+#include "common/error.hpp"
+#include "jobs/model/checkpoint.hpp"
+#include "jobs/quant/calibration.hpp"
+#include "jobs/quant/fp8.hpp"
+#include "jobs/quant/layer_plan.hpp"
+
+namespace qjobs::quant {
+
+QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
+  at::NoGradGuard no_grad;
+  const auto& p = in.params;
+  const std::string act = p.value("ACT", std::string("dynamic"));
+  const std::string wscale = p.value("WEIGHT_SCALE", std::string("channel"));
+  const bool kv = p.value("kv_cache", false);
+  if (act != "dynamic" && act != "static") throw Error(ErrorKind::invalid_input, "ACT must be dynamic or static");
+  if (wscale != "channel" && wscale != "tensor") throw Error(ErrorKind::invalid_input, "WEIGHT_SCALE must be channel or tensor");
+  const bool calibrate = act == "static" || kv;
+  auto model = model::LlamaModel::load(*in.ckpt, in.compute);
+  std::optional<CalibrationEngine> engine;
+  if (calibrate) engine.emplace(model, in.calibration(), 8, "", "");
+  QuantOutput out;
+  nlohmann::json activations = nlohmann::json::object();
+  std::vector<double> k_scale, v_scale;
+  const int64_t L = model.config().layers;
+  const int64_t hd = model.config().head_dim;
+  in.progress(0, L, "");
+  for (int64_t l = 0; l < L; ++l) {
+    auto& layer = model.layers()[static_cast<std::size_t>(l)];
+    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+    std::map<std::string, at::Tensor> xs, kvs;
+    std::vector<at::Tensor> next;
+    if (engine) {
+      xs = engine->capture_inputs(l, {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"});
+      if (kv) {
+        // The k and v projections' outputs, from a hook on the same inputs.
+        std::vector<at::Tensor> ks, vs;
+        const model::LinearHook hook = [&](const std::string& name, const at::Tensor&, const at::Tensor& y) {
+          if (name == prefix + "self_attn.k_proj") ks.push_back(y.to(at::kFloat).reshape({-1, y.size(-1)}));
+          if (name == prefix + "self_attn.v_proj") vs.push_back(y.to(at::kFloat).reshape({-1, y.size(-1)}));
+          return y;
+        };
+        next = engine->forward(l, &hook);
+        const auto k = at::cat(ks, 0), v = at::cat(vs, 0);
+        // Rotary pairs (i, i + hd/2) of each head: post-RoPE values are at
+        // most the pair's norm.
+        const auto kh = k.reshape({k.size(0), -1, 2, hd / 2});
+        k_scale.push_back(std::max((kh.pow(2).sum(2).sqrt()).max().item<double>() / kFp8E4m3Max, 1e-12));
+        v_scale.push_back(std::max(v.abs().max().item<double>() / kFp8E4m3Max, 1e-12));
+      } else {
+        next = engine->forward(l);
+      }
+    }
+    const std::map<std::string, std::string> input_of = {
+        {"self_attn.q_proj", "self_attn.q_proj"}, {"self_attn.k_proj", "self_attn.q_proj"},
+        {"self_attn.v_proj", "self_attn.q_proj"}, {"self_attn.o_proj", "self_attn.o_proj"},
+        {"mlp.gate_proj", "mlp.gate_proj"},       {"mlp.up_proj", "mlp.gate_proj"},
+        {"mlp.down_proj", "mlp.down_proj"}};
+    std::vector<LayerError> errs;
+    for (auto& [name, lin] : layer.linears()) {
+      if (plan_for(prefix + name, p, RangeMode::through_zero).skip) continue;
+      const auto w = lin->weight.to(at::kFloat);
+      const auto amax = wscale == "channel" ? w.abs().amax(1, true) : w.abs().max().reshape({1, 1});
+      const auto s = (amax / kFp8E4m3Max).clamp_min(1e-12);
+      const auto wq = fp8_e4m3_round(w / s) * s;
+      model::ActQuant aq;
+      aq.kind = act == "dynamic" ? model::ActQuant::Kind::fp8_token : model::ActQuant::Kind::fp8_tensor;
+      if (act == "static") aq.scale = std::max(xs.at(input_of.at(name)).abs().max().item<double>() / kFp8E4m3Max, 1e-12);
+      lin->weight = wq.to(lin->weight.scalar_type());
+      lin->act = aq;
+      activations[prefix + name] = aq.to_json();
+      double out_err = -1;
+      if (xs.count(input_of.at(name))) {
+        const auto& x = xs.at(input_of.at(name));
+        const auto y = at::linear(x, w), yq = at::linear(aq.apply(x), wq);
+        out_err = (yq - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30);
+      }
+      errs.push_back({prefix + name, (wq - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30),
+                      (wq - w).abs().max().item<double>(), out_err});
+    }
+    if (engine) engine->advance(l, std::move(next), errs, out.int_weights);
+    out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
+    collect_block(*in.ckpt, model, l, out.replaced);
+    in.progress(l + 1, L, "block " + std::to_string(l));
+  }
+  model::KvQuant kvq;
+  if (kv) {
+    kvq.kind = model::KvQuant::Kind::fp8;
+    kvq.k_scale = k_scale;
+    kvq.v_scale = v_scale;
+  }
+  out.quantization_config = {{"quant_method", "fp8"},
+                             {"format", "fake_quant"},
+                             {"weights", {{"type", "float"}, {"num_bits", 8}, {"strategy", wscale}}},
+                             {"act", act},
+                             {"activations", activations},
+                             {"kv_cache", kvq.to_json()},
+                             {"overrides", describe_overrides(p)}};
+  return out;
+}
+
+}  // namespace qjobs::quant

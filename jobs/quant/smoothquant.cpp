@@ -1,0 +1,92 @@
+#include "jobs/quant/smoothquant.hpp"
+
+#include "common/error.hpp"
+#include "jobs/model/checkpoint.hpp"
+#include "jobs/quant/calibration.hpp"
+#include "jobs/quant/layer_plan.hpp"
+#include "jobs/quant/quantizer.hpp"
+
+namespace qjobs::quant {
+
+at::Tensor smooth_linears(at::Tensor& norm_weight, const std::vector<model::Linear*>& linears, const at::Tensor& act_max,
+                          double alpha) {
+  std::vector<at::Tensor> ws;
+  for (auto* l : linears) ws.push_back(l->weight.to(at::kFloat).abs().amax(0));
+  const auto w_max = at::stack(ws).amax(0).clamp_min(1e-5);
+  const auto s = (act_max.to(at::kFloat).clamp_min(1e-5).pow(alpha) / w_max.pow(1 - alpha)).clamp_min(1e-5);
+  norm_weight = (norm_weight.to(at::kFloat) / s).to(norm_weight.scalar_type());
+  for (auto* l : linears) l->weight = (l->weight.to(at::kFloat) * s).to(l->weight.scalar_type());
+  return s;
+}
+
+QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
+  at::NoGradGuard no_grad;
+  const auto& p = in.params;
+  const double alpha = p.value("alpha", 0.5);
+  const std::string act = p.value("ACT", std::string("dynamic"));
+  if (act != "dynamic" && act != "static") throw Error(ErrorKind::invalid_input, "ACT must be dynamic or static");
+  const auto ids = in.calibration();
+  auto model = model::LlamaModel::load(*in.ckpt, in.compute);
+  CalibrationEngine engine(model, ids, 8, "", "");
+  QuantOutput out;
+  nlohmann::json activations = nlohmann::json::object();
+  const int64_t L = model.config().layers;
+  in.progress(0, L, "");
+  const std::vector<std::string> inputs = {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"};
+  const std::map<std::string, std::string> input_of = {
+      {"self_attn.q_proj", "self_attn.q_proj"}, {"self_attn.k_proj", "self_attn.q_proj"},
+      {"self_attn.v_proj", "self_attn.q_proj"}, {"self_attn.o_proj", "self_attn.o_proj"},
+      {"mlp.gate_proj", "mlp.gate_proj"},       {"mlp.up_proj", "mlp.gate_proj"},
+      {"mlp.down_proj", "mlp.down_proj"}};
+  for (int64_t l = 0; l < L; ++l) {
+    auto& layer = model.layers()[static_cast<std::size_t>(l)];
+    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+    auto xs = engine.capture_inputs(l, inputs);
+    smooth_linears(layer.input_norm, {&layer.q_proj, &layer.k_proj, &layer.v_proj},
+                   xs.at("self_attn.q_proj").abs().amax(0), alpha);
+    smooth_linears(layer.post_norm, {&layer.gate_proj, &layer.up_proj}, xs.at("mlp.gate_proj").abs().amax(0), alpha);
+    auto next = engine.forward(l);
+    xs = engine.capture_inputs(l, inputs);  // smoothed inputs: static scales, errors
+    std::vector<LayerError> errs;
+    for (auto& [name, lin] : layer.linears()) {
+      const auto plan = plan_for(prefix + name, p, RangeMode::through_zero);
+      if (plan.skip) continue;
+      WeightQuantConfig cfg;
+      cfg.bits = 8;
+      cfg.group_size = -1;
+      cfg.zero_point = false;
+      cfg.range = RangeMode::through_zero;
+      const auto w = lin->weight.to(at::kFloat);
+      const auto qw = quantize_weight(w, cfg);
+      const auto wq = qw.dequantize();
+      out.int_weights[prefix + name] = to_int_weight(qw, 8);
+      const auto& x = xs.at(input_of.at(name));
+      model::ActQuant aq;
+      aq.kind = act == "dynamic" ? model::ActQuant::Kind::int_token : model::ActQuant::Kind::int_tensor;
+      aq.bits = 8;
+      if (act == "static") aq.scale = std::max(x.abs().max().item<double>() / 127.0, 1e-8);
+      lin->weight = wq.to(lin->weight.scalar_type());
+      lin->act = aq;
+      activations[prefix + name] = aq.to_json();
+      // Output error of the W8A8 Linear against the smoothed float one.
+      const auto y = at::linear(x, w), yq = at::linear(aq.apply(x), wq);
+      errs.push_back({prefix + name, (wq - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30),
+                      (wq - w).abs().max().item<double>(),
+                      (yq - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30)});
+    }
+    engine.advance(l, std::move(next), errs, out.int_weights);
+    out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
+    collect_block(*in.ckpt, model, l, out.replaced);
+    in.progress(l + 1, L, "block " + std::to_string(l));
+  }
+  out.quantization_config = {{"quant_method", "smoothquant"},
+                             {"format", "fake_quant"},
+                             {"alpha", alpha},
+                             {"weights", {{"bits", 8}, {"strategy", "channel"}, {"symmetric", true}}},
+                             {"act", act},
+                             {"activations", activations},
+                             {"overrides", describe_overrides(p)}};
+  return out;
+}
+
+}  // namespace qjobs::quant

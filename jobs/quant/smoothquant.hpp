@@ -1,0 +1,32 @@
+// SmoothQuant (Xiao et al., 2023) W8A8: per block, the per-channel max |x|
+// of the inputs of q/k/v (after the input norm) and of gate/up (after the
+// post-attention norm) over the calibration tokens; s = max|x|^alpha /
+// max|W|^(1-alpha) (max |W| over the rows of the Linears that share the
+// input), folded into the norm (divided) and the Linears' columns
+// (multiplied), which leaves the block's function unchanged; then every
+// decoder Linear gets int8 per-output-channel symmetric weights and int8
+// symmetric activations, per token (ACT: dynamic) or per tensor with a scale
+// calibrated on the smoothed inputs (ACT: static). The next block's inputs
+// come from the smoothed full-precision block. No resume state is kept (a
+// restarted job recalibrates). Keys: alpha, ACT, LAYER_OVERRIDES (SKIP).
+#pragma once
+
+#include <vector>
+
+#include "jobs/model/llama_model.hpp"
+#include "jobs/quant/algorithm.hpp"
+
+namespace qjobs::quant {
+
+// Folds s = act_max^alpha / w_max^(1-alpha) (clamped to >= 1e-5) into
+// `norm_weight` (/ s) and the Linears (* s on input columns). act_max:
+// float32 [in]. Returns s.
+at::Tensor smooth_linears(at::Tensor& norm_weight, const std::vector<model::Linear*>& linears, const at::Tensor& act_max,
+                          double alpha);
+
+class SmoothQuantAlgorithm final : public QuantAlgorithm {
+ public:
+  QuantOutput run(const QuantInputs& in) override;
+};
+
+}  // namespace qjobs::quant
