@@ -50,7 +50,7 @@ std::optional<std::string> group_size_rule(const json& v) {
   return "must be -1 (one group per output channel) or a positive group size";
 }
 
-ParamSpec layer_overrides() {
+ParamSpec layer_overrides(bool activations = false) {
   auto group = integer("Q_GROUP_SIZE", "group size for the matching Linears", nullptr, -1, 1 << 20);
   group.check = group_size_rule;
   ParamSpec p{.name = "LAYER_OVERRIDES", .type = ParamType::section_list,
@@ -59,6 +59,9 @@ ParamSpec layer_overrides() {
                 integer("W_BIT", "bits for the matching Linears", nullptr, 2, 8), std::move(group),
                 boolean("ZERO_POINT", "asymmetric for the matching Linears", nullptr),
                 boolean("SKIP", "keep the matching Linears unquantized", nullptr)};
+  if (activations)
+    p.children.push_back(integer("A_BIT", "input activation bits of the matching Linears (16: 16-bit, 0: full precision)",
+                                 nullptr, 0, 16));
   return p;
 }
 
@@ -124,20 +127,44 @@ std::vector<ParamSpec> lmquant_params() {
       string("dtype", "compute dtype of calibration", "float16", dtypes),
       string("quant_type", "QoQ preset", "gchn",
              {"g128", "gchn", "sq_dynamic", "sq_static", "awq", "gptq"}),
-      section("quant", "QoQ quantization settings (deepcompressor's quant.* keys)",
+      section("quant", "QoQ quantization settings (deepcompressor's quant.* keys); unset keys keep the preset",
               {
                   string("develop_dtype", "dtype of statistics", nullptr, dtypes),
+                  boolean("enable_rotation", "Hadamard rotation of the residual stream and of values per head", nullptr),
+                  section("rotation", "rotation",
+                          {boolean("random", "random signs on the Hadamard matrix", nullptr)}),
+                  boolean("enable_smooth", "all smoothing (xw and yx)", nullptr),
                   section("smooth", "smoothing",
-                          {smooth_branch("xw", "activation -> weight smoothing"),
-                           smooth_branch("yx", "SmoothAttention on keys")}),
+                          {boolean("enable_xw", "smooth v -> o_proj and up -> down_proj", nullptr),
+                           boolean("enable_yx", "SmoothAttention on keys after RoPE", nullptr),
+                           smooth_branch("xw", "activation -> weight smoothing (v -> o, up -> down)"),
+                           smooth_branch("yx", "SmoothAttention on keys (beta: exponent on queries)")}),
+                  boolean("enable_reorder", "reorder down_proj's input channels by magnitude", nullptr),
                   section("wgts", "weight quantization",
-                          {section("calib_range", "activation-aware clipping",
-                                   {string("outputs_device", "where outputs are kept", nullptr,
-                                           {"cpu", "cuda", "auto"})})}),
+                          {string("dtype", "weight type", nullptr, {"uint4", "uint8"}),
+                           integer("group_size", "columns per group; -1 = per output channel", nullptr, -1, 1 << 20),
+                           boolean("progressive", "int8 per channel in [-119, 119], then integer group scales", nullptr),
+                           boolean("enable_calib_range", "activation-aware clipping", nullptr),
+                           section("calib_range", "activation-aware clipping",
+                                   {number("max_shrink", "largest shrink of a group's range", nullptr, 0, 0.99),
+                                    integer("num_grids", "grid points of the shrink search", nullptr, 1, 1000),
+                                    string("outputs_device", "where outputs are kept", nullptr,
+                                           {"cpu", "cuda", "auto"})}),
+                           boolean("enable_kernel_gptq", "GPTQ on the QoQ grid", nullptr),
+                           section("kernel_gptq", "GPTQ",
+                                   {number("damp_percentage", "damping as a share of the mean Hessian diagonal", nullptr, 0, 1),
+                                    integer("block_size", "columns per lazy update block", nullptr, 1, 1 << 16)})}),
+                  section("ipts", "input activations of the Linears",
+                          {string("dtype", "activation type", nullptr, {"sint8", "sint16", "none", "null"}),
+                           boolean("static", "one calibrated scale per tensor instead of one per token", nullptr)}),
+                  section("opts", "KV cache (asymmetric, per token per head)",
+                          {string("dtype", "KV type", nullptr, {"uint4", "uint8", "none", "null"}),
+                           integer("group_size", "channels per group; 0 = the whole head", nullptr, 0, 1 << 16)}),
                   section("reorder", "channel reordering",
                           {string("outputs_device", "where outputs are kept", nullptr,
                                   {"cpu", "cuda", "auto"})}),
               }),
+      layer_overrides(true),
       section("eval", "evaluation after quantization",
               {
                   string_list("tasks", "tasks such as wikitext or arc_challenge:25"),
@@ -156,10 +183,13 @@ std::vector<AlgorithmInfo> make_catalog() {
       {"HQQ", "half-quadratic calibration-free weight quantization", true, hqq_params()},
       {"SmoothQuant", "W8A8 with activation smoothing (simulated int8 activations; fake-quant export)", true,
        {number("alpha", "migration strength", 0.5, 0, 1),
-        string("ACT", "int8 activation scales: dynamic (per token) or static (per tensor, calibrated)", "dynamic",
-               {"dynamic", "static"})},
+        string("ACT", "integer activation scales: dynamic (per token) or static (per tensor, calibrated)", "dynamic",
+               {"dynamic", "static"}),
+        integer("A_BIT", "input activation bits (8; 16 for 16-bit activations)", 8, 2, 16),
+        layer_overrides(true)},
        512, 512},
-      {"LMQuant", "QoQ W4A8KV4 (deepcompressor presets)", false, lmquant_params()},
+      {"LMQuant", "QoQ W4A8KV4 (g128, gchn) with rotation, smoothing and GPTQ; sq_*, awq, gptq presets by delegation; simulated, fake-quant export",
+       true, lmquant_params(), 128, 512},
       {"FP8", "W8A8 E4M3 with optional FP8 KV cache (simulated; fake-quant export)", true,
        {boolean("kv_cache", "quantize the KV cache to FP8", false),
         string("ACT", "activation scales: dynamic (per token) or static (per tensor, calibrated)", "dynamic",

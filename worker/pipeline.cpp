@@ -128,6 +128,8 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
                              ? std::optional<model::StDtype>(info.dtype)
                              : std::nullopt});
     }
+    if (file_ptr == ckpt.files().back())
+      for (const auto& [name, t] : q.added) tensors.push_back({name, t, {}});
     for (const auto& t : tensors) {
       weight_map[t.name] = out_name;
       total_bytes += static_cast<uint64_t>(t.tensor.numel()) * t.tensor.element_size();
@@ -141,6 +143,7 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   // A fake-quant model is a plain float checkpoint: transformers and vLLM
   // would refuse a quantization_config whose quant_method they do not know,
   // so the recipe is recorded under qjobs' own key instead.
+  config.merge_patch(q.config_patch);
   config.erase("quantization_config");
   config[packed ? "quantization_config" : "qjobs_quantization"] = qc;
   write_file_atomic(out / "config.json", config.dump(2));

@@ -146,6 +146,12 @@ std::vector<std::pair<std::string, at::Tensor*>> LlamaModel::parameters() {
   return out;
 }
 
+void LlamaModel::untie() {
+  if (!config_.tie_word_embeddings) return;
+  config_.tie_word_embeddings = false;
+  lm_head_ = embed_tokens_.clone();
+}
+
 void LlamaModel::retie() {
   if (config_.tie_word_embeddings) lm_head_ = embed_tokens_;
 }

@@ -93,6 +93,15 @@ class LlamaModel {
   std::vector<std::pair<std::string, at::Tensor*>> parameters();
   void retie();
 
+  // The tensors outside the decoder layers, for function-preserving
+  // transforms (jobs/quant/transforms).
+  at::Tensor& embed_tokens() { return embed_tokens_; }
+  at::Tensor& final_norm() { return final_norm_; }
+  at::Tensor& lm_head() { return lm_head_; }
+  // Gives lm_head its own copy of a tied embedding (config().tie_word_embeddings
+  // becomes false), so the two can change apart.
+  void untie();
+
   // Simulated KV-cache quantization (none by default).
   const KvQuant& kv_quant() const { return kv_quant_; }
   void set_kv_quant(KvQuant q) { kv_quant_ = std::move(q); }

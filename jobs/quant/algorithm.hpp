@@ -48,6 +48,10 @@ struct QuantOutput {
   // Replacement tensors by checkpoint name, in the checkpoint's stored dtype;
   // names not present keep the original tensor.
   std::map<std::string, at::Tensor> replaced;
+  // Tensors the checkpoint does not have (an untied lm_head.weight), and
+  // keys merged into config.json ({"tie_word_embeddings": false}).
+  std::map<std::string, at::Tensor> added;
+  nlohmann::json config_patch = nlohmann::json::object();
   nlohmann::json quantization_config;  // written into config.json
   std::vector<LayerError> layer_errors;
   int64_t resumed_blocks = 0;          // blocks restored from saved state

@@ -8,8 +8,10 @@
 namespace qjobs::quant {
 
 GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuantConfig& cfg, double damp,
-                         int64_t block_size, bool act_order, bool static_groups) {
+                         int64_t block_size, bool act_order, bool static_groups, const GroupGridFn* grid) {
   at::NoGradGuard no_grad;
+  if (grid != nullptr && (act_order || static_groups))
+    throw Error(ErrorKind::internal, "gptq_quantize: a custom grid works in column order only");
   at::Tensor W = w_in.to(at::kFloat).clone();
   const int64_t rows = W.size(0), cols = W.size(1);
   const int64_t g = cfg.group_size <= 0 ? cols : std::min(cfg.group_size, cols);
@@ -41,7 +43,7 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
   const int64_t n_groups = (cols + g - 1) / g;
   auto g_scales = at::zeros({rows, n_groups});
   auto g_zeros = at::zeros({rows, n_groups}, at::kInt);
-  at::Tensor scale, zero;
+  at::Tensor scale, zero, lo, hi;
   for (int64_t i1 = 0; i1 < cols; i1 += block_size) {
     const int64_t i2 = std::min(i1 + block_size, cols), count = i2 - i1;
     auto W1 = W.narrow(1, i1, count).clone();
@@ -58,12 +60,19 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
       } else if (col % g == 0) {
         // As the reference does: the group's parameters from W, which holds
         // the updates of earlier blocks (not those inside this block).
-        std::tie(scale, zero) = through_zero_params(W.narrow(1, col, std::min(g, cols - col)), cfg.bits, cfg.zero_point);
+        const auto group_cols = W.narrow(1, col, std::min(g, cols - col));
+        if (grid != nullptr) {
+          auto gr = (*grid)(group_cols, col / g);
+          scale = gr.scale, zero = gr.zero, lo = gr.lo, hi = gr.hi;
+        } else {
+          std::tie(scale, zero) = through_zero_params(group_cols, cfg.bits, cfg.zero_point);
+        }
         g_scales.select(1, col / g).copy_(scale.flatten());
         g_zeros.select(1, col / g).copy_(zero.flatten());
       }
       const auto s = scale.flatten(), z = zero.flatten();
-      const auto qc = quantize_codes(w, s, z, cfg.bits);
+      auto qc = quantize_codes(w, s, z, cfg.bits);
+      if (lo.defined()) qc = at::max(at::min(qc, hi.flatten().to(qc.scalar_type())), lo.flatten().to(qc.scalar_type()));
       const auto q = dequantize_codes(qc, s, z);
       codes.select(1, col).copy_(qc);
       Q1.select(1, i).copy_(q);

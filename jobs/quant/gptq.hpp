@@ -20,9 +20,20 @@ struct GptqResult {
   exporter::IntWeight ints;  // the same weight as codes, scales and zeros
 };
 
-// Quantizes one Linear weight with Hessian H (float32 [in, in]).
+// A group's quantization grid for its rows: value = (code - zero) * scale
+// with codes in [lo, hi] (each [rows, 1]; lo/hi undefined = [0, 2^b - 1]).
+struct GroupGrid {
+  at::Tensor scale, zero, lo, hi;
+};
+// The grid of group `group` (columns of the weight as GPTQ has updated it so
+// far, [rows, cols]); replaces the through-zero min/max grid, e.g. for
+// QoQ's progressive grid with clipping.
+using GroupGridFn = std::function<GroupGrid(const at::Tensor& cols, int64_t group)>;
+
+// Quantizes one Linear weight with Hessian H (float32 [in, in]). With
+// `grid`, act_order and static_groups must be false.
 GptqResult gptq_quantize(const at::Tensor& w, at::Tensor H, const WeightQuantConfig& cfg, double damp,
-                         int64_t block_size, bool act_order, bool static_groups);
+                         int64_t block_size, bool act_order, bool static_groups, const GroupGridFn* grid = nullptr);
 
 class GptqAlgorithm final : public QuantAlgorithm {
  public:

@@ -10,6 +10,7 @@ LinearPlan plan_for(const std::string& linear, const nlohmann::json& params, Ran
   p.cfg.group_size = params.value("Q_GROUP_SIZE", 128);
   p.cfg.zero_point = params.value("ZERO_POINT", true);
   p.cfg.range = range;
+  p.a_bits = params.value("A_BIT", 8);
   if (params.contains("LAYER_OVERRIDES"))
     for (const auto& o : params["LAYER_OVERRIDES"]) {
       if (fnmatch(o.value("pattern", "").c_str(), linear.c_str(), 0) != 0) continue;
@@ -17,6 +18,7 @@ LinearPlan plan_for(const std::string& linear, const nlohmann::json& params, Ran
       p.cfg.bits = o.value("W_BIT", p.cfg.bits);
       p.cfg.group_size = o.value("Q_GROUP_SIZE", p.cfg.group_size);
       p.cfg.zero_point = o.value("ZERO_POINT", p.cfg.zero_point);
+      p.a_bits = o.value("A_BIT", p.a_bits);
       break;
     }
   return p;

@@ -2,7 +2,9 @@
 // ZERO_POINT, overridden by the first LAYER_OVERRIDES entry whose glob
 // `pattern` matches the Linear's name ("model.layers.0.mlp.down_proj").
 // An override may set W_BIT, Q_GROUP_SIZE, ZERO_POINT or SKIP (keep the
-// original weights), so the mobile recipes (w4 with some layers w8, first
+// original weights), and, for the algorithms that quantize activations,
+// A_BIT (the Linear's input bits; 16 keeps Qualcomm-style 16-bit
+// activations, 0 full precision), so the mobile recipes (w4 with some layers w8, first
 // and last layers kept) are one YAML list away.
 #pragma once
 
@@ -17,6 +19,7 @@ namespace qjobs::quant {
 struct LinearPlan {
   bool skip = false;
   WeightQuantConfig cfg;
+  int a_bits = 8;  // the section's A_BIT (8 when absent), or the override's
 };
 
 LinearPlan plan_for(const std::string& linear, const nlohmann::json& params, RangeMode range);

@@ -4,6 +4,7 @@
 #include "jobs/quant/fp8_w8a8.hpp"
 #include "jobs/quant/gptq.hpp"
 #include "jobs/quant/hqq.hpp"
+#include "jobs/quant/qoq.hpp"
 #include "jobs/quant/rtn.hpp"
 #include "jobs/quant/smoothquant.hpp"
 
@@ -16,6 +17,7 @@ const std::vector<AlgorithmRow>& algorithm_registry() {
       {"GPTQ", [] { return std::make_unique<GptqAlgorithm>(); }},
       {"HQQ", [] { return std::make_unique<HqqAlgorithm>(); }},
       {"SmoothQuant", [] { return std::make_unique<SmoothQuantAlgorithm>(); }},
+      {"LMQuant", [] { return std::make_unique<LmQuantAlgorithm>(); }},
       {"FP8", [] { return std::make_unique<Fp8Algorithm>(); }},
   };
   return rows;

@@ -1,5 +1,7 @@
 #include "jobs/quant/smoothquant.hpp"
 
+#include <cmath>
+
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/quant/calibration.hpp"
@@ -62,12 +64,14 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
       out.int_weights[prefix + name] = to_int_weight(qw, 8);
       const auto& x = xs.at(input_of.at(name));
       model::ActQuant aq;
-      aq.kind = act == "dynamic" ? model::ActQuant::Kind::int_token : model::ActQuant::Kind::int_tensor;
-      aq.bits = 8;
-      if (act == "static") aq.scale = std::max(x.abs().max().item<double>() / 127.0, 1e-8);
+      if (plan.a_bits > 0) {
+        aq.kind = act == "dynamic" ? model::ActQuant::Kind::int_token : model::ActQuant::Kind::int_tensor;
+        aq.bits = plan.a_bits;
+        if (act == "static") aq.scale = std::max(x.abs().max().item<double>() / (std::ldexp(1.0, aq.bits - 1) - 1), 1e-8);
+        activations[prefix + name] = aq.to_json();
+      }
       lin->weight = wq.to(lin->weight.scalar_type());
       lin->act = aq;
-      activations[prefix + name] = aq.to_json();
       // Output error of the W8A8 Linear against the smoothed float one.
       const auto y = at::linear(x, w), yq = at::linear(aq.apply(x), wq);
       errs.push_back({prefix + name, (wq - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30),
@@ -84,6 +88,7 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
                              {"alpha", alpha},
                              {"weights", {{"bits", 8}, {"strategy", "channel"}, {"symmetric", true}}},
                              {"act", act},
+                             {"act_bits", p.value("A_BIT", 8)},
                              {"activations", activations},
                              {"overrides", describe_overrides(p)}};
   return out;

@@ -8,7 +8,8 @@
 // symmetric activations, per token (ACT: dynamic) or per tensor with a scale
 // calibrated on the smoothed inputs (ACT: static). The next block's inputs
 // come from the smoothed full-precision block. No resume state is kept (a
-// restarted job recalibrates). Keys: alpha, ACT, LAYER_OVERRIDES (SKIP).
+// restarted job recalibrates). Keys: alpha, ACT, A_BIT (8; 16 for 16-bit
+// activations), LAYER_OVERRIDES (SKIP, A_BIT: mixed activation precision).
 #pragma once
 
 #include <vector>

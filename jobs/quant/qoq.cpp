@@ -1,0 +1,460 @@
+#include "jobs/quant/qoq.hpp"
+
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include "common/error.hpp"
+#include "jobs/model/checkpoint.hpp"
+#include "jobs/quant/awq.hpp"
+#include "jobs/quant/calibration.hpp"
+#include "jobs/quant/gptq.hpp"
+#include "jobs/quant/layer_plan.hpp"
+#include "jobs/quant/smoothquant.hpp"
+#include "jobs/quant/transforms.hpp"
+
+namespace qjobs::quant {
+using nlohmann::json;
+
+namespace {
+
+constexpr double kProtectiveRange = 119;  // QServe's int8 range before the 4-bit step
+
+// The value at a dotted path below `j`, or nullptr.
+const json* at_path(const json& j, std::initializer_list<const char*> path) {
+  const json* cur = &j;
+  for (const char* k : path) {
+    if (!cur->is_object() || !cur->contains(k)) return nullptr;
+    cur = &(*cur)[k];
+  }
+  return cur->is_null() ? nullptr : cur;
+}
+
+// Bits of a deepcompressor dtype name; 0 for none.
+int dtype_bits(const std::string& key, const std::string& d, const std::vector<std::string>& allowed) {
+  if (std::find(allowed.begin(), allowed.end(), d) == allowed.end()) {
+    std::string list;
+    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+    throw Error(ErrorKind::invalid_input, key + ": '" + d + "' is not supported here (" + list + ")");
+  }
+  if (d == "none" || d == "null") return 0;
+  return std::stoi(d.substr(d.find_first_of("0123456789")));
+}
+
+void read_smooth(const json& q, const char* branch, SmoothSetting& s) {
+  if (const auto* v = at_path(q, {"smooth", branch, "strategy"})) s.strategy = v->get<std::string>();
+  if (const auto* v = at_path(q, {"smooth", branch, "alpha"})) s.alpha = v->get<double>();
+  if (const auto* v = at_path(q, {"smooth", branch, "beta"})) s.beta = v->get<double>();
+  if (const auto* v = at_path(q, {"smooth", branch, "num_grids"})) s.num_grids = v->get<int>();
+}
+
+json smooth_json(const SmoothSetting& s) {
+  return {{"enabled", s.enabled}, {"strategy", s.strategy}, {"alpha", s.alpha}, {"beta", s.beta}, {"num_grids", s.num_grids}};
+}
+
+// The weight grid of one Linear: asymmetric uint-b per group, either with a
+// float scale or (progressive) with scale s1 * s2, s1 the per-channel int8
+// scale into the protective range and s2 an integer.
+struct WeightGrid {
+  int bits = 4;
+  bool progressive = false;
+  at::Tensor s1;  // [rows, 1] when progressive
+
+  GroupGrid grid(const at::Tensor& cols, const at::Tensor& ratio) const {
+    const double qmax = std::ldexp(1.0, bits) - 1;
+    auto mn = cols.amin(1, true), mx = cols.amax(1, true);
+    if (ratio.defined()) mn = mn * ratio, mx = mx * ratio;
+    GroupGrid g;
+    if (progressive) {
+      const auto mn1 = mn / s1, mx1 = mx / s1;
+      const auto s2 = at::clamp_min(at::round((mx1 - mn1) / qmax), 1);
+      g.zero = at::clamp(at::round(-mn1 / s2), 0, qmax);
+      g.scale = s1 * s2;
+      // (q - z) * s2 is the int8 the kernel multiplies with: keep it in range.
+      g.lo = at::clamp_min(g.zero + at::ceil(-128.0 / s2), 0);
+      g.hi = at::clamp_max(g.zero + at::floor(127.0 / s2), qmax);
+    } else {
+      g.scale = (mx - mn).clamp_min(1e-5) / qmax;
+      g.zero = at::clamp(at::round(-mn / g.scale), 0, qmax);
+    }
+    return g;
+  }
+
+  at::Tensor codes(const at::Tensor& cols, const GroupGrid& g) const {
+    auto q = at::clamp(at::round(cols / g.scale) + g.zero, 0, std::ldexp(1.0, bits) - 1);
+    if (g.lo.defined()) q = at::max(at::min(q, g.hi), g.lo);
+    return q;
+  }
+};
+
+int64_t effective_group(int64_t group, int64_t cols) { return group <= 0 ? cols : std::min(group, cols); }
+
+WeightGrid grid_for(const at::Tensor& w, int bits, bool progressive) {
+  WeightGrid wg;
+  wg.bits = bits;
+  wg.progressive = progressive && bits < 8;
+  if (wg.progressive) wg.s1 = (w.abs().amax(1, true) / kProtectiveRange).clamp_min(1e-8);
+  return wg;
+}
+
+// Round to nearest on the grid, every group; ratio [rows, groups] or undefined.
+at::Tensor rtn(const at::Tensor& w, const WeightGrid& wg, int64_t g, const at::Tensor& ratio, exporter::IntWeight* ints = nullptr) {
+  const int64_t rows = w.size(0), cols = w.size(1), ng = (cols + g - 1) / g;
+  auto out = at::empty_like(w);
+  at::Tensor codes, scales, zeros;
+  if (ints != nullptr) codes = at::empty({rows, cols}, at::kInt), scales = at::empty({rows, ng}), zeros = at::empty({rows, ng}, at::kInt);
+  for (int64_t gi = 0; gi < ng; ++gi) {
+    const int64_t c0 = gi * g, n = std::min(g, cols - c0);
+    const auto part = w.narrow(1, c0, n);
+    const auto gr = wg.grid(part, ratio.defined() ? ratio.select(1, gi).unsqueeze(1) : at::Tensor());
+    const auto q = wg.codes(part, gr);
+    out.narrow(1, c0, n).copy_((q - gr.zero) * gr.scale);
+    if (ints != nullptr) {
+      codes.narrow(1, c0, n).copy_(q);
+      scales.select(1, gi).copy_(gr.scale.flatten());
+      zeros.select(1, gi).copy_(gr.zero.flatten());
+    }
+  }
+  if (ints != nullptr) {
+    ints->codes = codes;
+    ints->scales = scales;
+    ints->zeros = zeros;
+    ints->g_idx = at::arange(cols, at::kLong).div(g, "floor").to(at::kInt);
+    ints->bits = wg.bits;
+    ints->group_size = g;
+  }
+  return out;
+}
+
+// Activation-aware clipping: per (row, group) the shrink r of [min, max]
+// (1 - max_shrink * k / grids) whose rounded group gives the least output
+// error sum_t (x_t,g . (w_g - q_g))^2 on sampled inputs x [tokens, in].
+at::Tensor search_clip(const at::Tensor& w, const at::Tensor& x, const WeightGrid& wg, int64_t g, double max_shrink, int grids) {
+  const int64_t rows = w.size(0), cols = w.size(1), ng = (cols + g - 1) / g;
+  auto table = at::ones({rows, ng});
+  for (int64_t gi = 0; gi < ng; ++gi) {
+    const int64_t c0 = gi * g, n = std::min(g, cols - c0);
+    const auto part = w.narrow(1, c0, n);
+    const auto xg = x.narrow(1, c0, n);
+    auto best = at::full({rows}, std::numeric_limits<float>::infinity());
+    auto col = table.select(1, gi);
+    for (int k = 0; k <= grids; ++k) {
+      const double r = 1.0 - max_shrink * k / std::max(grids, 1);
+      const auto ratio = at::full({rows, 1}, r);
+      const auto gr = wg.grid(part, ratio);
+      const auto q = (wg.codes(part, gr) - gr.zero) * gr.scale;
+      const auto err = at::matmul(xg, (part - q).t()).pow(2).sum(0);
+      const auto better = err < best;
+      best = at::where(better, err, best);
+      col.copy_(at::where(better, at::full_like(col, r), col));
+    }
+  }
+  return table;
+}
+
+at::Tensor sample_rows(const at::Tensor& x, int64_t max_rows) {
+  if (x.size(0) <= max_rows) return x;
+  return x.index_select(0, at::arange(0, x.size(0), (x.size(0) + max_rows - 1) / max_rows, at::kLong));
+}
+
+model::ActQuant act_for(int bits, bool is_static, const at::Tensor& x) {
+  model::ActQuant a;
+  if (bits <= 0) return a;
+  a.bits = bits;
+  a.kind = is_static ? model::ActQuant::Kind::int_tensor : model::ActQuant::Kind::int_token;
+  if (is_static) a.scale = std::max(x.abs().max().item<double>() / (std::ldexp(1.0, bits - 1) - 1), 1e-8);
+  return a;
+}
+
+// s = xstat^alpha / wstat^beta for each grid alpha (Manual: the given
+// alpha), or no smoothing, whichever gives the least `objective`.
+at::Tensor choose_scale(const SmoothSetting& st, const at::Tensor& xstat, const at::Tensor& wstat,
+                        const std::function<double(const at::Tensor&)>& objective) {
+  const auto make = [&](double a) {
+    const double b = st.beta < 0 ? 1 - a : st.beta;
+    return (xstat.clamp_min(1e-5).pow(a) / wstat.clamp_min(1e-5).pow(b)).clamp_min(1e-5);
+  };
+  if (st.strategy == "Manual") return make(st.alpha);
+  at::Tensor best = at::ones_like(xstat);
+  double best_err = objective(best);
+  for (int k = 0; k <= st.num_grids; ++k) {
+    const auto s = make(static_cast<double>(k) / st.num_grids);
+    const double e = objective(s);
+    if (e < best_err) best_err = e, best = s;
+  }
+  return best;
+}
+
+// [n] per pair-half max, made equal on each RoPE pair of each head.
+at::Tensor tie_rope_pairs(const at::Tensor& v, int64_t head_dim) {
+  const auto h = v.reshape({-1, 2, head_dim / 2});
+  return h.amax(1, true).expand_as(h).reshape({-1}).contiguous();
+}
+
+}  // namespace
+
+QoqConfig QoqConfig::from_lmquant(const json& section) {
+  QoqConfig c;
+  c.preset = section.value("quant_type", std::string("gchn"));
+  if (c.preset == "gchn") c.w_group = -1, c.progressive = false, c.kv_bits = 8;
+  else if (c.preset != "g128") throw Error(ErrorKind::invalid_input, "llm.LMQuant.quant_type: QoQ runs g128 or gchn, not " + c.preset);
+  const json q = section.value("quant", json::object());
+  const auto b = [&](std::initializer_list<const char*> path, bool& dst) { if (const auto* v = at_path(q, path)) dst = v->get<bool>(); };
+  if (const auto* v = at_path(q, {"wgts", "dtype"})) c.w_bits = dtype_bits("llm.LMQuant.quant.wgts.dtype", v->get<std::string>(), {"uint4", "uint8"});
+  if (const auto* v = at_path(q, {"wgts", "group_size"})) c.w_group = v->get<int64_t>();
+  b({"wgts", "progressive"}, c.progressive);
+  b({"wgts", "enable_calib_range"}, c.calib_range);
+  if (const auto* v = at_path(q, {"wgts", "calib_range", "max_shrink"})) c.max_shrink = v->get<double>();
+  if (const auto* v = at_path(q, {"wgts", "calib_range", "num_grids"})) c.clip_grids = v->get<int>();
+  b({"wgts", "enable_kernel_gptq"}, c.gptq);
+  if (const auto* v = at_path(q, {"wgts", "kernel_gptq", "damp_percentage"})) c.damp = v->get<double>();
+  if (const auto* v = at_path(q, {"wgts", "kernel_gptq", "block_size"})) c.gptq_block = v->get<int64_t>();
+  if (const auto* v = at_path(q, {"ipts", "dtype"}))
+    c.a_bits = dtype_bits("llm.LMQuant.quant.ipts.dtype", v->get<std::string>(), {"sint8", "sint16", "none", "null"});
+  b({"ipts", "static"}, c.a_static);
+  if (const auto* v = at_path(q, {"opts", "dtype"}))
+    c.kv_bits = dtype_bits("llm.LMQuant.quant.opts.dtype", v->get<std::string>(), {"uint4", "uint8", "none", "null"});
+  if (const auto* v = at_path(q, {"opts", "group_size"})) c.kv_group = v->get<int64_t>();
+  b({"enable_rotation"}, c.rotation);
+  b({"rotation", "random"}, c.rotation_random);
+  bool smooth = true;
+  b({"enable_smooth"}, smooth);
+  b({"smooth", "enable_xw"}, c.xw.enabled);
+  b({"smooth", "enable_yx"}, c.yx.enabled);
+  if (!smooth) c.xw.enabled = c.yx.enabled = false;
+  read_smooth(q, "xw", c.xw);
+  read_smooth(q, "yx", c.yx);
+  b({"enable_reorder"}, c.reorder);
+  return c;
+}
+
+json QoqConfig::to_json() const {
+  return {{"preset", preset},
+          {"weights", {{"bits", w_bits}, {"group_size", w_group}, {"progressive", progressive},
+                       {"protective_range", progressive ? kProtectiveRange : 0}, {"calib_range", calib_range},
+                       {"max_shrink", max_shrink}, {"gptq", gptq}, {"damp_percent", damp}}},
+          {"activations", {{"bits", a_bits}, {"static", a_static}, {"granularity", a_static ? "tensor" : "token"}}},
+          {"kv_cache", {{"bits", kv_bits}, {"group_size", kv_group}, {"granularity", "token, head"}}},
+          {"rotation", {{"enabled", rotation}, {"random", rotation_random}}},
+          {"smooth_xw", smooth_json(xw)},
+          {"smooth_attention", smooth_json(yx)},
+          {"reorder", reorder}};
+}
+
+QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
+  at::NoGradGuard no_grad;
+  const auto& p = in.params;
+  const auto c = QoqConfig::from_lmquant(p);
+  json flat = {{"W_BIT", c.w_bits}, {"Q_GROUP_SIZE", c.w_group}, {"ZERO_POINT", true}, {"A_BIT", c.a_bits}};
+  if (p.contains("LAYER_OVERRIDES")) flat["LAYER_OVERRIDES"] = p["LAYER_OVERRIDES"];
+
+  const auto ids = in.calibration();
+  auto model = model::LlamaModel::load(*in.ckpt, in.compute);
+  if (c.rotation) {
+    fuse_norms(model);
+    rotate_residual(model, rotation_matrix(model.config().hidden, c.rotation_random ? 0x51ed : 0));
+    rotate_value_heads(model, rotation_matrix(model.config().head_dim, c.rotation_random ? 0x51ee : 0));
+  }
+  const auto& mc = model.config();
+  model::KvQuant kv;
+  if (c.kv_bits > 0) kv.kind = model::KvQuant::Kind::integer, kv.bits = c.kv_bits, kv.group = c.kv_group;
+  model.set_kv_quant(kv);
+
+  // Static activation scales are not in the saved block state: such runs start over.
+  const auto state = c.a_static ? std::filesystem::path() : in.state_dir;
+  CalibrationEngine engine(model, ids, 8, state, state.empty() ? "" : calibration_fingerprint(*in.ckpt, p, ids));
+  QuantOutput out;
+  const int64_t L = mc.layers;
+  const int64_t first = engine.resume(out.layer_errors, out.int_weights);
+  out.resumed_blocks = first;
+  json activations = json::object();
+  const auto set_act = [&](const std::string& full, model::Linear& lin, const LinearPlan& plan, const at::Tensor& x) {
+    lin.act = act_for(plan.skip ? 0 : plan.a_bits, c.a_static, x);
+    if (lin.act.kind != model::ActQuant::Kind::none) activations[full] = lin.act.to_json();
+  };
+  for (int64_t l = 0; l < first; ++l) {
+    auto& layer = model.layers()[static_cast<std::size_t>(l)];
+    for (auto& [name, lin] : layer.linears()) {
+      const std::string full = "model.layers." + std::to_string(l) + "." + name;
+      set_act(full, *lin, plan_for(full, flat, RangeMode::min_max), at::Tensor());
+    }
+    collect_block(*in.ckpt, model, l, out.replaced);
+  }
+  in.progress(first, L, "");
+
+  const int64_t rep = mc.heads / mc.kv_heads;
+  const auto wplan = [&](const std::string& full) { return plan_for(full, flat, RangeMode::min_max); };
+  // Output error of a consumer Linear with its inputs divided and its
+  // columns multiplied by S [in], both quantized as they will be.
+  const auto consumer_error = [&](const std::string& full, const at::Tensor& x, const at::Tensor& w, const at::Tensor& S) {
+    const auto plan = wplan(full);
+    const auto y = at::matmul(x, w.t());
+    const auto ws = w * S.unsqueeze(0);
+    const auto wq = plan.skip ? ws : rtn(ws, grid_for(ws, plan.cfg.bits, c.progressive), effective_group(plan.cfg.group_size, ws.size(1)), at::Tensor());
+    const auto xq = act_for(plan.skip ? 0 : plan.a_bits, false, x).apply(x / S.unsqueeze(0));
+    return (at::matmul(xq, wq.t()) - y).pow(2).sum().item<double>();
+  };
+
+  for (int64_t l = first; l < L; ++l) {
+    auto& layer = model.layers()[static_cast<std::size_t>(l)];
+    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+
+    // SmoothAttention on the keys after RoPE.
+    if (c.kv_bits > 0 && c.yx.enabled) {
+      std::vector<at::Tensor> ks, qs;
+      const model::LinearHook hook = [&](const std::string& name, const at::Tensor&, const at::Tensor& y) {
+        if (name == prefix + "self_attn.k_proj") ks.push_back(after_rope(model, y));
+        if (name == prefix + "self_attn.q_proj") qs.push_back(after_rope(model, y));
+        return y;
+      };
+      engine.forward(l, &hook);
+      const auto flat_tokens = [](const std::vector<at::Tensor>& v) {
+        std::vector<at::Tensor> f;
+        for (const auto& t : v) f.push_back(t.reshape({-1, t.size(-1)}));
+        return at::cat(f, 0);
+      };
+      const auto kall = flat_tokens(ks), qall = flat_tokens(qs);
+      const auto kstat = tie_rope_pairs(kall.abs().amax(0), mc.head_dim);
+      const auto qstat = tie_rope_pairs(qall.abs().amax(0).reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1}), mc.head_dim);
+      // Objective: attention logits of the first window with the keys as the cache holds them.
+      const auto k0 = ks.front().narrow(0, 0, 1).reshape({1, -1, mc.kv_heads, mc.head_dim}).transpose(1, 2);  // [1, kvh, T, hd]
+      const auto q0 = qs.front().narrow(0, 0, 1).reshape({1, -1, mc.kv_heads, rep, mc.head_dim});
+      const auto qh = q0.permute({0, 2, 3, 1, 4});  // [1, kvh, rep, T, hd]
+      const auto ref = at::matmul(qh, k0.unsqueeze(2).transpose(-1, -2));
+      const auto lambda = choose_scale(c.yx, kstat, qstat, [&](const at::Tensor& lam) {
+        const auto lh = lam.reshape({1, mc.kv_heads, 1, mc.head_dim});
+        const auto kq = kv.apply(k0 / lh, l, true);
+        const auto s = at::matmul(qh * lh.unsqueeze(2), kq.unsqueeze(2).transpose(-1, -2));
+        return (s - ref).pow(2).sum().item<double>();
+      });
+      smooth_attention(layer, mc, lambda);
+    }
+
+    // Smoothing v -> o_proj and up -> down_proj.
+    if (c.xw.enabled) {
+      auto x = sample_rows(engine.capture_inputs(l, {"self_attn.o_proj"}).at("self_attn.o_proj"), 2048);
+      auto w = layer.o_proj.weight.to(at::kFloat);
+      const auto xstat = x.abs().amax(0).reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1});
+      const auto wstat = w.abs().amax(0).reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1});
+      const auto expand = [&](const at::Tensor& s) {
+        return s.reshape({mc.kv_heads, 1, mc.head_dim}).expand({mc.kv_heads, rep, mc.head_dim}).reshape({-1});
+      };
+      const auto s_vo = choose_scale(c.xw, xstat, wstat, [&](const at::Tensor& s) { return consumer_error(prefix + "self_attn.o_proj", x, w, expand(s)); });
+      smooth_value_out(layer, mc, s_vo);
+      x = sample_rows(engine.capture_inputs(l, {"mlp.down_proj"}).at("mlp.down_proj"), 2048);
+      w = layer.down_proj.weight.to(at::kFloat);
+      const auto s_ud = choose_scale(c.xw, x.abs().amax(0), w.abs().amax(0),
+                                     [&](const at::Tensor& s) { return consumer_error(prefix + "mlp.down_proj", x, w, s); });
+      smooth_up_down(layer, s_ud);
+    }
+
+    // Channel reordering of down_proj's inputs, largest first.
+    const int64_t down_group = wplan(prefix + "mlp.down_proj").cfg.group_size;
+    if (c.reorder && down_group > 0 && down_group < mc.intermediate) {
+      const auto x = engine.capture_inputs(l, {"mlp.down_proj"}).at("mlp.down_proj");
+      reorder_intermediate(layer, at::argsort(x.abs().amax(0), 0, /*descending=*/true));
+    }
+
+    // Weights (true-sequential), activations.
+    std::map<std::string, model::Linear*> lin;
+    for (auto& [name, l2] : layer.linears()) lin[name] = l2;
+    std::vector<LayerError> errs;
+    for (const auto& group : std::vector<std::vector<std::string>>{{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
+                                                                   {"self_attn.o_proj"},
+                                                                   {"mlp.gate_proj", "mlp.up_proj"},
+                                                                   {"mlp.down_proj"}}) {
+      const auto xs = engine.capture_inputs(l, group);
+      for (const auto& name : group) {
+        const std::string full = prefix + name;
+        const auto plan = wplan(full);
+        auto& L2 = *lin.at(name);
+        const auto& x = xs.at(name);
+        set_act(full, L2, plan, x);
+        if (plan.skip) continue;
+        const auto w = L2.weight.to(at::kFloat);
+        const int64_t g = effective_group(plan.cfg.group_size, w.size(1));
+        const auto wg = grid_for(w, plan.cfg.bits, c.progressive);
+        const auto ratio = c.calib_range ? search_clip(w, sample_rows(x, 512), wg, g, c.max_shrink, c.clip_grids) : at::Tensor();
+        at::Tensor wq;
+        exporter::IntWeight ints;
+        if (c.gptq) {
+          const GroupGridFn fn = [&](const at::Tensor& cols, int64_t gi) {
+            return wg.grid(cols, ratio.defined() ? ratio.select(1, gi).unsqueeze(1) : at::Tensor());
+          };
+          const auto H = at::matmul(x.t(), x) * (2.0 / static_cast<double>(x.size(0)));
+          WeightQuantConfig cfg = plan.cfg;
+          cfg.group_size = g;
+          auto r = gptq_quantize(w, H, cfg, c.damp, c.gptq_block, false, false, &fn);
+          wq = r.weight;
+          ints = r.ints;
+        } else {
+          wq = rtn(w, wg, g, ratio, &ints);
+        }
+        L2.weight = wq.to(L2.weight.scalar_type());
+        out.int_weights[full] = ints;
+        const auto y = at::matmul(x, w.t()), yq = at::matmul(L2.act.apply(x), wq.t());
+        errs.push_back({full, (wq - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30),
+                        (wq - w).abs().max().item<double>(),
+                        (yq - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30)});
+      }
+    }
+    engine.advance(l, engine.forward(l), errs, out.int_weights);  // next inputs from the quantized block
+    out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
+    collect_block(*in.ckpt, model, l, out.replaced);
+    in.progress(l + 1, L, "block " + std::to_string(l));
+  }
+
+  // Outside the blocks: the rotated embedding, the fused final norm, lm_head.
+  const auto stored = [&](const std::string& name) { return in.ckpt->tensor(name).scalar_type(); };
+  const auto embed_dtype = stored("model.embed_tokens.weight");
+  out.replaced["model.embed_tokens.weight"] = model.embed_tokens().to(at::kCPU).to(embed_dtype);
+  out.replaced["model.norm.weight"] = model.final_norm().to(at::kCPU).to(stored("model.norm.weight"));
+  if (!model.config().tie_word_embeddings) {
+    const auto head = model.lm_head().to(at::kCPU);
+    if (in.ckpt->has("lm_head.weight")) {
+      out.replaced["lm_head.weight"] = head.to(stored("lm_head.weight"));
+    } else {
+      out.added["lm_head.weight"] = head.to(embed_dtype);
+      out.config_patch["tie_word_embeddings"] = false;
+    }
+  }
+  out.quantization_config = {{"quant_method", "qoq"},
+                             {"format", "fake_quant"},
+                             {"lmquant_preset", c.preset},
+                             {"qoq", c.to_json()},
+                             {"activations", activations},
+                             {"kv_cache", kv.to_json()},
+                             {"overrides", describe_overrides(flat)}};
+  return out;
+}
+
+QuantOutput LmQuantAlgorithm::run(const QuantInputs& in) {
+  const auto& p = in.params;
+  const std::string preset = p.value("quant_type", std::string("gchn"));
+  if (preset == "g128" || preset == "gchn") return QoqAlgorithm().run(in);
+  QuantInputs sub = in;
+  json params;
+  std::unique_ptr<QuantAlgorithm> algo;
+  if (preset == "sq_dynamic" || preset == "sq_static") {
+    double alpha = 0.5;
+    if (const auto* v = at_path(p, {"quant", "smooth", "xw", "alpha"})) alpha = v->get<double>();
+    params = {{"alpha", alpha}, {"ACT", preset == "sq_dynamic" ? "dynamic" : "static"}};
+    algo = std::make_unique<SmoothQuantAlgorithm>();
+  } else if (preset == "awq") {
+    params = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 128}, {"ZERO_POINT", true}, {"N_GRID", 20}, {"DUO_SCALING", true}, {"CLIP", true}};
+    algo = std::make_unique<AwqAlgorithm>();
+  } else if (preset == "gptq") {
+    params = {{"W_BIT", 4},         {"Q_GROUP_SIZE", 128},     {"ZERO_POINT", true},       {"DAMP_PERCENT", 0.01},
+              {"BLOCK_SIZE", 128},  {"DESC_ACT", false},       {"STATIC_GROUPS", false},   {"TRUE_SEQUENTIAL", true}};
+    algo = std::make_unique<GptqAlgorithm>();
+  } else {
+    throw Error(ErrorKind::invalid_input, "llm.LMQuant.quant_type: unknown preset '" + preset + "'");
+  }
+  if (p.contains("LAYER_OVERRIDES")) params["LAYER_OVERRIDES"] = p["LAYER_OVERRIDES"];
+  sub.params = params;
+  auto out = algo->run(sub);
+  out.quantization_config["lmquant_preset"] = preset;
+  return out;
+}
+
+}  // namespace qjobs::quant

@@ -1,0 +1,84 @@
+// QoQ W4A8KV4 (Lin et al., 2024, "QServe"), the algorithm behind Nyuntam's
+// LMQuant section. Per model, then per block:
+//   1. rotation: RMSNorm weights fused into the Linears that read them, the
+//      residual stream rotated by a Hadamard matrix (random orthogonal when
+//      the width is not a power of two), values rotated per head across
+//      v_proj/o_proj (transforms.hpp);
+//   2. SmoothAttention: keys after RoPE divided by lambda = max|k|^alpha /
+//      max|q|^beta (alpha 0.5, beta 0 by default), queries multiplied, for the
+//      4-bit KV cache; equal on each RoPE pair;
+//   3. smoothing of the block's inner activations: v -> o_proj and
+//      up -> down_proj, s = max|x|^alpha / max|w|^beta, alpha chosen on a grid
+//      by the quantized output error (GridSearch) or given (Manual);
+//   4. reordering of the MLP's intermediate channels by max|x| so that
+//      groups of down_proj's inputs hold channels of like magnitude;
+//   5. weights: progressive group quantization (g128) — int8 per output
+//      channel into the protective range [-119, 119], then uint4 per group of
+//      128 with an integer scale and zero (the dequantized int8 value
+//      (q - z) * s2 must stay in [-128, 127]) — or uint4 per channel (gchn);
+//      activation-aware clipping (per group, the shrink of [min, max] with
+//      the least output error on calibration inputs); GPTQ on that grid;
+//   6. activations int8 per token (dynamic) or per tensor (static), KV cache
+//      uint4 (g128) or uint8 (gchn) asymmetric per token per head.
+// The full-precision model after steps 1-4 computes the same logits as the
+// original. Every step can be turned off, which gives the plain RTN
+// W4A8KV4 baseline. The presets sq_dynamic, sq_static, awq and gptq hand the
+// job to SmoothQuant, AWQ and GPTQ (W4 g128).
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "jobs/quant/algorithm.hpp"
+
+namespace qjobs::quant {
+
+struct SmoothSetting {
+  bool enabled = true;
+  std::string strategy = "GridSearch";  // or Manual
+  double alpha = 0.5;
+  double beta = -1;   // < 0: 1 - alpha
+  int num_grids = 20;
+};
+
+struct QoqConfig {
+  std::string preset = "g128";
+  int w_bits = 4;
+  int64_t w_group = 128;      // -1: per output channel
+  bool progressive = true;    // int8 per channel, then integer group scales
+  bool calib_range = true;
+  double max_shrink = 0.2;
+  int clip_grids = 20;
+  bool gptq = true;
+  double damp = 0.01;
+  int64_t gptq_block = 128;
+  int a_bits = 8;             // 0: activations kept in full precision
+  bool a_static = false;
+  int kv_bits = 4;            // 0: KV cache kept in full precision
+  int64_t kv_group = 0;       // channels per KV group; 0 = the whole head
+  bool rotation = true;
+  bool rotation_random = false;
+  SmoothSetting xw;           // v -> o, up -> down
+  SmoothSetting yx{true, "Manual", 0.5, 0, 20};  // SmoothAttention
+  bool reorder = true;
+
+  // The preset's values, then the LMQuant section's quant.* keys (already
+  // validated against the catalog). Throws Error(invalid_input) naming a
+  // key whose value the algorithm cannot use.
+  static QoqConfig from_lmquant(const nlohmann::json& section);
+  nlohmann::json to_json() const;
+};
+
+class QoqAlgorithm final : public QuantAlgorithm {
+ public:
+  QuantOutput run(const QuantInputs& in) override;
+};
+
+// Nyuntam's LMQuant: QoQ for g128/gchn, the other presets by delegation.
+class LmQuantAlgorithm final : public QuantAlgorithm {
+ public:
+  QuantOutput run(const QuantInputs& in) override;
+};
+
+}  // namespace qjobs::quant
