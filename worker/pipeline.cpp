@@ -102,10 +102,16 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   fs::create_directories(out);
   const auto format = exporter::packed_format(spec.export_format);
   const bool packed = format.has_value();
-  if (packed && q.int_weights.empty())
+  // FP8 weights go into compressed-tensors as float-quantized, integer ones as pack-quantized.
+  const bool fp8 = packed && *format == exporter::PackedFormat::compressed_tensors && !q.float_weights.empty();
+  if (packed && !fp8 && q.int_weights.empty())
     throw Error(ErrorKind::invalid_input, "ALGORITHM " + spec.algorithm + " has no integer form for EXPORT_FORMAT " + spec.export_format);
   json config = ckpt.config();
-  json qc = packed ? exporter::packed_quantization_config(q.int_weights, *format, spec.params) : q.quantization_config;
+  json qc = fp8 ? exporter::float_quantized_config(spec.params.value("WEIGHT_SCALE", std::string("channel")),
+                                                   spec.params.value("ACT", std::string("dynamic")) == "dynamic",
+                                                   !q.k_scales.empty(), q.ignored)
+        : packed ? exporter::packed_quantization_config(q.int_weights, *format, spec.params)
+                 : q.quantization_config;
   const auto total = static_cast<int64_t>(ckpt.files().size()) + 1;
   int64_t done = 0;
   json weight_map = json::object();
@@ -116,8 +122,17 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
     std::vector<model::NamedTensor> tensors;
     for (const auto& info : file.tensors()) {
       const std::string stem = info.name.size() > 7 ? info.name.substr(0, info.name.size() - 7) : info.name;
+      const auto fw = q.float_weights.find(stem);
+      if (fp8 && info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0 &&
+          fw != q.float_weights.end()) {
+        const auto dt = model::st_to_aten(info.dtype);
+        tensors.push_back({info.name, fw->second.codes, model::StDtype::F8_E4M3});
+        tensors.push_back({stem + ".weight_scale", fw->second.scale.to(dt), {}});
+        if (fw->second.input_scale.defined()) tensors.push_back({stem + ".input_scale", fw->second.input_scale.to(dt), {}});
+        continue;
+      }
       const auto iw = q.int_weights.find(stem);
-      if (packed && info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0 &&
+      if (packed && !fp8 && info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0 &&
           iw != q.int_weights.end()) {
         for (auto& [suffix, t] : exporter::pack(iw->second, *format, model::st_to_aten(info.dtype))) tensors.push_back({stem + "." + suffix, t, {}});
         continue;
@@ -128,8 +143,15 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
                              ? std::optional<model::StDtype>(info.dtype)
                              : std::nullopt});
     }
-    if (file_ptr == ckpt.files().back())
+    if (file_ptr == ckpt.files().back()) {
       for (const auto& [name, t] : q.added) tensors.push_back({name, t, {}});
+      const auto kv_dtype = model::st_to_aten(file.tensors().front().dtype) == at::kByte ? at::kFloat : model::st_to_aten(file.tensors().front().dtype);
+      for (std::size_t i = 0; fp8 && i < q.k_scales.size(); ++i) {
+        const std::string p = "model.layers." + std::to_string(i) + ".self_attn.";
+        tensors.push_back({p + "k_scale", at::scalar_tensor(q.k_scales[i]).to(kv_dtype), {}});
+        tensors.push_back({p + "v_scale", at::scalar_tensor(q.v_scales[i]).to(kv_dtype), {}});
+      }
+    }
     for (const auto& t : tensors) {
       weight_map[t.name] = out_name;
       total_bytes += static_cast<uint64_t>(t.tensor.numel()) * t.tensor.element_size();

@@ -59,16 +59,23 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
         {"mlp.down_proj", "mlp.down_proj"}};
     std::vector<LayerError> errs;
     for (auto& [name, lin] : layer.linears()) {
-      if (plan_for(prefix + name, p, RangeMode::through_zero).skip) continue;
+      if (plan_for(prefix + name, p, RangeMode::through_zero).skip) {
+        out.ignored.push_back(prefix + name);
+        continue;
+      }
       const auto w = lin->weight.to(at::kFloat);
       const auto amax = wscale == "channel" ? w.abs().amax(1, true) : w.abs().max().reshape({1, 1});
       const auto s = (amax / kFp8E4m3Max).clamp_min(1e-12);
-      const auto wq = fp8_e4m3_round(w / s) * s;
+      const auto codes = fp8_e4m3_encode(w / s);
+      const auto wq = fp8_e4m3_decode(codes) * s;
       model::ActQuant aq;
       aq.kind = act == "dynamic" ? model::ActQuant::Kind::fp8_token : model::ActQuant::Kind::fp8_tensor;
       if (act == "static") aq.scale = std::max(xs.at(input_of.at(name)).abs().max().item<double>() / kFp8E4m3Max, 1e-12);
       lin->weight = wq.to(lin->weight.scalar_type());
       lin->act = aq;
+      exporter::FloatWeight fw{codes, wscale == "channel" ? s : s.reshape({1}), at::Tensor()};
+      if (act == "static") fw.input_scale = at::full({1}, aq.scale);
+      out.float_weights[prefix + name] = fw;
       activations[prefix + name] = aq.to_json();
       double out_err = -1;
       if (xs.count(input_of.at(name))) {
@@ -86,6 +93,8 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
   }
   model::KvQuant kvq;
   if (kv) {
+    out.k_scales = k_scale;
+    out.v_scales = v_scale;
     kvq.kind = model::KvQuant::Kind::fp8;
     kvq.k_scale = k_scale;
     kvq.v_scale = v_scale;

@@ -16,9 +16,41 @@
 namespace qjobs::quant {
 using nlohmann::json;
 
-namespace {
+WeightGrid WeightGrid::for_weight(const at::Tensor& w, int bits, bool progressive) {
+  WeightGrid wg;
+  wg.bits = bits;
+  wg.progressive = progressive && bits < 8;
+  if (wg.progressive) wg.s1 = (w.abs().amax(1, true) / kQoqProtectiveRange).clamp_min(1e-8);
+  return wg;
+}
 
-constexpr double kProtectiveRange = 119;  // QServe's int8 range before the 4-bit step
+GroupGrid WeightGrid::grid(const at::Tensor& cols, const at::Tensor& ratio) const {
+  const double qmax = std::ldexp(1.0, bits) - 1;
+  auto mn = cols.amin(1, true), mx = cols.amax(1, true);
+  if (ratio.defined()) mn = mn * ratio, mx = mx * ratio;
+  GroupGrid g;
+  if (progressive) {
+    const auto mn1 = mn / s1, mx1 = mx / s1;
+    const auto s2 = at::clamp_min(at::round((mx1 - mn1) / qmax), 1);
+    g.zero = at::clamp(at::round(-mn1 / s2), 0, qmax);
+    g.scale = s1 * s2;
+    // (q - z) * s2 is the int8 the kernel multiplies with: keep it in range.
+    g.lo = at::clamp_min(g.zero + at::ceil(-128.0 / s2), 0);
+    g.hi = at::clamp_max(g.zero + at::floor(127.0 / s2), qmax);
+  } else {
+    g.scale = (mx - mn).clamp_min(1e-5) / qmax;
+    g.zero = at::clamp(at::round(-mn / g.scale), 0, qmax);
+  }
+  return g;
+}
+
+at::Tensor WeightGrid::codes(const at::Tensor& cols, const GroupGrid& g) const {
+  auto q = at::clamp(at::round(cols / g.scale) + g.zero, 0, std::ldexp(1.0, bits) - 1);
+  if (g.lo.defined()) q = at::max(at::min(q, g.hi), g.lo);
+  return q;
+}
+
+namespace {
 
 // The value at a dotted path below `j`, or nullptr.
 const json* at_path(const json& j, std::initializer_list<const char*> path) {
@@ -52,50 +84,9 @@ json smooth_json(const SmoothSetting& s) {
   return {{"enabled", s.enabled}, {"strategy", s.strategy}, {"alpha", s.alpha}, {"beta", s.beta}, {"num_grids", s.num_grids}};
 }
 
-// The weight grid of one Linear: asymmetric uint-b per group, either with a
-// float scale or (progressive) with scale s1 * s2, s1 the per-channel int8
-// scale into the protective range and s2 an integer.
-struct WeightGrid {
-  int bits = 4;
-  bool progressive = false;
-  at::Tensor s1;  // [rows, 1] when progressive
-
-  GroupGrid grid(const at::Tensor& cols, const at::Tensor& ratio) const {
-    const double qmax = std::ldexp(1.0, bits) - 1;
-    auto mn = cols.amin(1, true), mx = cols.amax(1, true);
-    if (ratio.defined()) mn = mn * ratio, mx = mx * ratio;
-    GroupGrid g;
-    if (progressive) {
-      const auto mn1 = mn / s1, mx1 = mx / s1;
-      const auto s2 = at::clamp_min(at::round((mx1 - mn1) / qmax), 1);
-      g.zero = at::clamp(at::round(-mn1 / s2), 0, qmax);
-      g.scale = s1 * s2;
-      // (q - z) * s2 is the int8 the kernel multiplies with: keep it in range.
-      g.lo = at::clamp_min(g.zero + at::ceil(-128.0 / s2), 0);
-      g.hi = at::clamp_max(g.zero + at::floor(127.0 / s2), qmax);
-    } else {
-      g.scale = (mx - mn).clamp_min(1e-5) / qmax;
-      g.zero = at::clamp(at::round(-mn / g.scale), 0, qmax);
-    }
-    return g;
-  }
-
-  at::Tensor codes(const at::Tensor& cols, const GroupGrid& g) const {
-    auto q = at::clamp(at::round(cols / g.scale) + g.zero, 0, std::ldexp(1.0, bits) - 1);
-    if (g.lo.defined()) q = at::max(at::min(q, g.hi), g.lo);
-    return q;
-  }
-};
-
 int64_t effective_group(int64_t group, int64_t cols) { return group <= 0 ? cols : std::min(group, cols); }
 
-WeightGrid grid_for(const at::Tensor& w, int bits, bool progressive) {
-  WeightGrid wg;
-  wg.bits = bits;
-  wg.progressive = progressive && bits < 8;
-  if (wg.progressive) wg.s1 = (w.abs().amax(1, true) / kProtectiveRange).clamp_min(1e-8);
-  return wg;
-}
+WeightGrid grid_for(const at::Tensor& w, int bits, bool progressive) { return WeightGrid::for_weight(w, bits, progressive); }
 
 // Round to nearest on the grid, every group; ratio [rows, groups] or undefined.
 at::Tensor rtn(const at::Tensor& w, const WeightGrid& wg, int64_t g, const at::Tensor& ratio, exporter::IntWeight* ints = nullptr) {
@@ -231,7 +222,7 @@ QoqConfig QoqConfig::from_lmquant(const json& section) {
 json QoqConfig::to_json() const {
   return {{"preset", preset},
           {"weights", {{"bits", w_bits}, {"group_size", w_group}, {"progressive", progressive},
-                       {"protective_range", progressive ? kProtectiveRange : 0}, {"calib_range", calib_range},
+                       {"protective_range", progressive ? kQoqProtectiveRange : 0}, {"calib_range", calib_range},
                        {"max_shrink", max_shrink}, {"gptq", gptq}, {"damp_percent", damp}}},
           {"activations", {{"bits", a_bits}, {"static", a_static}, {"granularity", a_static ? "tensor" : "token"}}},
           {"kv_cache", {{"bits", kv_bits}, {"group_size", kv_group}, {"granularity", "token, head"}}},

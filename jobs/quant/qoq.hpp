@@ -31,8 +31,27 @@
 #include <nlohmann/json.hpp>
 
 #include "jobs/quant/algorithm.hpp"
+#include "jobs/quant/gptq.hpp"
 
 namespace qjobs::quant {
+
+constexpr double kQoqProtectiveRange = 119;  // QServe's int8 range before the 4-bit step
+
+// The weight grid of one Linear: asymmetric uint-b per group, with a float
+// scale, or (progressive) with scale s1 * s2: s1 = max|row| / 119 the
+// per-channel int8 scale, s2 >= 1 an integer, zero an integer, and codes
+// limited so that the int8 value (q - z) * s2 stays in [-128, 127].
+// Rounding is one step to the nearest grid point of the composite scale.
+struct WeightGrid {
+  int bits = 4;
+  bool progressive = false;
+  at::Tensor s1;  // float32 [rows, 1] when progressive
+
+  static WeightGrid for_weight(const at::Tensor& w, int bits, bool progressive);
+  // The grid of a group's columns [rows, n], its [min, max] shrunk by ratio [rows, 1] (undefined = 1).
+  GroupGrid grid(const at::Tensor& cols, const at::Tensor& ratio) const;
+  at::Tensor codes(const at::Tensor& cols, const GroupGrid& g) const;  // float codes
+};
 
 struct SmoothSetting {
   bool enabled = true;

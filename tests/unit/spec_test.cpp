@@ -126,15 +126,52 @@ TEST(JobSpec, NyuntamAwqAsRtnParsesEveryField) {
 TEST(JobSpec, DottedKeysExpandIntoSections) {
   std::string yaml = kNyuntamLmquant;
   auto r = parse_job_spec(yaml);
-  // Not available, so no spec; check the expansion through a near copy whose
-  // only defect is a bad dotted key.
+  ASSERT_TRUE(r.spec) << r.issues[0].message;
+  const auto& q = r.spec->params["quant"];
+  EXPECT_EQ(r.spec->params["quant_type"], "gchn");
+  EXPECT_DOUBLE_EQ(q["smooth"]["xw"]["alpha"].get<double>(), 0.05);
+  EXPECT_DOUBLE_EQ(q["smooth"]["xw"]["beta"].get<double>(), 0.95);
+  EXPECT_EQ(q["smooth"]["yx"]["strategy"], "GridSearch");
+  EXPECT_DOUBLE_EQ(q["smooth"]["yx"]["beta"].get<double>(), -2);  // the string " -2"
+  EXPECT_EQ(q["reorder"]["outputs_device"], "cpu");
+  // A near copy whose only defect is a bad dotted key.
   yaml.replace(yaml.find("quant.reorder.outputs_device"), 28, "quant.reorder.output_device");
   r = parse_job_spec(yaml);
-  ASSERT_EQ(r.issues.size(), 2u);
+  ASSERT_EQ(r.issues.size(), 1u);
   EXPECT_EQ(r.issues[0].path, "llm.LMQuant.quant.reorder.output_device");
   EXPECT_NE(r.issues[0].message.find("did you mean 'outputs_device'"), std::string::npos) << r.issues[0].message;
   EXPECT_EQ(r.issues[0].line, 21);
   EXPECT_EQ(r.issues[0].column, 5);
+}
+
+TEST(JobSpec, LmquantKeysThatMapToNothingAreRefusedWithTheKnownOnes) {
+  std::string yaml = kNyuntamLmquant;
+  yaml.replace(yaml.find("    quant.develop_dtype"), 4,
+               "    quant.wgts.dtype: uint3\n    quant.opts.gamma: 2\n    quant.ipts.static: true\n    ");
+  const auto r = parse_job_spec(yaml);
+  ASSERT_EQ(r.issues.size(), 2u);
+  EXPECT_EQ(r.issues[0].path, "llm.LMQuant.quant.wgts.dtype");
+  EXPECT_NE(r.issues[0].message.find("uint4"), std::string::npos) << r.issues[0].message;
+  EXPECT_EQ(r.issues[0].line, 15);
+  EXPECT_EQ(r.issues[1].path, "llm.LMQuant.quant.opts.gamma");
+  EXPECT_NE(r.issues[1].message.find("known: dtype, group_size"), std::string::npos) << r.issues[1].message;
+  EXPECT_EQ(r.issues[1].line, 16);
+  EXPECT_EQ(r.issues[1].column, 5);
+}
+
+TEST(JobSpec, ActivationAlgorithmsTakeABitOverridesAndFp8PacksAsCompressedTensors) {
+  const auto sq = parse_job_spec("MODEL: m\nALGORITHM: SmoothQuant\nDATA_PATH: d.jsonl\nllm:\n  SmoothQuant:\n    A_BIT: 16\n"
+                                 "    LAYER_OVERRIDES:\n      - pattern: \"*.mlp.*\"\n        A_BIT: 8\n");
+  ASSERT_TRUE(sq.spec) << sq.issues[0].message;
+  EXPECT_EQ(sq.spec->params["LAYER_OVERRIDES"][0]["A_BIT"], 8);
+  // Weight-only algorithms have no activations to set.
+  const auto rtn = parse_job_spec("MODEL: m\nALGORITHM: RTN\nllm:\n  RTN:\n    LAYER_OVERRIDES:\n      - pattern: x\n        A_BIT: 8\n");
+  ASSERT_EQ(rtn.issues.size(), 1u);
+  EXPECT_EQ(rtn.issues[0].path, "llm.RTN.LAYER_OVERRIDES[0].A_BIT");
+  EXPECT_TRUE(parse_job_spec("MODEL: m\nALGORITHM: FP8\nEXPORT_FORMAT: compressed-tensors\n").spec);
+  const auto lm = parse_job_spec("MODEL: m\nALGORITHM: LMQuant\nEXPORT_FORMAT: gptq\n");
+  ASSERT_EQ(lm.issues.size(), 1u);
+  EXPECT_EQ(lm.issues[0].path, "EXPORT_FORMAT");
 }
 
 TEST(JobSpec, UnknownTopLevelKeySuggestsTheNearName) {
