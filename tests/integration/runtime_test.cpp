@@ -352,3 +352,107 @@ TEST(EvalJob, BaselineAndQuantizedReportCacheEvaluateAndCompare) {
 
 }  // namespace
 }  // namespace qjobs::testing
+
+namespace qjobs::testing {
+namespace {
+
+// Issue 5 end to end: a Nyuntam LMQuant section with quant_type g128 runs
+// as a job through the server and jobctl; the packaged fake-quant model
+// records W4A8KV4 and loads back with the same perplexity (an Evaluate job);
+// QoQ beats the plain RTN W4A8KV4 baseline on held-out text.
+TEST(ActQuantJob, NyuntamLmquantG128ThroughTheServerBeatsRtnW4A8Kv4) {
+  const fs::path root = make_temp_dir("lmquant_e2e");
+  ServerProcess server(root / "ud", {"--slots", "1"});
+  const std::string eval = "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" + kHeldOut.string() +
+                           "\"\n      seqlen: 512\n      num_samples: 40\n";
+  const auto submit = [&](const std::string& name, const std::string& body) {
+    const fs::path spec = root / (name + ".yaml");
+    std::ofstream(spec) << body;
+    const auto r = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "submit", spec.string(), "--wait"});
+    EXPECT_EQ(r.rc, 0) << r.out << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  };
+  // Nyuntam's shipped LMQuant section, quant_type g128, local calibration data.
+  const auto nyuntam = [&](const std::string& extra) {
+    return "MODEL: \"" + kExample.string() + "\"\nDATASET_NAME: \"\"\nDATASET_SUBNAME: \"\"\nTEXT_COLUMN: \"text\"\nSPLIT: \"train\"\n" +
+           "DATA_PATH: \"" + (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() + "\"\nFORMAT_STRING:\n" +
+           "calibration:\n  n_samples: 32\n  seqlen: 256\n" +
+           "llm:\n  LMQuant:\n    save_model: True\n    keep_scales: True\n    loads_with_qserve: False\n    dtype: float32\n"
+           "    quant_type: \"g128\"\n    quant.develop_dtype: torch.float32\n    quant.wgts.calib_range.outputs_device: cpu\n"
+           "    quant.reorder.outputs_device: cpu\n    quant.smooth.xw.outputs_device: cpu\n    quant.smooth.yx.outputs_device: cpu\n" +
+           extra + "CUDA_ID: \"0\"\nALGORITHM: \"LMQuant\"\nJOB_SERVICE: \"Kompress\"\nALGO_TYPE: \"llm\"\nTASK: \"llm\"\n" + eval;
+  };
+  const std::string qoq = submit("qoq", nyuntam(""));
+  const std::string rtn = submit("rtn", nyuntam("    quant.enable_rotation: false\n    quant.enable_smooth: false\n"
+                                                "    quant.enable_reorder: false\n    quant.wgts.progressive: false\n"
+                                                "    quant.wgts.enable_calib_range: false\n    quant.wgts.enable_kernel_gptq: false\n"));
+  const fs::path dir = root / "ud/jobs" / qoq;
+  const auto job = server.job(qoq);
+  EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
+  const auto config = json::parse(read_file(dir / "model/config.json"));
+  const auto& qq = config["qjobs_quantization"];
+  EXPECT_EQ(qq["quant_method"], "qoq");
+  EXPECT_EQ(qq["lmquant_preset"], "g128");
+  EXPECT_EQ(qq["kv_cache"]["bits"], 4);
+  EXPECT_EQ(qq["activations"].size(), 28u);  // 4 layers x 7 Linears, int8 per token
+  EXPECT_EQ(qq["activations"]["model.layers.3.mlp.down_proj"]["bits"], 8);
+  EXPECT_EQ(config["tie_word_embeddings"], false);  // the rotated head is its own tensor
+  EXPECT_TRUE(model::Checkpoint::open(dir / "model").has("lm_head.weight"));
+
+  const auto rep = json::parse(read_file(dir / "report.json"));
+  const double fp = rep["eval"]["original"]["kjv"]["ppl"].get<double>();
+  const double q = rep["eval"]["quantized"]["kjv"]["ppl"].get<double>();
+  const double base = json::parse(read_file(root / "ud/jobs" / rtn / "report.json"))["eval"]["quantized"]["kjv"]["ppl"].get<double>();
+  RecordProperty("ppl_fp", std::to_string(fp));
+  RecordProperty("ppl_qoq_g128", std::to_string(q));
+  RecordProperty("ppl_rtn_w4a8kv4", std::to_string(base));
+  EXPECT_GT(q, fp);
+  EXPECT_LT(q, base) << "QoQ " << q << " vs RTN W4A8KV4 " << base << " (fp " << fp << ")";
+
+  // The packaged model simulates what it recorded: evaluated on its own it
+  // gives the job's perplexity.
+  const std::string ev = submit("evaluate", "MODEL: \"" + (dir / "model").string() + "\"\nALGORITHM: Evaluate\n" + eval);
+  EXPECT_EQ(json::parse(read_file(root / "ud/jobs" / ev / "report.json"))["eval"]["model"]["kjv"]["ppl"], q);
+  server.terminate();
+  fs::remove_all(root);
+}
+
+// FP8 W8A8 with static activation scales and an FP8 KV cache, exported as
+// compressed-tensors float-quantized, reads back with the logits of the
+// fake-quant model.
+TEST(ActQuantJob, Fp8CompressedTensorsReadsBackAsTheFakeQuantModel) {
+  const fs::path root = make_temp_dir("fp8_export");
+  const auto run_job = [&](const std::string& fmt) {
+    const fs::path spec = root / (fmt + ".yaml");
+    std::ofstream(spec) << "MODEL: \"" << kExample.string() << "\"\nALGORITHM: FP8\nEXPORT_FORMAT: " << fmt
+                        << "\nDATA_PATH: \"" << (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string()
+                        << "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\nllm:\n  FP8:\n    ACT: static\n    kv_cache: true\n";
+    const auto r = run_cmd({(bin_dir() / "qjobs-worker").string(), "run", spec.string(), "--job-dir", (root / fmt).string()});
+    EXPECT_EQ(r.rc, 0) << read_file(root / fmt / "logs/worker.log");
+    return root / fmt / "model";
+  };
+  const auto fake = run_job("fake_quant");
+  const auto packed = run_job("compressed-tensors");
+  const auto qc = json::parse(read_file(packed / "config.json"))["quantization_config"];
+  EXPECT_EQ(qc["format"], "float-quantized");
+  EXPECT_EQ(qc["config_groups"]["group_0"]["weights"]["type"], "float");
+  EXPECT_EQ(qc["config_groups"]["group_0"]["input_activations"]["dynamic"], false);
+  EXPECT_TRUE(qc["kv_cache_scheme"].is_object());
+  const auto ckpt = model::Checkpoint::open(packed);
+  EXPECT_EQ(ckpt.tensor("model.layers.0.mlp.down_proj.weight").scalar_type(), at::kByte);  // F8_E4M3 bytes
+  EXPECT_EQ(ckpt.tensor("model.layers.0.mlp.down_proj.weight_scale").sizes().vec(), (std::vector<int64_t>{128, 1}));
+  EXPECT_EQ(ckpt.tensor("model.layers.0.mlp.down_proj.input_scale").numel(), 1);
+  EXPECT_EQ(ckpt.tensor("model.layers.3.self_attn.k_scale").dim(), 0);
+  const auto ids = at::randint(0, 1024, {2, 64}, at::kLong);
+  at::NoGradGuard g;
+  const auto a = model::LlamaModel::load(model::Checkpoint::open(fake)).forward(ids);
+  const auto b = model::LlamaModel::load(ckpt).forward(ids);
+  EXPECT_LE(((a - b).abs().max() / a.abs().max()).item<double>(), 1e-6);
+  // And both differ from the original: the simulation is on.
+  const auto o = model::LlamaModel::load(model::Checkpoint::open(kExample)).forward(ids);
+  EXPECT_GT(((a - o).abs().max() / o.abs().max()).item<double>(), 1e-4);
+  fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace qjobs::testing
