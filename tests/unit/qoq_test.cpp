@@ -13,6 +13,7 @@
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/random_model.hpp"
 #include "jobs/quant/qoq.hpp"
+#include "jobs/quant/smoothquant.hpp"
 
 namespace qjobs::quant {
 namespace {
@@ -113,14 +114,16 @@ class QoqModel : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  QuantOutput run(const json& params) {
+  QuantInputs inputs(const json& params, fs::path state = {}) {
     QuantInputs in;
     in.ckpt = ckpt_.get();
     in.params = params;
     in.calibration = [this] { return ids_; };
+    in.state_dir = std::move(state);
     in.progress = [](int64_t, int64_t, const std::string&) {};
-    return LmQuantAlgorithm().run(in);
+    return in;
   }
+  QuantOutput run(const json& params) { return LmQuantAlgorithm().run(inputs(params)); }
   // The model as the packaged checkpoint would load: tensors replaced and
   // added, the head untied, the recorded activation / KV quantization on.
   at::Tensor logits_of(const QuantOutput& o, const at::Tensor& ids) {
@@ -202,6 +205,45 @@ TEST_F(QoqModel, PresetsDelegateToSmoothQuantAwqAndGptq) {
   const auto gptq = run({{"quant_type", "gptq"}});
   EXPECT_EQ(gptq.quantization_config["quant_method"], "gptq");
   EXPECT_EQ(gptq.quantization_config["group_size"], 128);
+}
+
+TEST_F(QoqModel, MixedActivationPrecisionFollowsTheOverrides) {
+  // Qualcomm-style: 16-bit activations, 8-bit where the pattern says so.
+  const auto sq = [&](const json& extra) {
+    json p = {{"alpha", 0.5}, {"ACT", "dynamic"}};
+    p.merge_patch(extra);
+    return SmoothQuantAlgorithm().run(inputs(p));
+  };
+  const auto mixed = sq({{"A_BIT", 16}, {"LAYER_OVERRIDES", json::array({{{"pattern", "*.mlp.*"}, {"A_BIT", 8}}})}});
+  const auto& acts = mixed.quantization_config["activations"];
+  EXPECT_EQ(acts["model.layers.0.self_attn.q_proj"]["bits"], 16);
+  EXPECT_EQ(acts["model.layers.1.self_attn.o_proj"]["bits"], 16);
+  EXPECT_EQ(acts["model.layers.0.mlp.down_proj"]["bits"], 8);
+  EXPECT_EQ(acts["model.layers.1.mlp.gate_proj"]["bits"], 8);
+  const auto ids = at::randint(0, 96, {2, 24}, at::kLong);
+  const auto ref = reference(ids);
+  const auto err = [&](const QuantOutput& o) { return ((logits_of(o, ids) - ref).norm() / ref.norm()).item<double>(); };
+  // Same weights in all three (W8 after the same smoothing): only the activation bits differ.
+  const double e16 = err(sq({{"A_BIT", 16}})), e8 = err(sq({{"A_BIT", 8}})), em = err(mixed);
+  EXPECT_LT(e16, e8);
+  EXPECT_LT(em, e8);
+  EXPECT_GE(em, e16 * 0.999);
+}
+
+TEST_F(QoqModel, InterruptedRunResumesAtTheNextBlockWithTheSameResult) {
+  const json p = {{"quant_type", "g128"}};
+  const auto full = run(p);
+  auto in = inputs(p, dir_ / "state");
+  in.progress = [](int64_t done, int64_t, const std::string&) {
+    if (done == 1) throw Error(ErrorKind::cancelled, "killed after block 1");
+  };
+  EXPECT_THROW(LmQuantAlgorithm().run(in), Error);
+  const auto resumed = LmQuantAlgorithm().run(inputs(p, dir_ / "state"));
+  EXPECT_EQ(resumed.resumed_blocks, 1);
+  ASSERT_EQ(resumed.replaced.size(), full.replaced.size());
+  for (const auto& [name, t] : full.replaced) EXPECT_TRUE(at::equal(resumed.replaced.at(name), t)) << name;
+  EXPECT_TRUE(at::equal(resumed.added.at("lm_head.weight"), full.added.at("lm_head.weight")));
+  EXPECT_EQ(resumed.quantization_config, full.quantization_config);
 }
 
 }  // namespace
