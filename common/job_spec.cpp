@@ -508,11 +508,19 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
   } else if (spec.export_format != "fake_quant" && algo != nullptr) {
     if (algo->name == "HQQ")
       v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "HQQ keeps real-valued zero points; only fake_quant can hold them");
-    else if (algo->name == "SmoothQuant" || algo->name == "LMQuant" || (algo->name == "FP8" && spec.export_format != "compressed-tensors"))
+    else if (algo->name == "LMQuant")
       v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(),
-            algo->name == "FP8" ? std::string("FP8 is exported as fake_quant or compressed-tensors (float-quantized)")
-                                : algo->name + " is packaged as fake_quant with its activation and KV-cache settings in "
-                                               "config.json; no packed W4A8 / W8A8 integer format is written yet");
+            "LMQuant is packaged as fake_quant with its activation and KV-cache settings in config.json; no packed "
+            "W4A8 format is written yet");
+    else if ((algo->name == "FP8" || algo->name == "SmoothQuant") && spec.export_format != "compressed-tensors")
+      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(),
+            algo->name + " is exported as fake_quant or compressed-tensors (W8A8)");
+    else if (algo->name == "SmoothQuant" && (spec.params.value("A_BIT", 8) != 8 || (spec.params.contains("LAYER_OVERRIDES") &&
+                                                                                 !spec.params["LAYER_OVERRIDES"].empty())))
+      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(),
+            "compressed-tensors int-quantized holds 8-bit activations on every Linear: A_BIT 8 and no LAYER_OVERRIDES");
+    else if (algo->name == "FP8" || algo->name == "SmoothQuant")
+      ;  // W8A8: nothing more to check
     else if (spec.export_format == "awq" && spec.params.value("W_BIT", 4) != 4)
       v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "the AWQ GEMM format holds 4-bit weights only");
     else if ((spec.export_format == "gptq" || spec.export_format == "compressed-tensors") &&

@@ -102,12 +102,13 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   fs::create_directories(out);
   const auto format = exporter::packed_format(spec.export_format);
   const bool packed = format.has_value();
-  // FP8 weights go into compressed-tensors as float-quantized, integer ones as pack-quantized.
-  const bool fp8 = packed && *format == exporter::PackedFormat::compressed_tensors && !q.float_weights.empty();
+  // W8A8 Linears go into compressed-tensors as float- or int-quantized,
+  // weight-only integer ones as pack-quantized.
+  const bool fp8 = packed && *format == exporter::PackedFormat::compressed_tensors && !q.w8a8_weights.empty();
   if (packed && !fp8 && q.int_weights.empty())
     throw Error(ErrorKind::invalid_input, "ALGORITHM " + spec.algorithm + " has no integer form for EXPORT_FORMAT " + spec.export_format);
   json config = ckpt.config();
-  json qc = fp8 ? exporter::float_quantized_config(spec.params.value("WEIGHT_SCALE", std::string("channel")),
+  json qc = fp8 ? exporter::w8a8_config(q.w8a8_float, spec.params.value("WEIGHT_SCALE", std::string("channel")),
                                                    spec.params.value("ACT", std::string("dynamic")) == "dynamic",
                                                    !q.k_scales.empty(), q.ignored)
         : packed ? exporter::packed_quantization_config(q.int_weights, *format, spec.params)
@@ -122,11 +123,12 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
     std::vector<model::NamedTensor> tensors;
     for (const auto& info : file.tensors()) {
       const std::string stem = info.name.size() > 7 ? info.name.substr(0, info.name.size() - 7) : info.name;
-      const auto fw = q.float_weights.find(stem);
+      const auto fw = q.w8a8_weights.find(stem);
       if (fp8 && info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0 &&
-          fw != q.float_weights.end()) {
+          fw != q.w8a8_weights.end()) {
         const auto dt = model::st_to_aten(info.dtype);
-        tensors.push_back({info.name, fw->second.codes, model::StDtype::F8_E4M3});
+        tensors.push_back({info.name, fw->second.codes,
+                           q.w8a8_float ? std::optional<model::StDtype>(model::StDtype::F8_E4M3) : std::nullopt});
         tensors.push_back({stem + ".weight_scale", fw->second.scale.to(dt), {}});
         if (fw->second.input_scale.defined()) tensors.push_back({stem + ".input_scale", fw->second.input_scale.to(dt), {}});
         continue;

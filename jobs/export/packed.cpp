@@ -132,12 +132,14 @@ nlohmann::json packed_quantization_config(const std::map<std::string, IntWeight>
           {"global_compression_ratio", nullptr}};
 }
 
-nlohmann::json float_quantized_config(const std::string& weight_strategy, bool act_dynamic, bool kv_cache,
-                                      const std::vector<std::string>& ignore) {
-  const nlohmann::json wq = {{"num_bits", 8}, {"type", "float"}, {"symmetric", true}, {"strategy", weight_strategy},
+nlohmann::json w8a8_config(bool is_float, const std::string& weight_strategy, bool act_dynamic, bool kv_cache,
+                           const std::vector<std::string>& ignore) {
+  const char* type = is_float ? "float" : "int";
+  const char* format = is_float ? "float-quantized" : "int-quantized";
+  const nlohmann::json wq = {{"num_bits", 8}, {"type", type}, {"symmetric", true}, {"strategy", weight_strategy},
                              {"group_size", nullptr}, {"dynamic", false}, {"actorder", nullptr}, {"observer", "minmax"},
                              {"observer_kwargs", nlohmann::json::object()}, {"block_structure", nullptr}};
-  const nlohmann::json aq = {{"num_bits", 8}, {"type", "float"}, {"symmetric", true},
+  const nlohmann::json aq = {{"num_bits", 8}, {"type", type}, {"symmetric", true},
                              {"strategy", act_dynamic ? "token" : "tensor"}, {"group_size", nullptr},
                              {"dynamic", act_dynamic}, {"actorder", nullptr}, {"observer", act_dynamic ? nlohmann::json(nullptr) : nlohmann::json("minmax")},
                              {"observer_kwargs", nlohmann::json::object()}, {"block_structure", nullptr}};
@@ -149,25 +151,27 @@ nlohmann::json float_quantized_config(const std::string& weight_strategy, bool a
   nlohmann::json ign = nlohmann::json::array({"lm_head"});
   for (const auto& i : ignore) ign.push_back(i);
   return {{"quant_method", "compressed-tensors"},
-          {"format", "float-quantized"},
+          {"format", format},
           {"quantization_status", "compressed"},
           {"config_groups", {{"group_0", {{"targets", {"Linear"}}, {"weights", wq}, {"input_activations", aq},
-                                          {"output_activations", nullptr}, {"format", "float-quantized"}}}}},
+                                          {"output_activations", nullptr}, {"format", format}}}}},
           {"ignore", ign},
           {"kv_cache_scheme", kv},
           {"global_compression_ratio", nullptr}};
 }
 
-bool is_float_quantized(const nlohmann::json& qc) {
-  return qc.is_object() && qc.value("quant_method", "") == "compressed-tensors" && qc.value("format", "") == "float-quantized";
+bool is_w8a8(const nlohmann::json& qc) {
+  return qc.is_object() && qc.value("quant_method", "") == "compressed-tensors" &&
+         (qc.value("format", "") == "float-quantized" || qc.value("format", "") == "int-quantized");
 }
 
-at::Tensor float_dequantize(const model::Checkpoint& ckpt, const std::string& p) {
+at::Tensor w8a8_dequantize(const model::Checkpoint& ckpt, const std::string& p) {
   const auto codes = ckpt.tensor(p + ".weight");
-  if (codes.scalar_type() != at::kByte)
-    throw Error(ErrorKind::data_corruption, p + ".weight is not stored as F8_E4M3 in a float-quantized checkpoint");
+  if (codes.scalar_type() != at::kByte && codes.scalar_type() != at::kChar)
+    throw Error(ErrorKind::data_corruption, p + ".weight is neither F8_E4M3 nor I8 in a W8A8 checkpoint");
   const auto scale = ckpt.tensor(p + ".weight_scale").to(at::kFloat);
-  return quant::fp8_e4m3_decode(codes) * (scale.dim() == 2 ? scale : scale.reshape({1, -1}));
+  const auto values = codes.scalar_type() == at::kByte ? quant::fp8_e4m3_decode(codes) : codes.to(at::kFloat);
+  return values * (scale.dim() == 2 ? scale : scale.reshape({1, -1}));
 }
 
 at::Tensor unpack_weight(const model::Checkpoint& ckpt, const std::string& p, const nlohmann::json& qc) {

@@ -27,12 +27,13 @@
 //                                        packed along the output dimension
 //        {p}.weight_g_idx      int32 [in] only with act-order
 //        w = (q_s - z_s) * s. 4 or 8 bits; symmetric when every zero is 2^(b-1).
-//   compressed-tensors (format "float-quantized"): FP8 E4M3 W8A8
-//        {p}.weight        F8_E4M3 [out, in]
+//   compressed-tensors W8A8, format "float-quantized" (FP8 E4M3) or
+//        "int-quantized" (int8, symmetric):
+//        {p}.weight        F8_E4M3 or I8 [out, in]
 //        {p}.weight_scale  model dtype [out, 1] (strategy channel) or [1] (tensor)
 //        {p}.input_scale   model dtype [1], static activation scales only
 //        model.layers.i.self_attn.k_scale / v_scale  model dtype [] with an FP8 KV
-//        cache ("kv_cache_scheme"); w = e4m3(code) * weight_scale.
+//        cache ("kv_cache_scheme"); w = value(code) * weight_scale.
 #pragma once
 
 #include <cstdint>
@@ -64,9 +65,9 @@ struct IntWeight {
 
 enum class PackedFormat { awq, gptq, compressed_tensors };
 
-// One FP8 Linear: E4M3 codes and its scales.
-struct FloatWeight {
-  at::Tensor codes;        // uint8 [out, in], E4M3
+// One W8A8 Linear: its 8-bit weight and scales.
+struct W8A8Weight {
+  at::Tensor codes;        // uint8 [out, in] E4M3 codes (float) or int8 [out, in] values (int)
   at::Tensor scale;        // float32 [out, 1] or [1]
   at::Tensor input_scale;  // float32 [1]; undefined for dynamic activations
 };
@@ -87,14 +88,15 @@ std::map<std::string, at::Tensor> pack(const IntWeight& w, PackedFormat format,
 nlohmann::json packed_quantization_config(const std::map<std::string, IntWeight>& weights, PackedFormat format,
                                           const nlohmann::json& params);
 
-// The compressed-tensors float-quantized config: weights per channel or
-// tensor, activations per token (dynamic) or tensor (static), and an FP8
-// KV cache scheme when `kv_cache`. `ignore`: Linears left in full precision.
-nlohmann::json float_quantized_config(const std::string& weight_strategy, bool act_dynamic, bool kv_cache,
-                                      const std::vector<std::string>& ignore);
-bool is_float_quantized(const nlohmann::json& qc);
-// The float32 weight [out, in] of FP8 Linear `prefix`.
-at::Tensor float_dequantize(const model::Checkpoint& ckpt, const std::string& prefix);
+// The compressed-tensors W8A8 config (float-quantized when `is_float`,
+// int-quantized otherwise): weights per channel or tensor, activations per
+// token (dynamic) or tensor (static), and an FP8 KV cache scheme when
+// `kv_cache`. `ignore`: Linears left in full precision.
+nlohmann::json w8a8_config(bool is_float, const std::string& weight_strategy, bool act_dynamic, bool kv_cache,
+                           const std::vector<std::string>& ignore);
+bool is_w8a8(const nlohmann::json& qc);
+// The float32 weight [out, in] of W8A8 Linear `prefix`.
+at::Tensor w8a8_dequantize(const model::Checkpoint& ckpt, const std::string& prefix);
 
 // The name under which Linear `prefix` holds its packed weight in a checkpoint
 // of `qc` ("qweight" or "weight_packed"), or nullopt if qc is not packed.

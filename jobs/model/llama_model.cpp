@@ -67,13 +67,13 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
   const auto& c = m.config_;
   const auto qc = ckpt.config().value("quantization_config", nlohmann::json::object());
   const auto packed_suffix = exporter::packed_weight_suffix(qc);
-  const bool fp8 = exporter::is_float_quantized(qc);
+  const bool fp8 = exporter::is_w8a8(qc);
   const auto get = [&](const std::string& name, std::vector<int64_t> shape) {
     const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
     // A packed Linear (awq, gptq, compressed-tensors) is read back as its dequantized weight.
     at::Tensor t = !ckpt.has(name) && packed_suffix && ckpt.has(stem + "." + *packed_suffix)
                        ? exporter::unpack_weight(ckpt, stem, qc)
-                   : fp8 && stem != name && ckpt.has(stem + ".weight_scale") ? exporter::float_dequantize(ckpt, stem)
+                   : fp8 && stem != name && ckpt.has(stem + ".weight_scale") ? exporter::w8a8_dequantize(ckpt, stem)
                                                                             : ckpt.tensor(name);
     if (t.sizes().vec() != shape) {
       std::string want, got;
@@ -112,7 +112,7 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
   }
   m.inv_freq_ = rope_inverse_frequencies(c).to(o.device);
   if (ckpt.config().contains("qjobs_quantization")) m.apply_simulated_quantization(ckpt.config()["qjobs_quantization"]);
-  if (fp8) m.apply_float_quantized_schemes(ckpt, qc);
+  if (fp8) m.apply_w8a8_schemes(ckpt, qc);
   return m;
 }
 
@@ -132,21 +132,25 @@ void LlamaModel::apply_simulated_quantization(const nlohmann::json& qq) {
   if (qq.contains("kv_cache")) kv_quant_ = KvQuant::from_json(qq["kv_cache"]);
 }
 
-void LlamaModel::apply_float_quantized_schemes(const Checkpoint& ckpt, const nlohmann::json& qc) {
+void LlamaModel::apply_w8a8_schemes(const Checkpoint& ckpt, const nlohmann::json& qc) {
   const auto groups = qc.value("config_groups", nlohmann::json::object());
-  if (groups.size() != 1) throw Error(ErrorKind::invalid_input, "float-quantized checkpoints with other than one config group are not read");
+  if (groups.size() != 1) throw Error(ErrorKind::invalid_input, "W8A8 checkpoints with other than one config group are not read");
   const auto ia = groups.begin()->value("input_activations", nlohmann::json());
   const auto scalar = [&](const std::string& name) {
-    if (!ckpt.has(name)) throw Error(ErrorKind::not_found, "float-quantized checkpoint has no " + name);
+    if (!ckpt.has(name)) throw Error(ErrorKind::not_found, "W8A8 checkpoint has no " + name);
     return ckpt.tensor(name).to(at::kFloat).flatten()[0].item<double>();
   };
   for (std::size_t i = 0; i < layers_.size(); ++i)
     for (auto& [n, lin] : layers_[i].linears()) {
       const std::string p = "model.layers." + std::to_string(i) + "." + n;
       if (!ia.is_object() || !ckpt.has(p + ".weight_scale")) continue;
-      if (ia.value("type", "") != "float" || ia.value("num_bits", 0) != 8)
-        throw Error(ErrorKind::invalid_input, "float-quantized input activations other than FP8 are not read");
-      lin->act.kind = ia.value("dynamic", false) ? ActQuant::Kind::fp8_token : ActQuant::Kind::fp8_tensor;
+      const bool is_float = ia.value("type", "") == "float";
+      if ((!is_float && ia.value("type", "") != "int") || ia.value("num_bits", 0) != 8 || !ia.value("symmetric", true))
+        throw Error(ErrorKind::invalid_input, "W8A8 input activations other than FP8 or symmetric int8 are not read");
+      const bool dynamic = ia.value("dynamic", false);
+      lin->act.kind = is_float ? (dynamic ? ActQuant::Kind::fp8_token : ActQuant::Kind::fp8_tensor)
+                               : (dynamic ? ActQuant::Kind::int_token : ActQuant::Kind::int_tensor);
+      lin->act.bits = 8;
       if (!ia.value("dynamic", false)) lin->act.scale = scalar(p + ".input_scale");
     }
   if (qc.contains("kv_cache_scheme") && qc["kv_cache_scheme"].is_object()) {

@@ -58,9 +58,11 @@ struct QuantOutput {
   // Integer form of every quantized Linear by its name without ".weight",
   // for the packed export formats; absent when the algorithm has none (HQQ).
   std::map<std::string, exporter::IntWeight> int_weights;
-  // FP8 form of every quantized Linear (FP8 algorithm), for compressed-tensors
-  // float-quantized; names as int_weights. `float_kv`: k/v scales per layer.
-  std::map<std::string, exporter::FloatWeight> float_weights;
+  // W8A8 form of every quantized Linear (FP8, SmoothQuant), for compressed-
+  // tensors float-quantized (w8a8_float) or int-quantized; names as
+  // int_weights. k_scales / v_scales: the FP8 KV cache's, per layer.
+  std::map<std::string, exporter::W8A8Weight> w8a8_weights;
+  bool w8a8_float = true;
   std::vector<double> k_scales, v_scales;
   std::vector<std::string> ignored;  // Linears kept in full precision
 };

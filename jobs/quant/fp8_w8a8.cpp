@@ -73,9 +73,9 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
       if (act == "static") aq.scale = std::max(xs.at(input_of.at(name)).abs().max().item<double>() / kFp8E4m3Max, 1e-12);
       lin->weight = wq.to(lin->weight.scalar_type());
       lin->act = aq;
-      exporter::FloatWeight fw{codes, wscale == "channel" ? s : s.reshape({1}), at::Tensor()};
+      exporter::W8A8Weight fw{codes, wscale == "channel" ? s : s.reshape({1}), at::Tensor()};
       if (act == "static") fw.input_scale = at::full({1}, aq.scale);
-      out.float_weights[prefix + name] = fw;
+      out.w8a8_weights[prefix + name] = fw;
       activations[prefix + name] = aq.to_json();
       double out_err = -1;
       if (xs.count(input_of.at(name))) {

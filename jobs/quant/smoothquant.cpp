@@ -31,6 +31,7 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
   CalibrationEngine engine(model, ids, 8, "", "");
   QuantOutput out;
+  out.w8a8_float = false;
   nlohmann::json activations = nlohmann::json::object();
   const int64_t L = model.config().layers;
   in.progress(0, L, "");
@@ -52,7 +53,10 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
     std::vector<LayerError> errs;
     for (auto& [name, lin] : layer.linears()) {
       const auto plan = plan_for(prefix + name, p, RangeMode::through_zero);
-      if (plan.skip) continue;
+      if (plan.skip) {
+        out.ignored.push_back(prefix + name);
+        continue;
+      }
       WeightQuantConfig cfg;
       cfg.bits = 8;
       cfg.group_size = -1;
@@ -62,12 +66,16 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
       const auto qw = quantize_weight(w, cfg);
       const auto wq = qw.dequantize();
       out.int_weights[prefix + name] = to_int_weight(qw, 8);
+      out.w8a8_weights[prefix + name] = {qw.codes.to(at::kChar), qw.scales.reshape({-1, 1}), at::Tensor()};
       const auto& x = xs.at(input_of.at(name));
       model::ActQuant aq;
       if (plan.a_bits > 0) {
         aq.kind = act == "dynamic" ? model::ActQuant::Kind::int_token : model::ActQuant::Kind::int_tensor;
         aq.bits = plan.a_bits;
-        if (act == "static") aq.scale = std::max(x.abs().max().item<double>() / (std::ldexp(1.0, aq.bits - 1) - 1), 1e-8);
+        if (act == "static") {
+          aq.scale = std::max(x.abs().max().item<double>() / (std::ldexp(1.0, aq.bits - 1) - 1), 1e-8);
+          out.w8a8_weights[prefix + name].input_scale = at::full({1}, aq.scale);
+        }
         activations[prefix + name] = aq.to_json();
       }
       lin->weight = wq.to(lin->weight.scalar_type());

@@ -417,16 +417,17 @@ TEST(ActQuantJob, NyuntamLmquantG128ThroughTheServerBeatsRtnW4A8Kv4) {
   fs::remove_all(root);
 }
 
-// FP8 W8A8 with static activation scales and an FP8 KV cache, exported as
-// compressed-tensors float-quantized, reads back with the logits of the
+// W8A8 exported as compressed-tensors (FP8 float-quantized with static
+// activation scales and an FP8 KV cache; SmoothQuant int-quantized with
+// static int8 activation scales) reads back with the logits of the
 // fake-quant model.
-TEST(ActQuantJob, Fp8CompressedTensorsReadsBackAsTheFakeQuantModel) {
-  const fs::path root = make_temp_dir("fp8_export");
+void expect_w8a8_readback(const std::string& algo, const std::string& params, const std::string& format, at::ScalarType stored) {
+  const fs::path root = make_temp_dir("w8a8_export");
   const auto run_job = [&](const std::string& fmt) {
     const fs::path spec = root / (fmt + ".yaml");
-    std::ofstream(spec) << "MODEL: \"" << kExample.string() << "\"\nALGORITHM: FP8\nEXPORT_FORMAT: " << fmt
+    std::ofstream(spec) << "MODEL: \"" << kExample.string() << "\"\nALGORITHM: " << algo << "\nEXPORT_FORMAT: " << fmt
                         << "\nDATA_PATH: \"" << (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string()
-                        << "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\nllm:\n  FP8:\n    ACT: static\n    kv_cache: true\n";
+                        << "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\nllm:\n  " << algo << ":\n" << params;
     const auto r = run_cmd({(bin_dir() / "qjobs-worker").string(), "run", spec.string(), "--job-dir", (root / fmt).string()});
     EXPECT_EQ(r.rc, 0) << read_file(root / fmt / "logs/worker.log");
     return root / fmt / "model";
@@ -434,24 +435,34 @@ TEST(ActQuantJob, Fp8CompressedTensorsReadsBackAsTheFakeQuantModel) {
   const auto fake = run_job("fake_quant");
   const auto packed = run_job("compressed-tensors");
   const auto qc = json::parse(read_file(packed / "config.json"))["quantization_config"];
-  EXPECT_EQ(qc["format"], "float-quantized");
-  EXPECT_EQ(qc["config_groups"]["group_0"]["weights"]["type"], "float");
+  EXPECT_EQ(qc["format"], format);
+  EXPECT_EQ(qc["config_groups"]["group_0"]["weights"]["type"], format == "float-quantized" ? "float" : "int");
   EXPECT_EQ(qc["config_groups"]["group_0"]["input_activations"]["dynamic"], false);
-  EXPECT_TRUE(qc["kv_cache_scheme"].is_object());
   const auto ckpt = model::Checkpoint::open(packed);
-  EXPECT_EQ(ckpt.tensor("model.layers.0.mlp.down_proj.weight").scalar_type(), at::kByte);  // F8_E4M3 bytes
+  EXPECT_EQ(ckpt.tensor("model.layers.0.mlp.down_proj.weight").scalar_type(), stored);
   EXPECT_EQ(ckpt.tensor("model.layers.0.mlp.down_proj.weight_scale").sizes().vec(), (std::vector<int64_t>{128, 1}));
   EXPECT_EQ(ckpt.tensor("model.layers.0.mlp.down_proj.input_scale").numel(), 1);
-  EXPECT_EQ(ckpt.tensor("model.layers.3.self_attn.k_scale").dim(), 0);
+  if (format == "float-quantized") {
+    EXPECT_TRUE(qc["kv_cache_scheme"].is_object());
+    EXPECT_EQ(ckpt.tensor("model.layers.3.self_attn.k_scale").dim(), 0);
+  }
   const auto ids = at::randint(0, 1024, {2, 64}, at::kLong);
   at::NoGradGuard g;
   const auto a = model::LlamaModel::load(model::Checkpoint::open(fake)).forward(ids);
   const auto b = model::LlamaModel::load(ckpt).forward(ids);
-  EXPECT_LE(((a - b).abs().max() / a.abs().max()).item<double>(), 1e-6);
+  EXPECT_LE(((a - b).abs().max() / a.abs().max()).item<double>(), 1e-5) << algo;
   // And both differ from the original: the simulation is on.
   const auto o = model::LlamaModel::load(model::Checkpoint::open(kExample)).forward(ids);
-  EXPECT_GT(((a - o).abs().max() / o.abs().max()).item<double>(), 1e-4);
+  EXPECT_GT(((a - o).abs().max() / o.abs().max()).item<double>(), 1e-4) << algo;
   fs::remove_all(root);
+}
+
+TEST(ActQuantJob, Fp8CompressedTensorsReadsBackAsTheFakeQuantModel) {
+  expect_w8a8_readback("FP8", "    ACT: static\n    kv_cache: true\n", "float-quantized", at::kByte);
+}
+
+TEST(ActQuantJob, SmoothQuantInt8CompressedTensorsReadsBackAsTheFakeQuantModel) {
+  expect_w8a8_readback("SmoothQuant", "    ACT: static\n", "int-quantized", at::kChar);
 }
 
 }  // namespace
