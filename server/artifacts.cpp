@@ -1,37 +1,15 @@
 #include "server/artifacts.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <fstream>
 
+#include "common/digest.hpp"
 #include "common/error.hpp"
 
 namespace qjobs::server {
 namespace fs = std::filesystem;
 
-std::string sha256_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw Error(ErrorKind::io, "cannot read " + p.string());
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    if (in.gcount() > 0) EVP_DigestUpdate(ctx, buf.data(), static_cast<std::size_t>(in.gcount()));
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_MD_CTX_free(ctx);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
-}
+std::string sha256_file(const fs::path& p) { return Digest().update_file(p).hex(); }
 
 std::vector<ArtifactInfo> list_artifacts(const fs::path& root) {
   std::vector<ArtifactInfo> out;

@@ -1,10 +1,9 @@
 #include "jobs/eval/baseline_cache.hpp"
 
-#include <openssl/evp.h>
-
 #include <cstdlib>
 #include <filesystem>
 
+#include "common/digest.hpp"
 #include "common/job_dir.hpp"
 #include "jobs/data/dataset.hpp"
 #include "jobs/model/checkpoint.hpp"
@@ -31,12 +30,8 @@ std::string identity(const fs::path& p) {
 }  // namespace
 
 std::string eval_fingerprint(const model::Checkpoint& ckpt, const json& task, const std::string& dtype) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  const auto feed = [&](const std::string& s) {
-    EVP_DigestUpdate(ctx, s.data(), s.size());
-    EVP_DigestUpdate(ctx, "\n", 1);
-  };
+  Digest d;
+  const auto feed = [&](const std::string& s) { d.update(s).update("\n"); };
   feed("qjobs-eval-v1");
   feed(ckpt.config().dump());
   for (const auto& f : ckpt.files()) feed(identity(f->path()));
@@ -56,17 +51,7 @@ std::string eval_fingerprint(const model::Checkpoint& ckpt, const json& task, co
       feed("no-data");  // the task itself will fail and say why
     }
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_MD_CTX_free(ctx);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < 20; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
+  return d.hex(20);
 }
 
 std::optional<json> load_baseline(const std::string& fingerprint) {

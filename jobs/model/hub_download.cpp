@@ -1,7 +1,6 @@
 #include "jobs/model/hub_download.hpp"
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/digest.hpp"
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
 
@@ -83,35 +83,14 @@ Response get(const std::string& url, const HubOptions& o) {
   throw Error(ErrorKind::io, "model '" + repo + "': " + what + ": HTTP " + std::to_string(status) + " " + body.substr(0, 200));
 }
 
-std::string hex(const unsigned char* d, unsigned n) {
-  static const char* h = "0123456789abcdef";
-  std::string s;
-  for (unsigned i = 0; i < n; ++i) {
-    s.push_back(h[d[i] >> 4]);
-    s.push_back(h[d[i] & 15]);
-  }
-  return s;
-}
-
 // sha256 of the file, or the git blob sha1 ("blob <size>\0" + content).
 std::string file_hash(const fs::path& p, bool git_blob) {
-  std::ifstream in(p, std::ios::binary);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, git_blob ? EVP_sha1() : EVP_sha256(), nullptr);
+  Digest d(git_blob ? Digest::Algo::sha1 : Digest::Algo::sha256);
   if (git_blob) {
     const std::string head = "blob " + std::to_string(fs::file_size(p));
-    EVP_DigestUpdate(ctx, head.data(), head.size() + 1);  // with the NUL
+    d.update(head.data(), head.size() + 1);  // with the NUL
   }
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    if (in.gcount() > 0) EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(in.gcount()));
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_MD_CTX_free(ctx);
-  return hex(md, len);
+  return d.update_file(p).hex();
 }
 
 bool wanted(const std::string& f, bool has_safetensors) {

@@ -56,7 +56,7 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
     const auto plan = [&](const std::string& name) { return plan_for(prefix + name, p, RangeMode::min_max); };
     // Full-precision outputs: the next block's inputs, and the references.
     auto next = engine.forward(l);
-    auto xs = engine.capture_inputs(l, {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"});
+    auto xs = engine.capture_inputs(l, block_input_names());
 
     struct Group {
       std::string prev;                     // "input_norm", "self_attn.v_proj", "post_norm", "mlp.up_proj"
@@ -129,12 +129,8 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
     }
 
     // The inputs after scaling, for the clip search and the error figures.
-    xs = engine.capture_inputs(l, {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"});
-    const std::map<std::string, std::string> input_of = {
-        {"self_attn.q_proj", "self_attn.q_proj"}, {"self_attn.k_proj", "self_attn.q_proj"},
-        {"self_attn.v_proj", "self_attn.q_proj"}, {"self_attn.o_proj", "self_attn.o_proj"},
-        {"mlp.gate_proj", "mlp.gate_proj"},       {"mlp.up_proj", "mlp.gate_proj"},
-        {"mlp.down_proj", "mlp.down_proj"}};
+    xs = engine.capture_inputs(l, block_input_names());
+    const auto& input_of = linear_input_source();
     std::vector<LayerError> errs;
     for (auto& [name, l2] : lin) {
       const auto pl = plan(name);

@@ -1,9 +1,9 @@
 #include "jobs/quant/calibration.hpp"
 
-#include <openssl/evp.h>
 
 #include <fstream>
 
+#include "common/digest.hpp"
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
 #include "jobs/model/checkpoint.hpp"
@@ -28,25 +28,27 @@ fs::path block_file(const fs::path& dir, int64_t layer) { return dir / ("block_"
 }  // namespace
 
 std::string calibration_fingerprint(const model::Checkpoint& ckpt, const json& params, const at::Tensor& ids) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  const auto feed = [&](const std::string& s) { EVP_DigestUpdate(ctx, s.data(), s.size()); };
-  feed(ckpt.config().dump());
-  for (const auto& f : ckpt.files()) feed(f->path().filename().string() + ":" + std::to_string(fs::file_size(f->path())));
-  feed(params.dump());
+  Digest d;
+  d.update(ckpt.config().dump());
+  for (const auto& f : ckpt.files()) d.update(f->path().filename().string() + ":" + std::to_string(fs::file_size(f->path())));
+  d.update(params.dump());
   const auto c = ids.contiguous().to(at::kLong);
-  EVP_DigestUpdate(ctx, c.data_ptr(), static_cast<size_t>(c.numel()) * sizeof(int64_t));
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_MD_CTX_free(ctx);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < 16; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
+  d.update(c.data_ptr(), static_cast<size_t>(c.numel()) * sizeof(int64_t));
+  return d.hex(16);
+}
+
+const std::map<std::string, std::string>& linear_input_source() {
+  static const std::map<std::string, std::string> m = {
+      {"self_attn.q_proj", "self_attn.q_proj"}, {"self_attn.k_proj", "self_attn.q_proj"},
+      {"self_attn.v_proj", "self_attn.q_proj"}, {"self_attn.o_proj", "self_attn.o_proj"},
+      {"mlp.gate_proj", "mlp.gate_proj"},       {"mlp.up_proj", "mlp.gate_proj"},
+      {"mlp.down_proj", "mlp.down_proj"}};
+  return m;
+}
+
+const std::vector<std::string>& block_input_names() {
+  static const std::vector<std::string> v = {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"};
+  return v;
 }
 
 double relative_output_error(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_q) {

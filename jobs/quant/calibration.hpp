@@ -53,6 +53,12 @@ class CalibrationEngine {
 // the calibration ids: what a saved block state depends on.
 std::string calibration_fingerprint(const model::Checkpoint& ckpt, const nlohmann::json& params, const at::Tensor& ids);
 
+// Which captured input each decoder Linear reads ("self_attn.k_proj" ->
+// "self_attn.q_proj": q/k/v share one input, gate/up another), and the four
+// distinct inputs of a block.
+const std::map<std::string, std::string>& linear_input_source();
+const std::vector<std::string>& block_input_names();
+
 // Relative output error of W' against W on inputs x [tokens, in].
 double relative_output_error(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_q);
 

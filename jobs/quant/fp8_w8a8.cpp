@@ -32,7 +32,7 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
     std::map<std::string, at::Tensor> xs, kvs;
     std::vector<at::Tensor> next;
     if (engine) {
-      xs = engine->capture_inputs(l, {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"});
+      xs = engine->capture_inputs(l, block_input_names());
       if (kv) {
         // The k and v projections' outputs, from a hook on the same inputs.
         std::vector<at::Tensor> ks, vs;
@@ -52,11 +52,7 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
         next = engine->forward(l);
       }
     }
-    const std::map<std::string, std::string> input_of = {
-        {"self_attn.q_proj", "self_attn.q_proj"}, {"self_attn.k_proj", "self_attn.q_proj"},
-        {"self_attn.v_proj", "self_attn.q_proj"}, {"self_attn.o_proj", "self_attn.o_proj"},
-        {"mlp.gate_proj", "mlp.gate_proj"},       {"mlp.up_proj", "mlp.gate_proj"},
-        {"mlp.down_proj", "mlp.down_proj"}};
+    const auto& input_of = linear_input_source();
     std::vector<LayerError> errs;
     for (auto& [name, lin] : layer.linears()) {
       if (plan_for(prefix + name, p, RangeMode::through_zero).skip) {

@@ -35,12 +35,8 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
   nlohmann::json activations = nlohmann::json::object();
   const int64_t L = model.config().layers;
   in.progress(0, L, "");
-  const std::vector<std::string> inputs = {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"};
-  const std::map<std::string, std::string> input_of = {
-      {"self_attn.q_proj", "self_attn.q_proj"}, {"self_attn.k_proj", "self_attn.q_proj"},
-      {"self_attn.v_proj", "self_attn.q_proj"}, {"self_attn.o_proj", "self_attn.o_proj"},
-      {"mlp.gate_proj", "mlp.gate_proj"},       {"mlp.up_proj", "mlp.gate_proj"},
-      {"mlp.down_proj", "mlp.down_proj"}};
+  const auto& inputs = block_input_names();
+  const auto& input_of = linear_input_source();
   for (int64_t l = 0; l < L; ++l) {
     auto& layer = model.layers()[static_cast<std::size_t>(l)];
     const std::string prefix = "model.layers." + std::to_string(l) + ".";

@@ -350,12 +350,6 @@ TEST(EvalJob, BaselineAndQuantizedReportCacheEvaluateAndCompare) {
   fs::remove_all(root);
 }
 
-}  // namespace
-}  // namespace qjobs::testing
-
-namespace qjobs::testing {
-namespace {
-
 // Issue 5 end to end: a Nyuntam LMQuant section with quant_type g128 runs
 // as a job through the server and jobctl; the packaged fake-quant model
 // records W4A8KV4 and loads back with the same perplexity (an Evaluate job);
