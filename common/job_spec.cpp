@@ -558,6 +558,13 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
     }
   }
 
+  // LMQuant's QServe packing is not written: say so at submission, not after calibration.
+  if (algo != nullptr && algo->name == "LMQuant" && spec.params.value("loads_with_qserve", false) && llm && llm.IsMap() &&
+      llm["LMQuant"] && llm["LMQuant"].IsMap() && llm["LMQuant"]["loads_with_qserve"])
+    v.add("llm.LMQuant.loads_with_qserve", llm["LMQuant"]["loads_with_qserve"].Mark(),
+          "packing for the QServe runtime is not built; set False (the job writes a fake-quant checkpoint that records "
+          "W4A8KV4 in config.json)");
+
   // Nyuntam's LMQuant `eval.tasks` become qjobs eval tasks unless the spec
   // has its own eval section.
   if (spec.params.contains("eval") && spec.params["eval"].is_object() && spec.params["eval"].contains("tasks") &&

@@ -159,6 +159,16 @@ TEST(JobSpec, LmquantKeysThatMapToNothingAreRefusedWithTheKnownOnes) {
   EXPECT_EQ(r.issues[1].column, 5);
 }
 
+TEST(JobSpec, LmquantQservePackingIsRefusedAtItsKey) {
+  std::string yaml = kNyuntamLmquant;
+  yaml.replace(yaml.find("loads_with_qserve: False"), 24, "loads_with_qserve: True");
+  const auto r = parse_job_spec(yaml);
+  ASSERT_EQ(r.issues.size(), 1u);
+  EXPECT_EQ(r.issues[0].path, "llm.LMQuant.loads_with_qserve");
+  EXPECT_EQ(r.issues[0].line, 12);
+  EXPECT_NE(r.issues[0].message.find("QServe"), std::string::npos);
+}
+
 TEST(JobSpec, ActivationAlgorithmsTakeABitOverridesAndFp8PacksAsCompressedTensors) {
   const auto sq = parse_job_spec("MODEL: m\nALGORITHM: SmoothQuant\nDATA_PATH: d.jsonl\nllm:\n  SmoothQuant:\n    A_BIT: 16\n"
                                  "    LAYER_OVERRIDES:\n      - pattern: \"*.mlp.*\"\n        A_BIT: 8\n");
