@@ -1,10 +1,10 @@
-// AWQ and GPTQ calibration time per block and in total on a Llama-shaped
+// AWQ, GPTQ and QoQ (LMQuant g128) calibration time per block and in total on a Llama-shaped
 // random model, with the share of that time spent in GEMM operators (aten::mm,
 // addmm, bmm, baddbmm; timed by a RecordFunction observer, which records
 // nothing else, unlike the profiler) and in the dense linear algebra GPTQ
 // uses (Cholesky, triangular inverse).
 //   calib_bench [--hidden 1024 --layers 8 --intermediate 2816 --vocab 32000
-//                --samples 8 --seqlen 512 --observe 1]
+//                --samples 8 --seqlen 512 --observe 1 --algos AutoAWQ,GPTQ,LMQuant]
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -17,8 +17,7 @@
 #include "common/job_dir.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/random_model.hpp"
-#include "jobs/quant/awq.hpp"
-#include "jobs/quant/gptq.hpp"
+#include "jobs/quant/registry.hpp"
 
 namespace fs = std::filesystem;
 using namespace qjobs;
@@ -73,8 +72,19 @@ int main(int argc, char** argv) {
   o.vocab = 32000;
   int64_t samples = 8, seqlen = 512;
   bool observe = true;  // --observe 0: no operator timing (to measure its overhead)
+  std::vector<std::string> algos = {"AutoAWQ", "GPTQ"};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
+    if (k == "--algos") {
+      algos.clear();
+      std::string list = argv[i + 1];
+      for (std::size_t p = 0; p <= list.size();) {
+        const auto q = std::min(list.find(',', p), list.size());
+        algos.push_back(list.substr(p, q - p));
+        p = q + 1;
+      }
+      continue;
+    }
     const int64_t v = std::stoll(argv[i + 1]);
     if (k == "--hidden") o.hidden = v;
     else if (k == "--layers") o.layers = v;
@@ -89,15 +99,21 @@ int main(int argc, char** argv) {
   model::write_random_llama(dir / "m", o);
   const auto ckpt = model::Checkpoint::open(dir / "m");
   const auto ids = at::randint(0, o.vocab, {samples, seqlen}, at::kLong);
-  std::printf("model: hidden %ld, layers %ld, intermediate %ld; calibration %ld x %ld; W4 g128\n", o.hidden, o.layers,
+  std::printf("model: hidden %ld, layers %ld, intermediate %ld; calibration %ld x %ld; W4 g128 (LMQuant: QoQ W4A8KV4 g128)\n", o.hidden, o.layers,
               o.intermediate, samples, seqlen);
   std::fflush(stdout);
   if (observe) at::addGlobalCallback(at::RecordFunctionCallback(on_start, on_end).needsInputs(false));
   std::printf("\n| algorithm | total s | s per block (first / median / last) | GEMM share | Cholesky etc. share |\n|---|---|---|---|---|\n");
-  for (const std::string name : {"AutoAWQ", "GPTQ"}) {
+  for (const std::string& name : algos) {
+    auto algo = quant::make_algorithm(name);
+    if (!algo) {
+      std::fprintf(stderr, "unknown algorithm %s\n", name.c_str());
+      return 2;
+    }
     quant::QuantInputs in;
     in.ckpt = &ckpt;
-    in.params = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 128}, {"ZERO_POINT", true}};
+    in.params = name == "LMQuant" ? nlohmann::json{{"quant_type", "g128"}}
+                                  : nlohmann::json{{"W_BIT", 4}, {"Q_GROUP_SIZE", 128}, {"ZERO_POINT", true}};
     in.calibration = [&] { return ids; };
     std::vector<double> marks;
     const auto t0 = std::chrono::steady_clock::now();
@@ -105,8 +121,7 @@ int main(int argc, char** argv) {
       marks.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     };
     g_gemm_s = g_linalg_s = 0;
-    if (name == "AutoAWQ") quant::AwqAlgorithm().run(in);
-    else quant::GptqAlgorithm().run(in);
+    algo->run(in);
     const double total = marks.back();
     std::vector<double> per;
     for (std::size_t i = 1; i < marks.size(); ++i) per.push_back(marks[i] - marks[i - 1]);
