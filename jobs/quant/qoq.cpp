@@ -292,24 +292,32 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
 
     // SmoothAttention on the keys after RoPE.
     if (c.kv_bits > 0 && c.yx.enabled) {
-      std::vector<at::Tensor> ks, qs;
+      // Running per-channel max |k| and |q| after RoPE (not every token kept),
+      // and the first window for the objective.
+      at::Tensor kmax, qmax, k_first, q_first;
+      const auto running_max = [](at::Tensor& acc, const at::Tensor& y) {
+        const auto m = y.abs().reshape({-1, y.size(-1)}).amax(0);
+        acc = acc.defined() ? at::maximum(acc, m) : m;
+      };
       const model::LinearHook hook = [&](const std::string& name, const at::Tensor&, const at::Tensor& y) {
-        if (name == prefix + "self_attn.k_proj") ks.push_back(after_rope(model, y));
-        if (name == prefix + "self_attn.q_proj") qs.push_back(after_rope(model, y));
+        if (name == prefix + "self_attn.k_proj") {
+          const auto k = after_rope(model, y);
+          running_max(kmax, k);
+          if (!k_first.defined()) k_first = k.narrow(0, 0, 1);
+        }
+        if (name == prefix + "self_attn.q_proj") {
+          const auto q = after_rope(model, y);
+          running_max(qmax, q);
+          if (!q_first.defined()) q_first = q.narrow(0, 0, 1);
+        }
         return y;
       };
       engine.forward(l, &hook);
-      const auto flat_tokens = [](const std::vector<at::Tensor>& v) {
-        std::vector<at::Tensor> f;
-        for (const auto& t : v) f.push_back(t.reshape({-1, t.size(-1)}));
-        return at::cat(f, 0);
-      };
-      const auto kall = flat_tokens(ks), qall = flat_tokens(qs);
-      const auto kstat = tie_rope_pairs(kall.abs().amax(0), mc.head_dim);
-      const auto qstat = tie_rope_pairs(qall.abs().amax(0).reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1}), mc.head_dim);
+      const auto kstat = tie_rope_pairs(kmax, mc.head_dim);
+      const auto qstat = tie_rope_pairs(qmax.reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1}), mc.head_dim);
       // Objective: attention logits of the first window with the keys as the cache holds them.
-      const auto k0 = ks.front().narrow(0, 0, 1).reshape({1, -1, mc.kv_heads, mc.head_dim}).transpose(1, 2);  // [1, kvh, T, hd]
-      const auto q0 = qs.front().narrow(0, 0, 1).reshape({1, -1, mc.kv_heads, rep, mc.head_dim});
+      const auto k0 = k_first.reshape({1, -1, mc.kv_heads, mc.head_dim}).transpose(1, 2);  // [1, kvh, T, hd]
+      const auto q0 = q_first.reshape({1, -1, mc.kv_heads, rep, mc.head_dim});
       const auto qh = q0.permute({0, 2, 3, 1, 4});  // [1, kvh, rep, T, hd]
       const auto ref = at::matmul(qh, k0.unsqueeze(2).transpose(-1, -2));
       const auto lambda = choose_scale(c.yx, kstat, qstat, [&](const at::Tensor& lam) {
