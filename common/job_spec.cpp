@@ -538,6 +538,17 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
       spec.calibration = std::move(cal);
     }
   }
+  // A calibrating algorithm with nothing to calibrate on would fail only
+  // after the model is loaded: refuse it at submission.
+  if (algo != nullptr && algo->available && algo->calib_samples > 0 && spec.data_path.empty() && spec.dataset_name.empty() &&
+      spec.calibration.value("data_path", std::string()).empty() && spec.calibration.value("dataset", std::string()).empty()) {
+    const bool fp8_without_calibration = algo->name == "FP8" && spec.params.value("ACT", std::string("dynamic")) == "dynamic" &&
+                                         !spec.params.value("kv_cache", false);
+    if (!fp8_without_calibration)
+      v.add("DATA_PATH", root["ALGORITHM"] ? root["ALGORITHM"].Mark() : root.Mark(),
+            "ALGORITHM " + algo->name + " calibrates on text: set DATA_PATH (a local .jsonl, .json or .txt file), "
+            "DATASET_NAME, or calibration.data_path / calibration.dataset");
+  }
   if (eval_node && !eval_node.IsNull()) {
     if (!eval_node.IsMap()) {
       v.add("eval", eval_node.Mark(), "expected a mapping with 'tasks', got " + Validator::show(eval_node));

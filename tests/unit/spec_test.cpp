@@ -159,6 +159,17 @@ TEST(JobSpec, LmquantKeysThatMapToNothingAreRefusedWithTheKnownOnes) {
   EXPECT_EQ(r.issues[1].column, 5);
 }
 
+TEST(JobSpec, CalibratingAlgorithmsNeedData) {
+  const auto awq = parse_job_spec("MODEL: m\nALGORITHM: AutoAWQ\n");
+  ASSERT_EQ(awq.issues.size(), 1u);
+  EXPECT_EQ(awq.issues[0].path, "DATA_PATH");
+  EXPECT_EQ(awq.issues[0].line, 2);
+  EXPECT_TRUE(parse_job_spec("MODEL: m\nALGORITHM: AutoAWQ\ncalibration:\n  data_path: c.jsonl\n").spec);
+  EXPECT_TRUE(parse_job_spec("MODEL: m\nALGORITHM: RTN\n").spec);  // calibration-free
+  EXPECT_TRUE(parse_job_spec("MODEL: m\nALGORITHM: FP8\n").spec);  // dynamic, no KV: nothing to calibrate
+  EXPECT_FALSE(parse_job_spec("MODEL: m\nALGORITHM: FP8\nllm:\n  FP8:\n    kv_cache: true\n").spec);
+}
+
 TEST(JobSpec, LmquantQservePackingIsRefusedAtItsKey) {
   std::string yaml = kNyuntamLmquant;
   yaml.replace(yaml.find("loads_with_qserve: False"), 24, "loads_with_qserve: True");
@@ -179,7 +190,7 @@ TEST(JobSpec, ActivationAlgorithmsTakeABitOverridesAndFp8PacksAsCompressedTensor
   ASSERT_EQ(rtn.issues.size(), 1u);
   EXPECT_EQ(rtn.issues[0].path, "llm.RTN.LAYER_OVERRIDES[0].A_BIT");
   EXPECT_TRUE(parse_job_spec("MODEL: m\nALGORITHM: FP8\nEXPORT_FORMAT: compressed-tensors\n").spec);
-  const auto lm = parse_job_spec("MODEL: m\nALGORITHM: LMQuant\nEXPORT_FORMAT: gptq\n");
+  const auto lm = parse_job_spec("MODEL: m\nALGORITHM: LMQuant\nDATA_PATH: d.jsonl\nEXPORT_FORMAT: gptq\n");
   ASSERT_EQ(lm.issues.size(), 1u);
   EXPECT_EQ(lm.issues[0].path, "EXPORT_FORMAT");
 }
