@@ -176,6 +176,38 @@ int main(int argc, char** argv) {
                 name.c_str(), gemm, r.tokens_per_s, gflops, 100.0 * gflops / gemm, lin, per_window, lin_gflops,
                 per_window - lin, peak_rss, base_rss, peak_rss - base_rss, bytes / 1048576.0);
   }
+
+  // The cost of simulating activation / KV quantization (float32): the same
+  // windows with every Linear's input and the KV cache fake-quantized.
+  fs::remove_all(dir);
+  o.dtype = "float32";
+  model::write_random_llama(dir, o);
+  std::printf("\n| simulated quantization (float32) | ppl tokens/s | vs none |\n|---|---|---|\n");
+  double none_tps = 0;
+  for (const std::string kind : {"none", "int_token", "fp8_token"})
+    for (const bool kv : {false, true}) {
+      if (kind == "none" && kv) continue;
+      auto m = model::LlamaModel::load(model::Checkpoint::open(dir));
+      nlohmann::json acts = nlohmann::json::object();
+      if (kind != "none")
+        for (int64_t l = 0; l < o.layers; ++l)
+          for (auto& [n, lin] : m.layers()[static_cast<std::size_t>(l)].linears())
+            acts["model.layers." + std::to_string(l) + "." + n] = {{"kind", kind}, {"bits", 8}};
+      nlohmann::json q = {{"activations", acts}};
+      if (kv) q["kv_cache"] = {{"kind", "int"}, {"bits", 4}};
+      m.apply_simulated_quantization(q);
+      const auto ids = at::randint(0, o.vocab, {seqlen * (windows + 1)}, at::kLong);
+      eval::PerplexityOptions po;
+      po.seqlen = seqlen;
+      po.num_samples = 1;
+      eval::perplexity(m, ids, po);  // warm-up
+      po.num_samples = windows;
+      const double tps = eval::perplexity(m, ids, po).tokens_per_s;
+      if (kind == "none") none_tps = tps;
+      const std::string label = kind == "none" ? "none" : (kind == "int_token" ? "A8 int per token" : "A8 FP8 per token") + std::string(kv ? " + KV4 int" : "");
+      std::printf("| %s | %.0f | %.2f |\n", label.c_str(), tps, tps / none_tps);
+      std::fflush(stdout);
+    }
   fs::remove_all(dir);
   return 0;
 }
