@@ -106,6 +106,17 @@ double linear_seconds(const model::RandomModelOptions& o, int64_t T, at::ScalarT
   return best;
 }
 
+// Perplexity over `windows` random windows after one warm-up window.
+eval::PerplexityResult timed_perplexity(const model::LlamaModel& m, int64_t vocab, int64_t seqlen, int64_t windows) {
+  const auto ids = at::randint(0, vocab, {seqlen * (windows + 1)}, at::kLong);
+  eval::PerplexityOptions po;
+  po.seqlen = seqlen;
+  po.num_samples = 1;
+  eval::perplexity(m, ids, po);  // warm-up
+  po.num_samples = windows;
+  return eval::perplexity(m, ids, po);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -147,13 +158,7 @@ int main(int argc, char** argv) {
     model::LoadOptions lo;
     lo.dtype = dtype;
     const auto m = model::LlamaModel::load(model::Checkpoint::open(dir), lo);
-    const auto ids = at::randint(0, o.vocab, {seqlen * (windows + 1)}, at::kLong);
-    eval::PerplexityOptions po;
-    po.seqlen = seqlen;
-    po.num_samples = 1;
-    eval::perplexity(m, ids, po);  // warm-up
-    po.num_samples = windows;
-    const auto r = eval::perplexity(m, ids, po);
+    const auto r = timed_perplexity(m, o.vocab, seqlen, windows);
     gemm = std::max(gemm, gemm_rate(seqlen, o.hidden, o.intermediate, dtype));  // best of before and after
 
     // FLOPs: 2 x (matmul parameters) per token, plus attention scores and
@@ -196,13 +201,7 @@ int main(int argc, char** argv) {
       nlohmann::json q = {{"activations", acts}};
       if (kv) q["kv_cache"] = {{"kind", "int"}, {"bits", 4}};
       m.apply_simulated_quantization(q);
-      const auto ids = at::randint(0, o.vocab, {seqlen * (windows + 1)}, at::kLong);
-      eval::PerplexityOptions po;
-      po.seqlen = seqlen;
-      po.num_samples = 1;
-      eval::perplexity(m, ids, po);  // warm-up
-      po.num_samples = windows;
-      const double tps = eval::perplexity(m, ids, po).tokens_per_s;
+      const double tps = timed_perplexity(m, o.vocab, seqlen, windows).tokens_per_s;
       if (kind == "none") none_tps = tps;
       const std::string label = kind == "none" ? "none" : (kind == "int_token" ? "A8 int per token" : "A8 FP8 per token") + std::string(kv ? " + KV4 int" : "");
       std::printf("| %s | %.0f | %.2f |\n", label.c_str(), tps, tps / none_tps);

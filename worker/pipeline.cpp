@@ -104,11 +104,13 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   const bool packed = format.has_value();
   // W8A8 Linears go into compressed-tensors as float- or int-quantized,
   // weight-only integer ones as pack-quantized.
-  const bool fp8 = packed && *format == exporter::PackedFormat::compressed_tensors && !q.w8a8_weights.empty();
-  if (packed && !fp8 && q.int_weights.empty())
+  const bool w8a8 = packed && *format == exporter::PackedFormat::compressed_tensors && !q.w8a8_weights.empty();
+  if (packed && !w8a8 && q.int_weights.empty())
     throw Error(ErrorKind::invalid_input, "ALGORITHM " + spec.algorithm + " has no integer form for EXPORT_FORMAT " + spec.export_format);
+  // W8A8 scales are stored in the model's dtype (that of its embedding).
+  const auto scale_dtype = w8a8 ? ckpt.tensor("model.embed_tokens.weight").scalar_type() : at::kFloat;
   json config = ckpt.config();
-  json qc = fp8 ? exporter::w8a8_config(q.w8a8_float, spec.params.value("WEIGHT_SCALE", std::string("channel")),
+  json qc = w8a8 ? exporter::w8a8_config(q.w8a8_float, spec.params.value("WEIGHT_SCALE", std::string("channel")),
                                                    spec.params.value("ACT", std::string("dynamic")) == "dynamic",
                                                    !q.k_scales.empty(), q.ignored)
         : packed ? exporter::packed_quantization_config(q.int_weights, *format, spec.params)
@@ -124,17 +126,16 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
     for (const auto& info : file.tensors()) {
       const std::string stem = info.name.size() > 7 ? info.name.substr(0, info.name.size() - 7) : info.name;
       const auto fw = q.w8a8_weights.find(stem);
-      if (fp8 && info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0 &&
+      if (w8a8 && info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0 &&
           fw != q.w8a8_weights.end()) {
-        const auto dt = model::st_to_aten(info.dtype);
         tensors.push_back({info.name, fw->second.codes,
                            q.w8a8_float ? std::optional<model::StDtype>(model::StDtype::F8_E4M3) : std::nullopt});
-        tensors.push_back({stem + ".weight_scale", fw->second.scale.to(dt), {}});
-        if (fw->second.input_scale.defined()) tensors.push_back({stem + ".input_scale", fw->second.input_scale.to(dt), {}});
+        tensors.push_back({stem + ".weight_scale", fw->second.scale.to(scale_dtype), {}});
+        if (fw->second.input_scale.defined()) tensors.push_back({stem + ".input_scale", fw->second.input_scale.to(scale_dtype), {}});
         continue;
       }
       const auto iw = q.int_weights.find(stem);
-      if (packed && !fp8 && info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0 &&
+      if (packed && !w8a8 && info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0 &&
           iw != q.int_weights.end()) {
         for (auto& [suffix, t] : exporter::pack(iw->second, *format, model::st_to_aten(info.dtype))) tensors.push_back({stem + "." + suffix, t, {}});
         continue;
@@ -147,11 +148,10 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
     }
     if (file_ptr == ckpt.files().back()) {
       for (const auto& [name, t] : q.added) tensors.push_back({name, t, {}});
-      const auto kv_dtype = model::st_to_aten(file.tensors().front().dtype) == at::kByte ? at::kFloat : model::st_to_aten(file.tensors().front().dtype);
-      for (std::size_t i = 0; fp8 && i < q.k_scales.size(); ++i) {
+      for (std::size_t i = 0; w8a8 && i < q.k_scales.size(); ++i) {
         const std::string p = "model.layers." + std::to_string(i) + ".self_attn.";
-        tensors.push_back({p + "k_scale", at::scalar_tensor(q.k_scales[i]).to(kv_dtype), {}});
-        tensors.push_back({p + "v_scale", at::scalar_tensor(q.v_scales[i]).to(kv_dtype), {}});
+        tensors.push_back({p + "k_scale", at::scalar_tensor(q.k_scales[i]).to(scale_dtype), {}});
+        tensors.push_back({p + "v_scale", at::scalar_tensor(q.v_scales[i]).to(scale_dtype), {}});
       }
     }
     for (const auto& t : tensors) {

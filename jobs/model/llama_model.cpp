@@ -67,13 +67,13 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
   const auto& c = m.config_;
   const auto qc = ckpt.config().value("quantization_config", nlohmann::json::object());
   const auto packed_suffix = exporter::packed_weight_suffix(qc);
-  const bool fp8 = exporter::is_w8a8(qc);
+  const bool w8a8 = exporter::is_w8a8(qc);
   const auto get = [&](const std::string& name, std::vector<int64_t> shape) {
     const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
     // A packed Linear (awq, gptq, compressed-tensors) is read back as its dequantized weight.
     at::Tensor t = !ckpt.has(name) && packed_suffix && ckpt.has(stem + "." + *packed_suffix)
                        ? exporter::unpack_weight(ckpt, stem, qc)
-                   : fp8 && stem != name && ckpt.has(stem + ".weight_scale") ? exporter::w8a8_dequantize(ckpt, stem)
+                   : w8a8 && stem != name && ckpt.has(stem + ".weight_scale") ? exporter::w8a8_dequantize(ckpt, stem)
                                                                             : ckpt.tensor(name);
     if (t.sizes().vec() != shape) {
       std::string want, got;
@@ -112,7 +112,7 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
   }
   m.inv_freq_ = rope_inverse_frequencies(c).to(o.device);
   if (ckpt.config().contains("qjobs_quantization")) m.apply_simulated_quantization(ckpt.config()["qjobs_quantization"]);
-  if (fp8) m.apply_w8a8_schemes(ckpt, qc);
+  if (w8a8) m.apply_w8a8_schemes(ckpt, qc);
   return m;
 }
 

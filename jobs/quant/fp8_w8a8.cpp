@@ -29,25 +29,25 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
   for (int64_t l = 0; l < L; ++l) {
     auto& layer = model.layers()[static_cast<std::size_t>(l)];
     const std::string prefix = "model.layers." + std::to_string(l) + ".";
-    std::map<std::string, at::Tensor> xs, kvs;
+    std::map<std::string, at::Tensor> xs;
     std::vector<at::Tensor> next;
     if (engine) {
       xs = engine->capture_inputs(l, block_input_names());
       if (kv) {
-        // The k and v projections' outputs, from a hook on the same inputs.
-        std::vector<at::Tensor> ks, vs;
+        // The k and v projections' outputs, from a hook on the same inputs:
+        // running maxima of |v| and of each rotary pair's (i, i + hd/2) norm,
+        // which bounds the key after RoPE.
+        double k_max = 0, v_max = 0;
         const model::LinearHook hook = [&](const std::string& name, const at::Tensor&, const at::Tensor& y) {
-          if (name == prefix + "self_attn.k_proj") ks.push_back(y.to(at::kFloat).reshape({-1, y.size(-1)}));
-          if (name == prefix + "self_attn.v_proj") vs.push_back(y.to(at::kFloat).reshape({-1, y.size(-1)}));
+          const auto f = y.to(at::kFloat);
+          if (name == prefix + "self_attn.k_proj")
+            k_max = std::max(k_max, f.reshape({-1, 2, hd / 2}).pow(2).sum(1).sqrt().max().item<double>());
+          if (name == prefix + "self_attn.v_proj") v_max = std::max(v_max, f.abs().max().item<double>());
           return y;
         };
         next = engine->forward(l, &hook);
-        const auto k = at::cat(ks, 0), v = at::cat(vs, 0);
-        // Rotary pairs (i, i + hd/2) of each head: post-RoPE values are at
-        // most the pair's norm.
-        const auto kh = k.reshape({k.size(0), -1, 2, hd / 2});
-        k_scale.push_back(std::max((kh.pow(2).sum(2).sqrt()).max().item<double>() / kFp8E4m3Max, 1e-12));
-        v_scale.push_back(std::max(v.abs().max().item<double>() / kFp8E4m3Max, 1e-12));
+        k_scale.push_back(std::max(k_max / kFp8E4m3Max, 1e-12));
+        v_scale.push_back(std::max(v_max / kFp8E4m3Max, 1e-12));
       } else {
         next = engine->forward(l);
       }

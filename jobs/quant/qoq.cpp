@@ -86,8 +86,6 @@ json smooth_json(const SmoothSetting& s) {
 
 int64_t effective_group(int64_t group, int64_t cols) { return group <= 0 ? cols : std::min(group, cols); }
 
-WeightGrid grid_for(const at::Tensor& w, int bits, bool progressive) { return WeightGrid::for_weight(w, bits, progressive); }
-
 // Round to nearest on the grid, every group; ratio [rows, groups] or undefined.
 at::Tensor rtn(const at::Tensor& w, const WeightGrid& wg, int64_t g, const at::Tensor& ratio, exporter::IntWeight* ints = nullptr) {
   const int64_t rows = w.size(0), cols = w.size(1), ng = (cols + g - 1) / g;
@@ -281,7 +279,7 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
     const auto plan = wplan(full);
     const auto y = at::matmul(x, w.t());
     const auto ws = w * S.unsqueeze(0);
-    const auto wq = plan.skip ? ws : rtn(ws, grid_for(ws, plan.cfg.bits, c.progressive), effective_group(plan.cfg.group_size, ws.size(1)), at::Tensor());
+    const auto wq = plan.skip ? ws : rtn(ws, WeightGrid::for_weight(ws, plan.cfg.bits, c.progressive), effective_group(plan.cfg.group_size, ws.size(1)), at::Tensor());
     const auto xq = act_for(plan.skip ? 0 : plan.a_bits, false, x).apply(x / S.unsqueeze(0));
     return (at::matmul(xq, wq.t()) - y).pow(2).sum().item<double>();
   };
@@ -372,7 +370,7 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
         if (plan.skip) continue;
         const auto w = L2.weight.to(at::kFloat);
         const int64_t g = effective_group(plan.cfg.group_size, w.size(1));
-        const auto wg = grid_for(w, plan.cfg.bits, c.progressive);
+        const auto wg = WeightGrid::for_weight(w, plan.cfg.bits, c.progressive);
         const auto ratio = c.calib_range ? search_clip(w, sample_rows(x, 512), wg, g, c.max_shrink, c.clip_grids) : at::Tensor();
         at::Tensor wq;
         exporter::IntWeight ints;

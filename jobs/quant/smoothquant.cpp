@@ -61,7 +61,6 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
       const auto w = lin->weight.to(at::kFloat);
       const auto qw = quantize_weight(w, cfg);
       const auto wq = qw.dequantize();
-      out.int_weights[prefix + name] = to_int_weight(qw, 8);
       out.w8a8_weights[prefix + name] = {qw.codes.to(at::kChar), qw.scales.reshape({-1, 1}), at::Tensor()};
       const auto& x = xs.at(input_of.at(name));
       model::ActQuant aq;
@@ -82,7 +81,7 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
                       (wq - w).abs().max().item<double>(),
                       (yq - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30)});
     }
-    engine.advance(l, std::move(next), errs, out.int_weights);
+    engine.advance(l, std::move(next), errs, {});
     out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
     collect_block(*in.ckpt, model, l, out.replaced);
     in.progress(l + 1, L, "block " + std::to_string(l));

@@ -253,6 +253,16 @@ TEST(RuntimeJob, KilledDuringCalibrationResumesAtTheNextBlockWithTheSamePerplexi
 namespace qjobs::testing {
 namespace {
 
+// Writes `body` as root/<name>.yaml, submits it with `jobctl submit --wait`
+// and returns the job id.
+std::string submit_and_wait(const ServerProcess& server, const fs::path& root, const std::string& name, const std::string& body) {
+  const fs::path spec = root / (name + ".yaml");
+  std::ofstream(spec) << body;
+  const auto r = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "submit", spec.string(), "--wait"});
+  EXPECT_EQ(r.rc, 0) << r.out << r.err;
+  return r.out.substr(0, r.out.find('\n'));
+}
+
 // Issue 6 end to end: perplexity, a multiple-choice task and two demo
 // prompts on the original and the quantized model, through the server and
 // jobctl; a second job on the same model reuses the cached baseline; an
@@ -273,13 +283,7 @@ TEST(EvalJob, BaselineAndQuantizedReportCacheEvaluateAndCompare) {
       << "    - type: demo\n      raw: true\n      max_new_tokens: 10\n      prompts: [\"In the beginning\", \"And Moses said\"]\n";
     return t.str();
   };
-  const auto submit = [&](const std::string& name, const std::string& body) {
-    const fs::path spec = root / (name + ".yaml");
-    std::ofstream(spec) << body;
-    const auto r = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "submit", spec.string(), "--wait"});
-    EXPECT_EQ(r.rc, 0) << r.out << r.err;
-    return r.out.substr(0, r.out.find('\n'));
-  };
+  const auto submit = [&](const std::string& name, const std::string& body) { return submit_and_wait(server, root, name, body); };
   const std::string model_line = "MODEL: \"" + kExample.string() + "\"\n";
   const std::string calib = "DATA_PATH: \"" + (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
                             "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\n";
@@ -359,13 +363,7 @@ TEST(ActQuantJob, NyuntamLmquantG128ThroughTheServerBeatsRtnW4A8Kv4) {
   ServerProcess server(root / "ud", {"--slots", "1"});
   const std::string eval = "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" + kHeldOut.string() +
                            "\"\n      seqlen: 512\n      num_samples: 40\n";
-  const auto submit = [&](const std::string& name, const std::string& body) {
-    const fs::path spec = root / (name + ".yaml");
-    std::ofstream(spec) << body;
-    const auto r = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "submit", spec.string(), "--wait"});
-    EXPECT_EQ(r.rc, 0) << r.out << r.err;
-    return r.out.substr(0, r.out.find('\n'));
-  };
+  const auto submit = [&](const std::string& name, const std::string& body) { return submit_and_wait(server, root, name, body); };
   // Nyuntam's shipped LMQuant section, quant_type g128, local calibration data.
   const auto nyuntam = [&](const std::string& extra) {
     return "MODEL: \"" + kExample.string() + "\"\nDATASET_NAME: \"\"\nDATASET_SUBNAME: \"\"\nTEXT_COLUMN: \"text\"\nSPLIT: \"train\"\n" +

@@ -126,8 +126,10 @@ TEST_F(Simulated, ActivationBitsMoveTheLogitsAsExpected) {
     return ((m.forward(ids) - ref).norm() / ref.norm()).item<double>();
   };
   const double e16 = err_at(16), e8 = err_at(8), e4 = err_at(4);
-  EXPECT_LT(e16, 1e-4);
-  EXPECT_GT(e8, e16);
+  // 8 fewer bits make the step 256 times coarser; errors through a random
+  // 2-layer model stay far apart (measured ratio about 250).
+  EXPECT_LT(e16, 1e-3);
+  EXPECT_GT(e8, 30 * e16);
   EXPECT_GT(e4, 4 * e8);  // each bit removed doubles the step
   EXPECT_THROW(m.apply_simulated_quantization({{"activations", {{"model.layers.9.mlp.up_proj", {{"kind", "int_token"}}}}}}), Error);
 }
