@@ -413,6 +413,7 @@ TEST_F(ServerTest, TwoHundredSubmissionsFromEightClients) {
   std::mutex mu;
   std::vector<std::string> ids;
   std::atomic<int> failures{0};
+  std::vector<std::string> failed;  // status and body of each refused submission, to say why
   std::vector<std::thread> clients;
   for (int t = 0; t < 8; ++t)
     clients.emplace_back([&] {
@@ -421,6 +422,8 @@ TEST_F(ServerTest, TwoHundredSubmissionsFromEightClients) {
         const auto r = c.request("POST", "/jobs", spec);
         if (r.status != 201) {
           ++failures;
+          std::lock_guard lock(mu);
+          failed.push_back(std::to_string(r.status) + " " + r.body.substr(0, 300));
           continue;
         }
         std::lock_guard lock(mu);
@@ -428,7 +431,7 @@ TEST_F(ServerTest, TwoHundredSubmissionsFromEightClients) {
       }
     });
   for (auto& t : clients) t.join();
-  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(failures.load(), 0) << (failed.empty() ? std::string() : failed.front());
   EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 200u);
   std::set<std::string> listed;
   std::string cursor;
