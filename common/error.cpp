@@ -1,5 +1,7 @@
 #include "common/error.hpp"
 
+#include <cerrno>
+
 namespace qjobs {
 
 std::string_view error_kind_name(ErrorKind kind) {
@@ -8,6 +10,7 @@ std::string_view error_kind_name(ErrorKind kind) {
     case ErrorKind::not_found: return "not_found";
     case ErrorKind::conflict: return "conflict";
     case ErrorKind::io: return "io";
+    case ErrorKind::no_space: return "no_space";
     case ErrorKind::data_corruption: return "data_corruption";
     case ErrorKind::oom: return "oom";
     case ErrorKind::cancelled: return "cancelled";
@@ -20,4 +23,10 @@ void rethrow_with_stage(const Error& e, std::string_view stage) {
   throw Error(e.kind(), std::string(stage) + ": " + e.what());
 }
 
+}  // namespace qjobs
+
+namespace qjobs {
+ErrorKind error_kind_for_errno(int err) {
+  return err == ENOSPC || err == EDQUOT ? ErrorKind::no_space : ErrorKind::io;
+}
 }  // namespace qjobs

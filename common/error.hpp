@@ -14,6 +14,7 @@ enum class ErrorKind {
   not_found,        // a named thing does not exist
   conflict,         // the request contradicts the current state
   io,               // a file, socket or process call failed
+  no_space,         // a write failed because a disk or quota is full (ENOSPC, EDQUOT)
   data_corruption,  // stored bytes do not parse as what they claim to be
   oom,              // an allocation failed
   cancelled,        // the work was asked to stop
@@ -35,5 +36,9 @@ class Error : public std::runtime_error {
 // Re-throws `e` with `stage` prefixed to its message, keeping the kind, so an
 // error gains context as it passes up ("load model: config.json: ...").
 [[noreturn]] void rethrow_with_stage(const Error& e, std::string_view stage);
+
+// The kind for a failed system call's errno: no_space for ENOSPC and EDQUOT,
+// else io.
+ErrorKind error_kind_for_errno(int err);
 
 }  // namespace qjobs

@@ -1,16 +1,21 @@
 #include "common/job_dir.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <algorithm>
+#include <climits>
+#include <type_traits>
 #include <fstream>
 #include <random>
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/strings.hpp"
 
 namespace qjobs {
 namespace fs = std::filesystem;
@@ -23,7 +28,7 @@ void write_all(int fd, const std::string& data, const fs::path& path) {
     const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw Error(ErrorKind::io, "write " + path.string() + ": " + std::strerror(errno));
+      throw Error(error_kind_for_errno(errno), "write " + path.string() + ": " + std::strerror(errno));
     }
     off += static_cast<std::size_t>(n);
   }
@@ -41,11 +46,11 @@ void write_file_atomic(const fs::path& path, const std::string& content) {
   const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid()) + "." +
                        std::to_string(rng() % 1000000);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(ErrorKind::io, "open " + tmp.string() + ": " + std::strerror(errno));
+  if (fd < 0) throw Error(error_kind_for_errno(errno), "open " + tmp.string() + ": " + std::strerror(errno));
   try {
     write_all(fd, content, tmp);
     if (::fsync(fd) != 0)
-      throw Error(ErrorKind::io, "fsync " + tmp.string() + ": " + std::strerror(errno));
+      throw Error(error_kind_for_errno(errno), "fsync " + tmp.string() + ": " + std::strerror(errno));
   } catch (...) {
     ::close(fd);
     ::unlink(tmp.c_str());
@@ -83,13 +88,131 @@ std::optional<nlohmann::json> JobDir::read_status() const {
   return j;
 }
 
+namespace {
+
+// Depth of nested arrays/objects, iteratively (no recursion on hostile input).
+int json_depth(const nlohmann::json& root) {
+  int deepest = 0;
+  std::vector<std::pair<const nlohmann::json*, int>> todo{{&root, 0}};
+  while (!todo.empty()) {
+    const auto [j, d] = todo.back();
+    todo.pop_back();
+    if (!j->is_structured()) continue;
+    deepest = std::max(deepest, d + 1);
+    if (deepest > 64) return deepest;
+    for (const auto& c : *j) todo.emplace_back(&c, d + 1);
+  }
+  return deepest;
+}
+
+const char* json_type_name(const nlohmann::json& j) {
+  return j.is_string() ? "a string" : j.is_boolean() ? "a boolean" : j.is_number() ? "a number"
+       : j.is_array() ? "a list" : j.is_object() ? "an object" : "null";
+}
+
+}  // namespace
+
+std::optional<WorkerStatus> parse_worker_status(std::string_view text, std::string* problem) {
+  std::string why;
+  const auto fail = [&](std::string m) -> std::optional<WorkerStatus> {
+    if (problem) *problem = std::move(m);
+    return std::nullopt;
+  };
+  if (text.size() > kMaxStatusBytes)
+    return fail("status.json is " + std::to_string(text.size()) + " bytes; at most " +
+                std::to_string(kMaxStatusBytes) + " are read");
+  const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return fail("status.json is not valid JSON");
+  if (!j.is_object()) return fail(std::string("status.json must be an object, got ") + json_type_name(j));
+  if (json_depth(j) > 6) return fail("status.json is nested too deeply");
+
+  WorkerStatus s;
+  const auto shown = [](const nlohmann::json& v) { return excerpt(v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 40); };
+  const auto wrong = [&](const char* key, const char* want, const nlohmann::json& v) {
+    return fail(std::string("'") + key + "' must be " + want + ", got " + json_type_name(v) + " " + shown(v));
+  };
+  const auto str = [&](const char* key, std::string& out, std::size_t max) -> bool {
+    const auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return true;
+    if (!it->is_string()) return wrong(key, "a string", *it), false;
+    out = it->get<std::string>();
+    if (out.size() > max) out = excerpt(out, max);
+    return true;
+  };
+  const auto integer = [&](const char* key, auto& out, int64_t lo, int64_t hi) -> bool {
+    const auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return true;
+    if (!it->is_number_integer()) return wrong(key, "an integer", *it), false;
+    const auto v = it->is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(it->get<uint64_t>(), INT64_MAX))
+                                            : it->get<int64_t>();
+    if (v < lo || v > hi) return fail(std::string("'") + key + "' is out of range: " + std::to_string(v)), false;
+    out = static_cast<std::remove_reference_t<decltype(out)>>(v);
+    return true;
+  };
+  const auto number = [&](const char* key, double& out) -> bool {
+    const auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return true;
+    if (!it->is_number()) return wrong(key, "a number", *it), false;
+    out = it->get<double>();
+    return true;
+  };
+  constexpr int64_t big = int64_t{1} << 53;
+  if (!str("state", s.state, 32) || !str("stage", s.stage, 256) || !integer("stage_index", s.stage_index, -1, 1 << 20) ||
+      !integer("done", s.done, 0, big) || !integer("total", s.total, 0, big) || !number("eta_s", s.eta_s) ||
+      !str("error_type", s.error_type, 32) || !str("error", s.error, 4096) ||
+      !integer("attempt", s.attempt, 0, 1 << 20) || !integer("pid", s.pid, 0, 1 << 30) ||
+      !number("updated_at", s.updated_at))
+    return std::nullopt;
+  if (!s.state.empty() && s.state != "RUNNING" && s.state != "SUCCEEDED" && s.state != "FAILED")
+    return fail("'state' must be RUNNING, SUCCEEDED or FAILED, got " + excerpt(s.state, 32));
+  if (const auto it = j.find("stages"); it != j.end() && !it->is_null()) {
+    if (!it->is_array() || it->size() > 64) return wrong("stages", "a list of at most 64 names", *it);
+    for (const auto& n : *it) {
+      if (!n.is_string()) return wrong("stages", "a list of names", n);
+      s.stages.push_back(excerpt(n.get<std::string>(), 256));
+    }
+  }
+  if (const auto it = j.find("metrics"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return wrong("metrics", "an object", *it);
+    s.metrics = *it;
+  }
+  return s;
+}
+
+std::optional<WorkerStatus> JobDir::read_worker_status(std::string* problem) const {
+  if (problem) problem->clear();
+  // No symlinks, FIFOs or devices: a planted /dev/zero or pipe must not
+  // block or flood the reader.
+  const int fd = ::open(status().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno != ENOENT && problem) *problem = "cannot open status.json: " + std::string(std::strerror(errno));
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    if (problem) *problem = "status.json is not a regular file";
+    return std::nullopt;
+  }
+  std::string text;
+  char buf[65536];
+  while (text.size() <= kMaxStatusBytes) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return parse_worker_status(text, problem);
+}
+
 void JobDir::write_status(const nlohmann::json& s) const { write_file_atomic(status(), s.dump(1)); }
 
 void JobDir::append_event(nlohmann::json event) const {
   if (!event.contains("ts")) event["ts"] = unix_now();
   const std::string line = event.dump() + "\n";
   const int fd = ::open(events().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(ErrorKind::io, "open " + events().string() + ": " + std::strerror(errno));
+  if (fd < 0) throw Error(error_kind_for_errno(errno), "open " + events().string() + ": " + std::strerror(errno));
   try {
     write_all(fd, line, events());
   } catch (...) {

@@ -27,6 +27,31 @@
 
 namespace qjobs {
 
+// status.json as read back by whoever watches a worker. The file is
+// untrusted input (anyone who can write the job directory can write it), so
+// it is parsed field by field with its type checked; see parse_worker_status.
+struct WorkerStatus {
+  std::string state;                // RUNNING | SUCCEEDED | FAILED
+  std::string stage;
+  std::vector<std::string> stages;
+  int stage_index = -1;
+  int64_t done = 0, total = 0;      // total 0 = unknown
+  double eta_s = -1;                // -1 = unknown
+  nlohmann::json metrics = nlohmann::json::object();  // depth <= 4
+  std::string error_type, error;    // with state FAILED; error at most 4 KiB
+  int attempt = 0;
+  int pid = 0;
+  double updated_at = 0;
+};
+
+// The largest status.json read back; a bigger file is refused unread.
+inline constexpr std::size_t kMaxStatusBytes = 1 << 20;
+
+// Parses status.json text. Returns the status, or nullopt with *problem
+// saying which field is wrong ("'attempt' must be an integer, got \"1\"").
+// Never throws.
+std::optional<WorkerStatus> parse_worker_status(std::string_view text, std::string* problem);
+
 class JobDir {
  public:
   explicit JobDir(std::filesystem::path root) : root_(std::move(root)) {}
@@ -47,9 +72,13 @@ class JobDir {
   // Creates the folders a worker writes into. Throws Error(io).
   void create_layout() const;
 
-  // status.json, or nullopt when absent or unreadable (a reader may race a
-  // rename on file systems without atomic rename; callers retry later).
+  // status.json as raw JSON, or nullopt when absent or not a JSON object (a
+  // reader may race a rename on file systems without atomic rename; callers
+  // retry later). For tools and tests; servers use read_worker_status.
   std::optional<nlohmann::json> read_status() const;
+  // status.json validated. nullopt with *problem empty: absent; with
+  // *problem set: present but invalid (too large, not JSON, a wrong type).
+  std::optional<WorkerStatus> read_worker_status(std::string* problem) const;
   void write_status(const nlohmann::json& status) const;  // atomic replace
 
   // Appends `event` with a "ts" field added (unix seconds) as one line.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include <yaml-cpp/yaml.h>
 
@@ -45,11 +46,28 @@ const std::vector<TopKey>& top_keys() {
 class Validator {
  public:
   std::vector<SpecIssue> issues;
+  std::size_t dropped = 0;  // issues beyond kMaxSpecIssues, counted only
 
+  // Records a problem. Paths and messages echo untrusted keys and values, so
+  // both are cut (excerpt) and at most kMaxSpecIssues are kept: a hostile
+  // spec costs a bounded reply.
   void add(const std::string& path, const YAML::Mark& mark, std::string message) {
+    if (issues.size() >= kMaxSpecIssues) {
+      ++dropped;
+      return;
+    }
     const bool placed = mark.line >= 0 && mark.column >= 0;
-    issues.push_back({path, placed ? mark.line + 1 : 0, placed ? mark.column + 1 : 0,
-                      std::move(message)});
+    issues.push_back({excerpt(path, 256), placed ? mark.line + 1 : 0, placed ? mark.column + 1 : 0,
+                      excerpt(message, 1024)});
+  }
+
+  // Closes the list: one last entry says how many were left out.
+  std::vector<SpecIssue> finish() {
+    if (dropped > 0)
+      issues.push_back({"", 0, 0,
+                        std::to_string(dropped) + " more problems not listed (at most " +
+                            std::to_string(kMaxSpecIssues) + " are reported)"});
+    return std::move(issues);
   }
 
   static std::string join_path(const std::string& base, const std::string& key) {
@@ -57,7 +75,7 @@ class Validator {
   }
 
   static std::string show(const YAML::Node& n) {
-    if (n.IsScalar()) return "'" + n.Scalar() + "'";
+    if (n.IsScalar()) return "'" + excerpt(n.Scalar()) + "'";
     if (n.IsSequence()) return "a list";
     if (n.IsMap()) return "a mapping";
     return "null";
@@ -148,7 +166,7 @@ class Validator {
       const double d = v->get<double>();
       if (d < spec.min || d > spec.max) {
         add(path, n.Mark(),
-            "value " + n.Scalar() + " is out of range [" + fmt_num(spec.min) + ", " +
+            "value " + excerpt(n.Scalar()) + " is out of range [" + fmt_num(spec.min) + ", " +
                 fmt_num(spec.max) + "]");
         return std::nullopt;
       }
@@ -156,7 +174,7 @@ class Validator {
     if (spec.type == ParamType::string && !spec.choices.empty()) {
       const auto s = v->get<std::string>();
       if (std::find(spec.choices.begin(), spec.choices.end(), s) == spec.choices.end()) {
-        std::string msg = "'" + s + "' is not one of " + join(spec.choices);
+        std::string msg = "'" + excerpt(s) + "' is not one of " + join(spec.choices);
         if (auto near = closest_name(s, spec.choices)) msg += "; did you mean '" + *near + "'?";
         add(path, n.Mark(), msg);
         return std::nullopt;
@@ -198,7 +216,7 @@ class Validator {
         }
         if (i + 1 < parts.size()) {
           if (it->type != ParamType::section) {
-            add(path, key.Mark(), "'" + part + "' is " + std::string(param_type_name(it->type)) +
+            add(path, key.Mark(), "'" + excerpt(part) + "' is " + std::string(param_type_name(it->type)) +
                                       ", it has no keys below it");
             ok = false;
             break;
@@ -223,7 +241,7 @@ class Validator {
                    const std::vector<ParamSpec>& known) {
     std::vector<std::string> names;
     for (const auto& p : known) names.push_back(p.name);
-    std::string msg = "unknown key '" + key + "'";
+    std::string msg = "unknown key '" + excerpt(key) + "'";
     if (auto near = closest_name(key, names)) msg += "; did you mean '" + *near + "'?";
     msg += names.empty() ? " (this section takes no keys)" : " (known: " + join(names) + ")";
     add(path, mark, msg);
@@ -242,6 +260,34 @@ class Validator {
     return std::to_string(d);
   }
 };
+
+// Nodes and scalar bytes of `root` with every alias expanded, counted
+// iteratively; counting stops just past the limits, so the cost is bounded
+// by them whatever the aliases multiply to.
+struct ExpandedSize {
+  std::size_t nodes = 0;
+  std::size_t bytes = 0;
+};
+ExpandedSize expanded_size(const YAML::Node& root) {
+  ExpandedSize size;
+  std::vector<YAML::Node> todo{root};
+  while (!todo.empty() && size.nodes <= kMaxSpecNodes && size.bytes <= kMaxSpecBytes) {
+    const YAML::Node n = todo.back();
+    todo.pop_back();
+    ++size.nodes;
+    if (n.IsScalar()) {
+      size.bytes += n.Scalar().size();
+    } else if (n.IsSequence()) {
+      for (const auto& c : n) todo.push_back(c);
+    } else if (n.IsMap()) {
+      for (const auto& kv : n) {
+        todo.push_back(kv.first);
+        todo.push_back(kv.second);
+      }
+    }
+  }
+  return size;
+}
 
 void apply_defaults(const std::vector<ParamSpec>& specs, json& out) {
   for (const auto& p : specs) {
@@ -327,12 +373,36 @@ JobSpec job_spec_from_json(const json& j) {
 SpecParseResult parse_job_spec(std::string_view yaml_text) {
   SpecParseResult result;
   Validator v;
+  if (std::size_t bad = 0; !valid_utf8(yaml_text, &bad)) {
+    // Line and column (1-based, in bytes) of the first byte that is not UTF-8.
+    const auto before = yaml_text.substr(0, bad);
+    const auto nl = before.rfind('\n');
+    YAML::Mark m;
+    m.line = static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+    m.column = static_cast<int>(nl == std::string_view::npos ? bad : bad - nl - 1);
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(yaml_text[bad]));
+    v.add("", m, std::string("the spec is not valid UTF-8: byte ") + hex + " at offset " + std::to_string(bad));
+    result.issues = v.finish();
+    return result;
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml_text));
   } catch (const YAML::Exception& e) {
     v.add("", e.mark, "malformed YAML: " + e.msg);
-    result.issues = std::move(v.issues);
+    result.issues = v.finish();
+    return result;
+  }
+  // Aliases share one node in the parsed tree but are copied into spec.json:
+  // bound the expanded size before anything walks it.
+  if (const auto size = expanded_size(root); size.nodes > kMaxSpecNodes || size.bytes > kMaxSpecBytes) {
+    v.add("", root.Mark(),
+          "the spec expands to more than " + std::to_string(kMaxSpecNodes) + " nodes or " +
+              std::to_string(kMaxSpecBytes) + " bytes of scalars once its YAML aliases are expanded (each use of "
+              "an alias counts in full)");
+    result.issues = v.finish();
+    result.too_large = true;
     return result;
   }
   if (!root.IsMap()) {
@@ -370,7 +440,7 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
     const auto it = std::find_if(top_keys().begin(), top_keys().end(),
                                  [&](const TopKey& k) { return k.name == name; });
     if (it == top_keys().end()) {
-      std::string msg = "unknown key '" + name + "'";
+      std::string msg = "unknown key '" + excerpt(name) + "'";
       if (auto near = closest_name(name, top_names)) msg += "; did you mean '" + *near + "'?";
       v.add(name, key.Mark(), msg);
       continue;
@@ -380,7 +450,7 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
     if (std::find(kServerOwnedPaths.begin(), kServerOwnedPaths.end(), name) !=
         kServerOwnedPaths.end()) {
       spec.warnings.push_back(name + " is decided by the server; the given value '" +
-                              (kv.second.IsScalar() ? kv.second.Scalar() : std::string("?")) +
+                              (kv.second.IsScalar() ? excerpt(kv.second.Scalar()) : std::string("?")) +
                               "' is ignored");
       continue;
     }
@@ -394,7 +464,7 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
         if (!id || *id < 0 || *id > 1023) {
           v.add(name, kv.second.Mark(),
                 "CUDA_ID must be a comma list of device numbers such as \"0\" or \"0,1\", got '" +
-                    kv.second.Scalar() + "'");
+                    excerpt(kv.second.Scalar()) + "'");
           ids.clear();
           break;
         }
@@ -449,7 +519,7 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
     v.add("ALGORITHM", YAML::Mark::null_mark(),
           "ALGORITHM is required (one of " + Validator::join(algorithm_names(false)) + ")");
   } else if (algo = find_algorithm(spec.algorithm); algo == nullptr) {
-    std::string msg = "unknown algorithm '" + spec.algorithm + "'";
+    std::string msg = "unknown algorithm '" + excerpt(spec.algorithm) + "'";
     if (auto near = closest_name(spec.algorithm, algorithm_names(false)))
       msg += "; did you mean '" + *near + "'?";
     msg += " (known: " + Validator::join(algorithm_names(false)) + ")";
@@ -465,15 +535,15 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
         const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : "";
         const AlgorithmInfo* section_algo = find_algorithm(name);
         if (section_algo == nullptr) {
-          std::string msg = "unknown algorithm section '" + name + "'";
+          std::string msg = "unknown algorithm section '" + excerpt(name) + "'";
           if (auto near = closest_name(name, algorithm_names(false)))
             msg += "; did you mean '" + *near + "'?";
           v.add("llm." + name, kv.first.Mark(), msg);
           continue;
         }
         if (section_algo != algo) {
-          spec.warnings.push_back("llm." + name + " is ignored: ALGORITHM is '" +
-                                  spec.algorithm + "'");
+          if (spec.warnings.size() < kMaxSpecIssues)
+            spec.warnings.push_back("llm." + name + " is ignored: ALGORITHM is '" + excerpt(spec.algorithm) + "'");
           continue;
         }
         if (kv.second.IsNull()) continue;
@@ -601,7 +671,7 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
     v.add("eval", eval_node ? eval_node.Mark() : algorithm_mark,
           "ALGORITHM: Evaluate needs an eval section with tasks (ppl, wikitext-ppl, mc or demo)");
 
-  result.issues = std::move(v.issues);
+  result.issues = v.finish();
   if (result.issues.empty()) result.spec = std::move(spec);
   return result;
 }

@@ -73,11 +73,20 @@ JobSpec job_spec_from_json(const nlohmann::json& j);  // REQUIRES: j came from t
 
 struct SpecParseResult {
   std::optional<JobSpec> spec;     // set exactly when issues is empty
-  std::vector<SpecIssue> issues;
+  std::vector<SpecIssue> issues;   // at most kMaxSpecIssues + 1 (the last one counts the rest)
+  bool too_large = false;          // refused for its expanded size (HTTP 413)
 };
 
+// Limits on hostile specs. A spec whose YAML, with every alias expanded, has
+// more nodes or scalar bytes than these is refused before it is validated;
+// at most kMaxSpecIssues problems are listed.
+inline constexpr std::size_t kMaxSpecNodes = 100000;
+inline constexpr std::size_t kMaxSpecBytes = 1 << 20;
+inline constexpr std::size_t kMaxSpecIssues = 100;
+
 // Parses and validates `yaml_text`. Never throws on bad input: every problem
-// becomes a SpecIssue, with a "did you mean" where a near name exists.
+// becomes a SpecIssue, with a "did you mean" where a near name exists. Text
+// that is not UTF-8 is refused at its first bad byte (line and column).
 SpecParseResult parse_job_spec(std::string_view yaml_text);
 
 }  // namespace qjobs

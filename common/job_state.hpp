@@ -16,7 +16,9 @@ std::optional<JobState> parse_job_state(std::string_view name);
 bool is_terminal(JobState s);
 
 // Why a job failed; a field of the job, never a state of its own.
-enum class ErrorType { none, validation, model_load, data, oom, timeout, worker_lost, internal };
+// no_space: a disk or quota filled up (ENOSPC/EDQUOT); the scheduler retries
+// it after a pause while attempts remain, since space may be freed.
+enum class ErrorType { none, validation, model_load, data, oom, timeout, worker_lost, internal, no_space };
 
 std::string_view error_type_name(ErrorType t);  // "" for none, "MODEL_LOAD", ...
 std::optional<ErrorType> parse_error_type(std::string_view name);
@@ -33,6 +35,7 @@ inline constexpr int oom = 67;
 inline constexpr int timeout = 68;
 inline constexpr int internal = 69;
 inline constexpr int cancelled = 70;
+inline constexpr int no_space = 71;
 }  // namespace worker_exit
 
 // The failure type an exit code stands for; nullopt for success, cancel and

@@ -1,5 +1,7 @@
 #include "common/logging.hpp"
 
+#include <chrono>
+
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -19,6 +21,19 @@ void setup_logging(const std::string& program, const std::optional<std::filesyst
   logger->set_level(spdlog::level::from_str(level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+}
+
+bool LogLimiter::allow(uint64_t* suppressed) {
+  const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  std::lock_guard lock(mu_);
+  if (now - last_ < period_s_) {
+    ++held_;
+    return false;
+  }
+  last_ = now;
+  if (suppressed) *suppressed = held_;
+  held_ = 0;
+  return true;
 }
 
 }  // namespace qjobs

@@ -1,6 +1,11 @@
 #include "server/api.hpp"
 
 #include <openssl/crypto.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
 
 #include <chrono>
 #include <random>
@@ -24,15 +29,23 @@ StringResponse json_response(http::status status, const json& body, unsigned ver
   StringResponse res{status, version};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::server, "qjobs");
-  res.body() = body.dump() + "\n";
+  // Inputs are validated before they get here; bytes that are still not
+  // UTF-8 (a file name on disk, say) are replaced, never a throw.
+  res.body() = body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   res.prepare_payload();
   return res;
 }
 
+// RFC 9110: the auth scheme is case-insensitive and followed by one or more
+// spaces.
 bool token_matches(const std::set<std::string>& tokens, std::string_view header) {
-  constexpr std::string_view prefix = "Bearer ";
-  if (header.size() <= prefix.size() || header.substr(0, prefix.size()) != prefix) return false;
-  const std::string given(header.substr(prefix.size()));
+  constexpr std::string_view scheme = "bearer";
+  if (header.size() <= scheme.size() || to_lower(header.substr(0, scheme.size())) != scheme) return false;
+  std::size_t i = scheme.size();
+  if (header[i] != ' ') return false;
+  while (i < header.size() && header[i] == ' ') ++i;
+  const std::string given(header.substr(i));
+  if (given.empty()) return false;
   bool ok = false;
   for (const auto& t : tokens)  // compare every token in constant time
     if (t.size() == given.size() && CRYPTO_memcmp(t.data(), given.data(), t.size()) == 0) ok = true;
@@ -90,6 +103,18 @@ ApiResult Api::handle(const Request& req) {
   for (auto s : parsed->segments()) segments.push_back(s);
   Query query;
   for (auto p : parsed->params()) query[p.key] = p.has_value ? p.value : "";
+  // Decoded path segments and query parameters end up in replies and
+  // messages: refuse what is not UTF-8, saying where.
+  for (std::size_t i = 0; i < segments.size(); ++i)
+    if (!valid_utf8(segments[i]))
+      return error(http::status::bad_request,
+                   "path segment " + std::to_string(i + 1) + " is not valid UTF-8 once percent-decoded",
+                   "invalid_input", v);
+  for (const auto& [k, val] : query)
+    if (!valid_utf8(k) || !valid_utf8(val))
+      return error(http::status::bad_request,
+                   "query parameter '" + excerpt(k, 40) + "' is not valid UTF-8 once percent-decoded", "invalid_input",
+                   v);
 
   const bool is_health = segments.size() == 1 && segments[0] == "healthz";
   if (!options_.tokens.empty() && !is_health &&
@@ -130,33 +155,47 @@ ApiResult Api::handle(const Request& req) {
     try {
       return route.handler(*this, req, params, query);
     } catch (const Error& e) {
-      spdlog::error("{} {}: {}", std::string(req.method_string()), std::string(req.target()), e.what());
+      spdlog::error("{} {}: {}", std::string(req.method_string()), excerpt(req.target(), 200), e.what());
+      const bool store_down = e.kind() == ErrorKind::io || e.kind() == ErrorKind::no_space;
       const auto status = e.kind() == ErrorKind::not_found      ? http::status::not_found
                           : e.kind() == ErrorKind::conflict      ? http::status::conflict
                           : e.kind() == ErrorKind::invalid_input ? http::status::bad_request
+                          : store_down                           ? http::status::service_unavailable
                                                                  : http::status::internal_server_error;
+      if (store_down) {
+        ++unavailable_;
+        auto res = error(status, std::string("the server cannot store this now: ") + e.what(),
+                         std::string(error_kind_name(e.kind())), v);
+        res.set(http::field::retry_after, "5");
+        return res;
+      }
       return error(status, e.what(), std::string(error_kind_name(e.kind())), v);
     } catch (const std::exception& e) {
-      spdlog::error("{} {}: {}", std::string(req.method_string()), std::string(req.target()), e.what());
+      spdlog::error("{} {}: {}", std::string(req.method_string()), excerpt(req.target(), 200), e.what());
       return error(http::status::internal_server_error, e.what(), "internal", v);
     }
   }
   if (path_matched)
     return error(http::status::method_not_allowed,
-                 "method " + std::string(req.method_string()) + " is not allowed on " + std::string(req.target()),
+                 "method " + excerpt(req.method_string(), 20) + " is not allowed on " + excerpt(req.target(), 200),
                  "invalid_input", v);
-  return error(http::status::not_found, "no such endpoint: " + std::string(req.target()), "not_found", v);
+  return error(http::status::not_found, "no such endpoint: " + excerpt(req.target(), 200), "not_found", v);
 }
 
-std::string Api::new_job_id() {
-  static std::mt19937_64 rng{std::random_device{}()};
+std::string new_job_id() {
+  static std::mutex mu;
+  static std::random_device dev;  // getrandom(2) on Linux
+  uint64_t bits = 0;
+  {
+    std::lock_guard lock(mu);
+    bits = (static_cast<uint64_t>(dev()) << 32) ^ dev();
+  }
   const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d%02d%02d-%02d%02d%02d-%06llx", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<unsigned long long>(rng() & 0xffffff));
+  std::snprintf(buf, sizeof buf, "%04d%02d%02d-%02d%02d%02d-%016llx", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<unsigned long long>(bits));
   return buf;
 }
 
@@ -176,7 +215,8 @@ ApiResult Api::submit(const Request& req, const Params&, const Query&) {
     std::string msg = "invalid job spec: " + first.message;
     if (first.line > 0) msg += " (line " + std::to_string(first.line) + ", column " + std::to_string(first.column) + ")";
     if (parsed.issues.size() > 1) msg += " and " + std::to_string(parsed.issues.size() - 1) + " more";
-    return error(http::status::bad_request, msg, "invalid_input", v, details);
+    return error(parsed.too_large ? http::status::payload_too_large : http::status::bad_request, msg,
+                 "invalid_input", v, details);
   }
   const JobSpec& spec = *parsed.spec;
   const auto& cap = scheduler_.capacity();
@@ -189,7 +229,6 @@ ApiResult Api::submit(const Request& req, const Params&, const Query&) {
                                {"message", "more devices than the server has"}}}));
 
   NewJob job;
-  job.id = new_job_id();
   job.name = spec.job_id;
   job.algorithm = spec.algorithm;
   job.model = spec.model;
@@ -201,13 +240,22 @@ ApiResult Api::submit(const Request& req, const Params&, const Query&) {
   job.spec_yaml = req.body();
   job.spec_json = to_json(spec).dump();
 
-  // The directory and its spec files exist before the row that points at them.
+  // The directory and its spec files exist before the row that points at
+  // them. The folder is made with mkdir, never reused: this request removes
+  // only a folder it created itself.
+  for (int tries = 0;; ++tries) {
+    job.id = new_job_id();
+    if (::mkdir(job_dir(job.id).c_str(), 0755) == 0) break;
+    if (errno != EEXIST || tries == 8)
+      throw Error(error_kind_for_errno(errno),
+                  "cannot create the job directory " + job_dir(job.id).string() + ": " + std::strerror(errno));
+  }
   const JobDir dir(job_dir(job.id));
-  dir.create_layout();
-  write_file_atomic(dir.spec_yaml(), job.spec_yaml);
-  write_file_atomic(dir.spec_json(), to_json(spec).dump(2));
   Store::InsertResult inserted;
   try {
+    dir.create_layout();
+    write_file_atomic(dir.spec_yaml(), job.spec_yaml);
+    write_file_atomic(dir.spec_json(), to_json(spec).dump(2));
     inserted = store_.insert(job);
   } catch (...) {
     std::error_code ec;
@@ -222,7 +270,11 @@ ApiResult Api::submit(const Request& req, const Params&, const Query&) {
     return res;
   }
   ++submitted_;
-  dir.append_event({{"type", "state"}, {"state", "QUEUED"}, {"source", "server"}});
+  try {
+    dir.append_event({{"type", "state"}, {"state", "QUEUED"}, {"source", "server"}});
+  } catch (const Error& e) {
+    spdlog::warn("job {}: cannot append event: {}", job.id, e.what());  // the row is stored: the job exists
+  }
   scheduler_.tick();
   const auto rec = store_.get(job.id);
   json body = {{"id", job.id}, {"state", job_state_name(rec ? rec->state : JobState::queued)},
@@ -236,18 +288,19 @@ json Api::job_view(const JobRecord& r) const {
   json j = to_json(r);
   json progress = {{"stage", r.stage}, {"done", 0}, {"total", 0}, {"percent", nullptr}, {"eta_s", nullptr}};
   if (r.state == JobState::running || r.state == JobState::cancelling) {
-    if (const auto s = JobDir(job_dir(r.id)).read_status(); s && s->value("attempt", 0) == r.attempts) {
-      progress["stage"] = s->value("stage", "");
-      progress["stage_index"] = s->value("stage_index", -1);
-      progress["stages"] = s->value("stages", json::array());
-      progress["done"] = s->value("done", 0);
-      progress["total"] = s->value("total", 0);
-      const auto total = s->value("total", int64_t{0});
-      if (total > 0) progress["percent"] = 100.0 * static_cast<double>(s->value("done", int64_t{0})) / total;
-      const double eta = s->value("eta_s", -1.0);
-      if (eta >= 0) progress["eta_s"] = eta;
+    std::string problem;
+    const auto s = JobDir(job_dir(r.id)).read_worker_status(&problem);
+    if (!problem.empty()) scheduler_.report_bad_status(r.id, r.attempts, problem);
+    if (s && s->attempt == r.attempts) {
+      progress["stage"] = s->stage;
+      progress["stage_index"] = s->stage_index;
+      progress["stages"] = s->stages;
+      progress["done"] = s->done;
+      progress["total"] = s->total;
+      if (s->total > 0) progress["percent"] = 100.0 * static_cast<double>(s->done) / static_cast<double>(s->total);
+      if (s->eta_s >= 0) progress["eta_s"] = s->eta_s;
       j["stage"] = progress["stage"];
-      j["metrics"] = s->value("metrics", json::object());
+      j["metrics"] = s->metrics;
     }
   } else if (r.state == JobState::succeeded) {
     progress["percent"] = 100.0;
@@ -326,29 +379,22 @@ ApiResult Api::remove(const Request& req, const Params& p, const Query&) {
                  "job " + p[0] + " is " + std::string(job_state_name(job->state)) + "; cancel it first",
                  "conflict", v);
   if (!store_.remove(p[0])) return error(http::status::conflict, "job " + p[0] + " changed state", "conflict", v);
-  const fs::path dir = job_dir(p[0]);
-  const std::string id = p[0];
-  return Deferred{[dir, id, v] {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-    return json_response(http::status::ok, {{"id", id}, {"deleted", true}}, v);
-  }};
+  std::error_code ec;
+  fs::remove_all(job_dir(p[0]), ec);
+  if (ec) spdlog::warn("job {}: removing its folder: {}", p[0], ec.message());
+  return json_response(http::status::ok, {{"id", p[0]}, {"deleted", true}}, v);
 }
 
 ApiResult Api::artifacts(const Request& req, const Params& p, const Query&) {
   const unsigned v = req.version();
   if (!store_.get(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", v);
-  const fs::path dir = job_dir(p[0]);
-  const std::string id = p[0];
-  return Deferred{[dir, id, v] {
-    json files = json::array();
-    uint64_t total = 0;
-    for (const auto& a : list_artifacts(dir)) {
-      files.push_back(to_json(a));
-      total += a.size;
-    }
-    return json_response(http::status::ok, {{"id", id}, {"artifacts", files}, {"total_bytes", total}}, v);
-  }};
+  json files = json::array();
+  uint64_t total = 0;
+  for (const auto& a : list_artifacts(job_dir(p[0]))) {
+    files.push_back(to_json(a));
+    total += a.size;
+  }
+  return json_response(http::status::ok, {{"id", p[0]}, {"artifacts", files}, {"total_bytes", total}}, v);
 }
 
 ApiResult Api::artifact(const Request& req, const Params& p, const Query&) {
@@ -369,8 +415,22 @@ ApiResult Api::artifact(const Request& req, const Params& p, const Query&) {
   return res;
 }
 
+// Liveness with a word on the store: 200 whenever the process serves, with
+// "degraded" while the store cannot write or transitions wait to be stored
+// (a restart would not help a full disk; the operator needs to see why).
 ApiResult Api::healthz(const Request& req, const Params&, const Query&) {
-  return json_response(http::status::ok, {{"status", "ok"}}, req.version());
+  const auto store = store_.health();
+  const auto sched = scheduler_.health();
+  const bool ok = store.writable && sched.unsettled == 0;
+  json body = {{"status", ok ? "ok" : "degraded"},
+               {"store", {{"writable", store.writable}, {"write_errors", store.write_errors}}},
+               {"pending_transitions", sched.unsettled}};
+  if (!store.writable) {
+    body["store"]["error"] = store.last_error;
+    body["store"]["failing_since"] = store.failing_since;
+  }
+  if (options_.connections) body["connections"] = {{"open", options_.connections->open.load()}, {"max", options_.connections->max}};
+  return json_response(http::status::ok, body, req.version());
 }
 
 ApiResult Api::metrics(const Request& req, const Params&, const Query&) {
@@ -397,9 +457,29 @@ ApiResult Api::metrics(const Request& req, const Params&, const Query&) {
     out += "qjobs_job_duration_seconds_count" + label + " " + std::to_string(sc.second) + "\n";
   }
   out += "# HELP qjobs_http_requests_total Requests handled since start.\n# TYPE qjobs_http_requests_total counter\n";
-  out += "qjobs_http_requests_total " + std::to_string(requests_) + "\n";
+  out += "qjobs_http_requests_total " + std::to_string(requests_.load()) + "\n";
   out += "# HELP qjobs_jobs_submitted_total Jobs created since start.\n# TYPE qjobs_jobs_submitted_total counter\n";
-  out += "qjobs_jobs_submitted_total " + std::to_string(submitted_) + "\n";
+  out += "qjobs_jobs_submitted_total " + std::to_string(submitted_.load()) + "\n";
+  const auto store = store_.health();
+  const auto sched = scheduler_.health();
+  out += "# HELP qjobs_store_writable Whether the last write to the database went through.\n# TYPE qjobs_store_writable gauge\n";
+  out += "qjobs_store_writable " + std::to_string(store.writable ? 1 : 0) + "\n";
+  out += "# HELP qjobs_store_write_errors_total Database writes that failed since start.\n# TYPE qjobs_store_write_errors_total counter\n";
+  out += "qjobs_store_write_errors_total " + std::to_string(store.write_errors) + "\n";
+  out += "# HELP qjobs_pending_transitions Ended workers whose new state waits to be stored.\n# TYPE qjobs_pending_transitions gauge\n";
+  out += "qjobs_pending_transitions " + std::to_string(sched.unsettled) + "\n";
+  out += "# HELP qjobs_http_unavailable_total Requests answered 503 because the store could not write.\n# TYPE qjobs_http_unavailable_total counter\n";
+  out += "qjobs_http_unavailable_total " + std::to_string(unavailable_.load()) + "\n";
+  if (const auto* c = options_.connections) {
+    out += "# HELP qjobs_connections_open Connections being served.\n# TYPE qjobs_connections_open gauge\n";
+    out += "qjobs_connections_open " + std::to_string(c->open.load()) + "\n";
+    out += "# HELP qjobs_connections_refused_total Connections refused at --max-connections.\n# TYPE qjobs_connections_refused_total counter\n";
+    out += "qjobs_connections_refused_total " + std::to_string(c->refused.load()) + "\n";
+    out += "# HELP qjobs_accept_errors_total Failed accept() calls (out of descriptors and others).\n# TYPE qjobs_accept_errors_total counter\n";
+    out += "qjobs_accept_errors_total " + std::to_string(c->accept_errors.load()) + "\n";
+    out += "# HELP qjobs_http_malformed_total Requests refused with 400 for their HTTP framing.\n# TYPE qjobs_http_malformed_total counter\n";
+    out += "qjobs_http_malformed_total " + std::to_string(c->malformed.load()) + "\n";
+  }
   StringResponse res{http::status::ok, req.version()};
   res.set(http::field::content_type, "text/plain; version=0.0.4");
   res.body() = out;

@@ -1,13 +1,17 @@
 // The HTTP API of DESIGN.md as a route table of handlers. A handler takes a
-// parsed request and returns what to send; it never touches the socket. Work
-// that reads many bytes (hashing artifacts, deleting a job directory) is
-// returned as Deferred and run off the event loop; logs and events are
-// returned as a StreamPlan that the session carries out.
+// parsed request and returns what to send; it never touches the socket. The
+// HTTP server runs handle() on a pool of worker threads, never on its I/O
+// thread, since handlers read and write the store and the job directories;
+// logs and events are returned as a StreamPlan that the session carries out.
 //
 // Errors are JSON {"error": message, "kind": ErrorKind name, "details": [...]}.
-// Thread safety: handle() runs on the event loop thread only.
+// Everything that reaches a reply is valid UTF-8: a request target or body
+// that is not is refused with 400; anything else is escaped on the way out.
+// A store that cannot write answers 503 with Retry-After.
+// Thread safety: handle() may run on several threads at once.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -27,8 +31,13 @@ using Request = http::request<http::string_body>;
 using StringResponse = http::response<http::string_body>;
 using FileResponse = http::response<http::file_body>;
 
-struct Deferred {
-  std::function<StringResponse()> work;  // runs on a pool thread; must not use the Store
+// Counters the HTTP front end keeps and the API reports (/healthz, /metrics).
+struct ConnectionStats {
+  std::atomic<int64_t> open{0};            // connections being served now
+  std::atomic<uint64_t> refused{0};        // turned away at --max-connections
+  std::atomic<uint64_t> accept_errors{0};  // accept() failures (EMFILE, ENFILE, ...)
+  std::atomic<uint64_t> malformed{0};      // requests answered 400 for their framing
+  int64_t max = 0;                         // --max-connections
 };
 
 struct StreamPlan {
@@ -39,12 +48,13 @@ struct StreamPlan {
   std::optional<int64_t> tail_lines; // start at the last N lines
 };
 
-using ApiResult = std::variant<StringResponse, FileResponse, Deferred, StreamPlan>;
+using ApiResult = std::variant<StringResponse, FileResponse, StreamPlan>;
 
 struct ApiOptions {
   std::filesystem::path user_data;
   std::set<std::string> tokens;      // empty: no authentication
   std::size_t body_limit = 1 << 20;  // bytes of a request body
+  const ConnectionStats* connections = nullptr;  // reported when set
 };
 
 class Api {
@@ -84,13 +94,19 @@ class Api {
   ApiResult metrics(const Request& req, const Params&, const Query&);
 
   nlohmann::json job_view(const JobRecord& r) const;
-  std::string new_job_id();
 
   Store& store_;
   Scheduler& scheduler_;
   ApiOptions options_;
-  uint64_t requests_ = 0;
-  uint64_t submitted_ = 0;
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> submitted_{0};
+  std::atomic<uint64_t> unavailable_{0};  // 503s for a store that could not write
 };
+
+// A new job id: UTC date and time, then 64 bits from the system's CSPRNG
+// ("20261201-203000-9f3c2a71d04be815"), so two servers or two requests in
+// one second do not collide; submission still creates the folder
+// exclusively and retries on the (theoretical) clash.
+std::string new_job_id();
 
 }  // namespace qjobs::server

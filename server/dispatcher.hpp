@@ -45,10 +45,12 @@ class Dispatcher {
 };
 
 // Forks `qjobs-worker run SPEC --job-dir DIR` in its own process group, with
-// stdout and stderr appended to DIR/logs/worker.stdio.log.
+// stdout and stderr appended to DIR/logs/worker.stdio.log and no other
+// descriptor inherited. `heartbeat_s` > 0 is exported as QJOBS_HEARTBEAT_S:
+// how often the worker must rewrite status.json even when nothing changes.
 class LocalDispatcher final : public Dispatcher {
  public:
-  explicit LocalDispatcher(std::filesystem::path worker_binary);
+  explicit LocalDispatcher(std::filesystem::path worker_binary, double heartbeat_s = 0);
   LaunchedProcess launch(const LaunchRequest& req) override;
   void signal(int pid, int sig) override;
   std::vector<ProcessExit> reap() override;
@@ -56,6 +58,7 @@ class LocalDispatcher final : public Dispatcher {
 
  private:
   std::filesystem::path worker_;
+  double heartbeat_s_ = 0;
 };
 
 // The start time of `pid` from /proc (clock ticks since boot), "" if gone.

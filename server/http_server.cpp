@@ -1,7 +1,14 @@
 #include "server/http_server.hpp"
 
 #include <fcntl.h>
+#include <sys/types.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <optional>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -14,6 +21,8 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/logging.hpp"
+
 namespace qjobs::server {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -22,24 +31,33 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
-// Byte offset where the last `lines` lines of `path` start.
+// tail=N scans back at most this far; a longer last line starts mid-line.
+constexpr int64_t kTailScanLimit = 16 << 20;
+
+// Byte offset where the last `lines` lines of `path` start, reading back
+// from the end in 64 KiB blocks, never more than kTailScanLimit bytes.
 int64_t tail_offset(const std::string& path, int64_t lines) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return 0;
   const off_t size = ::lseek(fd, 0, SEEK_END);
+  if (size < 0) {
+    ::close(fd);
+    return 0;
+  }
   if (lines <= 0) {
     ::close(fd);
     return size;
   }
+  const off_t floor = std::max<off_t>(0, size - kTailScanLimit);
   off_t pos = size;
   int64_t newlines = 0;
-  char buf[8192];
-  while (pos > 0) {
-    const off_t n = std::min<off_t>(pos, sizeof buf);
+  std::vector<char> buf(1 << 16);
+  while (pos > floor) {
+    const off_t n = std::min<off_t>(pos - floor, static_cast<off_t>(buf.size()));
     pos -= n;
-    if (::pread(fd, buf, static_cast<size_t>(n), pos) != n) break;
+    if (::pread(fd, buf.data(), static_cast<size_t>(n), pos) != n) break;
     for (off_t i = n - 1; i >= 0; --i) {
-      if (buf[i] != '\n') continue;
+      if (buf[static_cast<std::size_t>(i)] != '\n') continue;
       // A trailing newline ends the last line; it does not start a new one.
       if (pos + i == size - 1) continue;
       if (++newlines == lines) {
@@ -49,18 +67,35 @@ int64_t tail_offset(const std::string& path, int64_t lines) {
     }
   }
   ::close(fd);
-  return 0;
+  return floor;
 }
 
 // Reads up to `max` bytes of `path` from `offset`; empty when none.
 std::string read_from(const std::string& path, int64_t offset, std::size_t max) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return {};
   std::string out(max, '\0');
   const ssize_t n = ::pread(fd, out.data(), max, offset);
   ::close(fd);
   out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
   return out;
+}
+
+void set_cloexec(int fd) {
+  const int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+bool out_of_descriptors(const boost::system::error_code& ec) {
+  return ec == asio::error::no_descriptors || ec.value() == ENFILE || ec == asio::error::no_buffer_space ||
+         ec == asio::error::no_memory;
+}
+
+// Read errors that mean the client went away or was too slow: no answer.
+bool quiet_close(const boost::system::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == asio::error::eof || ec == beast::error::timeout ||
+         ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+         ec == asio::error::broken_pipe || ec == http::error::partial_message;
 }
 
 }  // namespace
@@ -70,21 +105,78 @@ struct HttpServer::Impl {
   Api& api;
   HttpOptions options;
   tcp::acceptor acceptor;
-  asio::thread_pool pool{2};
-  bool stopping = false;
+  asio::thread_pool pool;
+  std::atomic<bool> stopping{false};
+  ConnectionStats own_stats;
+  ConnectionStats* stats;
+  LogLimiter accept_log{10};
+  LogLimiter malformed_log{10};
+  int refusing = 0;  // refusal writes in flight (I/O thread only)
 
-  Impl(asio::io_context& io_, Api& api_, HttpOptions o) : io(io_), api(api_), options(std::move(o)), acceptor(io_) {}
+  Impl(asio::io_context& io_, Api& api_, HttpOptions o)
+      : io(io_), api(api_), options(std::move(o)), acceptor(io_),
+        pool(static_cast<std::size_t>(std::max(1, options.handler_threads))),
+        stats(options.stats ? options.stats : &own_stats) {
+    stats->max = options.max_connections;
+  }
 
   asio::awaitable<void> accept_loop() {
+    auto backoff = std::chrono::milliseconds(10);
+    asio::steady_timer pause(io);
     while (!stopping) {
       auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
       if (ec) {
         if (stopping || ec == asio::error::operation_aborted) co_return;
-        spdlog::warn("accept: {}", ec.message());
+        ++stats->accept_errors;
+        uint64_t held = 0;
+        if (accept_log.allow(&held))
+          spdlog::warn("accept: {}{}", ec.message(),
+                       held ? " (" + std::to_string(held) + " more since the last report)" : "");
+        if (out_of_descriptors(ec)) {
+          // Nothing frees a descriptor faster than the open connections
+          // finishing: wait instead of spinning on the ready listen socket.
+          pause.expires_after(backoff);
+          co_await pause.async_wait(use_tuple);
+          backoff = std::min<std::chrono::milliseconds>(std::chrono::seconds(1), backoff * 2);
+        }
         continue;
       }
-      asio::co_spawn(io, session(beast::tcp_stream(std::move(socket))), asio::detached);
+      backoff = std::chrono::milliseconds(10);
+      set_cloexec(socket.native_handle());
+      if (stats->open.load() >= options.max_connections) {
+        ++stats->refused;
+        if (refusing < 64) {
+          ++refusing;
+          asio::co_spawn(io, refuse(std::move(socket)), [this](std::exception_ptr) { --refusing; });
+        }
+        continue;  // past 64 refusals in flight the socket just closes
+      }
+      ++stats->open;
+      asio::co_spawn(io, session(beast::tcp_stream(std::move(socket))), [this](std::exception_ptr e) {
+        --stats->open;
+        if (!e) return;
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          spdlog::error("session: {}", ex.what());
+        }
+      });
     }
+  }
+
+  // A polite no to a connection over the limit: one 503, then close.
+  asio::awaitable<void> refuse(tcp::socket socket) {
+    beast::tcp_stream stream(std::move(socket));
+    auto res = Api::error(http::status::service_unavailable,
+                          "too many connections (the server serves at most " +
+                              std::to_string(options.max_connections) + " at once); retry shortly",
+                          "unavailable", 11);
+    res.set(http::field::retry_after, "1");
+    res.keep_alive(false);
+    stream.expires_after(std::chrono::seconds(2));
+    co_await http::async_write(stream, res, use_tuple);
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
   }
 
   template <class Response>
@@ -114,6 +206,19 @@ struct HttpServer::Impl {
     }
   }
 
+  // A request whose framing is broken (bad chunk, bad header): 400 and close.
+  asio::awaitable<void> refuse_malformed(beast::tcp_stream& stream, const boost::system::error_code& ec,
+                                         const char* where) {
+    ++stats->malformed;
+    uint64_t held = 0;
+    if (malformed_log.allow(&held))
+      spdlog::warn("malformed HTTP request {}: {}{}", where, ec.message(),
+                   held ? " (" + std::to_string(held) + " more since the last report)" : "");
+    auto res = Api::error(http::status::bad_request, std::string("malformed HTTP request ") + where + ": " + ec.message(),
+                          "invalid_input", 11);
+    co_await send(stream, res, false);
+  }
+
   asio::awaitable<void> stream_file(beast::tcp_stream& stream, const StreamPlan& plan, unsigned version) {
     http::response<http::empty_body> res{http::status::ok, version};
     res.set(http::field::content_type, plan.content_type);
@@ -127,11 +232,29 @@ struct HttpServer::Impl {
     if (hec) co_return;
 
     const std::string path = plan.file.string();
-    int64_t offset = plan.tail_lines ? tail_offset(path, *plan.tail_lines) : 0;
+    int64_t offset = 0;
+    if (plan.tail_lines) {
+      co_await asio::post(pool, asio::use_awaitable);
+      offset = tail_offset(path, *plan.tail_lines);
+      co_await asio::post(io, asio::use_awaitable);
+    }
     asio::steady_timer timer(io);
     bool last_pass = false;
     while (true) {
+      // File reads and the job's state come from the pool; the I/O thread
+      // only writes. One 64 KiB chunk at a time: the next read waits until
+      // the client has taken this one.
+      co_await asio::post(pool, asio::use_awaitable);
       std::string data = read_from(path, offset, 1 << 16);
+      bool active = true;
+      if (data.empty() && plan.follow && !last_pass) {
+        try {
+          active = api.job_active(plan.job_id);
+        } catch (const std::exception&) {
+          active = true;  // the store could not say: keep following
+        }
+      }
+      co_await asio::post(io, asio::use_awaitable);
       if (!data.empty()) {
         offset += static_cast<int64_t>(data.size());
         stream.expires_after(options.read_timeout);
@@ -141,7 +264,7 @@ struct HttpServer::Impl {
       }
       if (!plan.follow || last_pass || stopping) break;
       // One more read after the job ends catches its last lines.
-      if (!api.job_active(plan.job_id)) last_pass = true;
+      if (!active) last_pass = true;
       timer.expires_after(options.follow_poll);
       co_await timer.async_wait(use_tuple);
     }
@@ -166,11 +289,8 @@ struct HttpServer::Impl {
           auto res = Api::error(http::status::request_header_fields_too_large, "request headers too large",
                                 "invalid_input", 11);
           co_await send(stream, res, false);
-        } else if (hec != http::error::end_of_stream && hec != asio::error::eof &&
-                   hec != beast::error::timeout && hec != asio::error::connection_reset) {
-          auto res = Api::error(http::status::bad_request, "malformed HTTP request: " + hec.message(),
-                                "invalid_input", 11);
-          co_await send(stream, res, false);
+        } else if (!quiet_close(hec)) {
+          co_await refuse_malformed(stream, hec, "header");
         }
         break;
       }
@@ -184,22 +304,28 @@ struct HttpServer::Impl {
         co_await refuse_body(stream, version);
         break;
       }
-      if (bec) break;
+      if (bec) {
+        if (!quiet_close(bec)) co_await refuse_malformed(stream, bec, "body");
+        break;
+      }
       Request req = parser.release();
       const bool keep_alive = req.keep_alive() && !stopping;
 
-      ApiResult result = api.handle(req);
+      // Handlers read and write the store and job folders: off the I/O thread.
+      co_await asio::post(pool, asio::use_awaitable);
+      std::optional<ApiResult> result;
+      try {
+        result.emplace(api.handle(req));
+      } catch (const std::exception& e) {
+        result.emplace(Api::error(http::status::internal_server_error, e.what(), "internal", version));
+      }
+      co_await asio::post(io, asio::use_awaitable);
       bool ok = true;
-      if (auto* s = std::get_if<StringResponse>(&result)) {
+      if (auto* s = std::get_if<StringResponse>(&*result)) {
         ok = co_await send(stream, *s, keep_alive);
-      } else if (auto* f = std::get_if<FileResponse>(&result)) {
+      } else if (auto* f = std::get_if<FileResponse>(&*result)) {
         ok = co_await send(stream, *f, keep_alive);
-      } else if (auto* d = std::get_if<Deferred>(&result)) {
-        co_await asio::post(pool, asio::use_awaitable);
-        StringResponse res = d->work();
-        co_await asio::post(io, asio::use_awaitable);
-        ok = co_await send(stream, res, keep_alive);
-      } else if (auto* plan = std::get_if<StreamPlan>(&result)) {
+      } else if (auto* plan = std::get_if<StreamPlan>(&*result)) {
         co_await stream_file(stream, *plan, version);
         ok = false;
       }
@@ -218,10 +344,18 @@ HttpServer::~HttpServer() { impl_->pool.join(); }
 unsigned short HttpServer::start() {
   const tcp::endpoint ep(asio::ip::make_address(impl_->options.host), impl_->options.port);
   impl_->acceptor.open(ep.protocol());
+  set_cloexec(impl_->acceptor.native_handle());
   impl_->acceptor.set_option(asio::socket_base::reuse_address(true));
   impl_->acceptor.bind(ep);
   impl_->acceptor.listen(asio::socket_base::max_listen_connections);
-  asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
+  asio::co_spawn(impl_->io, impl_->accept_loop(), [](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::critical("accept loop ended: {}", ex.what());
+    }
+  });
   return impl_->acceptor.local_endpoint().port();
 }
 

@@ -1,6 +1,16 @@
-// The HTTP front end: one coroutine session per connection on a single event
-// loop thread, with a header and body limit (413), a read timeout, one request
-// in flight per connection, and a drain on SIGTERM/SIGINT.
+// The HTTP front end: one coroutine session per connection on a single I/O
+// thread, with a header and body limit (413), a read timeout, one request in
+// flight per connection, and a drain on SIGTERM/SIGINT. The I/O thread only
+// moves bytes: handlers (the store, job directories) and file reads for
+// log streams run on a small pool, so a slow disk or fsync never stops other
+// connections. Log streams send one bounded chunk at a time and wait for
+// the client to take it (backpressure), until the read timeout.
+//
+// Descriptors: the listening and accepted sockets are close-on-exec. At most
+// max_connections are served at once; the next ones get a 503 and are
+// closed. When accept fails for lack of descriptors (EMFILE/ENFILE) it
+// backs off (10 ms doubling to 1 s) instead of spinning, and the log line is
+// rate-limited.
 #pragma once
 
 #include <chrono>
@@ -21,6 +31,9 @@ struct HttpOptions {
   std::size_t body_limit = 1 << 20;
   std::chrono::seconds read_timeout{30};
   std::chrono::milliseconds follow_poll{200};
+  int64_t max_connections = 512;           // served at once; more are refused with 503
+  int handler_threads = 4;                 // pool for handlers and file reads
+  ConnectionStats* stats = nullptr;        // counters to update; optional
 };
 
 class HttpServer {

@@ -36,6 +36,7 @@ struct JobRecord {
   std::optional<double> finished_at;
   double updated_at = 0;
   std::optional<double> cancel_requested_at;
+  std::optional<double> not_before;    // QUEUED: do not start before (unix seconds)
   std::string stage;             // last stage reported by the worker
   nlohmann::json metrics = nlohmann::json::object();
 };

@@ -34,7 +34,8 @@ std::string process_start_token(int pid) {
   return field;
 }
 
-LocalDispatcher::LocalDispatcher(std::filesystem::path worker) : worker_(std::move(worker)) {}
+LocalDispatcher::LocalDispatcher(std::filesystem::path worker, double heartbeat_s)
+    : worker_(std::move(worker)), heartbeat_s_(heartbeat_s) {}
 
 LaunchedProcess LocalDispatcher::launch(const LaunchRequest& req) {
   const JobDir dir(req.job_dir);
@@ -44,13 +45,14 @@ LaunchedProcess LocalDispatcher::launch(const LaunchRequest& req) {
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string s(*e);
     if (s.rfind("CUDA_VISIBLE_DEVICES=", 0) == 0 || s.rfind("QJOBS_ATTEMPT=", 0) == 0 ||
-        s.rfind("QJOBS_JOB_ID=", 0) == 0)
+        s.rfind("QJOBS_JOB_ID=", 0) == 0 || s.rfind("QJOBS_HEARTBEAT_S=", 0) == 0)
       continue;
     env_strings.push_back(s);
   }
   env_strings.push_back("CUDA_VISIBLE_DEVICES=" + req.cuda_visible_devices);
   env_strings.push_back("QJOBS_ATTEMPT=" + std::to_string(req.attempt));
   env_strings.push_back("QJOBS_JOB_ID=" + req.job_id);
+  if (heartbeat_s_ > 0) env_strings.push_back("QJOBS_HEARTBEAT_S=" + std::to_string(heartbeat_s_));
   std::vector<char*> envp;
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -67,6 +69,10 @@ LaunchedProcess LocalDispatcher::launch(const LaunchRequest& req) {
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  // The worker gets stdin, stdout and stderr and nothing else: no listening
+  // socket, no client connection, no database handle of the server, so that
+  // a restarted server can bind its port while this worker still runs.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   posix_spawnattr_setpgroup(&attr, 0);

@@ -1,6 +1,9 @@
 #include "server/scheduler.hpp"
 
 #include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
 
 #include <spdlog/spdlog.h>
 
@@ -17,6 +20,13 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
+// Modification time of `p` in unix seconds; nullopt when it cannot be read.
+std::optional<double> mtime(const std::filesystem::path& p) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) return std::nullopt;
+  return static_cast<double>(st.st_mtim.tv_sec) + st.st_mtim.tv_nsec * 1e-9;
+}
+
 }  // namespace
 
 Scheduler::Scheduler(Store& store, Dispatcher& dispatcher, SchedulerOptions options)
@@ -30,19 +40,53 @@ Scheduler::Scheduler(Store& store, Dispatcher& dispatcher, SchedulerOptions opti
 
 std::filesystem::path Scheduler::job_dir(const std::string& id) const { return options_.jobs_root / id; }
 
-int Scheduler::busy_devices() const { return options_.capacity.size() - static_cast<int>(free_.size()); }
+int Scheduler::busy_devices() const {
+  std::lock_guard lock(mu_);
+  return options_.capacity.size() - static_cast<int>(free_.size());
+}
+
+SchedulerHealth Scheduler::health() const {
+  std::lock_guard lock(mu_);
+  return {unsettled_.size(), last_error_};
+}
 
 void Scheduler::server_event(const std::string& id, nlohmann::json e) {
   e["source"] = "server";
   try {
     store_.add_event(id, e.value("type", "state"), e);
+  } catch (const std::exception& ex) {
+    spdlog::warn("job {}: cannot store event: {}", id, ex.what());
+  }
+  try {
     JobDir(job_dir(id)).append_event(e);
   } catch (const std::exception& ex) {
-    spdlog::warn("job {}: cannot record event: {}", id, ex.what());
+    spdlog::warn("job {}: cannot append event: {}", id, ex.what());
   }
 }
 
+void Scheduler::report_bad_status(const std::string& id, int attempt, const std::string& problem) {
+  std::lock_guard lock(mu_);
+  report_bad_status_locked(id, attempt, problem);
+}
+
+void Scheduler::report_bad_status_locked(const std::string& id, int attempt, const std::string& problem) {
+  if (!bad_status_reported_.insert(id + "#" + std::to_string(attempt)).second) return;
+  spdlog::warn("job {}: status.json of attempt {} is invalid: {}", id, attempt, problem);
+  server_event(id, {{"type", "warning"}, {"attempt", attempt},
+                    {"message", "status.json is invalid and is ignored: " + problem}});
+}
+
+void Scheduler::note_store_failure(const std::exception& e) {
+  last_error_ = e.what();
+  uint64_t held = 0;
+  if (store_log_.allow(&held))
+    spdlog::error("scheduler: store failure: {}{}", e.what(),
+                  held ? " (" + std::to_string(held) + " more since the last report)" : "");
+}
+
 void Scheduler::recover() {
+  std::lock_guard lock(mu_);
+  const double now = unix_now();
   for (const auto state : {JobState::running, JobState::cancelling}) {
     for (const auto& job : store_.in_state(state)) {
       const bool alive = job.pid && dispatcher_.alive(*job.pid, job.pid_start);
@@ -56,6 +100,7 @@ void Scheduler::recover() {
       r.pid = *job.pid;
       r.start_token = job.pid_start;
       r.adopted = true;
+      r.since = now;
       for (const auto& d : split(job.devices, ','))
         if (!d.empty() && free_.erase(d)) r.devices.push_back(d);
       spdlog::info("recover: adopted running worker pid {} of job {}", r.pid, job.id);
@@ -70,7 +115,9 @@ void Scheduler::settle_without_process(const JobRecord& job) {
   r.job_id = job.id;
   r.pid = job.pid.value_or(0);
   if (job.state == JobState::cancelling) r.kill = KillReason::cancel;
-  finalize(r, std::nullopt, std::nullopt);
+  for (const auto& d : split(job.devices, ','))
+    if (!d.empty() && free_.erase(d)) r.devices.push_back(d);
+  settle({r, std::nullopt, std::nullopt});
 }
 
 void Scheduler::send_term(Running& r, KillReason why) {
@@ -80,6 +127,7 @@ void Scheduler::send_term(Running& r, KillReason why) {
 }
 
 std::optional<JobState> Scheduler::cancel(const std::string& id) {
+  std::lock_guard lock(mu_);
   const auto job = store_.get(id);
   if (!job) return std::nullopt;
   const double now = unix_now();
@@ -103,35 +151,87 @@ std::optional<JobState> Scheduler::cancel(const std::string& id) {
 }
 
 void Scheduler::tick() {
+  std::lock_guard lock(mu_);
+  try {
+    tick_locked();
+  } catch (const std::exception& e) {
+    // A read that failed (I/O error, locked database): nothing was changed;
+    // the next tick starts over.
+    note_store_failure(e);
+  }
+}
+
+void Scheduler::settle(Ended e) {
+  try {
+    finalize(e.r, e.exit_code, e.signal);
+  } catch (const std::exception& ex) {
+    note_store_failure(ex);
+    e.next_try = unix_now() + e.backoff;
+    e.backoff = std::min(5.0, e.backoff * 2);
+    unsettled_.push_back(std::move(e));
+    return;
+  }
+  for (const auto& d : e.r.devices) free_.insert(d);
+}
+
+void Scheduler::check_stall(Running& r, double now) {
+  if (options_.stall_timeout_s <= 0 || r.kill != KillReason::none) return;
+  const double last = std::max(r.since, mtime(JobDir(job_dir(r.job_id)).status()).value_or(0));
+  if (now - last <= options_.stall_timeout_s) return;
+  spdlog::warn("job {}: worker {} silent for {:.0f} s (stall timeout {} s); killing it", r.job_id, r.pid, now - last,
+               options_.stall_timeout_s);
+  r.kill = KillReason::stall;
+  r.killed = true;
+  r.term_sent_at = now;
+  dispatcher_.signal(r.pid, SIGKILL);
+}
+
+void Scheduler::tick_locked() {
   const double now = unix_now();
 
   // Our children that ended.
   for (const auto& e : dispatcher_.reap()) {
     const auto it = running_.find(e.pid);
     if (it == running_.end()) continue;
-    const Running r = it->second;
+    Running r = it->second;
     running_.erase(it);
-    finalize(r, e.exit_code, e.signal);
+    settle({std::move(r), e.exit_code, e.signal});
   }
 
   // Adopted workers are not our children: poll them.
   for (auto it = running_.begin(); it != running_.end();) {
     if (it->second.adopted && !dispatcher_.alive(it->second.pid, it->second.start_token)) {
-      const Running r = it->second;
+      Running r = it->second;
       it = running_.erase(it);
-      finalize(r, std::nullopt, std::nullopt);
+      settle({std::move(r), std::nullopt, std::nullopt});
     } else {
       ++it;
     }
   }
 
-  // Timeouts and grace periods.
+  // Transitions the store refused before, when their backoff is up.
+  if (!unsettled_.empty()) {
+    std::vector<Ended> due;
+    for (auto it = unsettled_.begin(); it != unsettled_.end();) {
+      if (it->next_try <= now) {
+        due.push_back(std::move(*it));
+        it = unsettled_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto& e : due) settle(std::move(e));
+  }
+
+  // Timeouts, grace periods and stalls.
   for (auto& [pid, r] : running_) {
     if (r.kill == KillReason::none) {
       const auto job = store_.get(r.job_id);
       if (job && job->timeout_s > 0 && job->started_at && now - *job->started_at > job->timeout_s) {
         spdlog::warn("job {} exceeded its timeout of {} s", r.job_id, job->timeout_s);
         send_term(r, KillReason::timeout);
+      } else {
+        check_stall(r, now);
       }
     } else if (!r.killed && r.term_sent_at && now - *r.term_sent_at > options_.cancel_grace_s) {
       spdlog::warn("job {}: worker {} still running {} s after SIGTERM, sending SIGKILL", r.job_id, pid,
@@ -141,12 +241,27 @@ void Scheduler::tick() {
     }
   }
 
+  // No job starts while the store cannot write: its RUNNING row could not be
+  // stored. A cheap probe write tells when it can again.
+  if (!store_.health().writable) {
+    if (now < next_probe_) return;
+    if (!store_.probe_write().writable) {
+      next_probe_ = now + probe_backoff_;
+      probe_backoff_ = std::min(5.0, probe_backoff_ * 2);
+      return;
+    }
+    spdlog::info("store takes writes again");
+  }
+  probe_backoff_ = 0.1;
+  if (unsettled_.empty()) last_error_.clear();
   start_queued();
 }
 
 void Scheduler::start_queued() {
   if (free_.empty()) return;  // nothing can start: skip reading the queue
+  const double now = unix_now();
   for (const auto& job : store_.in_state(JobState::queued)) {
+    if (job.not_before && *job.not_before > now) continue;  // pausing after a full disk
     const int need = options_.capacity.gpu_mode() ? job.devices_requested : 1;
     if (need > options_.capacity.size()) {
       // Submission rejects these; a job stored under a larger capacity can
@@ -176,13 +291,27 @@ void Scheduler::start_queued() {
         server_event(job.id, {{"type", "state"}, {"state", "FAILED"}, {"reason", e.what()}});
       continue;
     }
-    if (!store_.start(job.id, p.pid, p.start_token, join(devices), unix_now())) {
+    bool started = false;
+    try {
+      started = store_.start(job.id, p.pid, p.start_token, join(devices), unix_now());
+    } catch (...) {
+      // The RUNNING row could not be stored: the worker must not run
+      // unrecorded. The job stays QUEUED and starts again later.
+      dispatcher_.signal(p.pid, SIGKILL);
+      throw;
+    }
+    if (!started) {
       // Cancelled between the read and now: stop the worker we just started.
       dispatcher_.signal(p.pid, SIGKILL);
       continue;
     }
     for (const auto& d : devices) free_.erase(d);
-    Running r{job.id, p.pid, p.start_token, devices};
+    Running r;
+    r.job_id = job.id;
+    r.pid = p.pid;
+    r.start_token = p.start_token;
+    r.devices = devices;
+    r.since = unix_now();
     running_.emplace(p.pid, r);
     spdlog::info("job {} started: attempt {}, pid {}, devices {}", job.id, attempt, p.pid, join(devices));
     server_event(job.id, {{"type", "state"}, {"state", "RUNNING"}, {"attempt", attempt},
@@ -191,22 +320,31 @@ void Scheduler::start_queued() {
 }
 
 void Scheduler::finalize(const Running& r, std::optional<int> exit_code, std::optional<int> signal) {
-  for (const auto& d : r.devices) free_.insert(d);
   const auto job = store_.get(r.job_id);
   if (!job || is_terminal(job->state)) return;
   const JobState from = job->state;
-  const auto status = JobDir(job_dir(r.job_id)).read_status();
-  const bool status_current = status && status->value("attempt", 0) == job->attempts;
-  const std::string wstate = status_current ? status->value("state", "") : "";
+  const JobDir dir(job_dir(r.job_id));
+  std::string problem;
+  auto status = dir.read_worker_status(&problem);
+  if (!problem.empty()) report_bad_status_locked(r.job_id, job->attempts, problem);
+  const bool status_current = status && status->attempt == job->attempts;
+  const std::string wstate = status_current ? status->state : "";
 
   FinishInfo info;
   if (status_current) {
-    info.stage = status->value("stage", "");
-    info.metrics = status->value("metrics", nlohmann::json::object());
+    info.stage = status->stage;
+    info.metrics = status->metrics;
   }
   const double now = unix_now();
   std::string how = exit_code ? "exit code " + std::to_string(*exit_code)
                               : signal ? "signal " + std::to_string(*signal) : "process gone";
+  // The server wrote spec.yaml before the job's row: without it the folder
+  // was removed (or replaced) under the worker, and its outputs are not the
+  // job's.
+  std::error_code ec;
+  const bool dir_intact = std::filesystem::is_regular_file(dir.spec_yaml(), ec);
+  const bool worker_no_space = (wstate == "FAILED" && status->error_type == "NO_SPACE") ||
+                               (exit_code && error_type_for_exit(*exit_code) == ErrorType::no_space);
 
   if (from == JobState::cancelling || r.kill == KillReason::cancel) {
     info.to = JobState::cancelled;
@@ -214,19 +352,39 @@ void Scheduler::finalize(const Running& r, std::optional<int> exit_code, std::op
     info.to = JobState::failed;
     info.error_type = ErrorType::timeout;
     info.error = "exceeded TIMEOUT_S of " + std::to_string(job->timeout_s) + " s";
+  } else if (!dir_intact) {
+    info.to = JobState::failed;
+    info.error_type = ErrorType::data;
+    info.error = "the job directory " + dir.root().string() + " was removed while the job ran (" + how + ")";
+  } else if (worker_no_space && job->attempts < job->max_attempts) {
+    const double pause = options_.no_space_retry_s * job->attempts;
+    const std::string why = "no space left on device during attempt " + std::to_string(job->attempts) +
+                            "; retrying in " + std::to_string(static_cast<int>(pause)) + " s" +
+                            (status_current && !status->error.empty() ? ": " + status->error : "");
+    if (store_.requeue(r.job_id, from, why, now, now + pause)) {
+      spdlog::warn("job {}: {}", r.job_id, why);
+      server_event(r.job_id, {{"type", "state"}, {"state", "QUEUED"}, {"reason", why}});
+    }
+    return;
   } else if (wstate == "SUCCEEDED" && (!exit_code || *exit_code == 0)) {
     info.to = JobState::succeeded;
   } else if (wstate == "FAILED") {
     info.to = JobState::failed;
-    info.error_type = parse_error_type(status->value("error_type", "INTERNAL")).value_or(ErrorType::internal);
-    info.error = status->value("error", "worker failed (" + how + ")");
+    info.error_type = parse_error_type(status->error_type).value_or(ErrorType::internal);
+    if (info.error_type == ErrorType::none) info.error_type = ErrorType::internal;
+    info.error = status->error.empty() ? "worker failed (" + how + ")" : status->error;
   } else if (exit_code && error_type_for_exit(*exit_code)) {
     info.to = JobState::failed;
     info.error_type = *error_type_for_exit(*exit_code);
     info.error = "worker failed with " + how + " (see logs/worker.log)";
   } else {
     // No verdict: the worker was lost.
-    const std::string why = "worker lost (" + how + ") during attempt " + std::to_string(job->attempts);
+    const std::string why =
+        r.kill == KillReason::stall
+            ? "worker stalled: status.json unchanged for more than " +
+                  std::to_string(static_cast<int>(options_.stall_timeout_s)) + " s (--stall-timeout) during attempt " +
+                  std::to_string(job->attempts)
+            : "worker lost (" + how + ") during attempt " + std::to_string(job->attempts);
     if (job->attempts < job->max_attempts) {
       if (store_.requeue(r.job_id, from, why, now)) {
         spdlog::warn("job {}: {}; requeued", r.job_id, why);

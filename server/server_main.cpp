@@ -2,15 +2,24 @@
 // process.
 //   qjobs-server --listen HOST:PORT --user-data DIR (--gpus LIST | --slots N)
 //                [--tokens-file F] [--worker PATH] [--cancel-grace S]
+//                [--max-connections N] [--stall-timeout S]
+//
+// Threads: one I/O thread (sockets only), one control thread (scheduler
+// ticks, child exits), and a small pool for request handlers and file reads.
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
+#include <set>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <CLI/CLI.hpp>
@@ -24,6 +33,7 @@
 #include "server/http_server.hpp"
 #include "server/scheduler.hpp"
 #include "server/store.hpp"
+#include "server/store_faults.hpp"
 
 namespace fs = std::filesystem;
 namespace asio = boost::asio;
@@ -55,13 +65,42 @@ void schedule_ticks(asio::steady_timer& timer, Scheduler& scheduler) {
   timer.expires_after(std::chrono::milliseconds(100));
   timer.async_wait([&timer, &scheduler](const boost::system::error_code& ec) {
     if (ec) return;
-    try {
-      scheduler.tick();
-    } catch (const std::exception& e) {
-      spdlog::error("scheduler: {}", e.what());
-    }
+    scheduler.tick();  // never throws: store failures are kept and retried
     schedule_ticks(timer, scheduler);
   });
+}
+
+// Raises the soft descriptor limit to the hard one; returns the new soft limit.
+rlim_t raise_fd_limit() {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  return rl.rlim_cur;
+}
+
+// Job folders without a row are left by a crash between creating the folder
+// and storing the row (the row is written second). Those that never ran
+// (no status.json) are removed; any other unknown folder is reported and kept.
+void sweep_orphans(Store& store, const fs::path& jobs_root) {
+  const auto ids = store.all_ids();
+  const std::set<std::string> known(ids.begin(), ids.end());
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(jobs_root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (known.count(name) || !e.is_directory(ec) || e.is_symlink(ec)) continue;
+    if (fs::exists(e.path() / "status.json", ec)) {
+      spdlog::warn("sweep: {} has no job row but holds worker output; left alone", e.path().string());
+      continue;
+    }
+    std::error_code rec;
+    fs::remove_all(e.path(), rec);
+    spdlog::info("sweep: removed orphan job folder {} (created, never stored){}", name,
+                 rec ? ": " + rec.message() : "");
+  }
 }
 
 }  // namespace
@@ -77,6 +116,9 @@ int main(int argc, char** argv) {
   double cancel_grace = 10;
   std::size_t body_limit = 1 << 20;
   std::string log_level = "info";
+  int64_t max_connections = 0;
+  double stall_timeout = 600;
+  double no_space_retry = 30;
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0 picks a free one)")->capture_default_str();
   app.add_option("--user-data", user_data, "folder for the database and job directories")->capture_default_str();
   auto* gpus_opt = app.add_option("--gpus", gpus, "CUDA device ids to schedule on, e.g. 0,1");
@@ -87,10 +129,25 @@ int main(int argc, char** argv) {
   app.add_option("--cancel-grace", cancel_grace, "seconds between SIGTERM and SIGKILL")->capture_default_str();
   app.add_option("--body-limit", body_limit, "largest request body in bytes")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_option("--max-connections", max_connections,
+                 "connections served at once; more get 503 (default: a quarter of the descriptor limit, at most 4096)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--stall-timeout", stall_timeout,
+                 "seconds a running worker may leave status.json untouched before it counts as lost; 0 = never")
+      ->capture_default_str()->check(CLI::Range(0.0, 1e9));
+  app.add_option("--no-space-retry", no_space_retry,
+                 "seconds (times the attempt number) before a job that hit a full disk is retried")
+      ->capture_default_str()->check(CLI::Range(0.0, 1e6));
   CLI11_PARSE(app, argc, argv);
 
   setup_logging("server", std::nullopt, log_level);
   try {
+    const rlim_t fd_limit = raise_fd_limit();
+    if (max_connections == 0)
+      max_connections = std::clamp<int64_t>(static_cast<int64_t>(fd_limit / 4), 16, 4096);
+    if (static_cast<rlim_t>(max_connections) + 64 > fd_limit)
+      spdlog::warn("--max-connections {} is close to the descriptor limit {}; accept will back off when it runs out",
+                   max_connections, fd_limit);
     const auto colon = listen.rfind(':');
     if (colon == std::string::npos) throw Error(ErrorKind::invalid_input, "--listen must be HOST:PORT");
     const auto port = parse_int(listen.substr(colon + 1));
@@ -113,31 +170,50 @@ int main(int argc, char** argv) {
     const fs::path worker_bin = worker.empty() ? self_dir() / "qjobs-worker" : fs::path(worker);
     if (!fs::exists(worker_bin)) throw Error(ErrorKind::not_found, "worker binary " + worker_bin.string() + " not found");
 
-    Store store(root / "qjobs.db");
-    LocalDispatcher dispatcher(worker_bin);
-    Scheduler scheduler(store, dispatcher, {root / "jobs", capacity, cancel_grace});
+    // Tests point QJOBS_TEST_STORE_FAULTS at a control file to make the
+    // database's writes fail or hang (store_faults.hpp).
+    const char* vfs = nullptr;
+    if (const char* faults = std::getenv("QJOBS_TEST_STORE_FAULTS"); faults && *faults) {
+      vfs = install_store_faults(faults);
+      spdlog::warn("store: fault injection from {}", faults);
+    }
+    Store store(root / "qjobs.db", vfs);
+    sweep_orphans(store, root / "jobs");
+    // The worker rewrites status.json at least this often, well inside the
+    // stall timeout.
+    const double heartbeat = stall_timeout > 0 ? std::clamp(stall_timeout / 5, 0.2, 30.0) : 30.0;
+    LocalDispatcher dispatcher(worker_bin, heartbeat);
+    SchedulerOptions sched_options{root / "jobs", capacity, cancel_grace};
+    sched_options.stall_timeout_s = stall_timeout;
+    sched_options.no_space_retry_s = no_space_retry;
+    Scheduler scheduler(store, dispatcher, sched_options);
     scheduler.recover();
 
-    ApiOptions api_options{root, {}, body_limit};
+    ConnectionStats connections;
+    ApiOptions api_options{root, {}, body_limit, &connections};
     if (!tokens_file.empty()) api_options.tokens = read_tokens(tokens_file);
     Api api(store, scheduler, api_options);
 
     asio::io_context io(1);
+    asio::io_context control(1);
     HttpOptions http_options;
     http_options.host = listen.substr(0, colon);
     http_options.port = static_cast<unsigned short>(*port);
     http_options.body_limit = body_limit;
+    http_options.max_connections = max_connections;
+    http_options.stats = &connections;
     HttpServer http(io, api, http_options);
     const auto bound = http.start();
     // The one line scripts wait for: the port actually bound.
     std::cout << "qjobs-server listening on " << http_options.host << ":" << bound << std::endl;
-    spdlog::info("listening on {}:{}, user data {}, capacity {} {}", http_options.host, bound, root.string(),
-                 capacity.size(), capacity.gpu_mode() ? "GPUs" : "CPU slots");
+    spdlog::info("listening on {}:{}, user data {}, capacity {} {}, at most {} connections (descriptor limit {})",
+                 http_options.host, bound, root.string(), capacity.size(), capacity.gpu_mode() ? "GPUs" : "CPU slots",
+                 max_connections, fd_limit);
 
-    asio::steady_timer ticker(io);
+    asio::steady_timer ticker(control);
     schedule_ticks(ticker, scheduler);
 
-    asio::signal_set children(io, SIGCHLD);
+    asio::signal_set children(control, SIGCHLD);
     std::function<void()> wait_children = [&] {
       children.async_wait([&](const boost::system::error_code& ec, int) {
         if (ec) return;
@@ -153,13 +229,36 @@ int main(int argc, char** argv) {
       if (ec) return;
       spdlog::info("signal {}: draining; running workers keep going and are adopted at the next start", sig);
       http.stop();
-      ticker.cancel();
-      children.cancel();
+      asio::post(control, [&] {
+        ticker.cancel();
+        children.cancel();
+      });
       drain.expires_after(std::chrono::seconds(1));
-      drain.async_wait([&](const boost::system::error_code&) { io.stop(); });
+      drain.async_wait([&](const boost::system::error_code&) {
+        io.stop();
+        control.stop();
+      });
     });
     std::signal(SIGPIPE, SIG_IGN);
-    io.run();
+    std::thread control_thread([&] {
+      // A handler that throws must not end the control loop: log and go on.
+      while (!control.stopped()) {
+        try {
+          control.run();
+        } catch (const std::exception& e) {
+          spdlog::error("control loop: {}", e.what());
+        }
+      }
+    });
+    while (!io.stopped()) {
+      try {
+        io.run();
+      } catch (const std::exception& e) {
+        spdlog::error("I/O loop: {}", e.what());
+      }
+    }
+    control.stop();
+    control_thread.join();
     spdlog::info("stopped");
     return 0;
   } catch (const Error& e) {

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <chrono>
+#include <type_traits>
 
 #include "common/error.hpp"
 
@@ -11,7 +12,7 @@ namespace qjobs::server {
 namespace {
 
 // Forward-only migrations; entry i moves the schema from version i to i + 1.
-const std::array<const char*, 1> kMigrations = {
+const std::array<const char*, 2> kMigrations = {
     R"sql(
 CREATE TABLE jobs(
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -51,19 +52,39 @@ CREATE TABLE job_events(
 );
 CREATE INDEX job_events_job ON job_events(job_id, id);
 )sql",
+    R"sql(
+ALTER TABLE jobs ADD COLUMN not_before REAL;
+CREATE TABLE server_state(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+)sql",
 };
 
 const char* kColumns =
     "seq, id, name, algorithm, model, state, priority, attempts, max_attempts, devices_requested, "
     "devices, pid, pid_start, timeout_s, error_type, error, idempotency_key, spec_yaml, spec_json, "
-    "created_at, started_at, finished_at, updated_at, cancel_requested_at, stage, metrics_json";
+    "created_at, started_at, finished_at, updated_at, cancel_requested_at, stage, metrics_json, not_before";
+
+// Throws the Error for a failed SQLite call: no_space for a full disk,
+// conflict for a constraint, io for everything else (read-only, I/O error,
+// busy), with SQLite's message and the name of the result code.
+[[noreturn]] void throw_sqlite(sqlite3* db, int rc, const std::string& what) {
+  const int primary = rc & 0xff;
+  const std::string msg = std::string("sqlite") + (what.empty() ? "" : " " + what) + ": " +
+                          (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)) + " (" + sqlite3_errstr(rc) + ")";
+  if (primary == SQLITE_CONSTRAINT) throw Error(ErrorKind::conflict, msg);
+  if (primary == SQLITE_FULL) throw Error(ErrorKind::no_space, msg);
+  throw Error(ErrorKind::io, msg);
+}
 
 // A prepared statement; binds by 1-based position.
 class Stmt {
  public:
   Stmt(sqlite3* db, const std::string& sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s_, nullptr) != SQLITE_OK)
-      throw Error(ErrorKind::internal, std::string("sqlite prepare: ") + sqlite3_errmsg(db));
+    if (const int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &s_, nullptr); rc != SQLITE_OK) {
+      // A statement of ours that does not compile is a bug; anything else
+      // (I/O reading the schema, a locked or corrupt file) is the store's.
+      if ((rc & 0xff) == SQLITE_ERROR) throw Error(ErrorKind::internal, std::string("sqlite prepare: ") + sqlite3_errmsg(db));
+      throw_sqlite(db, rc, "prepare");
+    }
   }
   ~Stmt() { sqlite3_finalize(s_); }
   Stmt(const Stmt&) = delete;
@@ -98,8 +119,7 @@ class Stmt {
     const int rc = sqlite3_step(s_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    if (rc == SQLITE_CONSTRAINT) throw Error(ErrorKind::conflict, sqlite3_errmsg(db_));
-    throw Error(ErrorKind::io, std::string("sqlite: ") + sqlite3_errmsg(db_));
+    throw_sqlite(db_, rc, "");
   }
   int changes() const { return sqlite3_changes(db_); }
 
@@ -145,6 +165,7 @@ JobRecord read_row(const Stmt& s) {
   r.stage = s.text(24);
   r.metrics = nlohmann::json::parse(s.text(25), nullptr, false);
   if (r.metrics.is_discarded()) r.metrics = nlohmann::json::object();
+  if (!s.null(26)) r.not_before = s.real(26);
   return r;
 }
 
@@ -178,32 +199,131 @@ nlohmann::json to_json(const JobRecord& r) {
   return j;
 }
 
-Store::Store(const std::filesystem::path& path) {
-  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
-    const std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    throw Error(ErrorKind::io, "cannot open database " + path.string() + ": " + msg);
+sqlite3* Store::open_connection() const {
+  sqlite3* db = nullptr;
+  if (const int rc = sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                                     vfs_);
+      rc != SQLITE_OK) {
+    const std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close(db);
+    throw Error(ErrorKind::io, "cannot open database " + path_.string() + ": " + msg);
   }
-  sqlite3_busy_timeout(db_, 5000);
-  exec("PRAGMA journal_mode=WAL");
-  // FULL: a job acknowledged with 201 survives a power loss, not only a crash.
-  exec("PRAGMA synchronous=FULL");
-  exec("PRAGMA foreign_keys=ON");
-  migrate();
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_extended_result_codes(db, 1);
+  return db;
 }
 
-Store::~Store() { sqlite3_close(db_); }
+Store::Store(const std::filesystem::path& path, const char* vfs) : path_(path), vfs_(vfs) {
+  db_ = open_connection();
+  try {
+    exec("PRAGMA journal_mode=WAL");
+    // FULL: a job acknowledged with 201 survives a power loss, not only a crash.
+    exec("PRAGMA synchronous=FULL");
+    exec("PRAGMA foreign_keys=ON");
+    migrate();
+  } catch (...) {
+    sqlite3_close(db_);
+    throw;
+  }
+}
+
+Store::~Store() {
+  for (auto* r : readers_) sqlite3_close(r);
+  sqlite3_close(db_);
+}
 
 int Store::schema_version() { return static_cast<int>(kMigrations.size()); }
 
+// A read connection checked out of the pool for one method call.
+class Store::Reader {
+ public:
+  explicit Reader(const Store& s) : store_(s) {
+    {
+      std::lock_guard lock(s.readers_mu_);
+      if (!s.readers_.empty()) {
+        db_ = s.readers_.back();
+        s.readers_.pop_back();
+      }
+    }
+    if (db_ == nullptr) db_ = s.open_connection();
+  }
+  ~Reader() {
+    std::lock_guard lock(store_.readers_mu_);
+    store_.readers_.push_back(db_);
+  }
+  sqlite3* get() const { return db_; }
+
+ private:
+  const Store& store_;
+  sqlite3* db_ = nullptr;
+};
+
 void Store::exec(const std::string& sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown";
+  if (const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
     sqlite3_free(err);
-    throw Error(ErrorKind::io, "sqlite: " + msg);
+    throw_sqlite(db_, rc, "");
   }
+}
+
+namespace {
+// Ends a failed transaction without hiding why it failed: SQLite may have
+// rolled back already (a failed COMMIT on a full disk does), and a ROLLBACK
+// then would only say "no transaction is active".
+void rollback_quietly(sqlite3* db) {
+  if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+}  // namespace
+
+void Store::record_write(bool ok, const std::string& error) {
+  std::lock_guard lock(health_mu_);
+  if (ok) {
+    health_.writable = true;
+    health_.failing_since = 0;
+    return;
+  }
+  if (health_.writable) health_.failing_since = std::chrono::duration<double>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+  health_.writable = false;
+  health_.last_error = error;
+  ++health_.write_errors;
+}
+
+template <typename F>
+auto Store::write(F&& f) -> decltype(f()) {
+  std::lock_guard lock(write_mu_);
+  try {
+    if constexpr (std::is_void_v<decltype(f())>) {
+      f();
+      record_write(true, "");
+    } else {
+      auto r = f();
+      record_write(true, "");
+      return r;
+    }
+  } catch (const Error& e) {
+    // A constraint is the caller's conflict, not a store failure.
+    record_write(e.kind() == ErrorKind::conflict, e.what());
+    throw;
+  }
+}
+
+StoreHealth Store::health() const {
+  std::lock_guard lock(health_mu_);
+  return health_;
+}
+
+StoreHealth Store::probe_write() {
+  try {
+    write([&] {
+      Stmt s(db_, "INSERT INTO server_state(key, value) VALUES('probe', ?) "
+                  "ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+      s.bind(1, std::to_string(std::chrono::system_clock::now().time_since_epoch().count()));
+      s.step();
+    });
+  } catch (const std::exception&) {
+  }
+  return health();
 }
 
 void Store::migrate() {
@@ -223,13 +343,14 @@ void Store::migrate() {
       exec("PRAGMA user_version=" + std::to_string(v + 1));
       exec("COMMIT");
     } catch (...) {
-      exec("ROLLBACK");
+      rollback_quietly(db_);
       throw;
     }
   }
 }
 
 Store::InsertResult Store::insert(const NewJob& j) {
+  return write([&]() -> InsertResult {
   if (j.idempotency_key) {
     Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE idempotency_key=?");
     s.bind(1, *j.idempotency_key);
@@ -254,7 +375,7 @@ Store::InsertResult Store::insert(const NewJob& j) {
     e.step();
     exec("COMMIT");
   } catch (const Error& e) {
-    exec("ROLLBACK");
+    rollback_quietly(db_);
     // A concurrent insert with the same key won the race.
     if (e.kind() == ErrorKind::conflict && j.idempotency_key) {
       Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE idempotency_key=?");
@@ -263,11 +384,16 @@ Store::InsertResult Store::insert(const NewJob& j) {
     }
     throw;
   }
-  return {*get(j.id), true};
+  Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE id=?");
+  s.bind(1, j.id);
+  if (!s.step()) throw Error(ErrorKind::internal, "inserted job " + j.id + " is not there");
+  return {read_row(s), true};
+  });
 }
 
 std::optional<JobRecord> Store::get(const std::string& id) {
-  Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE id=?");
+  const Reader r(*this);
+  Stmt s(r.get(), std::string("SELECT ") + kColumns + " FROM jobs WHERE id=?");
   s.bind(1, id);
   if (!s.step()) return std::nullopt;
   return read_row(s);
@@ -279,7 +405,8 @@ std::vector<JobRecord> Store::list(std::optional<JobState> state, int limit,
   if (state) sql += " AND state=?1";
   if (before_seq) sql += " AND seq<?2";
   sql += " ORDER BY seq DESC LIMIT ?3";
-  Stmt s(db_, sql);
+  const Reader r(*this);
+  Stmt s(r.get(), sql);
   if (state) s.bind(1, state_name(*state));
   if (before_seq) s.bind(2, *before_seq);
   s.bind(3, limit);
@@ -289,7 +416,8 @@ std::vector<JobRecord> Store::list(std::optional<JobState> state, int limit,
 }
 
 std::vector<JobRecord> Store::in_state(JobState state) {
-  Stmt s(db_, std::string("SELECT ") + kColumns +
+  const Reader r(*this);
+  Stmt s(r.get(), std::string("SELECT ") + kColumns +
                   " FROM jobs WHERE state=? ORDER BY priority DESC, seq ASC");
   s.bind(1, state_name(state));
   std::vector<JobRecord> out;
@@ -298,7 +426,8 @@ std::vector<JobRecord> Store::in_state(JobState state) {
 }
 
 std::map<JobState, int64_t> Store::count_by_state() {
-  Stmt s(db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
+  const Reader r(*this);
+  Stmt s(r.get(), "SELECT state, COUNT(*) FROM jobs GROUP BY state");
   std::map<JobState, int64_t> out;
   while (s.step())
     if (auto st = parse_job_state(s.text(0))) out[*st] = s.i64(1);
@@ -306,7 +435,8 @@ std::map<JobState, int64_t> Store::count_by_state() {
 }
 
 std::map<JobState, std::pair<double, int64_t>> Store::durations() {
-  Stmt s(db_,
+  const Reader r(*this);
+  Stmt s(r.get(),
          "SELECT state, SUM(finished_at - created_at), COUNT(*) FROM jobs "
          "WHERE finished_at IS NOT NULL GROUP BY state");
   std::map<JobState, std::pair<double, int64_t>> out;
@@ -317,84 +447,112 @@ std::map<JobState, std::pair<double, int64_t>> Store::durations() {
 
 bool Store::start(const std::string& id, int pid, const std::string& pid_start,
                   const std::string& devices, double now) {
-  Stmt s(db_,
-         "UPDATE jobs SET state=?, attempts=attempts+1, pid=?, pid_start=?, devices=?, "
-         "started_at=?, updated_at=?, stage='', error_type='', error='' WHERE id=? AND state=?");
-  s.bind(1, state_name(JobState::running)).bind(2, pid).bind(3, pid_start).bind(4, devices)
-      .bind(5, now).bind(6, now).bind(7, id).bind(8, state_name(JobState::queued));
-  s.step();
-  return s.changes() == 1;
+  return write([&]() -> bool {
+    Stmt s(db_,
+           "UPDATE jobs SET state=?, attempts=attempts+1, pid=?, pid_start=?, devices=?, "
+           "started_at=?, updated_at=?, stage='', error_type='', error='', not_before=NULL WHERE id=? AND state=?");
+    s.bind(1, state_name(JobState::running)).bind(2, pid).bind(3, pid_start).bind(4, devices)
+        .bind(5, now).bind(6, now).bind(7, id).bind(8, state_name(JobState::queued));
+    s.step();
+    return s.changes() == 1;
+  });
 }
 
 bool Store::finish(const std::string& id, JobState from, const FinishInfo& info, double now) {
-  Stmt s(db_,
-         "UPDATE jobs SET state=?, error_type=?, error=?, stage=CASE WHEN ?='' THEN stage ELSE ? END, "
-         "metrics_json=?, finished_at=?, updated_at=?, pid=NULL WHERE id=? AND state=?");
-  s.bind(1, state_name(info.to)).bind(2, error_type_name(info.error_type)).bind(3, info.error)
-      .bind(4, info.stage).bind(5, info.stage).bind(6, info.metrics.dump()).bind(7, now).bind(8, now)
-      .bind(9, id).bind(10, state_name(from));
-  s.step();
-  return s.changes() == 1;
+  return write([&]() -> bool {
+    Stmt s(db_,
+           "UPDATE jobs SET state=?, error_type=?, error=?, stage=CASE WHEN ?='' THEN stage ELSE ? END, "
+           "metrics_json=?, finished_at=?, updated_at=?, pid=NULL WHERE id=? AND state=?");
+    s.bind(1, state_name(info.to)).bind(2, error_type_name(info.error_type)).bind(3, info.error)
+        .bind(4, info.stage).bind(5, info.stage).bind(6, info.metrics.dump()).bind(7, now).bind(8, now)
+        .bind(9, id).bind(10, state_name(from));
+    s.step();
+    return s.changes() == 1;
+  });
 }
 
-bool Store::requeue(const std::string& id, JobState from, const std::string& why, double now) {
-  Stmt s(db_,
-         "UPDATE jobs SET state=?, pid=NULL, devices='', error=?, updated_at=? WHERE id=? AND state=?");
-  s.bind(1, state_name(JobState::queued)).bind(2, why).bind(3, now).bind(4, id).bind(5, state_name(from));
-  s.step();
-  return s.changes() == 1;
+bool Store::requeue(const std::string& id, JobState from, const std::string& why, double now,
+                    double not_before) {
+  return write([&]() -> bool {
+    Stmt s(db_,
+           "UPDATE jobs SET state=?, pid=NULL, devices='', error=?, updated_at=?, not_before=? WHERE id=? AND state=?");
+    s.bind(1, state_name(JobState::queued)).bind(2, why).bind(3, now).bind(5, id).bind(6, state_name(from));
+    if (not_before > 0) s.bind(4, not_before); else s.bind_null(4);
+    s.step();
+    return s.changes() == 1;
+  });
 }
 
 bool Store::cancel_queued(const std::string& id, double now) {
-  Stmt s(db_,
-         "UPDATE jobs SET state=?, cancel_requested_at=?, finished_at=?, updated_at=? "
-         "WHERE id=? AND state=?");
-  s.bind(1, state_name(JobState::cancelled)).bind(2, now).bind(3, now).bind(4, now).bind(5, id)
-      .bind(6, state_name(JobState::queued));
-  s.step();
-  return s.changes() == 1;
+  return write([&]() -> bool {
+    Stmt s(db_,
+           "UPDATE jobs SET state=?, cancel_requested_at=?, finished_at=?, updated_at=? "
+           "WHERE id=? AND state=?");
+    s.bind(1, state_name(JobState::cancelled)).bind(2, now).bind(3, now).bind(4, now).bind(5, id)
+        .bind(6, state_name(JobState::queued));
+    s.step();
+    return s.changes() == 1;
+  });
 }
 
 bool Store::cancel_running(const std::string& id, double now) {
-  Stmt s(db_, "UPDATE jobs SET state=?, cancel_requested_at=?, updated_at=? WHERE id=? AND state=?");
-  s.bind(1, state_name(JobState::cancelling)).bind(2, now).bind(3, now).bind(4, id)
-      .bind(5, state_name(JobState::running));
-  s.step();
-  return s.changes() == 1;
+  return write([&]() -> bool {
+    Stmt s(db_, "UPDATE jobs SET state=?, cancel_requested_at=?, updated_at=? WHERE id=? AND state=?");
+    s.bind(1, state_name(JobState::cancelling)).bind(2, now).bind(3, now).bind(4, id)
+        .bind(5, state_name(JobState::running));
+    s.step();
+    return s.changes() == 1;
+  });
 }
 
 void Store::set_stage(const std::string& id, const std::string& stage, const nlohmann::json& metrics) {
-  Stmt s(db_, "UPDATE jobs SET stage=?, metrics_json=? WHERE id=? AND state IN ('RUNNING','CANCELLING')");
-  s.bind(1, stage).bind(2, metrics.dump()).bind(3, id);
-  s.step();
+  return write([&]() {
+    Stmt s(db_, "UPDATE jobs SET stage=?, metrics_json=? WHERE id=? AND state IN ('RUNNING','CANCELLING')");
+    s.bind(1, stage).bind(2, metrics.dump()).bind(3, id);
+    s.step();
+  });
 }
 
 bool Store::remove(const std::string& id) {
-  exec("BEGIN IMMEDIATE");
-  try {
-    Stmt s(db_, "DELETE FROM jobs WHERE id=? AND state IN ('SUCCEEDED','FAILED','CANCELLED')");
-    s.bind(1, id);
-    s.step();
-    const bool removed = s.changes() == 1;
-    if (removed) {
-      Stmt e(db_, "DELETE FROM job_events WHERE job_id=?");
-      e.bind(1, id);
-      e.step();
+  return write([&]() -> bool {
+    exec("BEGIN IMMEDIATE");
+    try {
+      Stmt s(db_, "DELETE FROM jobs WHERE id=? AND state IN ('SUCCEEDED','FAILED','CANCELLED')");
+      s.bind(1, id);
+      s.step();
+      const bool removed = s.changes() == 1;
+      if (removed) {
+        Stmt e(db_, "DELETE FROM job_events WHERE job_id=?");
+        e.bind(1, id);
+        e.step();
+      }
+      exec("COMMIT");
+      return removed;
+    } catch (...) {
+      rollback_quietly(db_);
+      throw;
     }
-    exec("COMMIT");
-    return removed;
-  } catch (...) {
-    exec("ROLLBACK");
-    throw;
-  }
+  });
 }
 
 void Store::add_event(const std::string& id, const std::string& type, const nlohmann::json& data) {
-  Stmt s(db_, "INSERT INTO job_events(job_id, ts, type, data_json) VALUES(?,?,?,?)");
-  const double now =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  s.bind(1, id).bind(2, now).bind(3, type).bind(4, data.dump());
-  s.step();
+  return write([&]() {
+    Stmt s(db_, "INSERT INTO job_events(job_id, ts, type, data_json) VALUES(?,?,?,?)");
+    const double now =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    s.bind(1, id).bind(2, now).bind(3, type).bind(4, data.dump());
+    s.step();
+  });
 }
 
+}  // namespace qjobs::server
+
+namespace qjobs::server {
+std::vector<std::string> Store::all_ids() {
+  const Reader r(*this);
+  Stmt s(r.get(), "SELECT id FROM jobs");
+  std::vector<std::string> out;
+  while (s.step()) out.push_back(s.text(0));
+  return out;
+}
 }  // namespace qjobs::server

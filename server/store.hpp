@@ -10,14 +10,27 @@
 //        metrics_json)
 //   job_events(id INTEGER PRIMARY KEY AUTOINCREMENT, job_id, ts, type, data_json)
 //
+// Schema version 2 adds jobs.not_before (unix seconds; a QUEUED job does not
+// start before it: the pause after a full disk).
+//
 // Every state change is one UPDATE guarded by the expected old state; the
 // methods return false when the guard did not hold (someone else won).
-// Thread safety: none; the server uses one Store from its event loop thread.
+//
+// Failures: a statement that cannot run throws Error with kind no_space
+// (SQLITE_FULL), io (read-only database, I/O error, busy past the timeout)
+// or conflict (a constraint), with SQLite's own message; a failed COMMIT is
+// reported as itself, never as the ROLLBACK that follows it. Every write
+// updates health(), which the server reports in /healthz and /metrics.
+//
+// Thread safety: every method may be called from any thread. Writes are
+// serialized on one connection; reads use a pool of their own connections,
+// so they never wait behind a write's fsync (WAL lets them run alongside).
 #pragma once
 
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,12 +64,22 @@ struct FinishInfo {
   nlohmann::json metrics = nlohmann::json::object();
 };
 
+// Whether the last write went through, and what the last failure was.
+struct StoreHealth {
+  bool writable = true;
+  std::string last_error;        // message of the last failed write, "" if none yet
+  double failing_since = 0;      // unix seconds of the first failure of the current run, 0 when writable
+  uint64_t write_errors = 0;     // failed writes since start
+};
+
 class Store {
  public:
   // Opens (creating when absent) and migrates the database at `path`.
   // Throws Error(io) or Error(data_corruption) for a database newer than
   // this build.
-  explicit Store(const std::filesystem::path& path);
+  // `vfs`: SQLite VFS name to open with (nullptr: the default one); tests
+  // pass the fault-injecting one of store_faults.hpp.
+  explicit Store(const std::filesystem::path& path, const char* vfs = nullptr);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -86,8 +109,10 @@ class Store {
              const std::string& devices, double now);
   // RUNNING|CANCELLING (`from`) -> terminal.
   bool finish(const std::string& id, JobState from, const FinishInfo& info, double now);
-  // `from` -> QUEUED, keeping attempts, for a lost worker with attempts left.
-  bool requeue(const std::string& id, JobState from, const std::string& why, double now);
+  // `from` -> QUEUED, keeping attempts, for a lost worker with attempts left;
+  // the job does not start again before `not_before` (unix seconds, 0 = now).
+  bool requeue(const std::string& id, JobState from, const std::string& why, double now,
+               double not_before = 0);
   // QUEUED -> CANCELLED directly, or RUNNING -> CANCELLING.
   bool cancel_queued(const std::string& id, double now);
   bool cancel_running(const std::string& id, double now);
@@ -96,11 +121,33 @@ class Store {
   bool remove(const std::string& id);
 
   void add_event(const std::string& id, const std::string& type, const nlohmann::json& data);
+  // Ids of every job row, for the start-up sweep of orphan folders.
+  std::vector<std::string> all_ids();
+
+  // A one-row write that tells whether the database takes writes again.
+  // Returns the new health; never throws.
+  StoreHealth probe_write();
+  StoreHealth health() const;
 
  private:
+  class Reader;  // a pooled read connection, returned on destruction
+  sqlite3* open_connection() const;
   void exec(const std::string& sql);
   void migrate();
-  sqlite3* db_ = nullptr;
+  // Runs `f` on the write connection under the write lock and records the
+  // outcome in health_.
+  template <typename F>
+  auto write(F&& f) -> decltype(f());
+  void record_write(bool ok, const std::string& error);
+
+  std::filesystem::path path_;
+  const char* vfs_ = nullptr;
+  sqlite3* db_ = nullptr;                 // the write connection; guarded by write_mu_
+  mutable std::mutex write_mu_;
+  mutable std::mutex readers_mu_;
+  mutable std::vector<sqlite3*> readers_;  // idle read connections
+  mutable std::mutex health_mu_;
+  StoreHealth health_;
 };
 
 }  // namespace qjobs::server

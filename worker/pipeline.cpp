@@ -1,9 +1,11 @@
 #include "worker/pipeline.hpp"
 
 #include <chrono>
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <new>
+#include <system_error>
 #include <thread>
 
 #include <c10/util/Exception.h>
@@ -48,6 +50,7 @@ ErrorType classify(const std::string& stage, ErrorKind kind) {
   // unsupported) is MODEL_LOAD.
   if (stage == "load" && kind != ErrorKind::oom && kind != ErrorKind::cancelled && kind != ErrorKind::internal)
     return ErrorType::model_load;
+  if (kind == ErrorKind::no_space) return ErrorType::no_space;
   switch (kind) {
     case ErrorKind::invalid_input: return ErrorType::validation;
     case ErrorKind::oom: return ErrorType::oom;
@@ -552,6 +555,13 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     spdlog::error("{}: out of memory", stage);
     rep.fail(ErrorType::oom, stage + ": out of memory");
     return worker_exit::oom;
+  } catch (const std::system_error& e) {
+    // std::filesystem and iostreams report errno through the error code.
+    const bool full = e.code() == std::errc::no_space_on_device || e.code().value() == EDQUOT;
+    const auto type = full ? ErrorType::no_space : classify(stage, ErrorKind::io);
+    spdlog::error("{}: {}", stage, e.what());
+    rep.fail(type, stage + ": " + e.what());
+    return exit_code_for(type);
   } catch (const c10::Error& e) {
     const std::string msg = e.what_without_backtrace();
     const bool oom = msg.find("out of memory") != std::string::npos;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include <spdlog/spdlog.h>
 
@@ -18,10 +19,40 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }
 }  // namespace
 
-StatusReporter::StatusReporter(JobDir dir, std::vector<std::string> stages, int attempt)
+StatusReporter::StatusReporter(JobDir dir, std::vector<std::string> stages, int attempt, double heartbeat_s)
     : dir_(std::move(dir)), stages_(std::move(stages)), attempt_(attempt) {
   stage_start_ = last_write_ = std::chrono::steady_clock::now();
-  write(true);
+  {
+    std::lock_guard lock(mu_);
+    write(true);
+  }
+  if (heartbeat_s == 0) {
+    heartbeat_s = 30;
+    if (const char* e = std::getenv("QJOBS_HEARTBEAT_S"); e && *e) {
+      char* end = nullptr;
+      const double v = std::strtod(e, &end);
+      if (end != e && v > 0) heartbeat_s = v;
+    }
+  }
+  if (heartbeat_s > 0) heartbeat_ = std::thread([this, heartbeat_s] { heartbeat_loop(heartbeat_s); });
+}
+
+StatusReporter::~StatusReporter() {
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+  }
+  wake_.notify_all();
+  if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+void StatusReporter::heartbeat_loop(double period_s) {
+  const auto period = std::chrono::duration<double>(period_s);
+  std::unique_lock lock(mu_);
+  while (!wake_.wait_for(lock, period, [this] { return closing_; })) {
+    // A final verdict is written once and never touched again.
+    if (state_ == "RUNNING") write(true);
+  }
 }
 
 void StatusReporter::close_stage() {
@@ -29,6 +60,7 @@ void StatusReporter::close_stage() {
 }
 
 void StatusReporter::begin_stage(const std::string& stage, int64_t total) {
+  std::lock_guard lock(mu_);
   close_stage();
   stage_ = stage;
   done_ = 0;
@@ -42,6 +74,7 @@ void StatusReporter::begin_stage(const std::string& stage, int64_t total) {
 
 void StatusReporter::progress(int64_t done, int64_t total, const std::string& what) {
   if (g_stop_requested.load()) throw Error(ErrorKind::cancelled, "stopped by request (SIGTERM)");
+  std::lock_guard lock(mu_);
   done_ = done;
   total_ = total;
   const double elapsed = seconds_since(stage_start_);
@@ -51,6 +84,7 @@ void StatusReporter::progress(int64_t done, int64_t total, const std::string& wh
 }
 
 void StatusReporter::metric(const std::string& name, const nlohmann::json& value) {
+  std::lock_guard lock(mu_);
   metrics_[name] = value;
   event({{"type", "metric"}, {"name", name}, {"value", value}});
   write(true);
@@ -70,6 +104,7 @@ void StatusReporter::event(nlohmann::json e) {
 }
 
 void StatusReporter::succeed() {
+  std::lock_guard lock(mu_);
   close_stage();
   state_ = "SUCCEEDED";
   eta_s_ = 0;
@@ -78,6 +113,7 @@ void StatusReporter::succeed() {
 }
 
 void StatusReporter::fail(ErrorType type, const std::string& message) {
+  std::lock_guard lock(mu_);
   close_stage();
   state_ = "FAILED";
   error_type_ = std::string(error_type_name(type));

@@ -1,10 +1,17 @@
 // Writes a worker's progress into its job directory: status.json (replaced
 // atomically, at most every 0.25 s unless the stage changes) and events.jsonl.
-// Thread safety: one thread at a time.
+// A heartbeat thread rewrites status.json every `heartbeat_s` seconds even
+// when nothing changes (inside one long GEMM, say), so the server can tell a
+// slow worker from a hung one; it stops with the reporter.
+// Thread safety: the public methods are called from one thread; they and the
+// heartbeat share the state under a mutex.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -20,7 +27,11 @@ extern std::atomic<bool> g_stop_requested;
 
 class StatusReporter {
  public:
-  StatusReporter(JobDir dir, std::vector<std::string> stages, int attempt);
+  // heartbeat_s: QJOBS_HEARTBEAT_S when 0 is given, else 30; negative: none.
+  StatusReporter(JobDir dir, std::vector<std::string> stages, int attempt, double heartbeat_s = 0);
+  ~StatusReporter();
+  StatusReporter(const StatusReporter&) = delete;
+  StatusReporter& operator=(const StatusReporter&) = delete;
 
   // Starts `stage` (one of the names given at construction) with `total`
   // progress units (0 = unknown).
@@ -40,8 +51,9 @@ class StatusReporter {
   const nlohmann::json& stage_seconds() const { return stage_seconds_; }
 
  private:
-  void write(bool force);
+  void write(bool force);          // REQUIRES: mu_ held
   void close_stage();
+  void heartbeat_loop(double period_s);
 
   JobDir dir_;
   std::vector<std::string> stages_;
@@ -54,6 +66,10 @@ class StatusReporter {
   nlohmann::json metrics_ = nlohmann::json::object();
   nlohmann::json stage_seconds_ = nlohmann::json::object();
   std::chrono::steady_clock::time_point stage_start_, last_write_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool closing_ = false;
+  std::thread heartbeat_;
 };
 
 }  // namespace qjobs::worker

@@ -180,7 +180,7 @@ void save_safetensors(const fs::path& path, const std::vector<NamedTensor>& tens
 
   const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(ErrorKind::io, "cannot create " + tmp.string() + ": " + std::strerror(errno));
+  if (fd < 0) throw Error(error_kind_for_errno(errno), "cannot create " + tmp.string() + ": " + std::strerror(errno));
   const auto write_all = [&](const void* p, std::size_t n) {
     const char* c = static_cast<const char*>(p);
     while (n > 0) {
@@ -190,7 +190,7 @@ void save_safetensors(const fs::path& path, const std::vector<NamedTensor>& tens
         const int err = errno;
         ::close(fd);
         ::unlink(tmp.c_str());
-        throw Error(ErrorKind::io, "write " + tmp.string() + ": " + std::strerror(err));
+        throw Error(error_kind_for_errno(err), "write " + tmp.string() + ": " + std::strerror(err));
       }
       c += w;
       n -= static_cast<std::size_t>(w);
@@ -204,8 +204,9 @@ void save_safetensors(const fs::path& path, const std::vector<NamedTensor>& tens
   for (const auto& c : contiguous)
     write_all(c.data_ptr(), static_cast<std::size_t>(c.numel()) * c.element_size());
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int err = errno;
     ::unlink(tmp.c_str());
-    throw Error(ErrorKind::io, "cannot flush " + tmp.string());
+    throw Error(error_kind_for_errno(err), "cannot flush " + tmp.string() + ": " + std::strerror(err));
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;

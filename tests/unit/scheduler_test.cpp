@@ -5,9 +5,13 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <fstream>
+#include <thread>
 
+#include "common/error.hpp"
 #include "common/job_dir.hpp"
 #include "server/scheduler.hpp"
+#include "server/store_faults.hpp"
 
 namespace qjobs::server {
 namespace {
@@ -37,7 +41,15 @@ class SchedulerTest : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "jobs");
-    store_ = std::make_unique<Store>(dir_ / "q.db");
+    faults_ = dir_ / "faults";
+    store_ = std::make_unique<Store>(dir_ / "q.db", install_store_faults(faults_));
+  }
+  void fault(const std::string& what) { std::ofstream(faults_) << what; }
+  std::vector<std::string> event_messages(const std::string& id) {
+    std::vector<std::string> out;
+    std::ifstream in(dir_ / "jobs" / id / "events.jsonl");
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -52,6 +64,7 @@ class SchedulerTest : public ::testing::Test {
     j.spec_json = "{}";
     store_->insert(j);
     JobDir(dir_ / "jobs" / id).create_layout();
+    write_file_atomic(JobDir(dir_ / "jobs" / id).spec_yaml(), "x");
   }
   void worker_status(const std::string& id, const std::string& state, int attempt,
                      const std::string& error_type = "") {
@@ -64,6 +77,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   fs::path dir_;
+  fs::path faults_;
   std::unique_ptr<Store> store_;
   FakeDispatcher fake_;
 };
@@ -172,6 +186,7 @@ TEST_F(SchedulerTest, TimeoutFailsTheJob) {
   j.spec_json = "{}";
   store_->insert(j);
   JobDir(dir_ / "jobs" / "slow").create_layout();
+  write_file_atomic(JobDir(dir_ / "jobs" / "slow").spec_yaml(), "x");
   s.tick();
   usleep(200000);
   s.tick();
@@ -182,6 +197,143 @@ TEST_F(SchedulerTest, TimeoutFailsTheJob) {
   const auto r = store_->get("slow");
   EXPECT_EQ(r->state, JobState::failed);
   EXPECT_EQ(r->error_type, ErrorType::timeout);
+}
+
+// Issue 11.2: a store that cannot write when a worker ends must not end the
+// server. The transition is kept and retried; nothing is lost once writes
+// go through again.
+TEST_F(SchedulerTest, StoreFailureAtWorkerExitIsRetriedUntilItGoesThrough) {
+  for (const std::string mode : {"full", "readonly", "ioerr"}) {
+    SCOPED_TRACE(mode);
+    const std::string id = "job-" + mode;
+    FakeDispatcher fake;
+    Scheduler s(*store_, fake, {dir_ / "jobs", Capacity{{}, 1}, 5});
+    add(id);
+    s.tick();
+    ASSERT_EQ(store_->get(id)->state, JobState::running);
+    worker_status(id, "SUCCEEDED", 1);
+    fault(mode);
+    fake.exits.push_back({1000, 0, std::nullopt});
+    EXPECT_NO_THROW(s.tick());
+    EXPECT_EQ(store_->get(id)->state, JobState::running);  // reads still work
+    EXPECT_EQ(s.health().unsettled, 1u);
+    EXPECT_FALSE(store_->health().writable);
+    EXPECT_EQ(s.busy_devices(), 1) << "the device stays held until the transition is stored";
+    for (int i = 0; i < 5; ++i) EXPECT_NO_THROW(s.tick());
+    fault("");
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past the backoff
+    s.tick();
+    EXPECT_EQ(store_->get(id)->state, JobState::succeeded);
+    EXPECT_EQ(s.health().unsettled, 0u);
+    EXPECT_TRUE(store_->health().writable);
+    EXPECT_EQ(s.busy_devices(), 0);
+  }
+}
+
+// While the store cannot write, no job starts (its RUNNING row could not be
+// stored); a probe write notices when it can again.
+TEST_F(SchedulerTest, NoJobStartsWhileTheStoreCannotWrite) {
+  Scheduler s(*store_, fake_, {dir_ / "jobs", Capacity{{}, 1}, 5});
+  add("a");
+  fault("full");
+  EXPECT_THROW(store_->add_event("a", "probe", nlohmann::json::object()), Error);
+  s.tick();
+  EXPECT_TRUE(fake_.launched.empty());
+  EXPECT_EQ(store_->get("a")->state, JobState::queued);
+  fault("");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  s.tick();
+  ASSERT_EQ(fake_.launched.size(), 1u);
+  EXPECT_EQ(store_->get("a")->state, JobState::running);
+}
+
+// Issue 11.3: status.json is untrusted. A wrongly typed field is an event on
+// the job and the file counts as absent; nothing throws.
+TEST_F(SchedulerTest, WronglyTypedStatusJsonIsAnEventNotACrash) {
+  Scheduler s(*store_, fake_, {dir_ / "jobs", Capacity{{}, 1}, 5});
+  add("a");
+  s.tick();
+  write_file_atomic(JobDir(dir_ / "jobs" / "a").status(), R"({"attempt": "1", "state": "SUCCEEDED"})");
+  fake_.exits.push_back({1000, 0, std::nullopt});
+  EXPECT_NO_THROW(s.tick());
+  const auto j = store_->get("a");
+  EXPECT_EQ(j->state, JobState::running) << "no verdict: requeued and started again";
+  EXPECT_EQ(j->attempts, 2);
+  bool warned = false;
+  for (const auto& e : event_messages("a"))
+    warned |= e.find("status.json is invalid") != std::string::npos && e.find("'attempt' must be an integer") != std::string::npos;
+  EXPECT_TRUE(warned);
+}
+
+// Issue 11.10: a worker whose status.json stops changing is killed and
+// treated as lost; one that keeps touching it is left alone.
+TEST_F(SchedulerTest, StalledWorkerIsKilledAndRequeued) {
+  SchedulerOptions o{dir_ / "jobs", Capacity{{}, 2}, 5};
+  o.stall_timeout_s = 0.3;
+  Scheduler s(*store_, fake_, o);
+  add("silent");
+  add("beating");
+  s.tick();
+  ASSERT_EQ(fake_.launched.size(), 2u);
+  for (int i = 0; i < 8; ++i) {
+    worker_status("beating", "RUNNING", 1);  // the heartbeat
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    s.tick();
+  }
+  ASSERT_EQ(fake_.signals.size(), 1u);
+  EXPECT_EQ(fake_.signals[0], std::make_pair(1000, SIGKILL));
+  fake_.exits.push_back({1000, std::nullopt, SIGKILL});
+  s.tick();
+  const auto j = store_->get("silent");
+  EXPECT_EQ(j->state, JobState::running);
+  EXPECT_EQ(j->attempts, 2);
+  bool said = false;
+  for (const auto& e : event_messages("silent")) said |= e.find("worker stalled") != std::string::npos;
+  EXPECT_TRUE(said) << "the requeue event says why";
+  EXPECT_EQ(store_->get("beating")->attempts, 1);
+}
+
+// Issue 11.11: a full disk in the worker is NO_SPACE, retried after a pause.
+TEST_F(SchedulerTest, NoSpaceIsRetriedAfterAPause) {
+  SchedulerOptions o{dir_ / "jobs", Capacity{{}, 1}, 5};
+  o.no_space_retry_s = 0.3;
+  Scheduler s(*store_, fake_, o);
+  add("a");
+  s.tick();
+  worker_status("a", "FAILED", 1, "NO_SPACE");
+  fake_.exits.push_back({1000, worker_exit::no_space, std::nullopt});
+  s.tick();
+  auto j = store_->get("a");
+  EXPECT_EQ(j->state, JobState::queued);
+  ASSERT_TRUE(j->not_before);
+  EXPECT_NE(j->error.find("no space left"), std::string::npos) << j->error;
+  EXPECT_EQ(fake_.launched.size(), 1u) << "not retried at once";
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  s.tick();
+  ASSERT_EQ(fake_.launched.size(), 2u);
+  worker_status("a", "FAILED", 2, "NO_SPACE");
+  fake_.exits.push_back({1001, worker_exit::no_space, std::nullopt});
+  s.tick();
+  j = store_->get("a");
+  EXPECT_EQ(j->state, JobState::failed);
+  EXPECT_EQ(j->error_type, ErrorType::no_space);
+}
+
+// Issue 11.11: a job whose folder is removed while it runs fails with DATA,
+// whatever the worker says.
+TEST_F(SchedulerTest, JobWhoseFolderWasRemovedFailsWithData) {
+  Scheduler s(*store_, fake_, {dir_ / "jobs", Capacity{{}, 1}, 5});
+  add("a");
+  s.tick();
+  fs::remove_all(dir_ / "jobs" / "a");
+  JobDir(dir_ / "jobs" / "a").create_layout();  // a worker that recreated the folder
+  worker_status("a", "SUCCEEDED", 1);
+  fake_.exits.push_back({1000, 0, std::nullopt});
+  s.tick();
+  const auto j = store_->get("a");
+  EXPECT_EQ(j->state, JobState::failed);
+  EXPECT_EQ(j->error_type, ErrorType::data);
+  EXPECT_NE(j->error.find("was removed"), std::string::npos) << j->error;
 }
 
 }  // namespace

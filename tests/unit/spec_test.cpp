@@ -3,10 +3,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "common/algorithm_catalog.hpp"
 #include "common/job_spec.hpp"
 #include "common/nyuntam_eval.hpp"
+#include "common/strings.hpp"
 
 namespace qjobs {
 namespace {
@@ -344,6 +346,81 @@ TEST(NyuntamEval, AnUnknownTaskInAConfigIsNamedWithItsLine) {
       EXPECT_GT(i.line, 20);
     }
   EXPECT_TRUE(found);
+}
+
+
+// Issue 11.4: a "billion laughs" of anchors and aliases is refused before it
+// is expanded into spec.json (the 6 KB body of the report became 100 MB).
+TEST(SpecLimits, AliasAmplificationIsRefusedBeforeExpansion) {
+  std::string y = "MODEL: m\nALGORITHM: RTN\na0: &a0 [\"" + std::string(100, 'x') + "\"]\n";
+  for (int i = 1; i < 12; ++i) {
+    y += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) y += std::string(k ? "," : "") + "*a" + std::to_string(i - 1);
+    y += "]\n";
+  }
+  ASSERT_LT(y.size(), 8000u);
+  const auto r = parse_job_spec(y);
+  EXPECT_FALSE(r.spec);
+  EXPECT_TRUE(r.too_large);
+  ASSERT_EQ(r.issues.size(), 1u);
+  EXPECT_NE(r.issues[0].message.find("aliases"), std::string::npos) << r.issues[0].message;
+  // A spec that uses an alias a sane number of times is fine.
+  const auto ok = parse_job_spec("MODEL: &m m\nCUSTOM_MODEL_PATH: *m\nALGORITHM: RTN\n");
+  EXPECT_TRUE(ok.spec) << (ok.issues.empty() ? "" : ok.issues[0].message);
+}
+
+// Issue 11.5: thousands of long unknown keys cost a bounded reply: at most
+// kMaxSpecIssues problems plus one that counts the rest, messages cut.
+TEST(SpecLimits, ManyLongUnknownKeysGiveABoundedList) {
+  std::string y = "MODEL: m\nALGORITHM: RTN\n";
+  for (int i = 0; i < 5000; ++i) y += "K" + std::to_string(i) + std::string(150, 'q') + ": 1\n";
+  const auto r = parse_job_spec(y);
+  ASSERT_EQ(r.issues.size(), kMaxSpecIssues + 1);
+  EXPECT_NE(r.issues.back().message.find("4900 more problems"), std::string::npos) << r.issues.back().message;
+  std::size_t bytes = 0;
+  for (const auto& i : r.issues) bytes += i.message.size() + i.path.size();
+  EXPECT_LT(bytes, 200000u);
+  EXPECT_EQ(r.issues[0].line, 3);
+}
+
+TEST(SpecLimits, InvalidUtf8IsRefusedAtItsLineAndColumn) {
+  const auto r = parse_job_spec("MODEL: m\nALGORITHM: RTN\nJOB_ID: ab\xff" "cd\n");
+  EXPECT_FALSE(r.spec);
+  ASSERT_EQ(r.issues.size(), 1u);
+  EXPECT_EQ(r.issues[0].line, 3);
+  EXPECT_EQ(r.issues[0].column, 11);
+  EXPECT_NE(r.issues[0].message.find("not valid UTF-8"), std::string::npos);
+  EXPECT_TRUE(valid_utf8("grüße \xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(valid_utf8("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(valid_utf8("\xed\xa0\x80"));      // a surrogate
+  EXPECT_FALSE(valid_utf8("\xf4\x90\x80\x80"));  // above U+10FFFF
+  EXPECT_FALSE(valid_utf8("ok\xe2\x82"));        // cut short
+}
+
+// The banded edit distance equals the plain Levenshtein distance wherever
+// that is within the limit, and says "over" elsewhere.
+TEST(SpecLimits, BandedEditDistanceMatchesTheFullTable) {
+  const auto full = [](const std::string& a, const std::string& b) {
+    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i)
+      for (std::size_t j = 1; j <= b.size(); ++j)
+        d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+    return d[a.size()][b.size()];
+  };
+  std::mt19937 rng(3);
+  for (int t = 0; t < 3000; ++t) {
+    std::string a, b;
+    const int la = static_cast<int>(rng() % 14), lb = static_cast<int>(rng() % 14);
+    for (int i = 0; i < la; ++i) a.push_back("abc"[rng() % 3]);
+    for (int i = 0; i < lb; ++i) b.push_back("abc"[rng() % 3]);
+    const std::size_t limit = rng() % 6;
+    const std::size_t want = full(a, b);
+    EXPECT_EQ(edit_distance(a, b, limit), want <= limit ? want : limit + 1) << a << " " << b << " " << limit;
+  }
+  EXPECT_EQ(closest_name("W_BITS", {"W_BIT", "Q_GROUP_SIZE"}), "W_BIT");
+  EXPECT_FALSE(closest_name(std::string(100000, 'W'), {"W_BIT"}));
 }
 
 }  // namespace

@@ -4,9 +4,13 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
 
 #include "common/error.hpp"
 #include "server/store.hpp"
+#include "server/store_faults.hpp"
 
 namespace qjobs::server {
 namespace {
@@ -135,6 +139,75 @@ TEST_F(StoreTest, QueuedOrderIsPriorityThenAge) {
   EXPECT_EQ(q[1].id, "first");
   EXPECT_EQ(q[2].id, "second");
   EXPECT_EQ(q[3].id, "low");
+}
+
+
+// Issue 11.2: a write that fails on a full disk is reported as itself (not as
+// the ROLLBACK after it), changes nothing, and marks the store unwritable
+// until a write goes through again.
+TEST_F(StoreTest, FullDiskIsReportedAsItselfAndChangesNothing) {
+  const fs::path ctl = dir_ / "faults";
+  Store s(dir_ / "q.db", install_store_faults(ctl));
+  s.insert(job("a"));
+  std::ofstream(ctl) << "full";
+  try {
+    s.insert(job("b"));
+    FAIL() << "the insert must fail";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::no_space);
+    EXPECT_NE(std::string(e.what()).find("database or disk is full"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("no transaction is active"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(s.health().writable);
+  EXPECT_EQ(s.health().write_errors, 1u);
+  EXPECT_FALSE(s.get("b"));
+  EXPECT_EQ(s.list(std::nullopt, 10, std::nullopt).size(), 1u);
+  EXPECT_FALSE(s.probe_write().writable);
+  std::ofstream(ctl) << "";
+  EXPECT_TRUE(s.probe_write().writable);
+  s.insert(job("b"));
+  EXPECT_TRUE(s.get("b"));
+}
+
+TEST_F(StoreTest, ReadOnlyAndIoErrorsAreIoErrors) {
+  const fs::path ctl = dir_ / "faults";
+  Store s(dir_ / "q.db", install_store_faults(ctl));
+  s.insert(job("a"));
+  for (const char* mode : {"readonly", "ioerr"}) {
+    std::ofstream(ctl) << mode;
+    try {
+      s.start("a", 1, "t", "", 1.0);
+      FAIL() << mode;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::io) << mode;
+      EXPECT_EQ(std::string(e.what()).find("no transaction is active"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(s.get("a")->state, JobState::queued) << mode;
+  }
+}
+
+// Issue 11.9: reads do not wait behind a write that is stuck on the disk
+// (WAL readers on their own connections).
+TEST_F(StoreTest, ReadsGoOnWhileAWriteHangs) {
+  const fs::path ctl = dir_ / "faults";
+  Store s(dir_ / "q.db", install_store_faults(ctl));
+  s.insert(job("a"));
+  std::ofstream(ctl) << "hang";
+  auto writer = std::async(std::launch::async, [&] { s.insert(job("b")); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto reader = std::async(std::launch::async, [&] {
+    return std::make_pair(s.get("a").has_value(), s.list(std::nullopt, 10, std::nullopt).size());
+  });
+  const bool read_done = reader.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  const bool writer_still_blocked = writer.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready;
+  std::ofstream(ctl) << "";
+  writer.get();
+  ASSERT_TRUE(read_done) << "a read waited for the hung write";
+  EXPECT_TRUE(writer_still_blocked);
+  const auto [found, n] = reader.get();
+  EXPECT_TRUE(found);
+  EXPECT_EQ(n, 1u);
+  EXPECT_TRUE(s.get("b"));
 }
 
 }  // namespace
