@@ -10,6 +10,7 @@ packages=(
   libsqlite3-dev libssl-dev libcli11-dev libgtest-dev
   libpcre2-dev libicu-dev libcurl4-openssl-dev
   wrk curl python3
+  clang libclang-rt-14-dev util-linux
   bible-kjv bible-kjv-text
 )
 

@@ -11,5 +11,9 @@ if [[ -n "${QJOBS_REFERENCE_DIR:-}" ]]; then
 else
   echo "test: QJOBS_REFERENCE_DIR not set; reference tests will be skipped"
 fi
-cd build
-ctest --output-on-failure -j 2 "$@"
+(cd build && ctest --output-on-failure -j 2 "$@")
+# The fuzz targets of the spec parser and the HTTP request path, bounded in
+# time (QJOBS_FUZZ_SECONDS, default 60 each, both at once; 0 skips).
+if [[ "${QJOBS_FUZZ_SECONDS:-60}" != 0 ]]; then
+  scripts/fuzz.sh "${QJOBS_FUZZ_SECONDS:-60}"
+fi

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cerrno>
 #include <optional>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -118,6 +120,17 @@ struct HttpServer::Impl {
         pool(static_cast<std::size_t>(std::max(1, options.handler_threads))),
         stats(options.stats ? options.stats : &own_stats) {
     stats->max = options.max_connections;
+  }
+
+  // Runs f() on the pool and resumes the caller on its own (I/O) executor
+  // with the result; an exception from f is rethrown here. (A bare
+  // co_await post(pool, use_awaitable) would resume on the I/O thread and run
+  // the work there.)
+  template <class F>
+  asio::awaitable<std::invoke_result_t<F&>> on_pool(F f) {
+    using R = std::invoke_result_t<F&>;
+    co_return co_await asio::co_spawn(
+        pool, [f = std::move(f)]() mutable -> asio::awaitable<R> { co_return f(); }, asio::use_awaitable);
   }
 
   asio::awaitable<void> accept_loop() {
@@ -233,28 +246,24 @@ struct HttpServer::Impl {
 
     const std::string path = plan.file.string();
     int64_t offset = 0;
-    if (plan.tail_lines) {
-      co_await asio::post(pool, asio::use_awaitable);
-      offset = tail_offset(path, *plan.tail_lines);
-      co_await asio::post(io, asio::use_awaitable);
-    }
+    if (plan.tail_lines) offset = co_await on_pool([&] { return tail_offset(path, *plan.tail_lines); });
     asio::steady_timer timer(io);
     bool last_pass = false;
     while (true) {
       // File reads and the job's state come from the pool; the I/O thread
       // only writes. One 64 KiB chunk at a time: the next read waits until
       // the client has taken this one.
-      co_await asio::post(pool, asio::use_awaitable);
-      std::string data = read_from(path, offset, 1 << 16);
-      bool active = true;
-      if (data.empty() && plan.follow && !last_pass) {
-        try {
-          active = api.job_active(plan.job_id);
-        } catch (const std::exception&) {
-          active = true;  // the store could not say: keep following
+      auto [data, active] = co_await on_pool([&] {
+        std::pair<std::string, bool> r{read_from(path, offset, 1 << 16), true};
+        if (r.first.empty() && plan.follow && !last_pass) {
+          try {
+            r.second = api.job_active(plan.job_id);
+          } catch (const std::exception&) {
+            r.second = true;  // the store could not say: keep following
+          }
         }
-      }
-      co_await asio::post(io, asio::use_awaitable);
+        return r;
+      });
       if (!data.empty()) {
         offset += static_cast<int64_t>(data.size());
         stream.expires_after(options.read_timeout);
@@ -312,14 +321,15 @@ struct HttpServer::Impl {
       const bool keep_alive = req.keep_alive() && !stopping;
 
       // Handlers read and write the store and job folders: off the I/O thread.
-      co_await asio::post(pool, asio::use_awaitable);
-      std::optional<ApiResult> result;
-      try {
-        result.emplace(api.handle(req));
-      } catch (const std::exception& e) {
-        result.emplace(Api::error(http::status::internal_server_error, e.what(), "internal", version));
-      }
-      co_await asio::post(io, asio::use_awaitable);
+      std::optional<ApiResult> result = co_await on_pool([&] {
+        std::optional<ApiResult> r;
+        try {
+          r.emplace(api.handle(req));
+        } catch (const std::exception& e) {
+          r.emplace(Api::error(http::status::internal_server_error, e.what(), "internal", version));
+        }
+        return r;
+      });
       bool ok = true;
       if (auto* s = std::get_if<StringResponse>(&*result)) {
         ok = co_await send(stream, *s, keep_alive);

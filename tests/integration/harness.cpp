@@ -1,6 +1,10 @@
 #include "integration/harness.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -106,14 +110,19 @@ bool process_alive(pid_t pid) {
   return close != std::string::npos && line.size() > close + 2 && line[close + 2] != 'Z';
 }
 
-ServerProcess::ServerProcess(fs::path user_data, std::vector<std::string> args, std::map<std::string, std::string> env)
+ServerProcess::ServerProcess(fs::path user_data, std::vector<std::string> args, std::map<std::string, std::string> env,
+                             std::string listen, std::vector<std::string> prefix)
     : user_data_(std::move(user_data)) {
   fs::create_directories(user_data_);
-  std::vector<std::string> argv = {(bin_dir() / "qjobs-server").string(), "--listen", "127.0.0.1:0",
-                                   "--user-data", user_data_.string()};
+  std::vector<std::string> argv = prefix;
+  for (const auto& a : {(bin_dir() / "qjobs-server").string(), std::string("--listen"), listen,
+                        std::string("--user-data"), user_data_.string()})
+    argv.push_back(a);
   argv.insert(argv.end(), args.begin(), args.end());
-  const fs::path out = user_data_ / "server.stdout";
-  pid_ = spawn(argv, env, out, user_data_ / ("server.stderr." + std::to_string(std::rand())));
+  const fs::path out = user_data_ / ("server.stdout." + std::to_string(std::rand()));
+  stderr_ = user_data_ / ("server.stderr." + std::to_string(std::rand()));
+  const auto t0 = std::chrono::steady_clock::now();
+  pid_ = spawn(argv, env, out, stderr_);
   const std::regex re(R"(listening on ([0-9.]+):(\d+))");
   std::smatch m;
   const bool up = wait_until(
@@ -126,7 +135,8 @@ ServerProcess::ServerProcess(fs::path user_data, std::vector<std::string> args, 
         return !process_alive(pid_);
       },
       std::chrono::seconds(20));
-  if (!up || url_.empty()) throw std::runtime_error("qjobs-server did not start");
+  if (!up || url_.empty()) throw std::runtime_error("qjobs-server did not start: " + slurp(stderr_).substr(0, 2000));
+  startup_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 ServerProcess::~ServerProcess() {
@@ -153,6 +163,70 @@ void ServerProcess::terminate() {
     ::waitpid(pid_, nullptr, 0);
   }
   pid_ = -1;
+}
+
+namespace {
+sockaddr_in loopback(int port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+int url_port(const std::string& url) { return std::stoi(url.substr(url.rfind(':') + 1)); }
+}  // namespace
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a = loopback(0);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+int open_idle_connection(const std::string& url) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a = loopback(url_port(url));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string raw_exchange(const std::string& url, const std::string& bytes, std::chrono::milliseconds timeout) {
+  const int fd = open_idle_connection(url);
+  if (fd < 0) return "";
+  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::size_t off = 0;
+  while (off < bytes.size()) {
+    const ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    off += static_cast<std::size_t>(n);
+  }
+  std::string out;
+  char buf[4096];
+  while (true) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+std::vector<std::string> open_descriptors(pid_t pid) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    std::error_code lec;
+    out.push_back(fs::read_symlink(e.path(), lec).string());
+  }
+  return out;
 }
 
 }  // namespace qjobs::testing

@@ -31,8 +31,11 @@ CmdResult run_cmd(const std::vector<std::string>& argv, const std::map<std::stri
 // A qjobs-server on a free loopback port over `user_data`.
 class ServerProcess {
  public:
+  // `listen`: HOST:PORT (port 0 picks a free one). `prefix`: a command the
+  // server runs under, e.g. {"/usr/bin/prlimit", "--nofile=64:64", "--"}.
   ServerProcess(std::filesystem::path user_data, std::vector<std::string> args = {},
-                std::map<std::string, std::string> env = {});
+                std::map<std::string, std::string> env = {}, std::string listen = "127.0.0.1:0",
+                std::vector<std::string> prefix = {});
   ~ServerProcess();
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
@@ -45,9 +48,14 @@ class ServerProcess {
 
   void kill9();
   void terminate();  // SIGTERM and wait
+  const std::filesystem::path& stderr_path() const { return stderr_; }
+  // Seconds from spawn to the "listening" line.
+  double startup_s() const { return startup_s_; }
 
  private:
   std::filesystem::path user_data_;
+  std::filesystem::path stderr_;
+  double startup_s_ = 0;
   pid_t pid_ = -1;
   std::string url_;
 };
@@ -56,5 +64,19 @@ class ServerProcess {
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
 
 bool process_alive(pid_t pid);
+
+// A loopback port that was free a moment ago.
+int free_port();
+
+// Sends `bytes` to the server at `url` on a fresh connection and returns all
+// it answers until it closes (or `timeout` passes).
+std::string raw_exchange(const std::string& url, const std::string& bytes,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// An open TCP connection that sends nothing (an idle client); -1 if refused.
+int open_idle_connection(const std::string& url);
+
+// The targets of /proc/PID/fd/* ("socket:[123]", "/path", ...).
+std::vector<std::string> open_descriptors(pid_t pid);
 
 }  // namespace qjobs::testing

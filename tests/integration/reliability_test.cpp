@@ -1,0 +1,424 @@
+// The server never goes down (issue 11): the real qjobs-server, jobctl and
+// workers under bad input, full or hung disks, descriptor exhaustion,
+// restarts and silent workers. Each test reproduces one failure that was
+// found, and failed before its fix.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <future>
+#include <set>
+#include <thread>
+
+#include "common/job_dir.hpp"
+#include "integration/harness.hpp"
+#include "jobs/model/random_model.hpp"
+
+namespace qjobs::testing {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+bool terminal(const std::string& s) { return s == "SUCCEEDED" || s == "FAILED" || s == "CANCELLED"; }
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+class ReliabilityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = make_temp_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    model_ = root_ / "model";
+    model::RandomModelOptions o;
+    o.hidden = 64;
+    o.intermediate = 128;
+    o.layers = 1;  // 7 Linears: 7 progress steps
+    o.vocab = 128;
+    o.seed = 11;
+    model::write_random_llama(model_, o);
+  }
+  void TearDown() override {
+    for (const auto& pid : stray_)
+      if (process_alive(pid)) ::kill(pid, SIGKILL);
+    for (const auto& m : mounts_) ::umount2(m.c_str(), MNT_DETACH);
+    fs::remove_all(root_);
+  }
+
+  std::string rtn_spec() const {
+    return "MODEL: \"" + model_.string() + "\"\nALGORITHM: RTN\nllm:\n  RTN:\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n";
+  }
+  std::string submit(const ServerProcess& s, const std::string& body = "") {
+    const auto r = s.client().request("POST", "/jobs", body.empty() ? rtn_spec() : body);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return r.status == 201 ? json::parse(r.body)["id"].get<std::string>() : "";
+  }
+  json wait_terminal(const ServerProcess& s, const std::string& id, std::chrono::seconds limit = 120s) {
+    json j;
+    EXPECT_TRUE(wait_until([&] { j = s.job(id); return terminal(j["state"]); }, limit)) << j.dump();
+    return j;
+  }
+  // The worker's pid once it reports quantize progress.
+  int wait_worker(const std::string& id, const fs::path& user_data) {
+    int pid = 0;
+    wait_until(
+        [&] {
+          const auto st = JobDir(user_data / "jobs" / id).read_status();
+          if (!st || st->value("stage", "") != "quantize" || st->value("done", 0) < 1) return false;
+          pid = st->value("pid", 0);
+          return pid > 0;
+        },
+        60s);
+    stray_.push_back(pid);
+    return pid;
+  }
+  fs::path script(const std::string& name, const std::string& body) {
+    const fs::path p = root_ / name;
+    std::ofstream(p) << "#!/bin/sh\n" << body;
+    fs::permissions(p, fs::perms::owner_all);
+    return p;
+  }
+  // A tmpfs of `bytes` at a new folder, or nullopt where mounting is not allowed.
+  std::optional<fs::path> small_disk(const std::string& name, std::size_t bytes) {
+    const fs::path p = root_ / name;
+    fs::create_directories(p);
+    const std::string opts = "size=" + std::to_string(bytes);
+    if (::mount("tmpfs", p.c_str(), "tmpfs", 0, opts.c_str()) != 0) return std::nullopt;
+    mounts_.push_back(p);
+    return p;
+  }
+
+  fs::path root_;
+  fs::path model_;
+  std::vector<int> stray_;
+  std::vector<fs::path> mounts_;
+};
+
+// 11.1: a worker holds only stdin/stdout/stderr and its own files, so a
+// server killed mid-job restarts at once on the same port, adopts the
+// worker, and the job succeeds in its first attempt.
+TEST_F(ReliabilityTest, KilledServerRestartsOnItsPortWhileItsWorkerRuns) {
+  const fs::path ud = root_ / "ud";
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  const std::map<std::string, std::string> env = {{"QJOBS_TEST_STEP_DELAY_MS", "250"}};
+  std::string id;
+  int worker = 0;
+  {
+    ServerProcess server(ud, {"--slots", "1"}, env, listen);
+    id = submit(server);
+    worker = wait_worker(id, ud);
+    ASSERT_GT(worker, 0);
+    for (const auto& target : open_descriptors(worker))
+      EXPECT_EQ(target.rfind("socket:", 0), std::string::npos) << "the worker inherited a socket: " << target;
+    server.kill9();
+  }
+  ASSERT_TRUE(process_alive(worker));
+  ServerProcess again(ud, {"--slots", "1"}, env, listen);  // throws when it cannot bind
+  std::cout << "restart to listening: " << again.startup_s() << " s\n";
+  EXPECT_TRUE(process_alive(worker)) << "the job is still on its first worker";
+  const json job = wait_terminal(again, id);
+  EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
+  EXPECT_EQ(job["attempts"], 1) << "adopted, not restarted";
+}
+
+// 11.2: the store cannot write at the moment a worker ends (disk full,
+// read-only, I/O error). The server stays up, says degraded, refuses
+// submissions with 503, and stores the transition once writes go through.
+TEST_F(ReliabilityTest, StoreThatCannotWriteWhenAWorkerEndsDoesNotEndTheServer) {
+  for (const std::string mode : {"full", "readonly", "ioerr"}) {
+    SCOPED_TRACE(mode);
+    const fs::path ud = root_ / ("ud-" + mode);
+    const fs::path ctl = root_ / ("faults-" + mode);
+    ServerProcess server(ud, {"--slots", "1"},
+                         {{"QJOBS_TEST_STEP_DELAY_MS", "150"}, {"QJOBS_TEST_STORE_FAULTS", ctl.string()}});
+    const std::string id = submit(server);
+    const int worker = wait_worker(id, ud);
+    ASSERT_GT(worker, 0);
+    std::ofstream(ctl) << mode;
+    ASSERT_TRUE(wait_until([&] { return !process_alive(worker); }, 60s));
+    std::this_thread::sleep_for(500ms);  // several ticks and retries
+    ASSERT_TRUE(process_alive(server.pid())) << slurp(server.stderr_path());
+
+    const auto health = json::parse(server.client().request("GET", "/healthz").body);
+    EXPECT_EQ(health["status"], "degraded") << health.dump();
+    EXPECT_EQ(health["store"]["writable"], false);
+    EXPECT_GE(health["pending_transitions"].get<int>(), 1);
+    EXPECT_EQ(health["store"]["error"].get<std::string>().find("no transaction"), std::string::npos);
+    const auto refused = server.client().request("POST", "/jobs", rtn_spec());
+    EXPECT_EQ(refused.status, 503) << refused.body;
+    EXPECT_TRUE(refused.headers.count("retry-after"));
+    EXPECT_EQ(server.job(id)["state"], "RUNNING") << "reads still work";
+    const auto metrics = server.client().request("GET", "/metrics").body;
+    EXPECT_NE(metrics.find("qjobs_store_writable 0"), std::string::npos);
+    EXPECT_NE(metrics.find("qjobs_pending_transitions 1"), std::string::npos) << metrics;
+
+    std::ofstream(ctl) << "";
+    const json job = wait_terminal(server, id, 30s);
+    EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
+    EXPECT_TRUE(wait_until([&] {
+      return json::parse(server.client().request("GET", "/healthz").body)["status"] == "ok";
+    }, 10s));
+    const auto list = json::parse(server.client().request("GET", "/jobs").body)["jobs"];
+    EXPECT_EQ(list.size(), 1u) << "the refused submission left nothing behind";
+    std::size_t folders = 0;
+    for (const auto& e : fs::directory_iterator(ud / "jobs")) folders += e.is_directory();
+    EXPECT_EQ(folders, 1u);
+  }
+}
+
+// 11.2 for real: the database's own disk fills up (a small tmpfs holds
+// user_data). The job that was acknowledged is not lost.
+TEST_F(ReliabilityTest, RealFullDiskLosesNoAcknowledgedJob) {
+  const auto disk = small_disk("disk", 24 << 20);
+  if (!disk) GTEST_SKIP() << "mounting a tmpfs is not permitted here";
+  const fs::path ud = *disk / "ud";
+  ServerProcess server(ud, {"--slots", "1", "--no-space-retry", "3"}, {{"QJOBS_TEST_STEP_DELAY_MS", "300"}});
+  const std::string id = submit(server);
+  const int worker = wait_worker(id, ud);
+  ASSERT_GT(worker, 0);
+  // Fill the disk while the worker runs.
+  {
+    std::ofstream fill(*disk / "filler", std::ios::binary);
+    const std::string block(1 << 16, 'x');
+    while (fill.write(block.data(), static_cast<std::streamsize>(block.size())) && fill.flush()) {
+    }
+  }
+  ASSERT_TRUE(wait_until([&] { return !process_alive(worker); }, 60s));
+  std::this_thread::sleep_for(500ms);
+  ASSERT_TRUE(process_alive(server.pid())) << slurp(server.stderr_path());
+  const auto refused = server.client().request("POST", "/jobs", rtn_spec());
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  fs::remove(*disk / "filler");
+  const json job = wait_terminal(server, id, 60s);
+  EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
+  EXPECT_EQ(job["attempts"], 2) << "the worker's full disk is NO_SPACE, retried after the pause";
+  EXPECT_EQ(json::parse(server.client().request("GET", "/jobs").body)["jobs"].size(), 1u);
+}
+
+// 11.3: a status.json with a wrongly typed field is an event on its job, not
+// a 500 on GET /jobs nor a crash when the worker ends, nor after a restart.
+TEST_F(ReliabilityTest, WronglyTypedStatusJsonIsAnEventNotACrash) {
+  const fs::path worker = script("bad-status-worker",
+                                 "echo '{\"attempt\": \"1\", \"state\": \"SUCCEEDED\", \"pid\": [1]}' > \"$4/status.json\"\n"
+                                 "sleep 1\n");
+  const fs::path ud = root_ / "ud";
+  std::string id;
+  {
+    ServerProcess server(ud, {"--slots", "1", "--worker", worker.string()});
+    id = submit(server);
+    ASSERT_TRUE(wait_until([&] { return fs::exists(ud / "jobs" / id / "status.json"); }, 10s));
+    const auto list = server.client().request("GET", "/jobs");
+    EXPECT_EQ(list.status, 200) << list.body;
+    EXPECT_EQ(server.client().request("GET", "/jobs/" + id).status, 200);
+    const json job = wait_terminal(server, id, 30s);
+    EXPECT_EQ(job["state"], "FAILED") << "no valid verdict in either attempt";
+    EXPECT_EQ(job["error_type"], "WORKER_LOST");
+    EXPECT_TRUE(process_alive(server.pid()));
+    const auto events = server.client().request("GET", "/jobs/" + id + "/events").body;
+    EXPECT_NE(events.find("status.json is invalid"), std::string::npos) << events;
+    server.kill9();
+  }
+  ServerProcess again(ud, {"--slots", "1", "--worker", worker.string()});
+  EXPECT_EQ(again.client().request("GET", "/jobs").status, 200);
+  EXPECT_EQ(again.job(id)["state"], "FAILED");
+}
+
+// 11.4, 11.5, 11.7, 11.8: hostile bodies and targets get a bounded 4xx that
+// says what is wrong, and the server keeps serving.
+TEST_F(ReliabilityTest, HostileRequestsGetBoundedClearRefusals) {
+  ServerProcess server(root_ / "ud", {"--slots", "1"});
+  auto c = server.client();
+
+  // A 12 KB spec of accepted keys that aliases expand to 300 MB.
+  std::string bomb = "MODEL: m\nALGORITHM: RTN\neval:\n  tasks:\n    - &t {type: demo, prompts: [&s \"" +
+                     std::string(1000, 'x') + "\"";
+  for (int i = 0; i < 299; ++i) bomb += ", *s";
+  bomb += "]}\n";
+  for (int i = 0; i < 999; ++i) bomb += "    - *t\n";
+  const auto r1 = c.request("POST", "/jobs", bomb);
+  EXPECT_EQ(r1.status, 413) << r1.body.substr(0, 300);
+  EXPECT_NE(r1.body.find("aliases"), std::string::npos);
+  EXPECT_LT(r1.body.size(), 4096u);
+
+  // 5,000 long unknown keys.
+  std::string keys = "MODEL: m\nALGORITHM: RTN\n";
+  for (int i = 0; i < 5000; ++i) keys += "UNKNOWN_" + std::to_string(i) + std::string(100, 'k') + ": 1\n";
+  const auto r2 = c.request("POST", "/jobs", keys);
+  EXPECT_EQ(r2.status, 400);
+  const auto details = json::parse(r2.body)["details"];
+  EXPECT_EQ(details.size(), 101u);
+  EXPECT_LT(r2.body.size(), 100000u);
+
+  // Invalid UTF-8 in the body, the path and the query.
+  const auto r3 = c.request("POST", "/jobs", "MODEL: m\xff\nALGORITHM: RTN\n");
+  EXPECT_EQ(r3.status, 400) << r3.body;
+  EXPECT_NE(r3.body.find("\"line\":1"), std::string::npos) << r3.body;
+  EXPECT_NE(r3.body.find("not valid UTF-8"), std::string::npos);
+  for (const char* target : {"/jobs/%FF", "/jobs?state=%FF", "/jobs/%C0%AF/logs", "/jobs?%FE=1"}) {
+    const auto r = c.request("GET", target);
+    EXPECT_EQ(r.status, 400) << target << ": " << r.body;
+    EXPECT_FALSE(json::parse(r.body, nullptr, false).is_discarded()) << target;
+  }
+
+  // A malformed chunked body: a 400, not a dropped connection.
+  const std::string bad_chunk =
+      "POST /jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nMODEL: m\r\n0\r\n\r\n";
+  const auto raw = raw_exchange(server.url(), bad_chunk);
+  EXPECT_EQ(raw.rfind("HTTP/1.1 400", 0), 0u) << raw;
+  EXPECT_NE(raw.find("malformed HTTP request body"), std::string::npos) << raw;
+
+  EXPECT_EQ(c.request("GET", "/healthz").status, 200);
+  EXPECT_EQ(json::parse(c.request("GET", "/jobs").body)["jobs"].size(), 0u) << "nothing was stored";
+  EXPECT_TRUE(fs::is_empty(root_ / "ud" / "jobs"));
+}
+
+// 11.6: connections over --max-connections are refused politely (503) and
+// served again once the idle ones go.
+TEST_F(ReliabilityTest, ConnectionsOverTheCapGetA503) {
+  ServerProcess server(root_ / "ud", {"--max-connections", "20"});
+  std::vector<int> idle;
+  for (int i = 0; i < 20; ++i) idle.push_back(open_idle_connection(server.url()));
+  std::this_thread::sleep_for(300ms);  // accepted and waiting for a request
+  const auto r = server.client().request("GET", "/healthz");
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.body.find("too many connections"), std::string::npos);
+  for (int fd : idle) ::close(fd);
+  EXPECT_TRUE(wait_until([&] { return server.client().request("GET", "/healthz").status == 200; }, 10s));
+  const auto metrics = server.client().request("GET", "/metrics").body;
+  const auto at = metrics.find("\nqjobs_connections_refused_total ");
+  ASSERT_NE(at, std::string::npos) << metrics;
+  EXPECT_GE(std::stoi(metrics.substr(at + 33)), 1) << metrics;
+}
+
+// 11.6: out of descriptors (a hard limit of 64 and a cap above it), accept
+// backs off instead of spinning: the log gets a line per 10 s, not tens of
+// megabytes, and the server serves again when the clients leave.
+TEST_F(ReliabilityTest, OutOfDescriptorsBacksOffAndRecovers) {
+  ServerProcess server(root_ / "ud", {"--max-connections", "1000"}, {}, "127.0.0.1:0",
+                       {"/usr/bin/prlimit", "--nofile=64:64", "--"});
+  std::vector<int> idle;
+  for (int i = 0; i < 120; ++i) idle.push_back(open_idle_connection(server.url()));
+  std::this_thread::sleep_for(3s);
+  const std::string log = slurp(server.stderr_path());
+  const auto accept_lines = count_of(log, "accept:");
+  std::cout << "accept log lines in 3 s out of descriptors: " << accept_lines << ", log bytes " << log.size() << "\n";
+  EXPECT_GE(accept_lines, 1u) << "the server ran out of descriptors";
+  EXPECT_LE(accept_lines, 2u) << "rate-limited";
+  EXPECT_LT(log.size(), 20000u);
+  for (int fd : idle)
+    if (fd >= 0) ::close(fd);
+  EXPECT_TRUE(wait_until([&] {
+    try {
+      return server.client().request("GET", "/healthz").status == 200;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }, 20s));
+  const auto metrics = server.client().request("GET", "/metrics").body;
+  EXPECT_EQ(metrics.find("qjobs_accept_errors_total 0\n"), std::string::npos) << metrics;
+}
+
+// 11.9: a write stuck on the disk (the store's fsync, say) holds up only the
+// request that makes it: health, job reads and log tails are answered
+// meanwhile, because no handler runs on the I/O thread and reads have their
+// own database connections.
+TEST_F(ReliabilityTest, AHungStoreWriteDoesNotStopOtherRequests) {
+  const fs::path ud = root_ / "ud";
+  const fs::path ctl = root_ / "faults";
+  ServerProcess server(ud, {"--slots", "1"}, {{"QJOBS_TEST_STORE_FAULTS", ctl.string()}});
+  const std::string id = submit(server);
+  wait_terminal(server, id);
+  std::ofstream(ctl) << "hang";
+  auto stuck = std::async(std::launch::async, [&] { return server.client().request("POST", "/jobs", rtn_spec()); });
+  std::this_thread::sleep_for(300ms);
+  auto others = std::async(std::launch::async, [&] {
+    std::vector<int> codes;
+    auto c = server.client();
+    codes.push_back(c.request("GET", "/healthz").status);
+    codes.push_back(c.request("GET", "/jobs/" + id).status);
+    codes.push_back(c.request("GET", "/jobs?limit=5").status);
+    codes.push_back(c.request("GET", "/jobs/" + id + "/logs?tail=5").status);
+    return codes;
+  });
+  const bool answered = others.wait_for(20s) == std::future_status::ready;
+  const bool post_blocked = stuck.wait_for(0ms) != std::future_status::ready;
+  std::ofstream(ctl) << "";
+  EXPECT_EQ(stuck.get().status, 201);
+  ASSERT_TRUE(answered) << "other requests waited for the hung write";
+  EXPECT_TRUE(post_blocked);
+  EXPECT_EQ(others.get(), (std::vector<int>{200, 200, 200, 200}));
+}
+
+// 11.10: a worker that hangs (writes nothing) is killed after the stall
+// timeout and its job ends instead of staying RUNNING; a real worker whose
+// steps each take longer than the timeout keeps going on its heartbeat.
+TEST_F(ReliabilityTest, HungWorkerIsLostAfterTheStallTimeoutAndABusyOneIsNot) {
+  const fs::path hung = script("hung-worker", "echo $$ > \"$4/hung.pid\"\nexec sleep 600\n");
+  {
+    ServerProcess server(root_ / "ud1", {"--slots", "1", "--worker", hung.string(), "--stall-timeout", "1"});
+    const std::string id = submit(server, rtn_spec() + "MAX_ATTEMPTS: 1\n");
+    const json job = wait_terminal(server, id, 30s);
+    EXPECT_EQ(job["state"], "FAILED");
+    EXPECT_EQ(job["error_type"], "WORKER_LOST");
+    EXPECT_NE(job["error"].get<std::string>().find("stalled"), std::string::npos) << job.dump();
+    const int pid = std::stoi(slurp(root_ / "ud1" / "jobs" / id / "hung.pid"));
+    EXPECT_TRUE(wait_until([&] { return !process_alive(pid); }, 5s));
+  }
+  // Every step sleeps 1.2 s, longer than the 0.8 s stall timeout; the
+  // heartbeat (every 0.2 s) keeps status.json fresh.
+  ServerProcess server(root_ / "ud2", {"--slots", "1", "--stall-timeout", "0.8"},
+                       {{"QJOBS_TEST_STEP_DELAY_MS", "1200"}});
+  const std::string id = submit(server);
+  const json job = wait_terminal(server, id, 120s);
+  EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
+  EXPECT_EQ(job["attempts"], 1);
+}
+
+// 11.11: an orphan folder (created, never stored) is swept at start-up; a
+// folder with worker output is kept; a job whose folder is removed while it
+// runs fails with DATA; `bearer` is accepted in any case.
+TEST_F(ReliabilityTest, SmallerHoles) {
+  const fs::path ud = root_ / "ud";
+  fs::create_directories(ud / "jobs" / "20260101-000000-0123456789abcdef" / "logs");
+  std::ofstream(ud / "jobs" / "20260101-000000-0123456789abcdef" / "spec.yaml") << "MODEL: m\n";
+  fs::create_directories(ud / "jobs" / "keep-me");
+  std::ofstream(ud / "jobs" / "keep-me" / "status.json") << "{}";
+  std::ofstream(root_ / "tokens") << "tok-1\n";
+  ServerProcess server(ud, {"--slots", "1", "--tokens-file", (root_ / "tokens").string()},
+                       {{"QJOBS_TEST_STEP_DELAY_MS", "200"}});
+  EXPECT_FALSE(fs::exists(ud / "jobs" / "20260101-000000-0123456789abcdef"));
+  EXPECT_TRUE(fs::exists(ud / "jobs" / "keep-me"));
+
+  for (const char* scheme : {"bearer", "BEARER", "Bearer  "}) {
+    const auto r = server.client().request("GET", "/jobs", "", {{"Authorization", std::string(scheme) + " tok-1"}});
+    EXPECT_EQ(r.status, 200) << scheme;
+  }
+  EXPECT_EQ(server.client().request("GET", "/jobs", "", {{"Authorization", "bearertok-1"}}).status, 401);
+
+  const auto r = server.client("tok-1").request("POST", "/jobs", rtn_spec());
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string id = json::parse(r.body)["id"];
+  EXPECT_EQ(id.size(), std::string("20261201-203000-0123456789abcdef").size()) << id;
+  wait_worker(id, ud);
+  fs::remove_all(ud / "jobs" / id);
+  json job;
+  EXPECT_TRUE(wait_until([&] { job = server.job(id, "tok-1"); return terminal(job["state"]); }, 120s));
+  EXPECT_EQ(job["state"], "FAILED") << job.dump();
+  EXPECT_EQ(job["error_type"], "DATA");
+}
+
+}  // namespace
+}  // namespace qjobs::testing
