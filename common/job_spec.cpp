@@ -370,7 +370,37 @@ JobSpec job_spec_from_json(const json& j) {
   return s;
 }
 
+namespace {
+
+// Where item `i` of the list under `key` in `map` is; the map's own place
+// when the text has no such item (duplicate keys, a key that is not a list).
+YAML::Mark item_mark(const YAML::Node& map, const std::string& key, std::size_t i) {
+  for (const auto& kv : map) {
+    if (!kv.first.IsScalar() || kv.first.Scalar() != key) continue;
+    if (kv.second.IsSequence() && i < kv.second.size()) return kv.second[i].Mark();
+  }
+  return map.Mark();
+}
+
+SpecParseResult parse_unguarded(std::string_view yaml_text);
+
+}  // namespace
+
+// The contract is "never throws": whatever yaml-cpp or the JSON library
+// throws on an input nobody foresaw becomes one issue (found by fuzzing:
+// a duplicate `tasks:` key once made yaml-cpp throw from a lookup).
 SpecParseResult parse_job_spec(std::string_view yaml_text) {
+  try {
+    return parse_unguarded(yaml_text);
+  } catch (const std::exception& e) {
+    SpecParseResult r;
+    r.issues.push_back({"", 0, 0, "the spec could not be validated: " + excerpt(e.what(), 200)});
+    return r;
+  }
+}
+
+namespace {
+SpecParseResult parse_unguarded(std::string_view yaml_text) {
   SpecParseResult result;
   Validator v;
   if (std::size_t bad = 0; !valid_utf8(yaml_text, &bad)) {
@@ -631,7 +661,7 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
           for (const auto& p : eval_schema()[0].children)
             if (!task.contains(p.name) && !p.default_value.is_null()) task[p.name] = p.default_value;
           if (!task.contains("type"))
-            v.add("eval.tasks[" + std::to_string(i) + "]", eval_node["tasks"][i].Mark(),
+            v.add("eval.tasks[" + std::to_string(i) + "]", item_mark(eval_node, "tasks", i),
                   "every task needs a type (ppl, wikitext-ppl, mc or demo)");
         }
       }
@@ -675,5 +705,7 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
   if (result.issues.empty()) result.spec = std::move(spec);
   return result;
 }
+
+}  // namespace
 
 }  // namespace qjobs

@@ -405,6 +405,17 @@ TEST(SpecLimits, InvalidUtf8IsRefusedAtItsLineAndColumn) {
   EXPECT_FALSE(valid_utf8("ok\xe2\x82"));        // cut short
 }
 
+// Found by the fuzzer: with two `tasks:` keys, the place of a task without a
+// type was looked up in the first one, and yaml-cpp threw from the lookup.
+TEST(SpecLimits, DuplicateKeysNeverThrow) {
+  const auto r = parse_job_spec("MODEL: m\nALGORITHM: RTN\neval:\n  tasks: {a: 1}\n  tasks:\n    - {seqlen: 8}\n");
+  EXPECT_FALSE(r.spec);
+  ASSERT_FALSE(r.issues.empty());
+  bool typed = false;
+  for (const auto& i : r.issues) typed |= i.message.find("needs a type") != std::string::npos;
+  EXPECT_TRUE(typed);
+}
+
 // The banded edit distance equals the plain Levenshtein distance wherever
 // that is within the limit, and says "over" elsewhere.
 TEST(SpecLimits, BandedEditDistanceMatchesTheFullTable) {
