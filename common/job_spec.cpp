@@ -267,6 +267,7 @@ class Validator {
 struct ExpandedSize {
   std::size_t nodes = 0;
   std::size_t bytes = 0;
+  std::optional<YAML::Mark> bad_utf8;  // first scalar that is not UTF-8 once its escapes are decoded
 };
 ExpandedSize expanded_size(const YAML::Node& root) {
   ExpandedSize size;
@@ -277,6 +278,9 @@ ExpandedSize expanded_size(const YAML::Node& root) {
     ++size.nodes;
     if (n.IsScalar()) {
       size.bytes += n.Scalar().size();
+      // yaml-cpp decodes some escapes ("\\_", "\\xA0", a lone "\\uD800")
+      // to bytes that are not UTF-8: check what it decoded, not only the text.
+      if (!size.bad_utf8 && !valid_utf8(n.Scalar())) size.bad_utf8 = n.Mark();
     } else if (n.IsSequence()) {
       for (const auto& c : n) todo.push_back(c);
     } else if (n.IsMap()) {
@@ -433,6 +437,12 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
               "an alias counts in full)");
     result.issues = v.finish();
     result.too_large = true;
+    return result;
+  } else if (size.bad_utf8) {
+    v.add("", *size.bad_utf8,
+          "a string is not valid UTF-8 once its escape sequences are decoded (write the character itself, or \\u "
+          "with a code point that is not a surrogate)");
+    result.issues = v.finish();
     return result;
   }
   if (!root.IsMap()) {

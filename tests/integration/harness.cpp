@@ -1,5 +1,7 @@
 #include "integration/harness.hpp"
 
+#include "common/job_dir.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -163,6 +165,21 @@ void ServerProcess::terminate() {
     ::waitpid(pid_, nullptr, 0);
   }
   pid_ = -1;
+}
+
+bool terminal_state(const std::string& s) { return s == "SUCCEEDED" || s == "FAILED" || s == "CANCELLED"; }
+
+int wait_for_worker(const fs::path& user_data, const std::string& id, int min_done, std::chrono::seconds limit) {
+  int pid = 0;
+  wait_until(
+      [&] {
+        const auto st = JobDir(user_data / "jobs" / id).read_status();
+        if (!st || st->value("stage", "") != "quantize" || st->value("done", 0) < min_done) return false;
+        pid = st->value("pid", 0);
+        return pid > 0;
+      },
+      limit);
+  return pid;
 }
 
 namespace {

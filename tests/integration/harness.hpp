@@ -65,6 +65,14 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
 
 bool process_alive(pid_t pid);
 
+bool terminal_state(const std::string& state);  // SUCCEEDED, FAILED or CANCELLED
+
+// The pid of job `id`'s worker once its status.json reports the quantize
+// stage with at least `min_done` steps done; 0 when that does not happen
+// within `limit`.
+int wait_for_worker(const std::filesystem::path& user_data, const std::string& id, int min_done,
+                    std::chrono::seconds limit = std::chrono::seconds(60));
+
 // A loopback port that was free a moment ago.
 int free_port();
 

@@ -22,8 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-bool terminal(const std::string& s) { return s == "SUCCEEDED" || s == "FAILED" || s == "CANCELLED"; }
+using server::HttpResult;
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -68,20 +67,12 @@ class ReliabilityTest : public ::testing::Test {
   }
   json wait_terminal(const ServerProcess& s, const std::string& id, std::chrono::seconds limit = 120s) {
     json j;
-    EXPECT_TRUE(wait_until([&] { j = s.job(id); return terminal(j["state"]); }, limit)) << j.dump();
+    EXPECT_TRUE(wait_until([&] { j = s.job(id); return terminal_state(j["state"]); }, limit)) << j.dump();
     return j;
   }
   // The worker's pid once it reports quantize progress.
   int wait_worker(const std::string& id, const fs::path& user_data) {
-    int pid = 0;
-    wait_until(
-        [&] {
-          const auto st = JobDir(user_data / "jobs" / id).read_status();
-          if (!st || st->value("stage", "") != "quantize" || st->value("done", 0) < 1) return false;
-          pid = st->value("pid", 0);
-          return pid > 0;
-        },
-        60s);
+    const int pid = wait_for_worker(user_data, id, 1);
     stray_.push_back(pid);
     return pid;
   }
@@ -291,9 +282,10 @@ TEST_F(ReliabilityTest, ConnectionsOverTheCapGetA503) {
   ServerProcess server(root_ / "ud", {"--max-connections", "20"});
   std::vector<int> idle;
   for (int i = 0; i < 20; ++i) idle.push_back(open_idle_connection(server.url()));
-  std::this_thread::sleep_for(300ms);  // accepted and waiting for a request
-  const auto r = server.client().request("GET", "/healthz");
-  EXPECT_EQ(r.status, 503) << r.body;
+  // Once the 20 are accepted (and wait for a request), the next is refused.
+  HttpResult r;
+  EXPECT_TRUE(wait_until([&] { r = server.client().request("GET", "/healthz"); return r.status == 503; }, 10s))
+      << r.status << " " << r.body;
   EXPECT_NE(r.body.find("too many connections"), std::string::npos);
   for (int fd : idle) ::close(fd);
   EXPECT_TRUE(wait_until([&] { return server.client().request("GET", "/healthz").status == 200; }, 10s));
@@ -415,7 +407,7 @@ TEST_F(ReliabilityTest, SmallerHoles) {
   wait_worker(id, ud);
   fs::remove_all(ud / "jobs" / id);
   json job;
-  EXPECT_TRUE(wait_until([&] { job = server.job(id, "tok-1"); return terminal(job["state"]); }, 120s));
+  EXPECT_TRUE(wait_until([&] { job = server.job(id, "tok-1"); return terminal_state(job["state"]); }, 120s));
   EXPECT_EQ(job["state"], "FAILED") << job.dump();
   EXPECT_EQ(job["error_type"], "DATA");
 }

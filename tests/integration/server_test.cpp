@@ -22,8 +22,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-bool terminal(const std::string& s) { return s == "SUCCEEDED" || s == "FAILED" || s == "CANCELLED"; }
-
 std::string jobctl() { return (bin_dir() / "jobctl").string(); }
 
 // Round-to-nearest written out from the formulas, independently of
@@ -116,20 +114,12 @@ class ServerTest : public ::testing::Test {
   }
   json wait_terminal(const ServerProcess& s, const std::string& id, std::chrono::seconds limit = 120s) {
     json j;
-    EXPECT_TRUE(wait_until([&] { j = s.job(id); return terminal(j["state"]); }, limit)) << j.dump();
+    EXPECT_TRUE(wait_until([&] { j = s.job(id); return terminal_state(j["state"]); }, limit)) << j.dump();
     return j;
   }
   // The worker pid once the job's worker has reported progress in `stage`.
   int wait_worker(const ServerProcess& s, const std::string& id, const fs::path& user_data) {
-    int pid = 0;
-    wait_until(
-        [&] {
-          const auto st = JobDir(user_data / "jobs" / id).read_status();
-          if (!st || st->value("stage", "") != "quantize" || st->value("done", 0) < 2) return false;
-          pid = st->value("pid", 0);
-          return pid > 0;
-        },
-        60s);
+    const int pid = wait_for_worker(user_data, id, 2);
     stray_.push_back(pid);
     return pid;
   }
@@ -444,7 +434,7 @@ TEST_F(ServerTest, TwoHundredSubmissionsFromEightClients) {
   ASSERT_TRUE(wait_until(
       [&] {
         const auto page = json::parse(server.client().request("GET", "/jobs?limit=1000").body)["jobs"];
-        return std::all_of(page.begin(), page.end(), [](const json& j) { return terminal(j["state"]); });
+        return std::all_of(page.begin(), page.end(), [](const json& j) { return terminal_state(j["state"]); });
       },
       240s));
   const auto metrics = server.client().request("GET", "/metrics").body;

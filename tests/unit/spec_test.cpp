@@ -398,6 +398,18 @@ TEST(SpecLimits, InvalidUtf8IsRefusedAtItsLineAndColumn) {
   EXPECT_EQ(r.issues[0].line, 3);
   EXPECT_EQ(r.issues[0].column, 11);
   EXPECT_NE(r.issues[0].message.find("not valid UTF-8"), std::string::npos);
+  // Escapes that yaml-cpp decodes to bytes that are not UTF-8 (found by the
+  // fuzzer: "\_" became a raw 0xA0 and made spec.json throw).
+  for (const char* esc : {"\\_", "\\xA0", "\\uD800"}) {
+    const auto e = parse_job_spec(std::string("MODEL: m\nALGORITHM: RTN\nJOB_ID: \"a") + esc + "b\"\n");
+    if (e.spec) {
+      EXPECT_TRUE(valid_utf8(e.spec->job_id)) << esc;
+      EXPECT_NO_THROW(to_json(*e.spec).dump()) << esc;
+    } else {
+      ASSERT_FALSE(e.issues.empty());
+      EXPECT_EQ(e.issues[0].line, 3) << esc;
+    }
+  }
   EXPECT_TRUE(valid_utf8("grüße \xe2\x82\xac \xf0\x9f\x98\x80"));
   EXPECT_FALSE(valid_utf8("\xc0\xaf"));          // overlong '/'
   EXPECT_FALSE(valid_utf8("\xed\xa0\x80"));      // a surrogate
