@@ -40,14 +40,20 @@ Scheduler::Scheduler(Store& store, Dispatcher& dispatcher, SchedulerOptions opti
 
 std::filesystem::path Scheduler::job_dir(const std::string& id) const { return options_.jobs_root / id; }
 
-int Scheduler::busy_devices() const {
-  std::lock_guard lock(mu_);
-  return options_.capacity.size() - static_cast<int>(free_.size());
-}
+int Scheduler::busy_devices() const { return busy_count_.load(); }
 
 SchedulerHealth Scheduler::health() const {
-  std::lock_guard lock(mu_);
-  return {unsettled_.size(), last_error_};
+  std::lock_guard lock(error_mu_);
+  return {unsettled_count_.load(), last_error_};
+}
+
+void Scheduler::publish() {
+  unsettled_count_ = unsettled_.size();
+  busy_count_ = options_.capacity.size() - static_cast<int>(free_.size());
+  if (unsettled_.empty() && store_.health().writable) {
+    std::lock_guard lock(error_mu_);
+    last_error_.clear();
+  }
 }
 
 void Scheduler::server_event(const std::string& id, nlohmann::json e) {
@@ -65,19 +71,24 @@ void Scheduler::server_event(const std::string& id, nlohmann::json e) {
 }
 
 void Scheduler::report_bad_status(const std::string& id, int attempt, const std::string& problem) {
-  std::lock_guard lock(mu_);
   report_bad_status_locked(id, attempt, problem);
 }
 
 void Scheduler::report_bad_status_locked(const std::string& id, int attempt, const std::string& problem) {
-  if (!bad_status_reported_.insert(id + "#" + std::to_string(attempt)).second) return;
+  {
+    std::lock_guard lock(bad_status_mu_);
+    if (!bad_status_reported_.insert(id + "#" + std::to_string(attempt)).second) return;
+  }
   spdlog::warn("job {}: status.json of attempt {} is invalid: {}", id, attempt, problem);
   server_event(id, {{"type", "warning"}, {"attempt", attempt},
                     {"message", "status.json is invalid and is ignored: " + problem}});
 }
 
 void Scheduler::note_store_failure(const std::exception& e) {
-  last_error_ = e.what();
+  {
+    std::lock_guard lock(error_mu_);
+    last_error_ = e.what();
+  }
   uint64_t held = 0;
   if (store_log_.allow(&held))
     spdlog::error("scheduler: store failure: {}{}", e.what(),
@@ -108,6 +119,7 @@ void Scheduler::recover() {
       running_.emplace(r.pid, std::move(r));
     }
   }
+  publish();
 }
 
 void Scheduler::settle_without_process(const JobRecord& job) {
@@ -159,6 +171,7 @@ void Scheduler::tick() {
     // the next tick starts over.
     note_store_failure(e);
   }
+  publish();
 }
 
 void Scheduler::settle(Ended e) {
@@ -253,7 +266,6 @@ void Scheduler::tick_locked() {
     spdlog::info("store takes writes again");
   }
   probe_backoff_ = 0.1;
-  if (unsettled_.empty()) last_error_.clear();
   start_queued();
 }
 

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <filesystem>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -116,11 +117,20 @@ class Scheduler {
   std::set<std::string> free_;               // free device tokens
   std::map<int, Running> running_;           // by pid
   std::vector<Ended> unsettled_;
-  std::set<std::string> bad_status_reported_;  // "id#attempt"
   double next_probe_ = 0;                    // when to test an unwritable store again
   double probe_backoff_ = 0.1;
-  std::string last_error_;
   LogLimiter store_log_{5};
+
+  // Read by health() and busy_devices() without mu_, so that /healthz and
+  // /metrics answer even while a tick waits on a hung store.
+  void publish();                            // REQUIRES: mu_ held
+  std::atomic<std::size_t> unsettled_count_{0};
+  std::atomic<int> busy_count_{0};
+  mutable std::mutex error_mu_;
+  std::string last_error_;                   // guarded by error_mu_
+
+  std::mutex bad_status_mu_;
+  std::set<std::string> bad_status_reported_;  // "id#attempt"; guarded by bad_status_mu_
 };
 
 }  // namespace qjobs::server
