@@ -62,6 +62,9 @@ class Api {
   Api(Store& store, Scheduler& scheduler, ApiOptions options);
 
   ApiResult handle(const Request& req);
+  // Whether handle() answers `req` from memory alone (GET /healthz: counters
+  // and flags, no store or disk access), so it may run on the I/O thread.
+  static bool answers_from_memory(const Request& req);
 
   // Whether `job_id` is still able to produce output (not terminal).
   bool job_active(const std::string& job_id);

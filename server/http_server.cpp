@@ -107,7 +107,13 @@ struct HttpServer::Impl {
   Api& api;
   HttpOptions options;
   tcp::acceptor acceptor;
-  asio::thread_pool pool;
+  // Three lanes, so that no kind of work queues behind another: reads
+  // (GET/HEAD handlers), writes (handlers that change state: they serialize
+  // on the store's write lock and wait for its fsync) and log streams (file
+  // chunks for logs/events). /healthz needs none: it reads counters only.
+  asio::thread_pool read_pool;
+  asio::thread_pool write_pool;
+  asio::thread_pool stream_pool;
   std::atomic<bool> stopping{false};
   ConnectionStats own_stats;
   ConnectionStats* stats;
@@ -117,17 +123,19 @@ struct HttpServer::Impl {
 
   Impl(asio::io_context& io_, Api& api_, HttpOptions o)
       : io(io_), api(api_), options(std::move(o)), acceptor(io_),
-        pool(static_cast<std::size_t>(std::max(1, options.handler_threads))),
+        read_pool(static_cast<std::size_t>(std::max(1, options.handler_threads))),
+        write_pool(static_cast<std::size_t>(std::max(1, options.handler_threads / 2))),
+        stream_pool(static_cast<std::size_t>(std::max(1, options.handler_threads / 2))),
         stats(options.stats ? options.stats : &own_stats) {
     stats->max = options.max_connections;
   }
 
-  // Runs f() on the pool and resumes the caller on its own (I/O) executor
+  // Runs f() on `pool` and resumes the caller on its own (I/O) executor
   // with the result; an exception from f is rethrown here. (A bare
   // co_await post(pool, use_awaitable) would resume on the I/O thread and run
   // the work there.)
   template <class F>
-  asio::awaitable<std::invoke_result_t<F&>> on_pool(F f) {
+  asio::awaitable<std::invoke_result_t<F&>> on_pool(asio::thread_pool& pool, F f) {
     using R = std::invoke_result_t<F&>;
     co_return co_await asio::co_spawn(
         pool, [f = std::move(f)]() mutable -> asio::awaitable<R> { co_return f(); }, asio::use_awaitable);
@@ -240,20 +248,24 @@ struct HttpServer::Impl {
     res.chunked(true);
     res.keep_alive(false);
     http::response_serializer<http::empty_body> sr{res};
+    // A small kernel send buffer: a client that does not read holds 128 KiB
+    // of the server's memory, not the several MiB loopback autotuning gives.
+    beast::error_code bec;
+    stream.socket().set_option(asio::socket_base::send_buffer_size(128 * 1024), bec);
     stream.expires_after(options.read_timeout);
     auto [hec, hn] = co_await http::async_write_header(stream, sr, use_tuple);
     if (hec) co_return;
 
     const std::string path = plan.file.string();
     int64_t offset = 0;
-    if (plan.tail_lines) offset = co_await on_pool([&] { return tail_offset(path, *plan.tail_lines); });
+    if (plan.tail_lines) offset = co_await on_pool(stream_pool, [&] { return tail_offset(path, *plan.tail_lines); });
     asio::steady_timer timer(io);
     bool last_pass = false;
     while (true) {
       // File reads and the job's state come from the pool; the I/O thread
       // only writes. One 64 KiB chunk at a time: the next read waits until
       // the client has taken this one.
-      auto [data, active] = co_await on_pool([&] {
+      auto [data, active] = co_await on_pool(stream_pool, [&] {
         std::pair<std::string, bool> r{read_from(path, offset, 1 << 16), true};
         if (r.first.empty() && plan.follow && !last_pass) {
           try {
@@ -321,7 +333,7 @@ struct HttpServer::Impl {
       const bool keep_alive = req.keep_alive() && !stopping;
 
       // Handlers read and write the store and job folders: off the I/O thread.
-      std::optional<ApiResult> result = co_await on_pool([&] {
+      const auto run = [&] {
         std::optional<ApiResult> r;
         try {
           r.emplace(api.handle(req));
@@ -329,7 +341,14 @@ struct HttpServer::Impl {
           r.emplace(Api::error(http::status::internal_server_error, e.what(), "internal", version));
         }
         return r;
-      });
+      };
+      std::optional<ApiResult> result;
+      if (Api::answers_from_memory(req))
+        result = run();
+      else
+        result = co_await on_pool(req.method() == http::verb::get || req.method() == http::verb::head ? read_pool
+                                                                                                       : write_pool,
+                                  run);
       bool ok = true;
       if (auto* s = std::get_if<StringResponse>(&*result)) {
         ok = co_await send(stream, *s, keep_alive);
@@ -349,7 +368,11 @@ struct HttpServer::Impl {
 HttpServer::HttpServer(asio::io_context& io, Api& api, HttpOptions options)
     : impl_(std::make_unique<Impl>(io, api, std::move(options))) {}
 
-HttpServer::~HttpServer() { impl_->pool.join(); }
+HttpServer::~HttpServer() {
+  impl_->read_pool.join();
+  impl_->write_pool.join();
+  impl_->stream_pool.join();
+}
 
 unsigned short HttpServer::start() {
   const tcp::endpoint ep(asio::ip::make_address(impl_->options.host), impl_->options.port);

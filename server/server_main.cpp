@@ -6,6 +6,7 @@
 //
 // Threads: one I/O thread (sockets only), one control thread (scheduler
 // ticks, child exits), and a small pool for request handlers and file reads.
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -68,6 +69,22 @@ void schedule_ticks(asio::steady_timer& timer, Scheduler& scheduler) {
     scheduler.tick();  // never throws: store failures are kept and retried
     schedule_ticks(timer, scheduler);
   });
+}
+
+// Marks every descriptor this process inherited (beyond stdin, stdout and
+// stderr) close-on-exec, so that nothing a parent left open reaches a worker
+// or survives into one; what the server opens itself is close-on-exec already.
+void close_inherited_on_exec() {
+  std::error_code ec;
+  std::vector<int> fds;
+  for (const auto& e : fs::directory_iterator("/proc/self/fd", ec)) {
+    const auto fd = parse_int(e.path().filename().string());
+    if (fd && *fd > 2) fds.push_back(static_cast<int>(*fd));
+  }
+  for (const int fd : fds) {
+    const int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
 }
 
 // Raises the soft descriptor limit to the hard one; returns the new soft limit.
@@ -142,6 +159,7 @@ int main(int argc, char** argv) {
 
   setup_logging("server", std::nullopt, log_level);
   try {
+    close_inherited_on_exec();
     const rlim_t fd_limit = raise_fd_limit();
     if (max_connections == 0)
       max_connections = std::clamp<int64_t>(static_cast<int64_t>(fd_limit / 4), 16, 4096);

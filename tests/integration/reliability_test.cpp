@@ -114,6 +114,21 @@ TEST_F(ReliabilityTest, KilledServerRestartsOnItsPortWhileItsWorkerRuns) {
     ASSERT_GT(worker, 0);
     for (const auto& target : open_descriptors(worker))
       EXPECT_EQ(target.rfind("socket:", 0), std::string::npos) << "the worker inherited a socket: " << target;
+    // And every descriptor the server holds is close-on-exec (O_CLOEXEC is
+    // 02000000 in the octal "flags:" of /proc/PID/fdinfo).
+    for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(server.pid()) + "/fdinfo")) {
+      const int fd = std::stoi(e.path().filename().string());
+      if (fd <= 2) continue;
+      std::ifstream info(e.path());
+      std::string key, flags;
+      while (info >> key >> flags && key != "flags:") {
+      }
+      std::error_code ec;
+      EXPECT_NE(std::stoul(flags, nullptr, 8) & 02000000, 0u)
+          << "fd " << fd << " (" << fs::read_symlink("/proc/" + std::to_string(server.pid()) + "/fd/" +
+                                                     e.path().filename().string(), ec).string()
+          << ") is inherited by children";
+    }
     server.kill9();
   }
   ASSERT_TRUE(process_alive(worker));
