@@ -59,6 +59,7 @@ class Server:
         self.log = log
         self.proc = None
         self.lives = []  # [(start time, [rss samples])]
+        self.sqlite = []  # [(life number, KiB SQLite holds)]
 
     def start(self):
         t0 = time.time()
@@ -88,6 +89,13 @@ class Server:
             r = rss_kib(self.proc.pid)
             if r:
                 self.lives[-1][1].append(r)
+            try:
+                text = urllib.request.urlopen(self.url() + "/metrics", timeout=2).read().decode()
+                for line in text.splitlines():
+                    if line.startswith("qjobs_sqlite_memory_bytes "):
+                        self.sqlite.append((len(self.lives), int(line.split()[1]) // 1024))
+            except OSError:
+                pass
 
 
 def request(method, url, body=None, timeout=10):
@@ -149,8 +157,11 @@ def main():
             if time.time() >= deadline:
                 break
 
+    load_over = threading.Event()
+
     def sampler():
-        while not stop.is_set():
+        # RSS under load only: the settle phase lists every job at once.
+        while not load_over.is_set():
             server.sample()
             time.sleep(1)
 
@@ -166,6 +177,7 @@ def main():
             server.kill9()
             restarts.append(server.start())
             next_kill = time.time() + a.kill_every
+    load_over.set()
     for t in threads:
         t.join(timeout=120)
     stop.set()
@@ -185,7 +197,6 @@ def main():
         if all(s in ("SUCCEEDED", "FAILED", "CANCELLED") for s in states.values()):
             break
         time.sleep(1)
-    server.sample()
     _, health = request("GET", server.url() + "/healthz")
     server.proc.send_signal(signal.SIGTERM)
     server.proc.wait()
@@ -214,9 +225,18 @@ def main():
     print(f"| integrity_check | {integrity} |")
     print(f"| healthz at the end | {health['status']} |")
     print(f"| submissions refused (HTTP error) / connection errors | {stats['refused']} / {stats['submit_errors']} |")
-    print(f"| RSS first life min/max (MiB) | {min(first) / 1024:.1f} / {max(first) / 1024:.1f} |")
-    print(f"| RSS last life min/max (MiB) | {min(last) / 1024:.1f} / {max(last) / 1024:.1f} |")
-    print(f"| RSS max over all lives (MiB) | {max(max(l[1]) for l in lives) / 1024:.1f} |")
+    longest = max(lives, key=lambda l: len(l[1]))[1] if lives else [0]
+    quarters = [longest[min(len(longest) - 1, (len(longest) * q) // 4)] / 1024 for q in range(5)]
+    print(f"| RSS under load, first life min/max (MiB) | {min(first) / 1024:.1f} / {max(first) / 1024:.1f} |")
+    print(f"| RSS under load, last life min/max (MiB) | {min(last) / 1024:.1f} / {max(last) / 1024:.1f} |")
+    print(f"| RSS under load, max over all lives (MiB) | {max(max(l[1]) for l in lives) / 1024:.1f} |")
+    print(f"| RSS over the longest life ({len(longest)} s) at 0/25/50/75/100% (MiB) | "
+          + " / ".join(f"{q:.1f}" for q in quarters) + " |")
+    longest_n = max(range(len(server.lives)), key=lambda i: len(server.lives[i][1])) + 1
+    sq = [kib for life, kib in server.sqlite if life == longest_n]
+    if sq:
+        sq_q = [sq[min(len(sq) - 1, (len(sq) * q) // 4)] / 1024 for q in range(5)]
+        print(f"| SQLite memory over that life at 0/25/50/75/100% (MiB) | " + " / ".join(f"{q:.1f}" for q in sq_q) + " |")
     print(f"(work folder: {work})")
     return 0 if not lost and not stuck and integrity == "ok" else 1
 

@@ -472,6 +472,8 @@ ApiResult Api::metrics(const Request& req, const Params&, const Query&) {
   out += "qjobs_store_writable " + std::to_string(store.writable ? 1 : 0) + "\n";
   out += "# HELP qjobs_store_write_errors_total Database writes that failed since start.\n# TYPE qjobs_store_write_errors_total counter\n";
   out += "qjobs_store_write_errors_total " + std::to_string(store.write_errors) + "\n";
+  out += "# HELP qjobs_sqlite_memory_bytes Memory SQLite holds (page caches, statements).\n# TYPE qjobs_sqlite_memory_bytes gauge\n";
+  out += "qjobs_sqlite_memory_bytes " + std::to_string(Store::memory_used()) + "\n";
   out += "# HELP qjobs_pending_transitions Ended workers whose new state waits to be stored.\n# TYPE qjobs_pending_transitions gauge\n";
   out += "qjobs_pending_transitions " + std::to_string(sched.unsettled) + "\n";
   out += "# HELP qjobs_http_unavailable_total Requests answered 503 because the store could not write.\n# TYPE qjobs_http_unavailable_total counter\n";

@@ -210,6 +210,9 @@ sqlite3* Store::open_connection() const {
   }
   sqlite3_busy_timeout(db, 5000);
   sqlite3_extended_result_codes(db, 1);
+  // A bounded page cache per connection (SQLite's default is 2 MiB each):
+  // the server's memory stays flat as the database grows.
+  sqlite3_exec(db, "PRAGMA cache_size=-1024", nullptr, nullptr, nullptr);
   return db;
 }
 
@@ -307,6 +310,8 @@ auto Store::write(F&& f) -> decltype(f()) {
     throw;
   }
 }
+
+int64_t Store::memory_used() { return sqlite3_memory_used(); }
 
 StoreHealth Store::health() const {
   std::lock_guard lock(health_mu_);

@@ -25,6 +25,8 @@
 // Thread safety: every method may be called from any thread. Writes are
 // serialized on one connection; reads use a pool of their own connections,
 // so they never wait behind a write's fsync (WAL lets them run alongside).
+// The pool holds one connection per thread that ever read at once; each
+// connection's page cache is capped at 1 MiB.
 #pragma once
 
 #include <filesystem>
@@ -128,6 +130,9 @@ class Store {
   // Returns the new health; never throws.
   StoreHealth probe_write();
   StoreHealth health() const;
+  // Bytes SQLite holds in this process (page caches of every connection,
+  // statements), as sqlite3_memory_used() counts them.
+  static int64_t memory_used();
 
  private:
   class Reader;  // a pooled read connection, returned on destruction
