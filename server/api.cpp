@@ -234,6 +234,15 @@ ApiResult Api::submit(const Request& req, const Params&, const Query&) {
                  json::array({{{"path", "CUDA_ID"}, {"line", 0}, {"column", 0},
                                {"message", "more devices than the server has"}}}));
 
+  // CUDA_ID on a server of CPU slots: the job runs, on the CPU, and says so.
+  std::vector<std::string> warnings = spec.warnings;
+  if (!cap.gpu_mode() && !spec.cuda_ids.empty()) {
+    std::string ids;
+    for (const int i : spec.cuda_ids) ids += (ids.empty() ? "" : ",") + std::to_string(i);
+    warnings.push_back("CUDA_ID \"" + ids + "\" is ignored: this server runs jobs on CPU slots (--slots), so the job "
+                       "computes on the CPU");
+  }
+
   NewJob job;
   job.name = spec.job_id;
   job.algorithm = spec.algorithm;
@@ -278,13 +287,18 @@ ApiResult Api::submit(const Request& req, const Params&, const Query&) {
   ++submitted_;
   try {
     dir.append_event({{"type", "state"}, {"state", "QUEUED"}, {"source", "server"}});
+    for (std::size_t i = spec.warnings.size(); i < warnings.size(); ++i) {
+      const json w = {{"type", "warning"}, {"message", warnings[i]}, {"source", "server"}};
+      dir.append_event(w);
+      store_.add_event(job.id, "warning", w);
+    }
   } catch (const Error& e) {
-    spdlog::warn("job {}: cannot append event: {}", job.id, e.what());  // the row is stored: the job exists
+    spdlog::warn("job {}: cannot record an event: {}", job.id, e.what());  // the row is stored: the job exists
   }
   scheduler_.tick();
   const auto rec = store_.get(job.id);
   json body = {{"id", job.id}, {"state", job_state_name(rec ? rec->state : JobState::queued)},
-               {"warnings", spec.warnings}};
+               {"warnings", warnings}};
   auto res = json_response(http::status::created, body, v);
   res.set(http::field::location, "/jobs/" + job.id);
   return res;

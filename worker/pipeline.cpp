@@ -8,6 +8,7 @@
 #include <system_error>
 #include <thread>
 
+#include <ATen/Context.h>
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 
@@ -432,6 +433,15 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     const JobSpec spec = *parsed.spec;
     if (attempt == 1)
       for (const auto& w : spec.warnings) rep.warn(w);
+    // GPUs handed to a worker that cannot use them: say so and stop, rather
+    // than compute on the CPU behind the user's back.
+    if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible && *visible && !at::hasCUDA())
+      throw StageFailure{ErrorType::internal,
+                         std::string("this qjobs-worker is built with a libtorch without CUDA, but it was given GPUs "
+                                     "(CUDA_VISIBLE_DEVICES=") +
+                             excerpt(visible, 64) +
+                             "); build the worker against a CUDA libtorch (-DTorch_DIR=...), or run the server "
+                             "with --slots instead of --gpus"};
     auto algorithm = spec.algorithm == "Evaluate" ? nullptr : quant::make_algorithm(spec.algorithm);
     if (!algorithm && spec.algorithm != "Evaluate")
       throw StageFailure{ErrorType::validation,

@@ -13,6 +13,8 @@
 #include <set>
 #include <thread>
 
+#include <ATen/Context.h>
+
 #include "common/job_dir.hpp"
 #include "integration/harness.hpp"
 #include "jobs/model/random_model.hpp"
@@ -425,6 +427,32 @@ TEST_F(ReliabilityTest, SmallerHoles) {
   EXPECT_TRUE(wait_until([&] { job = server.job(id, "tok-1"); return terminal_state(job["state"]); }, 120s));
   EXPECT_EQ(job["state"], "FAILED") << job.dump();
   EXPECT_EQ(job["error_type"], "DATA");
+}
+
+// Devices are never ignored silently: a CUDA_ID on a server of CPU slots is
+// a warning (the job runs on the CPU), and a worker without CUDA that is
+// given GPUs fails at start instead of computing on the CPU.
+TEST_F(ReliabilityTest, DevicesTheWorkerCannotUseAreSaidNotIgnored) {
+  {
+    ServerProcess server(root_ / "cpu", {"--slots", "1"});
+    const auto r = server.client().request("POST", "/jobs", rtn_spec() + "CUDA_ID: \"0\"\n");
+    ASSERT_EQ(r.status, 201) << r.body;
+    const auto body = json::parse(r.body);
+    ASSERT_EQ(body["warnings"].size(), 1u) << r.body;
+    EXPECT_NE(body["warnings"][0].get<std::string>().find("computes on the CPU"), std::string::npos);
+    const std::string id = body["id"];
+    EXPECT_EQ(wait_terminal(server, id)["state"], "SUCCEEDED");
+    const auto events = server.client().request("GET", "/jobs/" + id + "/events").body;
+    EXPECT_NE(events.find("CUDA_ID \\\"0\\\" is ignored"), std::string::npos) << events;
+  }
+  if (at::hasCUDA()) GTEST_SKIP() << "this build's libtorch has CUDA: the refusal applies to CPU-only builds";
+  ServerProcess server(root_ / "gpu", {"--gpus", "0"});
+  const std::string id = submit(server, rtn_spec() + "CUDA_ID: \"0\"\n");
+  const json job = wait_terminal(server, id, 60s);
+  EXPECT_EQ(job["state"], "FAILED") << job.dump();
+  EXPECT_EQ(job["error_type"], "INTERNAL");
+  EXPECT_NE(job["error"].get<std::string>().find("without CUDA"), std::string::npos) << job.dump();
+  EXPECT_EQ(job["attempts"], 1) << "not retried";
 }
 
 }  // namespace
