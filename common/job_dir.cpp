@@ -93,14 +93,14 @@ namespace {
 // Depth of nested arrays/objects, iteratively (no recursion on hostile input).
 int json_depth(const nlohmann::json& root) {
   int deepest = 0;
-  std::vector<std::pair<const nlohmann::json*, int>> todo{{&root, 0}};
-  while (!todo.empty()) {
-    const auto [j, d] = todo.back();
-    todo.pop_back();
+  std::vector<std::pair<const nlohmann::json*, int>> stack{{&root, 0}};
+  while (!stack.empty()) {
+    const auto [j, d] = stack.back();
+    stack.pop_back();
     if (!j->is_structured()) continue;
     deepest = std::max(deepest, d + 1);
     if (deepest > 64) return deepest;
-    for (const auto& c : *j) todo.emplace_back(&c, d + 1);
+    for (const auto& c : *j) stack.emplace_back(&c, d + 1);
   }
   return deepest;
 }
@@ -113,7 +113,6 @@ const char* json_type_name(const nlohmann::json& j) {
 }  // namespace
 
 std::optional<WorkerStatus> parse_worker_status(std::string_view text, std::string* problem) {
-  std::string why;
   const auto fail = [&](std::string m) -> std::optional<WorkerStatus> {
     if (problem) *problem = std::move(m);
     return std::nullopt;

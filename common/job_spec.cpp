@@ -271,10 +271,10 @@ struct ExpandedSize {
 };
 ExpandedSize expanded_size(const YAML::Node& root) {
   ExpandedSize size;
-  std::vector<YAML::Node> todo{root};
-  while (!todo.empty() && size.nodes <= kMaxSpecNodes && size.bytes <= kMaxSpecBytes) {
-    const YAML::Node n = todo.back();
-    todo.pop_back();
+  std::vector<YAML::Node> stack{root};
+  while (!stack.empty() && size.nodes <= kMaxSpecNodes && size.bytes <= kMaxSpecBytes) {
+    const YAML::Node n = stack.back();
+    stack.pop_back();
     ++size.nodes;
     if (n.IsScalar()) {
       size.bytes += n.Scalar().size();
@@ -282,11 +282,11 @@ ExpandedSize expanded_size(const YAML::Node& root) {
       // to bytes that are not UTF-8: check what it decoded, not only the text.
       if (!size.bad_utf8 && !valid_utf8(n.Scalar())) size.bad_utf8 = n.Mark();
     } else if (n.IsSequence()) {
-      for (const auto& c : n) todo.push_back(c);
+      for (const auto& c : n) stack.push_back(c);
     } else if (n.IsMap()) {
       for (const auto& kv : n) {
-        todo.push_back(kv.first);
-        todo.push_back(kv.second);
+        stack.push_back(kv.first);
+        stack.push_back(kv.second);
       }
     }
   }

@@ -71,10 +71,6 @@ void Scheduler::server_event(const std::string& id, nlohmann::json e) {
 }
 
 void Scheduler::report_bad_status(const std::string& id, int attempt, const std::string& problem) {
-  report_bad_status_locked(id, attempt, problem);
-}
-
-void Scheduler::report_bad_status_locked(const std::string& id, int attempt, const std::string& problem) {
   {
     std::lock_guard lock(bad_status_mu_);
     if (!bad_status_reported_.insert(id + "#" + std::to_string(attempt)).second) return;
@@ -338,7 +334,7 @@ void Scheduler::finalize(const Running& r, std::optional<int> exit_code, std::op
   const JobDir dir(job_dir(r.job_id));
   std::string problem;
   auto status = dir.read_worker_status(&problem);
-  if (!problem.empty()) report_bad_status_locked(r.job_id, job->attempts, problem);
+  if (!problem.empty()) report_bad_status(r.job_id, job->attempts, problem);
   const bool status_current = status && status->attempt == job->attempts;
   const std::string wstate = status_current ? status->state : "";
 

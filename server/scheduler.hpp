@@ -66,7 +66,8 @@ class Scheduler {
   std::optional<JobState> cancel(const std::string& id);
 
   // Records, once per job and attempt, that its status.json is invalid (an
-  // event on the job); the file is then treated as absent.
+  // event on the job); the file is then treated as absent. Takes only its
+  // own lock, not the scheduler's, so a GET never waits on a tick.
   void report_bad_status(const std::string& id, int attempt, const std::string& problem);
 
   int busy_devices() const;
@@ -106,7 +107,6 @@ class Scheduler {
   void send_term(Running& r, KillReason why);
   void check_stall(Running& r, double now);
   void server_event(const std::string& id, nlohmann::json e);
-  void report_bad_status_locked(const std::string& id, int attempt, const std::string& problem);
   void note_store_failure(const std::exception& e);
   std::filesystem::path job_dir(const std::string& id) const;
 
