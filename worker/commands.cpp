@@ -10,6 +10,7 @@
 #include "jobs/eval/perplexity.hpp"
 #include "jobs/eval/tasks.hpp"
 #include "jobs/model/checkpoint.hpp"
+#include "jobs/model/device.hpp"
 #include "jobs/model/generate.hpp"
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/model_source.hpp"
@@ -34,8 +35,12 @@ struct Loaded {
 
 Loaded load(const ModelArgs& a) {
   const fs::path dir = model::resolve_model_dir(a.checkpoint);
+  // Where a job would run: a GPU when this build has CUDA and one is visible.
+  const auto place = model::choose_placement(a.dtype, std::getenv("CUDA_VISIBLE_DEVICES"));
   model::LoadOptions o;
-  o.dtype = a.dtype == "bfloat16" ? at::kBFloat16 : a.dtype == "float16" ? at::kHalf : at::kFloat;
+  o.dtype = place.dtype;
+  o.device = place.device;
+  o.devices = place.devices;
   return {dir, model::LlamaModel::load(model::Checkpoint::open(dir), o)};
 }
 
@@ -233,6 +238,28 @@ int cmd_train(const TrainArgs& a) {
       summary["heldout_seqlen"] = po.seqlen;
     }
     std::cout << summary.dump(2) << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e);
+  }
+}
+
+int cmd_gemm(int64_t m, int64_t n, int64_t k, const std::string& dtype, int reps) {
+  try {
+    const auto place = model::choose_placement(dtype, std::getenv("CUDA_VISIBLE_DEVICES"));
+    at::NoGradGuard g;
+    const auto opts = at::TensorOptions().dtype(place.dtype).device(place.device);
+    const auto a = at::randn({m, k}, opts), b = at::randn({k, n}, opts);
+    auto c = at::matmul(a, b);  // warm-up
+    c.sum().item<double>();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) c = at::matmul(a, b);
+    c.sum().item<double>();  // waits for the device
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::cout << json{{"device", place.device.str()}, {"dtype", c10::toString(place.dtype)}, {"m", m}, {"n", n}, {"k", k},
+                      {"reps", reps}, {"seconds", s}, {"gflops", 2.0 * m * n * k * reps / s / 1e9}}
+                     .dump()
+              << "\n";
     return 0;
   } catch (const std::exception& e) {
     return fail(e);

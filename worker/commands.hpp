@@ -16,6 +16,8 @@ struct ModelArgs {
 int cmd_tokenize(const std::string& tokenizer_dir, const std::string& text, bool bos);
 int cmd_logits(const ModelArgs& m, const std::string& tokens_json, const std::string& out);
 int cmd_ppl(const ModelArgs& m, const std::string& data, int64_t seqlen, int64_t num_samples, int64_t batch_size);
+// The GEMM rate of the device a job would get ([m, k] x [k, n], `reps` times).
+int cmd_gemm(int64_t m, int64_t n, int64_t k, const std::string& dtype, int reps);
 int cmd_demo(const ModelArgs& m, const std::string& prompt, bool raw, int64_t max_new_tokens, double temperature,
              double top_p, uint64_t seed);
 

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <iostream>
 
+#include <ATen/Context.h>
 #include <CLI/CLI.hpp>
 
 #include "common/error.hpp"
@@ -96,6 +97,16 @@ int main(int argc, char** argv) {
   train->add_option("--lr", ta.lr)->capture_default_str();
   train->add_option("--seed", ta.seed)->capture_default_str();
 
+  int64_t gm = 4096, gn = 4096, gk = 4096;
+  int greps = 10;
+  std::string gdtype = "auto";
+  auto* gemm = app.add_subcommand("gemm", "measure the GEMM rate of the device a job would get");
+  gemm->add_option("--m", gm)->capture_default_str();
+  gemm->add_option("--n", gn)->capture_default_str();
+  gemm->add_option("--k", gk)->capture_default_str();
+  gemm->add_option("--reps", greps)->capture_default_str();
+  gemm->add_option("--dtype", gdtype)->check(CLI::IsMember(dtypes))->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -108,7 +119,11 @@ int main(int argc, char** argv) {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
 
+  // float32 means float32 on a GPU too (reference checks): no TF32 matmuls.
+  at::globalContext().setAllowTF32CuBLAS(false);
+  at::globalContext().setAllowTF32CuDNN(false);
   if (*run) return qjobs::worker::run_job(spec, job_dir);
+  if (*gemm) return qjobs::worker::cmd_gemm(gm, gn, gk, gdtype, greps);
   if (*tokenize) return qjobs::worker::cmd_tokenize(tok_dir, text, bos);
   if (*logits) return qjobs::worker::cmd_logits(margs, tokens_file, out_file);
   if (*ppl) return qjobs::worker::cmd_ppl(margs, data_file, seqlen, num_samples, batch_size);

@@ -24,6 +24,8 @@
 #include "jobs/eval/tasks.hpp"
 #include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
+#include "jobs/model/device.hpp"
+#include "jobs/model/mapped_file.hpp"
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/model_source.hpp"
 #include "jobs/model/safetensors.hpp"
@@ -126,43 +128,52 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   for (const auto& file_ptr : ckpt.files()) {
     const auto& file = *file_ptr;
     const std::string out_name = safetensors_name(file.path().filename().string());
-    std::vector<model::NamedTensor> tensors;
+    const bool last = file_ptr == ckpt.files().back();
+    // One tensor in memory at a time: each is written as soon as it is made,
+    // and the mapped pages it came from (checkpoint, spilled blocks) go back.
+    std::size_t max_name = 64;
+    for (const auto& info : file.tensors()) max_name = std::max(max_name, info.name.size() + 32);
+    for (const auto& [name, t] : q.added) max_name = std::max(max_name, name.size());
+    const std::size_t count = file.tensors().size() * 5 + (last ? q.added.size() + 2 * q.k_scales.size() : 0);
+    model::SafetensorsWriter writer(out / out_name, model::SafetensorsWriter::room_for(count, max_name));
+    const auto put = [&](const std::string& name, const at::Tensor& t, std::optional<model::StDtype> as = std::nullopt) {
+      writer.add({name, t, as});
+      weight_map[name] = out_name;
+    };
     for (const auto& info : file.tensors()) {
       const std::string stem = info.name.size() > 7 ? info.name.substr(0, info.name.size() - 7) : info.name;
+      const bool is_weight = info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0;
       const auto fw = q.w8a8_weights.find(stem);
-      if (w8a8 && info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0 &&
-          fw != q.w8a8_weights.end()) {
-        tensors.push_back({info.name, fw->second.codes,
-                           q.w8a8_float ? std::optional<model::StDtype>(model::StDtype::F8_E4M3) : std::nullopt});
-        tensors.push_back({stem + ".weight_scale", fw->second.scale.to(scale_dtype), {}});
-        if (fw->second.input_scale.defined()) tensors.push_back({stem + ".input_scale", fw->second.input_scale.to(scale_dtype), {}});
+      if (w8a8 && is_weight && fw != q.w8a8_weights.end()) {
+        put(info.name, fw->second.codes, q.w8a8_float ? std::optional<model::StDtype>(model::StDtype::F8_E4M3) : std::nullopt);
+        put(stem + ".weight_scale", fw->second.scale.to(scale_dtype));
+        if (fw->second.input_scale.defined()) put(stem + ".input_scale", fw->second.input_scale.to(scale_dtype));
+        model::release_mapped(fw->second.codes);
         continue;
       }
       const auto iw = q.int_weights.find(stem);
-      if (packed && !w8a8 && info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0 &&
-          iw != q.int_weights.end()) {
-        for (auto& [suffix, t] : exporter::pack(iw->second, *format, model::st_to_aten(info.dtype))) tensors.push_back({stem + "." + suffix, t, {}});
+      if (packed && !w8a8 && is_weight && iw != q.int_weights.end()) {
+        for (auto& [suffix, t] : exporter::pack(iw->second, *format, model::st_to_aten(info.dtype))) put(stem + "." + suffix, t);
+        for (const auto* t : {&iw->second.codes, &iw->second.scales, &iw->second.zeros, &iw->second.g_idx}) model::release_mapped(*t);
         continue;
       }
       const auto it = q.replaced.find(info.name);
-      tensors.push_back({info.name, it != q.replaced.end() ? it->second : file.tensor(info.name),
-                         info.dtype == model::StDtype::F8_E4M3 || info.dtype == model::StDtype::F8_E5M2
-                             ? std::optional<model::StDtype>(info.dtype)
-                             : std::nullopt});
+      const at::Tensor t = it != q.replaced.end() ? it->second : file.tensor(info.name);
+      put(info.name, t,
+          info.dtype == model::StDtype::F8_E4M3 || info.dtype == model::StDtype::F8_E5M2 ? std::optional<model::StDtype>(info.dtype)
+                                                                                       : std::nullopt);
+      model::release_mapped(t);
     }
-    if (file_ptr == ckpt.files().back()) {
-      for (const auto& [name, t] : q.added) tensors.push_back({name, t, {}});
+    if (last) {
+      for (const auto& [name, t] : q.added) put(name, t);
       for (std::size_t i = 0; w8a8 && i < q.k_scales.size(); ++i) {
         const std::string p = "model.layers." + std::to_string(i) + ".self_attn.";
-        tensors.push_back({p + "k_scale", at::scalar_tensor(q.k_scales[i]).to(scale_dtype), {}});
-        tensors.push_back({p + "v_scale", at::scalar_tensor(q.v_scales[i]).to(scale_dtype), {}});
+        put(p + "k_scale", at::scalar_tensor(q.k_scales[i]).to(scale_dtype));
+        put(p + "v_scale", at::scalar_tensor(q.v_scales[i]).to(scale_dtype));
       }
     }
-    for (const auto& t : tensors) {
-      weight_map[t.name] = out_name;
-      total_bytes += static_cast<uint64_t>(t.tensor.numel()) * t.tensor.element_size();
-    }
-    model::save_safetensors(out / out_name, tensors);
+    total_bytes += writer.data_bytes();
+    writer.finish();
     rep.progress(++done, total, out_name);
   }
   if (ckpt.sharded())
@@ -181,15 +192,47 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   return qc;
 }
 
+model::LoadOptions load_options(const model::Placement& place, bool stream) {
+  model::LoadOptions lo;
+  lo.dtype = place.dtype;
+  lo.device = place.device;
+  lo.devices = place.devices;
+  lo.stream_layers = stream;
+  return lo;
+}
+
+// Whether evaluation keeps the whole model on the device: on the CPU when
+// the weights are mapped in the compute dtype already (no copy at all), on
+// GPUs when the model in the compute dtype takes at most 80% of their free
+// memory. Otherwise it is streamed, block by block.
+bool fits_resident(const model::Checkpoint& ckpt, const model::Placement& place) {
+  int64_t elements = 0;
+  // A packed checkpoint is dequantized on reading: never a free view.
+  bool same_dtype = !ckpt.config().contains("quantization_config");
+  for (const auto& name : ckpt.tensor_names()) {
+    const auto& info = ckpt.info(name);
+    int64_t n = 1;
+    for (auto d : info.shape) n *= d;
+    elements += n;
+    same_dtype = same_dtype && model::st_to_aten(info.dtype) == place.dtype;
+  }
+  if (place.device.is_cpu()) return same_dtype;
+  int64_t free_bytes = 0;
+  for (const auto& d : place.devices)
+    if (auto m = model::device_memory(d)) free_bytes += m->first;
+  return static_cast<double>(elements) * static_cast<double>(c10::elementSize(place.dtype)) <= 0.8 * static_cast<double>(free_bytes);
+}
+
 // Runs every eval task on `model_dir`'s model; results keyed by task name.
 // With `use_cache` (the unquantized model), each task's result is taken from
 // the baseline cache when its fingerprint is there, and stored otherwise;
 // the model is only loaded when some task must run.
 json evaluate(const JobSpec& spec, const fs::path& model_dir, const std::string& which, const JobDir& dir,
-              StatusReporter& rep, bool use_cache) {
+              StatusReporter& rep, bool use_cache, const model::Placement& place) {
   const auto ckpt = model::Checkpoint::open(model_dir);
-  model::LoadOptions lo;  // evaluation
-  lo.dtype = spec.dtype == "bfloat16" ? at::kBFloat16 : spec.dtype == "float16" ? at::kHalf : at::kFloat;
+  model::LoadOptions lo = load_options(place, false);  // evaluation
+  lo.stream_layers = !fits_resident(ckpt, place);
+  if (lo.stream_layers) rep.event({{"type", "streamed"}, {"stage", which}, {"why", "the model does not fit " + place.device.str() + " in " + std::string(c10::toString(place.dtype)) + " at once"}});
   std::optional<model::LlamaModel> m;
   std::optional<tokenizer::Tokenizer> tok;
   const auto& tasks = spec.eval["tasks"];
@@ -219,6 +262,42 @@ json evaluate(const JobSpec& spec, const fs::path& model_dir, const std::string&
   }
   return results;
 }
+
+// Peak memory per stage: the host's VmHWM (peak RSS, mapped checkpoint
+// pages included) as it stands at the end of each stage, and the device's
+// peak allocation within each stage.
+struct MemoryMeter {
+  const model::Placement* place = nullptr;
+  std::string current;
+  json host = json::object(), device = json::object();
+
+  static double mib(int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
+  void begin(const std::string& stage) {
+    close();
+    current = stage;
+  }
+  void close() {
+    if (current.empty()) return;
+    host[current] = mib(model::host_peak_bytes());
+    if (place != nullptr)
+      if (const auto d = model::device_peak_bytes(place->devices)) {
+        device[current] = mib(*d);
+        model::reset_device_peak(place->devices);
+      }
+    current.clear();
+  }
+  json to_json(uint64_t checkpoint_bytes) const {
+    double host_max = 0, device_max = 0;
+    for (const auto& [k, v] : host.items()) host_max = std::max(host_max, v.get<double>());
+    for (const auto& [k, v] : device.items()) device_max = std::max(device_max, v.get<double>());
+    return {{"placement", place ? json(place->describe()) : json(nullptr)},
+            {"checkpoint_mib", mib(static_cast<int64_t>(checkpoint_bytes))},
+            {"host_peak_mib", host_max},
+            {"host_peak_mib_by_stage", host},
+            {"device_peak_mib", device.empty() ? json(nullptr) : json(device_max)},
+            {"device_peak_mib_by_stage", device.empty() ? json(nullptr) : device}};
+  }
+};
 
 std::string num(const char* f, double v) {
   char buf[64];
@@ -310,7 +389,7 @@ std::vector<ReportRow> metric_rows(const json& before, const json& after) {
 
 void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_before,
                   std::optional<uint64_t> size_after, const quant::QuantOutput* q, const json& written_qc,
-                  const JobDir& dir, StatusReporter& rep, const json& before, const json& after) {
+                  const JobDir& dir, StatusReporter& rep, const json& before, const json& after, const json& memory) {
   const bool evaluate_only = q == nullptr;
   json layers = json::array();
   double worst = 0;
@@ -332,6 +411,7 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       {"metrics", rep.metrics()},
       {"layers", layers},
       {"stage_seconds", rep.stage_seconds()},
+      {"memory", memory},
       {"eval", evaluate_only ? json{{"model", before}} : json{{"original", before}, {"quantized", after}}},
   };
   write_file_atomic(dir.report_json(), report.dump(2));
@@ -384,6 +464,13 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       md += "| " + e.name + " | " + num("%.5f", e.rel_fro_err) + " | " + num("%.5f", e.max_abs_err) + " | " +
             (e.rel_out_err < 0 ? std::string("-") : num("%.5f", e.rel_out_err)) + " |\n";
   }
+  if (memory.is_object() && memory.contains("host_peak_mib")) {
+    md += "\nComputed on " + memory.value("placement", std::string("?")) + "; peak host memory " +
+          num("%.0f", memory["host_peak_mib"].get<double>()) + " MiB (checkpoint " +
+          num("%.0f", memory["checkpoint_mib"].get<double>()) + " MiB)";
+    if (memory["device_peak_mib"].is_number()) md += ", peak device memory " + num("%.0f", memory["device_peak_mib"].get<double>()) + " MiB";
+    md += ".\n";
+  }
   md += "\n## Time per stage\n\n| stage | seconds |\n|---|---|\n";
   const json secs = rep.stage_seconds();
   for (const char* st : {"load", "baseline", "quantize", "package", "evaluate", "report"})
@@ -415,6 +502,11 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
   else if (has_eval) stages = {"load", "baseline", "quantize", "package", "evaluate", "report"};
   StatusReporter rep(dir, stages, attempt);
   std::string stage = "validate";
+  MemoryMeter memory;
+  const auto begin = [&](int64_t total = 0) {
+    memory.begin(stage);
+    rep.begin_stage(stage, total);
+  };
   try {
     std::string yaml;
     try {
@@ -442,6 +534,17 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
                              excerpt(visible, 64) +
                              "); build the worker against a CUDA libtorch (-DTorch_DIR=...), or run the server "
                              "with --slots instead of --gpus"};
+    // The one place that picks the device and the compute dtype.
+    model::Placement place;
+    try {
+      place = model::choose_placement(spec.dtype, std::getenv("CUDA_VISIBLE_DEVICES"));
+    } catch (const Error& e) {
+      throw StageFailure{ErrorType::validation, e.what()};
+    }
+    spdlog::info("computing on {}", place.describe());
+    if (attempt == 1) rep.event({{"type", "placement"}, {"device", place.device.str()}, {"devices", place.devices.size()},
+                                 {"dtype", c10::toString(place.dtype)}});
+    memory.place = &place;
     auto algorithm = spec.algorithm == "Evaluate" ? nullptr : quant::make_algorithm(spec.algorithm);
     if (!algorithm && spec.algorithm != "Evaluate")
       throw StageFailure{ErrorType::validation,
@@ -449,7 +552,7 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     const int delay = step_delay_ms();
 
     stage = "load";
-    rep.begin_stage(stage, 1);
+    begin(1);
     const fs::path model_dir = model::resolve_model_dir(spec.model, [&](uint64_t done, uint64_t total) {
       rep.progress(static_cast<int64_t>(done >> 20), static_cast<int64_t>(total >> 20), "download MiB");
     });
@@ -463,27 +566,29 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     if (spec.algorithm == "Evaluate") {
       // Any checkpoint the project reads: full precision or packed.
       stage = "evaluate";
-      rep.begin_stage(stage);
-      before = evaluate(spec, model_dir, "model", dir, rep, !ckpt.config().contains("quantization_config"));
+      begin();
+      before = evaluate(spec, model_dir, "model", dir, rep, !ckpt.config().contains("quantization_config"), place);
       stage = "report";
-      rep.begin_stage(stage, 1);
-      write_report(spec, model_dir, size_before, std::nullopt, nullptr, nullptr, dir, rep, before, after);
+      begin(1);
+      memory.close();
+      write_report(spec, model_dir, size_before, std::nullopt, nullptr, nullptr, dir, rep, before, after, memory.to_json(size_before));
       rep.progress(1, 1);
       rep.succeed();
       return worker_exit::ok;
     }
     if (has_eval) {
       stage = "baseline";
-      rep.begin_stage(stage);
-      before = evaluate(spec, model_dir, "original", dir, rep, true);
+      begin();
+      before = evaluate(spec, model_dir, "original", dir, rep, true, place);
     }
 
     stage = "quantize";
-    rep.begin_stage(stage);
+    begin();
     quant::QuantInputs qin;
     qin.ckpt = &ckpt;
     qin.params = spec.params;
-    qin.compute.dtype = spec.dtype == "bfloat16" ? at::kBFloat16 : spec.dtype == "float16" ? at::kHalf : at::kFloat;
+    // Calibration always streams: one block on the device at a time.
+    qin.compute = load_options(place, true);
     qin.state_dir = job_dir / "calib_state";
     qin.progress = [&](int64_t d, int64_t t, const std::string& what) {
       if (delay > 0 && d > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
@@ -526,23 +631,24 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     if (!q.layer_errors.empty()) rep.metric("weight_rel_err_mean", mean_err / q.layer_errors.size());
 
     stage = "package";
-    rep.begin_stage(stage);
+    begin();
     const json written_qc = package(ckpt, q, dir, spec, rep);
     const uint64_t size_after = dir_size(dir.model_dir());
     rep.metric("packaged_size_mib", size_after / (1024.0 * 1024.0));
 
     if (has_eval) {
       stage = "evaluate";
-      rep.begin_stage(stage);
-      after = evaluate(spec, dir.model_dir(), "quantized", dir, rep, false);
+      begin();
+      after = evaluate(spec, dir.model_dir(), "quantized", dir, rep, false, place);
     }
 
     std::error_code ec;
     fs::remove_all(job_dir / "calib_state", ec);  // only needed to resume this run
 
     stage = "report";
-    rep.begin_stage(stage, 1);
-    write_report(spec, model_dir, size_before, size_after, &q, written_qc, dir, rep, before, after);
+    begin(1);
+    memory.close();
+    write_report(spec, model_dir, size_before, size_after, &q, written_qc, dir, rep, before, after, memory.to_json(size_before));
     rep.progress(1, 1);
     rep.succeed();
     spdlog::info("job done: {}", dir.model_dir().string());

@@ -31,7 +31,9 @@ struct PerplexityResult {
 };
 
 // ids: int64 [N] (BOS included by the caller). progress(done, total windows)
-// may throw to stop. Throws Error(invalid_input) when N < seqlen.
+// may throw to stop. Throws Error(invalid_input) when N < seqlen. A streamed
+// model is run block by block over the windows (each layer onloaded once
+// per chunk of windows, not once per window); the numbers are the same.
 PerplexityResult perplexity(const model::LlamaModel& model, const at::Tensor& ids, const PerplexityOptions& o,
                             const std::function<void(int64_t, int64_t)>& progress = {});
 

@@ -41,6 +41,15 @@ at::Tensor IntWeight::dequantize() const {
   return (codes.to(at::kFloat) - zeros.index_select(1, gi).to(at::kFloat)) * scales.index_select(1, gi);
 }
 
+IntWeight IntWeight::cpu() const {
+  IntWeight c = *this;
+  c.codes = codes.to(at::kCPU);
+  c.scales = scales.to(at::kCPU);
+  c.zeros = zeros.to(at::kCPU);
+  c.g_idx = g_idx.to(at::kCPU);
+  return c;
+}
+
 std::optional<PackedFormat> packed_format(const std::string& name) {
   if (name == "awq") return PackedFormat::awq;
   if (name == "gptq") return PackedFormat::gptq;
@@ -55,7 +64,8 @@ std::optional<std::string> packed_weight_suffix(const nlohmann::json& qc) {
   return std::nullopt;
 }
 
-std::map<std::string, at::Tensor> pack(const IntWeight& w, PackedFormat format, at::ScalarType scale_dtype) {
+std::map<std::string, at::Tensor> pack(const IntWeight& w_any, PackedFormat format, at::ScalarType scale_dtype) {
+  const IntWeight w = w_any.cpu();
   const int64_t in = w.codes.size(1);
   const int64_t out = w.codes.size(0);
   std::map<std::string, at::Tensor> t;
@@ -193,7 +203,17 @@ at::Tensor unpack_weight(const model::Checkpoint& ckpt, const std::string& p, co
     at::Tensor gi;
     if (ckpt.has(p + ".weight_g_idx")) gi = ckpt.tensor(p + ".weight_g_idx").to(at::kLong);
     else if (scales.size(1) == 1) gi = at::zeros({in}, at::kLong);
-    else gi = at::arange(in, at::kLong).div(in / scales.size(1), "floor");
+    else {
+      // Groups of group_size columns, the last one narrower when it does not divide `in`.
+      const int64_t g = wq.contains("group_size") && wq["group_size"].is_number_integer() && wq["group_size"].get<int64_t>() > 0
+                            ? wq["group_size"].get<int64_t>()
+                            : (in + scales.size(1) - 1) / scales.size(1);
+      if ((in + g - 1) / g != scales.size(1))
+        throw Error(ErrorKind::data_corruption, p + ".weight_scale has " + std::to_string(scales.size(1)) + " groups, group_size " +
+                                                    std::to_string(g) + " over " + std::to_string(in) + " columns implies " +
+                                                    std::to_string((in + g - 1) / g));
+      gi = at::arange(in, at::kLong).div(g, "floor");
+    }
     return (codes.to(at::kFloat) - zeros.index_select(1, gi).to(at::kFloat)) * scales.index_select(1, gi);
   }
   const int bits = qc.value("bits", 4);

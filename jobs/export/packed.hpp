@@ -61,6 +61,7 @@ struct IntWeight {
   int64_t group_size = 128;
 
   at::Tensor dequantize() const;  // float32 [out, in]
+  IntWeight cpu() const;           // the same on the CPU (packing runs there)
 };
 
 enum class PackedFormat { awq, gptq, compressed_tensors };

@@ -7,10 +7,13 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <tuple>
 
 #include "common/error.hpp"
 #include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
+#include "jobs/model/mapped_file.hpp"
 
 namespace qjobs::model {
 
@@ -58,62 +61,160 @@ void tune_allocator_once() {
 
 }  // namespace
 
+struct LlamaModel::Source {
+  Checkpoint ckpt;
+  nlohmann::json qc;
+  std::optional<std::string> packed_suffix;
+  bool w8a8 = false;
+
+  // The tensor as stored (a view of the mapping), or the dequantized float32
+  // weight of a packed Linear; its shape checked against config.json's.
+  at::Tensor stored(const std::string& name, const std::vector<int64_t>& shape) const {
+    const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
+    const bool packed = !ckpt.has(name) && packed_suffix && ckpt.has(stem + "." + *packed_suffix);
+    const bool scaled = !packed && w8a8 && stem != name && ckpt.has(stem + ".weight_scale");
+    at::Tensor t = packed ? exporter::unpack_weight(ckpt, stem, qc)
+                   : scaled ? exporter::w8a8_dequantize(ckpt, stem)
+                            : ckpt.tensor(name);
+    if (packed || scaled)  // a new tensor: the packed parts it came from are not needed again
+      for (const char* part : {"qweight", "qzeros", "scales", "g_idx", "weight_packed", "weight_scale",
+                               "weight_zero_point", "weight_g_idx", "weight"})
+        if (ckpt.has(stem + "." + part)) release_mapped(ckpt.tensor(stem + "." + part));
+    check(name, t.sizes().vec(), shape);
+    return t;
+  }
+  // Without reading data: the shape of a plain stored tensor (packed ones are checked when read).
+  void check_stored(const std::string& name, const std::vector<int64_t>& shape) const {
+    if (ckpt.has(name)) return check(name, ckpt.info(name).shape, shape);
+    const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
+    if (!(packed_suffix && ckpt.has(stem + "." + *packed_suffix))) ckpt.tensor(name);  // throws not_found
+  }
+  static void check(const std::string& name, const std::vector<int64_t>& got, const std::vector<int64_t>& want) {
+    if (got == want) return;
+    std::string w, g;
+    for (auto d : want) w += (w.empty() ? "" : ",") + std::to_string(d);
+    for (auto d : got) g += (g.empty() ? "" : ",") + std::to_string(d);
+    throw Error(ErrorKind::data_corruption, "tensor '" + name + "' has shape [" + g + "], config.json implies [" + w + "]");
+  }
+};
+
+namespace {
+
+// Every tensor of a layer with its checkpoint name and config shape.
+std::vector<std::tuple<std::string, std::vector<int64_t>, at::Tensor*>> layer_tensors(const ModelConfig& c, int64_t i,
+                                                                                     DecoderLayer& l) {
+  const std::string p = "model.layers." + std::to_string(i) + ".";
+  const int64_t q_out = c.heads * c.head_dim, kv_out = c.kv_heads * c.head_dim;
+  std::vector<std::tuple<std::string, std::vector<int64_t>, at::Tensor*>> out = {
+      {p + "input_layernorm.weight", {c.hidden}, &l.input_norm},
+      {p + "post_attention_layernorm.weight", {c.hidden}, &l.post_norm}};
+  const auto linear = [&](const char* name, Linear& lin, int64_t o, int64_t in, bool bias) {
+    out.emplace_back(p + name + ".weight", std::vector<int64_t>{o, in}, &lin.weight);
+    if (bias) out.emplace_back(p + name + ".bias", std::vector<int64_t>{o}, &lin.bias);
+  };
+  linear("self_attn.q_proj", l.q_proj, q_out, c.hidden, c.qkv_bias);
+  linear("self_attn.k_proj", l.k_proj, kv_out, c.hidden, c.qkv_bias);
+  linear("self_attn.v_proj", l.v_proj, kv_out, c.hidden, c.qkv_bias);
+  linear("self_attn.o_proj", l.o_proj, c.hidden, q_out, c.o_bias);
+  linear("mlp.gate_proj", l.gate_proj, c.intermediate, c.hidden, c.mlp_bias);
+  linear("mlp.up_proj", l.up_proj, c.intermediate, c.hidden, c.mlp_bias);
+  linear("mlp.down_proj", l.down_proj, c.hidden, c.intermediate, c.mlp_bias);
+  return out;
+}
+
+}  // namespace
+
 LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
   tune_allocator_once();
   LlamaModel m;
   m.config_ = ModelConfig::from_json(ckpt.config());
   m.dtype_ = o.dtype;
   m.device_ = o.device;
+  m.devices_ = o.devices.empty() ? std::vector<at::Device>{o.device} : o.devices;
+  m.stream_ = o.stream_layers;
+  auto src = std::make_shared<Source>(Source{ckpt, ckpt.config().value("quantization_config", nlohmann::json::object()),
+                                             std::nullopt, false});
+  src->packed_suffix = exporter::packed_weight_suffix(src->qc);
+  src->w8a8 = exporter::is_w8a8(src->qc);
+  m.src_ = src;
   const auto& c = m.config_;
-  const auto qc = ckpt.config().value("quantization_config", nlohmann::json::object());
-  const auto packed_suffix = exporter::packed_weight_suffix(qc);
-  const bool w8a8 = exporter::is_w8a8(qc);
   const auto get = [&](const std::string& name, std::vector<int64_t> shape) {
-    const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
-    // A packed Linear (awq, gptq, compressed-tensors) is read back as its dequantized weight.
-    at::Tensor t = !ckpt.has(name) && packed_suffix && ckpt.has(stem + "." + *packed_suffix)
-                       ? exporter::unpack_weight(ckpt, stem, qc)
-                   : w8a8 && stem != name && ckpt.has(stem + ".weight_scale") ? exporter::w8a8_dequantize(ckpt, stem)
-                                                                            : ckpt.tensor(name);
-    if (t.sizes().vec() != shape) {
-      std::string want, got;
-      for (auto d : shape) want += (want.empty() ? "" : ",") + std::to_string(d);
-      for (auto d : t.sizes()) got += (got.empty() ? "" : ",") + std::to_string(d);
-      throw Error(ErrorKind::data_corruption, "tensor '" + name + "' has shape [" + got + "], config.json implies [" + want + "]");
-    }
-    return t.to(o.device, o.dtype);
+    return src->stored(name, shape).to(o.device, o.dtype);
   };
-  const auto linear = [&](const std::string& p, int64_t out, int64_t in, bool bias) {
-    Linear l;
-    l.weight = get(p + ".weight", {out, in});
-    if (bias) l.bias = get(p + ".bias", {out});
-    return l;
-  };
-  m.embed_tokens_ = get("model.embed_tokens.weight", {c.vocab, c.hidden});
-  m.final_norm_ = get("model.norm.weight", {c.hidden});
-  if (c.tie_word_embeddings || !ckpt.has("lm_head.weight"))
-    m.lm_head_ = m.embed_tokens_;
-  else
-    m.lm_head_ = get("lm_head.weight", {c.vocab, c.hidden});
-  const int64_t q_out = c.heads * c.head_dim, kv_out = c.kv_heads * c.head_dim;
-  for (int64_t i = 0; i < c.layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    DecoderLayer l;
-    l.input_norm = get(p + "input_layernorm.weight", {c.hidden});
-    l.post_norm = get(p + "post_attention_layernorm.weight", {c.hidden});
-    l.q_proj = linear(p + "self_attn.q_proj", q_out, c.hidden, c.qkv_bias);
-    l.k_proj = linear(p + "self_attn.k_proj", kv_out, c.hidden, c.qkv_bias);
-    l.v_proj = linear(p + "self_attn.v_proj", kv_out, c.hidden, c.qkv_bias);
-    l.o_proj = linear(p + "self_attn.o_proj", c.hidden, q_out, c.o_bias);
-    l.gate_proj = linear(p + "mlp.gate_proj", c.intermediate, c.hidden, c.mlp_bias);
-    l.up_proj = linear(p + "mlp.up_proj", c.intermediate, c.hidden, c.mlp_bias);
-    l.down_proj = linear(p + "mlp.down_proj", c.hidden, c.intermediate, c.mlp_bias);
-    m.layers_.push_back(std::move(l));
+  if (m.stream_) {
+    // Read row by row (embed) and converted in chunks (head) where the
+    // compute dtype or device differs; on a GPU lm_head is kept there.
+    m.embed_tokens_ = src->stored("model.embed_tokens.weight", {c.vocab, c.hidden});
+    m.final_norm_ = get("model.norm.weight", {c.hidden});
+    const bool tied = c.tie_word_embeddings || !ckpt.has("lm_head.weight");
+    const auto head = tied ? m.embed_tokens_ : src->stored("lm_head.weight", {c.vocab, c.hidden});
+    m.lm_head_ = o.device.is_cpu() ? head : head.to(o.device, o.dtype);
+  } else {
+    m.embed_tokens_ = get("model.embed_tokens.weight", {c.vocab, c.hidden});
+    m.final_norm_ = get("model.norm.weight", {c.hidden});
+    if (c.tie_word_embeddings || !ckpt.has("lm_head.weight"))
+      m.lm_head_ = m.embed_tokens_;
+    else
+      m.lm_head_ = get("lm_head.weight", {c.vocab, c.hidden});
   }
+  m.layers_.resize(static_cast<std::size_t>(c.layers));
+  for (int64_t i = 0; i < c.layers; ++i)
+    for (auto& [name, shape, t] : layer_tensors(c, i, m.layers_[static_cast<std::size_t>(i)])) {
+      if (m.stream_)
+        src->check_stored(name, shape);
+      else
+        *t = src->stored(name, shape).to(m.layer_device(i), o.dtype);
+    }
   m.inv_freq_ = rope_inverse_frequencies(c).to(o.device);
   if (ckpt.config().contains("qjobs_quantization")) m.apply_simulated_quantization(ckpt.config()["qjobs_quantization"]);
-  if (w8a8) m.apply_w8a8_schemes(ckpt, qc);
+  if (src->w8a8) m.apply_w8a8_schemes(ckpt, src->qc);
   return m;
+}
+
+at::Device LlamaModel::layer_device(int64_t layer) const {
+  // Pipeline style: consecutive layers share a device, in order.
+  const auto n = static_cast<int64_t>(devices_.size());
+  return devices_[static_cast<std::size_t>(std::min(n - 1, layer * n / std::max<int64_t>(config_.layers, 1)))];
+}
+
+bool LlamaModel::resident(int64_t layer) const {
+  return !stream_ || layers_[static_cast<std::size_t>(layer)].q_proj.weight.defined();
+}
+
+DecoderLayer LlamaModel::read_layer(int64_t layer, bool own) const {
+  DecoderLayer l = layers_[static_cast<std::size_t>(layer)];  // the activation settings
+  for (auto& [name, shape, t] : layer_tensors(config_, layer, l)) {
+    const auto stored = src_->stored(name, shape);
+    *t = stored.to(layer_device(layer), dtype_);
+    const bool aliased = t->data_ptr() == stored.data_ptr();
+    if (own && aliased) *t = t->clone();
+    if (!aliased || own) release_mapped(stored);
+  }
+  return l;
+}
+
+void LlamaModel::onload(int64_t layer) {
+  if (resident(layer)) return;
+  layers_[static_cast<std::size_t>(layer)] = read_layer(layer, true);
+}
+
+void LlamaModel::offload(int64_t layer) {
+  if (!stream_) return;
+  auto& l = layers_[static_cast<std::size_t>(layer)];
+  for (auto& [name, shape, t] : layer_tensors(config_, layer, l)) *t = at::Tensor();
+}
+
+int64_t LlamaModel::layer_bytes() const {
+  const auto& c = config_;
+  const int64_t q_out = c.heads * c.head_dim, kv_out = c.kv_heads * c.head_dim;
+  const int64_t params = 2 * c.hidden + c.hidden * (q_out + 2 * kv_out) + q_out * c.hidden + 3 * c.hidden * c.intermediate;
+  return params * static_cast<int64_t>(c10::elementSize(dtype_));
+}
+
+const DecoderLayer& LlamaModel::use(int64_t layer) const {
+  if (!resident(layer))
+    throw Error(ErrorKind::internal, "layer " + std::to_string(layer) + " of a streamed model is used without onload()");
+  return layers_[static_cast<std::size_t>(layer)];
 }
 
 void LlamaModel::apply_simulated_quantization(const nlohmann::json& qq) {
@@ -192,7 +293,8 @@ void LlamaModel::retie() {
 }
 
 at::Tensor LlamaModel::embed(const at::Tensor& ids) const {
-  return at::embedding(embed_tokens_, ids.to(device_, at::kLong));
+  // A streamed model's embedding stays where it is stored: only the rows read move.
+  return at::embedding(embed_tokens_, ids.to(embed_tokens_.device(), at::kLong)).to(device_, dtype_);
 }
 
 at::Tensor LlamaModel::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
@@ -224,8 +326,12 @@ at::Tensor run_linear(const Linear& l, const LinearHook* hook, const std::string
 
 at::Tensor LlamaModel::attention_forward(int64_t li, const at::Tensor& a, int64_t pos0, KVCache* cache,
                                          const LinearHook* hook) const {
+  return attention(use(li), li, a, pos0, cache, hook);
+}
+
+at::Tensor LlamaModel::attention(const DecoderLayer& L, int64_t li, const at::Tensor& a, int64_t pos0, KVCache* cache,
+                                 const LinearHook* hook) const {
   const auto& c = config_;
-  const DecoderLayer& L = layers_[static_cast<std::size_t>(li)];
   const std::string prefix = hook ? "model.layers." + std::to_string(li) + "." : "";
   const auto run = [&](const Linear& l, const char* name, const at::Tensor& x) {
     return run_linear(l, hook, prefix, name, x);
@@ -235,8 +341,8 @@ at::Tensor LlamaModel::attention_forward(int64_t li, const at::Tensor& a, int64_
   auto k = run(L.k_proj, "self_attn.k_proj", a).view({B, T, c.kv_heads, hd}).transpose(1, 2);
   auto v = run(L.v_proj, "self_attn.v_proj", a).view({B, T, c.kv_heads, hd}).transpose(1, 2);
 
-  const auto positions = at::arange(pos0, pos0 + T, at::TensorOptions().dtype(at::kFloat).device(device_));
-  const auto freqs = at::outer(positions, inv_freq_);  // [T, hd/2]
+  const auto positions = at::arange(pos0, pos0 + T, at::TensorOptions().dtype(at::kFloat).device(a.device()));
+  const auto freqs = at::outer(positions, inv_freq_.to(a.device()));  // [T, hd/2]
   const auto emb = at::cat({freqs, freqs}, -1);
   const auto cos = emb.cos().to(a.scalar_type());
   const auto sin = emb.sin().to(a.scalar_type());
@@ -267,12 +373,12 @@ at::Tensor LlamaModel::attention_forward(int64_t li, const at::Tensor& a, int64_
   const auto kg = k.unsqueeze(2);
   const auto vg = v.unsqueeze(2);
   // Causal mask: query at position pos0 + t sees keys at positions <= pos0 + t.
-  const auto qpos = at::arange(pos0, pos0 + T, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(1);
+  const auto qpos = at::arange(pos0, pos0 + T, at::TensorOptions().dtype(at::kLong).device(a.device())).unsqueeze(1);
   // Keys are this sequence's positions 0..S-1 (the cache holds the first pos0).
-  const auto kpos = at::arange(0, S, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0);
+  const auto kpos = at::arange(0, S, at::TensorOptions().dtype(at::kLong).device(a.device())).unsqueeze(0);
   at::Tensor blocked = kpos > qpos;
   if (c.sliding_window) blocked = at::logical_or(blocked, (qpos - kpos) >= *c.sliding_window);
-  const auto mask = at::zeros({T, S}, at::TensorOptions().dtype(at::kFloat).device(device_))
+  const auto mask = at::zeros({T, S}, at::TensorOptions().dtype(at::kFloat).device(a.device()))
                         .masked_fill_(blocked, std::numeric_limits<float>::lowest());
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   const auto kt = kg.transpose(-1, -2);
@@ -297,7 +403,10 @@ at::Tensor LlamaModel::attention_forward(int64_t li, const at::Tensor& a, int64_
 }
 
 at::Tensor LlamaModel::mlp_forward(int64_t li, const at::Tensor& m, const LinearHook* hook) const {
-  const DecoderLayer& L = layers_[static_cast<std::size_t>(li)];
+  return mlp(use(li), li, m, hook);
+}
+
+at::Tensor LlamaModel::mlp(const DecoderLayer& L, int64_t li, const at::Tensor& m, const LinearHook* hook) const {
   const std::string prefix = hook ? "model.layers." + std::to_string(li) + "." : "";
   const auto run = [&](const Linear& l, const char* name, const at::Tensor& x) {
     return run_linear(l, hook, prefix, name, x);
@@ -307,15 +416,54 @@ at::Tensor LlamaModel::mlp_forward(int64_t li, const at::Tensor& m, const Linear
   return run(L.down_proj, "mlp.down_proj", at::silu(g) * u);
 }
 
+at::Tensor LlamaModel::block(const DecoderLayer& L, int64_t li, const at::Tensor& h, int64_t pos0, KVCache* cache,
+                             const LinearHook* hook) const {
+  const auto h1 = h + attention(L, li, rms_norm(h, L.input_norm), pos0, cache, hook);
+  return h1 + mlp(L, li, rms_norm(h1, L.post_norm), hook);
+}
+
+DecoderLayer LlamaModel::materialize(int64_t li) const {
+  return resident(li) ? layers_[static_cast<std::size_t>(li)] : read_layer(li, false);
+}
+
+at::Tensor LlamaModel::run_layer(const DecoderLayer& L, int64_t li, const at::Tensor& h, int64_t pos0) const {
+  return block(L, li, h.to(layer_device(li)), pos0, nullptr, nullptr);
+}
+
+void LlamaModel::release(DecoderLayer& L) const {
+  if (!stream_) return;
+  for (auto& [name, shape, t] : layer_tensors(config_, 0, L)) {
+    release_mapped(*t);
+    *t = at::Tensor();
+  }
+}
+
 at::Tensor LlamaModel::layer_forward(int64_t li, const at::Tensor& h, int64_t pos0, KVCache* cache,
                                      const LinearHook* hook) const {
-  const DecoderLayer& L = layers_[static_cast<std::size_t>(li)];
-  const auto h1 = h + attention_forward(li, rms_norm(h, L.input_norm), pos0, cache, hook);
-  return h1 + mlp_forward(li, rms_norm(h1, L.post_norm), hook);
+  if (resident(li)) return block(layers_[static_cast<std::size_t>(li)], li, h.to(layer_device(li)), pos0, cache, hook);
+  // Streamed and not onloaded: the layer for this call only, then its pages back.
+  DecoderLayer L = read_layer(li, false);
+  auto out = block(L, li, h.to(layer_device(li)), pos0, cache, hook);
+  release(L);
+  return out;
 }
 
 at::Tensor LlamaModel::head(const at::Tensor& h) const {
-  return at::linear(rms_norm(h, final_norm_), lm_head_).to(at::kFloat);
+  const auto n = rms_norm(h.to(device_), final_norm_);
+  if (lm_head_.device() == device_ && lm_head_.scalar_type() == dtype_) return at::linear(n, lm_head_).to(at::kFloat);
+  // A streamed lm_head in another dtype: converted 64 MiB of rows at a time.
+  const int64_t vocab = lm_head_.size(0), hidden = lm_head_.size(1);
+  const int64_t rows = std::max<int64_t>(1, (int64_t{64} << 20) / (hidden * static_cast<int64_t>(c10::elementSize(dtype_))));
+  auto sizes = n.sizes().vec();
+  sizes.back() = vocab;
+  auto out = at::empty(sizes, n.options().dtype(at::kFloat));
+  for (int64_t v0 = 0; v0 < vocab; v0 += rows) {
+    const int64_t cnt = std::min(rows, vocab - v0);
+    const auto part = lm_head_.narrow(0, v0, cnt);
+    out.narrow(-1, v0, cnt).copy_(at::linear(n, part.to(device_, dtype_)));
+    release_mapped(part);
+  }
+  return out;
 }
 
 at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, const LinearHook* hook) const {

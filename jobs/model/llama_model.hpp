@@ -7,10 +7,14 @@
 // tables; the causal mask is finfo(float32).min; softmax is float32.
 //
 // Tensors are [batch, time, hidden] in the compute dtype unless stated;
-// logits come back float32. Weights are views of the mapped checkpoint when
-// its dtype is the compute dtype (no copy), else converted once at load.
+// logits come back float32. Resident (the default): weights are views of the
+// mapped checkpoint when its dtype is the compute dtype and the device is the
+// CPU (no copy), else converted once at load. Streamed: the decoder layers
+// stay in the mapped checkpoint in their stored dtype and are put on the
+// device in the compute dtype only while used (onload() .. offload(), or the
+// span of one layer_forward()), so memory holds one layer whatever the depth.
 // Thread safety: const methods may run concurrently; mutation (quantizing a
-// layer in place) needs exclusive access.
+// layer in place, onload, offload) needs exclusive access.
 #pragma once
 
 #include <functional>
@@ -56,6 +60,13 @@ using LinearHook = std::function<at::Tensor(const std::string& name, const at::T
 struct LoadOptions {
   at::ScalarType dtype = at::kFloat;  // compute dtype: kFloat, kBFloat16 or kHalf
   at::Device device = at::kCPU;
+  // Decoder layers onloaded one at a time (see above); the embedding is read
+  // row by row and lm_head, where it must be converted on the CPU, in chunks.
+  bool stream_layers = false;
+  // More than one device (a job given GPUs "0,1"): resident layers are
+  // split across them in order, pipeline style; embedding and head stay on
+  // `device`, which should be devices[0]. Empty = `device` only.
+  std::vector<at::Device> devices;
 };
 
 class LlamaModel {
@@ -69,14 +80,35 @@ class LlamaModel {
   const ModelConfig& config() const { return config_; }
   at::ScalarType dtype() const { return dtype_; }
   at::Device device() const { return device_; }
+  // Every layer; a streamed model's layers hold tensors only while onloaded
+  // (their simulated activation quantization always).
   std::vector<DecoderLayer>& layers() { return layers_; }
   const std::vector<DecoderLayer>& layers() const { return layers_; }
+  bool streamed() const { return stream_; }
+  at::Device layer_device(int64_t layer) const;
+  bool resident(int64_t layer) const;
+  // Streamed models: puts layer `layer` on the device in the compute dtype
+  // (its own copy: editing it never touches the checkpoint) and gives the
+  // mapped pages it was read from back; offload() frees it again, keeping
+  // its activation settings. Both are no-ops on a resident model.
+  void onload(int64_t layer);
+  void offload(int64_t layer);
+  // The compute-dtype bytes of one decoder layer.
+  int64_t layer_bytes() const;
+  // For a caller that runs one layer over many inputs (evaluation block by
+  // block): the layer in the compute dtype on its device (resident: the
+  // model's own), run_layer() to apply it, release() to give the mapped
+  // pages it may alias back once done.
+  DecoderLayer materialize(int64_t layer) const;
+  at::Tensor run_layer(const DecoderLayer& L, int64_t layer, const at::Tensor& h, int64_t pos0 = 0) const;
+  void release(DecoderLayer& L) const;
 
   // ids: int64 [B, T] -> float32 logits [B, T, vocab]. With a cache, the ids
   // continue the cached positions and the cache grows by T.
   at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr, const LinearHook* hook = nullptr) const;
 
-  // The pieces of forward, for block-by-block calibration.
+  // The pieces of forward, for block-by-block calibration. attention_forward
+  // and mlp_forward need the layer resident (onloaded when streamed).
   at::Tensor embed(const at::Tensor& ids) const;
   at::Tensor layer_forward(int64_t layer, const at::Tensor& h, int64_t pos0, KVCache* cache = nullptr,
                            const LinearHook* hook = nullptr) const;
@@ -116,6 +148,18 @@ class LlamaModel {
   const at::Tensor& rope_inv_freq() const { return inv_freq_; }
 
  private:
+  DecoderLayer read_layer(int64_t layer, bool own) const;
+  const DecoderLayer& use(int64_t layer) const;
+  at::Tensor attention(const DecoderLayer& L, int64_t li, const at::Tensor& a, int64_t pos0, KVCache* cache,
+                       const LinearHook* hook) const;
+  at::Tensor mlp(const DecoderLayer& L, int64_t li, const at::Tensor& m, const LinearHook* hook) const;
+  at::Tensor block(const DecoderLayer& L, int64_t li, const at::Tensor& h, int64_t pos0, KVCache* cache,
+                   const LinearHook* hook) const;
+
+  struct Source;                    // the checkpoint a streamed model reads
+  std::shared_ptr<const Source> src_;
+  bool stream_ = false;
+  std::vector<at::Device> devices_;
   ModelConfig config_;
   at::ScalarType dtype_ = at::kFloat;
   at::Device device_ = at::kCPU;

@@ -1,6 +1,7 @@
 #include "jobs/model/safetensors.hpp"
 
 #include <fcntl.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include <array>
@@ -212,6 +213,114 @@ void save_safetensors(const fs::path& path, const std::vector<NamedTensor>& tens
     const int err = errno;
     ::unlink(tmp.c_str());
     throw Error(ErrorKind::io, "rename to " + path.string() + ": " + std::strerror(err));
+  }
+}
+
+namespace {
+
+[[noreturn]] void throw_errno(const std::string& what, int err) {
+  throw Error(error_kind_for_errno(err), what + ": " + std::strerror(err));
+}
+
+}  // namespace
+
+std::size_t SafetensorsWriter::room_for(std::size_t count, std::size_t max_name) {
+  // An entry: "name":{"data_offsets":[20 digits,20 digits],"dtype":"F8_E4M3","shape":[4 dims of 19]}.
+  return 256 + count * (max_name + 180);
+}
+
+SafetensorsWriter::SafetensorsWriter(fs::path path, std::size_t header_room)
+    : path_(std::move(path)), tmp_(path_.string() + ".tmp." + std::to_string(::getpid())), room_(header_room) {
+  while ((8 + room_) % 8 != 0) ++room_;
+  fd_ = ::open(tmp_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw_errno("cannot create " + tmp_.string(), errno);
+}
+
+SafetensorsWriter::~SafetensorsWriter() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+void SafetensorsWriter::write_at(uint64_t pos, const void* p, std::size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd_, c, n, static_cast<off_t>(pos));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("write " + tmp_.string(), errno);
+    }
+    c += w;
+    pos += static_cast<uint64_t>(w);
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+void SafetensorsWriter::add(const NamedTensor& t) {
+  if (fd_ < 0) throw Error(ErrorKind::internal, "SafetensorsWriter::add after finish");
+  const auto c = t.tensor.to(at::kCPU).contiguous();
+  const auto dt = t.as ? *t.as : aten_to_st(c.scalar_type()).value_or(StDtype::F32);
+  if (!aten_to_st(c.scalar_type()) || st_dtype_size(dt) != static_cast<std::size_t>(c.element_size()))
+    throw Error(ErrorKind::invalid_input, "cannot store tensor '" + t.name + "' of this dtype as " + st_dtype_name(dt));
+  const uint64_t nbytes = static_cast<uint64_t>(c.numel()) * c.element_size();
+  if (nbytes > 0) write_at(8 + room_ + offset_, c.data_ptr(), nbytes);
+  entries_.push_back({t.name, {{"dtype", st_dtype_name(dt)}, {"shape", c.sizes().vec()}, {"data_offsets", {offset_, offset_ + nbytes}}}});
+  offset_ += nbytes;
+}
+
+void SafetensorsWriter::finish(const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  for (auto& [name, e] : entries_) {
+    if (header.contains(name)) throw Error(ErrorKind::internal, "tensor '" + name + "' written twice to " + path_.string());
+    header[name] = std::move(e);
+  }
+  std::string h = header.dump();
+  if (h.size() > room_) {
+    // Too little room: a second file with the header first, the data copied after it.
+    std::size_t room = h.size();
+    while ((8 + room) % 8 != 0) ++room;
+    const fs::path tmp2 = tmp_.string() + "b";
+    const int fd2 = ::open(tmp2.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd2 < 0) throw_errno("cannot create " + tmp2.string(), errno);
+    off_t from = static_cast<off_t>(8 + room_);
+    if (::lseek(fd2, static_cast<off_t>(8 + room), SEEK_SET) < 0) throw_errno("seek " + tmp2.string(), errno);
+    uint64_t left = offset_;
+    while (left > 0) {
+      const ssize_t n = ::sendfile(fd2, fd_, &from, std::min<uint64_t>(left, 1 << 30));
+      if (n <= 0) {
+        const int err = n < 0 ? errno : EIO;
+        ::close(fd2);
+        ::unlink(tmp2.c_str());
+        throw_errno("copy into " + tmp2.string(), err);
+      }
+      left -= static_cast<uint64_t>(n);
+    }
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
+    fd_ = fd2;
+    tmp_ = tmp2;
+    room_ = room;
+  }
+  h.resize(room_, ' ');
+  unsigned char len[8];
+  const uint64_t hl = h.size();
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((hl >> (8 * i)) & 0xff);
+  write_at(0, len, 8);
+  write_at(8, h.data(), h.size());
+  if (::fsync(fd_) != 0) throw_errno("cannot flush " + tmp_.string(), errno);
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp_.c_str());
+    throw_errno("cannot flush " + tmp_.string(), err);
+  }
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp_.c_str());
+    throw Error(ErrorKind::io, "rename to " + path_.string() + ": " + std::strerror(err));
   }
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 #include "jobs/model/mapped_file.hpp"
 
@@ -86,5 +87,34 @@ struct NamedTensor {
 // with spaces) atomically: a reader never sees a half-written file.
 void save_safetensors(const std::filesystem::path& path, const std::vector<NamedTensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+// A safetensors file written one tensor at a time, so that no more than one
+// tensor needs to be in memory: each add() writes its data at once, and
+// finish() writes the header into the room kept for it ahead of the data
+// (padded with spaces, as the format allows) and renames the file into
+// place. A header larger than the room is still written, by moving the
+// data once. A writer destroyed before finish() leaves no file behind.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(std::filesystem::path path, std::size_t header_room);
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+
+  void add(const NamedTensor& t);
+  uint64_t data_bytes() const { return offset_; }
+  void finish(const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+  // Header room for `count` tensors whose names are at most `max_name` bytes.
+  static std::size_t room_for(std::size_t count, std::size_t max_name);
+
+ private:
+  void write_at(uint64_t pos, const void* p, std::size_t n);
+  std::filesystem::path path_, tmp_;
+  int fd_ = -1;
+  std::size_t room_;
+  uint64_t offset_ = 0;  // bytes of data written
+  std::vector<std::pair<std::string, nlohmann::json>> entries_;
+};
 
 }  // namespace qjobs::model

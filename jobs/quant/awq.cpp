@@ -42,20 +42,15 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
   const bool clip = p.value("CLIP", true);
   const auto ids = in.calibration();
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
-  CalibrationEngine engine(model, ids, 8, in.state_dir, calibration_fingerprint(*in.ckpt, p, ids));
   QuantOutput out;
-  const int64_t L = model.config().layers;
-  const int64_t first = engine.resume(out.layer_errors, out.int_weights);
-  out.resumed_blocks = first;
-  for (int64_t l = 0; l < first; ++l) collect_block(*in.ckpt, model, l, out.replaced);
-  in.progress(first, L, "");
-
-  for (int64_t l = first; l < L; ++l) {
-    auto& layer = model.layers()[static_cast<std::size_t>(l)];
-    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+  run_blocks(in, model, ids, out, {}, [&](BlockStep& step) {
+    const int64_t l = step.index;
+    auto& layer = step.layer;
+    auto& engine = step.engine;
+    const std::string& prefix = step.prefix;
     const auto plan = [&](const std::string& name) { return plan_for(prefix + name, p, RangeMode::min_max); };
     // Full-precision outputs: the next block's inputs, and the references.
-    auto next = engine.forward(l);
+    step.next = engine.forward(l);
     auto xs = engine.capture_inputs(l, block_input_names());
 
     struct Group {
@@ -100,8 +95,8 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
       const auto ref = g.inspect(x);
       std::vector<at::Tensor> saved;
       for (auto* l2 : ls) saved.push_back(l2->weight.clone());
-      double best = 1e300;
-      at::Tensor best_s;
+      // Losses stay on the device; one sync picks the best ratio at the end.
+      std::vector<at::Tensor> losses, scales;
       for (int64_t r = 0; r < n_grid; ++r) {
         const double ratio = static_cast<double>(r) / static_cast<double>(n_grid);
         auto s = duo ? (x_mean.pow(ratio) / (w_mean.pow(1 - ratio) + 1e-4)).clamp_min(1e-4) : x_mean.pow(ratio).clamp_min(1e-4);
@@ -110,12 +105,11 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
           const auto sw = s.to(saved[i].scalar_type());
           ls[i]->weight = fake_quant(saved[i] * sw, plan(g.linears[i])) / sw;
         }
-        const double loss = (ref - g.inspect(x)).pow(2).mean().item<double>();
-        if (loss < best) {
-          best = loss;
-          best_s = s;
-        }
+        losses.push_back((ref - g.inspect(x)).pow(2).mean());
+        scales.push_back(s);
       }
+      // The first of equal losses, as a strict "<" scan would take.
+      const auto best_s = scales[static_cast<std::size_t>(at::stack(losses).argmin().item<int64_t>())];
       // Fold the best scale: the previous op divides, the Linears multiply.
       for (std::size_t i = 0; i < ls.size(); ++i) ls[i]->weight = saved[i] * best_s.to(saved[i].scalar_type());
       const auto inv = (1.0 / best_s);
@@ -140,11 +134,11 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
       if (clip && name != "self_attn.q_proj" && name != "self_attn.k_proj") {
         const int64_t co = w.size(0), ci = w.size(1);
         const int64_t gs = pl.cfg.group_size > 0 && ci % pl.cfg.group_size == 0 ? pl.cfg.group_size : ci;
-        const int64_t step = std::max<int64_t>(1, x.size(0) / 512);
+        const int64_t stride = std::max<int64_t>(1, x.size(0) / 512);
         const int64_t ng = ci / gs;
         // Sampled tokens per group: [groups, tokens, gs]. Group outputs are
         // batched matrix products, not elementwise products and sums.
-        const auto xs_ = x.index_select(0, at::arange(0, x.size(0), step, at::kLong));
+        const auto xs_ = x.index_select(0, at::arange(0, x.size(0), stride, at::TensorOptions().dtype(at::kLong).device(x.device())));
         const auto xg = xs_.reshape({xs_.size(0), ng, gs}).permute({1, 0, 2}).contiguous();
         const auto wg = w.reshape({co, 1, ng, gs});
         const auto org_max = wg.abs().amax(-1, true);  // [co, 1, ng, 1]
@@ -158,7 +152,7 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
             return t.reshape({cn, ng, gs}).permute({1, 2, 0});
           };
           const auto org_out = at::bmm(xg, as_groups(wc));  // [ng, tokens, cn]
-          auto min_err = at::full({ng, cn}, 1e30);
+          auto min_err = at::full({ng, cn}, 1e30, w.options());
           auto best_c = mc.reshape({cn, ng}).t().contiguous();  // [ng, cn]
           for (int64_t i = 0; i < n_grid / 2; ++i) {
             const auto mx = mc * (1.0 - static_cast<double>(i) / static_cast<double>(n_grid));
@@ -183,11 +177,8 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
                       (wq - ws).abs().max().item<double>(), relative_output_error(x, ws, wq)});
       l2->weight = wq.to(l2->weight.scalar_type());
     }
-    engine.advance(l, std::move(next), errs, out.int_weights);
-    out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
-    collect_block(*in.ckpt, model, l, out.replaced);
-    in.progress(l + 1, L, "block " + std::to_string(l));
-  }
+    step.errors = std::move(errs);
+  });
   out.quantization_config = {{"quant_method", "awq"},
                              {"format", "fake_quant"},
                              {"bits", p.value("W_BIT", 4)},

@@ -27,13 +27,17 @@ fs::path block_file(const fs::path& dir, int64_t layer) { return dir / ("block_"
 
 }  // namespace
 
-std::string calibration_fingerprint(const model::Checkpoint& ckpt, const json& params, const at::Tensor& ids) {
+std::string calibration_fingerprint(const model::Checkpoint& ckpt, const json& params, const at::Tensor& ids,
+                                    at::ScalarType compute) {
   Digest d;
+  d.update(std::string("block-state-v2 ") + at::toString(compute));
   d.update(ckpt.config().dump());
   for (const auto& f : ckpt.files()) d.update(f->path().filename().string() + ":" + std::to_string(fs::file_size(f->path())));
   d.update(params.dump());
-  const auto c = ids.contiguous().to(at::kLong);
-  d.update(c.data_ptr(), static_cast<size_t>(c.numel()) * sizeof(int64_t));
+  if (ids.defined()) {
+    const auto c = ids.contiguous().to(at::kCPU, at::kLong);
+    d.update(c.data_ptr(), static_cast<size_t>(c.numel()) * sizeof(int64_t));
+  }
   return d.hex(16);
 }
 
@@ -63,20 +67,99 @@ void collect_block(const model::Checkpoint& ckpt, model::LlamaModel& m, int64_t 
     replaced[name] = t->detach().to(at::kCPU).to(model::st_to_aten(ckpt.info(name).dtype)).contiguous();
 }
 
+namespace {
+
+const char* const kIntParts[] = {"codes", "scales", "zeros", "g_idx"};
+
+bool has_prefix(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+// Restores one block file's outputs into `out` as views of the file.
+void read_block_file(const model::SafetensorsFile& f, QuantOutput& out) {
+  const auto meta = [&](const char* key) {
+    const auto it = f.metadata().find(key);
+    return it == f.metadata().end() ? json::object() : json::parse(it->second);
+  };
+  // Named: a range-for over meta(...).items() would outlive its temporary.
+  const json errors = meta("errors"), ints = meta("ints"), w8a8 = meta("w8a8"), replaced = meta("replaced");
+  for (const auto& e : errors)
+    out.layer_errors.push_back({e["name"], e["rel_fro_err"], e["max_abs_err"], e.value("rel_out_err", -1.0)});
+  for (const auto& [name, shape] : ints.items()) {
+    exporter::IntWeight w;
+    w.codes = f.tensor(name + ".codes");
+    w.scales = f.tensor(name + ".scales");
+    w.zeros = f.tensor(name + ".zeros");
+    w.g_idx = f.tensor(name + ".g_idx");
+    w.bits = shape["bits"];
+    w.group_size = shape["group_size"];
+    out.int_weights[name] = w;
+  }
+  for (const auto& [name, has_input_scale] : w8a8.items()) {
+    exporter::W8A8Weight w{f.tensor(name + ".w8a8_codes"), f.tensor(name + ".w8a8_scale"), at::Tensor()};
+    if (has_input_scale.get<bool>()) w.input_scale = f.tensor(name + ".w8a8_input_scale");
+    out.w8a8_weights[name] = w;
+  }
+  for (const auto& name : replaced) out.replaced[name] = f.tensor(name);
+}
+
+}  // namespace
+
+void spill_outputs(QuantOutput& out, const std::string& prefix, const fs::path& file,
+                   std::map<std::string, std::string> metadata) {
+  std::vector<model::NamedTensor> tensors;
+  json replaced = json::array(), ints = json::object(), w8a8 = json::object();
+  for (const auto& [name, t] : out.replaced)
+    if (has_prefix(name, prefix)) {
+      tensors.push_back({name, t, {}});
+      replaced.push_back(name);
+    }
+  for (const auto& [name, w] : out.int_weights) {
+    if (!has_prefix(name, prefix)) continue;
+    // Codes of up to 8 bits are stored as bytes: a quarter of int32.
+    tensors.push_back({name + ".codes", w.bits <= 8 ? w.codes.to(at::kByte) : w.codes, {}});
+    tensors.push_back({name + ".scales", w.scales, {}});
+    tensors.push_back({name + ".zeros", w.zeros, {}});
+    tensors.push_back({name + ".g_idx", w.g_idx, {}});
+    ints[name] = {{"bits", w.bits}, {"group_size", w.group_size}};
+  }
+  for (const auto& [name, w] : out.w8a8_weights) {
+    if (!has_prefix(name, prefix)) continue;
+    tensors.push_back({name + ".w8a8_codes", w.codes, {}});
+    tensors.push_back({name + ".w8a8_scale", w.scale, {}});
+    if (w.input_scale.defined()) tensors.push_back({name + ".w8a8_input_scale", w.input_scale, {}});
+    w8a8[name] = w.input_scale.defined();
+  }
+  metadata["format"] = "pt";
+  metadata["replaced"] = replaced.dump();
+  metadata["ints"] = ints.dump();
+  metadata["w8a8"] = w8a8.dump();
+  if (!metadata.count("errors")) metadata["errors"] = "[]";
+  model::save_safetensors(file, tensors, metadata);
+  // The in-memory copies go; views of the file take their place.
+  for (auto it = out.replaced.begin(); it != out.replaced.end();) it = has_prefix(it->first, prefix) ? out.replaced.erase(it) : std::next(it);
+  for (auto it = out.int_weights.begin(); it != out.int_weights.end();) it = has_prefix(it->first, prefix) ? out.int_weights.erase(it) : std::next(it);
+  for (auto it = out.w8a8_weights.begin(); it != out.w8a8_weights.end();) it = has_prefix(it->first, prefix) ? out.w8a8_weights.erase(it) : std::next(it);
+  QuantOutput back;
+  read_block_file(model::SafetensorsFile::open(file), back);
+  for (auto& [k, v] : back.replaced) out.replaced[k] = v;
+  for (auto& [k, v] : back.int_weights) out.int_weights[k] = v;
+  for (auto& [k, v] : back.w8a8_weights) out.w8a8_weights[k] = v;
+}
+
 CalibrationEngine::CalibrationEngine(model::LlamaModel& m, const at::Tensor& ids, int64_t batch, fs::path state_dir,
-                                     const std::string& fingerprint)
-    : model_(m) {
+                                     const std::string& fingerprint, bool resumable)
+    : model_(m), resumable_(resumable) {
   at::NoGradGuard no_grad;
-  const int64_t n = ids.size(0);
+  const int64_t n = ids.defined() ? ids.size(0) : 0;
   for (int64_t i = 0; i < n; i += batch) inputs_.push_back(m.embed(ids.narrow(0, i, std::min(batch, n - i))));
   if (!state_dir.empty()) {
-    dir_ = state_dir / fingerprint;
+    dir_ = state_dir / (resumable ? fingerprint : std::string("scratch"));
+    if (!resumable) fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
 }
 
-int64_t CalibrationEngine::resume(std::vector<LayerError>& errors, std::map<std::string, exporter::IntWeight>& ints) {
-  if (dir_.empty() || !fs::exists(dir_ / "inputs.safetensors")) return 0;
+int64_t CalibrationEngine::resume(QuantOutput& out) {
+  if (!resumable_ || dir_.empty() || !fs::exists(dir_ / "inputs.safetensors")) return 0;
   int64_t next = 0;
   while (fs::exists(block_file(dir_, next))) ++next;
   if (next == 0) return 0;
@@ -84,21 +167,12 @@ int64_t CalibrationEngine::resume(std::vector<LayerError>& errors, std::map<std:
   if (inputs.metadata().count("next_block") == 0 || std::stoll(inputs.metadata().at("next_block")) != next) return 0;
   for (int64_t l = 0; l < next; ++l) {
     const auto f = model::SafetensorsFile::open(block_file(dir_, l));
-    for (auto& [name, t] : block_params(model_, l)) *t = f.tensor(name).to(t->device(), t->scalar_type()).clone();
-    const json error_meta = json::parse(f.metadata().at("errors"));
-    for (const auto& e : error_meta)
-      errors.push_back({e["name"], e["rel_fro_err"], e["max_abs_err"], e.value("rel_out_err", -1.0)});
-    const json int_meta = json::parse(f.metadata().at("ints"));
-    for (const auto& [name, shape] : int_meta.items()) {
-      exporter::IntWeight w;
-      w.codes = f.tensor(name + ".codes").clone();
-      w.scales = f.tensor(name + ".scales").clone();
-      w.zeros = f.tensor(name + ".zeros").clone();
-      w.g_idx = f.tensor(name + ".g_idx").clone();
-      w.bits = shape["bits"];
-      w.group_size = shape["group_size"];
-      ints[name] = w;
-    }
+    read_block_file(f, out);
+    // A resident model gets the block's weights back (a streamed one reads
+    // nothing of finished blocks again).
+    if (model_.resident(l) && !model_.streamed())
+      for (auto& [name, t] : block_params(model_, l))
+        if (f.find(name)) *t = f.tensor(name).to(t->device(), t->scalar_type()).clone();
   }
   inputs_.clear();
   for (std::size_t i = 0;; ++i) {
@@ -133,29 +207,68 @@ std::map<std::string, at::Tensor> CalibrationEngine::capture_inputs(int64_t laye
 }
 
 void CalibrationEngine::advance(int64_t layer, std::vector<at::Tensor> next, const std::vector<LayerError>& errs,
-                                const std::map<std::string, exporter::IntWeight>& ints) {
+                                QuantOutput& out) {
   inputs_ = std::move(next);
   if (dir_.empty()) return;
   json ej = json::array();
   for (const auto& e : errs)
     ej.push_back({{"name", e.name}, {"rel_fro_err", e.rel_fro_err}, {"max_abs_err", e.max_abs_err}, {"rel_out_err", e.rel_out_err}});
-  std::vector<model::NamedTensor> block;
-  for (auto& [name, t] : block_params(model_, layer)) block.push_back({name, t->detach().to(at::kCPU), {}});
-  json ij = json::object();
-  const std::string prefix = "model.layers." + std::to_string(layer) + ".";
-  for (const auto& [name, w] : ints) {
-    if (name.rfind(prefix, 0) != 0) continue;
-    ij[name] = {{"bits", w.bits}, {"group_size", w.group_size}};
-    block.push_back({name + ".codes", w.codes, {}});
-    block.push_back({name + ".scales", w.scales, {}});
-    block.push_back({name + ".zeros", w.zeros, {}});
-    block.push_back({name + ".g_idx", w.g_idx, {}});
-  }
   // Inputs first: a block file only counts when the inputs after it exist.
-  std::vector<model::NamedTensor> in;
-  for (std::size_t i = 0; i < inputs_.size(); ++i) in.push_back({"batch_" + std::to_string(i), inputs_[i].to(at::kCPU), {}});
-  model::save_safetensors(dir_ / "inputs.safetensors", in, {{"format", "pt"}, {"next_block", std::to_string(layer + 1)}});
-  model::save_safetensors(block_file(dir_, layer), block, {{"format", "pt"}, {"errors", ej.dump()}, {"ints", ij.dump()}});
+  if (resumable_) {
+    std::vector<model::NamedTensor> in;
+    for (std::size_t i = 0; i < inputs_.size(); ++i) in.push_back({"batch_" + std::to_string(i), inputs_[i], {}});
+    model::save_safetensors(dir_ / "inputs.safetensors", in, {{"format", "pt"}, {"next_block", std::to_string(layer + 1)}});
+  }
+  spill_outputs(out, "model.layers." + std::to_string(layer) + ".", block_file(dir_, layer), {{"errors", ej.dump()}});
+}
+
+namespace {
+
+// "model.layers.3." of a decoder tensor's name, or "".
+std::string layer_prefix(const std::string& name) {
+  const std::string head = "model.layers.";
+  if (!has_prefix(name, head)) return "";
+  const auto dot = name.find('.', head.size());
+  return dot == std::string::npos ? "" : name.substr(0, dot + 1);
+}
+
+}  // namespace
+
+LayerSpill::LayerSpill(const fs::path& state_dir, QuantOutput& out) : out_(out) {
+  if (state_dir.empty()) return;
+  dir_ = state_dir / "scratch";
+  fs::remove_all(dir_);
+  fs::create_directories(dir_);
+}
+
+void LayerSpill::after(const std::string& name, const std::string& next) {
+  const auto prefix = layer_prefix(name);
+  if (dir_.empty() || prefix.empty() || layer_prefix(next) == prefix) return;
+  spill_outputs(out_, prefix, dir_ / ("block_" + prefix.substr(13, prefix.size() - 14) + ".safetensors"));
+}
+
+void run_blocks(const QuantInputs& in, model::LlamaModel& model, const at::Tensor& ids, QuantOutput& out,
+                const BlockLoopOptions& o, const std::function<void(BlockStep&)>& step) {
+  at::NoGradGuard no_grad;
+  const std::string fp = in.state_dir.empty() || !o.resumable ? "" : calibration_fingerprint(*in.ckpt, in.params, ids, model.dtype());
+  CalibrationEngine engine(model, ids, o.batch, in.state_dir, fp, o.resumable);
+  const int64_t L = model.config().layers;
+  const int64_t first = engine.resume(out);
+  out.resumed_blocks = first;
+  if (o.on_resumed)
+    for (int64_t l = 0; l < first; ++l) o.on_resumed(l);
+  in.progress(first, L, "");
+  for (int64_t l = first; l < L; ++l) {
+    model.onload(l);
+    BlockStep s{l, "model.layers." + std::to_string(l) + ".", model.layers()[static_cast<std::size_t>(l)], engine, out, {}, {}};
+    step(s);
+    auto next = s.next ? std::move(*s.next) : engine.forward(l);
+    collect_block(*in.ckpt, model, l, out.replaced);
+    engine.advance(l, std::move(next), s.errors, out);
+    out.layer_errors.insert(out.layer_errors.end(), s.errors.begin(), s.errors.end());
+    model.offload(l);
+    in.progress(l + 1, L, "block " + std::to_string(l));
+  }
 }
 
 }  // namespace qjobs::quant

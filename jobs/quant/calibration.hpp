@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,13 +24,18 @@ namespace qjobs::quant {
 
 class CalibrationEngine {
  public:
-  // ids: int64 [n, seqlen]; mini-batches of `batch` windows.
+  // ids: int64 [n, seqlen]; mini-batches of `batch` windows. With a state
+  // folder, finished blocks go to state_dir / fingerprint, where a restarted
+  // run finds them when `resumable` (else to state_dir / "scratch", cleared
+  // first); without one everything stays in memory.
   CalibrationEngine(model::LlamaModel& model, const at::Tensor& ids, int64_t batch, std::filesystem::path state_dir,
-                    const std::string& fingerprint);
+                    const std::string& fingerprint, bool resumable = true);
 
-  // The first block still to do (0 without saved state). Restores the saved
-  // blocks' weights into the model and their errors into `errors`.
-  int64_t resume(std::vector<LayerError>& errors, std::map<std::string, exporter::IntWeight>& ints);
+  // The first block still to do (0 without saved state). Puts the saved
+  // blocks' outputs (weights, integer and W8A8 forms, errors) into `out`
+  // as views of their files, and their weights into the model where its
+  // layers are resident.
+  int64_t resume(QuantOutput& out);
 
   // Inputs of the current block: mini-batches [b, T, hidden].
   const std::vector<at::Tensor>& inputs() const { return inputs_; }
@@ -37,21 +44,79 @@ class CalibrationEngine {
   // Every input of the named Linears of block `layer`, float32 [tokens, in].
   std::map<std::string, at::Tensor> capture_inputs(int64_t layer, const std::vector<std::string>& names) const;
 
-  // Block `layer` is done: save it (when a state folder is set) and move on.
+  // Block `layer` is done: its outputs in `out` (the model's block tensors
+  // in the stored dtype, integer and W8A8 forms, under "model.layers.N.")
+  // are written to its block file, when there is a folder, and replaced in
+  // `out` by views of that file; `next_inputs` become the inputs.
   void advance(int64_t layer, std::vector<at::Tensor> next_inputs, const std::vector<LayerError>& layer_errors,
-               const std::map<std::string, exporter::IntWeight>& ints);
+               QuantOutput& out);
 
   model::LlamaModel& model() { return model_; }
 
  private:
   model::LlamaModel& model_;
   std::vector<at::Tensor> inputs_;
-  std::filesystem::path dir_;  // state_dir / fingerprint, or empty
+  std::filesystem::path dir_;  // where block files go, or empty
+  bool resumable_ = true;
+};
+
+// One block's work inside run_blocks(): the algorithm quantizes `layer`
+// (onloaded on the job's device) from `engine`'s inputs, puts its integer or
+// W8A8 forms into `out` under the block's names and its errors in `errors`.
+struct BlockStep {
+  int64_t index = 0;
+  std::string prefix;  // "model.layers.3."
+  model::DecoderLayer& layer;
+  CalibrationEngine& engine;
+  QuantOutput& out;
+  std::vector<LayerError> errors;
+  // The next block's inputs: the algorithm sets them when they must be the
+  // full-precision outputs (taken before it changed the block); left empty,
+  // they are the quantized block's outputs.
+  std::optional<std::vector<at::Tensor>> next;
+};
+
+struct BlockLoopOptions {
+  int64_t batch = 8;       // calibration windows per forward
+  bool resumable = true;   // blocks saved for a restarted run
+  // Called for every block restored from saved state instead of run.
+  std::function<void(int64_t layer)> on_resumed;
+};
+
+// The calibration loop every calibrating algorithm plugs into: embeds the
+// windows, resumes after the saved blocks, then for every block onloads it,
+// runs `step`, takes the next inputs, collects the block's tensors, saves
+// (spills) them, offloads the block and reports progress. `model` is
+// streamed or resident, as loaded.
+void run_blocks(const QuantInputs& in, model::LlamaModel& model, const at::Tensor& ids, QuantOutput& out,
+                const BlockLoopOptions& options, const std::function<void(BlockStep&)>& step);
+
+// Writes the outputs of `out` under `prefix` (replaced, int_weights,
+// w8a8_weights) to `file` and replaces them with views of it: what keeps the
+// output of a whole model out of memory. Metadata goes into the header.
+void spill_outputs(QuantOutput& out, const std::string& prefix, const std::filesystem::path& file,
+                   std::map<std::string, std::string> metadata = {});
+
+// For algorithms that go tensor by tensor (RTN, HQQ): once the last tensor
+// of a layer is done, that layer's outputs are spilled to
+// state_dir / "scratch" / block_N.safetensors. Without a state folder,
+// nothing moves.
+class LayerSpill {
+ public:
+  LayerSpill(const std::filesystem::path& state_dir, QuantOutput& out);
+  // `name` was just handled and `next` comes after it ("" at the end).
+  void after(const std::string& name, const std::string& next);
+
+ private:
+  std::filesystem::path dir_;
+  QuantOutput& out_;
 };
 
 // sha256 over config.json, the weight files' names and sizes, `params` and
 // the calibration ids: what a saved block state depends on.
-std::string calibration_fingerprint(const model::Checkpoint& ckpt, const nlohmann::json& params, const at::Tensor& ids);
+// The compute dtype too: a run resumed on another device must not mix its blocks.
+std::string calibration_fingerprint(const model::Checkpoint& ckpt, const nlohmann::json& params, const at::Tensor& ids,
+                                    at::ScalarType compute = at::kFloat);
 
 // Which captured input each decoder Linear reads ("self_attn.k_proj" ->
 // "self_attn.q_proj": q/k/v share one input, gate/up another), and the four

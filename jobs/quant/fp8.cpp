@@ -62,7 +62,7 @@ at::Tensor fp8_e4m3_encode(const at::Tensor& x_in) {
 
 at::Tensor fp8_e4m3_decode(const at::Tensor& codes) {
   if (codes.scalar_type() != at::kByte) throw Error(ErrorKind::invalid_input, "FP8 codes must be uint8");
-  return decode_table().index({codes.to(at::kLong)});
+  return decode_table().to(codes.device()).index({codes.to(at::kLong)});
 }
 
 }  // namespace qjobs::quant

@@ -18,38 +18,44 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
   if (wscale != "channel" && wscale != "tensor") throw Error(ErrorKind::invalid_input, "WEIGHT_SCALE must be channel or tensor");
   const bool calibrate = act == "static" || kv;
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
-  std::optional<CalibrationEngine> engine;
-  if (calibrate) engine.emplace(model, in.calibration(), 8, "", "");
   QuantOutput out;
   nlohmann::json activations = nlohmann::json::object();
   std::vector<double> k_scale, v_scale;
-  const int64_t L = model.config().layers;
   const int64_t hd = model.config().head_dim;
-  in.progress(0, L, "");
-  for (int64_t l = 0; l < L; ++l) {
-    auto& layer = model.layers()[static_cast<std::size_t>(l)];
-    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+  BlockLoopOptions loop;
+  loop.resumable = false;  // static scales are not in the saved blocks
+  run_blocks(in, model, calibrate ? in.calibration() : at::Tensor(), out, loop, [&](BlockStep& step) {
+    const std::string& prefix = step.prefix;
+    auto& layer = step.layer;
     std::map<std::string, at::Tensor> xs;
-    std::vector<at::Tensor> next;
-    if (engine) {
-      xs = engine->capture_inputs(l, block_input_names());
+    if (!calibrate) {
+      step.next = std::vector<at::Tensor>{};
+    } else {
+      auto& engine = step.engine;
+      const int64_t l = step.index;
+      xs = engine.capture_inputs(l, block_input_names());
       if (kv) {
         // The k and v projections' outputs, from a hook on the same inputs:
         // running maxima of |v| and of each rotary pair's (i, i + hd/2) norm,
-        // which bounds the key after RoPE.
-        double k_max = 0, v_max = 0;
+        // which bounds the key after RoPE. Kept on the device until the block ends.
+        at::Tensor k_max, v_max;
         const model::LinearHook hook = [&](const std::string& name, const at::Tensor&, const at::Tensor& y) {
           const auto f = y.to(at::kFloat);
-          if (name == prefix + "self_attn.k_proj")
-            k_max = std::max(k_max, f.reshape({-1, 2, hd / 2}).pow(2).sum(1).sqrt().max().item<double>());
-          if (name == prefix + "self_attn.v_proj") v_max = std::max(v_max, f.abs().max().item<double>());
+          if (name == prefix + "self_attn.k_proj") {
+            const auto m = f.reshape({-1, 2, hd / 2}).pow(2).sum(1).sqrt().max();
+            k_max = k_max.defined() ? at::maximum(k_max, m) : m;
+          }
+          if (name == prefix + "self_attn.v_proj") {
+            const auto m = f.abs().max();
+            v_max = v_max.defined() ? at::maximum(v_max, m) : m;
+          }
           return y;
         };
-        next = engine->forward(l, &hook);
-        k_scale.push_back(std::max(k_max / kFp8E4m3Max, 1e-12));
-        v_scale.push_back(std::max(v_max / kFp8E4m3Max, 1e-12));
+        step.next = engine.forward(l, &hook);
+        k_scale.push_back(std::max(k_max.item<double>() / kFp8E4m3Max, 1e-12));
+        v_scale.push_back(std::max(v_max.item<double>() / kFp8E4m3Max, 1e-12));
       } else {
-        next = engine->forward(l);
+        step.next = engine.forward(l);
       }
     }
     const auto& input_of = linear_input_source();
@@ -70,7 +76,7 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
       lin->weight = wq.to(lin->weight.scalar_type());
       lin->act = aq;
       exporter::W8A8Weight fw{codes, wscale == "channel" ? s : s.reshape({1}), at::Tensor()};
-      if (act == "static") fw.input_scale = at::full({1}, aq.scale);
+      if (act == "static") fw.input_scale = at::full({1}, aq.scale, w.options());
       out.w8a8_weights[prefix + name] = fw;
       activations[prefix + name] = aq.to_json();
       double out_err = -1;
@@ -82,11 +88,8 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
       errs.push_back({prefix + name, (wq - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30),
                       (wq - w).abs().max().item<double>(), out_err});
     }
-    if (engine) engine->advance(l, std::move(next), errs, out.int_weights);
-    out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
-    collect_block(*in.ckpt, model, l, out.replaced);
-    in.progress(l + 1, L, "block " + std::to_string(l));
-  }
+    step.errors = std::move(errs);
+  });
   model::KvQuant kvq;
   if (kv) {
     out.k_scales = k_scale;

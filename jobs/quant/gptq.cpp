@@ -39,10 +39,12 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
   Hinv = at::linalg_cholesky(Hinv, /*upper=*/true);
 
   auto Q = at::zeros_like(W);
-  auto codes = at::zeros({rows, cols}, at::kInt);
+  auto codes = at::zeros({rows, cols}, W.options().dtype(at::kInt));
   const int64_t n_groups = (cols + g - 1) / g;
-  auto g_scales = at::zeros({rows, n_groups});
-  auto g_zeros = at::zeros({rows, n_groups}, at::kInt);
+  auto g_scales = at::zeros({rows, n_groups}, W.options());
+  auto g_zeros = at::zeros({rows, n_groups}, W.options().dtype(at::kInt));
+  // Host copies of what the column loop indexes, so that it never waits on the device.
+  const auto perm_host = act_order ? perm.to(at::kCPU, at::kLong).contiguous() : at::Tensor();
   at::Tensor scale, zero, lo, hi;
   for (int64_t i1 = 0; i1 < cols; i1 += block_size) {
     const int64_t i2 = std::min(i1 + block_size, cols), count = i2 - i1;
@@ -53,9 +55,9 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
     for (int64_t i = 0; i < count; ++i) {
       const int64_t col = i1 + i;
       const auto w = W1.select(1, i);
-      const double dd = Hinv1[i][i].item<double>();
+      const auto dd = Hinv1.select(0, i).select(0, i);  // stays on the device
       if (static_groups) {
-        const int64_t orig = act_order ? perm[col].item<int64_t>() : col;
+        const int64_t orig = act_order ? perm_host.data_ptr<int64_t>()[col] : col;
         std::tie(scale, zero) = groups[static_cast<std::size_t>(orig / g)];
       } else if (col % g == 0) {
         // As the reference does: the group's parameters from W, which holds
@@ -85,11 +87,12 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
     if (i2 < cols) W.narrow(1, i2, cols - i2).sub_(Err1.matmul(Hinv.narrow(0, i1, count).narrow(1, i2, cols - i2)));
   }
   GptqResult r;
-  auto col_group = at::arange(cols, at::kLong).div(g, "floor");
+  const auto idx = W.options().dtype(at::kLong);
+  auto col_group = at::arange(cols, idx).div(g, "floor");
   if (act_order) {
     Q = Q.index_select(1, invperm);
     // Column j (original order) sits at position invperm[j] of the quantization order.
-    col_group = static_groups ? at::arange(cols, at::kLong).div(g, "floor") : invperm.div(g, "floor");
+    col_group = static_groups ? at::arange(cols, idx).div(g, "floor") : invperm.div(g, "floor");
   }
   if (act_order) codes = codes.index_select(1, invperm);
   if (static_groups)
@@ -118,14 +121,7 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
 
   const auto ids = in.calibration();
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
-  CalibrationEngine engine(model, ids, 8, in.state_dir, calibration_fingerprint(*in.ckpt, p, ids));
   QuantOutput out;
-  const int64_t L = model.config().layers;
-  const int64_t first = engine.resume(out.layer_errors, out.int_weights);
-  out.resumed_blocks = first;
-  for (int64_t l = 0; l < first; ++l) collect_block(*in.ckpt, model, l, out.replaced);
-  in.progress(first, L, "");
-
   const std::vector<std::vector<std::string>> order =
       true_sequential ? std::vector<std::vector<std::string>>{{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
                                                               {"self_attn.o_proj"},
@@ -134,15 +130,15 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
                       : std::vector<std::vector<std::string>>{{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                                                "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
                                                                "mlp.down_proj"}};
-  for (int64_t l = first; l < L; ++l) {
-    auto& layer = model.layers()[static_cast<std::size_t>(l)];
+  // The next block's inputs are the quantized block's outputs (the loop's default).
+  run_blocks(in, model, ids, out, {}, [&](BlockStep& step) {
+    const int64_t l = step.index;
     std::map<std::string, model::Linear*> linears;
-    for (auto& [name, lin] : layer.linears()) linears[name] = lin;
-    std::vector<LayerError> errs;
+    for (auto& [name, lin] : step.layer.linears()) linears[name] = lin;
     for (const auto& group : order) {
-      const auto xs = engine.capture_inputs(l, group);
+      const auto xs = step.engine.capture_inputs(l, group);
       for (const auto& name : group) {
-        const std::string full = "model.layers." + std::to_string(l) + "." + name;
+        const std::string full = step.prefix + name;
         const auto plan = plan_for(full, p, RangeMode::through_zero);
         if (plan.skip) continue;
         model::Linear& lin = *linears.at(name);
@@ -151,17 +147,13 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
         const auto w0 = lin.weight.to(at::kFloat);
         auto r = gptq_quantize(w0, H, plan.cfg, damp, block, act_order, static_groups);
         const double norm = std::max(w0.norm().item<double>(), 1e-30);
-        errs.push_back({full, (r.weight - w0).norm().item<double>() / norm, (r.weight - w0).abs().max().item<double>(),
-                        relative_output_error(x, w0, r.weight)});
+        step.errors.push_back({full, (r.weight - w0).norm().item<double>() / norm, (r.weight - w0).abs().max().item<double>(),
+                               relative_output_error(x, w0, r.weight)});
         lin.weight = r.weight.to(lin.weight.scalar_type());
         out.int_weights[full] = r.ints;
       }
     }
-    engine.advance(l, engine.forward(l), errs, out.int_weights);  // next inputs from the quantized block
-    out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
-    collect_block(*in.ckpt, model, l, out.replaced);
-    in.progress(l + 1, L, "block " + std::to_string(l));
-  }
+  });
   out.quantization_config = {{"quant_method", "gptq"},        {"format", "fake_quant"},
                              {"bits", p.value("W_BIT", 4)},    {"group_size", p.value("Q_GROUP_SIZE", 128)},
                              {"sym", !p.value("ZERO_POINT", true)}, {"desc_act", act_order},

@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "jobs/model/checkpoint.hpp"
+#include "jobs/model/mapped_file.hpp"
+#include "jobs/quant/calibration.hpp"
 #include "jobs/quant/layer_plan.hpp"
 
 namespace qjobs::quant {
@@ -47,6 +49,7 @@ QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
   for (const auto& name : in.ckpt->tensor_names())
     if (model::is_decoder_linear_weight(name)) targets.push_back(name);
   QuantOutput out;
+  LayerSpill spill(in.state_dir, out);
   const auto total = static_cast<int64_t>(targets.size());
   in.progress(0, total, "");
   for (int64_t i = 0; i < total; ++i) {
@@ -54,12 +57,14 @@ QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
     const auto plan = plan_for(name.substr(0, name.size() - 7), p, RangeMode::min_max);
     if (!plan.skip) {
       const at::Tensor w = in.ckpt->tensor(name);
-      const auto w32 = w.to(at::kFloat);
+      const auto w32 = w.to(in.compute.device, at::kFloat);
+      model::release_mapped(w);
       const auto deq = hqq_quantize(w32, plan.cfg.bits, plan.cfg.group_size);
       out.layer_errors.push_back({name, (deq - w32).norm().item<double>() / std::max(w32.norm().item<double>(), 1e-30),
                                   (deq - w32).abs().max().item<double>(), -1});
       out.replaced[name] = deq.to(w.scalar_type());
     }
+    spill.after(name, i + 1 == total ? "" : targets[static_cast<std::size_t>(i + 1)]);
     in.progress(i + 1, total, name);
   }
   out.quantization_config = {{"quant_method", "hqq"}, {"format", "fake_quant"}, {"bits", p.value("W_BIT", 4)},

@@ -238,7 +238,10 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
   if (p.contains("LAYER_OVERRIDES")) flat["LAYER_OVERRIDES"] = p["LAYER_OVERRIDES"];
 
   const auto ids = in.calibration();
-  auto model = model::LlamaModel::load(*in.ckpt, in.compute);
+  // The rotation transforms the whole model at once: it stays resident.
+  model::LoadOptions lo = in.compute;
+  if (c.rotation) lo.stream_layers = false;
+  auto model = model::LlamaModel::load(*in.ckpt, lo);
   if (c.rotation) {
     fuse_norms(model);
     rotate_residual(model, rotation_matrix(model.config().hidden, c.rotation_random ? 0x51ed : 0));
@@ -249,28 +252,21 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
   if (c.kv_bits > 0) kv.kind = model::KvQuant::Kind::integer, kv.bits = c.kv_bits, kv.group = c.kv_group;
   model.set_kv_quant(kv);
 
-  // Static activation scales are not in the saved block state: such runs start over.
-  const auto state = c.a_static ? std::filesystem::path() : in.state_dir;
-  CalibrationEngine engine(model, ids, 8, state, state.empty() ? "" : calibration_fingerprint(*in.ckpt, p, ids));
   QuantOutput out;
-  const int64_t L = mc.layers;
-  const int64_t first = engine.resume(out.layer_errors, out.int_weights);
-  out.resumed_blocks = first;
   json activations = json::object();
   const auto set_act = [&](const std::string& full, model::Linear& lin, const LinearPlan& plan, const at::Tensor& x) {
     lin.act = act_for(plan.skip ? 0 : plan.a_bits, c.a_static, x);
     if (lin.act.kind != model::ActQuant::Kind::none) activations[full] = lin.act.to_json();
   };
-  for (int64_t l = 0; l < first; ++l) {
-    auto& layer = model.layers()[static_cast<std::size_t>(l)];
-    for (auto& [name, lin] : layer.linears()) {
+  BlockLoopOptions loop;
+  // Static activation scales are not in the saved block state: such runs start over.
+  loop.resumable = !c.a_static;
+  loop.on_resumed = [&](int64_t l) {
+    for (auto& [name, lin] : model.layers()[static_cast<std::size_t>(l)].linears()) {
       const std::string full = "model.layers." + std::to_string(l) + "." + name;
       set_act(full, *lin, plan_for(full, flat, RangeMode::min_max), at::Tensor());
     }
-    collect_block(*in.ckpt, model, l, out.replaced);
-  }
-  in.progress(first, L, "");
-
+  };
   const int64_t rep = mc.heads / mc.kv_heads;
   const auto wplan = [&](const std::string& full) { return plan_for(full, flat, RangeMode::min_max); };
   // Output error of a consumer Linear with its inputs divided and its
@@ -284,9 +280,11 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
     return (at::matmul(xq, wq.t()) - y).pow(2).sum().item<double>();
   };
 
-  for (int64_t l = first; l < L; ++l) {
-    auto& layer = model.layers()[static_cast<std::size_t>(l)];
-    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+  run_blocks(in, model, ids, out, loop, [&](BlockStep& step) {
+    const int64_t l = step.index;
+    auto& layer = step.layer;
+    auto& engine = step.engine;
+    const std::string& prefix = step.prefix;
 
     // SmoothAttention on the keys after RoPE.
     if (c.kv_bits > 0 && c.yx.enabled) {
@@ -395,24 +393,24 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
                         (yq - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30)});
       }
     }
-    engine.advance(l, engine.forward(l), errs, out.int_weights);  // next inputs from the quantized block
-    out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
-    collect_block(*in.ckpt, model, l, out.replaced);
-    in.progress(l + 1, L, "block " + std::to_string(l));
-  }
+    step.errors = std::move(errs);  // next inputs: the quantized block's outputs
+  });
 
-  // Outside the blocks: the rotated embedding, the fused final norm, lm_head.
-  const auto stored = [&](const std::string& name) { return in.ckpt->tensor(name).scalar_type(); };
-  const auto embed_dtype = stored("model.embed_tokens.weight");
-  out.replaced["model.embed_tokens.weight"] = model.embed_tokens().to(at::kCPU).to(embed_dtype);
-  out.replaced["model.norm.weight"] = model.final_norm().to(at::kCPU).to(stored("model.norm.weight"));
-  if (!model.config().tie_word_embeddings) {
-    const auto head = model.lm_head().to(at::kCPU);
-    if (in.ckpt->has("lm_head.weight")) {
-      out.replaced["lm_head.weight"] = head.to(stored("lm_head.weight"));
-    } else {
-      out.added["lm_head.weight"] = head.to(embed_dtype);
-      out.config_patch["tie_word_embeddings"] = false;
+  // Outside the blocks: the rotated embedding, the fused final norm, lm_head
+  // (unchanged without the rotation).
+  if (c.rotation) {
+    const auto stored = [&](const std::string& name) { return in.ckpt->tensor(name).scalar_type(); };
+    const auto embed_dtype = stored("model.embed_tokens.weight");
+    out.replaced["model.embed_tokens.weight"] = model.embed_tokens().to(at::kCPU).to(embed_dtype);
+    out.replaced["model.norm.weight"] = model.final_norm().to(at::kCPU).to(stored("model.norm.weight"));
+    if (!model.config().tie_word_embeddings) {
+      const auto head = model.lm_head().to(at::kCPU);
+      if (in.ckpt->has("lm_head.weight")) {
+        out.replaced["lm_head.weight"] = head.to(stored("lm_head.weight"));
+      } else {
+        out.added["lm_head.weight"] = head.to(embed_dtype);
+        out.config_patch["tie_word_embeddings"] = false;
+      }
     }
   }
   out.quantization_config = {{"quant_method", "qoq"},

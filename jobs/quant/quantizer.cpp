@@ -101,15 +101,15 @@ exporter::IntWeight to_int_weight(const QuantizedWeight& q, int bits) {
   } else {
     const int mid = 1 << (bits - 1);
     w.codes = q.codes + mid;
-    w.zeros = at::full(q.scales.sizes(), mid, at::kInt);
+    w.zeros = at::full(q.scales.sizes(), mid, q.scales.options().dtype(at::kInt));
   }
-  w.g_idx = at::arange(q.codes.size(1), at::kLong).div(q.group_size, "floor").to(at::kInt);
+  w.g_idx = at::arange(q.codes.size(1), q.codes.options().dtype(at::kLong)).div(q.group_size, "floor").to(at::kInt);
   return w;
 }
 
 at::Tensor QuantizedWeight::dequantize() const {
   const int64_t cols = codes.size(1);
-  const auto idx = at::arange(cols, at::kLong).div(group_size, "floor");
+  const auto idx = at::arange(cols, codes.options().dtype(at::kLong)).div(group_size, "floor");
   const auto s = scales.index_select(1, idx);
   auto c = codes.to(at::kFloat);
   if (zeros.defined()) c = c - zeros.index_select(1, idx).to(at::kFloat);

@@ -1,6 +1,8 @@
 #include "jobs/quant/rtn.hpp"
 
 #include "jobs/model/checkpoint.hpp"
+#include "jobs/model/mapped_file.hpp"
+#include "jobs/quant/calibration.hpp"
 #include "jobs/quant/layer_plan.hpp"
 #include "jobs/quant/quantizer.hpp"
 
@@ -16,18 +18,21 @@ QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
     if (model::is_decoder_linear_weight(name)) targets.push_back(name);
 
   QuantOutput out;
+  LayerSpill spill(in.state_dir, out);
   const auto total = static_cast<int64_t>(targets.size());
   progress(0, total, "");
   for (int64_t i = 0; i < total; ++i) {
     const auto& name = targets[static_cast<std::size_t>(i)];
     const auto plan = plan_for(name.substr(0, name.size() - 7), params, RangeMode::min_max);
     if (plan.skip) {
+      spill.after(name, i + 1 == total ? "" : targets[static_cast<std::size_t>(i + 1)]);
       progress(i + 1, total, name);
       continue;
     }
     const auto& cfg = plan.cfg;
     const at::Tensor w = ckpt.tensor(name);
-    const at::Tensor w32 = w.to(at::kFloat);
+    const at::Tensor w32 = w.to(in.compute.device, at::kFloat);
+    model::release_mapped(w);
     const auto qw = quantize_weight(w32, cfg);
     const at::Tensor deq = qw.dequantize();
     out.int_weights[name.substr(0, name.size() - 7)] = to_int_weight(qw, cfg.bits);
@@ -35,6 +40,7 @@ QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
     out.layer_errors.push_back({name, (deq - w32).norm().item<double>() / std::max(norm, 1e-30),
                                 (deq - w32).abs().max().item<double>(), -1});
     out.replaced[name] = deq.to(w.scalar_type());
+    spill.after(name, i + 1 == total ? "" : targets[static_cast<std::size_t>(i + 1)]);
     progress(i + 1, total, name);
   }
   out.quantization_config = {

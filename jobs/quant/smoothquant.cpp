@@ -29,22 +29,24 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
   if (act != "dynamic" && act != "static") throw Error(ErrorKind::invalid_input, "ACT must be dynamic or static");
   const auto ids = in.calibration();
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
-  CalibrationEngine engine(model, ids, 8, "", "");
   QuantOutput out;
   out.w8a8_float = false;
   nlohmann::json activations = nlohmann::json::object();
-  const int64_t L = model.config().layers;
-  in.progress(0, L, "");
   const auto& inputs = block_input_names();
   const auto& input_of = linear_input_source();
-  for (int64_t l = 0; l < L; ++l) {
-    auto& layer = model.layers()[static_cast<std::size_t>(l)];
-    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+  // Static activation scales live in `activations`, not in the saved blocks: no resume.
+  BlockLoopOptions loop;
+  loop.resumable = false;
+  run_blocks(in, model, ids, out, loop, [&](BlockStep& step) {
+    const int64_t l = step.index;
+    auto& layer = step.layer;
+    auto& engine = step.engine;
+    const std::string& prefix = step.prefix;
     auto xs = engine.capture_inputs(l, inputs);
     smooth_linears(layer.input_norm, {&layer.q_proj, &layer.k_proj, &layer.v_proj},
                    xs.at("self_attn.q_proj").abs().amax(0), alpha);
     smooth_linears(layer.post_norm, {&layer.gate_proj, &layer.up_proj}, xs.at("mlp.gate_proj").abs().amax(0), alpha);
-    auto next = engine.forward(l);
+    step.next = engine.forward(l);
     xs = engine.capture_inputs(l, inputs);  // smoothed inputs: static scales, errors
     std::vector<LayerError> errs;
     for (auto& [name, lin] : layer.linears()) {
@@ -69,7 +71,7 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
         aq.bits = plan.a_bits;
         if (act == "static") {
           aq.scale = std::max(x.abs().max().item<double>() / (std::ldexp(1.0, aq.bits - 1) - 1), 1e-8);
-          out.w8a8_weights[prefix + name].input_scale = at::full({1}, aq.scale);
+          out.w8a8_weights[prefix + name].input_scale = at::full({1}, aq.scale, w.options());
         }
         activations[prefix + name] = aq.to_json();
       }
@@ -81,11 +83,8 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
                       (wq - w).abs().max().item<double>(),
                       (yq - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30)});
     }
-    engine.advance(l, std::move(next), errs, {});
-    out.layer_errors.insert(out.layer_errors.end(), errs.begin(), errs.end());
-    collect_block(*in.ckpt, model, l, out.replaced);
-    in.progress(l + 1, L, "block " + std::to_string(l));
-  }
+    step.errors = std::move(errs);
+  });
   out.quantization_config = {{"quant_method", "smoothquant"},
                              {"format", "fake_quant"},
                              {"alpha", alpha},
