@@ -3,7 +3,11 @@
 // addmm, bmm, baddbmm; timed by a RecordFunction observer, which records
 // nothing else, unlike the profiler) and in the dense linear algebra GPTQ
 // uses (Cholesky, triangular inverse).
+// Runs as the worker does: layers streamed from the mapped checkpoint,
+// finished blocks spilled to disk, float32 compute; prints the peak RSS of
+// each algorithm (VmHWM, reset before each) against the checkpoint size.
 //   calib_bench [--hidden 1024 --layers 8 --intermediate 2816 --vocab 32000
+//                --heads 16 --kv-heads 16 --dtype float32|bfloat16
 //                --samples 8 --seqlen 512 --observe 1 --algos AutoAWQ,GPTQ,LMQuant]
 #include <chrono>
 #include <cstdio>
@@ -16,6 +20,7 @@
 
 #include "common/job_dir.hpp"
 #include "jobs/model/checkpoint.hpp"
+#include "jobs/model/device.hpp"
 #include "jobs/model/random_model.hpp"
 #include "jobs/quant/registry.hpp"
 
@@ -75,6 +80,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> algos = {"AutoAWQ", "GPTQ"};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
+    if (k == "--dtype") {
+      o.dtype = argv[i + 1];
+      continue;
+    }
     if (k == "--algos") {
       algos.clear();
       std::string list = argv[i + 1];
@@ -90,6 +99,8 @@ int main(int argc, char** argv) {
     else if (k == "--layers") o.layers = v;
     else if (k == "--intermediate") o.intermediate = v;
     else if (k == "--vocab") o.vocab = v;
+    else if (k == "--heads") o.heads = v;
+    else if (k == "--kv-heads") o.kv_heads = v;
     else if (k == "--samples") samples = v;
     else if (k == "--seqlen") seqlen = v;
     else if (k == "--observe") observe = v != 0;
@@ -99,11 +110,13 @@ int main(int argc, char** argv) {
   model::write_random_llama(dir / "m", o);
   const auto ckpt = model::Checkpoint::open(dir / "m");
   const auto ids = at::randint(0, o.vocab, {samples, seqlen}, at::kLong);
-  std::printf("model: hidden %ld, layers %ld, intermediate %ld; calibration %ld x %ld; W4 g128 (LMQuant: QoQ W4A8KV4 g128)\n", o.hidden, o.layers,
-              o.intermediate, samples, seqlen);
+  const double ckpt_mib = static_cast<double>(fs::file_size(dir / "m" / "model.safetensors")) / (1 << 20);
+  std::printf("model: hidden %ld, layers %ld, intermediate %ld, heads %ld / %ld KV, vocab %ld, %s on disk (%.0f MiB); "
+              "calibration %ld x %ld; W4 g128 (LMQuant: QoQ W4A8KV4 g128); float32 compute, streamed\n",
+              o.hidden, o.layers, o.intermediate, o.heads, o.kv_heads, o.vocab, o.dtype.c_str(), ckpt_mib, samples, seqlen);
   std::fflush(stdout);
   if (observe) at::addGlobalCallback(at::RecordFunctionCallback(on_start, on_end).needsInputs(false));
-  std::printf("\n| algorithm | total s | s per block (first / median / last) | GEMM share | Cholesky etc. share |\n|---|---|---|---|---|\n");
+  std::printf("\n| algorithm | total s | s per block (first / median / last) | GEMM share | Cholesky etc. share | peak RSS MiB | checkpoint MiB |\n|---|---|---|---|---|---|---|\n");
   for (const std::string& name : algos) {
     auto algo = quant::make_algorithm(name);
     if (!algo) {
@@ -115,20 +128,26 @@ int main(int argc, char** argv) {
     in.params = name == "LMQuant" ? nlohmann::json{{"quant_type", "g128"}}
                                   : nlohmann::json{{"W_BIT", 4}, {"Q_GROUP_SIZE", 128}, {"ZERO_POINT", true}};
     in.calibration = [&] { return ids; };
+    in.compute.stream_layers = true;
+    in.state_dir = dir / ("state-" + name);
     std::vector<double> marks;
     const auto t0 = std::chrono::steady_clock::now();
     in.progress = [&](int64_t, int64_t, const std::string&) {
       marks.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     };
     g_gemm_s = g_linalg_s = 0;
-    algo->run(in);
+    model::reset_host_peak();
+    const auto out = algo->run(in);
     const double total = marks.back();
     std::vector<double> per;
     for (std::size_t i = 1; i < marks.size(); ++i) per.push_back(marks[i] - marks[i - 1]);
+    // RTN reports per tensor, not per block: spread its total evenly.
+    if (static_cast<int64_t>(per.size()) != o.layers) per.assign(static_cast<std::size_t>(o.layers), total / static_cast<double>(o.layers));
     auto sorted = per;
     std::sort(sorted.begin(), sorted.end());
-    std::printf("| %s | %.1f | %.2f / %.2f / %.2f | %.0f%% | %.0f%% |\n", name.c_str(), total, per.front(),
-                sorted[sorted.size() / 2], per.back(), 100.0 * g_gemm_s / total, 100.0 * g_linalg_s / total);
+    std::printf("| %s | %.1f | %.2f / %.2f / %.2f | %.0f%% | %.0f%% | %.0f | %.0f |\n", name.c_str(), total, per.front(),
+                sorted[sorted.size() / 2], per.back(), 100.0 * g_gemm_s / total, 100.0 * g_linalg_s / total,
+                static_cast<double>(model::host_peak_bytes()) / (1 << 20), ckpt_mib);
     std::fflush(stdout);
   }
   fs::remove_all(dir);

@@ -17,11 +17,13 @@
 #
 #   bench/gpu_check.sh [--cpu] [--worker BIN] [--torch-dir DIR] [--debs DIR]
 #                      [--layers N] [--samples N] [--seqlen N] [--out DIR]
-#                      [--reference DIR] [--budget-s S]
+#                      [--reference DIR] [--budget-s S] [--shape 8b|small]
+#                      [--algos "RTN AutoAWQ GPTQ"] [--eval-windows N]
 # Exit status: 0 when every check passed, 1 otherwise.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cpu=0 worker="" torch_dir="" debs="" layers="" samples="" seqlen="" out="" budget_s=420
+cpu=0 worker="" torch_dir="" debs="" layers="" samples="" seqlen="" out="" budget_s=420 shape_name="" algos="RTN AutoAWQ GPTQ"
+eval_windows=8
 reference="${QJOBS_REFERENCE_DIR:-$root/../shared/reference}"
 while (($#)); do
   case "$1" in
@@ -35,6 +37,9 @@ while (($#)); do
     --out) out="$2"; shift 2 ;;
     --reference) reference="$2"; shift 2 ;;
     --budget-s) budget_s="$2"; shift 2 ;;
+    --shape) shape_name="$2"; shift 2 ;;
+    --algos) algos="$2"; shift 2 ;;
+    --eval-windows) eval_windows="$2"; shift 2 ;;
     *) echo "gpu_check: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -43,13 +48,17 @@ mkdir -p "$out"
 start=$(date +%s)
 log() { echo "[gpu_check +$(( $(date +%s) - start ))s] $*"; }
 
-# Shapes: Llama-3-8B's on a GPU, a small model on the CPU.
-if ((cpu)); then
+# Shapes: Llama-3-8B's on a GPU, a small model on the CPU (unless --shape).
+shape_name="${shape_name:-$( ((cpu)) && echo small || echo 8b)}"
+if [[ "$shape_name" == 8b ]]; then
+  shape=(--hidden 4096 --intermediate 14336 --heads 32 --kv-heads 8 --vocab 128256)
+else
   shape=(--hidden 256 --intermediate 768 --heads 4 --kv-heads 2 --vocab 2048)
+fi
+if ((cpu)); then
   layers="${layers:-2}" samples="${samples:-8}" seqlen="${seqlen:-64}"
   export CUDA_VISIBLE_DEVICES=""
 else
-  shape=(--hidden 4096 --intermediate 14336 --heads 32 --kv-heads 8 --vocab 128256)
   layers="${layers:-32}" samples="${samples:-128}" seqlen="${seqlen:-512}"
   export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"
 fi
@@ -132,7 +141,7 @@ log "writing a random model: ${shape[*]} --layers $layers (bf16)"
 "$worker" init-model --out "$model" "${shape[@]}" --layers "$layers" --dtype bfloat16 >/dev/null
 cp "$root/examples/kjv-llama/tokenizer.json" "$root/examples/kjv-llama/tokenizer_config.json" "$model/"
 cat "$root/examples/data/kjv/calib.jsonl" "$root/examples/data/kjv/test.jsonl" > "$out/calib.jsonl"
-for algo in RTN AutoAWQ GPTQ; do
+for algo in $algos; do
   left=$(( budget_s - ($(date +%s) - start) ))
   if (( left < 30 )); then log "time budget spent: $algo not run"; continue; fi
   case $algo in
@@ -160,8 +169,8 @@ eval:
       name: kjv
       data_path: "$root/examples/data/kjv/test.jsonl"
       seqlen: $seqlen
-      num_samples: 8
-      batch_size: 4
+      num_samples: $eval_windows
+      batch_size: 2
 YAML
   log "$algo: running (at most ${left}s)"
   rc=0
@@ -171,10 +180,11 @@ YAML
 done
 
 # 5. The table.
-py "$out" "$layers" "$samples" "$seqlen" "$cpu" "${shape[@]}" <<'PY'
+py "$out" "$layers" "$samples" "$seqlen" "$cpu" "$algos" "${shape[@]}" <<'PY'
 import json, os, sys
 out, layers, samples, seqlen, cpu = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
-a = dict(zip(sys.argv[6::2], sys.argv[7::2]))
+algos = sys.argv[6].split()
+a = dict(zip(sys.argv[7::2], sys.argv[8::2]))
 hid, inter, heads, kvh = int(a["--hidden"]), int(a["--intermediate"]), int(a["--heads"]), int(a["--kv-heads"])
 hd = hid // heads
 lin = hid * (hid + 2 * kvh * hd) + heads * hd * hid + 3 * hid * inter   # Linear params per block
@@ -193,7 +203,7 @@ floor = {"RTN": 0.0,
          "AutoAWQ": (3 + 20 * (1 + hid * inter / lin)) * fwd / gemm}
 refs = [json.loads(l) for l in open(os.path.join(out, "reference.jsonl")) if l.strip()]
 rows, ok = [], all(r["pass"] for r in refs)
-for algo in ("RTN", "AutoAWQ", "GPTQ"):
+for algo in algos:
     rc_path = os.path.join(out, f"job-{algo}.rc")
     rep_path = os.path.join(out, f"job-{algo}", "report.json")
     if not os.path.exists(rc_path):
@@ -226,8 +236,8 @@ json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=1)
 print(f"device {'cpu' if cpu else 'cuda'}; {layers} layers; {N} calibration tokens; GEMM {gemm/1e9:.0f} GFLOP/s (float32 {gemm32/1e9:.0f})")
 for ref in refs:
     print(f"reference {ref['model']}: max|diff|/max|ref| = {ref['rel']}" + ("" if ref["pass"] else "  FAIL"))
-print("| algorithm | s/block | GEMM floor s/block | share | quantize s | total s | host peak MiB | device peak MiB | ckpt MiB | ppl before -> after | size MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| algorithm | s/block | GEMM floor s/block | share | quantize s | 32 blocks s | total s | host peak MiB | device peak MiB | ckpt MiB | ppl before -> after | size MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     if not r.get("ran"):
         print(f"| {r['algorithm']} | not run (time budget) |"); continue
@@ -235,7 +245,8 @@ for r in rows:
         print(f"| {r['algorithm']} | FAILED (exit {r['exit']}) |"); continue
     share = f"{100 * r['gemm_share']:.0f}%" if r["gemm_share"] is not None else "-"
     dev = f"{r['device_peak_mib']:.0f}" if r["device_peak_mib"] is not None else "-"
-    print(f"| {r['algorithm']} | {r['s_per_block']:.2f} | {r['gemm_floor_s_per_block']:.2f} | {share} | {r['quantize_s']:.1f} | "
+    est = f"{32 * r['s_per_block']:.0f}" + ("" if layers == 32 else " (extrapolated)")
+    print(f"| {r['algorithm']} | {r['s_per_block']:.2f} | {r['gemm_floor_s_per_block']:.2f} | {share} | {r['quantize_s']:.1f} | {est} | "
           f"{r['total_s']:.1f} | {r['host_peak_mib']:.0f} | {dev} | {r['checkpoint_mib']:.0f} | "
           f"{r['ppl_before']:.2f} -> {r['ppl_after']:.2f} | {r['size_mib_before']:.0f} -> {r['size_mib_after']:.0f} |")
 print("PASS" if ok else "FAIL")
