@@ -9,7 +9,11 @@
 //   calib_bench [--hidden 1024 --layers 8 --intermediate 2816 --vocab 32000
 //                --heads 16 --kv-heads 16 --dtype float32|bfloat16
 //                --samples 8 --seqlen 512 --observe 1 --algos AutoAWQ,GPTQ,LMQuant]
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -107,7 +111,19 @@ int main(int argc, char** argv) {
   }
   const fs::path dir = fs::temp_directory_path() / ("qjobs_calib_bench_" + std::to_string(getpid()));
   fs::remove_all(dir);
-  model::write_random_llama(dir / "m", o);
+  // Written by a child process, so that none of the generator's memory
+  // counts in this process's peak RSS. No torch op has run here yet, so
+  // forking is safe.
+  const pid_t child = ::fork();
+  if (child == 0) {
+    model::write_random_llama(dir / "m", o);
+    std::_Exit(0);
+  }
+  int status = 0;
+  if (child < 0 || ::waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "writing the random model failed\n");
+    return 1;
+  }
   const auto ckpt = model::Checkpoint::open(dir / "m");
   const auto ids = at::randint(0, o.vocab, {samples, seqlen}, at::kLong);
   const double ckpt_mib = static_cast<double>(fs::file_size(dir / "m" / "model.safetensors")) / (1 << 20);

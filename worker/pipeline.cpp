@@ -590,6 +590,7 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     // Calibration always streams: one block on the device at a time.
     qin.compute = load_options(place, true);
     qin.state_dir = job_dir / "calib_state";
+    qin.keep_float_weights = !exporter::packed_format(spec.export_format).has_value();
     qin.progress = [&](int64_t d, int64_t t, const std::string& what) {
       if (delay > 0 && d > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
       rep.progress(d, t, what);

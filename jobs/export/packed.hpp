@@ -53,7 +53,7 @@ namespace qjobs::exporter {
 
 // One quantized Linear in integer form (unsigned codes).
 struct IntWeight {
-  at::Tensor codes;    // int32 [out, in], 0 .. 2^bits - 1
+  at::Tensor codes;    // [out, in], 0 .. 2^bits - 1: uint8 (bits <= 8) or int32
   at::Tensor scales;   // float32 [out, groups]
   at::Tensor zeros;    // int32 [out, groups]
   at::Tensor g_idx;    // int32 [in]

@@ -42,6 +42,10 @@ struct QuantInputs {
   std::function<at::Tensor()> calibration;
   std::filesystem::path state_dir;         // per-block resume state; empty = none
   ProgressFn progress;
+  // false: a Linear that has an integer or W8A8 form is not also kept as a
+  // float tensor in `replaced` (a packed export never reads it; for an 8B
+  // model that is 14 GiB of disk and writes saved).
+  bool keep_float_weights = true;
 };
 
 struct QuantOutput {

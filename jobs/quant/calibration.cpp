@@ -242,9 +242,19 @@ LayerSpill::LayerSpill(const fs::path& state_dir, QuantOutput& out) : out_(out) 
 }
 
 void LayerSpill::after(const std::string& name, const std::string& next) {
-  const auto prefix = layer_prefix(name);
-  if (dir_.empty() || prefix.empty() || layer_prefix(next) == prefix) return;
-  spill_outputs(out_, prefix, dir_ / ("block_" + prefix.substr(13, prefix.size() - 14) + ".safetensors"));
+  // One file per tensor: memory holds one Linear's outputs at a time.
+  if (dir_.empty() || layer_prefix(name).empty()) return;
+  const std::string stem = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? name.substr(0, name.size() - 7) : name;
+  spill_outputs(out_, stem, dir_ / (stem + ".safetensors"));
+}
+
+void drop_float_copies(QuantOutput& out, const std::string& prefix) {
+  for (auto it = out.replaced.begin(); it != out.replaced.end();) {
+    const auto& name = it->first;
+    const std::string stem = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? name.substr(0, name.size() - 7) : "";
+    const bool has_form = !stem.empty() && (out.int_weights.count(stem) || out.w8a8_weights.count(stem));
+    it = has_prefix(name, prefix) && has_form ? out.replaced.erase(it) : std::next(it);
+  }
 }
 
 void run_blocks(const QuantInputs& in, model::LlamaModel& model, const at::Tensor& ids, QuantOutput& out,
@@ -264,6 +274,7 @@ void run_blocks(const QuantInputs& in, model::LlamaModel& model, const at::Tenso
     step(s);
     auto next = s.next ? std::move(*s.next) : engine.forward(l);
     collect_block(*in.ckpt, model, l, out.replaced);
+    if (!in.keep_float_weights) drop_float_copies(out, s.prefix);
     engine.advance(l, std::move(next), s.errors, out);
     out.layer_errors.insert(out.layer_errors.end(), s.errors.begin(), s.errors.end());
     model.offload(l);

@@ -97,10 +97,14 @@ void run_blocks(const QuantInputs& in, model::LlamaModel& model, const at::Tenso
 void spill_outputs(QuantOutput& out, const std::string& prefix, const std::filesystem::path& file,
                    std::map<std::string, std::string> metadata = {});
 
-// For algorithms that go tensor by tensor (RTN, HQQ): once the last tensor
-// of a layer is done, that layer's outputs are spilled to
-// state_dir / "scratch" / block_N.safetensors. Without a state folder,
-// nothing moves.
+// Removes from out.replaced the float weights under `prefix` of Linears
+// that have an integer or W8A8 form (QuantInputs::keep_float_weights).
+void drop_float_copies(QuantOutput& out, const std::string& prefix);
+
+// For algorithms that go tensor by tensor (RTN, HQQ): each decoder
+// tensor's outputs are spilled as soon as it is done, to
+// state_dir / "scratch" / NAME.safetensors. Without a state folder, nothing
+// moves.
 class LayerSpill {
  public:
   LayerSpill(const std::filesystem::path& state_dir, QuantOutput& out);

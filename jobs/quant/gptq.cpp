@@ -39,7 +39,7 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
   Hinv = at::linalg_cholesky(Hinv, /*upper=*/true);
 
   auto Q = at::zeros_like(W);
-  auto codes = at::zeros({rows, cols}, W.options().dtype(at::kInt));
+  auto codes = at::zeros({rows, cols}, W.options().dtype(cfg.bits <= 8 ? at::kByte : at::kInt));
   const int64_t n_groups = (cols + g - 1) / g;
   auto g_scales = at::zeros({rows, n_groups}, W.options());
   auto g_zeros = at::zeros({rows, n_groups}, W.options().dtype(at::kInt));

@@ -91,7 +91,9 @@ at::Tensor rtn(const at::Tensor& w, const WeightGrid& wg, int64_t g, const at::T
   const int64_t rows = w.size(0), cols = w.size(1), ng = (cols + g - 1) / g;
   auto out = at::empty_like(w);
   at::Tensor codes, scales, zeros;
-  if (ints != nullptr) codes = at::empty({rows, cols}, at::kInt), scales = at::empty({rows, ng}), zeros = at::empty({rows, ng}, at::kInt);
+  if (ints != nullptr)
+    codes = at::empty({rows, cols}, w.options().dtype(wg.bits <= 8 ? at::kByte : at::kInt)),
+    scales = at::empty({rows, ng}, w.options()), zeros = at::empty({rows, ng}, w.options().dtype(at::kInt));
   for (int64_t gi = 0; gi < ng; ++gi) {
     const int64_t c0 = gi * g, n = std::min(g, cols - c0);
     const auto part = w.narrow(1, c0, n);
@@ -108,7 +110,7 @@ at::Tensor rtn(const at::Tensor& w, const WeightGrid& wg, int64_t g, const at::T
     ints->codes = codes;
     ints->scales = scales;
     ints->zeros = zeros;
-    ints->g_idx = at::arange(cols, at::kLong).div(g, "floor").to(at::kInt);
+    ints->g_idx = at::arange(cols, w.options().dtype(at::kLong)).div(g, "floor").to(at::kInt);
     ints->bits = wg.bits;
     ints->group_size = g;
   }
@@ -158,20 +160,20 @@ model::ActQuant act_for(int bits, bool is_static, const at::Tensor& x) {
 // s = xstat^alpha / wstat^beta for each grid alpha (Manual: the given
 // alpha), or no smoothing, whichever gives the least `objective`.
 at::Tensor choose_scale(const SmoothSetting& st, const at::Tensor& xstat, const at::Tensor& wstat,
-                        const std::function<double(const at::Tensor&)>& objective) {
+                        const std::function<at::Tensor(const at::Tensor&)>& objective) {
   const auto make = [&](double a) {
     const double b = st.beta < 0 ? 1 - a : st.beta;
     return (xstat.clamp_min(1e-5).pow(a) / wstat.clamp_min(1e-5).pow(b)).clamp_min(1e-5);
   };
   if (st.strategy == "Manual") return make(st.alpha);
-  at::Tensor best = at::ones_like(xstat);
-  double best_err = objective(best);
+  // Every candidate's error stays on the device; one sync picks the first
+  // least, as a scan keeping strict improvements would.
+  std::vector<at::Tensor> candidates = {at::ones_like(xstat)}, errors = {objective(candidates[0])};
   for (int k = 0; k <= st.num_grids; ++k) {
-    const auto s = make(static_cast<double>(k) / st.num_grids);
-    const double e = objective(s);
-    if (e < best_err) best_err = e, best = s;
+    candidates.push_back(make(static_cast<double>(k) / st.num_grids));
+    errors.push_back(objective(candidates.back()));
   }
-  return best;
+  return candidates[static_cast<std::size_t>(at::stack(errors).argmin().item<int64_t>())];
 }
 
 // [n] per pair-half max, made equal on each RoPE pair of each head.
@@ -277,7 +279,7 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
     const auto ws = w * S.unsqueeze(0);
     const auto wq = plan.skip ? ws : rtn(ws, WeightGrid::for_weight(ws, plan.cfg.bits, c.progressive), effective_group(plan.cfg.group_size, ws.size(1)), at::Tensor());
     const auto xq = act_for(plan.skip ? 0 : plan.a_bits, false, x).apply(x / S.unsqueeze(0));
-    return (at::matmul(xq, wq.t()) - y).pow(2).sum().item<double>();
+    return (at::matmul(xq, wq.t()) - y).pow(2).sum();
   };
 
   run_blocks(in, model, ids, out, loop, [&](BlockStep& step) {
@@ -320,7 +322,7 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
         const auto lh = lam.reshape({1, mc.kv_heads, 1, mc.head_dim});
         const auto kq = kv.apply(k0 / lh, l, true);
         const auto s = at::matmul(qh * lh.unsqueeze(2), kq.unsqueeze(2).transpose(-1, -2));
-        return (s - ref).pow(2).sum().item<double>();
+        return (s - ref).pow(2).sum();
       });
       smooth_attention(layer, mc, lambda);
     }

@@ -39,7 +39,7 @@ QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
     const double norm = w32.norm().item<double>();
     out.layer_errors.push_back({name, (deq - w32).norm().item<double>() / std::max(norm, 1e-30),
                                 (deq - w32).abs().max().item<double>(), -1});
-    out.replaced[name] = deq.to(w.scalar_type());
+    if (in.keep_float_weights) out.replaced[name] = deq.to(w.scalar_type());
     spill.after(name, i + 1 == total ? "" : targets[static_cast<std::size_t>(i + 1)]);
     progress(i + 1, total, name);
   }
