@@ -272,9 +272,11 @@ struct MemoryMeter {
   json host = json::object(), device = json::object();
 
   static double mib(int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
+  json start = json::object();  // RSS as each stage begins
   void begin(const std::string& stage) {
     close();
     current = stage;
+    start[stage] = mib(model::host_rss_bytes());
   }
   void close() {
     if (current.empty()) return;
@@ -294,6 +296,7 @@ struct MemoryMeter {
             {"checkpoint_mib", mib(static_cast<int64_t>(checkpoint_bytes))},
             {"host_peak_mib", host_max},
             {"host_peak_mib_by_stage", host},
+            {"host_rss_mib_at_stage_start", start},
             {"device_peak_mib", device.empty() ? json(nullptr) : json(device_max)},
             {"device_peak_mib_by_stage", device.empty() ? json(nullptr) : device}};
   }

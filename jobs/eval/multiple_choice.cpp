@@ -184,7 +184,7 @@ McItemResult score_item(const model::LlamaModel& model, const tokenizer::Tokeniz
     const auto len = static_cast<int64_t>(inputs[b].size());
     const auto logits = model.head(h[b].narrow(0, len - nk, nk).unsqueeze(0))[0].to(at::kDouble);  // [nk, V]
     const auto logp = logits.log_softmax(-1);
-    const auto target = at::tensor(s.continuation_ids, at::kLong);
+    const auto target = at::tensor(s.continuation_ids, at::kLong).to(logp.device());
     s.loglikelihood = logp.gather(1, target.unsqueeze(1)).sum().item<double>();
     s.is_greedy = at::equal(logits.argmax(-1), target);
   }

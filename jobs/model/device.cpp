@@ -103,7 +103,9 @@ std::optional<int64_t> device_peak_bytes(const std::vector<c10::Device>& devices
   for (const auto& d : devices) {
     if (!d.is_cuda()) continue;
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(d.index());
-    total += stats.allocated_bytes[static_cast<std::size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)].peak;
+    // Entry 0 is the aggregate over pools (StatType::AGGREGATE, which newer
+    // releases declare in another namespace).
+    total += stats.allocated_bytes[0].peak;
     any = true;
   }
   if (any) return total;
