@@ -386,12 +386,14 @@ TEST_F(ReliabilityTest, HungWorkerIsLostAfterTheStallTimeoutAndABusyOneIsNot) {
     const int pid = std::stoi(slurp(root_ / "ud1" / "jobs" / id / "hung.pid"));
     EXPECT_TRUE(wait_until([&] { return !process_alive(pid); }, 5s));
   }
-  // Every step sleeps 1.2 s, longer than the 0.8 s stall timeout; the
-  // heartbeat (every 0.2 s) keeps status.json fresh.
-  ServerProcess server(root_ / "ud2", {"--slots", "1", "--stall-timeout", "0.8"},
-                       {{"QJOBS_TEST_STEP_DELAY_MS", "1200"}});
+  // Every step sleeps 2.3 s, longer than the 2 s stall timeout; the
+  // heartbeat (every 0.4 s) keeps status.json fresh. The timeout leaves room
+  // for the worker's start-up on a machine loaded by parallel tests (at
+  // 0.8 s a start under load was once taken for a stall).
+  ServerProcess server(root_ / "ud2", {"--slots", "1", "--stall-timeout", "2"},
+                       {{"QJOBS_TEST_STEP_DELAY_MS", "2300"}});
   const std::string id = submit(server);
-  const json job = wait_terminal(server, id, 120s);
+  const json job = wait_terminal(server, id, 200s);
   EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
   EXPECT_EQ(job["attempts"], 1);
 }
