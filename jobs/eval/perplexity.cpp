@@ -25,8 +25,7 @@ PerplexityResult perplexity(const model::LlamaModel& model, const at::Tensor& id
   if (progress) progress(0, n);
   // NLL sums stay on the device; one sync at the end.
   at::Tensor nll = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(model.device()));
-  const auto score = [&](const at::Tensor& batch, const at::Tensor& h) {
-    const auto logits = model.head(h);  // float32 [b, T, V]
+  const auto score = [&](const at::Tensor& batch, const at::Tensor& logits) {  // float32 [b, T, V]
     const auto logp = at::log_softmax(logits.narrow(1, 0, o.seqlen - 1), -1);
     const auto targets = batch.narrow(1, 1, o.seqlen - 1).to(logp.device()).unsqueeze(-1);
     nll.sub_(logp.gather(-1, targets).to(at::kDouble).sum().to(nll.device()));
@@ -36,9 +35,7 @@ PerplexityResult perplexity(const model::LlamaModel& model, const at::Tensor& id
     for (int64_t w = 0; w < n; w += bs) {
       const int64_t b = std::min(bs, n - w);
       const auto batch = batch_at(w, b);
-      at::Tensor h = model.embed(batch);
-      for (int64_t l = 0; l < model.config().layers; ++l) h = model.layer_forward(l, h, 0);
-      score(batch, h);
+      score(batch, model.forward(batch));
       if (progress) progress(w + b, n);
     }
   } else {
@@ -61,7 +58,7 @@ PerplexityResult perplexity(const model::LlamaModel& model, const at::Tensor& id
         model.release(layer);
         if (progress) progress(c0 + cn * (l + 1) / (L + 1), n);
       }
-      for (std::size_t i = 0; i < hs.size(); ++i) score(batches[i], hs[i]);
+      for (std::size_t i = 0; i < hs.size(); ++i) score(batches[i], model.head(hs[i]));
       if (progress) progress(c0 + cn, n);
     }
   }

@@ -71,8 +71,6 @@ namespace {
 
 const char* const kIntParts[] = {"codes", "scales", "zeros", "g_idx"};
 
-bool has_prefix(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
-
 // Restores one block file's outputs into `out` as views of the file.
 void read_block_file(const model::SafetensorsFile& f, QuantOutput& out) {
   const auto meta = [&](const char* key) {
@@ -108,12 +106,12 @@ void spill_outputs(QuantOutput& out, const std::string& prefix, const fs::path& 
   std::vector<model::NamedTensor> tensors;
   json replaced = json::array(), ints = json::object(), w8a8 = json::object();
   for (const auto& [name, t] : out.replaced)
-    if (has_prefix(name, prefix)) {
+    if (name.starts_with(prefix)) {
       tensors.push_back({name, t, {}});
       replaced.push_back(name);
     }
   for (const auto& [name, w] : out.int_weights) {
-    if (!has_prefix(name, prefix)) continue;
+    if (!name.starts_with(prefix)) continue;
     // Codes of up to 8 bits are stored as bytes: a quarter of int32.
     tensors.push_back({name + ".codes", w.bits <= 8 ? w.codes.to(at::kByte) : w.codes, {}});
     tensors.push_back({name + ".scales", w.scales, {}});
@@ -122,7 +120,7 @@ void spill_outputs(QuantOutput& out, const std::string& prefix, const fs::path& 
     ints[name] = {{"bits", w.bits}, {"group_size", w.group_size}};
   }
   for (const auto& [name, w] : out.w8a8_weights) {
-    if (!has_prefix(name, prefix)) continue;
+    if (!name.starts_with(prefix)) continue;
     tensors.push_back({name + ".w8a8_codes", w.codes, {}});
     tensors.push_back({name + ".w8a8_scale", w.scale, {}});
     if (w.input_scale.defined()) tensors.push_back({name + ".w8a8_input_scale", w.input_scale, {}});
@@ -135,9 +133,10 @@ void spill_outputs(QuantOutput& out, const std::string& prefix, const fs::path& 
   if (!metadata.count("errors")) metadata["errors"] = "[]";
   model::save_safetensors(file, tensors, metadata);
   // The in-memory copies go; views of the file take their place.
-  for (auto it = out.replaced.begin(); it != out.replaced.end();) it = has_prefix(it->first, prefix) ? out.replaced.erase(it) : std::next(it);
-  for (auto it = out.int_weights.begin(); it != out.int_weights.end();) it = has_prefix(it->first, prefix) ? out.int_weights.erase(it) : std::next(it);
-  for (auto it = out.w8a8_weights.begin(); it != out.w8a8_weights.end();) it = has_prefix(it->first, prefix) ? out.w8a8_weights.erase(it) : std::next(it);
+  const auto under = [&](const auto& entry) { return entry.first.starts_with(prefix); };
+  std::erase_if(out.replaced, under);
+  std::erase_if(out.int_weights, under);
+  std::erase_if(out.w8a8_weights, under);
   QuantOutput back;
   read_block_file(model::SafetensorsFile::open(file), back);
   for (auto& [k, v] : back.replaced) out.replaced[k] = v;
@@ -227,7 +226,7 @@ namespace {
 // "model.layers.3." of a decoder tensor's name, or "".
 std::string layer_prefix(const std::string& name) {
   const std::string head = "model.layers.";
-  if (!has_prefix(name, head)) return "";
+  if (!name.starts_with(head)) return "";
   const auto dot = name.find('.', head.size());
   return dot == std::string::npos ? "" : name.substr(0, dot + 1);
 }
@@ -253,7 +252,7 @@ void drop_float_copies(QuantOutput& out, const std::string& prefix) {
     const auto& name = it->first;
     const std::string stem = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? name.substr(0, name.size() - 7) : "";
     const bool has_form = !stem.empty() && (out.int_weights.count(stem) || out.w8a8_weights.count(stem));
-    it = has_prefix(name, prefix) && has_form ? out.replaced.erase(it) : std::next(it);
+    it = name.starts_with(prefix) && has_form ? out.replaced.erase(it) : std::next(it);
   }
 }
 
