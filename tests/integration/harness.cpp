@@ -12,7 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -33,6 +35,30 @@ fs::path make_temp_dir(const std::string& tag) {
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
+}
+
+void remove_test_dir(const fs::path& dir) {
+  const std::string needle = dir.string();
+  std::vector<pid_t> killed;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::stoi(name);
+    if (pid == ::getpid()) continue;
+    std::ifstream in(e.path() / "cmdline", std::ios::binary);
+    const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(needle) == std::string::npos) continue;
+    ::kill(pid, SIGKILL);
+    killed.push_back(pid);
+  }
+  wait_until([&] { return std::none_of(killed.begin(), killed.end(), process_alive); }, std::chrono::seconds(5));
+  for (int i = 0; i < 20; ++i) {
+    fs::remove_all(dir, ec);
+    if (!ec) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("cannot remove " + needle + ": " + ec.message());
 }
 
 namespace {

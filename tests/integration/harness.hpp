@@ -18,6 +18,11 @@ namespace qjobs::testing {
 
 std::filesystem::path bin_dir();
 std::filesystem::path make_temp_dir(const std::string& tag);
+// Kills every process whose command line names a path under `dir` (workers a
+// stopped server left running by design), waits for them, then removes `dir`.
+// A worker still writing status.json while the folder is removed made
+// remove_all throw in TearDown.
+void remove_test_dir(const std::filesystem::path& dir);
 
 struct CmdResult {
   int rc = -1;

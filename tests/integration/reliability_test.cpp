@@ -56,7 +56,7 @@ class ReliabilityTest : public ::testing::Test {
     for (const auto& pid : stray_)
       if (process_alive(pid)) ::kill(pid, SIGKILL);
     for (const auto& m : mounts_) ::umount2(m.c_str(), MNT_DETACH);
-    fs::remove_all(root_);
+    remove_test_dir(root_);
   }
 
   std::string rtn_spec() const {

@@ -94,7 +94,7 @@ class ServerTest : public ::testing::Test {
   void TearDown() override {
     // Workers left behind by a killed server must not outlive the test.
     for (const auto& pid : stray_) if (process_alive(pid)) ::kill(pid, SIGKILL);
-    fs::remove_all(root_);
+    remove_test_dir(root_);
   }
 
   fs::path write_spec(const std::string& name, const std::string& body) {
