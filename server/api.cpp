@@ -470,6 +470,7 @@ ApiResult Api::metrics(const Request& req, const Params&, const Query&) {
   out += "qjobs_devices_busy " + std::to_string(scheduler_.busy_devices()) + "\n";
   out += "# HELP qjobs_devices_total Devices or slots of this server.\n# TYPE qjobs_devices_total gauge\n";
   out += "qjobs_devices_total " + std::to_string(scheduler_.capacity().size()) + "\n";
+  out += scheduler_.dispatcher_metrics();
   out += "# HELP qjobs_job_duration_seconds Submission to end of finished jobs.\n# TYPE qjobs_job_duration_seconds summary\n";
   for (const auto& [state, sc] : store_.durations()) {
     const std::string label = "{state=\"" + std::string(job_state_name(state)) + "\"}";

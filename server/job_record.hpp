@@ -23,8 +23,7 @@ struct JobRecord {
   int max_attempts = 2;
   int devices_requested = 1;
   std::string devices;           // assigned: "0,1" (GPU ids) or "slot:2"
-  std::optional<int> pid;        // the worker process of the current attempt
-  std::string pid_start;         // its start time (/proc/PID/stat field 22): guards pid reuse
+  std::string handle;            // the dispatcher's name for the current/last attempt (dispatcher.hpp); "" none
   double timeout_s = 0;          // 0 = none
   ErrorType error_type = ErrorType::none;
   std::string error;

@@ -34,10 +34,29 @@ std::string process_start_token(int pid) {
   return field;
 }
 
+std::string handle_backend(const std::string& handle) {
+  const auto colon = handle.find(':');
+  return colon == std::string::npos ? "" : handle.substr(0, colon);
+}
+
+std::string local_handle(int pid, const std::string& start_token) {
+  return "local:" + std::to_string(pid) + ":" + start_token;
+}
+
+bool parse_local_handle(const std::string& handle, int* pid, std::string* start_token) {
+  if (handle.rfind("local:", 0) != 0) return false;
+  const auto colon = handle.find(':', 6);
+  const std::string digits = handle.substr(6, colon == std::string::npos ? std::string::npos : colon - 6);
+  if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) return false;
+  *pid = std::stoi(digits);
+  *start_token = colon == std::string::npos ? "" : handle.substr(colon + 1);
+  return *pid > 0;
+}
+
 LocalDispatcher::LocalDispatcher(std::filesystem::path worker, double heartbeat_s)
     : worker_(std::move(worker)), heartbeat_s_(heartbeat_s) {}
 
-LaunchedProcess LocalDispatcher::launch(const LaunchRequest& req) {
+std::string LocalDispatcher::launch(const LaunchRequest& req) {
   const JobDir dir(req.job_dir);
   dir.create_layout();
 
@@ -94,33 +113,55 @@ LaunchedProcess LocalDispatcher::launch(const LaunchRequest& req) {
   posix_spawnattr_destroy(&attr);
   if (rc != 0)
     throw Error(ErrorKind::io, "cannot start " + worker_.string() + ": " + std::strerror(rc));
-  return {pid, process_start_token(pid)};
+  const std::string token = process_start_token(pid);
+  const std::string handle = local_handle(pid, token);
+  children_.push_back({handle, pid, token, true});
+  return handle;
 }
 
-void LocalDispatcher::signal(int pid, int sig) {
-  if (pid <= 0) return;
+void LocalDispatcher::signal(const std::string& handle, int sig) {
+  int pid = 0;
+  std::string token;
+  if (!parse_local_handle(handle, &pid, &token)) return;
+  // Never signal a process that merely reuses the pid.
+  const std::string now = process_start_token(pid);
+  if (now.empty() || (!token.empty() && now != token)) return;
   if (::kill(-pid, sig) != 0) ::kill(pid, sig);
 }
 
-std::vector<ProcessExit> LocalDispatcher::reap() {
-  std::vector<ProcessExit> out;
-  while (true) {
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    if (pid <= 0) break;
-    ProcessExit e;
-    e.pid = pid;
-    if (WIFEXITED(status)) e.exit_code = WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) e.signal = WTERMSIG(status);
-    out.push_back(e);
-  }
-  return out;
+void LocalDispatcher::watch(const std::string& handle) {
+  int pid = 0;
+  std::string token;
+  if (!parse_local_handle(handle, &pid, &token)) pid = 0;  // reported ended at the next poll
+  children_.push_back({handle, pid, token, false});
 }
 
-bool LocalDispatcher::alive(int pid, const std::string& start_token) {
-  if (pid <= 0) return false;
-  const auto now = process_start_token(pid);
-  return !now.empty() && (start_token.empty() || now == start_token);
+std::vector<AttemptUpdate> LocalDispatcher::poll() {
+  std::vector<AttemptUpdate> out;
+  for (auto it = children_.begin(); it != children_.end();) {
+    AttemptUpdate u;
+    u.handle = it->handle;
+    bool ended = false;
+    if (it->ours) {
+      int status = 0;
+      if (::waitpid(it->pid, &status, WNOHANG) == it->pid) {
+        ended = true;
+        if (WIFEXITED(status)) u.exit_code = WEXITSTATUS(status);
+        if (WIFSIGNALED(status)) u.signal = WTERMSIG(status);
+      }
+    } else {
+      // Adopted after a restart: not our child, so only /proc tells.
+      const std::string now = it->pid > 0 ? process_start_token(it->pid) : "";
+      ended = now.empty() || (!it->start_token.empty() && now != it->start_token);
+    }
+    if (ended) {
+      out.push_back(std::move(u));
+      it = children_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return out;
 }
 
 }  // namespace qjobs::server

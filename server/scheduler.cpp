@@ -29,14 +29,28 @@ std::optional<double> mtime(const std::filesystem::path& p) {
 
 }  // namespace
 
-Scheduler::Scheduler(Store& store, Dispatcher& dispatcher, SchedulerOptions options)
-    : store_(store), dispatcher_(dispatcher), options_(std::move(options)) {
+Scheduler::Scheduler(Store& store, Dispatcher& launcher, SchedulerOptions options, std::vector<Dispatcher*> others)
+    : store_(store), launcher_(launcher), options_(std::move(options)) {
+  backends_.push_back(&launcher_);
+  for (auto* d : others)
+    if (d && d != &launcher_) backends_.push_back(d);
   if (options_.capacity.gpu_mode()) {
     for (const auto& g : options_.capacity.gpus) free_.insert(g);
   } else {
     for (int i = 0; i < options_.capacity.slots; ++i) free_.insert("slot" + std::to_string(i));
   }
 }
+
+double Scheduler::now() const { return options_.clock ? options_.clock() : unix_now(); }
+
+Dispatcher* Scheduler::backend_of(const std::string& handle) const {
+  const std::string b = handle_backend(handle);
+  for (auto* d : backends_)
+    if (d->backend() == b) return d;
+  return nullptr;
+}
+
+std::string Scheduler::dispatcher_metrics() const { return launcher_.metrics(); }
 
 std::filesystem::path Scheduler::job_dir(const std::string& id) const { return options_.jobs_root / id; }
 
@@ -93,26 +107,71 @@ void Scheduler::note_store_failure(const std::exception& e) {
 
 void Scheduler::recover() {
   std::lock_guard lock(mu_);
-  const double now = unix_now();
-  for (const auto state : {JobState::running, JobState::cancelling}) {
+  const double t = now();
+  // Attempts the launching backend has that the store never recorded: the
+  // server was killed between sbatch and storing its answer.
+  if (launcher_.queues()) {
+    const auto found = launcher_.unrecorded();
+    for (const auto& job : store_.in_state(JobState::queued)) {
+      if (!job.handle.empty()) continue;
+      for (const auto& u : found) {
+        if (u.job_id != job.id || u.attempt != job.attempts + 1) continue;
+        if (store_.dispatch(job.id, u.handle, "pending in " + launcher_.backend(), t)) {
+          spdlog::info("recover: job {} attempt {} was submitted as {} but not recorded; adopting it", job.id,
+                       u.attempt, u.handle);
+          server_event(job.id, {{"type", "state"}, {"state", "QUEUED"}, {"handle", u.handle},
+                                {"reason", "adopted " + u.handle + ", submitted before the server stopped"}});
+        }
+        break;
+      }
+    }
+  }
+  for (const auto state : {JobState::running, JobState::cancelling, JobState::queued}) {
     for (const auto& job : store_.in_state(state)) {
-      const bool alive = job.pid && dispatcher_.alive(*job.pid, job.pid_start);
-      if (!alive) {
-        spdlog::info("recover: job {} was {} but its worker is gone", job.id, job_state_name(state));
+      if (job.handle.empty()) {
+        if (state != JobState::queued) {
+          spdlog::info("recover: job {} was {} with no attempt recorded", job.id, job_state_name(state));
+          settle_without_process(job);
+        }
+        continue;
+      }
+      Dispatcher* d = backend_of(job.handle);
+      if (!d) {
+        spdlog::warn("recover: job {}: no backend for {} (started under another --dispatcher?)", job.id, job.handle);
         settle_without_process(job);
         continue;
       }
+      d->watch(job.handle);
       Running r;
       r.job_id = job.id;
-      r.pid = *job.pid;
-      r.start_token = job.pid_start;
-      r.adopted = true;
-      r.since = now;
-      for (const auto& d : split(job.devices, ','))
-        if (!d.empty() && free_.erase(d)) r.devices.push_back(d);
-      spdlog::info("recover: adopted running worker pid {} of job {}", r.pid, job.id);
+      r.handle = job.handle;
+      r.backend = d;
+      r.pending = state == JobState::queued;
+      r.since = t;
+      for (const auto& dev : split(job.devices, ','))
+        if (!dev.empty() && free_.erase(dev)) r.devices.push_back(dev);
+      if (r.devices.empty() && !options_.capacity.gpu_mode() && !free_.empty()) {
+        // A CPU slot (or a Slurm in-flight slot): any one.
+        r.devices.push_back(*free_.begin());
+        free_.erase(free_.begin());
+      }
+      spdlog::info("recover: watching {} of job {}", r.handle, job.id);
       if (state == JobState::cancelling) send_term(r, KillReason::cancel);
-      running_.emplace(r.pid, std::move(r));
+      running_.emplace(r.handle, std::move(r));
+    }
+  }
+  // Settle the attempts that ended while no server watched, now.
+  for (auto* d : backends_) {
+    for (const auto& u : d->poll()) {
+      const auto it = running_.find(u.handle);
+      if (it == running_.end()) continue;
+      if (u.phase != AttemptUpdate::Phase::ended) {
+        apply(it->second, u);
+        continue;
+      }
+      Running r = it->second;
+      running_.erase(it);
+      settle({std::move(r), u});
     }
   }
   publish();
@@ -121,35 +180,35 @@ void Scheduler::recover() {
 void Scheduler::settle_without_process(const JobRecord& job) {
   Running r;
   r.job_id = job.id;
-  r.pid = job.pid.value_or(0);
+  r.handle = job.handle;
   if (job.state == JobState::cancelling) r.kill = KillReason::cancel;
   for (const auto& d : split(job.devices, ','))
     if (!d.empty() && free_.erase(d)) r.devices.push_back(d);
-  settle({r, std::nullopt, std::nullopt});
+  settle({r, AttemptUpdate{}});
 }
 
 void Scheduler::send_term(Running& r, KillReason why) {
   r.kill = why;
-  r.term_sent_at = unix_now();
-  dispatcher_.signal(r.pid, SIGTERM);
+  r.term_sent_at = now();
+  if (r.backend) r.backend->signal(r.handle, SIGTERM);
 }
 
 std::optional<JobState> Scheduler::cancel(const std::string& id) {
   std::lock_guard lock(mu_);
   const auto job = store_.get(id);
   if (!job) return std::nullopt;
-  const double now = unix_now();
-  if (job->state == JobState::queued) {
+  const double now = this->now();
+  if (job->state == JobState::queued && job->handle.empty()) {
     if (store_.cancel_queued(id, now)) {
       server_event(id, {{"type", "state"}, {"state", "CANCELLED"}, {"reason", "cancelled while queued"}});
       return JobState::cancelled;
     }
     return store_.get(id)->state;
   }
-  if (job->state == JobState::running) {
+  if (job->state == JobState::running || job->state == JobState::queued) {
     if (store_.cancel_running(id, now)) {
       server_event(id, {{"type", "state"}, {"state", "CANCELLING"}});
-      for (auto& [pid, r] : running_)
+      for (auto& [h, r] : running_)
         if (r.job_id == id) send_term(r, KillReason::cancel);
       return JobState::cancelling;
     }
@@ -172,10 +231,10 @@ void Scheduler::tick() {
 
 void Scheduler::settle(Ended e) {
   try {
-    finalize(e.r, e.exit_code, e.signal);
+    finalize(e.r, e.how);
   } catch (const std::exception& ex) {
     note_store_failure(ex);
-    e.next_try = unix_now() + e.backoff;
+    e.next_try = now() + e.backoff;
     e.backoff = std::min(5.0, e.backoff * 2);
     unsettled_.push_back(std::move(e));
     return;
@@ -184,38 +243,56 @@ void Scheduler::settle(Ended e) {
 }
 
 void Scheduler::check_stall(Running& r, double now) {
-  if (options_.stall_timeout_s <= 0 || r.kill != KillReason::none) return;
+  if (options_.stall_timeout_s <= 0 || r.kill != KillReason::none || r.pending) return;
   const double last = std::max(r.since, mtime(JobDir(job_dir(r.job_id)).status()).value_or(0));
   if (now - last <= options_.stall_timeout_s) return;
-  spdlog::warn("job {}: worker {} silent for {:.0f} s (stall timeout {} s); killing it", r.job_id, r.pid, now - last,
-               options_.stall_timeout_s);
+  spdlog::warn("job {}: worker {} silent for {:.0f} s (stall timeout {} s); killing it", r.job_id, r.handle,
+               now - last, options_.stall_timeout_s);
   r.kill = KillReason::stall;
   r.killed = true;
   r.term_sent_at = now;
-  dispatcher_.signal(r.pid, SIGKILL);
+  if (r.backend) r.backend->signal(r.handle, SIGKILL);
+}
+
+void Scheduler::apply(Running& r, const AttemptUpdate& u) {
+  if (u.phase == AttemptUpdate::Phase::pending) {
+    if (!r.pending || u.stage.empty()) return;
+    const auto job = store_.get(r.job_id);
+    if (job && job->stage != u.stage) store_.set_stage(r.job_id, u.stage, job->metrics);
+    return;
+  }
+  if (u.phase == AttemptUpdate::Phase::running) r.started = true;
 }
 
 void Scheduler::tick_locked() {
-  const double now = unix_now();
+  const double now = this->now();
 
-  // Our children that ended.
-  for (const auto& e : dispatcher_.reap()) {
-    const auto it = running_.find(e.pid);
-    if (it == running_.end()) continue;
-    Running r = it->second;
-    running_.erase(it);
-    settle({std::move(r), e.exit_code, e.signal});
+  // What the backends saw: attempts that started, wait, or ended.
+  for (auto* d : backends_) {
+    for (const auto& u : d->poll()) {
+      const auto it = running_.find(u.handle);
+      if (it == running_.end()) continue;
+      if (u.phase != AttemptUpdate::Phase::ended) {
+        apply(it->second, u);
+        continue;
+      }
+      Running r = it->second;
+      running_.erase(it);
+      settle({std::move(r), u});
+    }
   }
 
-  // Adopted workers are not our children: poll them.
-  for (auto it = running_.begin(); it != running_.end();) {
-    if (it->second.adopted && !dispatcher_.alive(it->second.pid, it->second.start_token)) {
-      Running r = it->second;
-      it = running_.erase(it);
-      settle({std::move(r), std::nullopt, std::nullopt});
-    } else {
-      ++it;
+  // Dispatched attempts the backend started: RUNNING from now (kept and
+  // retried when the store refuses).
+  for (auto& [h, r] : running_) {
+    if (!r.pending || !r.started) continue;
+    if (store_.mark_running(r.job_id, r.handle, now)) {
+      spdlog::info("job {} started in {} ({})", r.job_id, r.backend ? r.backend->backend() : "?", r.handle);
+      server_event(r.job_id, {{"type", "state"}, {"state", "RUNNING"}, {"handle", r.handle}});
     }
+    // Cancelled meanwhile (CANCELLING), or RUNNING now: either way not pending.
+    r.pending = false;
+    r.since = now;
   }
 
   // Transitions the store refused before, when their backoff is up.
@@ -233,8 +310,9 @@ void Scheduler::tick_locked() {
   }
 
   // Timeouts, grace periods and stalls.
-  for (auto& [pid, r] : running_) {
+  for (auto& [h, r] : running_) {
     if (r.kill == KillReason::none) {
+      if (r.pending) continue;
       const auto job = store_.get(r.job_id);
       if (job && job->timeout_s > 0 && job->started_at && now - *job->started_at > job->timeout_s) {
         spdlog::warn("job {} exceeded its timeout of {} s", r.job_id, job->timeout_s);
@@ -243,9 +321,9 @@ void Scheduler::tick_locked() {
         check_stall(r, now);
       }
     } else if (!r.killed && r.term_sent_at && now - *r.term_sent_at > options_.cancel_grace_s) {
-      spdlog::warn("job {}: worker {} still running {} s after SIGTERM, sending SIGKILL", r.job_id, pid,
+      spdlog::warn("job {}: worker {} still running {} s after SIGTERM, sending SIGKILL", r.job_id, h,
                    options_.cancel_grace_s);
-      dispatcher_.signal(pid, SIGKILL);
+      if (r.backend) r.backend->signal(h, SIGKILL);
       r.killed = true;
     }
   }
@@ -267,8 +345,10 @@ void Scheduler::tick_locked() {
 
 void Scheduler::start_queued() {
   if (free_.empty()) return;  // nothing can start: skip reading the queue
-  const double now = unix_now();
+  const double now = this->now();
+  if (now < next_launch_) return;  // the backend refused for a while: wait
   for (const auto& job : store_.in_state(JobState::queued)) {
+    if (!job.handle.empty()) continue;                      // in the backend's queue already
     if (job.not_before && *job.not_before > now) continue;  // pausing after a full disk
     const int need = options_.capacity.gpu_mode() ? job.devices_requested : 1;
     if (need > options_.capacity.size()) {
@@ -277,7 +357,7 @@ void Scheduler::start_queued() {
       FinishInfo info{JobState::failed, ErrorType::validation,
                       "job needs " + std::to_string(need) + " devices, this server has " +
                           std::to_string(options_.capacity.size())};
-      if (store_.finish(job.id, JobState::queued, info, unix_now()))
+      if (store_.finish(job.id, JobState::queued, info, this->now()))
         server_event(job.id, {{"type", "state"}, {"state", "FAILED"}, {"reason", info.error}});
       continue;
     }
@@ -285,49 +365,83 @@ void Scheduler::start_queued() {
 
     std::vector<std::string> devices(free_.begin(), std::next(free_.begin(), need));
     const int attempt = job.attempts + 1;
-    LaunchRequest req{job.id, job_dir(job.id), job_dir(job.id) / "spec.yaml",
-                      options_.capacity.gpu_mode() ? join(devices) : "", attempt};
-    LaunchedProcess p;
+    LaunchRequest req;
+    req.job_id = job.id;
+    req.job_dir = job_dir(job.id);
+    req.spec_path = job_dir(job.id) / "spec.yaml";
+    req.cuda_visible_devices = options_.capacity.gpu_mode() ? join(devices) : "";
+    req.devices_requested = job.devices_requested;
+    req.attempt = attempt;
+    req.timeout_s = job.timeout_s;
+    req.priority = job.priority;
+    std::string handle;
     try {
-      p = dispatcher_.launch(req);
+      handle = launcher_.launch(req);
     } catch (const Error& e) {
+      if (launcher_.transient()) {
+        // The backend is away (controller down): the job stays QUEUED, is
+        // told once, and every submission waits with backoff.
+        next_launch_ = now + launch_backoff_;
+        spdlog::warn("job {}: cannot submit yet ({}); retrying in {:.0f} s", job.id, e.what(), launch_backoff_);
+        launch_backoff_ = std::min(30.0, launch_backoff_ * 2);
+        if (launch_failure_told_.insert(job.id).second)
+          server_event(job.id, {{"type", "warning"}, {"state", "QUEUED"},
+                                {"message", std::string("cannot submit to ") + launcher_.backend() + " yet: " +
+                                                e.what() + "; the job stays QUEUED and is submitted when it answers"}});
+        return;
+      }
       spdlog::error("job {}: {}", job.id, e.what());
       FinishInfo info{JobState::failed, ErrorType::internal, e.what()};
       // Mark it running first so the guarded finish applies to this attempt.
-      if (store_.start(job.id, 0, "", "", unix_now()) &&
-          store_.finish(job.id, JobState::running, info, unix_now()))
+      if (store_.start(job.id, "", "", this->now()) && store_.finish(job.id, JobState::running, info, this->now()))
         server_event(job.id, {{"type", "state"}, {"state", "FAILED"}, {"reason", e.what()}});
       continue;
     }
-    bool started = false;
+    launch_backoff_ = 1;
+    if (launch_failure_told_.erase(job.id))
+      server_event(job.id, {{"type", "info"}, {"message", "submitted to " + launcher_.backend() + " as " + handle}});
+    const bool queues = launcher_.queues();
+    bool recorded = false;
     try {
-      started = store_.start(job.id, p.pid, p.start_token, join(devices), unix_now());
+      recorded = queues ? store_.dispatch(job.id, handle, "pending in " + launcher_.backend(), this->now())
+                        : store_.start(job.id, handle, join(devices), this->now());
     } catch (...) {
-      // The RUNNING row could not be stored: the worker must not run
-      // unrecorded. The job stays QUEUED and starts again later.
-      dispatcher_.signal(p.pid, SIGKILL);
+      // The row could not be stored: the worker must not run unrecorded.
+      // The job stays QUEUED and starts again later.
+      launcher_.signal(handle, SIGKILL);
+      launcher_.poll();
       throw;
     }
-    if (!started) {
-      // Cancelled between the read and now: stop the worker we just started.
-      dispatcher_.signal(p.pid, SIGKILL);
+    Running r;
+    r.job_id = job.id;
+    r.handle = handle;
+    r.backend = &launcher_;
+    r.devices = devices;
+    r.pending = queues;
+    r.since = this->now();
+    if (!recorded) {
+      // Cancelled between the read and now: stop the worker we just started;
+      // its end is reaped and ignored.
+      launcher_.signal(handle, SIGKILL);
       continue;
     }
     for (const auto& d : devices) free_.erase(d);
-    Running r;
-    r.job_id = job.id;
-    r.pid = p.pid;
-    r.start_token = p.start_token;
-    r.devices = devices;
-    r.since = unix_now();
-    running_.emplace(p.pid, r);
-    spdlog::info("job {} started: attempt {}, pid {}, devices {}", job.id, attempt, p.pid, join(devices));
-    server_event(job.id, {{"type", "state"}, {"state", "RUNNING"}, {"attempt", attempt},
-                          {"pid", p.pid}, {"devices", join(devices)}});
+    running_.emplace(handle, r);
+    spdlog::info("job {} {}: attempt {}, {}, devices {}", job.id, queues ? "submitted" : "started", attempt, handle,
+                 join(devices));
+    nlohmann::json e = {{"type", "state"}, {"state", queues ? "QUEUED" : "RUNNING"}, {"attempt", attempt},
+                        {"handle", handle}, {"devices", join(devices)}};
+    int pid = 0;
+    std::string token;
+    if (parse_local_handle(handle, &pid, &token)) e["pid"] = pid;
+    if (queues) e["reason"] = "submitted to " + launcher_.backend() + " (" + handle + ")";
+    server_event(job.id, e);
   }
 }
 
-void Scheduler::finalize(const Running& r, std::optional<int> exit_code, std::optional<int> signal) {
+void Scheduler::finalize(const Running& r, const AttemptUpdate& ended) {
+  const std::optional<int>& exit_code = ended.exit_code;
+  const std::optional<int>& signal = ended.signal;
   const auto job = store_.get(r.job_id);
   if (!job || is_terminal(job->state)) return;
   const JobState from = job->state;
@@ -336,16 +450,20 @@ void Scheduler::finalize(const Running& r, std::optional<int> exit_code, std::op
   auto status = dir.read_worker_status(&problem);
   if (!problem.empty()) report_bad_status(r.job_id, job->attempts, problem);
   const bool status_current = status && status->attempt == job->attempts;
-  const std::string wstate = status_current ? status->state : "";
+  // The backend lost the attempt (node failure, out of memory): whatever
+  // status.json says, there is no verdict.
+  const bool lost = ended.end == AttemptUpdate::End::lost;
+  const std::string wstate = status_current && !lost ? status->state : "";
 
   FinishInfo info;
   if (status_current) {
     info.stage = status->stage;
     info.metrics = status->metrics;
   }
-  const double now = unix_now();
+  const double now = this->now();
   std::string how = exit_code ? "exit code " + std::to_string(*exit_code)
                               : signal ? "signal " + std::to_string(*signal) : "process gone";
+  if (!ended.detail.empty()) how = ended.detail + ", " + how;
   // The server wrote spec.yaml before the job's row: without it the folder
   // was removed (or replaced) under the worker, and its outputs are not the
   // job's.
@@ -356,10 +474,15 @@ void Scheduler::finalize(const Running& r, std::optional<int> exit_code, std::op
 
   if (from == JobState::cancelling || r.kill == KillReason::cancel) {
     info.to = JobState::cancelled;
-  } else if (r.kill == KillReason::timeout) {
+  } else if (ended.end == AttemptUpdate::End::cancelled) {
+    // Someone else cancelled it in the backend (scancel): say who.
+    info.to = JobState::cancelled;
+    info.error = ended.detail;
+  } else if (r.kill == KillReason::timeout || ended.end == AttemptUpdate::End::timeout) {
     info.to = JobState::failed;
     info.error_type = ErrorType::timeout;
-    info.error = "exceeded TIMEOUT_S of " + std::to_string(job->timeout_s) + " s";
+    info.error = "exceeded TIMEOUT_S of " + std::to_string(job->timeout_s) + " s" +
+                 (ended.end == AttemptUpdate::End::timeout ? " (" + ended.detail + ")" : "");
   } else if (!dir_intact) {
     info.to = JobState::failed;
     info.error_type = ErrorType::data;
@@ -381,7 +504,7 @@ void Scheduler::finalize(const Running& r, std::optional<int> exit_code, std::op
     info.error_type = parse_error_type(status->error_type).value_or(ErrorType::internal);
     if (info.error_type == ErrorType::none) info.error_type = ErrorType::internal;
     info.error = status->error.empty() ? "worker failed (" + how + ")" : status->error;
-  } else if (exit_code && error_type_for_exit(*exit_code)) {
+  } else if (!lost && exit_code && error_type_for_exit(*exit_code)) {
     info.to = JobState::failed;
     info.error_type = *error_type_for_exit(*exit_code);
     info.error = "worker failed with " + how + " (see logs/worker.log)";

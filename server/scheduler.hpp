@@ -7,6 +7,17 @@
 // lost. A worker that failed on a full disk (NO_SPACE) is requeued after a
 // pause while attempts remain.
 //
+// Backends: jobs start through one launching Dispatcher (local or Slurm);
+// every attempt is named by its handle, so recovery watches local processes
+// and Slurm jobs alike, and a server switched from one backend to the other
+// still follows the attempts the old one started (pass both). With a backend
+// that queues (Slurm), a dispatched job stays QUEUED with the stage "pending
+// in Slurm (...)" until the backend starts it; TIMEOUT_S and the stall
+// timeout count from then. Capacity is then --max-inflight: how many jobs
+// qjobs hands to Slurm at once; Slurm decides where and when they run. A
+// transient submission failure (controller down) leaves the job QUEUED with
+// an event and is retried with backoff (1 s doubling to 30 s).
+//
 // Store failures never escape tick(): a transition that cannot be written
 // (disk full, read-only, I/O error) is kept, with the worker's devices, and
 // retried with backoff (0.1 s doubling to 5 s) until it goes through; while
@@ -16,8 +27,9 @@
 // serialize on one mutex.
 #pragma once
 
-#include <filesystem>
 #include <atomic>
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -45,6 +57,7 @@ struct SchedulerOptions {
   double cancel_grace_s = 10;       // SIGTERM -> SIGKILL
   double stall_timeout_s = 600;     // a RUNNING worker silent this long is lost; 0 = never
   double no_space_retry_s = 30;     // pause before retrying a NO_SPACE failure, times the attempt number
+  std::function<double()> clock;    // unix seconds; empty: the system clock (tests inject one)
 };
 
 struct SchedulerHealth {
@@ -54,10 +67,15 @@ struct SchedulerHealth {
 
 class Scheduler {
  public:
-  Scheduler(Store& store, Dispatcher& dispatcher, SchedulerOptions options);
+  // `launcher` starts new attempts; `others` are backends whose attempts
+  // may still be in the store from an earlier configuration.
+  Scheduler(Store& store, Dispatcher& launcher, SchedulerOptions options, std::vector<Dispatcher*> others = {});
 
-  // Settles jobs left RUNNING/CANCELLING by a previous server: adopts the
-  // workers still alive, finishes or requeues the others. Call once, first.
+  // Takes over every attempt a previous server left (RUNNING, CANCELLING,
+  // or QUEUED and dispatched): watches it through its backend, which reports
+  // the ones already gone at the next tick. Attempts the launching backend
+  // has but the store does not (submitted just before a crash) are adopted,
+  // never submitted twice. Call once, first.
   void recover();
   // One pass: reap ended workers, enforce timeouts and grace periods, adopt
   // checks, then start queued jobs that fit. Cheap; call often.
@@ -71,6 +89,8 @@ class Scheduler {
   void report_bad_status(const std::string& id, int attempt, const std::string& problem);
 
   int busy_devices() const;
+  // The launching backend's counters for /metrics.
+  std::string dispatcher_metrics() const;
   const Capacity& capacity() const { return options_.capacity; }
   SchedulerHealth health() const;
 
@@ -78,10 +98,11 @@ class Scheduler {
   enum class KillReason { none, cancel, timeout, stall };
   struct Running {
     std::string job_id;
-    int pid = 0;
-    std::string start_token;
+    std::string handle;
+    Dispatcher* backend = nullptr;
     std::vector<std::string> devices;
-    bool adopted = false;          // not our child: poll alive() instead of reaping
+    bool pending = false;          // dispatched, not started by the backend yet
+    bool started = false;          // the backend said it runs; stored when `pending` is false
     KillReason kill = KillReason::none;
     std::optional<double> term_sent_at;
     bool killed = false;
@@ -90,7 +111,7 @@ class Scheduler {
   // A worker that ended, waiting for its transition to be stored.
   struct Ended {
     Running r;
-    std::optional<int> exit_code, signal;
+    AttemptUpdate how;
     double next_try = 0;
     double backoff = 0.1;
   };
@@ -102,7 +123,10 @@ class Scheduler {
   void settle(Ended e);
   // The one guarded transition for an ended worker. Throws on store failure,
   // having changed nothing.
-  void finalize(const Running& r, std::optional<int> exit_code, std::optional<int> signal);
+  void finalize(const Running& r, const AttemptUpdate& how);
+  void apply(Running& r, const AttemptUpdate& u);
+  Dispatcher* backend_of(const std::string& handle) const;
+  double now() const;
   void settle_without_process(const JobRecord& job);
   void send_term(Running& r, KillReason why);
   void check_stall(Running& r, double now);
@@ -111,11 +135,15 @@ class Scheduler {
   std::filesystem::path job_dir(const std::string& id) const;
 
   Store& store_;
-  Dispatcher& dispatcher_;
+  Dispatcher& launcher_;
+  std::vector<Dispatcher*> backends_;        // launcher_ first
   SchedulerOptions options_;
   mutable std::mutex mu_;
   std::set<std::string> free_;               // free device tokens
-  std::map<int, Running> running_;           // by pid
+  std::map<std::string, Running> running_;   // by handle
+  double next_launch_ = 0;                   // after a transient launch failure
+  double launch_backoff_ = 1;
+  std::set<std::string> launch_failure_told_;  // jobs told of the current launch outage
   std::vector<Ended> unsettled_;
   double next_probe_ = 0;                    // when to test an unwritable store again
   double probe_backoff_ = 0.1;

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <csignal>
 #include <set>
+#include <memory>
 #include <thread>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +32,7 @@
 #include "common/strings.hpp"
 #include "server/api.hpp"
 #include "server/dispatcher.hpp"
+#include "server/slurm_dispatcher.hpp"
 #include "server/http_server.hpp"
 #include "server/scheduler.hpp"
 #include "server/store.hpp"
@@ -136,6 +138,9 @@ int main(int argc, char** argv) {
   int64_t max_connections = 0;
   double stall_timeout = 600;
   double no_space_retry = 30;
+  std::string dispatcher_name = "local";
+  SlurmOptions slurm;
+  int max_inflight = 16;
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0 picks a free one)")->capture_default_str();
   app.add_option("--user-data", user_data, "folder for the database and job directories")->capture_default_str();
   auto* gpus_opt = app.add_option("--gpus", gpus, "CUDA device ids to schedule on, e.g. 0,1");
@@ -155,6 +160,18 @@ int main(int argc, char** argv) {
   app.add_option("--no-space-retry", no_space_retry,
                  "seconds (times the attempt number) before a job that hit a full disk is retried")
       ->capture_default_str()->check(CLI::Range(0.0, 1e6));
+  app.add_option("--dispatcher", dispatcher_name, "where workers run: local (this machine) or slurm (sbatch)")
+      ->capture_default_str()->check(CLI::IsMember({"local", "slurm"}));
+  app.add_option("--slurm-partition", slurm.partition, "Slurm partition to submit to (default: Slurm's)");
+  app.add_option("--slurm-account", slurm.account, "Slurm account to charge");
+  app.add_option("--slurm-qos", slurm.qos, "Slurm QOS to submit with");
+  app.add_option("--slurm-extra", slurm.extra, "more sbatch arguments, e.g. '--constraint=h100 --mem=64G'");
+  app.add_option("--slurm-gres", slurm.gres, "'gpu': a job's device count (CUDA_ID) becomes --gres=gpu:N")
+      ->check(CLI::IsMember({"", "gpu"}));
+  app.add_option("--slurm-poll", slurm.poll_s, "seconds between squeue calls (one call watches every job)")
+      ->capture_default_str()->check(CLI::Range(0.1, 600.0));
+  app.add_option("--max-inflight", max_inflight, "with slurm: jobs handed to Slurm at once; Slurm queues them")
+      ->capture_default_str()->check(CLI::Range(1, 100000));
   CLI11_PARSE(app, argc, argv);
 
   setup_logging("server", std::nullopt, log_level);
@@ -178,14 +195,19 @@ int main(int argc, char** argv) {
     ::setenv("QJOBS_CACHE_DIR", (root / ".cache").c_str(), 0);
     ::setenv("QJOBS_DATA_DIR", (root / "datasets").c_str(), 0);
 
+    const bool use_slurm = dispatcher_name == "slurm";
     Capacity capacity;
-    if (!gpus.empty()) {
+    if (use_slurm) {
+      // Slurm counts GPUs; qjobs only bounds how many jobs it has there.
+      if (!gpus.empty()) spdlog::warn("--gpus is ignored with --dispatcher slurm (Slurm allocates devices)");
+      capacity.slots = max_inflight;
+    } else if (!gpus.empty()) {
       for (const auto& g : split(gpus, ','))
         if (auto t = trim(g); !t.empty()) capacity.gpus.push_back(t);
     } else {
       capacity.slots = slots;
     }
-    const fs::path worker_bin = worker.empty() ? self_dir() / "qjobs-worker" : fs::path(worker);
+    const fs::path worker_bin = fs::absolute(worker.empty() ? self_dir() / "qjobs-worker" : fs::path(worker));
     if (!fs::exists(worker_bin)) throw Error(ErrorKind::not_found, "worker binary " + worker_bin.string() + " not found");
 
     // Tests point QJOBS_TEST_STORE_FAULTS at a control file to make the
@@ -200,11 +222,20 @@ int main(int argc, char** argv) {
     // The worker rewrites status.json at least this often, well inside the
     // stall timeout.
     const double heartbeat = stall_timeout > 0 ? std::clamp(stall_timeout / 5, 0.2, 30.0) : 30.0;
-    LocalDispatcher dispatcher(worker_bin, heartbeat);
+    LocalDispatcher local(worker_bin, heartbeat);
+    std::unique_ptr<SlurmDispatcher> slurm_dispatcher;
+    if (use_slurm) {
+      slurm.worker = worker_bin;
+      slurm.heartbeat_s = heartbeat;
+      slurm_dispatcher = std::make_unique<SlurmDispatcher>(slurm);
+    }
     SchedulerOptions sched_options{root / "jobs", capacity, cancel_grace};
     sched_options.stall_timeout_s = stall_timeout;
     sched_options.no_space_retry_s = no_space_retry;
-    Scheduler scheduler(store, dispatcher, sched_options);
+    // Local workers of an earlier run are still followed after a switch to
+    // Slurm (and Slurm jobs after a switch back, while this build has both).
+    Dispatcher& launcher = use_slurm ? static_cast<Dispatcher&>(*slurm_dispatcher) : local;
+    Scheduler scheduler(store, launcher, sched_options, {&local});
     scheduler.recover();
 
     ConnectionStats connections;
@@ -225,7 +256,8 @@ int main(int argc, char** argv) {
     // The one line scripts wait for: the port actually bound.
     std::cout << "qjobs-server listening on " << http_options.host << ":" << bound << std::endl;
     spdlog::info("listening on {}:{}, user data {}, capacity {} {}, at most {} connections (descriptor limit {})",
-                 http_options.host, bound, root.string(), capacity.size(), capacity.gpu_mode() ? "GPUs" : "CPU slots",
+                 http_options.host, bound, root.string(), capacity.size(),
+                 use_slurm ? "jobs in flight on Slurm" : capacity.gpu_mode() ? "GPUs" : "CPU slots",
                  max_connections, fd_limit);
 
     asio::steady_timer ticker(control);

@@ -12,7 +12,7 @@ namespace qjobs::server {
 namespace {
 
 // Forward-only migrations; entry i moves the schema from version i to i + 1.
-const std::array<const char*, 2> kMigrations = {
+const std::array<const char*, 3> kMigrations = {
     R"sql(
 CREATE TABLE jobs(
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,12 +56,18 @@ CREATE INDEX job_events_job ON job_events(job_id, id);
 ALTER TABLE jobs ADD COLUMN not_before REAL;
 CREATE TABLE server_state(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 )sql",
+    // 3: the dispatcher's opaque handle replaces pid + pid_start (kept, no
+    // longer written); a local worker's becomes "local:PID:START".
+    R"sql(
+ALTER TABLE jobs ADD COLUMN handle TEXT NOT NULL DEFAULT '';
+UPDATE jobs SET handle='local:' || pid || ':' || pid_start WHERE pid IS NOT NULL;
+)sql",
 };
 
 const char* kColumns =
     "seq, id, name, algorithm, model, state, priority, attempts, max_attempts, devices_requested, "
     "devices, pid, pid_start, timeout_s, error_type, error, idempotency_key, spec_yaml, spec_json, "
-    "created_at, started_at, finished_at, updated_at, cancel_requested_at, stage, metrics_json, not_before";
+    "created_at, started_at, finished_at, updated_at, cancel_requested_at, stage, metrics_json, not_before, handle";
 
 // Throws the Error for a failed SQLite call: no_space for a full disk,
 // conflict for a constraint, io for everything else (read-only, I/O error,
@@ -149,8 +155,6 @@ JobRecord read_row(const Stmt& s) {
   r.max_attempts = static_cast<int>(s.i64(8));
   r.devices_requested = static_cast<int>(s.i64(9));
   r.devices = s.text(10);
-  if (!s.null(11)) r.pid = static_cast<int>(s.i64(11));
-  r.pid_start = s.text(12);
   r.timeout_s = s.real(13);
   r.error_type = parse_error_type(s.text(14)).value_or(ErrorType::internal);
   r.error = s.text(15);
@@ -166,6 +170,7 @@ JobRecord read_row(const Stmt& s) {
   r.metrics = nlohmann::json::parse(s.text(25), nullptr, false);
   if (r.metrics.is_discarded()) r.metrics = nlohmann::json::object();
   if (!s.null(26)) r.not_before = s.real(26);
+  r.handle = s.text(27);
   return r;
 }
 
@@ -196,6 +201,8 @@ nlohmann::json to_json(const JobRecord& r) {
   j["error_type"] = r.error_type == ErrorType::none ? nlohmann::json(nullptr)
                                                      : nlohmann::json(error_type_name(r.error_type));
   j["error"] = r.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.error);
+  j["handle"] = r.handle.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.handle);
+  j["backend"] = r.handle.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.handle.substr(0, r.handle.find(':')));
   return j;
 }
 
@@ -450,14 +457,35 @@ std::map<JobState, std::pair<double, int64_t>> Store::durations() {
   return out;
 }
 
-bool Store::start(const std::string& id, int pid, const std::string& pid_start,
-                  const std::string& devices, double now) {
+bool Store::start(const std::string& id, const std::string& handle, const std::string& devices, double now) {
   return write([&]() -> bool {
     Stmt s(db_,
-           "UPDATE jobs SET state=?, attempts=attempts+1, pid=?, pid_start=?, devices=?, "
-           "started_at=?, updated_at=?, stage='', error_type='', error='', not_before=NULL WHERE id=? AND state=?");
-    s.bind(1, state_name(JobState::running)).bind(2, pid).bind(3, pid_start).bind(4, devices)
-        .bind(5, now).bind(6, now).bind(7, id).bind(8, state_name(JobState::queued));
+           "UPDATE jobs SET state=?, attempts=attempts+1, handle=?, pid=NULL, devices=?, "
+           "started_at=?, updated_at=?, stage='', error_type='', error='', not_before=NULL "
+           "WHERE id=? AND state=? AND handle=''");
+    s.bind(1, state_name(JobState::running)).bind(2, handle).bind(3, devices)
+        .bind(4, now).bind(5, now).bind(6, id).bind(7, state_name(JobState::queued));
+    s.step();
+    return s.changes() == 1;
+  });
+}
+
+bool Store::dispatch(const std::string& id, const std::string& handle, const std::string& stage, double now) {
+  return write([&]() -> bool {
+    Stmt s(db_,
+           "UPDATE jobs SET attempts=attempts+1, handle=?, pid=NULL, devices='', started_at=NULL, updated_at=?, "
+           "stage=?, error_type='', error='', not_before=NULL WHERE id=? AND state=? AND handle=''");
+    s.bind(1, handle).bind(2, now).bind(3, stage).bind(4, id).bind(5, state_name(JobState::queued));
+    s.step();
+    return s.changes() == 1;
+  });
+}
+
+bool Store::mark_running(const std::string& id, const std::string& handle, double now) {
+  return write([&]() -> bool {
+    Stmt s(db_, "UPDATE jobs SET state=?, started_at=?, updated_at=?, stage='' WHERE id=? AND state=? AND handle=?");
+    s.bind(1, state_name(JobState::running)).bind(2, now).bind(3, now).bind(4, id)
+        .bind(5, state_name(JobState::queued)).bind(6, handle);
     s.step();
     return s.changes() == 1;
   });
@@ -468,6 +496,7 @@ bool Store::finish(const std::string& id, JobState from, const FinishInfo& info,
     Stmt s(db_,
            "UPDATE jobs SET state=?, error_type=?, error=?, stage=CASE WHEN ?='' THEN stage ELSE ? END, "
            "metrics_json=?, finished_at=?, updated_at=?, pid=NULL WHERE id=? AND state=?");
+    // The handle stays: it names the attempt in Slurm's accounting.
     s.bind(1, state_name(info.to)).bind(2, error_type_name(info.error_type)).bind(3, info.error)
         .bind(4, info.stage).bind(5, info.stage).bind(6, info.metrics.dump()).bind(7, now).bind(8, now)
         .bind(9, id).bind(10, state_name(from));
@@ -480,7 +509,8 @@ bool Store::requeue(const std::string& id, JobState from, const std::string& why
                     double not_before) {
   return write([&]() -> bool {
     Stmt s(db_,
-           "UPDATE jobs SET state=?, pid=NULL, devices='', error=?, updated_at=?, not_before=? WHERE id=? AND state=?");
+           "UPDATE jobs SET state=?, pid=NULL, handle='', devices='', stage='', error=?, updated_at=?, not_before=? "
+           "WHERE id=? AND state=?");
     s.bind(1, state_name(JobState::queued)).bind(2, why).bind(3, now).bind(5, id).bind(6, state_name(from));
     if (not_before > 0) s.bind(4, not_before); else s.bind_null(4);
     s.step();
@@ -492,7 +522,7 @@ bool Store::cancel_queued(const std::string& id, double now) {
   return write([&]() -> bool {
     Stmt s(db_,
            "UPDATE jobs SET state=?, cancel_requested_at=?, finished_at=?, updated_at=? "
-           "WHERE id=? AND state=?");
+           "WHERE id=? AND state=? AND handle=''");
     s.bind(1, state_name(JobState::cancelled)).bind(2, now).bind(3, now).bind(4, now).bind(5, id)
         .bind(6, state_name(JobState::queued));
     s.step();
@@ -502,9 +532,12 @@ bool Store::cancel_queued(const std::string& id, double now) {
 
 bool Store::cancel_running(const std::string& id, double now) {
   return write([&]() -> bool {
-    Stmt s(db_, "UPDATE jobs SET state=?, cancel_requested_at=?, updated_at=? WHERE id=? AND state=?");
+    // RUNNING, or QUEUED in a backend's queue (dispatched, with a handle).
+    Stmt s(db_,
+           "UPDATE jobs SET state=?, cancel_requested_at=?, updated_at=? "
+           "WHERE id=? AND (state=? OR (state=? AND handle!=''))");
     s.bind(1, state_name(JobState::cancelling)).bind(2, now).bind(3, now).bind(4, id)
-        .bind(5, state_name(JobState::running));
+        .bind(5, state_name(JobState::running)).bind(6, state_name(JobState::queued));
     s.step();
     return s.changes() == 1;
   });
@@ -512,7 +545,9 @@ bool Store::cancel_running(const std::string& id, double now) {
 
 void Store::set_stage(const std::string& id, const std::string& stage, const nlohmann::json& metrics) {
   return write([&]() {
-    Stmt s(db_, "UPDATE jobs SET stage=?, metrics_json=? WHERE id=? AND state IN ('RUNNING','CANCELLING')");
+    Stmt s(db_,
+           "UPDATE jobs SET stage=?, metrics_json=? WHERE id=? AND "
+           "(state IN ('RUNNING','CANCELLING') OR (state='QUEUED' AND handle!=''))");
     s.bind(1, stage).bind(2, metrics.dump()).bind(3, id);
     s.step();
   });

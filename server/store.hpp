@@ -13,6 +13,11 @@
 // Schema version 2 adds jobs.not_before (unix seconds; a QUEUED job does not
 // start before it: the pause after a full disk).
 //
+// Schema version 3 adds jobs.handle: the dispatcher's name for the current
+// (or last) attempt ("local:PID:START", "slurm:JOBID@CLUSTER"), replacing
+// pid and pid_start. A QUEUED job with a handle was dispatched to a backend
+// that queues (Slurm) and has not started there yet.
+//
 // Every state change is one UPDATE guarded by the expected old state; the
 // methods return false when the guard did not hold (someone else won).
 //
@@ -106,16 +111,22 @@ class Store {
   // Sum and count of (finished_at - created_at) of terminal jobs, by state.
   std::map<JobState, std::pair<double, int64_t>> durations();
 
-  // QUEUED -> RUNNING, attempts + 1, with the process and devices recorded.
-  bool start(const std::string& id, int pid, const std::string& pid_start,
-             const std::string& devices, double now);
+  // QUEUED (not dispatched) -> RUNNING, attempts + 1, with the attempt's
+  // handle and devices recorded.
+  bool start(const std::string& id, const std::string& handle, const std::string& devices, double now);
+  // QUEUED (not dispatched) -> QUEUED with `handle`, attempts + 1: handed to
+  // a backend that queues it; `stage` says so ("pending in Slurm").
+  bool dispatch(const std::string& id, const std::string& handle, const std::string& stage, double now);
+  // QUEUED with `handle` -> RUNNING: the backend started it.
+  bool mark_running(const std::string& id, const std::string& handle, double now);
   // RUNNING|CANCELLING (`from`) -> terminal.
   bool finish(const std::string& id, JobState from, const FinishInfo& info, double now);
-  // `from` -> QUEUED, keeping attempts, for a lost worker with attempts left;
+  // `from` -> QUEUED, keeping attempts, clearing the handle, for a lost worker with attempts left;
   // the job does not start again before `not_before` (unix seconds, 0 = now).
   bool requeue(const std::string& id, JobState from, const std::string& why, double now,
                double not_before = 0);
-  // QUEUED -> CANCELLED directly, or RUNNING -> CANCELLING.
+  // QUEUED (not dispatched) -> CANCELLED directly, or RUNNING (or QUEUED
+  // and dispatched) -> CANCELLING.
   bool cancel_queued(const std::string& id, double now);
   bool cancel_running(const std::string& id, double now);
   void set_stage(const std::string& id, const std::string& stage, const nlohmann::json& metrics);

@@ -70,12 +70,12 @@ TEST_F(StoreTest, RefusesANewerSchema) {
 TEST_F(StoreTest, TransitionsAreGuardedByTheOldState) {
   Store s(dir_ / "q.db");
   s.insert(job("a"));
-  EXPECT_TRUE(s.start("a", 123, "t", "slot0", 1.0));
-  EXPECT_FALSE(s.start("a", 124, "t", "slot0", 1.0));  // already running
+  EXPECT_TRUE(s.start("a", "local:123:t", "slot0", 1.0));
+  EXPECT_FALSE(s.start("a", "local:124:t", "slot0", 1.0));  // already running
   EXPECT_EQ(s.get("a")->attempts, 1);
   EXPECT_TRUE(s.requeue("a", JobState::running, "lost", 2.0));
   EXPECT_EQ(s.get("a")->state, JobState::queued);
-  EXPECT_TRUE(s.start("a", 125, "t", "slot0", 3.0));
+  EXPECT_TRUE(s.start("a", "local:125:t", "slot0", 3.0));
   EXPECT_EQ(s.get("a")->attempts, 2);
   FinishInfo ok;
   ok.to = JobState::succeeded;
@@ -85,6 +85,57 @@ TEST_F(StoreTest, TransitionsAreGuardedByTheOldState) {
   EXPECT_EQ(s.get("a")->state, JobState::succeeded);
   EXPECT_FALSE(s.cancel_queued("a", 6.0));
   EXPECT_FALSE(s.cancel_running("a", 6.0));
+}
+
+// Schema 2 -> 3: a running job's pid and start time become its handle, so a
+// server upgraded while workers run adopts them.
+TEST_F(StoreTest, MigrationThreeTurnsThePidIntoAHandle) {
+  {
+    Store s(dir_ / "q.db");
+    s.insert(job("a"));
+    s.insert(job("b"));
+  }
+  sqlite3* db = nullptr;
+  sqlite3_open((dir_ / "q.db").c_str(), &db);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "ALTER TABLE jobs DROP COLUMN handle; "
+                         "UPDATE jobs SET state='RUNNING', pid=42, pid_start='777' WHERE id='a'; "
+                         "PRAGMA user_version=2",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  Store s(dir_ / "q.db");
+  EXPECT_EQ(s.get("a")->handle, "local:42:777");
+  EXPECT_EQ(s.get("b")->handle, "");
+  EXPECT_EQ(to_json(*s.get("a"))["backend"], "local");
+}
+
+// A backend that queues: dispatched jobs stay QUEUED with their handle and
+// cannot be started, dispatched again or cancelled as if undispatched.
+TEST_F(StoreTest, DispatchedJobsAreGuarded) {
+  Store s(dir_ / "q.db");
+  s.insert(job("a"));
+  s.insert(job("b"));
+  EXPECT_TRUE(s.dispatch("a", "slurm:5@c", "pending in Slurm", 1.0));
+  auto a = s.get("a");
+  EXPECT_EQ(a->state, JobState::queued);
+  EXPECT_EQ(a->attempts, 1);
+  EXPECT_EQ(a->stage, "pending in Slurm");
+  EXPECT_FALSE(a->started_at);
+  EXPECT_FALSE(s.dispatch("a", "slurm:6@c", "pending in Slurm", 1.0));
+  EXPECT_FALSE(s.start("a", "local:1:t", "", 1.0));
+  EXPECT_FALSE(s.cancel_queued("a", 1.0)) << "it is in Slurm's queue: cancel goes through CANCELLING";
+  EXPECT_FALSE(s.mark_running("a", "slurm:9@c", 2.0)) << "another attempt's handle";
+  EXPECT_TRUE(s.mark_running("a", "slurm:5@c", 2.0));
+  a = s.get("a");
+  EXPECT_EQ(a->state, JobState::running);
+  EXPECT_EQ(*a->started_at, 2.0);
+  EXPECT_TRUE(s.requeue("a", JobState::running, "lost", 3.0));
+  EXPECT_EQ(s.get("a")->handle, "");
+  // Cancelling a dispatched, not yet running job.
+  EXPECT_TRUE(s.dispatch("b", "slurm:7@c", "pending in Slurm", 1.0));
+  EXPECT_TRUE(s.cancel_running("b", 2.0));
+  EXPECT_EQ(s.get("b")->state, JobState::cancelling);
 }
 
 TEST_F(StoreTest, RemoveOnlyTerminal) {
@@ -176,7 +227,7 @@ TEST_F(StoreTest, ReadOnlyAndIoErrorsAreIoErrors) {
   for (const char* mode : {"readonly", "ioerr"}) {
     std::ofstream(ctl) << mode;
     try {
-      s.start("a", 1, "t", "", 1.0);
+      s.start("a", "local:1:t", "", 1.0);
       FAIL() << mode;
     } catch (const Error& e) {
       EXPECT_EQ(e.kind(), ErrorKind::io) << mode;
