@@ -12,6 +12,7 @@ packages=(
   wrk curl python3
   clang libclang-rt-14-dev util-linux
   bible-kjv bible-kjv-text
+  slurm-wlm slurm-client slurmdbd munge mariadb-server mariadb-client
 )
 
 missing=()

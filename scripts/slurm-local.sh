@@ -83,18 +83,20 @@ start() {
   local host
   host=$(hostname -s)
 
-  # munge, with its own key, on the default socket: Slurm's clients
-  # (sacctmgr, sacct talking to slurmdbd) use that path whatever AuthInfo says.
+  # munge on the default socket: Slurm's clients (sacctmgr, and sacct
+  # talking to slurmdbd) use that path whatever AuthInfo says. One that
+  # already serves it (started by the package) is used as it is: every
+  # daemon here is on this machine, so any key works.
   if [ -S /run/munge/munge.socket.2 ] && timeout 5 munge -n >/dev/null 2>&1; then
-    log "a munged already serves /run/munge/munge.socket.2; stop it first (this script runs its own)"
-    exit 1
+    log "using the munged already serving /run/munge/munge.socket.2"
+  else
+    mkdir -p /run/munge
+    dd if=/dev/urandom of="$dir/munge/munge.key" bs=1 count=1024 status=none
+    chmod 400 "$dir/munge/munge.key"
+    munged --force --key-file="$dir/munge/munge.key" \
+      --pid-file="$dir/run/munged.pid" --log-file="$dir/log/munged.log" --seed-file="$dir/munge/seed"
+    wait_for 10 munged timeout 5 munge -n
   fi
-  mkdir -p /run/munge
-  dd if=/dev/urandom of="$dir/munge/munge.key" bs=1 count=1024 status=none
-  chmod 400 "$dir/munge/munge.key"
-  munged --force --key-file="$dir/munge/munge.key" \
-    --pid-file="$dir/run/munged.pid" --log-file="$dir/log/munged.log" --seed-file="$dir/munge/seed"
-  wait_for 10 munged timeout 5 munge -n
 
   # MariaDB on a socket of its own, for slurmdbd only.
   mariadb-install-db --user=root --datadir="$dir/mysql" --auth-root-authentication-method=socket \

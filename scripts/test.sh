@@ -11,6 +11,18 @@ if [[ -n "${QJOBS_REFERENCE_DIR:-}" ]]; then
 else
   echo "test: QJOBS_REFERENCE_DIR not set; reference tests will be skipped"
 fi
+# A one-machine Slurm cluster for the Slurm backend's tests (tests/
+# integration/slurm_test.cpp), when this runs as root; elsewhere those tests
+# skip (QJOBS_SLURM=0 skips starting it; CI=true makes a missing one fail).
+if [[ "${QJOBS_SLURM:-1}" != 0 && $(id -u) -eq 0 && -z "${SLURM_CONF:-}" ]]; then
+  slurm_dir="${QJOBS_SLURM_DIR:-/tmp/qjobs-slurm-test}"
+  if slurm_env=$(scripts/slurm-local.sh start --dir "$slurm_dir" --cpus 2 --gpus 2); then
+    eval "$slurm_env"
+    trap 'scripts/slurm-local.sh stop --dir "$slurm_dir" || true' EXIT
+  else
+    echo "test: could not start a local Slurm; the Slurm tests will skip or fail"
+  fi
+fi
 (cd build && ctest --output-on-failure -j 2 "$@")
 # The fuzz targets of the spec parser and the HTTP request path, bounded in
 # time (QJOBS_FUZZ_SECONDS, default 60 each, both at once; 0 skips).

@@ -236,11 +236,13 @@ ApiResult Api::submit(const Request& req, const Params&, const Query&) {
 
   // CUDA_ID on a server of CPU slots: the job runs, on the CPU, and says so.
   std::vector<std::string> warnings = spec.warnings;
-  if (!cap.gpu_mode() && !spec.cuda_ids.empty()) {
+  if (!cap.gpu_mode() && !cap.slurm_gres && !spec.cuda_ids.empty()) {
     std::string ids;
     for (const int i : spec.cuda_ids) ids += (ids.empty() ? "" : ",") + std::to_string(i);
-    warnings.push_back("CUDA_ID \"" + ids + "\" is ignored: this server runs jobs on CPU slots (--slots), so the job "
-                       "computes on the CPU");
+    warnings.push_back(cap.slurm ? "CUDA_ID \"" + ids + "\" is ignored: this server submits to Slurm without "
+                                   "--slurm-gres gpu, so the job gets no GPU and computes on the CPU"
+                                 : "CUDA_ID \"" + ids + "\" is ignored: this server runs jobs on CPU slots (--slots), "
+                                   "so the job computes on the CPU");
   }
 
   NewJob job;

@@ -136,10 +136,19 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
   close_fd(in[1]);
   close_fd(out[0]);
   close_fd(err[0]);
+  // The pipes are closed; the process ends now or is killed at the deadline.
   int status = 0;
-  // The pipes closed (or it was killed): it ends now, unless a grandchild
-  // kept the pipes open past the deadline, in which case it was killed.
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  while (true) {
+    const pid_t got = ::waitpid(pid, &status, WNOHANG);
+    if (got == pid || (got < 0 && errno != EINTR)) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      r.timed_out = true;
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+      break;
+    }
+    ::usleep(2000);
+  }
   if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
   return r;

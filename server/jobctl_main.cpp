@@ -92,6 +92,9 @@ void print_job(const json& job, const Options& o) {
             << "model:     " << job.value("model", "") << "\n"
             << "attempts:  " << job.value("attempts", 0) << "/" << job.value("max_attempts", 0) << "\n"
             << "progress:  " << progress_line(job) << "\n";
+  if (job.contains("handle") && job["handle"].is_string())
+    std::cout << "backend:   " << job.value("backend", json("")).get<std::string>() << " ("
+              << job["handle"].get<std::string>() << ")\n";
   if (job.contains("error") && job["error"].is_string())
     std::cout << "error:     " << job.value("error_type", json("")).get<std::string>() << ": "
               << job["error"].get<std::string>() << "\n";

@@ -45,7 +45,9 @@ namespace qjobs::server {
 
 struct Capacity {
   std::vector<std::string> gpus;  // CUDA ids; empty means CPU slots
-  int slots = 1;                  // CPU mode: jobs at once
+  int slots = 1;                  // CPU mode: jobs at once (with Slurm: --max-inflight)
+  bool slurm = false;             // jobs go to Slurm, which places them
+  bool slurm_gres = false;        // ... asking for CUDA_ID's count of GPUs (--slurm-gres gpu)
 
   bool gpu_mode() const { return !gpus.empty(); }
   int size() const { return gpu_mode() ? static_cast<int>(gpus.size()) : slots; }

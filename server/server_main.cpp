@@ -201,6 +201,8 @@ int main(int argc, char** argv) {
       // Slurm counts GPUs; qjobs only bounds how many jobs it has there.
       if (!gpus.empty()) spdlog::warn("--gpus is ignored with --dispatcher slurm (Slurm allocates devices)");
       capacity.slots = max_inflight;
+      capacity.slurm = true;
+      capacity.slurm_gres = slurm.gres == "gpu";
     } else if (!gpus.empty()) {
       for (const auto& g : split(gpus, ','))
         if (auto t = trim(g); !t.empty()) capacity.gpus.push_back(t);

@@ -123,7 +123,7 @@ SlurmDispatcher::SlurmDispatcher(SlurmOptions options) : options_(std::move(opti
     wordexp_t w{};
     const int rc = ::wordexp(options_.extra.c_str(), &w, WRDE_NOCMD | WRDE_UNDEF);
     if (rc != 0) {
-      if (rc == 0 || rc == WRDE_NOSPACE) ::wordfree(&w);
+      if (rc == WRDE_NOSPACE) ::wordfree(&w);
       throw Error(ErrorKind::invalid_input, "--slurm-extra: cannot split '" + options_.extra +
                                                 "' into arguments (quotes must match; no $(...) or `...`)");
     }
