@@ -225,19 +225,22 @@ int main(int argc, char** argv) {
     // stall timeout.
     const double heartbeat = stall_timeout > 0 ? std::clamp(stall_timeout / 5, 0.2, 30.0) : 30.0;
     LocalDispatcher local(worker_bin, heartbeat);
-    std::unique_ptr<SlurmDispatcher> slurm_dispatcher;
-    if (use_slurm) {
-      slurm.worker = worker_bin;
-      slurm.heartbeat_s = heartbeat;
-      slurm_dispatcher = std::make_unique<SlurmDispatcher>(slurm);
-    }
-    SchedulerOptions sched_options{root / "jobs", capacity, cancel_grace};
+    // Always there: with --dispatcher local it only watches Slurm jobs an
+    // earlier run submitted (it runs no command unless it has some), so
+    // that a switch back never loses or duplicates them.
+    slurm.worker = worker_bin;
+    slurm.heartbeat_s = heartbeat;
+    auto slurm_dispatcher = std::make_unique<SlurmDispatcher>(slurm);
+    SchedulerOptions sched_options;
+    sched_options.jobs_root = root / "jobs";
+    sched_options.capacity = capacity;
+    sched_options.cancel_grace_s = cancel_grace;
     sched_options.stall_timeout_s = stall_timeout;
     sched_options.no_space_retry_s = no_space_retry;
     // Local workers of an earlier run are still followed after a switch to
     // Slurm (and Slurm jobs after a switch back, while this build has both).
     Dispatcher& launcher = use_slurm ? static_cast<Dispatcher&>(*slurm_dispatcher) : local;
-    Scheduler scheduler(store, launcher, sched_options, {&local});
+    Scheduler scheduler(store, launcher, sched_options, {&local, slurm_dispatcher.get()});
     scheduler.recover();
 
     ConnectionStats connections;

@@ -223,7 +223,7 @@ std::string SlurmDispatcher::launch(const LaunchRequest& req) {
     throw Error(ErrorKind::io, "sbatch printed no job id: '" + line.substr(0, 200) + "'");
   }
   const std::string handle = slurm_handle(job, cl);
-  tracked_[handle] = Tracked{job};
+  tracked_[handle].job = job;
   spdlog::info("slurm: job {} attempt {} submitted as Slurm job {}", req.job_id, req.attempt, job);
   return handle;
 }
@@ -244,7 +244,8 @@ void SlurmDispatcher::signal(const std::string& handle, int sig) {
 void SlurmDispatcher::watch(const std::string& handle) {
   std::string job, cl;
   if (!parse_slurm_handle(handle, &job, &cl)) job = "";
-  tracked_[handle] = Tracked{job};
+  tracked_[handle] = Tracked{};
+  tracked_[handle].job = job;
   next_poll_ = 0;  // look at once
 }
 

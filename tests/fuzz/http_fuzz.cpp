@@ -27,10 +27,11 @@ using namespace qjobs::server;
 
 class NoProcesses final : public Dispatcher {
  public:
-  LaunchedProcess launch(const LaunchRequest&) override { return {next_++, "t"}; }
-  void signal(int, int) override {}
-  std::vector<ProcessExit> reap() override { return {}; }
-  bool alive(int, const std::string&) override { return false; }
+  std::string backend() const override { return "local"; }
+  std::string launch(const LaunchRequest&) override { return local_handle(next_++, "t"); }
+  void signal(const std::string&, int) override {}
+  void watch(const std::string&) override {}
+  std::vector<AttemptUpdate> poll() override { return {}; }
 
  private:
   int next_ = 100000;
