@@ -161,19 +161,7 @@ void Scheduler::recover() {
     }
   }
   // Settle the attempts that ended while no server watched, now.
-  for (auto* d : backends_) {
-    for (const auto& u : d->poll()) {
-      const auto it = running_.find(u.handle);
-      if (it == running_.end()) continue;
-      if (u.phase != AttemptUpdate::Phase::ended) {
-        apply(it->second, u);
-        continue;
-      }
-      Running r = it->second;
-      running_.erase(it);
-      settle({std::move(r), u});
-    }
-  }
+  poll_backends();
   publish();
 }
 
@@ -264,10 +252,7 @@ void Scheduler::apply(Running& r, const AttemptUpdate& u) {
   if (u.phase == AttemptUpdate::Phase::running) r.started = true;
 }
 
-void Scheduler::tick_locked() {
-  const double now = this->now();
-
-  // What the backends saw: attempts that started, wait, or ended.
+void Scheduler::poll_backends() {
   for (auto* d : backends_) {
     for (const auto& u : d->poll()) {
       const auto it = running_.find(u.handle);
@@ -281,6 +266,13 @@ void Scheduler::tick_locked() {
       settle({std::move(r), u});
     }
   }
+}
+
+void Scheduler::tick_locked() {
+  const double now = this->now();
+
+  // What the backends saw: attempts that started, wait, or ended.
+  poll_backends();
 
   // Dispatched attempts the backend started: RUNNING from now (kept and
   // retried when the store refuses).

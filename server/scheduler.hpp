@@ -127,6 +127,8 @@ class Scheduler {
   // having changed nothing.
   void finalize(const Running& r, const AttemptUpdate& how);
   void apply(Running& r, const AttemptUpdate& u);
+  // Applies every backend's updates: stages, starts, and ends (settled).
+  void poll_backends();
   Dispatcher* backend_of(const std::string& handle) const;
   double now() const;
   void settle_without_process(const JobRecord& job);
