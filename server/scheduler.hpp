@@ -59,7 +59,7 @@ struct SchedulerOptions {
   double cancel_grace_s = 10;       // SIGTERM -> SIGKILL
   double stall_timeout_s = 600;     // a RUNNING worker silent this long is lost; 0 = never
   double no_space_retry_s = 30;     // pause before retrying a NO_SPACE failure, times the attempt number
-  std::function<double()> clock;    // unix seconds; empty: the system clock (tests inject one)
+  std::function<double()> clock{};  // unix seconds; empty: the system clock (tests inject one)
 };
 
 struct SchedulerHealth {

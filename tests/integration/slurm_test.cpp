@@ -346,6 +346,48 @@ TEST_F(Slurm, KilledServerReattachesAndSubmitsNothingTwice) {
   EXPECT_NE(slurp(again.stderr_path()).find("recover: watching slurm:"), std::string::npos);
 }
 
+// A server killed between sbatch and storing the handle: the Slurm job
+// exists (named by the qjobs id, commented with the attempt) but the store
+// has the job QUEUED with no handle. The restarted server adopts it instead
+// of submitting a second one. The gap is made real: a local server holds
+// the job queued, is killed, and the submission it "made" is done by hand,
+// exactly as SlurmDispatcher submits.
+TEST_F(Slurm, SubmissionTheStoreNeverRecordedIsAdoptedNotRepeated) {
+  const fs::path ud = root_ / "ud";
+  const fs::path hold = root_ / "hold.sh";
+  std::ofstream(hold) << "#!/bin/sh\nexec sleep 600\n";
+  fs::permissions(hold, fs::perms::owner_all);
+  std::string id;
+  {
+    ServerProcess local(ud, {"--slots", "1", "--worker", hold.string()});
+    const std::string blocker = submit(local, rtn_spec());
+    id = submit(local, rtn_spec());
+    ASSERT_TRUE(wait_until([&] { return local.job(blocker)["state"] == "RUNNING"; }, 30s));
+    ASSERT_EQ(local.job(id)["state"], "QUEUED");
+    local.kill9();
+  }
+  const fs::path dir = ud / "jobs" / id;
+  const std::string script = "#!/bin/sh\nexport QJOBS_ATTEMPT=1 QJOBS_JOB_ID=" + id +
+                             "\nexport CUDA_VISIBLE_DEVICES=\nexec '" + (bin_dir() / "qjobs-worker").string() +
+                             "' run '" + (dir / "spec.yaml").string() + "' --job-dir '" + dir.string() + "'\n";
+  std::ofstream(root_ / "by-hand.sh") << script;
+  const auto sb = run_cmd({tool("sbatch"), "--parsable", "--job-name=" + id, "--comment=qjobs attempt 1",
+                           "--output=" + (dir / "logs" / "slurm-%j.out").string(), "--no-requeue",
+                           (root_ / "by-hand.sh").string()});
+  ASSERT_EQ(sb.rc, 0) << sb.err;
+  const std::string by_hand = trim(sb.out);
+
+  ServerProcess server(ud, slurm_args());
+  const json job = wait_terminal(server, id, 120s);
+  EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
+  EXPECT_EQ(job["attempts"], 1);
+  EXPECT_EQ(slurm_id(job), by_hand);
+  EXPECT_NE(events(ud, id).find("submitted before the server stopped"), std::string::npos) << events(ud, id);
+  std::vector<AcctRow> rows;
+  wait_until([&] { rows = sacct(id); return !rows.empty() && rows.back().end > 0; }, 30s);
+  EXPECT_EQ(rows.size(), 1u) << "submitted again";
+}
+
 // slurmctld down at submission: the job is accepted (201), stays QUEUED
 // with an event that says why, the API keeps answering, and the job is
 // submitted and succeeds once slurmctld is back.
