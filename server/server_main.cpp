@@ -231,6 +231,12 @@ int main(int argc, char** argv) {
     slurm.worker = worker_bin;
     slurm.heartbeat_s = heartbeat;
     auto slurm_dispatcher = std::make_unique<SlurmDispatcher>(slurm);
+    if (use_slurm) {
+      // A partition, account, QOS or gres Slurm refuses would fail every
+      // job: say so now. A controller that does not answer is only a warning.
+      if (const std::string refused = slurm_dispatcher->check(); !refused.empty())
+        throw Error(ErrorKind::invalid_input, "Slurm refuses jobs with these --slurm-* options: " + refused);
+    }
     SchedulerOptions sched_options;
     sched_options.jobs_root = root / "jobs";
     sched_options.capacity = capacity;

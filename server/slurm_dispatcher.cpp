@@ -228,6 +228,19 @@ std::string SlurmDispatcher::launch(const LaunchRequest& req) {
   return handle;
 }
 
+std::string SlurmDispatcher::check() {
+  LaunchRequest probe;
+  probe.job_id = "qjobs-check";
+  probe.job_dir = "/tmp";
+  probe.devices_requested = 1;
+  std::vector<std::string> args = {"--test-only"};
+  for (const auto& a : sbatch_args(probe))
+    if (a.rfind("--output=", 0) != 0 && a.rfind("--chdir=", 0) != 0 && a != "--parsable") args.push_back(a);
+  const auto r = run("sbatch", args, "#!/bin/sh\ntrue\n");
+  if (r.ok() || transient_failure(r)) return "";
+  return r.summary();
+}
+
 void SlurmDispatcher::signal(const std::string& handle, int sig) {
   std::string job, cl;
   if (!parse_slurm_handle(handle, &job, &cl)) return;

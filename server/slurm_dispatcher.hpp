@@ -65,6 +65,11 @@ class SlurmDispatcher final : public Dispatcher {
   bool queues() const override { return true; }
   std::string metrics() const override;
 
+  // Asks Slurm whether it would take a job with these options (sbatch
+  // --test-only: nothing is submitted). Returns Slurm's refusal (a wrong
+  // partition, account, QOS or gres), or "" when it would, or when Slurm did
+  // not answer (then the first submission tells).
+  std::string check();
   const SlurmStats& stats() const { return stats_; }
   // The sbatch arguments for `req` (without the script), for tests and logs.
   std::vector<std::string> sbatch_args(const LaunchRequest& req) const;

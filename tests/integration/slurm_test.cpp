@@ -426,6 +426,21 @@ TEST_F(Slurm, ControllerDownAtSubmissionKeepsTheJobQueued) {
   EXPECT_EQ(job["attempts"], 1);
 }
 
+// Options Slurm refuses (here a partition it does not have) would fail
+// every job: the server says so at start, naming Slurm's reason, instead.
+TEST_F(Slurm, OptionsSlurmRefusesStopTheServerAtStart) {
+  try {
+    ServerProcess server(root_ / "ud", slurm_args({"--slurm-partition", "no-such-partition"}));
+    ADD_FAILURE() << "the server started with a partition Slurm does not have";
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("Slurm refuses jobs with these --slurm-* options"), std::string::npos) << what;
+    EXPECT_NE(to_lower(what).find("partition"), std::string::npos) << what;
+  }
+  ServerProcess fine(root_ / "ud2", slurm_args({"--slurm-partition", "qjobs"}));
+  EXPECT_EQ(fine.client().request("GET", "/healthz").status, 200);
+}
+
 // --slurm-gres gpu: CUDA_ID's device count becomes --gres=gpu:N; Slurm
 // allocates and accounts that many (the fake GPUs of slurm-local.sh --gpus)
 // and hands them to the worker in CUDA_VISIBLE_DEVICES, which this CPU-only
