@@ -567,6 +567,8 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
   }
 
   json params = json::object();
+  std::string version_path;  // where a VERSION was given, for the layout check below
+  YAML::Mark version_mark;
   if (llm && !llm.IsNull()) {
     if (!llm.IsMap()) {
       v.add("llm", llm.Mark(), "expected a mapping of algorithm sections, got " + Validator::show(llm));
@@ -593,6 +595,10 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
           continue;
         }
         v.section(kv.second, algo->params, "llm." + name, params);
+        if (const YAML::Node version = kv.second["VERSION"]; version && version.IsScalar()) {
+          version_path = "llm." + name + ".VERSION";
+          version_mark = version.Mark();
+        }
       }
     }
   }
@@ -638,6 +644,20 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
       v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "the " + spec.export_format + " format is written for 4 and 8 bits");
     else if (spec.params.contains("LAYER_OVERRIDES") && !spec.params["LAYER_OVERRIDES"].empty())
       v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "per-layer overrides (mixed precision) need EXPORT_FORMAT: fake_quant");
+  }
+  // VERSION names AutoAWQ's packed layout. Only GEMM is written: another one
+  // asked for an AWQ export is refused here (it used to pack GEMM silently);
+  // with any other export it changes nothing, and the job says so.
+  if (!version_path.empty() && spec.params.contains("VERSION") && spec.params["VERSION"].is_string() &&
+      spec.params["VERSION"] != "GEMM") {
+    const std::string asked = spec.params["VERSION"];
+    if (spec.export_format == "awq")
+      v.add(version_path, version_mark,
+            "VERSION " + asked + " is not written: qjobs packs AutoAWQ's GEMM layout only; set VERSION: GEMM, or "
+            "EXPORT_FORMAT: compressed-tensors (what vLLM serves)");
+    else if (spec.warnings.size() < kMaxSpecIssues)
+      spec.warnings.push_back(version_path + " " + asked + " has no effect: it names an AutoAWQ packed layout, and "
+                              "EXPORT_FORMAT is " + spec.export_format);
   }
   if (calib_node && !calib_node.IsNull()) {
     if (!calib_node.IsMap()) {

@@ -168,8 +168,9 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
       for (const auto& [name, t] : q.added) put(name, t);
       for (std::size_t i = 0; w8a8 && i < q.k_scales.size(); ++i) {
         const std::string p = "model.layers." + std::to_string(i) + ".self_attn.";
-        put(p + "k_scale", at::scalar_tensor(q.k_scales[i]).to(scale_dtype));
-        put(p + "v_scale", at::scalar_tensor(q.v_scales[i]).to(scale_dtype));
+        // Shape [1], as compressed-tensors writes them (not 0-dim).
+        put(p + "k_scale", at::full({1}, q.k_scales[i], at::kDouble).to(scale_dtype));
+        put(p + "v_scale", at::full({1}, q.v_scales[i], at::kDouble).to(scale_dtype));
       }
     }
     total_bytes += writer.data_bytes();
@@ -186,6 +187,18 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   config.erase("quantization_config");
   config[packed ? "quantization_config" : "qjobs_quantization"] = qc;
   write_file_atomic(out / "config.json", config.dump(2));
+  if (packed && *format == exporter::PackedFormat::gptq) {
+    // AutoGPTQ's and GPTQModel's from_quantized read the recipe from
+    // quantize_config.json, not config.json.
+    json qcfg = qc;
+    qcfg["model_name_or_path"] = nullptr;
+    qcfg["model_file_base_name"] = "model";
+    write_file_atomic(out / "quantize_config.json", qcfg.dump(2));
+    if (!qc.value("sym", true))
+      rep.warn("asymmetric GPTQ (ZERO_POINT: true): vLLM's Marlin kernels serve symmetric GPTQ only, so vLLM uses its "
+               "slower GPTQ kernels for this checkpoint; set ZERO_POINT: false for Marlin. The GPTQ v1 layout stores "
+               "each zero point minus 1 (a zero of 0 is stored as 15 at 4 bits), as AutoGPTQ expects");
+  }
   for (const auto& f : ckpt.companion_files())
     fs::copy_file(f, out / f.filename(), fs::copy_options::overwrite_existing);
   rep.progress(++done, total, "config.json");

@@ -177,6 +177,22 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
   EXPECT_TRUE(ckpt.has(format == "compressed-tensors" ? "model.layers.0.mlp.down_proj.weight_packed"
                                                       : "model.layers.0.mlp.down_proj.qweight"));
   EXPECT_FALSE(ckpt.has("model.layers.0.mlp.down_proj.weight"));
+  if (format == "gptq") {
+    // Issue 14: AutoGPTQ / GPTQModel from_quantized read quantize_config.json.
+    ASSERT_TRUE(fs::exists(packed / "quantize_config.json"));
+    const auto qcfg = json::parse(read_file(packed / "quantize_config.json"));
+    const bool sym = extra.find("ZERO_POINT: false") != std::string::npos;
+    EXPECT_EQ(qcfg["bits"], 4);
+    EXPECT_EQ(qcfg["group_size"], 32);
+    EXPECT_EQ(qcfg["desc_act"], extra.find("DESC_ACT: true") != std::string::npos);
+    EXPECT_EQ(qcfg["sym"], sym);
+    EXPECT_EQ(qcfg["checkpoint_format"], "gptq");
+    EXPECT_EQ(qcfg["model_file_base_name"], "model");
+    const std::string events = read_file(root / format / "events.jsonl");
+    EXPECT_EQ(events.find("asymmetric GPTQ") != std::string::npos, !sym) << "vLLM Marlin warning iff asymmetric";
+  } else {
+    EXPECT_FALSE(fs::exists(packed / "quantize_config.json"));
+  }
   const auto ids = at::randint(0, 1024, {2, 64}, at::kLong);
   at::NoGradGuard g;
   const auto a = model::LlamaModel::load(model::Checkpoint::open(fake)).forward(ids);
@@ -436,7 +452,9 @@ void expect_w8a8_readback(const std::string& algo, const std::string& params, co
   EXPECT_EQ(ckpt.tensor("model.layers.0.mlp.down_proj.input_scale").numel(), 1);
   if (format == "float-quantized") {
     EXPECT_TRUE(qc["kv_cache_scheme"].is_object());
-    EXPECT_EQ(ckpt.tensor("model.layers.3.self_attn.k_scale").dim(), 0);
+    // compressed-tensors writes the KV scales with shape [1] (issue 14).
+    EXPECT_EQ(ckpt.tensor("model.layers.3.self_attn.k_scale").sizes().vec(), (std::vector<int64_t>{1}));
+    EXPECT_EQ(ckpt.tensor("model.layers.3.self_attn.v_scale").sizes().vec(), (std::vector<int64_t>{1}));
   }
   const auto ids = at::randint(0, 1024, {2, 64}, at::kLong);
   at::NoGradGuard g;

@@ -93,6 +93,28 @@ void expect_only_not_available(const SpecParseResult& r, const std::string& algo
   EXPECT_GT(r.issues[0].line, 0);
 }
 
+// Issue 14: VERSION GEMV used to pack GEMM silently. An AWQ export refuses
+// it at submission, naming the key, line and column; with another export
+// it is a warning that it does nothing; GEMM is fine.
+TEST(JobSpec, AwqVersionOtherThanGemmIsRefusedOrSaidToDoNothing) {
+  const std::string base = "MODEL: m\nALGORITHM: AutoAWQ\nDATA_PATH: d.jsonl\n";
+  const auto refused = parse_job_spec(base + "EXPORT_FORMAT: awq\nllm:\n  AutoAWQ:\n    VERSION: GEMV\n");
+  ASSERT_FALSE(refused.spec);
+  ASSERT_EQ(refused.issues.size(), 1u) << refused.issues[0].message;
+  EXPECT_EQ(refused.issues[0].path, "llm.AutoAWQ.VERSION");
+  EXPECT_EQ(refused.issues[0].line, 7);
+  EXPECT_EQ(refused.issues[0].column, 14);
+  EXPECT_NE(refused.issues[0].message.find("GEMM layout only"), std::string::npos) << refused.issues[0].message;
+  const auto warned = parse_job_spec(base + "llm:\n  AutoAWQ:\n    VERSION: GEMV_FAST\n");
+  ASSERT_TRUE(warned.spec);
+  bool said = false;
+  for (const auto& w : warned.spec->warnings) said |= w.find("llm.AutoAWQ.VERSION GEMV_FAST has no effect") == 0;
+  EXPECT_TRUE(said);
+  const auto gemm = parse_job_spec(base + "EXPORT_FORMAT: awq\nllm:\n  AutoAWQ:\n    VERSION: GEMM\n");
+  ASSERT_TRUE(gemm.spec);
+  for (const auto& w : gemm.spec->warnings) EXPECT_EQ(w.find("VERSION"), std::string::npos) << w;
+}
+
 TEST(JobSpec, NyuntamAwqConfigValidatesUnchanged) {
   expect_only_not_available(parse_job_spec(kNyuntamAwq), "AutoAWQ");
 }
@@ -120,9 +142,11 @@ TEST(JobSpec, NyuntamAwqAsRtnParsesEveryField) {
   EXPECT_EQ(s.params["Q_GROUP_SIZE"], 128);
   EXPECT_EQ(s.params["ZERO_POINT"], true);
   EXPECT_EQ(s.params["VERSION"], "GEMV");
-  // The five server-owned paths minus MODEL_PATH (absent) were warned about.
-  EXPECT_EQ(s.warnings.size(), 4u);
-  for (const auto& w : s.warnings) EXPECT_NE(w.find("decided by the server"), std::string::npos);
+  // The five server-owned paths minus MODEL_PATH (absent) were warned
+  // about, and VERSION GEMV, which a fake_quant export does not use.
+  ASSERT_EQ(s.warnings.size(), 5u);
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_NE(s.warnings[i].find("decided by the server"), std::string::npos);
+  EXPECT_NE(s.warnings[4].find("VERSION GEMV has no effect"), std::string::npos) << s.warnings[4];
 }
 
 TEST(JobSpec, DottedKeysExpandIntoSections) {
