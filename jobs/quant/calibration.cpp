@@ -1,7 +1,9 @@
 #include "jobs/quant/calibration.hpp"
 
-
+#include <chrono>
 #include <fstream>
+
+#include <spdlog/spdlog.h>
 
 #include "common/digest.hpp"
 #include "common/error.hpp"
@@ -267,7 +269,9 @@ void run_blocks(const QuantInputs& in, model::LlamaModel& model, const at::Tenso
   if (o.on_resumed)
     for (int64_t l = 0; l < first; ++l) o.on_resumed(l);
   in.progress(first, L, "");
+  const auto loop_start = std::chrono::steady_clock::now();
   for (int64_t l = first; l < L; ++l) {
+    const auto block_start = std::chrono::steady_clock::now();
     model.onload(l);
     BlockStep s{l, "model.layers." + std::to_string(l) + ".", model.layers()[static_cast<std::size_t>(l)], engine, out, {}, {}};
     step(s);
@@ -277,6 +281,15 @@ void run_blocks(const QuantInputs& in, model::LlamaModel& model, const at::Tenso
     engine.advance(l, std::move(next), s.errors, out);
     out.layer_errors.insert(out.layer_errors.end(), s.errors.begin(), s.errors.end());
     model.offload(l);
+    // One line per block at info level: a 7-minute AWQ is not silent.
+    const auto now = std::chrono::steady_clock::now();
+    const double took = std::chrono::duration<double>(now - block_start).count();
+    const double per_block = std::chrono::duration<double>(now - loop_start).count() / static_cast<double>(l + 1 - first);
+    double err = 0;
+    for (const auto& e : s.errors) err += e.rel_fro_err;
+    spdlog::info("block {}/{} done in {:.1f} s: mean weight relative error {:.4g} over {} Linears; ETA {:.0f} s", l + 1,
+                 L, took, s.errors.empty() ? 0.0 : err / static_cast<double>(s.errors.size()), s.errors.size(),
+                 per_block * static_cast<double>(L - l - 1));
     in.progress(l + 1, L, "block " + std::to_string(l));
   }
 }

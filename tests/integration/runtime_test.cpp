@@ -177,6 +177,13 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
   EXPECT_TRUE(ckpt.has(format == "compressed-tensors" ? "model.layers.0.mlp.down_proj.weight_packed"
                                                       : "model.layers.0.mlp.down_proj.qweight"));
   EXPECT_FALSE(ckpt.has("model.layers.0.mlp.down_proj.weight"));
+  if (algo != "RTN") {
+    // Calibrating algorithms log one line per block (issue 16).
+    const std::string log = read_file(root / format / "logs/worker.log");
+    for (const char* line : {"block 1/4 done in", "block 4/4 done in"})
+      EXPECT_NE(log.find(line), std::string::npos) << line << " missing from\n" << log.substr(0, 4000);
+    EXPECT_NE(log.find("ETA 0 s"), std::string::npos);
+  }
   if (format == "gptq") {
     // Issue 14: AutoGPTQ / GPTQModel from_quantized read quantize_config.json.
     ASSERT_TRUE(fs::exists(packed / "quantize_config.json"));
