@@ -102,7 +102,10 @@ std::vector<ParamSpec> gptq_params() {
 std::vector<ParamSpec> hqq_params() {
   auto group = integer("Q_GROUP_SIZE", "input columns per group; -1 = per output channel", 64, -1, 1 << 20);
   group.check = group_size_rule;
-  return {integer("W_BIT", "weight bits", 4, 2, 8), std::move(group), layer_overrides()};
+  return {integer("W_BIT", "weight bits", 4, 2, 8), std::move(group),
+          string("ZERO_POINTS", "real (HQQ's own) or integer (rounded as the last step, what packed formats store); "
+                                "unset: integer for a packed export, real for fake_quant", nullptr, {"real", "integer"}),
+          layer_overrides()};
 }
 
 ParamSpec smooth_branch(std::string name, std::string desc) {
@@ -174,6 +177,20 @@ std::vector<ParamSpec> lmquant_params() {
   };
 }
 
+ParamSpec skip_overrides() {
+  ParamSpec p{.name = "LAYER_OVERRIDES", .type = ParamType::section_list,
+              .description = "Linears kept in full precision; the first entry whose glob pattern matches the name wins"};
+  p.children = {string("pattern", "glob over names such as model.layers.0.mlp.down_proj", nullptr),
+                boolean("SKIP", "keep the matching Linears unquantized", nullptr)};
+  return p;
+}
+
+std::vector<ParamSpec> fp4_params(const char* block) {
+  return {string("ACT", std::string("activations: none (W4A16) or dynamic (W4A4, FP4 blocks of ") + block + " at run time)", "none",
+                 {"none", "dynamic"}),
+          skip_overrides()};
+}
+
 std::vector<AlgorithmInfo> make_catalog() {
   return {
       {"RTN", "round-to-nearest weight quantization (no calibration)", true,
@@ -196,6 +213,12 @@ std::vector<AlgorithmInfo> make_catalog() {
                {"dynamic", "static"}),
         string("WEIGHT_SCALE", "weight scales per output channel or per tensor", "channel", {"channel", "tensor"})},
        512, 512},
+      {"NVFP4", "FP4 E2M1 weights in blocks of 16 with FP8 E4M3 block scales and a float32 global scale (W4A16, or W4A4 "
+                "with a calibrated input global scale); compressed-tensors nvfp4-pack-quantized",
+       true, fp4_params("16"), 128, 512},
+      {"MXFP4", "FP4 E2M1 weights in blocks of 32 with E8M0 power-of-two scales (W4A16 or W4A4); compressed-tensors "
+                "mxfp4-pack-quantized",
+       true, fp4_params("32")},
       {"Evaluate", "evaluate an existing checkpoint (full precision or packed); needs eval tasks", true, {}},
   };
 }

@@ -1,5 +1,8 @@
 #include "common/job_spec.hpp"
 
+#include "common/linear_rule.hpp"
+#include "common/model_locator.hpp"
+
 #include "common/nyuntam_eval.hpp"
 
 #include <algorithm>
@@ -615,35 +618,84 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
   spec.dtype = top.value("DTYPE", std::string("auto"));
   if (spec.dtype != "auto" && spec.dtype != "float32" && spec.dtype != "bfloat16" && spec.dtype != "float16")
     v.add("DTYPE", root["DTYPE"].Mark(), "DTYPE must be auto, float32, bfloat16 or float16");
-  spec.export_format = top.value("EXPORT_FORMAT", std::string("fake_quant"));
+  // Packed by default: every algorithm's output has a compressed-tensors
+  // form (weight-only int pack-quantized, W8A8 int-/float-quantized, W4A8,
+  // NVFP4/MXFP4); fake_quant only when asked.
+  const bool quantizes = algo != nullptr && algo->name != "Evaluate";
+  spec.export_format = top.value("EXPORT_FORMAT", std::string(quantizes ? "compressed-tensors" : "fake_quant"));
   const std::vector<std::string> formats = {"fake_quant", "awq", "gptq", "compressed-tensors"};
+  const YAML::Mark format_mark = root["EXPORT_FORMAT"] ? root["EXPORT_FORMAT"].Mark() : root.Mark();
+  const bool overrides = spec.params.contains("LAYER_OVERRIDES") && !spec.params["LAYER_OVERRIDES"].empty();
+  // Where a key of the algorithm's section was written (its path and mark),
+  // else EXPORT_FORMAT's (or the document's).
+  const auto param_at = [&](const std::vector<std::string>& keys, const std::vector<int>& index = {}) {
+    std::pair<std::string, YAML::Mark> at{"EXPORT_FORMAT", format_mark};
+    if (algo == nullptr || !llm || !llm.IsMap() || !llm[algo->name] || !llm[algo->name].IsMap()) return at;
+    // reset(), not =: assigning a yaml-cpp node writes into the document.
+    YAML::Node n;
+    n.reset(static_cast<const YAML::Node&>(llm)[algo->name]);
+    std::string path = "llm." + algo->name;
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      const YAML::Node& c = n;
+      if (!c.IsMap() || !c[keys[k]]) return at;
+      n.reset(c[keys[k]]);
+      path += "." + keys[k];
+      if (k < index.size() && index[k] >= 0) {
+        if (!n.IsSequence() || static_cast<int>(n.size()) <= index[k]) return at;
+        n.reset(static_cast<const YAML::Node&>(n)[static_cast<std::size_t>(index[k])]);
+        path += "[" + std::to_string(index[k]) + "]";
+      }
+    }
+    return std::pair<std::string, YAML::Mark>{path, n.Mark()};
+  };
   if (std::find(formats.begin(), formats.end(), spec.export_format) == formats.end()) {
     std::string msg = "EXPORT_FORMAT must be fake_quant, awq, gptq or compressed-tensors";
     if (auto near = closest_name(spec.export_format, formats)) msg += "; did you mean '" + *near + "'?";
-    v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), msg);
-  } else if (spec.export_format != "fake_quant" && algo != nullptr) {
-    if (algo->name == "HQQ")
-      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "HQQ keeps real-valued zero points; only fake_quant can hold them");
-    else if (algo->name == "LMQuant")
-      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(),
-            "LMQuant is packaged as fake_quant with its activation and KV-cache settings in config.json; no packed "
-            "W4A8 format is written yet");
-    else if ((algo->name == "FP8" || algo->name == "SmoothQuant") && spec.export_format != "compressed-tensors")
-      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(),
-            algo->name + " is exported as fake_quant or compressed-tensors (W8A8)");
-    else if (algo->name == "SmoothQuant" && (spec.params.value("A_BIT", 8) != 8 || (spec.params.contains("LAYER_OVERRIDES") &&
-                                                                                 !spec.params["LAYER_OVERRIDES"].empty())))
-      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(),
-            "compressed-tensors int-quantized holds 8-bit activations on every Linear: A_BIT 8 and no LAYER_OVERRIDES");
-    else if (algo->name == "FP8" || algo->name == "SmoothQuant")
-      ;  // W8A8: nothing more to check
-    else if (spec.export_format == "awq" && spec.params.value("W_BIT", 4) != 4)
-      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "the AWQ GEMM format holds 4-bit weights only");
-    else if ((spec.export_format == "gptq" || spec.export_format == "compressed-tensors") &&
-             spec.params.value("W_BIT", 4) != 4 && spec.params.value("W_BIT", 4) != 8)
-      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "the " + spec.export_format + " format is written for 4 and 8 bits");
-    else if (spec.params.contains("LAYER_OVERRIDES") && !spec.params["LAYER_OVERRIDES"].empty())
-      v.add("EXPORT_FORMAT", root["EXPORT_FORMAT"].Mark(), "per-layer overrides (mixed precision) need EXPORT_FORMAT: fake_quant");
+    v.add("EXPORT_FORMAT", format_mark, msg);
+  } else if ((spec.export_format == "awq" || spec.export_format == "gptq") && quantizes) {
+    const std::string& f = spec.export_format;
+    const bool weight_only = algo->name == "RTN" || algo->name == "AutoAWQ" || algo->name == "GPTQ" || algo->name == "HQQ" ||
+                             (algo->name == "LMQuant" && (spec.params.value("quant_type", std::string()) == "awq" ||
+                                                          spec.params.value("quant_type", std::string()) == "gptq"));
+    const int bits = spec.params.value("W_BIT", 4);
+    if (!weight_only)
+      v.add("EXPORT_FORMAT", format_mark,
+            algo->name + " quantizes more than weights; it is exported as compressed-tensors (the default) or fake_quant");
+    else if (f == "awq" && bits != 4)
+      v.add("EXPORT_FORMAT", format_mark, "the AWQ GEMM format holds 4-bit weights only; use compressed-tensors for " +
+                                              std::to_string(bits) + " bits");
+    else if (f == "awq" && spec.params.value("Q_GROUP_SIZE", 128) == -1)
+      v.add("EXPORT_FORMAT", format_mark, "the AWQ GEMM format holds groups only, not per-channel (Q_GROUP_SIZE -1); use "
+                                          "gptq or compressed-tensors");
+    else if (f == "gptq" && bits != 4 && bits != 8)
+      v.add("EXPORT_FORMAT", format_mark, "the gptq format is written for 4 and 8 bits; use compressed-tensors or fake_quant");
+    else if (overrides)
+      v.add("EXPORT_FORMAT", format_mark, "the " + f + " format holds one bit width and group size for every Linear; "
+                                          "LAYER_OVERRIDES (mixed precision) are exported as compressed-tensors (one config "
+                                          "group per scheme) or fake_quant");
+  } else if (spec.export_format == "compressed-tensors" && quantizes && spec.params.contains("LAYER_OVERRIDES") &&
+             spec.params["LAYER_OVERRIDES"].is_array()) {
+    // pack-quantized holds 4- and 8-bit integer weights.
+    const bool int_weights = spec.params.contains("W_BIT");
+    if (const auto at = param_at({"W_BIT"}); int_weights && spec.params.value("W_BIT", 4) != 4 && spec.params.value("W_BIT", 4) != 8)
+      v.add(at.first, at.second, "compressed-tensors pack-quantized holds 4- and 8-bit weights; W_BIT is " +
+                                              std::to_string(spec.params.value("W_BIT", 4)) + " (use fake_quant)");
+    const auto& list = spec.params["LAYER_OVERRIDES"];
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const auto& o = list[i];
+      if (!o.is_object() || o.value("SKIP", false) || !o.contains("W_BIT") || !o["W_BIT"].is_number_integer()) continue;
+      const int b = o["W_BIT"].get<int>();
+      if (const auto at = param_at({"LAYER_OVERRIDES", "W_BIT"}, {static_cast<int>(i)}); b != 4 && b != 8)
+        v.add(at.first, at.second,
+              "compressed-tensors pack-quantized holds 4- and 8-bit weights; this override asks " + std::to_string(b) +
+                  " (use EXPORT_FORMAT: fake_quant)");
+    }
+  } else if (spec.export_format == "compressed-tensors" && quantizes && spec.params.contains("W_BIT")) {
+    const int bits = spec.params.value("W_BIT", 4);
+    if (const auto at = param_at({"W_BIT"}); bits != 4 && bits != 8)
+      v.add(at.first, at.second,
+            "compressed-tensors pack-quantized (the default export) holds 4- and 8-bit weights; W_BIT is " +
+                std::to_string(bits) + ": set EXPORT_FORMAT: fake_quant for a simulated " + std::to_string(bits) + "-bit model");
   }
   // VERSION names AutoAWQ's packed layout. Only GEMM is written: another one
   // asked for an AWQ export is refused here (it used to pack GEMM silently);
@@ -659,6 +711,28 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
       spec.warnings.push_back(version_path + " " + asked + " has no effect: it names an AutoAWQ packed layout, and "
                               "EXPORT_FORMAT is " + spec.export_format);
   }
+  if (quantizes && algo->name == "HQQ" && spec.export_format != "fake_quant" &&
+      spec.params.value("ZERO_POINTS", std::string()) == "real") {
+    const auto at = param_at({"ZERO_POINTS"});
+    v.add(at.first, at.second, "HQQ's real-valued zero points have no packed form (every packed format stores integer "
+                               "zero points): leave ZERO_POINTS unset or integer, or set EXPORT_FORMAT: fake_quant");
+  }
+  // What the export cannot hold of this model's Linears, from its config.json
+  // when it is on this machine (a hub id not downloaded yet is checked by the
+  // worker before it quantizes).
+  if (quantizes && std::find(formats.begin(), formats.end(), spec.export_format) != formats.end())
+    if (const auto config = find_model_config(spec.model))
+      for (const auto& f : check_export_shapes(algo->name, spec.export_format, spec.params, *config)) {
+        if (!f.error) {
+          if (spec.warnings.size() < kMaxSpecIssues) spec.warnings.push_back(f.message);
+          continue;
+        }
+        const bool fp4 = algo->name == "NVFP4" || algo->name == "MXFP4";
+        const auto at = fp4 ? std::pair<std::string, YAML::Mark>{"ALGORITHM", algorithm_mark}
+                        : param_at({"Q_GROUP_SIZE"}).first != "EXPORT_FORMAT" ? param_at({"Q_GROUP_SIZE"})
+                                                                             : std::pair<std::string, YAML::Mark>{"EXPORT_FORMAT", format_mark};
+        v.add(at.first, at.second, f.message);
+      }
   if (calib_node && !calib_node.IsNull()) {
     if (!calib_node.IsMap()) {
       v.add("calibration", calib_node.Mark(), "expected a mapping, got " + Validator::show(calib_node));
@@ -674,7 +748,8 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
       spec.calibration.value("data_path", std::string()).empty() && spec.calibration.value("dataset", std::string()).empty()) {
     const bool fp8_without_calibration = algo->name == "FP8" && spec.params.value("ACT", std::string("dynamic")) == "dynamic" &&
                                          !spec.params.value("kv_cache", false);
-    if (!fp8_without_calibration)
+    const bool fp4_weight_only = algo->name == "NVFP4" && spec.params.value("ACT", std::string("none")) == "none";
+    if (!fp8_without_calibration && !fp4_weight_only)
       v.add("DATA_PATH", root["ALGORITHM"] ? root["ALGORITHM"].Mark() : root.Mark(),
             "ALGORITHM " + algo->name + " calibrates on text: set DATA_PATH (a local .jsonl, .json or .txt file), "
             "DATASET_NAME, or calibration.data_path / calibration.dataset");

@@ -16,6 +16,7 @@
 #include "common/job_dir.hpp"
 #include "common/job_spec.hpp"
 #include "common/job_state.hpp"
+#include "common/linear_rule.hpp"
 #include "common/logging.hpp"
 #include "common/algorithm_catalog.hpp"
 #include "common/strings.hpp"
@@ -29,6 +30,7 @@
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/model_source.hpp"
 #include "jobs/model/safetensors.hpp"
+#include "jobs/quant/layer_plan.hpp"
 #include "jobs/quant/registry.hpp"
 #include "jobs/tokenizer/tokenizer.hpp"
 #include "worker/status_reporter.hpp"
@@ -108,17 +110,51 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
   fs::create_directories(out);
   const auto format = exporter::packed_format(spec.export_format);
   const bool packed = format.has_value();
-  // W8A8 Linears go into compressed-tensors as float- or int-quantized,
-  // weight-only integer ones as pack-quantized.
-  const bool w8a8 = packed && *format == exporter::PackedFormat::compressed_tensors && !q.w8a8_weights.empty();
-  if (packed && !w8a8 && q.int_weights.empty())
-    throw Error(ErrorKind::invalid_input, "ALGORITHM " + spec.algorithm + " has no integer form for EXPORT_FORMAT " + spec.export_format);
-  // W8A8 scales are stored in the model's dtype (that of its embedding).
-  const auto scale_dtype = w8a8 ? ckpt.tensor("model.embed_tokens.weight").scalar_type() : at::kFloat;
+  const bool ct = packed && *format == exporter::PackedFormat::compressed_tensors;
+  if (packed && q.int_weights.empty() && q.w8a8_weights.empty() && q.fp4_weights.empty())
+    throw Error(ErrorKind::invalid_input, "ALGORITHM " + spec.algorithm + " has no quantized form for EXPORT_FORMAT " + spec.export_format);
+  if (packed && !ct && (!q.w8a8_weights.empty() || !q.fp4_weights.empty()))
+    throw Error(ErrorKind::invalid_input, "ALGORITHM " + spec.algorithm + " is exported as compressed-tensors (or fake_quant), not " +
+                                              spec.export_format);
+  // Scales stored in the model's dtype (that of its embedding).
+  const auto scale_dtype = ckpt.tensor("model.embed_tokens.weight").scalar_type();
+  // The simulated input quantizer of each Linear, as the algorithm recorded it.
+  const json acts = q.quantization_config.value("activations", json::object());
+  const auto act_of = [&](const std::string& name) {
+    return acts.contains(name) ? model::ActQuant::from_json(acts[name]) : model::ActQuant{};
+  };
+  std::map<std::string, exporter::LinearScheme> schemes;
+  json kv_scheme = nullptr;
+  if (ct) {
+    for (const auto& [name, w] : q.int_weights) {
+      auto s = exporter::int_scheme(w);
+      s.input_activations = exporter::activation_args(act_of(name));
+      schemes[name] = s;
+    }
+    for (const auto& [name, w] : q.w8a8_weights) {
+      auto s = exporter::w8a8_scheme(q.w8a8_float, w.scale.numel() == 1 ? "tensor" : "channel");
+      s.input_activations = exporter::activation_args(act_of(name));
+      schemes[name] = s;
+    }
+    for (const auto& [name, w] : q.fp4_weights) schemes[name] = exporter::fp4_scheme(w);
+    const json kv = q.quantization_config.value("kv_cache", json::object());
+    if (!q.k_scales.empty()) {
+      kv_scheme = exporter::fp8_kv_cache_args();
+    } else if (kv.value("kind", "none") == "int") {
+      kv_scheme = exporter::int_kv_cache_args(kv.value("bits", 4), kv.value("group", int64_t{0}));
+      rep.warn("kv_cache_scheme records the " + std::to_string(kv.value("bits", 4)) +
+               "-bit integer KV cache this job was evaluated with; vLLM serves FP8 KV caches only and refuses the "
+               "checkpoint while it is there: remove kv_cache_scheme from config.json to serve it with a 16-bit cache");
+    }
+    bool asym_w4a8 = false;
+    for (const auto& [name, s] : schemes)
+      asym_w4a8 = asym_w4a8 || (s.format == "pack-quantized" && !s.input_activations.is_null() && !s.weights.value("symmetric", true));
+    if (asym_w4a8)
+      rep.warn("the W4A8 Linears keep QoQ's asymmetric 4-bit weights (weight_zero_point); vLLM's W4A8 integer kernels "
+               "read symmetric weights only");
+  }
   json config = ckpt.config();
-  json qc = w8a8 ? exporter::w8a8_config(q.w8a8_float, spec.params.value("WEIGHT_SCALE", std::string("channel")),
-                                                   spec.params.value("ACT", std::string("dynamic")) == "dynamic",
-                                                   !q.k_scales.empty(), q.ignored)
+  json qc = ct ? exporter::compressed_tensors_config(schemes, q.ignored, kv_scheme)
         : packed ? exporter::packed_quantization_config(q.int_weights, *format, spec.params)
                  : q.quantization_config;
   const auto total = static_cast<int64_t>(ckpt.files().size()) + 1;
@@ -134,7 +170,7 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
     std::size_t max_name = 64;
     for (const auto& info : file.tensors()) max_name = std::max(max_name, info.name.size() + 32);
     for (const auto& [name, t] : q.added) max_name = std::max(max_name, name.size());
-    const std::size_t count = file.tensors().size() * 5 + (last ? q.added.size() + 2 * q.k_scales.size() : 0);
+    const std::size_t count = file.tensors().size() * 6 + (last ? q.added.size() + 2 * q.k_scales.size() : 0);
     model::SafetensorsWriter writer(out / out_name, model::SafetensorsWriter::room_for(count, max_name));
     const auto put = [&](const std::string& name, const at::Tensor& t, std::optional<model::StDtype> as = std::nullopt) {
       writer.add({name, t, as});
@@ -143,8 +179,23 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
     for (const auto& info : file.tensors()) {
       const std::string stem = info.name.size() > 7 ? info.name.substr(0, info.name.size() - 7) : info.name;
       const bool is_weight = info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0;
+      // A static input scale (per tensor) beside a packed integer weight.
+      const auto input_scale = [&] {
+        const auto a = act_of(stem);
+        if (a.kind == model::ActQuant::Kind::int_tensor || a.kind == model::ActQuant::Kind::fp8_tensor)
+          put(stem + ".input_scale", at::full({1}, a.scale, at::kDouble).to(scale_dtype));
+      };
+      const auto f4 = q.fp4_weights.find(stem);
+      if (ct && is_weight && f4 != q.fp4_weights.end()) {
+        for (auto& [suffix, t] : exporter::pack(f4->second))
+          put(stem + "." + suffix, t,
+              suffix == "weight_scale" && f4->second.kind == quant::Fp4Kind::nvfp4 ? std::optional<model::StDtype>(model::StDtype::F8_E4M3)
+                                                                                   : std::nullopt);
+        model::release_mapped(f4->second.codes);
+        continue;
+      }
       const auto fw = q.w8a8_weights.find(stem);
-      if (w8a8 && is_weight && fw != q.w8a8_weights.end()) {
+      if (ct && is_weight && fw != q.w8a8_weights.end()) {
         put(info.name, fw->second.codes, q.w8a8_float ? std::optional<model::StDtype>(model::StDtype::F8_E4M3) : std::nullopt);
         put(stem + ".weight_scale", fw->second.scale.to(scale_dtype));
         if (fw->second.input_scale.defined()) put(stem + ".input_scale", fw->second.input_scale.to(scale_dtype));
@@ -152,8 +203,9 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
         continue;
       }
       const auto iw = q.int_weights.find(stem);
-      if (packed && !w8a8 && is_weight && iw != q.int_weights.end()) {
+      if (packed && is_weight && iw != q.int_weights.end()) {
         for (auto& [suffix, t] : exporter::pack(iw->second, *format, model::st_to_aten(info.dtype))) put(stem + "." + suffix, t);
+        if (ct) input_scale();
         for (const auto* t : {&iw->second.codes, &iw->second.scales, &iw->second.zeros, &iw->second.g_idx}) model::release_mapped(*t);
         continue;
       }
@@ -166,7 +218,7 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
     }
     if (last) {
       for (const auto& [name, t] : q.added) put(name, t);
-      for (std::size_t i = 0; w8a8 && i < q.k_scales.size(); ++i) {
+      for (std::size_t i = 0; ct && i < q.k_scales.size(); ++i) {
         const std::string p = "model.layers." + std::to_string(i) + ".self_attn.";
         // Shape [1], as compressed-tensors writes them (not 0-dim).
         put(p + "k_scale", at::full({1}, q.k_scales[i], at::kDouble).to(scale_dtype));
@@ -573,6 +625,10 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
       rep.progress(static_cast<int64_t>(done >> 20), static_cast<int64_t>(total >> 20), "download MiB");
     });
     const auto ckpt = model::Checkpoint::open(model_dir);
+    // The submission checked the export against config.json when the model
+    // was on the server's machine; a model downloaded just now is checked here.
+    for (const auto& f : check_export_shapes(spec.algorithm, spec.export_format, spec.params, ckpt.config()))
+      if (f.error) throw StageFailure{ErrorType::validation, "EXPORT_FORMAT " + spec.export_format + ": " + f.message};
     const uint64_t size_before = checkpoint_size(ckpt);
     rep.metric("model_size_mib", size_before / (1024.0 * 1024.0));
     if (has_eval) tokenizer::Tokenizer::load(model_dir);  // fail now, not after quantizing
@@ -607,6 +663,20 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     qin.compute = load_options(place, true);
     qin.state_dir = job_dir / "calib_state";
     qin.keep_float_weights = !exporter::packed_format(spec.export_format).has_value();
+    qin.packed_export = !qin.keep_float_weights;
+    if (spec.export_format == "compressed-tensors") {
+      // compressed-tensors holds no ragged last group: such Linears get their
+      // own per-channel scheme (the submission warned about them).
+      std::map<std::string, int64_t> widths;
+      for (const auto& name : ckpt.tensor_names())
+        if (model::is_decoder_linear_weight(name)) widths[name.substr(0, name.size() - 7)] = ckpt.info(name).shape.back();
+      const auto ragged = quant::ragged_linears(widths, qin.params);
+      if (!ragged.empty()) {
+        qin.params["PER_CHANNEL_LINEARS"] = ragged;
+        spdlog::info("{} Linears quantized per output channel: their width is not a multiple of the group size (first: {})",
+                     ragged.size(), ragged.front());
+      }
+    }
     qin.progress = [&](int64_t d, int64_t t, const std::string& what) {
       if (delay > 0 && d > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
       rep.progress(d, t, what);

@@ -32,8 +32,24 @@
 //        {p}.weight        F8_E4M3 or I8 [out, in]
 //        {p}.weight_scale  model dtype [out, 1] (strategy channel) or [1] (tensor)
 //        {p}.input_scale   model dtype [1], static activation scales only
-//        model.layers.i.self_attn.k_scale / v_scale  model dtype [] with an FP8 KV
+//        model.layers.i.self_attn.k_scale / v_scale  model dtype [1] with an FP8 KV
 //        cache ("kv_cache_scheme"); w = value(code) * weight_scale.
+//   compressed-tensors NVFP4 / MXFP4 (formats "nvfp4-pack-quantized",
+//        "mxfp4-pack-quantized"; codecs in jobs/quant/fp4.hpp):
+//        {p}.weight_packed        U8 [out, in/2] two E2M1 codes per byte, column 2j
+//                                        in the low nibble, 2j+1 in the high one
+//        {p}.weight_scale         F8_E4M3 [out, in/16] (NVFP4) or U8 E8M0 [out, in/32] (MXFP4)
+//        {p}.weight_global_scale  F32 [1]  NVFP4 only: G = 448 * 6 / amax(W)
+//        {p}.input_global_scale   F32 [1]  NVFP4 W4A4 only: G of the calibrated inputs
+//        w = e2m1 * weight_scale / G (NVFP4), e2m1 * 2^(e - 127) (MXFP4).
+//
+// A compressed-tensors checkpoint may mix these: every quantized Linear is in
+// one of `config_groups` (its scheme: weights, input activations, format).
+// Written: one group targeting "Linear" when every quantized Linear has the
+// same scheme, else one group per scheme listing its Linears by exact name
+// and the top-level format "mixed-precision". Read: a Linear takes the group
+// that names it exactly, else one whose "re:" pattern matches it from the
+// start, else one targeting "Linear"; `ignore` (same matching) wins.
 #pragma once
 
 #include <cstdint>
@@ -45,8 +61,11 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "jobs/quant/fp4.hpp"
+
 namespace qjobs::model {
 class Checkpoint;
+struct ActQuant;
 }
 
 namespace qjobs::exporter {
@@ -62,6 +81,20 @@ struct IntWeight {
 
   at::Tensor dequantize() const;  // float32 [out, in]
   IntWeight cpu() const;           // the same on the CPU (packing runs there)
+  // The group size as the formats record it: -1 when a row is one group.
+  int64_t format_group_size() const;
+};
+
+// One NVFP4 or MXFP4 Linear.
+struct Fp4Weight {
+  quant::Fp4Kind kind = quant::Fp4Kind::nvfp4;
+  at::Tensor codes;        // uint8 [out, in] E2M1 codes
+  at::Tensor scale;        // uint8 [out, in / block]: E4M3 (NVFP4) or E8M0 (MXFP4) codes
+  double global_scale = 1;        // NVFP4's G
+  double input_global_scale = 0;  // NVFP4 W4A4: the calibrated inputs' G; 0 = none
+  bool act = false;               // W4A4: inputs quantized in blocks too (dynamic scales)
+
+  at::Tensor dequantize() const;  // float32 [out, in]
 };
 
 enum class PackedFormat { awq, gptq, compressed_tensors };
@@ -83,28 +116,53 @@ std::optional<PackedFormat> packed_format(const std::string& name);
 std::map<std::string, at::Tensor> pack(const IntWeight& w, PackedFormat format,
                                        at::ScalarType scale_dtype = at::kHalf);
 
-// The `quantization_config` of a checkpoint whose Linears `weights` (one per
-// quantized Linear) are packed in `format`; `params` are the algorithm's
-// spec parameters (DESC_ACT, ...) for the fields that record them.
+// The tensors of an NVFP4 / MXFP4 Linear, named relative to it.
+std::map<std::string, at::Tensor> pack(const Fp4Weight& w);
+
+// The `quantization_config` of an awq or gptq checkpoint whose Linears
+// `weights` (one per quantized Linear) are packed in `format`; `params` are
+// the algorithm's spec parameters (DESC_ACT, ...) for the fields that record them.
 nlohmann::json packed_quantization_config(const std::map<std::string, IntWeight>& weights, PackedFormat format,
                                           const nlohmann::json& params);
 
-// The compressed-tensors W8A8 config (float-quantized when `is_float`,
-// int-quantized otherwise): weights per channel or tensor, activations per
-// token (dynamic) or tensor (static), and an FP8 KV cache scheme when
-// `kv_cache`. `ignore`: Linears left in full precision.
-nlohmann::json w8a8_config(bool is_float, const std::string& weight_strategy, bool act_dynamic, bool kv_cache,
-                           const std::vector<std::string>& ignore);
-bool is_w8a8(const nlohmann::json& qc);
-// The float32 weight [out, in] of W8A8 Linear `prefix`.
-at::Tensor w8a8_dequantize(const model::Checkpoint& ckpt, const std::string& prefix);
+// The compressed-tensors scheme of one Linear.
+struct LinearScheme {
+  nlohmann::json weights;
+  nlohmann::json input_activations;  // null: weight-only
+  std::string format;                // pack-quantized, int-quantized, float-quantized, nvfp4-/mxfp4-pack-quantized
+};
+LinearScheme int_scheme(const IntWeight& w);
+LinearScheme w8a8_scheme(bool is_float, const std::string& weight_strategy);
+LinearScheme fp4_scheme(const Fp4Weight& w);
+// The input_activations arguments of a simulated activation quantizer
+// (null for none). Throws Error(invalid_input) for one no scheme holds.
+nlohmann::json activation_args(const model::ActQuant& a);
+// What a scheme's input_activations simulate (kind none for null).
+model::ActQuant activation_from_args(const nlohmann::json& args, double static_scale);
 
-// The name under which Linear `prefix` holds its packed weight in a checkpoint
-// of `qc` ("qweight" or "weight_packed"), or nullopt if qc is not packed.
-std::optional<std::string> packed_weight_suffix(const nlohmann::json& qc);
+// The compressed-tensors config of Linears `schemes` (by name); `ignore`:
+// names kept in full precision besides lm_head; `kv_cache_scheme`: null or
+// the KV cache's arguments.
+nlohmann::json compressed_tensors_config(const std::map<std::string, LinearScheme>& schemes,
+                                         const std::vector<std::string>& ignore, const nlohmann::json& kv_cache_scheme);
+// The config group (its JSON) that Linear `name` belongs to in compressed-
+// tensors config qc, or nullptr when it is ignored or in no group.
+const nlohmann::json* scheme_group(const nlohmann::json& qc, const std::string& name);
+// A group's format: its own "format", else the config's.
+std::string group_format(const nlohmann::json& qc, const nlohmann::json& group);
+
+// The kv_cache_scheme arguments: FP8 E4M3 per tensor (static k_scale /
+// v_scale), or integer `bits` asymmetric per token and head (dynamic; QoQ's
+// KV4, which vLLM does not serve: it serves FP8 KV caches only).
+nlohmann::json fp8_kv_cache_args();
+nlohmann::json int_kv_cache_args(int bits, int64_t group);
+
+// Whether Linear `prefix` is stored quantized in checkpoint `ckpt` of config
+// qc (any packed or W8A8 form), so that unpack_weight reads it.
+bool is_quantized_linear(const model::Checkpoint& ckpt, const std::string& prefix, const nlohmann::json& qc);
 
 // The float32 weight [out, in] of Linear `prefix` ("model.layers.0.mlp.up_proj")
-// from a packed checkpoint whose config has `quantization_config` qc.
+// from a quantized checkpoint whose config has `quantization_config` qc.
 at::Tensor unpack_weight(const model::Checkpoint& ckpt, const std::string& prefix, const nlohmann::json& qc);
 
 }  // namespace qjobs::exporter

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "common/error.hpp"
+#include "jobs/quant/fp4.hpp"
 #include "jobs/quant/fp8.hpp"
 
 namespace qjobs::model {
@@ -23,16 +24,21 @@ at::Tensor ActQuant::apply(const at::Tensor& x) const {
     case Kind::fp8_tensor:
       s = kind == Kind::fp8_token ? (xf.abs().amax(-1, true) / quant::kFp8E4m3Max).clamp_min(1e-12) : at::scalar_tensor(scale);
       return (quant::fp8_e4m3_round(xf / s) * s).to(x.scalar_type());
+    case Kind::nvfp4:
+      // Blocks of 16 with E4M3 scales under the calibrated global scale.
+      return quant::fp4_fake_quant(xf, quant::Fp4Kind::nvfp4, scale).to(x.scalar_type());
+    case Kind::mxfp4:
+      return quant::fp4_fake_quant(xf, quant::Fp4Kind::mxfp4).to(x.scalar_type());
     case Kind::none: break;
   }
   return x;
 }
 
 json ActQuant::to_json() const {
-  static const char* names[] = {"none", "int_token", "int_tensor", "fp8_token", "fp8_tensor"};
+  static const char* names[] = {"none", "int_token", "int_tensor", "fp8_token", "fp8_tensor", "nvfp4", "mxfp4"};
   json j = {{"kind", names[static_cast<int>(kind)]}};
   if (kind == Kind::int_token || kind == Kind::int_tensor) j["bits"] = bits;
-  if (kind == Kind::int_tensor || kind == Kind::fp8_tensor) j["scale"] = scale;
+  if (kind == Kind::int_tensor || kind == Kind::fp8_tensor || kind == Kind::nvfp4) j["scale"] = scale;
   return j;
 }
 
@@ -44,11 +50,13 @@ ActQuant ActQuant::from_json(const json& j) {
   else if (k == "int_tensor") a.kind = Kind::int_tensor;
   else if (k == "fp8_token") a.kind = Kind::fp8_token;
   else if (k == "fp8_tensor") a.kind = Kind::fp8_tensor;
-  else throw Error(ErrorKind::invalid_input, "activation kind '" + k + "' (none, int_token, int_tensor, fp8_token, fp8_tensor)");
+  else if (k == "nvfp4") a.kind = Kind::nvfp4;
+  else if (k == "mxfp4") a.kind = Kind::mxfp4;
+  else throw Error(ErrorKind::invalid_input, "activation kind '" + k + "' (none, int_token, int_tensor, fp8_token, fp8_tensor, nvfp4, mxfp4)");
   a.bits = j.value("bits", 8);
   if (a.bits < 2 || a.bits > 16) throw Error(ErrorKind::invalid_input, "activation bits must be in [2, 16]");
   a.scale = j.value("scale", 0.0);
-  if ((a.kind == Kind::int_tensor || a.kind == Kind::fp8_tensor) && !(a.scale > 0))
+  if ((a.kind == Kind::int_tensor || a.kind == Kind::fp8_tensor || a.kind == Kind::nvfp4) && !(a.scale > 0))
     throw Error(ErrorKind::invalid_input, "activation kind '" + k + "' needs a positive scale");
   return a;
 }

@@ -9,6 +9,9 @@
 //         int_tensor  symmetric integer, one calibrated scale `scale`
 //         fp8_token   FP8 E4M3, one scale per token (amax / 448)
 //         fp8_tensor  FP8 E4M3, one calibrated scale `scale`
+//         nvfp4       E2M1 in blocks of 16 with E4M3 block scales (dynamic)
+//                     under the calibrated global scale `scale` (448 * 6 / amax)
+//         mxfp4       E2M1 in blocks of 32 with E8M0 block scales (dynamic)
 //   kv_cache: {"kind": "int", "bits": 4|8, "group": 0 (= head_dim)} asymmetric
 //             per token per head (per group of channels), or
 //             {"kind": "fp8", "k_scale": [per layer], "v_scale": [per layer]}
@@ -23,10 +26,10 @@
 namespace qjobs::model {
 
 struct ActQuant {
-  enum class Kind { none, int_token, int_tensor, fp8_token, fp8_tensor };
+  enum class Kind { none, int_token, int_tensor, fp8_token, fp8_tensor, nvfp4, mxfp4 };
   Kind kind = Kind::none;
   int bits = 8;       // integer kinds: 2..16
-  double scale = 0;   // *_tensor kinds: the calibrated scale (> 0)
+  double scale = 0;   // *_tensor kinds: the calibrated scale (> 0); nvfp4: the global scale
 
   // x ([..., in]) as the quantized kernel sees it; identity for none.
   at::Tensor apply(const at::Tensor& x) const;

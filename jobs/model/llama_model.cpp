@@ -64,19 +64,15 @@ void tune_allocator_once() {
 struct LlamaModel::Source {
   Checkpoint ckpt;
   nlohmann::json qc;
-  std::optional<std::string> packed_suffix;
-  bool w8a8 = false;
 
   // The tensor as stored (a view of the mapping), or the dequantized float32
-  // weight of a packed Linear; its shape checked against config.json's.
+  // weight of a quantized Linear; its shape checked against config.json's.
   at::Tensor stored(const std::string& name, const std::vector<int64_t>& shape) const {
     const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
-    const bool packed = !ckpt.has(name) && packed_suffix && ckpt.has(stem + "." + *packed_suffix);
-    const bool scaled = !packed && w8a8 && stem != name && ckpt.has(stem + ".weight_scale");
-    at::Tensor t = packed ? exporter::unpack_weight(ckpt, stem, qc)
-                   : scaled ? exporter::w8a8_dequantize(ckpt, stem)
-                            : ckpt.tensor(name);
-    if (packed || scaled)  // a new tensor: the packed parts it came from are not needed again
+    const bool quantized = stem != name && name.compare(name.size() - 7, 7, ".weight") == 0 &&
+                           exporter::is_quantized_linear(ckpt, stem, qc);
+    at::Tensor t = quantized ? exporter::unpack_weight(ckpt, stem, qc) : ckpt.tensor(name);
+    if (quantized)  // a new tensor: the packed parts it came from are not needed again
       for (const char* part : {"qweight", "qzeros", "scales", "g_idx", "weight_packed", "weight_scale",
                                "weight_zero_point", "weight_g_idx", "weight"})
         if (ckpt.has(stem + "." + part)) release_mapped(ckpt.tensor(stem + "." + part));
@@ -87,7 +83,7 @@ struct LlamaModel::Source {
   void check_stored(const std::string& name, const std::vector<int64_t>& shape) const {
     if (ckpt.has(name)) return check(name, ckpt.info(name).shape, shape);
     const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
-    if (!(packed_suffix && ckpt.has(stem + "." + *packed_suffix))) ckpt.tensor(name);  // throws not_found
+    if (!exporter::is_quantized_linear(ckpt, stem, qc)) ckpt.tensor(name);  // throws not_found
   }
   static void check(const std::string& name, const std::vector<int64_t>& got, const std::vector<int64_t>& want) {
     if (got == want) return;
@@ -132,10 +128,7 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
   m.device_ = o.device;
   m.devices_ = o.devices.empty() ? std::vector<at::Device>{o.device} : o.devices;
   m.stream_ = o.stream_layers;
-  auto src = std::make_shared<Source>(Source{ckpt, ckpt.config().value("quantization_config", nlohmann::json::object()),
-                                             std::nullopt, false});
-  src->packed_suffix = exporter::packed_weight_suffix(src->qc);
-  src->w8a8 = exporter::is_w8a8(src->qc);
+  auto src = std::make_shared<Source>(Source{ckpt, ckpt.config().value("quantization_config", nlohmann::json::object())});
   m.src_ = src;
   const auto& c = m.config_;
   const auto get = [&](const std::string& name, std::vector<int64_t> shape) {
@@ -167,7 +160,7 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
     }
   m.inv_freq_ = rope_inverse_frequencies(c).to(o.device);
   if (ckpt.config().contains("qjobs_quantization")) m.apply_simulated_quantization(ckpt.config()["qjobs_quantization"]);
-  if (src->w8a8) m.apply_w8a8_schemes(ckpt, src->qc);
+  if (src->qc.is_object() && src->qc.value("quant_method", "") == "compressed-tensors") m.apply_compressed_schemes(ckpt, src->qc);
   return m;
 }
 
@@ -233,29 +226,34 @@ void LlamaModel::apply_simulated_quantization(const nlohmann::json& qq) {
   if (qq.contains("kv_cache")) kv_quant_ = KvQuant::from_json(qq["kv_cache"]);
 }
 
-void LlamaModel::apply_w8a8_schemes(const Checkpoint& ckpt, const nlohmann::json& qc) {
-  const auto groups = qc.value("config_groups", nlohmann::json::object());
-  if (groups.size() != 1) throw Error(ErrorKind::invalid_input, "W8A8 checkpoints with other than one config group are not read");
-  const auto ia = groups.begin()->value("input_activations", nlohmann::json());
+void LlamaModel::apply_compressed_schemes(const Checkpoint& ckpt, const nlohmann::json& qc) {
   const auto scalar = [&](const std::string& name) {
-    if (!ckpt.has(name)) throw Error(ErrorKind::not_found, "W8A8 checkpoint has no " + name);
+    if (!ckpt.has(name)) throw Error(ErrorKind::not_found, "compressed-tensors checkpoint has no " + name);
     return ckpt.tensor(name).to(at::kFloat).flatten()[0].item<double>();
   };
   for (std::size_t i = 0; i < layers_.size(); ++i)
     for (auto& [n, lin] : layers_[i].linears()) {
       const std::string p = "model.layers." + std::to_string(i) + "." + n;
-      if (!ia.is_object() || !ckpt.has(p + ".weight_scale")) continue;
-      const bool is_float = ia.value("type", "") == "float";
-      if ((!is_float && ia.value("type", "") != "int") || ia.value("num_bits", 0) != 8 || !ia.value("symmetric", true))
-        throw Error(ErrorKind::invalid_input, "W8A8 input activations other than FP8 or symmetric int8 are not read");
-      const bool dynamic = ia.value("dynamic", false);
-      lin->act.kind = is_float ? (dynamic ? ActQuant::Kind::fp8_token : ActQuant::Kind::fp8_tensor)
-                               : (dynamic ? ActQuant::Kind::int_token : ActQuant::Kind::int_tensor);
-      lin->act.bits = 8;
-      if (!ia.value("dynamic", false)) lin->act.scale = scalar(p + ".input_scale");
+      const auto* group = exporter::scheme_group(qc, p);
+      if (group == nullptr || !group->contains("input_activations") || (*group)["input_activations"].is_null()) continue;
+      const auto& ia = (*group)["input_activations"];
+      // Static scales: input_scale (per tensor), or NVFP4's input_global_scale.
+      const bool nv = ia.is_object() && ia.value("strategy", "") == "tensor_group";
+      const bool dynamic = ia.is_object() && ia.contains("dynamic") && !(ia["dynamic"].is_boolean() && !ia["dynamic"].get<bool>());
+      const double s = nv ? scalar(p + ".input_global_scale") : dynamic ? 0.0 : scalar(p + ".input_scale");
+      lin->act = exporter::activation_from_args(ia, s);
     }
   if (qc.contains("kv_cache_scheme") && qc["kv_cache_scheme"].is_object()) {
+    const auto& kv = qc["kv_cache_scheme"];
     kv_quant_ = KvQuant{};
+    if (kv.value("type", "float") == "int") {
+      kv_quant_.kind = KvQuant::Kind::integer;
+      kv_quant_.bits = kv.value("num_bits", 8);
+      if (kv_quant_.bits < 2 || kv_quant_.bits > 8) throw Error(ErrorKind::invalid_input, "integer KV caches of 2 to 8 bits are read");
+      kv_quant_.group = kv.contains("group_size") && kv["group_size"].is_number_integer() ? kv["group_size"].get<int64_t>() : 0;
+      return;
+    }
+    if (kv.value("num_bits", 8) != 8) throw Error(ErrorKind::invalid_input, "float KV caches other than FP8 E4M3 are not read");
     kv_quant_.kind = KvQuant::Kind::fp8;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       const std::string p = "model.layers." + std::to_string(i) + ".self_attn.";

@@ -140,9 +140,10 @@ class LlamaModel {
   // Applies a "qjobs_quantization" config's activations and kv_cache
   // (act_quant.hpp). Throws Error(invalid_input) naming an unknown Linear.
   void apply_simulated_quantization(const nlohmann::json& qjobs_quantization);
-  // A compressed-tensors W8A8 checkpoint's (float- or int-quantized) input
-  // activations (input_scale when static) and FP8 KV cache (k_scale / v_scale).
-  void apply_w8a8_schemes(const Checkpoint& ckpt, const nlohmann::json& quantization_config);
+  // A compressed-tensors checkpoint's input activations, per Linear from its
+  // config group (input_scale / input_global_scale when static), and its KV
+  // cache: FP8 (k_scale / v_scale per layer) or integer.
+  void apply_compressed_schemes(const Checkpoint& ckpt, const nlohmann::json& quantization_config);
 
   // float32 [head_dim / 2]: the RoPE inverse frequencies after scaling.
   const at::Tensor& rope_inv_freq() const { return inv_freq_; }

@@ -46,6 +46,9 @@ struct QuantInputs {
   // float tensor in `replaced` (a packed export never reads it; for an 8B
   // model that is 14 GiB of disk and writes saved).
   bool keep_float_weights = true;
+  // The export stores integer zero points (every packed format): HQQ rounds
+  // its real-valued ones as its last step.
+  bool packed_export = false;
 };
 
 struct QuantOutput {
@@ -66,6 +69,8 @@ struct QuantOutput {
   // tensors float-quantized (w8a8_float) or int-quantized; names as
   // int_weights. k_scales / v_scales: the FP8 KV cache's, per layer.
   std::map<std::string, exporter::W8A8Weight> w8a8_weights;
+  // NVFP4 / MXFP4 form of every quantized Linear (ALGORITHM NVFP4, MXFP4).
+  std::map<std::string, exporter::Fp4Weight> fp4_weights;
   bool w8a8_float = true;
   std::vector<double> k_scales, v_scales;
   std::vector<std::string> ignored;  // Linears kept in full precision

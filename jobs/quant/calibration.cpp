@@ -80,7 +80,7 @@ void read_block_file(const model::SafetensorsFile& f, QuantOutput& out) {
     return it == f.metadata().end() ? json::object() : json::parse(it->second);
   };
   // Named: a range-for over meta(...).items() would outlive its temporary.
-  const json errors = meta("errors"), ints = meta("ints"), w8a8 = meta("w8a8"), replaced = meta("replaced");
+  const json errors = meta("errors"), ints = meta("ints"), w8a8 = meta("w8a8"), fp4 = meta("fp4"), replaced = meta("replaced");
   for (const auto& e : errors)
     out.layer_errors.push_back({e["name"], e["rel_fro_err"], e["max_abs_err"], e.value("rel_out_err", -1.0)});
   for (const auto& [name, shape] : ints.items()) {
@@ -98,6 +98,16 @@ void read_block_file(const model::SafetensorsFile& f, QuantOutput& out) {
     if (has_input_scale.get<bool>()) w.input_scale = f.tensor(name + ".w8a8_input_scale");
     out.w8a8_weights[name] = w;
   }
+  for (const auto& [name, m] : fp4.items()) {
+    exporter::Fp4Weight w;
+    w.kind = m.value("kind", "nvfp4") == "mxfp4" ? quant::Fp4Kind::mxfp4 : quant::Fp4Kind::nvfp4;
+    w.codes = f.tensor(name + ".fp4_codes");
+    w.scale = f.tensor(name + ".fp4_scale");
+    w.global_scale = m.value("global_scale", 1.0);
+    w.input_global_scale = m.value("input_global_scale", 0.0);
+    w.act = m.value("act", false);
+    out.fp4_weights[name] = w;
+  }
   for (const auto& name : replaced) out.replaced[name] = f.tensor(name);
 }
 
@@ -106,7 +116,7 @@ void read_block_file(const model::SafetensorsFile& f, QuantOutput& out) {
 void spill_outputs(QuantOutput& out, const std::string& prefix, const fs::path& file,
                    std::map<std::string, std::string> metadata) {
   std::vector<model::NamedTensor> tensors;
-  json replaced = json::array(), ints = json::object(), w8a8 = json::object();
+  json replaced = json::array(), ints = json::object(), w8a8 = json::object(), fp4 = json::object();
   for (const auto& [name, t] : out.replaced)
     if (name.starts_with(prefix)) {
       tensors.push_back({name, t, {}});
@@ -128,10 +138,18 @@ void spill_outputs(QuantOutput& out, const std::string& prefix, const fs::path& 
     if (w.input_scale.defined()) tensors.push_back({name + ".w8a8_input_scale", w.input_scale, {}});
     w8a8[name] = w.input_scale.defined();
   }
+  for (const auto& [name, w] : out.fp4_weights) {
+    if (!name.starts_with(prefix)) continue;
+    tensors.push_back({name + ".fp4_codes", w.codes, {}});
+    tensors.push_back({name + ".fp4_scale", w.scale, {}});
+    fp4[name] = {{"kind", w.kind == quant::Fp4Kind::mxfp4 ? "mxfp4" : "nvfp4"}, {"global_scale", w.global_scale},
+                 {"input_global_scale", w.input_global_scale}, {"act", w.act}};
+  }
   metadata["format"] = "pt";
   metadata["replaced"] = replaced.dump();
   metadata["ints"] = ints.dump();
   metadata["w8a8"] = w8a8.dump();
+  metadata["fp4"] = fp4.dump();
   if (!metadata.count("errors")) metadata["errors"] = "[]";
   model::save_safetensors(file, tensors, metadata);
   // The in-memory copies go; views of the file take their place.
@@ -139,11 +157,13 @@ void spill_outputs(QuantOutput& out, const std::string& prefix, const fs::path& 
   std::erase_if(out.replaced, under);
   std::erase_if(out.int_weights, under);
   std::erase_if(out.w8a8_weights, under);
+  std::erase_if(out.fp4_weights, under);
   QuantOutput back;
   read_block_file(model::SafetensorsFile::open(file), back);
   for (auto& [k, v] : back.replaced) out.replaced[k] = v;
   for (auto& [k, v] : back.int_weights) out.int_weights[k] = v;
   for (auto& [k, v] : back.w8a8_weights) out.w8a8_weights[k] = v;
+  for (auto& [k, v] : back.fp4_weights) out.fp4_weights[k] = v;
 }
 
 CalibrationEngine::CalibrationEngine(model::LlamaModel& m, const at::Tensor& ids, int64_t batch, fs::path state_dir,
@@ -253,7 +273,7 @@ void drop_float_copies(QuantOutput& out, const std::string& prefix) {
   for (auto it = out.replaced.begin(); it != out.replaced.end();) {
     const auto& name = it->first;
     const std::string stem = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? name.substr(0, name.size() - 7) : "";
-    const bool has_form = !stem.empty() && (out.int_weights.count(stem) || out.w8a8_weights.count(stem));
+    const bool has_form = !stem.empty() && (out.int_weights.count(stem) || out.w8a8_weights.count(stem) || out.fp4_weights.count(stem));
     it = name.starts_with(prefix) && has_form ? out.replaced.erase(it) : std::next(it);
   }
 }

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "common/error.hpp"
+
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/mapped_file.hpp"
 #include "jobs/quant/calibration.hpp"
@@ -9,8 +11,8 @@
 
 namespace qjobs::quant {
 
-at::Tensor hqq_quantize(const at::Tensor& w_in, int bits, int64_t group_size, int iters, double p, double beta,
-                        double kappa) {
+HqqResult hqq_quantize(const at::Tensor& w_in, int bits, int64_t group_size, bool integer_zeros, int iters, double p,
+                       double beta, double kappa) {
   at::NoGradGuard no_grad;
   const auto w = w_in.to(at::kFloat);
   const int64_t rows = w.size(0), cols = w.size(1);
@@ -39,8 +41,29 @@ at::Tensor hqq_quantize(const at::Tensor& w_in, int bits, int64_t group_size, in
       break;
     }
   }
-  const auto Wq = at::clamp(at::round(W * scale + best_zero), 0, maxq);
-  return ((Wq - best_zero) / scale).reshape({rows, cols});
+  HqqResult r;
+  const auto dequant = [&](const at::Tensor& z) {
+    return ((at::clamp(at::round(W * scale + z), 0, maxq) - z) / scale).reshape({rows, cols});
+  };
+  r.real_zero_weight = dequant(best_zero);
+  if (!integer_zeros) {
+    r.weight = r.real_zero_weight;
+    return r;
+  }
+  // The last step for a packed export: zero points rounded to the integer
+  // grid (what every packed format stores), codes taken again against them.
+  const auto z = at::clamp(at::round(best_zero), 0, maxq);
+  const auto codes = at::clamp(at::round(W * scale + z), 0, maxq);
+  r.weight = ((codes - z) / scale).reshape({rows, cols});
+  exporter::IntWeight iw;
+  iw.bits = bits;
+  iw.group_size = g;
+  iw.codes = codes.reshape({rows, cols}).to(at::kByte);
+  iw.scales = (1.0 / scale).reshape({rows, cols / g});
+  iw.zeros = z.reshape({rows, cols / g}).to(at::kInt);
+  iw.g_idx = at::arange(cols, w.options().dtype(at::kLong)).div(g, "floor").to(at::kInt);
+  r.ints = iw;
+  return r;
 }
 
 QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
@@ -51,6 +74,12 @@ QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
   QuantOutput out;
   LayerSpill spill(in.state_dir, out);
   const auto total = static_cast<int64_t>(targets.size());
+  const std::string zp = p.value("ZERO_POINTS", std::string());
+  const bool integer_zeros = zp.empty() ? in.packed_export : zp == "integer";
+  if (in.packed_export && !integer_zeros)
+    throw Error(ErrorKind::invalid_input, "HQQ with ZERO_POINTS real has no packed form: packed formats store integer zero points");
+  double real_zero_err = 0, rounded_err = 0;
+  int64_t measured = 0;
   in.progress(0, total, "");
   for (int64_t i = 0; i < total; ++i) {
     const auto& name = targets[static_cast<std::size_t>(i)];
@@ -59,10 +88,15 @@ QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
       const at::Tensor w = in.ckpt->tensor(name);
       const auto w32 = w.to(in.compute.device, at::kFloat);
       model::release_mapped(w);
-      const auto deq = hqq_quantize(w32, plan.cfg.bits, plan.cfg.group_size);
-      out.layer_errors.push_back({name, (deq - w32).norm().item<double>() / std::max(w32.norm().item<double>(), 1e-30),
-                                  (deq - w32).abs().max().item<double>(), -1});
-      out.replaced[name] = deq.to(w.scalar_type());
+      const auto r = hqq_quantize(w32, plan.cfg.bits, plan.cfg.group_size, integer_zeros);
+      const double norm = std::max(w32.norm().item<double>(), 1e-30);
+      const double err = (r.weight - w32).norm().item<double>() / norm;
+      out.layer_errors.push_back({name, err, (r.weight - w32).abs().max().item<double>(), -1});
+      real_zero_err += (r.real_zero_weight - w32).norm().item<double>() / norm;
+      rounded_err += err;
+      ++measured;
+      if (integer_zeros) out.int_weights[name.substr(0, name.size() - 7)] = r.ints;
+      if (in.keep_float_weights) out.replaced[name] = r.weight.to(w.scalar_type());
     }
     spill.after(name, i + 1 == total ? "" : targets[static_cast<std::size_t>(i + 1)]);
     in.progress(i + 1, total, name);
@@ -70,6 +104,13 @@ QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
   out.quantization_config = {{"quant_method", "hqq"}, {"format", "fake_quant"}, {"bits", p.value("W_BIT", 4)},
                              {"group_size", p.value("Q_GROUP_SIZE", 128)}, {"optimizer", "half-quadratic, p=0.7, beta=10, 20 iterations, early stop"},
                              {"overrides", describe_overrides(p)}};
+  if (measured > 0) {
+    // What rounding the zero points costs: mean relative weight error with
+    // HQQ's real-valued zeros and with the integer zeros that were written.
+    out.quantization_config["zero_points"] = integer_zeros ? "integer (rounded as the last step)" : "real-valued";
+    out.quantization_config["mean_rel_err_real_zero"] = real_zero_err / static_cast<double>(measured);
+    out.quantization_config["mean_rel_err_written"] = rounded_err / static_cast<double>(measured);
+  }
   return out;
 }
 

@@ -1,27 +1,28 @@
 #include "jobs/quant/layer_plan.hpp"
 
-#include <fnmatch.h>
+#include "common/linear_rule.hpp"
 
 namespace qjobs::quant {
 
 LinearPlan plan_for(const std::string& linear, const nlohmann::json& params, RangeMode range) {
+  const auto r = linear_rule(linear, params);
   LinearPlan p;
-  p.cfg.bits = params.value("W_BIT", 4);
-  p.cfg.group_size = params.value("Q_GROUP_SIZE", 128);
-  p.cfg.zero_point = params.value("ZERO_POINT", true);
+  p.skip = r.skip;
+  p.cfg.bits = r.bits;
+  p.cfg.group_size = r.group_size;
+  p.cfg.zero_point = r.zero_point;
   p.cfg.range = range;
-  p.a_bits = params.value("A_BIT", 8);
-  if (params.contains("LAYER_OVERRIDES"))
-    for (const auto& o : params["LAYER_OVERRIDES"]) {
-      if (fnmatch(o.value("pattern", "").c_str(), linear.c_str(), 0) != 0) continue;
-      p.skip = o.value("SKIP", false);
-      p.cfg.bits = o.value("W_BIT", p.cfg.bits);
-      p.cfg.group_size = o.value("Q_GROUP_SIZE", p.cfg.group_size);
-      p.cfg.zero_point = o.value("ZERO_POINT", p.cfg.zero_point);
-      p.a_bits = o.value("A_BIT", p.a_bits);
-      break;
-    }
+  p.a_bits = r.a_bits;
   return p;
+}
+
+std::vector<std::string> ragged_linears(const std::map<std::string, int64_t>& in_features, const nlohmann::json& params) {
+  std::vector<std::string> out;
+  for (const auto& [name, in] : in_features) {
+    const auto p = plan_for(name, params, RangeMode::min_max);
+    if (!p.skip && p.cfg.group_size > 0 && in > p.cfg.group_size && in % p.cfg.group_size != 0) out.push_back(name);
+  }
+  return out;
 }
 
 nlohmann::json describe_overrides(const nlohmann::json& params) {

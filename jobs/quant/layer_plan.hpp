@@ -8,7 +8,10 @@
 // and last layers kept) are one YAML list away.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -23,6 +26,10 @@ struct LinearPlan {
 };
 
 LinearPlan plan_for(const std::string& linear, const nlohmann::json& params, RangeMode range);
+
+// The decoder Linears of checkpoint shapes `in_features` (by name without
+// ".weight") whose planned group size does not divide their width.
+std::vector<std::string> ragged_linears(const std::map<std::string, int64_t>& in_features, const nlohmann::json& params);
 
 // One line describing the plan of every distinct override, for the config.
 nlohmann::json describe_overrides(const nlohmann::json& params);

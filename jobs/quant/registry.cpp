@@ -1,6 +1,7 @@
 #include "jobs/quant/registry.hpp"
 
 #include "jobs/quant/awq.hpp"
+#include "jobs/quant/fp4_quant.hpp"
 #include "jobs/quant/fp8_w8a8.hpp"
 #include "jobs/quant/gptq.hpp"
 #include "jobs/quant/hqq.hpp"
@@ -19,6 +20,8 @@ const std::vector<AlgorithmRow>& algorithm_registry() {
       {"SmoothQuant", [] { return std::make_unique<SmoothQuantAlgorithm>(); }},
       {"LMQuant", [] { return std::make_unique<LmQuantAlgorithm>(); }},
       {"FP8", [] { return std::make_unique<Fp8Algorithm>(); }},
+      {"NVFP4", [] { return std::make_unique<Fp4Algorithm>(Fp4Kind::nvfp4); }},
+      {"MXFP4", [] { return std::make_unique<Fp4Algorithm>(Fp4Kind::mxfp4); }},
   };
   return rows;
 }

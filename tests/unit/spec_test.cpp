@@ -5,6 +5,8 @@
 #include <fstream>
 #include <random>
 
+#include <unistd.h>
+
 #include "common/algorithm_catalog.hpp"
 #include "common/job_spec.hpp"
 #include "common/nyuntam_eval.hpp"
@@ -219,6 +221,59 @@ TEST(JobSpec, ActivationAlgorithmsTakeABitOverridesAndFp8PacksAsCompressedTensor
   const auto lm = parse_job_spec("MODEL: m\nALGORITHM: LMQuant\nDATA_PATH: d.jsonl\nEXPORT_FORMAT: gptq\n");
   ASSERT_EQ(lm.issues.size(), 1u);
   EXPECT_EQ(lm.issues[0].path, "EXPORT_FORMAT");
+}
+
+// Issue 14: packed by default, and what an export cannot hold of the
+// model's Linears (read from its config.json) refused at submission.
+TEST(JobSpec, ExportIsPackedByDefaultAndCheckedAgainstTheModelShapes) {
+  EXPECT_EQ(parse_job_spec("MODEL: m\nALGORITHM: RTN\n").spec->export_format, "compressed-tensors");
+  EXPECT_EQ(parse_job_spec("MODEL: m\nALGORITHM: FP8\n").spec->export_format, "compressed-tensors");
+  EXPECT_EQ(parse_job_spec("MODEL: m\nALGORITHM: RTN\nEXPORT_FORMAT: fake_quant\n").spec->export_format, "fake_quant");
+  // 3-bit has no packed form: the default export refuses it at the key.
+  const auto w3 = parse_job_spec("MODEL: m\nALGORITHM: RTN\nllm:\n  RTN:\n    W_BIT: 3\n");
+  ASSERT_EQ(w3.issues.size(), 1u);
+  EXPECT_EQ(w3.issues[0].path, "llm.RTN.W_BIT");
+  EXPECT_EQ(w3.issues[0].line, 5);
+  EXPECT_TRUE(parse_job_spec("MODEL: m\nALGORITHM: RTN\nEXPORT_FORMAT: fake_quant\nllm:\n  RTN:\n    W_BIT: 3\n").spec);
+  const auto hqq = parse_job_spec("MODEL: m\nALGORITHM: HQQ\nllm:\n  HQQ:\n    ZERO_POINTS: real\n");
+  ASSERT_EQ(hqq.issues.size(), 1u);
+  EXPECT_EQ(hqq.issues[0].path, "llm.HQQ.ZERO_POINTS");
+  EXPECT_TRUE(parse_job_spec("MODEL: m\nALGORITHM: HQQ\nEXPORT_FORMAT: awq\n").spec);
+  const auto lm = parse_job_spec("MODEL: m\nALGORITHM: NVFP4\nEXPORT_FORMAT: gptq\n");
+  ASSERT_EQ(lm.issues.size(), 1u);
+  EXPECT_EQ(lm.issues[0].path, "EXPORT_FORMAT");
+
+  // A model on this machine: hidden 128, intermediate 360 (not a multiple of
+  // 64, nor of NVFP4's 16 or MXFP4's 32).
+  const auto dir = std::filesystem::temp_directory_path() / ("qjobs_shapes_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "config.json") << R"({"hidden_size": 128, "intermediate_size": 360, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100})";
+  const std::string m = "MODEL: \"" + dir.string() + "\"\n";
+  const auto awq = parse_job_spec(m + "ALGORITHM: RTN\nEXPORT_FORMAT: awq\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n");
+  ASSERT_EQ(awq.issues.size(), 1u);
+  EXPECT_EQ(awq.issues[0].path, "llm.RTN.Q_GROUP_SIZE");
+  EXPECT_EQ(awq.issues[0].line, 6);
+  EXPECT_NE(awq.issues[0].message.find("model.layers.*.mlp.down_proj (every layer)"), std::string::npos) << awq.issues[0].message;
+  EXPECT_NE(awq.issues[0].message.find("360 inputs"), std::string::npos);
+  // compressed-tensors packs it per channel, and says so.
+  const auto ct = parse_job_spec(m + "ALGORITHM: RTN\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n");
+  ASSERT_TRUE(ct.spec);
+  ASSERT_EQ(ct.spec->warnings.size(), 1u);
+  EXPECT_NE(ct.spec->warnings[0].find("per output channel"), std::string::npos);
+  // Skipped Linears are not checked; at a group size that divides, nothing is said.
+  const auto g8 = parse_job_spec(m + "ALGORITHM: RTN\nEXPORT_FORMAT: gptq\nllm:\n  RTN:\n    Q_GROUP_SIZE: 8\n");
+  EXPECT_TRUE(g8.spec) << (g8.issues.empty() ? "" : g8.issues[0].message);
+  const auto nv = parse_job_spec(m + "ALGORITHM: MXFP4\n");
+  ASSERT_EQ(nv.issues.size(), 1u);
+  EXPECT_EQ(nv.issues[0].path, "ALGORITHM");
+  EXPECT_NE(nv.issues[0].message.find("SKIP"), std::string::npos);
+  EXPECT_TRUE(parse_job_spec(m + "ALGORITHM: MXFP4\nllm:\n  MXFP4:\n    LAYER_OVERRIDES:\n      - pattern: \"*.down_proj\"\n"
+                                 "        SKIP: true\n").spec);
+  EXPECT_FALSE(parse_job_spec(m + "ALGORITHM: NVFP4\n").spec) << "360 is no multiple of 16";
+  EXPECT_TRUE(parse_job_spec(m + "ALGORITHM: NVFP4\nllm:\n  NVFP4:\n    LAYER_OVERRIDES:\n      - pattern: \"*.down_proj\"\n"
+                                 "        SKIP: true\n").spec);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(JobSpec, UnknownTopLevelKeySuggestsTheNearName) {

@@ -233,7 +233,7 @@ TEST(PackedExport, CompressedTensorsWithANarrowerLastGroupReadsBackExactly) {
   for (auto& [suffix, t] : exporter::pack(w, exporter::PackedFormat::compressed_tensors, at::kFloat)) tensors.push_back({p + "." + suffix, t, {}});
   fs::create_directories(dir / "m");
   model::save_safetensors(dir / "m" / "model.safetensors", tensors);
-  const auto qc = exporter::packed_quantization_config({{p, w}}, exporter::PackedFormat::compressed_tensors, json::object());
+  const auto qc = exporter::compressed_tensors_config({{p, exporter::int_scheme(w)}}, {}, nullptr);
   std::ofstream(dir / "m" / "config.json") << json{{"quantization_config", qc}}.dump();
   const auto ckpt = model::Checkpoint::open(dir / "m");
   EXPECT_TRUE(at::equal(exporter::unpack_weight(ckpt, p, qc), w.dequantize()));

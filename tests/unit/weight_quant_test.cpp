@@ -73,7 +73,7 @@ TEST(Gptq, ReducesOutputErrorOnCorrelatedInputs) {
 TEST(Hqq, NeverWorseThanItsStartingPoint) {
   at::manual_seed(3);
   const auto w = at::randn({64, 128}) * at::rand({1, 128}) * 3;  // uneven channel ranges
-  const auto h = hqq_quantize(w, 3, 64);
+  const auto h = hqq_quantize(w, 3, 64).weight;
   // The solver's starting point: range min..max, real-valued zero, no search.
   const auto W = w.reshape({-1, 64});
   const auto mn = std::get<0>(W.min(1, true)), mx = std::get<0>(W.max(1, true));

@@ -1,0 +1,78 @@
+#include "jobs/quant/fp4_quant.hpp"
+
+#include "common/error.hpp"
+#include "jobs/model/checkpoint.hpp"
+#include "jobs/quant/calibration.hpp"
+#include "jobs/quant/layer_plan.hpp"
+
+namespace qjobs::quant {
+
+QuantOutput Fp4Algorithm::run(const QuantInputs& in) {
+  at::NoGradGuard no_grad;
+  const auto& p = in.params;
+  const std::string act = p.value("ACT", std::string("none"));
+  if (act != "none" && act != "dynamic") throw Error(ErrorKind::invalid_input, "ACT must be none or dynamic");
+  const bool w4a4 = act == "dynamic";
+  // Only NVFP4's W4A4 has a static part: the inputs' global scale.
+  const bool calibrate = w4a4 && kind_ == Fp4Kind::nvfp4;
+  const char* name_of = kind_ == Fp4Kind::nvfp4 ? "nvfp4" : "mxfp4";
+  auto model = model::LlamaModel::load(*in.ckpt, in.compute);
+  QuantOutput out;
+  nlohmann::json activations = nlohmann::json::object();
+  BlockLoopOptions loop;
+  loop.resumable = false;  // the input scales are not in the saved blocks
+  run_blocks(in, model, calibrate ? in.calibration() : at::Tensor(), out, loop, [&](BlockStep& step) {
+    const std::string& prefix = step.prefix;
+    std::map<std::string, at::Tensor> xs;
+    if (calibrate) {
+      xs = step.engine.capture_inputs(step.index, block_input_names());
+      step.next = step.engine.forward(step.index);
+    } else {
+      step.next = std::vector<at::Tensor>{};
+    }
+    const auto& input_of = linear_input_source();
+    std::vector<LayerError> errs;
+    for (auto& [name, lin] : step.layer.linears()) {
+      if (plan_for(prefix + name, p, RangeMode::min_max).skip) {
+        out.ignored.push_back(prefix + name);
+        continue;
+      }
+      const auto w = lin->weight.to(at::kFloat);
+      const auto b = fp4_quantize(w, kind_);
+      exporter::Fp4Weight fw{kind_, b.codes, b.scale, b.global_scale, 0, w4a4};
+      const auto wq = fw.dequantize();
+      model::ActQuant aq;
+      if (w4a4) {
+        aq.kind = kind_ == Fp4Kind::nvfp4 ? model::ActQuant::Kind::nvfp4 : model::ActQuant::Kind::mxfp4;
+        aq.bits = 4;
+        if (calibrate) {
+          aq.scale = nvfp4_global_scale(xs.at(input_of.at(name)).abs().max().item<double>());
+          fw.input_global_scale = aq.scale;
+        }
+      }
+      lin->weight = wq.to(lin->weight.scalar_type());
+      lin->act = aq;
+      out.fp4_weights[prefix + name] = fw;
+      activations[prefix + name] = aq.to_json();
+      double out_err = -1;
+      if (xs.count(input_of.at(name))) {
+        const auto& x = xs.at(input_of.at(name));
+        const auto y = at::linear(x, w), yq = at::linear(aq.apply(x), wq);
+        out_err = (yq - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30);
+      }
+      errs.push_back({prefix + name, (wq - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30),
+                      (wq - w).abs().max().item<double>(), out_err});
+    }
+    step.errors = std::move(errs);
+  });
+  out.quantization_config = {{"quant_method", name_of},
+                             {"format", "fake_quant"},
+                             {"weights", {{"type", "float"}, {"num_bits", 4}, {"block", fp4_block(kind_)},
+                                          {"scale", kind_ == Fp4Kind::nvfp4 ? "E4M3 per block, float32 global" : "E8M0 per block"}}},
+                             {"act", act},
+                             {"activations", activations},
+                             {"overrides", describe_overrides(p)}};
+  return out;
+}
+
+}  // namespace qjobs::quant
