@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Perplexity and size on disk of the packed formats on one model: int4 g128
-# (RTN, GPTQ), FP8 W8A8, NVFP4 and MXFP4 at W4A16 and W4A4, and HQQ with its
+# (RTN, GPTQ), FP8 W8A8, NVFP4 and MXFP4 at W4A16 (RTN and GPTQ) and W4A4
+# (RTN), and HQQ with its
 # real-valued zero points (fake_quant) against the integer ones a packed
 # export stores. Each job runs in qjobs-worker (standalone) with its default
 # export (compressed-tensors) unless the row says fake_quant; the packaged
@@ -29,6 +30,8 @@ rows=(
   "FP8 W8A8 (dynamic)|FP8|compressed-tensors|    ACT: dynamic"
   "NVFP4 W4A16|NVFP4|compressed-tensors|    ACT: none$skip"
   "NVFP4 W4A4|NVFP4|compressed-tensors|    ACT: dynamic$skip"
+  "GPTQ NVFP4 W4A16|GPTQ|compressed-tensors|    W_FORMAT: nvfp4$skip"
+  "GPTQ MXFP4 W4A16|GPTQ|compressed-tensors|    W_FORMAT: mxfp4$skip"
   "MXFP4 W4A16|MXFP4|compressed-tensors|    ACT: none$skip"
   "MXFP4 W4A4|MXFP4|compressed-tensors|    ACT: dynamic$skip"
   "HQQ W4 g64, real zeros|HQQ|fake_quant|    W_BIT: 4"

@@ -96,6 +96,9 @@ std::vector<ParamSpec> gptq_params() {
   p.push_back(boolean("DESC_ACT", "act-order: columns by decreasing Hessian diagonal", false));
   p.push_back(boolean("STATIC_GROUPS", "group parameters from the weight before updates", false));
   p.push_back(boolean("TRUE_SEQUENTIAL", "q,k,v -> o -> gate,up -> down inside a block", true));
+  p.push_back(string("W_FORMAT", "weight grid: int (W_BIT, Q_GROUP_SIZE), or nvfp4 / mxfp4 (FP4 E2M1 blocks of 16 / 32; "
+                                 "W_BIT, Q_GROUP_SIZE and ZERO_POINT do not apply)",
+                     "int", {"int", "nvfp4", "mxfp4"}));
   return p;
 }
 
@@ -198,16 +201,18 @@ std::vector<AlgorithmInfo> make_catalog() {
       {"AutoAWQ", "AWQ activation-aware weight quantization", true, awq_params(), 128, 512},
       {"GPTQ", "GPTQ Hessian-based weight quantization", true, gptq_params(), 128, 2048},
       {"HQQ", "half-quadratic calibration-free weight quantization", true, hqq_params()},
-      {"SmoothQuant", "W8A8 with activation smoothing (simulated int8 activations; fake-quant export)", true,
+      {"SmoothQuant", "W8A8 with activation smoothing (int8 weights and activations; compressed-tensors int-quantized)", true,
        {number("alpha", "migration strength", 0.5, 0, 1),
         string("ACT", "integer activation scales: dynamic (per token) or static (per tensor, calibrated)", "dynamic",
                {"dynamic", "static"}),
         integer("A_BIT", "input activation bits (8; 16 for 16-bit activations)", 8, 2, 16),
+        boolean("SMOOTHING", "migrate activation outliers into the weights (false: plain W8A8, as Quark's int8 recipe)", true),
+        string("WEIGHT_SCALE", "int8 weight scales per output channel or one per tensor (Quark)", "channel", {"channel", "tensor"}),
         layer_overrides(true)},
        512, 512},
-      {"LMQuant", "QoQ W4A8KV4 (g128, gchn) with rotation, smoothing and GPTQ; sq_*, awq, gptq presets by delegation; simulated, fake-quant export",
+      {"LMQuant", "QoQ W4A8KV4 (g128, gchn) with rotation, smoothing and GPTQ; sq_*, awq, gptq presets by delegation; compressed-tensors W4A8",
        true, lmquant_params(), 128, 512},
-      {"FP8", "W8A8 E4M3 with optional FP8 KV cache (simulated; fake-quant export)", true,
+      {"FP8", "W8A8 E4M3 with optional FP8 KV cache; compressed-tensors float-quantized", true,
        {boolean("kv_cache", "quantize the KV cache to FP8", false),
         string("ACT", "activation scales: dynamic (per token) or static (per tensor, calibrated)", "dynamic",
                {"dynamic", "static"}),

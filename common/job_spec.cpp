@@ -658,7 +658,11 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
                              (algo->name == "LMQuant" && (spec.params.value("quant_type", std::string()) == "awq" ||
                                                           spec.params.value("quant_type", std::string()) == "gptq"));
     const int bits = spec.params.value("W_BIT", 4);
-    if (!weight_only)
+    const std::string wformat = spec.params.value("W_FORMAT", std::string("int"));
+    if (weight_only && wformat != "int")
+      v.add("EXPORT_FORMAT", format_mark, "W_FORMAT " + wformat + " is exported as compressed-tensors " + wformat +
+                                              "-pack-quantized (the default) or fake_quant, not " + f);
+    else if (!weight_only)
       v.add("EXPORT_FORMAT", format_mark,
             algo->name + " quantizes more than weights; it is exported as compressed-tensors (the default) or fake_quant");
     else if (f == "awq" && bits != 4)
@@ -728,7 +732,9 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
           continue;
         }
         const bool fp4 = algo->name == "NVFP4" || algo->name == "MXFP4";
+        const bool fp4_format = spec.params.value("W_FORMAT", std::string("int")) != "int";
         const auto at = fp4 ? std::pair<std::string, YAML::Mark>{"ALGORITHM", algorithm_mark}
+                        : fp4_format ? param_at({"W_FORMAT"})
                         : param_at({"Q_GROUP_SIZE"}).first != "EXPORT_FORMAT" ? param_at({"Q_GROUP_SIZE"})
                                                                              : std::pair<std::string, YAML::Mark>{"EXPORT_FORMAT", format_mark};
         v.add(at.first, at.second, f.message);

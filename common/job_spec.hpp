@@ -12,9 +12,10 @@
 // qjobs' own: PRIORITY (int, -100..100, default 0, higher runs first),
 //   TIMEOUT_S (seconds, 0 = none), MAX_ATTEMPTS (1..10, default 2),
 //   DTYPE (auto | float32 | bfloat16 | float16: compute dtype; auto = float32
-//   on a CPU, bfloat16 on a GPU), EXPORT_FORMAT (fake_quant: float weights in
-//   the original dtype, recipe under config.json's "qjobs_quantization";
-//   awq: AutoAWQ GEMM; gptq: AutoGPTQ; compressed-tensors: pack-quantized), eval: {tasks: [...]}
+//   on a CPU, bfloat16 on a GPU), EXPORT_FORMAT (compressed-tensors, the
+//   default of every quantizing algorithm: the packed form of its recipe;
+//   awq: AutoAWQ GEMM; gptq: AutoGPTQ; fake_quant: float weights in the
+//   original dtype, recipe under config.json's "qjobs_quantization"), eval: {tasks: [...]}
 //   and calibration: {...} (algorithm_catalog.hpp).
 #pragma once
 
@@ -59,7 +60,8 @@ struct JobSpec {
   nlohmann::json params = nlohmann::json::object();  // the algorithm section, expanded,
                                                       // with the schema's defaults
   std::string dtype = "auto";      // compute dtype
-  std::string export_format = "fake_quant";  // EXPORT_FORMAT: fake_quant | awq | gptq | compressed-tensors
+  std::string export_format = "fake_quant";  // EXPORT_FORMAT, resolved: compressed-tensors unless given
+                                             // (fake_quant for Evaluate) | awq | gptq | fake_quant
   nlohmann::json eval = nlohmann::json::object();    // {tasks: [...]}, defaults applied
   nlohmann::json calibration = nlohmann::json::object();  // calibration_schema(), as given
   std::vector<std::string> warnings;  // accepted but ignored keys

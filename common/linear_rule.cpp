@@ -40,14 +40,22 @@ std::vector<ExportFinding> check_export_shapes(const std::string& algorithm, con
   };
   const int64_t hidden = num("hidden_size", 0), layers = num("num_hidden_layers", 0), heads = num("num_attention_heads", 0);
   const int64_t inter = num("intermediate_size", 0);
-  if (hidden <= 0 || layers <= 0 || heads <= 0 || inter <= 0 || layers > 100000) return out;  // not a shape we know
+  if (hidden <= 0 || layers <= 0 || heads <= 0 || inter <= 0) return out;  // not a shape we know
+  // Bounded work for a hostile config.json or override list: past 5 million
+  // rule lookups the check is left to the worker, which runs it on the
+  // checkpoint it loaded.
+  const std::size_t overrides = params.contains("LAYER_OVERRIDES") && params["LAYER_OVERRIDES"].is_array()
+                                    ? params["LAYER_OVERRIDES"].size() : 0;
+  if (static_cast<double>(layers) * 7 * static_cast<double>(overrides + 1) > 5e6) return out;
   const int64_t kv = num("num_key_value_heads", heads), hd = num("head_dim", hidden / heads);
   // Every decoder Linear: name, in, out.
   const std::vector<std::tuple<std::string, int64_t, int64_t>> kinds = {
       {"self_attn.q_proj", hidden, heads * hd}, {"self_attn.k_proj", hidden, kv * hd}, {"self_attn.v_proj", hidden, kv * hd},
       {"self_attn.o_proj", heads * hd, hidden}, {"mlp.gate_proj", hidden, inter},    {"mlp.up_proj", hidden, inter},
       {"mlp.down_proj", inter, hidden}};
-  const bool fp4 = algorithm == "NVFP4" || algorithm == "MXFP4";
+  const std::string wformat = params.value("W_FORMAT", std::string("int"));
+  const bool fp4 = algorithm == "NVFP4" || algorithm == "MXFP4" || wformat == "nvfp4" || wformat == "mxfp4";
+  const std::string fp4_name = algorithm == "NVFP4" || wformat == "nvfp4" ? "NVFP4" : "MXFP4";
   const bool int_weights = algorithm == "RTN" || algorithm == "AutoAWQ" || algorithm == "GPTQ" || algorithm == "HQQ";
   // One finding per kind of Linear and message, counting the layers.
   std::map<std::string, std::pair<ExportFinding, std::set<int64_t>>> found;
@@ -63,9 +71,9 @@ std::vector<ExportFinding> check_export_shapes(const std::string& algorithm, con
       if (r.skip) continue;
       const std::string widths = std::to_string(in) + " inputs";
       if (fp4) {
-        const int64_t block = algorithm == "NVFP4" ? 16 : 32;
+        const int64_t block = fp4_name == "NVFP4" ? 16 : 32;
         if (in % block != 0)
-          add(kind, l, true, algorithm + " packs blocks of " + std::to_string(block) + " inputs; " + kind + " has " + widths +
+          add(kind, l, true, fp4_name + " packs blocks of " + std::to_string(block) + " inputs; " + kind + " has " + widths +
                                  ": keep it in full precision with a LAYER_OVERRIDES entry {pattern: \"*." + kind + "\", SKIP: true}");
         continue;
       }

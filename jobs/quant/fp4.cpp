@@ -63,6 +63,26 @@ double nvfp4_global_scale(double amax) {
   return amax > 0 && std::isfinite(amax) ? kFp8E4m3Max * kE2m1Max / amax : 1.0;
 }
 
+Fp4Scales fp4_scales(const at::Tensor& amax_in, Fp4Kind kind, double global_scale) {
+  const auto amax = amax_in.to(at::kFloat);
+  Fp4Scales s;
+  if (kind == Fp4Kind::nvfp4) {
+    s.codes = fp8_e4m3_encode(amax / kE2m1Max * global_scale);
+    s.divisor = fp8_e4m3_decode(s.codes) / global_scale;
+    return s;
+  }
+  // amax = m * 2^(e-1) with m in [1, 2) (frexp gives m/2 in [0.5, 1)). The
+  // power of two of amax rounds up when m >= 1.75, as compressed-tensors'
+  // round_to_power_2 does, then the largest E2M1 exponent (2) comes off.
+  const auto [m, e] = at::frexp(amax);
+  const auto up = (m * 2 >= 1.75).to(at::kLong);
+  auto exponent = (e.to(at::kLong) - 1 + up - 2).clamp(-127, 127);
+  exponent = at::where(amax > 0, exponent, at::full_like(exponent, -127));
+  s.codes = (exponent + 127).to(at::kByte);
+  s.divisor = at::exp2(exponent.to(at::kFloat));
+  return s;
+}
+
 Fp4Blocks fp4_quantize(const at::Tensor& x_in, Fp4Kind kind, double global_scale) {
   const int64_t block = fp4_block(kind);
   const auto x = x_in.to(at::kFloat);
@@ -76,23 +96,10 @@ Fp4Blocks fp4_quantize(const at::Tensor& x_in, Fp4Kind kind, double global_scale
   const auto xb = x.reshape(shape);
   const auto amax = xb.abs().amax(-1, true);
   Fp4Blocks b;
-  at::Tensor scale;  // float32 [..., blocks, 1]: what each element is divided by
-  if (kind == Fp4Kind::nvfp4) {
-    b.global_scale = global_scale > 0 ? global_scale : nvfp4_global_scale(x.abs().max().item<double>());
-    const auto codes = fp8_e4m3_encode(amax / kE2m1Max * b.global_scale);
-    b.scale = codes.squeeze(-1);
-    scale = fp8_e4m3_decode(codes) / b.global_scale;
-  } else {
-    // amax = m * 2^(e-1) with m in [1, 2) (frexp gives m/2 in [0.5, 1)). The
-    // power of two of amax rounds up when m >= 1.75, as compressed-tensors'
-    // round_to_power_2 does, then the largest E2M1 exponent (2) comes off.
-    const auto [m, e] = at::frexp(amax);
-    const auto up = (m * 2 >= 1.75).to(at::kLong);
-    auto exponent = (e.to(at::kLong) - 1 + up - 2).clamp(-127, 127);
-    exponent = at::where(amax > 0, exponent, at::full_like(exponent, -127));
-    b.scale = (exponent + 127).to(at::kByte).squeeze(-1);
-    scale = at::exp2(exponent.to(at::kFloat));
-  }
+  if (kind == Fp4Kind::nvfp4) b.global_scale = global_scale > 0 ? global_scale : nvfp4_global_scale(x.abs().max().item<double>());
+  const auto sc = fp4_scales(amax, kind, b.global_scale);
+  b.scale = sc.codes.squeeze(-1);
+  const auto& scale = sc.divisor;  // [..., blocks, 1]
   const auto scaled = at::where(scale > 0, xb / scale, at::zeros_like(xb));
   b.codes = e2m1_encode(scaled).reshape(x.sizes());
   return b;

@@ -44,6 +44,16 @@ struct Fp4Blocks {
   double global_scale = 1;  // nvfp4's G; 1 for mxfp4
 };
 
+// The block scales of blocks whose largest magnitudes are `amax` (any
+// shape): their codes (uint8: E4M3 for nvfp4 under global scale G, E8M0 for
+// mxfp4) and what each element is divided by (float32: code value / G, or
+// the power of two).
+struct Fp4Scales {
+  at::Tensor codes;
+  at::Tensor divisor;
+};
+Fp4Scales fp4_scales(const at::Tensor& amax, Fp4Kind kind, double global_scale);
+
 // REQUIRES: the last dim of x is a multiple of the block. `global_scale` <= 0
 // derives G from x itself (448 * 6 / amax); activations pass a calibrated one.
 Fp4Blocks fp4_quantize(const at::Tensor& x, Fp4Kind kind, double global_scale = 0);

@@ -1,8 +1,11 @@
 #include "jobs/quant/gptq.hpp"
 
+#include <optional>
+
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/quant/calibration.hpp"
+#include "jobs/quant/fp4.hpp"
 #include "jobs/quant/layer_plan.hpp"
 
 namespace qjobs::quant {
@@ -50,6 +53,7 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
   // Host copies of what the column loop indexes, so that it never waits on the device.
   const auto perm_host = act_order ? perm.to(at::kCPU, at::kLong).contiguous() : at::Tensor();
   at::Tensor scale, zero, lo, hi;
+  bool fp4 = false;
   for (int64_t i1 = 0; i1 < cols; i1 += block_size) {
     const int64_t i2 = std::min(i1 + block_size, cols), count = i2 - i1;
     auto W1 = W.narrow(1, i1, count).clone();
@@ -70,6 +74,8 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
         if (grid != nullptr) {
           auto gr = (*grid)(group_cols, col / g);
           scale = gr.scale, zero = gr.zero, lo = gr.lo, hi = gr.hi;
+          fp4 = gr.fp4;
+          if (fp4) zero = at::zeros_like(scale);
         } else {
           std::tie(scale, zero) = through_zero_params(group_cols, cfg.bits, cfg.zero_point);
         }
@@ -77,9 +83,15 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
         g_zeros.select(1, col / g).copy_(zero.flatten());
       }
       const auto s = scale.flatten(), z = zero.flatten();
-      auto qc = quantize_codes(w, s, z, cfg.bits);
-      if (lo.defined()) qc = at::max(at::min(qc, hi.flatten().to(qc.scalar_type())), lo.flatten().to(qc.scalar_type()));
-      const auto q = dequantize_codes(qc, s, z);
+      at::Tensor qc, q;
+      if (fp4) {
+        qc = e2m1_encode(at::where(s > 0, w / s, at::zeros_like(w)));
+        q = e2m1_decode(qc) * s;
+      } else {
+        qc = quantize_codes(w, s, z, cfg.bits);
+        if (lo.defined()) qc = at::max(at::min(qc, hi.flatten().to(qc.scalar_type())), lo.flatten().to(qc.scalar_type()));
+        q = dequantize_codes(qc, s, z);
+      }
       codes.select(1, col).copy_(qc);
       Q1.select(1, i).copy_(q);
       const auto err = (w - q) / dd;
@@ -122,6 +134,12 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
   const bool act_order = p.value("DESC_ACT", false);
   const bool static_groups = p.value("STATIC_GROUPS", false);
   const bool true_sequential = p.value("TRUE_SEQUENTIAL", true);
+  const std::string wformat = p.value("W_FORMAT", std::string("int"));
+  std::optional<Fp4Kind> fp4;
+  if (wformat == "nvfp4") fp4 = Fp4Kind::nvfp4;
+  else if (wformat == "mxfp4") fp4 = Fp4Kind::mxfp4;
+  else if (wformat != "int") throw Error(ErrorKind::invalid_input, "W_FORMAT must be int, nvfp4 or mxfp4");
+  if (fp4 && act_order) throw Error(ErrorKind::invalid_input, "GPTQ with an FP4 W_FORMAT runs in column order: DESC_ACT must be false");
 
   const auto ids = in.calibration();
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
@@ -149,12 +167,33 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
         const auto& x = xs.at(name);
         auto H = at::matmul(x.t(), x) * (2.0 / static_cast<double>(x.size(0)));
         const auto w0 = lin.weight.to(at::kFloat);
-        auto r = gptq_quantize(w0, std::move(H), plan.cfg, damp, block, act_order, static_groups);
+        GptqResult r;
+        if (fp4) {
+          // The FP4 grid: block scales from the updated columns, recorded as
+          // the loop reaches each block; NVFP4's global scale from the original weight.
+          WeightQuantConfig cfg = plan.cfg;
+          cfg.group_size = fp4_block(*fp4);
+          cfg.bits = 4;
+          const double G = *fp4 == Fp4Kind::nvfp4 ? nvfp4_global_scale(w0.abs().max().item<double>()) : 1.0;
+          auto scale_codes = at::zeros({w0.size(0), w0.size(1) / cfg.group_size}, w0.options().dtype(at::kByte));
+          const GroupGridFn fn = [&](const at::Tensor& cols, int64_t group) {
+            const auto sc = fp4_scales(cols.abs().amax(1, true), *fp4, G);
+            scale_codes.select(1, group).copy_(sc.codes.flatten());
+            GroupGrid gr;
+            gr.scale = sc.divisor;
+            gr.fp4 = true;
+            return gr;
+          };
+          r = gptq_quantize(w0, std::move(H), cfg, damp, block, false, false, &fn);
+          out.fp4_weights[full] = exporter::Fp4Weight{*fp4, r.ints.codes, scale_codes, G, 0, false};
+        } else {
+          r = gptq_quantize(w0, std::move(H), plan.cfg, damp, block, act_order, static_groups);
+          out.int_weights[full] = r.ints;
+        }
         const double norm = std::max(w0.norm().item<double>(), 1e-30);
         step.errors.push_back({full, (r.weight - w0).norm().item<double>() / norm, (r.weight - w0).abs().max().item<double>(),
                                relative_output_error(x, w0, r.weight)});
         lin.weight = r.weight.to(lin.weight.scalar_type());
-        out.int_weights[full] = r.ints;
       }
     }
   });
@@ -162,7 +201,8 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
                              {"bits", p.value("W_BIT", 4)},    {"group_size", p.value("Q_GROUP_SIZE", 128)},
                              {"sym", !p.value("ZERO_POINT", true)}, {"desc_act", act_order},
                              {"static_groups", static_groups}, {"damp_percent", damp},
-                             {"true_sequential", true_sequential}, {"overrides", describe_overrides(p)}};
+                             {"true_sequential", true_sequential}, {"w_format", wformat},
+                             {"overrides", describe_overrides(p)}};
   return out;
 }
 

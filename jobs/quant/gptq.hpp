@@ -7,6 +7,10 @@
 // group parameters from the unpermuted weight), true-sequential order inside a
 // block (q,k,v -> o -> gate,up -> down), and the next block's inputs taken
 // from the quantized block. Ranges go through zero (GPTQ's convention).
+// W_FORMAT nvfp4 / mxfp4: the same loop on the FP4 grid (blocks of 16 with
+// E4M3 scales under a global scale from the original weight, or blocks of 32
+// with E8M0 scales), each block's scale from its columns as GPTQ has updated
+// them, as llm-compressor's GPTQ with the NVFP4 / MXFP4 schemes does.
 #pragma once
 
 #include "jobs/quant/algorithm.hpp"
@@ -22,8 +26,11 @@ struct GptqResult {
 
 // A group's quantization grid for its rows: value = (code - zero) * scale
 // with codes in [lo, hi] (each [rows, 1]; lo/hi undefined = [0, 2^b - 1]).
+// With fp4, the grid is E2M1 times `scale` (value = e2m1(w / scale) * scale,
+// codes are E2M1 codes; zero, lo and hi unused): NVFP4 / MXFP4 weights.
 struct GroupGrid {
   at::Tensor scale, zero, lo, hi;
+  bool fp4 = false;
 };
 // The grid of group `group` (columns of the weight as GPTQ has updated it so
 // far, [rows, cols]); replaces the through-zero min/max grid, e.g. for

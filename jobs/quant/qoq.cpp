@@ -271,13 +271,19 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
   };
   const int64_t rep = mc.heads / mc.kv_heads;
   const auto wplan = [&](const std::string& full) { return plan_for(full, flat, RangeMode::min_max); };
+  // A packed export holds no ragged last group: a width the group size does
+  // not divide (down_proj's 352 at g128) is quantized per output channel.
+  const auto group_of = [&](const LinearPlan& plan, int64_t cols) {
+    const int64_t g = effective_group(plan.cfg.group_size, cols);
+    return in.packed_export && cols % g != 0 ? cols : g;
+  };
   // Output error of a consumer Linear with its inputs divided and its
   // columns multiplied by S [in], both quantized as they will be.
   const auto consumer_error = [&](const std::string& full, const at::Tensor& x, const at::Tensor& w, const at::Tensor& S) {
     const auto plan = wplan(full);
     const auto y = at::matmul(x, w.t());
     const auto ws = w * S.unsqueeze(0);
-    const auto wq = plan.skip ? ws : rtn(ws, WeightGrid::for_weight(ws, plan.cfg.bits, c.progressive), effective_group(plan.cfg.group_size, ws.size(1)), at::Tensor());
+    const auto wq = plan.skip ? ws : rtn(ws, WeightGrid::for_weight(ws, plan.cfg.bits, c.progressive), group_of(plan, ws.size(1)), at::Tensor());
     const auto xq = act_for(plan.skip ? 0 : plan.a_bits, false, x).apply(x / S.unsqueeze(0));
     return (at::matmul(xq, wq.t()) - y).pow(2).sum();
   };
@@ -346,8 +352,9 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
     }
 
     // Channel reordering of down_proj's inputs, largest first.
-    const int64_t down_group = wplan(prefix + "mlp.down_proj").cfg.group_size;
-    if (c.reorder && down_group > 0 && down_group < mc.intermediate) {
+    // (Only where groups are narrower than the row: per channel it changes nothing.)
+    const int64_t down_group = group_of(wplan(prefix + "mlp.down_proj"), mc.intermediate);
+    if (c.reorder && down_group < mc.intermediate) {
       const auto x = engine.capture_inputs(l, {"mlp.down_proj"}).at("mlp.down_proj");
       reorder_intermediate(layer, at::argsort(x.abs().amax(0), 0, /*descending=*/true));
     }
@@ -369,7 +376,7 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
         set_act(full, L2, plan, x);
         if (plan.skip) continue;
         const auto w = L2.weight.to(at::kFloat);
-        const int64_t g = effective_group(plan.cfg.group_size, w.size(1));
+        const int64_t g = group_of(plan, w.size(1));
         const auto wg = WeightGrid::for_weight(w, plan.cfg.bits, c.progressive);
         const auto ratio = c.calib_range ? search_clip(w, sample_rows(x, 512), wg, g, c.max_shrink, c.clip_grids) : at::Tensor();
         at::Tensor wq;
@@ -448,6 +455,8 @@ QuantOutput LmQuantAlgorithm::run(const QuantInputs& in) {
     throw Error(ErrorKind::invalid_input, "llm.LMQuant.quant_type: unknown preset '" + preset + "'");
   }
   if (p.contains("LAYER_OVERRIDES")) params["LAYER_OVERRIDES"] = p["LAYER_OVERRIDES"];
+  // The worker's per-channel fallback for ragged widths (the presets are g128, as it assumed).
+  if (p.contains("PER_CHANNEL_LINEARS")) params["PER_CHANNEL_LINEARS"] = p["PER_CHANNEL_LINEARS"];
   sub.params = params;
   auto out = algo->run(sub);
   out.quantization_config["lmquant_preset"] = preset;

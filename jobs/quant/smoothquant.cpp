@@ -26,6 +26,9 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
   const auto& p = in.params;
   const double alpha = p.value("alpha", 0.5);
   const std::string act = p.value("ACT", std::string("dynamic"));
+  const bool smoothing = p.value("SMOOTHING", true);
+  const std::string wscale = p.value("WEIGHT_SCALE", std::string("channel"));
+  if (wscale != "channel" && wscale != "tensor") throw Error(ErrorKind::invalid_input, "WEIGHT_SCALE must be channel or tensor");
   if (act != "dynamic" && act != "static") throw Error(ErrorKind::invalid_input, "ACT must be dynamic or static");
   const auto ids = in.calibration();
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
@@ -43,11 +46,13 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
     auto& engine = step.engine;
     const std::string& prefix = step.prefix;
     auto xs = engine.capture_inputs(l, inputs);
-    smooth_linears(layer.input_norm, {&layer.q_proj, &layer.k_proj, &layer.v_proj},
-                   xs.at("self_attn.q_proj").abs().amax(0), alpha);
-    smooth_linears(layer.post_norm, {&layer.gate_proj, &layer.up_proj}, xs.at("mlp.gate_proj").abs().amax(0), alpha);
+    if (smoothing) {
+      smooth_linears(layer.input_norm, {&layer.q_proj, &layer.k_proj, &layer.v_proj},
+                     xs.at("self_attn.q_proj").abs().amax(0), alpha);
+      smooth_linears(layer.post_norm, {&layer.gate_proj, &layer.up_proj}, xs.at("mlp.gate_proj").abs().amax(0), alpha);
+    }
     step.next = engine.forward(l);
-    xs = engine.capture_inputs(l, inputs);  // smoothed inputs: static scales, errors
+    if (smoothing) xs = engine.capture_inputs(l, inputs);  // smoothed inputs: static scales, errors
     std::vector<LayerError> errs;
     for (auto& [name, lin] : layer.linears()) {
       const auto plan = plan_for(prefix + name, p, RangeMode::through_zero);
@@ -61,9 +66,11 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
       cfg.zero_point = false;
       cfg.range = RangeMode::through_zero;
       const auto w = lin->weight.to(at::kFloat);
-      const auto qw = quantize_weight(w, cfg);
-      const auto wq = qw.dequantize();
-      out.w8a8_weights[prefix + name] = {qw.codes.to(at::kChar), qw.scales.reshape({-1, 1}), at::Tensor()};
+      // Per tensor (Quark's int8 W8A8 recipe): one scale, max|W| / 127.
+      const auto qw = quantize_weight(wscale == "tensor" ? w.reshape({1, -1}) : w, cfg);
+      const auto wq = qw.dequantize().reshape(w.sizes());
+      out.w8a8_weights[prefix + name] = {qw.codes.reshape(w.sizes()).to(at::kChar),
+                                         wscale == "tensor" ? qw.scales.reshape({1}) : qw.scales.reshape({-1, 1}), at::Tensor()};
       const auto& x = xs.at(input_of.at(name));
       model::ActQuant aq;
       if (plan.a_bits > 0) {
@@ -88,7 +95,8 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
   out.quantization_config = {{"quant_method", "smoothquant"},
                              {"format", "fake_quant"},
                              {"alpha", alpha},
-                             {"weights", {{"bits", 8}, {"strategy", "channel"}, {"symmetric", true}}},
+                             {"smoothing", smoothing},
+                             {"weights", {{"bits", 8}, {"strategy", wscale}, {"symmetric", true}}},
                              {"act", act},
                              {"act_bits", p.value("A_BIT", 8)},
                              {"activations", activations},

@@ -9,7 +9,10 @@
 // calibrated on the smoothed inputs (ACT: static). The next block's inputs
 // come from the smoothed full-precision block. No resume state is kept (a
 // restarted job recalibrates). Keys: alpha, ACT, A_BIT (8; 16 for 16-bit
-// activations), LAYER_OVERRIDES (SKIP, A_BIT: mixed activation precision).
+// activations), LAYER_OVERRIDES (SKIP, A_BIT: mixed activation precision),
+// SMOOTHING (false: no smoothing at all) and WEIGHT_SCALE (channel, or tensor:
+// one scale per Linear), which together give AMD Quark's int8 W8A8 recipe
+// (per-tensor weights, no smoothing).
 #pragma once
 
 #include <vector>

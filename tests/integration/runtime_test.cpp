@@ -169,7 +169,8 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
   const fs::path root = make_temp_dir("export");
   // The fake-quant reference quantizes as the packed export must: down_proj
   // per channel where its width is ragged, HQQ with integer zero points.
-  const bool ragged = extra.find("Q_GROUP_SIZE: 64") != std::string::npos;
+  // (QoQ's g128 over down_proj's 352 inputs is ragged too.)
+  const bool ragged = extra.find("Q_GROUP_SIZE: 64") != std::string::npos || algo == "LMQuant";
   const auto run_job = [&](const std::string& fmt) {
     const fs::path spec = root / (fmt + ".yaml");
     std::string more = extra;
@@ -206,7 +207,7 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
             << name;
       }
   }
-  if (ragged) {
+  if (ragged && algo != "LMQuant") {
     // Issue 14: down_proj's 352 inputs are no multiple of 64: it gets its
     // own per-channel group, which vLLM serves, and nothing ragged is written.
     ASSERT_EQ(qc["config_groups"].size(), 2u) << qc.dump(1);
@@ -227,8 +228,8 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
     EXPECT_EQ(exporter::scheme_group(qc, "model.layers.0.mlp.up_proj"), nullptr);
     EXPECT_TRUE(ckpt.has("model.layers.0.mlp.up_proj.weight"));
   }
-  if (algo == "NVFP4" || algo == "MXFP4") {
-    const bool nv = algo == "NVFP4";
+  if (algo == "NVFP4" || algo == "MXFP4" || extra.find("W_FORMAT") != std::string::npos) {
+    const bool nv = algo == "NVFP4" || extra.find("nvfp4") != std::string::npos;
     const std::string p = "model.layers.1.mlp.down_proj.";
     EXPECT_EQ(qc["format"], nv ? "nvfp4-pack-quantized" : "mxfp4-pack-quantized");
     EXPECT_EQ(ckpt.info(p + "weight_packed").dtype, model::StDtype::U8);
@@ -308,7 +309,9 @@ INSTANTIATE_TEST_SUITE_P(Formats, ExportReadback,
                                            std::make_tuple("NVFP4", "compressed-tensors", "    ACT: dynamic\n"),
                                            std::make_tuple("MXFP4", "compressed-tensors", ""),
                                            std::make_tuple("MXFP4", "compressed-tensors", "    ACT: dynamic\n"),
-                                           std::make_tuple("LMQuant", "compressed-tensors", "    quant_type: g128\n")),
+                                           std::make_tuple("LMQuant", "compressed-tensors", "    quant_type: g128\n"),
+                                           std::make_tuple("GPTQ", "compressed-tensors", "    W_FORMAT: nvfp4\n"),
+                                           std::make_tuple("GPTQ", "compressed-tensors", "    W_FORMAT: mxfp4\n")),
                          [](const auto& info) {
                            std::string f = std::get<1>(info.param);
                            std::replace(f.begin(), f.end(), '-', '_');
@@ -326,7 +329,7 @@ TEST(RuntimeJob, KilledDuringCalibrationResumesAtTheNextBlockWithTheSamePerplexi
   const std::string spec_text =
       "MODEL: \"" + kExample.string() + "\"\nALGORITHM: GPTQ\nDATA_PATH: \"" +
       (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
-      "\"\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  GPTQ:\n    W_BIT: 3\n    Q_GROUP_SIZE: 32\n"
+      "\"\nEXPORT_FORMAT: fake_quant\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  GPTQ:\n    W_BIT: 3\n    Q_GROUP_SIZE: 32\n"
       "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" + kHeldOut.string() +
       "\"\n      seqlen: 256\n      num_samples: 8\n";
   std::ofstream(root / "job.yaml") << spec_text;
@@ -498,12 +501,20 @@ TEST(ActQuantJob, NyuntamLmquantG128ThroughTheServerBeatsRtnW4A8Kv4) {
   const auto job = server.job(qoq);
   EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
   const auto config = json::parse(read_file(dir / "model/config.json"));
-  const auto& qq = config["qjobs_quantization"];
-  EXPECT_EQ(qq["quant_method"], "qoq");
-  EXPECT_EQ(qq["lmquant_preset"], "g128");
-  EXPECT_EQ(qq["kv_cache"]["bits"], 4);
-  EXPECT_EQ(qq["activations"].size(), 28u);  // 4 layers x 7 Linears, int8 per token
-  EXPECT_EQ(qq["activations"]["model.layers.3.mlp.down_proj"]["bits"], 8);
+  // Packed by default (issue 14): compressed-tensors W4A8 with the KV4 scheme.
+  const auto& qc = config["quantization_config"];
+  EXPECT_EQ(qc["quant_method"], "compressed-tensors");
+  EXPECT_EQ(qc["format"], "pack-quantized");
+  EXPECT_EQ(qc["kv_cache_scheme"]["num_bits"], 4);
+  ASSERT_EQ(qc["config_groups"].size(), 1u);  // 4 layers x 7 Linears, one scheme
+  EXPECT_EQ(qc["config_groups"]["group_0"]["targets"], json::array({"Linear"}));
+  EXPECT_EQ(qc["config_groups"]["group_0"]["weights"]["num_bits"], 4);
+  // g128 over 128 inputs is one group a row, and down_proj's 352 (no multiple
+  // of 128) goes per channel: every Linear is per channel on this model.
+  EXPECT_EQ(qc["config_groups"]["group_0"]["weights"]["strategy"], "channel");
+  EXPECT_EQ(qc["config_groups"]["group_0"]["input_activations"]["num_bits"], 8);  // int8 per token
+  EXPECT_EQ(qc["config_groups"]["group_0"]["input_activations"]["strategy"], "token");
+  EXPECT_TRUE(model::Checkpoint::open(dir / "model").has("model.layers.3.mlp.down_proj.weight_packed"));
   EXPECT_EQ(config["tie_word_embeddings"], false);  // the rotated head is its own tensor
   EXPECT_TRUE(model::Checkpoint::open(dir / "model").has("lm_head.weight"));
 
@@ -548,7 +559,10 @@ void expect_w8a8_readback(const std::string& algo, const std::string& params, co
   EXPECT_EQ(qc["config_groups"]["group_0"]["input_activations"]["dynamic"], false);
   const auto ckpt = model::Checkpoint::open(packed);
   EXPECT_EQ(ckpt.tensor("model.layers.0.mlp.down_proj.weight").scalar_type(), stored);
-  EXPECT_EQ(ckpt.tensor("model.layers.0.mlp.down_proj.weight_scale").sizes().vec(), (std::vector<int64_t>{128, 1}));
+  const bool per_tensor = params.find("WEIGHT_SCALE: tensor") != std::string::npos;
+  EXPECT_EQ(ckpt.tensor("model.layers.0.mlp.down_proj.weight_scale").sizes().vec(),
+            (per_tensor ? std::vector<int64_t>{1} : std::vector<int64_t>{128, 1}));
+  EXPECT_EQ(qc["config_groups"]["group_0"]["weights"]["strategy"], per_tensor ? "tensor" : "channel");
   EXPECT_EQ(ckpt.tensor("model.layers.0.mlp.down_proj.input_scale").numel(), 1);
   if (format == "float-quantized") {
     EXPECT_TRUE(qc["kv_cache_scheme"].is_object());
@@ -645,6 +659,12 @@ TEST(ActQuantJob, Fp8CompressedTensorsReadsBackAsTheFakeQuantModel) {
 
 TEST(ActQuantJob, SmoothQuantInt8CompressedTensorsReadsBackAsTheFakeQuantModel) {
   expect_w8a8_readback("SmoothQuant", "    ACT: static\n", "int-quantized", at::kChar);
+}
+
+// Issue 14: AMD Quark's int8 W8A8 recipe, per-tensor weight scales and no smoothing.
+TEST(ActQuantJob, QuarkInt8PerTensorWithoutSmoothingReadsBack) {
+  expect_w8a8_readback("SmoothQuant", "    ACT: static\n    SMOOTHING: false\n    WEIGHT_SCALE: tensor\n", "int-quantized",
+                       at::kChar);
 }
 
 }  // namespace

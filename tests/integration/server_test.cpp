@@ -103,7 +103,9 @@ class ServerTest : public ::testing::Test {
     return p;
   }
   std::string rtn_spec(int bits = 4, int group = 32, bool zero_point = true) {
-    return "MODEL: \"" + model_.string() + "\"\nALGORITHM: RTN\nJOB_ID: t\nllm:\n  RTN:\n    W_BIT: " +
+    // fake_quant: the weights are compared with hand-computed ones as floats
+    // (the packed forms are checked against fake_quant in runtime_test).
+    return "MODEL: \"" + model_.string() + "\"\nALGORITHM: RTN\nJOB_ID: t\nEXPORT_FORMAT: fake_quant\nllm:\n  RTN:\n    W_BIT: " +
            std::to_string(bits) + "\n    Q_GROUP_SIZE: " + std::to_string(group) +
            "\n    ZERO_POINT: " + (zero_point ? "true" : "false") + "\n";
   }

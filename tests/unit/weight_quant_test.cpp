@@ -271,3 +271,28 @@ TEST(PackedFormats, MatchTheLayoutWrittenByHand) {
 
 }  // namespace
 }  // namespace qjobs::exporter
+
+namespace qjobs::quant {
+namespace {
+
+// Issue 14: for a packed export HQQ rounds its zero points as its last step;
+// the integer form is exactly the weight it reports, and the rounding costs
+// something (measured, never free) but stays within the quantization step.
+TEST(Hqq, IntegerZeroPointsAreWhatIsPacked) {
+  at::manual_seed(4);
+  const auto w = at::randn({32, 128}) * at::rand({1, 128}) * 2;
+  const auto r = hqq_quantize(w, 4, 64, true);
+  ASSERT_TRUE(r.ints.codes.defined());
+  EXPECT_TRUE(at::allclose(r.ints.dequantize(), r.weight, 1e-6, 1e-6));
+  EXPECT_TRUE(at::equal(r.ints.zeros.to(at::kFloat), r.ints.zeros.to(at::kFloat).round()));
+  const double real = (r.real_zero_weight - w).norm().item<double>(), rounded = (r.weight - w).norm().item<double>();
+  EXPECT_NE(real, rounded);
+  EXPECT_LT(rounded, 2 * real);
+  // Packed as compressed-tensors, read back as the same weight.
+  const auto t = exporter::pack(r.ints, exporter::PackedFormat::compressed_tensors, at::kFloat);
+  EXPECT_EQ(t.at("weight_scale").sizes().vec(), (std::vector<int64_t>{32, 2}));
+  EXPECT_TRUE(t.count("weight_zero_point"));
+}
+
+}  // namespace
+}  // namespace qjobs::quant
