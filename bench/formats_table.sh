@@ -20,13 +20,12 @@ worker=build/bin/qjobs-worker
 ppl() { "$worker" ppl --checkpoint "$1" --data "$evald" --seqlen "$seqlen" --num-samples "${PPL_WINDOWS:--1}" --batch-size 4 | sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p'; }
 mib() { du -sb "$1" | awk '{ printf "%.3f", $1 / 1048576 }'; }
 
+# Rows: name|ALGORITHM|EXPORT_FORMAT|section lines separated by \n.
 skip=""
-if [ -n "${FP4_SKIP:-}" ]; then skip=$'\n    LAYER_OVERRIDES:\n      - pattern: "'"$FP4_SKIP"$'"\n        SKIP: true'; fi
+if [ -n "${FP4_SKIP:-}" ]; then skip='\n    LAYER_OVERRIDES:\n      - pattern: "'"$FP4_SKIP"'"\n        SKIP: true'; fi
 rows=(
-  "int4 g128 RTN|RTN|compressed-tensors|    W_BIT: 4
-    Q_GROUP_SIZE: 128"
-  "int4 g128 GPTQ|GPTQ|compressed-tensors|    W_BIT: 4
-    Q_GROUP_SIZE: 128"
+  "int4 g128 RTN|RTN|compressed-tensors|    W_BIT: 4\n    Q_GROUP_SIZE: 128"
+  "int4 g128 GPTQ|GPTQ|compressed-tensors|    W_BIT: 4\n    Q_GROUP_SIZE: 128"
   "FP8 W8A8 (dynamic)|FP8|compressed-tensors|    ACT: dynamic"
   "NVFP4 W4A16|NVFP4|compressed-tensors|    ACT: none$skip"
   "NVFP4 W4A4|NVFP4|compressed-tensors|    ACT: dynamic$skip"
@@ -37,30 +36,25 @@ rows=(
   "HQQ W4 g64, real zeros|HQQ|fake_quant|    W_BIT: 4"
   "HQQ W4 g64, integer zeros (packed)|HQQ|compressed-tensors|    W_BIT: 4"
 )
+job() {  # job NAME ALGO FORMAT SECTION -> runs it in $work/NAME
+  printf 'MODEL: "%s"\nALGORITHM: %s\nEXPORT_FORMAT: %s\nDATA_PATH: "%s"\ncalibration:\n  n_samples: %s\n  seqlen: %s\nllm:\n  %s:\n%b\n' \
+    "$model" "$2" "$3" "$calib" "$calib_n" "$calib_seqlen" "$2" "$4" >"$work/$1.yaml"
+  "$worker" run "$work/$1.yaml" --job-dir "$work/$1" >/dev/null 2>&1 || { echo "$1 failed"; tail -5 "$work/$1/logs/worker.log"; exit 1; }
+}
+# The original as a job writes it (same files; a model folder may hold more).
+job orig RTN fake_quant '    W_BIT: 8'
 echo "model: $model"
 echo "eval: $evald, seqlen $seqlen, windows: ${PPL_WINDOWS:-all}; calibration: $calib, $calib_n x $calib_seqlen"
 echo
 echo "| recipe | export | ppl | size MiB | size / original |"
 echo "|---|---|---|---|---|"
-orig=$(mib "$model")
+orig=$(mib "$work/orig/model")
 printf '| original | - | %.4f | %s | 1.000 |\n' "$(ppl "$model")" "$orig"
 i=0
 for row in "${rows[@]}"; do
   IFS='|' read -r name algo fmt section <<<"$row"
   i=$((i + 1))
-  cat >"$work/$i.yaml" <<YAML
-MODEL: "$model"
-ALGORITHM: $algo
-EXPORT_FORMAT: $fmt
-DATA_PATH: "$calib"
-calibration:
-  n_samples: $calib_n
-  seqlen: $calib_seqlen
-llm:
-  $algo:
-$section
-YAML
-  "$worker" run "$work/$i.yaml" --job-dir "$work/$i" >/dev/null 2>&1 || { echo "$name failed"; tail -5 "$work/$i/logs/worker.log"; exit 1; }
+  job "$i" "$algo" "$fmt" "$section"
   size=$(mib "$work/$i/model")
   printf '| %s | %s | %.4f | %s | %.3f |\n' "$name" "$fmt" "$(ppl "$work/$i/model")" "$size" \
     "$(awk -v a="$size" -v b="$orig" 'BEGIN { print a / b }')"
