@@ -63,6 +63,17 @@ double relative_output_error(const at::Tensor& x, const at::Tensor& w, const at:
   return (got - ref).norm().item<double>() / std::max(ref.norm().item<double>(), 1e-30);
 }
 
+LayerError linear_error(const std::string& name, const at::Tensor& w, const at::Tensor& w_q, const at::Tensor& x,
+                        const model::ActQuant& act) {
+  double out_err = -1;
+  if (x.defined()) {
+    const auto y = at::linear(x, w), yq = at::linear(act.apply(x), w_q);
+    out_err = (yq - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30);
+  }
+  return {name, (w_q - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30), (w_q - w).abs().max().item<double>(),
+          out_err};
+}
+
 void collect_block(const model::Checkpoint& ckpt, model::LlamaModel& m, int64_t layer,
                    std::map<std::string, at::Tensor>& replaced) {
   for (auto& [name, t] : block_params(m, layer))

@@ -131,6 +131,12 @@ const std::vector<std::string>& block_input_names();
 // Relative output error of W' against W on inputs x [tokens, in].
 double relative_output_error(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_q);
 
+// The errors of Linear `name` quantized from w to w_q whose inputs go
+// through `act`: weight errors, and the output error on x (against the float
+// Linear on the float inputs) when x is defined.
+LayerError linear_error(const std::string& name, const at::Tensor& w, const at::Tensor& w_q, const at::Tensor& x,
+                        const model::ActQuant& act);
+
 // The model tensors of block `layer` by checkpoint name, converted to the
 // stored dtype: what a calibrating algorithm replaces in the checkpoint.
 void collect_block(const model::Checkpoint& ckpt, model::LlamaModel& m, int64_t layer,

@@ -54,14 +54,7 @@ QuantOutput Fp4Algorithm::run(const QuantInputs& in) {
       lin->act = aq;
       out.fp4_weights[prefix + name] = fw;
       activations[prefix + name] = aq.to_json();
-      double out_err = -1;
-      if (xs.count(input_of.at(name))) {
-        const auto& x = xs.at(input_of.at(name));
-        const auto y = at::linear(x, w), yq = at::linear(aq.apply(x), wq);
-        out_err = (yq - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30);
-      }
-      errs.push_back({prefix + name, (wq - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30),
-                      (wq - w).abs().max().item<double>(), out_err});
+      errs.push_back(linear_error(prefix + name, w, wq, xs.count(input_of.at(name)) ? xs.at(input_of.at(name)) : at::Tensor(), aq));
     }
     step.errors = std::move(errs);
   });
