@@ -56,7 +56,17 @@ std::vector<ExportFinding> check_export_shapes(const std::string& algorithm, con
   const std::string wformat = params.value("W_FORMAT", std::string("int"));
   const bool fp4 = algorithm == "NVFP4" || algorithm == "MXFP4" || wformat == "nvfp4" || wformat == "mxfp4";
   const std::string fp4_name = algorithm == "NVFP4" || wformat == "nvfp4" ? "NVFP4" : "MXFP4";
-  const bool int_weights = algorithm == "RTN" || algorithm == "AutoAWQ" || algorithm == "GPTQ" || algorithm == "HQQ";
+  // LMQuant's weight groups: 128 for g128 and the awq/gptq presets (or
+  // quant.wgts.group_size), per channel for gchn; the sq_* presets are W8A8.
+  const bool lmquant = algorithm == "LMQuant";
+  const std::string preset = params.value("quant_type", std::string("gchn"));
+  int64_t lm_group = preset == "g128" || preset == "awq" || preset == "gptq" ? 128 : -1;
+  if ((preset == "g128" || preset == "gchn") && params.contains("quant") && params["quant"].is_object() &&
+      params["quant"].contains("wgts") && params["quant"]["wgts"].is_object() &&
+      params["quant"]["wgts"].contains("group_size") && params["quant"]["wgts"]["group_size"].is_number_integer())
+    lm_group = params["quant"]["wgts"]["group_size"].get<int64_t>();
+  const bool int_weights = algorithm == "RTN" || algorithm == "AutoAWQ" || algorithm == "GPTQ" || algorithm == "HQQ" ||
+                           (lmquant && preset.rfind("sq_", 0) != 0);
   // One finding per kind of Linear and message, counting the layers.
   std::map<std::string, std::pair<ExportFinding, std::set<int64_t>>> found;
   const auto add = [&](const std::string& kind, int64_t layer, bool error, const std::string& msg) {
@@ -78,7 +88,7 @@ std::vector<ExportFinding> check_export_shapes(const std::string& algorithm, con
         continue;
       }
       if (!int_weights) continue;
-      const int64_t g = r.group_size;
+      const int64_t g = lmquant ? lm_group : r.group_size;
       const bool ragged = g > 0 && in > g && in % g != 0;
       if (format == "compressed-tensors") {
         if (ragged)

@@ -31,6 +31,13 @@ QuantOutput Fp4Algorithm::run(const QuantInputs& in) {
       step.next = std::vector<at::Tensor>{};
     }
     const auto& input_of = linear_input_source();
+    // NVFP4: one global scale per fused projection (q/k/v, gate/up), from
+    // the largest magnitude over its Linears.
+    std::map<std::string, double> amax;
+    for (auto& [name, lin] : step.layer.linears()) {
+      auto& a = amax[fused_projection(name)];
+      a = std::max(a, lin->weight.to(at::kFloat).abs().max().item<double>());
+    }
     std::vector<LayerError> errs;
     for (auto& [name, lin] : step.layer.linears()) {
       if (plan_for(prefix + name, p, RangeMode::min_max).skip) {
@@ -38,7 +45,7 @@ QuantOutput Fp4Algorithm::run(const QuantInputs& in) {
         continue;
       }
       const auto w = lin->weight.to(at::kFloat);
-      const auto b = fp4_quantize(w, kind_);
+      const auto b = fp4_quantize(w, kind_, kind_ == Fp4Kind::nvfp4 ? nvfp4_global_scale(amax.at(fused_projection(name))) : 0);
       exporter::Fp4Weight fw{kind_, b.codes, b.scale, b.global_scale, 0, w4a4};
       const auto wq = fw.dequantize();
       model::ActQuant aq;

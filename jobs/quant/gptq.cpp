@@ -156,7 +156,16 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
   run_blocks(in, model, ids, out, {}, [&](BlockStep& step) {
     const int64_t l = step.index;
     std::map<std::string, model::Linear*> linears;
-    for (auto& [name, lin] : step.layer.linears()) linears[name] = lin;
+    // NVFP4's global scale per fused projection (q/k/v, gate/up), from the
+    // block's weights before GPTQ changes any of them.
+    std::map<std::string, double> amax;
+    for (auto& [name, lin] : step.layer.linears()) {
+      linears[name] = lin;
+      if (fp4) {
+        auto& a = amax[fused_projection(name)];
+        a = std::max(a, lin->weight.to(at::kFloat).abs().max().item<double>());
+      }
+    }
     for (const auto& group : order) {
       const auto xs = step.engine.capture_inputs(l, group);
       for (const auto& name : group) {
@@ -174,7 +183,7 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
           WeightQuantConfig cfg = plan.cfg;
           cfg.group_size = fp4_block(*fp4);
           cfg.bits = 4;
-          const double G = *fp4 == Fp4Kind::nvfp4 ? nvfp4_global_scale(w0.abs().max().item<double>()) : 1.0;
+          const double G = *fp4 == Fp4Kind::nvfp4 ? nvfp4_global_scale(amax.at(fused_projection(name))) : 1.0;
           auto scale_codes = at::zeros({w0.size(0), w0.size(1) / cfg.group_size}, w0.options().dtype(at::kByte));
           const GroupGridFn fn = [&](const at::Tensor& cols, int64_t group) {
             const auto sc = fp4_scales(cols.abs().amax(1, true), *fp4, G);

@@ -237,6 +237,14 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
     EXPECT_EQ(ckpt.info(p + "weight_scale").dtype, nv ? model::StDtype::F8_E4M3 : model::StDtype::U8);
     EXPECT_EQ(ckpt.info(p + "weight_scale").shape, (std::vector<int64_t>{128, nv ? 22 : 11}));
     EXPECT_EQ(ckpt.has(p + "weight_global_scale"), nv);
+    if (nv) {
+      // One global scale per fused projection, as vLLM's fused q/k/v and gate/up kernels keep one.
+      const auto gs = [&](const std::string& n) { return ckpt.tensor("model.layers.1." + n + ".weight_global_scale").item<float>(); };
+      EXPECT_EQ(gs("self_attn.q_proj"), gs("self_attn.k_proj"));
+      EXPECT_EQ(gs("self_attn.q_proj"), gs("self_attn.v_proj"));
+      EXPECT_EQ(gs("mlp.gate_proj"), gs("mlp.up_proj"));
+      EXPECT_NE(gs("mlp.gate_proj"), gs("mlp.down_proj"));
+    }
     const bool w4a4 = extra.find("dynamic") != std::string::npos;
     EXPECT_EQ(ckpt.has(p + "input_global_scale"), nv && w4a4);
     EXPECT_EQ(qc["config_groups"]["group_0"]["input_activations"].is_null(), !w4a4);

@@ -261,6 +261,12 @@ TEST(JobSpec, ExportIsPackedByDefaultAndCheckedAgainstTheModelShapes) {
   ASSERT_TRUE(ct.spec);
   ASSERT_EQ(ct.spec->warnings.size(), 1u);
   EXPECT_NE(ct.spec->warnings[0].find("per output channel"), std::string::npos);
+  // QoQ g128 is ragged there too (the worker packs it per channel), gchn is not.
+  const auto qoq = parse_job_spec(m + "ALGORITHM: LMQuant\nDATA_PATH: d.jsonl\nllm:\n  LMQuant:\n    quant_type: g128\n");
+  ASSERT_TRUE(qoq.spec);
+  ASSERT_EQ(qoq.spec->warnings.size(), 1u);
+  EXPECT_NE(qoq.spec->warnings[0].find("mlp.down_proj"), std::string::npos);
+  EXPECT_TRUE(parse_job_spec(m + "ALGORITHM: LMQuant\nDATA_PATH: d.jsonl\n").spec->warnings.empty());
   // Skipped Linears are not checked; at a group size that divides, nothing is said.
   const auto g8 = parse_job_spec(m + "ALGORITHM: RTN\nEXPORT_FORMAT: gptq\nllm:\n  RTN:\n    Q_GROUP_SIZE: 8\n");
   EXPECT_TRUE(g8.spec) << (g8.issues.empty() ? "" : g8.issues[0].message);
