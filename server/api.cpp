@@ -205,7 +205,7 @@ std::string new_job_id() {
   return buf;
 }
 
-ApiResult Api::submit(const Request& req, const Params&, const Query&) {
+ApiResult Api::submit(const Request& req, const Params&, const Query& query) {
   const unsigned v = req.version();
   std::optional<std::string> key;
   if (const auto k = req["Idempotency-Key"]; !k.empty()) {
@@ -244,6 +244,12 @@ ApiResult Api::submit(const Request& req, const Params&, const Query&) {
                                  : "CUDA_ID \"" + ids + "\" is ignored: this server runs jobs on CPU slots (--slots), "
                                    "so the job computes on the CPU");
   }
+
+  // A dry run (POST /jobs?dry_run=1, `jobctl validate`): every check a
+  // submission makes, the normalized spec and the warnings back, nothing stored.
+  if (const auto d = query.find("dry_run"); d != query.end() && (d->second == "1" || d->second == "true"))
+    return json_response(http::status::ok,
+                         json{{"valid", true}, {"spec", to_json(spec)}, {"warnings", warnings}, {"stored", false}}, v);
 
   NewJob job;
   job.name = spec.job_id;

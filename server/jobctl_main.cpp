@@ -1,7 +1,8 @@
 // jobctl: a thin client of qjobs-server.
 //   jobctl [--server URL] [--token T] [--json] COMMAND ...
 // Exit codes: 0 success; 1 the job did not succeed (wait) or the server
-// refused the request; 2 usage; 3 the server cannot be reached.
+// refused the request; 2 usage; 3 the server cannot be reached; 5 `validate`
+// found the spec invalid.
 #include <unistd.h>
 
 #include <chrono>
@@ -165,6 +166,8 @@ int main(int argc, char** argv) {
   submit->add_flag("--wait", wait, "wait for the job to end; exit 0 only for SUCCEEDED");
   submit->add_flag("--follow", follow, "stream the job's log while waiting");
   submit->add_option("--idempotency-key", idem, "submit at most once for this key");
+  auto* validate = app.add_subcommand("validate", "check a YAML job spec as a submission would, storing nothing");
+  validate->add_option("file", file, "the spec")->required()->check(CLI::ExistingFile);
   auto* status = app.add_subcommand("status", "show a job");
   status->add_option("id", id)->required();
   auto* list = app.add_subcommand("list", "list jobs, newest first");
@@ -214,6 +217,25 @@ int main(int argc, char** argv) {
       }
       if (wait || follow) return wait_for(client, job_id, o);
       return 0;
+    }
+    if (*validate) {
+      try {
+        const json r = call(client, "POST", "/jobs?dry_run=1", qjobs::read_file(file), {{"Content-Type", "application/yaml"}});
+        if (o.json_output) {
+          std::cout << r.dump(2) << "\n";
+        } else {
+          const json& spec = r.value("spec", json::object());
+          std::cout << "valid: " << spec.value("ALGORITHM", std::string("?")) << " on " << spec.value("MODEL", std::string("?"))
+                    << ", export " << spec.value("EXPORT_FORMAT", std::string("?")) << "\n";
+        }
+        for (const auto& w : r.value("warnings", json::array())) std::cerr << "warning: " << w.get<std::string>() << "\n";
+        return 0;
+      } catch (const Refused& r) {
+        if (r.status != 400 && r.status != 413) throw;
+        if (o.json_output) std::cout << r.body.dump(2) << "\n";
+        print_refusal(r);
+        return 5;
+      }
     }
     if (*status) {
       print_job(call(client, "GET", "/jobs/" + url_encode(id)), o);

@@ -308,6 +308,48 @@ TEST_F(ServerTest, WorkerIgnoringSigtermIsKilledAfterGrace) {
   EXPECT_TRUE(wait_until([&] { return !process_alive(pid); }, 2s));
 }
 
+// POST /jobs?dry_run=1 and `jobctl validate`: the whole submission check,
+// including the export against the model's config.json, and nothing stored.
+TEST_F(ServerTest, DryRunChecksTheExportAgainstTheModelAndStoresNothing) {
+  const fs::path ud = root_ / "ud";
+  ServerProcess server(ud, {"--slots", "1"});
+  auto client = server.client();
+  const fs::path m = root_ / "shapes";
+  fs::create_directories(m);
+  std::ofstream(m / "config.json") << R"({"hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100})";
+  const std::string good = "MODEL: \"" + m.string() + "\"\nALGORITHM: RTN\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n";
+  const std::string bad = "MODEL: \"" + m.string() + "\"\nALGORITHM: RTN\nEXPORT_FORMAT: awq\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n";
+  const auto ok = client.request("POST", "/jobs?dry_run=1", good);
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  const auto okj = json::parse(ok.body);
+  EXPECT_EQ(okj["valid"], true);
+  EXPECT_EQ(okj["spec"]["EXPORT_FORMAT"], "compressed-tensors");
+  ASSERT_EQ(okj["warnings"].size(), 1u) << ok.body;
+  EXPECT_NE(okj["warnings"][0].get<std::string>().find("mlp.down_proj"), std::string::npos);
+  const auto no = client.request("POST", "/jobs?dry_run=1", bad);
+  ASSERT_EQ(no.status, 400) << no.body;
+  const auto d = json::parse(no.body)["details"][0];
+  EXPECT_EQ(d["path"], "llm.RTN.Q_GROUP_SIZE");
+  EXPECT_EQ(d["line"], 6);
+  EXPECT_NE(d["message"].get<std::string>().find("352 inputs"), std::string::npos);
+  // The same through jobctl: exit 0 with the warning, 5 with the place of the problem.
+  std::ofstream(root_ / "good.yaml") << good;
+  std::ofstream(root_ / "bad.yaml") << bad;
+  const std::string jobctl = (bin_dir() / "jobctl").string();
+  const auto v1 = run_cmd({jobctl, "--server", server.url(), "validate", (root_ / "good.yaml").string()});
+  EXPECT_EQ(v1.rc, 0) << v1.err;
+  EXPECT_NE(v1.out.find("valid: RTN"), std::string::npos) << v1.out;
+  EXPECT_NE(v1.err.find("warning: model.layers.*.mlp.down_proj"), std::string::npos) << v1.err;
+  const auto v2 = run_cmd({jobctl, "--server", server.url(), "validate", (root_ / "bad.yaml").string()});
+  EXPECT_EQ(v2.rc, 5) << v2.err;
+  EXPECT_NE(v2.err.find("llm.RTN.Q_GROUP_SIZE:6:"), std::string::npos) << v2.err;
+  // Nothing was stored: no job, no folder.
+  EXPECT_TRUE(json::parse(client.request("GET", "/jobs").body)["jobs"].empty());
+  EXPECT_TRUE(!fs::exists(ud / "jobs") || fs::is_empty(ud / "jobs"));
+  server.terminate();
+}
+
 TEST_F(ServerTest, BadInputNeverCrashesOrChangesStoredJobs) {
   const fs::path ud = root_ / "ud";
   ServerProcess server(ud, {"--slots", "1", "--body-limit", "65536"}, {{"QJOBS_TEST_STEP_DELAY_MS", "200"}});
