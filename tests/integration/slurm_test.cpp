@@ -221,10 +221,14 @@ TEST_F(Slurm, TwentyJobsOnTwoCpusRespectPriorities) {
     rows = sacct(names);
     return rows.size() == 20 && std::all_of(rows.begin(), rows.end(), [](const AcctRow& r) { return r.end > 0; });
   }, 30s)) << rows.size();
-  // Concurrency as Slurm accounts it: a sweep over [start, end).
+  // Concurrency as Slurm accounts it: a sweep over [start, end). sacct
+  // counts whole seconds, so a job shorter than a second has start == end
+  // and no measurable interval: such jobs are left out of the sweep (they
+  // would count as overlapping anything in their second, or as nothing).
   std::vector<std::pair<int64_t, int>> edges;
   for (const auto& r : rows) {
     EXPECT_EQ(r.state, "COMPLETED") << r.name;
+    if (r.end <= r.start) continue;
     edges.push_back({r.start, +1});
     edges.push_back({r.end, -1});
   }
@@ -232,7 +236,7 @@ TEST_F(Slurm, TwentyJobsOnTwoCpusRespectPriorities) {
   int running = 0, peak = 0;
   for (const auto& [t, d] : edges) peak = std::max(peak, running += d);
   EXPECT_LE(peak, 2);
-  EXPECT_GE(peak, 1);
+  if (!edges.empty()) EXPECT_GE(peak, 1);
   // Priorities: when b was already waiting before a started, a started
   // strictly earlier only if its priority is not lower.
   int compared = 0;
