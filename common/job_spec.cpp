@@ -6,6 +6,8 @@
 #include "common/nyuntam_eval.hpp"
 
 #include <algorithm>
+#include <filesystem>
+#include <functional>
 #include <cmath>
 #include <cstdio>
 
@@ -389,16 +391,16 @@ YAML::Mark item_mark(const YAML::Node& map, const std::string& key, std::size_t 
   return map.Mark();
 }
 
-SpecParseResult parse_unguarded(std::string_view yaml_text);
+SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& context);
 
 }  // namespace
 
 // The contract is "never throws": whatever yaml-cpp or the JSON library
 // throws on an input nobody foresaw becomes one issue (found by fuzzing:
 // a duplicate `tasks:` key once made yaml-cpp throw from a lookup).
-SpecParseResult parse_job_spec(std::string_view yaml_text) {
+SpecParseResult parse_job_spec(std::string_view yaml_text, const SpecContext& context) {
   try {
-    return parse_unguarded(yaml_text);
+    return parse_unguarded(yaml_text, context);
   } catch (const std::exception& e) {
     SpecParseResult r;
     r.issues.push_back({"", 0, 0, "the spec could not be validated: " + excerpt(e.what(), 200)});
@@ -407,7 +409,120 @@ SpecParseResult parse_job_spec(std::string_view yaml_text) {
 }
 
 namespace {
-SpecParseResult parse_unguarded(std::string_view yaml_text) {
+
+// The mark of `key` in `map` when it is there, else `fallback`.
+YAML::Mark mark_of(const YAML::Node& map, const char* key, const YAML::Mark& fallback) {
+  if (map && map.IsMap() && map[key]) return map[key].Mark();
+  return fallback;
+}
+
+bool looks_like_path(const std::string& model) {
+  if (model.empty()) return false;
+  if (model[0] == '/' || model[0] == '.' || model[0] == '~' || model.back() == '/') return true;
+  return std::count(model.begin(), model.end(), '/') >= 2;  // a hub id is ORG/NAME
+}
+
+// What the job reads from this machine, checked before it is stored
+// (SpecContext::local_files).
+void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& calib_node,
+                       const YAML::Node& eval_node, const std::optional<json>& model_config, Validator& v) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string cwd = fs::current_path(ec).string();
+  const char* model_key = spec.custom_model_path.empty() ? "MODEL" : "CUSTOM_MODEL_PATH";
+  const fs::path model(spec.model);
+  if (!spec.model.empty() && (looks_like_path(spec.model) || fs::exists(model, ec))) {
+    if (!fs::is_directory(model, ec))
+      v.add(model_key, mark_of(root, model_key, root.Mark()),
+            "no model folder " + spec.model + " on the server's machine" +
+                (model.is_relative() ? " (a relative path is taken from the server's working directory, " + cwd + ")" : "") +
+                "; a Hugging Face hub id is written ORG/NAME");
+    else if (!fs::is_regular_file(model / "config.json", ec))
+      v.add(model_key, mark_of(root, model_key, root.Mark()),
+            "the model folder " + spec.model + " has no config.json (a Hugging Face checkpoint folder: config.json, "
+            "*.safetensors, tokenizer files)");
+  }
+  const auto need_file = [&](const std::string& path, const std::string& key, const YAML::Mark& mark) {
+    if (path.empty() || fs::exists(fs::path(path), ec)) return;
+    v.add(key, mark, key + " " + path + " does not exist on the server's machine" +
+                         (fs::path(path).is_relative() ? " (a relative path is taken from " + cwd + ")" : ""));
+  };
+  need_file(spec.data_path, "DATA_PATH", mark_of(root, "DATA_PATH", root.Mark()));
+  need_file(spec.calibration.value("data_path", std::string()), "calibration.data_path",
+            mark_of(calib_node, "data_path", root.Mark()));
+  const auto need_dataset = [&](const std::string& name, const std::string& subset, const std::string& split,
+                                const std::string& key, const YAML::Mark& mark) {
+    if (name.empty()) return;
+    fs::path dir = dataset_root() / name;
+    if (!subset.empty()) dir /= subset;
+    if (find_split_file(dir, split)) return;
+    v.add(key, mark, "dataset '" + name + (subset.empty() ? "" : "/" + subset) + "' split '" + split +
+                         "' is not on the server's machine, and qjobs downloads no data: place it at " +
+                         (dir / (split + ".jsonl")).string() + " (see the README's \"Datasets\" section for each task's "
+                         "row format), or set DATA_PATH to a local file");
+  };
+  if (spec.data_path.empty() && spec.calibration.value("data_path", std::string()).empty()) {
+    const std::string cal_name = spec.calibration.value("dataset", spec.dataset_name);
+    const bool from_calibration = spec.calibration.contains("dataset");
+    need_dataset(cal_name, spec.calibration.value("subset", spec.dataset_subname),
+                 spec.calibration.value("split", spec.split.empty() ? std::string("train") : spec.split),
+                 from_calibration ? "calibration.dataset" : "DATASET_NAME",
+                 from_calibration ? mark_of(calib_node, "dataset", root.Mark()) : mark_of(root, "DATASET_NAME", root.Mark()));
+  }
+  if (!spec.eval.contains("tasks") || !spec.eval["tasks"].is_array()) return;
+  const int64_t positions = model_config && model_config->contains("max_position_embeddings") &&
+                                    (*model_config)["max_position_embeddings"].is_number_integer()
+                                ? (*model_config)["max_position_embeddings"].get<int64_t>()
+                                : 0;
+  const YAML::Node tasks_node = eval_node && eval_node.IsMap() ? eval_node["tasks"] : YAML::Node();
+  for (std::size_t i = 0; i < spec.eval["tasks"].size(); ++i) {
+    const json& t = spec.eval["tasks"][i];
+    if (!t.is_object()) continue;
+    const std::string at = "eval.tasks[" + std::to_string(i) + "]";
+    YAML::Node item;
+    if (tasks_node && tasks_node.IsSequence() && i < tasks_node.size()) item.reset(tasks_node[i]);
+    const YAML::Mark item_at = item ? item.Mark() : (eval_node ? eval_node.Mark() : root.Mark());
+    if (t.contains("data_path") && t["data_path"].is_string()) {
+      const std::string path = t["data_path"].get<std::string>();
+      if (!path.empty() && !fs::exists(fs::path(path), ec))
+        v.add(at + ".data_path", mark_of(item, "data_path", item_at),
+              "eval data " + path + " does not exist on the server's machine" +
+                  (fs::path(path).is_relative() ? " (a relative path is taken from " + cwd + ")" : "") +
+                  "; see the README's \"Datasets\" section for each task's row format");
+    }
+    // A named dataset (Nyuntam's arc_challenge, wikitext-ppl's WikiText-2)
+    // under the data root, as the worker reads it (jobs/eval/tasks.cpp).
+    const std::string type = t.value("type", std::string());
+    if ((type == "ppl" || type == "wikitext-ppl" || type == "mc") && t.value("data_path", std::string()).empty()) {
+      const bool wiki = type == "wikitext-ppl";
+      const std::string name = t.value("dataset", std::string(wiki ? "wikitext" : ""));
+      const std::string subset = t.value("subset", std::string(wiki ? "wikitext-2-raw-v1" : ""));
+      const std::string split = t.value("split", std::string(type == "mc" || wiki ? "test" : "train"));
+      const YAML::Mark where = mark_of(item, "dataset", item_at);
+      need_dataset(name, subset, split, at + (t.contains("dataset") ? ".dataset" : ".type"), where);
+      if (type == "mc" && t.value("num_fewshot", 0) > 0)
+        need_dataset(name, subset, t.value("fewshot_split", std::string(t.value("format", std::string()) == "mmlu" ? "dev" : "train")),
+                     at + ".fewshot_split", where);
+    }
+    const bool windowed = type == "ppl" || type == "wikitext-ppl";
+    if (windowed && positions > 0 && t.contains("seqlen") && t["seqlen"].is_number_integer() &&
+        t["seqlen"].get<int64_t>() > positions && !(item && item.IsMap() && item["seqlen"])) {
+      // The default window (not written in the spec) is cut to the model's.
+      if (spec.warnings.size() < kMaxSpecIssues)
+        spec.warnings.push_back(at + ": the default window " + std::to_string(t["seqlen"].get<int64_t>()) +
+                                " is longer than the model's max_position_embeddings " + std::to_string(positions) +
+                                "; windows of " + std::to_string(positions) + " are used");
+      spec.eval["tasks"][i]["seqlen"] = positions;
+    } else if (windowed && positions > 0 && t.contains("seqlen") && t["seqlen"].is_number_integer() &&
+               t["seqlen"].get<int64_t>() > positions)
+      v.add(at + ".seqlen", mark_of(item, "seqlen", item_at),
+            "window " + std::to_string(t["seqlen"].get<int64_t>()) + " is longer than the model's max_position_embeddings " +
+                std::to_string(positions) + " (config.json): positions past it were never trained; use at most " +
+                std::to_string(positions));
+  }
+}
+
+SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& context) {
   SpecParseResult result;
   Validator v;
   if (std::size_t bad = 0; !valid_utf8(yaml_text, &bad)) {
@@ -532,6 +647,10 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
   spec.task = str("TASK");
   spec.algo_type = str("ALGO_TYPE");
   spec.job_id = str("JOB_ID");
+  // The job's name: shown everywhere and accepted wherever an id is.
+  if (spec.job_id.size() > 128 ||
+      std::any_of(spec.job_id.begin(), spec.job_id.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+    v.add("JOB_ID", root["JOB_ID"].Mark(), "JOB_ID (the job's name) must be at most 128 characters without control characters");
 
   const YAML::Mark root_mark = root.Mark();
   const auto bounded_int = [&](const char* k, long long lo, long long hi, int& out) {
@@ -788,9 +907,12 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
           "W4A8KV4 in config.json)");
 
   // Nyuntam's LMQuant `eval.tasks` become qjobs eval tasks unless the spec
-  // has its own eval section.
-  if (spec.params.contains("eval") && spec.params["eval"].is_object() && spec.params["eval"].contains("tasks") &&
-      !spec.eval.contains("tasks")) {
+  // has its own eval section, which then wins, and the job says so.
+  const auto model_config = find_model_config(spec.model);
+  const bool nyuntam_tasks = spec.params.contains("eval") && spec.params["eval"].is_object() && spec.params["eval"].contains("tasks");
+  if (nyuntam_tasks && spec.eval.contains("tasks") && spec.warnings.size() < kMaxSpecIssues)
+    spec.warnings.push_back("llm." + spec.algorithm + ".eval.tasks is ignored: the top-level eval section's tasks are run instead");
+  if (nyuntam_tasks && !spec.eval.contains("tasks")) {
     YAML::Mark mark = llm ? llm.Mark() : YAML::Mark::null_mark();
     if (algo != nullptr && llm && llm.IsMap() && llm[algo->name] && llm[algo->name].IsMap())
       for (const auto& kv : llm[algo->name]) {
@@ -798,7 +920,20 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
         if (key == "eval.tasks") mark = kv.second.Mark();
         else if (key == "eval" && kv.second.IsMap() && kv.second["tasks"]) mark = kv.second["tasks"].Mark();
       }
-    const int64_t max_len = spec.params["eval"].value("max_seq_length", int64_t{0});
+    int64_t max_len = spec.params["eval"].value("max_seq_length", int64_t{0});
+    // Nyuntam's window is written for the model it was tuned on: on a model
+    // with fewer positions it is cut to the model's, and the job says so.
+    if (model_config && model_config->contains("max_position_embeddings") &&
+        (*model_config)["max_position_embeddings"].is_number_integer()) {
+      const int64_t positions = (*model_config)["max_position_embeddings"].get<int64_t>();
+      if (positions > 0 && (max_len > positions || (max_len <= 0 && positions < 2048))) {
+        if (spec.warnings.size() < kMaxSpecIssues)
+          spec.warnings.push_back("llm." + spec.algorithm + ".eval.max_seq_length " + std::to_string(max_len > 0 ? max_len : 2048) +
+                                  " is longer than the model's max_position_embeddings " + std::to_string(positions) +
+                                  ": its tasks are evaluated with windows of " + std::to_string(positions));
+        max_len = positions;
+      }
+    }
     json tasks = json::array();
     for (const auto& t : spec.params["eval"]["tasks"]) {
       const auto mapped = map_nyuntam_eval_task(t.get<std::string>(), max_len);
@@ -807,6 +942,35 @@ SpecParseResult parse_unguarded(std::string_view yaml_text) {
     }
     spec.eval["tasks"] = tasks;
   }
+
+  // LMQuant's sq_*/awq/gptq presets delegate to SmoothQuant, AWQ or GPTQ:
+  // of the quant.* keys only quant.smooth.xw.alpha and (sq_*)
+  // quant.enable_smooth reach them; the others are named, not dropped silently.
+  if (algo != nullptr && algo->name == "LMQuant" && spec.params.contains("quant") && spec.params["quant"].is_object()) {
+    const std::string preset = spec.params.value("quant_type", std::string("gchn"));
+    if (preset != "g128" && preset != "gchn") {
+      std::vector<std::string> leaves;
+      std::function<void(const json&, const std::string&)> walk = [&](const json& j, const std::string& path) {
+        if (j.is_object()) {
+          for (auto& [k, c] : j.items()) walk(c, path + "." + k);
+        } else if (!j.is_null()) {
+          leaves.push_back(path);
+        }
+      };
+      walk(spec.params["quant"], "quant");
+      const bool sq = preset == "sq_dynamic" || preset == "sq_static";
+      for (const auto& leaf : leaves) {
+        if (sq && (leaf == "quant.smooth.xw.alpha" || leaf == "quant.enable_smooth")) continue;
+        if (leaf.find("develop_dtype") != std::string::npos || leaf.find("device") != std::string::npos) continue;
+        if (spec.warnings.size() >= kMaxSpecIssues) break;
+        spec.warnings.push_back("llm.LMQuant." + leaf + " has no effect with quant_type " + preset + ": it runs " +
+                                (sq ? std::string("SmoothQuant (alpha from quant.smooth.xw.alpha, smoothing off with quant.enable_smooth: false)")
+                                    : preset == "awq" ? std::string("AWQ W4 g128") : std::string("GPTQ W4 g128")));
+      }
+    }
+  }
+
+  if (context.local_files) check_local_files(spec, root, calib_node, eval_node, model_config, v);
 
   if (spec.algorithm == "Evaluate" && (!spec.eval.contains("tasks") || spec.eval["tasks"].empty()))
     v.add("eval", eval_node ? eval_node.Mark() : algorithm_mark,

@@ -89,6 +89,17 @@ inline constexpr std::size_t kMaxSpecIssues = 100;
 // Parses and validates `yaml_text`. Never throws on bad input: every problem
 // becomes a SpecIssue, with a "did you mean" where a near name exists. Text
 // that is not UTF-8 is refused at its first bad byte (line and column).
-SpecParseResult parse_job_spec(std::string_view yaml_text);
+//
+// With `local_files` (the server at submission, `POST /jobs`), what the job
+// will read from this machine is checked too, before anything runs: a MODEL
+// given as a path (or a folder that exists) must be a folder with a
+// config.json; DATA_PATH, calibration.data_path and every eval task's
+// data_path must exist; DATASET_NAME must be under the data root
+// ($QJOBS_DATA_DIR, else ./datasets); an eval window longer than the
+// model's max_position_embeddings is refused at its key.
+struct SpecContext {
+  bool local_files = false;
+};
+SpecParseResult parse_job_spec(std::string_view yaml_text, const SpecContext& context = {});
 
 }  // namespace qjobs

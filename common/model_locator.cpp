@@ -66,4 +66,20 @@ std::vector<std::string> hub_cache_dirs() {
   return out;
 }
 
+std::filesystem::path dataset_root() {
+  const char* d = std::getenv("QJOBS_DATA_DIR");
+  return d && *d ? std::filesystem::path(d) : std::filesystem::path("datasets");
+}
+
+std::optional<std::filesystem::path> find_split_file(const std::filesystem::path& dir, const std::string& split) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const char* ext : {".jsonl", ".json", ".txt"})
+    if (fs::is_regular_file(dir / (split + ext), ec)) return dir / (split + ext);
+  if (fs::is_directory(dir, ec))
+    for (const auto& e : fs::directory_iterator(dir, ec))
+      if (e.path().filename().string().rfind(split + "-", 0) == 0) return e.path();
+  return std::nullopt;
+}
+
 }  // namespace qjobs

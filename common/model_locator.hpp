@@ -6,6 +6,7 @@
 // MODEL the same way before it downloads (jobs/model/model_source.hpp).
 #pragma once
 
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,5 +21,12 @@ std::optional<std::string> find_local_model_dir(const std::string& model);
 // Its config.json, or nullopt when it is not found or not a JSON object of
 // at most 1 MiB.
 std::optional<nlohmann::json> find_model_config(const std::string& model);
+
+// Where DATASET_NAME is read from: $QJOBS_DATA_DIR (the server sets
+// user_data/datasets), else ./datasets.
+std::filesystem::path dataset_root();
+// The file of `split` in a dataset folder: <split>.jsonl|json|txt, or the
+// first <split>-* file.
+std::optional<std::filesystem::path> find_split_file(const std::filesystem::path& dir, const std::string& split);
 
 }  // namespace qjobs

@@ -13,6 +13,7 @@ packages=(
   clang libclang-rt-14-dev util-linux
   bible-kjv bible-kjv-text
   slurm-wlm slurm-client slurmdbd munge mariadb-server mariadb-client
+  chromium nodejs
 )
 
 missing=()

@@ -17,7 +17,10 @@
 #include "common/job_dir.hpp"
 #include "common/job_spec.hpp"
 #include "common/strings.hpp"
+#include "common/catalog_docs.hpp"
 #include "server/artifacts.hpp"
+#include "server/dashboard_assets.hpp"
+#include "server/report_compare.hpp"
 
 namespace qjobs::server {
 namespace fs = std::filesystem;
@@ -88,16 +91,37 @@ const std::vector<Api::Route>& Api::routes() {
       {V::post, {"jobs", "{}", "cancel"}, &Api::cancel},
       {V::get, {"jobs", "{}", "artifacts"}, &Api::artifacts},
       {V::get, {"jobs", "{}", "artifacts", "**"}, &Api::artifact},
+      {V::get, {"compare"}, &Api::compare},
+      {V::get, {"algorithms"}, &Api::algorithms},
       {V::get, {"healthz"}, &Api::healthz},
       {V::get, {"metrics"}, &Api::metrics},
   };
   return table;
 }
 
+namespace {
+
+// The dashboard's file for a GET of `target` ("/" or "/ui/NAME"), if any.
+const DashboardAsset* dashboard_file(std::string_view target) {
+  if (const auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  std::string_view name;
+  if (target == "/" || target == "/ui" || target == "/ui/") name = "index.html";
+  else if (target.starts_with("/ui/")) name = target.substr(4);
+  else return nullptr;
+  for (const auto& a : dashboard_assets())
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
+}  // namespace
+
 bool Api::answers_from_memory(const Request& req) {
-  // Without tokens or with them: the health check is the one route that
-  // needs no authentication, and the match below must agree with handle().
-  return req.method() == http::verb::get && (req.target() == "/healthz" || req.target().starts_with("/healthz?"));
+  // Without tokens or with them: the health check and the dashboard's static
+  // files are the routes that need no authentication (the page holds no
+  // data; it asks for a token before it calls the API), and the match below
+  // must agree with handle().
+  if (req.method() != http::verb::get) return false;
+  return req.target() == "/healthz" || req.target().starts_with("/healthz?") || dashboard_file(req.target()) != nullptr;
 }
 
 ApiResult Api::handle(const Request& req) {
@@ -121,6 +145,21 @@ ApiResult Api::handle(const Request& req) {
       return error(http::status::bad_request,
                    "query parameter '" + excerpt(k, 40) + "' is not valid UTF-8 once percent-decoded", "invalid_input",
                    v);
+
+  if (req.method() == http::verb::get)
+    if (const auto* asset = dashboard_file(req.target())) {
+      StringResponse res{http::status::ok, v};
+      res.set(http::field::content_type, asset->content_type);
+      res.set(http::field::server, "qjobs");
+      res.set(http::field::cache_control, "no-cache");
+      res.set("X-Content-Type-Options", "nosniff");
+      res.set("Content-Security-Policy",
+              "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
+              "script-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'");
+      res.body() = std::string(asset->bytes);
+      res.prepare_payload();
+      return res;
+    }
 
   const bool is_health = segments.size() == 1 && segments[0] == "healthz";
   if (!options_.tokens.empty() && !is_health &&
@@ -159,6 +198,10 @@ ApiResult Api::handle(const Request& req) {
     path_matched = true;
     if (route.method != req.method()) continue;
     try {
+      // jobs/{id}/...: {id} may also be a job's name (JOB_ID): the newest
+      // job of that name, unless a job has that id.
+      if (route.pattern.size() >= 2 && route.pattern[0] == "jobs" && route.pattern[1] == "{}")
+        if (const auto job = store_.find(params[0])) params[0] = job->id;
       return route.handler(*this, req, params, query);
     } catch (const Error& e) {
       spdlog::error("{} {}: {}", std::string(req.method_string()), excerpt(req.target(), 200), e.what());
@@ -213,7 +256,7 @@ ApiResult Api::submit(const Request& req, const Params&, const Query& query) {
       return error(http::status::bad_request, "Idempotency-Key is longer than 200 characters", "invalid_input", v);
     key = std::string(k);
   }
-  const auto parsed = parse_job_spec(req.body());
+  const auto parsed = parse_job_spec(req.body(), SpecContext{.local_files = true});
   if (!parsed.spec) {
     json details = json::array();
     for (const auto& i : parsed.issues) details.push_back(to_json(i));
@@ -357,7 +400,9 @@ ApiResult Api::list(const Request& req, const Params&, const Query& q) {
     cursor = query_int(q, "cursor");
     if (!cursor) return error(http::status::bad_request, "malformed cursor", "invalid_input", v);
   }
-  const auto rows = store_.list(state, static_cast<int>(limit) + 1, cursor);
+  std::optional<std::string> name;
+  if (const auto it = q.find("name"); it != q.end()) name = it->second;
+  const auto rows = store_.list(state, static_cast<int>(limit) + 1, cursor, name);
   json jobs = json::array();
   for (std::size_t i = 0; i < rows.size() && i < static_cast<std::size_t>(limit); ++i) jobs.push_back(job_view(rows[i]));
   json body = {{"jobs", jobs}, {"next_cursor", nullptr}};
@@ -368,7 +413,45 @@ ApiResult Api::list(const Request& req, const Params&, const Query& q) {
 ApiResult Api::get(const Request& req, const Params& p, const Query&) {
   const auto job = store_.get(p[0]);
   if (!job) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
-  return json_response(http::status::ok, job_view(*job), req.version());
+  json j = job_view(*job);
+  j["spec"] = json::parse(job->spec_json, nullptr, false);
+  if (j["spec"].is_discarded()) j["spec"] = nullptr;
+  j["spec_yaml"] = job->spec_yaml;
+  return json_response(http::status::ok, j, req.version());
+}
+
+ApiResult Api::compare(const Request& req, const Params&, const Query& q) {
+  const unsigned v = req.version();
+  const auto it = q.find("ids");
+  if (it == q.end() || it->second.empty())
+    return error(http::status::bad_request, "ids is required: a comma list of job ids or names", "invalid_input", v);
+  std::vector<CompareInput> inputs;
+  for (const auto& part : split(it->second, ',')) {
+    const std::string ref(trim(part));
+    if (ref.empty()) continue;
+    if (inputs.size() == 50) return error(http::status::bad_request, "at most 50 jobs compare at once", "invalid_input", v);
+    const auto job = store_.find(ref);
+    if (!job) return error(http::status::not_found, "no job with id or name '" + excerpt(ref, 200) + "'", "not_found", v);
+    CompareInput in{job->id, job->name, std::string(job_state_name(job->state)), nullptr};
+    // report.json is the worker's file: bounded and parsed without throwing.
+    const fs::path report = JobDir(job_dir(job->id)).report_json();
+    std::error_code ec;
+    const auto size = fs::file_size(report, ec);
+    if (!ec && size <= (16u << 20)) {
+      in.report = json::parse(read_file(report), nullptr, false);
+      if (in.report.is_discarded() || !in.report.is_object()) in.report = nullptr;
+    }
+    inputs.push_back(std::move(in));
+  }
+  if (inputs.empty()) return error(http::status::bad_request, "ids names no job", "invalid_input", v);
+  return json_response(http::status::ok, compare_reports(inputs), v);
+}
+
+ApiResult Api::algorithms(const Request& req, const Params&, const Query&) {
+  json list = json::array();
+  for (const auto& a : algorithm_catalog())
+    if (a.available) list.push_back(algorithm_json(a));
+  return json_response(http::status::ok, {{"algorithms", list}}, req.version());
 }
 
 bool Api::job_active(const std::string& id) {

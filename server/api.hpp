@@ -93,6 +93,8 @@ class Api {
   ApiResult remove(const Request& req, const Params& p, const Query&);
   ApiResult artifacts(const Request& req, const Params& p, const Query&);
   ApiResult artifact(const Request& req, const Params& p, const Query&);
+  ApiResult compare(const Request& req, const Params&, const Query& q);
+  ApiResult algorithms(const Request& req, const Params&, const Query&);
   ApiResult healthz(const Request& req, const Params&, const Query&);
   ApiResult metrics(const Request& req, const Params&, const Query&);
 

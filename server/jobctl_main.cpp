@@ -1,8 +1,10 @@
 // jobctl: a thin client of qjobs-server.
 //   jobctl [--server URL] [--token T] [--json] COMMAND ...
-// Exit codes: 0 success; 1 the job did not succeed (wait) or the server
-// refused the request; 2 usage; 3 the server cannot be reached; 5 `validate`
-// found the spec invalid.
+// Wherever a command takes a job id it also takes a job's name (JOB_ID, or
+// `submit --name`): the newest job of that name.
+// Exit codes (kExit*): 0 success; 1 the job did not succeed (wait) or the
+// server refused the request; 2 usage; 3 the server cannot be reached;
+// 4 no such job (or file); 5 the spec is invalid (submit, validate).
 #include <unistd.h>
 
 #include <chrono>
@@ -14,6 +16,10 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <yaml-cpp/yaml.h>
+
+#include "common/algorithm_catalog.hpp"
+#include "common/catalog_docs.hpp"
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
 #include "common/strings.hpp"
@@ -28,6 +34,8 @@ using qjobs::server::HttpResult;
 using qjobs::server::url_encode;
 
 namespace {
+
+constexpr int kExitOk = 0, kExitFailed = 1, kExitUsage = 2, kExitUnreachable = 3, kExitNotFound = 4, kExitInvalid = 5;
 
 struct Options {
   std::string server;
@@ -133,7 +141,12 @@ int wait_for(HttpClient& c, const std::string& id, const Options& o) {
   return job.value("state", "") == "SUCCEEDED" ? 0 : 1;
 }
 
-void print_refusal(const Refused& r) {
+void print_refusal(const Refused& r, const Options& o) {
+  if (o.json_output) {
+    json out = r.body.is_object() ? r.body : json{{"error", r.body}};
+    out["status"] = r.status;
+    std::cout << out.dump(2) << "\n";
+  }
   std::cerr << "error (HTTP " << r.status << "): " << r.body.value("error", std::string("request refused")) << "\n";
   if (r.body.contains("details") && r.body["details"].is_array())
     for (const auto& d : r.body["details"]) {
@@ -143,10 +156,126 @@ void print_refusal(const Refused& r) {
     }
 }
 
+int exit_code_for(const Refused& r) {
+  if (r.status == 404) return kExitNotFound;
+  return kExitFailed;
+}
+
+std::string read_spec(const std::string& file) {
+  if (file == "-") {
+    std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    return text;
+  }
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec))
+    throw qjobs::Error(qjobs::ErrorKind::invalid_input, "no such spec file: " + file);
+  return qjobs::read_file(file);
+}
+
+// `--set KEY=VALUE` on a spec: KEY is a dotted path (llm.AutoAWQ.W_BIT); at
+// each mapping a key that spells the rest of the path literally wins (so
+// Nyuntam's dotted keys such as `quant.wgts.dtype` are set where they are),
+// missing mappings are created, and VALUE is read as YAML (4 is a number,
+// true a boolean, "4" a string).
+void set_path(YAML::Node node, const std::vector<std::string>& parts, std::size_t i, const YAML::Node& value) {
+  std::string rest;
+  for (std::size_t k = i; k < parts.size(); ++k) rest += (k > i ? "." : "") + parts[k];
+  if (i + 1 == parts.size() || (node.IsMap() && node[rest])) {
+    node[rest] = value;
+    return;
+  }
+  YAML::Node child = node[parts[i]];
+  if (!child.IsMap()) {
+    node[parts[i]] = YAML::Node(YAML::NodeType::Map);
+    child = node[parts[i]];
+  }
+  set_path(child, parts, i + 1, value);
+}
+
+std::string apply_sets(const std::string& text, const std::vector<std::string>& sets, const std::string& name) {
+  if (sets.empty() && name.empty()) return text;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw qjobs::Error(qjobs::ErrorKind::invalid_input, std::string("the spec is not YAML, so --set cannot apply: ") + e.what());
+  }
+  if (!root.IsMap()) throw qjobs::Error(qjobs::ErrorKind::invalid_input, "the spec is not a mapping, so --set cannot apply");
+  for (const auto& kv : sets) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw qjobs::Error(qjobs::ErrorKind::invalid_input, "--set wants KEY=VALUE (a dotted KEY such as llm.RTN.W_BIT), got '" + kv + "'");
+    std::vector<std::string> parts = qjobs::split(kv.substr(0, eq), '.');
+    for (const auto& part : parts)
+      if (part.empty()) throw qjobs::Error(qjobs::ErrorKind::invalid_input, "--set: empty key segment in '" + kv + "'");
+    YAML::Node value;
+    try {
+      value = YAML::Load(kv.substr(eq + 1));
+    } catch (const YAML::Exception&) {
+      value = YAML::Node(kv.substr(eq + 1));
+    }
+    set_path(root, parts, 0, value);
+  }
+  if (!name.empty()) root["JOB_ID"] = name;
+  YAML::Emitter out;
+  out << root;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string fmt_age(double seconds) {
+  if (seconds < 0) seconds = 0;
+  const auto s = static_cast<long>(seconds);
+  char buf[32];
+  if (s >= 86400) std::snprintf(buf, sizeof buf, "%ldd", s / 86400);
+  else if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh", s / 3600);
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm", s / 60);
+  else std::snprintf(buf, sizeof buf, "%lds", s);
+  return buf;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string cell(std::string s, std::size_t width) {
+  if (s.size() > width) s = s.substr(0, width - 1) + "~";
+  return s;
+}
+
+// The job table of `jobctl list`.
+std::string list_table(const json& jobs) {
+  std::string out;
+  char line[512];
+  std::snprintf(line, sizeof line, "%-33s %-16s %-10s %-12s %-24s %-14s %-16s %s\n", "ID", "NAME", "STATE", "ALGORITHM",
+                "MODEL", "STAGE", "PROGRESS", "AGE");
+  out += line;
+  const double now = now_s();
+  for (const auto& j : jobs) {
+    const json& p = j.value("progress", json::object());
+    std::string progress = "-";
+    if (p.value("percent", json(nullptr)).is_number()) {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, "%.0f%%", p["percent"].get<double>());
+      progress = buf;
+      if (p.value("eta_s", json(nullptr)).is_number()) progress += " ETA " + fmt_eta(p["eta_s"]);
+    }
+    const std::string name = j.value("name", "");
+    std::snprintf(line, sizeof line, "%-33s %-16s %-10s %-12s %-24s %-14s %-16s %s\n", j.value("id", "").c_str(),
+                  cell(name.empty() ? "-" : name, 16).c_str(), j.value("state", "").c_str(),
+                  cell(j.value("algorithm", ""), 12).c_str(), cell(j.value("model", ""), 24).c_str(),
+                  cell(j.value("stage", "").empty() ? "-" : j.value("stage", ""), 14).c_str(), progress.c_str(),
+                  fmt_age(now - j.value("created_at", now)).c_str());
+    out += line;
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"jobctl: submit and watch qjobs jobs"};
+  CLI::App app{"jobctl: submit and watch qjobs jobs.\n"
+               "Exit codes: 0 ok, 1 job failed or request refused, 2 usage, 3 server unreachable, 4 not found, 5 invalid spec",
+               "jobctl"};
   app.require_subcommand(1);
   app.fallthrough();  // --server, --token and --json also after the command
   Options o;
@@ -156,56 +285,128 @@ int main(int argc, char** argv) {
   o.token = env_token ? env_token : "";
   app.add_option("--server", o.server, "server URL (env QJOBS_SERVER)")->capture_default_str();
   app.add_option("--token", o.token, "bearer token (env QJOBS_TOKEN)");
-  app.add_flag("--json", o.json_output, "print JSON");
+  app.add_flag("--json", o.json_output, "print JSON (errors too, on stdout)");
 
-  std::string file, id, state, path, out_dir = ".", idem;
-  bool wait = false, follow = false;
+  std::string file, id, state, path, out_dir = ".", idem, name, model = "examples/kjv-llama";
+  std::vector<std::string> sets;
+  bool wait = false, follow = false, watch = false, markdown = false;
   int limit = 50, tail = -1;
-  auto* submit = app.add_subcommand("submit", "submit a YAML job spec");
-  submit->add_option("file", file, "the spec")->required()->check(CLI::ExistingFile);
+  auto* submit = app.add_subcommand("submit", "submit a YAML job spec (FILE, or - for stdin)");
+  submit->add_option("file", file, "the spec")->required();
   submit->add_flag("--wait", wait, "wait for the job to end; exit 0 only for SUCCEEDED");
   submit->add_flag("--follow", follow, "stream the job's log while waiting");
   submit->add_option("--idempotency-key", idem, "submit at most once for this key");
+  submit->add_option("--name", name, "the job's name (sets JOB_ID)");
+  submit->add_option("--set", sets, "KEY=VALUE: override a key by its dotted path, e.g. llm.RTN.W_BIT=8 (repeatable)");
   auto* validate = app.add_subcommand("validate", "check a YAML job spec as a submission would, storing nothing");
-  validate->add_option("file", file, "the spec")->required()->check(CLI::ExistingFile);
+  validate->add_option("file", file, "the spec (or - for stdin)")->required();
+  validate->add_option("--set", sets, "KEY=VALUE overrides, as for submit");
+  validate->add_option("--name", name, "the job's name (sets JOB_ID)");
   auto* status = app.add_subcommand("status", "show a job");
-  status->add_option("id", id)->required();
+  status->add_option("id", id, "job id or name")->required();
   auto* list = app.add_subcommand("list", "list jobs, newest first");
   list->add_option("--state", state, "only jobs in this state");
+  list->add_option("--name", name, "only jobs of this name");
   list->add_option("--limit", limit, "at most this many")->capture_default_str();
-  auto* logs = app.add_subcommand("logs", "print a job's log");
-  logs->add_option("id", id)->required();
+  list->add_flag("-w,--watch", watch, "redraw every 2 s until no listed job is queued or running");
+  auto* logs = app.add_subcommand("logs", "print a job's log (one line per block while it calibrates)");
+  logs->add_option("id", id, "job id or name")->required();
   logs->add_flag("-f,--follow", follow, "keep streaming until the job ends");
   logs->add_option("--tail", tail, "only the last N lines");
   auto* events = app.add_subcommand("events", "print a job's events");
-  events->add_option("id", id)->required();
+  events->add_option("id", id, "job id or name")->required();
   events->add_flag("-f,--follow", follow, "keep streaming until the job ends");
   auto* cancel = app.add_subcommand("cancel", "cancel a job");
-  cancel->add_option("id", id)->required();
+  cancel->add_option("id", id, "job id or name")->required();
   auto* del = app.add_subcommand("delete", "delete a finished job and its files");
-  del->add_option("id", id)->required();
+  del->add_option("id", id, "job id or name")->required();
   auto* artifacts = app.add_subcommand("artifacts", "list a job's files with sizes and sha256");
-  artifacts->add_option("id", id)->required();
-  auto* download = app.add_subcommand("download", "download a job's files (all, or one PATH)");
-  download->add_option("id", id)->required();
-  download->add_option("path", path, "one file, relative to the job directory");
+  artifacts->add_option("id", id, "job id or name")->required();
+  auto* download = app.add_subcommand("download", "download a job's files: all, one file, or a folder such as model/");
+  download->add_option("id", id, "job id or name")->required();
+  download->add_option("path", path, "a file or folder, relative to the job directory");
   download->add_option("-o,--output", out_dir, "destination folder")->capture_default_str();
   auto* waitcmd = app.add_subcommand("wait", "wait for a job to end; exit 0 only for SUCCEEDED");
-  waitcmd->add_option("id", id)->required();
-  auto* report = app.add_subcommand("report", "print a finished job's report (report.md; --json: report.json)");
-  report->add_option("id", id)->required();
+  waitcmd->add_option("id", id, "job id or name")->required();
+  auto* report = app.add_subcommand("report", "print a job's report (report.md; --json: report.json)");
+  report->add_option("id", id, "job id or name")->required();
   std::vector<std::string> ids;
-  auto* compare = app.add_subcommand("compare", "one table of size and metrics across jobs (e.g. RTN vs AWQ vs GPTQ)");
-  compare->add_option("ids", ids, "job ids")->required()->expected(1, -1);
+  auto* compare = app.add_subcommand("compare", "jobs side by side, like with like (same model, task and protocol)");
+  compare->add_option("ids", ids, "job ids or names")->required()->expected(1, -1);
+  std::string algo_name;
+  auto* algorithms = app.add_subcommand("algorithms", "every algorithm and its keys (types, defaults, meaning)");
+  algorithms->add_option("name", algo_name, "one algorithm");
+  algorithms->add_flag("--markdown", markdown, "the README's spec reference");
+  auto* init = app.add_subcommand("init", "print a commented job spec for ALGORITHM that submits as it is");
+  init->add_option("algorithm", algo_name, "e.g. RTN, AutoAWQ, GPTQ")->required();
+  init->add_option("--model", model, "MODEL of the template")->capture_default_str();
 
-  CLI11_PARSE(app, argc, argv);
+  if (argc <= 1) {
+    std::cerr << app.help();
+    return kExitUsage;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+
+  // Commands that need no server.
+  if (*algorithms || *init) {
+    if (!algo_name.empty()) {
+      const auto* a = qjobs::find_algorithm(algo_name);
+      if (!a || !a->available) {
+        std::string known;
+        for (const auto& x : qjobs::algorithm_catalog())
+          if (x.available) known += (known.empty() ? "" : ", ") + x.name;
+        std::cerr << "error: no algorithm '" << algo_name << "'; known: " << known << "\n";
+        return kExitNotFound;
+      }
+      if (*init) {
+        std::cout << qjobs::spec_template(*a, model);
+        return kExitOk;
+      }
+      if (o.json_output) {
+        std::cout << qjobs::algorithm_json(*a).dump(2) << "\n";
+        return kExitOk;
+      }
+      const std::string md = qjobs::catalog_markdown();
+      const auto start = md.find("### `" + a->name + "`");
+      const auto end = md.find("### `", start + 4);
+      std::cout << md.substr(start, end == std::string::npos ? std::string::npos : end - start);
+      return kExitOk;
+    }
+    if (markdown) {
+      std::cout << qjobs::catalog_markdown();
+      return kExitOk;
+    }
+    if (o.json_output) {
+      json all = json::array();
+      for (const auto& a : qjobs::algorithm_catalog())
+        if (a.available) all.push_back(qjobs::algorithm_json(a));
+      std::cout << json{{"algorithms", all}}.dump(2) << "\n";
+      return kExitOk;
+    }
+    for (const auto& a : qjobs::algorithm_catalog())
+      if (a.available) std::printf("%-12s %s\n", a.name.c_str(), a.description.c_str());
+    std::cout << "\n`jobctl algorithms NAME` lists an algorithm's keys; `jobctl init NAME` prints a spec to start from.\n";
+    return kExitOk;
+  }
 
   HttpClient client(o.server, o.token);
   try {
     if (*submit) {
       std::map<std::string, std::string> headers = {{"Content-Type", "application/yaml"}};
       if (!idem.empty()) headers["Idempotency-Key"] = idem;
-      const json r = call(client, "POST", "/jobs", qjobs::read_file(file), headers);
+      json r;
+      try {
+        r = call(client, "POST", "/jobs", apply_sets(read_spec(file), sets, name), headers);
+      } catch (const Refused& bad) {
+        if (bad.status != 400 && bad.status != 413) throw;
+        print_refusal(bad, o);
+        return kExitInvalid;
+      }
       const std::string job_id = r.value("id", "");
       if (o.json_output && !wait && !follow) std::cout << r.dump(2) << "\n";
       else std::cout << job_id << "\n";
@@ -216,11 +417,12 @@ int main(int argc, char** argv) {
                       [](std::string_view d) { std::cout << d << std::flush; });
       }
       if (wait || follow) return wait_for(client, job_id, o);
-      return 0;
+      return kExitOk;
     }
     if (*validate) {
       try {
-        const json r = call(client, "POST", "/jobs?dry_run=1", qjobs::read_file(file), {{"Content-Type", "application/yaml"}});
+        const json r = call(client, "POST", "/jobs?dry_run=1", apply_sets(read_spec(file), sets, name),
+                            {{"Content-Type", "application/yaml"}});
         if (o.json_output) {
           std::cout << r.dump(2) << "\n";
         } else {
@@ -229,83 +431,96 @@ int main(int argc, char** argv) {
                     << ", export " << spec.value("EXPORT_FORMAT", std::string("?")) << "\n";
         }
         for (const auto& w : r.value("warnings", json::array())) std::cerr << "warning: " << w.get<std::string>() << "\n";
-        return 0;
+        return kExitOk;
       } catch (const Refused& r) {
         if (r.status != 400 && r.status != 413) throw;
-        if (o.json_output) std::cout << r.body.dump(2) << "\n";
-        print_refusal(r);
-        return 5;
+        print_refusal(r, o);
+        return kExitInvalid;
       }
     }
     if (*status) {
       print_job(call(client, "GET", "/jobs/" + url_encode(id)), o);
-      return 0;
+      return kExitOk;
     }
     if (*list) {
       std::string target = "/jobs?limit=" + std::to_string(limit);
       if (!state.empty()) target += "&state=" + url_encode(state);
-      const json r = call(client, "GET", target);
-      if (o.json_output) {
-        std::cout << r.dump(2) << "\n";
-        return 0;
+      if (!name.empty()) target += "&name=" + url_encode(name);
+      const bool tty = ::isatty(STDOUT_FILENO) != 0;
+      for (int round = 0;; ++round) {
+        const json r = call(client, "GET", target);
+        if (o.json_output) {
+          std::cout << r.dump(2) << "\n";
+        } else {
+          if (watch && tty) std::cout << "\033[H\033[2J";
+          else if (watch && round > 0) std::cout << "\n";
+          std::cout << list_table(r["jobs"]) << std::flush;
+        }
+        if (!watch) return kExitOk;
+        bool active = false;
+        for (const auto& j : r["jobs"]) active = active || !terminal(j.value("state", ""));
+        if (!active) return kExitOk;
+        std::this_thread::sleep_for(std::chrono::seconds(2));
       }
-      for (const auto& j : r["jobs"])
-        std::printf("%-24s %-10s %-10s %s\n", j.value("id", "").c_str(), j.value("state", "").c_str(),
-                    j.value("algorithm", "").c_str(), j.value("model", "").c_str());
-      return 0;
     }
     if (*logs || *events) {
-      std::string target = "/jobs/" + url_encode(id) + (*logs ? "/logs" : "/events");
+      // The id may be a name: resolve it once, so a newer job of that name
+      // starting meanwhile does not switch streams.
+      const std::string job_id = call(client, "GET", "/jobs/" + url_encode(id)).value("id", id);
+      std::string target = "/jobs/" + url_encode(job_id) + (*logs ? "/logs" : "/events");
       std::string sep = "?";
       if (follow) {
         target += sep + "follow=1";
         sep = "&";
       }
       if (tail >= 0) target += sep + "tail=" + std::to_string(tail);
-      std::string first;
-      const int code = client.stream(target, [&](std::string_view d) {
-        if (first.size() < 4096) first.append(d);
-        std::cout << d << std::flush;
-      });
+      const int code = client.stream(target, [&](std::string_view d) { std::cout << d << std::flush; });
       if (code >= 400) {
         std::cout.flush();
-        return 1;
+        return code == 404 ? kExitNotFound : kExitFailed;
       }
-      return 0;
+      return kExitOk;
     }
     if (*cancel) {
       const json r = call(client, "POST", "/jobs/" + url_encode(id) + "/cancel");
       if (o.json_output) std::cout << r.dump(2) << "\n";
       else std::cout << r.value("id", "") << " " << r.value("state", "") << "\n";
-      return 0;
+      return kExitOk;
     }
     if (*del) {
       const json r = call(client, "DELETE", "/jobs/" + url_encode(id));
       if (o.json_output) std::cout << r.dump(2) << "\n";
-      else std::cout << id << " deleted\n";
-      return 0;
+      else std::cout << r.value("id", id) << " deleted\n";
+      return kExitOk;
     }
     if (*artifacts) {
       const json r = call(client, "GET", "/jobs/" + url_encode(id) + "/artifacts");
       if (o.json_output) {
         std::cout << r.dump(2) << "\n";
-        return 0;
+        return kExitOk;
       }
       for (const auto& a : r["artifacts"])
         std::printf("%12llu  %s  %s\n", static_cast<unsigned long long>(a.value("size", 0ull)),
                     a.value("sha256", "").c_str(), a.value("path", "").c_str());
-      return 0;
+      return kExitOk;
     }
     if (*download) {
-      std::vector<std::pair<std::string, std::string>> files;  // path, sha256 ("" = unchecked)
-      if (!path.empty()) {
-        files.push_back({path, ""});
-      } else {
-        const json r = call(client, "GET", "/jobs/" + url_encode(id) + "/artifacts");
-        for (const auto& a : r["artifacts"]) files.push_back({a.value("path", ""), a.value("sha256", "")});
+      const std::string job_id = call(client, "GET", "/jobs/" + url_encode(id)).value("id", id);
+      std::vector<std::pair<std::string, std::string>> files;  // path, sha256
+      const json r = call(client, "GET", "/jobs/" + url_encode(job_id) + "/artifacts");
+      std::string folder = path;
+      while (!folder.empty() && folder.back() == '/') folder.pop_back();
+      for (const auto& a : r["artifacts"]) {
+        const std::string p = a.value("path", "");
+        if (path.empty() || p == path || (!folder.empty() && p.rfind(folder + "/", 0) == 0))
+          files.push_back({p, a.value("sha256", "")});
+      }
+      if (files.empty()) {
+        std::cerr << "error: job " << job_id << " has no file or folder '" << path << "'\n";
+        return kExitNotFound;
       }
       for (const auto& [p, sha] : files) {
-        std::string target = "/jobs/" + url_encode(id) + "/artifacts";
+        std::string target = "/jobs/" + url_encode(job_id) + "/artifacts";
         for (const auto& seg : qjobs::split(p, '/')) target += "/" + url_encode(seg);
         const fs::path dest = fs::path(out_dir) / p;
         const int code = client.download(target, dest);
@@ -316,33 +531,36 @@ int main(int argc, char** argv) {
         }
         if (!sha.empty() && qjobs::server::sha256_file(dest) != sha) {
           std::cerr << "error: " << p << ": sha256 mismatch after download\n";
-          return 1;
+          return kExitFailed;
         }
         if (!o.json_output) std::cout << dest.string() << "\n";
       }
-      return 0;
+      return kExitOk;
     }
     if (*waitcmd) return wait_for(client, id, o);
     if (*report) {
       const auto r = client.request("GET", "/jobs/" + url_encode(id) + "/artifacts/" + (o.json_output ? "report.json" : "report.md"));
       if (r.status >= 400) throw Refused{r.status, parse_body(r)};
       std::cout << r.body << (r.body.empty() || r.body.back() != '\n' ? "\n" : "");
-      return 0;
+      return kExitOk;
     }
     if (*compare) {
-      std::vector<json> reports;
-      for (const auto& j : ids) reports.push_back(call(client, "GET", "/jobs/" + url_encode(j) + "/artifacts/report.json"));
-      const json table = qjobs::server::compare_reports(ids, reports);
+      std::string joined;
+      for (const auto& j : ids) joined += (joined.empty() ? "" : ",") + j;
+      const json table = call(client, "GET", "/compare?ids=" + url_encode(joined));
       if (o.json_output) std::cout << table.dump(2) << "\n";
       else std::cout << qjobs::server::compare_markdown(table);
-      return 0;
+      return kExitOk;
     }
   } catch (const Refused& r) {
-    print_refusal(r);
-    return 1;
+    print_refusal(r, o);
+    return exit_code_for(r);
   } catch (const qjobs::Error& e) {
+    if (o.json_output) std::cout << json{{"error", e.what()}, {"kind", qjobs::error_kind_name(e.kind())}}.dump(2) << "\n";
     std::cerr << "error: " << e.what() << "\n";
-    return e.kind() == qjobs::ErrorKind::io ? 3 : 1;
+    if (e.kind() == qjobs::ErrorKind::invalid_input) return kExitUsage;
+    if (e.kind() == qjobs::ErrorKind::not_found) return kExitNotFound;
+    return e.kind() == qjobs::ErrorKind::io ? kExitUnreachable : kExitFailed;
   }
-  return 2;
+  return kExitUsage;
 }

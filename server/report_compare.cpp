@@ -1,99 +1,252 @@
 #include "server/report_compare.hpp"
 
-#include <algorithm>
 #include <cstdio>
-#include <functional>
+#include <map>
+#include <set>
+
+#include "common/algorithm_catalog.hpp"
 
 namespace qjobs::server {
 using nlohmann::json;
 
 namespace {
 
-// The eval results a report holds for its own model: quantized, or the
+// The results a report holds for its own model: the quantized one, or the
 // evaluated checkpoint of an Evaluate job.
 const json& own_results(const json& r) {
   static const json empty = json::object();
-  if (!r.contains("eval")) return empty;
+  if (!r.is_object() || !r.contains("eval") || !r["eval"].is_object()) return empty;
   if (r["eval"].contains("quantized")) return r["eval"]["quantized"];
   if (r["eval"].contains("model")) return r["eval"]["model"];
   return empty;
 }
 
-json value_or_null(const json& results, const std::string& task, const std::string& key) {
-  if (results.contains(task) && results[task].contains(key) && results[task][key].is_number()) return results[task][key];
+const json& original_results(const json& r) {
+  static const json empty = json::object();
+  if (!r.is_object() || !r.contains("eval") || !r["eval"].is_object() || !r["eval"].contains("original")) return empty;
+  return r["eval"]["original"];
+}
+
+std::string model_of(const json& r) {
+  if (r.is_object() && r.contains("model") && r["model"].is_object() && r["model"].contains("source") &&
+      r["model"]["source"].is_string())
+    return r["model"]["source"].get<std::string>();
+  return "?";
+}
+
+std::string str_of(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "";
+  return v.dump();
+}
+
+// Everything that makes two results of one task comparable.
+std::string protocol_key(const json& result) {
+  std::string k;
+  for (const char* f : {"protocol", "data", "seqlen", "windows", "format", "num_fewshot", "n", "seed"})
+    if (result.contains(f)) k += std::string(f) + "=" + str_of(result[f]) + ";";
+  return k;
+}
+
+std::string protocol_text(const json& result) {
+  std::string t;
+  const auto add = [&](const std::string& s) { t += (t.empty() ? "" : ", ") + s; };
+  if (result.contains("ppl")) {
+    add("seqlen " + str_of(result.value("seqlen", json(0))));
+    add(str_of(result.value("windows", json(0))) + " windows");
+  } else {
+    add(result.value("format", std::string("mc")));
+    add(str_of(result.value("num_fewshot", json(0))) + "-shot");
+    add("n=" + str_of(result.value("n", json(0))));
+  }
+  if (result.contains("data") && result["data"].is_string()) add("data " + result["data"].get<std::string>());
+  return t;
+}
+
+json number_or_null(const json& results, const std::string& task, const char* key) {
+  if (results.is_object() && results.contains(task) && results[task].is_object() && results[task].contains(key) &&
+      results[task][key].is_number())
+    return results[task][key];
+  return nullptr;
+}
+
+json param(const json& report, const std::string& algo, const std::string& key) {
+  const json& spec = report.value("spec", json::object());
+  const json& params = spec.is_object() ? spec.value("params", json::object()) : json::object();
+  if (params.is_object() && params.contains(key)) return params[key];
+  if (const auto* info = find_algorithm(algo))
+    for (const auto& p : info->params)
+      if (p.name == key) return p.default_value;
   return nullptr;
 }
 
 }  // namespace
 
-json compare_reports(const std::vector<std::string>& ids, const std::vector<json>& reports) {
-  json columns = json::array({"original"});
-  const json* baseline = nullptr;
-  for (std::size_t i = 0; i < reports.size(); ++i) {
-    const auto& r = reports[i];
-    std::string label = ids[i] + " " + r.value("algorithm", std::string("?"));
-    if (r.contains("export_format") && r["export_format"].is_string() && r["export_format"] != "fake_quant")
-      label += " (" + r["export_format"].get<std::string>() + ")";
-    columns.push_back(label);
-    if (!baseline && r.contains("eval") && r["eval"].contains("original") && !r["eval"]["original"].empty())
-      baseline = &r["eval"]["original"];
+std::string compare_label(const json& report) {
+  if (!report.is_object()) return "?";
+  const std::string algo = report.value("algorithm", std::string("?"));
+  std::string label = algo;
+  const auto add = [&](const std::string& s) {
+    if (!s.empty()) label += " " + s;
+  };
+  if (algo == "LMQuant") {
+    add(str_of(param(report, algo, "quant_type")));
+  } else if (algo != "Evaluate") {
+    const json w = param(report, algo, "W_BIT");
+    if (w.is_number_integer()) add("W" + std::to_string(w.get<int>()));
+    const json a = param(report, algo, "A_BIT");
+    if (a.is_number_integer()) add("A" + std::to_string(a.get<int>()));
+    const json g = param(report, algo, "Q_GROUP_SIZE");
+    if (g.is_number_integer()) add(g.get<int>() < 0 ? "per-channel" : "g" + std::to_string(g.get<int>()));
+    const json f = param(report, algo, "W_FORMAT");
+    if (f.is_string() && f != "int") add(f.get<std::string>());
+    const json act = param(report, algo, "ACT");
+    if (act.is_string() && (algo == "FP8" || algo == "NVFP4" || algo == "MXFP4"))
+      add(act == "none" ? "weight-only" : "act " + act.get<std::string>());
   }
-  json rows = json::array();
-  const auto add = [&](const std::string& metric, json original, const std::function<json(const json&)>& per_job) {
-    json values = json::array({std::move(original)});
-    bool any = !values[0].is_null();
-    for (const auto& r : reports) {
-      values.push_back(per_job(r));
-      any = any || !values.back().is_null();
-    }
-    if (any) rows.push_back({{"metric", metric}, {"values", values}});
-  };
-  const auto size_of = [](const json& r, const char* which) -> json {
-    if (r.contains("size_mib") && r["size_mib"].contains(which) && r["size_mib"][which].is_number()) return r["size_mib"][which];
-    return nullptr;
-  };
-  add("size on disk (MiB)", reports.empty() ? json(nullptr) : size_of(reports[0], "before"), [&](const json& r) {
-    const auto after = size_of(r, "after");
-    return after.is_null() ? size_of(r, "before") : after;
-  });
-  // Task names in first-seen order.
-  std::vector<std::string> tasks;
-  const auto note = [&](const json& results) {
-    for (auto& [name, v] : results.items())
-      if (std::find(tasks.begin(), tasks.end(), name) == tasks.end()) tasks.push_back(name);
-  };
-  if (baseline) note(*baseline);
-  for (const auto& r : reports) note(own_results(r));
-  for (const auto& t : tasks) {
-    for (const char* key : {"ppl", "acc", "acc_norm"}) {
-      add(t + " " + key, baseline ? value_or_null(*baseline, t, key) : json(nullptr),
-          [&](const json& r) { return value_or_null(own_results(r), t, key); });
-    }
-  }
-  add("quantize seconds", nullptr, [](const json& r) -> json {
-    if (r.contains("stage_seconds") && r["stage_seconds"].contains("quantize")) return r["stage_seconds"]["quantize"];
-    return nullptr;
-  });
-  return {{"columns", columns}, {"rows", rows}};
+  if (report.contains("export_format") && report["export_format"].is_string())
+    add(report["export_format"].get<std::string>());
+  return label;
 }
 
-std::string compare_markdown(const json& table) {
-  std::string md = "| metric |";
-  std::string rule = "|---|";
-  for (const auto& c : table["columns"]) {
-    md += " " + c.get<std::string>() + " |";
+json compare_reports(const std::vector<CompareInput>& jobs) {
+  json columns = json::array();
+  json notes = json::array();
+  json original_size = json::object();
+  for (const auto& j : jobs) {
+    const json& r = j.report;
+    json col = {{"id", j.id}, {"name", j.name}, {"state", j.state}, {"label", j.report.is_object() ? compare_label(r) : "?"},
+                {"algorithm", r.is_object() ? r.value("algorithm", json(nullptr)) : json(nullptr)},
+                {"model", r.is_object() ? json(model_of(r)) : json(nullptr)},
+                {"export_format", r.is_object() ? r.value("export_format", json(nullptr)) : json(nullptr)},
+                {"size_mib", nullptr}, {"quantize_s", nullptr}};
+    if (!r.is_object()) {
+      notes.push_back("job " + j.id + " (" + j.state + ") has no report yet");
+    } else {
+      const json& size = r.value("size_mib", json::object());
+      const bool evaluate = r.value("algorithm", std::string()) == "Evaluate";
+      if (size.is_object()) {
+        if (size.contains("after") && size["after"].is_number()) col["size_mib"] = size["after"];
+        else if (evaluate && size.contains("before")) col["size_mib"] = size["before"];
+        if (!evaluate && size.contains("before") && size["before"].is_number() && !original_size.contains(model_of(r)))
+          original_size[model_of(r)] = size["before"];
+      }
+      const json& secs = r.value("stage_seconds", json::object());
+      if (secs.is_object() && secs.contains("quantize")) col["quantize_s"] = secs["quantize"];
+    }
+    columns.push_back(col);
+  }
+  // Two columns with one label: tell them apart by name, else by id.
+  std::map<std::string, int> uses;
+  for (const auto& c : columns) ++uses[c["label"].get<std::string>()];
+  for (auto& c : columns)
+    if (uses[c["label"].get<std::string>()] > 1) {
+      const std::string who = c["name"].get<std::string>().empty() ? c["id"].get<std::string>() : c["name"].get<std::string>();
+      c["label"] = c["label"].get<std::string>() + " [" + who + "]";
+    }
+
+  // One entry per (model, task, protocol, metric), in first-seen order.
+  json tables = json::array();
+  std::map<std::string, std::size_t> index;
+  std::map<std::string, std::set<std::string>> protocols_of_task;  // model + task -> protocol keys
+  const auto entry = [&](const std::string& model, const std::string& task, const json& result,
+                         const char* metric) -> json& {
+    const std::string key = model + "\n" + task + "\n" + protocol_key(result) + "\n" + metric;
+    protocols_of_task[model + "\n" + task].insert(protocol_key(result));
+    if (const auto it = index.find(key); it != index.end()) return tables[it->second];
+    index[key] = tables.size();
+    tables.push_back({{"model", model}, {"task", task}, {"metric", metric}, {"protocol", protocol_text(result)},
+                      {"original", nullptr}, {"original_cached", false},
+                      {"values", json::array()}, {"cached", json::array()}});
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      tables.back()["values"].push_back(nullptr);
+      tables.back()["cached"].push_back(false);
+    }
+    return tables.back();
+  };
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const json& r = jobs[i].report;
+    if (!r.is_object()) continue;
+    const std::string model = model_of(r);
+    const json& own = own_results(r);
+    const json& orig = original_results(r);
+    for (const json* results : {&orig, &own}) {
+      if (!results->is_object()) continue;
+      for (auto& [task, res] : results->items()) {
+        if (!res.is_object()) continue;
+        for (const char* metric : {"ppl", "acc", "acc_norm"}) {
+          const json v = number_or_null(*results, task, metric);
+          if (v.is_null()) continue;
+          json& e = entry(model, task, res, metric);
+          if (results == &orig) {
+            if (e["original"].is_null()) {
+              e["original"] = v;
+              e["original_cached"] = res.contains("cached");
+            }
+          } else {
+            e["values"][i] = v;
+            e["cached"][i] = res.contains("cached");
+          }
+        }
+      }
+    }
+  }
+  for (const auto& [key, protos] : protocols_of_task)
+    if (protos.size() > 1) {
+      const auto nl = key.find('\n');
+      notes.push_back("task " + key.substr(nl + 1) + " on " + key.substr(0, nl) + " was measured with " +
+                      std::to_string(protos.size()) + " different protocols; each has its own row");
+    }
+  std::set<std::string> models;
+  for (const auto& c : columns)
+    if (c["model"].is_string()) models.insert(c["model"].get<std::string>());
+  if (models.size() > 1)
+    notes.push_back(std::to_string(models.size()) + " different models: a row holds the numbers of one model only");
+  bool any_cached = false;
+  for (const auto& t : tables) {
+    any_cached = any_cached || t["original_cached"].get<bool>();
+    for (const auto& c : t["cached"]) any_cached = any_cached || c.get<bool>();
+  }
+  if (any_cached) notes.push_back("numbers marked * were reused from the baseline cache (an earlier job on the same model files, task and data)");
+  return {{"columns", columns}, {"original_size_mib", original_size}, {"tables", tables}, {"notes", notes}};
+}
+
+std::string compare_markdown(const json& c) {
+  const auto num = [](const json& v, bool cached) {
+    if (!v.is_number()) return std::string("-");
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.4f", v.get<double>());
+    return std::string(buf) + (cached ? "*" : "");
+  };
+  std::string md = "| | original |";
+  std::string rule = "|---|---|";
+  for (const auto& col : c["columns"]) {
+    md += " " + col["label"].get<std::string>() + " |";
     rule += "---|";
   }
   md += "\n" + rule + "\n";
-  for (const auto& row : table["rows"]) {
-    md += "| " + row["metric"].get<std::string>() + " |";
-    for (const auto& v : row["values"]) {
-      char buf[64] = "-";
-      if (v.is_number()) std::snprintf(buf, sizeof buf, "%.4f", v.get<double>());
-      md += std::string(" ") + buf + " |";
-    }
+  // Size: the original column only when every job is on one model.
+  const json& sizes = c["original_size_mib"];
+  md += "| size on disk (MiB) | " + (sizes.size() == 1 ? num(sizes.begin().value(), false) : std::string("-")) + " |";
+  for (const auto& col : c["columns"]) md += " " + num(col["size_mib"], false) + " |";
+  md += "\n";
+  for (const auto& t : c["tables"]) {
+    md += "| " + t["task"].get<std::string>() + " " + t["metric"].get<std::string>() + " (" + t["protocol"].get<std::string>() +
+          "; " + t["model"].get<std::string>() + ") | " + num(t["original"], t["original_cached"].get<bool>()) + " |";
+    for (std::size_t i = 0; i < t["values"].size(); ++i) md += " " + num(t["values"][i], t["cached"][i].get<bool>()) + " |";
     md += "\n";
   }
+  md += "| quantize seconds | - |";
+  for (const auto& col : c["columns"]) md += " " + num(col["quantize_s"], false) + " |";
+  md += "\n";
+  if (!c["columns"].empty()) {
+    md += "\nJobs:";
+    for (const auto& col : c["columns"])
+      md += " " + col["label"].get<std::string>() + " = " + col["id"].get<std::string>() +
+            (col["name"].get<std::string>().empty() ? "" : " (" + col["name"].get<std::string>() + ")") + ";";
+    md += "\n";
+  }
+  for (const auto& n : c["notes"]) md += "\nNote: " + n.get<std::string>() + "\n";
   return md;
 }
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <fstream>
 
 #include <spdlog/spdlog.h>
 
@@ -13,6 +14,57 @@
 
 namespace qjobs::server {
 namespace {
+
+// The last `max_lines` lines of `path`, reading at most its last 64 KiB.
+std::string log_tail(const std::filesystem::path& path, std::size_t max_lines) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  const std::streamoff start = std::max<std::streamoff>(0, size - (64 << 10));
+  in.seekg(start);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (start > 0)
+    if (const auto nl = text.find('\n'); nl != std::string::npos) text.erase(0, nl + 1);
+  std::size_t pos = text.size(), lines = 0;
+  while (pos > 0 && lines <= max_lines) {
+    pos = text.rfind('\n', pos - 1);
+    if (pos == std::string::npos) {
+      pos = 0;
+      break;
+    }
+    ++lines;
+  }
+  return text.substr(pos == 0 ? 0 : pos + 1);
+}
+
+// A failed job's report (report.md and report.json) when the worker left
+// none: what failed, in which stage, after how many attempts, and the end
+// of the log, so a failed job is read like any other.
+void write_failure_report(const JobDir& dir, const JobRecord& job, const FinishInfo& info) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir.report_md(), ec)) return;
+  const std::string stage = info.stage.empty() ? job.stage : info.stage;
+  const std::string type(error_type_name(info.error_type));
+  std::string md = "# qjobs report: " + job.algorithm + " on " + job.model + " FAILED\n\n";
+  md += "| | |\n|---|---|\n";
+  md += "| job | " + job.id + (job.name.empty() ? "" : " (" + job.name + ")") + " |\n";
+  md += "| state | FAILED |\n| error type | " + type + " |\n";
+  md += "| stage | " + (stage.empty() ? std::string("before the worker reported one") : stage) + " |\n";
+  md += "| attempts | " + std::to_string(job.attempts) + " of " + std::to_string(job.max_attempts) + " |\n\n";
+  md += "## Error\n\n```\n" + info.error + "\n```\n\n";
+  const std::string tail = log_tail(dir.worker_log(), 40);
+  if (!tail.empty()) md += "## End of logs/worker.log\n\n```\n" + tail + (tail.back() == '\n' ? "" : "\n") + "```\n";
+  const nlohmann::json report = {{"state", "FAILED"}, {"algorithm", job.algorithm}, {"model", {{"source", job.model}}},
+                                 {"error_type", type}, {"error", info.error}, {"stage", stage},
+                                 {"attempts", job.attempts}, {"max_attempts", job.max_attempts}};
+  try {
+    write_file_atomic(dir.report_json(), report.dump(2));
+    write_file_atomic(dir.report_md(), md);
+  } catch (const Error& e) {
+    spdlog::warn("job {}: cannot write its failure report: {}", job.id, e.what());
+  }
+}
 
 std::string join(const std::vector<std::string>& v) {
   std::string s;
@@ -519,6 +571,7 @@ void Scheduler::finalize(const Running& r, const AttemptUpdate& ended) {
     info.error_type = ErrorType::worker_lost;
     info.error = why + "; no attempts left (" + std::to_string(job->max_attempts) + ")";
   }
+  if (info.to == JobState::failed && dir_intact) write_failure_report(dir, *job, info);
   if (store_.finish(r.job_id, from, info, now)) {
     spdlog::info("job {} {} ({})", r.job_id, job_state_name(info.to), how);
     nlohmann::json e = {{"type", "state"}, {"state", job_state_name(info.to)}};

@@ -12,7 +12,7 @@ namespace qjobs::server {
 namespace {
 
 // Forward-only migrations; entry i moves the schema from version i to i + 1.
-const std::array<const char*, 3> kMigrations = {
+const std::array<const char*, 4> kMigrations = {
     R"sql(
 CREATE TABLE jobs(
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -61,6 +61,10 @@ CREATE TABLE server_state(key TEXT PRIMARY KEY, value TEXT NOT NULL);
     R"sql(
 ALTER TABLE jobs ADD COLUMN handle TEXT NOT NULL DEFAULT '';
 UPDATE jobs SET handle='local:' || pid || ':' || pid_start WHERE pid IS NOT NULL;
+)sql",
+    // 4: jobs are also found by name (Nyuntam's JOB_ID), newest first.
+    R"sql(
+CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name, seq DESC);
 )sql",
 };
 
@@ -411,17 +415,27 @@ std::optional<JobRecord> Store::get(const std::string& id) {
   return read_row(s);
 }
 
+std::optional<JobRecord> Store::find(const std::string& id_or_name) {
+  if (auto job = get(id_or_name)) return job;
+  if (id_or_name.empty()) return std::nullopt;
+  auto named = list(std::nullopt, 1, std::nullopt, id_or_name);
+  if (named.empty()) return std::nullopt;
+  return std::move(named.front());
+}
+
 std::vector<JobRecord> Store::list(std::optional<JobState> state, int limit,
-                                   std::optional<int64_t> before_seq) {
+                                   std::optional<int64_t> before_seq, const std::optional<std::string>& name) {
   std::string sql = std::string("SELECT ") + kColumns + " FROM jobs WHERE 1=1";
   if (state) sql += " AND state=?1";
   if (before_seq) sql += " AND seq<?2";
+  if (name) sql += " AND name=?4";
   sql += " ORDER BY seq DESC LIMIT ?3";
   const Reader r(*this);
   Stmt s(r.get(), sql);
   if (state) s.bind(1, state_name(*state));
   if (before_seq) s.bind(2, *before_seq);
   s.bind(3, limit);
+  if (name) s.bind(4, *name);
   std::vector<JobRecord> out;
   while (s.step()) out.push_back(read_row(s));
   return out;

@@ -102,9 +102,12 @@ class Store {
   InsertResult insert(const NewJob& job);
 
   std::optional<JobRecord> get(const std::string& id);
+  // The job with this id or, failing that, the newest job with this name.
+  std::optional<JobRecord> find(const std::string& id_or_name);
   // Newest first; `before_seq` continues a page (the previous last seq).
+  // `name`: only jobs of that name (JOB_ID).
   std::vector<JobRecord> list(std::optional<JobState> state, int limit,
-                              std::optional<int64_t> before_seq);
+                              std::optional<int64_t> before_seq, const std::optional<std::string>& name = std::nullopt);
   // All jobs in `state`, by priority (high first) then seq (old first).
   std::vector<JobRecord> in_state(JobState state);
   std::map<JobState, int64_t> count_by_state();

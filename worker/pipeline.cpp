@@ -426,6 +426,7 @@ struct ReportRow {
   std::optional<double> before, after;
   bool relative = true;  // change in % (else an absolute difference)
   const char* format = "%.4f";
+  bool before_cached = false;  // the original's number came from the baseline cache
 };
 
 std::vector<ReportRow> metric_rows(const json& before, const json& after) {
@@ -444,7 +445,9 @@ std::vector<ReportRow> metric_rows(const json& before, const json& after) {
       rows.push_back({name + " perplexity (seqlen " + std::to_string(r.value("seqlen", 0)) + ", " +
                           std::to_string(r.value("windows", 0)) + " windows)",
                       value(before, name, "ppl"), value(after, name, "ppl")});
-      rows.push_back({name + " tokens/s", value(before, name, "tokens_per_s"), value(after, name, "tokens_per_s"), true, "%.0f"});
+      // tokens/s is left out of the table: the quantized model runs here with
+      // dequantized float weights (simulated quantization), so its speed says
+      // nothing about a serving engine's; write_report notes it apart.
     } else if (r.contains("acc")) {
       const std::string what = name + " (" + r.value("format", std::string("mc")) + ", " +
                                std::to_string(r.value("num_fewshot", 0)) + "-shot, n=" + std::to_string(r.value("n", 0)) + ")";
@@ -452,6 +455,9 @@ std::vector<ReportRow> metric_rows(const json& before, const json& after) {
       rows.push_back({what + " acc_norm", value(before, name, "acc_norm"), value(after, name, "acc_norm"), false});
     }
   }
+  for (auto& row : rows)
+    for (auto& [name, r] : before.items())
+      if (row.label.rfind(name + " ", 0) == 0 && r.is_object() && r.contains("cached")) row.before_cached = true;
   return rows;
 }
 
@@ -489,7 +495,8 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
   if (evaluate_only) {
     md += "| | value |\n|---|---|\n";
     md += "| size on disk (MiB) | " + num("%.2f", size_before / mib) + " |\n";
-    for (const auto& r : rows) md += "| " + r.label + " | " + (r.before ? num(r.format, *r.before) : "-") + " |\n";
+    for (const auto& r : rows)
+      md += "| " + r.label + " | " + (r.before ? num(r.format, *r.before) + (r.before_cached ? " (cached)" : "") : "-") + " |\n";
   } else {
     md += "| | original | quantized | change |\n|---|---|---|---|\n";
     md += "| size on disk (MiB) | " + num("%.2f", size_before / mib) + " | " + num("%.2f", *size_after / mib) + " | " +
@@ -498,13 +505,26 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       std::string change = "-";
       if (r.before && r.after)
         change = r.relative ? num("%+.2f%%", 100.0 * (*r.after / *r.before - 1)) : num("%+.4f", *r.after - *r.before);
-      md += "| " + r.label + " | " + (r.before ? num(r.format, *r.before) : "-") + " | " +
+      md += "| " + r.label + " | " + (r.before ? num(r.format, *r.before) + (r.before_cached ? " (cached)" : "") : "-") + " | " +
             (r.after ? num(r.format, *r.after) : "-") + " | " + change + " |\n";
     }
   }
   bool any_cached = false;
   for (auto& [name, r] : before.items()) any_cached = any_cached || r.contains("cached");
-  if (any_cached) md += "\nOriginal-model results marked cached were reused from an earlier job on the same model, task and data.\n";
+  if (any_cached)
+    md += std::string("\nNumbers marked (cached) were not computed by this job: they were reused from an earlier job on "
+                      "the same model files, task and data (user_data/.cache/baselines).\n");
+  // Throughput, apart from the table and said for what it is.
+  std::string speed;
+  for (const auto* results : {&before, &after})
+    for (auto& [name, r] : results->items())
+      if (r.is_object() && r.contains("tokens_per_s") && r["tokens_per_s"].is_number() && !r.contains("cached"))
+        speed += (speed.empty() ? "" : "; ") + name + (evaluate_only ? "" : results == &before ? " original " : " quantized ") +
+                 num("%.0f", r["tokens_per_s"].get<double>());
+  if (!speed.empty())
+    md += "\nEvaluation throughput in tokens/s (" + speed + ") is qjobs' float reference forward on this machine" +
+          (evaluate_only ? std::string("") : std::string(", the quantized model simulated with dequantized weights")) +
+          ", measured while other work may share the machine: it is not the speed of a serving engine.\n";
   md += "\nProtocols:\n";
   for (const auto* results : {&before, &after})
     for (auto& [name, r] : results->items())

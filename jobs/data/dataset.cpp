@@ -8,6 +8,7 @@
 
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
+#include "common/model_locator.hpp"
 #include "jobs/tokenizer/tokenizer.hpp"
 
 namespace qjobs::data {
@@ -87,29 +88,16 @@ std::vector<std::string> read_file_rows(const fs::path& file, const DatasetSpec&
   return rows;
 }
 
-// The file of `split` in a folder: <split>.jsonl|json|txt, or <split>-*.jsonl.
-std::optional<fs::path> split_file(const fs::path& dir, const std::string& split) {
-  for (const char* ext : {".jsonl", ".json", ".txt"})
-    if (fs::exists(dir / (split + ext))) return dir / (split + ext);
-  if (fs::is_directory(dir))
-    for (const auto& e : fs::directory_iterator(dir))
-      if (e.path().filename().string().rfind(split + "-", 0) == 0) return e.path();
-  return std::nullopt;
-}
-
 }  // namespace
 
-fs::path data_root() {
-  const char* d = std::getenv("QJOBS_DATA_DIR");
-  return d && *d ? fs::path(d) : fs::path("datasets");
-}
+fs::path data_root() { return dataset_root(); }
 
 fs::path resolve_file(const DatasetSpec& s) {
   if (!s.path.empty()) {
     const fs::path p(s.path);
     if (fs::is_regular_file(p)) return p;
     if (fs::is_directory(p)) {
-      if (auto f = split_file(p, s.split)) return *f;
+      if (auto f = find_split_file(p, s.split)) return *f;
       throw Error(ErrorKind::not_found, "DATA_PATH " + p.string() + " has no file for split '" + s.split +
                                             "' (expected " + s.split + ".jsonl, .json or .txt)");
     }
@@ -118,16 +106,27 @@ fs::path resolve_file(const DatasetSpec& s) {
   if (s.name.empty()) throw Error(ErrorKind::invalid_input, "no data: set DATA_PATH or DATASET_NAME");
   fs::path dir = data_root() / s.name;
   if (!s.subname.empty()) dir /= s.subname;
-  if (auto f = split_file(dir, s.split)) return *f;
+  if (auto f = find_split_file(dir, s.split)) return *f;
   std::string msg = "dataset '" + s.name + (s.subname.empty() ? "" : "/" + s.subname) + "' split '" + s.split +
                     "' is not available locally and this service does not download data. Place it at " +
-                    (dir / (s.split + ".jsonl")).string() + " (one {\"text\": ...} object per line";
+                    (dir / (s.split + ".jsonl")).string() + " (" + s.row_format;
   if (s.name == "wikitext")
     msg += "; for wikitext-2-raw-v1 these are the rows of the Hugging Face dataset's '" + s.split +
            "' split in order, blank rows included";
   msg += "), or set DATA_PATH to a .txt/.jsonl/.json file; the data root is $QJOBS_DATA_DIR (now " +
          fs::absolute(data_root()).string() + ")";
   throw Error(ErrorKind::not_found, msg);
+}
+
+std::string mc_row_format(const std::string& format) {
+  if (format == "mmlu")
+    return "mmlu rows: one {\"question\": ..., \"choices\": [4 strings], \"answer\": 0-3 or \"A\"-\"D\", \"subject\": ...} "
+           "object per line; n-shot examples from the dev split";
+  if (format == "arc")
+    return "arc rows: one {\"question\": ..., \"choices\": {\"text\": [...], \"label\": [...]}, \"answerKey\": ...} "
+           "object per line, as the Hugging Face ai2_arc files hold them";
+  if (format == "tinymmlu") return "tinymmlu rows: one {\"input_formatted\": ..., \"answer\": 0-3} object per line";
+  return "plain multiple-choice rows: one {\"context\": ..., \"choices\": [...], \"gold\": i} object per line";
 }
 
 std::vector<std::string> load_rows(const DatasetSpec& s) { return read_file_rows(resolve_file(s), s); }

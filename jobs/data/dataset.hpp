@@ -33,7 +33,13 @@ struct DatasetSpec {
   std::string split = "train";
   std::vector<std::string> text_columns;  // empty: {"text"}
   std::string format_string;
+  // What a row of this data looks like, for the message when it is missing.
+  std::string row_format = "one {\"text\": ...} object per line";
 };
+
+// The row format of a multiple-choice `format` (plain, mmlu, arc, tinymmlu),
+// as the README's "Datasets" section documents it.
+std::string mc_row_format(const std::string& format);
 
 // Throws Error(not_found) saying where the data was looked for, and
 // Error(data_corruption) naming the file and line of a bad row.

@@ -92,6 +92,7 @@ json run_task(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, c
     ds.name = task.value("dataset", "");
     ds.subname = task.value("subset", "");
     ds.split = task.value("split", std::string("test"));
+    ds.row_format = data::mc_row_format(o.format) + "; see the README's \"Datasets\" section";
     const auto rows = data::load_records(ds);
     std::vector<json> pool;
     std::string shot_split = ds.split;

@@ -443,6 +443,8 @@ QuantOutput LmQuantAlgorithm::run(const QuantInputs& in) {
     double alpha = 0.5;
     if (const auto* v = at_path(p, {"quant", "smooth", "xw", "alpha"})) alpha = v->get<double>();
     params = {{"alpha", alpha}, {"ACT", preset == "sq_dynamic" ? "dynamic" : "static"}};
+    // quant.enable_smooth: false is W8A8 without smoothing (it used to change nothing).
+    if (const auto* v = at_path(p, {"quant", "enable_smooth"}); v && v->is_boolean()) params["SMOOTHING"] = v->get<bool>();
     algo = std::make_unique<SmoothQuantAlgorithm>();
   } else if (preset == "awq") {
     params = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 128}, {"ZERO_POINT", true}, {"N_GRID", 20}, {"DUO_SCALING", true}, {"CLIP", true}};

@@ -464,19 +464,36 @@ TEST(EvalJob, BaselineAndQuantizedReportCacheEvaluateAndCompare) {
   const auto jc = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "--json", "compare", gptq, rtn, ev});
   ASSERT_EQ(jc.rc, 0) << jc.err;
   const auto table = json::parse(jc.out);
-  ASSERT_EQ(table["columns"].size(), 4u);
-  bool saw_ppl = false;
-  for (const auto& row : table["rows"]) {
-    if (row["metric"] != "kjv ppl") continue;
-    saw_ppl = true;
-    EXPECT_EQ(row["values"][0], rep1["eval"]["original"]["kjv"]["ppl"]);
-    EXPECT_EQ(row["values"][1], rep1["eval"]["quantized"]["kjv"]["ppl"]);
-    EXPECT_EQ(row["values"][2], rep2["eval"]["quantized"]["kjv"]["ppl"]);
-    EXPECT_EQ(row["values"][3], rep3["eval"]["model"]["kjv"]["ppl"]);
+  ASSERT_EQ(table["columns"].size(), 3u);
+  EXPECT_EQ(table["columns"][0]["label"], "GPTQ W4 g32 compressed-tensors");
+  EXPECT_EQ(table["columns"][1]["label"], "RTN W4 g32 compressed-tensors");
+  EXPECT_EQ(table["columns"][2]["label"], "Evaluate");
+  // Like with like: the Evaluate job measured another model (the packed
+  // checkpoint), so its number has its own row.
+  int rows = 0;
+  for (const auto& t : table["tables"]) {
+    if (t["task"] != "kjv" || t["metric"] != "ppl") continue;
+    ++rows;
+    if (t["model"] == kExample.string()) {
+      EXPECT_EQ(t["original"], rep1["eval"]["original"]["kjv"]["ppl"]);
+      EXPECT_EQ(t["values"][0], rep1["eval"]["quantized"]["kjv"]["ppl"]);
+      EXPECT_EQ(t["values"][1], rep2["eval"]["quantized"]["kjv"]["ppl"]);
+      EXPECT_TRUE(t["values"][2].is_null());
+    } else {
+      EXPECT_EQ(t["model"], (dir1 / "model").string());
+      EXPECT_TRUE(t["original"].is_null());
+      EXPECT_EQ(t["values"][2], rep3["eval"]["model"]["kjv"]["ppl"]);
+    }
   }
-  EXPECT_TRUE(saw_ppl) << jc.out;
+  EXPECT_EQ(rows, 2) << jc.out;
   const auto jm = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "compare", gptq, rtn});
-  EXPECT_NE(jm.out.find("| kjv ppl |"), std::string::npos) << jm.out;
+  EXPECT_NE(jm.out.find("| kjv ppl (seqlen 256, 6 windows"), std::string::npos) << jm.out;
+  EXPECT_NE(jm.out.find("| GPTQ W4 g32 compressed-tensors | RTN W4 g32 compressed-tensors |"), std::string::npos) << jm.out;
+  // The second job's original numbers came from the cache: its report says so.
+  const std::string md2 = read_file(root / "ud/jobs" / rtn / "report.md");
+  EXPECT_NE(md2.find("(cached)"), std::string::npos) << md2;
+  EXPECT_EQ(md2.find("| kjv tokens/s"), std::string::npos) << "throughput is not in the comparison table";
+  EXPECT_NE(md2.find("not the speed of a serving engine"), std::string::npos) << md2;
   server.terminate();
   fs::remove_all(root);
 }
@@ -676,4 +693,58 @@ TEST(ActQuantJob, QuarkInt8PerTensorWithoutSmoothingReadsBack) {
 }
 
 }  // namespace
+// Issue 16: LMQuant's sq_static with quant.enable_smooth: false is SmoothQuant
+// without smoothing (it used to change nothing): the same weights as
+// ALGORITHM SmoothQuant with SMOOTHING: false, and not those of the smoothed run.
+TEST(ActQuantJob, LmquantSqStaticEnableSmoothFalseIsW8A8WithoutSmoothing) {
+  const fs::path root = make_temp_dir("sq_enable_smooth");
+  ServerProcess server(root / "ud", {"--slots", "1"});
+  const std::string head = "MODEL: \"" + kExample.string() + "\"\nDATA_PATH: \"" +
+                           (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
+                           "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\n";
+  const auto weights = [&](const std::string& name, const std::string& body) {
+    const std::string id = submit_and_wait(server, root, name, head + body);
+    return read_file(root / "ud/jobs" / id / "model/model.safetensors");
+  };
+  const std::string off = weights("off", "ALGORITHM: LMQuant\nllm:\n  LMQuant:\n    quant_type: sq_static\n"
+                                         "    quant.enable_smooth: false\n");
+  const std::string plain = weights("plain", "ALGORITHM: SmoothQuant\nllm:\n  SmoothQuant:\n    ACT: static\n    SMOOTHING: false\n");
+  const std::string on = weights("on", "ALGORITHM: LMQuant\nllm:\n  LMQuant:\n    quant_type: sq_static\n");
+  ASSERT_FALSE(off.empty());
+  EXPECT_EQ(off, plain) << "enable_smooth: false must be SmoothQuant without smoothing";
+  EXPECT_NE(off, on) << "smoothing must change the weights";
+  server.terminate();
+  fs::remove_all(root);
+}
+
+// Issue 16: every recipe of configs/recipes/ runs on the example model as
+// shipped, from the repository root as the README says, and packs a model
+// smaller than the original.
+TEST(RuntimeJob, RecipesRunOnTheExampleModelAsShipped) {
+  const fs::path root = make_temp_dir("recipes");
+  const fs::path here = fs::current_path();
+  fs::current_path(QJOBS_SOURCE_DIR);
+  ServerProcess server(root / "ud", {"--slots", "2"});
+  fs::current_path(here);
+  std::vector<std::pair<std::string, std::string>> ids;  // file, id
+  for (const auto& e : fs::directory_iterator(fs::path(QJOBS_SOURCE_DIR) / "configs/recipes")) {
+    const auto r = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "submit", e.path().string()});
+    ASSERT_EQ(r.rc, 0) << e.path() << "\n" << r.err;
+    ids.push_back({e.path().filename().string(), r.out.substr(0, r.out.find('\n'))});
+  }
+  ASSERT_GE(ids.size(), 6u);
+  for (const auto& [file, id] : ids) {
+    const auto w = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "wait", id});
+    EXPECT_EQ(w.rc, 0) << file << ": " << w.out;
+    const auto rep = json::parse(read_file(root / "ud/jobs" / id / "report.json"));
+    EXPECT_LT(rep["size_mib"]["after"].get<double>(), 0.7 * rep["size_mib"]["before"].get<double>()) << file;
+    EXPECT_EQ(rep["export_format"], "compressed-tensors") << file;
+    EXPECT_TRUE(rep["eval"]["quantized"]["kjv-heldout"]["ppl"].is_number()) << file;
+    EXPECT_LT(rep["eval"]["quantized"]["kjv-heldout"]["ppl"].get<double>(),
+              1.5 * rep["eval"]["original"]["kjv-heldout"]["ppl"].get<double>()) << file;
+  }
+  server.terminate();
+  fs::remove_all(root);
+}
+
 }  // namespace qjobs::testing

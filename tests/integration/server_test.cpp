@@ -11,6 +11,8 @@
 #include <set>
 #include <thread>
 
+#include "common/algorithm_catalog.hpp"
+#include "common/catalog_docs.hpp"
 #include "common/job_dir.hpp"
 #include "integration/harness.hpp"
 #include "jobs/model/random_model.hpp"
@@ -483,6 +485,198 @@ TEST_F(ServerTest, TwoHundredSubmissionsFromEightClients) {
       240s));
   const auto metrics = server.client().request("GET", "/metrics").body;
   EXPECT_NE(metrics.find("qjobs_jobs{state=\"SUCCEEDED\"} 200"), std::string::npos) << metrics;
+}
+
+// Issue 16, jobctl as a user meets it: a Nyuntam JOB_ID is the job's name
+// and works wherever an id does (the newest of the name; the same config
+// twice is two jobs); list has a header and columns; --set and --name;
+// folders download; documented exit codes; errors in --json.
+TEST_F(ServerTest, JobctlNamesColumnsSetDownloadAndExitCodes) {
+  const fs::path ud = root_ / "ud";
+  ServerProcess server(ud, {"--slots", "1"}, {{"QJOBS_TEST_STEP_DELAY_MS", "40"}});
+  const std::string jobctl = (bin_dir() / "jobctl").string();
+  const auto jc = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {jobctl, "--server", server.url()});
+    return run_cmd(args);
+  };
+  // No arguments: usage, exit 2. No server: exit 3.
+  const auto none = run_cmd({jobctl});
+  EXPECT_EQ(none.rc, 2);
+  EXPECT_NE((none.out + none.err).find("submit"), std::string::npos) << none.err;
+  EXPECT_EQ(run_cmd({jobctl, "--server", "http://127.0.0.1:1", "list"}).rc, 3);
+  EXPECT_EQ(jc({"frobnicate"}).rc, 2);
+
+  // Nyuntam's config twice: two jobs of one name.
+  std::string spec = rtn_spec();
+  spec.replace(spec.find("JOB_ID: t"), 9, "JOB_ID: \"awq_quantization\"");
+  const fs::path file = write_spec("nyuntam.yaml", spec);
+  const auto s1 = jc({"submit", file.string(), "--wait"});
+  ASSERT_EQ(s1.rc, 0) << s1.err;
+  const auto s2 = jc({"submit", file.string(), "--wait"});
+  ASSERT_EQ(s2.rc, 0) << s2.err;
+  const std::string id1 = s1.out.substr(0, s1.out.find('\n')), id2 = s2.out.substr(0, s2.out.find('\n'));
+  EXPECT_NE(id1, id2);
+  const auto st = jc({"--json", "status", "awq_quantization"});
+  ASSERT_EQ(st.rc, 0) << st.err;
+  EXPECT_EQ(json::parse(st.out)["id"], id2) << "the newest job of the name";
+  EXPECT_EQ(json::parse(st.out)["name"], "awq_quantization");
+  EXPECT_EQ(jc({"wait", "awq_quantization"}).rc, 0);
+  EXPECT_EQ(jc({"logs", "awq_quantization"}).rc, 0);
+  const auto named = jc({"list", "--name", "awq_quantization"});
+  ASSERT_EQ(named.rc, 0) << named.err;
+  const auto header = named.out.substr(0, named.out.find('\n'));
+  std::size_t at = 0;
+  for (const char* col : {"ID", "NAME", "STATE", "ALGORITHM", "MODEL", "STAGE", "PROGRESS", "AGE"}) {
+    const auto p = header.find(col, at);
+    ASSERT_NE(p, std::string::npos) << col << " in " << header;
+    at = p;
+  }
+  EXPECT_NE(named.out.find(id1), std::string::npos);
+  EXPECT_NE(named.out.find(id2), std::string::npos);
+  EXPECT_NE(named.out.find("SUCCEEDED"), std::string::npos);
+  EXPECT_NE(named.out.find("100%"), std::string::npos) << named.out;
+
+  // Not found: 4, and in --json the error is JSON on stdout.
+  EXPECT_EQ(jc({"status", "no-such-job"}).rc, 4);
+  const auto nf = jc({"--json", "status", "no-such-job"});
+  EXPECT_EQ(nf.rc, 4);
+  const auto nfj = json::parse(nf.out, nullptr, false);
+  ASSERT_FALSE(nfj.is_discarded()) << nf.out;
+  EXPECT_EQ(nfj["status"], 404);
+  EXPECT_EQ(nfj["kind"], "not_found");
+  // An invalid spec: 5 at submission too, with the key and line.
+  const auto bad = jc({"submit", write_spec("bad.yaml", rtn_spec(99)).string()});
+  EXPECT_EQ(bad.rc, 5);
+  EXPECT_NE(bad.err.find("llm.RTN.W_BIT:"), std::string::npos) << bad.err;
+  EXPECT_EQ(jc({"submit", (root_ / "missing.yaml").string()}).rc, 2);
+
+  // --set by dotted path and --name; the stored spec says so.
+  const auto set = jc({"submit", file.string(), "--set", "llm.RTN.W_BIT=8", "--set", "llm.RTN.Q_GROUP_SIZE=-1",
+                       "--name", "renamed", "--wait"});
+  ASSERT_EQ(set.rc, 0) << set.err;
+  const json renamed = server.job("renamed");
+  EXPECT_EQ(renamed["name"], "renamed");
+  EXPECT_EQ(renamed["spec"]["params"]["W_BIT"], 8);
+  EXPECT_EQ(renamed["spec"]["params"]["Q_GROUP_SIZE"], -1);
+  EXPECT_NE(renamed["spec_yaml"].get<std::string>().find("W_BIT: 8"), std::string::npos);
+  check_rtn_output(ud / "jobs" / renamed["id"].get<std::string>() / "model", 8, -1, true);
+
+  // A folder downloads alone.
+  const fs::path out = root_ / "dl";
+  const auto dl = jc({"download", "renamed", "model/", "-o", out.string()});
+  ASSERT_EQ(dl.rc, 0) << dl.err;
+  EXPECT_TRUE(fs::exists(out / "model" / "config.json"));
+  EXPECT_FALSE(fs::exists(out / "report.md")) << "only the folder asked for";
+  EXPECT_EQ(load_dir(out / "model").size(), load_dir(ud / "jobs" / renamed["id"].get<std::string>() / "model").size());
+  EXPECT_EQ(jc({"download", "renamed", "nothing-here/", "-o", out.string()}).rc, 4);
+
+  // list --watch redraws until nothing listed is queued or running.
+  const std::string slow = submit(server, rtn_spec());
+  ASSERT_TRUE(wait_until([&] { return server.job(slow)["state"] == "RUNNING"; }, 30s));
+  const auto watch = jc({"list", "--watch", "--limit", "3"});
+  EXPECT_EQ(watch.rc, 0) << watch.err;
+  EXPECT_NE(watch.out.find("RUNNING"), std::string::npos) << watch.out;
+  EXPECT_EQ(server.job(slow)["state"], "SUCCEEDED") << "--watch returned before the job ended";
+  server.terminate();
+}
+
+// Issue 16: `jobctl algorithms` and `init` come from the catalog; every
+// template validates against a real server as it is printed.
+TEST_F(ServerTest, JobctlAlgorithmsAndInitTemplatesThatValidate) {
+  const std::string jobctl = (bin_dir() / "jobctl").string();
+  const auto all = run_cmd({jobctl, "algorithms"});
+  ASSERT_EQ(all.rc, 0);
+  const auto hqq = run_cmd({jobctl, "algorithms", "HQQ"});
+  ASSERT_EQ(hqq.rc, 0);
+  EXPECT_NE(hqq.out.find("| `Q_GROUP_SIZE` | integer | `64` |"), std::string::npos) << hqq.out;
+  EXPECT_EQ(hqq.out.find("### `RTN`"), std::string::npos) << "one algorithm only";
+  EXPECT_EQ(run_cmd({jobctl, "algorithms", "--markdown"}).out, catalog_markdown());
+  const auto js = json::parse(run_cmd({jobctl, "--json", "algorithms", "GPTQ"}).out);
+  EXPECT_EQ(js["name"], "GPTQ");
+  EXPECT_EQ(run_cmd({jobctl, "algorithms", "NoSuch"}).rc, 4);
+
+  // The templates name repository-relative data: the server runs from the
+  // repository root, as scripts/demo.sh starts it.
+  const fs::path here = fs::current_path();
+  fs::current_path(QJOBS_SOURCE_DIR);
+  ServerProcess server(root_ / "ud", {"--slots", "1"});
+  fs::current_path(here);
+  int checked = 0;
+  for (const auto& algo : algorithm_catalog()) {
+    if (!algo.available) continue;
+    const auto t = run_cmd({jobctl, "init", algo.name, "--model", "examples/kjv-llama"});
+    ASSERT_EQ(t.rc, 0) << algo.name;
+    EXPECT_NE(t.out.find("ALGORITHM: " + algo.name), std::string::npos);
+    const fs::path f = write_spec("init-" + algo.name + ".yaml", t.out);
+    const auto v = run_cmd({jobctl, "--server", server.url(), "validate", f.string()});
+    EXPECT_EQ(v.rc, 0) << algo.name << ":\n" << t.out << "\n" << v.err;
+    ++checked;
+  }
+  EXPECT_GE(checked, 9);
+  server.terminate();
+}
+
+// Issue 16: the dashboard is served at / without a token (the page holds no
+// data), every API call still needs one, and the page is locked down (CSP).
+TEST_F(ServerTest, DashboardFilesAreServedAndTheApiStillNeedsTheToken) {
+  std::ofstream(root_ / "tokens") << "dash-token\n";
+  ServerProcess server(root_ / "ud", {"--slots", "1", "--tokens-file", (root_ / "tokens").string()});
+  auto anon = server.client();
+  const auto page = anon.request("GET", "/");
+  ASSERT_EQ(page.status, 200);
+  EXPECT_EQ(page.headers.at("content-type").rfind("text/html", 0), 0u);
+  EXPECT_NE(page.body.find("/ui/app.js"), std::string::npos);
+  EXPECT_NE(page.headers.at("content-security-policy").find("default-src 'self'"), std::string::npos);
+  const auto js = anon.request("GET", "/ui/app.js");
+  ASSERT_EQ(js.status, 200);
+  EXPECT_EQ(js.headers.at("content-type").rfind("text/javascript", 0), 0u);
+  EXPECT_GT(js.body.size(), 1000u);
+  EXPECT_EQ(anon.request("GET", "/ui/style.css").status, 200);
+  EXPECT_NE(anon.request("GET", "/ui/../qjobs.db").status, 200);
+  EXPECT_NE(anon.request("GET", "/ui/nothing.js").status, 200);
+  EXPECT_EQ(anon.request("GET", "/jobs").status, 401);
+  EXPECT_EQ(anon.request("GET", "/algorithms").status, 401);
+  auto authed = server.client("dash-token");
+  const auto algos = authed.request("GET", "/algorithms");
+  ASSERT_EQ(algos.status, 200);
+  bool rtn = false;
+  const json listed = json::parse(algos.body);
+  for (const auto& a : listed["algorithms"]) rtn = rtn || a.value("name", std::string()) == "RTN";
+  EXPECT_TRUE(rtn) << algos.body.substr(0, 300);
+  const auto cmp = authed.request("GET", "/compare?ids=nope");
+  EXPECT_EQ(cmp.status, 404) << cmp.body;
+  EXPECT_EQ(authed.request("GET", "/compare").status, 400);
+  server.terminate();
+}
+
+// Issue 16: a job that fails has a report too: the error, the stage it
+// failed in, its attempts and the end of its log; `jobctl wait` exits 1.
+TEST_F(ServerTest, FailedJobsHaveAReportWithTheErrorAndTheStage) {
+  ServerProcess server(root_ / "ud", {"--slots", "1"});
+  const fs::path broken = root_ / "broken";
+  fs::create_directories(broken);
+  fs::copy_file(model_ / "config.json", broken / "config.json");
+  std::ofstream(broken / "model.safetensors") << "this is not a safetensors file";
+  std::string spec = rtn_spec();
+  spec.replace(spec.find(model_.string()), model_.string().size(), broken.string());
+  spec += "MAX_ATTEMPTS: 1\n";
+  const std::string id = submit(server, spec);
+  const std::string jobctl = (bin_dir() / "jobctl").string();
+  const auto w = run_cmd({jobctl, "--server", server.url(), "wait", id});
+  EXPECT_EQ(w.rc, 1) << w.out;
+  const json job = server.job(id);
+  ASSERT_EQ(job["state"], "FAILED");
+  const auto rep = run_cmd({jobctl, "--server", server.url(), "report", id});
+  ASSERT_EQ(rep.rc, 0) << rep.err;
+  EXPECT_NE(rep.out.find("FAILED"), std::string::npos) << rep.out;
+  EXPECT_NE(rep.out.find("| error type | " + job["error_type"].get<std::string>() + " |"), std::string::npos) << rep.out;
+  EXPECT_NE(rep.out.find("| stage | load |"), std::string::npos) << rep.out;
+  EXPECT_NE(rep.out.find(job["error"].get<std::string>().substr(0, 40)), std::string::npos) << rep.out;
+  EXPECT_NE(rep.out.find("End of logs/worker.log"), std::string::npos) << rep.out;
+  const auto rj = json::parse(run_cmd({jobctl, "--server", server.url(), "--json", "report", id}).out);
+  EXPECT_EQ(rj["state"], "FAILED");
+  EXPECT_EQ(rj["stage"], "load");
+  server.terminate();
 }
 
 }  // namespace

@@ -541,3 +541,123 @@ TEST(SpecLimits, BandedEditDistanceMatchesTheFullTable) {
 
 }  // namespace
 }  // namespace qjobs
+
+namespace qjobs {
+namespace {
+
+// Issue 16: what a submission reads from the server's machine is checked
+// before it is stored (SpecContext::local_files), each at its key and line.
+TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
+  namespace fs = std::filesystem;
+  const auto dir = fs::temp_directory_path() / ("qjobs_local_" + std::to_string(::getpid()));
+  fs::create_directories(dir / "model");
+  fs::create_directories(dir / "empty_model");
+  std::ofstream(dir / "model" / "config.json") << R"({"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100, "max_position_embeddings": 512})";
+  std::ofstream(dir / "calib.jsonl") << "{\"text\": \"x\"}\n";
+  const SpecContext local{.local_files = true};
+  const std::string m = "MODEL: \"" + (dir / "model").string() + "\"\n";
+
+  // Everything present: accepted, and without the context nothing is looked at.
+  const auto ok = parse_job_spec(m + "ALGORITHM: GPTQ\nDATA_PATH: \"" + (dir / "calib.jsonl").string() + "\"\n", local);
+  EXPECT_TRUE(ok.spec) << (ok.issues.empty() ? "" : ok.issues[0].message);
+  EXPECT_TRUE(parse_job_spec("MODEL: /no/such/model\nALGORITHM: RTN\n").spec);
+
+  // A MODEL path that is not there is refused (it used to go to the hub).
+  const auto missing = parse_job_spec("ALGORITHM: RTN\nMODEL: \"/no/such/model\"\n", local);
+  ASSERT_EQ(missing.issues.size(), 1u);
+  EXPECT_EQ(missing.issues[0].path, "MODEL");
+  EXPECT_EQ(missing.issues[0].line, 2);
+  EXPECT_NE(missing.issues[0].message.find("no model folder /no/such/model"), std::string::npos) << missing.issues[0].message;
+  const auto relative = parse_job_spec("MODEL: \"./nowhere/model\"\nALGORITHM: RTN\n", local);
+  ASSERT_EQ(relative.issues.size(), 1u);
+  EXPECT_NE(relative.issues[0].message.find("working directory"), std::string::npos);
+  const auto empty = parse_job_spec("MODEL: \"" + (dir / "empty_model").string() + "\"\nALGORITHM: RTN\n", local);
+  ASSERT_EQ(empty.issues.size(), 1u);
+  EXPECT_NE(empty.issues[0].message.find("no config.json"), std::string::npos);
+  // A hub id is left to the worker (it may be downloaded).
+  EXPECT_TRUE(parse_job_spec("MODEL: \"org-that-is-not-here/model\"\nALGORITHM: RTN\n", local).spec);
+
+  // Data files, at their keys.
+  const auto data = parse_job_spec(m + "ALGORITHM: GPTQ\nDATA_PATH: \"/no/such/calib.jsonl\"\n", local);
+  ASSERT_EQ(data.issues.size(), 1u);
+  EXPECT_EQ(data.issues[0].path, "DATA_PATH");
+  EXPECT_EQ(data.issues[0].line, 3);
+  const auto cal = parse_job_spec(m + "ALGORITHM: GPTQ\ncalibration:\n  n_samples: 4\n  data_path: /no/calib.txt\n", local);
+  ASSERT_EQ(cal.issues.size(), 1u);
+  EXPECT_EQ(cal.issues[0].path, "calibration.data_path");
+  EXPECT_EQ(cal.issues[0].line, 5);
+  const auto ev = parse_job_spec(m + "ALGORITHM: RTN\neval:\n  tasks:\n    - type: mc\n      format: arc\n"
+                                     "      data_path: /no/arc.jsonl\n", local);
+  ASSERT_EQ(ev.issues.size(), 1u) << ev.issues[0].path << ": " << ev.issues[0].message;
+  EXPECT_EQ(ev.issues[0].path, "eval.tasks[0].data_path");
+  EXPECT_EQ(ev.issues[0].line, 7);
+  EXPECT_NE(ev.issues[0].message.find("Datasets"), std::string::npos) << "points at the README's dataset layout";
+  // DATASET_NAME under the data root.
+  ::setenv("QJOBS_DATA_DIR", (dir / "datasets").c_str(), 1);
+  const auto ds = parse_job_spec(m + "ALGORITHM: GPTQ\nDATASET_NAME: wikitext\nDATASET_SUBNAME: wikitext-2-raw-v1\n", local);
+  ASSERT_EQ(ds.issues.size(), 1u);
+  EXPECT_EQ(ds.issues[0].path, "DATASET_NAME");
+  EXPECT_NE(ds.issues[0].message.find((dir / "datasets/wikitext/wikitext-2-raw-v1/train.jsonl").string()), std::string::npos)
+      << ds.issues[0].message;
+  fs::create_directories(dir / "datasets/wikitext/wikitext-2-raw-v1");
+  std::ofstream(dir / "datasets/wikitext/wikitext-2-raw-v1/train.jsonl") << "{\"text\": \"x\"}\n";
+  EXPECT_TRUE(parse_job_spec(m + "ALGORITHM: GPTQ\nDATASET_NAME: wikitext\nDATASET_SUBNAME: wikitext-2-raw-v1\n", local).spec);
+
+  // An eval window past max_position_embeddings (512 here) is refused at its key ...
+  const auto window = parse_job_spec(m + "ALGORITHM: RTN\neval:\n  tasks:\n    - type: ppl\n      data_path: \"" +
+                                         (dir / "calib.jsonl").string() + "\"\n      seqlen: 1024\n", local);
+  ASSERT_EQ(window.issues.size(), 1u);
+  EXPECT_EQ(window.issues[0].path, "eval.tasks[0].seqlen");
+  EXPECT_EQ(window.issues[0].line, 7);
+  EXPECT_NE(window.issues[0].message.find("max_position_embeddings 512"), std::string::npos);
+  // ... and Nyuntam's eval.max_seq_length is cut to it, with a warning
+  // (its wikitext task reads WikiText-2's test split under the data root).
+  ::setenv("QJOBS_DATA_DIR", (dir / "datasets").c_str(), 1);
+  std::ofstream(dir / "datasets/wikitext/wikitext-2-raw-v1/test.jsonl") << "{\"text\": \"x\"}\n";
+  const auto nyuntam = parse_job_spec(m + "ALGORITHM: LMQuant\nDATA_PATH: \"" + (dir / "calib.jsonl").string() +
+                                          "\"\nllm:\n  LMQuant:\n    quant_type: gchn\n    eval.tasks: [\"wikitext\"]\n"
+                                          "    eval.max_seq_length: 4096\n",
+                                      local);
+  ASSERT_TRUE(nyuntam.spec) << (nyuntam.issues.empty() ? "" : nyuntam.issues[0].message);
+  EXPECT_EQ(nyuntam.spec->eval["tasks"][0]["seqlen"], 512);
+  bool said = false;
+  for (const auto& w : nyuntam.spec->warnings) said = said || w.find("max_seq_length 4096") != std::string::npos;
+  EXPECT_TRUE(said);
+  ::unsetenv("QJOBS_DATA_DIR");
+  fs::remove_all(dir);
+}
+
+// Issue 16: keys that do nothing say so. A top-level eval wins over
+// LMQuant's eval.tasks (with a warning); the quant.* keys a preset ignores
+// are named; quant.enable_smooth is honoured by sq_* and not named.
+TEST(JobSpec, KeysWithoutEffectAreNamedInWarnings) {
+  const auto both = parse_job_spec(
+      "MODEL: m\nALGORITHM: LMQuant\nDATA_PATH: d.jsonl\nllm:\n  LMQuant:\n    quant_type: gchn\n    eval.tasks: [\"wikitext\"]\n"
+      "eval:\n  tasks:\n    - type: ppl\n      data_path: t.jsonl\n");
+  ASSERT_TRUE(both.spec);
+  ASSERT_EQ(both.spec->eval["tasks"].size(), 1u);
+  EXPECT_EQ(both.spec->eval["tasks"][0]["type"], "ppl");
+  bool said = false;
+  for (const auto& w : both.spec->warnings) said = said || w.find("llm.LMQuant.eval.tasks is ignored") != std::string::npos;
+  EXPECT_TRUE(said);
+
+  const auto sq = parse_job_spec(
+      "MODEL: m\nALGORITHM: LMQuant\nDATA_PATH: d.jsonl\nllm:\n  LMQuant:\n    quant_type: sq_static\n"
+      "    quant.enable_smooth: false\n    quant.smooth.xw.alpha: 0.6\n    quant.enable_rotation: true\n");
+  ASSERT_TRUE(sq.spec) << sq.issues[0].message;
+  std::string all;
+  for (const auto& w : sq.spec->warnings) all += w + "\n";
+  EXPECT_NE(all.find("llm.LMQuant.quant.enable_rotation has no effect with quant_type sq_static"), std::string::npos) << all;
+  EXPECT_EQ(all.find("llm.LMQuant.quant.enable_smooth has no effect"), std::string::npos) << all;
+  EXPECT_EQ(all.find("quant.smooth.xw.alpha has no effect"), std::string::npos) << all;
+
+  // JOB_ID is the job's name: bounded, printable.
+  EXPECT_TRUE(parse_job_spec("MODEL: m\nALGORITHM: RTN\nJOB_ID: awq_quantization\n").spec);
+  const auto long_name = parse_job_spec("MODEL: m\nALGORITHM: RTN\nJOB_ID: \"" + std::string(200, 'x') + "\"\n");
+  ASSERT_EQ(long_name.issues.size(), 1u);
+  EXPECT_EQ(long_name.issues[0].path, "JOB_ID");
+}
+
+}  // namespace
+}  // namespace qjobs

@@ -261,5 +261,31 @@ TEST_F(StoreTest, ReadsGoOnWhileAWriteHangs) {
   EXPECT_TRUE(s.get("b"));
 }
 
+// Issue 16: a job is found by its name (JOB_ID) as well as its id: the newest
+// job of that name, unless some job has that id; names need not be unique.
+TEST_F(StoreTest, JobsAreFoundByNameNewestFirst) {
+  Store s(dir_ / "q.db");
+  auto a = job("20261202-000000-aaaa");
+  a.name = "awq_quantization";
+  auto b = job("20261202-000001-bbbb");
+  b.name = "awq_quantization";
+  auto c = job("awq_quantization-is-an-id");
+  c.name = "other";
+  s.insert(a);
+  s.insert(b);
+  s.insert(c);
+  ASSERT_TRUE(s.find("awq_quantization"));
+  EXPECT_EQ(s.find("awq_quantization")->id, b.id) << "the newest of the name";
+  EXPECT_EQ(s.find(a.id)->id, a.id) << "an id still finds its own job";
+  EXPECT_EQ(s.find("awq_quantization-is-an-id")->id, c.id);
+  EXPECT_FALSE(s.find("nobody"));
+  EXPECT_FALSE(s.find("")) << "jobs without a name are not found by the empty name";
+  const auto named = s.list(std::nullopt, 10, std::nullopt, std::string("awq_quantization"));
+  ASSERT_EQ(named.size(), 2u);
+  EXPECT_EQ(named[0].id, b.id);
+  EXPECT_EQ(named[1].id, a.id);
+  EXPECT_EQ(s.list(std::nullopt, 10, std::nullopt).size(), 3u);
+}
+
 }  // namespace
 }  // namespace qjobs::server

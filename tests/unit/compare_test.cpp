@@ -1,0 +1,127 @@
+// jobs side by side (server/report_compare): like with like only.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/catalog_docs.hpp"
+#include "server/report_compare.hpp"
+
+namespace qjobs::server {
+namespace {
+using nlohmann::json;
+
+json ppl(double v, int seqlen, int windows, bool cached = false) {
+  json r = {{"ppl", v}, {"seqlen", seqlen}, {"windows", windows}, {"tokens_per_s", 1234.0},
+            {"protocol", "GPTQ/AWQ: one BOS, non-overlapping windows"}, {"data", "kjv/test.jsonl"}};
+  if (cached) r["cached"] = {{"fingerprint", "f"}};
+  return r;
+}
+
+json report(const std::string& algo, const std::string& model, json params, json original, json quantized,
+            double size_before, double size_after) {
+  return {{"algorithm", algo}, {"model", {{"source", model}}}, {"export_format", "compressed-tensors"},
+          {"spec", {{"ALGORITHM", algo}, {"params", std::move(params)}}},
+          {"size_mib", {{"before", size_before}, {"after", size_after}}},
+          {"stage_seconds", {{"quantize", 2.5}}},
+          {"eval", {{"original", std::move(original)}, {"quantized", std::move(quantized)}}}};
+}
+
+// Issue 16: a 512- and a 256-window perplexity, or two models, never share a
+// row; columns say what was done; cached numbers are marked; tokens/s is
+// not compared.
+TEST(Compare, OnlyLikeWithLikeSharesARow) {
+  const json rtn = report("RTN", "m", {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}}, {{"kjv", ppl(10.0, 256, 6)}},
+                          {{"kjv", ppl(11.0, 256, 6)}}, 3.3, 1.0);
+  const json gptq = report("GPTQ", "m", {{"W_BIT", 4}, {"Q_GROUP_SIZE", -1}}, {{"kjv", ppl(10.0, 256, 6, true)}},
+                           {{"kjv", ppl(10.5, 256, 6)}}, 3.3, 0.9);
+  const json long_window = report("RTN", "m", {{"W_BIT", 8}, {"Q_GROUP_SIZE", 32}}, {{"kjv", ppl(9.0, 512, 3)}},
+                                  {{"kjv", ppl(9.1, 512, 3)}}, 3.3, 1.6);
+  json other = {{"algorithm", "Evaluate"}, {"model", {{"source", "n"}}}, {"export_format", nullptr},
+                {"size_mib", {{"before", 7.0}, {"after", nullptr}}}, {"eval", {{"model", {{"kjv", ppl(20.0, 256, 6)}}}}}};
+  const auto c = compare_reports({{"a", "", "SUCCEEDED", rtn},
+                                  {"b", "mine", "SUCCEEDED", gptq},
+                                  {"c", "", "SUCCEEDED", long_window},
+                                  {"d", "", "SUCCEEDED", other},
+                                  {"e", "", "RUNNING", nullptr}});
+  ASSERT_EQ(c["columns"].size(), 5u);
+  EXPECT_EQ(c["columns"][0]["label"], "RTN W4 g32 compressed-tensors");
+  EXPECT_EQ(c["columns"][1]["label"], "GPTQ W4 per-channel compressed-tensors");
+  EXPECT_EQ(c["columns"][2]["label"], "RTN W8 g32 compressed-tensors");
+  EXPECT_EQ(c["columns"][3]["label"], "Evaluate");
+  EXPECT_EQ(c["columns"][0]["size_mib"], 1.0);
+  EXPECT_EQ(c["columns"][3]["size_mib"], 7.0) << "an Evaluate job's size is its model's";
+  EXPECT_TRUE(c["columns"][4]["size_mib"].is_null());
+  EXPECT_EQ(c["original_size_mib"]["m"], 3.3);
+  EXPECT_FALSE(c["original_size_mib"].contains("n")) << "an Evaluate job has no original";
+
+  // Three rows of kjv ppl: (m, 256 x 6), (m, 512 x 3), (n, 256 x 6).
+  ASSERT_EQ(c["tables"].size(), 3u) << c.dump(2);
+  const json& t256 = c["tables"][0];
+  EXPECT_EQ(t256["model"], "m");
+  EXPECT_EQ(t256["metric"], "ppl");
+  EXPECT_EQ(t256["original"], 10.0);
+  EXPECT_EQ(t256["values"], json({11.0, 10.5, nullptr, nullptr, nullptr}));
+  EXPECT_FALSE(t256["original_cached"]) << "the first job computed it";
+  const json& t512 = c["tables"][1];
+  EXPECT_EQ(t512["original"], 9.0);
+  EXPECT_EQ(t512["values"], json({nullptr, nullptr, 9.1, nullptr, nullptr}));
+  const json& tn = c["tables"][2];
+  EXPECT_EQ(tn["model"], "n");
+  EXPECT_TRUE(tn["original"].is_null());
+  EXPECT_EQ(tn["values"], json({nullptr, nullptr, nullptr, 20.0, nullptr}));
+  std::string notes;
+  for (const auto& n : c["notes"]) notes += n.get<std::string>() + "\n";
+  EXPECT_NE(notes.find("task kjv on m was measured with 2 different protocols"), std::string::npos) << notes;
+  EXPECT_NE(notes.find("2 different models"), std::string::npos) << notes;
+  EXPECT_NE(notes.find("job e (RUNNING) has no report yet"), std::string::npos) << notes;
+
+  const std::string md = compare_markdown(c);
+  EXPECT_NE(md.find("| | original | RTN W4 g32 compressed-tensors | GPTQ W4 per-channel compressed-tensors |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| kjv ppl (seqlen 256, 6 windows, data kjv/test.jsonl; m) | 10.0000 | 11.0000 | 10.5000 | - | - | - |"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("| kjv ppl (seqlen 512, 3 windows, data kjv/test.jsonl; m) | 9.0000 | - | - | 9.1000 | - | - |"),
+            std::string::npos) << md;
+  EXPECT_EQ(md.find("tokens"), std::string::npos) << "throughput is not compared";
+  EXPECT_NE(md.find("GPTQ W4 per-channel compressed-tensors = b (mine)"), std::string::npos) << md;
+
+  // Cached numbers are marked: the second job's original alone.
+  const auto cached = compare_reports({{"b", "", "SUCCEEDED", gptq}});
+  EXPECT_TRUE(cached["tables"][0]["original_cached"]);
+  EXPECT_NE(compare_markdown(cached).find("10.0000*"), std::string::npos);
+}
+
+// Two columns that would read the same are told apart by name, else id.
+TEST(Compare, EqualLabelsAreToldApart) {
+  const json r = report("RTN", "m", {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}}, json::object(), json::object(), 1, 1);
+  const auto c = compare_reports({{"id1", "", "SUCCEEDED", r}, {"id2", "second", "SUCCEEDED", r}});
+  EXPECT_EQ(c["columns"][0]["label"], "RTN W4 g32 compressed-tensors [id1]");
+  EXPECT_EQ(c["columns"][1]["label"], "RTN W4 g32 compressed-tensors [second]");
+  // Absent keys take the catalog's defaults (RTN: W4 g128).
+  const json defaults = report("RTN", "m", json::object(), json::object(), json::object(), 1, 1);
+  EXPECT_EQ(compare_label(defaults), "RTN W4 g128 compressed-tensors");
+}
+
+// Issue 16: README.md's spec reference is `jobctl algorithms --markdown`
+// (common/catalog_docs), and it is current.
+TEST(CatalogDocs, ReadmeSpecReferenceIsCurrent) {
+  std::ifstream in(std::filesystem::path(QJOBS_SOURCE_DIR) / "README.md");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string readme = ss.str();
+  const std::string begin = "<!-- jobctl algorithms --markdown: begin -->\n", end = "<!-- jobctl algorithms --markdown: end -->";
+  const auto a = readme.find(begin), b = readme.find(end);
+  ASSERT_NE(a, std::string::npos);
+  ASSERT_NE(b, std::string::npos);
+  EXPECT_EQ(readme.substr(a + begin.size(), b - a - begin.size()), catalog_markdown())
+      << "README.md is stale: regenerate the section with build/bin/jobctl algorithms --markdown";
+  // Every available algorithm has its section, with HQQ's default group as
+  // the catalog says (one place for defaults).
+  for (const auto& algo : algorithm_catalog())
+    if (algo.available) EXPECT_NE(readme.find("### `" + algo.name + "`"), std::string::npos) << algo.name;
+  EXPECT_NE(catalog_markdown().find("| `Q_GROUP_SIZE` | integer | `64` |"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qjobs::server
