@@ -22,7 +22,8 @@ OUT="$(cd "$2" && pwd)"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 
 if [[ ! -x "$CHROMIUM" ]]; then
-  echo "SKIPPED: $CHROMIUM is not installed (apt-get install chromium)"
+  echo "SKIPPED: $CHROMIUM is not installed (apt-get install chromium; scripts/install-deps.sh does)"
+  [[ "${CI:-}" == true ]] && exit 1
   exit 77
 fi
 for b in qjobs-server qjobs-worker; do

@@ -220,16 +220,16 @@ TEST_F(ServerTest, RtnJobThroughJobctlProducesHandComputedWeights) {
   check_rtn_output(root_ / "ud" / "jobs" / r2.out.substr(0, r2.out.find('\n')) / "model", 3, -1, false);
 }
 
-TEST_F(ServerTest, FailedJobReportsModelLoadAndWaitExitsNonZero) {
+// Issue 16: a MODEL folder that is not there is refused at submission (it
+// used to be accepted, fail at start, and even try the hub); nothing is stored.
+TEST_F(ServerTest, MissingModelFolderIsRefusedAtSubmission) {
   ServerProcess server(root_ / "ud");
-  const auto spec = write_spec("job.yaml", "MODEL: \"" + (root_ / "missing").string() + "\"\nALGORITHM: RTN\n");
+  const auto spec = write_spec("job.yaml", "ALGORITHM: RTN\nMODEL: \"" + (root_ / "missing").string() + "\"\n");
   const auto r = run_cmd({jobctl(), "--server", server.url(), "submit", spec.string(), "--wait"});
-  EXPECT_EQ(r.rc, 1);
-  const std::string id = r.out.substr(0, r.out.find('\n'));
-  const auto job = server.job(id);
-  EXPECT_EQ(job["state"], "FAILED");
-  EXPECT_EQ(job["error_type"], "MODEL_LOAD");
-  EXPECT_NE(job["error"].get<std::string>().find("missing"), std::string::npos) << job.dump();
+  EXPECT_EQ(r.rc, 5) << r.out << r.err;
+  EXPECT_NE(r.err.find("MODEL:2:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no model folder " + (root_ / "missing").string()), std::string::npos) << r.err;
+  EXPECT_TRUE(json::parse(server.client().request("GET", "/jobs").body)["jobs"].empty());
 }
 
 TEST_F(ServerTest, KilledWorkerIsRequeuedAndSucceedsOnTheSecondAttempt) {
@@ -666,6 +666,7 @@ TEST_F(ServerTest, FailedJobsHaveAReportWithTheErrorAndTheStage) {
   EXPECT_EQ(w.rc, 1) << w.out;
   const json job = server.job(id);
   ASSERT_EQ(job["state"], "FAILED");
+  EXPECT_EQ(job["error_type"], "MODEL_LOAD");
   const auto rep = run_cmd({jobctl, "--server", server.url(), "report", id});
   ASSERT_EQ(rep.rc, 0) << rep.err;
   EXPECT_NE(rep.out.find("FAILED"), std::string::npos) << rep.out;

@@ -92,5 +92,28 @@ TEST_F(DatasetTest, KnownDatasetWithoutLocalCopySaysWhereToPutIt) {
   ::unsetenv("QJOBS_DATA_DIR");
 }
 
+// Issue 16: the message for missing multiple-choice data describes that
+// format's rows (it used to suggest {"text": ...} for ARC).
+TEST_F(DatasetTest, MissingMultipleChoiceDataNamesItsRowFormat) {
+  ::setenv("QJOBS_DATA_DIR", (dir_ / "root").c_str(), 1);
+  DatasetSpec s;
+  s.name = "ai2_arc";
+  s.subname = "ARC-Challenge";
+  s.split = "test";
+  s.row_format = mc_row_format("arc");
+  try {
+    load_records(s);
+    FAIL();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find((dir_ / "root/ai2_arc/ARC-Challenge/test.jsonl").string()), std::string::npos) << msg;
+    EXPECT_NE(msg.find("\"answerKey\""), std::string::npos) << msg;
+    EXPECT_EQ(msg.find("{\"text\": ...}"), std::string::npos) << msg;
+  }
+  EXPECT_NE(mc_row_format("mmlu").find("\"subject\""), std::string::npos);
+  EXPECT_NE(mc_row_format("plain").find("\"gold\""), std::string::npos);
+  ::unsetenv("QJOBS_DATA_DIR");
+}
+
 }  // namespace
 }  // namespace qjobs::data
