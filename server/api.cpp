@@ -93,6 +93,7 @@ const std::vector<Api::Route>& Api::routes() {
       {V::get, {"jobs", "{}", "artifacts", "**"}, &Api::artifact},
       {V::get, {"compare"}, &Api::compare},
       {V::get, {"algorithms"}, &Api::algorithms},
+      {V::get, {"algorithms", "{}", "template"}, &Api::algorithm_template},
       {V::get, {"healthz"}, &Api::healthz},
       {V::get, {"metrics"}, &Api::metrics},
   };
@@ -445,6 +446,19 @@ ApiResult Api::compare(const Request& req, const Params&, const Query& q) {
   }
   if (inputs.empty()) return error(http::status::bad_request, "ids names no job", "invalid_input", v);
   return json_response(http::status::ok, compare_reports(inputs), v);
+}
+
+ApiResult Api::algorithm_template(const Request& req, const Params& p, const Query& q) {
+  const auto* a = find_algorithm(p[0]);
+  if (!a || !a->available)
+    return error(http::status::not_found, "no algorithm '" + excerpt(p[0], 100) + "'", "not_found", req.version());
+  const auto m = q.find("model");
+  StringResponse res{http::status::ok, req.version()};
+  res.set(http::field::content_type, "application/yaml; charset=utf-8");
+  res.set(http::field::server, "qjobs");
+  res.body() = spec_template(*a, m == q.end() || m->second.empty() ? "examples/kjv-llama" : excerpt(m->second, 500));
+  res.prepare_payload();
+  return res;
 }
 
 ApiResult Api::algorithms(const Request& req, const Params&, const Query&) {

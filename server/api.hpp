@@ -95,6 +95,7 @@ class Api {
   ApiResult artifact(const Request& req, const Params& p, const Query&);
   ApiResult compare(const Request& req, const Params&, const Query& q);
   ApiResult algorithms(const Request& req, const Params&, const Query&);
+  ApiResult algorithm_template(const Request& req, const Params& p, const Query& q);
   ApiResult healthz(const Request& req, const Params&, const Query&);
   ApiResult metrics(const Request& req, const Params&, const Query&);
 

@@ -1486,46 +1486,6 @@
       }, 600);
     }
 
-    function yamlScalar(v) {
-      if (v === null || v === undefined) return '~';
-      if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-      if (typeof v === 'string') return JSON.stringify(v);
-      return JSON.stringify(v); // flow style is valid YAML
-    }
-
-    function templateFor(a) {
-      const lines = [
-        `# ${a.name}${a.description ? `: ${String(a.description).split('\n')[0]}` : ''}`,
-        'MODEL: "examples/kjv-llama"',
-        `ALGORITHM: ${a.name}`,
-        `JOB_ID: "${a.name.toLowerCase()}-job"`,
-      ];
-      const params = Array.isArray(a.params) ? a.params : [];
-      if (params.length) lines.push('llm:', `  ${a.name}:`);
-      for (const p of params) {
-        const comment = [p.description, Array.isArray(p.choices) && p.choices.length ? `one of ${p.choices.join(', ')}` : '',
-          p.min !== undefined && p.max !== undefined ? `${p.min}..${p.max}` : ''].filter(Boolean).join('; ').replace(/\n/g, ' ');
-        const line = p.default === null || p.default === undefined
-          ? `    # ${p.name}:` : `    ${p.name}: ${yamlScalar(p.default)}`;
-        lines.push(comment ? `${line}  # ${comment}` : line);
-      }
-      if (a.calibration && typeof a.calibration === 'object') {
-        lines.push(
-          'calibration:',
-          '  data_path: "examples/data/kjv/calib.jsonl"',
-          ...Object.entries(a.calibration).map(([k, v]) => `  ${k}: ${yamlScalar(v)}`));
-      }
-      lines.push(
-        'eval:',
-        '  tasks:',
-        '    - type: ppl',
-        '      name: kjv-heldout',
-        '      data_path: "examples/data/kjv/test.jsonl"',
-        '      seqlen: 256',
-        '');
-      return lines.join('\n');
-    }
-
     ta.addEventListener('input', () => { renderGutter(); updateCursor(); scheduleCheck(); });
     ta.addEventListener('scroll', syncScroll);
     for (const ev of ['keyup', 'click', 'select', 'focus']) ta.addEventListener(ev, updateCursor);
@@ -1546,10 +1506,16 @@
       const v = template.value;
       template.value = '';
       if (!v) return;
-      const text = v === '@demo' ? DEMO_SPEC : templateFor(algorithms.find((a) => a.name === v) || { name: v });
-      if (ta.value.trim() && ta.value !== text && !window.confirm('Replace the text in the editor with this template?')) return;
-      ta.value = text;
-      renderGutter(); updateCursor(); scheduleCheck();
+      // The server's template is `jobctl init`'s (common/catalog_docs): one
+      // implementation, and it validates as printed.
+      const load = v === '@demo' ? Promise.resolve(DEMO_SPEC)
+        : api(`/algorithms/${encodeURIComponent(v)}/template`, { as: 'text' });
+      load.then((text) => {
+        if (!ctx.alive) return;
+        if (ta.value.trim() && ta.value !== text && !window.confirm('Replace the text in the editor with this template?')) return;
+        ta.value = text;
+        renderGutter(); updateCursor(); scheduleCheck();
+      }).catch((e) => showProblems([{ path: 'template', line: 0, column: 0, message: e.message }]));
     });
 
     api('/algorithms').then((data) => {

@@ -200,6 +200,13 @@ try {
     assert.match(await page.locator('[data-testid="cursor-pos"]').innerText(), new RegExp(`Ln ${wbitLine},`));
     pass(`2b. clicking the problem moves the cursor to ${caret.line}:${caret.col}`);
 
+    // A template from the server (jobctl init's) fills the editor and checks valid.
+    page.once('dialog', (d) => d.accept());
+    await page.selectOption('[data-testid="template"]', 'AutoAWQ');
+    await page.waitForFunction(() => document.querySelector('[data-testid="spec-editor"]').value.includes('ALGORITHM: AutoAWQ'));
+    await page.locator('[data-testid="check-status"][data-state="valid"]').waitFor({ timeout: 15000 });
+    pass('2c0. the AutoAWQ template loads from the server and checks valid');
+
     await editor.fill(quickSpec(4));
     const status = page.locator('[data-testid="check-status"][data-state="valid"]');
     await status.waitFor({ timeout: 15000 });

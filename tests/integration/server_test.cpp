@@ -643,6 +643,11 @@ TEST_F(ServerTest, DashboardFilesAreServedAndTheApiStillNeedsTheToken) {
   const json listed = json::parse(algos.body);
   for (const auto& a : listed["algorithms"]) rtn = rtn || a.value("name", std::string()) == "RTN";
   EXPECT_TRUE(rtn) << algos.body.substr(0, 300);
+  // The submit page's templates are jobctl init's.
+  const auto tpl = authed.request("GET", "/algorithms/GPTQ/template?model=examples/kjv-llama");
+  ASSERT_EQ(tpl.status, 200);
+  EXPECT_EQ(tpl.body, spec_template(*find_algorithm("GPTQ"), "examples/kjv-llama"));
+  EXPECT_EQ(authed.request("GET", "/algorithms/NoSuch/template").status, 404);
   const auto cmp = authed.request("GET", "/compare?ids=nope");
   EXPECT_EQ(cmp.status, 404) << cmp.body;
   EXPECT_EQ(authed.request("GET", "/compare").status, 400);
