@@ -422,6 +422,21 @@ bool looks_like_path(const std::string& model) {
   return std::count(model.begin(), model.end(), '/') >= 2;  // a hub id is ORG/NAME
 }
 
+// The files a checkpoint's weights are read from (jobs/model/checkpoint.cpp's order).
+constexpr const char* kWeightFiles[] = {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                                        "pytorch_model.bin.index.json"};
+
+// Whether the job tokenizes text: an eval task, or calibration data given
+// to an algorithm that calibrates.
+bool needs_tokenizer(const JobSpec& spec) {
+  if (spec.eval.contains("tasks") && spec.eval["tasks"].is_array() && !spec.eval["tasks"].empty()) return true;
+  const AlgorithmInfo* algo = find_algorithm(spec.algorithm);
+  const bool data = !spec.data_path.empty() || !spec.dataset_name.empty() ||
+                    !spec.calibration.value("data_path", std::string()).empty() ||
+                    !spec.calibration.value("dataset", std::string()).empty();
+  return algo != nullptr && algo->calib_samples > 0 && data;
+}
+
 // What the job reads from this machine, checked before it is stored
 // (SpecContext::local_files).
 void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& calib_node,
@@ -441,6 +456,15 @@ void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& 
       v.add(model_key, mark_of(root, model_key, root.Mark()),
             "the model folder " + spec.model + " has no config.json (a Hugging Face checkpoint folder: config.json, "
             "*.safetensors, tokenizer files)");
+    else if (std::none_of(std::begin(kWeightFiles), std::end(kWeightFiles),
+                          [&](const char* f) { return fs::is_regular_file(model / f, ec); }))
+      v.add(model_key, mark_of(root, model_key, root.Mark()),
+            "the model folder " + spec.model + " has no weights: expected model.safetensors, "
+            "model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json");
+    else if (needs_tokenizer(spec) && !fs::is_regular_file(model / "tokenizer.json", ec))
+      v.add(model_key, mark_of(root, model_key, root.Mark()),
+            "the model folder " + spec.model + " has no tokenizer.json, which this job needs to read its " +
+                (spec.eval.contains("tasks") && !spec.eval["tasks"].empty() ? "eval" : "calibration") + " text");
   }
   const auto need_file = [&](const std::string& path, const std::string& key, const YAML::Mark& mark) {
     if (path.empty() || fs::exists(fs::path(path), ec)) return;

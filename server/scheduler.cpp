@@ -401,6 +401,7 @@ void Scheduler::start_queued() {
       FinishInfo info{JobState::failed, ErrorType::validation,
                       "job needs " + std::to_string(need) + " devices, this server has " +
                           std::to_string(options_.capacity.size())};
+      write_failure_report(JobDir(job_dir(job.id)), job, info);
       if (store_.finish(job.id, JobState::queued, info, this->now()))
         server_event(job.id, {{"type", "state"}, {"state", "FAILED"}, {"reason", info.error}});
       continue;
@@ -436,6 +437,8 @@ void Scheduler::start_queued() {
       }
       spdlog::error("job {}: {}", job.id, e.what());
       FinishInfo info{JobState::failed, ErrorType::internal, e.what()};
+      info.stage = "start (" + launcher_.backend() + ")";
+      write_failure_report(JobDir(job_dir(job.id)), job, info);
       // Mark it running first so the guarded finish applies to this attempt.
       if (store_.start(job.id, "", "", this->now()) && store_.finish(job.id, JobState::running, info, this->now()))
         server_event(job.id, {{"type", "state"}, {"state", "FAILED"}, {"reason", e.what()}});

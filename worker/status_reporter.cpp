@@ -80,6 +80,17 @@ void StatusReporter::progress(int64_t done, int64_t total, const std::string& wh
   const double elapsed = seconds_since(stage_start_);
   eta_s_ = (done > 0 && total > 0) ? elapsed / static_cast<double>(done) * static_cast<double>(total - done) : -1;
   if (!what.empty()) spdlog::debug("{} {}/{} {}", stage_, done, total, what);
+  // One info line at most every 10 s, and the stage's last step, so that a
+  // followed log (jobctl logs -f) shows where a long stage is.
+  constexpr double kProgressLogS = 10;
+  const auto now = std::chrono::steady_clock::now();
+  if (total > 0 && (done == total || std::chrono::duration<double>(now - last_progress_log_).count() >= kProgressLogS)) {
+    last_progress_log_ = now;
+    if (eta_s_ >= 0 && done < total)
+      spdlog::info("progress {} {}/{} ({:.0f}%), ETA {:.0f} s", stage_, done, total, 100.0 * done / total, eta_s_);
+    else
+      spdlog::info("progress {} {}/{} ({:.0f}%) in {:.1f} s", stage_, done, total, 100.0 * done / total, elapsed);
+  }
   write(done == total);
 }
 

@@ -66,6 +66,9 @@ class StatusReporter {
   nlohmann::json metrics_ = nlohmann::json::object();
   nlohmann::json stage_seconds_ = nlohmann::json::object();
   std::chrono::steady_clock::time_point stage_start_, last_write_;
+  // When progress() last wrote its info line to the log (`jobctl logs -f`
+  // shows one at most every kProgressLogS seconds, and the stage's last).
+  std::chrono::steady_clock::time_point last_progress_log_;
   std::mutex mu_;
   std::condition_variable wake_;
   bool closing_ = false;

@@ -320,6 +320,7 @@ TEST_F(ServerTest, DryRunChecksTheExportAgainstTheModelAndStoresNothing) {
   fs::create_directories(m);
   std::ofstream(m / "config.json") << R"({"hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2,
       "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100})";
+  std::ofstream(m / "model.safetensors") << "";  // only looked for: nothing runs
   const std::string good = "MODEL: \"" + m.string() + "\"\nALGORITHM: RTN\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n";
   const std::string bad = "MODEL: \"" + m.string() + "\"\nALGORITHM: RTN\nEXPORT_FORMAT: awq\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n";
   const auto ok = client.request("POST", "/jobs?dry_run=1", good);
@@ -521,7 +522,10 @@ TEST_F(ServerTest, JobctlNamesColumnsSetDownloadAndExitCodes) {
   EXPECT_EQ(json::parse(st.out)["id"], id2) << "the newest job of the name";
   EXPECT_EQ(json::parse(st.out)["name"], "awq_quantization");
   EXPECT_EQ(jc({"wait", "awq_quantization"}).rc, 0);
-  EXPECT_EQ(jc({"logs", "awq_quantization"}).rc, 0);
+  const auto logs = jc({"logs", "awq_quantization"});
+  EXPECT_EQ(logs.rc, 0);
+  EXPECT_NE(logs.out.find("progress quantize "), std::string::npos) << "progress lines at info level: " << logs.out;
+  EXPECT_NE(logs.out.find("(100%) in "), std::string::npos) << logs.out;
   const auto named = jc({"list", "--name", "awq_quantization"});
   ASSERT_EQ(named.rc, 0) << named.err;
   const auto header = named.out.substr(0, named.out.find('\n'));

@@ -554,6 +554,8 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   fs::create_directories(dir / "empty_model");
   std::ofstream(dir / "model" / "config.json") << R"({"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 2,
       "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100, "max_position_embeddings": 512})";
+  std::ofstream(dir / "model" / "model.safetensors") << "";
+  std::ofstream(dir / "model" / "tokenizer.json") << "{}";
   std::ofstream(dir / "calib.jsonl") << "{\"text\": \"x\"}\n";
   const SpecContext local{.local_files = true};
   const std::string m = "MODEL: \"" + (dir / "model").string() + "\"\n";
@@ -575,6 +577,19 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   const auto empty = parse_job_spec("MODEL: \"" + (dir / "empty_model").string() + "\"\nALGORITHM: RTN\n", local);
   ASSERT_EQ(empty.issues.size(), 1u);
   EXPECT_NE(empty.issues[0].message.find("no config.json"), std::string::npos);
+  // Weights, and tokenizer.json when the job reads text.
+  fs::create_directories(dir / "no_weights");
+  fs::copy_file(dir / "model" / "config.json", dir / "no_weights" / "config.json");
+  const auto noweights = parse_job_spec("MODEL: \"" + (dir / "no_weights").string() + "\"\nALGORITHM: RTN\n", local);
+  ASSERT_EQ(noweights.issues.size(), 1u);
+  EXPECT_NE(noweights.issues[0].message.find("has no weights"), std::string::npos) << noweights.issues[0].message;
+  std::ofstream(dir / "no_weights" / "model.safetensors") << "";
+  EXPECT_TRUE(parse_job_spec("MODEL: \"" + (dir / "no_weights").string() + "\"\nALGORITHM: RTN\n", local).spec)
+      << "RTN without eval reads no text";
+  const auto notok = parse_job_spec("MODEL: \"" + (dir / "no_weights").string() + "\"\nALGORITHM: GPTQ\nDATA_PATH: \"" +
+                                        (dir / "calib.jsonl").string() + "\"\n", local);
+  ASSERT_EQ(notok.issues.size(), 1u);
+  EXPECT_NE(notok.issues[0].message.find("no tokenizer.json"), std::string::npos) << notok.issues[0].message;
   // A hub id is left to the worker (it may be downloaded).
   EXPECT_TRUE(parse_job_spec("MODEL: \"org-that-is-not-here/model\"\nALGORITHM: RTN\n", local).spec);
 
