@@ -207,7 +207,12 @@ try {
     await page.locator('[data-testid="check-status"][data-state="valid"]').waitFor({ timeout: 15000 });
     pass('2c0. the AutoAWQ template loads from the server and checks valid');
 
-    await editor.fill(quickSpec(4));
+    // Uploading a .yaml fills the editor (the fixed spec, from a file).
+    await page.setInputFiles('[data-testid="spec-file"]',
+      { name: 'job.yaml', mimeType: 'application/yaml', buffer: Buffer.from(quickSpec(4)) });
+    await page.waitForFunction((want) => document.querySelector('[data-testid="spec-editor"]').value === want, quickSpec(4));
+    pass('2c1. an uploaded .yaml fills the editor');
+
     const status = page.locator('[data-testid="check-status"][data-state="valid"]');
     await status.waitFor({ timeout: 15000 });
     assert.match(await status.innerText(), /valid/);
