@@ -178,6 +178,19 @@ std::string read_spec(const std::string& file) {
 // missing mappings are created, and VALUE is read as YAML (4 is a number,
 // true a boolean, "4" a string).
 void set_path(YAML::Node node, const std::vector<std::string>& parts, std::size_t i, const YAML::Node& value) {
+  // A list is indexed by number: eval.tasks.0.seqlen=256.
+  if (node.IsSequence()) {
+    const auto index = qjobs::parse_int(parts[i]);
+    if (!index || *index < 0 || static_cast<std::size_t>(*index) >= node.size())
+      throw qjobs::Error(qjobs::ErrorKind::invalid_input,
+                         "--set: '" + parts[i] + "' is not an index of a list of " + std::to_string(node.size()));
+    if (i + 1 == parts.size()) {
+      node[static_cast<std::size_t>(*index)] = value;
+      return;
+    }
+    set_path(node[static_cast<std::size_t>(*index)], parts, i + 1, value);
+    return;
+  }
   std::string rest;
   for (std::size_t k = i; k < parts.size(); ++k) rest += (k > i ? "." : "") + parts[k];
   if (i + 1 == parts.size() || (node.IsMap() && node[rest])) {
@@ -185,7 +198,7 @@ void set_path(YAML::Node node, const std::vector<std::string>& parts, std::size_
     return;
   }
   YAML::Node child = node[parts[i]];
-  if (!child.IsMap()) {
+  if (!child.IsMap() && !child.IsSequence()) {
     node[parts[i]] = YAML::Node(YAML::NodeType::Map);
     child = node[parts[i]];
   }

@@ -564,6 +564,14 @@ TEST_F(ServerTest, JobctlNamesColumnsSetDownloadAndExitCodes) {
   EXPECT_EQ(renamed["spec"]["params"]["Q_GROUP_SIZE"], -1);
   EXPECT_NE(renamed["spec_yaml"].get<std::string>().find("W_BIT: 8"), std::string::npos);
   check_rtn_output(ud / "jobs" / renamed["id"].get<std::string>() / "model", 8, -1, true);
+  // A list is indexed by number; an index past its end is a usage error.
+  // (An eval task reads text: the model folder needs a tokenizer.json.)
+  fs::copy_file(fs::path(QJOBS_SOURCE_DIR) / "examples/kjv-llama/tokenizer.json", model_ / "tokenizer.json");
+  const fs::path with_eval = write_spec("eval.yaml", rtn_spec() + "eval:\n  tasks:\n    - type: demo\n      prompts: [\"a\"]\n");
+  const auto idx = jc({"--json", "validate", with_eval.string(), "--set", "eval.tasks.0.max_new_tokens=3"});
+  ASSERT_EQ(idx.rc, 0) << idx.err;
+  EXPECT_EQ(json::parse(idx.out)["spec"]["eval"]["tasks"][0]["max_new_tokens"], 3);
+  EXPECT_EQ(jc({"validate", with_eval.string(), "--set", "eval.tasks.5.max_new_tokens=3"}).rc, 2);
 
   // A folder downloads alone.
   const fs::path out = root_ / "dl";
