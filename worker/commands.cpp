@@ -9,6 +9,8 @@
 #include "jobs/data/dataset.hpp"
 #include "jobs/eval/perplexity.hpp"
 #include "jobs/eval/tasks.hpp"
+#include "jobs/export/gguf_llama.hpp"
+#include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/device.hpp"
 #include "jobs/model/generate.hpp"
@@ -150,6 +152,31 @@ int cmd_demo(const ModelArgs& a, const std::string& prompt, bool raw, int64_t ma
 #include "jobs/tokenizer/bpe_trainer.hpp"
 
 namespace qjobs::worker {
+
+int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::string& out) {
+  try {
+    using exporter::gguf::TensorType;
+    const std::map<std::string, TensorType> types = {
+        {"q8_0", TensorType::q8_0}, {"q4_0", TensorType::q4_0}, {"f16", TensorType::f16}, {"f32", TensorType::f32}};
+    const auto t = types.find(type);
+    if (t == types.end()) throw Error(ErrorKind::invalid_input, "--type must be q8_0, q4_0, f16 or f32");
+    const fs::path dir = model::resolve_model_dir(checkpoint);
+    const auto ckpt = model::Checkpoint::open(dir);
+    const json qc = ckpt.config().value("quantization_config", json::object());
+    const exporter::WeightSource weight = [&](const std::string& name) {
+      const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
+      const bool linear = stem != name && name.compare(name.size() - 7, 7, ".weight") == 0;
+      if (linear && exporter::is_quantized_linear(ckpt, stem, qc)) return exporter::unpack_weight(ckpt, stem, qc);
+      return ckpt.tensor(name).to(at::kFloat);
+    };
+    exporter::write_llama_gguf(ckpt.config(), dir, weight, t->second, dir.filename().string(), out);
+    std::error_code ec;
+    std::cout << json{{"out", out}, {"type", type}, {"bytes", fs::file_size(out, ec)}}.dump() << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e);
+  }
+}
 
 int cmd_train_tokenizer(const std::string& data, int64_t vocab_size, const std::string& out) {
   try {

@@ -20,6 +20,10 @@ int cmd_ppl(const ModelArgs& m, const std::string& data, int64_t seqlen, int64_t
 int cmd_gemm(int64_t m, int64_t n, int64_t k, const std::string& dtype, int reps);
 int cmd_demo(const ModelArgs& m, const std::string& prompt, bool raw, int64_t max_new_tokens, double temperature,
              double top_p, uint64_t seed);
+// Any checkpoint the project reads (float, fake-quant or packed) as a GGUF
+// file for llama.cpp, its decoder Linears in `type` (q8_0, q4_0, f16, f32)
+// from the weights as the checkpoint holds them (jobs/export/gguf_llama.hpp).
+int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::string& out);
 
 }  // namespace qjobs::worker
 

@@ -64,6 +64,11 @@ int main(int argc, char** argv) {
   ppl->add_option("--num-samples", num_samples, "first N windows (-1: all)")->capture_default_str();
   ppl->add_option("--batch-size", batch_size)->capture_default_str();
   ppl->add_option("--dtype", margs.dtype)->check(CLI::IsMember(dtypes))->capture_default_str();
+  std::string gguf_type = "q8_0";
+  auto* gguf = app.add_subcommand("gguf", "write a checkpoint as a GGUF file for llama.cpp");
+  gguf->add_option("--checkpoint", margs.checkpoint)->required();
+  gguf->add_option("--type", gguf_type, "decoder Linears: q8_0, q4_0, f16 or f32")->capture_default_str();
+  gguf->add_option("--out", out_file, "the .gguf file to write")->required();
   auto* demo = app.add_subcommand("demo", "answer a prompt");
   demo->add_option("--checkpoint", margs.checkpoint)->required();
   demo->add_option("--prompt", prompt)->required();
@@ -127,6 +132,7 @@ int main(int argc, char** argv) {
   if (*tokenize) return qjobs::worker::cmd_tokenize(tok_dir, text, bos);
   if (*logits) return qjobs::worker::cmd_logits(margs, tokens_file, out_file);
   if (*ppl) return qjobs::worker::cmd_ppl(margs, data_file, seqlen, num_samples, batch_size);
+  if (*gguf) return qjobs::worker::cmd_gguf(margs.checkpoint, gguf_type, out_file);
   if (*demo) return qjobs::worker::cmd_demo(margs, prompt, raw, max_new, temperature, top_p, seed);
   if (*train_tok) return qjobs::worker::cmd_train_tokenizer(tt_data, tt_vocab, tt_out);
   if (*train) return qjobs::worker::cmd_train(ta);
