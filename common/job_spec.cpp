@@ -766,7 +766,7 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   // NVFP4/MXFP4); fake_quant only when asked.
   const bool quantizes = algo != nullptr && algo->name != "Evaluate";
   spec.export_format = top.value("EXPORT_FORMAT", std::string(quantizes ? "compressed-tensors" : "fake_quant"));
-  const std::vector<std::string> formats = {"fake_quant", "awq", "gptq", "compressed-tensors"};
+  const std::vector<std::string> formats = {"fake_quant", "awq", "gptq", "compressed-tensors", "gguf"};
   const YAML::Mark format_mark = root["EXPORT_FORMAT"] ? root["EXPORT_FORMAT"].Mark() : root.Mark();
   const bool overrides = spec.params.contains("LAYER_OVERRIDES") && !spec.params["LAYER_OVERRIDES"].empty();
   // Where a key of the algorithm's section was written (its path and mark),
@@ -792,7 +792,7 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
     return std::pair<std::string, YAML::Mark>{path, n.Mark()};
   };
   if (std::find(formats.begin(), formats.end(), spec.export_format) == formats.end()) {
-    std::string msg = "EXPORT_FORMAT must be fake_quant, awq, gptq or compressed-tensors";
+    std::string msg = "EXPORT_FORMAT must be fake_quant, awq, gptq, compressed-tensors or gguf";
     if (auto near = closest_name(spec.export_format, formats)) msg += "; did you mean '" + *near + "'?";
     v.add("EXPORT_FORMAT", format_mark, msg);
   } else if ((spec.export_format == "awq" || spec.export_format == "gptq") && quantizes) {
@@ -820,6 +820,28 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
       v.add("EXPORT_FORMAT", format_mark, "the " + f + " format holds one bit width and group size for every Linear; "
                                           "LAYER_OVERRIDES (mixed precision) are exported as compressed-tensors (one config "
                                           "group per scheme) or fake_quant");
+  } else if (spec.export_format == "gguf" && quantizes) {
+    // llama.cpp's Q4_0 / Q8_0: symmetric blocks of 32 along the inputs, the
+    // job's (dequantized) weights encoded in them.
+    const bool weight_only = algo->name == "RTN" || algo->name == "AutoAWQ" || algo->name == "GPTQ" || algo->name == "HQQ" ||
+                             (algo->name == "LMQuant" && (spec.params.value("quant_type", std::string()) == "awq" ||
+                                                          spec.params.value("quant_type", std::string()) == "gptq"));
+    const int bits = spec.params.value("W_BIT", 4);
+    if (!weight_only || spec.params.value("W_FORMAT", std::string("int")) != "int")
+      v.add("EXPORT_FORMAT", format_mark, "the GGUF export writes weight-only integer models (RTN, AutoAWQ, GPTQ, HQQ) as "
+                                          "Q4_0 or Q8_0; " + algo->name + " is exported as compressed-tensors or fake_quant");
+    else if (bits != 4 && bits != 8)
+      v.add(param_at({"W_BIT"}).first, param_at({"W_BIT"}).second,
+            "the GGUF export writes W_BIT 4 as Q4_0 and 8 as Q8_0; W_BIT is " + std::to_string(bits));
+    else if (overrides)
+      v.add("EXPORT_FORMAT", format_mark, "the GGUF export writes one block type for every decoder Linear; LAYER_OVERRIDES "
+                                          "(mixed precision) are exported as compressed-tensors");
+    else if ((spec.params.value("Q_GROUP_SIZE", 128) != 32 || spec.params.value("ZERO_POINT", true)) &&
+             spec.warnings.size() < kMaxSpecIssues)
+      spec.warnings.push_back(std::string("GGUF ") + (bits == 4 ? "Q4_0" : "Q8_0") +
+                              " holds symmetric blocks of 32: the job's weights are encoded into them again (the "
+                              "perplexity reported is that of the GGUF file); Q_GROUP_SIZE: 32 with ZERO_POINT: false "
+                              "lets the algorithm work on a grid close to it");
   } else if (spec.export_format == "compressed-tensors" && quantizes && spec.params.contains("LAYER_OVERRIDES") &&
              spec.params["LAYER_OVERRIDES"].is_array()) {
     // pack-quantized holds 4- and 8-bit integer weights.

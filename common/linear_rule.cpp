@@ -88,6 +88,12 @@ std::vector<ExportFinding> check_export_shapes(const std::string& algorithm, con
         continue;
       }
       if (!int_weights) continue;
+      if (format == "gguf") {
+        if (in % 32 != 0)
+          add(kind, l, true, "GGUF's Q4_0 / Q8_0 blocks hold 32 inputs; " + kind + " has " + widths +
+                                 " (use EXPORT_FORMAT: compressed-tensors)");
+        continue;
+      }
       const int64_t g = lmquant ? lm_group : r.group_size;
       const bool ragged = g > 0 && in > g && in % g != 0;
       if (format == "compressed-tensors") {

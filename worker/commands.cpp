@@ -153,7 +153,8 @@ int cmd_demo(const ModelArgs& a, const std::string& prompt, bool raw, int64_t ma
 
 namespace qjobs::worker {
 
-int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::string& out) {
+int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::string& out, const std::string& readback,
+             const std::string& name) {
   try {
     using exporter::gguf::TensorType;
     const std::map<std::string, TensorType> types = {
@@ -169,7 +170,20 @@ int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::
       if (linear && exporter::is_quantized_linear(ckpt, stem, qc)) return exporter::unpack_weight(ckpt, stem, qc);
       return ckpt.tensor(name).to(at::kFloat);
     };
-    exporter::write_llama_gguf(ckpt.config(), dir, weight, t->second, dir.filename().string(), out);
+    exporter::write_llama_gguf(ckpt.config(), dir, weight, t->second, name.empty() ? dir.filename().string() : name, out);
+    if (!readback.empty()) {
+      // The file's weights as a float checkpoint, for qjobs' own evaluation of it.
+      fs::create_directories(readback);
+      std::vector<model::NamedTensor> tensors;
+      for (auto& [n, w] : exporter::read_llama_gguf(out)) tensors.push_back({n, w, std::nullopt});
+      model::save_safetensors(fs::path(readback) / "model.safetensors", tensors);
+      json config = ckpt.config();
+      config.erase("quantization_config");
+      config.erase("qjobs_quantization");
+      write_file_atomic(fs::path(readback) / "config.json", config.dump(2));
+      for (const auto& f : ckpt.companion_files())
+        fs::copy_file(f, fs::path(readback) / f.filename(), fs::copy_options::overwrite_existing);
+    }
     std::error_code ec;
     std::cout << json{{"out", out}, {"type", type}, {"bytes", fs::file_size(out, ec)}}.dump() << "\n";
     return 0;

@@ -22,8 +22,10 @@ int cmd_demo(const ModelArgs& m, const std::string& prompt, bool raw, int64_t ma
              double top_p, uint64_t seed);
 // Any checkpoint the project reads (float, fake-quant or packed) as a GGUF
 // file for llama.cpp, its decoder Linears in `type` (q8_0, q4_0, f16, f32)
-// from the weights as the checkpoint holds them (jobs/export/gguf_llama.hpp).
-int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::string& out);
+// from the weights as the checkpoint holds them (jobs/export/gguf_llama.hpp);
+// with `readback`, also the file's weights read back as a float checkpoint.
+int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::string& out, const std::string& readback,
+             const std::string& name);
 
 }  // namespace qjobs::worker
 

@@ -69,6 +69,9 @@ int main(int argc, char** argv) {
   gguf->add_option("--checkpoint", margs.checkpoint)->required();
   gguf->add_option("--type", gguf_type, "decoder Linears: q8_0, q4_0, f16 or f32")->capture_default_str();
   gguf->add_option("--out", out_file, "the .gguf file to write")->required();
+  std::string gguf_readback, gguf_name;
+  gguf->add_option("--name", gguf_name, "general.name (default: the checkpoint folder's name)");
+  gguf->add_option("--readback", gguf_readback, "also write the file's weights, read back, as a float checkpoint here");
   auto* demo = app.add_subcommand("demo", "answer a prompt");
   demo->add_option("--checkpoint", margs.checkpoint)->required();
   demo->add_option("--prompt", prompt)->required();
@@ -132,7 +135,7 @@ int main(int argc, char** argv) {
   if (*tokenize) return qjobs::worker::cmd_tokenize(tok_dir, text, bos);
   if (*logits) return qjobs::worker::cmd_logits(margs, tokens_file, out_file);
   if (*ppl) return qjobs::worker::cmd_ppl(margs, data_file, seqlen, num_samples, batch_size);
-  if (*gguf) return qjobs::worker::cmd_gguf(margs.checkpoint, gguf_type, out_file);
+  if (*gguf) return qjobs::worker::cmd_gguf(margs.checkpoint, gguf_type, out_file, gguf_readback, gguf_name);
   if (*demo) return qjobs::worker::cmd_demo(margs, prompt, raw, max_new, temperature, top_p, seed);
   if (*train_tok) return qjobs::worker::cmd_train_tokenizer(tt_data, tt_vocab, tt_out);
   if (*train) return qjobs::worker::cmd_train(ta);

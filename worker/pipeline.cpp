@@ -23,6 +23,7 @@
 #include "jobs/data/dataset.hpp"
 #include "jobs/eval/baseline_cache.hpp"
 #include "jobs/eval/tasks.hpp"
+#include "jobs/export/gguf_llama.hpp"
 #include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/device.hpp"
@@ -99,6 +100,44 @@ std::string safetensors_name(const std::string& input) {
     return stem + ".safetensors";
   }
   return input;
+}
+
+// EXPORT_FORMAT gguf, after package() wrote the job's weights as floats in
+// model/: encodes them as llama.cpp's GGUF (W_BIT 4: Q4_0, 8: Q8_0) into
+// model/<name>-<TYPE>.gguf, reads that file back into `readback` (a
+// float checkpoint of exactly the GGUF's weights, which the evaluation then
+// scores), and leaves in model/ the .gguf beside config.json and the
+// tokenizer files. Returns what report.json records of it.
+json package_gguf(const JobSpec& spec, const JobDir& dir, const fs::path& readback, StatusReporter& rep) {
+  const fs::path out = dir.model_dir();
+  const bool q8 = spec.params.value("W_BIT", 4) == 8;
+  const auto type = q8 ? exporter::gguf::TensorType::q8_0 : exporter::gguf::TensorType::q4_0;
+  std::string name = fs::path(spec.model).filename().string();
+  if (name.empty()) name = "model";
+  const std::string file = name + "-" + std::string(exporter::gguf::type_name(type)) + ".gguf";
+  const fs::path staged = dir.root() / ("export-" + file);
+  {
+    const auto floats = model::Checkpoint::open(out);
+    exporter::write_llama_gguf(floats.config(), out, [&](const std::string& n) { return floats.tensor(n).to(at::kFloat); },
+                               type, name, staged);
+  }
+  fs::remove_all(readback);
+  fs::create_directories(readback);
+  std::vector<model::NamedTensor> tensors;
+  for (auto& [n, t] : exporter::read_llama_gguf(staged)) tensors.push_back({n, t, std::nullopt});
+  model::save_safetensors(readback / "model.safetensors", tensors);
+  tensors.clear();
+  for (const auto& e : fs::directory_iterator(out)) {
+    const std::string f = e.path().filename().string();
+    const bool weights = f.size() > 12 && (f.compare(f.size() - 12, 12, ".safetensors") == 0 || f == "model.safetensors.index.json");
+    if (weights) fs::remove(e.path());
+    else fs::copy_file(e.path(), readback / f, fs::copy_options::overwrite_existing);
+  }
+  fs::rename(staged, out / file);
+  rep.event({{"type", "export"}, {"format", "gguf"}, {"file", file}});
+  return {{"format", "gguf"}, {"file", file}, {"type", exporter::gguf::type_name(type)},
+          {"note", "decoder Linears in " + std::string(exporter::gguf::type_name(type)) +
+                       "; embeddings, norms and the head in F32; read by llama.cpp's llama architecture"}};
 }
 
 // Writes the quantized model; returns the quantization config its
@@ -530,7 +569,10 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
     for (auto& [name, r] : results->items())
       if (r.contains("protocol") && (results == &before || !before.contains(name)))
         md += "- " + name + ": " + r["protocol"].get<std::string>() + (r.contains("data") ? " (data: " + r["data"].get<std::string>() + ")" : "") + "\n";
-  if (q)
+  if (q && spec.export_format == "gguf")
+    md += "\nExport format gguf: model/" + written_qc.value("file", std::string()) + " for llama.cpp (" +
+          written_qc.value("note", std::string()) + "); the quantized numbers above are of that file's weights, read back.\n";
+  else if (q)
     md += "\nExport format " + spec.export_format + "; config.json records `" + written_qc.dump() + "`" +
           (spec.export_format == "fake_quant" ? " under qjobs_quantization" : " as quantization_config") + "\n";
   for (auto& [name, b] : before.items()) {
@@ -739,18 +781,26 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
 
     stage = "package";
     begin();
-    const json written_qc = package(ckpt, q, dir, spec, rep);
+    json written_qc = package(ckpt, q, dir, spec, rep);
+    // What the evaluation scores: the packaged model, or for GGUF the
+    // weights as read back from the .gguf file.
+    fs::path scored = dir.model_dir();
+    if (spec.export_format == "gguf") {
+      scored = job_dir / "gguf_readback";
+      written_qc = package_gguf(spec, dir, scored, rep);
+    }
     const uint64_t size_after = dir_size(dir.model_dir());
     rep.metric("packaged_size_mib", size_after / (1024.0 * 1024.0));
 
     if (has_eval) {
       stage = "evaluate";
       begin();
-      after = evaluate(spec, dir.model_dir(), "quantized", dir, rep, false, place);
+      after = evaluate(spec, scored, "quantized", dir, rep, false, place);
     }
 
     std::error_code ec;
     fs::remove_all(job_dir / "calib_state", ec);  // only needed to resume this run
+    if (scored != dir.model_dir()) fs::remove_all(scored, ec);
 
     stage = "report";
     begin(1);

@@ -1,5 +1,7 @@
 #include "jobs/export/gguf_llama.hpp"
 
+#include <ATen/ops/argsort.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/index_select.h>
 #include <ATen/ops/tensor.h>
 
@@ -194,6 +196,63 @@ void write_llama_gguf(const json& config, const fs::path& tokenizer_dir, const W
   add("output_norm.weight", "model.norm.weight", F32, 0);
   if (!config.value("tie_word_embeddings", false)) add("output.weight", "lm_head.weight", F32, 0);
   w.write(path);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> read_llama_gguf(const fs::path& path) {
+  const auto h = gguf::read_header(path);
+  const auto meta_int = [&](const char* key) -> int64_t {
+    if (!h.metadata.contains(key) || !h.metadata[key].is_number_integer())
+      throw Error(ErrorKind::data_corruption, path.string() + ": no integer " + key);
+    return h.metadata[key].get<int64_t>();
+  };
+  if (h.metadata.value("general.architecture", std::string()) != "llama")
+    throw Error(ErrorKind::data_corruption, path.string() + ": general.architecture is not llama");
+  const int64_t heads = meta_int("llama.attention.head_count");
+  const int64_t kv_heads = meta_int("llama.attention.head_count_kv");
+  const int64_t head_dim = meta_int("llama.rope.dimension_count");
+  static const std::map<std::string, std::string> names = {
+      {"attn_norm", "input_layernorm"},       {"attn_q", "self_attn.q_proj"},     {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"},         {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
+      {"ffn_gate", "mlp.gate_proj"},          {"ffn_up", "mlp.up_proj"},          {"ffn_down", "mlp.down_proj"}};
+  std::ifstream in(path, std::ios::binary);
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& t : h.tensors) {
+    std::string hf;
+    int64_t permuted_heads = 0;
+    if (t.name == "token_embd.weight") hf = "model.embed_tokens.weight";
+    else if (t.name == "output_norm.weight") hf = "model.norm.weight";
+    else if (t.name == "output.weight") hf = "lm_head.weight";
+    else if (t.name.rfind("blk.", 0) == 0) {
+      const auto dot = t.name.find('.', 4);
+      const auto end = t.name.rfind(".weight");
+      if (dot == std::string::npos || end == std::string::npos || end <= dot)
+        throw Error(ErrorKind::data_corruption, path.string() + ": unexpected tensor " + t.name);
+      const auto role = names.find(t.name.substr(dot + 1, end - dot - 1));
+      if (role == names.end()) throw Error(ErrorKind::data_corruption, path.string() + ": unexpected tensor " + t.name);
+      hf = "model.layers." + t.name.substr(4, dot - 4) + "." + role->second + ".weight";
+      if (role->first == "attn_q") permuted_heads = heads;
+      if (role->first == "attn_k") permuted_heads = kv_heads;
+    } else {
+      throw Error(ErrorKind::data_corruption, path.string() + ": unexpected tensor " + t.name);
+    }
+    std::vector<uint8_t> bytes(t.bytes);
+    in.seekg(static_cast<std::streamoff>(t.offset));
+    in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    if (!in) throw Error(ErrorKind::io, "cannot read " + path.string());
+    const int64_t cols = t.shape.back();
+    const int64_t rows = static_cast<int64_t>(t.bytes / gguf::row_bytes(t.type, cols));
+    auto values = gguf::decode(t.type, bytes.data(), bytes.size(), rows, cols);
+    at::Tensor w = at::from_blob(values.data(), t.shape, at::kFloat).clone();
+    if (permuted_heads > 0) {
+      if (rows != permuted_heads * head_dim)
+        throw Error(ErrorKind::data_corruption, path.string() + ": " + t.name + " has " + std::to_string(rows) + " rows, not heads x head_dim");
+      // GGUF row r holds HF row order[r]: HF row order[r] <- GGUF row r.
+      const auto order = at::tensor(rope_interleave_rows(permuted_heads, head_dim), at::kLong);
+      w = at::index_select(w, 0, at::argsort(order)).contiguous();
+    }
+    out.emplace_back(hf, w);
+  }
+  return out;
 }
 
 }  // namespace qjobs::exporter

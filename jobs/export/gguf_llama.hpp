@@ -45,6 +45,13 @@ using WeightSource = std::function<at::Tensor(const std::string& name)>;
 void write_llama_gguf(const nlohmann::json& config, const std::filesystem::path& tokenizer_dir, const WeightSource& weight,
                       gguf::TensorType linear_type, const std::string& model_name, const std::filesystem::path& path);
 
+// The Hugging Face tensors of a GGUF file write_llama_gguf wrote (the
+// `llama` architecture, F32/F16/Q8_0/Q4_0 tensors), dequantized to float32
+// with q/k rows back in Hugging Face's order: what llama.cpp computes with,
+// for qjobs' own evaluation of the file. Throws Error(data_corruption) for a
+// file that is not such a model, naming what is wrong.
+std::vector<std::pair<std::string, at::Tensor>> read_llama_gguf(const std::filesystem::path& path);
+
 // The row order of write_llama_gguf's q/k permutation for one projection:
 // result[r] = the Hugging Face row written at GGUF row r.
 std::vector<int64_t> rope_interleave_rows(int64_t heads, int64_t head_dim);

@@ -750,4 +750,56 @@ TEST(RuntimeJob, RecipesRunOnTheExampleModelAsShipped) {
   fs::remove_all(root);
 }
 
+// Issue 17 (GGUF): a GPTQ job through the server and jobctl writes the
+// example model as llama.cpp's GGUF (Q4_0), whose size drops; the file is
+// byte for byte what `qjobs-worker gguf` makes of the same job's fake-quant
+// weights; the reported perplexity is that of the file's weights read back;
+// and Hugging Face's GGUF reader with an independent block decoder finds
+// every Linear within a Q4_0 step of the job's weights.
+TEST(GgufExport, GptqJobWritesAGgufWhoseWeightsAreTheJobsAndScoreAsReported) {
+  const fs::path root = make_temp_dir("gguf_job");
+  ServerProcess server(root / "ud", {"--slots", "1"});
+  const std::string body = "MODEL: \"" + kExample.string() + "\"\nALGORITHM: GPTQ\nDATA_PATH: \"" +
+                           (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
+                           "\"\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  GPTQ:\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n"
+                           "    ZERO_POINT: false\neval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" +
+                           kHeldOut.string() + "\"\n      seqlen: 256\n      num_samples: 20\n";
+  const std::string gg = submit_and_wait(server, root, "gguf", "EXPORT_FORMAT: gguf\n" + body);
+  const std::string fq = submit_and_wait(server, root, "fake", "EXPORT_FORMAT: fake_quant\n" + body);
+  const fs::path model = root / "ud/jobs" / gg / "model";
+  const fs::path file = model / "kjv-llama-Q4_0.gguf";
+  ASSERT_TRUE(fs::exists(file));
+  for (const auto& e : fs::directory_iterator(model))
+    EXPECT_NE(e.path().extension(), ".safetensors") << "model/ holds the GGUF, not the float weights";
+  const auto rep = json::parse(read_file(root / "ud/jobs" / gg / "report.json"));
+  EXPECT_EQ(rep["export_format"], "gguf");
+  EXPECT_EQ(rep["quantization_config"]["type"], "Q4_0");
+  EXPECT_LT(rep["size_mib"]["after"].get<double>(), 0.35 * rep["size_mib"]["before"].get<double>());
+
+  // The same weights through the standalone converter: the same bytes.
+  const fs::path again = root / "again.gguf", readback = root / "readback";
+  const auto conv = run_cmd({worker(), "gguf", "--checkpoint", (root / "ud/jobs" / fq / "model").string(), "--type", "q4_0",
+                             "--name", "kjv-llama", "--out", again.string(), "--readback", readback.string()});
+  ASSERT_EQ(conv.rc, 0) << conv.err;
+  EXPECT_TRUE(read_file(again) == read_file(file)) << "the job's GGUF differs from the converter's";
+  // The reported perplexity is the file's.
+  const auto p = run_cmd({worker(), "ppl", "--checkpoint", readback.string(), "--data", kHeldOut.string(), "--seqlen", "256",
+                          "--num-samples", "20"});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  EXPECT_NEAR(json::parse(p.out)["ppl"].get<double>(), rep["eval"]["quantized"]["kjv"]["ppl"].get<double>(), 1e-9);
+  // Re-encoding costs something: the file scores at or above GPTQ's own grid.
+  const auto frep = json::parse(read_file(root / "ud/jobs" / fq / "report.json"));
+  EXPECT_GE(rep["eval"]["quantized"]["kjv"]["ppl"].get<double>(), 0.99 * frep["eval"]["quantized"]["kjv"]["ppl"].get<double>());
+
+  // Hugging Face's reader, an independent decoder, the job's own weights.
+  const fs::path check = fs::path(QJOBS_SOURCE_DIR) / "tests/gguf/check.mjs";
+  if (fs::exists(fs::path(QJOBS_SOURCE_DIR) / "tests/gguf/node_modules/@huggingface/gguf")) {
+    const auto c = run_cmd({"/usr/bin/env", "node", check.string(), file.string(), (root / "ud/jobs" / fq / "model").string(), "q4_0"});
+    EXPECT_EQ(c.rc, 0) << c.out << c.err;
+    EXPECT_NE(c.out.find("28 Linears dequantized (q4_0)"), std::string::npos) << c.out;
+  }
+  server.terminate();
+  fs::remove_all(root);
+}
+
 }  // namespace qjobs::testing
