@@ -886,11 +886,14 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
     v.add(at.first, at.second, "HQQ's real-valued zero points have no packed form (every packed format stores integer "
                                "zero points): leave ZERO_POINTS unset or integer, or set EXPORT_FORMAT: fake_quant");
   }
+  // The model's config.json when it is on this machine (read once: the
+  // export check, the Nyuntam window and the submission's file checks use it).
+  const auto model_config = find_model_config(spec.model);
   // What the export cannot hold of this model's Linears, from its config.json
   // when it is on this machine (a hub id not downloaded yet is checked by the
   // worker before it quantizes).
   if (quantizes && std::find(formats.begin(), formats.end(), spec.export_format) != formats.end())
-    if (const auto config = find_model_config(spec.model))
+    if (const auto& config = model_config)
       for (const auto& f : check_export_shapes(algo->name, spec.export_format, spec.params, *config)) {
         if (!f.error) {
           if (spec.warnings.size() < kMaxSpecIssues) spec.warnings.push_back(f.message);
@@ -954,7 +957,6 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
 
   // Nyuntam's LMQuant `eval.tasks` become qjobs eval tasks unless the spec
   // has its own eval section, which then wins, and the job says so.
-  const auto model_config = find_model_config(spec.model);
   const bool nyuntam_tasks = spec.params.contains("eval") && spec.params["eval"].is_object() && spec.params["eval"].contains("tasks");
   if (nyuntam_tasks && spec.eval.contains("tasks") && spec.warnings.size() < kMaxSpecIssues)
     spec.warnings.push_back("llm." + spec.algorithm + ".eval.tasks is ignored: the top-level eval section's tasks are run instead");
