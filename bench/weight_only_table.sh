@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Perplexity table of the weight-only algorithms (RTN, AWQ, GPTQ, HQQ) at W4
-# and W3 on one model: each job runs in qjobs-worker (standalone), and the
+# Perplexity table of the weight-only algorithms (RTN, AWQ, GPTQ, HQQ,
+# Sequential MSE; ALGOS="RTN GPTQ" for fewer) at W4 and W3 on one model: each job runs in qjobs-worker (standalone), and the
 # packaged checkpoint is scored with `qjobs-worker ppl` (GPTQ/AWQ protocol).
-# Usage: [PPL_WINDOWS=N] bench/weight_only_table.sh MODEL_DIR CALIB_DATA EVAL_DATA GROUP [SEQLEN] [CALIB_N] [CALIB_SEQLEN]
+# GROUP -1 is per output channel.
+# Usage: [PPL_WINDOWS=N] [ALGOS="..."] bench/weight_only_table.sh MODEL_DIR CALIB_DATA EVAL_DATA GROUP [SEQLEN] [CALIB_N] [CALIB_SEQLEN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=$(realpath "$1"); calib=$(realpath "$2"); evald=$(realpath "$3"); group=$4
@@ -10,13 +11,14 @@ seqlen=${5:-512}; calib_n=${6:-128}; calib_seqlen=${7:-512}
 work=$(mktemp -d /tmp/qjobs-wq.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 worker=build/bin/qjobs-worker
+algos=${ALGOS:-RTN AutoAWQ GPTQ HQQ SequentialMSE}
 
 ppl() { "$worker" ppl --checkpoint "$1" --data "$evald" --seqlen "$seqlen" --num-samples "${PPL_WINDOWS:--1}" --batch-size 4 | sed -n 's/.*"ppl":\([0-9.e+-]*\).*/\1/p'; }
 
 base=$(ppl "$model")
 declare -A result secs
 for bits in 4 3; do
-  for algo in RTN AutoAWQ GPTQ HQQ; do
+  for algo in $algos; do
     cat >"$work/$algo-$bits.yaml" <<YAML
 MODEL: "$model"
 ALGORITHM: $algo
@@ -39,15 +41,20 @@ echo
 echo "model: $model"
 echo "eval: $evald, seqlen $seqlen, windows: ${PPL_WINDOWS:-all}; calibration: $calib, $calib_n x $calib_seqlen; group $group"
 echo
-echo "| bits | fp | RTN | AWQ | GPTQ | HQQ |"
-echo "|---|---|---|---|---|---|"
+row() { printf '| %s ' "$@"; echo '|'; }
+header=("bits" "fp"); rule=("---" "---"); header_s=("bits"); rule_s=("---")
+for algo in $algos; do header+=("$algo"); rule+=("---"); header_s+=("$algo s"); rule_s+=("---"); done
+row "${header[@]}"; row "${rule[@]}"
 for bits in 4 3; do
-  printf '| W%s g%s | %.3f | %.3f | %.3f | %.3f | %.3f |\n' "$bits" "$group" "$base" "${result[RTN-$bits]}" \
-    "${result[AutoAWQ-$bits]}" "${result[GPTQ-$bits]}" "${result[HQQ-$bits]}"
+  cells=("W$bits g$group" "$(printf %.3f "$base")")
+  for algo in $algos; do cells+=("$(printf %.3f "${result[$algo-$bits]}")"); done
+  row "${cells[@]}"
 done
 echo
-echo "| bits | RTN s | AWQ s | GPTQ s | HQQ s |  (job wall time: load, calibrate, quantize, package)"
-echo "|---|---|---|---|---|"
+echo "job wall time in seconds (load, calibrate, quantize, package):"
+row "${header_s[@]}"; row "${rule_s[@]}"
 for bits in 4 3; do
-  printf '| W%s | %.1f | %.1f | %.1f | %.1f |\n' "$bits" "${secs[RTN-$bits]}" "${secs[AutoAWQ-$bits]}" "${secs[GPTQ-$bits]}" "${secs[HQQ-$bits]}"
+  cells=("W$bits")
+  for algo in $algos; do cells+=("$(printf %.1f "${secs[$algo-$bits]}")"); done
+  row "${cells[@]}"
 done

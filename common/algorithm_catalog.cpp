@@ -102,6 +102,29 @@ std::vector<ParamSpec> gptq_params() {
   return p;
 }
 
+// AIMET's SeqMseParams under their spec spelling (num_candidates ->
+// NUM_CANDIDATES, ...), over the weight-only keys RTN and GPTQ share.
+std::vector<ParamSpec> seq_mse_params() {
+  auto p = weight_only_params("GEMM");
+  p.back() = layer_overrides(true);
+  p.push_back(integer("NUM_CANDIDATES", "range candidates per channel (group): (c + 1) / N of the full range, c = 0 .. N-1", 20,
+                      1, 1000));
+  p.push_back(integer("NUM_BATCHES", "calibration windows the search uses (AIMET's num_batches); unset: all of them", nullptr, 1,
+                      1 << 20));
+  p.push_back(string("INP_SYMMETRY", "inputs of both outputs: symqt (of the quantized model) or symfp (of the float model)",
+                     "symqt", {"symqt", "symfp"}));
+  p.push_back(string("LOSS_FN", "output error minimized per channel (group): mse, l1 or sqnr", "mse", {"mse", "l1", "sqnr"}));
+  auto a = integer("A_BIT", "simulated input activation bits, static per tensor (16: w4a16, 8: w4a8; 0: none, weight-only)", 0,
+                   0, 16);
+  a.check = [](const json& v) -> std::optional<std::string> {
+    const auto b = v.get<long long>();
+    if (b == 0 || b >= 2) return std::nullopt;
+    return "must be 0 (no activation quantization) or 2..16 bits";
+  };
+  p.push_back(std::move(a));
+  return p;
+}
+
 std::vector<ParamSpec> hqq_params() {
   auto group = integer("Q_GROUP_SIZE", "input columns per group; -1 = per output channel", 64, -1, 1 << 20);
   group.check = group_size_rule;
@@ -200,6 +223,9 @@ std::vector<AlgorithmInfo> make_catalog() {
        weight_only_params("GEMM")},
       {"AutoAWQ", "AWQ activation-aware weight quantization", true, awq_params(), 128, 512},
       {"GPTQ", "GPTQ Hessian-based weight quantization", true, gptq_params(), 128, 2048},
+      {"SequentialMSE", "AIMET's Sequential MSE: per channel (group) the weight range minimizing each Linear's output error on "
+                        "inputs that carry the earlier Linears' quantization; W4/W8, w4a16 / w8a16 with LAYER_OVERRIDES",
+       true, seq_mse_params(), 32, 2048},
       {"HQQ", "half-quadratic calibration-free weight quantization", true, hqq_params()},
       {"SmoothQuant", "W8A8 with activation smoothing (int8 weights and activations; compressed-tensors int-quantized)", true,
        {number("alpha", "migration strength", 0.5, 0, 1),

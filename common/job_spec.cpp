@@ -19,6 +19,24 @@
 namespace qjobs {
 namespace {
 
+// Algorithms whose output is integer weights and nothing else: what the awq,
+// gptq and GGUF formats hold.
+bool weight_only_integer(const std::string& algo, const nlohmann::json& params) {
+  if (algo == "RTN" || algo == "AutoAWQ" || algo == "GPTQ" || algo == "HQQ") return true;
+  if (algo == "LMQuant") {
+    const std::string t = params.value("quant_type", std::string());
+    return t == "awq" || t == "gptq";
+  }
+  if (algo == "SequentialMSE") {
+    if (params.value("A_BIT", 0) != 0) return false;
+    for (const auto& o : params.value("LAYER_OVERRIDES", nlohmann::json::array()))
+      if (o.is_object() && o.contains("A_BIT") && o["A_BIT"] != 0) return false;
+    return true;
+  }
+  return false;
+}
+
+
 using nlohmann::json;
 
 const std::vector<std::string> kServerOwnedPaths = {"USER_FOLDER", "JOB_PATH", "MODEL_PATH",
@@ -797,9 +815,7 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
     v.add("EXPORT_FORMAT", format_mark, msg);
   } else if ((spec.export_format == "awq" || spec.export_format == "gptq") && quantizes) {
     const std::string& f = spec.export_format;
-    const bool weight_only = algo->name == "RTN" || algo->name == "AutoAWQ" || algo->name == "GPTQ" || algo->name == "HQQ" ||
-                             (algo->name == "LMQuant" && (spec.params.value("quant_type", std::string()) == "awq" ||
-                                                          spec.params.value("quant_type", std::string()) == "gptq"));
+    const bool weight_only = weight_only_integer(algo->name, spec.params);
     const int bits = spec.params.value("W_BIT", 4);
     const std::string wformat = spec.params.value("W_FORMAT", std::string("int"));
     if (weight_only && wformat != "int")
@@ -823,12 +839,10 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   } else if (spec.export_format == "gguf" && quantizes) {
     // llama.cpp's Q4_0 / Q8_0: symmetric blocks of 32 along the inputs, the
     // job's (dequantized) weights encoded in them.
-    const bool weight_only = algo->name == "RTN" || algo->name == "AutoAWQ" || algo->name == "GPTQ" || algo->name == "HQQ" ||
-                             (algo->name == "LMQuant" && (spec.params.value("quant_type", std::string()) == "awq" ||
-                                                          spec.params.value("quant_type", std::string()) == "gptq"));
+    const bool weight_only = weight_only_integer(algo->name, spec.params);
     const int bits = spec.params.value("W_BIT", 4);
     if (!weight_only || spec.params.value("W_FORMAT", std::string("int")) != "int")
-      v.add("EXPORT_FORMAT", format_mark, "the GGUF export writes weight-only integer models (RTN, AutoAWQ, GPTQ, HQQ) as "
+      v.add("EXPORT_FORMAT", format_mark, "the GGUF export writes weight-only integer models (RTN, AutoAWQ, GPTQ, HQQ, SequentialMSE without A_BIT) as "
                                           "Q4_0 or Q8_0; " + algo->name + " is exported as compressed-tensors or fake_quant");
     else if (bits != 4 && bits != 8)
       v.add(param_at({"W_BIT"}).first, param_at({"W_BIT"}).second,

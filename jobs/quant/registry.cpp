@@ -7,6 +7,7 @@
 #include "jobs/quant/hqq.hpp"
 #include "jobs/quant/qoq.hpp"
 #include "jobs/quant/rtn.hpp"
+#include "jobs/quant/seq_mse.hpp"
 #include "jobs/quant/smoothquant.hpp"
 
 namespace qjobs::quant {
@@ -17,6 +18,7 @@ const std::vector<AlgorithmRow>& algorithm_registry() {
       {"AutoAWQ", [] { return std::make_unique<AwqAlgorithm>(); }},
       {"GPTQ", [] { return std::make_unique<GptqAlgorithm>(); }},
       {"HQQ", [] { return std::make_unique<HqqAlgorithm>(); }},
+      {"SequentialMSE", [] { return std::make_unique<SequentialMseAlgorithm>(); }},
       {"SmoothQuant", [] { return std::make_unique<SmoothQuantAlgorithm>(); }},
       {"LMQuant", [] { return std::make_unique<LmQuantAlgorithm>(); }},
       {"FP8", [] { return std::make_unique<Fp8Algorithm>(); }},
