@@ -18,10 +18,13 @@ ppl() { "$worker" ppl --checkpoint "$1" --data "$evald" --seqlen "$seqlen" --num
 base=$(ppl "$model")
 declare -A result secs
 for bits in 4 3; do
+  # W4 scored from the packed checkpoint users get; W3 has no packed form.
+  format=compressed-tensors; [[ $bits == 4 ]] || format=fake_quant
   for algo in $algos; do
     cat >"$work/$algo-$bits.yaml" <<YAML
 MODEL: "$model"
 ALGORITHM: $algo
+EXPORT_FORMAT: $format
 DATA_PATH: "$calib"
 calibration:
   n_samples: $calib_n

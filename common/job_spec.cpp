@@ -62,6 +62,7 @@ const std::vector<TopKey>& top_keys() {
       {"CACHE_PATH", ParamType::string},     {"PRIORITY", ParamType::integer},
       {"TIMEOUT_S", ParamType::number},      {"MAX_ATTEMPTS", ParamType::integer},
       {"DTYPE", ParamType::string},          {"EXPORT_FORMAT", ParamType::string},
+      {"ONNX_SEQ_LEN", ParamType::integer},  {"ONNX_CONTEXT_LEN", ParamType::integer},
   };
   return keys;
 }
@@ -364,6 +365,8 @@ json to_json(const JobSpec& s) {
           {"params", s.params},
           {"DTYPE", s.dtype},
           {"EXPORT_FORMAT", s.export_format},
+          {"ONNX_SEQ_LEN", s.onnx_seq_len},
+          {"ONNX_CONTEXT_LEN", s.onnx_context_len},
           {"eval", s.eval},
           {"calibration", s.calibration},
           {"warnings", s.warnings}};
@@ -391,6 +394,8 @@ JobSpec job_spec_from_json(const json& j) {
   s.params = j.value("params", json::object());
   s.dtype = j.value("DTYPE", std::string("auto"));
   s.export_format = j.value("EXPORT_FORMAT", std::string("fake_quant"));
+  s.onnx_seq_len = j.value("ONNX_SEQ_LEN", int64_t{128});
+  s.onnx_context_len = j.value("ONNX_CONTEXT_LEN", int64_t{1024});
   s.eval = j.value("eval", json::object());
   s.calibration = j.value("calibration", json::object());
   s.warnings = j.value("warnings", std::vector<std::string>{});
@@ -784,7 +789,7 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   // NVFP4/MXFP4); fake_quant only when asked.
   const bool quantizes = algo != nullptr && algo->name != "Evaluate";
   spec.export_format = top.value("EXPORT_FORMAT", std::string(quantizes ? "compressed-tensors" : "fake_quant"));
-  const std::vector<std::string> formats = {"fake_quant", "awq", "gptq", "compressed-tensors", "gguf"};
+  const std::vector<std::string> formats = {"fake_quant", "awq", "gptq", "compressed-tensors", "gguf", "onnx"};
   const YAML::Mark format_mark = root["EXPORT_FORMAT"] ? root["EXPORT_FORMAT"].Mark() : root.Mark();
   const bool overrides = spec.params.contains("LAYER_OVERRIDES") && !spec.params["LAYER_OVERRIDES"].empty();
   // Where a key of the algorithm's section was written (its path and mark),
@@ -810,7 +815,7 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
     return std::pair<std::string, YAML::Mark>{path, n.Mark()};
   };
   if (std::find(formats.begin(), formats.end(), spec.export_format) == formats.end()) {
-    std::string msg = "EXPORT_FORMAT must be fake_quant, awq, gptq, compressed-tensors or gguf";
+    std::string msg = "EXPORT_FORMAT must be fake_quant, awq, gptq, compressed-tensors, gguf or onnx";
     if (auto near = closest_name(spec.export_format, formats)) msg += "; did you mean '" + *near + "'?";
     v.add("EXPORT_FORMAT", format_mark, msg);
   } else if ((spec.export_format == "awq" || spec.export_format == "gptq") && quantizes) {
@@ -856,7 +861,32 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
                               " holds symmetric blocks of 32: the job's weights are encoded into them again (the "
                               "perplexity reported is that of the GGUF file); Q_GROUP_SIZE: 32 with ZERO_POINT: false "
                               "lets the algorithm work on a grid close to it");
-  } else if (spec.export_format == "compressed-tensors" && quantizes && spec.params.contains("LAYER_OVERRIDES") &&
+  } else if (spec.export_format == "onnx" && quantizes) {
+    // The float graph + AIMET encodings + the QDQ graph: integer weights with
+    // at most static per-tensor integer inputs.
+    const bool int_weights = weight_only_integer(algo->name, spec.params) || algo->name == "SequentialMSE";
+    if (!int_weights || spec.params.value("W_FORMAT", std::string("int")) != "int" || algo->name == "HQQ")
+      v.add("EXPORT_FORMAT", format_mark, "the ONNX export writes integer-weight models (RTN, AutoAWQ, GPTQ, SequentialMSE; "
+                                          "LMQuant awq/gptq) with their encodings; " + algo->name +
+                                              " is exported as compressed-tensors or fake_quant");
+    else if (spec.params.value("DESC_ACT", false) && !spec.params.value("STATIC_GROUPS", false))
+      v.add(param_at({"DESC_ACT"}).first, param_at({"DESC_ACT"}).second,
+            "the ONNX graph's weight groups are consecutive columns: DESC_ACT needs STATIC_GROUPS: true for EXPORT_FORMAT onnx");
+  }
+  if (top.contains("ONNX_SEQ_LEN") || top.contains("ONNX_CONTEXT_LEN")) {
+    spec.onnx_seq_len = top.value("ONNX_SEQ_LEN", int64_t{128});
+    spec.onnx_context_len = top.value("ONNX_CONTEXT_LEN", int64_t{1024});
+    const auto mark_of = [&](const char* k) { return root[k] ? root[k].Mark() : root.Mark(); };
+    if (spec.export_format != "onnx" && spec.warnings.size() < kMaxSpecIssues)
+      spec.warnings.push_back("ONNX_SEQ_LEN / ONNX_CONTEXT_LEN shape the ONNX export only; EXPORT_FORMAT is " + spec.export_format);
+    if (spec.onnx_seq_len < 1 || spec.onnx_seq_len > 65536)
+      v.add("ONNX_SEQ_LEN", mark_of("ONNX_SEQ_LEN"), "must be 1..65536 (tokens per call of the ONNX graph)");
+    else if (spec.onnx_context_len <= spec.onnx_seq_len || spec.onnx_context_len > (1 << 20))
+      v.add("ONNX_CONTEXT_LEN", mark_of("ONNX_CONTEXT_LEN"),
+            "must be above ONNX_SEQ_LEN (" + std::to_string(spec.onnx_seq_len) + ") and at most 1048576: the graph attends over "
+            "ONNX_CONTEXT_LEN - ONNX_SEQ_LEN cached positions and the new ones");
+  }
+  if (spec.export_format == "compressed-tensors" && quantizes && spec.params.contains("LAYER_OVERRIDES") &&
              spec.params["LAYER_OVERRIDES"].is_array()) {
     // pack-quantized holds 4- and 8-bit integer weights.
     const bool int_weights = spec.params.contains("W_BIT");
@@ -903,6 +933,13 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   // The model's config.json when it is on this machine (read once: the
   // export check, the Nyuntam window and the submission's file checks use it).
   const auto model_config = find_model_config(spec.model);
+  if (spec.export_format == "onnx" && model_config && model_config->contains("max_position_embeddings") &&
+      (*model_config)["max_position_embeddings"].is_number_integer()) {
+    const int64_t positions = (*model_config)["max_position_embeddings"].get<int64_t>();
+    if (top.contains("ONNX_CONTEXT_LEN") && spec.onnx_context_len > positions)
+      v.add("ONNX_CONTEXT_LEN", root["ONNX_CONTEXT_LEN"].Mark(),
+            "is longer than the model's max_position_embeddings (" + std::to_string(positions) + ")");
+  }
   // What the export cannot hold of this model's Linears, from its config.json
   // when it is on this machine (a hub id not downloaded yet is checked by the
   // worker before it quantizes).

@@ -62,6 +62,8 @@ struct JobSpec {
   std::string dtype = "auto";      // compute dtype
   std::string export_format = "fake_quant";  // EXPORT_FORMAT, resolved: compressed-tensors unless given
                                              // (fake_quant for Evaluate) | awq | gptq | fake_quant
+  int64_t onnx_seq_len = 128;      // ONNX_SEQ_LEN: new tokens per call of the ONNX graph (AR)
+  int64_t onnx_context_len = 1024; // ONNX_CONTEXT_LEN: past + new positions (CL), at most the model's
   nlohmann::json eval = nlohmann::json::object();    // {tasks: [...]}, defaults applied
   nlohmann::json calibration = nlohmann::json::object();  // calibration_schema(), as given
   std::vector<std::string> warnings;  // accepted but ignored keys

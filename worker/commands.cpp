@@ -10,6 +10,7 @@
 #include "jobs/eval/perplexity.hpp"
 #include "jobs/eval/tasks.hpp"
 #include "jobs/export/gguf_llama.hpp"
+#include "jobs/export/onnx_llama.hpp"
 #include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/device.hpp"
@@ -152,6 +153,26 @@ int cmd_demo(const ModelArgs& a, const std::string& prompt, bool raw, int64_t ma
 #include "jobs/tokenizer/bpe_trainer.hpp"
 
 namespace qjobs::worker {
+
+int cmd_onnx(const std::string& checkpoint, const std::string& out, int64_t seq_len, int64_t context_len) {
+  try {
+    const fs::path dir = model::resolve_model_dir(checkpoint);
+    const auto ckpt = model::Checkpoint::open(dir);
+    const json qc = ckpt.config().value("quantization_config", json::object());
+    const exporter::onnx::WeightSource weight = [&](const std::string& name) {
+      const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
+      const bool linear = stem != name && name.compare(name.size() - 7, 7, ".weight") == 0;
+      if (linear && exporter::is_quantized_linear(ckpt, stem, qc)) return exporter::unpack_weight(ckpt, stem, qc);
+      return ckpt.tensor(name).to(at::kFloat);
+    };
+    exporter::onnx::write_llama_onnx(ckpt.config(), weight, {seq_len, context_len}, nullptr, out);
+    std::cout << json{{"out", out}, {"graph", exporter::onnx::GraphShape{seq_len, context_len}.name()},
+                      {"opset", exporter::onnx::kOpset}}.dump() << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e);
+  }
+}
 
 int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::string& out, const std::string& readback,
              const std::string& name) {

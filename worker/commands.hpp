@@ -24,6 +24,9 @@ int cmd_demo(const ModelArgs& m, const std::string& prompt, bool raw, int64_t ma
 // file for llama.cpp, its decoder Linears in `type` (q8_0, q4_0, f16, f32)
 // from the weights as the checkpoint holds them (jobs/export/gguf_llama.hpp);
 // with `readback`, also the file's weights read back as a float checkpoint.
+// The float ONNX graph of a checkpoint (packed ones unpacked), for
+// onnxruntime and the device compilers.
+int cmd_onnx(const std::string& checkpoint, const std::string& out, int64_t seq_len, int64_t context_len);
 int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::string& out, const std::string& readback,
              const std::string& name);
 

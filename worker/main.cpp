@@ -72,6 +72,12 @@ int main(int argc, char** argv) {
   std::string gguf_readback, gguf_name;
   gguf->add_option("--name", gguf_name, "general.name (default: the checkpoint folder's name)");
   gguf->add_option("--readback", gguf_readback, "also write the file's weights, read back, as a float checkpoint here");
+  int64_t onnx_seq = 128, onnx_ctx = 1024;
+  auto* onnx = app.add_subcommand("onnx", "write a checkpoint's float graph as ONNX (prefill of --seq-len tokens with a KV cache)");
+  onnx->add_option("--checkpoint", margs.checkpoint)->required();
+  onnx->add_option("--out", out_file, "the .onnx file to write (weights beside it in .data)")->required();
+  onnx->add_option("--seq-len", onnx_seq, "new tokens per call (AR)")->capture_default_str();
+  onnx->add_option("--context-len", onnx_ctx, "past + new positions (CL)")->capture_default_str();
   auto* demo = app.add_subcommand("demo", "answer a prompt");
   demo->add_option("--checkpoint", margs.checkpoint)->required();
   demo->add_option("--prompt", prompt)->required();
@@ -135,6 +141,7 @@ int main(int argc, char** argv) {
   if (*tokenize) return qjobs::worker::cmd_tokenize(tok_dir, text, bos);
   if (*logits) return qjobs::worker::cmd_logits(margs, tokens_file, out_file);
   if (*ppl) return qjobs::worker::cmd_ppl(margs, data_file, seqlen, num_samples, batch_size);
+  if (*onnx) return qjobs::worker::cmd_onnx(margs.checkpoint, out_file, onnx_seq, onnx_ctx);
   if (*gguf) return qjobs::worker::cmd_gguf(margs.checkpoint, gguf_type, out_file, gguf_readback, gguf_name);
   if (*demo) return qjobs::worker::cmd_demo(margs, prompt, raw, max_new, temperature, top_p, seed);
   if (*train_tok) return qjobs::worker::cmd_train_tokenizer(tt_data, tt_vocab, tt_out);

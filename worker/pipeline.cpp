@@ -24,6 +24,7 @@
 #include "jobs/eval/baseline_cache.hpp"
 #include "jobs/eval/tasks.hpp"
 #include "jobs/export/gguf_llama.hpp"
+#include "jobs/export/onnx_llama.hpp"
 #include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/device.hpp"
@@ -138,6 +139,67 @@ json package_gguf(const JobSpec& spec, const JobDir& dir, const fs::path& readba
   return {{"format", "gguf"}, {"file", file}, {"type", exporter::gguf::type_name(type)},
           {"note", "decoder Linears in " + std::string(exporter::gguf::type_name(type)) +
                        "; embeddings, norms and the head in F32; read by llama.cpp's llama architecture"}};
+}
+
+// EXPORT_FORMAT onnx, after package() wrote the job's weights as floats in
+// model/: the float graph with the job's weights (model_<shape>.onnx +
+// .data), AIMET's encodings of their grid and of the Linears' static input
+// quantizers (model_<shape>.encodings), and the QDQ graph that simulates
+// them (model_<shape>_qdq.onnx + .data). The float checkpoint moves to
+// `scored`, which the evaluation scores: the QDQ graph computes it (the
+// ONNX test checks this in onnxruntime). Returns what report.json records.
+json package_onnx(const JobSpec& spec, const quant::QuantOutput& q, const JobDir& dir, const fs::path& scored,
+                  StatusReporter& rep) {
+  const fs::path out = dir.model_dir();
+  const fs::path staged = dir.root() / "export-onnx";
+  fs::remove_all(staged);
+  fs::create_directories(staged);
+  exporter::onnx::GraphShape shape;
+  exporter::onnx::Quantization qz;
+  qz.int_weights = &q.int_weights;
+  qz.activations = q.quantization_config.value("activations", json::object());
+  json config;
+  {
+    const auto floats = model::Checkpoint::open(out);
+    config = floats.config();
+    const int64_t max_pos = config.value("max_position_embeddings", int64_t{2048});
+    // The default context is cut to the model's; a written one was checked at submission.
+    shape.context_len = std::min<int64_t>(spec.onnx_context_len, max_pos);
+    shape.seq_len = std::min<int64_t>(spec.onnx_seq_len, shape.context_len - 1);
+    config.erase("qjobs_quantization");
+    const exporter::onnx::WeightSource weight = [&](const std::string& n) { return floats.tensor(n).to(at::kFloat); };
+    const std::string stem = "model_" + shape.name();
+    exporter::onnx::write_llama_onnx(config, weight, shape, nullptr, staged / (stem + ".onnx"));
+    write_file_atomic(staged / (stem + ".encodings"), exporter::onnx::aimet_encodings(config, qz).dump(1));
+    exporter::onnx::write_llama_onnx(config, weight, shape, &qz, staged / (stem + "_qdq.onnx"));
+  }
+  fs::remove_all(scored);
+  fs::rename(out, scored);
+  fs::create_directories(out);
+  for (const auto& e : fs::directory_iterator(scored)) {
+    const std::string f = e.path().filename().string();
+    const bool weights = f.size() > 12 && (f.compare(f.size() - 12, 12, ".safetensors") == 0 || f == "model.safetensors.index.json");
+    if (!weights) fs::copy_file(e.path(), out / f, fs::copy_options::overwrite_existing);
+  }
+  // config.json beside the graphs: the architecture, without the simulated-quantization key
+  // (the encodings carry it).
+  write_file_atomic(out / "config.json", config.dump(2));
+  json files = json::array();
+  for (const auto& e : fs::directory_iterator(staged)) {
+    files.push_back(e.path().filename().string());
+    fs::rename(e.path(), out / e.path().filename());
+  }
+  fs::remove_all(staged);
+  std::sort(files.begin(), files.end());
+  rep.event({{"type", "export"}, {"format", "onnx"}, {"files", files}});
+  return {{"format", "onnx"},
+          {"graph", shape.name()},
+          {"opset", exporter::onnx::kOpset},
+          {"files", files},
+          {"note", "float graph with the job's weights + AIMET encodings (1.0.0) for device compilers; the _qdq graph "
+                   "simulates the quantization (DequantizeLinear weights, QuantizeLinear/DequantizeLinear inputs) in any "
+                   "ONNX runtime; prefill of " + std::to_string(shape.seq_len) + " tokens over a context of " +
+                   std::to_string(shape.context_len) + " with a KV-cache input/output pair"}};
 }
 
 // Writes the quantized model; returns the quantization config its
@@ -726,8 +788,8 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     qin.state_dir = job_dir / "calib_state";
     qin.keep_float_weights = !exporter::packed_format(spec.export_format).has_value();
     qin.packed_export = !qin.keep_float_weights;
-    if (spec.export_format == "compressed-tensors") {
-      // compressed-tensors holds no ragged last group: such Linears get their
+    if (spec.export_format == "compressed-tensors" || spec.export_format == "onnx") {
+      // compressed-tensors (and the ONNX graph's groups) hold no ragged last group: such Linears get their
       // own per-channel scheme (the submission warned about them).
       std::map<std::string, int64_t> widths;
       for (const auto& name : ckpt.tensor_names())
@@ -788,6 +850,9 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     if (spec.export_format == "gguf") {
       scored = job_dir / "gguf_readback";
       written_qc = package_gguf(spec, dir, scored, rep);
+    } else if (spec.export_format == "onnx") {
+      scored = job_dir / "onnx_source";
+      written_qc = package_onnx(spec, q, dir, scored, rep);
     }
     const uint64_t size_after = dir_size(dir.model_dir());
     rep.metric("packaged_size_mib", size_after / (1024.0 * 1024.0));

@@ -335,12 +335,15 @@ INSTANTIATE_TEST_SUITE_P(Formats, ExportReadback,
 namespace qjobs::testing {
 namespace {
 
-TEST(RuntimeJob, KilledDuringCalibrationResumesAtTheNextBlockWithTheSamePerplexity) {
+// A job of `algorithm` (its section `section`) through the server, its
+// worker killed after two of four blocks, resumes and scores as an
+// uninterrupted run.
+void killed_during_calibration_resumes(const std::string& algorithm, const std::string& section, const std::string& format) {
   const fs::path root = make_temp_dir("resume");
   const std::string spec_text =
-      "MODEL: \"" + kExample.string() + "\"\nALGORITHM: GPTQ\nDATA_PATH: \"" +
+      "MODEL: \"" + kExample.string() + "\"\nALGORITHM: " + algorithm + "\nDATA_PATH: \"" +
       (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
-      "\"\nEXPORT_FORMAT: fake_quant\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  GPTQ:\n    W_BIT: 3\n    Q_GROUP_SIZE: 32\n"
+      "\"\nEXPORT_FORMAT: " + format + "\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  " + algorithm + ":\n" + section +
       "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" + kHeldOut.string() +
       "\"\n      seqlen: 256\n      num_samples: 8\n";
   std::ofstream(root / "job.yaml") << spec_text;
@@ -373,8 +376,27 @@ TEST(RuntimeJob, KilledDuringCalibrationResumesAtTheNextBlockWithTheSamePerplexi
   EXPECT_NE(events.find("\"type\":\"resumed\""), std::string::npos) << events;
   const double got = json::parse(read_file(root / "ud/jobs" / id / "report.json"))["eval"]["quantized"]["kjv"]["ppl"];
   EXPECT_NEAR(got, want, 1e-9 * want);
+  if (format == "compressed-tensors") {
+    // Packed: every Linear has its integer form, and the static input scales are there.
+    const json qc = json::parse(read_file(root / "ud/jobs" / id / "model/config.json"))["quantization_config"];
+    EXPECT_EQ(qc["format"], "pack-quantized") << qc.dump();
+    EXPECT_NE(qc.dump().find("\"input_activations\":{"), std::string::npos) << qc.dump();
+  }
   server.terminate();
   fs::remove_all(root);
+}
+
+TEST(RuntimeJob, KilledDuringCalibrationResumesAtTheNextBlockWithTheSamePerplexity) {
+  killed_during_calibration_resumes("GPTQ", "    W_BIT: 3\n    Q_GROUP_SIZE: 32\n", "fake_quant");
+}
+
+TEST(RuntimeJob, SequentialMseW4A16KilledMidRunResumesWithTheSamePerplexity) {
+  // AI Hub's mixed recipe: w4a16 with the down projections w8a16, packed
+  // into compressed-tensors with the static 16-bit input scales.
+  killed_during_calibration_resumes("SequentialMSE",
+                                    "    W_BIT: 4\n    Q_GROUP_SIZE: 32\n    ZERO_POINT: false\n    A_BIT: 16\n"
+                                    "    LAYER_OVERRIDES:\n      - pattern: \"*.down_proj\"\n        W_BIT: 8\n",
+                                    "compressed-tensors");
 }
 
 }  // namespace
