@@ -66,7 +66,7 @@ std::vector<ExportFinding> check_export_shapes(const std::string& algorithm, con
       params["quant"]["wgts"].contains("group_size") && params["quant"]["wgts"]["group_size"].is_number_integer())
     lm_group = params["quant"]["wgts"]["group_size"].get<int64_t>();
   const bool int_weights = algorithm == "RTN" || algorithm == "AutoAWQ" || algorithm == "GPTQ" || algorithm == "HQQ" ||
-                           (lmquant && preset.rfind("sq_", 0) != 0);
+                           algorithm == "SequentialMSE" || (lmquant && preset.rfind("sq_", 0) != 0);
   // One finding per kind of Linear and message, counting the layers.
   std::map<std::string, std::pair<ExportFinding, std::set<int64_t>>> found;
   const auto add = [&](const std::string& kind, int64_t layer, bool error, const std::string& msg) {
@@ -96,11 +96,11 @@ std::vector<ExportFinding> check_export_shapes(const std::string& algorithm, con
       }
       const int64_t g = lmquant ? lm_group : r.group_size;
       const bool ragged = g > 0 && in > g && in % g != 0;
-      if (format == "compressed-tensors") {
+      if (format == "compressed-tensors" || format == "onnx") {
         if (ragged)
           add(kind, l, false, kind + " has " + widths + ", not a multiple of Q_GROUP_SIZE " + std::to_string(g) +
-                                  ": it is quantized and packed per output channel (its own compressed-tensors config "
-                                  "group, as vLLM serves); no ragged group is written");
+                                  ": it is quantized per output channel (its own compressed-tensors config group, as vLLM "
+                                  "serves; per-channel ONNX encodings); no ragged group is written");
       } else if (format == "awq" || format == "gptq") {
         const int per = 32 / std::max(r.bits, 1);
         if (ragged)

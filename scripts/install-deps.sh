@@ -14,6 +14,7 @@ packages=(
   bible-kjv bible-kjv-text
   slurm-wlm slurm-client slurmdbd munge mariadb-server mariadb-client
   chromium nodejs
+  libonnx-dev python3-onnx
 )
 
 missing=()

@@ -11,5 +11,6 @@ cd "$dir"
 apt-get download \
   libyaml-cpp-dev libyaml-cpp0.7 libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 nlohmann-json3-dev \
   libcli11-dev libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libicu-dev libicu72 \
-  libcurl4-openssl-dev libssl-dev
+  libcurl4-openssl-dev libssl-dev \
+  libonnx-dev libonnx1 libprotobuf-dev libprotobuf32
 ls -1 "$dir"/*.deb | wc -l

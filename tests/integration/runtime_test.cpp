@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -820,6 +821,130 @@ TEST(GgufExport, GptqJobWritesAGgufWhoseWeightsAreTheJobsAndScoreAsReported) {
     EXPECT_EQ(c.rc, 0) << c.out << c.err;
     EXPECT_NE(c.out.find("28 Linears dequantized (q4_0)"), std::string::npos) << c.out;
   }
+  server.terminate();
+  fs::remove_all(root);
+}
+
+// Issue 17: AI Hub's w4a16 (down projections w8a16) with Sequential MSE,
+// exported as ONNX through the server; the graphs run in onnxruntime
+// (npm onnxruntime-node, CPU) through their KV cache, and pass onnx.checker
+// (Debian's python3-onnx). The float graph computes the job's weights
+// (<= 1e-4 of qjobs' logits), the QDQ graph its simulated quantization
+// (<= 1e-3), and the encodings describe exactly the grid the weights sit on.
+TEST(OnnxExport, SequentialMseW4A16JobRunsInOnnxRuntimeWithEncodingsOfItsGrid) {
+  const fs::path onnx_dir = fs::path(QJOBS_SOURCE_DIR) / "tests/onnx";
+  if (!fs::exists(onnx_dir / "node_modules/onnxruntime-node")) {
+    const auto npm = run_cmd({"/bin/bash", "-c", "cd '" + onnx_dir.string() +
+                                                     "' && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci --no-audit --no-fund"});
+    if (npm.rc != 0) {
+      if (const char* ci = std::getenv("CI"); ci != nullptr && std::string(ci) == "true") FAIL() << "npm ci: " << npm.err;
+      GTEST_SKIP() << "onnxruntime-node unavailable (npm ci failed)";
+    }
+  }
+  const fs::path root = make_temp_dir("onnx_job");
+  ServerProcess server(root / "ud", {"--slots", "1"});
+  const std::string body = "MODEL: \"" + kExample.string() + "\"\nALGORITHM: SequentialMSE\nDATA_PATH: \"" +
+                           (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
+                           "\"\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  SequentialMSE:\n    W_BIT: 4\n"
+                           "    Q_GROUP_SIZE: 32\n    ZERO_POINT: false\n    A_BIT: 16\n    LAYER_OVERRIDES:\n"
+                           "      - pattern: \"*.down_proj\"\n        W_BIT: 8\neval:\n  tasks:\n    - type: ppl\n      name: kjv\n"
+                           "      data_path: \"" + kHeldOut.string() + "\"\n      seqlen: 256\n      num_samples: 8\n";
+  const std::string ox = submit_and_wait(server, root, "onnx", "EXPORT_FORMAT: onnx\nONNX_SEQ_LEN: 16\nONNX_CONTEXT_LEN: 64\n" + body);
+  const std::string fq = submit_and_wait(server, root, "fake", "EXPORT_FORMAT: fake_quant\n" + body);
+  const fs::path model = root / "ud/jobs" / ox / "model";
+  const fs::path fg = model / "model_ar16_cl64.onnx", qg = model / "model_ar16_cl64_qdq.onnx";
+  for (const auto& f : {fg, qg, model / "model_ar16_cl64.data", model / "model_ar16_cl64_qdq.data", model / "model_ar16_cl64.encodings"})
+    ASSERT_TRUE(fs::exists(f)) << f;
+  for (const auto& e : fs::directory_iterator(model)) EXPECT_NE(e.path().extension(), ".safetensors") << e.path();
+  // The QDQ graph's weights are one byte per code (opset 17 has no int4): below the float graph's.
+  EXPECT_LT(fs::file_size(model / "model_ar16_cl64_qdq.data"), 0.5 * fs::file_size(model / "model_ar16_cl64.data"));
+  const auto rep = json::parse(read_file(root / "ud/jobs" / ox / "report.json"));
+  const auto frep = json::parse(read_file(root / "ud/jobs" / fq / "report.json"));
+  EXPECT_EQ(rep["export_format"], "onnx");
+  EXPECT_EQ(rep["quantization_config"]["opset"], 17);
+  EXPECT_EQ(rep["quantization_config"]["graph"], "ar16_cl64");
+  // The score reported is that of the model the QDQ graph computes (checked below).
+  EXPECT_NEAR(rep["eval"]["quantized"]["kjv"]["ppl"].get<double>(), frep["eval"]["quantized"]["kjv"]["ppl"].get<double>(), 1e-9);
+
+  // Reference logits: the fake_quant twin with its 16-bit inputs simulated,
+  // and with weights only (what the float graph holds).
+  const fs::path twin = root / "ud/jobs" / fq / "model", weights_only = root / "weights_only";
+  fs::create_directories(weights_only);
+  for (const auto& e : fs::directory_iterator(twin)) fs::copy_file(e.path(), weights_only / e.path().filename());
+  auto cfg = json::parse(read_file(twin / "config.json"));
+  ASSERT_TRUE(cfg["qjobs_quantization"].contains("activations"));
+  cfg["qjobs_quantization"].erase("activations");
+  std::ofstream(weights_only / "config.json") << cfg.dump();
+  std::vector<int64_t> tokens;
+  for (int64_t i = 0; i < 32; ++i) tokens.push_back((i * 37 + 11) % 1024);
+  std::ofstream(root / "tokens.json") << json(tokens).dump();
+  std::ofstream(root / "batch.json") << json::array({tokens}).dump();
+  const auto logits = [&](const fs::path& ckpt, const fs::path& out) {
+    const auto r = run_cmd({worker(), "logits", "--checkpoint", ckpt.string(), "--tokens", (root / "batch.json").string(), "--out",
+                            out.string()});
+    ASSERT_EQ(r.rc, 0) << r.err;
+  };
+  logits(twin, root / "ref_q.safetensors");
+  logits(weights_only, root / "ref_w.safetensors");
+  logits(kExample, root / "ref_fp.safetensors");
+  // The unquantized model's float graph from the standalone converter.
+  const fs::path base = root / "base.onnx";
+  const auto conv = run_cmd({worker(), "onnx", "--checkpoint", kExample.string(), "--out", base.string(), "--seq-len", "16",
+                             "--context-len", "64"});
+  ASSERT_EQ(conv.rc, 0) << conv.err;
+  const auto check = [&](const fs::path& graph, const fs::path& ref, const char* tol) {
+    const auto c = run_cmd({"/usr/bin/env", "node", (onnx_dir / "check.mjs").string(), graph.string(), (kExample / "config.json").string(),
+                            (root / "tokens.json").string(), ref.string(), "16", "64", tol});
+    EXPECT_EQ(c.rc, 0) << c.out << c.err;
+    EXPECT_NE(c.out.find("\"ok\":true"), std::string::npos) << c.out;
+    RecordProperty(graph.filename().string(), c.out.substr(c.out.rfind('{')));
+  };
+  check(base, root / "ref_fp.safetensors", "1e-4");
+  check(fg, root / "ref_w.safetensors", "1e-4");
+  check(qg, root / "ref_q.safetensors", "1e-3");
+  for (const auto& g : {base, fg, qg}) {
+    const auto c = run_cmd({"/usr/bin/python3", "-c",
+                            "import sys, onnx; onnx.checker.check_model(sys.argv[1], full_check=True); "
+                            "m = onnx.load(sys.argv[1], load_external_data=False); print(m.opset_import[0].version)",
+                            g.string()});
+    EXPECT_EQ(c.rc, 0) << g << c.err;
+    EXPECT_EQ(c.out, "17\n") << g;
+  }
+
+  // The encodings: every weight of the float graph is (q + offset) * scale
+  // with q an integer in [0, 2^bw - 1], per output channel and block of 32.
+  const auto enc = json::parse(read_file(model / "model_ar16_cl64.encodings"));
+  EXPECT_EQ(enc["version"], "1.0.0");
+  ASSERT_EQ(enc["param_encodings"].size(), 28u);
+  const auto twin_ckpt = model::Checkpoint::open(twin);
+  for (const auto& e : enc["param_encodings"]) {
+    const std::string name = e["name"];
+    const int bw = e["bw"];
+    EXPECT_EQ(bw, name.find("down_proj") != std::string::npos ? 8 : 4) << name;
+    EXPECT_EQ(e["enc_type"], "PER_BLOCK") << name;
+    EXPECT_EQ(e["block_size"], 32) << name;
+    EXPECT_EQ(e["is_sym"], true) << name;
+    const auto w = twin_ckpt.tensor(name).to(at::kDouble);
+    const int64_t rows = w.size(0), blocks = w.size(1) / 32;
+    ASSERT_EQ(e["scale"].size(), static_cast<std::size_t>(rows * blocks)) << name;
+    const auto scale = at::tensor(e["scale"].get<std::vector<double>>(), at::kDouble).reshape({rows, blocks, 1});
+    const auto offset = at::tensor(e["offset"].get<std::vector<int64_t>>(), at::kLong).to(at::kDouble).reshape({rows, blocks, 1});
+    EXPECT_TRUE((offset == -(1 << (bw - 1))).all().item<bool>()) << name;
+    const auto q = w.reshape({rows, blocks, 32}) / scale - offset;
+    EXPECT_LT((q - q.round()).abs().max().item<double>(), 1e-3) << name;
+    EXPECT_GE(q.round().min().item<double>(), 0) << name;
+    EXPECT_LE(q.round().max().item<double>(), (1 << bw) - 1) << name;
+  }
+  // One 16-bit input encoding per distinct Linear input: 4 per layer.
+  ASSERT_EQ(enc["activation_encodings"].size(), 16u);
+  const auto acts = json::parse(read_file(twin / "config.json"))["qjobs_quantization"]["activations"];
+  for (const auto& a : enc["activation_encodings"]) {
+    EXPECT_EQ(a["bw"], 16);
+    EXPECT_EQ(a["offset"][0], -32768);
+    EXPECT_GT(a["scale"][0].get<double>(), 0);
+  }
+  EXPECT_DOUBLE_EQ(enc["activation_encodings"][0]["scale"][0].get<double>(),
+                   acts["model.layers.0.self_attn.q_proj"]["scale"].get<double>());
   server.terminate();
   fs::remove_all(root);
 }

@@ -63,15 +63,20 @@ for (let call = 0; call < 2; ++call) {
   const out = await session.run(feeds);
   const logits = out.logits.data;
   let maxDiff = 0, maxRef = 0;
-  for (let t = 0; t < AR; ++t)
+  const perToken = [];
+  for (let t = 0; t < AR; ++t) {
+    let d = 0;
     for (let v = 0; v < V; ++v) {
       const r = ref.data[(start + t) * V + v];
-      maxDiff = Math.max(maxDiff, Math.abs(logits[t * V + v] - r));
+      d = Math.max(d, Math.abs(logits[t * V + v] - r));
       maxRef = Math.max(maxRef, Math.abs(r));
     }
+    perToken.push(Number(d.toPrecision(3)));
+    maxDiff = Math.max(maxDiff, d);
+  }
   const rel = maxDiff / maxRef;
   worst = Math.max(worst, rel);
-  console.log(JSON.stringify({ model, call, positions: [start, start + AR], max_abs_diff: maxDiff, max_abs_logit: maxRef, relative: rel }));
+  console.log(JSON.stringify({ model, call, positions: [start, start + AR], max_abs_diff: maxDiff, max_abs_logit: maxRef, relative: rel, per_token_max_abs_diff: perToken }));
   // The new keys/values go into the past slots [start, start + AR).
   for (let l = 0; l < layers; ++l) {
     const k = out[`past_key_${l}_out`].data, v = out[`past_value_${l}_out`].data;

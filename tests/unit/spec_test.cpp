@@ -117,6 +117,37 @@ TEST(JobSpec, AwqVersionOtherThanGemmIsRefusedOrSaidToDoNothing) {
   for (const auto& w : gemm.spec->warnings) EXPECT_EQ(w.find("VERSION"), std::string::npos) << w;
 }
 
+// EXPORT_FORMAT onnx: integer-weight algorithms with static inputs; its
+// graph shape is checked before the work starts, naming the key.
+TEST(JobSpec, OnnxExportTakesIntegerWeightsAndAValidGraphShape) {
+  const std::string base = "MODEL: m\nDATA_PATH: d.jsonl\nEXPORT_FORMAT: onnx\n";
+  const auto ok = parse_job_spec(base + "ALGORITHM: SequentialMSE\nONNX_SEQ_LEN: 64\nONNX_CONTEXT_LEN: 512\n"
+                                        "llm:\n  SequentialMSE:\n    A_BIT: 16\n");
+  ASSERT_TRUE(ok.spec) << ok.issues[0].message;
+  EXPECT_EQ(ok.spec->onnx_seq_len, 64);
+  EXPECT_EQ(ok.spec->onnx_context_len, 512);
+  const auto round = job_spec_from_json(to_json(*ok.spec));
+  EXPECT_EQ(round.onnx_context_len, 512);
+  const auto fp8 = parse_job_spec(base + "ALGORITHM: FP8\n");
+  ASSERT_FALSE(fp8.spec);
+  EXPECT_EQ(fp8.issues[0].path, "EXPORT_FORMAT");
+  EXPECT_EQ(fp8.issues[0].line, 3);
+  EXPECT_NE(fp8.issues[0].message.find("integer-weight models"), std::string::npos) << fp8.issues[0].message;
+  const auto shape = parse_job_spec(base + "ALGORITHM: RTN\nONNX_SEQ_LEN: 128\nONNX_CONTEXT_LEN: 128\n");
+  ASSERT_FALSE(shape.spec);
+  EXPECT_EQ(shape.issues[0].path, "ONNX_CONTEXT_LEN");
+  EXPECT_EQ(shape.issues[0].line, 6);
+  const auto act_order = parse_job_spec(base + "ALGORITHM: GPTQ\nllm:\n  GPTQ:\n    DESC_ACT: true\n");
+  ASSERT_FALSE(act_order.spec);
+  EXPECT_EQ(act_order.issues[0].path, "llm.GPTQ.DESC_ACT");
+  // Elsewhere the keys change nothing, and the job says so.
+  const auto elsewhere = parse_job_spec("MODEL: m\nALGORITHM: RTN\nONNX_SEQ_LEN: 64\n");
+  ASSERT_TRUE(elsewhere.spec);
+  bool said = false;
+  for (const auto& w : elsewhere.spec->warnings) said |= w.find("ONNX_SEQ_LEN / ONNX_CONTEXT_LEN shape the ONNX export only") == 0;
+  EXPECT_TRUE(said);
+}
+
 TEST(JobSpec, NyuntamAwqConfigValidatesUnchanged) {
   expect_only_not_available(parse_job_spec(kNyuntamAwq), "AutoAWQ");
 }
