@@ -122,6 +122,10 @@ std::vector<ParamSpec> seq_mse_params() {
     return "must be 0 (no activation quantization) or 2..16 bits";
   };
   p.push_back(std::move(a));
+  p.push_back(boolean("LPBQ", "AIMET's low-power blockwise quantization: each row's block scales as integer multiples "
+                              "1..2^(8 - W_BIT) of one per-channel scale (symmetric, Q_GROUP_SIZE blocks; 8-bit Linears "
+                              "keep plain blocks)",
+                      false));
   return p;
 }
 

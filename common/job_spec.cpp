@@ -873,6 +873,9 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
       v.add(param_at({"DESC_ACT"}).first, param_at({"DESC_ACT"}).second,
             "the ONNX graph's weight groups are consecutive columns: DESC_ACT needs STATIC_GROUPS: true for EXPORT_FORMAT onnx");
   }
+  if (algo != nullptr && algo->name == "SequentialMSE" && spec.params.value("LPBQ", false) &&
+      spec.params.value("ZERO_POINT", true))
+    v.add(param_at({"LPBQ"}).first, param_at({"LPBQ"}).second, "LPBQ is symmetric: set ZERO_POINT: false");
   if (top.contains("ONNX_SEQ_LEN") || top.contains("ONNX_CONTEXT_LEN")) {
     spec.onnx_seq_len = top.value("ONNX_SEQ_LEN", int64_t{128});
     spec.onnx_context_len = top.value("ONNX_CONTEXT_LEN", int64_t{1024});

@@ -158,6 +158,7 @@ json package_onnx(const JobSpec& spec, const quant::QuantOutput& q, const JobDir
   exporter::onnx::Quantization qz;
   qz.int_weights = &q.int_weights;
   qz.activations = q.quantization_config.value("activations", json::object());
+  qz.lpbq = q.quantization_config.value("lpbq", false);
   json config;
   {
     const auto floats = model::Checkpoint::open(out);

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <onnx/onnx_pb.h>
 
+#include <cmath>
 #include <fstream>
 #include <set>
 
@@ -368,13 +369,29 @@ json aimet_encodings(const json& config, const Quantization& q) {
       std::vector<double> sc(flat_s.data_ptr<double>(), flat_s.data_ptr<double>() + flat_s.numel());
       std::vector<int64_t> off(static_cast<std::size_t>(flat_z.numel()));
       for (std::size_t i = 0; i < off.size(); ++i) off[i] = -flat_z.data_ptr<int64_t>()[i];
+      if (q.lpbq && sym && scales.size(1) > 1 && w.bits < 8) {
+        // One float scale per channel, integer block multiples, the 8-bit offset.
+        const double levels = std::ldexp(1.0, 8 - w.bits);
+        const auto channel = scales.amax(1, true) / levels;
+        const auto k = at::round(scales / channel).to(at::kLong).contiguous().reshape({-1});
+        const auto ch = channel.contiguous().reshape({-1});
+        e["enc_type"] = "LPBQ";
+        e["bw"] = 8;
+        e["compressed_bw"] = w.bits;
+        e["block_size"] = gs;
+        e["scale"] = std::vector<double>(ch.data_ptr<double>(), ch.data_ptr<double>() + ch.numel());
+        e["per_block_int_scale"] = std::vector<int64_t>(k.data_ptr<int64_t>(), k.data_ptr<int64_t>() + k.numel());
+        e["offset"] = std::vector<int64_t>(static_cast<std::size_t>(out_f), -128);
+        param_bits = std::max(param_bits, 8);
+        params.push_back(std::move(e));
+        continue;
+      }
       if (scales.size(1) == 1) {
         e["enc_type"] = "PER_CHANNEL";
       } else {
         e["enc_type"] = "PER_BLOCK";
         e["block_size"] = gs;
       }
-      (void)out_f;
       e["scale"] = sc;
       e["offset"] = off;
       params.push_back(std::move(e));

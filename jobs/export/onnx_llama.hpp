@@ -60,6 +60,10 @@ struct GraphShape {
 struct Quantization {
   const std::map<std::string, IntWeight>* int_weights = nullptr;
   nlohmann::json activations = nlohmann::json::object();
+  // AIMET LPBQ: symmetric grouped weights of fewer than 8 bits whose block
+  // scales are integer multiples of a per-channel one (quant::lpbq_scales);
+  // their encodings are enc_type LPBQ (bw 8, compressed_bw W_BIT).
+  bool lpbq = false;
 };
 
 using WeightSource = std::function<at::Tensor(const std::string& name)>;

@@ -1,5 +1,7 @@
 #include "jobs/quant/quantizer.hpp"
 
+#include <cmath>
+
 #include "common/error.hpp"
 
 namespace qjobs::quant {
@@ -116,6 +118,29 @@ at::Tensor QuantizedWeight::dequantize() const {
   auto c = codes.to(at::kFloat);
   if (zeros.defined()) c = c - zeros.index_select(1, idx).to(at::kFloat);
   return c * s;
+}
+
+at::Tensor lpbq_scales(const at::Tensor& scales, int bits, int decompressed_bits) {
+  if (bits >= decompressed_bits) throw Error(ErrorKind::invalid_input, "LPBQ needs fewer weight bits than its block scales' 8");
+  const double levels = std::ldexp(1.0, decompressed_bits - bits);
+  const auto s = scales.to(at::kFloat);
+  const auto channel = s.amax(1, true) / levels;
+  const auto k = at::clamp(at::round(s / channel), 1, levels);
+  return k * channel;
+}
+
+QuantizedWeight quantize_with_scales(const at::Tensor& w_in, const at::Tensor& scales, int64_t group_size, int bits) {
+  const auto w = w_in.to(at::kFloat);
+  const int64_t rows = w.size(0), cols = w.size(1), groups = scales.size(1);
+  if (group_size * groups != cols) throw Error(ErrorKind::internal, "quantize_with_scales: groups do not cover the row");
+  const double qmax = (1 << (bits - 1)) - 1, qmin = -(1 << (bits - 1));
+  QuantizedWeight q;
+  q.scales = scales.to(at::kFloat).contiguous();
+  q.codes = at::clamp(at::round(w.reshape({rows, groups, group_size}) / q.scales.unsqueeze(2)), qmin, qmax)
+                .reshape({rows, cols})
+                .to(at::kInt);
+  q.group_size = group_size;
+  return q;
 }
 
 }  // namespace qjobs::quant

@@ -58,4 +58,15 @@ exporter::IntWeight to_int_weight(const QuantizedWeight& q, int bits);
 // REQUIRES: w is 2-D, bits in [2, 8], group_size == -1 or >= 1.
 QuantizedWeight quantize_weight(const at::Tensor& w, const WeightQuantConfig& cfg);
 
+// AIMET's low-power blockwise quantization (LPBQ) of symmetric group
+// scales [out, groups]: each row's scales become integer multiples k of one
+// per-channel scale c = max(row) / 2^(decompressed_bits - bits), k =
+// clamp(round(s / c), 1, 2^(decompressed_bits - bits)), so the device keeps
+// 8-bit block scales under a float one per channel. Returns the scales k * c.
+at::Tensor lpbq_scales(const at::Tensor& scales, int bits, int decompressed_bits = 8);
+
+// w requantized symmetrically on the given group scales [out, groups]
+// (group_size columns each): signed codes, as quantize_weight reports them.
+QuantizedWeight quantize_with_scales(const at::Tensor& w, const at::Tensor& scales, int64_t group_size, int bits);
+
 }  // namespace qjobs::quant

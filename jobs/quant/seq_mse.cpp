@@ -165,6 +165,11 @@ QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
   if (symmetry != "symqt" && symmetry != "symfp")
     throw Error(ErrorKind::invalid_input, "INP_SYMMETRY must be symqt or symfp (AIMET's asym is not built)");
   const bool float_inputs = symmetry == "symfp";
+  // AIMET's LPBQ: the search runs on plain blocks (as AIMET's does), then
+  // each row's block scales become 4-bit multiples of one per-channel scale.
+  const bool lpbq = p.value("LPBQ", false);
+  if (lpbq && p.value("ZERO_POINT", true))
+    throw Error(ErrorKind::invalid_input, "LPBQ is symmetric: set ZERO_POINT: false");
   auto ids = in.calibration();
   if (p.contains("NUM_BATCHES") && p["NUM_BATCHES"].is_number_integer())
     ids = ids.narrow(0, 0, std::min<int64_t>(ids.size(0), p["NUM_BATCHES"].get<int64_t>()));
@@ -215,7 +220,11 @@ QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
         const auto w0 = lin.weight.to(at::kFloat);
         SeqMseOptions o = opt;
         o.windows = ids.size(0);
-        const auto r = seq_mse_quantize(w0, x, plan.cfg, o);
+        auto r = seq_mse_quantize(w0, x, plan.cfg, o);
+        if (lpbq && plan.cfg.bits < 8 && !plan.cfg.zero_point && r.q.scales.size(1) > 1 && w0.size(1) % r.q.group_size == 0) {
+          r.q = quantize_with_scales(w0, lpbq_scales(r.q.scales, plan.cfg.bits), r.q.group_size, plan.cfg.bits);
+          r.weight = r.q.dequantize();
+        }
         out.int_weights[full] = to_int_weight(r.q, plan.cfg.bits);
         fraction_sum += ((r.candidate + 1).to(at::kDouble) / static_cast<double>(opt.candidates)).mean().item<double>();
         ++fraction_count;
@@ -244,6 +253,7 @@ QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
                              {"inp_symmetry", symmetry},
                              {"loss_fn", p.value("LOSS_FN", std::string("mse"))},
                              {"act_bits", p.value("A_BIT", 0)},
+                             {"lpbq", lpbq},
                              {"mean_range_fraction", fraction_count > 0 ? fraction_sum / static_cast<double>(fraction_count) : 1.0},
                              {"overrides", describe_overrides(p)}};
   if (!activations.empty()) out.quantization_config["activations"] = activations;

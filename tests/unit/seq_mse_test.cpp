@@ -7,6 +7,12 @@
 #include <limits>
 #include <vector>
 
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "jobs/export/onnx_llama.hpp"
 #include "jobs/quant/quantizer.hpp"
 #include "jobs/quant/seq_mse.hpp"
 
@@ -159,6 +165,53 @@ TEST(SeqMse, LossesScoreWhatTheirNamesSay) {
   const auto abs_err = [&](const at::Tensor& wq) { return (at::matmul(x, wq.t()) - y).abs().sum(0); };
   const auto e_l1 = abs_err(l1.weight), e_mse = abs_err(mse.weight);
   EXPECT_TRUE((e_l1 <= e_mse + 1e-4).all().item<bool>());
+}
+
+TEST(Lpbq, BlockScalesBecomeIntegerMultiplesOfOneChannelScale) {
+  // W4 under 8-bit block scales: c = max / 16, k = clamp(round(s / c), 1, 16).
+  //   row 0: c = 0.5 / 16 = 0.03125; 0.13 / c = 4.16 -> 4; 0.02 / c = 0.64 -> 1 (the floor)
+  //   row 1: c = 0.08 / 16 = 0.005;  0.01 / c = 2
+  const auto s = at::tensor({0.5f, 0.13f, 0.02f, 0.08f, 0.08f, 0.01f}).reshape({2, 3});
+  const auto got = lpbq_scales(s, 4);
+  const auto want = at::tensor({0.5f, 0.125f, 0.03125f, 0.08f, 0.08f, 0.01f}).reshape({2, 3});
+  EXPECT_TRUE(at::allclose(got, want, 1e-6, 1e-9)) << got;
+}
+
+TEST(Lpbq, AimetEncodingsCarryTheChannelScaleAndTheBlockIntegers) {
+  // One 4-bit Linear, 2 rows of 3 blocks of 4, on the scales above: the
+  // LPBQ entry dequantizes the codes as (q + offset_4bit) * k * c.
+  at::manual_seed(2);
+  const auto scales = lpbq_scales(at::tensor({0.5f, 0.13f, 0.02f, 0.08f, 0.08f, 0.01f}).reshape({2, 3}), 4);
+  const auto w = at::randn({2, 12}) * 0.3;
+  const auto q = quantize_with_scales(w, scales, 4, 4);
+  std::map<std::string, exporter::IntWeight> ints = {{"model.layers.0.self_attn.q_proj", to_int_weight(q, 4)}};
+  exporter::onnx::Quantization qz;
+  qz.int_weights = &ints;
+  qz.lpbq = true;
+  std::ifstream f(std::string(QJOBS_SOURCE_DIR) + "/examples/kjv-llama/config.json");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const auto enc = exporter::onnx::aimet_encodings(nlohmann::json::parse(ss.str()), qz);
+  ASSERT_EQ(enc["param_encodings"].size(), 1u);
+  const auto& e = enc["param_encodings"][0];
+  EXPECT_EQ(e["name"], "model.layers.0.self_attn.q_proj.weight");
+  EXPECT_EQ(e["enc_type"], "LPBQ");
+  EXPECT_EQ(e["bw"], 8);
+  EXPECT_EQ(e["compressed_bw"], 4);
+  EXPECT_EQ(e["block_size"], 4);
+  EXPECT_EQ(e["is_sym"], true);
+  EXPECT_EQ(e["offset"], nlohmann::json::array({-128, -128}));
+  EXPECT_EQ(e["per_block_int_scale"], nlohmann::json::array({16, 4, 1, 16, 16, 2}));
+  ASSERT_EQ(e["scale"].size(), 2u);
+  EXPECT_NEAR(e["scale"][0].get<double>(), 0.03125, 1e-9);
+  EXPECT_NEAR(e["scale"][1].get<double>(), 0.005, 1e-9);
+  const auto deq = q.dequantize();
+  for (int64_t r = 0; r < 2; ++r)
+    for (int64_t c = 0; c < 12; ++c) {
+      const double k = e["per_block_int_scale"][static_cast<std::size_t>(r * 3 + c / 4)].get<double>();
+      const double v = q.codes[r][c].item<double>() * k * e["scale"][static_cast<std::size_t>(r)].get<double>();
+      EXPECT_NEAR(v, deq[r][c].item<double>(), 1e-7) << r << "," << c;
+    }
 }
 
 }  // namespace

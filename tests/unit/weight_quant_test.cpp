@@ -204,6 +204,21 @@ TEST_F(ModelQuant, SequentialMseW4A16RecordsStaticInputScalesThatSurviveAResume)
   for (const auto& [name, t] : full.replaced) EXPECT_TRUE(at::equal(resumed.replaced.at(name), t)) << name;
 }
 
+TEST_F(ModelQuant, SequentialMseLpbqBlockScalesAreMultiplesOfAChannelScale) {
+  const json p = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 16}, {"ZERO_POINT", false}, {"LPBQ", true}, {"NUM_CANDIDATES", 10}};
+  const auto out = SequentialMseAlgorithm().run(inputs(p));
+  ASSERT_EQ(out.int_weights.size(), 21u);
+  for (const auto& [name, w] : out.int_weights) {
+    const auto channel = w.scales.amax(1, true) / 16;
+    const auto k = w.scales / channel;
+    EXPECT_LT((k - k.round()).abs().max().item<double>(), 1e-4) << name;
+    EXPECT_GE(k.round().min().item<double>(), 1) << name;
+    EXPECT_LE(k.round().max().item<double>(), 16) << name;
+  }
+  EXPECT_TRUE(out.quantization_config["lpbq"].get<bool>());
+  EXPECT_THROW(SequentialMseAlgorithm().run(inputs({{"LPBQ", true}, {"ZERO_POINT", true}})), Error);
+}
+
 TEST_F(ModelQuant, OverridesSetBitsAndSkipLayers) {
   const json p = {{"W_BIT", 2}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true},
                   {"LAYER_OVERRIDES", json::array({{{"pattern", "model.layers.0.*"}, {"W_BIT", 8}},
