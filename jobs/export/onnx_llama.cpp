@@ -39,22 +39,32 @@ class Builder {
  public:
   Builder(pb::GraphProto* g, std::ofstream& data, std::string data_name) : g_(g), data_(data), data_name_(std::move(data_name)) {}
 
-  std::string node(const std::string& op, const std::vector<std::string>& inputs, const std::string& out = "",
-                   const std::vector<std::pair<std::string, int64_t>>& ints = {}, const std::string& domain = "") {
+  // A node of `outputs` outputs: `out` names the first (else one is made
+  // from the node's name), the others are made. Returns their names.
+  std::vector<std::string> node_n(const std::string& op, const std::vector<std::string>& inputs, int outputs,
+                                  const std::vector<std::pair<std::string, int64_t>>& ints = {}, const std::string& out = "",
+                                  const std::string& domain = "") {
     auto* n = g_->add_node();
     n->set_op_type(op);
     n->set_name(op + "_" + std::to_string(g_->node_size()));
     if (!domain.empty()) n->set_domain(domain);
     for (const auto& i : inputs) n->add_input(i);
-    const std::string name = out.empty() ? "/" + op + "_" + std::to_string(g_->node_size()) + "/output_0" : out;
-    n->add_output(name);
+    std::vector<std::string> outs;
+    for (int k = 0; k < outputs; ++k) {
+      outs.push_back(k == 0 && !out.empty() ? out : "/" + n->name() + "/output_" + std::to_string(k));
+      n->add_output(outs.back());
+    }
     for (const auto& [k, v] : ints) {
       auto* a = n->add_attribute();
       a->set_name(k);
       a->set_type(pb::AttributeProto::INT);
       a->set_i(v);
     }
-    return name;
+    return outs;
+  }
+  std::string node(const std::string& op, const std::vector<std::string>& inputs, const std::string& out = "",
+                   const std::vector<std::pair<std::string, int64_t>>& ints = {}, const std::string& domain = "") {
+    return node_n(op, inputs, 1, ints, out, domain)[0];
   }
   // The last node added gets list attribute `name`.
   void ints_attr(const std::string& name, const std::vector<int64_t>& v) {
@@ -67,26 +77,6 @@ class Builder {
     auto name = node("Transpose", {x}, out);
     ints_attr("perm", perm);
     return name;
-  }
-  // Several outputs (Split).
-  std::vector<std::string> node_n(const std::string& op, const std::vector<std::string>& inputs, int outputs,
-                                  const std::vector<std::pair<std::string, int64_t>>& ints) {
-    auto* n = g_->add_node();
-    n->set_op_type(op);
-    n->set_name(op + "_" + std::to_string(g_->node_size()));
-    for (const auto& i : inputs) n->add_input(i);
-    std::vector<std::string> outs;
-    for (int k = 0; k < outputs; ++k) {
-      outs.push_back("/" + n->name() + "/output_" + std::to_string(k));
-      n->add_output(outs.back());
-    }
-    for (const auto& [k, v] : ints) {
-      auto* a = n->add_attribute();
-      a->set_name(k);
-      a->set_type(pb::AttributeProto::INT);
-      a->set_i(v);
-    }
-    return outs;
   }
 
   // A tensor initializer, its bytes in the external data file.

@@ -114,6 +114,14 @@ class ModelQuant : public ::testing::Test {
     in.progress = [](int64_t, int64_t, const std::string&) {};
     return in;
   }
+  // Inputs with a state folder whose run is killed once `block` blocks are done.
+  QuantInputs killed_after(json params, int64_t block) {
+    auto in = inputs(std::move(params), dir_ / "state");
+    in.progress = [block](int64_t done, int64_t, const std::string&) {
+      if (done == block) throw Error(ErrorKind::cancelled, "killed after block " + std::to_string(block));
+    };
+    return in;
+  }
   // Logits of the checkpoint with `replaced` tensors swapped in.
   at::Tensor logits_with(const std::map<std::string, at::Tensor>& replaced) {
     auto m = model::LlamaModel::load(*ckpt_);
@@ -193,11 +201,7 @@ TEST_F(ModelQuant, SequentialMseW4A16RecordsStaticInputScalesThatSurviveAResume)
   EXPECT_EQ(full.int_weights.at("model.layers.1.mlp.down_proj").bits, 8);
   EXPECT_EQ(full.int_weights.at("model.layers.1.mlp.up_proj").bits, 4);
 
-  auto in = inputs(p, dir_ / "state");
-  in.progress = [](int64_t done, int64_t, const std::string&) {
-    if (done == 2) throw Error(ErrorKind::cancelled, "killed after block 2");
-  };
-  EXPECT_THROW(SequentialMseAlgorithm().run(in), Error);
+  EXPECT_THROW(SequentialMseAlgorithm().run(killed_after(p, 2)), Error);
   const auto resumed = SequentialMseAlgorithm().run(inputs(p, dir_ / "state"));
   EXPECT_EQ(resumed.resumed_blocks, 2);
   EXPECT_EQ(resumed.quantization_config["activations"], acts);
@@ -239,11 +243,7 @@ TEST_F(ModelQuant, OverridesSetBitsAndSkipLayers) {
 TEST_F(ModelQuant, InterruptedCalibrationResumesAtTheNextBlock) {
   const json p = {{"W_BIT", 3}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}};
   const auto full = GptqAlgorithm().run(inputs(p));
-  auto in = inputs(p, dir_ / "state");
-  in.progress = [](int64_t done, int64_t, const std::string&) {
-    if (done == 2) throw Error(ErrorKind::cancelled, "killed after block 2");
-  };
-  EXPECT_THROW(GptqAlgorithm().run(in), Error);
+  EXPECT_THROW(GptqAlgorithm().run(killed_after(p, 2)), Error);
   auto again = inputs(p, dir_ / "state");
   std::vector<int64_t> seen;
   again.progress = [&](int64_t done, int64_t, const std::string&) { seen.push_back(done); };
