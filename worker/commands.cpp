@@ -154,17 +154,22 @@ int cmd_demo(const ModelArgs& a, const std::string& prompt, bool raw, int64_t ma
 
 namespace qjobs::worker {
 
+// The float32 weights of `ckpt` by name, packed Linears unpacked: what the
+// GGUF and ONNX converters write.
+static std::function<at::Tensor(const std::string&)> float_weights(const model::Checkpoint& ckpt) {
+  return [&ckpt, qc = ckpt.config().value("quantization_config", json::object())](const std::string& name) {
+    const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
+    const bool linear = stem != name && name.compare(name.size() - 7, 7, ".weight") == 0;
+    if (linear && exporter::is_quantized_linear(ckpt, stem, qc)) return exporter::unpack_weight(ckpt, stem, qc);
+    return ckpt.tensor(name).to(at::kFloat);
+  };
+}
+
 int cmd_onnx(const std::string& checkpoint, const std::string& out, int64_t seq_len, int64_t context_len) {
   try {
     const fs::path dir = model::resolve_model_dir(checkpoint);
     const auto ckpt = model::Checkpoint::open(dir);
-    const json qc = ckpt.config().value("quantization_config", json::object());
-    const exporter::onnx::WeightSource weight = [&](const std::string& name) {
-      const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
-      const bool linear = stem != name && name.compare(name.size() - 7, 7, ".weight") == 0;
-      if (linear && exporter::is_quantized_linear(ckpt, stem, qc)) return exporter::unpack_weight(ckpt, stem, qc);
-      return ckpt.tensor(name).to(at::kFloat);
-    };
+    const auto weight = float_weights(ckpt);
     exporter::onnx::write_llama_onnx(ckpt.config(), weight, {seq_len, context_len}, nullptr, out);
     std::cout << json{{"out", out}, {"graph", exporter::onnx::GraphShape{seq_len, context_len}.name()},
                       {"opset", exporter::onnx::kOpset}}.dump() << "\n";
@@ -184,13 +189,7 @@ int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::
     if (t == types.end()) throw Error(ErrorKind::invalid_input, "--type must be q8_0, q4_0, f16 or f32");
     const fs::path dir = model::resolve_model_dir(checkpoint);
     const auto ckpt = model::Checkpoint::open(dir);
-    const json qc = ckpt.config().value("quantization_config", json::object());
-    const exporter::WeightSource weight = [&](const std::string& name) {
-      const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
-      const bool linear = stem != name && name.compare(name.size() - 7, 7, ".weight") == 0;
-      if (linear && exporter::is_quantized_linear(ckpt, stem, qc)) return exporter::unpack_weight(ckpt, stem, qc);
-      return ckpt.tensor(name).to(at::kFloat);
-    };
+    const auto weight = float_weights(ckpt);
     exporter::write_llama_gguf(ckpt.config(), dir, weight, t->second, name.empty() ? dir.filename().string() : name, out);
     if (!readback.empty()) {
       // The file's weights as a float checkpoint, for qjobs' own evaluation of it.

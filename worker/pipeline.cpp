@@ -103,6 +103,11 @@ std::string safetensors_name(const std::string& input) {
   return input;
 }
 
+// A safetensors shard or its index: what the GGUF and ONNX exports replace.
+bool is_weights_file(const fs::path& p) {
+  return p.extension() == ".safetensors" || p.filename() == "model.safetensors.index.json";
+}
+
 // EXPORT_FORMAT gguf, after package() wrote the job's weights as floats in
 // model/: encodes them as llama.cpp's GGUF (W_BIT 4: Q4_0, 8: Q8_0) into
 // model/<name>-<TYPE>.gguf, reads that file back into `readback` (a
@@ -129,10 +134,8 @@ json package_gguf(const JobSpec& spec, const JobDir& dir, const fs::path& readba
   model::save_safetensors(readback / "model.safetensors", tensors);
   tensors.clear();
   for (const auto& e : fs::directory_iterator(out)) {
-    const std::string f = e.path().filename().string();
-    const bool weights = f.size() > 12 && (f.compare(f.size() - 12, 12, ".safetensors") == 0 || f == "model.safetensors.index.json");
-    if (weights) fs::remove(e.path());
-    else fs::copy_file(e.path(), readback / f, fs::copy_options::overwrite_existing);
+    if (is_weights_file(e.path())) fs::remove(e.path());
+    else fs::copy_file(e.path(), readback / e.path().filename(), fs::copy_options::overwrite_existing);
   }
   fs::rename(staged, out / file);
   rep.event({{"type", "export"}, {"format", "gguf"}, {"file", file}});
@@ -177,11 +180,8 @@ json package_onnx(const JobSpec& spec, const quant::QuantOutput& q, const JobDir
   fs::remove_all(scored);
   fs::rename(out, scored);
   fs::create_directories(out);
-  for (const auto& e : fs::directory_iterator(scored)) {
-    const std::string f = e.path().filename().string();
-    const bool weights = f.size() > 12 && (f.compare(f.size() - 12, 12, ".safetensors") == 0 || f == "model.safetensors.index.json");
-    if (!weights) fs::copy_file(e.path(), out / f, fs::copy_options::overwrite_existing);
-  }
+  for (const auto& e : fs::directory_iterator(scored))
+    if (!is_weights_file(e.path())) fs::copy_file(e.path(), out / e.path().filename(), fs::copy_options::overwrite_existing);
   // config.json beside the graphs: the architecture, without the simulated-quantization key
   // (the encodings carry it).
   write_file_atomic(out / "config.json", config.dump(2));

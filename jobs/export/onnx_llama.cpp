@@ -228,7 +228,8 @@ void write_llama_onnx(const json& config, const WeightSource& weight, const Grap
   };
   // Linear `full` ("model.layers.0.self_attn.q_proj") on x [AR, in].
   std::map<std::string, std::string> quantized_inputs;  // input tensor -> its QDQ output
-  const auto linear = [&](const std::string& full, const std::string& x, const std::string& short_name) {
+  const auto linear = [&](const std::string& prefix, const std::string& short_name, const std::string& x) {
+    const std::string full = prefix + short_name;
     std::string in = x;
     std::string w;
     const IntWeight* iw = nullptr;
@@ -293,9 +294,9 @@ void write_llama_onnx(const json& config, const WeightSource& weight, const Grap
     const auto heads = [&](const std::string& t, int64_t n) {  // [AR, n*D] -> [n, AR, D]
       return b.transpose(b.node("Reshape", {t, b.ints({AR, n, D})}), {1, 0, 2});
     };
-    auto q = heads(linear(p + "self_attn.q_proj", a, "self_attn.q_proj"), H);
-    auto k = heads(linear(p + "self_attn.k_proj", a, "self_attn.k_proj"), KVH);
-    auto v = heads(linear(p + "self_attn.v_proj", a, "self_attn.v_proj"), KVH);
+    auto q = heads(linear(p, "self_attn.q_proj", a), H);
+    auto k = heads(linear(p, "self_attn.k_proj", a), KVH);
+    auto v = heads(linear(p, "self_attn.v_proj", a), KVH);
     q = rotate(q);
     k = rotate(k);
     b.node("Unsqueeze", {k, b.ints({0})}, "past_key_" + ls + "_out");
@@ -313,12 +314,12 @@ void write_llama_onnx(const json& config, const WeightSource& weight, const Grap
     const auto ctx = b.node("MatMul", {probs, b.node("Unsqueeze", {v_all, b.ints({1})})});  // [KVH, rep, AR, D]
     const auto attn = b.node("Reshape", {b.transpose(b.node("Reshape", {ctx, b.ints({H, AR, D})}), {1, 0, 2}), b.ints({AR, H * D})},
                              input_tensor(l, "self_attn.o_proj"));
-    h = b.node("Add", {h, linear(p + "self_attn.o_proj", attn, "self_attn.o_proj")});
+    h = b.node("Add", {h, linear(p, "self_attn.o_proj", attn)});
     const auto mm = rms(h, p + "post_attention_layernorm.weight", input_tensor(l, "mlp.gate_proj"));
-    const auto gate = linear(p + "mlp.gate_proj", mm, "mlp.gate_proj");
-    const auto up = linear(p + "mlp.up_proj", mm, "mlp.up_proj");
+    const auto gate = linear(p, "mlp.gate_proj", mm);
+    const auto up = linear(p, "mlp.up_proj", mm);
     const auto act = b.node("Mul", {b.node("Mul", {gate, b.node("Sigmoid", {gate})}), up}, input_tensor(l, "mlp.down_proj"));
-    h = b.node("Add", {h, linear(p + "mlp.down_proj", act, "mlp.down_proj")});
+    h = b.node("Add", {h, linear(p, "mlp.down_proj", act)});
   }
   const auto hn = rms(h, "model.norm.weight", "model.norm.output");
   const std::string head = c.tie_word_embeddings ? "model.embed_tokens.weight" : b.weight("lm_head.weight", weight("lm_head.weight"));

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
@@ -126,11 +124,8 @@ class ActivationState {
   ActivationState(const fs::path& state_dir, std::string fingerprint) : fp_(std::move(fingerprint)) {
     if (state_dir.empty()) return;
     file_ = state_dir / "seq_mse_activations.json";
-    std::ifstream f(file_);
-    if (!f) return;
-    std::stringstream ss;
-    ss << f.rdbuf();
-    const auto j = json::parse(ss.str(), nullptr, false);
+    if (!fs::exists(file_)) return;
+    const auto j = json::parse(read_file(file_), nullptr, false);
     if (j.is_object() && j.value("fingerprint", "") == fp_ && j.contains("layers") && j["layers"].is_object()) layers_ = j["layers"];
   }
   json restored(int64_t layer) const {
