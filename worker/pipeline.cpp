@@ -197,7 +197,7 @@ json package_onnx(const JobSpec& spec, const quant::QuantOutput& q, const JobDir
           {"graph", shape.name()},
           {"opset", exporter::onnx::kOpset},
           {"files", files},
-          {"note", "float graph with the job's weights + AIMET encodings (1.0.0) for device compilers; the _qdq graph "
+          {"note", "the float graph with the job's weights and AIMET encodings (1.0.0) for device compilers; the _qdq graph "
                    "simulates the quantization (DequantizeLinear weights, QuantizeLinear/DequantizeLinear inputs) in any "
                    "ONNX runtime; prefill of " + std::to_string(shape.seq_len) + " tokens over a context of " +
                    std::to_string(shape.context_len) + " with a KV-cache input/output pair"}};
@@ -635,7 +635,13 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
   if (q && spec.export_format == "gguf")
     md += "\nExport format gguf: model/" + written_qc.value("file", std::string()) + " for llama.cpp (" +
           written_qc.value("note", std::string()) + "); the quantized numbers above are of that file's weights, read back.\n";
-  else if (q)
+  else if (spec.export_format == "onnx") {
+    std::string files;
+    for (const auto& f : written_qc.value("files", json::array())) files += (files.empty() ? "model/" : ", model/") + f.get<std::string>();
+    md += "\nExport format onnx (graph " + written_qc.value("graph", std::string()) + ", opset " +
+          std::to_string(written_qc.value("opset", 0)) + "): " + files + "; " + written_qc.value("note", std::string()) +
+          ". The quantized numbers above are of the model the QDQ graph computes.\n";
+  } else if (q)
     md += "\nExport format " + spec.export_format + "; config.json records `" + written_qc.dump() + "`" +
           (spec.export_format == "fake_quant" ? " under qjobs_quantization" : " as quantization_config") + "\n";
   for (auto& [name, b] : before.items()) {
