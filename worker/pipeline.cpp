@@ -256,7 +256,10 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
                "read symmetric weights only");
   }
   json config = ckpt.config();
-  json qc = ct ? exporter::compressed_tensors_config(schemes, q.ignored, kv_scheme)
+  // Routers stay in full precision: named in ignore, since the groups target every Linear.
+  auto ignored = q.ignored;
+  for (const auto& name : model::full_precision_linears(model::ModelConfig::from_json(ckpt.config()))) ignored.push_back(name);
+  json qc = ct ? exporter::compressed_tensors_config(schemes, ignored, kv_scheme)
         : packed ? exporter::packed_quantization_config(q.int_weights, *format, spec.params)
                  : q.quantization_config;
   const auto total = static_cast<int64_t>(ckpt.files().size()) + 1;
@@ -590,6 +593,7 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       {"memory", memory},
       {"eval", evaluate_only ? json{{"model", before}} : json{{"original", before}, {"quantized", after}}},
   };
+  if (q && !q->experts.empty()) report["experts"] = q->experts;
   write_file_atomic(dir.report_json(), report.dump(2));
 
   std::string md = "# qjobs report: " + spec.algorithm + " on " + spec.model + "\n\n";
@@ -653,6 +657,19 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       if (after.contains(name)) md += "- quantized: " + after[name]["answers"][i]["response"].get<std::string>() + "\n";
       md += "\n";
     }
+  }
+  if (q && !q->experts.empty()) {
+    // Mixture of experts: how the calibration tokens were routed.
+    md += "\n## Calibration tokens per expert\n\n| block | tokens per expert (top-k picks) | calibrated on all tokens |\n|---|---|---|\n";
+    for (const auto& [block, e] : q->experts.items()) {
+      std::string tokens, fallback;
+      for (const auto& t : e["tokens"]) tokens += (tokens.empty() ? "" : " ") + t.dump();
+      for (const auto& f : e["fallback"]) fallback += (fallback.empty() ? "expert " : ", ") + f.dump();
+      md += "| " + block.substr(0, block.size() - 1) + " | " + tokens + " | " +
+            (fallback.empty() ? std::string("none") : fallback + " (fewer than " + e["min_tokens"].dump() + " tokens)") + " |\n";
+    }
+    md += "\nAn expert routed fewer tokens than the hidden size is calibrated on every token of its block "
+          "(llm-compressor's calibrate-all-experts), as its Hessian would be rank-deficient.\n";
   }
   if (q && !q->layer_errors.empty()) {
     write_file_atomic(dir.report_md().parent_path() / "layer_errors.svg", layer_error_svg(q->layer_errors));
@@ -799,8 +816,8 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
       // compressed-tensors (and the ONNX graph's groups) hold no ragged last group: such Linears get their
       // own per-channel scheme (the submission warned about them).
       std::map<std::string, int64_t> widths;
-      for (const auto& name : ckpt.tensor_names())
-        if (model::is_decoder_linear_weight(name)) widths[name.substr(0, name.size() - 7)] = ckpt.info(name).shape.back();
+      for (const auto& name : model::quantized_linear_weights(model::ModelConfig::from_json(ckpt.config())))
+        if (ckpt.has(name)) widths[name.substr(0, name.size() - 7)] = ckpt.info(name).shape.back();
       const auto ragged = quant::ragged_linears(widths, qin.params);
       if (!ragged.empty()) {
         qin.params["PER_CHANNEL_LINEARS"] = ragged;

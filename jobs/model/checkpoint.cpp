@@ -1,7 +1,6 @@
 #include "jobs/model/checkpoint.hpp"
 
 #include <fstream>
-#include <regex>
 #include <set>
 
 #include "common/error.hpp"
@@ -21,12 +20,6 @@ nlohmann::json read_json(const fs::path& p) {
 }
 
 }  // namespace
-
-bool is_decoder_linear_weight(const std::string& name) {
-  static const std::regex re(
-      R"(^model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$)");
-  return std::regex_match(name, re);
-}
 
 Checkpoint Checkpoint::open(const fs::path& dir) {
   if (!fs::is_directory(dir)) throw Error(ErrorKind::not_found, "model directory " + dir.string() + " does not exist");

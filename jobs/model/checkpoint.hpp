@@ -50,9 +50,4 @@ class Checkpoint {
   bool sharded_ = false;
 };
 
-// Names of the Linear weights inside the decoder layers
-// (model.layers.N.{self_attn,mlp}.*_proj.weight): what weight quantization
-// touches. Embeddings, norms and lm_head are not included.
-bool is_decoder_linear_weight(const std::string& name);
-
 }  // namespace qjobs::model

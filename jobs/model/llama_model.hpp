@@ -1,10 +1,13 @@
-// The Llama-family decoder (Llama, Mistral, Qwen2) on ATen, computing what
-// Hugging Face transformers computes (eager attention):
-//   h = embed(ids); per layer: h += o(attn(rope(q(n1(h))), rope(k(n1(h))), v(n1(h))));
-//                              h += down(silu(gate(n2(h))) * up(n2(h)));
-//   logits = lm_head(norm(h)).
-// RMSNorm runs in float32 and casts back; RoPE is rotate-half with float32
-// tables; the causal mask is finfo(float32).min; softmax is float32.
+// The decoder of every family in family.hpp on ATen, computing what Hugging
+// Face transformers computes (eager attention):
+//   h = embed(ids) * embed_scale; per layer:
+//     h += out_norm1(o(attn(rope(qn(q(n1(h)))), rope(kn(k(n1(h)))), v(n1(h)))));
+//     h += out_norm2(mlp(n2(h)));   mlp = down(act(gate(x)) * up(x)), or the
+//                                   top-k mixture of such experts (+ a shared one)
+//   logits = softcap(lm_head(norm(h))).
+// The family's table says which of these parts a block has. RMSNorm runs in
+// float32 and casts back; RoPE is rotate-half with float32 tables; the
+// causal mask is finfo(float32).min; router and attention softmax are float32.
 //
 // Tensors are [batch, time, hidden] in the compute dtype unless stated;
 // logits come back float32. Resident (the default): weights are views of the
@@ -18,6 +21,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -37,13 +41,83 @@ struct Linear {
   at::Tensor operator()(const at::Tensor& x) const;  // linear(act.apply(x))
 };
 
-struct DecoderLayer {
-  at::Tensor input_norm;  // [hidden]
-  at::Tensor post_norm;   // [hidden]
-  Linear q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+// What a Linear of a block is for; its shape follows from the role.
+enum class LinearRole { q, k, v, qkv, o, gate, up, gate_up, down, router, expert_gate, expert_up, expert_down,
+                        shared_gate };
 
-  // The seven Linears with their names inside the layer ("self_attn.q_proj").
+struct Expert {
+  Linear gate_proj, up_proj, down_proj;
+};
+
+// A Linear of a block as its family's table names it.
+struct LinearSlot {
+  std::string name;        // inside the layer: "self_attn.q_proj", "block_sparse_moe.experts.3.w1"
+  Linear* linear = nullptr;
+  LinearRole role;
+  int64_t expert = -1;     // routed expert index; -1 otherwise (the shared expert too)
+  std::string input;       // the slot whose captured input this Linear reads (q/k/v read q's)
+  bool quantized = true;   // false: routers and the shared expert's gate stay in full precision
+};
+
+// One decoder block. Which members are set follows the family's table
+// (family.hpp): fused projections live in qkv_proj / gate_up_proj, a
+// sparse block's MLP in router / experts / shared, sandwich and q/k norms
+// only where the family has them (undefined otherwise).
+// A norm and every Linear that reads its output: what scaling the norm's
+// output channels by 1/s and the readers' input columns by s leaves unchanged.
+struct NormReaders {
+  at::Tensor* norm = nullptr;
+  std::vector<LinearSlot> readers;  // routers included (their `quantized` is false)
+  std::string input;                // the slot whose capture is the norm's full output
+};
+
+// A Linear whose output rows [row0, row0 + rows) feed `next` alone (v -> o,
+// up -> down, an expert's up -> its down): scaling those rows by 1/s and
+// next's input columns by s leaves the block unchanged.
+struct LinearPair {
+  std::string prev_name;
+  Linear* prev = nullptr;
+  int64_t row0 = 0, rows = 0;
+  std::string next_name;
+  Linear* next = nullptr;
+  int64_t expert = -1;
+};
+
+struct DecoderLayer {
+  at::Tensor input_norm;     // [hidden], in front of attention
+  at::Tensor post_norm;      // [hidden], in front of the MLP
+  at::Tensor attn_out_norm;  // [hidden], on attention's output (Gemma-2)
+  at::Tensor mlp_out_norm;   // [hidden], on the MLP's output (Gemma-2)
+  at::Tensor q_norm, k_norm; // [head_dim] (Qwen3)
+  Linear q_proj, k_proj, v_proj, qkv_proj, o_proj;
+  Linear gate_proj, up_proj, gate_up_proj, down_proj;
+  Linear router;             // [experts, hidden]
+  std::vector<Expert> experts;
+  Expert shared;             // the shared expert (Qwen2-MoE)
+  Linear shared_gate;        // [1, hidden]
+  const Family* family = nullptr;
+  bool sparse = false;       // the MLP is the mixture of experts
+
+  // Every Linear in forward order, routers included.
+  std::vector<LinearSlot> slots();
+  // The quantized Linears with their names inside the layer ("self_attn.q_proj").
   std::vector<std::pair<std::string, Linear*>> linears();
+  // Which captured input each quantized Linear reads, by name (q/k/v share
+  // q's, an expert's gate and up share its gate's), and the distinct inputs
+  // of every Linear (a sparse block's router's: the MLP's full input).
+  std::map<std::string, std::string> input_sources();
+  std::vector<std::string> input_names();
+  // Linears that can be handled one after another, each group reading the
+  // outputs of the groups before it: attention inputs, o, the MLP's inputs,
+  // its outputs (experts included).
+  std::vector<std::vector<std::string>> sequential_groups();
+  // Which Linears' output feeds attention scores (q, k, fused qkv).
+  bool feeds_scores(const std::string& name);
+  // The attention's input norm with its readers, then the MLP's.
+  std::vector<NormReaders> norm_groups();
+  // v -> o (only when heads == kv_heads, as each o column reads one v row),
+  // then up -> down per expert or dense MLP.
+  std::vector<LinearPair> linear_pairs(const ModelConfig& c);
 };
 
 // Keys and values of earlier positions, per layer: [batch, kv_heads, time, head_dim].
@@ -119,6 +193,8 @@ class LlamaModel {
                                const LinearHook* hook = nullptr) const;
   at::Tensor mlp_forward(int64_t layer, const at::Tensor& m, const LinearHook* hook = nullptr) const;
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+  // An expert's down_proj input: act(gate(x)) * up(x).
+  at::Tensor expert_hidden(const Expert& e, const at::Tensor& x) const;
 
   // Every weight by its checkpoint name. A tied lm_head is not listed (it is
   // the embedding); call retie() after replacing the embedding tensor.
@@ -148,12 +224,17 @@ class LlamaModel {
   // float32 [head_dim / 2]: the RoPE inverse frequencies after scaling.
   const at::Tensor& rope_inv_freq() const { return inv_freq_; }
 
+  // RMSNorm weights in the family's convention (Gemma multiplies by 1 + w):
+  // `w` becomes the weight whose effective scale is the old one times `s`.
+  void scale_norm(at::Tensor& w, const at::Tensor& s) const;
+
  private:
   DecoderLayer read_layer(int64_t layer, bool own) const;
   const DecoderLayer& use(int64_t layer) const;
   at::Tensor attention(const DecoderLayer& L, int64_t li, const at::Tensor& a, int64_t pos0, KVCache* cache,
                        const LinearHook* hook) const;
   at::Tensor mlp(const DecoderLayer& L, int64_t li, const at::Tensor& m, const LinearHook* hook) const;
+  at::Tensor mixture(const DecoderLayer& L, int64_t li, const at::Tensor& m, const LinearHook* hook) const;
   at::Tensor block(const DecoderLayer& L, int64_t li, const at::Tensor& h, int64_t pos0, KVCache* cache,
                    const LinearHook* hook) const;
 
@@ -169,8 +250,17 @@ class LlamaModel {
   at::Tensor lm_head_;       // [vocab, hidden]; embed_tokens_ when tied
   std::vector<DecoderLayer> layers_;
   at::Tensor inv_freq_;
+  at::Tensor inv_freq_long_;  // longrope: past original_max_position; undefined otherwise
   KvQuant kv_quant_;
 };
+
+// The weight names ("model.layers.N.self_attn.q_proj.weight") of every
+// Linear weight quantization touches, as the family's table lists them, in
+// block order: routers, embeddings, norms and lm_head are not among them.
+std::vector<std::string> quantized_linear_weights(const ModelConfig& c);
+// The Linear modules the table keeps in full precision ("model.layers.0.
+// block_sparse_moe.gate"): what a compressed-tensors config must ignore.
+std::vector<std::string> full_precision_linears(const ModelConfig& c);
 
 // The RoPE inverse frequencies HF computes for `c` (float32).
 at::Tensor rope_inverse_frequencies(const ModelConfig& c);

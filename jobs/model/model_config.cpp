@@ -1,51 +1,58 @@
 #include "jobs/model/model_config.hpp"
 
+#include <cmath>
+
 #include "common/error.hpp"
 
 namespace qjobs::model {
 
-const std::vector<ArchInfo>& architectures() {
-  static const std::vector<ArchInfo> table = {
-      {Arch::llama, "LlamaForCausalLM", "llama", false},
-      {Arch::mistral, "MistralForCausalLM", "mistral", false},
-      {Arch::qwen2, "Qwen2ForCausalLM", "qwen2", true},
-  };
-  return table;
-}
-
 namespace {
 
-int64_t require_int(const nlohmann::json& j, const char* key) {
+int64_t require_int(const nlohmann::json& j, const char* key) { return config_int(j, key); }
+double number_or(const nlohmann::json& j, const char* key, double def) { return config_number(j, key, def); }
+
+// Phi-3's longrope as transformers computes it: factors per frequency, and
+// attention_factor sqrt(1 + ln(max / original) / ln(original)) unless given.
+void read_longrope(const nlohmann::json& j, const nlohmann::json& r, ModelConfig& c) {
+  auto& s = c.rope_scaling;
+  const auto factors = [&](const char* key) {
+    if (!r.contains(key) || !r[key].is_array() || static_cast<int64_t>(r[key].size()) != c.head_dim / 2)
+      throw Error(ErrorKind::invalid_input, std::string("config.json: rope_scaling.") + key + " must list head_dim / 2 = " +
+                                                std::to_string(c.head_dim / 2) + " numbers");
+    std::vector<double> out;
+    for (const auto& v : r[key]) {
+      if (!v.is_number()) throw Error(ErrorKind::invalid_input, std::string("config.json: rope_scaling.") + key + " must hold numbers");
+      out.push_back(v.get<double>());
+    }
+    return out;
+  };
+  s.short_factor = factors("short_factor");
+  s.long_factor = factors("long_factor");
+  if (!r.contains("original_max_position_embeddings")) s.original_max_position = config_int(j, "original_max_position_embeddings");
+  const double ratio = static_cast<double>(c.max_position) / static_cast<double>(s.original_max_position);
+  s.attention_factor = r.contains("attention_factor") && r["attention_factor"].is_number()
+                           ? r["attention_factor"].get<double>()
+                           : ratio <= 1.0 ? 1.0 : std::sqrt(1.0 + std::log(ratio) / std::log(static_cast<double>(s.original_max_position)));
+}
+
+}  // namespace
+
+int64_t config_int(const nlohmann::json& j, const char* key) {
   if (!j.contains(key) || !j[key].is_number_integer())
     throw Error(ErrorKind::invalid_input, std::string("config.json: '") + key + "' must be an integer");
   return j[key].get<int64_t>();
 }
 
-double number_or(const nlohmann::json& j, const char* key, double def) {
+double config_number(const nlohmann::json& j, const char* key, double def) {
   if (!j.contains(key) || j[key].is_null()) return def;
   if (!j[key].is_number())
     throw Error(ErrorKind::invalid_input, std::string("config.json: '") + key + "' must be a number");
   return j[key].get<double>();
 }
 
-}  // namespace
-
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   ModelConfig c;
-  std::string cls;
-  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty())
-    cls = j["architectures"][0].get<std::string>();
-  const std::string type = j.value("model_type", "");
-  const ArchInfo* found = nullptr;
-  for (const auto& a : architectures())
-    if (a.hf_class == cls || (cls.empty() && a.model_type == type)) found = &a;
-  if (found == nullptr) {
-    std::string known;
-    for (const auto& a : architectures()) known += (known.empty() ? "" : ", ") + a.hf_class;
-    throw Error(ErrorKind::invalid_input, "config.json: architecture '" + (cls.empty() ? type : cls) +
-                                              "' is not supported (known: " + known + ")");
-  }
-  c.arch = *found;
+  c.family = &family_of(j);
   c.hidden = require_int(j, "hidden_size");
   c.intermediate = require_int(j, "intermediate_size");
   c.layers = require_int(j, "num_hidden_layers");
@@ -62,19 +69,18 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   c.torch_dtype = j.contains("torch_dtype") && j["torch_dtype"].is_string() ? j["torch_dtype"].get<std::string>() : "float32";
   if (c.heads % c.kv_heads != 0)
     throw Error(ErrorKind::invalid_input, "config.json: num_attention_heads must be a multiple of num_key_value_heads");
-  const std::string act = j.value("hidden_act", "silu");
-  if (act != "silu") throw Error(ErrorKind::invalid_input, "config.json: hidden_act '" + act + "' is not supported (silu only)");
+  // HF names the activation hidden_act, Gemma hidden_activation.
+  const std::string act = j.contains("hidden_activation") && j["hidden_activation"].is_string()
+                              ? j["hidden_activation"].get<std::string>()
+                              : j.value("hidden_act", "silu");
+  if (act == "silu") c.activation = Activation::silu;
+  else if (act == "gelu_pytorch_tanh") c.activation = Activation::gelu_tanh;
+  else throw Error(ErrorKind::invalid_input, "config.json: hidden_act '" + act + "' is not supported (silu, gelu_pytorch_tanh)");
 
   const bool attention_bias = j.value("attention_bias", false);
-  c.qkv_bias = c.arch.qkv_bias || attention_bias;
+  c.qkv_bias = c.family->qkv_bias || attention_bias;
   c.o_bias = attention_bias;
   c.mlp_bias = j.value("mlp_bias", false);
-
-  if (j.contains("sliding_window") && j["sliding_window"].is_number_integer()) {
-    const bool applies = c.arch.arch == Arch::mistral ||
-                         (c.arch.arch == Arch::qwen2 && j.value("use_sliding_window", false));
-    if (applies) c.sliding_window = j["sliding_window"].get<int64_t>();
-  }
 
   if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
     const auto& r = j["rope_scaling"];
@@ -84,10 +90,11 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
     c.rope_scaling.low_freq_factor = number_or(r, "low_freq_factor", 1.0);
     c.rope_scaling.high_freq_factor = number_or(r, "high_freq_factor", 4.0);
     if (r.contains("original_max_position_embeddings"))
-      c.rope_scaling.original_max_position = r["original_max_position_embeddings"].get<int64_t>();
-    if (!c.rope_scaling.type.empty() && c.rope_scaling.type != "llama3" && c.rope_scaling.type != "linear")
+      c.rope_scaling.original_max_position = config_int(r, "original_max_position_embeddings");
+    if (c.rope_scaling.type == "longrope") read_longrope(j, r, c);
+    else if (!c.rope_scaling.type.empty() && c.rope_scaling.type != "llama3" && c.rope_scaling.type != "linear")
       throw Error(ErrorKind::invalid_input,
-                  "config.json: rope_scaling type '" + c.rope_scaling.type + "' is not supported (llama3, linear)");
+                  "config.json: rope_scaling type '" + c.rope_scaling.type + "' is not supported (llama3, linear, longrope)");
   }
   if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) c.bos_token_id = j["bos_token_id"].get<int64_t>();
   if (j.contains("eos_token_id")) {
@@ -95,6 +102,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
     else if (j["eos_token_id"].is_array())
       for (const auto& e : j["eos_token_id"]) c.eos_token_ids.push_back(e.get<int64_t>());
   }
+  if (c.family->read_config) c.family->read_config(j, c);
   return c;
 }
 

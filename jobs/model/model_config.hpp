@@ -1,5 +1,5 @@
-// config.json of a Llama-family checkpoint, read through one table of known
-// architectures (model_config.cpp, kArchitectures).
+// config.json of a decoder checkpoint: the keys every family shares, read
+// here, and what its family's table (family.hpp) adds.
 #pragma once
 
 #include <cstdint>
@@ -9,29 +9,39 @@
 
 #include <nlohmann/json.hpp>
 
+#include "jobs/model/family.hpp"
+
 namespace qjobs::model {
 
-enum class Arch { llama, mistral, qwen2 };
-
-struct ArchInfo {
-  Arch arch;
-  std::string hf_class;        // "LlamaForCausalLM"
-  std::string model_type;      // "llama"
-  bool qkv_bias;               // q/k/v projections carry a bias by construction
-};
-
-const std::vector<ArchInfo>& architectures();
-
 struct RopeScaling {
-  std::string type;                 // "" (none), "llama3", "linear"
+  std::string type;                 // "" (none), "llama3", "linear", "longrope"
   double factor = 1.0;
   double low_freq_factor = 1.0;     // llama3
   double high_freq_factor = 4.0;    // llama3
-  int64_t original_max_position = 8192;  // llama3
+  int64_t original_max_position = 8192;  // llama3, longrope
+  // longrope: per-frequency divisors [head_dim / 2], the long ones used
+  // when a forward pass reaches past original_max_position; cos and sin are
+  // scaled by `attention_factor`.
+  std::vector<double> short_factor, long_factor;
+  double attention_factor = 1.0;
+};
+
+enum class Activation { silu, gelu_tanh };
+
+// Mixture-of-experts MLP (Mixtral, Qwen2-MoE): `experts` routed experts of
+// width `expert_intermediate`, `top_k` per token, their router
+// probabilities renormalized over the k when `norm_topk_prob`.
+struct MoeConfig {
+  int64_t experts = 0;
+  int64_t top_k = 0;
+  bool norm_topk_prob = true;
+  int64_t expert_intermediate = 0;
+  int64_t shared_intermediate = 0;   // 0 = no shared expert
+  std::vector<bool> sparse_layers;   // per layer: MoE (true) or a dense MLP
 };
 
 struct ModelConfig {
-  ArchInfo arch;
+  const Family* family = nullptr;
   int64_t hidden = 0;
   int64_t intermediate = 0;
   int64_t layers = 0;
@@ -48,6 +58,14 @@ struct ModelConfig {
   bool o_bias = false;              // Llama's attention_bias
   bool mlp_bias = false;
   std::optional<int64_t> sliding_window;  // set only when the architecture applies it
+  std::vector<bool> sliding_layers;       // per layer when only some slide (Gemma-2); empty = all
+  Activation activation = Activation::silu;
+  double norm_offset = 0.0;               // RMSNorm multiplies by (offset + weight): Gemma's 1
+  double embed_scale = 1.0;               // embeddings times this (Gemma: sqrt(hidden) in float32)
+  double attn_scale = 0.0;                // score scale; 0 = head_dim^-0.5
+  double attn_softcap = 0.0;              // scores s -> cap * tanh(s / cap) before the mask; 0 = none
+  double final_softcap = 0.0;             // the same on the logits
+  MoeConfig moe;
   std::string torch_dtype = "float32";
   std::vector<int64_t> eos_token_ids;
   std::optional<int64_t> bos_token_id;
@@ -55,6 +73,19 @@ struct ModelConfig {
   // Throws Error(invalid_input) naming the key, or listing the known
   // architectures when `architectures` names none of them.
   static ModelConfig from_json(const nlohmann::json& j);
+
+  const Family& fam() const { return *family; }
+  bool slides(int64_t layer) const {
+    return sliding_window && (sliding_layers.empty() || sliding_layers[static_cast<std::size_t>(layer)]);
+  }
+  bool sparse(int64_t layer) const {
+    return !moe.sparse_layers.empty() && moe.sparse_layers[static_cast<std::size_t>(layer)];
+  }
 };
+
+// Helpers for the families' read_config: the key as the type asked for,
+// or Error(invalid_input) naming it.
+int64_t config_int(const nlohmann::json& j, const char* key);
+double config_number(const nlohmann::json& j, const char* key, double def);
 
 }  // namespace qjobs::model

@@ -62,6 +62,11 @@ struct QuantOutput {
   nlohmann::json quantization_config;  // written into config.json
   std::vector<LayerError> layer_errors;
   int64_t resumed_blocks = 0;          // blocks restored from saved state
+  // Mixture-of-experts blocks: per block prefix ("model.layers.3."), the
+  // calibration tokens routed to each expert ("tokens", top-k picks),
+  // "min_tokens", and "fallback": the experts that received fewer and were
+  // calibrated on every token of the block instead (calibration.hpp).
+  nlohmann::json experts = nlohmann::json::object();
   // Integer form of every quantized Linear by its name without ".weight",
   // for the packed export formats; absent when the algorithm has none (HQQ).
   std::map<std::string, exporter::IntWeight> int_weights;

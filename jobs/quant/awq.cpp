@@ -51,45 +51,65 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
     const auto plan = [&](const std::string& name) { return plan_for(prefix + name, p, RangeMode::min_max); };
     // Full-precision outputs: the next block's inputs, and the references.
     step.next = engine.forward(l);
-    auto xs = engine.capture_inputs(l, block_input_names());
+    auto xs = engine.capture_inputs(l, layer.input_names());
 
+    // The scaling groups of the family's table: a norm or a Linear's rows
+    // divide by s, the Linears reading them multiply their columns by s
+    // (routers too, kept in full precision), judged on `inspect`'s output.
     struct Group {
-      std::string prev;                     // "input_norm", "self_attn.v_proj", "post_norm", "mlp.up_proj"
-      std::vector<std::string> linears;
-      std::string input;                    // whose input x is
+      std::function<void(const at::Tensor& inv)> fold_prev;
+      std::vector<std::string> linears;        // quantized readers
+      std::vector<model::Linear*> followers;   // full-precision readers
+      std::string input;                       // whose input x is
       std::function<at::Tensor(const at::Tensor&)> inspect;  // the output judged
     };
     std::map<std::string, model::Linear*> lin;
     for (auto& [name, ptr] : layer.linears()) lin[name] = ptr;
+    const auto input_of = layer.input_sources();
     const auto& cfg = model.config();
     const auto shaped = [&](const at::Tensor& x2d) { return x2d.reshape({1, -1, x2d.size(-1)}).to(model.dtype()); };
-    std::vector<Group> groups = {
-        {"input_norm", {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, "self_attn.q_proj",
-         [&](const at::Tensor& x) {
-           // The attention output over whole windows (position-dependent).
-           std::vector<at::Tensor> outs;
-           const int64_t T = engine.inputs()[0].size(1);
-           const auto xw = x.reshape({-1, T, x.size(-1)}).to(model.dtype());
-           return model.attention_forward(l, xw, 0).to(at::kFloat);
-         }},
-        {"post_norm", {"mlp.gate_proj", "mlp.up_proj"}, "mlp.gate_proj",
-         [&](const at::Tensor& x) { return model.mlp_forward(l, shaped(x)).to(at::kFloat); }},
-        {"mlp.up_proj", {"mlp.down_proj"}, "mlp.down_proj",
-         [&](const at::Tensor& x) { return (*lin["mlp.down_proj"])(shaped(x)).to(at::kFloat); }},
+    const auto norm_group = [&](model::NormReaders& g, std::function<at::Tensor(const at::Tensor&)> inspect) {
+      Group out{[&model, norm = g.norm](const at::Tensor& inv) { model.scale_norm(*norm, inv); }, {}, {}, g.input, std::move(inspect)};
+      for (auto& r : g.readers) {
+        if (r.quantized) out.linears.push_back(r.name);
+        else out.followers.push_back(r.linear);
+      }
+      return out;
     };
-    if (cfg.kv_heads == cfg.heads)  // v -> o only when the shapes allow
-      groups.insert(groups.begin() + 1, Group{"self_attn.v_proj", {"self_attn.o_proj"}, "self_attn.o_proj",
-                                              [&](const at::Tensor& x) { return (*lin["self_attn.o_proj"])(shaped(x)).to(at::kFloat); }});
+    auto norms = layer.norm_groups();
+    std::vector<Group> groups = {norm_group(norms[0], [&](const at::Tensor& x) {
+      // The attention output over whole windows (position-dependent).
+      const int64_t T = engine.inputs()[0].size(1);
+      return model.attention_forward(l, x.reshape({-1, T, x.size(-1)}).to(model.dtype()), 0).to(at::kFloat);
+    })};
+    std::vector<Group> after_mlp;
+    for (const auto& pair : layer.linear_pairs(cfg)) {
+      Group g{[pair](const at::Tensor& inv) {
+                auto w = pair.prev->weight.clone();
+                w.narrow(0, pair.row0, pair.rows).mul_(inv.to(w.scalar_type()).unsqueeze(1));
+                pair.prev->weight = w;
+                if (pair.prev->bias.defined()) {
+                  auto b = pair.prev->bias.clone();
+                  b.narrow(0, pair.row0, pair.rows).mul_(inv.to(b.scalar_type()));
+                  pair.prev->bias = b;
+                }
+              },
+              {pair.next_name}, {}, input_of.at(pair.next_name),
+              [&, next = pair.next](const at::Tensor& x) { return (*next)(shaped(x)).to(at::kFloat); }};
+      (pair.next == &layer.o_proj ? groups : after_mlp).push_back(std::move(g));
+    }
+    groups.push_back(norm_group(norms[1], [&](const at::Tensor& x) { return model.mlp_forward(l, shaped(x)).to(at::kFloat); }));
+    for (auto& g : after_mlp) groups.push_back(std::move(g));
 
     for (const auto& g : groups) {
       std::vector<model::Linear*> ls;
       bool any = false;
       for (const auto& n : g.linears) {
-        ls.push_back(lin[n]);
+        ls.push_back(lin.at(n));
         any = any || !plan(n).skip;
       }
-      if (!any) continue;
       const auto& x = xs.at(g.input);
+      if (!any || x.size(0) == 0) continue;  // an expert no calibration token reached
       const auto x_mean = x.abs().mean(0);
       const auto w_mean = weight_mean(ls, plan(g.linears[0]).cfg.group_size);
       const auto ref = g.inspect(x);
@@ -112,26 +132,26 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
       const auto best_s = scales[static_cast<std::size_t>(at::stack(losses).argmin().item<int64_t>())];
       // Fold the best scale: the previous op divides, the Linears multiply.
       for (std::size_t i = 0; i < ls.size(); ++i) ls[i]->weight = saved[i] * best_s.to(saved[i].scalar_type());
-      const auto inv = (1.0 / best_s);
-      if (g.prev == "input_norm") layer.input_norm = layer.input_norm * inv.to(layer.input_norm.scalar_type());
-      else if (g.prev == "post_norm") layer.post_norm = layer.post_norm * inv.to(layer.post_norm.scalar_type());
-      else {
-        auto& prev = *lin[g.prev];
-        prev.weight = prev.weight * inv.to(prev.weight.scalar_type()).unsqueeze(1);
-        if (prev.bias.defined()) prev.bias = prev.bias * inv.to(prev.bias.scalar_type());
-      }
+      for (auto* f : g.followers) f->weight = f->weight * best_s.to(f->weight.scalar_type());
+      g.fold_prev(1.0 / best_s);
     }
 
     // The inputs after scaling, for the clip search and the error figures.
-    xs = engine.capture_inputs(l, block_input_names());
-    const auto& input_of = linear_input_source();
+    xs = engine.capture_inputs(l, layer.input_names());
     std::vector<LayerError> errs;
     for (auto& [name, l2] : lin) {
       const auto pl = plan(name);
       if (pl.skip) continue;
       const auto& x = xs.at(input_of.at(name));
       at::Tensor w = l2->weight.to(at::kFloat);
-      if (clip && name != "self_attn.q_proj" && name != "self_attn.k_proj") {
+      if (x.size(0) == 0) {  // no token: plain rounding
+        const auto qw = quantize_weight(l2->weight.to(at::kFloat), pl.cfg);
+        out.int_weights[prefix + name] = to_int_weight(qw, pl.cfg.bits);
+        errs.push_back(linear_error(prefix + name, l2->weight.to(at::kFloat), qw.dequantize(), at::Tensor(), {}));
+        l2->weight = qw.dequantize().to(l2->weight.scalar_type());
+        continue;
+      }
+      if (clip && !layer.feeds_scores(name)) {
         const int64_t co = w.size(0), ci = w.size(1);
         const int64_t gs = pl.cfg.group_size > 0 && ci % pl.cfg.group_size == 0 ? pl.cfg.group_size : ci;
         const int64_t stride = std::max<int64_t>(1, x.size(0) / 512);

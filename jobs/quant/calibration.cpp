@@ -43,20 +43,6 @@ std::string calibration_fingerprint(const model::Checkpoint& ckpt, const json& p
   return d.hex(16);
 }
 
-const std::map<std::string, std::string>& linear_input_source() {
-  static const std::map<std::string, std::string> m = {
-      {"self_attn.q_proj", "self_attn.q_proj"}, {"self_attn.k_proj", "self_attn.q_proj"},
-      {"self_attn.v_proj", "self_attn.q_proj"}, {"self_attn.o_proj", "self_attn.o_proj"},
-      {"mlp.gate_proj", "mlp.gate_proj"},       {"mlp.up_proj", "mlp.gate_proj"},
-      {"mlp.down_proj", "mlp.down_proj"}};
-  return m;
-}
-
-const std::vector<std::string>& block_input_names() {
-  static const std::vector<std::string> v = {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"};
-  return v;
-}
-
 double relative_output_error(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_q) {
   const auto ref = at::linear(x, w.to(at::kFloat));
   const auto got = at::linear(x, w_q.to(at::kFloat));
@@ -120,6 +106,10 @@ void read_block_file(const model::SafetensorsFile& f, QuantOutput& out) {
     out.fp4_weights[name] = w;
   }
   for (const auto& name : replaced) out.replaced[name] = f.tensor(name);
+  if (const auto it = f.metadata().find("experts"); it != f.metadata().end()) {
+    const json e = json::parse(it->second);
+    out.experts[e.at("block").get<std::string>()] = e.at("experts");
+  }
 }
 
 }  // namespace
@@ -222,19 +212,49 @@ std::vector<at::Tensor> CalibrationEngine::forward(int64_t layer, const model::L
   return out;
 }
 
+std::vector<int64_t> CalibrationEngine::expert_tokens(int64_t layer) const {
+  auto& L = model_.layers()[static_cast<std::size_t>(layer)];
+  if (!L.sparse) return {};
+  std::map<std::string, int64_t> index;
+  for (auto& s : L.slots())
+    if (s.role == model::LinearRole::expert_gate && s.expert >= 0) index[s.name] = s.expert;
+  std::vector<int64_t> counts(L.experts.size(), 0);
+  const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+  const model::LinearHook hook = [&](const std::string& name, const at::Tensor& x, const at::Tensor& y) {
+    const auto it = index.find(name.substr(prefix.size()));
+    if (it != index.end()) counts[static_cast<std::size_t>(it->second)] += x.numel() / x.size(-1);
+    return y;
+  };
+  forward(layer, &hook);
+  return counts;
+}
+
 std::map<std::string, at::Tensor> CalibrationEngine::capture_inputs(int64_t layer,
                                                                      const std::vector<std::string>& names) const {
+  auto& L = model_.layers()[static_cast<std::size_t>(layer)];
+  std::vector<std::string> want = names;
+  if (L.sparse) want.push_back(L.family->names.router);  // the full MLP input, for starved experts
   std::map<std::string, std::vector<at::Tensor>> parts;
   const std::string prefix = "model.layers." + std::to_string(layer) + ".";
   const model::LinearHook hook = [&](const std::string& name, const at::Tensor& x, const at::Tensor& y) {
     const std::string local = name.substr(prefix.size());
-    if (std::find(names.begin(), names.end(), local) != names.end())
+    if (std::find(want.begin(), want.end(), local) != want.end())
       parts[local].push_back(x.reshape({-1, x.size(-1)}).to(at::kFloat));
     return y;
   };
   forward(layer, &hook);
   std::map<std::string, at::Tensor> out;
   for (auto& [name, list] : parts) out[name] = at::cat(list, 0);
+  if (!L.sparse) return out;
+  const auto& all = out.at(L.family->names.router);
+  for (auto& s : L.slots()) {
+    if (s.expert < 0 || !out.count(s.name) || out.at(s.name).size(0) >= min_expert_tokens()) continue;
+    auto& e = L.experts[static_cast<std::size_t>(s.expert)];
+    out[s.name] = s.role == model::LinearRole::expert_down
+                      ? model_.expert_hidden(e, all.to(e.gate_proj.weight.scalar_type())).to(at::kFloat)
+                      : all;
+  }
+  if (std::find(names.begin(), names.end(), L.family->names.router) == names.end()) out.erase(L.family->names.router);
   return out;
 }
 
@@ -251,7 +271,10 @@ void CalibrationEngine::advance(int64_t layer, std::vector<at::Tensor> next, con
     for (std::size_t i = 0; i < inputs_.size(); ++i) in.push_back({"batch_" + std::to_string(i), inputs_[i], {}});
     model::save_safetensors(dir_ / "inputs.safetensors", in, {{"format", "pt"}, {"next_block", std::to_string(layer + 1)}});
   }
-  spill_outputs(out, "model.layers." + std::to_string(layer) + ".", block_file(dir_, layer), {{"errors", ej.dump()}});
+  const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+  std::map<std::string, std::string> meta = {{"errors", ej.dump()}};
+  if (out.experts.contains(prefix)) meta["experts"] = json{{"block", prefix}, {"experts", out.experts[prefix]}}.dump();
+  spill_outputs(out, prefix, block_file(dir_, layer), meta);
 }
 
 namespace {
@@ -305,6 +328,16 @@ void run_blocks(const QuantInputs& in, model::LlamaModel& model, const at::Tenso
     const auto block_start = std::chrono::steady_clock::now();
     model.onload(l);
     BlockStep s{l, "model.layers." + std::to_string(l) + ".", model.layers()[static_cast<std::size_t>(l)], engine, out, {}, {}};
+    if (s.layer.sparse) {
+      // Tokens per expert, and which experts take the all-tokens fallback.
+      const auto counts = engine.expert_tokens(l);
+      json fallback = json::array();
+      for (std::size_t e = 0; e < counts.size(); ++e)
+        if (counts[e] < engine.min_expert_tokens()) fallback.push_back(e);
+      out.experts[s.prefix] = {{"tokens", counts}, {"min_tokens", engine.min_expert_tokens()}, {"fallback", fallback}};
+      spdlog::info("block {}: tokens per expert {}; {} expert(s) under {} tokens calibrated on all tokens", l,
+                   json(counts).dump(), fallback.size(), engine.min_expert_tokens());
+    }
     step(s);
     auto next = s.next ? std::move(*s.next) : engine.forward(l);
     collect_block(*in.ckpt, model, l, out.replaced);

@@ -42,7 +42,17 @@ class CalibrationEngine {
   // Block `layer` applied to the current inputs with its current weights.
   std::vector<at::Tensor> forward(int64_t layer, const model::LinearHook* hook = nullptr) const;
   // Every input of the named Linears of block `layer`, float32 [tokens, in].
+  // A routed expert's Linears see the tokens routed to it; an expert with
+  // fewer than min_expert_tokens() of them is calibrated on every token of
+  // the block instead (llm-compressor's calibrate-all-experts): its gate/up
+  // get the MLP's full input, its down act(gate(x)) * up(x) of it.
   std::map<std::string, at::Tensor> capture_inputs(int64_t layer, const std::vector<std::string>& names) const;
+  // Tokens routed to each expert of sparse block `layer` (top-k picks), empty
+  // for a dense block.
+  std::vector<int64_t> expert_tokens(int64_t layer) const;
+  // Fewer routed tokens than the hidden size leave an expert's Hessian
+  // X^T X [hidden, hidden] rank-deficient: such an expert takes the fallback.
+  int64_t min_expert_tokens() const { return model_.config().hidden; }
 
   // Block `layer` is done: its outputs in `out` (the model's block tensors
   // in the stored dtype, integer and W8A8 forms, under "model.layers.N.")
@@ -121,12 +131,6 @@ class LayerSpill {
 // The compute dtype too: a run resumed on another device must not mix its blocks.
 std::string calibration_fingerprint(const model::Checkpoint& ckpt, const nlohmann::json& params, const at::Tensor& ids,
                                     at::ScalarType compute = at::kFloat);
-
-// Which captured input each decoder Linear reads ("self_attn.k_proj" ->
-// "self_attn.q_proj": q/k/v share one input, gate/up another), and the four
-// distinct inputs of a block.
-const std::map<std::string, std::string>& linear_input_source();
-const std::vector<std::string>& block_input_names();
 
 // Relative output error of W' against W on inputs x [tokens, in].
 double relative_output_error(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_q);

@@ -56,12 +56,6 @@ at::Tensor e8m0_decode(const at::Tensor& codes) {
   return at::where(codes == 255, at::full_like(e, std::numeric_limits<float>::quiet_NaN()), at::exp2(e - 127));
 }
 
-std::string fused_projection(const std::string& linear) {
-  if (linear == "self_attn.q_proj" || linear == "self_attn.k_proj" || linear == "self_attn.v_proj") return "self_attn.qkv";
-  if (linear == "mlp.gate_proj" || linear == "mlp.up_proj") return "mlp.gate_up";
-  return linear;
-}
-
 int64_t fp4_block(Fp4Kind kind) { return kind == Fp4Kind::nvfp4 ? 16 : 32; }
 
 double nvfp4_global_scale(double amax) {

@@ -64,11 +64,5 @@ at::Tensor fp4_fake_quant(const at::Tensor& x, Fp4Kind kind, double global_scale
 // 448 * 6 / amax: the NVFP4 global scale of values whose largest magnitude is amax.
 double nvfp4_global_scale(double amax);
 
-// The fused projection a decoder Linear belongs to in the serving engines
-// ("self_attn.qkv" for q/k/v, "mlp.gate_up" for gate/up, else its own name):
-// NVFP4 Linears fused there share one global scale, as llm-compressor
-// writes them and vLLM's fused kernels expect (vLLM keeps one per fused
-// layer). `linear` is the name inside a block ("self_attn.k_proj").
-std::string fused_projection(const std::string& linear);
 
 }  // namespace qjobs::quant

@@ -25,17 +25,18 @@ QuantOutput Fp4Algorithm::run(const QuantInputs& in) {
     const std::string& prefix = step.prefix;
     std::map<std::string, at::Tensor> xs;
     if (calibrate) {
-      xs = step.engine.capture_inputs(step.index, block_input_names());
+      xs = step.engine.capture_inputs(step.index, step.layer.input_names());
       step.next = step.engine.forward(step.index);
     } else {
       step.next = std::vector<at::Tensor>{};
     }
-    const auto& input_of = linear_input_source();
-    // NVFP4: one global scale per fused projection (q/k/v, gate/up), from
-    // the largest magnitude over its Linears.
+    const auto input_of = step.layer.input_sources();
+    // NVFP4: one global scale per projection a runtime fuses (the Linears
+    // reading one input: q/k/v, gate/up, an expert's gate/up), from the
+    // largest magnitude over them.
     std::map<std::string, double> amax;
     for (auto& [name, lin] : step.layer.linears()) {
-      auto& a = amax[fused_projection(name)];
+      auto& a = amax[input_of.at(name)];
       a = std::max(a, lin->weight.to(at::kFloat).abs().max().item<double>());
     }
     std::vector<LayerError> errs;
@@ -45,7 +46,7 @@ QuantOutput Fp4Algorithm::run(const QuantInputs& in) {
         continue;
       }
       const auto w = lin->weight.to(at::kFloat);
-      const auto b = fp4_quantize(w, kind_, kind_ == Fp4Kind::nvfp4 ? nvfp4_global_scale(amax.at(fused_projection(name))) : 0);
+      const auto b = fp4_quantize(w, kind_, kind_ == Fp4Kind::nvfp4 ? nvfp4_global_scale(amax.at(input_of.at(name))) : 0);
       exporter::Fp4Weight fw{kind_, b.codes, b.scale, b.global_scale, 0, w4a4};
       const auto wq = fw.dequantize();
       model::ActQuant aq;

@@ -22,6 +22,12 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
   nlohmann::json activations = nlohmann::json::object();
   std::vector<double> k_scale, v_scale;
   const int64_t hd = model.config().head_dim;
+  const auto& names = model.config().fam().names;
+  // The KV scales are measured on the k and v projections' outputs: a fused
+  // qkv or a norm between k_proj and the cache would need the cache's own values.
+  if (kv && (!names.qkv.empty() || !names.k_norm.empty()))
+    throw Error(ErrorKind::invalid_input, "an FP8 KV cache is calibrated from k_proj / v_proj outputs, which " +
+                                              model.config().fam().hf_class + " does not cache as they are (fused qkv or k_norm)");
   BlockLoopOptions loop;
   loop.resumable = false;  // static scales are not in the saved blocks
   run_blocks(in, model, calibrate ? in.calibration() : at::Tensor(), out, loop, [&](BlockStep& step) {
@@ -33,7 +39,7 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
     } else {
       auto& engine = step.engine;
       const int64_t l = step.index;
-      xs = engine.capture_inputs(l, block_input_names());
+      xs = engine.capture_inputs(l, layer.input_names());
       if (kv) {
         // The k and v projections' outputs, from a hook on the same inputs:
         // running maxima of |v| and of each rotary pair's (i, i + hd/2) norm,
@@ -41,11 +47,11 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
         at::Tensor k_max, v_max;
         const model::LinearHook hook = [&](const std::string& name, const at::Tensor&, const at::Tensor& y) {
           const auto f = y.to(at::kFloat);
-          if (name == prefix + "self_attn.k_proj") {
+          if (name == prefix + names.k) {
             const auto m = f.reshape({-1, 2, hd / 2}).pow(2).sum(1).sqrt().max();
             k_max = k_max.defined() ? at::maximum(k_max, m) : m;
           }
-          if (name == prefix + "self_attn.v_proj") {
+          if (name == prefix + names.v) {
             const auto m = f.abs().max();
             v_max = v_max.defined() ? at::maximum(v_max, m) : m;
           }
@@ -58,7 +64,7 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
         step.next = engine.forward(l);
       }
     }
-    const auto& input_of = linear_input_source();
+    const auto input_of = layer.input_sources();
     std::vector<LayerError> errs;
     for (auto& [name, lin] : layer.linears()) {
       if (plan_for(prefix + name, p, RangeMode::through_zero).skip) {

@@ -144,25 +144,26 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
   const auto ids = in.calibration();
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
   QuantOutput out;
-  const std::vector<std::vector<std::string>> order =
-      true_sequential ? std::vector<std::vector<std::string>>{{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
-                                                              {"self_attn.o_proj"},
-                                                              {"mlp.gate_proj", "mlp.up_proj"},
-                                                              {"mlp.down_proj"}}
-                      : std::vector<std::vector<std::string>>{{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                               "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
-                                                               "mlp.down_proj"}};
   // The next block's inputs are the quantized block's outputs (the loop's default).
   run_blocks(in, model, ids, out, {}, [&](BlockStep& step) {
     const int64_t l = step.index;
+    // Attention inputs, o, the MLP's inputs, its outputs: each group sees the
+    // quantized outputs of the groups before it; or all at once.
+    auto order = step.layer.sequential_groups();
+    if (!true_sequential) {
+      std::vector<std::string> all;
+      for (const auto& g : order) all.insert(all.end(), g.begin(), g.end());
+      order = {all};
+    }
+    const auto input_of = step.layer.input_sources();
     std::map<std::string, model::Linear*> linears;
-    // NVFP4's global scale per fused projection (q/k/v, gate/up), from the
-    // block's weights before GPTQ changes any of them.
+    // NVFP4's global scale per projection a runtime fuses (the Linears reading
+    // one input), from the block's weights before GPTQ changes any of them.
     std::map<std::string, double> amax;
     for (auto& [name, lin] : step.layer.linears()) {
       linears[name] = lin;
       if (fp4) {
-        auto& a = amax[fused_projection(name)];
+        auto& a = amax[input_of.at(name)];
         a = std::max(a, lin->weight.to(at::kFloat).abs().max().item<double>());
       }
     }
@@ -183,7 +184,7 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
           WeightQuantConfig cfg = plan.cfg;
           cfg.group_size = fp4_block(*fp4);
           cfg.bits = 4;
-          const double G = *fp4 == Fp4Kind::nvfp4 ? nvfp4_global_scale(amax.at(fused_projection(name))) : 1.0;
+          const double G = *fp4 == Fp4Kind::nvfp4 ? nvfp4_global_scale(amax.at(input_of.at(name))) : 1.0;
           auto scale_codes = at::zeros({w0.size(0), w0.size(1) / cfg.group_size}, w0.options().dtype(at::kByte));
           const GroupGridFn fn = [&](const at::Tensor& cols, int64_t group) {
             const auto sc = fp4_scales(cols.abs().amax(1, true), *fp4, G);

@@ -68,9 +68,7 @@ HqqResult hqq_quantize(const at::Tensor& w_in, int bits, int64_t group_size, boo
 
 QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
   const auto& p = in.params;
-  std::vector<std::string> targets;
-  for (const auto& name : in.ckpt->tensor_names())
-    if (model::is_decoder_linear_weight(name)) targets.push_back(name);
+  const std::vector<std::string> targets = model::quantized_linear_weights(model::ModelConfig::from_json(in.ckpt->config()));
   QuantOutput out;
   LayerSpill spill(in.state_dir, out);
   const auto total = static_cast<int64_t>(targets.size());
@@ -102,7 +100,7 @@ QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
     in.progress(i + 1, total, name);
   }
   out.quantization_config = {{"quant_method", "hqq"}, {"format", "fake_quant"}, {"bits", p.value("W_BIT", 4)},
-                             {"group_size", p.value("Q_GROUP_SIZE", 128)}, {"optimizer", "half-quadratic, p=0.7, beta=10, 20 iterations, early stop"},
+                             {"group_size", p.at("Q_GROUP_SIZE")}, {"optimizer", "half-quadratic, p=0.7, beta=10, 20 iterations, early stop"},
                              {"overrides", describe_overrides(p)}};
   if (measured > 0) {
     // What rounding the zero points costs: mean relative weight error with

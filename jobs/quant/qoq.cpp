@@ -244,6 +244,12 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
   model::LoadOptions lo = in.compute;
   if (c.rotation) lo.stream_layers = false;
   auto model = model::LlamaModel::load(*in.ckpt, lo);
+  // Rotation, SmoothAttention and reordering below are written for Llama's
+  // block (separate q/k/v and gate/up, a dense MLP, two norms).
+  if (!model.config().fam().llama_layout())
+    throw Error(ErrorKind::invalid_input, "QoQ is built for Llama-layout blocks (Llama, Mistral, Qwen2); " +
+                                              model.config().fam().hf_class +
+                                              " is not one: use RTN, GPTQ, AutoAWQ, HQQ, FP8 or NVFP4 for it");
   if (c.rotation) {
     fuse_norms(model);
     rotate_residual(model, rotation_matrix(model.config().hidden, c.rotation_random ? 0x51ed : 0));

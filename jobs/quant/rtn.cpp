@@ -1,6 +1,7 @@
 #include "jobs/quant/rtn.hpp"
 
 #include "jobs/model/checkpoint.hpp"
+#include "jobs/model/llama_model.hpp"
 #include "jobs/model/mapped_file.hpp"
 #include "jobs/quant/calibration.hpp"
 #include "jobs/quant/layer_plan.hpp"
@@ -13,9 +14,7 @@ QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
   const auto& params = in.params;
   const auto& progress = in.progress;
 
-  std::vector<std::string> targets;
-  for (const auto& name : ckpt.tensor_names())
-    if (model::is_decoder_linear_weight(name)) targets.push_back(name);
+  const std::vector<std::string> targets = model::quantized_linear_weights(model::ModelConfig::from_json(ckpt.config()));
 
   QuantOutput out;
   LayerSpill spill(in.state_dir, out);
@@ -50,7 +49,7 @@ QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
       {"group_size", params.value("Q_GROUP_SIZE", 128)},
       {"zero_point", params.value("ZERO_POINT", true)},
       {"overrides", describe_overrides(params)},
-      {"modules", "decoder linear layers (q,k,v,o,gate,up,down)"},
+      {"modules", "the decoder blocks' Linears (routers excluded)"},
   };
   return out;
 }

@@ -172,12 +172,6 @@ QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
   QuantOutput out;
   json activations = json::object();
   ActivationState saved(in.state_dir, in.state_dir.empty() ? "" : calibration_fingerprint(*in.ckpt, in.params, ids, model.dtype()));
-  // q,k,v read one input, then o, then gate/up, then down: each group's
-  // inputs are taken after the groups before it are quantized (symqt).
-  const std::vector<std::vector<std::string>> order = {{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
-                                                       {"self_attn.o_proj"},
-                                                       {"mlp.gate_proj", "mlp.up_proj"},
-                                                       {"mlp.down_proj"}};
   double fraction_sum = 0;
   int64_t fraction_count = 0;
   BlockLoopOptions loop;
@@ -187,19 +181,23 @@ QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
   };
   run_blocks(in, model, ids, out, loop, [&](BlockStep& step) {
     const int64_t l = step.index;
+    // Attention inputs, then o, then the MLP's inputs, then its outputs: each
+    // group's inputs are taken after the groups before it are quantized (symqt).
+    const auto order = step.layer.sequential_groups();
+    const auto input_of = step.layer.input_sources();
     std::map<std::string, model::Linear*> linears;
     for (auto& [name, lin] : step.layer.linears()) linears[name] = lin;
     std::map<std::string, at::Tensor> float_xs;
     if (float_inputs) {
       // The next block and every Linear here see full-precision inputs.
       step.next = step.engine.forward(l);
-      float_xs = step.engine.capture_inputs(l, block_input_names());
+      float_xs = step.engine.capture_inputs(l, step.layer.input_names());
     }
     json block_acts = json::object();
     for (const auto& group : order) {
       std::map<std::string, at::Tensor> xs;
       if (float_inputs) {
-        for (const auto& name : group) xs[name] = float_xs.at(linear_input_source().at(name));
+        for (const auto& name : group) xs[name] = float_xs.at(input_of.at(name));
       } else {
         xs = step.engine.capture_inputs(l, group);
       }

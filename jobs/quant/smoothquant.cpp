@@ -11,13 +11,14 @@
 namespace qjobs::quant {
 
 at::Tensor smooth_linears(at::Tensor& norm_weight, const std::vector<model::Linear*>& linears, const at::Tensor& act_max,
-                          double alpha) {
+                          double alpha, const std::vector<model::Linear*>& followers, double norm_offset) {
   std::vector<at::Tensor> ws;
   for (auto* l : linears) ws.push_back(l->weight.to(at::kFloat).abs().amax(0));
   const auto w_max = at::stack(ws).amax(0).clamp_min(1e-5);
   const auto s = (act_max.to(at::kFloat).clamp_min(1e-5).pow(alpha) / w_max.pow(1 - alpha)).clamp_min(1e-5);
-  norm_weight = (norm_weight.to(at::kFloat) / s).to(norm_weight.scalar_type());
+  norm_weight = ((norm_weight.to(at::kFloat) + norm_offset) / s - norm_offset).to(norm_weight.scalar_type());
   for (auto* l : linears) l->weight = (l->weight.to(at::kFloat) * s).to(l->weight.scalar_type());
+  for (auto* l : followers) l->weight = (l->weight.to(at::kFloat) * s).to(l->weight.scalar_type());
   return s;
 }
 
@@ -35,8 +36,6 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
   QuantOutput out;
   out.w8a8_float = false;
   nlohmann::json activations = nlohmann::json::object();
-  const auto& inputs = block_input_names();
-  const auto& input_of = linear_input_source();
   // Static activation scales live in `activations`, not in the saved blocks: no resume.
   BlockLoopOptions loop;
   loop.resumable = false;
@@ -45,12 +44,16 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
     auto& layer = step.layer;
     auto& engine = step.engine;
     const std::string& prefix = step.prefix;
+    const auto inputs = layer.input_names();
+    const auto input_of = layer.input_sources();
     auto xs = engine.capture_inputs(l, inputs);
-    if (smoothing) {
-      smooth_linears(layer.input_norm, {&layer.q_proj, &layer.k_proj, &layer.v_proj},
-                     xs.at("self_attn.q_proj").abs().amax(0), alpha);
-      smooth_linears(layer.post_norm, {&layer.gate_proj, &layer.up_proj}, xs.at("mlp.gate_proj").abs().amax(0), alpha);
-    }
+    if (smoothing)
+      for (auto& g : layer.norm_groups()) {
+        // Every reader of the norm is scaled; routers stay in full precision.
+        std::vector<model::Linear*> quantized, followers;
+        for (auto& r : g.readers) (r.quantized ? quantized : followers).push_back(r.linear);
+        smooth_linears(*g.norm, quantized, xs.at(g.input).abs().amax(0), alpha, followers, model.config().norm_offset);
+      }
     step.next = engine.forward(l);
     if (smoothing) xs = engine.capture_inputs(l, inputs);  // smoothed inputs: static scales, errors
     std::vector<LayerError> errs;

@@ -22,11 +22,12 @@
 
 namespace qjobs::quant {
 
-// Folds s = act_max^alpha / w_max^(1-alpha) (clamped to >= 1e-5) into
-// `norm_weight` (/ s) and the Linears (* s on input columns). act_max:
-// float32 [in]. Returns s.
+// Folds s = act_max^alpha / w_max^(1-alpha) (clamped to >= 1e-5), w_max
+// over `linears`, into `norm_weight` (its effective scale (offset + w) / s)
+// and the Linears and `followers` (full-precision readers such as a
+// router; * s on input columns). act_max: float32 [in]. Returns s.
 at::Tensor smooth_linears(at::Tensor& norm_weight, const std::vector<model::Linear*>& linears, const at::Tensor& act_max,
-                          double alpha);
+                          double alpha, const std::vector<model::Linear*>& followers = {}, double norm_offset = 0.0);
 
 class SmoothQuantAlgorithm final : public QuantAlgorithm {
  public:

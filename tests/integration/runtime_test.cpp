@@ -33,7 +33,7 @@ std::string worker() { return (bin_dir() / "qjobs-worker").string(); }
 
 TEST(ExampleModel, IsALlamaOfTheRequiredSize) {
   const auto cfg = model::ModelConfig::from_json(model::Checkpoint::open(kExample).config());
-  EXPECT_EQ(cfg.arch.hf_class, "LlamaForCausalLM");
+  EXPECT_EQ(cfg.family->hf_class, "LlamaForCausalLM");
   EXPECT_GE(cfg.hidden, 128);
   EXPECT_GE(cfg.layers, 4);
   // The tokenizer reads its own tokenizer.json and round-trips text.
@@ -685,9 +685,8 @@ TEST(RuntimeJob, ShippedConfigsPackModelsWhoseSizeDropsAsTheBitsSay) {
     const auto out_config = json::parse(read_file(model / "config.json"));
     uint64_t other = dir_size(kExample), linear = 0;
     if (!out_config.value("tie_word_embeddings", true)) other += original.info("model.embed_tokens.weight").end - original.info("model.embed_tokens.weight").begin;
-    for (const auto& name : original.tensor_names()) {
+    for (const auto& name : model::quantized_linear_weights(model::ModelConfig::from_json(original.config()))) {
       const auto& info = original.info(name);
-      if (!model::is_decoder_linear_weight(name)) continue;
       const uint64_t n = static_cast<uint64_t>(info.shape[0] * info.shape[1]);
       other -= n * 4;
       const int64_t out = info.shape[0], width = info.shape[1];

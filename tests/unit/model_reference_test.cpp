@@ -25,7 +25,7 @@ class ModelReference : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ModelReference, LogitsMatchTransformers) {
   QJOBS_REQUIRE_REFERENCE(ref);
-  const auto dir = ref / "models" / GetParam();
+  const auto dir = ref / GetParam();
   const auto model = LlamaModel::load(Checkpoint::open(dir));
   const auto expected = SafetensorsFile::open(dir / "expected.safetensors");
   at::NoGradGuard no_grad;
@@ -48,7 +48,7 @@ TEST_P(ModelReference, LogitsMatchTransformers) {
 
 TEST_P(ModelReference, BatchedEqualsOneAtATimeAndCacheEqualsFullForward) {
   QJOBS_REQUIRE_REFERENCE(ref);
-  const auto dir = ref / "models" / GetParam();
+  const auto dir = ref / GetParam();
   const auto model = LlamaModel::load(Checkpoint::open(dir));
   const auto ids = SafetensorsFile::open(dir / "expected.safetensors").tensor("input_ids").narrow(1, 0, 40);
   at::NoGradGuard no_grad;
@@ -69,9 +69,11 @@ TEST_P(ModelReference, BatchedEqualsOneAtATimeAndCacheEqualsFullForward) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ModelReference,
-                         ::testing::Values("stories260K", "tiny-llama3", "tiny-qwen2", "tiny-mistral"),
+                         ::testing::Values("models/stories260K", "models/tiny-llama3", "models/tiny-qwen2",
+                                           "models/tiny-mistral", "families/tiny-mixtral", "families/tiny-qwen2-moe",
+                                           "families/tiny-phi3", "families/tiny-gemma2", "families/tiny-qwen3"),
                          [](const auto& info) {
-                           std::string n = info.param;
+                           std::string n = info.param.substr(info.param.find('/') + 1);
                            for (auto& c : n) if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
                            return n;
                          });

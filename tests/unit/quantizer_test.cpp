@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "jobs/model/checkpoint.hpp"
+#include "jobs/model/llama_model.hpp"
 #include "jobs/model/safetensors.hpp"
 #include "jobs/quant/quantizer.hpp"
 #include "unit/reference.hpp"
@@ -102,8 +103,7 @@ TEST_P(RtnReference, ErrorStatisticsOverAllLayers) {
   const auto ckpt = model::Checkpoint::open(ref / "models/stories260K");
   double sum_sq = 0, max_abs = 0, norm_sq = 0;
   int n = 0;
-  for (const auto& name : ckpt.tensor_names()) {
-    if (!model::is_decoder_linear_weight(name)) continue;
+  for (const auto& name : model::quantized_linear_weights(model::ModelConfig::from_json(ckpt.config()))) {
     const auto w = ckpt.tensor(name).to(at::kDouble);
     const auto d = quantize_weight(ckpt.tensor(name), c.cfg).dequantize().to(at::kDouble) - w;
     sum_sq += d.pow(2).sum().item<double>();

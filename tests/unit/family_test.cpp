@@ -1,0 +1,144 @@
+// The families of ../shared/reference/families quantized through their
+// tables: RTN, AutoAWQ and GPTQ at W4 g32 judged on the logits of the
+// reference's long input against the float model, and the mixture-of-
+// experts calibration (tokens per expert, the all-tokens fallback).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "jobs/model/checkpoint.hpp"
+#include "jobs/model/llama_model.hpp"
+#include "jobs/model/safetensors.hpp"
+#include "jobs/quant/awq.hpp"
+#include "jobs/quant/calibration.hpp"
+#include "jobs/quant/gptq.hpp"
+#include "jobs/quant/rtn.hpp"
+#include "unit/reference.hpp"
+
+namespace qjobs::quant {
+namespace {
+using nlohmann::json;
+
+class FamilyQuant : public ::testing::TestWithParam<std::string> {
+ protected:
+  QuantInputs inputs(const model::Checkpoint& ckpt, const at::Tensor& calib, json params) {
+    QuantInputs in;
+    in.ckpt = &ckpt;
+    in.params = std::move(params);
+    in.calibration = [calib] { return calib; };
+    in.progress = [](int64_t, int64_t, const std::string&) {};
+    return in;
+  }
+};
+
+// Relative error of the logits with `replaced` swapped in, against `ref`.
+double logit_error(const model::Checkpoint& ckpt, const QuantOutput& q, const at::Tensor& ids, const at::Tensor& ref) {
+  auto m = model::LlamaModel::load(ckpt);
+  for (auto& [name, t] : m.parameters())
+    if (q.replaced.count(name)) *t = q.replaced.at(name);
+  m.retie();
+  at::NoGradGuard g;
+  return ((m.forward(ids) - ref).norm() / ref.norm()).item<double>();
+}
+
+TEST_P(FamilyQuant, AwqAndGptqW4MatchOrBeatRtnOnTheLogits) {
+  QJOBS_REQUIRE_REFERENCE(ref);
+  const auto dir = ref / "families" / GetParam();
+  const auto ckpt = model::Checkpoint::open(dir);
+  const auto ids = model::SafetensorsFile::open(dir / "expected.safetensors").tensor("input_ids_long");
+  const auto cfg = model::ModelConfig::from_json(ckpt.config());
+  at::manual_seed(17);
+  const auto calib = at::randint(0, cfg.vocab, {32, 64}, at::kLong);  // 2048 random tokens: the weights are random too
+  const json p = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}};
+  const auto float_logits = model::LlamaModel::load(ckpt).forward(ids);
+  const auto rtn = RtnAlgorithm().run(inputs(ckpt, calib, p));
+  const auto awq = AwqAlgorithm().run(inputs(ckpt, calib, p));
+  const auto gptq = GptqAlgorithm().run(inputs(ckpt, calib, p));
+  const double e_rtn = logit_error(ckpt, rtn, ids, float_logits);
+  const double e_awq = logit_error(ckpt, awq, ids, float_logits);
+  const double e_gptq = logit_error(ckpt, gptq, ids, float_logits);
+  RecordProperty("rtn", std::to_string(e_rtn));
+  RecordProperty("awq", std::to_string(e_awq));
+  RecordProperty("gptq", std::to_string(e_gptq));
+  std::printf("%s W4 g32 logit error: RTN %.5f AWQ %.5f GPTQ %.5f\n", GetParam().c_str(), e_rtn, e_awq, e_gptq);
+  EXPECT_GT(e_rtn, 1e-3) << "4-bit rounding must show";
+  EXPECT_LE(e_awq, e_rtn * 1.02) << "awq " << e_awq << " rtn " << e_rtn;
+  EXPECT_LT(e_gptq, e_rtn) << "gptq " << e_gptq << " rtn " << e_rtn;
+  // Every quantized Linear of the table has an integer form, and nothing else does.
+  std::set<std::string> want;
+  for (const auto& w : model::quantized_linear_weights(cfg)) want.insert(w.substr(0, w.size() - 7));
+  for (const auto* q : {&rtn, &awq, &gptq}) {
+    std::set<std::string> got;
+    for (const auto& [name, w] : q->int_weights) got.insert(name);
+    EXPECT_EQ(got, want);
+  }
+  // Routers and the shared expert's gate stay in full precision.
+  if (!cfg.fam().names.router.empty()) {
+    EXPECT_EQ(want.count("model.layers.0." + cfg.fam().names.router), 0u);
+    EXPECT_TRUE(want.count("model.layers.0." + cfg.fam().names.expert_prefix + "0." + cfg.fam().names.expert_down));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, FamilyQuant,
+                         ::testing::Values("tiny-mixtral", "tiny-qwen2-moe", "tiny-phi3", "tiny-gemma2", "tiny-qwen3"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& c : n) if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return n;
+                         });
+
+TEST(MoeCalibration, TokensPerExpertAreTheRoutersTopKPicksAndStarvedExpertsSeeEveryToken) {
+  QJOBS_REQUIRE_REFERENCE(ref);
+  // The reference's own counts: top-k picks of input_ids_long per layer.
+  for (const std::string name : {"tiny-mixtral", "tiny-qwen2-moe"}) {
+    const auto dir = ref / "families" / name;
+    const auto ckpt = model::Checkpoint::open(dir);
+    const auto expected = json::parse(std::ifstream(dir / "expected.json"));
+    const auto ids = model::SafetensorsFile::open(dir / "expected.safetensors").tensor("input_ids_long");
+    QuantInputs in;
+    in.ckpt = &ckpt;
+    in.params = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}};
+    in.calibration = [ids] { return ids; };
+    in.progress = [](int64_t, int64_t, const std::string&) {};
+    const auto out = GptqAlgorithm().run(in);
+    const auto& counts = expected["sets"]["input_ids_long"]["per_expert_token_counts"];
+    const auto cfg = model::ModelConfig::from_json(ckpt.config());
+    ASSERT_EQ(out.experts.size(), counts.size()) << name;
+    for (const auto& [layer, want] : counts.items()) {
+      const auto& got = out.experts.at("model.layers." + layer + ".");
+      // Block 0 reads the embeddings, as the reference did; later blocks read
+      // the quantized blocks' outputs, so only their total is the reference's.
+      if (layer == "0") EXPECT_EQ(got["tokens"], want) << name << " layer " << layer;
+      int64_t total = 0;
+      for (const auto& t : got["tokens"]) total += t.get<int64_t>();
+      EXPECT_EQ(total, cfg.moe.top_k * ids.numel()) << name << " layer " << layer;
+      json fallback = json::array();
+      for (std::size_t e = 0; e < got["tokens"].size(); ++e)
+        if (got["tokens"][e].get<int64_t>() < cfg.hidden) fallback.push_back(e);
+      EXPECT_EQ(got["fallback"], fallback) << name << " layer " << layer;
+      EXPECT_EQ(got["min_tokens"], cfg.hidden);
+    }
+    // What the engine hands an algorithm: an expert's routed tokens, or all
+    // of the block's when they are too few.
+    auto m = model::LlamaModel::load(ckpt);
+    CalibrationEngine engine(m, ids, 8, {}, "");
+    const auto& layer0 = counts["0"];
+    const auto& n = cfg.fam().names;
+    for (std::size_t e = 0; e < layer0.size(); ++e) {
+      const std::string gate = n.expert_prefix + std::to_string(e) + "." + n.expert_gate;
+      const std::string down = n.expert_prefix + std::to_string(e) + "." + n.expert_down;
+      const auto xs = engine.capture_inputs(0, {gate, down});
+      const int64_t routed = layer0[e].get<int64_t>();
+      const int64_t rows = routed < cfg.hidden ? ids.numel() : routed;
+      EXPECT_EQ(xs.at(gate).size(0), rows) << name << " expert " << e;
+      EXPECT_EQ(xs.at(down).size(0), rows) << name << " expert " << e;
+      EXPECT_EQ(xs.at(down).size(1), cfg.moe.expert_intermediate);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace qjobs::quant
