@@ -43,6 +43,11 @@ int64_t config_int(const nlohmann::json& j, const char* key) {
   return j[key].get<int64_t>();
 }
 
+void config_sliding_window(const nlohmann::json& j, ModelConfig& c, bool only_if_used) {
+  if (only_if_used && !j.value("use_sliding_window", false)) return;
+  if (j.contains("sliding_window") && !j["sliding_window"].is_null()) c.sliding_window = config_int(j, "sliding_window");
+}
+
 double config_number(const nlohmann::json& j, const char* key, double def) {
   if (!j.contains(key) || j[key].is_null()) return def;
   if (!j[key].is_number())

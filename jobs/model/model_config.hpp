@@ -87,5 +87,8 @@ struct ModelConfig {
 // or Error(invalid_input) naming it.
 int64_t config_int(const nlohmann::json& j, const char* key);
 double config_number(const nlohmann::json& j, const char* key, double def);
+// sliding_window into c.sliding_window when it is a number (and, with
+// `only_if_used`, when use_sliding_window is true: Qwen's convention).
+void config_sliding_window(const nlohmann::json& j, ModelConfig& c, bool only_if_used = false);
 
 }  // namespace qjobs::model

@@ -246,9 +246,15 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
   auto model = model::LlamaModel::load(*in.ckpt, lo);
   // Rotation, SmoothAttention and reordering below are written for Llama's
   // block (separate q/k/v and gate/up, a dense MLP, two norms).
-  if (!model.config().fam().llama_layout())
-    throw Error(ErrorKind::invalid_input, "QoQ is built for Llama-layout blocks (Llama, Mistral, Qwen2); " +
-                                              model.config().fam().hf_class +
+  const auto& fam = model.config().fam();
+  if (c.rotation && !fam.rotation_folds)
+    throw Error(ErrorKind::invalid_input, "QoQ's rotation does not fold into " + fam.hf_class +
+                                              "'s block (norms on its outputs): set quant.enable_rotation false");
+  if (c.kv_bits > 0 && c.yx.enabled && !fam.qk_scaling_folds)
+    throw Error(ErrorKind::invalid_input, "QoQ's SmoothAttention scales q and k channels, which " + fam.hf_class +
+                                              " normalizes per head: set quant.smooth.enable_yx false");
+  if (!fam.llama_layout())
+    throw Error(ErrorKind::invalid_input, "QoQ is built for Llama-layout blocks (Llama, Mistral, Qwen2); " + fam.hf_class +
                                               " is not one: use RTN, GPTQ, AutoAWQ, HQQ, FP8 or NVFP4 for it");
   if (c.rotation) {
     fuse_norms(model);

@@ -26,10 +26,9 @@ const Family& family_gemma2() {
         c.attn_softcap = config_number(j, "attn_logit_softcapping", 0.0);
         c.final_softcap = config_number(j, "final_logit_softcapping", 0.0);
         c.tie_word_embeddings = j.value("tie_word_embeddings", true);
-        if (j.contains("sliding_window") && !j["sliding_window"].is_null()) {
-          c.sliding_window = config_int(j, "sliding_window");
+        config_sliding_window(j, c);
+        if (c.sliding_window)
           for (int64_t l = 0; l < c.layers; ++l) c.sliding_layers.push_back(l % 2 == 0);
-        }
       }};
   return f;
 }

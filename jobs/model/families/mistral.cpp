@@ -9,8 +9,7 @@ const Family& family_mistral() {
                         .model_type = "mistral",
                         .names = {},
                         .read_config = [](const nlohmann::json& j, ModelConfig& c) {
-                          if (j.contains("sliding_window") && !j["sliding_window"].is_null())
-                            c.sliding_window = config_int(j, "sliding_window");
+                          config_sliding_window(j, c);
                         }};
   return f;
 }

@@ -19,8 +19,7 @@ const Family& family_mixtral() {
                           c.moe.norm_topk_prob = true;
                           c.moe.expert_intermediate = c.intermediate;
                           c.moe.sparse_layers.assign(static_cast<std::size_t>(c.layers), true);
-                          if (j.contains("sliding_window") && !j["sliding_window"].is_null())
-                            c.sliding_window = config_int(j, "sliding_window");
+                          config_sliding_window(j, c);
                         }};
   return f;
 }

@@ -12,8 +12,7 @@ const Family& family_phi3() {
                         .names = {.q = "", .k = "", .v = "", .qkv = "self_attn.qkv_proj",
                                   .gate = "", .up = "", .gate_up = "mlp.gate_up_proj"},
                         .read_config = [](const nlohmann::json& j, ModelConfig& c) {
-                          if (j.contains("sliding_window") && !j["sliding_window"].is_null())
-                            c.sliding_window = config_int(j, "sliding_window");
+                          config_sliding_window(j, c);
                         }};
   return f;
 }

@@ -11,8 +11,7 @@ const Family& family_qwen2() {
                         .names = {},
                         .qkv_bias = true,
                         .read_config = [](const nlohmann::json& j, ModelConfig& c) {
-                          if (j.value("use_sliding_window", false) && j.contains("sliding_window") && !j["sliding_window"].is_null())
-                            c.sliding_window = config_int(j, "sliding_window");
+                          config_sliding_window(j, c, true);
                         }};
   return f;
 }

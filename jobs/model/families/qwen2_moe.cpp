@@ -38,8 +38,7 @@ const Family& family_qwen2_moe() {
         for (int64_t l = 0; l < c.layers; ++l)
           c.moe.sparse_layers.push_back(c.moe.experts > 0 && std::find(dense.begin(), dense.end(), l) == dense.end() &&
                                         (l + 1) % step == 0);
-        if (j.value("use_sliding_window", false) && j.contains("sliding_window") && !j["sliding_window"].is_null())
-          c.sliding_window = config_int(j, "sliding_window");
+        config_sliding_window(j, c, true);
       }};
   return f;
 }

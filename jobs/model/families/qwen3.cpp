@@ -12,8 +12,7 @@ const Family& family_qwen3() {
                         // A per-channel scale on q or k changes what its norm divides by.
                         .qk_scaling_folds = false,
                         .read_config = [](const nlohmann::json& j, ModelConfig& c) {
-                          if (j.value("use_sliding_window", false) && j.contains("sliding_window") && !j["sliding_window"].is_null())
-                            c.sliding_window = config_int(j, "sliding_window");
+                          config_sliding_window(j, c, true);
                         }};
   return f;
 }
