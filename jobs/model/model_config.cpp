@@ -107,6 +107,9 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
     else if (j["eos_token_id"].is_array())
       for (const auto& e : j["eos_token_id"]) c.eos_token_ids.push_back(e.get<int64_t>());
   }
+  // RoPE over part of each head (Phi-4-mini's 0.75) is not built: refused, not rotated wrongly.
+  if (config_number(j, "partial_rotary_factor", 1.0) != 1.0)
+    throw Error(ErrorKind::invalid_input, "config.json: partial_rotary_factor other than 1 is not supported");
   if (c.family->read_config) c.family->read_config(j, c);
   return c;
 }

@@ -4,11 +4,13 @@
 // experts calibration (tokens per expert, the all-tokens fallback).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/safetensors.hpp"
@@ -21,6 +23,61 @@
 namespace qjobs::quant {
 namespace {
 using nlohmann::json;
+
+// What the tables read from config.json, hand-checked against the
+// definitions in the reference README (section 7); no reference files needed.
+TEST(FamilyConfig, TablesReadTheirKeysAndRefuseWhatIsNotBuilt) {
+  const json base = {{"hidden_size", 64}, {"intermediate_size", 128}, {"num_hidden_layers", 4}, {"num_attention_heads", 4},
+                     {"num_key_value_heads", 2}, {"vocab_size", 512}, {"sliding_window", 32}};
+  auto j = base;
+  j["architectures"] = {"Gemma2ForCausalLM"};
+  j["hidden_activation"] = "gelu_pytorch_tanh";
+  j["query_pre_attn_scalar"] = 32;
+  j["attn_logit_softcapping"] = 2.0;
+  auto c = model::ModelConfig::from_json(j);
+  EXPECT_EQ(c.family->arch, model::Arch::gemma2);
+  EXPECT_TRUE(c.tie_word_embeddings);             // Gemma2Config's default
+  EXPECT_DOUBLE_EQ(c.embed_scale, 8.0);           // sqrt(64)
+  EXPECT_DOUBLE_EQ(c.norm_offset, 1.0);
+  EXPECT_DOUBLE_EQ(c.attn_scale, 1.0 / std::sqrt(32.0));
+  EXPECT_DOUBLE_EQ(c.attn_softcap, 2.0);
+  EXPECT_EQ(c.final_softcap, 0.0);
+  EXPECT_EQ(c.activation, model::Activation::gelu_tanh);
+  EXPECT_EQ(std::vector<bool>({c.slides(0), c.slides(1), c.slides(2), c.slides(3)}), std::vector<bool>({true, false, true, false}));
+
+  j = base;
+  j["architectures"] = {"Qwen2MoeForCausalLM"};
+  j["num_experts"] = 8;
+  j["num_experts_per_tok"] = 2;
+  j["moe_intermediate_size"] = 32;
+  j["decoder_sparse_step"] = 2;
+  j["mlp_only_layers"] = {3};
+  c = model::ModelConfig::from_json(j);
+  // Sparse iff not in mlp_only_layers and (L + 1) % step == 0: layers 1 only (3 is listed dense).
+  EXPECT_EQ(std::vector<bool>({c.sparse(0), c.sparse(1), c.sparse(2), c.sparse(3)}), std::vector<bool>({false, true, false, false}));
+  EXPECT_FALSE(c.moe.norm_topk_prob);
+  EXPECT_FALSE(c.sliding_window.has_value()) << "Qwen slides only with use_sliding_window";
+  // A dense Qwen2-MoE layer has mlp.{gate,up,down}_proj; a sparse one routes.
+  const auto names = model::quantized_linear_weights(c);
+  EXPECT_NE(std::find(names.begin(), names.end(), "model.layers.0.mlp.down_proj.weight"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "model.layers.1.mlp.experts.7.down_proj.weight"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "model.layers.1.mlp.shared_expert.up_proj.weight"), names.end());
+  EXPECT_EQ(model::full_precision_linears(c),
+            std::vector<std::string>({"model.layers.1.mlp.gate", "model.layers.1.mlp.shared_expert_gate"}));
+
+  j = base;
+  j["architectures"] = {"Phi3ForCausalLM"};
+  j["partial_rotary_factor"] = 0.75;
+  EXPECT_THROW(model::ModelConfig::from_json(j), Error);
+  j = base;
+  j["architectures"] = {"FalconForCausalLM"};
+  try {
+    model::ModelConfig::from_json(j);
+    ADD_FAILURE() << "an unknown architecture loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("Qwen3ForCausalLM"), std::string::npos) << e.what();
+  }
+}
 
 class FamilyQuant : public ::testing::TestWithParam<std::string> {
  protected:
