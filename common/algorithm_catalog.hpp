@@ -1,38 +1,20 @@
 // The algorithms a job may name, with the schema of their `llm: {<NAME>: ...}`
 // section. This table is what the server validates against (it never links
-// the implementations); jobs/quant registers one implementation per
-// available row, and a test checks the two agree.
+// the implementations). Its rows are built from each algorithm's parameter
+// declarations (jobs/quant/NAME_params.cpp, listed in
+// jobs/quant/algorithm_list.hpp) by jobs/quant/catalog.cpp, in the library
+// qjobs_algorithm_params, which does not link libtorch; jobs/quant registers
+// one implementation per row from the same list.
 #pragma once
 
-#include <functional>
-#include <optional>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include "common/param_spec.hpp"
 
 namespace qjobs {
-
-enum class ParamType { boolean, integer, number, string, string_list, section, section_list };
-
-std::string_view param_type_name(ParamType t);
-
-// One key of an algorithm section. Sections nest; Nyuntam's dotted keys
-// (`quant.smooth.xw.alpha`) address the nested ones.
-struct ParamSpec {
-  std::string name;
-  ParamType type = ParamType::string;
-  std::string description;
-  nlohmann::json default_value;       // null: no default, the key stays absent
-  double min = -1e300;                // integer/number: inclusive bounds
-  double max = 1e300;
-  std::vector<std::string> choices;   // string: allowed values when non-empty
-  std::vector<ParamSpec> children;    // section, section_list: the keys of the (each) mapping
-  // Extra rule on a value that already has the right type; returns the
-  // message when the value is rejected.
-  std::function<std::optional<std::string>(const nlohmann::json&)> check;
-};
 
 struct AlgorithmInfo {
   std::string name;         // as ALGORITHM spells it
@@ -44,6 +26,7 @@ struct AlgorithmInfo {
   int64_t calib_seqlen = 0;
 };
 
+// Defined in jobs/quant/catalog.cpp (qjobs_algorithm_params).
 const std::vector<AlgorithmInfo>& algorithm_catalog();
 
 // The top-level `calibration:` section: {data_path | dataset, subset, split,

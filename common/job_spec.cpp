@@ -1,6 +1,7 @@
 #include "common/job_spec.hpp"
 
 #include "common/linear_rule.hpp"
+#include "common/model_config_check.hpp"
 #include "common/model_locator.hpp"
 
 #include "common/nyuntam_eval.hpp"
@@ -936,6 +937,14 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   // The model's config.json when it is on this machine (read once: the
   // export check, the Nyuntam window and the submission's file checks use it).
   const auto model_config = find_model_config(spec.model);
+  // Its family and shape, read as the worker will read them: an architecture
+  // no family table describes, or a key it needs that is missing or out of
+  // range, is refused now rather than when the job starts.
+  if (model_config)
+    if (const auto problem = model_config_problem(*model_config)) {
+      const char* key = spec.custom_model_path.empty() ? "MODEL" : "CUSTOM_MODEL_PATH";
+      v.add(key, mark_of(root, key, root.Mark()), "the model " + spec.model + " cannot be read: " + *problem);
+    }
   if (spec.export_format == "onnx" && model_config && model_config->contains("max_position_embeddings") &&
       (*model_config)["max_position_embeddings"].is_number_integer()) {
     const int64_t positions = (*model_config)["max_position_embeddings"].get<int64_t>();

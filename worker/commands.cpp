@@ -17,6 +17,7 @@
 #include "jobs/model/generate.hpp"
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/model_source.hpp"
+#include "jobs/model/quantized_checkpoint.hpp"
 #include "jobs/model/safetensors.hpp"
 #include "jobs/tokenizer/tokenizer.hpp"
 
@@ -160,7 +161,7 @@ static std::function<at::Tensor(const std::string&)> float_weights(const model::
   return [&ckpt, qc = ckpt.config().value("quantization_config", json::object())](const std::string& name) {
     const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
     const bool linear = stem != name && name.compare(name.size() - 7, 7, ".weight") == 0;
-    if (linear && exporter::is_quantized_linear(ckpt, stem, qc)) return exporter::unpack_weight(ckpt, stem, qc);
+    if (linear && model::is_quantized_linear(ckpt, stem, qc)) return model::unpack_weight(ckpt, stem, qc);
     return ckpt.tensor(name).to(at::kFloat);
   };
 }

@@ -294,7 +294,7 @@ json package(const model::Checkpoint& ckpt, const quant::QuantOutput& q, const J
       if (ct && is_weight && f4 != q.fp4_weights.end()) {
         for (auto& [suffix, t] : exporter::pack(f4->second))
           put(stem + "." + suffix, t,
-              suffix == "weight_scale" && f4->second.kind == quant::Fp4Kind::nvfp4 ? std::optional<model::StDtype>(model::StDtype::F8_E4M3)
+              suffix == "weight_scale" && f4->second.kind == numeric::Fp4Kind::nvfp4 ? std::optional<model::StDtype>(model::StDtype::F8_E4M3)
                                                                                    : std::nullopt);
         model::release_mapped(f4->second.codes);
         continue;

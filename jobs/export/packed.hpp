@@ -1,5 +1,5 @@
-// Packed integer checkpoints as vLLM and transformers read them, and the way
-// back to float weights.
+// Packed checkpoints as vLLM and transformers read them: the writer. The way
+// back to float weights is jobs/model/quantized_checkpoint.hpp.
 //
 //   awq  (AutoAWQ GEMM, quant_method "awq", version "gemm")
 //        {p}.qweight int32 [in, out/8]   8 output channels per word, nibble k
@@ -35,7 +35,7 @@
 //        model.layers.i.self_attn.k_scale / v_scale  model dtype [1] with an FP8 KV
 //        cache ("kv_cache_scheme"); w = value(code) * weight_scale.
 //   compressed-tensors NVFP4 / MXFP4 (formats "nvfp4-pack-quantized",
-//        "mxfp4-pack-quantized"; codecs in jobs/quant/fp4.hpp):
+//        "mxfp4-pack-quantized"; codecs in jobs/numeric/fp4.hpp):
 //        {p}.weight_packed        U8 [out, in/2] two E2M1 codes per byte, column 2j
 //                                        in the low nibble, 2j+1 in the high one
 //        {p}.weight_scale         F8_E4M3 [out, in/16] (NVFP4) or U8 E8M0 [out, in/32] (MXFP4)
@@ -61,50 +61,19 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
-#include "jobs/quant/fp4.hpp"
+#include "jobs/numeric/quantized_weight.hpp"
 
 namespace qjobs::model {
-class Checkpoint;
 struct ActQuant;
 }
 
 namespace qjobs::exporter {
 
-// One quantized Linear in integer form (unsigned codes).
-struct IntWeight {
-  at::Tensor codes;    // [out, in], 0 .. 2^bits - 1: uint8 (bits <= 8) or int32
-  at::Tensor scales;   // float32 [out, groups]
-  at::Tensor zeros;    // int32 [out, groups]
-  at::Tensor g_idx;    // int32 [in]
-  int bits = 4;
-  int64_t group_size = 128;
-
-  at::Tensor dequantize() const;  // float32 [out, in]
-  IntWeight cpu() const;           // the same on the CPU (packing runs there)
-  // The group size as the formats record it: -1 when a row is one group.
-  int64_t format_group_size() const;
-};
-
-// One NVFP4 or MXFP4 Linear.
-struct Fp4Weight {
-  quant::Fp4Kind kind = quant::Fp4Kind::nvfp4;
-  at::Tensor codes;        // uint8 [out, in] E2M1 codes
-  at::Tensor scale;        // uint8 [out, in / block]: E4M3 (NVFP4) or E8M0 (MXFP4) codes
-  double global_scale = 1;        // NVFP4's G
-  double input_global_scale = 0;  // NVFP4 W4A4: the calibrated inputs' G; 0 = none
-  bool act = false;               // W4A4: inputs quantized in blocks too (dynamic scales)
-
-  at::Tensor dequantize() const;  // float32 [out, in]
-};
+using numeric::Fp4Weight;
+using numeric::IntWeight;
+using numeric::W8A8Weight;
 
 enum class PackedFormat { awq, gptq, compressed_tensors };
-
-// One W8A8 Linear: its 8-bit weight and scales.
-struct W8A8Weight {
-  at::Tensor codes;        // uint8 [out, in] E4M3 codes (float) or int8 [out, in] values (int)
-  at::Tensor scale;        // float32 [out, 1] or [1]
-  at::Tensor input_scale;  // float32 [1]; undefined for dynamic activations
-};
 
 // The EXPORT_FORMAT name of each packed format ("awq", "gptq", "compressed-tensors").
 std::optional<PackedFormat> packed_format(const std::string& name);
@@ -137,32 +106,16 @@ LinearScheme fp4_scheme(const Fp4Weight& w);
 // The input_activations arguments of a simulated activation quantizer
 // (null for none). Throws Error(invalid_input) for one no scheme holds.
 nlohmann::json activation_args(const model::ActQuant& a);
-// What a scheme's input_activations simulate (kind none for null).
-model::ActQuant activation_from_args(const nlohmann::json& args, double static_scale);
 
 // The compressed-tensors config of Linears `schemes` (by name); `ignore`:
 // names kept in full precision besides lm_head; `kv_cache_scheme`: null or
 // the KV cache's arguments.
 nlohmann::json compressed_tensors_config(const std::map<std::string, LinearScheme>& schemes,
                                          const std::vector<std::string>& ignore, const nlohmann::json& kv_cache_scheme);
-// The config group (its JSON) that Linear `name` belongs to in compressed-
-// tensors config qc, or nullptr when it is ignored or in no group.
-const nlohmann::json* scheme_group(const nlohmann::json& qc, const std::string& name);
-// A group's format: its own "format", else the config's.
-std::string group_format(const nlohmann::json& qc, const nlohmann::json& group);
-
 // The kv_cache_scheme arguments: FP8 E4M3 per tensor (static k_scale /
 // v_scale), or integer `bits` asymmetric per token and head (dynamic; QoQ's
 // KV4, which vLLM does not serve: it serves FP8 KV caches only).
 nlohmann::json fp8_kv_cache_args();
 nlohmann::json int_kv_cache_args(int bits, int64_t group);
-
-// Whether Linear `prefix` is stored quantized in checkpoint `ckpt` of config
-// qc (any packed or W8A8 form), so that unpack_weight reads it.
-bool is_quantized_linear(const model::Checkpoint& ckpt, const std::string& prefix, const nlohmann::json& qc);
-
-// The float32 weight [out, in] of Linear `prefix` ("model.layers.0.mlp.up_proj")
-// from a quantized checkpoint whose config has `quantization_config` qc.
-at::Tensor unpack_weight(const model::Checkpoint& ckpt, const std::string& prefix, const nlohmann::json& qc);
 
 }  // namespace qjobs::exporter

@@ -3,8 +3,8 @@
 #include <cmath>
 
 #include "common/error.hpp"
-#include "jobs/quant/fp4.hpp"
-#include "jobs/quant/fp8.hpp"
+#include "jobs/numeric/fp4.hpp"
+#include "jobs/numeric/fp8.hpp"
 
 namespace qjobs::model {
 using nlohmann::json;
@@ -22,13 +22,13 @@ at::Tensor ActQuant::apply(const at::Tensor& x) const {
     }
     case Kind::fp8_token:
     case Kind::fp8_tensor:
-      s = kind == Kind::fp8_token ? (xf.abs().amax(-1, true) / quant::kFp8E4m3Max).clamp_min(1e-12) : at::scalar_tensor(scale);
-      return (quant::fp8_e4m3_round(xf / s) * s).to(x.scalar_type());
+      s = kind == Kind::fp8_token ? (xf.abs().amax(-1, true) / numeric::kFp8E4m3Max).clamp_min(1e-12) : at::scalar_tensor(scale);
+      return (numeric::fp8_e4m3_round(xf / s) * s).to(x.scalar_type());
     case Kind::nvfp4:
       // Blocks of 16 with E4M3 scales under the calibrated global scale.
-      return quant::fp4_fake_quant(xf, quant::Fp4Kind::nvfp4, scale).to(x.scalar_type());
+      return numeric::fp4_fake_quant(xf, numeric::Fp4Kind::nvfp4, scale).to(x.scalar_type());
     case Kind::mxfp4:
-      return quant::fp4_fake_quant(xf, quant::Fp4Kind::mxfp4).to(x.scalar_type());
+      return numeric::fp4_fake_quant(xf, numeric::Fp4Kind::mxfp4).to(x.scalar_type());
     case Kind::none: break;
   }
   return x;
@@ -69,7 +69,7 @@ at::Tensor KvQuant::apply(const at::Tensor& t, int64_t layer, bool is_key) const
     if (layer >= static_cast<int64_t>(scales.size()))
       throw Error(ErrorKind::invalid_input, "FP8 KV cache has no scale for layer " + std::to_string(layer));
     const double s = scales[static_cast<std::size_t>(layer)];
-    return (quant::fp8_e4m3_round(tf / s) * s).to(t.scalar_type());
+    return (numeric::fp8_e4m3_round(tf / s) * s).to(t.scalar_type());
   }
   const int64_t hd = t.size(-1);
   const int64_t g = group > 0 && hd % group == 0 ? group : hd;

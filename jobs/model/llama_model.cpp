@@ -11,7 +11,7 @@
 #include <tuple>
 
 #include "common/error.hpp"
-#include "jobs/export/packed.hpp"
+#include "jobs/model/quantized_checkpoint.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/mapped_file.hpp"
 
@@ -199,8 +199,8 @@ struct LlamaModel::Source {
   at::Tensor stored(const std::string& name, const std::vector<int64_t>& shape) const {
     const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
     const bool quantized = stem != name && name.compare(name.size() - 7, 7, ".weight") == 0 &&
-                           exporter::is_quantized_linear(ckpt, stem, qc);
-    at::Tensor t = quantized ? exporter::unpack_weight(ckpt, stem, qc) : ckpt.tensor(name);
+                           is_quantized_linear(ckpt, stem, qc);
+    at::Tensor t = quantized ? unpack_weight(ckpt, stem, qc) : ckpt.tensor(name);
     if (quantized)  // a new tensor: the packed parts it came from are not needed again
       for (const char* part : {"qweight", "qzeros", "scales", "g_idx", "weight_packed", "weight_scale",
                                "weight_zero_point", "weight_g_idx", "weight"})
@@ -212,7 +212,7 @@ struct LlamaModel::Source {
   void check_stored(const std::string& name, const std::vector<int64_t>& shape) const {
     if (ckpt.has(name)) return check(name, ckpt.info(name).shape, shape);
     const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
-    if (!exporter::is_quantized_linear(ckpt, stem, qc)) ckpt.tensor(name);  // throws not_found
+    if (!is_quantized_linear(ckpt, stem, qc)) ckpt.tensor(name);  // throws not_found
   }
   static void check(const std::string& name, const std::vector<int64_t>& got, const std::vector<int64_t>& want) {
     if (got == want) return;
@@ -420,14 +420,14 @@ void LlamaModel::apply_compressed_schemes(const Checkpoint& ckpt, const nlohmann
   for (std::size_t i = 0; i < layers_.size(); ++i)
     for (auto& [n, lin] : layers_[i].linears()) {
       const std::string p = "model.layers." + std::to_string(i) + "." + n;
-      const auto* group = exporter::scheme_group(qc, p);
+      const auto* group = scheme_group(qc, p);
       if (group == nullptr || !group->contains("input_activations") || (*group)["input_activations"].is_null()) continue;
       const auto& ia = (*group)["input_activations"];
       // Static scales: input_scale (per tensor), or NVFP4's input_global_scale.
       const bool nv = ia.is_object() && ia.value("strategy", "") == "tensor_group";
       const bool dynamic = ia.is_object() && ia.contains("dynamic") && !(ia["dynamic"].is_boolean() && !ia["dynamic"].get<bool>());
       const double s = nv ? scalar(p + ".input_global_scale") : dynamic ? 0.0 : scalar(p + ".input_scale");
-      lin->act = exporter::activation_from_args(ia, s);
+      lin->act = activation_from_args(ia, s);
     }
   if (qc.contains("kv_cache_scheme") && qc["kv_cache_scheme"].is_object()) {
     const auto& kv = qc["kv_cache_scheme"];

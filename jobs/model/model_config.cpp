@@ -8,7 +8,15 @@ namespace qjobs::model {
 
 namespace {
 
-int64_t require_int(const nlohmann::json& j, const char* key) { return config_int(j, key); }
+int64_t require_int(const nlohmann::json& j, const char* key, int64_t lo, int64_t hi) { return config_int(j, key, lo, hi); }
+
+// Bounds on the shape keys, far above any published model (Llama 3.1 405B:
+// 126 layers, hidden 16384, 128 heads; Gemma's vocabulary 256000).
+constexpr int64_t kMaxLayers = 4096;
+constexpr int64_t kMaxWidth = int64_t{1} << 20;
+constexpr int64_t kMaxHeads = 4096;
+constexpr int64_t kMaxVocab = int64_t{1} << 24;
+constexpr int64_t kMaxPositions = int64_t{1} << 30;
 double number_or(const nlohmann::json& j, const char* key, double def) { return config_number(j, key, def); }
 
 // Phi-3's longrope as transformers computes it: factors per frequency, and
@@ -28,7 +36,7 @@ void read_longrope(const nlohmann::json& j, const nlohmann::json& r, ModelConfig
   };
   s.short_factor = factors("short_factor");
   s.long_factor = factors("long_factor");
-  if (!r.contains("original_max_position_embeddings")) s.original_max_position = config_int(j, "original_max_position_embeddings");
+  if (!r.contains("original_max_position_embeddings")) s.original_max_position = config_int(j, "original_max_position_embeddings", 1, kMaxPositions);
   const double ratio = static_cast<double>(c.max_position) / static_cast<double>(s.original_max_position);
   s.attention_factor = r.contains("attention_factor") && r["attention_factor"].is_number()
                            ? r["attention_factor"].get<double>()
@@ -37,15 +45,20 @@ void read_longrope(const nlohmann::json& j, const nlohmann::json& r, ModelConfig
 
 }  // namespace
 
-int64_t config_int(const nlohmann::json& j, const char* key) {
+int64_t config_int(const nlohmann::json& j, const char* key, int64_t lo, int64_t hi) {
   if (!j.contains(key) || !j[key].is_number_integer())
     throw Error(ErrorKind::invalid_input, std::string("config.json: '") + key + "' must be an integer");
-  return j[key].get<int64_t>();
+  const auto v = j[key].get<int64_t>();
+  if (v < lo || v > hi || (j[key].is_number_unsigned() && j[key].get<uint64_t>() > static_cast<uint64_t>(hi)))
+    throw Error(ErrorKind::invalid_input, std::string("config.json: '") + key + "' is " + j[key].dump() + ", not in [" +
+                                              std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return v;
 }
 
 void config_sliding_window(const nlohmann::json& j, ModelConfig& c, bool only_if_used) {
   if (only_if_used && !j.value("use_sliding_window", false)) return;
-  if (j.contains("sliding_window") && !j["sliding_window"].is_null()) c.sliding_window = config_int(j, "sliding_window");
+  if (j.contains("sliding_window") && !j["sliding_window"].is_null())
+    c.sliding_window = config_int(j, "sliding_window", 1, kMaxPositions);
 }
 
 double config_number(const nlohmann::json& j, const char* key, double def) {
@@ -56,18 +69,29 @@ double config_number(const nlohmann::json& j, const char* key, double def) {
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw Error(ErrorKind::invalid_input, "config.json is not a JSON object");
+  try {
+    return read(j);
+  } catch (const nlohmann::json::exception& e) {
+    // A key of the wrong type read through json::value or get.
+    throw Error(ErrorKind::invalid_input, std::string("config.json: ") + e.what());
+  }
+}
+
+ModelConfig ModelConfig::read(const nlohmann::json& j) {
   ModelConfig c;
   c.family = &family_of(j);
-  c.hidden = require_int(j, "hidden_size");
-  c.intermediate = require_int(j, "intermediate_size");
-  c.layers = require_int(j, "num_hidden_layers");
-  c.heads = require_int(j, "num_attention_heads");
+  c.hidden = require_int(j, "hidden_size", 1, kMaxWidth);
+  c.intermediate = require_int(j, "intermediate_size", 1, kMaxWidth);
+  c.layers = require_int(j, "num_hidden_layers", 1, kMaxLayers);
+  c.heads = require_int(j, "num_attention_heads", 1, kMaxHeads);
   c.kv_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
-                   ? require_int(j, "num_key_value_heads")
+                   ? require_int(j, "num_key_value_heads", 1, c.heads)
                    : c.heads;
-  c.head_dim = j.contains("head_dim") && !j["head_dim"].is_null() ? require_int(j, "head_dim") : c.hidden / c.heads;
-  c.vocab = require_int(j, "vocab_size");
-  if (j.contains("max_position_embeddings")) c.max_position = require_int(j, "max_position_embeddings");
+  c.head_dim = j.contains("head_dim") && !j["head_dim"].is_null() ? require_int(j, "head_dim", 1, kMaxWidth) : c.hidden / c.heads;
+  if (c.head_dim < 1) throw Error(ErrorKind::invalid_input, "config.json: hidden_size is smaller than num_attention_heads");
+  c.vocab = require_int(j, "vocab_size", 1, kMaxVocab);
+  if (j.contains("max_position_embeddings")) c.max_position = require_int(j, "max_position_embeddings", 1, kMaxPositions);
   c.rms_norm_eps = number_or(j, "rms_norm_eps", 1e-6);
   c.rope_theta = number_or(j, "rope_theta", 10000.0);
   c.tie_word_embeddings = j.value("tie_word_embeddings", false);
@@ -95,7 +119,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
     c.rope_scaling.low_freq_factor = number_or(r, "low_freq_factor", 1.0);
     c.rope_scaling.high_freq_factor = number_or(r, "high_freq_factor", 4.0);
     if (r.contains("original_max_position_embeddings"))
-      c.rope_scaling.original_max_position = config_int(r, "original_max_position_embeddings");
+      c.rope_scaling.original_max_position = config_int(r, "original_max_position_embeddings", 1, kMaxPositions);
     if (c.rope_scaling.type == "longrope") read_longrope(j, r, c);
     else if (!c.rope_scaling.type.empty() && c.rope_scaling.type != "llama3" && c.rope_scaling.type != "linear")
       throw Error(ErrorKind::invalid_input,
@@ -105,12 +129,19 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   if (j.contains("eos_token_id")) {
     if (j["eos_token_id"].is_number_integer()) c.eos_token_ids.push_back(j["eos_token_id"].get<int64_t>());
     else if (j["eos_token_id"].is_array())
-      for (const auto& e : j["eos_token_id"]) c.eos_token_ids.push_back(e.get<int64_t>());
+      for (const auto& e : j["eos_token_id"]) {
+        if (!e.is_number_integer() || c.eos_token_ids.size() >= 64)
+          throw Error(ErrorKind::invalid_input, "config.json: 'eos_token_id' must be an integer or a list of at most 64 integers");
+        c.eos_token_ids.push_back(e.get<int64_t>());
+      }
   }
   // RoPE over part of each head (Phi-4-mini's 0.75) is not built: refused, not rotated wrongly.
   if (config_number(j, "partial_rotary_factor", 1.0) != 1.0)
     throw Error(ErrorKind::invalid_input, "config.json: partial_rotary_factor other than 1 is not supported");
   if (c.family->read_config) c.family->read_config(j, c);
+  if (c.moe.experts > 0 && (c.moe.top_k < 1 || c.moe.top_k > c.moe.experts))
+    throw Error(ErrorKind::invalid_input, "config.json: num_experts_per_tok must be between 1 and the number of experts (" +
+                                              std::to_string(c.moe.experts) + ")");
   return c;
 }
 

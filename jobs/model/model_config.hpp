@@ -71,7 +71,9 @@ struct ModelConfig {
   std::optional<int64_t> bos_token_id;
 
   // Throws Error(invalid_input) naming the key, or listing the known
-  // architectures when `architectures` names none of them.
+  // architectures when `architectures` names none of them. Bounded in time
+  // and memory for any input (the server runs it on a submitted model's
+  // config.json).
   static ModelConfig from_json(const nlohmann::json& j);
 
   const Family& fam() const { return *family; }
@@ -81,11 +83,16 @@ struct ModelConfig {
   bool sparse(int64_t layer) const {
     return !moe.sparse_layers.empty() && moe.sparse_layers[static_cast<std::size_t>(layer)];
   }
+
+ private:
+  static ModelConfig read(const nlohmann::json& j);  // from_json without the conversion of json errors
 };
 
 // Helpers for the families' read_config: the key as the type asked for,
-// or Error(invalid_input) naming it.
-int64_t config_int(const nlohmann::json& j, const char* key);
+// or Error(invalid_input) naming it. config.json is untrusted (the server
+// reads it at submission): an integer outside [lo, hi] is refused, so that
+// no count taken from it sizes a loop or an allocation without a bound.
+int64_t config_int(const nlohmann::json& j, const char* key, int64_t lo = 0, int64_t hi = int64_t{1} << 40);
 double config_number(const nlohmann::json& j, const char* key, double def);
 // sliding_window into c.sliding_window when it is a number (and, with
 // `only_if_used`, when use_sliding_window is true: Qwen's convention).

@@ -14,7 +14,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
-#include "jobs/export/packed.hpp"
+#include "jobs/numeric/quantized_weight.hpp"
 #include "jobs/model/llama_model.hpp"
 
 namespace qjobs::model {
@@ -69,13 +69,13 @@ struct QuantOutput {
   nlohmann::json experts = nlohmann::json::object();
   // Integer form of every quantized Linear by its name without ".weight",
   // for the packed export formats; absent when the algorithm has none (HQQ).
-  std::map<std::string, exporter::IntWeight> int_weights;
+  std::map<std::string, numeric::IntWeight> int_weights;
   // W8A8 form of every quantized Linear (FP8, SmoothQuant), for compressed-
   // tensors float-quantized (w8a8_float) or int-quantized; names as
   // int_weights. k_scales / v_scales: the FP8 KV cache's, per layer.
-  std::map<std::string, exporter::W8A8Weight> w8a8_weights;
+  std::map<std::string, numeric::W8A8Weight> w8a8_weights;
   // NVFP4 / MXFP4 form of every quantized Linear (ALGORITHM NVFP4, MXFP4).
-  std::map<std::string, exporter::Fp4Weight> fp4_weights;
+  std::map<std::string, numeric::Fp4Weight> fp4_weights;
   bool w8a8_float = true;
   std::vector<double> k_scales, v_scales;
   std::vector<std::string> ignored;  // Linears kept in full precision

@@ -1,4 +1,5 @@
 #include "jobs/quant/awq.hpp"
+#include "jobs/quant/awq_params.hpp"
 
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"
@@ -36,10 +37,10 @@ at::Tensor weight_mean(const std::vector<model::Linear*>& ls, int64_t group) {
 
 QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
   at::NoGradGuard no_grad;
-  const auto& p = in.params;
-  const int64_t n_grid = p.value("N_GRID", 20);
-  const bool duo = p.value("DUO_SCALING", true);
-  const bool clip = p.value("CLIP", true);
+  const AwqParams p = awq_params().parse(in.params);
+  const int64_t n_grid = p.n_grid;
+  const bool duo = p.duo_scaling;
+  const bool clip = p.clip;
   const auto ids = in.calibration();
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
   QuantOutput out;
@@ -48,7 +49,7 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
     auto& layer = step.layer;
     auto& engine = step.engine;
     const std::string& prefix = step.prefix;
-    const auto plan = [&](const std::string& name) { return plan_for(prefix + name, p, RangeMode::min_max); };
+    const auto plan = [&](const std::string& name) { return plan_for(prefix + name, in.params, RangeMode::min_max); };
     // Full-precision outputs: the next block's inputs, and the references.
     step.next = engine.forward(l);
     auto xs = engine.capture_inputs(l, layer.input_names());
@@ -201,12 +202,14 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
   });
   out.quantization_config = {{"quant_method", "awq"},
                              {"format", "fake_quant"},
-                             {"bits", p.value("W_BIT", 4)},
-                             {"group_size", p.value("Q_GROUP_SIZE", 128)},
-                             {"zero_point", p.value("ZERO_POINT", true)},
-                             {"version", p.value("VERSION", std::string("GEMM"))},
-                             {"overrides", describe_overrides(p)}};
+                             {"bits", p.w_bit},
+                             {"group_size", p.group_size},
+                             {"zero_point", p.zero_point},
+                             {"version", p.version},
+                             {"overrides", p.layer_overrides}};
   return out;
 }
+
+std::unique_ptr<QuantAlgorithm> make_awq() { return std::make_unique<AwqAlgorithm>(); }
 
 }  // namespace qjobs::quant

@@ -81,7 +81,7 @@ void read_block_file(const model::SafetensorsFile& f, QuantOutput& out) {
   for (const auto& e : errors)
     out.layer_errors.push_back({e["name"], e["rel_fro_err"], e["max_abs_err"], e.value("rel_out_err", -1.0)});
   for (const auto& [name, shape] : ints.items()) {
-    exporter::IntWeight w;
+    numeric::IntWeight w;
     w.codes = f.tensor(name + ".codes");
     w.scales = f.tensor(name + ".scales");
     w.zeros = f.tensor(name + ".zeros");
@@ -91,13 +91,13 @@ void read_block_file(const model::SafetensorsFile& f, QuantOutput& out) {
     out.int_weights[name] = w;
   }
   for (const auto& [name, has_input_scale] : w8a8.items()) {
-    exporter::W8A8Weight w{f.tensor(name + ".w8a8_codes"), f.tensor(name + ".w8a8_scale"), at::Tensor()};
+    numeric::W8A8Weight w{f.tensor(name + ".w8a8_codes"), f.tensor(name + ".w8a8_scale"), at::Tensor()};
     if (has_input_scale.get<bool>()) w.input_scale = f.tensor(name + ".w8a8_input_scale");
     out.w8a8_weights[name] = w;
   }
   for (const auto& [name, m] : fp4.items()) {
-    exporter::Fp4Weight w;
-    w.kind = m.value("kind", "nvfp4") == "mxfp4" ? quant::Fp4Kind::mxfp4 : quant::Fp4Kind::nvfp4;
+    numeric::Fp4Weight w;
+    w.kind = m.value("kind", "nvfp4") == "mxfp4" ? numeric::Fp4Kind::mxfp4 : numeric::Fp4Kind::nvfp4;
     w.codes = f.tensor(name + ".fp4_codes");
     w.scale = f.tensor(name + ".fp4_scale");
     w.global_scale = m.value("global_scale", 1.0);
@@ -143,7 +143,7 @@ void spill_outputs(QuantOutput& out, const std::string& prefix, const fs::path& 
     if (!name.starts_with(prefix)) continue;
     tensors.push_back({name + ".fp4_codes", w.codes, {}});
     tensors.push_back({name + ".fp4_scale", w.scale, {}});
-    fp4[name] = {{"kind", w.kind == quant::Fp4Kind::mxfp4 ? "mxfp4" : "nvfp4"}, {"global_scale", w.global_scale},
+    fp4[name] = {{"kind", w.kind == numeric::Fp4Kind::mxfp4 ? "mxfp4" : "nvfp4"}, {"global_scale", w.global_scale},
                  {"input_global_scale", w.input_global_scale}, {"act", w.act}};
   }
   metadata["format"] = "pt";

@@ -1,4 +1,5 @@
 #include "jobs/quant/fp4_quant.hpp"
+#include "jobs/quant/fp4_params.hpp"
 
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"
@@ -9,13 +10,13 @@ namespace qjobs::quant {
 
 QuantOutput Fp4Algorithm::run(const QuantInputs& in) {
   at::NoGradGuard no_grad;
-  const auto& p = in.params;
-  const std::string act = p.value("ACT", std::string("none"));
+  const Fp4Params p = fp4_params(kind_ == numeric::Fp4Kind::nvfp4 ? "16" : "32").parse(in.params);
+  const std::string act = p.act;
   if (act != "none" && act != "dynamic") throw Error(ErrorKind::invalid_input, "ACT must be none or dynamic");
   const bool w4a4 = act == "dynamic";
   // Only NVFP4's W4A4 has a static part: the inputs' global scale.
-  const bool calibrate = w4a4 && kind_ == Fp4Kind::nvfp4;
-  const char* name_of = kind_ == Fp4Kind::nvfp4 ? "nvfp4" : "mxfp4";
+  const bool calibrate = w4a4 && kind_ == numeric::Fp4Kind::nvfp4;
+  const char* name_of = kind_ == numeric::Fp4Kind::nvfp4 ? "nvfp4" : "mxfp4";
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
   QuantOutput out;
   nlohmann::json activations = nlohmann::json::object();
@@ -41,20 +42,20 @@ QuantOutput Fp4Algorithm::run(const QuantInputs& in) {
     }
     std::vector<LayerError> errs;
     for (auto& [name, lin] : step.layer.linears()) {
-      if (plan_for(prefix + name, p, RangeMode::min_max).skip) {
+      if (plan_for(prefix + name, in.params, RangeMode::min_max).skip) {
         out.ignored.push_back(prefix + name);
         continue;
       }
       const auto w = lin->weight.to(at::kFloat);
-      const auto b = fp4_quantize(w, kind_, kind_ == Fp4Kind::nvfp4 ? nvfp4_global_scale(amax.at(input_of.at(name))) : 0);
-      exporter::Fp4Weight fw{kind_, b.codes, b.scale, b.global_scale, 0, w4a4};
+      const auto b = numeric::fp4_quantize(w, kind_, kind_ == numeric::Fp4Kind::nvfp4 ? numeric::nvfp4_global_scale(amax.at(input_of.at(name))) : 0);
+      numeric::Fp4Weight fw{kind_, b.codes, b.scale, b.global_scale, 0, w4a4};
       const auto wq = fw.dequantize();
       model::ActQuant aq;
       if (w4a4) {
-        aq.kind = kind_ == Fp4Kind::nvfp4 ? model::ActQuant::Kind::nvfp4 : model::ActQuant::Kind::mxfp4;
+        aq.kind = kind_ == numeric::Fp4Kind::nvfp4 ? model::ActQuant::Kind::nvfp4 : model::ActQuant::Kind::mxfp4;
         aq.bits = 4;
         if (calibrate) {
-          aq.scale = nvfp4_global_scale(xs.at(input_of.at(name)).abs().max().item<double>());
+          aq.scale = numeric::nvfp4_global_scale(xs.at(input_of.at(name)).abs().max().item<double>());
           fw.input_global_scale = aq.scale;
         }
       }
@@ -68,12 +69,15 @@ QuantOutput Fp4Algorithm::run(const QuantInputs& in) {
   });
   out.quantization_config = {{"quant_method", name_of},
                              {"format", "fake_quant"},
-                             {"weights", {{"type", "float"}, {"num_bits", 4}, {"block", fp4_block(kind_)},
-                                          {"scale", kind_ == Fp4Kind::nvfp4 ? "E4M3 per block, float32 global" : "E8M0 per block"}}},
+                             {"weights", {{"type", "float"}, {"num_bits", 4}, {"block", numeric::fp4_block(kind_)},
+                                          {"scale", kind_ == numeric::Fp4Kind::nvfp4 ? "E4M3 per block, float32 global" : "E8M0 per block"}}},
                              {"act", act},
                              {"activations", activations},
-                             {"overrides", describe_overrides(p)}};
+                             {"overrides", p.layer_overrides}};
   return out;
 }
+
+std::unique_ptr<QuantAlgorithm> make_nvfp4() { return std::make_unique<Fp4Algorithm>(numeric::Fp4Kind::nvfp4); }
+std::unique_ptr<QuantAlgorithm> make_mxfp4() { return std::make_unique<Fp4Algorithm>(numeric::Fp4Kind::mxfp4); }
 
 }  // namespace qjobs::quant

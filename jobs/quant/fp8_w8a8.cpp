@@ -1,19 +1,20 @@
 #include "jobs/quant/fp8_w8a8.hpp"
+#include "jobs/quant/fp8_params.hpp"
 
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/quant/calibration.hpp"
-#include "jobs/quant/fp8.hpp"
+#include "jobs/numeric/fp8.hpp"
 #include "jobs/quant/layer_plan.hpp"
 
 namespace qjobs::quant {
 
 QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
   at::NoGradGuard no_grad;
-  const auto& p = in.params;
-  const std::string act = p.value("ACT", std::string("dynamic"));
-  const std::string wscale = p.value("WEIGHT_SCALE", std::string("channel"));
-  const bool kv = p.value("kv_cache", false);
+  const Fp8Params p = fp8_params().parse(in.params);
+  const std::string act = p.act;
+  const std::string wscale = p.weight_scale;
+  const bool kv = p.kv_cache;
   if (act != "dynamic" && act != "static") throw Error(ErrorKind::invalid_input, "ACT must be dynamic or static");
   if (wscale != "channel" && wscale != "tensor") throw Error(ErrorKind::invalid_input, "WEIGHT_SCALE must be channel or tensor");
   const bool calibrate = act == "static" || kv;
@@ -58,8 +59,8 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
           return y;
         };
         step.next = engine.forward(l, &hook);
-        k_scale.push_back(std::max(k_max.item<double>() / kFp8E4m3Max, 1e-12));
-        v_scale.push_back(std::max(v_max.item<double>() / kFp8E4m3Max, 1e-12));
+        k_scale.push_back(std::max(k_max.item<double>() / numeric::kFp8E4m3Max, 1e-12));
+        v_scale.push_back(std::max(v_max.item<double>() / numeric::kFp8E4m3Max, 1e-12));
       } else {
         step.next = engine.forward(l);
       }
@@ -67,21 +68,21 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
     const auto input_of = layer.input_sources();
     std::vector<LayerError> errs;
     for (auto& [name, lin] : layer.linears()) {
-      if (plan_for(prefix + name, p, RangeMode::through_zero).skip) {
+      if (plan_for(prefix + name, in.params, RangeMode::through_zero).skip) {
         out.ignored.push_back(prefix + name);
         continue;
       }
       const auto w = lin->weight.to(at::kFloat);
       const auto amax = wscale == "channel" ? w.abs().amax(1, true) : w.abs().max().reshape({1, 1});
-      const auto s = (amax / kFp8E4m3Max).clamp_min(1e-12);
-      const auto codes = fp8_e4m3_encode(w / s);
-      const auto wq = fp8_e4m3_decode(codes) * s;
+      const auto s = (amax / numeric::kFp8E4m3Max).clamp_min(1e-12);
+      const auto codes = numeric::fp8_e4m3_encode(w / s);
+      const auto wq = numeric::fp8_e4m3_decode(codes) * s;
       model::ActQuant aq;
       aq.kind = act == "dynamic" ? model::ActQuant::Kind::fp8_token : model::ActQuant::Kind::fp8_tensor;
-      if (act == "static") aq.scale = std::max(xs.at(input_of.at(name)).abs().max().item<double>() / kFp8E4m3Max, 1e-12);
+      if (act == "static") aq.scale = std::max(xs.at(input_of.at(name)).abs().max().item<double>() / numeric::kFp8E4m3Max, 1e-12);
       lin->weight = wq.to(lin->weight.scalar_type());
       lin->act = aq;
-      exporter::W8A8Weight fw{codes, wscale == "channel" ? s : s.reshape({1}), at::Tensor()};
+      numeric::W8A8Weight fw{codes, wscale == "channel" ? s : s.reshape({1}), at::Tensor()};
       if (act == "static") fw.input_scale = at::full({1}, aq.scale, w.options());
       out.w8a8_weights[prefix + name] = fw;
       activations[prefix + name] = aq.to_json();
@@ -102,9 +103,10 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
                              {"weights", {{"type", "float"}, {"num_bits", 8}, {"strategy", wscale}}},
                              {"act", act},
                              {"activations", activations},
-                             {"kv_cache", kvq.to_json()},
-                             {"overrides", describe_overrides(p)}};
+                             {"kv_cache", kvq.to_json()}};
   return out;
 }
+
+std::unique_ptr<QuantAlgorithm> make_fp8() { return std::make_unique<Fp8Algorithm>(); }
 
 }  // namespace qjobs::quant

@@ -1,11 +1,12 @@
 #include "jobs/quant/gptq.hpp"
+#include "jobs/quant/gptq_params.hpp"
 
 #include <optional>
 
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/quant/calibration.hpp"
-#include "jobs/quant/fp4.hpp"
+#include "jobs/numeric/fp4.hpp"
 #include "jobs/quant/layer_plan.hpp"
 
 namespace qjobs::quant {
@@ -85,8 +86,8 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
       const auto s = scale.flatten(), z = zero.flatten();
       at::Tensor qc, q;
       if (fp4) {
-        qc = e2m1_encode(at::where(s > 0, w / s, at::zeros_like(w)));
-        q = e2m1_decode(qc) * s;
+        qc = numeric::e2m1_encode(at::where(s > 0, w / s, at::zeros_like(w)));
+        q = numeric::e2m1_decode(qc) * s;
       } else {
         qc = quantize_codes(w, s, z, cfg.bits);
         if (lo.defined()) qc = at::max(at::min(qc, hi.flatten().to(qc.scalar_type())), lo.flatten().to(qc.scalar_type()));
@@ -128,16 +129,16 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
 }
 
 QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
-  const auto& p = in.params;
-  const double damp = p.value("DAMP_PERCENT", 0.01);
-  const int64_t block = p.value("BLOCK_SIZE", 128);
-  const bool act_order = p.value("DESC_ACT", false);
-  const bool static_groups = p.value("STATIC_GROUPS", false);
-  const bool true_sequential = p.value("TRUE_SEQUENTIAL", true);
-  const std::string wformat = p.value("W_FORMAT", std::string("int"));
-  std::optional<Fp4Kind> fp4;
-  if (wformat == "nvfp4") fp4 = Fp4Kind::nvfp4;
-  else if (wformat == "mxfp4") fp4 = Fp4Kind::mxfp4;
+  const GptqParams p = gptq_params().parse(in.params);
+  const double damp = p.damp_percent;
+  const int64_t block = p.block_size;
+  const bool act_order = p.desc_act;
+  const bool static_groups = p.static_groups;
+  const bool true_sequential = p.true_sequential;
+  const std::string wformat = p.w_format;
+  std::optional<numeric::Fp4Kind> fp4;
+  if (wformat == "nvfp4") fp4 = numeric::Fp4Kind::nvfp4;
+  else if (wformat == "mxfp4") fp4 = numeric::Fp4Kind::mxfp4;
   else if (wformat != "int") throw Error(ErrorKind::invalid_input, "W_FORMAT must be int, nvfp4 or mxfp4");
   if (fp4 && act_order) throw Error(ErrorKind::invalid_input, "GPTQ with an FP4 W_FORMAT runs in column order: DESC_ACT must be false");
 
@@ -171,7 +172,7 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
       const auto xs = step.engine.capture_inputs(l, group);
       for (const auto& name : group) {
         const std::string full = step.prefix + name;
-        const auto plan = plan_for(full, p, RangeMode::through_zero);
+        const auto plan = plan_for(full, in.params, RangeMode::through_zero);
         if (plan.skip) continue;
         model::Linear& lin = *linears.at(name);
         const auto& x = xs.at(name);
@@ -182,12 +183,12 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
           // The FP4 grid: block scales from the updated columns, recorded as
           // the loop reaches each block; NVFP4's global scale from the original weight.
           WeightQuantConfig cfg = plan.cfg;
-          cfg.group_size = fp4_block(*fp4);
+          cfg.group_size = numeric::fp4_block(*fp4);
           cfg.bits = 4;
-          const double G = *fp4 == Fp4Kind::nvfp4 ? nvfp4_global_scale(amax.at(input_of.at(name))) : 1.0;
+          const double G = *fp4 == numeric::Fp4Kind::nvfp4 ? numeric::nvfp4_global_scale(amax.at(input_of.at(name))) : 1.0;
           auto scale_codes = at::zeros({w0.size(0), w0.size(1) / cfg.group_size}, w0.options().dtype(at::kByte));
           const GroupGridFn fn = [&](const at::Tensor& cols, int64_t group) {
-            const auto sc = fp4_scales(cols.abs().amax(1, true), *fp4, G);
+            const auto sc = numeric::fp4_scales(cols.abs().amax(1, true), *fp4, G);
             scale_codes.select(1, group).copy_(sc.codes.flatten());
             GroupGrid gr;
             gr.scale = sc.divisor;
@@ -195,7 +196,7 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
             return gr;
           };
           r = gptq_quantize(w0, std::move(H), cfg, damp, block, false, false, &fn);
-          out.fp4_weights[full] = exporter::Fp4Weight{*fp4, r.ints.codes, scale_codes, G, 0, false};
+          out.fp4_weights[full] = numeric::Fp4Weight{*fp4, r.ints.codes, scale_codes, G, 0, false};
         } else {
           r = gptq_quantize(w0, std::move(H), plan.cfg, damp, block, act_order, static_groups);
           out.int_weights[full] = r.ints;
@@ -208,12 +209,14 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
     }
   });
   out.quantization_config = {{"quant_method", "gptq"},        {"format", "fake_quant"},
-                             {"bits", p.value("W_BIT", 4)},    {"group_size", p.value("Q_GROUP_SIZE", 128)},
-                             {"sym", !p.value("ZERO_POINT", true)}, {"desc_act", act_order},
+                             {"bits", p.w_bit},    {"group_size", p.group_size},
+                             {"sym", !p.zero_point}, {"desc_act", act_order},
                              {"static_groups", static_groups}, {"damp_percent", damp},
                              {"true_sequential", true_sequential}, {"w_format", wformat},
-                             {"overrides", describe_overrides(p)}};
+                             {"overrides", p.layer_overrides}};
   return out;
 }
+
+std::unique_ptr<QuantAlgorithm> make_gptq() { return std::make_unique<GptqAlgorithm>(); }
 
 }  // namespace qjobs::quant

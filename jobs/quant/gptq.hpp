@@ -21,7 +21,7 @@ namespace qjobs::quant {
 struct GptqResult {
   at::Tensor weight;  // dequantized, float32 [out, in]
   at::Tensor g_idx;   // int32 [in]: the group of every input column
-  exporter::IntWeight ints;  // the same weight as codes, scales and zeros
+  numeric::IntWeight ints;  // the same weight as codes, scales and zeros
 };
 
 // A group's quantization grid for its rows: value = (code - zero) * scale

@@ -1,4 +1,5 @@
 #include "jobs/quant/hqq.hpp"
+#include "jobs/quant/hqq_params.hpp"
 
 #include <cmath>
 
@@ -55,7 +56,7 @@ HqqResult hqq_quantize(const at::Tensor& w_in, int bits, int64_t group_size, boo
   const auto z = at::clamp(at::round(best_zero), 0, maxq);
   const auto codes = at::clamp(at::round(W * scale + z), 0, maxq);
   r.weight = ((codes - z) / scale).reshape({rows, cols});
-  exporter::IntWeight iw;
+  numeric::IntWeight iw;
   iw.bits = bits;
   iw.group_size = g;
   iw.codes = codes.reshape({rows, cols}).to(at::kByte);
@@ -67,13 +68,12 @@ HqqResult hqq_quantize(const at::Tensor& w_in, int bits, int64_t group_size, boo
 }
 
 QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
-  const auto& p = in.params;
+  const HqqParams p = hqq_params().parse(in.params);
   const std::vector<std::string> targets = model::quantized_linear_weights(model::ModelConfig::from_json(in.ckpt->config()));
   QuantOutput out;
   LayerSpill spill(in.state_dir, out);
   const auto total = static_cast<int64_t>(targets.size());
-  const std::string zp = p.value("ZERO_POINTS", std::string());
-  const bool integer_zeros = zp.empty() ? in.packed_export : zp == "integer";
+  const bool integer_zeros = p.zero_points ? *p.zero_points == "integer" : in.packed_export;
   if (in.packed_export && !integer_zeros)
     throw Error(ErrorKind::invalid_input, "HQQ with ZERO_POINTS real has no packed form: packed formats store integer zero points");
   double real_zero_err = 0, rounded_err = 0;
@@ -81,7 +81,7 @@ QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
   in.progress(0, total, "");
   for (int64_t i = 0; i < total; ++i) {
     const auto& name = targets[static_cast<std::size_t>(i)];
-    const auto plan = plan_for(name.substr(0, name.size() - 7), p, RangeMode::min_max);
+    const auto plan = plan_for(name.substr(0, name.size() - 7), in.params, RangeMode::min_max);
     if (!plan.skip) {
       const at::Tensor w = in.ckpt->tensor(name);
       const auto w32 = w.to(in.compute.device, at::kFloat);
@@ -99,9 +99,9 @@ QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
     spill.after(name, i + 1 == total ? "" : targets[static_cast<std::size_t>(i + 1)]);
     in.progress(i + 1, total, name);
   }
-  out.quantization_config = {{"quant_method", "hqq"}, {"format", "fake_quant"}, {"bits", p.value("W_BIT", 4)},
-                             {"group_size", p.at("Q_GROUP_SIZE")}, {"optimizer", "half-quadratic, p=0.7, beta=10, 20 iterations, early stop"},
-                             {"overrides", describe_overrides(p)}};
+  out.quantization_config = {{"quant_method", "hqq"}, {"format", "fake_quant"}, {"bits", p.w_bit},
+                             {"group_size", p.group_size}, {"optimizer", "half-quadratic, p=0.7, beta=10, 20 iterations, early stop"},
+                             {"overrides", p.layer_overrides}};
   if (measured > 0) {
     // What rounding the zero points costs: mean relative weight error with
     // HQQ's real-valued zeros and with the integer zeros that were written.
@@ -111,5 +111,7 @@ QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
   }
   return out;
 }
+
+std::unique_ptr<QuantAlgorithm> make_hqq() { return std::make_unique<HqqAlgorithm>(); }
 
 }  // namespace qjobs::quant

@@ -25,8 +25,5 @@ std::vector<std::string> ragged_linears(const std::map<std::string, int64_t>& in
   return out;
 }
 
-nlohmann::json describe_overrides(const nlohmann::json& params) {
-  return params.value("LAYER_OVERRIDES", nlohmann::json::array());
-}
 
 }  // namespace qjobs::quant

@@ -31,7 +31,5 @@ LinearPlan plan_for(const std::string& linear, const nlohmann::json& params, Ran
 // ".weight") whose planned group size does not divide their width.
 std::vector<std::string> ragged_linears(const std::map<std::string, int64_t>& in_features, const nlohmann::json& params);
 
-// One line describing the plan of every distinct override, for the config.
-nlohmann::json describe_overrides(const nlohmann::json& params);
 
 }  // namespace qjobs::quant

@@ -1,4 +1,5 @@
 #include "jobs/quant/qoq.hpp"
+#include "jobs/quant/lmquant_params.hpp"
 
 #include <cmath>
 #include <limits>
@@ -87,7 +88,7 @@ json smooth_json(const SmoothSetting& s) {
 int64_t effective_group(int64_t group, int64_t cols) { return group <= 0 ? cols : std::min(group, cols); }
 
 // Round to nearest on the grid, every group; ratio [rows, groups] or undefined.
-at::Tensor rtn(const at::Tensor& w, const WeightGrid& wg, int64_t g, const at::Tensor& ratio, exporter::IntWeight* ints = nullptr) {
+at::Tensor rtn(const at::Tensor& w, const WeightGrid& wg, int64_t g, const at::Tensor& ratio, numeric::IntWeight* ints = nullptr) {
   const int64_t rows = w.size(0), cols = w.size(1), ng = (cols + g - 1) / g;
   auto out = at::empty_like(w);
   at::Tensor codes, scales, zeros;
@@ -185,11 +186,12 @@ at::Tensor tie_rope_pairs(const at::Tensor& v, int64_t head_dim) {
 }  // namespace
 
 QoqConfig QoqConfig::from_lmquant(const json& section) {
+  const LmQuantParams lp = lmquant_params().parse(section);
   QoqConfig c;
-  c.preset = section.value("quant_type", std::string("gchn"));
+  c.preset = lp.quant_type;
   if (c.preset == "gchn") c.w_group = -1, c.progressive = false, c.kv_bits = 8;
   else if (c.preset != "g128") throw Error(ErrorKind::invalid_input, "llm.LMQuant.quant_type: QoQ runs g128 or gchn, not " + c.preset);
-  const json q = section.value("quant", json::object());
+  const json q = lp.quant.is_object() ? lp.quant : json::object();
   const auto b = [&](std::initializer_list<const char*> path, bool& dst) { if (const auto* v = at_path(q, path)) dst = v->get<bool>(); };
   if (const auto* v = at_path(q, {"wgts", "dtype"})) c.w_bits = dtype_bits("llm.LMQuant.quant.wgts.dtype", v->get<std::string>(), {"uint4", "uint8"});
   if (const auto* v = at_path(q, {"wgts", "group_size"})) c.w_group = v->get<int64_t>();
@@ -234,10 +236,10 @@ json QoqConfig::to_json() const {
 
 QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
   at::NoGradGuard no_grad;
-  const auto& p = in.params;
-  const auto c = QoqConfig::from_lmquant(p);
-  json flat = {{"W_BIT", c.w_bits}, {"Q_GROUP_SIZE", c.w_group}, {"ZERO_POINT", true}, {"A_BIT", c.a_bits}};
-  if (p.contains("LAYER_OVERRIDES")) flat["LAYER_OVERRIDES"] = p["LAYER_OVERRIDES"];
+  const LmQuantParams p = lmquant_params().parse(in.params);
+  const auto c = QoqConfig::from_lmquant(in.params);
+  json flat = {{"W_BIT", c.w_bits}, {"Q_GROUP_SIZE", c.w_group}, {"ZERO_POINT", true}, {"A_BIT", c.a_bits},
+               {"LAYER_OVERRIDES", p.layer_overrides}};
 
   const auto ids = in.calibration();
   // The rotation transforms the whole model at once: it stays resident.
@@ -392,7 +394,7 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
         const auto wg = WeightGrid::for_weight(w, plan.cfg.bits, c.progressive);
         const auto ratio = c.calib_range ? search_clip(w, sample_rows(x, 512), wg, g, c.max_shrink, c.clip_grids) : at::Tensor();
         at::Tensor wq;
-        exporter::IntWeight ints;
+        numeric::IntWeight ints;
         if (c.gptq) {
           const GroupGridFn fn = [&](const at::Tensor& cols, int64_t gi) {
             return wg.grid(cols, ratio.defined() ? ratio.select(1, gi).unsqueeze(1) : at::Tensor());
@@ -440,13 +442,13 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
                              {"qoq", c.to_json()},
                              {"activations", activations},
                              {"kv_cache", kv.to_json()},
-                             {"overrides", describe_overrides(flat)}};
+                             {"overrides", p.layer_overrides}};
   return out;
 }
 
 QuantOutput LmQuantAlgorithm::run(const QuantInputs& in) {
   const auto& p = in.params;
-  const std::string preset = p.value("quant_type", std::string("gchn"));
+  const std::string preset = lmquant_params().parse(p).quant_type;
   if (preset == "g128" || preset == "gchn") return QoqAlgorithm().run(in);
   QuantInputs sub = in;
   json params;
@@ -476,5 +478,7 @@ QuantOutput LmQuantAlgorithm::run(const QuantInputs& in) {
   out.quantization_config["lmquant_preset"] = preset;
   return out;
 }
+
+std::unique_ptr<QuantAlgorithm> make_lmquant() { return std::make_unique<LmQuantAlgorithm>(); }
 
 }  // namespace qjobs::quant

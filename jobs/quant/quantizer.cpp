@@ -92,8 +92,8 @@ QuantizedWeight quantize_weight(const at::Tensor& w_in, const WeightQuantConfig&
   return q;
 }
 
-exporter::IntWeight to_int_weight(const QuantizedWeight& q, int bits) {
-  exporter::IntWeight w;
+numeric::IntWeight to_int_weight(const QuantizedWeight& q, int bits) {
+  numeric::IntWeight w;
   w.bits = bits;
   w.group_size = q.group_size;
   w.scales = q.scales;

@@ -17,7 +17,7 @@
 
 #include <ATen/ATen.h>
 
-#include "jobs/export/packed.hpp"
+#include "jobs/numeric/quantized_weight.hpp"
 
 namespace qjobs::quant {
 
@@ -53,7 +53,7 @@ struct QuantizedWeight {
 
 // Unsigned codes with integer zeros (symmetric codes are shifted by
 // 2^(b-1)) and the column-to-group map, for the packed formats.
-exporter::IntWeight to_int_weight(const QuantizedWeight& q, int bits);
+numeric::IntWeight to_int_weight(const QuantizedWeight& q, int bits);
 
 // REQUIRES: w is 2-D, bits in [2, 8], group_size == -1 or >= 1.
 QuantizedWeight quantize_weight(const at::Tensor& w, const WeightQuantConfig& cfg);

@@ -1,29 +1,21 @@
 #include "jobs/quant/registry.hpp"
 
-#include "jobs/quant/awq.hpp"
-#include "jobs/quant/fp4_quant.hpp"
-#include "jobs/quant/fp8_w8a8.hpp"
-#include "jobs/quant/gptq.hpp"
-#include "jobs/quant/hqq.hpp"
-#include "jobs/quant/qoq.hpp"
-#include "jobs/quant/rtn.hpp"
-#include "jobs/quant/seq_mse.hpp"
-#include "jobs/quant/smoothquant.hpp"
+#include "common/algorithm_catalog.hpp"
+#include "jobs/quant/algorithm_list.hpp"
 
 namespace qjobs::quant {
 
+#define QJOBS_DECLARE_ALGORITHM(name) \
+  AlgorithmInfo name##_info();        \
+  std::unique_ptr<QuantAlgorithm> make_##name();
+QJOBS_ALGORITHMS(QJOBS_DECLARE_ALGORITHM)
+#undef QJOBS_DECLARE_ALGORITHM
+
 const std::vector<AlgorithmRow>& algorithm_registry() {
   static const std::vector<AlgorithmRow> rows = {
-      {"RTN", [] { return std::make_unique<RtnAlgorithm>(); }},
-      {"AutoAWQ", [] { return std::make_unique<AwqAlgorithm>(); }},
-      {"GPTQ", [] { return std::make_unique<GptqAlgorithm>(); }},
-      {"HQQ", [] { return std::make_unique<HqqAlgorithm>(); }},
-      {"SequentialMSE", [] { return std::make_unique<SequentialMseAlgorithm>(); }},
-      {"SmoothQuant", [] { return std::make_unique<SmoothQuantAlgorithm>(); }},
-      {"LMQuant", [] { return std::make_unique<LmQuantAlgorithm>(); }},
-      {"FP8", [] { return std::make_unique<Fp8Algorithm>(); }},
-      {"NVFP4", [] { return std::make_unique<Fp4Algorithm>(Fp4Kind::nvfp4); }},
-      {"MXFP4", [] { return std::make_unique<Fp4Algorithm>(Fp4Kind::mxfp4); }},
+#define QJOBS_REGISTRY_ROW(algo) {algo##_info().name, &make_##algo},
+      QJOBS_ALGORITHMS(QJOBS_REGISTRY_ROW)
+#undef QJOBS_REGISTRY_ROW
   };
   return rows;
 }

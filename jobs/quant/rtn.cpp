@@ -1,4 +1,5 @@
 #include "jobs/quant/rtn.hpp"
+#include "jobs/quant/rtn_params.hpp"
 
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/llama_model.hpp"
@@ -12,6 +13,7 @@ namespace qjobs::quant {
 QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
   const auto& ckpt = *in.ckpt;
   const auto& params = in.params;
+  const RtnParams p = rtn_params().parse(params);
   const auto& progress = in.progress;
 
   const std::vector<std::string> targets = model::quantized_linear_weights(model::ModelConfig::from_json(ckpt.config()));
@@ -45,13 +47,15 @@ QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
   out.quantization_config = {
       {"quant_method", "rtn"},
       {"format", "fake_quant"},
-      {"bits", params.value("W_BIT", 4)},
-      {"group_size", params.value("Q_GROUP_SIZE", 128)},
-      {"zero_point", params.value("ZERO_POINT", true)},
-      {"overrides", describe_overrides(params)},
+      {"bits", p.w_bit},
+      {"group_size", p.group_size},
+      {"zero_point", p.zero_point},
+      {"overrides", p.layer_overrides},
       {"modules", "the decoder blocks' Linears (routers excluded)"},
   };
   return out;
 }
+
+std::unique_ptr<QuantAlgorithm> make_rtn() { return std::make_unique<RtnAlgorithm>(); }
 
 }  // namespace qjobs::quant

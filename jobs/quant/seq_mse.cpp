@@ -1,4 +1,5 @@
 #include "jobs/quant/seq_mse.hpp"
+#include "jobs/quant/seq_mse_params.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -150,24 +151,24 @@ class ActivationState {
 
 QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
   at::NoGradGuard no_grad;
-  // Weight-only unless asked: plan_for's own default for A_BIT is 8.
-  nlohmann::json p = in.params;
-  if (!p.contains("A_BIT")) p["A_BIT"] = 0;
+  const SeqMseParams p = seq_mse_params().parse(in.params);
+  // Weight-only unless asked: the per-Linear rules' own default for A_BIT is 8.
+  nlohmann::json rules = in.params;
+  rules["A_BIT"] = p.a_bit;
   SeqMseOptions opt;
-  opt.candidates = p.value("NUM_CANDIDATES", int64_t{20});
-  opt.loss = loss_named(p.value("LOSS_FN", std::string("mse")));
-  const std::string symmetry = p.value("INP_SYMMETRY", std::string("symqt"));
+  opt.candidates = p.num_candidates;
+  opt.loss = loss_named(p.loss_fn);
+  const std::string symmetry = p.inp_symmetry;
   if (symmetry != "symqt" && symmetry != "symfp")
     throw Error(ErrorKind::invalid_input, "INP_SYMMETRY must be symqt or symfp (AIMET's asym is not built)");
   const bool float_inputs = symmetry == "symfp";
   // AIMET's LPBQ: the search runs on plain blocks (as AIMET's does), then
   // each row's block scales become 4-bit multiples of one per-channel scale.
-  const bool lpbq = p.value("LPBQ", false);
-  if (lpbq && p.value("ZERO_POINT", true))
+  const bool lpbq = p.lpbq;
+  if (lpbq && p.zero_point)
     throw Error(ErrorKind::invalid_input, "LPBQ is symmetric: set ZERO_POINT: false");
   auto ids = in.calibration();
-  if (p.contains("NUM_BATCHES") && p["NUM_BATCHES"].is_number_integer())
-    ids = ids.narrow(0, 0, std::min<int64_t>(ids.size(0), p["NUM_BATCHES"].get<int64_t>()));
+  if (p.num_batches) ids = ids.narrow(0, 0, std::min<int64_t>(ids.size(0), *p.num_batches));
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
   QuantOutput out;
   json activations = json::object();
@@ -203,7 +204,7 @@ QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
       }
       for (const auto& name : group) {
         const std::string full = step.prefix + name;
-        const auto plan = plan_for(full, p, RangeMode::min_max);
+        const auto plan = plan_for(full, rules, RangeMode::min_max);
         if (plan.skip) {
           out.ignored.push_back(full);
           continue;
@@ -239,18 +240,20 @@ QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
   });
   out.quantization_config = {{"quant_method", "sequential_mse"},
                              {"format", "fake_quant"},
-                             {"bits", p.value("W_BIT", 4)},
-                             {"group_size", p.value("Q_GROUP_SIZE", 128)},
-                             {"zero_point", p.value("ZERO_POINT", true)},
+                             {"bits", p.w_bit},
+                             {"group_size", p.group_size},
+                             {"zero_point", p.zero_point},
                              {"num_candidates", opt.candidates},
                              {"inp_symmetry", symmetry},
-                             {"loss_fn", p.value("LOSS_FN", std::string("mse"))},
-                             {"act_bits", p.value("A_BIT", 0)},
+                             {"loss_fn", p.loss_fn},
+                             {"act_bits", p.a_bit},
                              {"lpbq", lpbq},
                              {"mean_range_fraction", fraction_count > 0 ? fraction_sum / static_cast<double>(fraction_count) : 1.0},
-                             {"overrides", describe_overrides(p)}};
+                             {"overrides", p.layer_overrides}};
   if (!activations.empty()) out.quantization_config["activations"] = activations;
   return out;
 }
+
+std::unique_ptr<QuantAlgorithm> make_seq_mse() { return std::make_unique<SequentialMseAlgorithm>(); }
 
 }  // namespace qjobs::quant

@@ -1,4 +1,5 @@
 #include "jobs/quant/smoothquant.hpp"
+#include "jobs/quant/smoothquant_params.hpp"
 
 #include <cmath>
 
@@ -24,11 +25,11 @@ at::Tensor smooth_linears(at::Tensor& norm_weight, const std::vector<model::Line
 
 QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
   at::NoGradGuard no_grad;
-  const auto& p = in.params;
-  const double alpha = p.value("alpha", 0.5);
-  const std::string act = p.value("ACT", std::string("dynamic"));
-  const bool smoothing = p.value("SMOOTHING", true);
-  const std::string wscale = p.value("WEIGHT_SCALE", std::string("channel"));
+  const SmoothQuantParams p = smoothquant_params().parse(in.params);
+  const double alpha = p.alpha;
+  const std::string act = p.act;
+  const bool smoothing = p.smoothing;
+  const std::string wscale = p.weight_scale;
   if (wscale != "channel" && wscale != "tensor") throw Error(ErrorKind::invalid_input, "WEIGHT_SCALE must be channel or tensor");
   if (act != "dynamic" && act != "static") throw Error(ErrorKind::invalid_input, "ACT must be dynamic or static");
   const auto ids = in.calibration();
@@ -58,7 +59,7 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
     if (smoothing) xs = engine.capture_inputs(l, inputs);  // smoothed inputs: static scales, errors
     std::vector<LayerError> errs;
     for (auto& [name, lin] : layer.linears()) {
-      const auto plan = plan_for(prefix + name, p, RangeMode::through_zero);
+      const auto plan = plan_for(prefix + name, in.params, RangeMode::through_zero);
       if (plan.skip) {
         out.ignored.push_back(prefix + name);
         continue;
@@ -101,10 +102,12 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
                              {"smoothing", smoothing},
                              {"weights", {{"bits", 8}, {"strategy", wscale}, {"symmetric", true}}},
                              {"act", act},
-                             {"act_bits", p.value("A_BIT", 8)},
+                             {"act_bits", p.a_bit},
                              {"activations", activations},
-                             {"overrides", describe_overrides(p)}};
+                             {"overrides", p.layer_overrides}};
   return out;
 }
+
+std::unique_ptr<QuantAlgorithm> make_smoothquant() { return std::make_unique<SmoothQuantAlgorithm>(); }
 
 }  // namespace qjobs::quant

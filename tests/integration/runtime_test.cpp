@@ -19,6 +19,7 @@
 #include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/llama_model.hpp"
+#include "jobs/model/quantized_checkpoint.hpp"
 #include "jobs/model/safetensors.hpp"
 #include "jobs/tokenizer/tokenizer.hpp"
 
@@ -207,7 +208,7 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
     for (int l = 0; l < 4; ++l)
       for (const char* n : {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"}) {
         const std::string name = "model.layers." + std::to_string(l) + "." + n;
-        EXPECT_EQ(exporter::scheme_group(qc, name) != nullptr, !ckpt.has(name + ".weight") || ckpt.has(name + ".weight_scale"))
+        EXPECT_EQ(model::scheme_group(qc, name) != nullptr, !ckpt.has(name + ".weight") || ckpt.has(name + ".weight_scale"))
             << name;
       }
   }
@@ -215,8 +216,8 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
     // Issue 14: down_proj's 352 inputs are no multiple of 64: it gets its
     // own per-channel group, which vLLM serves, and nothing ragged is written.
     ASSERT_EQ(qc["config_groups"].size(), 2u) << qc.dump(1);
-    const auto* down = exporter::scheme_group(qc, "model.layers.2.mlp.down_proj");
-    const auto* up = exporter::scheme_group(qc, "model.layers.2.mlp.up_proj");
+    const auto* down = model::scheme_group(qc, "model.layers.2.mlp.down_proj");
+    const auto* up = model::scheme_group(qc, "model.layers.2.mlp.up_proj");
     ASSERT_TRUE(down && up);
     EXPECT_EQ((*down)["weights"]["strategy"], "channel");
     EXPECT_EQ((*up)["weights"]["group_size"], 64);
@@ -225,11 +226,11 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
   }
   if (extra.find("LAYER_OVERRIDES") != std::string::npos) {
     // Mixed precision: 8-bit down_proj, layer 0 kept in full precision.
-    const auto* down = exporter::scheme_group(qc, "model.layers.3.mlp.down_proj");
+    const auto* down = model::scheme_group(qc, "model.layers.3.mlp.down_proj");
     ASSERT_NE(down, nullptr);
     EXPECT_EQ((*down)["weights"]["num_bits"], 8);
-    EXPECT_EQ((*exporter::scheme_group(qc, "model.layers.3.mlp.up_proj"))["weights"]["num_bits"], 4);
-    EXPECT_EQ(exporter::scheme_group(qc, "model.layers.0.mlp.up_proj"), nullptr);
+    EXPECT_EQ((*model::scheme_group(qc, "model.layers.3.mlp.up_proj"))["weights"]["num_bits"], 4);
+    EXPECT_EQ(model::scheme_group(qc, "model.layers.0.mlp.up_proj"), nullptr);
     EXPECT_TRUE(ckpt.has("model.layers.0.mlp.up_proj.weight"));
   }
   if (algo == "NVFP4" || algo == "MXFP4" || extra.find("W_FORMAT") != std::string::npos) {

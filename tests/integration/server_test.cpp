@@ -318,7 +318,7 @@ TEST_F(ServerTest, DryRunChecksTheExportAgainstTheModelAndStoresNothing) {
   auto client = server.client();
   const fs::path m = root_ / "shapes";
   fs::create_directories(m);
-  std::ofstream(m / "config.json") << R"({"hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2,
+  std::ofstream(m / "config.json") << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2,
       "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100})";
   std::ofstream(m / "model.safetensors") << "";  // only looked for: nothing runs
   const std::string good = "MODEL: \"" + m.string() + "\"\nALGORITHM: RTN\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n";

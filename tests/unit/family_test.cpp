@@ -24,6 +24,61 @@ namespace qjobs::quant {
 namespace {
 using nlohmann::json;
 
+// config.json is untrusted (the server reads it at submission): values that
+// would divide by zero, size a loop or an allocation, or have the wrong type
+// are refused with the key named, before anything is sized by them.
+TEST(FamilyConfig, HostileValuesAreRefusedNamingTheKey) {
+  const json base = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64}, {"intermediate_size", 128},
+                     {"num_hidden_layers", 4}, {"num_attention_heads", 4}, {"vocab_size", 512}};
+  const auto refused = [&](json j, const std::string& words) {
+    try {
+      model::ModelConfig::from_json(j);
+      ADD_FAILURE() << "accepted " << j.dump();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::invalid_input);
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  EXPECT_NO_THROW(model::ModelConfig::from_json(base));
+  auto j = base;
+  j["num_attention_heads"] = 0;
+  refused(j, "'num_attention_heads' is 0");
+  j = base;
+  j["num_key_value_heads"] = 0;
+  refused(j, "'num_key_value_heads' is 0");
+  j = base;
+  j["num_hidden_layers"] = int64_t{1} << 40;
+  refused(j, "'num_hidden_layers'");
+  j = base;
+  j["num_hidden_layers"] = 18446744073709551615ull;
+  refused(j, "'num_hidden_layers'");
+  j = base;
+  j["hidden_size"] = 2;  // head_dim 0
+  refused(j, "smaller than num_attention_heads");
+  j = base;
+  j["tie_word_embeddings"] = "yes";
+  refused(j, "config.json");
+  j = base;
+  j["eos_token_id"] = {"</s>"};
+  refused(j, "eos_token_id");
+  j = base;
+  j["architectures"] = {"MixtralForCausalLM"};
+  j["num_local_experts"] = 8;
+  j["num_experts_per_tok"] = 0;
+  refused(j, "'num_experts_per_tok' is 0");
+  j["num_experts_per_tok"] = 9;
+  refused(j, "between 1 and the number of experts (8)");
+  j = base;
+  j["architectures"] = {"Qwen2MoeForCausalLM"};
+  j["num_experts"] = 4;
+  j["num_experts_per_tok"] = 2;
+  j["moe_intermediate_size"] = 32;
+  j["mlp_only_layers"] = json::array();
+  for (int i = 0; i < 5; ++i) j["mlp_only_layers"].push_back(i);
+  refused(j, "at most num_hidden_layers");
+  EXPECT_THROW(model::ModelConfig::from_json(json::array({1, 2})), Error);
+}
+
 // What the tables read from config.json, hand-checked against the
 // definitions in the reference README (section 7); no reference files needed.
 TEST(FamilyConfig, TablesReadTheirKeysAndRefuseWhatIsNotBuilt) {

@@ -9,8 +9,9 @@
 
 #include "jobs/export/packed.hpp"
 #include "jobs/model/act_quant.hpp"
-#include "jobs/quant/fp4.hpp"
-#include "jobs/quant/fp8.hpp"
+#include "jobs/model/quantized_checkpoint.hpp"
+#include "jobs/numeric/fp4.hpp"
+#include "jobs/numeric/fp8.hpp"
 
 namespace qjobs::quant {
 namespace {
@@ -27,9 +28,9 @@ std::vector<int> ints(const at::Tensor& t) {
 TEST(E2m1, DecodesAll16Codes) {
   // Sign bit 3; exponent bits 2..1 with bias 1; mantissa bit 0; exponent 0 is subnormal (m * 0.5).
   const std::vector<float> want = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
-  EXPECT_EQ(values(e2m1_decode(at::arange(16, at::kLong).to(at::kByte))), want);
+  EXPECT_EQ(values(numeric::e2m1_decode(at::arange(16, at::kLong).to(at::kByte))), want);
   // Every value encodes back to its code (-0 is written as 0).
-  std::vector<int> back = ints(e2m1_encode(at::tensor(want)));
+  std::vector<int> back = ints(numeric::e2m1_encode(at::tensor(want)));
   std::vector<int> codes = {0, 1, 2, 3, 4, 5, 6, 7, 0, 9, 10, 11, 12, 13, 14, 15};
   EXPECT_EQ(back, codes);
 }
@@ -38,11 +39,11 @@ TEST(E2m1, RoundsToNearestTiesToEvenAndSaturates) {
   const auto x = at::tensor({0.25f, 0.26f, 0.75f, 1.25f, 1.75f, 2.5f, 2.51f, 3.5f, 5.0f, 5.01f, 7.0f, 1e9f, -0.25f, -5.0f,
                              -100.0f, std::nanf("")});
   const std::vector<float> want = {0, 0.5f, 1, 1, 2, 2, 3, 4, 4, 6, 6, 6, 0, -4, -6, 0};
-  EXPECT_EQ(values(e2m1_round(x)), want);
+  EXPECT_EQ(values(numeric::e2m1_round(x)), want);
 }
 
 TEST(E8m0, DecodesTheWholeRange) {
-  const auto v = values(e8m0_decode(at::arange(256, at::kLong).to(at::kByte)));
+  const auto v = values(numeric::e8m0_decode(at::arange(256, at::kLong).to(at::kByte)));
   for (int e = 0; e < 255; ++e) EXPECT_EQ(v[static_cast<std::size_t>(e)], std::ldexp(1.0f, e - 127)) << e;
   EXPECT_TRUE(std::isnan(v[255]));
   EXPECT_EQ(v[127], 1.0f);
@@ -52,12 +53,12 @@ TEST(Nvfp4, PacksASmallMatrixAsWrittenByHand) {
   // Row 0 holds every E2M1 magnitude and sign (amax 6); row 1 is row 0 / 2.
   const std::vector<float> row = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.5f, -1, -1.5f, -2, -3, -4, -6, 0.25f};
   auto w = at::stack({at::tensor(row), at::tensor(row) / 2});
-  const auto b = fp4_quantize(w, Fp4Kind::nvfp4);
+  const auto b = numeric::fp4_quantize(w, numeric::Fp4Kind::nvfp4);
   // G = 448 * 6 / 6 = 448. Block scales: 6 / 6 * 448 = 448 (E4M3 0x7E),
   // 3 / 6 * 448 = 224 = 1.75 * 2^7 (field 14, mantissa 6: 0x76).
   EXPECT_EQ(b.global_scale, 448.0);
   EXPECT_EQ(ints(b.scale), (std::vector<int>{0x7E, 0x76}));
-  exporter::Fp4Weight fw{Fp4Kind::nvfp4, b.codes, b.scale, b.global_scale, 0, false};
+  numeric::Fp4Weight fw{numeric::Fp4Kind::nvfp4, b.codes, b.scale, b.global_scale, 0, false};
   const auto t = exporter::pack(fw);
   // Codes 0..7, 9..15, and 0.25 -> 0; column 2j in the low nibble.
   const std::vector<int> bytes = {0x10, 0x32, 0x54, 0x76, 0xA9, 0xCB, 0xED, 0x0F};
@@ -85,9 +86,9 @@ TEST(Mxfp4, PacksASmallMatrixAsWrittenByHand) {
   r1[0] = 7;
   r1[1] = -1;
   const auto w = at::stack({at::tensor(r0), at::tensor(r1)});
-  const auto b = fp4_quantize(w, Fp4Kind::mxfp4);
+  const auto b = numeric::fp4_quantize(w, numeric::Fp4Kind::mxfp4);
   EXPECT_EQ(ints(b.scale), (std::vector<int>{129, 128}));
-  exporter::Fp4Weight fw{Fp4Kind::mxfp4, b.codes, b.scale, 1, 0, false};
+  numeric::Fp4Weight fw{numeric::Fp4Kind::mxfp4, b.codes, b.scale, 1, 0, false};
   const auto t = exporter::pack(fw);
   EXPECT_EQ(t.at("weight_packed").sizes().vec(), (std::vector<int64_t>{2, 16}));
   std::vector<int> want(32, 0);
@@ -105,7 +106,7 @@ TEST(W4a8, PacksASmallMatrixAsWrittenByHand) {
   // 8 x 8 int4 weight: codes[r][c] = (r + c) % 16, zero point r + 4 per row
   // (one group); pack-quantized: 8 codes per int32 word, column k at bits
   // 4k; zero points packed the same way along the output dimension.
-  exporter::IntWeight iw;
+  numeric::IntWeight iw;
   iw.bits = 4;
   iw.group_size = 8;
   iw.codes = (at::arange(8, at::kLong).view({8, 1}) + at::arange(8, at::kLong).view({1, 8})).remainder(16).to(at::kByte);
@@ -137,7 +138,7 @@ TEST(W4a8, PacksASmallMatrixAsWrittenByHand) {
   EXPECT_EQ(g["input_activations"]["dynamic"], true);
   EXPECT_EQ(qc["kv_cache_scheme"]["num_bits"], 4);
   // And what reads it back simulates the same activations.
-  const auto back = exporter::activation_from_args(g["input_activations"], 0);
+  const auto back = model::activation_from_args(g["input_activations"], 0);
   EXPECT_EQ(back.kind, model::ActQuant::Kind::int_token);
   EXPECT_EQ(back.bits, 8);
 }
@@ -152,8 +153,8 @@ TEST(CompressedTensorsGroups, MatchExactNamesBeforePatternsBeforeLinear) {
         {"b", {{"targets", {"re:.*down_proj$"}}, {"format", "int-quantized"}}},
         {"c", {{"targets", {"model.layers.1.mlp.down_proj"}}, {"format", "nvfp4-pack-quantized"}}}}}};
   const auto fmt = [&](const std::string& n) {
-    const auto* g = exporter::scheme_group(qc, n);
-    return g ? exporter::group_format(qc, *g) : std::string("none");
+    const auto* g = model::scheme_group(qc, n);
+    return g ? model::group_format(qc, *g) : std::string("none");
   };
   EXPECT_EQ(fmt("model.layers.0.mlp.up_proj"), "pack-quantized");
   EXPECT_EQ(fmt("model.layers.0.mlp.down_proj"), "int-quantized");
@@ -162,7 +163,7 @@ TEST(CompressedTensorsGroups, MatchExactNamesBeforePatternsBeforeLinear) {
   // A pattern that does not compile or backtracks without end matches nothing.
   const nlohmann::json bad = {{"quant_method", "compressed-tensors"},
                               {"config_groups", {{"a", {{"targets", {"re:(", "re:(a+)+$"}}}}}}};
-  EXPECT_EQ(exporter::scheme_group(bad, std::string(40, 'a') + "b"), nullptr);
+  EXPECT_EQ(model::scheme_group(bad, std::string(40, 'a') + "b"), nullptr);
 }
 
 TEST(Fp4Activations, SimulateBlocksWithTheirScales) {
@@ -171,17 +172,17 @@ TEST(Fp4Activations, SimulateBlocksWithTheirScales) {
   const auto x = at::randn({3, 64});
   model::ActQuant nv;
   nv.kind = model::ActQuant::Kind::nvfp4;
-  nv.scale = nvfp4_global_scale(x.abs().max().item<double>());
+  nv.scale = numeric::nvfp4_global_scale(x.abs().max().item<double>());
   const auto y = nv.apply(x);
-  EXPECT_TRUE(at::equal(y, fp4_dequantize(fp4_quantize(x, Fp4Kind::nvfp4, nv.scale), Fp4Kind::nvfp4)));
+  EXPECT_TRUE(at::equal(y, numeric::fp4_dequantize(numeric::fp4_quantize(x, numeric::Fp4Kind::nvfp4, nv.scale), numeric::Fp4Kind::nvfp4)));
   EXPECT_LT(((y - x).norm() / x.norm()).item<double>(), 0.2);
   EXPECT_GT(((y - x).norm() / x.norm()).item<double>(), 0.01);
   model::ActQuant mx;
   mx.kind = model::ActQuant::Kind::mxfp4;
   const auto z = mx.apply(x);
   // Every block of 32 is a power of two times E2M1 values.
-  const auto b = fp4_quantize(x, Fp4Kind::mxfp4);
-  EXPECT_TRUE(at::equal(z, fp4_dequantize(b, Fp4Kind::mxfp4)));
+  const auto b = numeric::fp4_quantize(x, numeric::Fp4Kind::mxfp4);
+  EXPECT_TRUE(at::equal(z, numeric::fp4_dequantize(b, numeric::Fp4Kind::mxfp4)));
   EXPECT_EQ(model::ActQuant::from_json(nv.to_json()).scale, nv.scale);
 }
 

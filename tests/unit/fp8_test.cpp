@@ -8,9 +8,9 @@
 #include <limits>
 #include <vector>
 
-#include "jobs/quant/fp8.hpp"
+#include "jobs/numeric/fp8.hpp"
 
-namespace qjobs::quant {
+namespace qjobs::numeric {
 namespace {
 
 // Values of codes 0x00..0x7F in order (NaN last), written out by enumeration.
@@ -82,4 +82,4 @@ TEST(Fp8E4m3, SaturatesAndKeepsNaN) {
 }
 
 }  // namespace
-}  // namespace qjobs::quant
+}  // namespace qjobs::numeric

@@ -184,7 +184,7 @@ TEST(Lpbq, AimetEncodingsCarryTheChannelScaleAndTheBlockIntegers) {
   const auto scales = lpbq_scales(at::tensor({0.5f, 0.13f, 0.02f, 0.08f, 0.08f, 0.01f}).reshape({2, 3}), 4);
   const auto w = at::randn({2, 12}) * 0.3;
   const auto q = quantize_with_scales(w, scales, 4, 4);
-  std::map<std::string, exporter::IntWeight> ints = {{"model.layers.0.self_attn.q_proj", to_int_weight(q, 4)}};
+  std::map<std::string, numeric::IntWeight> ints = {{"model.layers.0.self_attn.q_proj", to_int_weight(q, 4)}};
   exporter::onnx::Quantization qz;
   qz.int_weights = &ints;
   qz.lpbq = true;

@@ -278,7 +278,7 @@ TEST(JobSpec, ExportIsPackedByDefaultAndCheckedAgainstTheModelShapes) {
   // 64, nor of NVFP4's 16 or MXFP4's 32).
   const auto dir = std::filesystem::temp_directory_path() / ("qjobs_shapes_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  std::ofstream(dir / "config.json") << R"({"hidden_size": 128, "intermediate_size": 360, "num_hidden_layers": 2,
+  std::ofstream(dir / "config.json") << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 128, "intermediate_size": 360, "num_hidden_layers": 2,
       "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100})";
   const std::string m = "MODEL: \"" + dir.string() + "\"\n";
   const auto awq = parse_job_spec(m + "ALGORITHM: RTN\nEXPORT_FORMAT: awq\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n");
@@ -583,8 +583,9 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   const auto dir = fs::temp_directory_path() / ("qjobs_local_" + std::to_string(::getpid()));
   fs::create_directories(dir / "model");
   fs::create_directories(dir / "empty_model");
-  std::ofstream(dir / "model" / "config.json") << R"({"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 2,
-      "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100, "max_position_embeddings": 512})";
+  std::ofstream(dir / "model" / "config.json") << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 128,
+      "intermediate_size": 384, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "vocab_size": 100, "max_position_embeddings": 512})";
   std::ofstream(dir / "model" / "model.safetensors") << "";
   std::ofstream(dir / "model" / "tokenizer.json") << "{}";
   std::ofstream(dir / "calib.jsonl") << "{\"text\": \"x\"}\n";
@@ -621,6 +622,33 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
                                         (dir / "calib.jsonl").string() + "\"\n", local);
   ASSERT_EQ(notok.issues.size(), 1u);
   EXPECT_NE(notok.issues[0].message.find("no tokenizer.json"), std::string::npos) << notok.issues[0].message;
+  // config.json is read as the worker reads it: an architecture no family
+  // table describes, or a shape key out of range, is refused at MODEL.
+  const auto with_config = [&](const std::string& name, const std::string& config) {
+    fs::create_directories(dir / name);
+    std::ofstream(dir / name / "config.json") << config;
+    std::ofstream(dir / name / "model.safetensors") << "";
+    return parse_job_spec("ALGORITHM: RTN\nMODEL: \"" + (dir / name).string() + "\"\n", local);
+  };
+  const auto falcon = with_config("falcon", R"({"architectures": ["FalconForCausalLM"], "hidden_size": 64})");
+  ASSERT_EQ(falcon.issues.size(), 1u);
+  EXPECT_EQ(falcon.issues[0].path, "MODEL");
+  EXPECT_EQ(falcon.issues[0].line, 2);
+  EXPECT_NE(falcon.issues[0].message.find("architecture 'FalconForCausalLM' is not supported"), std::string::npos)
+      << falcon.issues[0].message;
+  EXPECT_NE(falcon.issues[0].message.find("MixtralForCausalLM"), std::string::npos) << "lists the known families";
+  const auto zero_heads = with_config("zero_heads", R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64,
+      "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 0, "vocab_size": 100})");
+  ASSERT_EQ(zero_heads.issues.size(), 1u);
+  EXPECT_NE(zero_heads.issues[0].message.find("'num_attention_heads' is 0, not in [1, 4096]"), std::string::npos)
+      << zero_heads.issues[0].message;
+  const auto moe = with_config("moe", R"({"architectures": ["MixtralForCausalLM"], "hidden_size": 64,
+      "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
+      "num_local_experts": 4, "num_experts_per_tok": 5})");
+  ASSERT_EQ(moe.issues.size(), 1u);
+  EXPECT_NE(moe.issues[0].message.find("num_experts_per_tok must be between 1 and the number of experts (4)"),
+            std::string::npos) << moe.issues[0].message;
+
   // A hub id is left to the worker (it may be downloaded).
   EXPECT_TRUE(parse_job_spec("MODEL: \"org-that-is-not-here/model\"\nALGORITHM: RTN\n", local).spec);
 

@@ -18,6 +18,7 @@
 #include "jobs/model/device.hpp"
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/mapped_file.hpp"
+#include "jobs/model/quantized_checkpoint.hpp"
 #include "jobs/model/random_model.hpp"
 #include "jobs/model/safetensors.hpp"
 #include "jobs/quant/registry.hpp"
@@ -221,7 +222,7 @@ TEST(PackedExport, CompressedTensorsWithANarrowerLastGroupReadsBackExactly) {
   // group size from the config, not in / groups (which would be 117).
   const auto dir = temp_dir("tail");
   at::manual_seed(6);
-  exporter::IntWeight w;
+  numeric::IntWeight w;
   w.bits = 4;
   w.group_size = 128;
   w.codes = at::randint(0, 16, {32, 352}, at::kInt);
@@ -236,7 +237,7 @@ TEST(PackedExport, CompressedTensorsWithANarrowerLastGroupReadsBackExactly) {
   const auto qc = exporter::compressed_tensors_config({{p, exporter::int_scheme(w)}}, {}, nullptr);
   std::ofstream(dir / "m" / "config.json") << json{{"quantization_config", qc}}.dump();
   const auto ckpt = model::Checkpoint::open(dir / "m");
-  EXPECT_TRUE(at::equal(exporter::unpack_weight(ckpt, p, qc), w.dequantize()));
+  EXPECT_TRUE(at::equal(model::unpack_weight(ckpt, p, qc), w.dequantize()));
   fs::remove_all(dir);
 }
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "common/error.hpp"
+#include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/random_model.hpp"
@@ -271,7 +272,7 @@ TEST(PackedFormats, MatchTheLayoutWrittenByHand) {
     zeros[o][0] = o + 4;
     scales[o][0] = 0.5f + static_cast<float>(o);
   }
-  IntWeight w{codes, scales, zeros, at::zeros({8}, at::kInt), 4, 8};
+  numeric::IntWeight w{codes, scales, zeros, at::zeros({8}, at::kInt), 4, 8};
   const auto word = [](uint32_t v) { return static_cast<int32_t>(v); };
 
   const int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
@@ -321,9 +322,9 @@ TEST(PackedFormats, MatchTheLayoutWrittenByHand) {
   EXPECT_EQ(ct.count("weight_g_idx"), 0u);
 
   // Symmetric (every zero at 8): no zero points stored. 8 bits: 4 per word.
-  IntWeight sym{codes, scales, at::full({8, 1}, 8, at::kInt), at::zeros({8}, at::kInt), 4, 8};
+  numeric::IntWeight sym{codes, scales, at::full({8, 1}, 8, at::kInt), at::zeros({8}, at::kInt), 4, 8};
   EXPECT_EQ(pack(sym, PackedFormat::compressed_tensors).count("weight_zero_point"), 0u);
-  IntWeight w8{codes * 16, scales, at::full({8, 1}, 128, at::kInt), at::zeros({8}, at::kInt), 8, 8};
+  numeric::IntWeight w8{codes * 16, scales, at::full({8, 1}, 128, at::kInt), at::zeros({8}, at::kInt), 8, 8};
   const auto ct8 = pack(w8, PackedFormat::compressed_tensors);
   ASSERT_EQ(ct8.at("weight_packed").sizes().vec(), (std::vector<int64_t>{8, 2}));
   uint32_t v8 = 0;

@@ -14,8 +14,8 @@ const Family& family_mixtral() {
                                   .expert_prefix = "block_sparse_moe.experts.",
                                   .expert_gate = "w1", .expert_up = "w3", .expert_down = "w2"},
                         .read_config = [](const nlohmann::json& j, ModelConfig& c) {
-                          c.moe.experts = config_int(j, "num_local_experts");
-                          c.moe.top_k = config_int(j, "num_experts_per_tok");
+                          c.moe.experts = config_int(j, "num_local_experts", 1, 1 << 16);
+                          c.moe.top_k = config_int(j, "num_experts_per_tok", 1, 1 << 16);
                           c.moe.norm_topk_prob = true;
                           c.moe.expert_intermediate = c.intermediate;
                           c.moe.sparse_layers.assign(static_cast<std::size_t>(c.layers), true);

@@ -1,12 +1,12 @@
-#include "jobs/quant/fp4.hpp"
+#include "jobs/numeric/fp4.hpp"
 
 #include <cmath>
 #include <limits>
 
 #include "common/error.hpp"
-#include "jobs/quant/fp8.hpp"
+#include "jobs/numeric/fp8.hpp"
 
-namespace qjobs::quant {
+namespace qjobs::numeric {
 namespace {
 
 constexpr float kValues[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
@@ -118,4 +118,4 @@ at::Tensor fp4_fake_quant(const at::Tensor& x, Fp4Kind kind, double global_scale
   return fp4_dequantize(fp4_quantize(x, kind, global_scale), kind).to(x.scalar_type());
 }
 
-}  // namespace qjobs::quant
+}  // namespace qjobs::numeric

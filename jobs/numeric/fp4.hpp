@@ -26,7 +26,7 @@
 
 #include <ATen/ATen.h>
 
-namespace qjobs::quant {
+namespace qjobs::numeric {
 
 constexpr double kE2m1Max = 6.0;
 
@@ -65,4 +65,4 @@ at::Tensor fp4_fake_quant(const at::Tensor& x, Fp4Kind kind, double global_scale
 double nvfp4_global_scale(double amax);
 
 
-}  // namespace qjobs::quant
+}  // namespace qjobs::numeric

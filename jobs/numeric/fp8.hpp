@@ -14,7 +14,7 @@
 
 #include <ATen/ATen.h>
 
-namespace qjobs::quant {
+namespace qjobs::numeric {
 
 constexpr double kFp8E4m3Max = 448.0;
 
@@ -27,4 +27,4 @@ at::Tensor fp8_e4m3_encode(const at::Tensor& x);
 // Float32 values of uint8 codes.
 at::Tensor fp8_e4m3_decode(const at::Tensor& codes);
 
-}  // namespace qjobs::quant
+}  // namespace qjobs::numeric

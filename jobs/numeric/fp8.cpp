@@ -1,11 +1,11 @@
-#include "jobs/quant/fp8.hpp"
+#include "jobs/numeric/fp8.hpp"
 
 #include <cmath>
 #include <limits>
 
 #include "common/error.hpp"
 
-namespace qjobs::quant {
+namespace qjobs::numeric {
 namespace {
 
 // The value of one code from its fields.
@@ -65,4 +65,4 @@ at::Tensor fp8_e4m3_decode(const at::Tensor& codes) {
   return decode_table().to(codes.device()).index({codes.to(at::kLong)});
 }
 
-}  // namespace qjobs::quant
+}  // namespace qjobs::numeric

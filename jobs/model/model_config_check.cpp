@@ -1,0 +1,18 @@
+// common/model_config_check.hpp, answered by the worker's own reader.
+#include "common/model_config_check.hpp"
+
+#include "common/error.hpp"
+#include "jobs/model/model_config.hpp"
+
+namespace qjobs {
+
+std::optional<std::string> model_config_problem(const nlohmann::json& config) {
+  try {
+    model::ModelConfig::from_json(config);
+    return std::nullopt;
+  } catch (const Error& e) {
+    return std::string(e.what());
+  }
+}
+
+}  // namespace qjobs

@@ -1,0 +1,14 @@
+// RTN's parameters: the weight-only keys (jobs/quant/weight_only_params.hpp).
+#pragma once
+
+#include "common/algorithm_catalog.hpp"
+#include "jobs/quant/weight_only_params.hpp"
+
+namespace qjobs::quant {
+
+using RtnParams = WeightOnlyParams;
+
+const ParamTable<RtnParams>& rtn_params();
+AlgorithmInfo rtn_info();
+
+}  // namespace qjobs::quant
