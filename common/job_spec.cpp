@@ -790,7 +790,7 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   // NVFP4/MXFP4); fake_quant only when asked.
   const bool quantizes = algo != nullptr && algo->name != "Evaluate";
   spec.export_format = top.value("EXPORT_FORMAT", std::string(quantizes ? "compressed-tensors" : "fake_quant"));
-  const std::vector<std::string> formats = {"fake_quant", "awq", "gptq", "compressed-tensors", "gguf", "onnx"};
+  const auto& formats = export_format_names();
   const YAML::Mark format_mark = root["EXPORT_FORMAT"] ? root["EXPORT_FORMAT"].Mark() : root.Mark();
   const bool overrides = spec.params.contains("LAYER_OVERRIDES") && !spec.params["LAYER_OVERRIDES"].empty();
   // Where a key of the algorithm's section was written (its path and mark),
@@ -941,9 +941,10 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   // no family table describes, or a key it needs that is missing or out of
   // range, is refused now rather than when the job starts.
   if (model_config)
-    if (const auto problem = model_config_problem(*model_config)) {
+    if (const auto problem = model_config_problem(*model_config, quantizes ? spec.export_format : std::string())) {
       const char* key = spec.custom_model_path.empty() ? "MODEL" : "CUSTOM_MODEL_PATH";
-      v.add(key, mark_of(root, key, root.Mark()), "the model " + spec.model + " cannot be read: " + *problem);
+      v.add(key, mark_of(root, key, root.Mark()), "the model " + spec.model + " cannot be " +
+                                                      (problem->rfind("config.json", 0) == 0 ? "read: " : "exported: ") + *problem);
     }
   if (spec.export_format == "onnx" && model_config && model_config->contains("max_position_embeddings") &&
       (*model_config)["max_position_embeddings"].is_number_integer()) {
@@ -1093,5 +1094,10 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
 }
 
 }  // namespace
+
+const std::vector<std::string>& export_format_names() {
+  static const std::vector<std::string> names = {"fake_quant", "awq", "gptq", "compressed-tensors", "gguf", "onnx"};
+  return names;
+}
 
 }  // namespace qjobs

@@ -104,4 +104,8 @@ struct SpecContext {
 };
 SpecParseResult parse_job_spec(std::string_view yaml_text, const SpecContext& context = {});
 
+// The EXPORT_FORMAT values a spec may name; the worker has one writer per
+// name (worker/export_format.hpp), which a test keeps in step.
+const std::vector<std::string>& export_format_names();
+
 }  // namespace qjobs

@@ -14,7 +14,9 @@
 namespace qjobs {
 
 // The problem ("config.json: 'num_attention_heads' is 0, not in [1, 4096]"),
-// or nullopt when the worker reads `config`. Bounded in time and memory.
-std::optional<std::string> model_config_problem(const nlohmann::json& config);
+// or nullopt when the worker reads `config` and EXPORT_FORMAT
+// `export_format` holds its layout (gguf and onnx: Llama's only). Bounded
+// in time and memory.
+std::optional<std::string> model_config_problem(const nlohmann::json& config, const std::string& export_format);
 
 }  // namespace qjobs

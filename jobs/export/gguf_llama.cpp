@@ -8,7 +8,7 @@
 #include <fstream>
 
 #include "common/error.hpp"
-#include "jobs/model/family.hpp"
+#include "jobs/model/model_config.hpp"
 
 namespace qjobs::exporter {
 namespace fs = std::filesystem;
@@ -128,9 +128,8 @@ std::vector<int64_t> rope_interleave_rows(int64_t heads, int64_t head_dim) {
 
 void write_llama_gguf(const json& config, const fs::path& tokenizer_dir, const WeightSource& weight,
                       gguf::TensorType linear_type, const std::string& model_name, const fs::path& path) {
-  if (const auto& fam = model::family_of(config); !fam.llama_layout())
-    throw Error(ErrorKind::invalid_input, "the GGUF export writes llama.cpp's llama architecture; " + fam.hf_class +
-                                              " has another block (fused, sandwich-normed, q/k-normed or mixture-of-experts)");
+  if (const auto problem = model::export_layout_problem(model::ModelConfig::from_json(config), "gguf"))
+    throw Error(ErrorKind::invalid_input, *problem);
   const int64_t hidden = cfg_int(config, "hidden_size");
   const int64_t layers = cfg_int(config, "num_hidden_layers");
   const int64_t heads = cfg_int(config, "num_attention_heads");

@@ -169,9 +169,7 @@ bool grouped_in_order(const IntWeight& w) {
 void write_llama_onnx(const json& config, const WeightSource& weight, const GraphShape& shape, const Quantization* qdq,
                       const fs::path& onnx_path) {
   const auto c = model::ModelConfig::from_json(config);
-  if (!c.fam().llama_layout() || c.rope_scaling.type == "longrope")
-    throw Error(ErrorKind::invalid_input, "the ONNX export builds Llama-layout graphs (Llama, Mistral, Qwen2); " +
-                                              c.fam().hf_class + " has another block");
+  if (const auto problem = model::export_layout_problem(c, "onnx")) throw Error(ErrorKind::invalid_input, *problem);
   const int64_t AR = shape.seq_len, CL = shape.context_len, P = CL - AR;
   if (AR < 1 || CL <= AR) throw Error(ErrorKind::invalid_input, "ONNX graph " + shape.name() + ": needs 1 <= AR < CL");
   if (CL > c.max_position)

@@ -145,4 +145,16 @@ ModelConfig ModelConfig::read(const nlohmann::json& j) {
   return c;
 }
 
+std::optional<std::string> export_layout_problem(const ModelConfig& c, std::string_view format) {
+  if (format != "gguf" && format != "onnx") return std::nullopt;
+  const bool longrope = c.rope_scaling.type == "longrope";
+  if (c.fam().llama_layout() && !(format == "onnx" && longrope)) return std::nullopt;
+  const std::string what = format == "gguf" ? "the GGUF export writes llama.cpp's llama architecture"
+                                            : "the ONNX export builds Llama-layout graphs (Llama, Mistral, Qwen2)";
+  return what + "; " + c.fam().hf_class +
+         (longrope && c.fam().llama_layout() ? " with longrope RoPE scaling is not built for it"
+                                             : " has another block (fused, sandwich-normed, q/k-normed or mixture-of-experts)") +
+         ": export it as compressed-tensors";
+}
+
 }  // namespace qjobs::model

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -87,6 +88,14 @@ struct ModelConfig {
  private:
   static ModelConfig read(const nlohmann::json& j);  // from_json without the conversion of json errors
 };
+
+// What EXPORT_FORMAT `format` cannot hold of a model of config `c`, or
+// nullopt: gguf and onnx write Llama-layout graphs (llama.cpp's llama
+// architecture; qjobs' ONNX prefill graph, which has no longrope either), so a
+// fused, sandwich-normed, q/k-normed or mixture-of-experts block is refused
+// for them, naming compressed-tensors. The one statement of that rule: the
+// writers, the worker before it quantizes and the server at submission ask it.
+std::optional<std::string> export_layout_problem(const ModelConfig& c, std::string_view format);
 
 // Helpers for the families' read_config: the key as the type asked for,
 // or Error(invalid_input) naming it. config.json is untrusted (the server

@@ -6,10 +6,9 @@
 
 namespace qjobs {
 
-std::optional<std::string> model_config_problem(const nlohmann::json& config) {
+std::optional<std::string> model_config_problem(const nlohmann::json& config, const std::string& export_format) {
   try {
-    model::ModelConfig::from_json(config);
-    return std::nullopt;
+    return model::export_layout_problem(model::ModelConfig::from_json(config), export_format);
   } catch (const Error& e) {
     return std::string(e.what());
   }

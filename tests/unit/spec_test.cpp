@@ -624,11 +624,11 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   EXPECT_NE(notok.issues[0].message.find("no tokenizer.json"), std::string::npos) << notok.issues[0].message;
   // config.json is read as the worker reads it: an architecture no family
   // table describes, or a shape key out of range, is refused at MODEL.
-  const auto with_config = [&](const std::string& name, const std::string& config) {
+  const auto with_config = [&](const std::string& name, const std::string& config, const std::string& more = "") {
     fs::create_directories(dir / name);
     std::ofstream(dir / name / "config.json") << config;
     std::ofstream(dir / name / "model.safetensors") << "";
-    return parse_job_spec("ALGORITHM: RTN\nMODEL: \"" + (dir / name).string() + "\"\n", local);
+    return parse_job_spec("ALGORITHM: RTN\nMODEL: \"" + (dir / name).string() + "\"\n" + more, local);
   };
   const auto falcon = with_config("falcon", R"({"architectures": ["FalconForCausalLM"], "hidden_size": 64})");
   ASSERT_EQ(falcon.issues.size(), 1u);
@@ -648,6 +648,18 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   ASSERT_EQ(moe.issues.size(), 1u);
   EXPECT_NE(moe.issues[0].message.find("num_experts_per_tok must be between 1 and the number of experts (4)"),
             std::string::npos) << moe.issues[0].message;
+
+  // And the export's layout: GGUF and ONNX write Llama's block only.
+  const std::string phi3 = R"({"architectures": ["Phi3ForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100})";
+  EXPECT_TRUE(with_config("phi3", phi3).spec) << "compressed-tensors holds Phi-3";
+  const auto gguf = with_config("phi3", phi3, "EXPORT_FORMAT: gguf\n");
+  ASSERT_EQ(gguf.issues.size(), 1u);
+  EXPECT_EQ(gguf.issues[0].path, "MODEL");
+  EXPECT_NE(gguf.issues[0].message.find("cannot be exported: the GGUF export writes llama.cpp's llama architecture; "
+                                        "Phi3ForCausalLM has another block"),
+            std::string::npos) << gguf.issues[0].message;
+  EXPECT_NE(gguf.issues[0].message.find("export it as compressed-tensors"), std::string::npos);
 
   // A hub id is left to the worker (it may be downloaded).
   EXPECT_TRUE(parse_job_spec("MODEL: \"org-that-is-not-here/model\"\nALGORITHM: RTN\n", local).spec);

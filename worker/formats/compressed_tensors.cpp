@@ -1,0 +1,129 @@
+// EXPORT_FORMAT compressed-tensors: vLLM's format (jobs/export/packed.hpp).
+// Every quantized form has a scheme here: integer Linears pack-quantized
+// (with their simulated input quantizer as input_activations), W8A8 Linears
+// float- or int-quantized, NVFP4 / MXFP4 Linears pack-quantized in FP4; the
+// KV cache's scheme when the algorithm quantized it; routers and skipped
+// Linears in `ignore`.
+#include "worker/export_format.hpp"
+
+#include "jobs/export/packed.hpp"
+#include "jobs/model/act_quant.hpp"
+#include "jobs/model/llama_model.hpp"
+#include "jobs/model/mapped_file.hpp"
+
+namespace qjobs::worker {
+namespace {
+
+using nlohmann::json;
+
+// The simulated input quantizer of each Linear, as the algorithm recorded it.
+model::ActQuant act_of(const json& acts, const std::string& name) {
+  return acts.contains(name) ? model::ActQuant::from_json(acts[name]) : model::ActQuant{};
+}
+
+// config.json's quantization_config, warning about what vLLM does not serve.
+json ct_config(const ExportInputs& in) {
+  const auto& q = in.q;
+  const json acts = q.quantization_config.value("activations", json::object());
+  std::map<std::string, exporter::LinearScheme> schemes;
+  for (const auto& [name, w] : q.int_weights) {
+    auto s = exporter::int_scheme(w);
+    s.input_activations = exporter::activation_args(act_of(acts, name));
+    schemes[name] = s;
+  }
+  for (const auto& [name, w] : q.w8a8_weights) {
+    auto s = exporter::w8a8_scheme(q.w8a8_float, w.scale.numel() == 1 ? "tensor" : "channel");
+    s.input_activations = exporter::activation_args(act_of(acts, name));
+    schemes[name] = s;
+  }
+  for (const auto& [name, w] : q.fp4_weights) schemes[name] = exporter::fp4_scheme(w);
+  json kv_scheme = nullptr;
+  const json kv = q.quantization_config.value("kv_cache", json::object());
+  if (!q.k_scales.empty()) {
+    kv_scheme = exporter::fp8_kv_cache_args();
+  } else if (kv.value("kind", "none") == "int") {
+    kv_scheme = exporter::int_kv_cache_args(kv.value("bits", 4), kv.value("group", int64_t{0}));
+    in.rep.warn("kv_cache_scheme records the " + std::to_string(kv.value("bits", 4)) +
+                "-bit integer KV cache this job was evaluated with; vLLM serves FP8 KV caches only and refuses the "
+                "checkpoint while it is there: remove kv_cache_scheme from config.json to serve it with a 16-bit cache");
+  }
+  bool asym_w4a8 = false;
+  for (const auto& [name, s] : schemes)
+    asym_w4a8 = asym_w4a8 || (s.format == "pack-quantized" && !s.input_activations.is_null() && !s.weights.value("symmetric", true));
+  if (asym_w4a8)
+    in.rep.warn("the W4A8 Linears keep QoQ's asymmetric 4-bit weights (weight_zero_point); vLLM's W4A8 integer kernels "
+                "read symmetric weights only");
+  // Routers stay in full precision: named in ignore, since the groups target every Linear.
+  auto ignored = q.ignored;
+  for (const auto& name : model::full_precision_linears(model::ModelConfig::from_json(in.ckpt.config()))) ignored.push_back(name);
+  return exporter::compressed_tensors_config(schemes, ignored, kv_scheme);
+}
+
+SafetensorsLayout ct_layout(const ExportInputs& in) {
+  // Scales stored in the model's dtype (that of its embedding).
+  const auto scale_dtype = in.ckpt.tensor("model.embed_tokens.weight").scalar_type();
+  const json acts = in.q.quantization_config.value("activations", json::object());
+  SafetensorsLayout l;
+  l.room_per_tensor = 6;
+  l.encode = [&in, scale_dtype, acts](const std::string& stem, bool is_weight, const model::StTensorInfo& info, const PutTensor& put) {
+    if (!is_weight) return false;
+    const auto& q = in.q;
+    const auto f4 = q.fp4_weights.find(stem);
+    if (f4 != q.fp4_weights.end()) {
+      for (auto& [suffix, t] : exporter::pack(f4->second))
+        put(stem + "." + suffix, t,
+            suffix == "weight_scale" && f4->second.kind == numeric::Fp4Kind::nvfp4 ? std::optional<model::StDtype>(model::StDtype::F8_E4M3)
+                                                                                 : std::nullopt);
+      model::release_mapped(f4->second.codes);
+      return true;
+    }
+    const auto fw = q.w8a8_weights.find(stem);
+    if (fw != q.w8a8_weights.end()) {
+      put(info.name, fw->second.codes, q.w8a8_float ? std::optional<model::StDtype>(model::StDtype::F8_E4M3) : std::nullopt);
+      put(stem + ".weight_scale", fw->second.scale.to(scale_dtype), std::nullopt);
+      if (fw->second.input_scale.defined()) put(stem + ".input_scale", fw->second.input_scale.to(scale_dtype), std::nullopt);
+      model::release_mapped(fw->second.codes);
+      return true;
+    }
+    const auto iw = q.int_weights.find(stem);
+    if (iw == q.int_weights.end()) return false;
+    for (auto& [suffix, t] : exporter::pack(iw->second, exporter::PackedFormat::compressed_tensors, model::st_to_aten(info.dtype)))
+      put(stem + "." + suffix, t, std::nullopt);
+    // A static input scale (per tensor) beside a packed integer weight.
+    const auto a = act_of(acts, stem);
+    if (a.kind == model::ActQuant::Kind::int_tensor || a.kind == model::ActQuant::Kind::fp8_tensor)
+      put(stem + ".input_scale", at::full({1}, a.scale, at::kDouble).to(scale_dtype), std::nullopt);
+    for (const auto* t : {&iw->second.codes, &iw->second.scales, &iw->second.zeros, &iw->second.g_idx}) model::release_mapped(*t);
+    return true;
+  };
+  l.finish_count = [&in] { return 2 * in.q.k_scales.size(); };
+  l.finish = [&in, scale_dtype](const PutTensor& put) {
+    for (std::size_t i = 0; i < in.q.k_scales.size(); ++i) {
+      const std::string p = "model.layers." + std::to_string(i) + ".self_attn.";
+      // Shape [1], as compressed-tensors writes them (not 0-dim).
+      put(p + "k_scale", at::full({1}, in.q.k_scales[i], at::kDouble).to(scale_dtype), std::nullopt);
+      put(p + "v_scale", at::full({1}, in.q.v_scales[i], at::kDouble).to(scale_dtype), std::nullopt);
+    }
+  };
+  return l;
+}
+
+}  // namespace
+
+const ExportFormat& export_compressed_tensors() {
+  static const ExportFormat f{
+      .name = "compressed-tensors",
+      .packed = true,
+      .whole_groups = true,
+      .write = [](const ExportInputs& in) {
+        require_quantized_form(in);
+        const auto qc = ct_config(in);
+        write_safetensors_model(in, ct_layout(in), qc, true);
+        return ExportResult{qc, {}};
+      },
+      .read_back = read_written_model,
+      .report_note = packed_report_note};
+  return f;
+}
+
+}  // namespace qjobs::worker

@@ -1,0 +1,226 @@
+#include "worker/report.hpp"
+
+#include <cstdio>
+
+#include "common/job_dir.hpp"
+
+namespace qjobs::worker {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string num(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
+    else if (c == '"') out += "&quot;";
+    else out += c;
+  }
+  return out;
+}
+
+// A horizontal bar chart of the per-layer relative weight and output errors.
+std::string layer_error_svg(const std::vector<quant::LayerError>& errs) {
+  double top = 1e-12;
+  for (const auto& e : errs) top = std::max({top, e.rel_fro_err, e.rel_out_err});
+  const int label_w = 300, bar_w = 420, row_h = 16, head = 40;
+  const int height = head + row_h * static_cast<int>(errs.size()) + 30;
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(label_w + bar_w + 80) +
+                    "\" height=\"" + std::to_string(height) + "\" font-family=\"sans-serif\" font-size=\"11\">\n";
+  svg += "<text x=\"4\" y=\"14\" font-size=\"13\">Relative error per layer: weight (blue), output on calibration inputs (orange)</text>\n";
+  svg += "<rect x=\"" + std::to_string(label_w) + "\" y=\"22\" width=\"10\" height=\"8\" fill=\"#4878d0\"/><text x=\"" +
+         std::to_string(label_w + 14) + "\" y=\"30\">weight ||W-Q||/||W||</text>\n";
+  svg += "<rect x=\"" + std::to_string(label_w + 160) + "\" y=\"22\" width=\"10\" height=\"8\" fill=\"#ee854a\"/><text x=\"" +
+         std::to_string(label_w + 174) + "\" y=\"30\">output ||XW-XQ||/||XW||</text>\n";
+  for (std::size_t i = 0; i < errs.size(); ++i) {
+    const auto& e = errs[i];
+    const int y = head + row_h * static_cast<int>(i);
+    svg += "<text x=\"" + std::to_string(label_w - 6) + "\" y=\"" + std::to_string(y + 11) + "\" text-anchor=\"end\">" +
+           xml_escape(e.name) + "</text>\n";
+    const int w1 = static_cast<int>(bar_w * e.rel_fro_err / top);
+    svg += "<rect x=\"" + std::to_string(label_w) + "\" y=\"" + std::to_string(y + 2) + "\" width=\"" + std::to_string(std::max(w1, 1)) +
+           "\" height=\"6\" fill=\"#4878d0\"><title>" + num("%.5f", e.rel_fro_err) + "</title></rect>\n";
+    if (e.rel_out_err >= 0) {
+      const int w2 = static_cast<int>(bar_w * e.rel_out_err / top);
+      svg += "<rect x=\"" + std::to_string(label_w) + "\" y=\"" + std::to_string(y + 8) + "\" width=\"" + std::to_string(std::max(w2, 1)) +
+             "\" height=\"6\" fill=\"#ee854a\"><title>" + num("%.5f", e.rel_out_err) + "</title></rect>\n";
+    }
+    svg += "<text x=\"" + std::to_string(label_w + std::max(w1, 1) + 4) + "\" y=\"" + std::to_string(y + 9) + "\">" +
+           num("%.4f", e.rel_fro_err) + "</text>\n";
+  }
+  svg += "<text x=\"" + std::to_string(label_w) + "\" y=\"" + std::to_string(height - 8) + "\">scale: full bar = " + num("%.4f", top) +
+         "</text>\n</svg>\n";
+  return svg;
+}
+
+// The rows of the before/after table: label, value before, value after,
+// and how to show the change.
+struct ReportRow {
+  std::string label;
+  std::optional<double> before, after;
+  bool relative = true;  // change in % (else an absolute difference)
+  const char* format = "%.4f";
+  bool before_cached = false;  // the original's number came from the baseline cache
+};
+
+std::vector<ReportRow> metric_rows(const json& before, const json& after) {
+  std::vector<ReportRow> rows;
+  const auto value = [](const json& results, const std::string& task, const char* key) -> std::optional<double> {
+    if (!results.contains(task) || !results[task].contains(key)) return std::nullopt;
+    return results[task][key].get<double>();
+  };
+  std::vector<std::string> names;
+  for (auto& [name, r] : before.items()) names.push_back(name);
+  for (auto& [name, r] : after.items())
+    if (!before.contains(name)) names.push_back(name);
+  for (const auto& name : names) {
+    const json& r = before.contains(name) ? before[name] : after[name];
+    if (r.contains("ppl")) {
+      rows.push_back({name + " perplexity (seqlen " + std::to_string(r.value("seqlen", 0)) + ", " +
+                          std::to_string(r.value("windows", 0)) + " windows)",
+                      value(before, name, "ppl"), value(after, name, "ppl")});
+      // tokens/s is left out of the table: the quantized model runs here with
+      // dequantized float weights (simulated quantization), so its speed says
+      // nothing about a serving engine's; write_report notes it apart.
+    } else if (r.contains("acc")) {
+      const std::string what = name + " (" + r.value("format", std::string("mc")) + ", " +
+                               std::to_string(r.value("num_fewshot", 0)) + "-shot, n=" + std::to_string(r.value("n", 0)) + ")";
+      rows.push_back({what + " acc", value(before, name, "acc"), value(after, name, "acc"), false});
+      rows.push_back({what + " acc_norm", value(before, name, "acc_norm"), value(after, name, "acc_norm"), false});
+    }
+  }
+  for (auto& row : rows)
+    for (auto& [name, r] : before.items())
+      if (row.label.rfind(name + " ", 0) == 0 && r.is_object() && r.contains("cached")) row.before_cached = true;
+  return rows;
+}
+
+}  // namespace
+
+void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_before, std::optional<uint64_t> size_after,
+                  const quant::QuantOutput* q, const json& written_qc, const std::string& export_note, const JobDir& dir,
+                  StatusReporter& rep, const json& before, const json& after, const json& memory) {
+  const bool evaluate_only = q == nullptr;
+  json layers = json::array();
+  double worst = 0;
+  if (q)
+    for (const auto& e : q->layer_errors) {
+      layers.push_back({{"name", e.name}, {"rel_fro_err", e.rel_fro_err}, {"max_abs_err", e.max_abs_err},
+                        {"rel_out_err", e.rel_out_err < 0 ? json(nullptr) : json(e.rel_out_err)}});
+      worst = std::max(worst, e.rel_fro_err);
+    }
+  const double mib = 1024.0 * 1024.0;
+  json report = {
+      {"spec", to_json(spec)},
+      {"model", {{"source", spec.model}, {"resolved", model_dir.string()}}},
+      {"algorithm", spec.algorithm},
+      {"export_format", evaluate_only ? json(nullptr) : json(spec.export_format)},
+      {"recipe", q ? q->quantization_config : json(nullptr)},
+      {"quantization_config", written_qc},
+      {"size_mib", {{"before", size_before / mib}, {"after", size_after ? json(*size_after / mib) : json(nullptr)}}},
+      {"metrics", rep.metrics()},
+      {"layers", layers},
+      {"stage_seconds", rep.stage_seconds()},
+      {"memory", memory},
+      {"eval", evaluate_only ? json{{"model", before}} : json{{"original", before}, {"quantized", after}}},
+  };
+  if (q && !q->experts.empty()) report["experts"] = q->experts;
+  write_file_atomic(dir.report_json(), report.dump(2));
+
+  std::string md = "# qjobs report: " + spec.algorithm + " on " + spec.model + "\n\n";
+  const auto rows = metric_rows(before, after);
+  if (evaluate_only) {
+    md += "| | value |\n|---|---|\n";
+    md += "| size on disk (MiB) | " + num("%.2f", size_before / mib) + " |\n";
+    for (const auto& r : rows)
+      md += "| " + r.label + " | " + (r.before ? num(r.format, *r.before) + (r.before_cached ? " (cached)" : "") : "-") + " |\n";
+  } else {
+    md += "| | original | quantized | change |\n|---|---|---|---|\n";
+    md += "| size on disk (MiB) | " + num("%.2f", size_before / mib) + " | " + num("%.2f", *size_after / mib) + " | " +
+          num("%+.1f%%", 100.0 * (static_cast<double>(*size_after) / static_cast<double>(size_before) - 1)) + " |\n";
+    for (const auto& r : rows) {
+      std::string change = "-";
+      if (r.before && r.after)
+        change = r.relative ? num("%+.2f%%", 100.0 * (*r.after / *r.before - 1)) : num("%+.4f", *r.after - *r.before);
+      md += "| " + r.label + " | " + (r.before ? num(r.format, *r.before) + (r.before_cached ? " (cached)" : "") : "-") + " | " +
+            (r.after ? num(r.format, *r.after) : "-") + " | " + change + " |\n";
+    }
+  }
+  bool any_cached = false;
+  for (auto& [name, r] : before.items()) any_cached = any_cached || r.contains("cached");
+  if (any_cached)
+    md += std::string("\nNumbers marked (cached) were not computed by this job: they were reused from an earlier job on "
+                      "the same model files, task and data (user_data/.cache/baselines).\n");
+  // Throughput, apart from the table and said for what it is.
+  std::string speed;
+  for (const auto* results : {&before, &after})
+    for (auto& [name, r] : results->items())
+      if (r.is_object() && r.contains("tokens_per_s") && r["tokens_per_s"].is_number() && !r.contains("cached"))
+        speed += (speed.empty() ? "" : "; ") + name + (evaluate_only ? "" : results == &before ? " original " : " quantized ") +
+                 num("%.0f", r["tokens_per_s"].get<double>());
+  if (!speed.empty())
+    md += "\nEvaluation throughput in tokens/s (" + speed + ") is qjobs' float reference forward on this machine" +
+          (evaluate_only ? std::string("") : std::string(", the quantized model simulated with dequantized weights")) +
+          ", measured while other work may share the machine: it is not the speed of a serving engine.\n";
+  md += "\nProtocols:\n";
+  for (const auto* results : {&before, &after})
+    for (auto& [name, r] : results->items())
+      if (r.contains("protocol") && (results == &before || !before.contains(name)))
+        md += "- " + name + ": " + r["protocol"].get<std::string>() + (r.contains("data") ? " (data: " + r["data"].get<std::string>() + ")" : "") + "\n";
+  if (q && !export_note.empty()) md += "\n" + export_note + "\n";
+  for (auto& [name, b] : before.items()) {
+    if (!b.contains("answers")) continue;
+    md += "\n## " + name + "\n\n";
+    for (std::size_t i = 0; i < b["answers"].size(); ++i) {
+      md += "**Prompt:** " + b["answers"][i]["prompt"].get<std::string>() + "\n\n";
+      md += std::string(evaluate_only ? "- answer: " : "- original: ") + b["answers"][i]["response"].get<std::string>() + "\n";
+      if (after.contains(name)) md += "- quantized: " + after[name]["answers"][i]["response"].get<std::string>() + "\n";
+      md += "\n";
+    }
+  }
+  if (q && !q->experts.empty()) {
+    // Mixture of experts: how the calibration tokens were routed.
+    md += "\n## Calibration tokens per expert\n\n| block | tokens per expert (top-k picks) | calibrated on all tokens |\n|---|---|---|\n";
+    for (const auto& [block, e] : q->experts.items()) {
+      std::string tokens, fallback;
+      for (const auto& t : e["tokens"]) tokens += (tokens.empty() ? "" : " ") + t.dump();
+      for (const auto& f : e["fallback"]) fallback += (fallback.empty() ? "expert " : ", ") + f.dump();
+      md += "| " + block.substr(0, block.size() - 1) + " | " + tokens + " | " +
+            (fallback.empty() ? std::string("none") : fallback + " (fewer than " + e["min_tokens"].dump() + " tokens)") + " |\n";
+    }
+    md += "\nAn expert routed fewer tokens than the hidden size is calibrated on every token of its block "
+          "(llm-compressor's calibrate-all-experts), as its Hessian would be rank-deficient.\n";
+  }
+  if (q && !q->layer_errors.empty()) {
+    write_file_atomic(dir.report_md().parent_path() / "layer_errors.svg", layer_error_svg(q->layer_errors));
+    md += "\n## Per-layer error\n\n![relative error per layer](layer_errors.svg)\n\n";
+    md += std::to_string(q->layer_errors.size()) + " layers, worst relative weight error " + num("%.4f", worst) + "\n\n";
+    md += "| layer | rel. weight error | max abs error | rel. output error |\n|---|---|---|---|\n";
+    for (const auto& e : q->layer_errors)
+      md += "| " + e.name + " | " + num("%.5f", e.rel_fro_err) + " | " + num("%.5f", e.max_abs_err) + " | " +
+            (e.rel_out_err < 0 ? std::string("-") : num("%.5f", e.rel_out_err)) + " |\n";
+  }
+  if (memory.is_object() && memory.contains("host_peak_mib")) {
+    md += "\nComputed on " + memory.value("placement", std::string("?")) + "; peak host memory " +
+          num("%.0f", memory["host_peak_mib"].get<double>()) + " MiB (checkpoint " +
+          num("%.0f", memory["checkpoint_mib"].get<double>()) + " MiB)";
+    if (memory["device_peak_mib"].is_number()) md += ", peak device memory " + num("%.0f", memory["device_peak_mib"].get<double>()) + " MiB";
+    md += ".\n";
+  }
+  md += "\n## Time per stage\n\n| stage | seconds |\n|---|---|\n";
+  const json secs = rep.stage_seconds();
+  for (const char* st : {"load", "baseline", "quantize", "package", "evaluate", "report"})
+    if (secs.contains(st)) md += std::string("| ") + st + " | " + num("%.2f", secs[st].get<double>()) + " |\n";
+  write_file_atomic(dir.report_md(), md);
+}
+
+}  // namespace qjobs::worker
