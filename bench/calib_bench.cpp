@@ -8,7 +8,13 @@
 // each algorithm (VmHWM, reset before each) against the checkpoint size.
 //   calib_bench [--hidden 1024 --layers 8 --intermediate 2816 --vocab 32000
 //                --heads 16 --kv-heads 16 --dtype float32|bfloat16
-//                --samples 8 --seqlen 512 --observe 1 --algos AutoAWQ,GPTQ,LMQuant]
+//                --samples 8 --seqlen 512 --observe 1 --algos AutoAWQ,GPTQ,LMQuant
+//                --experts 0 --top-k 2 --packed 0]
+// --packed 1 runs as the worker does for a packed export: quantized Linears
+// kept in their integer form only, no float copy.
+// With --experts N the model is a Mixtral of N experts per layer (each of
+// width --intermediate): the table's block MiB is one decoder block with all
+// its experts, what streamed calibration should keep the peak near.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +32,7 @@
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/device.hpp"
 #include "jobs/model/random_model.hpp"
+#include "jobs/model/safetensors.hpp"
 #include "jobs/quant/registry.hpp"
 
 namespace fs = std::filesystem;
@@ -80,7 +87,8 @@ int main(int argc, char** argv) {
   o.heads = o.kv_heads = 16;
   o.vocab = 32000;
   int64_t samples = 8, seqlen = 512;
-  bool observe = true;  // --observe 0: no operator timing (to measure its overhead)
+  bool observe = true;
+  bool packed = false;  // --observe 0: no operator timing (to measure its overhead)
   std::vector<std::string> algos = {"AutoAWQ", "GPTQ"};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
@@ -108,6 +116,9 @@ int main(int argc, char** argv) {
     else if (k == "--samples") samples = v;
     else if (k == "--seqlen") seqlen = v;
     else if (k == "--observe") observe = v != 0;
+    else if (k == "--experts") o.experts = v;
+    else if (k == "--packed") packed = v != 0;
+    else if (k == "--top-k") o.top_k = v;
   }
   const fs::path dir = fs::temp_directory_path() / ("qjobs_calib_bench_" + std::to_string(getpid()));
   fs::remove_all(dir);
@@ -127,9 +138,19 @@ int main(int argc, char** argv) {
   const auto ckpt = model::Checkpoint::open(dir / "m");
   const auto ids = at::randint(0, o.vocab, {samples, seqlen}, at::kLong);
   const double ckpt_mib = static_cast<double>(fs::file_size(dir / "m" / "model.safetensors")) / (1 << 20);
-  std::printf("model: hidden %ld, layers %ld, intermediate %ld, heads %ld / %ld KV, vocab %ld, %s on disk (%.0f MiB); "
-              "calibration %ld x %ld; W4 g128 (LMQuant: QoQ W4A8KV4 g128); float32 compute, streamed\n",
-              o.hidden, o.layers, o.intermediate, o.heads, o.kv_heads, o.vocab, o.dtype.c_str(), ckpt_mib, samples, seqlen);
+  double block_bytes = 0;
+  for (const auto& n : ckpt.tensor_names())
+    if (n.rfind("model.layers.0.", 0) == 0) {
+      double e = static_cast<double>(model::st_dtype_size(ckpt.info(n).dtype));
+      for (auto d : ckpt.info(n).shape) e *= static_cast<double>(d);
+      block_bytes += e;
+    }
+  const double block_mib = block_bytes / (1 << 20);
+  std::printf("model: hidden %ld, layers %ld, intermediate %ld, heads %ld / %ld KV, vocab %ld, experts %ld (top-%ld), %s on "
+              "disk (%.0f MiB, one block %.0f MiB); calibration %ld x %ld; W4 g128 (LMQuant: QoQ W4A8KV4 g128); float32 "
+              "compute, streamed\n",
+              o.hidden, o.layers, o.intermediate, o.heads, o.kv_heads, o.vocab, o.experts, o.top_k, o.dtype.c_str(), ckpt_mib,
+              block_mib, samples, seqlen);
   std::fflush(stdout);
   if (observe) at::addGlobalCallback(at::RecordFunctionCallback(on_start, on_end).needsInputs(false));
   std::printf("\n| algorithm | total s | s per block (first / median / last) | GEMM share | Cholesky etc. share | peak RSS MiB | checkpoint MiB |\n|---|---|---|---|---|---|---|\n");
@@ -146,6 +167,8 @@ int main(int argc, char** argv) {
     in.calibration = [&] { return ids; };
     in.compute.stream_layers = true;
     in.state_dir = dir / ("state-" + name);
+    in.keep_float_weights = !packed;
+    in.packed_export = packed;
     std::vector<double> marks;
     const auto t0 = std::chrono::steady_clock::now();
     in.progress = [&](int64_t, int64_t, const std::string&) {

@@ -32,6 +32,16 @@ void write_random_llama(const fs::path& dir, const RandomModelOptions& o) {
     tensors.push_back({p + "self_attn.v_proj.weight", randn({o.kv_heads * head_dim, o.hidden}), {}});
     tensors.push_back({p + "self_attn.o_proj.weight", randn({o.hidden, o.heads * head_dim}), {}});
     tensors.push_back({p + "post_attention_layernorm.weight", at::ones({o.hidden}).to(dt), {}});
+    if (o.experts > 0) {
+      tensors.push_back({p + "block_sparse_moe.gate.weight", randn({o.experts, o.hidden}), {}});
+      for (int64_t e = 0; e < o.experts; ++e) {
+        const std::string x = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
+        tensors.push_back({x + "w1.weight", randn({o.intermediate, o.hidden}), {}});
+        tensors.push_back({x + "w3.weight", randn({o.intermediate, o.hidden}), {}});
+        tensors.push_back({x + "w2.weight", randn({o.hidden, o.intermediate}), {}});
+      }
+      continue;
+    }
     tensors.push_back({p + "mlp.gate_proj.weight", randn({o.intermediate, o.hidden}), {}});
     tensors.push_back({p + "mlp.up_proj.weight", randn({o.intermediate, o.hidden}), {}});
     tensors.push_back({p + "mlp.down_proj.weight", randn({o.hidden, o.intermediate}), {}});
@@ -39,9 +49,9 @@ void write_random_llama(const fs::path& dir, const RandomModelOptions& o) {
   tensors.push_back({"model.norm.weight", at::ones({o.hidden}).to(dt), {}});
   if (!o.tie_embeddings) tensors.push_back({"lm_head.weight", randn({o.vocab, o.hidden}), {}});
 
-  const nlohmann::json config = {
-      {"architectures", {"LlamaForCausalLM"}},
-      {"model_type", "llama"},
+  nlohmann::json config = {
+      {"architectures", {o.experts > 0 ? "MixtralForCausalLM" : "LlamaForCausalLM"}},
+      {"model_type", o.experts > 0 ? "mixtral" : "llama"},
       {"hidden_size", o.hidden},
       {"intermediate_size", o.intermediate},
       {"num_hidden_layers", o.layers},
@@ -60,6 +70,10 @@ void write_random_llama(const fs::path& dir, const RandomModelOptions& o) {
       {"bos_token_id", 1},
       {"eos_token_id", 2},
   };
+  if (o.experts > 0) {
+    config["num_local_experts"] = o.experts;
+    config["num_experts_per_tok"] = o.top_k;
+  }
   write_file_atomic(dir / "config.json", config.dump(2));
 
   if (o.shards <= 1) {

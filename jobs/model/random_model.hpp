@@ -1,6 +1,7 @@
-// Writes a Llama-architecture checkpoint with random weights in the Hugging
-// Face layout (config.json + model.safetensors, or shards with an index):
-// what tests, the demo and benchmarks use when no trained model is needed.
+// Writes a Llama-architecture checkpoint (or, with `experts`, a Mixtral one)
+// with random weights in the Hugging Face layout (config.json +
+// model.safetensors, or shards with an index): what tests, the demo and
+// benchmarks use when no trained model is needed.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,10 @@ struct RandomModelOptions {
   uint64_t seed = 0;
   int shards = 1;               // >1 writes model-0000k-of-0000n.safetensors + index
   double init_std = 0.02;       // N(0, init_std) for Linear and Embedding weights
+  // > 0: MixtralForCausalLM, each layer's MLP `experts` experts of width
+  // `intermediate` (w1, w3, w2) under a router, top_k of them per token.
+  int64_t experts = 0;
+  int64_t top_k = 2;
 };
 
 // Creates `dir` and writes the checkpoint. Throws Error(io).

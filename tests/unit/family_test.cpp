@@ -4,6 +4,8 @@
 // experts calibration (tokens per expert, the all-tokens fallback).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -13,6 +15,7 @@
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/llama_model.hpp"
+#include "jobs/model/random_model.hpp"
 #include "jobs/model/safetensors.hpp"
 #include "jobs/quant/awq.hpp"
 #include "jobs/quant/calibration.hpp"
@@ -202,6 +205,41 @@ INSTANTIATE_TEST_SUITE_P(Families, FamilyQuant,
                            return n;
                          });
 
+// W4 g32 asymmetric over calibration windows `ids`, without progress.
+QuantInputs w4_g32_inputs(const model::Checkpoint& ckpt, const at::Tensor& ids) {
+  QuantInputs in;
+  in.ckpt = &ckpt;
+  in.params = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}};
+  in.calibration = [ids] { return ids; };
+  in.progress = [](int64_t, int64_t, const std::string&) {};
+  return in;
+}
+
+// The random Mixtral the calibration benchmark measures (no reference
+// files): read as the Mixtral table, every expert's Linears quantized, and
+// the tokens per expert summing to top-k picks of every calibration token.
+TEST(MoeCalibration, RandomMixtralIsTheMixtralTableAndEveryExpertIsCalibrated) {
+  const auto dir = std::filesystem::temp_directory_path() / ("qjobs_random_mixtral_" + std::to_string(::getpid()));
+  const model::RandomModelOptions o{.hidden = 64, .intermediate = 96, .layers = 2, .experts = 6, .top_k = 2};
+  model::write_random_llama(dir, o);
+  const auto ckpt = model::Checkpoint::open(dir);
+  const auto cfg = model::ModelConfig::from_json(ckpt.config());
+  EXPECT_EQ(cfg.fam().arch, model::Arch::mixtral);
+  EXPECT_EQ(cfg.moe.experts, 6);
+  EXPECT_EQ(model::quantized_linear_weights(cfg).size(), static_cast<std::size_t>(2 * (4 + 6 * 3)));
+  const auto ids = at::randint(0, o.vocab, {4, 32}, at::kLong);
+  const auto out = GptqAlgorithm().run(w4_g32_inputs(ckpt, ids));
+  EXPECT_EQ(out.int_weights.size(), model::quantized_linear_weights(cfg).size());
+  ASSERT_EQ(out.experts.size(), 2u);
+  for (const auto& [block, e] : out.experts.items()) {
+    ASSERT_EQ(e["tokens"].size(), 6u) << block;
+    int64_t total = 0;
+    for (const auto& t : e["tokens"]) total += t.get<int64_t>();
+    EXPECT_EQ(total, 2 * ids.numel()) << block;
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(MoeCalibration, TokensPerExpertAreTheRoutersTopKPicksAndStarvedExpertsSeeEveryToken) {
   QJOBS_REQUIRE_REFERENCE(ref);
   // The reference's own counts: top-k picks of input_ids_long per layer.
@@ -210,12 +248,7 @@ TEST(MoeCalibration, TokensPerExpertAreTheRoutersTopKPicksAndStarvedExpertsSeeEv
     const auto ckpt = model::Checkpoint::open(dir);
     const auto expected = json::parse(std::ifstream(dir / "expected.json"));
     const auto ids = model::SafetensorsFile::open(dir / "expected.safetensors").tensor("input_ids_long");
-    QuantInputs in;
-    in.ckpt = &ckpt;
-    in.params = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}};
-    in.calibration = [ids] { return ids; };
-    in.progress = [](int64_t, int64_t, const std::string&) {};
-    const auto out = GptqAlgorithm().run(in);
+    const auto out = GptqAlgorithm().run(w4_g32_inputs(ckpt, ids));
     const auto& counts = expected["sets"]["input_ids_long"]["per_expert_token_counts"];
     const auto cfg = model::ModelConfig::from_json(ckpt.config());
     ASSERT_EQ(out.experts.size(), counts.size()) << name;
