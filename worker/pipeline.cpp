@@ -214,6 +214,7 @@ struct JobRun {
   // load
   fs::path model_dir;
   std::optional<model::Checkpoint> ckpt;
+  std::optional<model::ModelConfig> config;  // of ckpt, read once
   uint64_t size_before = 0;
   // baseline, evaluate: results by task name
   json before = json::object(), after = json::object();
@@ -234,6 +235,7 @@ void load_stage(JobRun& r) {
     r.rep.progress(static_cast<int64_t>(done >> 20), static_cast<int64_t>(total >> 20), "download MiB");
   });
   r.ckpt.emplace(model::Checkpoint::open(r.model_dir));
+  r.config.emplace(model::ModelConfig::from_json(r.ckpt->config()));
   // The submission checked the export against config.json when the model
   // was on the server's machine; a model downloaded just now is checked here,
   // before any work.
@@ -241,9 +243,8 @@ void load_stage(JobRun& r) {
     for (const auto& f : check_export_shapes(r.spec.algorithm, r.spec.export_format, r.spec.params, r.ckpt->config()))
       if (f.error) throw StageFailure{ErrorType::validation, "EXPORT_FORMAT " + r.spec.export_format + ": " + f.message};
     if (r.format->check) {
-      const auto config = model::ModelConfig::from_json(r.ckpt->config());
       try {
-        r.format->check(r.spec, config);
+        r.format->check(r.spec, *r.config);
       } catch (const Error& e) {
         throw StageFailure{ErrorType::validation, e.what()};
       }
@@ -310,7 +311,7 @@ void quantize_stage(JobRun& r) {
     // The format holds no ragged last group: such Linears get their own
     // per-channel scheme (the submission warned about them).
     std::map<std::string, int64_t> widths;
-    for (const auto& name : model::quantized_linear_weights(model::ModelConfig::from_json(ckpt.config())))
+    for (const auto& name : model::quantized_linear_weights(*r.config))
       if (ckpt.has(name)) widths[name.substr(0, name.size() - 7)] = ckpt.info(name).shape.back();
     const auto ragged = quant::ragged_linears(widths, qin.params);
     if (!ragged.empty()) {
