@@ -2,8 +2,10 @@
 # The worker on a GPU, end to end, in about 8 minutes:
 #   1. builds qjobs-worker against the machine's Python torch (CUDA), with the
 #      other dependencies taken from .deb files unpacked by dpkg -x (--debs);
-#   2. checks `qjobs-worker logits` on the reference models against the
-#      expected logits (float32, TF32 off: max|diff|/max|ref| <= 1e-4);
+#   2. checks the worker's libtorch is the pinned wheel (scripts/
+#      requirements.txt) and that CUDA is usable, then `qjobs-worker logits`
+#      on the reference models against the expected logits, with fused and
+#      with eager attention (float32, TF32 off: max|diff|/max|ref| <= 1e-4);
 #   3. measures the device's GEMM rate (`qjobs-worker gemm`);
 #   4. generates a random model with Llama-3-8B layer shapes (hidden 4096,
 #      intermediate 14336, 32 heads, 8 KV heads, vocab 128256, bf16) on the
@@ -82,6 +84,19 @@ if [[ -z "$worker" ]]; then
 fi
 worker="$(cd "$(dirname "$worker")" && pwd)/$(basename "$worker")"
 log "worker: $worker"
+# The libtorch it runs on must be the wheel CI builds with
+# (scripts/requirements.txt), and on a GPU run CUDA must be usable.
+"$worker" --version | tee "$out/version.txt"
+want_torch="$(sed -n 's/^torch==\([0-9.]*\).*/\1/p' "$root/scripts/requirements.txt")"
+have_torch="$(sed -n 's/^libtorch \([0-9.]*\).*/\1/p' "$out/version.txt")"
+if [[ "$have_torch" != "$want_torch" ]]; then
+  log "the worker runs on libtorch $have_torch, not the pinned $want_torch (scripts/requirements.txt)"
+  exit 1
+fi
+if ((!cpu)) && ! grep -q '^CUDA usable' "$out/version.txt"; then
+  log "CUDA is not usable on this machine: $(grep '^CUDA not usable' "$out/version.txt")"
+  exit 1
+fi
 
 py() { python3 - "$@"; }
 
@@ -103,8 +118,9 @@ a = array("q"); a.frombytes(b[8 + n + s:8 + n + e])
 B, T = h["shape"]
 json.dump([list(a[i * T:(i + 1) * T]) for i in range(B)], open(dst, "w"))
 PY
-    if "$worker" logits --checkpoint "$m" --tokens "$out/$name.tokens.json" --out "$out/$name.logits.safetensors" --dtype float32 >/dev/null 2>"$out/$name.err"; then
-      py "$m/expected.safetensors" "$out/$name.logits.safetensors" "$name" >> "$out/reference.jsonl" <<'PY'
+    for attn in fused eager; do
+    if "$worker" logits --checkpoint "$m" --tokens "$out/$name.tokens.json" --out "$out/$name.logits.safetensors" --dtype float32 --attention "$attn" >/dev/null 2>"$out/$name.err"; then
+      py "$m/expected.safetensors" "$out/$name.logits.safetensors" "$name ($attn attention)" >> "$out/reference.jsonl" <<'PY'
 import json, struct, sys
 from array import array
 def read(path, key):
@@ -121,8 +137,9 @@ rel = max(abs(x - y) for x, y in zip(want, got)) / max(abs(x) for x in want) if 
 print(json.dumps({"model": sys.argv[3], "rel": rel, "pass": ok and rel <= 1e-4}))
 PY
     else
-      echo "{\"model\": \"$name\", \"rel\": null, \"pass\": false, \"error\": $(py "$out/$name.err" <<<'import json,sys; print(json.dumps(open(sys.argv[1]).read()[-400:]))')}" >> "$out/reference.jsonl"
+      echo "{\"model\": \"$name ($attn attention)\", \"rel\": null, \"pass\": false, \"error\": $(py "$out/$name.err" <<<'import json,sys; print(json.dumps(open(sys.argv[1]).read()[-400:]))')}" >> "$out/reference.jsonl"
     fi
+    done
   done
   log "reference logits: $(grep -c '"pass": true' "$out/reference.jsonl" || true) of $(wc -l < "$out/reference.jsonl") within 1e-4"
 else

@@ -2,8 +2,9 @@
 # Builds qjobs-worker alone: no server, no Boost, no tests. For a GPU machine
 # that has a CUDA libtorch (a pip torch works) and little else.
 #   scripts/build-worker.sh [--torch-dir DIR] [--build-dir DIR] [--prefix DIR] [cmake args...]
-# --torch-dir: the folder holding TorchConfig.cmake; default: the one of
-#   python3's torch when it imports, else whatever CMake finds (Debian's).
+# --torch-dir: the folder holding TorchConfig.cmake; default: the torch of
+#   the project's virtual environment (scripts/install-deps.sh, the wheel CI
+#   builds with), else python3's.
 # --prefix: a folder with the worker's other dependencies unpacked from .deb
 #   files (dpkg -x), searched before the system.
 set -euo pipefail
@@ -18,8 +19,17 @@ while (($#)); do
     *) extra+=("$1"); shift ;;
   esac
 done
-if [[ -z "$torch_dir" ]] && python3 -c 'import torch' 2>/dev/null; then
-  torch_dir="$(python3 -c 'import torch, os; print(os.path.join(torch.utils.cmake_prefix_path, "Torch"))')"
+if [[ -z "$torch_dir" ]]; then
+  for py in "${QJOBS_VENV:-$PWD/.venv}/bin/python" python3; do
+    if torch_dir="$("$py" -c 'import os, torch.utils; print(os.path.join(torch.utils.cmake_prefix_path, "Torch"))' 2>/dev/null)"; then
+      break
+    fi
+    torch_dir=""
+  done
+fi
+if [[ -z "$torch_dir" ]]; then
+  echo "build-worker: no torch found (scripts/install-deps.sh, or --torch-dir DIR)" >&2
+  exit 1
 fi
 args=(-DQJOBS_WORKER_ONLY=ON -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}")
 [[ -n "$torch_dir" ]] && args+=(-DTorch_DIR="$torch_dir")
@@ -31,6 +41,8 @@ if [[ -n "$prefix" ]]; then
   export PKG_CONFIG_PATH="$prefix/usr/lib/$multiarch/pkgconfig:$prefix/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
   export CPATH="$prefix/usr/include${CPATH:+:$CPATH}"
 fi
-cmake -S . -B "$build_dir" "${args[@]}" "${extra[@]}" >/dev/null
-cmake --build "$build_dir" -j "$(nproc 2>/dev/null || echo 2)" --target qjobs-worker
+# Configure output goes to stderr: which libtorch, its CUDA, what was found
+# (stdout's last line is the worker's path, for scripts).
+cmake -S . -B "$build_dir" "${args[@]}" "${extra[@]}" >&2
+cmake --build "$build_dir" -j "$(nproc 2>/dev/null || echo 2)" --target qjobs-worker >&2
 echo "$build_dir/bin/qjobs-worker"

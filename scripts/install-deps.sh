@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages qjobs builds and tests with. Idempotent: a
-# machine that already has them only pays for a dpkg query.
+# Installs what qjobs builds and tests with: Debian 12's packages, and the
+# Python packages of scripts/requirements.txt (pip's torch among them: the
+# worker's libtorch) in a virtual environment, .venv beside this folder or
+# QJOBS_VENV. Idempotent: a machine that has everything pays for a dpkg query
+# and a look at the environment's stamp. The CUDA toolkit a CUDA libtorch's
+# CMake config needs is the system's (/usr/local/cuda) where there is one,
+# else pip's nvcc from requirements.txt (scripts/build.sh decides).
 set -euo pipefail
 
 packages=(
   build-essential cmake ccache pkg-config
-  libtorch-dev libopenblas0-pthread
+  libopenblas0-pthread
   libyaml-cpp-dev libboost1.81-dev libboost-url1.81-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev libcli11-dev libgtest-dev
   libpcre2-dev libicu-dev libcurl4-openssl-dev
-  wrk curl python3
+  wrk curl python3 python3-venv
   clang libclang-rt-14-dev util-linux
   bible-kjv bible-kjv-text
   slurm-wlm slurm-client slurmdbd munge mariadb-server mariadb-client
-  chromium nodejs
-  libonnx-dev python3-onnx
+  chromium
+  libonnx-dev libprotobuf-dev
 )
 
 missing=()
@@ -25,13 +30,30 @@ for p in "${packages[@]}"; do
 done
 
 if ((${#missing[@]} == 0)); then
-  echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+  echo "install-deps: all ${#packages[@]} Debian packages present"
+else
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -q
+  "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-echo "install-deps: installing ${missing[*]}"
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -q
-"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+# The virtual environment: made once, refilled when requirements.txt changes
+# (its sha256 is the stamp), the versions installed recorded in versions.txt.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${QJOBS_VENV:-$root/.venv}"
+req="$root/scripts/requirements.txt"
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+if [[ -x "$venv/bin/python" && "$(cat "$venv/.qjobs-requirements" 2>/dev/null)" == "$want" ]]; then
+  echo "install-deps: $venv matches scripts/requirements.txt"
+else
+  echo "install-deps: installing scripts/requirements.txt into $venv"
+  [[ -x "$venv/bin/python" ]] || /usr/bin/python3 -m venv "$venv" || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input -r "$req"
+  "$venv/bin/python" -m pip freeze --disable-pip-version-check > "$venv/versions.txt"
+  echo "$want" > "$venv/.qjobs-requirements"
+fi
+"$venv/bin/python" -c 'import torch; print("install-deps: torch", torch.__version__, "CUDA", torch.version.cuda)'
+

@@ -1,7 +1,10 @@
 #include "worker/commands.hpp"
 
+#include <chrono>
+#include <cmath>
 #include <iostream>
 
+#include <ATen/core/grad_mode.h>
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
@@ -18,7 +21,10 @@
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/model_source.hpp"
 #include "jobs/model/quantized_checkpoint.hpp"
+#include "jobs/model/random_model.hpp"
 #include "jobs/model/safetensors.hpp"
+#include "jobs/model/trainer.hpp"
+#include "jobs/tokenizer/bpe_trainer.hpp"
 #include "jobs/tokenizer/tokenizer.hpp"
 
 namespace qjobs::worker {
@@ -37,18 +43,39 @@ struct Loaded {
   model::LlamaModel model;
 };
 
-Loaded load(const ModelArgs& a) {
+// Where a command computes, as a job would, said on stderr.
+model::Placement place_command(const char* command, const std::string& dtype) {
+  const auto place = model::choose_placement(dtype, std::getenv("CUDA_VISIBLE_DEVICES"));
+  std::cerr << "qjobs-worker " << command << ": computing on " << place.describe() << "\n";
+  return place;
+}
+
+Loaded load(const char* command, const ModelArgs& a) {
   const fs::path dir = model::resolve_model_dir(a.checkpoint);
-  // Where a job would run: a GPU when this build has CUDA and one is visible.
-  const auto place = model::choose_placement(a.dtype, std::getenv("CUDA_VISIBLE_DEVICES"));
+  // Where a job would run: a GPU when one is visible (an error if CUDA cannot use it).
+  const auto place = place_command(command, a.dtype);
   model::LoadOptions o;
   o.dtype = place.dtype;
   o.device = place.device;
   o.devices = place.devices;
+  o.fused_attention = a.attention != "eager";
   return {dir, model::LlamaModel::load(model::Checkpoint::open(dir), o)};
 }
 
 }  // namespace
+
+std::string version_text() {
+  const auto info = json::parse(model::runtime_info_json());
+  std::string s = std::string("qjobs-worker ") + QJOBS_VERSION + "\nlibtorch " + info["torch"].get<std::string>();
+  s += info["cuda_built"].get<bool>() ? ", CUDA " + info["cuda_runtime"].get<std::string>() : ", CPU only";
+  if (info["cuda_usable"].get<bool>()) {
+    s += "\nCUDA usable: " + std::to_string(info["gpus"].size()) + " device(s)";
+    for (const auto& g : info["gpus"]) s += "; " + g["name"].get<std::string>() + " (sm " + g["capability"].get<std::string>() + ")";
+  } else {
+    s += "\nCUDA not usable: " + info["cuda_reason"].get<std::string>();
+  }
+  return s + "\n" + info.dump();
+}
 
 int cmd_tokenize(const std::string& tokenizer_dir, const std::string& text, bool bos) {
   try {
@@ -79,7 +106,7 @@ int cmd_logits(const ModelArgs& a, const std::string& tokens_json, const std::st
     std::vector<int64_t> flat;
     for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
     const auto ids = at::tensor(flat, at::kLong).view({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
-    const auto l = load(a);
+    const auto l = load("logits", a);
     if (ids.max().item<int64_t>() >= l.model.config().vocab || ids.min().item<int64_t>() < 0)
       throw Error(ErrorKind::invalid_input, "token id out of range [0, " + std::to_string(l.model.config().vocab) + ")");
     at::NoGradGuard no_grad;
@@ -94,7 +121,7 @@ int cmd_logits(const ModelArgs& a, const std::string& tokens_json, const std::st
 
 int cmd_ppl(const ModelArgs& a, const std::string& data, int64_t seqlen, int64_t num_samples, int64_t batch_size) {
   try {
-    const auto l = load(a);
+    const auto l = load("ppl", a);
     at::Tensor ids;
     if (fs::path(data).extension() == ".safetensors") {
       ids = model::SafetensorsFile::open(data).tensor("input_ids").flatten().to(at::kLong);
@@ -122,7 +149,7 @@ int cmd_ppl(const ModelArgs& a, const std::string& data, int64_t seqlen, int64_t
 int cmd_demo(const ModelArgs& a, const std::string& prompt, bool raw, int64_t max_new_tokens, double temperature,
              double top_p, uint64_t seed) {
   try {
-    const auto l = load(a);
+    const auto l = load("demo", a);
     const auto tok = tokenizer::Tokenizer::load(l.dir);
     std::string response;
     if (temperature <= 0) {
@@ -143,17 +170,6 @@ int cmd_demo(const ModelArgs& a, const std::string& prompt, bool raw, int64_t ma
     return fail(e);
   }
 }
-
-}  // namespace qjobs::worker
-
-#include <chrono>
-#include <cmath>
-
-#include "jobs/model/random_model.hpp"
-#include "jobs/model/trainer.hpp"
-#include "jobs/tokenizer/bpe_trainer.hpp"
-
-namespace qjobs::worker {
 
 // The float32 weights of `ckpt` by name, packed Linears unpacked: what the
 // GGUF and ONNX converters write.
@@ -308,7 +324,7 @@ int cmd_train(const TrainArgs& a) {
 
 int cmd_gemm(int64_t m, int64_t n, int64_t k, const std::string& dtype, int reps) {
   try {
-    const auto place = model::choose_placement(dtype, std::getenv("CUDA_VISIBLE_DEVICES"));
+    const auto place = place_command("gemm", dtype);
     at::NoGradGuard g;
     const auto opts = at::TensorOptions().dtype(place.dtype).device(place.device);
     const auto a = at::randn({m, k}, opts), b = at::randn({k, n}, opts);

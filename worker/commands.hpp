@@ -11,7 +11,15 @@ namespace qjobs::worker {
 struct ModelArgs {
   std::string checkpoint;
   std::string dtype = "auto";
+  // "fused" (at::scaled_dot_product_attention) or "eager" (the reference path).
+  std::string attention = "fused";
 };
+
+// `qjobs-worker --version`: the worker's version, its libtorch (version,
+// CUDA runtime) and what CUDA can do here ("usable, 1 device: NVIDIA H200"
+// or the reason it cannot), then the same as one JSON line
+// (model::runtime_info_json()).
+std::string version_text();
 
 int cmd_tokenize(const std::string& tokenizer_dir, const std::string& text, bool bos);
 int cmd_logits(const ModelArgs& m, const std::string& tokens_json, const std::string& out);

@@ -19,6 +19,9 @@ void on_stop_signal(int) { qjobs::worker::g_stop_requested.store(true); }
 int main(int argc, char** argv) {
   CLI::App app{"qjobs-worker: quantize and evaluate language models"};
   app.require_subcommand(1);
+  // The build and what it can compute on: the libtorch, its CUDA, and
+  // whether a GPU is usable here (and why not).
+  app.set_version_flag("--version", [] { return qjobs::worker::version_text(); });
 
   std::string spec, job_dir;
   auto* run = app.add_subcommand("run", "run one job attempt from a YAML spec");
@@ -57,6 +60,9 @@ int main(int argc, char** argv) {
   logits->add_option("--tokens", tokens_file, "JSON file: a list of equal-length id lists")->required();
   logits->add_option("--out", out_file, "output .safetensors (tensor 'logits', float32 [B, T, V])")->required();
   logits->add_option("--dtype", margs.dtype)->check(CLI::IsMember(dtypes))->capture_default_str();
+  logits->add_option("--attention", margs.attention, "fused (scaled_dot_product_attention) or eager")
+      ->check(CLI::IsMember({"fused", "eager"}))
+      ->capture_default_str();
   auto* ppl = app.add_subcommand("ppl", "perplexity of a text file (GPTQ/AWQ protocol)");
   ppl->add_option("--checkpoint", margs.checkpoint)->required();
   ppl->add_option("--data", data_file, ".txt/.jsonl/.json text, or .safetensors with input_ids")->required();
@@ -64,6 +70,9 @@ int main(int argc, char** argv) {
   ppl->add_option("--num-samples", num_samples, "first N windows (-1: all)")->capture_default_str();
   ppl->add_option("--batch-size", batch_size)->capture_default_str();
   ppl->add_option("--dtype", margs.dtype)->check(CLI::IsMember(dtypes))->capture_default_str();
+  ppl->add_option("--attention", margs.attention, "fused (scaled_dot_product_attention) or eager")
+      ->check(CLI::IsMember({"fused", "eager"}))
+      ->capture_default_str();
   std::string gguf_type = "q8_0";
   auto* gguf = app.add_subcommand("gguf", "write a checkpoint as a GGUF file for llama.cpp");
   gguf->add_option("--checkpoint", margs.checkpoint)->required();

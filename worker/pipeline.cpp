@@ -413,20 +413,17 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     const JobSpec& spec = *parsed.spec;
     if (attempt == 1)
       for (const auto& w : spec.warnings) rep.warn(w);
-    // GPUs handed to a worker that cannot use them: say so and stop, rather
-    // than compute on the CPU behind the user's back.
-    if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible && *visible && !at::hasCUDA())
-      throw StageFailure{ErrorType::internal,
-                         std::string("this qjobs-worker is built with a libtorch without CUDA, but it was given GPUs "
-                                     "(CUDA_VISIBLE_DEVICES=") +
-                             excerpt(visible, 64) +
-                             "); build the worker against a CUDA libtorch (-DTorch_DIR=...), or run the server "
-                             "with --slots instead of --gpus"};
     JobRun run{.spec = spec, .dir = dir, .rep = rep};
-    // The one place that picks the device and the compute dtype.
+    // The one place that picks the device and the compute dtype. GPUs handed
+    // to a worker that cannot use them (a CPU build, no driver, no device)
+    // stop the job with the reason, rather than compute on the CPU behind
+    // the user's back.
     try {
       run.place = model::choose_placement(spec.dtype, std::getenv("CUDA_VISIBLE_DEVICES"));
     } catch (const Error& e) {
+      if (e.kind() != ErrorKind::invalid_input)
+        throw StageFailure{ErrorType::internal, std::string(e.what()) + "; run the worker where CUDA works, or the server "
+                                                                        "with --slots instead of --gpus"};
       throw StageFailure{ErrorType::validation, e.what()};
     }
     spdlog::info("computing on {}", run.place.describe());

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "common/job_dir.hpp"
+#include "jobs/model/device.hpp"
 
 namespace qjobs::worker {
 namespace fs = std::filesystem;
@@ -131,6 +132,8 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       {"layers", layers},
       {"stage_seconds", rep.stage_seconds()},
       {"memory", memory},
+      // The libtorch, its CUDA, the driver and the GPUs this attempt saw.
+      {"runtime", json::parse(model::runtime_info_json())},
       {"eval", evaluate_only ? json{{"model", before}} : json{{"original", before}, {"quantized", after}}},
   };
   if (q && !q->experts.empty()) report["experts"] = q->experts;
@@ -210,7 +213,10 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
             (e.rel_out_err < 0 ? std::string("-") : num("%.5f", e.rel_out_err)) + " |\n";
   }
   if (memory.is_object() && memory.contains("host_peak_mib")) {
-    md += "\nComputed on " + memory.value("placement", std::string("?")) + "; peak host memory " +
+    const auto& rt = report["runtime"];
+    md += "\nComputed on " + memory.value("placement", std::string("?")) + " with libtorch " + rt["torch"].get<std::string>() +
+          (rt["cuda_built"].get<bool>() ? " (CUDA " + rt["cuda_runtime"].get<std::string>() + ")" : " (CPU only)") +
+          "; peak host memory " +
           num("%.0f", memory["host_peak_mib"].get<double>()) + " MiB (checkpoint " +
           num("%.0f", memory["checkpoint_mib"].get<double>()) + " MiB)";
     if (memory["device_peak_mib"].is_number()) md += ", peak device memory " + num("%.0f", memory["device_peak_mib"].get<double>()) + " MiB";

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <random>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
 #include "common/strings.hpp"

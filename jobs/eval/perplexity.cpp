@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
 

@@ -4,21 +4,23 @@
 #include <sstream>
 
 #include <ATen/Context.h>
+#include <c10/core/DeviceType.h>
 
 #include "common/error.hpp"
 #include "common/strings.hpp"
 
-// The CUDA parts build only against a CUDA libtorch (whose headers bring the
-// CUDA runtime's); Debian's CPU libtorch has neither.
-#if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
-#define QJOBS_HAVE_CUDA 1
+// QJOBS_WITH_CUDA is set by the build (cmake/TorchCheck.cmake) when the
+// libtorch it links has CUDA; the CUDA runtime's headers come with it.
+#if QJOBS_WITH_CUDA
+#include <dlfcn.h>
+
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
-#else
-#define QJOBS_HAVE_CUDA 0
 #endif
+#include <nlohmann/json.hpp>
+#include <torch/version.h>
 
 namespace qjobs::model {
 
@@ -28,12 +30,90 @@ std::string Placement::describe() const {
   return s + ", " + std::string(c10::toString(dtype));
 }
 
-bool cuda_available() { return at::hasCUDA(); }
+namespace {
+
+std::string torch_version() {
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+}
+
+#if QJOBS_WITH_CUDA
+// 13000 -> "13.0"
+std::string cuda_version_text(int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); }
+#endif
+
+CudaStatus probe_cuda() {
+  CudaStatus s;
+#if QJOBS_WITH_CUDA
+  s.built = true;
+  s.runtime = cuda_version_text(CUDART_VERSION);
+  // The driver first: without libcuda the runtime's own error says only
+  // "insufficient driver", which sends people after the wrong version.
+  if (void* h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL); h == nullptr) {
+    const char* why = dlerror();
+    s.reason = std::string("no NVIDIA driver: libcuda.so.1 cannot be loaded (") + (why ? why : "not found") + ")";
+    return s;
+  } else {
+    dlclose(h);
+  }
+  int driver = 0;
+  if (cudaDriverGetVersion(&driver) == cudaSuccess && driver > 0) s.driver = cuda_version_text(driver);
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err == cudaErrorNoDevice || (err == cudaSuccess && n == 0)) {
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    s.reason = std::string("no CUDA device is visible (CUDA_VISIBLE_DEVICES=") + (visible ? visible : "unset") + ")";
+  } else if (err == cudaErrorInsufficientDriver) {
+    s.reason = "the NVIDIA driver supports CUDA " + (s.driver.empty() ? std::string("?") : s.driver) +
+               ", older than the CUDA " + s.runtime + " this libtorch was built with";
+  } else if (err != cudaSuccess) {
+    s.reason = std::string("the CUDA runtime cannot start: ") + cudaGetErrorName(err) + ": " + cudaGetErrorString(err);
+  } else {
+    s.usable = true;
+    s.devices = n;
+  }
+#else
+  s.reason = "this qjobs-worker's libtorch " + torch_version() + " has no CUDA (build it against a CUDA libtorch: "
+             "scripts/build-worker.sh)";
+#endif
+  return s;
+}
+
+}  // namespace
+
+CudaStatus cuda_status() {
+  static const CudaStatus s = probe_cuda();
+  return s;
+}
+
+bool cuda_available() { return cuda_status().usable; }
+
+std::string runtime_info_json() {
+  const auto c = cuda_status();
+  nlohmann::json gpus = nlohmann::json::array();
+#if QJOBS_WITH_CUDA
+  for (int i = 0; c.usable && i < c.devices; ++i) {
+    const auto* p = at::cuda::getDeviceProperties(static_cast<c10::DeviceIndex>(i));
+    gpus.push_back({{"name", p->name},
+                    {"capability", std::to_string(p->major) + "." + std::to_string(p->minor)},
+                    {"memory_mib", static_cast<double>(p->totalGlobalMem) / (1024.0 * 1024.0)}});
+  }
+#endif
+  const auto or_null = [](const std::string& v) { return v.empty() ? nlohmann::json(nullptr) : nlohmann::json(v); };
+  return nlohmann::json{{"torch", torch_version()},
+                        {"cuda_built", c.built},
+                        {"cuda_runtime", or_null(c.runtime)},
+                        {"cuda_driver", or_null(c.driver)},
+                        {"cuda_usable", c.usable},
+                        {"cuda_reason", or_null(c.reason)},
+                        {"gpus", gpus}}
+      .dump();
+}
 
 namespace {
 
 bool device_has_bf16(const c10::Device& d) {
-#if QJOBS_HAVE_CUDA
+#if QJOBS_WITH_CUDA
   const auto* p = at::cuda::getDeviceProperties(d.index());
   return p->major >= 8;  // Ampere and later
 #else
@@ -46,11 +126,15 @@ bool device_has_bf16(const c10::Device& d) {
 Placement choose_placement(const std::string& dtype, const char* cuda_visible) {
   Placement p;
   const std::string visible = cuda_visible ? trim(cuda_visible) : "";
-  if (!visible.empty() && cuda_available()) {
+  if (!visible.empty()) {
+    const auto cuda = cuda_status();
+    if (!cuda.usable)
+      throw Error(ErrorKind::internal, "GPUs were asked for (CUDA_VISIBLE_DEVICES=" + visible + ") but CUDA is not usable: " +
+                                           cuda.reason);
     int64_t n = 0;
     for (const auto& id : split(visible, ','))
       if (!trim(id).empty()) p.devices.emplace_back(c10::kCUDA, static_cast<c10::DeviceIndex>(n++));
-    const auto have = std::max<int64_t>(1, static_cast<int64_t>(at::getNumGPUs()));
+    const auto have = std::max<int64_t>(1, cuda.devices);
     while (static_cast<int64_t>(p.devices.size()) > have) p.devices.pop_back();
     if (p.devices.empty()) p.devices.emplace_back(c10::kCUDA, 0);
     p.device = p.devices[0];
@@ -97,7 +181,7 @@ bool reset_host_peak() {
 }
 
 std::optional<int64_t> device_peak_bytes(const std::vector<c10::Device>& devices) {
-#if QJOBS_HAVE_CUDA
+#if QJOBS_WITH_CUDA
   int64_t total = 0;
   bool any = false;
   for (const auto& d : devices) {
@@ -114,14 +198,14 @@ std::optional<int64_t> device_peak_bytes(const std::vector<c10::Device>& devices
 }
 
 void reset_device_peak(const std::vector<c10::Device>& devices) {
-#if QJOBS_HAVE_CUDA
+#if QJOBS_WITH_CUDA
   for (const auto& d : devices)
     if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index());
 #endif
 }
 
 std::optional<std::pair<int64_t, int64_t>> device_memory(const c10::Device& d) {
-#if QJOBS_HAVE_CUDA
+#if QJOBS_WITH_CUDA
   if (d.is_cuda()) {
     size_t free_b = 0, total_b = 0;
     c10::cuda::CUDAGuard guard(d.index());

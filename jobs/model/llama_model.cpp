@@ -10,6 +10,8 @@
 #include <optional>
 #include <tuple>
 
+#include <ATen/ops/scaled_dot_product_attention.h>
+
 #include "common/error.hpp"
 #include "jobs/model/quantized_checkpoint.hpp"
 #include "jobs/model/checkpoint.hpp"
@@ -302,6 +304,7 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
   m.config_ = ModelConfig::from_json(ckpt.config());
   m.dtype_ = o.dtype;
   m.device_ = o.device;
+  m.fused_attention_ = o.fused_attention;
   m.devices_ = o.devices.empty() ? std::vector<at::Device>{o.device} : o.devices;
   m.stream_ = o.stream_layers;
   auto src = std::make_shared<Source>(Source{ckpt, ckpt.config().value("quantization_config", nlohmann::json::object())});
@@ -578,20 +581,31 @@ at::Tensor LlamaModel::attention(const DecoderLayer& L, int64_t li, const at::Te
     cv = v;
   }
   const int64_t S = k.size(2);
+  const double scale = c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(static_cast<double>(hd));
+  // Causal mask: query at position pos0 + t sees keys at positions <= pos0 + t.
+  const auto qpos = at::arange(pos0, pos0 + T, at::TensorOptions().dtype(at::kLong).device(a.device())).unsqueeze(1);
+  // Keys are this sequence's positions 0..S-1 (the cache holds the first pos0).
+  const auto kpos = at::arange(0, S, at::TensorOptions().dtype(at::kLong).device(a.device())).unsqueeze(0);
+  const bool slides = c.slides(li);
+  at::Tensor blocked = kpos > qpos;
+  if (slides) blocked = at::logical_or(blocked, (qpos - kpos) >= *c.sliding_window);
+  if (fused_attention_ && c.attn_softcap <= 0) {
+    // One fused call, K/V heads shared by their query groups (enable_gqa);
+    // a whole causal window without a cache needs no mask (is_causal), which
+    // lets the kernels skip the blocked half.
+    const bool plain_causal = pos0 == 0 && S == T && !slides;
+    const auto out = plain_causal
+                         ? at::scaled_dot_product_attention(q, k, v, std::nullopt, 0.0, true, scale, true)
+                         : at::scaled_dot_product_attention(q, k, v, blocked.logical_not(), 0.0, false, scale, true);
+    return run(L.o_proj, n.o, out.transpose(1, 2).reshape({B, T, c.heads * hd}));
+  }
   const int64_t rep = c.heads / c.kv_heads;
   // Grouped-query attention without copying K/V: query head j reads KV head j / rep.
   const auto qg = q.reshape({B, c.kv_heads, rep, T, hd});
   const auto kg = k.unsqueeze(2);
   const auto vg = v.unsqueeze(2);
-  // Causal mask: query at position pos0 + t sees keys at positions <= pos0 + t.
-  const auto qpos = at::arange(pos0, pos0 + T, at::TensorOptions().dtype(at::kLong).device(a.device())).unsqueeze(1);
-  // Keys are this sequence's positions 0..S-1 (the cache holds the first pos0).
-  const auto kpos = at::arange(0, S, at::TensorOptions().dtype(at::kLong).device(a.device())).unsqueeze(0);
-  at::Tensor blocked = kpos > qpos;
-  if (c.slides(li)) blocked = at::logical_or(blocked, (qpos - kpos) >= *c.sliding_window);
   const auto mask = at::zeros({T, S}, at::TensorOptions().dtype(at::kFloat).device(a.device()))
                         .masked_fill_(blocked, std::numeric_limits<float>::lowest());
-  const double scale = c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(static_cast<double>(hd));
   const auto kt = kg.transpose(-1, -2);
   // Queries in chunks, so that a score block stays near 8 MiB: big enough
   // for efficient matmuls, small enough to be reused by the allocator

@@ -141,6 +141,11 @@ struct LoadOptions {
   // split across them in order, pipeline style; embedding and head stay on
   // `device`, which should be devices[0]. Empty = `device` only.
   std::vector<at::Device> devices;
+  // Attention through at::scaled_dot_product_attention (the fused kernels of
+  // libtorch 2.x: flash attention on the CPU and on GPUs), except where a
+  // family needs what it cannot do (Gemma-2's logit soft-capping). false:
+  // the eager path (scores, float32 softmax, values), for reference checks.
+  bool fused_attention = true;
 };
 
 class LlamaModel {
@@ -245,6 +250,7 @@ class LlamaModel {
   ModelConfig config_;
   at::ScalarType dtype_ = at::kFloat;
   at::Device device_ = at::kCPU;
+  bool fused_attention_ = true;
   at::Tensor embed_tokens_;  // [vocab, hidden]
   at::Tensor final_norm_;
   at::Tensor lm_head_;       // [vocab, hidden]; embed_tokens_ when tied

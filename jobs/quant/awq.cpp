@@ -1,6 +1,8 @@
 #include "jobs/quant/awq.hpp"
 #include "jobs/quant/awq_params.hpp"
 
+#include <ATen/core/grad_mode.h>
+
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/quant/calibration.hpp"

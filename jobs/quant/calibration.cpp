@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include <spdlog/spdlog.h>
+#include <ATen/core/grad_mode.h>
 
 #include "common/digest.hpp"
 #include "common/error.hpp"

@@ -1,6 +1,8 @@
 #include "jobs/quant/fp4_quant.hpp"
 #include "jobs/quant/fp4_params.hpp"
 
+#include <ATen/core/grad_mode.h>
+
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/quant/calibration.hpp"

@@ -2,6 +2,7 @@
 #include "jobs/quant/gptq_params.hpp"
 
 #include <optional>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"

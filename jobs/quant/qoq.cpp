@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
 #include "common/job_dir.hpp"

@@ -2,6 +2,7 @@
 #include "jobs/quant/smoothquant_params.hpp"
 
 #include <cmath>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"

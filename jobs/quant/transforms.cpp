@@ -1,6 +1,7 @@
 #include "jobs/quant/transforms.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
 

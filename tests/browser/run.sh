@@ -4,9 +4,12 @@
 #   tests/browser/run.sh BUILD_BIN_DIR OUT_DIR
 #
 # Starts qjobs-server (with a bearer token and two CPU slots) from the
-# repository root on a free port, runs dashboard.test.mjs against it and
-# leaves the screenshots and the server's log in OUT_DIR.
-# Exit status: the test's, or 77 (skipped) when Chromium is not installed.
+# repository root on a free port, runs dashboard_test.py against it with the
+# project's virtual environment (pip playwright, driving Debian's Chromium;
+# QJOBS_VENV overrides .venv) and leaves the screenshots and the server's log
+# in OUT_DIR.
+# Exit status: the test's, or 77 (skipped) when Chromium or the virtual
+# environment's playwright is missing (1 instead when CI=true).
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -32,13 +35,11 @@ for b in qjobs-server qjobs-worker; do
     exit 1
   fi
 done
-if ! command -v node >/dev/null; then
-  echo "error: node is required (Node.js 20 or newer)" >&2
-  exit 1
-fi
-if [[ ! -d "$HERE/node_modules/playwright-core" ]]; then
-  echo "installing playwright-core (npm ci) in $HERE"
-  (cd "$HERE" && npm ci --no-audit --no-fund)
+PYTHON="${QJOBS_VENV:-$ROOT/.venv}/bin/python"
+if ! "$PYTHON" -c 'import playwright.sync_api' 2>/dev/null; then
+  echo "error: $PYTHON cannot import playwright (scripts/install-deps.sh installs it)" >&2
+  [[ "${CI:-}" == true ]] && exit 1
+  exit 77
 fi
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/qjobs-browser.XXXXXX")"
@@ -74,19 +75,11 @@ chmod 600 "$TMP/tokens"
 mkdir -p "$TMP/user_data"
 
 free_port() {
-  if command -v python3 >/dev/null; then
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-  else
-    node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'
-  fi
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 healthy() {
-  if command -v curl >/dev/null; then
-    curl -fsS -o /dev/null --max-time 2 "$1/healthz" 2>/dev/null
-  else
-    node -e 'fetch(process.argv[1] + "/healthz").then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$1"
-  fi
+  curl -fsS -o /dev/null --max-time 2 "$1/healthz" 2>/dev/null
 }
 
 # The port is free when picked; should another process take it before the
@@ -120,4 +113,4 @@ echo "qjobs-server at $URL (pid $SERVER_PID), user data $TMP/user_data"
 
 cd "$ROOT"
 QJOBS_URL="$URL" QJOBS_TOKEN="$TOKEN" SCREENSHOT_DIR="$OUT" CHROMIUM="$CHROMIUM" \
-  node "$HERE/dashboard.test.mjs"
+  "$PYTHON" "$HERE/dashboard_test.py"

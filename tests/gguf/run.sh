@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
-# ctest Gguf.HuggingFaceReaderAndHandDecodedBlocks: the example model written
-# as GGUF by `qjobs-worker gguf` (Q8_0 and Q4_0), read by @huggingface/gguf
-# and checked block by block against model.safetensors (check.mjs).
+# ctest Gguf.LlamaCppReaderAndDecoder: the example model written as GGUF by
+# `qjobs-worker gguf` (Q8_0 and Q4_0), read by llama.cpp's own Python reader
+# and decoder (pip `gguf`, in the project's virtual environment) and checked
+# block by block against model.safetensors (check.py).
 #   tests/gguf/run.sh BUILD_BIN_DIR OUT_DIR
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="$1"; out="$2"
 mkdir -p "$out"
-if [[ ! -d "$here/node_modules/@huggingface/gguf" ]]; then
-  if ! command -v npm >/dev/null || ! (cd "$here" && npm ci --no-audit --no-fund >/dev/null 2>&1); then
-    echo "gguf check: npm packages unavailable (npm ci failed)"
-    [[ "${CI:-}" == true ]] && exit 1
-    exit 77
-  fi
+python="${QJOBS_VENV:-$root/.venv}/bin/python"
+if ! "$python" -c 'import gguf, numpy' 2>/dev/null; then
+  echo "gguf check: $python cannot import gguf (scripts/install-deps.sh installs it)"
+  [[ "${CI:-}" == true ]] && exit 1
+  exit 77
 fi
 for type in q8_0 q4_0; do
   "$bin/qjobs-worker" gguf --checkpoint "$root/examples/kjv-llama" --type "$type" --out "$out/kjv-llama-$type.gguf"
-  node "$here/check.mjs" "$out/kjv-llama-$type.gguf" "$root/examples/kjv-llama" "$type"
+  "$python" "$here/check.py" "$out/kjv-llama-$type.gguf" "$root/examples/kjv-llama" "$type"
 done

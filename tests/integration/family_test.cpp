@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include <nlohmann/json.hpp>
+#include <ATen/core/grad_mode.h>
 
 #include "common/job_dir.hpp"
 #include "integration/harness.hpp"

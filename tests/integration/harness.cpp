@@ -27,6 +27,7 @@ namespace qjobs::testing {
 namespace fs = std::filesystem;
 
 fs::path bin_dir() { return QJOBS_BIN_DIR; }
+std::string python() { return QJOBS_PYTHON; }
 
 fs::path make_temp_dir(const std::string& tag) {
   static std::mt19937 rng{std::random_device{}()};

@@ -17,6 +17,9 @@
 namespace qjobs::testing {
 
 std::filesystem::path bin_dir();
+// The project's virtual environment's python (CMake's QJOBS_PYTHON: pip's
+// gguf, onnx, onnxruntime and torch), for the checks by reference libraries.
+std::string python();
 std::filesystem::path make_temp_dir(const std::string& tag);
 // Kills every process whose command line names a path under `dir` (workers a
 // stopped server left running by design), waits for them, then removes `dir`.

@@ -13,10 +13,9 @@
 #include <set>
 #include <thread>
 
-#include <ATen/Context.h>
-
 #include "common/job_dir.hpp"
 #include "integration/harness.hpp"
+#include "jobs/model/device.hpp"
 #include "jobs/model/random_model.hpp"
 
 namespace qjobs::testing {
@@ -432,8 +431,9 @@ TEST_F(ReliabilityTest, SmallerHoles) {
 }
 
 // Devices are never ignored silently: a CUDA_ID on a server of CPU slots is
-// a warning (the job runs on the CPU), and a worker without CUDA that is
-// given GPUs fails at start instead of computing on the CPU.
+// a warning (the job runs on the CPU), and a worker that cannot use CUDA
+// (a CPU build, no driver, no device) that is given GPUs fails at start,
+// saying which, instead of computing on the CPU.
 TEST_F(ReliabilityTest, DevicesTheWorkerCannotUseAreSaidNotIgnored) {
   {
     ServerProcess server(root_ / "cpu", {"--slots", "1"});
@@ -447,13 +447,17 @@ TEST_F(ReliabilityTest, DevicesTheWorkerCannotUseAreSaidNotIgnored) {
     const auto events = server.client().request("GET", "/jobs/" + id + "/events").body;
     EXPECT_NE(events.find("CUDA_ID \\\"0\\\" is ignored"), std::string::npos) << events;
   }
-  if (at::hasCUDA()) GTEST_SKIP() << "this build's libtorch has CUDA: the refusal applies to CPU-only builds";
+  const auto cuda = model::cuda_status();
+  if (cuda.usable) GTEST_SKIP() << "CUDA is usable here: the refusal applies where it is not";
   ServerProcess server(root_ / "gpu", {"--gpus", "0"});
   const std::string id = submit(server, rtn_spec() + "CUDA_ID: \"0\"\n");
   const json job = wait_terminal(server, id, 60s);
   EXPECT_EQ(job["state"], "FAILED") << job.dump();
   EXPECT_EQ(job["error_type"], "INTERNAL");
-  EXPECT_NE(job["error"].get<std::string>().find("without CUDA"), std::string::npos) << job.dump();
+  // The reason this machine has: a CPU build, or (a CUDA build here) no driver.
+  const std::string error = job["error"];
+  EXPECT_NE(error.find("CUDA is not usable: " + cuda.reason), std::string::npos) << job.dump();
+  EXPECT_NE(error.find(cuda.built ? "no NVIDIA driver" : "has no CUDA"), std::string::npos) << job.dump();
   EXPECT_EQ(job["attempts"], 1) << "not retried";
 }
 

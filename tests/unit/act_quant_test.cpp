@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include "common/error.hpp"

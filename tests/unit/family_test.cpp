@@ -11,6 +11,7 @@
 #include <set>
 
 #include <nlohmann/json.hpp>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"

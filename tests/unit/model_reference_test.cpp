@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include <nlohmann/json.hpp>
+#include <ATen/core/grad_mode.h>
 
 #include "jobs/eval/perplexity.hpp"
 #include "jobs/model/checkpoint.hpp"

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include <gtest/gtest.h>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
 #include "common/job_spec.hpp"

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
 #include "jobs/eval/perplexity.hpp"
@@ -209,10 +210,18 @@ TEST(Placement, CpuBuildComputesInFloat32UnlessTold) {
   EXPECT_EQ(model::choose_placement("bfloat16", "").dtype, at::kBFloat16);
   EXPECT_EQ(model::choose_placement("float16", nullptr).dtype, at::kHalf);
   EXPECT_THROW(model::choose_placement("fp64", nullptr), Error);
-  if (!model::cuda_available()) {
-    // Devices without CUDA in this libtorch: still the CPU (the worker refuses such jobs before this).
-    EXPECT_TRUE(model::choose_placement("auto", "0,1").device.is_cpu());
-    EXPECT_FALSE(model::device_peak_bytes({at::kCPU}).has_value());
+  EXPECT_FALSE(model::device_peak_bytes({at::kCPU}).has_value());
+  const auto cuda = model::cuda_status();
+  if (!cuda.usable) {
+    // GPUs asked for where CUDA is unusable: an error with the reason, never the CPU.
+    EXPECT_FALSE(cuda.reason.empty());
+    try {
+      model::choose_placement("auto", "0,1");
+      ADD_FAILURE() << "choose_placement gave a placement for GPUs CUDA cannot use";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::internal);
+      EXPECT_NE(std::string(e.what()).find(cuda.reason), std::string::npos) << e.what();
+    }
   }
   EXPECT_GT(model::host_peak_bytes(), 0);
 }

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
 #include "jobs/export/packed.hpp"

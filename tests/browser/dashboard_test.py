@@ -1,0 +1,517 @@
+"""End-to-end test of the qjobs dashboard in headless Chromium.
+
+Env: QJOBS_URL (server base URL), QJOBS_TOKEN (a valid bearer token),
+SCREENSHOT_DIR (where PNGs go), CHROMIUM (default /usr/bin/chromium).
+The server runs from the repository root so examples/kjv-llama resolves.
+Run through tests/browser/run.sh, which starts the server, with the
+project's virtual environment (pip `playwright`; Debian's Chromium, never
+a downloaded browser).
+"""
+import json
+import math
+import os
+import re
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import sync_playwright
+
+BASE = re.sub(r"/+$", "", os.environ.get("QJOBS_URL", ""))
+TOKEN = os.environ.get("QJOBS_TOKEN", "")
+SHOTS = os.environ.get("SCREENSHOT_DIR") or "browser-screenshots"
+CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
+
+T0 = time.monotonic()
+
+
+def elapsed():
+    return f"{time.monotonic() - T0:.1f}s"
+
+
+def shot(name):
+    return os.path.join(SHOTS, name)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def err(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def passed(msg):
+    log(f"ok   [{elapsed()}] {msg}")
+
+
+def info(msg):
+    log(f"     [{elapsed()}] {msg}")
+
+
+# ---- assertions (node:assert/strict's, with the same messages) ----
+# Raised explicitly, not with `assert`, so that python -O keeps them.
+
+def ok(value, msg=None):
+    if not value:
+        raise AssertionError(msg or f"The expression evaluated to a falsy value:\n\n  {value!r}\n")
+
+
+def equal(actual, expected, msg=None):
+    if actual != expected:
+        raise AssertionError(msg or f"Expected values to be strictly equal:\n\n{actual!r} !== {expected!r}\n")
+
+
+def match(text, pattern, msg=None, flags=0):
+    if re.search(pattern, text, flags) is None:
+        raise AssertionError(msg or f"The input did not match the regular expression /{pattern}/. "
+                                    f"Input:\n\n{text!r}\n")
+
+
+def num(s):
+    """JavaScript's Number() of an attribute value (null and '' are 0)."""
+    if s is None or not s.strip():
+        return 0
+    try:
+        v = float(s)
+    except ValueError:
+        return math.nan
+    return int(v) if v.is_integer() else v
+
+
+def secs(ms):
+    v = ms / 1000
+    return str(int(v)) if v.is_integer() else str(v)
+
+
+def enc(s):
+    """encodeURIComponent."""
+    return urllib.parse.quote(s, safe="!~*'()")
+
+
+# ---- job specs (paths relative to the repository root) ----
+
+EVAL = [
+    "eval:",
+    "  tasks:",
+    "    - type: ppl",
+    "      name: kjv-heldout",
+    '      data_path: "examples/data/kjv/test.jsonl"',
+    "      seqlen: 256",
+    "      batch_size: 4",
+]
+
+
+def quick_spec(wbit):
+    return "\n".join([
+        "# browser test: RTN on the example model",
+        'MODEL: "examples/kjv-llama"',
+        "ALGORITHM: RTN",
+        'JOB_ID: "browser-rtn"',
+        "llm:",
+        "  RTN:",
+        f"    W_BIT: {wbit}",
+        "    Q_GROUP_SIZE: 32",
+        "    ZERO_POINT: true",
+        *EVAL,
+        "",
+    ])
+
+
+W8_SPEC = "\n".join([
+    "# browser test: RTN W8, symmetric, one scale per output channel",
+    'MODEL: "examples/kjv-llama"',
+    "ALGORITHM: RTN",
+    'JOB_ID: "browser-rtn-w8"',
+    "llm:",
+    "  RTN:",
+    "    W_BIT: 8",
+    "    Q_GROUP_SIZE: -1",
+    "    ZERO_POINT: false",
+    *EVAL,
+    "",
+])
+
+# Slow enough to be cancelled while RUNNING: GPTQ with a full calibration
+# set and long windows, then perplexity.
+SLOW_SPEC = "\n".join([
+    "# browser test: a job that runs long enough to be cancelled",
+    'MODEL: "examples/kjv-llama"',
+    "ALGORITHM: GPTQ",
+    'JOB_ID: "browser-slow"',
+    "MAX_ATTEMPTS: 1",
+    "llm:",
+    "  GPTQ:",
+    "    W_BIT: 4",
+    "    Q_GROUP_SIZE: 32",
+    "calibration:",
+    '  data_path: "examples/data/kjv/calib.jsonl"',
+    "  n_samples: 128",
+    "  seqlen: 512",
+    *EVAL,
+    "",
+])
+
+# ---- API access from Python ----
+
+# No proxy from the environment: the server is on 127.0.0.1 (as with node's
+# fetch, which ignores http_proxy). 300 s: undici's (node's fetch) default.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+HTTP_TIMEOUT_S = 300
+
+
+def http(path, method="GET", body=None, headers=None):
+    """(status, text); a 4xx/5xx answer is a result, not an exception."""
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(BASE + path, data=data, method=method, headers=headers or {})
+    try:
+        with _opener.open(req, timeout=HTTP_TIMEOUT_S) as res:
+            return res.status, res.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, e.read().decode("utf-8", "replace")
+
+
+def api_call(path, method="GET", body=None, headers=None):
+    status, text = http(path, method, body, {"Authorization": f"Bearer {TOKEN}", **(headers or {})})
+    try:
+        js = json.loads(text)
+    except ValueError:
+        js = None  # not JSON
+    return {"status": status, "json": js, "text": text}
+
+
+def submit_via_api(spec):
+    r = api_call("/jobs", method="POST", body=spec, headers={"Content-Type": "application/yaml"})
+    ok(r["status"] in (201, 200), f"POST /jobs answered {r['status']}: {r['text']}")
+    ok(isinstance(r["json"], dict) and r["json"].get("id"), f"POST /jobs gave no id: {r['text']}")
+    return r["json"]["id"]
+
+
+def wait_job_state(job_id, wanted, timeout_ms):
+    deadline = time.monotonic() + timeout_ms / 1000
+    last = None
+    while time.monotonic() < deadline:
+        r = api_call(f"/jobs/{enc(job_id)}")
+        equal(r["status"], 200, f"GET /jobs/{job_id} answered {r['status']}: {r['text']}")
+        last = r["json"] or {}
+        if last.get("state") in wanted:
+            return last
+        if last.get("state") in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            raise RuntimeError(f"job {job_id} ended {last['state']} while waiting for {'/'.join(wanted)}: "
+                               f"{last.get('error_type') or ''} {last.get('error') or ''}")
+        time.sleep(0.25)
+    raise RuntimeError(f"job {job_id} not {'/'.join(wanted)} within {secs(timeout_ms)}s "
+                       f"(last state {last.get('state') if last else None})")
+
+
+def line_of(text, needle):
+    return next((i + 1 for i, line in enumerate(text.split("\n")) if needle in line), 0)
+
+
+# ---- the test ----
+
+def run(page, page_errors):
+    def go_hash(h):
+        page.evaluate("(h) => { location.hash = h; }", h)
+
+    def job_state_on_page():
+        return page.get_attribute('[data-testid="job-header"] [data-testid="job-state"]', "data-state")
+
+    running_shot = False
+
+    # ---- 1. token ----
+    js, _ = http("/ui/app.js")
+    equal(js, 200, f"GET /ui/app.js without a token answered {js}")
+    css, _ = http("/ui/style.css")
+    equal(css, 200, f"GET /ui/style.css without a token answered {css}")
+    no_tok, _ = http("/jobs")
+    equal(no_tok, 401, f"GET /jobs without a token answered {no_tok}, expected 401")
+
+    page.goto(f"{BASE}/")
+    msg = page.locator('[data-testid="auth-message"]')
+    msg.wait_for(state="visible")
+    match(msg.inner_text(), r"token required", 'the header says "token required"', re.I)
+    match(page.locator('[data-testid="list-message"]').inner_text(), r"token required",
+          'the job list says "token required"', re.I)
+    equal(page.locator('[data-testid="jobs-empty"]').is_visible(), False, "no job list without a token")
+    passed('1a. without a token the list shows "token required"')
+
+    page.fill('[data-testid="token"]', TOKEN)
+    page.press('[data-testid="token"]', "Enter")
+    page.locator('[data-testid="jobs-empty"]').wait_for(state="visible")
+    msg.wait_for(state="hidden")
+    equal(page.evaluate("() => localStorage.getItem('qjobs_token')"), TOKEN, "token saved in localStorage")
+    equal(page.locator('[data-testid="job-row"]').count(), 0, "the list is empty")
+    passed("1b. with the token the (empty) job list loads and the token is saved")
+
+    # ---- 2. submit page: a problem, its position, the fix, submission ----
+    page.click('[data-testid="nav-submit"]')
+    editor = page.locator('[data-testid="spec-editor"]')
+    editor.wait_for()
+    bad = quick_spec(99)
+    wbit_line = line_of(bad, "W_BIT")
+    editor.fill(bad)
+    problem = page.locator('[data-testid="problems"] [data-testid="problem"]', has_text="llm.RTN.W_BIT")
+    problem.first.wait_for(state="visible", timeout=15000)
+    line = num(problem.first.get_attribute("data-line"))
+    column = num(problem.first.get_attribute("data-column"))
+    ptext = problem.first.inner_text()
+    equal(line, wbit_line, f"the problem names line {line}, W_BIT is on line {wbit_line} ({ptext})")
+    ok(f"{wbit_line}:" in ptext, f'the problem shows "line:column": {ptext}')
+    page.locator(".gutter div.bad", has_text=str(wbit_line)).first.wait_for()
+    ptext_flat = re.sub(r"\s+", " ", ptext)
+    passed(f'2a. invalid W_BIT reported as "{ptext_flat}"')
+
+    problem.first.click()
+    caret = editor.evaluate("""(ta) => {
+      const before = ta.value.slice(0, ta.selectionStart);
+      return { line: before.split('\\n').length, col: before.length - before.lastIndexOf('\\n'),
+               focused: document.activeElement === ta };
+    }""")
+    equal(caret["line"], wbit_line, f"clicking the problem puts the cursor on line {wbit_line}, got {caret['line']}")
+    if column > 0:
+        equal(caret["col"], column, f"cursor column {caret['col']}, the problem says {column}")
+    ok(caret["focused"], "the editor has the focus")
+    match(page.locator('[data-testid="cursor-pos"]').inner_text(), f"Ln {wbit_line},")
+    passed(f"2b. clicking the problem moves the cursor to {caret['line']}:{caret['col']}")
+
+    # A template from the server (jobctl init's) fills the editor and checks valid.
+    page.once("dialog", lambda d: d.accept())
+    page.select_option('[data-testid="template"]', "AutoAWQ")
+    page.wait_for_function(
+        """() => document.querySelector('[data-testid="spec-editor"]').value.includes('ALGORITHM: AutoAWQ')""")
+    page.locator('[data-testid="check-status"][data-state="valid"]').wait_for(timeout=15000)
+    passed("2c0. the AutoAWQ template loads from the server and checks valid")
+
+    # Uploading a .yaml fills the editor (the fixed spec, from a file).
+    page.set_input_files('[data-testid="spec-file"]',
+                         {"name": "job.yaml", "mimeType": "application/yaml", "buffer": quick_spec(4).encode()})
+    page.wait_for_function("""(want) => document.querySelector('[data-testid="spec-editor"]').value === want""",
+                           arg=quick_spec(4))
+    passed("2c1. an uploaded .yaml fills the editor")
+
+    status = page.locator('[data-testid="check-status"][data-state="valid"]')
+    status.wait_for(timeout=15000)
+    match(status.inner_text(), r"valid")
+    equal(page.locator('[data-testid="problem"]').count(), 0, "no problems left")
+    passed('2c. the fixed spec checks "valid"')
+
+    page.click('[data-testid="submit"]')
+    page.wait_for_function("() => location.hash.startsWith('#/jobs/')")
+    first_id = urllib.parse.unquote(page.evaluate("() => location.hash")[len("#/jobs/"):])
+    page.locator('[data-testid="job-header"] [data-testid="job-state"][data-state]').wait_for()
+    page.wait_for_function("""() => document.querySelector('[data-testid="job-id"]').textContent.length > 10""")
+    equal(page.locator('[data-testid="job-id"]').inner_text(), first_id)
+    passed(f"2d. submitted; on the job page of {first_id}")
+
+    # ---- 3. the job runs and succeeds; report and artifacts ----
+    deadline = time.monotonic() + 5 * 60
+    seen = []
+    state = None
+    while time.monotonic() < deadline:
+        state = job_state_on_page()
+        if state and (seen[-1] if seen else None) != state:
+            seen.append(state)
+            info(f"job page shows {state}")
+        if state == "RUNNING" and not running_shot:
+            page.locator('[data-testid="job-header"] [data-testid="progress-bar"]').wait_for(state="visible")
+            # the first poll may come before the worker's first progress report
+            try:
+                page.wait_for_function("""() => {
+                  const bar = document.querySelector('[data-testid="job-header"] [data-testid="progress-bar"]');
+                  return bar.dataset.percent !== '' || bar.dataset.state !== 'RUNNING';
+                }""", timeout=4000)
+            except PlaywrightError:
+                pass
+            time.sleep(0.4)  # the bar's width transition (0.3 s)
+            if job_state_on_page() == "RUNNING":
+                page.screenshot(path=shot("job-running.png"))
+                running_shot = True
+        if state in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            break
+        time.sleep(0.15)
+    if state != "SUCCEEDED":
+        try:
+            job_error = page.locator('[data-testid="job-error"]').inner_text()
+        except PlaywrightError:
+            job_error = ""
+        raise RuntimeError(f"job {first_id} ended {state} (seen {' → '.join(seen)}): {job_error}")
+    passed(f"3a. job {' → '.join(seen)}{' (job-running.png taken)' if running_shot else ''}")
+
+    report = page.locator('[data-testid="report"]')
+    report.locator("table").first.wait_for(timeout=20000)
+    report_text = report.inner_text()
+    ok("size on disk" in report_text, 'the report mentions "size on disk"')
+    equal(report.locator("script").count(), 0)
+    imgs = report.locator("img")
+    if imgs.count():
+        page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="report"] img')]
+          .every((i) => i.complete && i.naturalWidth > 0 && i.src.startsWith('blob:'))""", timeout=15000)
+        info(f"{imgs.count()} report image(s) loaded through blob URLs")
+    passed('3b. the Report section renders a table with "size on disk"')
+
+    for p in ("report.md", "model/model.safetensors"):
+        page.locator(f'[data-testid="artifact-row"][data-path="{p}"]').wait_for()
+    passed("3c. artifacts list report.md and model/model.safetensors")
+
+    with page.expect_download() as download_info:
+        page.click('[data-testid="artifact-link"][data-path="report.md"]')
+    download = download_info.value
+    equal(download.suggested_filename, "report.md")
+    body = Path(download.path()).read_text(encoding="utf-8")
+    ok(body.startswith("# qjobs report"),
+       f"downloaded report.md starts with {json.dumps(body[:40], ensure_ascii=False)}")
+    passed("3d. an artifact downloads with the bearer token (report.md)")
+
+    ok("W_BIT: 4" in page.locator('[data-testid="spec"]').inner_text(), "the Spec section shows the YAML")
+    ok(page.locator('[data-testid="events-table"] tr[data-type="state"]').count() >= 1, "state events listed")
+    ok(len(page.locator('[data-testid="log"]').inner_text().strip()) > 0, "the log is shown")
+    equal(page.locator('[data-testid="cancel"]').is_visible(), False, "no Cancel on a finished job")
+    equal(page.locator('[data-testid="delete"]').is_visible(), True, "Delete on a finished job")
+    passed("3e. spec, events and log sections are filled")
+
+    # a full-page capture clipped to the section: the sticky top bar stays
+    # at the top of the page instead of covering the section
+    page.evaluate("() => window.scrollTo(0, 0)")
+    box = report.bounding_box()
+    page.screenshot(path=shot("report.png"), full_page=True, clip=box)
+
+    # ---- 4. a slower job, cancelled from its page ----
+    slow_id = submit_via_api(SLOW_SPEC)
+    wait_job_state(slow_id, ["RUNNING"], 120000)
+    info(f"slow job {slow_id} is RUNNING")
+    go_hash(f"#/jobs/{enc(slow_id)}")
+    page.wait_for_function("""(id) => document.querySelector('[data-testid="job-id"]')?.textContent === id""",
+                           arg=slow_id)
+    cancel = page.locator('[data-testid="cancel"]')
+    cancel.wait_for(state="visible")
+    if not running_shot:
+        page.locator('[data-testid="job-header"] [data-testid="progress-bar"]').wait_for(state="visible")
+        try:
+            page.wait_for_function("""() => document.querySelector(
+              '[data-testid="job-header"] [data-testid="progress-bar"]').dataset.percent !== ''""", timeout=5000)
+        except PlaywrightError:
+            pass
+        time.sleep(0.4)  # the bar's width transition (0.3 s)
+        page.screenshot(path=shot("job-running.png"))
+        running_shot = True
+        info("job-running.png taken on the slow job")
+    equal(job_state_on_page(), "RUNNING", "the slow job is still RUNNING when Cancel is clicked")
+    cancel.click()
+    page.locator('[data-testid="job-header"] [data-testid="job-state"][data-state="CANCELLED"]').wait_for(
+        timeout=60000)
+    cancel.wait_for(state="hidden")
+    api = api_call(f"/jobs/{enc(slow_id)}")
+    equal((api["json"] or {}).get("state"), "CANCELLED")
+    passed("4. Cancel on the running slow job: it ends CANCELLED")
+
+    # ---- 5. a second quick job; list and compare ----
+    w8_id = submit_via_api(W8_SPEC)
+    wait_job_state(w8_id, ["SUCCEEDED"], 5 * 60 * 1000)
+    info(f"W8 job {w8_id} SUCCEEDED")
+
+    page.click('[data-testid="nav-jobs"]')
+    page.wait_for_function("""() => document.querySelectorAll('[data-testid="job-row"]').length >= 3""")
+    page.wait_for_function("""(ids) => ids.every((id) => document.querySelector(
+      `[data-testid="job-row"][data-id="${id}"][data-state="SUCCEEDED"]`))""", arg=[first_id, w8_id])
+    states = page.eval_on_selector_all('[data-testid="job-row"]', "(rows) => rows.map((r) => r.dataset.state)")
+    ok(len(set(states)) >= 2, f"the list shows jobs of different states: {', '.join(states)}")
+    first_row = page.locator(f'[data-testid="job-row"][data-id="{first_id}"]')
+    match(first_row.locator('[data-testid="progress-bar"]').inner_text(), r"100%")
+    page.screenshot(path=shot("list.png"))
+    passed(f"5a. the list shows {len(states)} jobs ({', '.join(states)})")
+
+    for job_id in (first_id, w8_id):
+        page.check(f'[data-testid="job-row"][data-id="{job_id}"] [data-testid="job-select"]')
+    page.click('[data-testid="compare-selected"]')
+    page.wait_for_function("() => location.hash.startsWith('#/compare?ids=')")
+    table = page.locator('[data-testid="compare-table"]').first
+    table.wait_for()
+    cmp = api_call(f"/compare?ids={enc(first_id)},{enc(w8_id)}")
+    equal(cmp["status"], 200, f"GET /compare answered {cmp['status']}: {cmp['text']}")
+    labels = [c["label"] for c in cmp["json"]["columns"]]
+    equal(len(labels), 2, "two columns")
+    head = table.locator("thead").inner_text()
+    for label in labels:
+        ok(label in head, f'the compare table header has "{label}": {head}')
+    ok("original" in head, 'the compare table has an "original" column')
+    match(table.inner_text(), r"size on disk")
+    points = page.locator('[data-testid="compare-chart"] [data-testid="chart-point"]')
+    points.first.wait_for()
+    n = points.count()
+    ok(n >= 3, f"the chart has {n} points, expected at least 3 (2 jobs + original)")
+    picked = page.eval_on_selector_all('[data-testid="pick"]:checked', "(cbs) => cbs.map((c) => c.dataset.id)")
+    ok(set(picked) == {first_id, w8_id}, "the picker has both jobs checked")
+    page.screenshot(path=shot("compare.png"), full_page=True)
+    quoted = ", ".join(f'"{label}"' for label in labels)
+    passed(f"5b. compare shows labels {quoted} and {n} chart points")
+
+    # ---- 6. delete the cancelled job from its page ----
+    go_hash(f"#/jobs/{enc(slow_id)}")
+    delete = page.locator('[data-testid="delete"]')
+    delete.wait_for(state="visible")
+    page.once("dialog", lambda d: d.accept())
+    delete.click()
+    page.wait_for_function("() => location.hash === '#/' || location.hash === ''")
+    page.wait_for_function("""(id) => !document.querySelector(`[data-testid="job-row"][data-id="${id}"]`) &&
+      document.querySelectorAll('[data-testid="job-row"]').length >= 2""", arg=slow_id)
+    gone = api_call(f"/jobs/{enc(slow_id)}")
+    equal(gone["status"], 404, f"the deleted job answers {gone['status']}")
+    passed("6. Delete (after confirm) removes the cancelled job and returns to the list")
+
+    equal(len(page_errors), 0, f"uncaught errors in the page: {'; '.join(e.message for e in page_errors)}")
+
+
+def main():
+    if not BASE or not TOKEN:
+        err("QJOBS_URL and QJOBS_TOKEN must be set (tests/browser/run.sh sets them)")
+        return 2
+    os.makedirs(SHOTS, exist_ok=True)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True,
+                                      reduced_motion="reduce")
+        page = context.new_page()
+        page.set_default_timeout(20000)
+        page_errors = []
+
+        def on_page_error(e):
+            page_errors.append(e)
+            err(f"page error: {e.message}")
+
+        page.on("pageerror", on_page_error)
+
+        exit_code = 0
+        try:
+            run(page, page_errors)
+            log(f"PASS: dashboard end-to-end test ({elapsed()}); screenshots in {SHOTS}")
+        except Exception:  # noqa: BLE001 -- every failure is reported, with a screenshot
+            exit_code = 1
+            err(f"FAIL [{elapsed()}]: {traceback.format_exc()}")
+            try:
+                page.screenshot(path=shot("failure.png"), full_page=True)
+                err(f"see {shot('failure.png')}")
+            except Exception:  # noqa: BLE001
+                pass
+        finally:
+            try:
+                browser.close()
+            except Exception:  # noqa: BLE001
+                pass
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
