@@ -86,6 +86,15 @@ foreach(_t headeronly c10 c10_cuda torch_cpu torch_cuda torch)
   endif()
 endforeach()
 
+# A pip torch's libtorch.so exports part of a newer libstdc++ it links in
+# statically (std::filesystem, std::chrono's time zones, string streams: 182
+# symbols in 2.11). Listed after it, the system's libstdc++ loses those names
+# to it, and the copies in libtorch.so crash (std::filesystem::remove_all
+# calls a null pointer). Everything that links libtorch therefore names
+# libstdc++ first, so that the standard library's own symbols win.
+set_property(TARGET torch APPEND PROPERTY INTERFACE_LINK_OPTIONS
+             "SHELL:-Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state")
+
 # The version, from the package's TorchConfigVersion.cmake.
 set(QJOBS_TORCH_VERSION "${Torch_VERSION}")
 set(QJOBS_TORCH_CUDA OFF)
