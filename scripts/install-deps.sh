@@ -14,7 +14,7 @@ packages=(
   libyaml-cpp-dev libboost1.81-dev libboost-url1.81-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev libcli11-dev libgtest-dev
   libpcre2-dev libicu-dev libcurl4-openssl-dev
-  wrk curl python3 python3-venv
+  wrk curl time python3 python3-venv
   clang libclang-rt-14-dev util-linux
   bible-kjv bible-kjv-text
   slurm-wlm slurm-client slurmdbd munge mariadb-server mariadb-client

@@ -1,10 +1,12 @@
 // qjobs-worker: runs one job attempt, or works with a model outside a job.
 //   qjobs-worker run SPEC.yaml --job-dir DIR
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 
 #include <ATen/Context.h>
 #include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
 
 #include "common/error.hpp"
 #include "jobs/model/random_model.hpp"
@@ -145,25 +147,37 @@ int main(int argc, char** argv) {
   // float32 means float32 on a GPU too (reference checks): no TF32 matmuls.
   at::globalContext().setAllowTF32CuBLAS(false);
   at::globalContext().setAllowTF32CuDNN(false);
-  if (*run) return qjobs::worker::run_job(spec, job_dir);
-  if (*gemm) return qjobs::worker::cmd_gemm(gm, gn, gk, gdtype, greps);
-  if (*tokenize) return qjobs::worker::cmd_tokenize(tok_dir, text, bos);
-  if (*logits) return qjobs::worker::cmd_logits(margs, tokens_file, out_file);
-  if (*ppl) return qjobs::worker::cmd_ppl(margs, data_file, seqlen, num_samples, batch_size);
-  if (*onnx) return qjobs::worker::cmd_onnx(margs.checkpoint, out_file, onnx_seq, onnx_ctx);
-  if (*gguf) return qjobs::worker::cmd_gguf(margs.checkpoint, gguf_type, out_file, gguf_readback, gguf_name);
-  if (*demo) return qjobs::worker::cmd_demo(margs, prompt, raw, max_new, temperature, top_p, seed);
-  if (*train_tok) return qjobs::worker::cmd_train_tokenizer(tt_data, tt_vocab, tt_out);
-  if (*train) return qjobs::worker::cmd_train(ta);
-  if (*init) {
-    try {
-      qjobs::model::write_random_llama(rm_out, rm);
-      std::cout << rm_out << "\n";
-      return 0;
-    } catch (const std::exception& e) {
-      std::cerr << "error: " << e.what() << "\n";
-      return 1;
+  const auto dispatch = [&]() -> int {
+    if (*run) return qjobs::worker::run_job(spec, job_dir);
+    if (*gemm) return qjobs::worker::cmd_gemm(gm, gn, gk, gdtype, greps);
+    if (*tokenize) return qjobs::worker::cmd_tokenize(tok_dir, text, bos);
+    if (*logits) return qjobs::worker::cmd_logits(margs, tokens_file, out_file);
+    if (*ppl) return qjobs::worker::cmd_ppl(margs, data_file, seqlen, num_samples, batch_size);
+    if (*onnx) return qjobs::worker::cmd_onnx(margs.checkpoint, out_file, onnx_seq, onnx_ctx);
+    if (*gguf) return qjobs::worker::cmd_gguf(margs.checkpoint, gguf_type, out_file, gguf_readback, gguf_name);
+    if (*demo) return qjobs::worker::cmd_demo(margs, prompt, raw, max_new, temperature, top_p, seed);
+    if (*train_tok) return qjobs::worker::cmd_train_tokenizer(tt_data, tt_vocab, tt_out);
+    if (*train) return qjobs::worker::cmd_train(ta);
+    if (*init) {
+      try {
+        qjobs::model::write_random_llama(rm_out, rm);
+        std::cout << rm_out << "\n";
+        return 0;
+      } catch (const std::exception& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 1;
+      }
     }
-  }
-  return 2;
+    return 2;
+  };
+  const int rc = dispatch();
+  // Leave without running static destructors: libtorch's CUDA libraries
+  // page in about 120 MB at teardown (a CUDA build on any machine), which
+  // would make the process's peak RSS (what Slurm and ru_maxrss see) larger
+  // than any moment of the job. Output is flushed first; every file the
+  // worker writes is closed (and renamed into place) before this point.
+  std::cout.flush();
+  std::cerr.flush();
+  spdlog::shutdown();
+  std::_Exit(rc);
 }
