@@ -8,9 +8,12 @@ original weight (q and k rows in llama.cpp's interleaved RoPE order).
     python check.py FILE.gguf CHECKPOINT_DIR TYPE(q8_0|q4_0)
 """
 import json
-import struct
 import sys
 from pathlib import Path
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import st_read  # noqa: E402  (tests/tools)
 
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFReader
@@ -28,21 +31,6 @@ FILE_TYPES = {"q8_0": 7, "q4_0": 2}  # llama_ftype MOSTLY_Q8_0, MOSTLY_Q4_0
 def check(cond, msg):
     if not cond:
         raise AssertionError(msg)
-
-
-def read_safetensors(path):
-    """name -> float32 array, from the raw file (F32 only)."""
-    raw = Path(path).read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        check(info["dtype"] == "F32", f"{name}: {info['dtype']}, expected F32")
-        a, b = info["data_offsets"]
-        out[name] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype="<f4").reshape(info["shape"])
-    return out
 
 
 def main():
@@ -74,7 +62,7 @@ def main():
     check(md["tokenizer.ggml.bos_token_id"] == bos, f"bos {md['tokenizer.ggml.bos_token_id']} != {bos}")
     print(f"ok metadata: llama, {len(tokens)} tokens, {len(md['tokenizer.ggml.merges'])} merges")
 
-    original = read_safetensors(ckpt / "model.safetensors")
+    original = st_read.read_f32(ckpt / "model.safetensors")
     layers = config["num_hidden_layers"]
     want = 2 + layers * 9 + (0 if config.get("tie_word_embeddings") else 1)
     check(len(reader.tensors) == want, f"tensor count {len(reader.tensors)}, want {want}")

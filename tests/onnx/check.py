@@ -9,28 +9,16 @@ with onnx.checker (full check) at opset 17.
 Exits 1 when max|onnx - qjobs| / max|qjobs| exceeds TOLERANCE on either call.
 """
 import json
-import struct
 import sys
 from pathlib import Path
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import st_read  # noqa: E402  (tests/tools)
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-
-
-def read_safetensors(path):
-    raw = Path(path).read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] != "F32":
-            raise ValueError(f"{name}: {info['dtype']}")
-        a, b = info["data_offsets"]
-        out[name] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype="<f4").reshape(info["shape"])
-    return out
 
 
 def main():
@@ -49,7 +37,7 @@ def main():
     tokens = json.loads(Path(tokens_path).read_text())
     if len(tokens) != 2 * ar:
         raise ValueError(f"expected {2 * ar} tokens, got {len(tokens)}")
-    ref = read_safetensors(logits_path)["logits"][0]  # [2AR, V]
+    ref = st_read.read_f32(logits_path)["logits"][0]  # [2AR, V]
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -112,16 +112,8 @@ TEST_P(FusedAttentionReference, EqualsEager) {
   expect_fused_equals_eager(dir, ids, 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, FusedAttentionReference,
-                         ::testing::Values("models/stories260K", "models/tiny-llama3", "models/tiny-qwen2",
-                                           "models/tiny-mistral", "families/tiny-mixtral", "families/tiny-qwen2-moe",
-                                           "families/tiny-phi3", "families/tiny-gemma2", "families/tiny-qwen3"),
-                         [](const auto& info) {
-                           std::string n = info.param.substr(info.param.find('/') + 1);
-                           for (auto& c : n)
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Models, FusedAttentionReference, ::qjobs::testing::reference_models(),
+                         ::qjobs::testing::reference_model_name);
 
 }  // namespace
 }  // namespace qjobs::model

@@ -69,15 +69,8 @@ TEST_P(ModelReference, BatchedEqualsOneAtATimeAndCacheEqualsFullForward) {
   EXPECT_LE((stepped - full).abs().max().item<double>() / full.abs().max().item<double>(), 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, ModelReference,
-                         ::testing::Values("models/stories260K", "models/tiny-llama3", "models/tiny-qwen2",
-                                           "models/tiny-mistral", "families/tiny-mixtral", "families/tiny-qwen2-moe",
-                                           "families/tiny-phi3", "families/tiny-gemma2", "families/tiny-qwen3"),
-                         [](const auto& info) {
-                           std::string n = info.param.substr(info.param.find('/') + 1);
-                           for (auto& c : n) if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Models, ModelReference, ::qjobs::testing::reference_models(),
+                         ::qjobs::testing::reference_model_name);
 
 TEST(ModelReferenceRope, Llama3InverseFrequencies) {
   QJOBS_REQUIRE_REFERENCE(ref);
