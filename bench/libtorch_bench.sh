@@ -105,7 +105,7 @@ try:
 except OSError:
     print(f"| {sys.argv[2]} | {sys.argv[3]} | FAILED | | | | |"); sys.exit()
 ev, st = r["eval"], r["stage_seconds"]
-task = next(iter(ev["quantized"]))
+task = next(t for t, v in ev["quantized"].items() if "ppl" in v)
 print(f"| {sys.argv[2]} | {sys.argv[3]} | {ev['original'][task]['ppl']:.6f} | {ev['quantized'][task]['ppl']:.6f} | "
       f"{st.get('quantize', 0):.1f} | {st.get('package', 0):.1f} | {st.get('evaluate', 0):.1f} |")
 PY
