@@ -6,7 +6,10 @@
 # attention, the default) and with --attention eager, and OLD_WORKER when
 # given (a qjobs-worker built before this change against Debian's libtorch
 # 1.13: `git worktree add /tmp/old a47ab03` and a -DQJOBS_WORKER_ONLY=ON
-# build there). For each:
+# build there with Debian's libtorch-dev; where a CUDA toolkit is installed,
+# that commit's jobs/model/device.cpp needs its CUDA branch turned off by hand
+# (its __has_include test mistook the toolkit's headers for a CUDA
+# libtorch's). For each:
 #   1. perplexity throughput on a Llama-shaped random model (hidden 1024,
 #      8 layers, 16 heads / 4 KV heads, intermediate 2816; 4 windows of 1024
 #      tokens), float32 and bfloat16;
