@@ -84,6 +84,13 @@ if [[ -z "$worker" ]]; then
 fi
 worker="$(cd "$(dirname "$worker")" && pwd)/$(basename "$worker")"
 log "worker: $worker"
+# A worker built elsewhere and carried here (--worker) runs on this machine's
+# torch wheel: its libtorch and CUDA libraries come before the paths it was
+# linked with, which need not exist here.
+if torch_pkg="$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)"; then
+  nv="$(ls -d "$torch_pkg"/../nvidia/cu*/lib 2>/dev/null | paste -sd: -)"
+  export LD_LIBRARY_PATH="$torch_pkg/lib${nv:+:$nv}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 # The libtorch it runs on must be the wheel CI builds with
 # (scripts/requirements.txt), and on a GPU run CUDA must be usable.
 "$worker" --version | tee "$out/version.txt"

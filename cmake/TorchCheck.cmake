@@ -95,6 +95,12 @@ endforeach()
 set_property(TARGET torch APPEND PROPERTY INTERFACE_LINK_OPTIONS
              "SHELL:-Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state")
 
+# The CUDA runtime the binaries name directly (torch::cudart) is found beside
+# the wheel's own (site-packages/nvidia/cuXX/lib) when no system toolkit's
+# directory holds it, as on a GPU machine with only pip's torch.
+file(GLOB _qjobs_nvidia_libs LIST_DIRECTORIES true "${QJOBS_TORCH_PREFIX}/../nvidia/cu*/lib")
+list(APPEND CMAKE_BUILD_RPATH ${_qjobs_nvidia_libs})
+
 # The version, from the package's TorchConfigVersion.cmake.
 set(QJOBS_TORCH_VERSION "${Torch_VERSION}")
 set(QJOBS_TORCH_CUDA OFF)
