@@ -874,6 +874,12 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
       v.add(param_at({"DESC_ACT"}).first, param_at({"DESC_ACT"}).second,
             "the ONNX graph's weight groups are consecutive columns: DESC_ACT needs STATIC_GROUPS: true for EXPORT_FORMAT onnx");
   }
+  if (spec.export_format == "compressed-tensors" && quantizes && spec.params.value("DESC_ACT", false) &&
+      !spec.params.value("STATIC_GROUPS", false) && spec.warnings.size() < kMaxSpecIssues)
+    spec.warnings.push_back("DESC_ACT: compressed-tensors (0.13 on) and current vLLM read act-order only as actorder "
+                            "\"weight\", groups in column order: the job runs act-order with STATIC_GROUPS: true. Set "
+                            "it to say so (and to make a fake_quant twin the same model); EXPORT_FORMAT: gptq keeps a "
+                            "per-column g_idx, which vLLM's gptq_marlin serves");
   if (algo != nullptr && algo->name == "SequentialMSE" && spec.params.value("LPBQ", false) &&
       spec.params.value("ZERO_POINT", true))
     v.add(param_at({"LPBQ"}).first, param_at({"LPBQ"}).second, "LPBQ is symmetric: set ZERO_POINT: false");

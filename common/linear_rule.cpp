@@ -34,7 +34,10 @@ LinearRule linear_rule(const std::string& linear, const json& params) {
 std::vector<ExportFinding> check_export_shapes(const std::string& algorithm, const std::string& format, const json& params,
                                                const json& config) {
   std::vector<ExportFinding> out;
-  if (format == "fake_quant" || algorithm == "Evaluate") return out;
+  if (algorithm == "Evaluate") return out;
+  // fake_quant holds any shape; only the ragged-width rule, which every form
+  // follows, is said for it.
+  const bool fake = format == "fake_quant";
   const auto num = [&](const char* key, int64_t def) -> int64_t {
     return config.contains(key) && config[key].is_number_integer() ? config[key].get<int64_t>() : def;
   };
@@ -80,14 +83,14 @@ std::vector<ExportFinding> check_export_shapes(const std::string& algorithm, con
       const auto r = linear_rule(name, params);
       if (r.skip) continue;
       const std::string widths = std::to_string(in) + " inputs";
-      if (fp4) {
+      if (fp4 && !fake) {
         const int64_t block = fp4_name == "NVFP4" ? 16 : 32;
         if (in % block != 0)
           add(kind, l, true, fp4_name + " packs blocks of " + std::to_string(block) + " inputs; " + kind + " has " + widths +
                                  ": keep it in full precision with a LAYER_OVERRIDES entry {pattern: \"*." + kind + "\", SKIP: true}");
         continue;
       }
-      if (!int_weights) continue;
+      if (fp4 || !int_weights) continue;
       if (format == "gguf") {
         if (in % 32 != 0)
           add(kind, l, true, "GGUF's Q4_0 / Q8_0 blocks hold 32 inputs; " + kind + " has " + widths +
@@ -96,11 +99,12 @@ std::vector<ExportFinding> check_export_shapes(const std::string& algorithm, con
       }
       const int64_t g = lmquant ? lm_group : r.group_size;
       const bool ragged = g > 0 && in > g && in % g != 0;
-      if (format == "compressed-tensors" || format == "onnx") {
+      if (format == "compressed-tensors" || format == "onnx" || fake) {
         if (ragged)
           add(kind, l, false, kind + " has " + widths + ", not a multiple of Q_GROUP_SIZE " + std::to_string(g) +
-                                  ": it is quantized per output channel (its own compressed-tensors config group, as vLLM "
-                                  "serves; per-channel ONNX encodings); no ragged group is written");
+                                  ": it is quantized per output channel in every export form (its own "
+                                  "compressed-tensors config group, as vLLM serves; per-channel ONNX encodings; "
+                                  "fake_quant the same), so no ragged group is written");
       } else if (format == "awq" || format == "gptq") {
         const int per = 32 / std::max(r.bits, 1);
         if (ragged)

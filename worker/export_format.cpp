@@ -95,7 +95,10 @@ void write_safetensors_model(const ExportInputs& in, const SafetensorsLayout& la
   // so the recipe is recorded under qjobs' own key instead.
   json config = ckpt.config();
   config.merge_patch(q.config_patch);
+  // A recipe the source checkpoint carried is not this model's.
   config.erase("quantization_config");
+  config.erase("qjobs_quantization");
+  config.merge_patch(layout.config_extra);
   config[packed ? "quantization_config" : "qjobs_quantization"] = qc;
   write_file_atomic(out / "config.json", config.dump(2));
   for (const auto& f : ckpt.companion_files()) fs::copy_file(f, out / f.filename(), fs::copy_options::overwrite_existing);

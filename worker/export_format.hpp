@@ -57,9 +57,10 @@ struct ExportFormat {
   // The algorithm stores quantized Linears in their integer / W8A8 / FP4
   // form only (no float copy): the format packs them.
   bool packed = false;
-  // The format holds no ragged last group: Linears whose width the group
-  // size does not divide are quantized per output channel instead.
-  bool whole_groups = false;
+  // The format has no per-column group map (g_idx) current engines read:
+  // GPTQ's act-order keeps its groups in column order (STATIC_GROUPS,
+  // compressed-tensors' actorder "weight"); the submission says so.
+  bool column_order_groups = false;
   // Before quantizing: throws Error(invalid_input) naming what the format
   // cannot hold of a model of `config` (its layout), so no work is wasted.
   void (*check)(const JobSpec& spec, const model::ModelConfig& config) = nullptr;
@@ -100,6 +101,9 @@ struct SafetensorsLayout {
   std::function<std::size_t()> finish_count;     // tensors finish() will add
   std::function<void(const PutTensor& put)> finish;
   std::size_t room_per_tensor = 1;
+  // Top-level config.json keys written beside quantization_config (what the
+  // format's schema has no field for: qjobs_quantization).
+  nlohmann::json config_extra = nlohmann::json::object();
 };
 
 // Writes q's model into dir.model_dir() (replaced first) as safetensors

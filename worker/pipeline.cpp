@@ -307,9 +307,16 @@ void quantize_stage(JobRun& r) {
   qin.state_dir = r.dir.root() / "calib_state";
   qin.keep_float_weights = !r.format->packed;
   qin.packed_export = r.format->packed;
-  if (r.format->whole_groups) {
-    // The format holds no ragged last group: such Linears get their own
-    // per-channel scheme (the submission warned about them).
+  if (r.format->column_order_groups && qin.params.value("DESC_ACT", false) && !qin.params.value("STATIC_GROUPS", false)) {
+    qin.params["STATIC_GROUPS"] = true;
+    spdlog::info("act-order with static groups: {} has no per-column group map (actorder \"weight\")", r.format->name);
+  }
+  {
+    // One rule for ragged widths in every export form, so that a packed
+    // checkpoint and its fake_quant twin are the same model: no format
+    // holds a short last group (vLLM, compressed-tensors, ONNX encodings),
+    // so a Linear whose width the group size does not divide is quantized
+    // per output channel, whatever the form (the submission warned).
     std::map<std::string, int64_t> widths;
     for (const auto& name : model::quantized_linear_weights(*r.config))
       if (ckpt.has(name)) widths[name.substr(0, name.size() - 7)] = ckpt.info(name).shape.back();

@@ -115,12 +115,18 @@ bool trivial_groups(const IntWeight& w) {
 
 }  // namespace
 
-LinearScheme int_scheme(const IntWeight& w) {
+LinearScheme int_scheme(const IntWeight& w, bool act_order) {
+  if (!trivial_groups(w))
+    throw Error(ErrorKind::invalid_input,
+                "a per-column group map (GPTQ act-order without static groups, compressed-tensors' removed actorder "
+                "\"group\") is read by no current compressed-tensors or vLLM: quantize with STATIC_GROUPS: true "
+                "(actorder \"weight\") or export as gptq");
   const bool symmetric = at::equal(w.zeros.to(at::kCPU), at::full_like(w.zeros.to(at::kCPU), 1 << (w.bits - 1)));
   const bool channel = w.scales.size(1) == 1;
   auto wq = args(w.bits, "int", symmetric, channel ? "channel" : "group",
                  channel ? nlohmann::json(nullptr) : nlohmann::json(w.group_size), false, "minmax");
-  if (!trivial_groups(w)) wq["actorder"] = "group";
+  // Act-order calibration with groups in column order: nothing to apply at run time.
+  if (act_order) wq["actorder"] = "weight";
   return {wq, nullptr, "pack-quantized"};
 }
 
@@ -192,7 +198,8 @@ nlohmann::json compressed_tensors_config(const std::map<std::string, LinearSchem
   for (const auto& g : groups)
     if (g.first->format != format) format = "mixed-precision";
   nlohmann::json ign = nlohmann::json::array({"lm_head"});
-  for (const auto& i : ignore) ign.push_back(i);
+  for (const auto& i : ignore)
+    if (i != "lm_head") ign.push_back(i);
   return {{"quant_method", "compressed-tensors"}, {"format", format},       {"quantization_status", "compressed"},
           {"config_groups", cg},                 {"ignore", ign},          {"kv_cache_scheme", kv_cache_scheme},
           {"global_compression_ratio", nullptr}};
@@ -200,8 +207,5 @@ nlohmann::json compressed_tensors_config(const std::map<std::string, LinearSchem
 
 nlohmann::json fp8_kv_cache_args() { return args(8, "float", true, "tensor", nullptr, false, "minmax"); }
 
-nlohmann::json int_kv_cache_args(int bits, int64_t group) {
-  return args(bits, "int", false, "attn_head", group > 0 ? nlohmann::json(group) : nlohmann::json(nullptr), true, nullptr);
-}
 
 }  // namespace qjobs::exporter

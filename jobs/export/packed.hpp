@@ -25,7 +25,9 @@
 //        {p}.weight_shape      int64 [2] = {out, in}
 //        {p}.weight_zero_point int32 [out*b/32, groups] asymmetric only: z_s + 2^(b-1)
 //                                        packed along the output dimension
-//        {p}.weight_g_idx      int32 [in] only with act-order
+//        {p}.weight_g_idx      int32 [in] read only (actorder "group", written
+//                                        by older tools); qjobs writes act-order
+//                                        as actorder "weight": groups in column order
 //        w = (q_s - z_s) * s. 4 or 8 bits; symmetric when every zero is 2^(b-1).
 //   compressed-tensors W8A8, format "float-quantized" (FP8 E4M3) or
 //        "int-quantized" (int8, symmetric):
@@ -47,7 +49,9 @@
 // one of `config_groups` (its scheme: weights, input activations, format).
 // Written: one group targeting "Linear" when every quantized Linear has the
 // same scheme, else one group per scheme listing its Linears by exact name
-// and the top-level format "mixed-precision". Read: a Linear takes the group
+// and the top-level format "mixed-precision"; every other Linear of the
+// model (lm_head, routers, skipped ones) by name in `ignore`, so each Linear
+// is in exactly one group or in `ignore`. Read: a Linear takes the group
 // that names it exactly, else one whose "re:" pattern matches it from the
 // start, else one targeting "Linear"; `ignore` (same matching) wins.
 #pragma once
@@ -100,7 +104,10 @@ struct LinearScheme {
   nlohmann::json input_activations;  // null: weight-only
   std::string format;                // pack-quantized, int-quantized, float-quantized, nvfp4-/mxfp4-pack-quantized
 };
-LinearScheme int_scheme(const IntWeight& w);
+// `act_order`: calibrated in act-order with static groups (actorder
+// "weight"). Throws Error(invalid_input) for a per-column group map (g_idx),
+// which compressed-tensors >= 0.13 and current vLLM no longer read.
+LinearScheme int_scheme(const IntWeight& w, bool act_order);
 LinearScheme w8a8_scheme(bool is_float, const std::string& weight_strategy);
 LinearScheme fp4_scheme(const Fp4Weight& w);
 // The input_activations arguments of a simulated activation quantizer
@@ -113,9 +120,10 @@ nlohmann::json activation_args(const model::ActQuant& a);
 nlohmann::json compressed_tensors_config(const std::map<std::string, LinearScheme>& schemes,
                                          const std::vector<std::string>& ignore, const nlohmann::json& kv_cache_scheme);
 // The kv_cache_scheme arguments: FP8 E4M3 per tensor (static k_scale /
-// v_scale), or integer `bits` asymmetric per token and head (dynamic; QoQ's
-// KV4, which vLLM does not serve: it serves FP8 KV caches only).
+// v_scale). An integer KV cache (QoQ's KV4: asymmetric per token and head,
+// dynamic) has no form compressed-tensors' schema accepts (dynamic needs a
+// token, tensor or group strategy) and no engine serves; the worker records
+// it under config.json's qjobs_quantization instead.
 nlohmann::json fp8_kv_cache_args();
-nlohmann::json int_kv_cache_args(int bits, int64_t group);
 
 }  // namespace qjobs::exporter

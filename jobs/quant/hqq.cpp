@@ -56,7 +56,9 @@ HqqResult hqq_quantize(const at::Tensor& w_in, int bits, int64_t group_size, boo
   // grid (what every packed format stores), codes taken again against them.
   const auto z = at::clamp(at::round(best_zero), 0, maxq);
   const auto codes = at::clamp(at::round(W * scale + z), 0, maxq);
-  r.weight = ((codes - z) / scale).reshape({rows, cols});
+  // Dequantized as every reader of the packed form does, (q - z) * (1 / scale):
+  // the fake_quant twin is the packed model to the last bit.
+  r.weight = ((codes - z) * (1.0 / scale)).reshape({rows, cols});
   numeric::IntWeight iw;
   iw.bits = bits;
   iw.group_size = g;

@@ -286,11 +286,12 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
   };
   const int64_t rep = mc.heads / mc.kv_heads;
   const auto wplan = [&](const std::string& full) { return plan_for(full, flat, RangeMode::min_max); };
-  // A packed export holds no ragged last group: a width the group size does
-  // not divide (down_proj's 352 at g128) is quantized per output channel.
+  // No export form holds a ragged last group: a width the group size does
+  // not divide (down_proj's 352 at g128) is quantized per output channel,
+  // packed or fake_quant alike (the pipeline's rule; issue 27).
   const auto group_of = [&](const LinearPlan& plan, int64_t cols) {
     const int64_t g = effective_group(plan.cfg.group_size, cols);
-    return in.packed_export && cols % g != 0 ? cols : g;
+    return cols % g != 0 ? cols : g;
   };
   // Output error of a consumer Linear with its inputs divided and its
   // columns multiplied by S [in], both quantized as they will be.

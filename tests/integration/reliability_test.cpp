@@ -423,7 +423,15 @@ TEST_F(ReliabilityTest, SmallerHoles) {
   const std::string id = json::parse(r.body)["id"];
   EXPECT_EQ(id.size(), std::string("20261201-203000-0123456789abcdef").size()) << id;
   wait_worker(id, ud);
-  fs::remove_all(ud / "jobs" / id);
+  // The folder goes away in one step (a rename out of jobs/), as a user's
+  // `rm -rf` would look to the server; the worker may still be writing into
+  // the moved folder (open log files), so it is removed until it stays gone.
+  fs::rename(ud / "jobs" / id, root_ / "removed-job");
+  EXPECT_TRUE(wait_until([&] {
+    std::error_code ec;
+    fs::remove_all(root_ / "removed-job", ec);
+    return !ec && !fs::exists(root_ / "removed-job");
+  }, 30s));
   json job;
   EXPECT_TRUE(wait_until([&] { job = server.job(id, "tok-1"); return terminal_state(job["state"]); }, 120s));
   EXPECT_EQ(job["state"], "FAILED") << job.dump();

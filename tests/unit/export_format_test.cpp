@@ -40,7 +40,9 @@ TEST(ExportFormats, OneCompleteRowPerFormatTheSpecAccepts) {
   // What the quantize stage keeps as floats follows the row.
   EXPECT_FALSE(export_fake_quant().packed);
   EXPECT_TRUE(export_compressed_tensors().packed);
-  EXPECT_TRUE(export_compressed_tensors().whole_groups);
+  // Only compressed-tensors has no per-column group map (act-order runs with static groups).
+  EXPECT_TRUE(export_compressed_tensors().column_order_groups);
+  EXPECT_FALSE(export_gptq().column_order_groups);
   EXPECT_FALSE(export_gguf().packed);
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "common/error.hpp"
 #include "jobs/export/packed.hpp"
 #include "jobs/model/act_quant.hpp"
 #include "jobs/model/quantized_checkpoint.hpp"
@@ -123,12 +124,13 @@ TEST(W4a8, PacksASmallMatrixAsWrittenByHand) {
   // Zero points 4..11 along the outputs: 0xBA987654.
   EXPECT_EQ(ints(t.at("weight_zero_point")), (std::vector<int>{static_cast<int>(0xBA987654u)}));
   // The W4A8 scheme: these weights with int8 per-token dynamic inputs.
-  auto s = exporter::int_scheme(iw);
+  auto s = exporter::int_scheme(iw, false);
   model::ActQuant a;
   a.kind = model::ActQuant::Kind::int_token;
   a.bits = 8;
   s.input_activations = exporter::activation_args(a);
-  const auto qc = exporter::compressed_tensors_config({{"model.layers.0.mlp.up_proj", s}}, {}, exporter::int_kv_cache_args(4, 0));
+  const auto qc = exporter::compressed_tensors_config({{"model.layers.0.mlp.up_proj", s}}, {"lm_head", "model.layers.0.mlp.gate_proj"},
+                                                      nullptr);
   const auto& g = qc["config_groups"]["group_0"];
   EXPECT_EQ(qc["format"], "pack-quantized");
   EXPECT_EQ(g["weights"]["strategy"], "channel");
@@ -136,7 +138,17 @@ TEST(W4a8, PacksASmallMatrixAsWrittenByHand) {
   EXPECT_EQ(g["input_activations"]["num_bits"], 8);
   EXPECT_EQ(g["input_activations"]["strategy"], "token");
   EXPECT_EQ(g["input_activations"]["dynamic"], true);
-  EXPECT_EQ(qc["kv_cache_scheme"]["num_bits"], 4);
+  EXPECT_EQ(g["weights"]["actorder"], nullptr);
+  // Every other Linear by name in ignore, lm_head once.
+  EXPECT_EQ(qc["ignore"], (nlohmann::json{"lm_head", "model.layers.0.mlp.gate_proj"}));
+  EXPECT_EQ(exporter::int_scheme(iw, true).weights["actorder"], "weight");
+  // A per-column group map (the removed actorder "group") is refused, not written.
+  auto shuffled = iw;
+  shuffled.group_size = 4;
+  shuffled.scales = at::full({8, 2}, 0.5f);
+  shuffled.zeros = at::full({8, 2}, 8, at::kInt);
+  shuffled.g_idx = at::tensor({1, 0, 1, 0, 1, 0, 1, 0}, at::kInt);
+  EXPECT_THROW(exporter::int_scheme(shuffled, true), Error);
   // And what reads it back simulates the same activations.
   const auto back = model::activation_from_args(g["input_activations"], 0);
   EXPECT_EQ(back.kind, model::ActQuant::Kind::int_token);

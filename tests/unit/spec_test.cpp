@@ -292,6 +292,13 @@ TEST(JobSpec, ExportIsPackedByDefaultAndCheckedAgainstTheModelShapes) {
   ASSERT_TRUE(ct.spec);
   ASSERT_EQ(ct.spec->warnings.size(), 1u);
   EXPECT_NE(ct.spec->warnings[0].find("per output channel"), std::string::npos);
+  // Issue 27: fake_quant follows the same rule (its twin is the same model),
+  // and says so; it still holds FP4 Linears of any width.
+  const auto fq = parse_job_spec(m + "ALGORITHM: RTN\nEXPORT_FORMAT: fake_quant\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n");
+  ASSERT_TRUE(fq.spec);
+  ASSERT_EQ(fq.spec->warnings.size(), 1u);
+  EXPECT_NE(fq.spec->warnings[0].find("per output channel in every export form"), std::string::npos) << fq.spec->warnings[0];
+  EXPECT_TRUE(parse_job_spec(m + "ALGORITHM: NVFP4\nEXPORT_FORMAT: fake_quant\n").spec);
   // QoQ g128 is ragged there too (the worker packs it per channel), gchn is not.
   const auto qoq = parse_job_spec(m + "ALGORITHM: LMQuant\nDATA_PATH: d.jsonl\nllm:\n  LMQuant:\n    quant_type: g128\n");
   ASSERT_TRUE(qoq.spec);

@@ -243,7 +243,7 @@ TEST(PackedExport, CompressedTensorsWithANarrowerLastGroupReadsBackExactly) {
   for (auto& [suffix, t] : exporter::pack(w, exporter::PackedFormat::compressed_tensors, at::kFloat)) tensors.push_back({p + "." + suffix, t, {}});
   fs::create_directories(dir / "m");
   model::save_safetensors(dir / "m" / "model.safetensors", tensors);
-  const auto qc = exporter::compressed_tensors_config({{p, exporter::int_scheme(w)}}, {}, nullptr);
+  const auto qc = exporter::compressed_tensors_config({{p, exporter::int_scheme(w, false)}}, {}, nullptr);
   std::ofstream(dir / "m" / "config.json") << json{{"quantization_config", qc}}.dump();
   const auto ckpt = model::Checkpoint::open(dir / "m");
   EXPECT_TRUE(at::equal(model::unpack_weight(ckpt, p, qc), w.dequantize()));

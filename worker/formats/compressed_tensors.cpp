@@ -2,8 +2,8 @@
 // Every quantized form has a scheme here: integer Linears pack-quantized
 // (with their simulated input quantizer as input_activations), W8A8 Linears
 // float- or int-quantized, NVFP4 / MXFP4 Linears pack-quantized in FP4; the
-// KV cache's scheme when the algorithm quantized it; routers and skipped
-// Linears in `ignore`.
+// KV cache's scheme when it is FP8 (an integer KV cache, which the schema
+// cannot hold, under qjobs_quantization); every other Linear in `ignore`.
 #include "worker/export_format.hpp"
 
 #include "jobs/export/packed.hpp"
@@ -11,10 +11,38 @@
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/mapped_file.hpp"
 
+#include <set>
+
 namespace qjobs::worker {
 namespace {
 
 using nlohmann::json;
+
+// The algorithm simulated an integer KV cache (QoQ's KV4).
+bool int_kv_cache(const ExportInputs& in) {
+  const auto& qc = in.q.quantization_config;
+  return qc.contains("kv_cache") && qc["kv_cache"].is_object() && qc["kv_cache"].value("kind", "none") == "int";
+}
+
+// Every Linear of the model that holds no quantized weight (skipped by
+// LAYER_OVERRIDES, routers, what an algorithm left out), by name: a loader
+// gives a Linear that is in no group and not ignored a scheme of a group
+// targeting "Linear" (transformers then leaves its weight on the meta
+// device) or refuses it (vLLM: "Unable to find matching target").
+std::vector<std::string> unquantized_linears(const ExportInputs& in,
+                                             const std::map<std::string, exporter::LinearScheme>& schemes) {
+  const auto config = model::ModelConfig::from_json(in.ckpt.config());
+  std::set<std::string> seen;
+  std::vector<std::string> out;
+  const auto add = [&](const std::string& name) {
+    if (!schemes.contains(name) && seen.insert(name).second) out.push_back(name);
+  };
+  for (const auto& w : model::quantized_linear_weights(config))
+    if (in.ckpt.has(w)) add(w.substr(0, w.size() - std::string(".weight").size()));
+  for (const auto& name : model::full_precision_linears(config)) add(name);
+  for (const auto& name : in.q.ignored) add(name);
+  return out;
+}
 
 // The simulated input quantizer of each Linear, as the algorithm recorded it.
 model::ActQuant act_of(const json& acts, const std::string& name) {
@@ -25,9 +53,12 @@ model::ActQuant act_of(const json& acts, const std::string& name) {
 json ct_config(const ExportInputs& in) {
   const auto& q = in.q;
   const json acts = q.quantization_config.value("activations", json::object());
+  // GPTQ's act-order, as the algorithm recorded it (the pipeline runs it with
+  // static groups for this format: column_order_groups).
+  const bool act_order = q.quantization_config.value("desc_act", false);
   std::map<std::string, exporter::LinearScheme> schemes;
   for (const auto& [name, w] : q.int_weights) {
-    auto s = exporter::int_scheme(w);
+    auto s = exporter::int_scheme(w, act_order);
     s.input_activations = exporter::activation_args(act_of(acts, name));
     schemes[name] = s;
   }
@@ -38,14 +69,15 @@ json ct_config(const ExportInputs& in) {
   }
   for (const auto& [name, w] : q.fp4_weights) schemes[name] = exporter::fp4_scheme(w);
   json kv_scheme = nullptr;
-  const json kv = q.quantization_config.value("kv_cache", json::object());
   if (!q.k_scales.empty()) {
     kv_scheme = exporter::fp8_kv_cache_args();
-  } else if (kv.value("kind", "none") == "int") {
-    kv_scheme = exporter::int_kv_cache_args(kv.value("bits", 4), kv.value("group", int64_t{0}));
-    in.rep.warn("kv_cache_scheme records the " + std::to_string(kv.value("bits", 4)) +
-                "-bit integer KV cache this job was evaluated with; vLLM serves FP8 KV caches only and refuses the "
-                "checkpoint while it is there: remove kv_cache_scheme from config.json to serve it with a 16-bit cache");
+  } else if (int_kv_cache(in)) {
+    const int bits = q.quantization_config["kv_cache"].value("bits", 4);
+    in.rep.warn("the " + std::to_string(bits) + "-bit integer KV cache this job was evaluated with is recorded under "
+                "config.json's qjobs_quantization.kv_cache, not kv_cache_scheme: compressed-tensors' schema has no "
+                "dynamic per-head integer KV form and no engine serves one. vLLM, SGLang and transformers load the "
+                "weights and serve them with a 16-bit KV cache (or vLLM's --kv-cache-dtype fp8); the perplexity "
+                "reported is that with the " + std::to_string(bits) + "-bit cache");
   }
   bool asym_w4a8 = false;
   for (const auto& [name, s] : schemes)
@@ -53,10 +85,7 @@ json ct_config(const ExportInputs& in) {
   if (asym_w4a8)
     in.rep.warn("the W4A8 Linears keep QoQ's asymmetric 4-bit weights (weight_zero_point); vLLM's W4A8 integer kernels "
                 "read symmetric weights only");
-  // Routers stay in full precision: named in ignore, since the groups target every Linear.
-  auto ignored = q.ignored;
-  for (const auto& name : model::full_precision_linears(model::ModelConfig::from_json(in.ckpt.config()))) ignored.push_back(name);
-  return exporter::compressed_tensors_config(schemes, ignored, kv_scheme);
+  return exporter::compressed_tensors_config(schemes, unquantized_linears(in, schemes), kv_scheme);
 }
 
 SafetensorsLayout ct_layout(const ExportInputs& in) {
@@ -114,11 +143,13 @@ const ExportFormat& export_compressed_tensors() {
   static const ExportFormat f{
       .name = "compressed-tensors",
       .packed = true,
-      .whole_groups = true,
+      .column_order_groups = true,
       .write = [](const ExportInputs& in) {
         require_quantized_form(in);
         const auto qc = ct_config(in);
-        write_safetensors_model(in, ct_layout(in), qc, true);
+        auto layout = ct_layout(in);
+        if (int_kv_cache(in)) layout.config_extra["qjobs_quantization"] = {{"kv_cache", in.q.quantization_config["kv_cache"]}};
+        write_safetensors_model(in, layout, qc, true);
         return ExportResult{qc, {}};
       },
       .read_back = read_written_model,

@@ -24,7 +24,6 @@ fs::path float_source(const JobDir& dir) { return dir.root() / "onnx_source"; }
 const ExportFormat& export_onnx() {
   static const ExportFormat f{
       .name = "onnx",
-      .whole_groups = true,
       .check = check_llama_layout,
       .write = [](const ExportInputs& in) {
         write_safetensors_model(in, {}, in.q.quantization_config, false);
