@@ -64,6 +64,7 @@ const std::vector<TopKey>& top_keys() {
       {"TIMEOUT_S", ParamType::number},      {"MAX_ATTEMPTS", ParamType::integer},
       {"DTYPE", ParamType::string},          {"EXPORT_FORMAT", ParamType::string},
       {"ONNX_SEQ_LEN", ParamType::integer},  {"ONNX_CONTEXT_LEN", ParamType::integer},
+      {"VERIFY", ParamType::boolean},
   };
   return keys;
 }
@@ -368,6 +369,7 @@ json to_json(const JobSpec& s) {
           {"EXPORT_FORMAT", s.export_format},
           {"ONNX_SEQ_LEN", s.onnx_seq_len},
           {"ONNX_CONTEXT_LEN", s.onnx_context_len},
+          {"VERIFY", s.verify},
           {"eval", s.eval},
           {"calibration", s.calibration},
           {"warnings", s.warnings}};
@@ -397,6 +399,7 @@ JobSpec job_spec_from_json(const json& j) {
   s.export_format = j.value("EXPORT_FORMAT", std::string("fake_quant"));
   s.onnx_seq_len = j.value("ONNX_SEQ_LEN", int64_t{128});
   s.onnx_context_len = j.value("ONNX_CONTEXT_LEN", int64_t{1024});
+  s.verify = j.value("VERIFY", true);
   s.eval = j.value("eval", json::object());
   s.calibration = j.value("calibration", json::object());
   s.warnings = j.value("warnings", std::vector<std::string>{});
@@ -783,6 +786,7 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   spec.params = std::move(params);
 
   spec.dtype = top.value("DTYPE", std::string("auto"));
+  spec.verify = top.value("VERIFY", true);
   if (spec.dtype != "auto" && spec.dtype != "float32" && spec.dtype != "bfloat16" && spec.dtype != "float16")
     v.add("DTYPE", root["DTYPE"].Mark(), "DTYPE must be auto, float32, bfloat16 or float16");
   // Packed by default: every algorithm's output has a compressed-tensors

@@ -64,6 +64,8 @@ struct JobSpec {
                                              // (fake_quant for Evaluate) | awq | gptq | fake_quant
   int64_t onnx_seq_len = 128;      // ONNX_SEQ_LEN: new tokens per call of the ONNX graph (AR)
   int64_t onnx_context_len = 1024; // ONNX_CONTEXT_LEN: past + new positions (CL), at most the model's
+  bool verify = true;              // VERIFY: the packed output is read back by its format's reference
+                                   // loader where the worker host has it (worker/verify.hpp)
   nlohmann::json eval = nlohmann::json::object();    // {tasks: [...]}, defaults applied
   nlohmann::json calibration = nlohmann::json::object();  // calibration_schema(), as given
   std::vector<std::string> warnings;  // accepted but ignored keys

@@ -21,7 +21,7 @@ struct ErrorTypeRow {
   int exit_code;
 };
 
-constexpr std::array<ErrorTypeRow, 9> kErrorTypes{{
+constexpr std::array<ErrorTypeRow, 10> kErrorTypes{{
     {ErrorType::none, "", worker_exit::ok},
     {ErrorType::validation, "VALIDATION", worker_exit::validation},
     {ErrorType::model_load, "MODEL_LOAD", worker_exit::model_load},
@@ -31,6 +31,7 @@ constexpr std::array<ErrorTypeRow, 9> kErrorTypes{{
     {ErrorType::worker_lost, "WORKER_LOST", -1},
     {ErrorType::internal, "INTERNAL", worker_exit::internal},
     {ErrorType::no_space, "NO_SPACE", worker_exit::no_space},
+    {ErrorType::verify, "VERIFY", worker_exit::verify},
 }};
 
 }  // namespace

@@ -18,7 +18,9 @@ bool is_terminal(JobState s);
 // Why a job failed; a field of the job, never a state of its own.
 // no_space: a disk or quota filled up (ENOSPC/EDQUOT); the scheduler retries
 // it after a pause while attempts remain, since space may be freed.
-enum class ErrorType { none, validation, model_load, data, oom, timeout, worker_lost, internal, no_space };
+// verify: the packed output, read by its format's reference loader, is not
+// the model the job computed (worker/verify.hpp).
+enum class ErrorType { none, validation, model_load, data, oom, timeout, worker_lost, internal, no_space, verify };
 
 std::string_view error_type_name(ErrorType t);  // "" for none, "MODEL_LOAD", ...
 std::optional<ErrorType> parse_error_type(std::string_view name);
@@ -36,6 +38,7 @@ inline constexpr int timeout = 68;
 inline constexpr int internal = 69;
 inline constexpr int cancelled = 70;
 inline constexpr int no_space = 71;
+inline constexpr int verify = 72;
 }  // namespace worker_exit
 
 // The failure type an exit code stands for; nullopt for success, cancel and

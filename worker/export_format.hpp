@@ -17,6 +17,7 @@
 
 #include "common/job_dir.hpp"
 #include "common/job_spec.hpp"
+#include "worker/verify.hpp"
 #include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/model_config.hpp"
@@ -50,6 +51,9 @@ struct ExportResult {
   nlohmann::json quantization_config;
   // Scratch folders the read-back uses, removed after the evaluation.
   std::vector<std::filesystem::path> scratch;
+  // What the verify stage compares the reference loader's read with; empty
+  // for formats without a reference loader here.
+  VerifyManifest verify;
 };
 
 struct ExportFormat {
@@ -61,6 +65,9 @@ struct ExportFormat {
   // GPTQ's act-order keeps its groups in column order (STATIC_GROUPS,
   // compressed-tensors' actorder "weight"); the submission says so.
   bool column_order_groups = false;
+  // The export records a VerifyManifest and the verify stage reads it back
+  // with the format's reference loader (worker/verify.hpp).
+  bool verified = false;
   // Before quantizing: throws Error(invalid_input) naming what the format
   // cannot hold of a model of `config` (its layout), so no work is wasted.
   void (*check)(const JobSpec& spec, const model::ModelConfig& config) = nullptr;

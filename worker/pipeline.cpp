@@ -36,6 +36,7 @@
 #include "worker/export_format.hpp"
 #include "worker/report.hpp"
 #include "worker/status_reporter.hpp"
+#include "worker/verify.hpp"
 
 namespace qjobs::worker {
 namespace fs = std::filesystem;
@@ -89,6 +90,32 @@ uint64_t checkpoint_size(const model::Checkpoint& ckpt) {
 int step_delay_ms() {
   const char* v = std::getenv("QJOBS_TEST_STEP_DELAY_MS");
   return v ? std::atoi(v) : 0;
+}
+
+// A test hook: QJOBS_TEST_CORRUPT_PACKED names a tensor of the written
+// model whose first element's sign bit is flipped in its file before the
+// verify stage, as a writer bug or a damaged copy would leave it.
+void corrupt_for_test(const fs::path& model_dir) {
+  const char* name = std::getenv("QJOBS_TEST_CORRUPT_PACKED");
+  if (name == nullptr || *name == '\0') return;
+  const auto ckpt = model::Checkpoint::open(model_dir);
+  for (const auto& f : ckpt.files()) {
+    const auto* info = f->find(name);
+    if (info == nullptr) continue;
+    std::fstream io(f->path(), std::ios::in | std::ios::out | std::ios::binary);
+    uint64_t header = 0;
+    io.read(reinterpret_cast<char*>(&header), 8);
+    const uint64_t element = (info->end - info->begin) / static_cast<uint64_t>(ckpt.tensor(name).numel());
+    const auto at = static_cast<std::streamoff>(8 + header + info->begin + element - 1);  // little endian: the sign byte
+    char byte = 0;
+    io.seekg(at);
+    io.read(&byte, 1);
+    byte = static_cast<char>(byte ^ 0x80);
+    io.seekp(at);
+    io.write(&byte, 1);
+    spdlog::warn("test hook: flipped the sign of {}[0] in {}", name, f->path().string());
+    return;
+  }
 }
 
 model::LoadOptions load_options(const model::Placement& place, bool stream) {
@@ -223,6 +250,7 @@ struct JobRun {
   // package
   ExportResult written;
   fs::path scored;  // what the evaluation reads back of the written model
+  json verified;    // verify: the reference loader, its figures, passed / failed
   uint64_t size_after = 0;
 };
 
@@ -348,6 +376,33 @@ void package_stage(JobRun& r) {
   r.rep.metric("packaged_size_mib", r.size_after / (1024.0 * 1024.0));
 }
 
+// The packed output read back by its format's reference loader
+// (worker/verify.hpp); VERIFY: false turns it off.
+void verify_stage(JobRun& r) {
+  r.rep.begin_stage("verify", 1);
+  if (r.written.verify.empty()) throw Error(ErrorKind::internal, "the " + r.spec.export_format + " export recorded nothing to verify");
+  corrupt_for_test(r.dir.model_dir());
+  const auto v = verify_packed(r.dir.model_dir(), r.written.verify, r.dir.root() / "verify");
+  if (!v.ran) {
+    r.rep.warn("verify skipped: " + v.skipped);
+    r.rep.event({{"type", "verify"}, {"status", "skipped"}, {"reason", v.skipped}});
+    return;
+  }
+  json e = v.record;
+  e["type"] = "verify";
+  e["status"] = v.failure.empty() ? "passed" : "failed";
+  if (!v.failure.empty()) e["error"] = v.failure;
+  r.rep.event(e);
+  r.verified = v.record;
+  r.verified["status"] = e["status"];
+  if (!v.failure.empty()) throw StageFailure{ErrorType::verify, "verify: " + v.failure};
+  spdlog::info("verify: {} reads the checkpoint as the job computed it (weights {:.2g}, logits {})", v.record["loader"].get<std::string>(),
+               v.record.value("weight_max_rel_diff", 0.0), v.record.contains("logit_rel_diff") ? v.record["logit_rel_diff"].dump() : "not compared");
+  r.rep.metric("verify_weight_max_rel_diff", v.record.value("weight_max_rel_diff", 0.0));
+  if (v.record.contains("logit_rel_diff")) r.rep.metric("verify_logit_rel_diff", v.record["logit_rel_diff"].get<double>());
+  r.rep.progress(1, 1);
+}
+
 void evaluate_stage(JobRun& r) {
   r.rep.begin_stage("evaluate");
   if (quantizes(r.spec)) {
@@ -370,6 +425,7 @@ const Stage kStages[] = {
     {"baseline", [](const JobSpec& s) { return quantizes(s) && has_eval(s); }, baseline_stage},
     {"quantize", quantizes, quantize_stage},
     {"package", quantizes, package_stage},
+    {"verify", [](const JobSpec& s) { return quantizes(s) && s.verify && export_format(s.export_format).verified; }, verify_stage},
     {"evaluate", has_eval, evaluate_stage},
     // report: run by run_job, after the memory record is closed.
 };
@@ -379,7 +435,8 @@ const Stage kStages[] = {
 std::vector<std::string> stage_names(const std::optional<JobSpec>& spec) {
   std::vector<std::string> names;
   for (const auto& s : kStages)
-    if (spec ? s.applies(*spec) : s.run != baseline_stage && s.run != evaluate_stage) names.push_back(s.name);
+    if (spec ? s.applies(*spec) : s.run != baseline_stage && s.run != evaluate_stage && s.run != verify_stage)
+      names.push_back(s.name);
   names.push_back("report");
   return names;
 }
@@ -467,7 +524,7 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     const std::string note = run.format && run.format->report_note ? run.format->report_note(spec, run.written.quantization_config) : "";
     write_report(spec, run.model_dir, run.size_before, run.q ? std::optional<uint64_t>(run.size_after) : std::nullopt,
                  run.q ? &*run.q : nullptr, run.written.quantization_config, note, dir, rep, run.before, run.after,
-                 memory.to_json(run.size_before));
+                 memory.to_json(run.size_before), run.verified.empty() ? json(nullptr) : run.verified);
     rep.progress(1, 1);
     rep.succeed();
     if (run.q) spdlog::info("job done: {}", dir.model_dir().string());

@@ -109,7 +109,7 @@ std::vector<ReportRow> metric_rows(const json& before, const json& after) {
 
 void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_before, std::optional<uint64_t> size_after,
                   const quant::QuantOutput* q, const json& written_qc, const std::string& export_note, const JobDir& dir,
-                  StatusReporter& rep, const json& before, const json& after, const json& memory) {
+                  StatusReporter& rep, const json& before, const json& after, const json& memory, const json& verify) {
   const bool evaluate_only = q == nullptr;
   json layers = json::array();
   double worst = 0;
@@ -135,6 +135,8 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       // The libtorch, its CUDA, the driver and the GPUs this attempt saw.
       {"runtime", json::parse(model::runtime_info_json())},
       {"eval", evaluate_only ? json{{"model", before}} : json{{"original", before}, {"quantized", after}}},
+      // The verify stage's reference read (worker/verify.hpp); null when it did not run.
+      {"verify", verify},
   };
   if (q && !q->experts.empty()) report["experts"] = q->experts;
   write_file_atomic(dir.report_json(), report.dump(2));
@@ -180,6 +182,12 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       if (r.contains("protocol") && (results == &before || !before.contains(name)))
         md += "- " + name + ": " + r["protocol"].get<std::string>() + (r.contains("data") ? " (data: " + r["data"].get<std::string>() + ")" : "") + "\n";
   if (q && !export_note.empty()) md += "\n" + export_note + "\n";
+  if (verify.is_object() && verify.contains("loader"))
+    md += "\nVerified: " + verify["loader"].get<std::string>() + " decodes the packed weights the job computed (largest "
+          "checksum difference " + json(verify.value("weight_max_rel_diff", 0.0)).dump() + " of sum |w|)" +
+          (verify.contains("logit_rel_diff") ? ", and transformers' logits of them differ from qjobs' by " +
+                                                   json(verify["logit_rel_diff"]).dump() + " relative"
+                                             : "") + ".\n";
   for (auto& [name, b] : before.items()) {
     if (!b.contains("answers")) continue;
     md += "\n## " + name + "\n\n";

@@ -24,6 +24,6 @@ namespace qjobs::worker {
 void write_report(const JobSpec& spec, const std::filesystem::path& model_dir, uint64_t size_before,
                   std::optional<uint64_t> size_after, const quant::QuantOutput* q, const nlohmann::json& written_qc,
                   const std::string& export_note, const JobDir& dir, StatusReporter& rep, const nlohmann::json& before,
-                  const nlohmann::json& after, const nlohmann::json& memory);
+                  const nlohmann::json& after, const nlohmann::json& memory, const nlohmann::json& verify = nullptr);
 
 }  // namespace qjobs::worker

@@ -339,6 +339,7 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
     }
   m.inv_freq_ = rope_inverse_frequencies(c).to(o.device);
   if (c.rope_scaling.type == "longrope") m.inv_freq_long_ = longrope_inverse_frequencies(c, c.rope_scaling.long_factor).to(o.device);
+  if (!o.simulate_quantization) return m;
   if (ckpt.config().contains("qjobs_quantization")) m.apply_simulated_quantization(ckpt.config()["qjobs_quantization"]);
   if (src->qc.is_object() && src->qc.value("quant_method", "") == "compressed-tensors") m.apply_compressed_schemes(ckpt, src->qc);
   return m;

@@ -146,6 +146,10 @@ struct LoadOptions {
   // family needs what it cannot do (Gemma-2's logit soft-capping). false:
   // the eager path (scores, float32 softmax, values), for reference checks.
   bool fused_attention = true;
+  // The activation and KV-cache quantization the checkpoint records is
+  // simulated. false: its weights alone, as the reference loaders run them
+  // (the verify stage compares those).
+  bool simulate_quantization = true;
 };
 
 class LlamaModel {

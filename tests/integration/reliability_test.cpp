@@ -471,3 +471,46 @@ TEST_F(ReliabilityTest, DevicesTheWorkerCannotUseAreSaidNotIgnored) {
 
 }  // namespace
 }  // namespace qjobs::testing
+
+namespace qjobs::testing {
+namespace {
+
+// Issue 27: a job reads its packed output back with the format's reference
+// loader (the verify stage, worker/verify.hpp). The intact job passes and
+// its report names the loader and its figures; a scale whose sign is
+// flipped in the file after writing (what a writer bug or a damaged copy
+// leaves) fails the job with VERIFY, naming the Linear, and is not
+// retried; VERIFY: false skips the stage.
+TEST_F(ReliabilityTest, VerifyFailsAJobWhosePackedScaleWasFlipped) {
+  {
+    ServerProcess server(root_ / "ok", {"--slots", "1"});
+    const std::string id = submit(server);
+    const json job = wait_terminal(server, id, 180s);
+    ASSERT_EQ(job["state"], "SUCCEEDED") << job.dump();
+    const auto report = json::parse(slurp(root_ / "ok/jobs" / id / "report.json"));
+    ASSERT_TRUE(report["verify"].is_object()) << report.dump().substr(0, 3000);
+    EXPECT_EQ(report["verify"]["status"], "passed");
+    EXPECT_NE(report["verify"]["loader"].get<std::string>().find("compressed-tensors 0."), std::string::npos);
+    EXPECT_EQ(report["verify"]["linears"], 7);
+    EXPECT_LE(report["verify"]["weight_max_rel_diff"].get<double>(), 1e-9);
+    EXPECT_LE(report["verify"]["logit_rel_diff"].get<double>(), 1e-4);
+    EXPECT_NE(slurp(root_ / "ok/jobs" / id / "report.md").find("Verified: compressed-tensors"), std::string::npos);
+    const std::string off = submit(server, rtn_spec() + "VERIFY: false\n");
+    ASSERT_EQ(wait_terminal(server, off, 180s)["state"], "SUCCEEDED");
+    EXPECT_TRUE(json::parse(slurp(root_ / "ok/jobs" / off / "report.json"))["verify"].is_null());
+    EXPECT_EQ(slurp(root_ / "ok/jobs" / off / "events.jsonl").find("\"verify\""), std::string::npos);
+  }
+  ServerProcess server(root_ / "bad", {"--slots", "1"},
+                       {{"QJOBS_TEST_CORRUPT_PACKED", "model.layers.0.mlp.up_proj.weight_scale"}});
+  const std::string id = submit(server);
+  const json job = wait_terminal(server, id, 180s);
+  EXPECT_EQ(job["state"], "FAILED") << job.dump();
+  EXPECT_EQ(job["error_type"], "VERIFY");
+  const std::string error = job.value("error", "");
+  EXPECT_NE(error.find("model.layers.0.mlp.up_proj: the weight compressed-tensors"), std::string::npos) << error;
+  EXPECT_NE(error.find("is not the one the job computed"), std::string::npos) << error;
+  EXPECT_EQ(job["attempts"], 1) << "a verdict, not retried";
+}
+
+}  // namespace
+}  // namespace qjobs::testing

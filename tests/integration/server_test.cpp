@@ -31,7 +31,9 @@ std::string jobctl() { return (bin_dir() / "jobctl").string(); }
 std::vector<float> hand_rtn(const std::vector<float>& w, int64_t rows, int64_t cols, int bits, int64_t group,
                             bool asym) {
   std::vector<float> out(w.size());
-  const int64_t g = group <= 0 ? cols : group;
+  // A width the group size does not divide is quantized per output channel,
+  // in every export form (issue 27: no format holds a short last group).
+  const int64_t g = group <= 0 || cols % group != 0 ? cols : group;
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t start = 0; start < cols; start += g) {
       const int64_t end = std::min(cols, start + g);
@@ -85,7 +87,7 @@ class ServerTest : public ::testing::Test {
     model_ = root_ / "model";
     model::RandomModelOptions o;
     o.hidden = 64;
-    o.intermediate = 100;  // down_proj: 100 = 3 * 32 + 4, a short last group
+    o.intermediate = 100;  // down_proj: 100 = 3 * 32 + 4, ragged: per output channel
     o.layers = 2;
     o.vocab = 128;
     o.shards = 2;
@@ -445,7 +447,9 @@ TEST_F(ServerTest, TwoHundredSubmissionsFromEightClients) {
   tiny.layers = 1;
   tiny.vocab = 64;
   model::write_random_llama(root_ / "tiny", tiny);
-  const std::string spec = "MODEL: \"" + (root_ / "tiny").string() + "\"\nALGORITHM: RTN\n";
+  // The server under load is what is measured: the verify stage's reference
+  // read (a Python process per job, tested on its own) is off.
+  const std::string spec = "MODEL: \"" + (root_ / "tiny").string() + "\"\nALGORITHM: RTN\nVERIFY: false\n";
   ServerProcess server(root_ / "ud", {"--slots", "4"});
   std::mutex mu;
   std::vector<std::string> ids;

@@ -28,8 +28,8 @@ the first failed check. The thresholds are the caller's (--weight-tol,
 
 import argparse
 import json
+import os
 import sys
-import warnings
 
 import torch
 from safetensors.torch import load_file
@@ -37,10 +37,10 @@ from safetensors.torch import load_file
 import compressed_tensors
 import transformers
 from compressed_tensors.compressors import ModelCompressor
-from compressed_tensors.quantization import QuantizationConfig, apply_quantization_config
-from compressed_tensors.utils import is_match
-from loguru import logger
-from transformers import AutoConfig, AutoModelForCausalLM
+
+# The schema and coverage checks are the verify stage's own.
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "worker", "verify"))
+import ct_verify  # noqa: E402
 
 
 def fail(msg, **figures):
@@ -50,7 +50,6 @@ def fail(msg, **figures):
 
 def load_folder(path):
     import glob
-    import os
     out = {}
     for f in sorted(glob.glob(os.path.join(path, "*.safetensors"))):
         out.update(load_file(f))
@@ -70,37 +69,16 @@ def main():
     figures = {"compressed_tensors": compressed_tensors.__version__, "transformers": transformers.__version__,
                "torch": torch.__version__}
 
-    # 1. The schema, with the library's warnings captured.
-    logged = []
-    logger.add(lambda m: logged.append(m.record["message"]), level="WARNING")
-    config = json.load(open(f"{a.packed}/config.json"))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            qc = QuantizationConfig.model_validate(config["quantization_config"])
-        except Exception as e:  # pydantic's ValidationError names the field
-            fail(f"quantization_config refused by compressed-tensors {compressed_tensors.__version__}: {e}", **figures)
-    said = logged + [str(w.message) for w in caught]
-    if said:
-        fail("compressed-tensors warned about the config: " + " | ".join(said), **figures)
-    figures["format"] = qc.format
-    figures["groups"] = len(qc.config_groups)
-
-    # 2. Every Linear in exactly one group or ignored; the tensors the
-    # library expects, no more, no fewer.
-    hf = AutoConfig.from_pretrained(a.packed)
-    if hasattr(hf, "quantization_config"):
-        del hf.quantization_config
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(hf, dtype=torch.float32)
-    model.eval()
-    apply_quantization_config(model, qc)
-    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    for name, module in linears:
-        scheme = getattr(module, "quantization_scheme", None)
-        ignored = is_match(name, module, qc.ignore)
-        if (scheme is None) == (not ignored):
-            fail(f"{name} is in {'no group and not in ignore' if scheme is None else 'a group and in ignore'}", **figures)
+    # 1. The schema, with the library's warnings captured; 2. every Linear in
+    # exactly one group or ignored.
+    try:
+        qc = ct_verify.validated_config(a.packed)
+        figures["format"] = qc.format
+        figures["groups"] = len(qc.config_groups)
+        torch.manual_seed(0)
+        hf, model, linears = ct_verify.model_with_schemes(a.packed, qc, "cpu")
+    except ct_verify.Refused as e:
+        fail(f"compressed-tensors {compressed_tensors.__version__}: {e}", **figures)
     figures["linears_quantized"] = sum(getattr(m, "quantization_scheme", None) is not None for _, m in linears)
     figures["linears_ignored"] = len(linears) - figures["linears_quantized"]
     compressor = ModelCompressor(quantization_config=qc)

@@ -10,7 +10,9 @@
 #include "jobs/model/act_quant.hpp"
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/mapped_file.hpp"
+#include "jobs/numeric/fp8.hpp"
 
+#include <memory>
 #include <set>
 
 namespace qjobs::worker {
@@ -88,17 +90,26 @@ json ct_config(const ExportInputs& in) {
   return exporter::compressed_tensors_config(schemes, unquantized_linears(in, schemes), kv_scheme);
 }
 
-SafetensorsLayout ct_layout(const ExportInputs& in) {
+// `manifest` gets every quantized Linear's checksums, taken from the
+// algorithm's form before packing (worker/verify.hpp), with its scales in the
+// dtype they are stored in and the product rounded to it, as
+// compressed-tensors decodes it (exact for float32 models; one bfloat16 or
+// float16 rounding per weight otherwise, the same on both sides).
+SafetensorsLayout ct_layout(const ExportInputs& in, const std::shared_ptr<VerifyManifest>& manifest) {
   // Scales stored in the model's dtype (that of its embedding).
   const auto scale_dtype = in.ckpt.tensor("model.embed_tokens.weight").scalar_type();
   const json acts = in.q.quantization_config.value("activations", json::object());
   SafetensorsLayout l;
   l.room_per_tensor = 6;
-  l.encode = [&in, scale_dtype, acts](const std::string& stem, bool is_weight, const model::StTensorInfo& info, const PutTensor& put) {
+  l.encode = [&in, scale_dtype, acts, manifest](const std::string& stem, bool is_weight, const model::StTensorInfo& info,
+                                                const PutTensor& put) {
     if (!is_weight) return false;
     const auto& q = in.q;
     const auto f4 = q.fp4_weights.find(stem);
     if (f4 != q.fp4_weights.end()) {
+      // compressed-tensors decompresses FP4 in bfloat16: NVFP4's scale / global
+      // scale products round (2^-8 relative; 2^-7 allowed), MXFP4's do not.
+      manifest->add(stem, f4->second.dequantize(), f4->second.kind == numeric::Fp4Kind::nvfp4 ? 0.0078125 : 1e-9);
       for (auto& [suffix, t] : exporter::pack(f4->second))
         put(stem + "." + suffix, t,
             suffix == "weight_scale" && f4->second.kind == numeric::Fp4Kind::nvfp4 ? std::optional<model::StDtype>(model::StDtype::F8_E4M3)
@@ -108,6 +119,8 @@ SafetensorsLayout ct_layout(const ExportInputs& in) {
     }
     const auto fw = q.w8a8_weights.find(stem);
     if (fw != q.w8a8_weights.end()) {
+      const auto values = q.w8a8_float ? numeric::fp8_e4m3_decode(fw->second.codes) : fw->second.codes.to(at::kFloat);
+      manifest->add(stem, (values.to(at::kFloat) * fw->second.scale.to(scale_dtype).to(at::kFloat)).to(scale_dtype), 1e-9);
       put(info.name, fw->second.codes, q.w8a8_float ? std::optional<model::StDtype>(model::StDtype::F8_E4M3) : std::nullopt);
       put(stem + ".weight_scale", fw->second.scale.to(scale_dtype), std::nullopt);
       if (fw->second.input_scale.defined()) put(stem + ".input_scale", fw->second.input_scale.to(scale_dtype), std::nullopt);
@@ -116,6 +129,12 @@ SafetensorsLayout ct_layout(const ExportInputs& in) {
     }
     const auto iw = q.int_weights.find(stem);
     if (iw == q.int_weights.end()) return false;
+    {
+      auto stored = iw->second;
+      const auto sdt = model::st_to_aten(info.dtype);
+      stored.scales = stored.scales.to(sdt).to(at::kFloat);
+      manifest->add(stem, stored.dequantize().to(sdt), 1e-9);
+    }
     for (auto& [suffix, t] : exporter::pack(iw->second, exporter::PackedFormat::compressed_tensors, model::st_to_aten(info.dtype)))
       put(stem + "." + suffix, t, std::nullopt);
     // A static input scale (per tensor) beside a packed integer weight.
@@ -144,13 +163,18 @@ const ExportFormat& export_compressed_tensors() {
       .name = "compressed-tensors",
       .packed = true,
       .column_order_groups = true,
+      .verified = true,
       .write = [](const ExportInputs& in) {
         require_quantized_form(in);
         const auto qc = ct_config(in);
-        auto layout = ct_layout(in);
+        auto manifest = std::make_shared<VerifyManifest>();
+        auto layout = ct_layout(in, manifest);
         if (int_kv_cache(in)) layout.config_extra["qjobs_quantization"] = {{"kv_cache", in.q.quantization_config["kv_cache"]}};
         write_safetensors_model(in, layout, qc, true);
-        return ExportResult{qc, {}};
+        ExportResult result{qc, {}};
+        result.verify = std::move(*manifest);
+        result.verify.loader = "compressed-tensors";
+        return result;
       },
       .read_back = read_written_model,
       .report_note = packed_report_note};
