@@ -90,27 +90,131 @@ std::optional<nlohmann::json> JobDir::read_status() const {
 
 namespace {
 
-// Depth of nested arrays/objects, iteratively (no recursion on hostile input).
-int json_depth(const nlohmann::json& root) {
-  int deepest = 0;
-  std::vector<std::pair<const nlohmann::json*, int>> stack{{&root, 0}};
-  while (!stack.empty()) {
-    const auto [j, d] = stack.back();
-    stack.pop_back();
-    if (!j->is_structured()) continue;
-    deepest = std::max(deepest, d + 1);
-    if (deepest > 64) return deepest;
-    for (const auto& c : *j) stack.emplace_back(&c, d + 1);
-  }
-  return deepest;
-}
-
 const char* json_type_name(const nlohmann::json& j) {
   return j.is_string() ? "a string" : j.is_boolean() ? "a boolean" : j.is_number() ? "a number"
        : j.is_array() ? "a list" : j.is_object() ? "an object" : "null";
 }
 
 }  // namespace
+
+int open_job_file(const fs::path& root, std::string_view rel) {
+  std::vector<std::string> parts;
+  for (std::size_t start = 0;;) {
+    const auto slash = rel.find('/', start);
+    parts.emplace_back(rel.substr(start, slash == std::string_view::npos ? rel.npos : slash - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  for (const auto& p : parts)
+    if (p.empty() || p == "." || p == ".." || p.find('\0') != std::string::npos) {
+      errno = EINVAL;
+      return -1;
+    }
+  // The job folder's parent is the server's own; the job folder and
+  // everything below it are not, so none of them may be a link.
+  const fs::path parent = root.has_parent_path() ? root.parent_path() : fs::path(".");
+  int dir = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -1;
+  parts.insert(parts.begin(), root.filename().string());
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    const int next = ::openat(dir, parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    const int err = errno;
+    ::close(dir);
+    if (next < 0) {
+      errno = err;
+      return -1;
+    }
+    dir = next;
+  }
+  const int fd = ::openat(dir, parts.back().c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  const int err = errno;
+  ::close(dir);
+  if (fd < 0) {
+    errno = err;
+    return -1;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    errno = EINVAL;
+    return -1;
+  }
+  return fd;
+}
+
+std::optional<std::string> read_job_file(const fs::path& root, std::string_view rel, std::size_t max_bytes,
+                                         std::string* problem) {
+  if (problem) problem->clear();
+  const auto fail = [&](std::string m) -> std::optional<std::string> {
+    if (problem) *problem = std::string(rel) + ": " + std::move(m);
+    return std::nullopt;
+  };
+  const int fd = open_job_file(root, rel);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    if (errno == EINVAL) return fail("not a regular file");
+    if (errno == ELOOP || errno == ENOTDIR) return fail("a symbolic link, not read");
+    return fail(std::string("cannot open: ") + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    return fail(std::to_string(st.st_size) + " bytes; at most " + std::to_string(max_bytes) + " are read");
+  }
+  std::string text;
+  char buf[65536];
+  while (text.size() <= max_bytes) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return fail(std::string("cannot read: ") + std::strerror(err));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  if (text.size() > max_bytes)
+    return fail("more than " + std::to_string(max_bytes) + " bytes; at most that many are read");
+  return text;
+}
+
+int json_text_depth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+std::optional<nlohmann::json> parse_job_json(std::string_view text, int max_depth, std::string* problem) {
+  if (problem) problem->clear();
+  if (json_text_depth(text, max_depth) > max_depth) {
+    if (problem) *problem = "nested deeper than " + std::to_string(max_depth) + " levels";
+    return std::nullopt;
+  }
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    if (problem) *problem = "not valid JSON";
+    return std::nullopt;
+  }
+  return j;
+}
 
 std::optional<WorkerStatus> parse_worker_status(std::string_view text, std::string* problem) {
   const auto fail = [&](std::string m) -> std::optional<WorkerStatus> {
@@ -120,10 +224,10 @@ std::optional<WorkerStatus> parse_worker_status(std::string_view text, std::stri
   if (text.size() > kMaxStatusBytes)
     return fail("status.json is " + std::to_string(text.size()) + " bytes; at most " +
                 std::to_string(kMaxStatusBytes) + " are read");
+  if (json_text_depth(text, 6) > 6) return fail("status.json is nested too deeply");
   const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return fail("status.json is not valid JSON");
   if (!j.is_object()) return fail(std::string("status.json must be an object, got ") + json_type_name(j));
-  if (json_depth(j) > 6) return fail("status.json is nested too deeply");
 
   WorkerStatus s;
   const auto shown = [](const nlohmann::json& v) { return excerpt(v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 40); };
@@ -179,30 +283,11 @@ std::optional<WorkerStatus> parse_worker_status(std::string_view text, std::stri
 }
 
 std::optional<WorkerStatus> JobDir::read_worker_status(std::string* problem) const {
-  if (problem) problem->clear();
-  // No symlinks, FIFOs or devices: a planted /dev/zero or pipe must not
-  // block or flood the reader.
-  const int fd = ::open(status().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  if (fd < 0) {
-    if (errno != ENOENT && problem) *problem = "cannot open status.json: " + std::string(std::strerror(errno));
-    return std::nullopt;
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    if (problem) *problem = "status.json is not a regular file";
-    return std::nullopt;
-  }
-  std::string text;
-  char buf[65536];
-  while (text.size() <= kMaxStatusBytes) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return parse_worker_status(text, problem);
+  std::string why;
+  const auto text = read_job_file(root_, "status.json", kMaxStatusBytes, &why);
+  if (problem) *problem = why;
+  if (!text) return std::nullopt;
+  return parse_worker_status(*text, problem);
 }
 
 void JobDir::write_status(const nlohmann::json& s) const { write_file_atomic(status(), s.dump(1)); }

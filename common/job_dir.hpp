@@ -47,6 +47,35 @@ struct WorkerStatus {
 // The largest status.json read back; a bigger file is refused unread.
 inline constexpr std::size_t kMaxStatusBytes = 1 << 20;
 
+// Files of a job directory are untrusted input: anyone who can write the
+// folder can plant a symlink, a FIFO, a device or a huge file there. Every
+// read the server makes of one goes through these.
+//
+// open_job_file: opens `rel` ('/'-separated, no "..", no empty or "." part)
+// under `root`, each folder on the way and the file itself without following
+// a symlink, and only when the file is regular (a FIFO or device is never
+// opened for reading, so it cannot block or flood the reader). Returns an
+// O_RDONLY|O_CLOEXEC descriptor the caller closes, or -1 with errno set
+// (ENOENT absent, ELOOP/ENOTDIR a symlink, EINVAL not a regular file or a bad
+// `rel`).
+int open_job_file(const std::filesystem::path& root, std::string_view rel);
+
+// The whole of `rel` under `root` through open_job_file, at most `max_bytes`.
+// nullopt with *problem empty: absent; with *problem set: refused (a link,
+// not a regular file, larger than max_bytes, unreadable).
+std::optional<std::string> read_job_file(const std::filesystem::path& root, std::string_view rel,
+                                         std::size_t max_bytes, std::string* problem);
+
+// The nesting depth of the JSON text (arrays and objects, strings skipped),
+// by one linear scan that stops once it passes `limit`: a cheap check before
+// any value is built, so no parse, copy, dump or destructor ever recurses
+// deeper than the limit on hostile input.
+int json_text_depth(std::string_view text, int limit);
+
+// JSON from a job directory: depth at most `max_depth`, else nullopt with
+// *problem set (as for invalid JSON). Never throws.
+std::optional<nlohmann::json> parse_job_json(std::string_view text, int max_depth, std::string* problem);
+
 // Parses status.json text. Returns the status, or nullopt with *problem
 // saying which field is wrong ("'attempt' must be an integer, got \"1\"").
 // Never throws.

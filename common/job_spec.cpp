@@ -1,4 +1,5 @@
 #include "common/job_spec.hpp"
+#include "common/job_id.hpp"
 
 #include "common/linear_rule.hpp"
 #include "common/model_config_check.hpp"
@@ -702,6 +703,10 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   if (spec.job_id.size() > 128 ||
       std::any_of(spec.job_id.begin(), spec.job_id.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
     v.add("JOB_ID", root["JOB_ID"].Mark(), "JOB_ID (the job's name) must be at most 128 characters without control characters");
+  else if (looks_like_job_id(spec.job_id))
+    v.add("JOB_ID", root["JOB_ID"].Mark(),
+          "JOB_ID (the job's name) has the shape of a job id (YYYYMMDD-HHMMSS-<16 hex digits>); a name must never be "
+          "taken for another job's id: choose another name");
 
   const YAML::Mark root_mark = root.Mark();
   const auto bounded_int = [&](const char* k, long long lo, long long hi, int& out) {
@@ -950,8 +955,10 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   // Its family and shape, read as the worker will read them: an architecture
   // no family table describes, or a key it needs that is missing or out of
   // range, is refused now rather than when the job starts.
+  bool config_readable = true;
   if (model_config)
     if (const auto problem = model_config_problem(*model_config, quantizes ? spec.export_format : std::string())) {
+      config_readable = false;
       const char* key = spec.custom_model_path.empty() ? "MODEL" : "CUSTOM_MODEL_PATH";
       v.add(key, mark_of(root, key, root.Mark()), "the model " + spec.model + " cannot be " +
                                                       (problem->rfind("config.json", 0) == 0 ? "read: " : "exported: ") + *problem);
@@ -966,7 +973,9 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   // What the export cannot hold of this model's Linears, from its config.json
   // when it is on this machine (a hub id not downloaded yet is checked by the
   // worker before it quantizes).
-  if (quantizes && std::find(formats.begin(), formats.end(), spec.export_format) != formats.end())
+  // Only for a config.json the worker reads: its shape is then in range
+  // (num_hidden_layers at most 4096), which bounds this check's work.
+  if (quantizes && config_readable && std::find(formats.begin(), formats.end(), spec.export_format) != formats.end())
     if (const auto& config = model_config)
       for (const auto& f : check_export_shapes(algo->name, spec.export_format, spec.params, *config)) {
         if (!f.error) {

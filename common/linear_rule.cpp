@@ -44,6 +44,7 @@ std::vector<ExportFinding> check_export_shapes(const std::string& algorithm, con
   const int64_t hidden = num("hidden_size", 0), layers = num("num_hidden_layers", 0), heads = num("num_attention_heads", 0);
   const int64_t inter = num("intermediate_size", 0);
   if (hidden <= 0 || layers <= 0 || heads <= 0 || inter <= 0) return out;  // not a shape we know
+  if (layers > 4096) return out;  // past the model reader's bound: refused there, with the key named
   // Bounded work for a hostile config.json or override list: past 5 million
   // rule lookups the check is left to the worker, which runs it on the
   // checkpoint it loaded.

@@ -3,7 +3,7 @@
 # undefined-behaviour sanitizers) into build-fuzz/ and runs each for a bounded
 # time from the committed seed corpus. Exits non-zero on any crash, leak or
 # sanitizer report; the reproducer is left in build-fuzz/artifacts/.
-#   scripts/fuzz.sh [SECONDS]   (default 60 per target; both run at once)
+#   scripts/fuzz.sh [SECONDS]   (default 60 per target; all run at once)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
@@ -11,7 +11,8 @@ CXX=clang++ cmake -S tests/fuzz -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo 
 cmake --build build-fuzz -j "$(nproc 2>/dev/null || echo 2)"
 mkdir -p build-fuzz/artifacts
 pids=()
-for t in spec http; do
+targets=(spec http report)
+for t in "${targets[@]}"; do
   # Work on a copy: what the fuzzer finds stays out of the committed corpus.
   rm -rf "build-fuzz/corpus-$t"
   cp -r "tests/fuzz/corpus/$t" "build-fuzz/corpus-$t"
@@ -23,7 +24,7 @@ for t in spec http; do
 done
 rc=0
 for i in "${!pids[@]}"; do
-  t=$([[ $i == 0 ]] && echo spec || echo http)
+  t=${targets[$i]}
   if wait "${pids[$i]}"; then
     echo "fuzz $t: $(grep -E 'stat::number_of_executed_units' "build-fuzz/$t.log" | awk '{print $2}') runs," \
          "$(grep -oE 'cov: [0-9]+' "build-fuzz/$t.log" | tail -1) edges, no crash"

@@ -18,10 +18,18 @@ if [[ "${QJOBS_SLURM:-1}" != 0 && $(id -u) -eq 0 && -z "${SLURM_CONF:-}" ]]; the
   slurm_dir="${QJOBS_SLURM_DIR:-/tmp/qjobs-slurm-test}"
   if slurm_env=$(scripts/slurm-local.sh start --dir "$slurm_dir" --cpus 2 --gpus 2); then
     eval "$slurm_env"
-    trap 'scripts/slurm-local.sh stop --dir "$slurm_dir" || true' EXIT
   else
     echo "test: could not start a local Slurm; the Slurm tests will skip or fail"
   fi
+  # And one of three hosts (a controller and two nodes, each a network
+  # namespace) for the tests of shared job folders and a node lost mid-job.
+  hosts_dir="${QJOBS_SLURM_HOSTS_DIR:-/tmp/qjobs-slurm-hosts}"
+  if scripts/slurm-local.sh start --dir "$hosts_dir" --cpus 2 --hosts 2 >/dev/null; then
+    export QJOBS_SLURM_HOSTS_CONF="$hosts_dir/slurm.conf" QJOBS_SLURM_HOSTS_DIR="$hosts_dir"
+  else
+    echo "test: could not start the three-host Slurm; its tests will skip or fail"
+  fi
+  trap 'scripts/slurm-local.sh stop --dir "$slurm_dir" || true; scripts/slurm-local.sh stop --dir "$hosts_dir" || true' EXIT
 fi
 (cd build && ctest --output-on-failure -j 2 "$@")
 # The fuzz targets of the spec parser and the HTTP request path, bounded in

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <set>
 
 #include <chrono>
 #include <random>
@@ -15,6 +16,7 @@
 
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
+#include "common/job_id.hpp"
 #include "common/job_spec.hpp"
 #include "common/strings.hpp"
 #include "common/catalog_docs.hpp"
@@ -61,9 +63,21 @@ std::optional<int64_t> query_int(const std::map<std::string, std::string>& q, co
   return parse_int(it->second);
 }
 
-bool query_flag(const std::map<std::string, std::string>& q, const std::string& k) {
+// A boolean query parameter, strictly: absent is false; bare (`?follow`),
+// 1 and true are true; 0 and false are false (either case). Anything else
+// is nullopt: the handler refuses it rather than guess (`dry_run=yes`
+// storing a real job is the failure this prevents).
+std::optional<bool> query_bool(const std::map<std::string, std::string>& q, const std::string& k) {
   const auto it = q.find(k);
-  return it != q.end() && (it->second == "1" || it->second == "true" || it->second.empty());
+  if (it == q.end()) return false;
+  const std::string v = to_lower(it->second);
+  if (v.empty() || v == "1" || v == "true") return true;
+  if (v == "0" || v == "false") return false;
+  return std::nullopt;
+}
+
+std::string bool_problem(const std::map<std::string, std::string>& q, const std::string& k) {
+  return k + "=" + excerpt(q.at(k), 40) + " is not a boolean: give " + k + "=1 or " + k + "=true (or 0, false)";
 }
 
 }  // namespace
@@ -133,7 +147,11 @@ ApiResult Api::handle(const Request& req) {
   std::vector<std::string> segments;
   for (auto s : parsed->segments()) segments.push_back(s);
   Query query;
-  for (auto p : parsed->params()) query[p.key] = p.has_value ? p.value : "";
+  for (auto p : parsed->params())
+    if (!query.emplace(p.key, p.has_value ? p.value : "").second)
+      return error(http::status::bad_request,
+                   "query parameter '" + excerpt(std::string(p.key), 40) + "' is given more than once",
+                   "invalid_input", v);
   // Decoded path segments and query parameters end up in replies and
   // messages: refuse what is not UTF-8, saying where.
   for (std::size_t i = 0; i < segments.size(); ++i)
@@ -200,9 +218,24 @@ ApiResult Api::handle(const Request& req) {
     if (route.method != req.method()) continue;
     try {
       // jobs/{id}/...: {id} may also be a job's name (JOB_ID): the newest
-      // job of that name, unless a job has that id.
-      if (route.pattern.size() >= 2 && route.pattern[0] == "jobs" && route.pattern[1] == "{}")
+      // job of that name, unless a job has that id. A request that changes
+      // a job (DELETE, cancel) acts on a name only when it names one job, so
+      // a repeated DELETE never removes the next job of that name.
+      if (route.pattern.size() >= 2 && route.pattern[0] == "jobs" && route.pattern[1] == "{}") {
+        if (route.method != http::verb::get && !store_.get(params[0]) && !looks_like_job_id(params[0])) {
+          const auto named = store_.list(std::nullopt, 6, std::nullopt, params[0]);
+          if (named.size() > 1) {
+            std::string ids;
+            for (std::size_t k = 0; k < named.size() && k < 5; ++k) ids += (k ? ", " : "") + named[k].id;
+            return error(http::status::conflict,
+                         "the name '" + excerpt(params[0], 128) + "' names " +
+                             (named.size() > 5 ? "more than 5" : std::to_string(named.size())) + " jobs (" + ids +
+                             (named.size() > 5 ? ", ..." : "") + "); give the id of the one you mean",
+                         "conflict", v);
+          }
+        }
         if (const auto job = store_.find(params[0])) params[0] = job->id;
+      }
       return route.handler(*this, req, params, query);
     } catch (const Error& e) {
       spdlog::error("{} {}: {}", std::string(req.method_string()), excerpt(req.target(), 200), e.what());
@@ -257,6 +290,9 @@ ApiResult Api::submit(const Request& req, const Params&, const Query& query) {
       return error(http::status::bad_request, "Idempotency-Key is longer than 200 characters", "invalid_input", v);
     key = std::string(k);
   }
+  // Read before the spec: a dry run that is not one must never store a job.
+  const auto dry_run = query_bool(query, "dry_run");
+  if (!dry_run) return error(http::status::bad_request, bool_problem(query, "dry_run"), "invalid_input", v);
   const auto parsed = parse_job_spec(req.body(), SpecContext{.local_files = true});
   if (!parsed.spec) {
     json details = json::array();
@@ -291,7 +327,7 @@ ApiResult Api::submit(const Request& req, const Params&, const Query& query) {
 
   // A dry run (POST /jobs?dry_run=1, `jobctl validate`): every check a
   // submission makes, the normalized spec and the warnings back, nothing stored.
-  if (const auto d = query.find("dry_run"); d != query.end() && (d->second == "1" || d->second == "true"))
+  if (*dry_run)
     return json_response(http::status::ok,
                          json{{"valid", true}, {"spec", to_json(spec)}, {"warnings", warnings}, {"stored", false}}, v);
 
@@ -347,7 +383,10 @@ ApiResult Api::submit(const Request& req, const Params&, const Query& query) {
   } catch (const Error& e) {
     spdlog::warn("job {}: cannot record an event: {}", job.id, e.what());  // the row is stored: the job exists
   }
-  scheduler_.tick();
+  // Start it now when the scheduler is free and starting is a fork (local
+  // slots); sbatch may wait on slurmctld, so a Slurm submission leaves it to
+  // the control thread's next pass (within 100 ms), never to this request.
+  if (!scheduler_.capacity().slurm) scheduler_.try_tick();
   const auto rec = store_.get(job.id);
   json body = {{"id", job.id}, {"state", job_state_name(rec ? rec->state : JobState::queued)},
                {"warnings", warnings}};
@@ -421,27 +460,108 @@ ApiResult Api::get(const Request& req, const Params& p, const Query&) {
   return json_response(http::status::ok, j, req.version());
 }
 
+namespace {
+constexpr std::size_t kCompareMaxJobs = 50;           // distinct jobs in one /compare
+constexpr uint64_t kCompareMaxBytes = 64u << 20;      // report.json bytes one /compare reads from disk
+constexpr std::size_t kReportCacheEntries = 512;      // summaries kept (each a few KiB)
+constexpr std::size_t kSerialParseBytes = 1u << 20;   // larger reports are parsed one at a time
+}  // namespace
+
+std::optional<json> Api::compare_summary(const std::string& id, uint64_t* bytes_read, std::string* problem) {
+  problem->clear();
+  const JobDir dir(job_dir(id));
+  const int fd = open_job_file(dir.root(), "report.json");
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    *problem = errno == EINVAL ? "report.json is not a regular file; not read"
+                               : std::string("report.json not read: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  struct stat st {};
+  const bool stated = ::fstat(fd, &st) == 0;
+  ::close(fd);
+  if (!stated) {
+    *problem = "report.json cannot be read";
+    return std::nullopt;
+  }
+  const int64_t mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  {
+    std::lock_guard lock(report_mu_);
+    if (const auto it = report_cache_.find(id); it != report_cache_.end() && it->second.dev == st.st_dev &&
+                                                it->second.ino == st.st_ino &&
+                                                it->second.size == static_cast<uint64_t>(st.st_size) &&
+                                                it->second.mtime_ns == mtime_ns) {
+      it->second.used = ++report_tick_;
+      return it->second.summary;
+    }
+  }
+  if (static_cast<uint64_t>(st.st_size) > kMaxReportBytes) {
+    *problem = "report.json is " + std::to_string(st.st_size) + " bytes, over the " +
+               std::to_string(kMaxReportBytes >> 20) + " MiB compare reads; not read";
+    return std::nullopt;
+  }
+  if (*bytes_read + static_cast<uint64_t>(st.st_size) > kCompareMaxBytes) {
+    *problem = "report.json not read: this comparison already read " + std::to_string(*bytes_read >> 20) +
+               " MiB of reports (at most " + std::to_string(kCompareMaxBytes >> 20) + " MiB per request)";
+    return std::nullopt;
+  }
+  std::string why;
+  const auto text = read_job_file(dir.root(), "report.json", kMaxReportBytes, &why);
+  if (!text) {
+    *problem = why;
+    return std::nullopt;
+  }
+  *bytes_read += text->size();
+  // Parsing holds the text and a summary only; large ones queue so that
+  // concurrent requests never hold several at once.
+  static std::mutex large_parse;
+  std::unique_lock<std::mutex> serial(large_parse, std::defer_lock);
+  if (text->size() > kSerialParseBytes) serial.lock();
+  auto summary = report_summary(*text, &why);
+  if (serial.owns_lock()) serial.unlock();
+  if (!summary) {
+    *problem = why + "; not read";
+    return std::nullopt;
+  }
+  std::lock_guard lock(report_mu_);
+  if (report_cache_.size() >= kReportCacheEntries) {
+    auto oldest = report_cache_.begin();
+    for (auto it = report_cache_.begin(); it != report_cache_.end(); ++it)
+      if (it->second.used < oldest->second.used) oldest = it;
+    report_cache_.erase(oldest);
+  }
+  report_cache_[id] = CachedReport{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                                   static_cast<uint64_t>(st.st_size), mtime_ns, *summary, ++report_tick_};
+  return summary;
+}
+
+// Side by side: each distinct job once (a repeated id or name is one
+// column), at most kCompareMaxJobs, at most kCompareMaxBytes of reports read
+// from disk; summaries are cached, so memory per request is bounded by the
+// summaries, not by what the job folders hold.
 ApiResult Api::compare(const Request& req, const Params&, const Query& q) {
   const unsigned v = req.version();
   const auto it = q.find("ids");
   if (it == q.end() || it->second.empty())
     return error(http::status::bad_request, "ids is required: a comma list of job ids or names", "invalid_input", v);
+  std::vector<std::string> refs;
+  for (const auto& part : split(it->second, ','))
+    if (const auto ref = trim(part); !ref.empty()) refs.emplace_back(ref);
+  if (refs.size() > 4 * kCompareMaxJobs)
+    return error(http::status::bad_request, "ids lists more than " + std::to_string(4 * kCompareMaxJobs) + " entries",
+                 "invalid_input", v);
   std::vector<CompareInput> inputs;
-  for (const auto& part : split(it->second, ',')) {
-    const std::string ref(trim(part));
-    if (ref.empty()) continue;
-    if (inputs.size() == 50) return error(http::status::bad_request, "at most 50 jobs compare at once", "invalid_input", v);
+  std::set<std::string> seen;
+  uint64_t bytes_read = 0;
+  for (const auto& ref : refs) {
     const auto job = store_.find(ref);
     if (!job) return error(http::status::not_found, "no job with id or name '" + excerpt(ref, 200) + "'", "not_found", v);
-    CompareInput in{job->id, job->name, std::string(job_state_name(job->state)), nullptr};
-    // report.json is the worker's file: bounded and parsed without throwing.
-    const fs::path report = JobDir(job_dir(job->id)).report_json();
-    std::error_code ec;
-    const auto size = fs::file_size(report, ec);
-    if (!ec && size <= (16u << 20)) {
-      in.report = json::parse(read_file(report), nullptr, false);
-      if (in.report.is_discarded() || !in.report.is_object()) in.report = nullptr;
-    }
+    if (!seen.insert(job->id).second) continue;
+    if (inputs.size() == kCompareMaxJobs)
+      return error(http::status::bad_request, "at most " + std::to_string(kCompareMaxJobs) + " jobs compare at once",
+                   "invalid_input", v);
+    CompareInput in{job->id, job->name, std::string(job_state_name(job->state)), nullptr, ""};
+    if (auto summary = compare_summary(job->id, &bytes_read, &in.problem)) in.report = std::move(*summary);
     inputs.push_back(std::move(in));
   }
   if (inputs.empty()) return error(http::status::bad_request, "ids names no job", "invalid_input", v);
@@ -475,7 +595,9 @@ bool Api::job_active(const std::string& id) {
 
 ApiResult Api::logs(const Request& req, const Params& p, const Query& q) {
   if (!store_.get(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
-  StreamPlan plan{p[0], JobDir(job_dir(p[0])).worker_log(), "text/plain; charset=utf-8", query_flag(q, "follow"), {}};
+  const auto follow = query_bool(q, "follow");
+  if (!follow) return error(http::status::bad_request, bool_problem(q, "follow"), "invalid_input", req.version());
+  StreamPlan plan{p[0], job_dir(p[0]), "logs/worker.log", "text/plain; charset=utf-8", *follow, {}};
   if (q.count("tail")) {
     const auto t = query_int(q, "tail");
     if (!t || *t < 0) return error(http::status::bad_request, "tail must be a non-negative integer", "invalid_input", req.version());
@@ -486,7 +608,9 @@ ApiResult Api::logs(const Request& req, const Params& p, const Query& q) {
 
 ApiResult Api::events(const Request& req, const Params& p, const Query& q) {
   if (!store_.get(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
-  return StreamPlan{p[0], JobDir(job_dir(p[0])).events(), "application/x-ndjson", query_flag(q, "follow"), {}};
+  const auto follow = query_bool(q, "follow");
+  if (!follow) return error(http::status::bad_request, bool_problem(q, "follow"), "invalid_input", req.version());
+  return StreamPlan{p[0], job_dir(p[0]), "events.jsonl", "application/x-ndjson", *follow, {}};
 }
 
 ApiResult Api::cancel(const Request& req, const Params& p, const Query&) {
@@ -515,7 +639,7 @@ ApiResult Api::artifacts(const Request& req, const Params& p, const Query&) {
   if (!store_.get(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", v);
   json files = json::array();
   uint64_t total = 0;
-  for (const auto& a : list_artifacts(job_dir(p[0]))) {
+  for (const auto& a : list_artifacts(job_dir(p[0]), checksums_)) {
     files.push_back(to_json(a));
     total += a.size;
   }
@@ -528,9 +652,15 @@ ApiResult Api::artifact(const Request& req, const Params& p, const Query&) {
   const std::vector<std::string> segments(p.begin() + 1, p.end());
   const auto file = resolve_artifact(job_dir(p[0]), segments);
   if (!file) return error(http::status::not_found, "no such artifact in job " + p[0], "not_found", v);
+  // Served from the descriptor open_job_file gives: a file swapped for a
+  // link or a FIFO after the check above is never opened.
+  const int fd = open_job_file(job_dir(p[0]), file->lexically_relative(job_dir(p[0])).generic_string());
+  if (fd < 0) return error(http::status::not_found, "no such artifact in job " + p[0], "not_found", v);
+  boost::beast::file source;
+  source.native_handle(fd);
   boost::beast::error_code ec;
   http::file_body::value_type body;
-  body.open(file->c_str(), boost::beast::file_mode::scan, ec);
+  body.reset(std::move(source), ec);
   if (ec) return error(http::status::not_found, "cannot open artifact: " + ec.message(), "not_found", v);
   FileResponse res{http::status::ok, v};
   res.set(http::field::content_type, "application/octet-stream");
@@ -603,6 +733,8 @@ ApiResult Api::metrics(const Request& req, const Params&, const Query&) {
     out += "qjobs_connections_open " + std::to_string(c->open.load()) + "\n";
     out += "# HELP qjobs_connections_refused_total Connections refused at --max-connections.\n# TYPE qjobs_connections_refused_total counter\n";
     out += "qjobs_connections_refused_total " + std::to_string(c->refused.load()) + "\n";
+    out += "# HELP qjobs_connections_evicted_total Idle connections closed at --max-connections to admit a new one.\n# TYPE qjobs_connections_evicted_total counter\n";
+    out += "qjobs_connections_evicted_total " + std::to_string(c->evicted.load()) + "\n";
     out += "# HELP qjobs_accept_errors_total Failed accept() calls (out of descriptors and others).\n# TYPE qjobs_accept_errors_total counter\n";
     out += "qjobs_accept_errors_total " + std::to_string(c->accept_errors.load()) + "\n";
     out += "# HELP qjobs_http_malformed_total Requests refused with 400 for their HTTP framing.\n# TYPE qjobs_http_malformed_total counter\n";

@@ -14,6 +14,8 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -21,6 +23,7 @@
 
 #include <boost/beast/http.hpp>
 
+#include "server/artifacts.hpp"
 #include "server/scheduler.hpp"
 #include "server/store.hpp"
 
@@ -35,6 +38,7 @@ using FileResponse = http::response<http::file_body>;
 struct ConnectionStats {
   std::atomic<int64_t> open{0};            // connections being served now
   std::atomic<uint64_t> refused{0};        // turned away at --max-connections
+  std::atomic<uint64_t> evicted{0};        // waiting (idle) connections closed at the cap for a new one
   std::atomic<uint64_t> accept_errors{0};  // accept() failures (EMFILE, ENFILE, ...)
   std::atomic<uint64_t> malformed{0};      // requests answered 400 for their framing
   int64_t max = 0;                         // --max-connections
@@ -42,7 +46,8 @@ struct ConnectionStats {
 
 struct StreamPlan {
   std::string job_id;
-  std::filesystem::path file;
+  std::filesystem::path job_root;    // the job's folder
+  std::string file;                  // relative to job_root, opened with open_job_file
   std::string content_type;
   bool follow = false;               // keep streaming until the job is terminal
   std::optional<int64_t> tail_lines; // start at the last N lines
@@ -100,6 +105,21 @@ class Api {
   ApiResult metrics(const Request& req, const Params&, const Query&);
 
   nlohmann::json job_view(const JobRecord& r) const;
+  // report.json's compare summary for job `id`, from the cache when the file
+  // is the one read before (same device, inode, size and mtime). Adds the
+  // bytes it read from disk to *bytes_read; with *problem set when refused.
+  std::optional<nlohmann::json> compare_summary(const std::string& id, uint64_t* bytes_read, std::string* problem);
+
+  struct CachedReport {
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t mtime_ns = 0;
+    nlohmann::json summary;
+    uint64_t used = 0;  // recency tick for eviction
+  };
+  ChecksumCache checksums_;  // artifact sha256s, hashed off the request threads
+  std::mutex report_mu_;
+  std::map<std::string, CachedReport> report_cache_;  // job id -> summary; at most kReportCacheEntries
+  uint64_t report_tick_ = 0;
 
   Store& store_;
   Scheduler& scheduler_;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <list>
 #include <cerrno>
 #include <optional>
 #include <type_traits>
@@ -21,6 +22,7 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/job_dir.hpp"
 #include "common/logging.hpp"
 
 namespace qjobs::server {
@@ -36,8 +38,8 @@ constexpr int64_t kTailScanLimit = 16 << 20;
 
 // Byte offset where the last `lines` lines of `path` start, reading back
 // from the end in 64 KiB blocks, never more than kTailScanLimit bytes.
-int64_t tail_offset(const std::string& path, int64_t lines) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+int64_t tail_offset(const std::filesystem::path& root, const std::string& rel, int64_t lines) {
+  const int fd = open_job_file(root, rel);
   if (fd < 0) return 0;
   const off_t size = ::lseek(fd, 0, SEEK_END);
   if (size < 0) {
@@ -70,9 +72,10 @@ int64_t tail_offset(const std::string& path, int64_t lines) {
   return floor;
 }
 
-// Reads up to `max` bytes of `path` from `offset`; empty when none.
-std::string read_from(const std::string& path, int64_t offset, std::size_t max) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+// Reads up to `max` bytes of the job file from `offset`; empty when none
+// (or when it is a link or not a regular file).
+std::string read_from(const std::filesystem::path& root, const std::string& rel, int64_t offset, std::size_t max) {
+  const int fd = open_job_file(root, rel);
   if (fd < 0) return {};
   std::string out(max, '\0');
   const ssize_t n = ::pread(fd, out.data(), max, offset);
@@ -118,6 +121,18 @@ struct HttpServer::Impl {
   LogLimiter accept_log{10};
   LogLimiter malformed_log{10};
   int refusing = 0;  // refusal writes in flight (I/O thread only)
+  // Sessions waiting for a request (a new connection, a keep-alive one
+  // between requests, or one whose header is still arriving), oldest first.
+  // At --max-connections a new connection closes the oldest of these rather
+  // than being refused, so idle connections can never lock others out; only
+  // connections with a request in progress make the server answer 503.
+  // I/O thread only.
+  struct Waiting {
+    beast::tcp_stream* stream;
+    bool evicted = false;
+  };
+  std::list<Waiting*> waiting;
+  int evicting = 0;  // closed waiting sessions whose coroutine has not ended yet
 
   Impl(asio::io_context& io_, Api& api_, HttpOptions o)
       : io(io_), api(api_), options(std::move(o)), acceptor(io_),
@@ -162,7 +177,16 @@ struct HttpServer::Impl {
       }
       backoff = std::chrono::milliseconds(10);
       set_cloexec(socket.native_handle());
-      if (stats->open.load() >= options.max_connections) {
+      if (stats->open.load() - evicting >= options.max_connections && !waiting.empty()) {
+        Waiting* oldest = waiting.front();
+        waiting.pop_front();
+        oldest->evicted = true;
+        ++evicting;
+        ++stats->evicted;
+        beast::error_code cec;
+        oldest->stream->socket().cancel(cec);
+        oldest->stream->socket().shutdown(tcp::socket::shutdown_both, cec);
+      } else if (stats->open.load() - evicting >= options.max_connections) {
         ++stats->refused;
         if (refusing < 64) {
           ++refusing;
@@ -254,9 +278,9 @@ struct HttpServer::Impl {
     auto [hec, hn] = co_await http::async_write_header(stream, sr, use_tuple);
     if (hec) co_return;
 
-    const std::string path = plan.file.string();
     int64_t offset = 0;
-    if (plan.tail_lines) offset = co_await on_pool(stream_pool, [&] { return tail_offset(path, *plan.tail_lines); });
+    if (plan.tail_lines)
+      offset = co_await on_pool(stream_pool, [&] { return tail_offset(plan.job_root, plan.file, *plan.tail_lines); });
     asio::steady_timer timer(io);
     bool last_pass = false;
     while (true) {
@@ -264,7 +288,7 @@ struct HttpServer::Impl {
       // only writes. One 64 KiB chunk at a time: the next read waits until
       // the client has taken this one.
       auto [data, active] = co_await on_pool(stream_pool, [&] {
-        std::pair<std::string, bool> r{read_from(path, offset, 1 << 16), true};
+        std::pair<std::string, bool> r{read_from(plan.job_root, plan.file, offset, 1 << 16), true};
         if (r.first.empty() && plan.follow && !last_pass) {
           try {
             r.second = api.job_active(plan.job_id);
@@ -298,7 +322,14 @@ struct HttpServer::Impl {
       http::request_parser<http::string_body> parser;
       parser.header_limit(16 * 1024);
       parser.body_limit(options.body_limit);
+      Waiting me{&stream};
+      const auto place = waiting.insert(waiting.end(), &me);
       auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
+      if (me.evicted) {
+        --evicting;
+        co_return;  // closed for a newer connection at the cap
+      }
+      waiting.erase(place);
       if (hec == http::error::body_limit) {
         co_await refuse_body(stream, parser.get().version());
         break;

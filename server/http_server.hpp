@@ -7,8 +7,10 @@
 // the client to take it (backpressure), until the read timeout.
 //
 // Descriptors: the listening and accepted sockets are close-on-exec. At most
-// max_connections are served at once; the next ones get a 503 and are
-// closed. When accept fails for lack of descriptors (EMFILE/ENFILE) it
+// max_connections are open at once. At the cap a new connection closes the
+// connection that has waited longest for a request (idle keep-alive, or a
+// header still arriving), so idle connections never lock anyone out; only
+// when every connection has a request in progress does the next get a 503. When accept fails for lack of descriptors (EMFILE/ENFILE) it
 // backs off (10 ms doubling to 1 s) instead of spinning, and the log line is
 // rate-limited.
 #pragma once

@@ -285,6 +285,12 @@ std::string list_table(const json& jobs) {
 
 }  // namespace
 
+// An artifact's sha256, or "" while the server is still computing it.
+static std::string sha_of(const json& a) {
+  const auto it = a.find("sha256");
+  return it != a.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"jobctl: submit and watch qjobs jobs.\n"
                "Exit codes: 0 ok, 1 job failed or request refused, 2 usage, 3 server unreachable, 4 not found, 5 invalid spec",
@@ -513,8 +519,8 @@ int main(int argc, char** argv) {
         return kExitOk;
       }
       for (const auto& a : r["artifacts"])
-        std::printf("%12llu  %s  %s\n", static_cast<unsigned long long>(a.value("size", 0ull)),
-                    a.value("sha256", "").c_str(), a.value("path", "").c_str());
+        std::printf("%12llu  %-64s  %s\n", static_cast<unsigned long long>(a.value("size", 0ull)),
+                    sha_of(a).empty() ? "(checksum being computed)" : sha_of(a).c_str(), a.value("path", "").c_str());
       return kExitOk;
     }
     if (*download) {
@@ -526,7 +532,7 @@ int main(int argc, char** argv) {
       for (const auto& a : r["artifacts"]) {
         const std::string p = a.value("path", "");
         if (path.empty() || p == path || (!folder.empty() && p.rfind(folder + "/", 0) == 0))
-          files.push_back({p, a.value("sha256", "")});
+          files.push_back({p, sha_of(a)});
       }
       if (files.empty()) {
         std::cerr << "error: job " << job_id << " has no file or folder '" << path << "'\n";
@@ -547,6 +553,26 @@ int main(int argc, char** argv) {
           return kExitFailed;
         }
         if (!o.json_output) std::cout << dest.string() << "\n";
+      }
+      // A large file's checksum is computed by the server in the background:
+      // the files downloaded before it was known are checked once it is.
+      for (int round = 0; round < 3600; ++round) {
+        std::vector<std::pair<std::string, std::string>> unchecked;
+        for (const auto& f : files)
+          if (f.second.empty()) unchecked.push_back(f);
+        if (unchecked.empty()) break;
+        if (round > 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+        const json again = call(client, "GET", "/jobs/" + url_encode(job_id) + "/artifacts");
+        for (auto& [p, sha] : files) {
+          if (!sha.empty()) continue;
+          for (const auto& a : again["artifacts"])
+            if (a.value("path", "") == p) sha = sha_of(a);
+          if (sha.empty()) continue;
+          if (qjobs::server::sha256_file(fs::path(out_dir) / p) != sha) {
+            std::cerr << "error: " << p << ": sha256 mismatch after download\n";
+            return kExitFailed;
+          }
+        }
       }
       return kExitOk;
     }

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/algorithm_catalog.hpp"
+#include "common/job_dir.hpp"
 
 namespace qjobs::server {
 using nlohmann::json;
@@ -26,6 +27,96 @@ const json& original_results(const json& r) {
   if (!r.is_object() || !r.contains("eval") || !r["eval"].is_object() || !r["eval"].contains("original")) return empty;
   return r["eval"]["original"];
 }
+
+// A string field of an object, or `fallback` when absent or of another type.
+std::string string_at(const json& o, const char* key, const std::string& fallback) {
+  if (!o.is_object()) return fallback;
+  const auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+// Which keys report_summary keeps, by their path from the report's root.
+bool summary_keeps(const std::vector<std::string>& path) {
+  static const std::set<std::string> top = {"algorithm", "export_format", "model", "spec",
+                                            "size_mib", "stage_seconds", "eval"};
+  static const std::set<std::string> result_keys = {"ppl", "acc", "acc_norm", "protocol", "data", "seqlen",
+                                                    "windows", "format", "num_fewshot", "n", "seed", "cached"};
+  const auto& p = path;
+  switch (p.size()) {
+    case 1: return top.count(p[0]) > 0;
+    case 2:
+      return (p[0] == "model" && p[1] == "source") || (p[0] == "spec" && p[1] == "params") ||
+             (p[0] == "size_mib" && (p[1] == "before" || p[1] == "after")) ||
+             (p[0] == "stage_seconds" && p[1] == "quantize") ||
+             (p[0] == "eval" && (p[1] == "quantized" || p[1] == "model" || p[1] == "original"));
+    case 3: return (p[0] == "spec" || p[0] == "eval") && p[2].size() <= 200;
+    case 4: return p[0] == "eval" && result_keys.count(p[3]) > 0;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+std::optional<json> report_summary(std::string_view text, std::string* problem) {
+  if (problem) problem->clear();
+  const auto fail = [&](std::string m) -> std::optional<json> {
+    if (problem) *problem = "report.json: " + std::move(m);
+    return std::nullopt;
+  };
+  if (text.size() > kMaxReportBytes) return fail("larger than " + std::to_string(kMaxReportBytes) + " bytes");
+  if (json_text_depth(text, kMaxReportDepth) > kMaxReportDepth)
+    return fail("nested deeper than " + std::to_string(kMaxReportDepth) + " levels");
+  std::vector<std::string> path;
+  const json::parser_callback_t keep = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (event != json::parse_event_t::key) return true;
+    path.resize(static_cast<std::size_t>(std::max(depth - 1, 0)));
+    path.push_back(parsed.is_string() ? parsed.get<std::string>() : std::string());
+    return summary_keeps(path);
+  };
+  json r = json::parse(text, keep, /*allow_exceptions=*/false);
+  if (r.is_discarded()) return fail("not valid JSON");
+  if (!r.is_object()) return fail("not a JSON object");
+  // Types: what compare shows is a string or a number; anything else goes.
+  json out = json::object();
+  for (const char* k : {"algorithm", "export_format"})
+    if (r.contains(k) && r[k].is_string()) out[k] = r[k];
+  if (const std::string src = string_at(r.value("model", json()), "source", ""); !src.empty())
+    out["model"] = {{"source", src}};
+  if (r.contains("spec") && r["spec"].is_object() && r["spec"].contains("params") && r["spec"]["params"].is_object()) {
+    json params = json::object();
+    for (const auto& [k, v] : r["spec"]["params"].items())
+      if (v.is_primitive()) params[k] = v;
+    out["spec"] = {{"params", params}};
+  }
+  for (const char* section : {"size_mib", "stage_seconds"})
+    if (r.contains(section) && r[section].is_object()) {
+      json kept = json::object();
+      for (const auto& [k, v] : r[section].items())
+        if (v.is_number()) kept[k] = v;
+      out[section] = kept;
+    }
+  if (r.contains("eval") && r["eval"].is_object()) {
+    json eval = json::object();
+    for (const auto& [which, tasks] : r["eval"].items()) {
+      if (!tasks.is_object()) continue;
+      json kept_tasks = json::object();
+      for (const auto& [task, res] : tasks.items()) {
+        if (!res.is_object() || kept_tasks.size() >= 256) continue;
+        json kept = json::object();
+        for (const auto& [k, v] : res.items()) {
+          if (k == "cached") kept[k] = true;
+          else if (v.is_number() || (v.is_string() && v.get_ref<const std::string&>().size() <= 1024)) kept[k] = v;
+        }
+        kept_tasks[task] = kept;
+      }
+      eval[which] = kept_tasks;
+    }
+    out["eval"] = eval;
+  }
+  return out;
+}
+
+namespace {
 
 std::string model_of(const json& r) {
   if (r.is_object() && r.contains("model") && r["model"].is_object() && r["model"].contains("source") &&
@@ -55,7 +146,7 @@ std::string protocol_text(const json& result) {
     add("seqlen " + str_of(result.value("seqlen", json(0))));
     add(str_of(result.value("windows", json(0))) + " windows");
   } else {
-    add(result.value("format", std::string("mc")));
+    add(string_at(result, "format", "mc"));
     add(str_of(result.value("num_fewshot", json(0))) + "-shot");
     add("n=" + str_of(result.value("n", json(0))));
   }
@@ -84,7 +175,7 @@ json param(const json& report, const std::string& algo, const std::string& key) 
 
 std::string compare_label(const json& report) {
   if (!report.is_object()) return "?";
-  const std::string algo = report.value("algorithm", std::string("?"));
+  const std::string algo = string_at(report, "algorithm", "?");
   std::string label = algo;
   const auto add = [&](const std::string& s) {
     if (!s.empty()) label += " " + s;
@@ -104,8 +195,7 @@ std::string compare_label(const json& report) {
     if (act.is_string() && (algo == "FP8" || algo == "NVFP4" || algo == "MXFP4"))
       add(act == "none" ? "weight-only" : "act " + act.get<std::string>());
   }
-  if (report.contains("export_format") && report["export_format"].is_string())
-    add(report["export_format"].get<std::string>());
+  add(string_at(report, "export_format", ""));
   return label;
 }
 
@@ -116,23 +206,25 @@ json compare_reports(const std::vector<CompareInput>& jobs) {
   for (const auto& j : jobs) {
     const json& r = j.report;
     json col = {{"id", j.id}, {"name", j.name}, {"state", j.state}, {"label", j.report.is_object() ? compare_label(r) : "?"},
-                {"algorithm", r.is_object() ? r.value("algorithm", json(nullptr)) : json(nullptr)},
+                {"algorithm", r.is_object() && r.contains("algorithm") && r["algorithm"].is_string() ? r["algorithm"] : json(nullptr)},
                 {"model", r.is_object() ? json(model_of(r)) : json(nullptr)},
-                {"export_format", r.is_object() ? r.value("export_format", json(nullptr)) : json(nullptr)},
+                {"export_format", r.is_object() && r.contains("export_format") && r["export_format"].is_string() ? r["export_format"] : json(nullptr)},
                 {"size_mib", nullptr}, {"quantize_s", nullptr}};
-    if (!r.is_object()) {
+    if (!j.problem.empty()) {
+      notes.push_back("job " + j.id + ": " + j.problem);
+    } else if (!r.is_object()) {
       notes.push_back("job " + j.id + " (" + j.state + ") has no report yet");
     } else {
       const json& size = r.value("size_mib", json::object());
-      const bool evaluate = r.value("algorithm", std::string()) == "Evaluate";
+      const bool evaluate = string_at(r, "algorithm", "") == "Evaluate";
       if (size.is_object()) {
         if (size.contains("after") && size["after"].is_number()) col["size_mib"] = size["after"];
-        else if (evaluate && size.contains("before")) col["size_mib"] = size["before"];
+        else if (evaluate && size.contains("before") && size["before"].is_number()) col["size_mib"] = size["before"];
         if (!evaluate && size.contains("before") && size["before"].is_number() && !original_size.contains(model_of(r)))
           original_size[model_of(r)] = size["before"];
       }
       const json& secs = r.value("stage_seconds", json::object());
-      if (secs.is_object() && secs.contains("quantize")) col["quantize_s"] = secs["quantize"];
+      if (secs.is_object() && secs.contains("quantize") && secs["quantize"].is_number()) col["quantize_s"] = secs["quantize"];
     }
     columns.push_back(col);
   }

@@ -8,7 +8,9 @@
 // dequantized float weights here, so its tokens/s is no serving speed.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -19,13 +21,29 @@ struct CompareInput {
   std::string id;
   std::string name;           // the job's name (JOB_ID), may be ""
   std::string state;
-  nlohmann::json report;      // report.json, or null when the job has none
+  nlohmann::json report;      // report_summary() of report.json, or null when the job has none
+  std::string problem;        // why report.json was not read (refused, too large), or ""
 };
+
+// The largest report.json compare reads, and the deepest nesting it accepts.
+inline constexpr std::size_t kMaxReportBytes = 16u << 20;
+inline constexpr int kMaxReportDepth = 32;
+
+// What compare reads of report.json text: only the fields it shows
+// (algorithm, export_format, model.source, spec.params scalars, size_mib,
+// stage_seconds.quantize, the eval results' numbers and protocol fields),
+// each of the type it expects; everything else is dropped while parsing, so
+// memory is the text plus this summary, whatever the report holds. nullopt
+// with *problem set when the text is not JSON, not an object, or nested
+// deeper than kMaxReportDepth. Never throws.
+std::optional<nlohmann::json> report_summary(std::string_view text, std::string* problem);
 
 // What a column is called: "RTN W4 g32 compressed-tensors", from a report's
 // normalized spec (absent keys take the catalog's defaults).
 std::string compare_label(const nlohmann::json& report);
 
+// Any JSON is accepted in CompareInput::report (a field of the wrong type is
+// ignored, never a throw); the server passes report_summary()'s output.
 // {"columns": [{id, name, label, algorithm, model, state, export_format, size_mib, quantize_s}],
 //  "original_size_mib": {model: MiB},
 //  "tables": [{model, task, metric, protocol, original, original_cached, values: [..], cached: [..]}],

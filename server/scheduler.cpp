@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -15,15 +16,17 @@
 namespace qjobs::server {
 namespace {
 
-// The last `max_lines` lines of `path`, reading at most its last 64 KiB.
-std::string log_tail(const std::filesystem::path& path, std::size_t max_lines) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  const std::streamoff start = std::max<std::streamoff>(0, size - (64 << 10));
-  in.seekg(start);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+// The last `max_lines` lines of the job's worker log, reading at most its
+// last 64 KiB, through open_job_file (a planted link or FIFO gives "").
+std::string log_tail(const JobDir& dir, std::size_t max_lines) {
+  const int fd = open_job_file(dir.root(), "logs/worker.log");
+  if (fd < 0) return "";
+  const off_t size = ::lseek(fd, 0, SEEK_END);
+  const off_t start = std::max<off_t>(0, size - (64 << 10));
+  std::string text(static_cast<std::size_t>(std::max<off_t>(0, size - start)), '\0');
+  const ssize_t n = size < 0 ? -1 : ::pread(fd, text.data(), text.size(), start);
+  ::close(fd);
+  text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
   if (start > 0)
     if (const auto nl = text.find('\n'); nl != std::string::npos) text.erase(0, nl + 1);
   std::size_t pos = text.size(), lines = 0;
@@ -53,7 +56,7 @@ void write_failure_report(const JobDir& dir, const JobRecord& job, const FinishI
   md += "| stage | " + (stage.empty() ? std::string("before the worker reported one") : stage) + " |\n";
   md += "| attempts | " + std::to_string(job.attempts) + " of " + std::to_string(job.max_attempts) + " |\n\n";
   md += "## Error\n\n```\n" + info.error + "\n```\n\n";
-  const std::string tail = log_tail(dir.worker_log(), 40);
+  const std::string tail = log_tail(dir, 40);
   if (!tail.empty()) md += "## End of logs/worker.log\n\n```\n" + tail + (tail.back() == '\n' ? "" : "\n") + "```\n";
   const nlohmann::json report = {{"state", "FAILED"}, {"algorithm", job.algorithm}, {"model", {{"source", job.model}}},
                                  {"error_type", type}, {"error", info.error}, {"stage", stage},
@@ -122,6 +125,51 @@ void Scheduler::publish() {
   }
 }
 
+bool Scheduler::transition(const std::string& id, nlohmann::json e, const std::function<bool()>& commit) {
+  if (!store_.health().writable) {
+    // Retried against a failing store (settle runs again with backoff): the
+    // event is written once, when the row changes, not once per try.
+    if (!commit()) return false;
+    server_event(id, std::move(e));
+    return true;
+  }
+  e["source"] = "server";
+  if (!e.contains("ts")) e["ts"] = unix_now();
+  const JobDir dir(job_dir(id));
+  bool appended = false;
+  try {
+    dir.append_event(e);
+    appended = true;
+  } catch (const std::exception& ex) {
+    spdlog::warn("job {}: cannot append event: {}", id, ex.what());
+  }
+  const auto retract = [&](const std::string& why) {
+    if (!appended) return;
+    try {
+      dir.append_event({{"type", "retracted"}, {"state", e.value("state", "")}, {"source", "server"},
+                        {"message", "the change to " + e.value("state", std::string("?")) + " above was not stored: " + why}});
+    } catch (const std::exception&) {
+    }
+  };
+  bool applied = false;
+  try {
+    applied = commit();
+  } catch (const std::exception& ex) {
+    retract(ex.what());
+    throw;
+  }
+  if (!applied) {
+    retract("the job changed state first");
+    return false;
+  }
+  try {
+    store_.add_event(id, e.value("type", "state"), e);
+  } catch (const std::exception& ex) {
+    spdlog::warn("job {}: cannot store event: {}", id, ex.what());
+  }
+  return true;
+}
+
 void Scheduler::server_event(const std::string& id, nlohmann::json e) {
   e["source"] = "server";
   try {
@@ -157,13 +205,45 @@ void Scheduler::note_store_failure(const std::exception& e) {
                   held ? " (" + std::to_string(held) + " more since the last report)" : "");
 }
 
+template <class F>
+auto Scheduler::call_backend(F&& f) {
+  mu_.unlock();
+  struct Relock {
+    std::mutex& m;
+    ~Relock() { m.lock(); }
+  } relock{mu_};
+  std::lock_guard dispatch(dispatch_mu_);
+  flush_signals();  // a cancel queued meanwhile goes before this call
+  return f();
+}
+
+void Scheduler::queue_signal(Dispatcher* d, const std::string& handle, int sig) {
+  std::lock_guard lock(signals_mu_);
+  pending_signals_.emplace_back(d, handle, sig);
+}
+
+void Scheduler::flush_signals() {
+  std::vector<std::tuple<Dispatcher*, std::string, int>> todo;
+  {
+    std::lock_guard lock(signals_mu_);
+    todo.swap(pending_signals_);
+  }
+  for (const auto& [d, handle, sig] : todo) {
+    try {
+      d->signal(handle, sig);
+    } catch (const std::exception& e) {
+      spdlog::warn("signal {} to {}: {}", sig, handle, e.what());
+    }
+  }
+}
+
 void Scheduler::recover() {
   std::lock_guard lock(mu_);
   const double t = now();
   // Attempts the launching backend has that the store never recorded: the
   // server was killed between sbatch and storing its answer.
   if (launcher_.queues()) {
-    const auto found = launcher_.unrecorded();
+    const auto found = call_backend([&] { return launcher_.unrecorded(); });
     for (const auto& job : store_.in_state(JobState::queued)) {
       if (!job.handle.empty()) continue;
       for (const auto& u : found) {
@@ -193,7 +273,7 @@ void Scheduler::recover() {
         settle_without_process(job);
         continue;
       }
-      d->watch(job.handle);
+      call_backend([&] { d->watch(job.handle); });
       Running r;
       r.job_id = job.id;
       r.handle = job.handle;
@@ -230,24 +310,30 @@ void Scheduler::settle_without_process(const JobRecord& job) {
 void Scheduler::send_term(Running& r, KillReason why) {
   r.kill = why;
   r.term_sent_at = now();
-  if (r.backend) r.backend->signal(r.handle, SIGTERM);
+  if (r.backend) queue_signal(r.backend, r.handle, SIGTERM);
 }
 
 std::optional<JobState> Scheduler::cancel(const std::string& id) {
+  const auto state = cancel_locked(id);
+  // The SIGTERM (scancel) now if no backend call is in progress; else the
+  // call in progress sends it when it ends (flush_signals).
+  if (std::unique_lock dispatch(dispatch_mu_, std::try_to_lock); dispatch.owns_lock()) flush_signals();
+  return state;
+}
+
+std::optional<JobState> Scheduler::cancel_locked(const std::string& id) {
   std::lock_guard lock(mu_);
   const auto job = store_.get(id);
   if (!job) return std::nullopt;
   const double now = this->now();
   if (job->state == JobState::queued && job->handle.empty()) {
-    if (store_.cancel_queued(id, now)) {
-      server_event(id, {{"type", "state"}, {"state", "CANCELLED"}, {"reason", "cancelled while queued"}});
+    if (transition(id, {{"type", "state"}, {"state", "CANCELLED"}, {"reason", "cancelled while queued"}},
+                   [&] { return store_.cancel_queued(id, now); }))
       return JobState::cancelled;
-    }
     return store_.get(id)->state;
   }
   if (job->state == JobState::running || job->state == JobState::queued) {
-    if (store_.cancel_running(id, now)) {
-      server_event(id, {{"type", "state"}, {"state", "CANCELLING"}});
+    if (transition(id, {{"type", "state"}, {"state", "CANCELLING"}}, [&] { return store_.cancel_running(id, now); })) {
       for (auto& [h, r] : running_)
         if (r.job_id == id) send_term(r, KillReason::cancel);
       return JobState::cancelling;
@@ -258,15 +344,31 @@ std::optional<JobState> Scheduler::cancel(const std::string& id) {
 }
 
 void Scheduler::tick() {
-  std::lock_guard lock(mu_);
-  try {
-    tick_locked();
-  } catch (const std::exception& e) {
-    // A read that failed (I/O error, locked database): nothing was changed;
-    // the next tick starts over.
-    note_store_failure(e);
+  std::lock_guard pass(tick_mu_);
+  tick_pass();
+}
+
+bool Scheduler::try_tick() {
+  std::unique_lock pass(tick_mu_, std::try_to_lock);
+  if (!pass.owns_lock()) return false;
+  tick_pass();
+  return true;
+}
+
+void Scheduler::tick_pass() {
+  {
+    std::lock_guard lock(mu_);
+    try {
+      tick_locked();
+    } catch (const std::exception& e) {
+      // A read that failed (I/O error, locked database): nothing was changed;
+      // the next tick starts over.
+      note_store_failure(e);
+    }
+    publish();
   }
-  publish();
+  std::lock_guard dispatch(dispatch_mu_);
+  flush_signals();
 }
 
 void Scheduler::settle(Ended e) {
@@ -291,7 +393,7 @@ void Scheduler::check_stall(Running& r, double now) {
   r.kill = KillReason::stall;
   r.killed = true;
   r.term_sent_at = now;
-  if (r.backend) r.backend->signal(r.handle, SIGKILL);
+  if (r.backend) queue_signal(r.backend, r.handle, SIGKILL);
 }
 
 void Scheduler::apply(Running& r, const AttemptUpdate& u) {
@@ -306,7 +408,7 @@ void Scheduler::apply(Running& r, const AttemptUpdate& u) {
 
 void Scheduler::poll_backends() {
   for (auto* d : backends_) {
-    for (const auto& u : d->poll()) {
+    for (const auto& u : call_backend([&] { return d->poll(); })) {
       const auto it = running_.find(u.handle);
       if (it == running_.end()) continue;
       if (u.phase != AttemptUpdate::Phase::ended) {
@@ -367,7 +469,7 @@ void Scheduler::tick_locked() {
     } else if (!r.killed && r.term_sent_at && now - *r.term_sent_at > options_.cancel_grace_s) {
       spdlog::warn("job {}: worker {} still running {} s after SIGTERM, sending SIGKILL", r.job_id, h,
                    options_.cancel_grace_s);
-      if (r.backend) r.backend->signal(h, SIGKILL);
+      if (r.backend) queue_signal(r.backend, h, SIGKILL);
       r.killed = true;
     }
   }
@@ -402,8 +504,8 @@ void Scheduler::start_queued() {
                       "job needs " + std::to_string(need) + " devices, this server has " +
                           std::to_string(options_.capacity.size())};
       write_failure_report(JobDir(job_dir(job.id)), job, info);
-      if (store_.finish(job.id, JobState::queued, info, this->now()))
-        server_event(job.id, {{"type", "state"}, {"state", "FAILED"}, {"reason", info.error}});
+      transition(job.id, {{"type", "state"}, {"state", "FAILED"}, {"reason", info.error}},
+                 [&] { return store_.finish(job.id, JobState::queued, info, this->now()); });
       continue;
     }
     if (static_cast<int>(free_.size()) < need) return;  // strict order: no overtaking
@@ -421,15 +523,16 @@ void Scheduler::start_queued() {
     req.priority = job.priority;
     std::string handle;
     try {
-      handle = launcher_.launch(req);
+      handle = call_backend([&] { return launcher_.launch(req); });
     } catch (const Error& e) {
-      if (launcher_.transient()) {
+      if (call_backend([&] { return launcher_.transient(); })) {
         // The backend is away (controller down): the job stays QUEUED, is
         // told once, and every submission waits with backoff.
         next_launch_ = now + launch_backoff_;
         spdlog::warn("job {}: cannot submit yet ({}); retrying in {:.0f} s", job.id, e.what(), launch_backoff_);
         launch_backoff_ = std::min(30.0, launch_backoff_ * 2);
-        if (launch_failure_told_.insert(job.id).second)
+        const auto now_job = store_.get(job.id);  // a cancel may have come while sbatch ran
+        if (now_job && now_job->state == JobState::queued && launch_failure_told_.insert(job.id).second)
           server_event(job.id, {{"type", "warning"}, {"state", "QUEUED"},
                                 {"message", std::string("cannot submit to ") + launcher_.backend() + " yet: " +
                                                 e.what() + "; the job stays QUEUED and is submitted when it answers"}});
@@ -455,8 +558,10 @@ void Scheduler::start_queued() {
     } catch (...) {
       // The row could not be stored: the worker must not run unrecorded.
       // The job stays QUEUED and starts again later.
-      launcher_.signal(handle, SIGKILL);
-      launcher_.poll();
+      call_backend([&] {
+        launcher_.signal(handle, SIGKILL);
+        launcher_.poll();
+      });
       throw;
     }
     Running r;
@@ -469,7 +574,7 @@ void Scheduler::start_queued() {
     if (!recorded) {
       // Cancelled between the read and now: stop the worker we just started;
       // its end is reaped and ignored.
-      launcher_.signal(handle, SIGKILL);
+      queue_signal(&launcher_, handle, SIGKILL);
       continue;
     }
     for (const auto& d : devices) free_.erase(d);
@@ -539,10 +644,9 @@ void Scheduler::finalize(const Running& r, const AttemptUpdate& ended) {
     const std::string why = "no space left on device during attempt " + std::to_string(job->attempts) +
                             "; retrying in " + std::to_string(static_cast<int>(pause)) + " s" +
                             (status_current && !status->error.empty() ? ": " + status->error : "");
-    if (store_.requeue(r.job_id, from, why, now, now + pause)) {
+    if (transition(r.job_id, {{"type", "state"}, {"state", "QUEUED"}, {"reason", why}},
+                   [&] { return store_.requeue(r.job_id, from, why, now, now + pause); }))
       spdlog::warn("job {}: {}", r.job_id, why);
-      server_event(r.job_id, {{"type", "state"}, {"state", "QUEUED"}, {"reason", why}});
-    }
     return;
   } else if (wstate == "SUCCEEDED" && (!exit_code || *exit_code == 0)) {
     info.to = JobState::succeeded;
@@ -564,10 +668,9 @@ void Scheduler::finalize(const Running& r, const AttemptUpdate& ended) {
                   std::to_string(job->attempts)
             : "worker lost (" + how + ") during attempt " + std::to_string(job->attempts);
     if (job->attempts < job->max_attempts) {
-      if (store_.requeue(r.job_id, from, why, now)) {
+      if (transition(r.job_id, {{"type", "state"}, {"state", "QUEUED"}, {"reason", why}},
+                     [&] { return store_.requeue(r.job_id, from, why, now); }))
         spdlog::warn("job {}: {}; requeued", r.job_id, why);
-        server_event(r.job_id, {{"type", "state"}, {"state", "QUEUED"}, {"reason", why}});
-      }
       return;
     }
     info.to = JobState::failed;
@@ -575,12 +678,10 @@ void Scheduler::finalize(const Running& r, const AttemptUpdate& ended) {
     info.error = why + "; no attempts left (" + std::to_string(job->max_attempts) + ")";
   }
   if (info.to == JobState::failed && dir_intact) write_failure_report(dir, *job, info);
-  if (store_.finish(r.job_id, from, info, now)) {
+  nlohmann::json e = {{"type", "state"}, {"state", job_state_name(info.to)}};
+  if (!info.error.empty()) e["reason"] = info.error;
+  if (transition(r.job_id, e, [&] { return store_.finish(r.job_id, from, info, now); }))
     spdlog::info("job {} {} ({})", r.job_id, job_state_name(info.to), how);
-    nlohmann::json e = {{"type", "state"}, {"state", job_state_name(info.to)}};
-    if (!info.error.empty()) e["reason"] = info.error;
-    server_event(r.job_id, e);
-  }
 }
 
 }  // namespace qjobs::server

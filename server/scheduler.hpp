@@ -35,6 +35,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/logging.hpp"
@@ -80,9 +81,17 @@ class Scheduler {
   // never submitted twice. Call once, first.
   void recover();
   // One pass: reap ended workers, enforce timeouts and grace periods, adopt
-  // checks, then start queued jobs that fit. Cheap; call often.
+  // checks, then start queued jobs that fit. One pass at a time: waits for
+  // a pass in progress. Call often (the control thread does, every 100 ms).
   void tick();
+  // A pass now unless one is in progress (then that one, or the next, sees
+  // what changed): for request threads, which must never wait on a pass
+  // that waits on a slow backend. Returns whether it ran.
+  bool try_tick();
   // Cancels a job; returns the state after the request, nullopt if unknown.
+  // Never waits on a backend command: the row changes at once, and the
+  // signal goes now when no backend call is in progress, else as soon as it
+  // ends.
   std::optional<JobState> cancel(const std::string& id);
 
   // Records, once per job and attempt, that its status.json is invalid (an
@@ -118,6 +127,8 @@ class Scheduler {
     double backoff = 0.1;
   };
 
+  void tick_pass();    // REQUIRES: tick_mu_ held
+  std::optional<JobState> cancel_locked(const std::string& id);
   void tick_locked();
   void start_queued();
   // Stores what an ended worker means for its job, then frees its devices;
@@ -135,14 +146,35 @@ class Scheduler {
   void send_term(Running& r, KillReason why);
   void check_stall(Running& r, double now);
   void server_event(const std::string& id, nlohmann::json e);
+  // A state change with its event, so that no reader sees the new state
+  // before events.jsonl holds it: the event is appended first, then
+  // `commit` changes the row (a guarded update, true when it applied); when
+  // it did not apply, or threw, an event saying so follows. Returns commit's
+  // answer (rethrows its exception).
+  bool transition(const std::string& id, nlohmann::json event, const std::function<bool()>& commit);
   void note_store_failure(const std::exception& e);
   std::filesystem::path job_dir(const std::string& id) const;
+
+  // Dispatchers are not thread-safe and a call may block for its command
+  // timeout (sbatch while slurmctld is down). Every call into one holds
+  // dispatch_mu_ and never mu_, so cancel and the API never wait behind it.
+  // call_backend: REQUIRES mu_ held by this thread; releases it during f.
+  template <class F>
+  auto call_backend(F&& f);
+  // Signals are queued (under mu_ or not) and sent by whoever holds
+  // dispatch_mu_ next: the end of a pass, a cancel, or before a backend call.
+  void queue_signal(Dispatcher* d, const std::string& handle, int sig);
+  void flush_signals();  // REQUIRES: dispatch_mu_ held
 
   Store& store_;
   Dispatcher& launcher_;
   std::vector<Dispatcher*> backends_;        // launcher_ first
   SchedulerOptions options_;
+  std::mutex tick_mu_;                       // one pass at a time; taken before mu_
   mutable std::mutex mu_;
+  std::mutex dispatch_mu_;                   // every call into a Dispatcher
+  std::mutex signals_mu_;
+  std::vector<std::tuple<Dispatcher*, std::string, int>> pending_signals_;  // guarded by signals_mu_
   std::set<std::string> free_;               // free device tokens
   std::map<std::string, Running> running_;   // by handle
   double next_launch_ = 0;                   // after a transient launch failure

@@ -1,5 +1,7 @@
 #include "server/store.hpp"
 
+#include "common/job_id.hpp"
+
 #include <sqlite3.h>
 
 #include <array>
@@ -417,7 +419,10 @@ std::optional<JobRecord> Store::get(const std::string& id) {
 
 std::optional<JobRecord> Store::find(const std::string& id_or_name) {
   if (auto job = get(id_or_name)) return job;
-  if (id_or_name.empty()) return std::nullopt;
+  // A ref of an id's shape names by id only: a name of that shape is
+  // refused at submission, and one stored before that rule is not reachable
+  // by it (after DELETE of an id, the same URL must not name another job).
+  if (id_or_name.empty() || looks_like_job_id(id_or_name)) return std::nullopt;
   auto named = list(std::nullopt, 1, std::nullopt, id_or_name);
   if (named.empty()) return std::nullopt;
   return std::move(named.front());

@@ -779,7 +779,8 @@
             return el('tr', { testid: 'artifact-row', dataset: { path: a.path } },
               el('td', null, link),
               el('td', { class: 'num nowrap', title: `${a.size} bytes` }, fmtBytes(a.size)),
-              el('td', { class: 'mono muted', title: a.sha256 || '' }, (a.sha256 || '').slice(0, 12)));
+              el('td', { class: 'mono muted', title: a.sha256 || (a.sha256_pending ? 'the server is computing this checksum' : '') },
+                a.sha256 ? a.sha256.slice(0, 12) : (a.sha256_pending ? 'computing…' : '')));
           })),
           el('tfoot', null, el('tr', null, el('td', null, `${list.length} file${list.length === 1 ? '' : 's'}`), el('td', { class: 'num nowrap' }, fmtBytes(total)), el('td')))));
       return list;

@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <future>
 #include <set>
@@ -292,23 +294,54 @@ TEST_F(ReliabilityTest, HostileRequestsGetBoundedClearRefusals) {
   EXPECT_TRUE(fs::is_empty(root_ / "ud" / "jobs"));
 }
 
-// 11.6: connections over --max-connections are refused politely (503) and
-// served again once the idle ones go.
-TEST_F(ReliabilityTest, ConnectionsOverTheCapGetA503) {
-  ServerProcess server(root_ / "ud", {"--max-connections", "20"});
+// 11.6 and issue 29: at --max-connections, a new connection closes the
+// connection that has waited longest for a request, so idle connections
+// never lock anyone out (256 idle ones under a 1024-descriptor limit did,
+// for up to 30 s); only when every connection has a request in progress is
+// the next refused politely (503), and served again once they end.
+TEST_F(ReliabilityTest, IdleConnectionsNeverLockOthersOutAndBusyOnesGetA503) {
+  ServerProcess server(root_ / "ud", {"--max-connections", "20", "--slots", "1"},
+                       {{"QJOBS_TEST_STEP_DELAY_MS", "1500"}});
   std::vector<int> idle;
   for (int i = 0; i < 20; ++i) idle.push_back(open_idle_connection(server.url()));
-  // Once the 20 are accepted (and wait for a request), the next is refused.
+  const auto counter = [&](const std::string& name) {
+    const auto metrics = server.client().request("GET", "/metrics").body;
+    const auto at = metrics.find("\n" + name + " ");
+    return at == std::string::npos ? -1 : std::stoi(metrics.substr(at + name.size() + 2));
+  };
+  int refused = 0;
+  EXPECT_TRUE(wait_until([&] {
+    const auto r = server.client().request("GET", "/healthz");
+    refused += r.status == 503;
+    return counter("qjobs_connections_evicted_total") >= 1;
+  }, 10s));
+  EXPECT_EQ(refused, 0);
+  EXPECT_EQ(counter("qjobs_connections_refused_total"), 0);
+  for (int fd : idle) ::close(fd);
+
+  // Twenty connections that each follow a running job's events are busy.
+  const std::string id = submit(server, rtn_spec() + "VERIFY: false\n");
+  wait_worker(id, root_ / "ud");
+  std::vector<int> busy;
+  for (int i = 0; i < 20; ++i) {
+    const int fd = open_idle_connection(server.url());
+    ASSERT_GE(fd, 0);
+    const std::string req = "GET /jobs/" + id + "/events?follow=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    ASSERT_EQ(::write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    busy.push_back(fd);
+  }
+  // Let the server read all twenty requests: one still arriving would be a
+  // waiting connection, which a probe may close.
+  std::this_thread::sleep_for(1s);
   HttpResult r;
   EXPECT_TRUE(wait_until([&] { r = server.client().request("GET", "/healthz"); return r.status == 503; }, 10s))
       << r.status << " " << r.body;
   EXPECT_NE(r.body.find("too many connections"), std::string::npos);
-  for (int fd : idle) ::close(fd);
+  for (int fd : busy) ::close(fd);
   EXPECT_TRUE(wait_until([&] { return server.client().request("GET", "/healthz").status == 200; }, 10s));
-  const auto metrics = server.client().request("GET", "/metrics").body;
-  const auto at = metrics.find("\nqjobs_connections_refused_total ");
-  ASSERT_NE(at, std::string::npos) << metrics;
-  EXPECT_GE(std::stoi(metrics.substr(at + 33)), 1) << metrics;
+  EXPECT_GE(counter("qjobs_connections_refused_total"), 1);
+  server.client().request("POST", "/jobs/" + id + "/cancel");
+  wait_terminal(server, id);
 }
 
 // 11.6: out of descriptors (a hard limit of 64 and a cap above it), accept
@@ -510,6 +543,301 @@ TEST_F(ReliabilityTest, VerifyFailsAJobWhosePackedScaleWasFlipped) {
   EXPECT_NE(error.find("model.layers.0.mlp.up_proj: the weight compressed-tensors"), std::string::npos) << error;
   EXPECT_NE(error.find("is not the one the job computed"), std::string::npos) << error;
   EXPECT_EQ(job["attempts"], 1) << "a verdict, not retried";
+}
+
+// Issue 29: the peak resident memory of a process (VmHWM), in bytes.
+uint64_t peak_rss(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
+
+// Issue 29.1-2: GET /compare on hostile reports. A report.json nested
+// 100,000 deep killed the server (SIGSEGV in a recursive copy and dump);
+// {"algorithm": 7} gave a 500; one id repeated 50 times parsed its report 50
+// times, all held at once (four such requests: 9 GB). A report.json that
+// is a link or a FIFO is never opened, and neither is a worker log that is.
+TEST_F(ReliabilityTest, CompareAndLogsReadHostileJobFilesWithinBounds) {
+  ServerProcess server(root_ / "ud", {"--slots", "1"});
+  const std::string id = submit(server, rtn_spec() + "VERIFY: false\n");
+  ASSERT_EQ(wait_terminal(server, id, 180s)["state"], "SUCCEEDED");
+  const fs::path dir = root_ / "ud/jobs" / id;
+  const fs::path report = dir / "report.json";
+  auto c = server.client();
+  const std::string target = "/compare?ids=" + id;
+
+  std::ofstream(report) << "{\"eval\": " << std::string(100000, '[') << std::string(100000, ']') << "}";
+  auto r = c.request("GET", target);
+  EXPECT_EQ(r.status, 200) << r.body.substr(0, 300);
+  EXPECT_NE(r.body.find("nested deeper than 32 levels"), std::string::npos) << r.body.substr(0, 600);
+  ASSERT_TRUE(process_alive(server.pid()));
+  EXPECT_EQ(c.request("GET", "/healthz").status, 200);
+
+  std::ofstream(report) << R"({"algorithm": 7, "export_format": [1], "model": "m", "size_mib": {"after": "x"},
+                               "stage_seconds": {"quantize": {"a": 1}}, "spec": {"params": {"W_BIT": [4]}},
+                               "eval": {"quantized": {"kjv": {"ppl": "low", "format": 3, "seqlen": {"x": 1}}}}})";
+  r = c.request("GET", target);
+  ASSERT_EQ(r.status, 200) << r.body.substr(0, 600);
+  auto table = json::parse(r.body);
+  EXPECT_EQ(table["columns"][0]["algorithm"], nullptr);
+  EXPECT_EQ(table["columns"][0]["size_mib"], nullptr);
+  EXPECT_EQ(table["columns"][0]["quantize_s"], nullptr);
+  EXPECT_EQ(table["tables"].size(), 0u) << r.body;
+
+  // 16 MiB of numbers the comparison never shows, one id 50 times, four
+  // requests at once: one column each, and the server's peak memory grows
+  // by a bounded amount (it grew by gigabytes).
+  {
+    std::ofstream out(report);
+    out << R"({"algorithm": "RTN", "model": {"source": "m"}, "pad": [0)";
+    const std::string zeros = [] { std::string z; for (int i = 0; i < 4096; ++i) z += ",0"; return z; }();
+    while (out.tellp() < (16 << 20) - 8192 - 4) out << zeros;
+    out << "]}";
+  }
+  ASSERT_LE(fs::file_size(report), std::size_t{16} << 20);
+  std::string many = "/compare?ids=" + id;
+  for (int i = 1; i < 50; ++i) many += "," + id;
+  const uint64_t before = peak_rss(server.pid());
+  std::vector<std::future<HttpResult>> calls;
+  for (int i = 0; i < 4; ++i)
+    calls.push_back(std::async(std::launch::async, [&] { return server.client().request("GET", many); }));
+  for (auto& f : calls) {
+    const auto got = f.get();
+    ASSERT_EQ(got.status, 200) << got.body.substr(0, 300);
+    const auto t = json::parse(got.body);
+    EXPECT_EQ(t["columns"].size(), 1u);
+    EXPECT_EQ(t["columns"][0]["algorithm"], "RTN");
+  }
+  const uint64_t after = peak_rss(server.pid());
+  std::cout << "compare of a 16 MiB report x50 x4: server peak RSS " << before / (1 << 20) << " -> "
+            << after / (1 << 20) << " MiB\n";
+  EXPECT_LT(after - before, uint64_t{192} << 20) << "peak RSS grew from " << before << " to " << after;
+
+  // A link (even to a file the server may read) and a FIFO are not opened.
+  fs::remove(report);
+  fs::create_symlink("/etc/passwd", report);
+  r = c.request("GET", target);
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.find("root:"), std::string::npos);
+  EXPECT_NE(r.body.find("report.json not read"), std::string::npos) << r.body;
+  fs::remove(report);
+  ASSERT_EQ(::mkfifo(report.c_str(), 0644), 0);
+  r = c.request("GET", target);
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("not a regular file"), std::string::npos) << r.body;
+  fs::remove(report);
+
+  // The worker's log replaced by a link to /etc/passwd was streamed out.
+  fs::remove(dir / "logs" / "worker.log");
+  fs::create_symlink("/etc/passwd", dir / "logs" / "worker.log");
+  r = c.request("GET", "/jobs/" + id + "/logs");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.find("root:"), std::string::npos) << r.body.substr(0, 200);
+  fs::remove(dir / "logs" / "worker.log");
+  fs::rename(dir / "logs", dir / "logs.real");
+  fs::create_directory_symlink("/etc", dir / "logs");  // a folder on the way
+  std::ofstream(root_ / "not-a-log") << "secret";
+  r = c.request("GET", "/jobs/" + id + "/events");
+  EXPECT_EQ(r.status, 200);
+  r = c.request("GET", "/jobs/" + id + "/logs?tail=5");
+  EXPECT_EQ(r.body.find("root:"), std::string::npos) << r.body.substr(0, 200);
+  EXPECT_TRUE(process_alive(server.pid()));
+}
+
+// Issue 29.4: a dry run that is not exactly one was a real job (TRUE, yes,
+// a bare flag, 1 then 0); a name of an id's shape made a retried DELETE
+// remove another job; DELETE by a name removed each job of that name in
+// turn.
+TEST_F(ReliabilityTest, DryRunsNamesAndDeletesAreUnambiguous) {
+  ServerProcess server(root_ / "ud", {"--slots", "1"});
+  auto c = server.client();
+  for (const char* q : {"?dry_run=TRUE", "?dry_run", "?dry_run=true", "?dry_run=1"}) {
+    const auto r = c.request("POST", std::string("/jobs") + q, rtn_spec());
+    EXPECT_EQ(r.status, 200) << q << ": " << r.body;
+    EXPECT_EQ(json::parse(r.body).value("stored", true), false) << q;
+  }
+  for (const char* q : {"?dry_run=yes", "?dry_run=2", "?dry_run=1&dry_run=0", "?dry_run=0&dry_run=1"}) {
+    const auto r = c.request("POST", std::string("/jobs") + q, rtn_spec());
+    EXPECT_EQ(r.status, 400) << q << ": " << r.body;
+  }
+  EXPECT_EQ(c.request("GET", "/jobs/x/logs?follow=maybe").status, 404);  // the job first, then the flag
+  // Templates, dashboard paths and compare lists.
+  const auto tmpl = c.request("GET", "/algorithms/RTN/template?model=" + std::string(12000, 'm'));
+  EXPECT_EQ(tmpl.status, 200);
+  EXPECT_LT(tmpl.body.size(), 8000u);
+  for (const char* bad : {"/algorithms/..%2F..%2Fetc/template", "/algorithms/%00/template", "/ui/../../etc/passwd",
+                          "/ui/%2e%2e%2fapp.js", "/ui/app.js%00", "/compare?ids=nope"})
+    EXPECT_EQ(c.request("GET", bad).status, 404) << bad;
+  std::string long_list = "/compare?ids=a";
+  for (int i = 0; i < 300; ++i) long_list += ",a" + std::to_string(i);
+  for (const std::string& bad : {std::string("/compare"), std::string("/compare?ids=,,,"), long_list,
+                                 std::string("/compare?ids=a&ids=b")})
+    EXPECT_EQ(c.request("GET", bad).status, 400) << bad.substr(0, 80);
+  EXPECT_EQ(json::parse(c.request("GET", "/jobs").body)["jobs"].size(), 0u) << "nothing was stored";
+  EXPECT_TRUE(fs::is_empty(root_ / "ud" / "jobs"));
+
+  const std::string a = submit(server, rtn_spec() + "VERIFY: false\n");
+  ASSERT_FALSE(a.empty());
+  const auto named_like_a = c.request("POST", "/jobs", rtn_spec() + "JOB_ID: \"" + a + "\"\n");
+  EXPECT_EQ(named_like_a.status, 400) << named_like_a.body;
+  EXPECT_NE(named_like_a.body.find("JOB_ID"), std::string::npos);
+  const auto t1 = submit(server, rtn_spec() + "VERIFY: false\nJOB_ID: twin\n");
+  const auto t2 = submit(server, rtn_spec() + "VERIFY: false\nJOB_ID: twin\n");
+  const auto solo = submit(server, rtn_spec() + "VERIFY: false\nJOB_ID: solo\n");
+  for (const auto& id : {a, t1, t2, solo}) wait_terminal(server, id, 180s);
+  auto r = c.request("DELETE", "/jobs/twin");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find("names 2 jobs"), std::string::npos) << r.body;
+  EXPECT_EQ(c.request("GET", "/jobs/" + t1).status, 200);
+  EXPECT_EQ(c.request("GET", "/jobs/" + t2).status, 200);
+  EXPECT_EQ(c.request("DELETE", "/jobs/solo").status, 200);
+  EXPECT_EQ(c.request("DELETE", "/jobs/solo").status, 404);
+  EXPECT_EQ(c.request("DELETE", "/jobs/" + a).status, 200);
+  EXPECT_EQ(c.request("DELETE", "/jobs/" + a).status, 404);
+  EXPECT_EQ(c.request("DELETE", "/jobs/" + t1).status, 200);
+  EXPECT_EQ(c.request("DELETE", "/jobs/twin").status, 200) << "one job of that name is left";
+  EXPECT_EQ(json::parse(c.request("GET", "/jobs").body)["jobs"].size(), 0u);
+}
+
+// Issue 29.3: listing a job's artifacts hashed every file on the request
+// threads (four listings of a 1 GiB file held GET /jobs/{other} 9.6 s).
+// A large file is listed at once as pending, hashed once in the background,
+// and jobctl download checks it when the checksum comes; a FIFO or a link
+// planted in the folder is neither listed nor served.
+TEST_F(ReliabilityTest, ArtifactListingsNeverHashLargeFilesOnTheRequest) {
+  ServerProcess server(root_ / "ud", {"--slots", "1"});
+  const std::string id = submit(server, rtn_spec() + "VERIFY: false\n");
+  ASSERT_EQ(wait_terminal(server, id, 180s)["state"], "SUCCEEDED");
+  const fs::path dir = root_ / "ud/jobs" / id;
+  {
+    std::ofstream big(dir / "model" / "big.bin", std::ios::binary);
+    std::string block(1 << 20, '\0');
+    for (int i = 0; i < 96; ++i) {
+      block[0] = static_cast<char>(i);
+      big << block;
+    }
+  }
+  ASSERT_EQ(::mkfifo((dir / "model" / "pipe").c_str(), 0644), 0);
+  fs::create_symlink("config.json", dir / "model" / "alias.json");
+  auto c = server.client();
+  auto r = c.request("GET", "/jobs/" + id + "/artifacts");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json big;
+  std::set<std::string> paths;
+  const json listing = json::parse(r.body);
+  for (const auto& a : listing["artifacts"]) {
+    paths.insert(a["path"].get<std::string>());
+    if (a["path"] == "model/big.bin") big = a;
+  }
+  EXPECT_FALSE(paths.count("model/pipe"));
+  EXPECT_FALSE(paths.count("model/alias.json"));
+  ASSERT_TRUE(big.is_object()) << r.body;
+  EXPECT_EQ(big["size"], 96u << 20);
+  EXPECT_EQ(big["sha256"], nullptr) << "a 96 MiB file is not hashed on the request";
+  EXPECT_EQ(big["sha256_pending"], true);
+  EXPECT_EQ(c.request("GET", "/jobs/" + id + "/artifacts/model/pipe").status, 404);
+  EXPECT_EQ(c.request("GET", "/jobs/" + id + "/artifacts/model/alias.json").status, 404);
+
+  const auto sum = run_cmd({"/usr/bin/sha256sum", (dir / "model" / "big.bin").string()});
+  json listed;
+  EXPECT_TRUE(wait_until([&] {
+    const json now = json::parse(c.request("GET", "/jobs/" + id + "/artifacts").body);
+    for (const auto& a : now["artifacts"])
+      if (a["path"] == "model/big.bin") listed = a;
+    return listed["sha256"].is_string();
+  }, 60s));
+  EXPECT_EQ(listed["sha256"], sum.out.substr(0, 64));
+  const auto dl = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "download", id, "model/big.bin",
+                           "-o", (root_ / "dl").string()});
+  EXPECT_EQ(dl.rc, 0) << dl.out << dl.err;
+  EXPECT_EQ(fs::file_size(root_ / "dl" / "model" / "big.bin"), 96u << 20);
+  const auto text = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "artifacts", id});
+  EXPECT_EQ(text.rc, 0);
+  EXPECT_NE(text.out.find(sum.out.substr(0, 64)), std::string::npos) << text.out;
+}
+
+// Issue 29.4: a job's CANCELLING or CANCELLED state was visible ~7 ms before
+// events.jsonl held it (the row, then two fsyncs, then the line). The
+// event now goes first: whoever sees the state finds its event.
+TEST_F(ReliabilityTest, ACancelledStateIsNeverSeenBeforeItsEvent) {
+  ServerProcess server(root_ / "ud", {"--slots", "1"}, {{"QJOBS_TEST_STEP_DELAY_MS", "300"}});
+  int checked = 0;
+  for (int i = 0; i < 8; ++i) {
+    const std::string id = submit(server, rtn_spec() + "VERIFY: false\n");
+    ASSERT_FALSE(id.empty());
+    if (i % 2 == 0) wait_worker(id, root_ / "ud");  // half running (CANCELLING), half queued or starting
+    std::atomic<bool> done{false}, found{false};
+    std::string seen_state, events_then;  // written by the watcher before `found`
+    std::thread watcher([&] {
+      auto c = server.client();
+      while (!done) {
+        const auto r = c.request("GET", "/jobs/" + id);
+        const auto j = json::parse(r.body, nullptr, false);
+        if (j.is_object() && (j["state"] == "CANCELLING" || j["state"] == "CANCELLED")) {
+          seen_state = j["state"];
+          events_then = slurp(root_ / "ud/jobs" / id / "events.jsonl");
+          found = true;
+          return;
+        }
+      }
+    });
+    std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(server.client().request("POST", "/jobs/" + id + "/cancel").status, 200);
+    EXPECT_TRUE(wait_until([&] { return found.load(); }, 10s));
+    done = true;
+    watcher.join();
+    if (!found) continue;
+    ++checked;
+    EXPECT_NE(events_then.find("\"state\":\"" + seen_state + "\""), std::string::npos)
+        << seen_state << " was visible before its event; events.jsonl then:\n" << events_then;
+    wait_terminal(server, id);
+  }
+  EXPECT_EQ(checked, 8);
+}
+
+// Issue 29: Slurm commands ran on the scheduler's thread under its lock:
+// with slurmctld down each took 9 s to fail, and `jobctl cancel` or a
+// submission waited behind them. Here sbatch hangs (a stand-in that waits
+// until the test lets it go); a cancel and a status read answer while it
+// hangs, and the cancel of the job being submitted holds.
+TEST_F(ReliabilityTest, ASlowSlurmControllerNeverHoldsCancelOrStatus) {
+  const fs::path bin = root_ / "fake-slurm";
+  fs::create_directories(bin);
+  const fs::path gate = root_ / "release-sbatch";
+  const fs::path started = root_ / "sbatch-started";
+  const auto tool = [&](const std::string& name, const std::string& body) {
+    std::ofstream(bin / name) << "#!/bin/sh\n" << body;
+    fs::permissions(bin / name, fs::perms::owner_all);
+  };
+  tool("sbatch", "case \"$*\" in *--test-only*) echo 'sbatch: Job 1 to start' >&2; exit 0;; esac\n"
+                 "cat >/dev/null\ntouch '" + started.string() + "'\n"
+                 "while [ ! -e '" + gate.string() + "' ]; do sleep 0.05; done\n"
+                 "echo 'sbatch: error: Batch job submission failed: Unable to contact slurm controller' >&2\nexit 1\n");
+  for (const char* name : {"squeue", "sacct", "scancel", "scontrol"}) tool(name, "exit 0\n");
+  const std::string path = bin.string() + ":" + (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
+  ServerProcess server(root_ / "ud", {"--dispatcher", "slurm", "--slurm-poll", "0.2"}, {{"PATH", path}});
+  auto c = server.client();
+  const std::string first = submit(server, rtn_spec() + "VERIFY: false\n");
+  ASSERT_TRUE(wait_until([&] { return fs::exists(started); }, 30s)) << "sbatch was never run";
+  // sbatch hangs now, inside a scheduler pass.
+  const std::string second = submit(server, rtn_spec() + "VERIFY: false\n");
+  ASSERT_FALSE(second.empty());
+  const auto got = c.request("GET", "/jobs/" + second);
+  EXPECT_EQ(got.status, 200);
+  const auto cancelled = c.request("POST", "/jobs/" + second + "/cancel");
+  EXPECT_EQ(cancelled.status, 200) << cancelled.body;
+  EXPECT_EQ(json::parse(cancelled.body)["state"], "CANCELLED");
+  const auto cancel_first = c.request("POST", "/jobs/" + first + "/cancel");
+  EXPECT_EQ(cancel_first.status, 200) << cancel_first.body;
+  EXPECT_EQ(json::parse(cancel_first.body)["state"], "CANCELLED");
+  EXPECT_FALSE(fs::exists(gate)) << "every answer above came while sbatch hung";
+  std::ofstream(gate) << "go";
+  // sbatch failed (the controller is "down"): the cancelled job stays cancelled.
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(server.job(first)["state"], "CANCELLED");
+  EXPECT_EQ(server.job(second)["state"], "CANCELLED");
+  EXPECT_TRUE(process_alive(server.pid()));
 }
 
 }  // namespace

@@ -105,6 +105,41 @@ TEST(Compare, EqualLabelsAreToldApart) {
 
 // Issue 16: README.md's spec reference is `jobctl algorithms --markdown`
 // (common/catalog_docs), and it is current.
+// Issue 29: a report.json is anyone's file. {"algorithm": 7} made compare
+// throw (a 500); a value nested 100,000 deep crashed the server in a
+// recursive copy. A field of the wrong type is ignored; the summary keeps
+// only what compare shows; deep text is refused before it is parsed.
+TEST(Compare, WrongTypesAreIgnoredAndDeepReportsRefused) {
+  const json hostile = json::parse(R"({"algorithm": 7, "export_format": [1], "model": {"source": 3},
+      "size_mib": {"after": "x", "before": {}}, "stage_seconds": {"quantize": [1]},
+      "spec": {"params": {"W_BIT": "4", "Q_GROUP_SIZE": {"a": 1}}},
+      "eval": {"quantized": {"kjv": {"ppl": 1.5, "format": 3, "seqlen": [1], "num_fewshot": {}}}}})");
+  json c;
+  ASSERT_NO_THROW(c = compare_reports({{"a", "", "SUCCEEDED", hostile, ""}}));
+  EXPECT_EQ(c["columns"][0]["algorithm"], nullptr);
+  EXPECT_EQ(c["columns"][0]["label"], "?");
+  EXPECT_EQ(c["columns"][0]["size_mib"], nullptr);
+  EXPECT_EQ(c["columns"][0]["quantize_s"], nullptr);
+  EXPECT_NO_THROW(compare_markdown(c));
+
+  std::string problem;
+  const auto summary = report_summary(hostile.dump(), &problem);
+  ASSERT_TRUE(summary) << problem;
+  EXPECT_FALSE(summary->contains("algorithm"));
+  EXPECT_FALSE(summary->contains("export_format"));
+  EXPECT_EQ((*summary)["spec"]["params"], json({{"W_BIT", "4"}}));
+  EXPECT_EQ((*summary)["eval"]["quantized"]["kjv"], json({{"ppl", 1.5}, {"format", 3}}));
+  const auto kept = report_summary(R"({"algorithm": "GPTQ", "layers": [{"name": "q", "err": 1}], "eval": {"quantized":
+      {"kjv": {"ppl": 2.0, "cached": {"fingerprint": "f"}, "per_window": [1, 2, 3]}}}})", &problem);
+  ASSERT_TRUE(kept) << problem;
+  EXPECT_EQ(*kept, json::parse(R"({"algorithm": "GPTQ", "eval": {"quantized": {"kjv": {"ppl": 2.0, "cached": true}}}})"));
+
+  EXPECT_FALSE(report_summary("{\"eval\": " + std::string(100000, '[') + std::string(100000, ']') + "}", &problem));
+  EXPECT_NE(problem.find("nested deeper than 32 levels"), std::string::npos) << problem;
+  EXPECT_FALSE(report_summary("[1, 2]", &problem));
+  EXPECT_NE(problem.find("not a JSON object"), std::string::npos) << problem;
+}
+
 TEST(CatalogDocs, ReadmeSpecReferenceIsCurrent) {
   std::ifstream in(std::filesystem::path(QJOBS_SOURCE_DIR) / "README.md");
   std::stringstream ss;

@@ -98,6 +98,19 @@ void expect_only_not_available(const SpecParseResult& r, const std::string& algo
 // Issue 14: VERSION GEMV used to pack GEMM silently. An AWQ export refuses
 // it at submission, naming the key, line and column; with another export
 // it is a warning that it does nothing; GEMM is fine.
+// Issue 29: a name of an id's shape would let DELETE /jobs/<A's id>, retried
+// after A is gone, remove B; it is refused at the key.
+TEST(JobSpec, JobNamesThatLookLikeIdsAreRefused) {
+  const auto r = parse_job_spec("MODEL: m\nALGORITHM: RTN\nJOB_ID: 20261201-203000-9f3c2a71d04be815\n");
+  ASSERT_EQ(r.issues.size(), 1u);
+  EXPECT_EQ(r.issues[0].path, "JOB_ID");
+  EXPECT_EQ(r.issues[0].line, 3);
+  EXPECT_NE(r.issues[0].message.find("shape of a job id"), std::string::npos) << r.issues[0].message;
+  for (const char* fine : {"20261201-203000-9f3c2a71d04be81", "20261201-203000-9F3C2A71D04BE815", "awq_quantization",
+                           "20261201-203000-9f3c2a71d04be815x"})
+    EXPECT_TRUE(parse_job_spec(std::string("MODEL: m\nALGORITHM: RTN\nJOB_ID: \"") + fine + "\"\n").spec) << fine;
+}
+
 TEST(JobSpec, AwqVersionOtherThanGemmIsRefusedOrSaidToDoNothing) {
   const std::string base = "MODEL: m\nALGORITHM: AutoAWQ\nDATA_PATH: d.jsonl\n";
   const auto refused = parse_job_spec(base + "EXPORT_FORMAT: awq\nllm:\n  AutoAWQ:\n    VERSION: GEMV\n");
@@ -655,6 +668,17 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   ASSERT_EQ(moe.issues.size(), 1u);
   EXPECT_NE(moe.issues[0].message.find("num_experts_per_tok must be between 1 and the number of experts (4)"),
             std::string::npos) << moe.issues[0].message;
+  // Issue 29: a config.json of 700,000 layers cost 4.5 s of CPU per dry run
+  // (the export check walked every layer's Linears before the reader's
+  // bound refused it). It is refused at num_hidden_layers, and the shape
+  // check runs only on a config the reader takes.
+  const auto huge = with_config("huge", R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 200,
+      "intermediate_size": 256, "num_hidden_layers": 700000, "num_attention_heads": 4, "vocab_size": 100})",
+                                "EXPORT_FORMAT: awq\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n");
+  ASSERT_EQ(huge.issues.size(), 1u) << huge.issues.back().message;
+  EXPECT_EQ(huge.issues[0].path, "MODEL");
+  EXPECT_NE(huge.issues[0].message.find("'num_hidden_layers' is 700000, not in [1, 4096]"), std::string::npos)
+      << huge.issues[0].message;
 
   // And the export's layout: GGUF and ONNX write Llama's block only.
   const std::string phi3 = R"({"architectures": ["Phi3ForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
