@@ -177,6 +177,10 @@ int main(int argc, char** argv) {
   setup_logging("server", std::nullopt, log_level);
   try {
     close_inherited_on_exec();
+    // Before anything writes to a pipe or a socket: the start-up check
+    // (sbatch --test-only) feeds sbatch a script on stdin, and an sbatch
+    // that exits without reading it must be an EPIPE, not the server's end.
+    std::signal(SIGPIPE, SIG_IGN);
     const rlim_t fd_limit = raise_fd_limit();
     if (max_connections == 0)
       max_connections = std::clamp<int64_t>(static_cast<int64_t>(fd_limit / 4), 16, 4096);
@@ -300,7 +304,6 @@ int main(int argc, char** argv) {
         control.stop();
       });
     });
-    std::signal(SIGPIPE, SIG_IGN);
     std::thread control_thread([&] {
       // A handler that throws must not end the control loop: log and go on.
       while (!control.stopped()) {
