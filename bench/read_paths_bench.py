@@ -73,7 +73,8 @@ def main():
         url = f"http://127.0.0.1:{port}"
         ids = []
         for _ in range(2):
-            req = urllib.request.Request(url + "/jobs", data=b"MODEL: \"/models/bench\"\nALGORITHM: RTN\n",
+            model = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "kjv-llama")
+            req = urllib.request.Request(url + "/jobs", data=f"MODEL: \"{os.path.abspath(model)}\"\nALGORITHM: RTN\n".encode(),
                                          headers={"Content-Type": "application/yaml"}, method="POST")
             ids.append(json.loads(urllib.request.urlopen(req).read())["id"])
         a_dir = os.path.join(work, "ud", "jobs", ids[0])
@@ -118,16 +119,39 @@ def main():
                 f.write(chunk)
             f.write("]}")
         before = vmhwm(srv.pid)
-        times = []
+        times, errors = [], []
         many = f"{url}/compare?ids=" + ",".join([ids[1]] * 50)
-        ts = [threading.Thread(target=lambda: times.append(get(many)[0])) for _ in range(4)]
+        peak = [before]
+        done = threading.Event()
+
+        def sample():  # VmHWM is gone with the process: keep the last value seen
+            while not done.is_set():
+                try:
+                    peak[0] = max(peak[0], vmhwm(srv.pid))
+                except OSError:
+                    return
+                time.sleep(0.05)
+
+        def one():
+            try:
+                times.append(get(many)[0])
+            except Exception as e:  # noqa: BLE001 (a dead server is a result here)
+                errors.append(type(e).__name__)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        ts = [threading.Thread(target=one) for _ in range(4)]
         for t in ts:
             t.start()
         for t in ts:
             t.join()
-        after = vmhwm(srv.pid)
+        done.set()
+        sampler.join()
+        alive = srv.poll() is None
         print(f"/compare of a 16 MiB report.json x50 ids, 4 at once: peak RSS {before / 2**20:.0f} -> "
-              f"{after / 2**20:.0f} MiB; requests {', '.join(ms(t) for t in sorted(times))}")
+              f"{peak[0] / 2**20:.0f} MiB; answered {len(times)} ({', '.join(ms(t) for t in sorted(times))}), "
+              f"failed {len(errors)} {sorted(set(errors))}; server "
+              + ("alive" if alive else f"exited with {srv.returncode}"))
     finally:
         srv.kill()
         srv.wait()
