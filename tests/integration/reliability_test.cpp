@@ -567,12 +567,18 @@ TEST_F(ReliabilityTest, CompareAndLogsReadHostileJobFilesWithinBounds) {
   auto c = server.client();
   const std::string target = "/compare?ids=" + id;
 
-  std::ofstream(report) << "{\"eval\": " << std::string(100000, '[') << std::string(100000, ']') << "}";
-  auto r = c.request("GET", target);
-  EXPECT_EQ(r.status, 200) << r.body.substr(0, 300);
-  EXPECT_NE(r.body.find("nested deeper than 32 levels"), std::string::npos) << r.body.substr(0, 600);
-  ASSERT_TRUE(process_alive(server.pid()));
-  EXPECT_EQ(c.request("GET", "/healthz").status, 200);
+  // 100,000 levels (200 KB) where compare copied and printed a value
+  // (stage_seconds.quantize), and where it only looked (eval).
+  HttpResult r;
+  for (const char* at : {"\"stage_seconds\": {\"quantize\": ", "\"eval\": {\"quantized\": "}) {
+    std::ofstream(report) << "{\"algorithm\": \"RTN\", " << at << std::string(100000, '[') << std::string(100000, ']')
+                          << "}}";
+    r = c.request("GET", target);
+    EXPECT_EQ(r.status, 200) << at << r.body.substr(0, 300);
+    EXPECT_NE(r.body.find("nested deeper than 32 levels"), std::string::npos) << at << r.body.substr(0, 600);
+    ASSERT_TRUE(process_alive(server.pid())) << "the server died on " << at;
+    EXPECT_EQ(c.request("GET", "/healthz").status, 200);
+  }
 
   std::ofstream(report) << R"({"algorithm": 7, "export_format": [1], "model": "m", "size_mib": {"after": "x"},
                                "stage_seconds": {"quantize": {"a": 1}}, "spec": {"params": {"W_BIT": [4]}},
