@@ -558,7 +558,9 @@ TEST_F(SlurmHosts, JobsSpreadOverNodesAndANodeLostMidJobIsResumedOnTheOther) {
                            "\"\n      seqlen: 128\n      num_samples: 4\n";
   const std::vector<std::string> args = {"--dispatcher", "slurm", "--slurm-poll", "0.5", "--slurm-extra", "-c 2",
                                          "--max-inflight", "2"};
-  const std::map<std::string, std::string> delay = env({{"QJOBS_TEST_STEP_DELAY_MS", "700"}});
+  // Four blocks of 3 s each: both jobs are seen mid-quantization, with a
+  // block done, before either can finish.
+  const std::map<std::string, std::string> delay = env({{"QJOBS_TEST_STEP_DELAY_MS", "3000"}});
   std::vector<std::string> ids;
   std::map<std::string, std::string> node;  // qjobs id -> node of its first attempt
   std::string victim, survivor;
@@ -570,7 +572,13 @@ TEST_F(SlurmHosts, JobsSpreadOverNodesAndANodeLostMidJobIsResumedOnTheOther) {
       ids.push_back(json::parse(r.body)["id"]);
       ids_.push_back(ids.back());
     }
-    for (const auto& id : ids) ASSERT_GT(wait_for_worker(ud, id, 2, 180s), 0) << id;
+    // Both at once (one after the other, the second could be past its
+    // quantization before the first is seen).
+    const auto mid_quantization = [&](const std::string& id) {
+      const auto st = JobDir(ud / "jobs" / id).read_status();
+      return st && st->value("stage", "") == "quantize" && st->value("done", 0) >= 1;
+    };
+    ASSERT_TRUE(wait_until([&] { return mid_quantization(ids[0]) && mid_quantization(ids[1]); }, 180s));
     for (const auto& id : ids) node[id] = node_of(slurm_id(server.job(id)));
     ASSERT_NE(node[ids[0]], node[ids[1]]) << "one job per node: " << node[ids[0]];
     for (const auto& id : ids) EXPECT_TRUE(node[id] == "qjnode1" || node[id] == "qjnode2") << node[id];
