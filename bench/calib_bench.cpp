@@ -29,6 +29,7 @@
 #include <ATen/record_function.h>
 
 #include "common/job_dir.hpp"
+#include "jobs/quant/layer_plan.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/device.hpp"
 #include "jobs/model/random_model.hpp"
@@ -164,6 +165,7 @@ int main(int argc, char** argv) {
     in.ckpt = &ckpt;
     in.params = name == "LMQuant" ? nlohmann::json{{"quant_type", "g128"}}
                                   : nlohmann::json{{"W_BIT", 4}, {"Q_GROUP_SIZE", 128}, {"ZERO_POINT", true}};
+    in.plan = quant::plan_linears(name, in.params, ckpt);
     in.calibration = [&] { return ids; };
     in.compute.stream_layers = true;
     in.state_dir = dir / ("state-" + name);

@@ -1,6 +1,5 @@
 #include "common/model_locator.hpp"
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -11,15 +10,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-std::vector<fs::path> hub_caches() {
-  std::vector<fs::path> out;
-  if (const char* q = std::getenv("QJOBS_CACHE_DIR"); q && *q) out.push_back(fs::path(q) / "hub");
-  if (const char* c = std::getenv("HF_HUB_CACHE"); c && *c) out.push_back(c);
-  else if (const char* h = std::getenv("HF_HOME"); h && *h) out.push_back(fs::path(h) / "hub");
-  else out.push_back(fs::path(std::getenv("HOME") ? std::getenv("HOME") : "/root") / ".cache" / "huggingface" / "hub");
-  return out;
-}
 
 std::optional<fs::path> cached_snapshot(const fs::path& repo) {
   std::error_code ec;
@@ -35,19 +25,19 @@ std::optional<fs::path> cached_snapshot(const fs::path& repo) {
 
 }  // namespace
 
-std::optional<std::string> find_local_model_dir(const std::string& model) {
+std::optional<std::string> find_local_model_dir(const std::string& model, const std::vector<fs::path>& hub_caches) {
   std::error_code ec;
   if (model.empty() || model.size() > 4096) return std::nullopt;
   if (fs::is_directory(model, ec)) return fs::absolute(model, ec).string();
   const auto parts = split(model, '/');
   if (parts.size() != 2 || parts[0].empty() || parts[1].empty() || model.find("..") != std::string::npos) return std::nullopt;
-  for (const auto& cache : hub_caches())
+  for (const auto& cache : hub_caches)
     if (auto snap = cached_snapshot(cache / ("models--" + parts[0] + "--" + parts[1]))) return snap->string();
   return std::nullopt;
 }
 
-std::optional<json> find_model_config(const std::string& model) {
-  const auto dir = find_local_model_dir(model);
+std::optional<json> find_model_config(const std::string& model, const std::vector<fs::path>& hub_caches) {
+  const auto dir = find_local_model_dir(model, hub_caches);
   if (!dir) return std::nullopt;
   const fs::path file = fs::path(*dir) / "config.json";
   std::error_code ec;
@@ -58,17 +48,6 @@ std::optional<json> find_model_config(const std::string& model) {
   auto j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
   return j;
-}
-
-std::vector<std::string> hub_cache_dirs() {
-  std::vector<std::string> out;
-  for (const auto& p : hub_caches()) out.push_back(p.string());
-  return out;
-}
-
-std::filesystem::path dataset_root() {
-  const char* d = std::getenv("QJOBS_DATA_DIR");
-  return d && *d ? std::filesystem::path(d) : std::filesystem::path("datasets");
 }
 
 std::optional<std::filesystem::path> find_split_file(const std::filesystem::path& dir, const std::string& split) {

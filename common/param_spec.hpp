@@ -1,6 +1,6 @@
 // The schema of one key of a spec section, and builders for it. The server
-// validates a job's sections against these (common/job_spec), `jobctl
-// algorithms` and the README print them (common/catalog_docs), and each
+// validates a job's sections against these (spec/job_spec), `jobctl
+// algorithms` and the README print them (spec/catalog_docs), and each
 // algorithm binds them to the fields of its typed parameter struct
 // (common/param_table.hpp).
 #pragma once

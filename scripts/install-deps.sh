@@ -15,7 +15,7 @@ packages=(
   libsqlite3-dev libssl-dev libcli11-dev libgtest-dev
   libpcre2-dev libicu-dev libcurl4-openssl-dev
   wrk curl time python3 python3-venv
-  clang libclang-rt-14-dev util-linux
+  clang clang-format clang-tidy libclang-rt-14-dev util-linux
   bible-kjv bible-kjv-text
   slurm-wlm slurm-client slurmdbd munge mariadb-server mariadb-client
   chromium

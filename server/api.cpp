@@ -17,9 +17,9 @@
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
 #include "common/job_id.hpp"
-#include "common/job_spec.hpp"
+#include "spec/job_spec.hpp"
 #include "common/strings.hpp"
-#include "common/catalog_docs.hpp"
+#include "spec/catalog_docs.hpp"
 #include "server/artifacts.hpp"
 #include "server/dashboard_assets.hpp"
 #include "server/report_compare.hpp"
@@ -293,7 +293,7 @@ ApiResult Api::submit(const Request& req, const Params&, const Query& query) {
   // Read before the spec: a dry run that is not one must never store a job.
   const auto dry_run = query_bool(query, "dry_run");
   if (!dry_run) return error(http::status::bad_request, bool_problem(query, "dry_run"), "invalid_input", v);
-  const auto parsed = parse_job_spec(req.body(), SpecContext{.local_files = true});
+  const auto parsed = parse_job_spec(req.body(), SpecContext{.local_files = true, .env = &options_.env});
   if (!parsed.spec) {
     json details = json::array();
     for (const auto& i : parsed.issues) details.push_back(to_json(i));

@@ -23,6 +23,7 @@
 
 #include <boost/beast/http.hpp>
 
+#include "common/environment.hpp"
 #include "server/artifacts.hpp"
 #include "server/scheduler.hpp"
 #include "server/store.hpp"
@@ -60,6 +61,7 @@ struct ApiOptions {
   std::set<std::string> tokens;      // empty: no authentication
   std::size_t body_limit = 1 << 20;  // bytes of a request body
   const ConnectionStats* connections = nullptr;  // reported when set
+  Environment env;                   // the data root and hub caches submissions are checked against
 };
 
 class Api {

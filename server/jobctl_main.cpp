@@ -18,8 +18,8 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "common/algorithm_catalog.hpp"
-#include "common/catalog_docs.hpp"
+#include "spec/algorithm_catalog.hpp"
+#include "spec/catalog_docs.hpp"
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
 #include "common/strings.hpp"

@@ -4,7 +4,7 @@
 #include <map>
 #include <set>
 
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 #include "common/job_dir.hpp"
 
 namespace qjobs::server {

@@ -27,6 +27,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/environment.hpp"
 #include "common/error.hpp"
 #include "common/logging.hpp"
 #include "common/strings.hpp"
@@ -198,6 +199,9 @@ int main(int argc, char** argv) {
     // dataset names resolve under user_data/datasets (unless set already).
     ::setenv("QJOBS_CACHE_DIR", (root / ".cache").c_str(), 0);
     ::setenv("QJOBS_DATA_DIR", (root / "datasets").c_str(), 0);
+    // The server's own view of the environment, read once (submission checks
+    // read datasets and hub caches from it).
+    const Environment env = Environment::from_process();
 
     const bool use_slurm = dispatcher_name == "slurm";
     Capacity capacity;
@@ -219,9 +223,9 @@ int main(int argc, char** argv) {
     // Tests point QJOBS_TEST_STORE_FAULTS at a control file to make the
     // database's writes fail or hang (store_faults.hpp).
     const char* vfs = nullptr;
-    if (const char* faults = std::getenv("QJOBS_TEST_STORE_FAULTS"); faults && *faults) {
-      vfs = install_store_faults(faults);
-      spdlog::warn("store: fault injection from {}", faults);
+    if (!env.test.store_faults.empty()) {
+      vfs = install_store_faults(env.test.store_faults);
+      spdlog::warn("store: fault injection from {}", env.test.store_faults);
     }
     Store store(root / "qjobs.db", vfs);
     sweep_orphans(store, root / "jobs");
@@ -254,7 +258,7 @@ int main(int argc, char** argv) {
     scheduler.recover();
 
     ConnectionStats connections;
-    ApiOptions api_options{root, {}, body_limit, &connections};
+    ApiOptions api_options{root, {}, body_limit, &connections, env};
     if (!tokens_file.empty()) api_options.tokens = read_tokens(tokens_file);
     Api api(store, scheduler, api_options);
 

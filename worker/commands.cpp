@@ -44,16 +44,16 @@ struct Loaded {
 };
 
 // Where a command computes, as a job would, said on stderr.
-model::Placement place_command(const char* command, const std::string& dtype) {
-  const auto place = model::choose_placement(dtype, std::getenv("CUDA_VISIBLE_DEVICES"));
+model::Placement place_command(const char* command, const std::string& dtype, const Environment& env) {
+  const auto place = model::choose_placement(dtype, env.cuda_visible_devices ? env.cuda_visible_devices->c_str() : nullptr);
   std::cerr << "qjobs-worker " << command << ": computing on " << place.describe() << "\n";
   return place;
 }
 
 Loaded load(const char* command, const ModelArgs& a) {
-  const fs::path dir = model::resolve_model_dir(a.checkpoint);
+  const fs::path dir = model::resolve_model_dir(a.checkpoint, a.env);
   // Where a job would run: a GPU when one is visible (an error if CUDA cannot use it).
-  const auto place = place_command(command, a.dtype);
+  const auto place = place_command(command, a.dtype, a.env);
   model::LoadOptions o;
   o.dtype = place.dtype;
   o.device = place.device;
@@ -77,9 +77,9 @@ std::string version_text() {
   return s + "\n" + info.dump();
 }
 
-int cmd_tokenize(const std::string& tokenizer_dir, const std::string& text, bool bos) {
+int cmd_tokenize(const Environment& env, const std::string& tokenizer_dir, const std::string& text, bool bos) {
   try {
-    const auto tok = tokenizer::Tokenizer::load(model::resolve_model_dir(tokenizer_dir));
+    const auto tok = tokenizer::Tokenizer::load(model::resolve_model_dir(tokenizer_dir, env));
     std::vector<int64_t> ids;
     if (bos) {
       if (!tok.bos_id()) throw Error(ErrorKind::invalid_input, "--bos: the tokenizer has no bos_token");
@@ -182,9 +182,9 @@ static std::function<at::Tensor(const std::string&)> float_weights(const model::
   };
 }
 
-int cmd_onnx(const std::string& checkpoint, const std::string& out, int64_t seq_len, int64_t context_len) {
+int cmd_onnx(const Environment& env, const std::string& checkpoint, const std::string& out, int64_t seq_len, int64_t context_len) {
   try {
-    const fs::path dir = model::resolve_model_dir(checkpoint);
+    const fs::path dir = model::resolve_model_dir(checkpoint, env);
     const auto ckpt = model::Checkpoint::open(dir);
     const auto weight = float_weights(ckpt);
     exporter::onnx::write_llama_onnx(ckpt.config(), weight, {seq_len, context_len}, nullptr, out);
@@ -196,7 +196,7 @@ int cmd_onnx(const std::string& checkpoint, const std::string& out, int64_t seq_
   }
 }
 
-int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::string& out, const std::string& readback,
+int cmd_gguf(const Environment& env, const std::string& checkpoint, const std::string& type, const std::string& out, const std::string& readback,
              const std::string& name) {
   try {
     using exporter::gguf::TensorType;
@@ -204,7 +204,7 @@ int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::
         {"q8_0", TensorType::q8_0}, {"q4_0", TensorType::q4_0}, {"f16", TensorType::f16}, {"f32", TensorType::f32}};
     const auto t = types.find(type);
     if (t == types.end()) throw Error(ErrorKind::invalid_input, "--type must be q8_0, q4_0, f16 or f32");
-    const fs::path dir = model::resolve_model_dir(checkpoint);
+    const fs::path dir = model::resolve_model_dir(checkpoint, env);
     const auto ckpt = model::Checkpoint::open(dir);
     const auto weight = float_weights(ckpt);
     exporter::write_llama_gguf(ckpt.config(), dir, weight, t->second, name.empty() ? dir.filename().string() : name, out);
@@ -322,9 +322,9 @@ int cmd_train(const TrainArgs& a) {
   }
 }
 
-int cmd_gemm(int64_t m, int64_t n, int64_t k, const std::string& dtype, int reps) {
+int cmd_gemm(const Environment& env, int64_t m, int64_t n, int64_t k, const std::string& dtype, int reps) {
   try {
-    const auto place = place_command("gemm", dtype);
+    const auto place = place_command("gemm", dtype, env);
     at::NoGradGuard g;
     const auto opts = at::TensorOptions().dtype(place.dtype).device(place.device);
     const auto a = at::randn({m, k}, opts), b = at::randn({k, n}, opts);

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/environment.hpp"
+
 namespace qjobs::worker {
 
 // Compute dtype from a name: "auto"/"float32" -> float32, "bfloat16", "float16".
@@ -13,6 +15,7 @@ struct ModelArgs {
   std::string dtype = "auto";
   // "fused" (at::scaled_dot_product_attention) or "eager" (the reference path).
   std::string attention = "fused";
+  Environment env;  // hub caches (a hub id is resolved as a job's MODEL) and CUDA_VISIBLE_DEVICES
 };
 
 // `qjobs-worker --version`: the worker's version, its libtorch (version,
@@ -21,11 +24,11 @@ struct ModelArgs {
 // (model::runtime_info_json()).
 std::string version_text();
 
-int cmd_tokenize(const std::string& tokenizer_dir, const std::string& text, bool bos);
+int cmd_tokenize(const Environment& env, const std::string& tokenizer_dir, const std::string& text, bool bos);
 int cmd_logits(const ModelArgs& m, const std::string& tokens_json, const std::string& out);
 int cmd_ppl(const ModelArgs& m, const std::string& data, int64_t seqlen, int64_t num_samples, int64_t batch_size);
 // The GEMM rate of the device a job would get ([m, k] x [k, n], `reps` times).
-int cmd_gemm(int64_t m, int64_t n, int64_t k, const std::string& dtype, int reps);
+int cmd_gemm(const Environment& env, int64_t m, int64_t n, int64_t k, const std::string& dtype, int reps);
 int cmd_demo(const ModelArgs& m, const std::string& prompt, bool raw, int64_t max_new_tokens, double temperature,
              double top_p, uint64_t seed);
 // Any checkpoint the project reads (float, fake-quant or packed) as a GGUF
@@ -34,8 +37,8 @@ int cmd_demo(const ModelArgs& m, const std::string& prompt, bool raw, int64_t ma
 // with `readback`, also the file's weights read back as a float checkpoint.
 // The float ONNX graph of a checkpoint (packed ones unpacked), for
 // onnxruntime and the device compilers.
-int cmd_onnx(const std::string& checkpoint, const std::string& out, int64_t seq_len, int64_t context_len);
-int cmd_gguf(const std::string& checkpoint, const std::string& type, const std::string& out, const std::string& readback,
+int cmd_onnx(const Environment& env, const std::string& checkpoint, const std::string& out, int64_t seq_len, int64_t context_len);
+int cmd_gguf(const Environment& env, const std::string& checkpoint, const std::string& type, const std::string& out, const std::string& readback,
              const std::string& name);
 
 }  // namespace qjobs::worker

@@ -122,9 +122,18 @@ SafetensorsLayout int_layout(const ExportInputs& in, exporter::PackedFormat form
 
 fs::path read_written_model(const ExportInputs& in, ExportResult&) { return in.dir.model_dir(); }
 
+// The weight settings every quantized Linear shares in a format that holds
+// one (awq, gptq, GGUF: the submission refused overrides for them).
+LinearScheme uniform_scheme(const LinearPlan& plan) {
+  for (const auto& [name, s] : plan.linears())
+    if (!s.skip) return s;
+  throw Error(ErrorKind::invalid_input, "no quantized Linears to export");
+}
+
 ExportResult write_int_format(const ExportInputs& in, exporter::PackedFormat format) {
   require_int_weights(in);
-  const auto qc = exporter::packed_quantization_config(in.q.int_weights, format, in.spec.params);
+  const auto qc = exporter::packed_quantization_config(in.q.int_weights, format, in.q.quantization_config,
+                                                          !uniform_scheme(in.plan).zero_point);
   write_safetensors_model(in, int_layout(in, format), qc, true);
   return ExportResult{qc, {}};
 }

@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/job_dir.hpp"
-#include "common/job_spec.hpp"
+#include "spec/job_spec.hpp"
 #include "worker/verify.hpp"
 #include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
@@ -39,6 +39,7 @@ namespace qjobs::worker {
 struct ExportInputs {
   const model::Checkpoint& ckpt;   // the original checkpoint
   const quant::QuantOutput& q;     // the algorithm's result
+  const LinearPlan& plan;          // every quantized Linear's weight settings (spec/linear_plan.hpp)
   const JobSpec& spec;
   const JobDir& dir;
   StatusReporter& rep;             // progress, warnings and events
@@ -143,6 +144,12 @@ std::filesystem::path read_written_model(const ExportInputs& in, ExportResult& w
 // write() of the integer formats: require_int_weights, then the
 // checkpoint in int_layout with the format's quantization_config.
 ExportResult write_int_format(const ExportInputs& in, exporter::PackedFormat format);
+
+// The weight settings every quantized Linear of `plan` shares, for the
+// formats that hold one (awq, gptq, GGUF; the submission refuses overrides
+// for them): the first Linear that is not skipped. Throws Error(invalid_input)
+// when every Linear is skipped.
+LinearScheme uniform_scheme(const LinearPlan& plan);
 
 // report.md's note of a packed format: the quantization_config it records.
 std::string packed_report_note(const JobSpec& spec, const nlohmann::json& qc);

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/environment.hpp"
 #include "common/error.hpp"
 #include "jobs/model/random_model.hpp"
 #include "worker/commands.hpp"
@@ -147,14 +148,17 @@ int main(int argc, char** argv) {
   // float32 means float32 on a GPU too (reference checks): no TF32 matmuls.
   at::globalContext().setAllowTF32CuBLAS(false);
   at::globalContext().setAllowTF32CuDNN(false);
+  // The environment, read once: everything below gets it as a value.
+  const auto env = qjobs::Environment::from_process();
+  margs.env = env;
   const auto dispatch = [&]() -> int {
-    if (*run) return qjobs::worker::run_job(spec, job_dir);
-    if (*gemm) return qjobs::worker::cmd_gemm(gm, gn, gk, gdtype, greps);
-    if (*tokenize) return qjobs::worker::cmd_tokenize(tok_dir, text, bos);
+    if (*run) return qjobs::worker::run_job(spec, job_dir, env);
+    if (*gemm) return qjobs::worker::cmd_gemm(env, gm, gn, gk, gdtype, greps);
+    if (*tokenize) return qjobs::worker::cmd_tokenize(env, tok_dir, text, bos);
     if (*logits) return qjobs::worker::cmd_logits(margs, tokens_file, out_file);
     if (*ppl) return qjobs::worker::cmd_ppl(margs, data_file, seqlen, num_samples, batch_size);
-    if (*onnx) return qjobs::worker::cmd_onnx(margs.checkpoint, out_file, onnx_seq, onnx_ctx);
-    if (*gguf) return qjobs::worker::cmd_gguf(margs.checkpoint, gguf_type, out_file, gguf_readback, gguf_name);
+    if (*onnx) return qjobs::worker::cmd_onnx(env, margs.checkpoint, out_file, onnx_seq, onnx_ctx);
+    if (*gguf) return qjobs::worker::cmd_gguf(env, margs.checkpoint, gguf_type, out_file, gguf_readback, gguf_name);
     if (*demo) return qjobs::worker::cmd_demo(margs, prompt, raw, max_new, temperature, top_p, seed);
     if (*train_tok) return qjobs::worker::cmd_train_tokenizer(tt_data, tt_vocab, tt_out);
     if (*train) return qjobs::worker::cmd_train(ta);

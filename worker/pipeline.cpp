@@ -12,12 +12,13 @@
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 
+#include "common/environment.hpp"
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
-#include "common/job_spec.hpp"
+#include "spec/job_spec.hpp"
 #include "common/job_state.hpp"
-#include "common/linear_rule.hpp"
-#include "common/algorithm_catalog.hpp"
+#include "spec/export_formats.hpp"
+#include "spec/algorithm_catalog.hpp"
 #include "common/logging.hpp"
 #include "common/strings.hpp"
 #include "jobs/data/dataset.hpp"
@@ -85,19 +86,11 @@ uint64_t checkpoint_size(const model::Checkpoint& ckpt) {
   return total;
 }
 
-// A test hook: QJOBS_TEST_STEP_DELAY_MS slows every progress step so that a
-// test can kill or cancel a worker in the middle of its work.
-int step_delay_ms() {
-  const char* v = std::getenv("QJOBS_TEST_STEP_DELAY_MS");
-  return v ? std::atoi(v) : 0;
-}
-
-// A test hook: QJOBS_TEST_CORRUPT_PACKED names a tensor of the written
-// model whose first element's sign bit is flipped in its file before the
+// A test hook (TestHooks::corrupt_packed): the named tensor of the written
+// model has its first element's sign bit flipped in its file before the
 // verify stage, as a writer bug or a damaged copy would leave it.
-void corrupt_for_test(const fs::path& model_dir) {
-  const char* name = std::getenv("QJOBS_TEST_CORRUPT_PACKED");
-  if (name == nullptr || *name == '\0') return;
+void corrupt_for_test(const fs::path& model_dir, const std::string& name) {
+  if (name.empty()) return;
   const auto ckpt = model::Checkpoint::open(model_dir);
   for (const auto& f : ckpt.files()) {
     const auto* info = f->find(name);
@@ -153,8 +146,8 @@ bool fits_resident(const model::Checkpoint& ckpt, const model::Placement& place)
 // With `use_cache` (the unquantized model), each task's result is taken from
 // the baseline cache when its fingerprint is there, and stored otherwise;
 // the model is only loaded when some task must run.
-json evaluate(const JobSpec& spec, const fs::path& model_dir, const std::string& which, const JobDir& dir,
-              StatusReporter& rep, bool use_cache, const model::Placement& place) {
+json evaluate(const JobSpec& spec, const Environment& env, const fs::path& model_dir, const std::string& which,
+              const JobDir& dir, StatusReporter& rep, bool use_cache, const model::Placement& place) {
   const auto ckpt = model::Checkpoint::open(model_dir);
   model::LoadOptions lo = load_options(place, false);  // evaluation
   lo.stream_layers = !fits_resident(ckpt, place);
@@ -166,9 +159,9 @@ json evaluate(const JobSpec& spec, const fs::path& model_dir, const std::string&
   for (std::size_t i = 0; i < tasks.size(); ++i) {
     const auto& task = tasks[i];
     const std::string name = task.value("name", task.value("type", "task"));
-    const std::string fp = use_cache ? eval::eval_fingerprint(ckpt, task, at::toString(lo.dtype)) : "";
+    const std::string fp = use_cache ? eval::eval_fingerprint(ckpt, task, at::toString(lo.dtype), env.data_dir) : "";
     json r;
-    if (auto hit = use_cache ? eval::load_baseline(fp) : std::nullopt) {
+    if (auto hit = use_cache ? eval::load_baseline(env.cache_dir, fp) : std::nullopt) {
       r = std::move(*hit);
       r["cached"] = {{"fingerprint", fp}};
       rep.event({{"type", "baseline_cached"}, {"task", name}, {"fingerprint", fp}});
@@ -178,8 +171,8 @@ json evaluate(const JobSpec& spec, const fs::path& model_dir, const std::string&
         m.emplace(model::LlamaModel::load(ckpt, lo));
         tok.emplace(tokenizer::Tokenizer::load(model_dir));
       }
-      r = eval::run_task(*m, *tok, task, [&](int64_t d, int64_t t) { rep.progress(d, t, name); });
-      if (use_cache && eval::store_baseline(fp, r)) rep.event({{"type", "baseline_stored"}, {"task", name}, {"fingerprint", fp}});
+      r = eval::run_task(*m, *tok, task, env.data_dir, [&](int64_t d, int64_t t) { rep.progress(d, t, name); });
+      if (use_cache && eval::store_baseline(env.cache_dir, fp, r)) rep.event({{"type", "baseline_stored"}, {"task", name}, {"fingerprint", fp}});
     }
     if (r.contains("ppl")) rep.metric("ppl_" + which + "_" + name, r["ppl"]);
     if (r.contains("acc")) rep.metric("acc_" + which + "_" + name, r["acc"]);
@@ -232,12 +225,12 @@ struct MemoryMeter {
 // wrote. run_job owns it; one thread.
 struct JobRun {
   const JobSpec& spec;
+  const Environment& env;
   const JobDir& dir;
   StatusReporter& rep;
   const ExportFormat* format = nullptr;               // null for Evaluate
   std::unique_ptr<quant::QuantAlgorithm> algorithm;   // null for Evaluate
   model::Placement place;
-  int delay_ms = 0;
   // load
   fs::path model_dir;
   std::optional<model::Checkpoint> ckpt;
@@ -246,6 +239,7 @@ struct JobRun {
   // baseline, evaluate: results by task name
   json before = json::object(), after = json::object();
   // quantize
+  LinearPlan plan;                          // built by the quantize stage
   std::optional<quant::QuantOutput> q;
   // package
   ExportResult written;
@@ -259,7 +253,7 @@ bool quantizes(const JobSpec& spec) { return spec.algorithm != "Evaluate"; }
 
 void load_stage(JobRun& r) {
   r.rep.begin_stage("load", 1);
-  r.model_dir = model::resolve_model_dir(r.spec.model, [&](uint64_t done, uint64_t total) {
+  r.model_dir = model::resolve_model_dir(r.spec.model, r.env, [&](uint64_t done, uint64_t total) {
     r.rep.progress(static_cast<int64_t>(done >> 20), static_cast<int64_t>(total >> 20), "download MiB");
   });
   r.ckpt.emplace(model::Checkpoint::open(r.model_dir));
@@ -286,7 +280,7 @@ void load_stage(JobRun& r) {
 
 void baseline_stage(JobRun& r) {
   r.rep.begin_stage("baseline");
-  r.before = evaluate(r.spec, r.model_dir, "original", r.dir, r.rep, true, r.place);
+  r.before = evaluate(r.spec, r.env, r.model_dir, "original", r.dir, r.rep, true, r.place);
 }
 
 // Calibration token windows, [n, seqlen], from the spec's calibration
@@ -297,6 +291,7 @@ at::Tensor calibration_windows(JobRun& r) {
   const AlgorithmInfo* info = find_algorithm(spec.algorithm);
   const json& c = spec.calibration;
   data::DatasetSpec ds;
+  ds.root = r.env.data_dir;
   ds.path = c.value("data_path", spec.data_path);
   ds.name = c.value("dataset", spec.dataset_name);
   ds.subname = c.value("subset", spec.dataset_subname);
@@ -335,28 +330,17 @@ void quantize_stage(JobRun& r) {
   qin.state_dir = r.dir.root() / "calib_state";
   qin.keep_float_weights = !r.format->packed;
   qin.packed_export = r.format->packed;
-  if (r.format->column_order_groups && qin.params.value("DESC_ACT", false) && !qin.params.value("STATIC_GROUPS", false)) {
-    qin.params["STATIC_GROUPS"] = true;
-    spdlog::info("act-order with static groups: {} has no per-column group map (actorder \"weight\")", r.format->name);
-  }
-  {
-    // One rule for ragged widths in every export form, so that a packed
-    // checkpoint and its fake_quant twin are the same model: no format
-    // holds a short last group (vLLM, compressed-tensors, ONNX encodings),
-    // so a Linear whose width the group size does not divide is quantized
-    // per output channel, whatever the form (the submission warned).
-    std::map<std::string, int64_t> widths;
-    for (const auto& name : model::quantized_linear_weights(*r.config))
-      if (ckpt.has(name)) widths[name.substr(0, name.size() - 7)] = ckpt.info(name).shape.back();
-    const auto ragged = quant::ragged_linears(widths, qin.params);
-    if (!ragged.empty()) {
-      qin.params["PER_CHANNEL_LINEARS"] = ragged;
-      spdlog::info("{} Linears quantized per output channel: their width is not a multiple of the group size (first: {})",
-                   ragged.size(), ragged.front());
-    }
-  }
+  qin.column_order_groups = r.format->column_order_groups;
+  // The per-Linear plan, built once from the section and the checkpoint's
+  // widths (spec/linear_plan.hpp: overrides, and per-channel groups for
+  // widths the group size does not divide, in every export form).
+  r.plan = quant::plan_linears(r.spec.algorithm, r.spec.params, ckpt);
+  qin.plan = r.plan;
+  if (const auto ragged = r.plan.ragged(); !ragged.empty())
+    spdlog::info("{} Linears quantized per output channel: their width is not a multiple of the group size (first: {})",
+                 ragged.size(), ragged.front());
   qin.progress = [&r](int64_t d, int64_t t, const std::string& what) {
-    if (r.delay_ms > 0 && d > 0) std::this_thread::sleep_for(std::chrono::milliseconds(r.delay_ms));
+    if (r.env.test.step_delay_ms > 0 && d > 0) std::this_thread::sleep_for(std::chrono::milliseconds(r.env.test.step_delay_ms));
     r.rep.progress(d, t, what);
   };
   qin.calibration = [&r] { return calibration_windows(r); };
@@ -369,7 +353,7 @@ void quantize_stage(JobRun& r) {
 
 void package_stage(JobRun& r) {
   r.rep.begin_stage("package");
-  const ExportInputs in{*r.ckpt, *r.q, r.spec, r.dir, r.rep};
+  const ExportInputs in{*r.ckpt, *r.q, r.plan, r.spec, r.dir, r.rep};
   r.written = r.format->write(in);
   r.scored = r.format->read_back(in, r.written);
   r.size_after = dir_size(r.dir.model_dir());
@@ -381,8 +365,8 @@ void package_stage(JobRun& r) {
 void verify_stage(JobRun& r) {
   r.rep.begin_stage("verify", 1);
   if (r.written.verify.empty()) throw Error(ErrorKind::internal, "the " + r.spec.export_format + " export recorded nothing to verify");
-  corrupt_for_test(r.dir.model_dir());
-  const auto v = verify_packed(r.dir.model_dir(), r.written.verify, r.dir.root() / "verify");
+  corrupt_for_test(r.dir.model_dir(), r.env.test.corrupt_packed);
+  const auto v = verify_packed(r.dir.model_dir(), r.written.verify, r.dir.root() / "verify", r.env);
   if (!v.ran) {
     r.rep.warn("verify skipped: " + v.skipped);
     r.rep.event({{"type", "verify"}, {"status", "skipped"}, {"reason", v.skipped}});
@@ -406,10 +390,10 @@ void verify_stage(JobRun& r) {
 void evaluate_stage(JobRun& r) {
   r.rep.begin_stage("evaluate");
   if (quantizes(r.spec)) {
-    r.after = evaluate(r.spec, r.scored, "quantized", r.dir, r.rep, false, r.place);
+    r.after = evaluate(r.spec, r.env, r.scored, "quantized", r.dir, r.rep, false, r.place);
   } else {
     // Any checkpoint the project reads: full precision or packed.
-    r.before = evaluate(r.spec, r.model_dir, "model", r.dir, r.rep, !r.ckpt->config().contains("quantization_config"), r.place);
+    r.before = evaluate(r.spec, r.env, r.model_dir, "model", r.dir, r.rep, !r.ckpt->config().contains("quantization_config"), r.place);
   }
 }
 
@@ -443,12 +427,11 @@ std::vector<std::string> stage_names(const std::optional<JobSpec>& spec) {
 
 }  // namespace
 
-int run_job(const fs::path& spec_path, const fs::path& job_dir) {
+int run_job(const fs::path& spec_path, const fs::path& job_dir, const Environment& env) {
   const JobDir dir(job_dir);
   dir.create_layout();
   setup_logging("worker", dir.worker_log());
-  const char* attempt_env = std::getenv("QJOBS_ATTEMPT");
-  const int attempt = attempt_env ? std::max(1, std::atoi(attempt_env)) : 1;
+  const int attempt = env.attempt;
   spdlog::info("qjobs-worker pid {} attempt {} spec {} job dir {}", ::getpid(), attempt,
                spec_path.string(), job_dir.string());
 
@@ -461,8 +444,8 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
   } catch (const Error& e) {
     unreadable = e.what();
   }
-  const auto parsed = parse_job_spec(yaml);
-  StatusReporter rep(dir, stage_names(unreadable ? std::nullopt : parsed.spec), attempt);
+  const auto parsed = parse_job_spec(yaml, SpecContext{.env = &env});
+  StatusReporter rep(dir, stage_names(unreadable ? std::nullopt : parsed.spec), attempt, env.heartbeat_s);
   std::string stage = "validate";
   MemoryMeter memory;
   try {
@@ -477,13 +460,13 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
     const JobSpec& spec = *parsed.spec;
     if (attempt == 1)
       for (const auto& w : spec.warnings) rep.warn(w);
-    JobRun run{.spec = spec, .dir = dir, .rep = rep};
+    JobRun run{.spec = spec, .env = env, .dir = dir, .rep = rep};
     // The one place that picks the device and the compute dtype. GPUs handed
     // to a worker that cannot use them (a CPU build, no driver, no device)
     // stop the job with the reason, rather than compute on the CPU behind
     // the user's back.
     try {
-      run.place = model::choose_placement(spec.dtype, std::getenv("CUDA_VISIBLE_DEVICES"));
+      run.place = model::choose_placement(spec.dtype, env.cuda_visible_devices ? env.cuda_visible_devices->c_str() : nullptr);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::invalid_input)
         throw StageFailure{ErrorType::internal, std::string(e.what()) + "; run the worker where CUDA works, or the server "
@@ -504,7 +487,6 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir) {
         throw StageFailure{ErrorType::validation, e.what()};
       }
     }
-    run.delay_ms = step_delay_ms();
 
     for (const auto& s : kStages) {
       if (!s.applies(spec)) continue;

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/job_dir.hpp"
-#include "common/job_spec.hpp"
+#include "spec/job_spec.hpp"
 #include "jobs/quant/algorithm.hpp"
 #include "worker/status_reporter.hpp"
 

@@ -26,14 +26,7 @@ StatusReporter::StatusReporter(JobDir dir, std::vector<std::string> stages, int 
     std::lock_guard lock(mu_);
     write(true);
   }
-  if (heartbeat_s == 0) {
-    heartbeat_s = 30;
-    if (const char* e = std::getenv("QJOBS_HEARTBEAT_S"); e && *e) {
-      char* end = nullptr;
-      const double v = std::strtod(e, &end);
-      if (end != e && v > 0) heartbeat_s = v;
-    }
-  }
+  if (heartbeat_s == 0) heartbeat_s = 30;
   if (heartbeat_s > 0) heartbeat_ = std::thread([this, heartbeat_s] { heartbeat_loop(heartbeat_s); });
 }
 

@@ -27,7 +27,7 @@ extern std::atomic<bool> g_stop_requested;
 
 class StatusReporter {
  public:
-  // heartbeat_s: QJOBS_HEARTBEAT_S when 0 is given, else 30; negative: none.
+  // heartbeat_s: the status.json rewrite period (Environment::heartbeat_s); 0: 30 s; negative: none.
   StatusReporter(JobDir dir, std::vector<std::string> stages, int attempt, double heartbeat_s = 0);
   ~StatusReporter();
   StatusReporter(const StatusReporter&) = delete;

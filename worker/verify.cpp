@@ -32,8 +32,8 @@ using nlohmann::json;
 constexpr int kProjections = 4;
 constexpr double kMaxLogitParams = 2e9;
 
-fs::path reference_python() {
-  if (const char* p = std::getenv("QJOBS_REFERENCE_PYTHON"); p != nullptr && *p != '\0') return p;
+fs::path reference_python(const Environment& env) {
+  if (!env.reference_python.empty()) return env.reference_python;
 #ifdef QJOBS_DEFAULT_REFERENCE_PYTHON
   return QJOBS_DEFAULT_REFERENCE_PYTHON;
 #else
@@ -43,8 +43,8 @@ fs::path reference_python() {
 
 // ct_verify.py: QJOBS_VERIFY_SCRIPT, else share/qjobs beside the worker's
 // bin/, else the source tree it was built from.
-fs::path verify_script() {
-  if (const char* p = std::getenv("QJOBS_VERIFY_SCRIPT"); p != nullptr && *p != '\0') return p;
+fs::path verify_script(const Environment& env) {
+  if (!env.verify_script.empty()) return env.verify_script;
   std::error_code ec;
   const auto exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec && fs::exists(exe.parent_path().parent_path() / "share/qjobs/ct_verify.py"))
@@ -110,10 +110,11 @@ void VerifyManifest::add(const std::string& name, const at::Tensor& weight, doub
   linears[name] = {{"checksums", weight_checksums(weight)}, {"tolerance", tolerance}};
 }
 
-VerifyResult verify_packed(const fs::path& model_dir, const VerifyManifest& manifest, const fs::path& work) {
+VerifyResult verify_packed(const fs::path& model_dir, const VerifyManifest& manifest, const fs::path& work,
+                           const Environment& env) {
   VerifyResult r;
-  const fs::path py = reference_python();
-  const fs::path script = verify_script();
+  const fs::path py = reference_python(env);
+  const fs::path script = verify_script(env);
   if (py.empty() || !fs::exists(py)) {
     r.skipped = "no Python with the reference stack on this host (set QJOBS_REFERENCE_PYTHON to one with "
                 "compressed-tensors and transformers)";

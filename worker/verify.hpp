@@ -35,6 +35,8 @@
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
 
+#include "common/environment.hpp"
+
 namespace qjobs::worker {
 
 // The checksums of one weight (any shape, any float dtype) described above.
@@ -58,8 +60,10 @@ struct VerifyResult {
 
 // Reads `model_dir` with the reference loader and compares it with
 // `manifest` and with qjobs' own forward pass of the same folder. `work`: a
-// folder for the token windows, the reference's output and its log.
+// folder for the token windows, the reference's output and its log. The
+// reference Python and ct_verify.py come from `env` (QJOBS_REFERENCE_PYTHON,
+// QJOBS_VERIFY_SCRIPT), else the build's defaults.
 VerifyResult verify_packed(const std::filesystem::path& model_dir, const VerifyManifest& manifest,
-                           const std::filesystem::path& work);
+                           const std::filesystem::path& work, const Environment& env);
 
 }  // namespace qjobs::worker

@@ -90,8 +90,6 @@ std::vector<std::string> read_file_rows(const fs::path& file, const DatasetSpec&
 
 }  // namespace
 
-fs::path data_root() { return dataset_root(); }
-
 fs::path resolve_file(const DatasetSpec& s) {
   if (!s.path.empty()) {
     const fs::path p(s.path);
@@ -104,7 +102,7 @@ fs::path resolve_file(const DatasetSpec& s) {
     throw Error(ErrorKind::not_found, "DATA_PATH " + p.string() + " does not exist");
   }
   if (s.name.empty()) throw Error(ErrorKind::invalid_input, "no data: set DATA_PATH or DATASET_NAME");
-  fs::path dir = data_root() / s.name;
+  fs::path dir = s.root / s.name;
   if (!s.subname.empty()) dir /= s.subname;
   if (auto f = find_split_file(dir, s.split)) return *f;
   std::string msg = "dataset '" + s.name + (s.subname.empty() ? "" : "/" + s.subname) + "' split '" + s.split +
@@ -114,7 +112,7 @@ fs::path resolve_file(const DatasetSpec& s) {
     msg += "; for wikitext-2-raw-v1 these are the rows of the Hugging Face dataset's '" + s.split +
            "' split in order, blank rows included";
   msg += "), or set DATA_PATH to a .txt/.jsonl/.json file; the data root is $QJOBS_DATA_DIR (now " +
-         fs::absolute(data_root()).string() + ")";
+         fs::absolute(s.root).string() + ")";
   throw Error(ErrorKind::not_found, msg);
 }
 

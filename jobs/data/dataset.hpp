@@ -33,6 +33,7 @@ struct DatasetSpec {
   std::string split = "train";
   std::vector<std::string> text_columns;  // empty: {"text"}
   std::string format_string;
+  std::filesystem::path root = "datasets";  // where `name` is looked for (Environment::data_dir)
   // What a row of this data looks like, for the message when it is missing.
   std::string row_format = "one {\"text\": ...} object per line";
 };
@@ -61,6 +62,5 @@ std::string evaluation_text(const std::vector<std::string>& rows);
 at::Tensor calibration_windows(const tokenizer::Tokenizer& tok, const std::vector<std::string>& rows, int64_t n,
                                int64_t seqlen, uint64_t seed);
 
-std::filesystem::path data_root();
 
 }  // namespace qjobs::data

@@ -14,12 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-std::optional<fs::path> cache_dir() {
-  const char* d = std::getenv("QJOBS_CACHE_DIR");
-  if (d == nullptr || *d == '\0') return std::nullopt;
-  return fs::path(d) / "baselines";
-}
-
 std::string identity(const fs::path& p) {
   std::error_code ec;
   const auto size = fs::file_size(p, ec);
@@ -29,7 +23,8 @@ std::string identity(const fs::path& p) {
 
 }  // namespace
 
-std::string eval_fingerprint(const model::Checkpoint& ckpt, const json& task, const std::string& dtype) {
+std::string eval_fingerprint(const model::Checkpoint& ckpt, const json& task, const std::string& dtype,
+                             const fs::path& data_root) {
   Digest d;
   const auto feed = [&](const std::string& s) { d.update(s).update("\n"); };
   feed("qjobs-eval-v1");
@@ -41,6 +36,7 @@ std::string eval_fingerprint(const model::Checkpoint& ckpt, const json& task, co
   const std::string type = task.value("type", "");
   if (type == "ppl" || type == "wikitext-ppl" || type == "mc") {
     data::DatasetSpec ds;
+    ds.root = data_root;
     ds.path = task.value("data_path", "");
     ds.name = task.value("dataset", type == "wikitext-ppl" ? "wikitext" : "");
     ds.subname = task.value("subset", type == "wikitext-ppl" ? "wikitext-2-raw-v1" : "");
@@ -54,10 +50,9 @@ std::string eval_fingerprint(const model::Checkpoint& ckpt, const json& task, co
   return d.hex(20);
 }
 
-std::optional<json> load_baseline(const std::string& fingerprint) {
-  const auto dir = cache_dir();
-  if (!dir) return std::nullopt;
-  const auto p = *dir / (fingerprint + ".json");
+std::optional<json> load_baseline(const fs::path& cache_dir, const std::string& fingerprint) {
+  if (cache_dir.empty()) return std::nullopt;
+  const auto p = cache_dir / "baselines" / (fingerprint + ".json");
   if (!fs::exists(p)) return std::nullopt;
   try {
     auto j = json::parse(read_file(p), nullptr, false);
@@ -68,12 +63,11 @@ std::optional<json> load_baseline(const std::string& fingerprint) {
   }
 }
 
-bool store_baseline(const std::string& fingerprint, const json& result) {
-  const auto dir = cache_dir();
-  if (!dir) return false;
+bool store_baseline(const fs::path& cache_dir, const std::string& fingerprint, const json& result) {
+  if (cache_dir.empty()) return false;
   try {
-    fs::create_directories(*dir);
-    write_file_atomic(*dir / (fingerprint + ".json"), result.dump(2));
+    fs::create_directories(cache_dir / "baselines");
+    write_file_atomic(cache_dir / "baselines" / (fingerprint + ".json"), result.dump(2));
     return true;
   } catch (const std::exception&) {
     return false;

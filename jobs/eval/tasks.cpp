@@ -47,11 +47,12 @@ std::string answer(const model::LlamaModel& model, const tokenizer::Tokenizer& t
 }
 
 json run_task(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const json& task,
-              const std::function<void(int64_t, int64_t)>& progress) {
+              const std::filesystem::path& data_root, const std::function<void(int64_t, int64_t)>& progress) {
   const std::string type = task.value("type", "");
   json out = {{"type", type}, {"name", task.value("name", type)}};
   if (type == "ppl" || type == "wikitext-ppl") {
     data::DatasetSpec ds;
+    ds.root = data_root;
     if (type == "wikitext-ppl") {
       ds.name = "wikitext";
       ds.subname = "wikitext-2-raw-v1";
@@ -88,6 +89,7 @@ json run_task(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, c
     o.num_samples = task.value("num_samples", -1);
     o.seed = task.value("seed", 1234);
     data::DatasetSpec ds;
+    ds.root = data_root;
     ds.path = task.value("data_path", "");
     ds.name = task.value("dataset", "");
     ds.subname = task.value("subset", "");

@@ -1,5 +1,5 @@
 // The evaluation tasks of a spec's `eval.tasks` list (schema in
-// common/algorithm_catalog.cpp, eval_schema):
+// spec/algorithm_catalog.cpp, eval_schema):
 //   ppl           perplexity.hpp's protocol on any dataset (rows joined "\n\n")
 //   wikitext-ppl  the same on WikiText-2 raw test (dataset wikitext /
 //                 wikitext-2-raw-v1, split test, under the data root)
@@ -9,6 +9,7 @@
 //   demo          greedy answers to prompts, through the chat template
 #pragma once
 
+#include <filesystem>
 #include <functional>
 
 #include <nlohmann/json.hpp>
@@ -21,8 +22,9 @@ namespace qjobs::eval {
 // Runs one task; the result names its protocol next to its numbers.
 // progress(done, total) may throw to stop. Throws Error(not_found) for
 // missing data.
+// `data_root`: where named datasets are read from (Environment::data_dir).
 nlohmann::json run_task(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const nlohmann::json& task,
-                        const std::function<void(int64_t, int64_t)>& progress);
+                        const std::filesystem::path& data_root, const std::function<void(int64_t, int64_t)>& progress);
 
 // The token stream perplexity is computed on: one BOS, then the text.
 at::Tensor perplexity_ids(const tokenizer::Tokenizer& tok, const std::string& text);

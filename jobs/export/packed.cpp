@@ -63,7 +63,7 @@ std::map<std::string, at::Tensor> pack(const IntWeight& w_any, PackedFormat form
 }
 
 nlohmann::json packed_quantization_config(const std::map<std::string, IntWeight>& weights, PackedFormat format,
-                                          const nlohmann::json& params) {
+                                          const nlohmann::json& recipe, bool symmetric) {
   if (weights.empty()) throw Error(ErrorKind::invalid_input, "no quantized Linears to pack");
   const auto& any = weights.begin()->second;
   for (const auto& [name, w] : weights)
@@ -76,9 +76,9 @@ nlohmann::json packed_quantization_config(const std::map<std::string, IntWeight>
   if (format != PackedFormat::gptq) throw Error(ErrorKind::invalid_input, "compressed-tensors configs come from compressed_tensors_config");
   {
     return {{"quant_method", "gptq"}, {"bits", any.bits}, {"group_size", any.format_group_size()},
-            {"desc_act", params.value("DESC_ACT", false)}, {"sym", !params.value("ZERO_POINT", true)},
-            {"static_groups", params.value("STATIC_GROUPS", false)}, {"true_sequential", true},
-            {"damp_percent", params.value("DAMP_PERCENT", 0.01)}, {"checkpoint_format", "gptq"}};
+            {"desc_act", recipe.value("desc_act", false)}, {"sym", symmetric},
+            {"static_groups", recipe.value("static_groups", false)}, {"true_sequential", true},
+            {"damp_percent", recipe.value("damp_percent", 0.01)}, {"checkpoint_format", "gptq"}};
   }
 }
 

@@ -93,10 +93,11 @@ std::map<std::string, at::Tensor> pack(const IntWeight& w, PackedFormat format,
 std::map<std::string, at::Tensor> pack(const Fp4Weight& w);
 
 // The `quantization_config` of an awq or gptq checkpoint whose Linears
-// `weights` (one per quantized Linear) are packed in `format`; `params` are
-// the algorithm's spec parameters (DESC_ACT, ...) for the fields that record them.
+// `weights` (one per quantized Linear) are packed in `format`; `recipe` is
+// the algorithm's record (QuantOutput::quantization_config: GPTQ's desc_act,
+// static_groups, damp_percent), `symmetric` the Linears' plan.
 nlohmann::json packed_quantization_config(const std::map<std::string, IntWeight>& weights, PackedFormat format,
-                                          const nlohmann::json& params);
+                                          const nlohmann::json& recipe, bool symmetric);
 
 // The compressed-tensors scheme of one Linear.
 struct LinearScheme {

@@ -61,8 +61,7 @@ CudaStatus probe_cuda() {
   int n = 0;
   const cudaError_t err = cudaGetDeviceCount(&n);
   if (err == cudaErrorNoDevice || (err == cudaSuccess && n == 0)) {
-    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
-    s.reason = std::string("no CUDA device is visible (CUDA_VISIBLE_DEVICES=") + (visible ? visible : "unset") + ")";
+    s.reason = "no CUDA device is visible (CUDA_VISIBLE_DEVICES hides every device, or there is none)";
   } else if (err == cudaErrorInsufficientDriver) {
     s.reason = "the NVIDIA driver supports CUDA " + (s.driver.empty() ? std::string("?") : s.driver) +
                ", older than the CUDA " + s.runtime + " this libtorch was built with";

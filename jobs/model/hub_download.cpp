@@ -24,10 +24,6 @@ void curl_init_once() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
 
 struct Response {
   long status = 0;
@@ -107,15 +103,12 @@ bool wanted(const std::string& f, bool has_safetensors) {
 
 }  // namespace
 
-HubOptions hub_options_from_env() {
+HubOptions hub_options(const Environment& env) {
   HubOptions o;
-  if (auto e = env("HF_ENDPOINT"); !e.empty()) o.endpoint = e;
+  o.endpoint = env.hf_endpoint;
   while (!o.endpoint.empty() && o.endpoint.back() == '/') o.endpoint.pop_back();
-  o.token = env("HF_TOKEN");
-  if (auto q = env("QJOBS_CACHE_DIR"); !q.empty()) o.cache = fs::path(q) / "hub";
-  else if (auto c = env("HF_HUB_CACHE"); !c.empty()) o.cache = c;
-  else if (auto h = env("HF_HOME"); !h.empty()) o.cache = fs::path(h) / "hub";
-  else o.cache = fs::path(env("HOME").empty() ? "/root" : env("HOME")) / ".cache" / "huggingface" / "hub";
+  o.token = env.hf_token;
+  o.cache = env.hub_caches.empty() ? fs::path("hub") : env.hub_caches.front();
   return o;
 }
 

@@ -11,6 +11,8 @@
 #include <functional>
 #include <string>
 
+#include "common/environment.hpp"
+
 namespace qjobs::model {
 
 struct HubOptions {
@@ -20,9 +22,10 @@ struct HubOptions {
   std::filesystem::path cache;                       // the hub cache folder (…/hub)
 };
 
-// Options from the environment: HF_ENDPOINT, HF_TOKEN, and the cache
-// $QJOBS_CACHE_DIR/hub, else $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub.
-HubOptions hub_options_from_env();
+// Options from the environment: HF_ENDPOINT, HF_TOKEN, and the first of its
+// hub caches ($QJOBS_CACHE_DIR/hub, else $HF_HUB_CACHE, $HF_HOME/hub,
+// ~/.cache/huggingface/hub).
+HubOptions hub_options(const Environment& env);
 
 // Downloads `repo` ("ORG/NAME") and returns its snapshot folder. progress
 // gets (bytes done, bytes total) across all files. Throws Error(not_found)

@@ -157,4 +157,39 @@ std::optional<std::string> export_layout_problem(const ModelConfig& c, std::stri
          ": export it as compressed-tensors";
 }
 
+std::vector<DecoderLinear> decoder_linears(const ModelConfig& c) {
+  const auto& n = c.fam().names;
+  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
+  std::vector<DecoderLinear> out;
+  for (int64_t i = 0; i < c.layers; ++i) {
+    const std::string at = "model.layers." + std::to_string(i) + ".";
+    const auto add = [&](const std::string& name, int64_t in, int64_t o) { out.push_back({at + name, in, o}); };
+    if (!n.qkv.empty()) {
+      add(n.qkv, c.hidden, q + 2 * kv);
+    } else {
+      add(n.q, c.hidden, q);
+      add(n.k, c.hidden, kv);
+      add(n.v, c.hidden, kv);
+    }
+    add(n.o, q, c.hidden);
+    const auto glu = [&](const std::string& prefix, int64_t width) {
+      add(prefix + n.expert_gate, c.hidden, width);
+      add(prefix + n.expert_up, c.hidden, width);
+      add(prefix + n.expert_down, width, c.hidden);
+    };
+    if (c.sparse(i)) {
+      for (int64_t e = 0; e < c.moe.experts; ++e) glu(n.expert_prefix + std::to_string(e) + ".", c.moe.expert_intermediate);
+      if (!n.shared_prefix.empty()) glu(n.shared_prefix, c.moe.shared_intermediate);
+    } else if (!n.gate_up.empty()) {
+      add(n.gate_up, c.hidden, 2 * c.intermediate);
+      add(n.down, c.intermediate, c.hidden);
+    } else {
+      add(n.gate, c.hidden, c.intermediate);
+      add(n.up, c.hidden, c.intermediate);
+      add(n.down, c.intermediate, c.hidden);
+    }
+  }
+  return out;
+}
+
 }  // namespace qjobs::model

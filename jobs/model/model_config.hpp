@@ -89,6 +89,18 @@ struct ModelConfig {
   static ModelConfig read(const nlohmann::json& j);  // from_json without the conversion of json errors
 };
 
+// One quantized decoder Linear of a model: its name without ".weight"
+// ("model.layers.3.mlp.experts.5.w1") and its widths, from the family's
+// table and the config. The same Linears, in the same order, as the
+// model's layers list (llama_model.hpp, quantized_linear_weights), without
+// libtorch: the server plans and checks exports with them.
+struct DecoderLinear {
+  std::string name;
+  int64_t in = 0;
+  int64_t out = 0;
+};
+std::vector<DecoderLinear> decoder_linears(const ModelConfig& c);
+
 // What EXPORT_FORMAT `format` cannot hold of a model of config `c`, or
 // nullopt: gguf and onnx write Llama-layout graphs (llama.cpp's llama
 // architecture; qjobs' ONNX prefill graph, which has no longrope either), so a

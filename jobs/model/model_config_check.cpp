@@ -1,5 +1,5 @@
 // common/model_config_check.hpp, answered by the worker's own reader.
-#include "common/model_config_check.hpp"
+#include "jobs/model/model_config_check.hpp"
 
 #include "common/error.hpp"
 #include "jobs/model/model_config.hpp"

@@ -13,8 +13,9 @@
 namespace qjobs::model {
 namespace fs = std::filesystem;
 
-fs::path resolve_model_dir(const std::string& model, const std::function<void(uint64_t, uint64_t)>& progress) {
-  if (const auto found = find_local_model_dir(model)) return *found;  // a directory or a cached snapshot
+fs::path resolve_model_dir(const std::string& model, const Environment& env,
+                           const std::function<void(uint64_t, uint64_t)>& progress) {
+  if (const auto found = find_local_model_dir(model, env.hub_caches)) return *found;  // a directory or a cached snapshot
 
   const auto parts = split(model, '/');
   const bool hub_id = parts.size() == 2 && !parts[0].empty() && !parts[1].empty() &&
@@ -23,12 +24,12 @@ fs::path resolve_model_dir(const std::string& model, const std::function<void(ui
     throw Error(ErrorKind::not_found, "model '" + model + "' is not a directory and not a hub id (ORG/NAME)");
 
   const std::string folder = "models--" + parts[0] + "--" + parts[1];
-  const char* offline = std::getenv("HF_HUB_OFFLINE");
-  if (offline && std::string(offline) != "0" && *offline)
+  const auto o = hub_options(env);
+  if (env.hf_offline)
     throw Error(ErrorKind::not_found, "model '" + model + "' is not a local directory and not in the Hugging Face cache (" +
-                                          (fs::path(hub_cache_dirs().front()) / folder).string() +
+                                          (o.cache / folder).string() +
                                           "), and HF_HUB_OFFLINE is set, so it is not downloaded");
-  return download_model(model, hub_options_from_env(), progress);
+  return download_model(model, o, progress);
 }
 
 }  // namespace qjobs::model

@@ -10,13 +10,16 @@
 #include <functional>
 #include <string>
 
+#include "common/environment.hpp"
+
 namespace qjobs::model {
 
-// Returns the directory holding the model named by `model`. Relative paths
+// Returns the directory holding the model named by `model`, looking in
+// `env`'s hub caches and downloading with its hub settings. Relative paths
 // are taken from the current directory. progress(bytes done, total) reports
 // a download. Throws Error(not_found) saying where it looked, or the
 // download's errors.
-std::filesystem::path resolve_model_dir(const std::string& model,
+std::filesystem::path resolve_model_dir(const std::string& model, const Environment& env,
                                         const std::function<void(uint64_t, uint64_t)>& progress = {});
 
 }  // namespace qjobs::model

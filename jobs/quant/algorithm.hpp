@@ -16,6 +16,7 @@
 
 #include "jobs/numeric/quantized_weight.hpp"
 #include "jobs/model/llama_model.hpp"
+#include "spec/linear_plan.hpp"
 
 namespace qjobs::model {
 class Checkpoint;
@@ -35,7 +36,16 @@ struct LayerError {
 
 struct QuantInputs {
   const model::Checkpoint* ckpt = nullptr;
-  nlohmann::json params;                   // the algorithm section, defaults applied
+  // The algorithm section, defaults applied, as the spec holds it: parsed
+  // into the algorithm's typed parameters, recorded in fingerprints. The
+  // weight settings of each Linear are in `plan`, never read from here.
+  nlohmann::json params;
+  // Every quantized decoder Linear's weight settings (jobs/quant/layer_plan.hpp),
+  // built by the pipeline from the section and the checkpoint's shapes.
+  LinearPlan plan;
+  // The export keeps act-order's groups in column order only (compressed-
+  // tensors, vLLM): GPTQ's DESC_ACT then runs with static groups.
+  bool column_order_groups = false;
   model::LoadOptions compute;              // dtype/device for calibration forwards
   // Calibration token windows, int64 [n, seqlen]; called once, only by
   // algorithms that calibrate. Throws when the spec names no usable data.

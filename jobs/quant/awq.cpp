@@ -12,7 +12,7 @@
 namespace qjobs::quant {
 namespace {
 
-at::Tensor fake_quant(const at::Tensor& w, const LinearPlan& plan) {
+at::Tensor fake_quant(const at::Tensor& w, const LinearQuant& plan) {
   if (plan.skip) return w;
   return quantize_weight(w, plan.cfg).dequantize().to(w.scalar_type());
 }
@@ -39,7 +39,7 @@ at::Tensor weight_mean(const std::vector<model::Linear*>& ls, int64_t group) {
 
 QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
   at::NoGradGuard no_grad;
-  const AwqParams p = awq_params().parse(in.params);
+  const AwqParams p = given_ ? *given_ : awq_params().parse(in.params);
   const int64_t n_grid = p.n_grid;
   const bool duo = p.duo_scaling;
   const bool clip = p.clip;
@@ -51,7 +51,7 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
     auto& layer = step.layer;
     auto& engine = step.engine;
     const std::string& prefix = step.prefix;
-    const auto plan = [&](const std::string& name) { return plan_for(prefix + name, in.params, RangeMode::min_max); };
+    const auto plan = [&](const std::string& name) { return quant_for(in.plan, prefix + name, RangeMode::min_max); };
     // Full-precision outputs: the next block's inputs, and the references.
     step.next = engine.forward(l);
     auto xs = engine.capture_inputs(l, layer.input_names());

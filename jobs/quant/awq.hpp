@@ -11,13 +11,22 @@
 // Q_GROUP_SIZE, ZERO_POINT, VERSION, N_GRID, DUO_SCALING, CLIP, LAYER_OVERRIDES.
 #pragma once
 
+#include <optional>
+
 #include "jobs/quant/algorithm.hpp"
+#include "jobs/quant/awq_params.hpp"
 
 namespace qjobs::quant {
 
 class AwqAlgorithm final : public QuantAlgorithm {
  public:
+  // `given`: typed parameters that replace the section's (LMQuant's presets
+  // hand their own); none: the section in QuantInputs::params.
+  explicit AwqAlgorithm(std::optional<AwqParams> given = std::nullopt) : given_(std::move(given)) {}
   QuantOutput run(const QuantInputs& in) override;
+
+ private:
+  std::optional<AwqParams> given_;
 };
 
 }  // namespace qjobs::quant

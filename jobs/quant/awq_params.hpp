@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 #include "jobs/quant/weight_only_params.hpp"
 
 namespace qjobs::quant {

@@ -1,9 +1,9 @@
-// The catalog common/algorithm_catalog.hpp declares: one row per line of
+// The catalog spec/algorithm_catalog.hpp declares: one row per line of
 // QJOBS_ALGORITHMS, each built by its algorithm's NAME_info() from the
 // parameter declarations in NAME_params.cpp, and the worker's own
 // Evaluate mode. Built into qjobs_algorithm_params, which does not link
 // libtorch.
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 #include "jobs/quant/algorithm_list.hpp"
 
 namespace qjobs {

@@ -44,7 +44,7 @@ QuantOutput Fp4Algorithm::run(const QuantInputs& in) {
     }
     std::vector<LayerError> errs;
     for (auto& [name, lin] : step.layer.linears()) {
-      if (plan_for(prefix + name, in.params, RangeMode::min_max).skip) {
+      if (quant_for(in.plan, prefix + name, RangeMode::min_max).skip) {
         out.ignored.push_back(prefix + name);
         continue;
       }

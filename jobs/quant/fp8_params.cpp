@@ -14,8 +14,16 @@ const ParamTable<Fp8Params>& fp8_params() {
 }
 
 AlgorithmInfo fp8_info() {
-  return {"FP8", "W8A8 E4M3 with optional FP8 KV cache; compressed-tensors float-quantized", true, fp8_params().specs(),
-          512, 512};
+  AlgorithmInfo a{"FP8", "W8A8 E4M3 with optional FP8 KV cache; compressed-tensors float-quantized", true,
+                  fp8_params().specs(), 512, 512};
+  a.weights = [](const nlohmann::json&) { return WeightScheme{}; };  // every Linear, E4M3 per channel or tensor
+  a.output = [](const nlohmann::json&) { return AlgorithmOutput{.w_format = "fp8"}; };
+  // Dynamic scales without an FP8 KV cache need no calibration.
+  a.needs_data = [](const nlohmann::json& s) {
+    const Fp8Params p = fp8_params().parse(s);
+    return p.act != "dynamic" || p.kv_cache;
+  };
+  return a;
 }
 
 }  // namespace qjobs::quant

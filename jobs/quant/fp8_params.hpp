@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 #include "common/param_table.hpp"
 
 namespace qjobs::quant {

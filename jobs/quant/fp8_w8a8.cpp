@@ -70,7 +70,7 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
     const auto input_of = layer.input_sources();
     std::vector<LayerError> errs;
     for (auto& [name, lin] : layer.linears()) {
-      if (plan_for(prefix + name, in.params, RangeMode::through_zero).skip) {
+      if (quant_for(in.plan, prefix + name, RangeMode::through_zero).skip) {
         out.ignored.push_back(prefix + name);
         continue;
       }

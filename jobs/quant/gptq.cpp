@@ -130,11 +130,12 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
 }
 
 QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
-  const GptqParams p = gptq_params().parse(in.params);
+  const GptqParams p = given_ ? *given_ : gptq_params().parse(in.params);
   const double damp = p.damp_percent;
   const int64_t block = p.block_size;
   const bool act_order = p.desc_act;
-  const bool static_groups = p.static_groups;
+  // An export that keeps groups in column order only runs act-order with static groups.
+  const bool static_groups = p.static_groups || (p.desc_act && in.column_order_groups);
   const bool true_sequential = p.true_sequential;
   const std::string wformat = p.w_format;
   std::optional<numeric::Fp4Kind> fp4;
@@ -173,7 +174,7 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
       const auto xs = step.engine.capture_inputs(l, group);
       for (const auto& name : group) {
         const std::string full = step.prefix + name;
-        const auto plan = plan_for(full, in.params, RangeMode::through_zero);
+        const auto plan = quant_for(in.plan, full, RangeMode::through_zero);
         if (plan.skip) continue;
         model::Linear& lin = *linears.at(name);
         const auto& x = xs.at(name);

@@ -13,7 +13,10 @@
 // them, as llm-compressor's GPTQ with the NVFP4 / MXFP4 schemes does.
 #pragma once
 
+#include <optional>
+
 #include "jobs/quant/algorithm.hpp"
+#include "jobs/quant/gptq_params.hpp"
 #include "jobs/quant/quantizer.hpp"
 
 namespace qjobs::quant {
@@ -44,7 +47,13 @@ GptqResult gptq_quantize(const at::Tensor& w, at::Tensor H, const WeightQuantCon
 
 class GptqAlgorithm final : public QuantAlgorithm {
  public:
+  // `given`: typed parameters that replace the section's (LMQuant's presets
+  // hand their own); none: the section in QuantInputs::params.
+  explicit GptqAlgorithm(std::optional<GptqParams> given = std::nullopt) : given_(std::move(given)) {}
   QuantOutput run(const QuantInputs& in) override;
+
+ private:
+  std::optional<GptqParams> given_;
 };
 
 }  // namespace qjobs::quant

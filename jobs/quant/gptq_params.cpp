@@ -22,7 +22,31 @@ const ParamTable<GptqParams>& gptq_params() {
 }
 
 AlgorithmInfo gptq_info() {
-  return {"GPTQ", "GPTQ Hessian-based weight quantization", true, gptq_params().specs(), 128, 2048};
+  AlgorithmInfo a{"GPTQ", "GPTQ Hessian-based weight quantization", true, gptq_params().specs(), 128, 2048};
+  a.weights = [](const nlohmann::json& s) { return gptq_params().parse(s).weight_scheme(); };
+  a.output = [](const nlohmann::json& s) {
+    const std::string f = gptq_params().parse(s).w_format;
+    return AlgorithmOutput{.int_weight_only = true, .w_format = f, .int_weights = f == "int", .onnx_encodings = true};
+  };
+  // Act-order's groups: compressed-tensors and vLLM read them in column
+  // order only, the ONNX graph's are consecutive columns.
+  a.check = [](const nlohmann::json& s, const std::string& format) {
+    auto out = weight_only_check(s, format);
+    const GptqParams p = gptq_params().parse(s);
+    if (!p.desc_act || p.static_groups) return out;
+    if (format == "compressed-tensors")
+      out.push_back({{}, false,
+                     "DESC_ACT: compressed-tensors (0.13 on) and current vLLM read act-order only as actorder \"weight\", "
+                     "groups in column order: the job runs act-order with STATIC_GROUPS: true. Set it to say so (and to "
+                     "make a fake_quant twin the same model); EXPORT_FORMAT: gptq keeps a per-column g_idx, which vLLM's "
+                     "gptq_marlin serves"});
+    else if (format == "onnx" && p.w_format == "int")
+      out.push_back({{"DESC_ACT"}, true,
+                     "the ONNX graph's weight groups are consecutive columns: DESC_ACT needs STATIC_GROUPS: true for "
+                     "EXPORT_FORMAT onnx"});
+    return out;
+  };
+  return a;
 }
 
 }  // namespace qjobs::quant

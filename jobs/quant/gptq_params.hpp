@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 #include "jobs/quant/weight_only_params.hpp"
 
 namespace qjobs::quant {

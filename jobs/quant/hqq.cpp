@@ -84,7 +84,7 @@ QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
   in.progress(0, total, "");
   for (int64_t i = 0; i < total; ++i) {
     const auto& name = targets[static_cast<std::size_t>(i)];
-    const auto plan = plan_for(name.substr(0, name.size() - 7), in.params, RangeMode::min_max);
+    const auto plan = quant_for(in.plan, name.substr(0, name.size() - 7), RangeMode::min_max);
     if (!plan.skip) {
       const at::Tensor w = in.ckpt->tensor(name);
       const auto w32 = w.to(in.compute.device, at::kFloat);

@@ -19,7 +19,26 @@ const ParamTable<HqqParams>& hqq_params() {
 }
 
 AlgorithmInfo hqq_info() {
-  return {"HQQ", "half-quadratic calibration-free weight quantization", true, hqq_params().specs()};
+  AlgorithmInfo a{"HQQ", "half-quadratic calibration-free weight quantization", true, hqq_params().specs()};
+  a.weights = [](const nlohmann::json& s) {
+    const HqqParams p = hqq_params().parse(s);
+    WeightScheme w;
+    w.bits = static_cast<int>(p.w_bit);
+    w.group_size = p.group_size;
+    w.overrides = linear_overrides(p.layer_overrides);
+    return w;
+  };
+  // Integer weights, but with real-valued zero points by default: no ONNX encodings.
+  a.output = [](const nlohmann::json&) { return AlgorithmOutput{.int_weight_only = true, .int_weights = true}; };
+  a.check = [](const nlohmann::json& s, const std::string& format) {
+    std::vector<SectionFinding> out;
+    if (format != "fake_quant" && hqq_params().parse(s).zero_points.value_or("") == "real")
+      out.push_back({{"ZERO_POINTS"}, true,
+                     "HQQ's real-valued zero points have no packed form (every packed format stores integer zero points): "
+                     "leave ZERO_POINTS unset or integer, or set EXPORT_FORMAT: fake_quant"});
+    return out;
+  };
+  return a;
 }
 
 }  // namespace qjobs::quant

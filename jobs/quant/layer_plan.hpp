@@ -1,35 +1,43 @@
-// Which quantizer each Linear gets: the section's W_BIT / Q_GROUP_SIZE /
-// ZERO_POINT, overridden by the first LAYER_OVERRIDES entry whose glob
-// `pattern` matches the Linear's name ("model.layers.0.mlp.down_proj").
+// The per-Linear plan (spec/linear_plan.hpp) on the quantizer's side: the
+// plan of a job's checkpoint, and one Linear's entry as the quantizer's
+// config. The pipeline builds the plan once (plan_linears) and hands it to
+// the algorithm in QuantInputs::plan; no algorithm reads a weight setting
+// from the spec's JSON.
+//
 // An override may set W_BIT, Q_GROUP_SIZE, ZERO_POINT or SKIP (keep the
 // original weights), and, for the algorithms that quantize activations,
 // A_BIT (the Linear's input bits; 16 keeps Qualcomm-style 16-bit
-// activations, 0 full precision), so the mobile recipes (w4 with some layers w8, first
-// and last layers kept) are one YAML list away.
+// activations, 0 full precision), so the mobile recipes (w4 with some
+// layers w8, first and last layers kept) are one YAML list away.
 #pragma once
 
-#include <cstdint>
-#include <map>
 #include <string>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "jobs/quant/quantizer.hpp"
+#include "spec/linear_plan.hpp"
+
+namespace qjobs::model {
+class Checkpoint;
+}
 
 namespace qjobs::quant {
 
-struct LinearPlan {
+struct LinearQuant {
   bool skip = false;
   WeightQuantConfig cfg;
-  int a_bits = 8;  // the section's A_BIT (8 when absent), or the override's
+  int a_bits = 8;
 };
 
-LinearPlan plan_for(const std::string& linear, const nlohmann::json& params, RangeMode range);
+// Linear `linear`'s entry of `plan` with the algorithm's range mode.
+// Throws Error(internal) when the plan has no such Linear.
+LinearQuant quant_for(const LinearPlan& plan, const std::string& linear, RangeMode range);
 
-// The decoder Linears of checkpoint shapes `in_features` (by name without
-// ".weight") whose planned group size does not divide their width.
-std::vector<std::string> ragged_linears(const std::map<std::string, int64_t>& in_features, const nlohmann::json& params);
-
+// The plan of every quantized decoder Linear of `ckpt` (its family's
+// Linears, widths as stored) for ALGORITHM `algorithm` with `section` (the
+// spec's section, validated): the algorithm's catalog row turns the
+// section into its weight settings, parsed once here.
+LinearPlan plan_linears(const std::string& algorithm, const nlohmann::json& section, const model::Checkpoint& ckpt);
 
 }  // namespace qjobs::quant

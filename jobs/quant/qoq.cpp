@@ -54,38 +54,6 @@ at::Tensor WeightGrid::codes(const at::Tensor& cols, const GroupGrid& g) const {
 
 namespace {
 
-// The value at a dotted path below `j`, or nullptr.
-const json* at_path(const json& j, std::initializer_list<const char*> path) {
-  const json* cur = &j;
-  for (const char* k : path) {
-    if (!cur->is_object() || !cur->contains(k)) return nullptr;
-    cur = &(*cur)[k];
-  }
-  return cur->is_null() ? nullptr : cur;
-}
-
-// Bits of a deepcompressor dtype name; 0 for none.
-int dtype_bits(const std::string& key, const std::string& d, const std::vector<std::string>& allowed) {
-  if (std::find(allowed.begin(), allowed.end(), d) == allowed.end()) {
-    std::string list;
-    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-    throw Error(ErrorKind::invalid_input, key + ": '" + d + "' is not supported here (" + list + ")");
-  }
-  if (d == "none" || d == "null") return 0;
-  return std::stoi(d.substr(d.find_first_of("0123456789")));
-}
-
-void read_smooth(const json& q, const char* branch, SmoothSetting& s) {
-  if (const auto* v = at_path(q, {"smooth", branch, "strategy"})) s.strategy = v->get<std::string>();
-  if (const auto* v = at_path(q, {"smooth", branch, "alpha"})) s.alpha = v->get<double>();
-  if (const auto* v = at_path(q, {"smooth", branch, "beta"})) s.beta = v->get<double>();
-  if (const auto* v = at_path(q, {"smooth", branch, "num_grids"})) s.num_grids = v->get<int>();
-}
-
-json smooth_json(const SmoothSetting& s) {
-  return {{"enabled", s.enabled}, {"strategy", s.strategy}, {"alpha", s.alpha}, {"beta", s.beta}, {"num_grids", s.num_grids}};
-}
-
 int64_t effective_group(int64_t group, int64_t cols) { return group <= 0 ? cols : std::min(group, cols); }
 
 // Round to nearest on the grid, every group; ratio [rows, groups] or undefined.
@@ -186,61 +154,10 @@ at::Tensor tie_rope_pairs(const at::Tensor& v, int64_t head_dim) {
 
 }  // namespace
 
-QoqConfig QoqConfig::from_lmquant(const json& section) {
-  const LmQuantParams lp = lmquant_params().parse(section);
-  QoqConfig c;
-  c.preset = lp.quant_type;
-  if (c.preset == "gchn") c.w_group = -1, c.progressive = false, c.kv_bits = 8;
-  else if (c.preset != "g128") throw Error(ErrorKind::invalid_input, "llm.LMQuant.quant_type: QoQ runs g128 or gchn, not " + c.preset);
-  const json q = lp.quant.is_object() ? lp.quant : json::object();
-  const auto b = [&](std::initializer_list<const char*> path, bool& dst) { if (const auto* v = at_path(q, path)) dst = v->get<bool>(); };
-  if (const auto* v = at_path(q, {"wgts", "dtype"})) c.w_bits = dtype_bits("llm.LMQuant.quant.wgts.dtype", v->get<std::string>(), {"uint4", "uint8"});
-  if (const auto* v = at_path(q, {"wgts", "group_size"})) c.w_group = v->get<int64_t>();
-  b({"wgts", "progressive"}, c.progressive);
-  b({"wgts", "enable_calib_range"}, c.calib_range);
-  if (const auto* v = at_path(q, {"wgts", "calib_range", "max_shrink"})) c.max_shrink = v->get<double>();
-  if (const auto* v = at_path(q, {"wgts", "calib_range", "num_grids"})) c.clip_grids = v->get<int>();
-  b({"wgts", "enable_kernel_gptq"}, c.gptq);
-  if (const auto* v = at_path(q, {"wgts", "kernel_gptq", "damp_percentage"})) c.damp = v->get<double>();
-  if (const auto* v = at_path(q, {"wgts", "kernel_gptq", "block_size"})) c.gptq_block = v->get<int64_t>();
-  if (const auto* v = at_path(q, {"ipts", "dtype"}))
-    c.a_bits = dtype_bits("llm.LMQuant.quant.ipts.dtype", v->get<std::string>(), {"sint8", "sint16", "none", "null"});
-  b({"ipts", "static"}, c.a_static);
-  if (const auto* v = at_path(q, {"opts", "dtype"}))
-    c.kv_bits = dtype_bits("llm.LMQuant.quant.opts.dtype", v->get<std::string>(), {"uint4", "uint8", "none", "null"});
-  if (const auto* v = at_path(q, {"opts", "group_size"})) c.kv_group = v->get<int64_t>();
-  b({"enable_rotation"}, c.rotation);
-  b({"rotation", "random"}, c.rotation_random);
-  bool smooth = true;
-  b({"enable_smooth"}, smooth);
-  b({"smooth", "enable_xw"}, c.xw.enabled);
-  b({"smooth", "enable_yx"}, c.yx.enabled);
-  if (!smooth) c.xw.enabled = c.yx.enabled = false;
-  read_smooth(q, "xw", c.xw);
-  read_smooth(q, "yx", c.yx);
-  b({"enable_reorder"}, c.reorder);
-  return c;
-}
-
-json QoqConfig::to_json() const {
-  return {{"preset", preset},
-          {"weights", {{"bits", w_bits}, {"group_size", w_group}, {"progressive", progressive},
-                       {"protective_range", progressive ? kQoqProtectiveRange : 0}, {"calib_range", calib_range},
-                       {"max_shrink", max_shrink}, {"gptq", gptq}, {"damp_percent", damp}}},
-          {"activations", {{"bits", a_bits}, {"static", a_static}, {"granularity", a_static ? "tensor" : "token"}}},
-          {"kv_cache", {{"bits", kv_bits}, {"group_size", kv_group}, {"granularity", "token, head"}}},
-          {"rotation", {{"enabled", rotation}, {"random", rotation_random}}},
-          {"smooth_xw", smooth_json(xw)},
-          {"smooth_attention", smooth_json(yx)},
-          {"reorder", reorder}};
-}
-
 QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
   at::NoGradGuard no_grad;
   const LmQuantParams p = lmquant_params().parse(in.params);
   const auto c = QoqConfig::from_lmquant(in.params);
-  json flat = {{"W_BIT", c.w_bits}, {"Q_GROUP_SIZE", c.w_group}, {"ZERO_POINT", true}, {"A_BIT", c.a_bits},
-               {"LAYER_OVERRIDES", p.layer_overrides}};
 
   const auto ids = in.calibration();
   // The rotation transforms the whole model at once: it stays resident.
@@ -271,7 +188,7 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
 
   QuantOutput out;
   json activations = json::object();
-  const auto set_act = [&](const std::string& full, model::Linear& lin, const LinearPlan& plan, const at::Tensor& x) {
+  const auto set_act = [&](const std::string& full, model::Linear& lin, const LinearQuant& plan, const at::Tensor& x) {
     lin.act = act_for(plan.skip ? 0 : plan.a_bits, c.a_static, x);
     if (lin.act.kind != model::ActQuant::Kind::none) activations[full] = lin.act.to_json();
   };
@@ -281,15 +198,15 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
   loop.on_resumed = [&](int64_t l) {
     for (auto& [name, lin] : model.layers()[static_cast<std::size_t>(l)].linears()) {
       const std::string full = "model.layers." + std::to_string(l) + "." + name;
-      set_act(full, *lin, plan_for(full, flat, RangeMode::min_max), at::Tensor());
+      set_act(full, *lin, quant_for(in.plan, full, RangeMode::min_max), at::Tensor());
     }
   };
   const int64_t rep = mc.heads / mc.kv_heads;
-  const auto wplan = [&](const std::string& full) { return plan_for(full, flat, RangeMode::min_max); };
+  const auto wplan = [&](const std::string& full) { return quant_for(in.plan, full, RangeMode::min_max); };
   // No export form holds a ragged last group: a width the group size does
   // not divide (down_proj's 352 at g128) is quantized per output channel,
   // packed or fake_quant alike (the pipeline's rule; issue 27).
-  const auto group_of = [&](const LinearPlan& plan, int64_t cols) {
+  const auto group_of = [&](const LinearQuant& plan, int64_t cols) {
     const int64_t g = effective_group(plan.cfg.group_size, cols);
     return cols % g != 0 ? cols : g;
   };
@@ -449,34 +366,27 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
 }
 
 QuantOutput LmQuantAlgorithm::run(const QuantInputs& in) {
-  const auto& p = in.params;
-  const std::string preset = lmquant_params().parse(p).quant_type;
+  const LmQuantParams lp = lmquant_params().parse(in.params);
+  const std::string preset = lp.quant_type;
   if (preset == "g128" || preset == "gchn") return QoqAlgorithm().run(in);
-  QuantInputs sub = in;
-  json params;
+  // The presets run SmoothQuant, AWQ or GPTQ with their typed parameters at
+  // those algorithms' own defaults; the per-Linear plan (the section's
+  // overrides) is the same.
   std::unique_ptr<QuantAlgorithm> algo;
   if (preset == "sq_dynamic" || preset == "sq_static") {
-    double alpha = 0.5;
-    if (const auto* v = at_path(p, {"quant", "smooth", "xw", "alpha"})) alpha = v->get<double>();
-    params = {{"alpha", alpha}, {"ACT", preset == "sq_dynamic" ? "dynamic" : "static"}};
-    // quant.enable_smooth: false is W8A8 without smoothing (it used to change nothing).
-    if (const auto* v = at_path(p, {"quant", "enable_smooth"}); v && v->is_boolean()) params["SMOOTHING"] = v->get<bool>();
-    algo = std::make_unique<SmoothQuantAlgorithm>();
+    algo = std::make_unique<SmoothQuantAlgorithm>(lmquant_smoothquant(lp));
   } else if (preset == "awq") {
-    params = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 128}, {"ZERO_POINT", true}, {"N_GRID", 20}, {"DUO_SCALING", true}, {"CLIP", true}};
-    algo = std::make_unique<AwqAlgorithm>();
+    AwqParams awq;
+    awq.layer_overrides = lp.layer_overrides;
+    algo = std::make_unique<AwqAlgorithm>(awq);
   } else if (preset == "gptq") {
-    params = {{"W_BIT", 4},         {"Q_GROUP_SIZE", 128},     {"ZERO_POINT", true},       {"DAMP_PERCENT", 0.01},
-              {"BLOCK_SIZE", 128},  {"DESC_ACT", false},       {"STATIC_GROUPS", false},   {"TRUE_SEQUENTIAL", true}};
-    algo = std::make_unique<GptqAlgorithm>();
+    GptqParams gptq;
+    gptq.layer_overrides = lp.layer_overrides;
+    algo = std::make_unique<GptqAlgorithm>(gptq);
   } else {
     throw Error(ErrorKind::invalid_input, "llm.LMQuant.quant_type: unknown preset '" + preset + "'");
   }
-  if (p.contains("LAYER_OVERRIDES")) params["LAYER_OVERRIDES"] = p["LAYER_OVERRIDES"];
-  // The worker's per-channel fallback for ragged widths (the presets are g128, as it assumed).
-  if (p.contains("PER_CHANNEL_LINEARS")) params["PER_CHANNEL_LINEARS"] = p["PER_CHANNEL_LINEARS"];
-  sub.params = params;
-  auto out = algo->run(sub);
+  auto out = algo->run(in);
   out.quantization_config["lmquant_preset"] = preset;
   return out;
 }

@@ -32,10 +32,9 @@
 
 #include "jobs/quant/algorithm.hpp"
 #include "jobs/quant/gptq.hpp"
+#include "jobs/quant/lmquant_params.hpp"
 
 namespace qjobs::quant {
-
-constexpr double kQoqProtectiveRange = 119;  // QServe's int8 range before the 4-bit step
 
 // The weight grid of one Linear: asymmetric uint-b per group, with a float
 // scale, or (progressive) with scale s1 * s2: s1 = max|row| / 119 the
@@ -51,42 +50,6 @@ struct WeightGrid {
   // The grid of a group's columns [rows, n], its [min, max] shrunk by ratio [rows, 1] (undefined = 1).
   GroupGrid grid(const at::Tensor& cols, const at::Tensor& ratio) const;
   at::Tensor codes(const at::Tensor& cols, const GroupGrid& g) const;  // float codes
-};
-
-struct SmoothSetting {
-  bool enabled = true;
-  std::string strategy = "GridSearch";  // or Manual
-  double alpha = 0.5;
-  double beta = -1;   // < 0: 1 - alpha
-  int num_grids = 20;
-};
-
-struct QoqConfig {
-  std::string preset = "g128";
-  int w_bits = 4;
-  int64_t w_group = 128;      // -1: per output channel
-  bool progressive = true;    // int8 per channel, then integer group scales
-  bool calib_range = true;
-  double max_shrink = 0.2;
-  int clip_grids = 20;
-  bool gptq = true;
-  double damp = 0.01;
-  int64_t gptq_block = 128;
-  int a_bits = 8;             // 0: activations kept in full precision
-  bool a_static = false;
-  int kv_bits = 4;            // 0: KV cache kept in full precision
-  int64_t kv_group = 0;       // channels per KV group; 0 = the whole head
-  bool rotation = true;
-  bool rotation_random = false;
-  SmoothSetting xw;           // v -> o, up -> down
-  SmoothSetting yx{true, "Manual", 0.5, 0, 20};  // SmoothAttention
-  bool reorder = true;
-
-  // The preset's values, then the LMQuant section's quant.* keys (already
-  // validated against the catalog). Throws Error(invalid_input) naming a
-  // key whose value the algorithm cannot use.
-  static QoqConfig from_lmquant(const nlohmann::json& section);
-  nlohmann::json to_json() const;
 };
 
 class QoqAlgorithm final : public QuantAlgorithm {

@@ -1,6 +1,6 @@
 #include "jobs/quant/registry.hpp"
 
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 #include "jobs/quant/algorithm_list.hpp"
 
 namespace qjobs::quant {

@@ -1,6 +1,6 @@
 // The registry of algorithm implementations: one row per line of
 // QJOBS_ALGORITHMS (jobs/quant/algorithm_list.hpp), the list the catalog
-// (common/algorithm_catalog.hpp) is built from, so the two cannot disagree
+// (spec/algorithm_catalog.hpp) is built from, so the two cannot disagree
 // on names. Each algorithm's file defines make_NAME().
 #pragma once
 

@@ -24,7 +24,7 @@ QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
   progress(0, total, "");
   for (int64_t i = 0; i < total; ++i) {
     const auto& name = targets[static_cast<std::size_t>(i)];
-    const auto plan = plan_for(name.substr(0, name.size() - 7), params, RangeMode::min_max);
+    const auto plan = quant_for(in.plan, name.substr(0, name.size() - 7), RangeMode::min_max);
     if (plan.skip) {
       spill.after(name, i + 1 == total ? "" : targets[static_cast<std::size_t>(i + 1)]);
       progress(i + 1, total, name);

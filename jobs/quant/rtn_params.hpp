@@ -1,7 +1,7 @@
 // RTN's parameters: the weight-only keys (jobs/quant/weight_only_params.hpp).
 #pragma once
 
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 #include "jobs/quant/weight_only_params.hpp"
 
 namespace qjobs::quant {

@@ -153,9 +153,6 @@ class ActivationState {
 QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
   at::NoGradGuard no_grad;
   const SeqMseParams p = seq_mse_params().parse(in.params);
-  // Weight-only unless asked: the per-Linear rules' own default for A_BIT is 8.
-  nlohmann::json rules = in.params;
-  rules["A_BIT"] = p.a_bit;
   SeqMseOptions opt;
   opt.candidates = p.num_candidates;
   opt.loss = loss_named(p.loss_fn);
@@ -205,7 +202,7 @@ QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
       }
       for (const auto& name : group) {
         const std::string full = step.prefix + name;
-        const auto plan = plan_for(full, rules, RangeMode::min_max);
+        const auto plan = quant_for(in.plan, full, RangeMode::min_max);
         if (plan.skip) {
           out.ignored.push_back(full);
           continue;

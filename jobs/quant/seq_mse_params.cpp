@@ -37,10 +37,29 @@ const ParamTable<SeqMseParams>& seq_mse_params() {
 }
 
 AlgorithmInfo seq_mse_info() {
-  return {"SequentialMSE",
+  AlgorithmInfo a{"SequentialMSE",
           "AIMET's Sequential MSE: per channel (group) the weight range minimizing each Linear's output error on "
           "inputs that carry the earlier Linears' quantization; W4/W8, w4a16 / w8a16 with LAYER_OVERRIDES",
           true, seq_mse_params().specs(), 32, 2048};
+  a.weights = [](const nlohmann::json& s) {
+    const SeqMseParams p = seq_mse_params().parse(s);
+    WeightScheme w = p.weight_scheme();
+    w.a_bits = static_cast<int>(p.a_bit);  // weight-only unless asked
+    return w;
+  };
+  a.output = [](const nlohmann::json& s) {
+    const SeqMseParams p = seq_mse_params().parse(s);
+    bool acts = p.a_bit != 0;
+    for (const auto& o : linear_overrides(p.layer_overrides)) acts = acts || o.a_bits.value_or(0) != 0;
+    return AlgorithmOutput{.int_weight_only = !acts, .int_weights = true, .onnx_encodings = true};
+  };
+  a.check = [](const nlohmann::json& s, const std::string& format) {
+    auto out = weight_only_check(s, format);
+    const SeqMseParams p = seq_mse_params().parse(s);
+    if (p.lpbq && p.zero_point) out.push_back({{"LPBQ"}, true, "LPBQ is symmetric: set ZERO_POINT: false"});
+    return out;
+  };
+  return a;
 }
 
 }  // namespace qjobs::quant

@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 #include "jobs/quant/weight_only_params.hpp"
 
 namespace qjobs::quant {

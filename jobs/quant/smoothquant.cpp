@@ -26,7 +26,7 @@ at::Tensor smooth_linears(at::Tensor& norm_weight, const std::vector<model::Line
 
 QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
   at::NoGradGuard no_grad;
-  const SmoothQuantParams p = smoothquant_params().parse(in.params);
+  const SmoothQuantParams p = given_ ? *given_ : smoothquant_params().parse(in.params);
   const double alpha = p.alpha;
   const std::string act = p.act;
   const bool smoothing = p.smoothing;
@@ -60,7 +60,7 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
     if (smoothing) xs = engine.capture_inputs(l, inputs);  // smoothed inputs: static scales, errors
     std::vector<LayerError> errs;
     for (auto& [name, lin] : layer.linears()) {
-      const auto plan = plan_for(prefix + name, in.params, RangeMode::through_zero);
+      const auto plan = quant_for(in.plan, prefix + name, RangeMode::through_zero);
       if (plan.skip) {
         out.ignored.push_back(prefix + name);
         continue;

@@ -18,7 +18,10 @@
 #include <vector>
 
 #include "jobs/model/llama_model.hpp"
+#include <optional>
+
 #include "jobs/quant/algorithm.hpp"
+#include "jobs/quant/smoothquant_params.hpp"
 
 namespace qjobs::quant {
 
@@ -31,7 +34,13 @@ at::Tensor smooth_linears(at::Tensor& norm_weight, const std::vector<model::Line
 
 class SmoothQuantAlgorithm final : public QuantAlgorithm {
  public:
+  // `given`: typed parameters that replace the section's (LMQuant's presets
+  // hand their own); none: the section in QuantInputs::params.
+  explicit SmoothQuantAlgorithm(std::optional<SmoothQuantParams> given = std::nullopt) : given_(std::move(given)) {}
   QuantOutput run(const QuantInputs& in) override;
+
+ private:
+  std::optional<SmoothQuantParams> given_;
 };
 
 }  // namespace qjobs::quant

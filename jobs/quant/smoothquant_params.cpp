@@ -25,8 +25,18 @@ const ParamTable<SmoothQuantParams>& smoothquant_params() {
 }
 
 AlgorithmInfo smoothquant_info() {
-  return {"SmoothQuant", "W8A8 with activation smoothing (int8 weights and activations; compressed-tensors int-quantized)",
-          true, smoothquant_params().specs(), 512, 512};
+  AlgorithmInfo a{"SmoothQuant", "W8A8 with activation smoothing (int8 weights and activations; compressed-tensors int-quantized)",
+                  true, smoothquant_params().specs(), 512, 512};
+  // W8A8 per output channel: of the plan only SKIP and A_BIT apply.
+  a.weights = [](const nlohmann::json& s) {
+    const SmoothQuantParams p = smoothquant_params().parse(s);
+    WeightScheme w;
+    w.a_bits = static_cast<int>(p.a_bit);
+    w.overrides = linear_overrides(p.layer_overrides);
+    return w;
+  };
+  a.output = [](const nlohmann::json&) { return AlgorithmOutput{}; };
+  return a;
 }
 
 }  // namespace qjobs::quant

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 #include "common/param_table.hpp"
 
 namespace qjobs::quant {

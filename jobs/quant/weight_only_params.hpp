@@ -5,12 +5,16 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "common/param_spec.hpp"
 #include "common/param_table.hpp"
+#include "jobs/quant/weight_scheme.hpp"
+#include "spec/algorithm_catalog.hpp"
 
 namespace qjobs::quant {
 
@@ -19,8 +23,15 @@ struct WeightOnlyParams {
   int64_t group_size = 128;         // Q_GROUP_SIZE: input columns per group, -1 = per output channel
   bool zero_point = true;           // ZERO_POINT: asymmetric (true) or symmetric
   std::string version = "GEMM";     // VERSION: AutoAWQ kernel layout of a packed awq checkpoint
-  nlohmann::json layer_overrides = nlohmann::json::array();   // LAYER_OVERRIDES as written (common/linear_rule.hpp reads it)
+  nlohmann::json layer_overrides = nlohmann::json::array();   // LAYER_OVERRIDES as written (recorded in reports)
+
+  // W_BIT, Q_GROUP_SIZE, ZERO_POINT and the overrides; A_BIT 8.
+  WeightScheme weight_scheme() const;
 };
+
+// The rule every weight-only section shares: VERSION names AutoAWQ's packed
+// layout, and only GEMM is written.
+std::vector<SectionFinding> weight_only_check(const nlohmann::json& section, const std::string& export_format);
 
 // LAYER_OVERRIDES: per-Linear W_BIT / Q_GROUP_SIZE / ZERO_POINT / SKIP, and
 // A_BIT when the algorithm quantizes activations.

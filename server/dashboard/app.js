@@ -1507,7 +1507,7 @@
       const v = template.value;
       template.value = '';
       if (!v) return;
-      // The server's template is `jobctl init`'s (common/catalog_docs): one
+      // The server's template is `jobctl init`'s (spec/catalog_docs): one
       // implementation, and it validates as printed.
       const load = v === '@demo' ? Promise.resolve(DEMO_SPEC)
         : api(`/algorithms/${encodeURIComponent(v)}/template`, { as: 'text' });

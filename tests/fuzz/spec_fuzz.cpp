@@ -1,4 +1,4 @@
-// Fuzz target: the job spec parser (common/job_spec) on arbitrary bytes.
+// Fuzz target: the job spec parser (spec/job_spec) on arbitrary bytes.
 // Besides the sanitizers, it checks the parser's contract: it never throws,
 // a refusal lists at most kMaxSpecIssues + 1 bounded problems, and an
 // accepted spec serializes (spec.json) to valid, bounded JSON.
@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "common/job_spec.hpp"
+#include "spec/job_spec.hpp"
 #include "common/strings.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -11,8 +11,8 @@
 #include <set>
 #include <thread>
 
-#include "common/algorithm_catalog.hpp"
-#include "common/catalog_docs.hpp"
+#include "spec/algorithm_catalog.hpp"
+#include "spec/catalog_docs.hpp"
 #include "common/job_dir.hpp"
 #include "integration/harness.hpp"
 #include "jobs/model/random_model.hpp"

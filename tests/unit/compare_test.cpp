@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/catalog_docs.hpp"
+#include "spec/catalog_docs.hpp"
 #include "server/report_compare.hpp"
 
 namespace qjobs::server {
@@ -104,7 +104,7 @@ TEST(Compare, EqualLabelsAreToldApart) {
 }
 
 // Issue 16: README.md's spec reference is `jobctl algorithms --markdown`
-// (common/catalog_docs), and it is current.
+// (spec/catalog_docs), and it is current.
 // Issue 29: a report.json is anyone's file. {"algorithm": 7} made compare
 // throw (a 500); a value nested 100,000 deep crashed the server in a
 // recursive copy. A field of the wrong type is ignored; the summary keeps

@@ -72,8 +72,8 @@ TEST_F(DatasetTest, BadRowNamesFileAndLine) {
 }
 
 TEST_F(DatasetTest, KnownDatasetWithoutLocalCopySaysWhereToPutIt) {
-  ::setenv("QJOBS_DATA_DIR", (dir_ / "root").c_str(), 1);
   DatasetSpec s;
+  s.root = dir_ / "root";
   s.name = "wikitext";
   s.subname = "wikitext-2-raw-v1";
   s.split = "test";
@@ -89,14 +89,13 @@ TEST_F(DatasetTest, KnownDatasetWithoutLocalCopySaysWhereToPutIt) {
   fs::create_directories(dir_ / "root/wikitext/wikitext-2-raw-v1");
   std::ofstream(dir_ / "root/wikitext/wikitext-2-raw-v1/test.jsonl") << "{\"text\": \"placed\"}\n";
   EXPECT_EQ(load_rows(s), std::vector<std::string>{"placed"});
-  ::unsetenv("QJOBS_DATA_DIR");
 }
 
 // Issue 16: the message for missing multiple-choice data describes that
 // format's rows (it used to suggest {"text": ...} for ARC).
 TEST_F(DatasetTest, MissingMultipleChoiceDataNamesItsRowFormat) {
-  ::setenv("QJOBS_DATA_DIR", (dir_ / "root").c_str(), 1);
   DatasetSpec s;
+  s.root = dir_ / "root";
   s.name = "ai2_arc";
   s.subname = "ARC-Challenge";
   s.split = "test";
@@ -112,7 +111,6 @@ TEST_F(DatasetTest, MissingMultipleChoiceDataNamesItsRowFormat) {
   }
   EXPECT_NE(mc_row_format("mmlu").find("\"subject\""), std::string::npos);
   EXPECT_NE(mc_row_format("plain").find("\"gold\""), std::string::npos);
-  ::unsetenv("QJOBS_DATA_DIR");
 }
 
 }  // namespace

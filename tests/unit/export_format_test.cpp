@@ -9,7 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
-#include "common/job_spec.hpp"
+#include "spec/export_formats.hpp"
+#include "spec/job_spec.hpp"
 #include "jobs/model/model_config.hpp"
 #include "worker/export_format.hpp"
 

@@ -14,6 +14,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
+#include "jobs/quant/layer_plan.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/random_model.hpp"
@@ -140,10 +141,11 @@ TEST(FamilyConfig, TablesReadTheirKeysAndRefuseWhatIsNotBuilt) {
 
 class FamilyQuant : public ::testing::TestWithParam<std::string> {
  protected:
-  QuantInputs inputs(const model::Checkpoint& ckpt, const at::Tensor& calib, json params) {
+  QuantInputs inputs(const std::string& algorithm, const model::Checkpoint& ckpt, const at::Tensor& calib, json params) {
     QuantInputs in;
     in.ckpt = &ckpt;
     in.params = std::move(params);
+    in.plan = plan_linears(algorithm, in.params, ckpt);
     in.calibration = [calib] { return calib; };
     in.progress = [](int64_t, int64_t, const std::string&) {};
     return in;
@@ -170,9 +172,9 @@ TEST_P(FamilyQuant, AwqAndGptqW4MatchOrBeatRtnOnTheLogits) {
   const auto calib = at::randint(0, cfg.vocab, {32, 64}, at::kLong);  // 2048 random tokens: the weights are random too
   const json p = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}};
   const auto float_logits = model::LlamaModel::load(ckpt).forward(ids);
-  const auto rtn = RtnAlgorithm().run(inputs(ckpt, calib, p));
-  const auto awq = AwqAlgorithm().run(inputs(ckpt, calib, p));
-  const auto gptq = GptqAlgorithm().run(inputs(ckpt, calib, p));
+  const auto rtn = RtnAlgorithm().run(inputs("RTN", ckpt, calib, p));
+  const auto awq = AwqAlgorithm().run(inputs("AutoAWQ", ckpt, calib, p));
+  const auto gptq = GptqAlgorithm().run(inputs("GPTQ", ckpt, calib, p));
   const double e_rtn = logit_error(ckpt, rtn, ids, float_logits);
   const double e_awq = logit_error(ckpt, awq, ids, float_logits);
   const double e_gptq = logit_error(ckpt, gptq, ids, float_logits);
@@ -198,6 +200,24 @@ TEST_P(FamilyQuant, AwqAndGptqW4MatchOrBeatRtnOnTheLogits) {
   }
 }
 
+// The torch-free list of a model's Linears (what the server plans and
+// checks exports with) is the model's own, in order, with the widths the
+// checkpoint stores.
+TEST_P(FamilyQuant, DecoderLinearsAreTheModelsLinearsWithTheirStoredWidths) {
+  QJOBS_REQUIRE_REFERENCE(ref);
+  const auto ckpt = model::Checkpoint::open(ref / "families" / GetParam());
+  const auto cfg = model::ModelConfig::from_json(ckpt.config());
+  const auto names = model::quantized_linear_weights(cfg);
+  const auto linears = model::decoder_linears(cfg);
+  ASSERT_EQ(linears.size(), names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    EXPECT_EQ(linears[i].name + ".weight", names[i]);
+    const auto& shape = ckpt.info(names[i]).shape;
+    EXPECT_EQ(linears[i].out, shape.front()) << names[i];
+    EXPECT_EQ(linears[i].in, shape.back()) << names[i];
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, FamilyQuant,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2-moe", "tiny-phi3", "tiny-gemma2", "tiny-qwen3"),
                          [](const auto& info) {
@@ -211,6 +231,7 @@ QuantInputs w4_g32_inputs(const model::Checkpoint& ckpt, const at::Tensor& ids) 
   QuantInputs in;
   in.ckpt = &ckpt;
   in.params = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}};
+  in.plan = plan_linears("GPTQ", in.params, ckpt);
   in.calibration = [ids] { return ids; };
   in.progress = [](int64_t, int64_t, const std::string&) {};
   return in;

@@ -240,13 +240,13 @@ TEST_F(HubDownload, OfflineModeNeverTouchesTheNetwork) {
   ::setenv("HF_ENDPOINT", hub_->url().c_str(), 1);
   ::setenv("QJOBS_CACHE_DIR", (root_ / "qcache").c_str(), 1);
   ::setenv("HF_HUB_OFFLINE", "1", 1);
-  EXPECT_THROW(resolve_model_dir("acme/tiny"), Error);
+  EXPECT_THROW(resolve_model_dir("acme/tiny", Environment::from_process()), Error);
   EXPECT_EQ(hub_->requests.load(), 0);
   ::unsetenv("HF_HUB_OFFLINE");
-  const auto dir = resolve_model_dir("acme/tiny");  // downloads into $QJOBS_CACHE_DIR/hub
+  const auto dir = resolve_model_dir("acme/tiny", Environment::from_process());  // downloads into $QJOBS_CACHE_DIR/hub
   EXPECT_EQ(dir.parent_path().parent_path(), root_ / "qcache/hub/models--acme--tiny");
   ::setenv("HF_HUB_OFFLINE", "1", 1);
-  EXPECT_EQ(resolve_model_dir("acme/tiny"), dir);  // the cache answers offline
+  EXPECT_EQ(resolve_model_dir("acme/tiny", Environment::from_process()), dir);  // the cache answers offline
   ::unsetenv("HF_HUB_OFFLINE");
   ::unsetenv("HF_ENDPOINT");
   ::unsetenv("QJOBS_CACHE_DIR");

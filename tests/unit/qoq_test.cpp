@@ -9,7 +9,8 @@
 #include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
-#include "common/job_spec.hpp"
+#include "spec/job_spec.hpp"
+#include "jobs/quant/layer_plan.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/random_model.hpp"
@@ -115,10 +116,12 @@ class QoqModel : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  QuantInputs inputs(const json& params, fs::path state = {}) {
+  // Inputs for `algorithm` (LMQuant unless said) with `params`, planned as the pipeline plans them.
+  QuantInputs inputs(const json& params, fs::path state = {}, const std::string& algorithm = "LMQuant") {
     QuantInputs in;
     in.ckpt = ckpt_.get();
     in.params = params;
+    in.plan = plan_linears(algorithm, params, *in.ckpt);
     in.calibration = [this] { return ids_; };
     in.state_dir = std::move(state);
     in.progress = [](int64_t, int64_t, const std::string&) {};
@@ -216,7 +219,7 @@ TEST_F(QoqModel, MixedActivationPrecisionFollowsTheOverrides) {
   const auto sq = [&](const json& extra) {
     json p = {{"alpha", 0.5}, {"ACT", "dynamic"}};
     p.merge_patch(extra);
-    return SmoothQuantAlgorithm().run(inputs(p));
+    return SmoothQuantAlgorithm().run(inputs(p, {}, "SmoothQuant"));
   };
   const auto mixed = sq({{"A_BIT", 16}, {"LAYER_OVERRIDES", json::array({{{"pattern", "*.mlp.*"}, {"A_BIT", 8}}})}});
   const auto& acts = mixed.quantization_config["activations"];

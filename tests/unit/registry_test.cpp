@@ -2,7 +2,7 @@
 // every implementation is in the catalog.
 #include <gtest/gtest.h>
 
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 #include "jobs/quant/registry.hpp"
 
 namespace qjobs {

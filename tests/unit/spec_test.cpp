@@ -1,4 +1,4 @@
-// Job spec parsing and validation (common/job_spec).
+// Job spec parsing and validation (spec/job_spec).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,9 +7,9 @@
 
 #include <unistd.h>
 
-#include "common/algorithm_catalog.hpp"
-#include "common/job_spec.hpp"
-#include "common/nyuntam_eval.hpp"
+#include "spec/algorithm_catalog.hpp"
+#include "spec/job_spec.hpp"
+#include "spec/nyuntam_eval.hpp"
 #include "common/strings.hpp"
 
 namespace qjobs {
@@ -609,7 +609,9 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   std::ofstream(dir / "model" / "model.safetensors") << "";
   std::ofstream(dir / "model" / "tokenizer.json") << "{}";
   std::ofstream(dir / "calib.jsonl") << "{\"text\": \"x\"}\n";
-  const SpecContext local{.local_files = true};
+  Environment env;
+  env.data_dir = dir / "datasets";
+  const SpecContext local{.local_files = true, .env = &env};
   const std::string m = "MODEL: \"" + (dir / "model").string() + "\"\n";
 
   // Everything present: accepted, and without the context nothing is looked at.
@@ -711,7 +713,6 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   EXPECT_EQ(ev.issues[0].line, 7);
   EXPECT_NE(ev.issues[0].message.find("Datasets"), std::string::npos) << "points at the README's dataset layout";
   // DATASET_NAME under the data root.
-  ::setenv("QJOBS_DATA_DIR", (dir / "datasets").c_str(), 1);
   const auto ds = parse_job_spec(m + "ALGORITHM: GPTQ\nDATASET_NAME: wikitext\nDATASET_SUBNAME: wikitext-2-raw-v1\n", local);
   ASSERT_EQ(ds.issues.size(), 1u);
   EXPECT_EQ(ds.issues[0].path, "DATASET_NAME");
@@ -730,7 +731,6 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   EXPECT_NE(window.issues[0].message.find("max_position_embeddings 512"), std::string::npos);
   // ... and Nyuntam's eval.max_seq_length is cut to it, with a warning
   // (its wikitext task reads WikiText-2's test split under the data root).
-  ::setenv("QJOBS_DATA_DIR", (dir / "datasets").c_str(), 1);
   std::ofstream(dir / "datasets/wikitext/wikitext-2-raw-v1/test.jsonl") << "{\"text\": \"x\"}\n";
   const auto nyuntam = parse_job_spec(m + "ALGORITHM: LMQuant\nDATA_PATH: \"" + (dir / "calib.jsonl").string() +
                                           "\"\nllm:\n  LMQuant:\n    quant_type: gchn\n    eval.tasks: [\"wikitext\"]\n"
@@ -741,7 +741,6 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   bool said = false;
   for (const auto& w : nyuntam.spec->warnings) said = said || w.find("max_seq_length 4096") != std::string::npos;
   EXPECT_TRUE(said);
-  ::unsetenv("QJOBS_DATA_DIR");
   fs::remove_all(dir);
 }
 

@@ -13,6 +13,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
+#include "jobs/quant/layer_plan.hpp"
 #include "jobs/eval/perplexity.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/export/packed.hpp"
@@ -138,6 +139,7 @@ TEST(CalibrationLoop, StreamedAndSpilledOutputsAreBitwiseTheWholeModelOnes) {
       quant::QuantInputs in;
       in.ckpt = &ckpt;
       in.params = params;
+      in.plan = quant::plan_linears(algo, params, ckpt);
       in.compute.stream_layers = stream;
       in.calibration = [&] { return ids; };
       in.state_dir = state;

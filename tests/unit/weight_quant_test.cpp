@@ -6,6 +6,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "common/error.hpp"
+#include "jobs/quant/layer_plan.hpp"
 #include "jobs/export/packed.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/llama_model.hpp"
@@ -107,18 +108,20 @@ class ModelQuant : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  QuantInputs inputs(json params, fs::path state = {}) {
+  // Inputs for ALGORITHM `algorithm` with section `params`, planned as the pipeline plans them.
+  QuantInputs inputs(const std::string& algorithm, json params, fs::path state = {}) {
     QuantInputs in;
     in.ckpt = ckpt_.get();
     in.params = std::move(params);
+    in.plan = plan_linears(algorithm, in.params, *in.ckpt);
     in.calibration = [this] { return ids_; };
     in.state_dir = std::move(state);
     in.progress = [](int64_t, int64_t, const std::string&) {};
     return in;
   }
   // Inputs with a state folder whose run is killed once `block` blocks are done.
-  QuantInputs killed_after(json params, int64_t block) {
-    auto in = inputs(std::move(params), dir_ / "state");
+  QuantInputs killed_after(const std::string& algorithm, json params, int64_t block) {
+    auto in = inputs(algorithm, std::move(params), dir_ / "state");
     in.progress = [block](int64_t done, int64_t, const std::string&) {
       if (done == block) throw Error(ErrorKind::cancelled, "killed after block " + std::to_string(block));
     };
@@ -144,10 +147,10 @@ TEST_F(ModelQuant, AwqScalingIsFoldedWithoutChangingTheFunction) {
   // to the original as plain RTN at 8 bits: a folding mistake (a scale on
   // one side only) would move the logits far more.
   const json p = {{"W_BIT", 8}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}, {"CLIP", false}};
-  const auto out = AwqAlgorithm().run(inputs(p));
+  const auto out = AwqAlgorithm().run(inputs("AutoAWQ", p));
   const auto ref = logits_with({});
   const double awq = ((logits_with(out.replaced) - ref).norm() / ref.norm()).item<double>();
-  const double rtn = ((logits_with(RtnAlgorithm().run(inputs(p)).replaced) - ref).norm() / ref.norm()).item<double>();
+  const double rtn = ((logits_with(RtnAlgorithm().run(inputs("RTN", p)).replaced) - ref).norm() / ref.norm()).item<double>();
   EXPECT_LT(awq, 1.5 * rtn) << "awq " << awq << " rtn " << rtn;
   EXPECT_LT(awq, 0.05);
   EXPECT_TRUE(out.replaced.count("model.layers.0.input_layernorm.weight"));
@@ -160,9 +163,9 @@ TEST_F(ModelQuant, AwqAndGptqBeatRtnOnOutputError) {
   const json p = {{"W_BIT", 3}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}};
   const auto ref = logits_with({});
   const auto err = [&](const QuantOutput& o) { return ((logits_with(o.replaced) - ref).norm() / ref.norm()).item<double>(); };
-  const double rtn = err(RtnAlgorithm().run(inputs(p)));
-  const double awq = err(AwqAlgorithm().run(inputs(p)));
-  const double gptq = err(GptqAlgorithm().run(inputs(p)));
+  const double rtn = err(RtnAlgorithm().run(inputs("RTN", p)));
+  const double awq = err(AwqAlgorithm().run(inputs("AutoAWQ", p)));
+  const double gptq = err(GptqAlgorithm().run(inputs("GPTQ", p)));
   RecordProperty("rtn", std::to_string(rtn));
   EXPECT_LT(awq, rtn) << "awq " << awq << " rtn " << rtn;
   EXPECT_LT(gptq, rtn) << "gptq " << gptq << " rtn " << rtn;
@@ -173,8 +176,8 @@ TEST_F(ModelQuant, SequentialMseBeatsRtnPerLinearAndOnTheLogits) {
   // on (block 0's are the model's: the same for both) the output error is
   // never above RTN's; over the whole model the logits are closer too.
   const json p = {{"W_BIT", 3}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}, {"NUM_CANDIDATES", 20}};
-  const auto rtn = RtnAlgorithm().run(inputs(p));
-  const auto seq = SequentialMseAlgorithm().run(inputs(p));
+  const auto rtn = RtnAlgorithm().run(inputs("RTN", p));
+  const auto seq = SequentialMseAlgorithm().run(inputs("SequentialMSE", p));
   const auto ref = logits_with({});
   const auto err = [&](const QuantOutput& o) { return ((logits_with(o.replaced) - ref).norm() / ref.norm()).item<double>(); };
   const double e_rtn = err(rtn), e_seq = err(seq);
@@ -193,7 +196,7 @@ TEST_F(ModelQuant, SequentialMseW4A16RecordsStaticInputScalesThatSurviveAResume)
   // activation scales, and everything equals the uninterrupted run.
   const json p = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", false}, {"A_BIT", 16}, {"NUM_CANDIDATES", 10},
                   {"LAYER_OVERRIDES", json::array({{{"pattern", "*.down_proj"}, {"W_BIT", 8}}})}};
-  const auto full = SequentialMseAlgorithm().run(inputs(p));
+  const auto full = SequentialMseAlgorithm().run(inputs("SequentialMSE", p));
   const auto& acts = full.quantization_config["activations"];
   ASSERT_EQ(acts.size(), 21u);
   const auto a = model::ActQuant::from_json(acts["model.layers.2.mlp.down_proj"]);
@@ -203,8 +206,8 @@ TEST_F(ModelQuant, SequentialMseW4A16RecordsStaticInputScalesThatSurviveAResume)
   EXPECT_EQ(full.int_weights.at("model.layers.1.mlp.down_proj").bits, 8);
   EXPECT_EQ(full.int_weights.at("model.layers.1.mlp.up_proj").bits, 4);
 
-  EXPECT_THROW(SequentialMseAlgorithm().run(killed_after(p, 2)), Error);
-  const auto resumed = SequentialMseAlgorithm().run(inputs(p, dir_ / "state"));
+  EXPECT_THROW(SequentialMseAlgorithm().run(killed_after("SequentialMSE", p, 2)), Error);
+  const auto resumed = SequentialMseAlgorithm().run(inputs("SequentialMSE", p, dir_ / "state"));
   EXPECT_EQ(resumed.resumed_blocks, 2);
   EXPECT_EQ(resumed.quantization_config["activations"], acts);
   for (const auto& [name, t] : full.replaced) EXPECT_TRUE(at::equal(resumed.replaced.at(name), t)) << name;
@@ -212,7 +215,7 @@ TEST_F(ModelQuant, SequentialMseW4A16RecordsStaticInputScalesThatSurviveAResume)
 
 TEST_F(ModelQuant, SequentialMseLpbqBlockScalesAreMultiplesOfAChannelScale) {
   const json p = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 16}, {"ZERO_POINT", false}, {"LPBQ", true}, {"NUM_CANDIDATES", 10}};
-  const auto out = SequentialMseAlgorithm().run(inputs(p));
+  const auto out = SequentialMseAlgorithm().run(inputs("SequentialMSE", p));
   ASSERT_EQ(out.int_weights.size(), 21u);
   for (const auto& [name, w] : out.int_weights) {
     const auto channel = w.scales.amax(1, true) / 16;
@@ -222,14 +225,14 @@ TEST_F(ModelQuant, SequentialMseLpbqBlockScalesAreMultiplesOfAChannelScale) {
     EXPECT_LE(k.round().max().item<double>(), 16) << name;
   }
   EXPECT_TRUE(out.quantization_config["lpbq"].get<bool>());
-  EXPECT_THROW(SequentialMseAlgorithm().run(inputs({{"LPBQ", true}, {"ZERO_POINT", true}})), Error);
+  EXPECT_THROW(SequentialMseAlgorithm().run(inputs("SequentialMSE", {{"LPBQ", true}, {"ZERO_POINT", true}})), Error);
 }
 
 TEST_F(ModelQuant, OverridesSetBitsAndSkipLayers) {
   const json p = {{"W_BIT", 2}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true},
                   {"LAYER_OVERRIDES", json::array({{{"pattern", "model.layers.0.*"}, {"W_BIT", 8}},
                                                    {{"pattern", "*.down_proj"}, {"SKIP", true}}})}};
-  const auto out = RtnAlgorithm().run(inputs(p));
+  const auto out = RtnAlgorithm().run(inputs("RTN", p));
   EXPECT_FALSE(out.replaced.count("model.layers.1.mlp.down_proj.weight"));  // skipped: kept as is
   double l0 = 0, l1 = 0;
   for (const auto& e : out.layer_errors) {
@@ -244,9 +247,9 @@ TEST_F(ModelQuant, OverridesSetBitsAndSkipLayers) {
 
 TEST_F(ModelQuant, InterruptedCalibrationResumesAtTheNextBlock) {
   const json p = {{"W_BIT", 3}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}};
-  const auto full = GptqAlgorithm().run(inputs(p));
-  EXPECT_THROW(GptqAlgorithm().run(killed_after(p, 2)), Error);
-  auto again = inputs(p, dir_ / "state");
+  const auto full = GptqAlgorithm().run(inputs("GPTQ", p));
+  EXPECT_THROW(GptqAlgorithm().run(killed_after("GPTQ", p, 2)), Error);
+  auto again = inputs("GPTQ", p, dir_ / "state");
   std::vector<int64_t> seen;
   again.progress = [&](int64_t done, int64_t, const std::string&) { seen.push_back(done); };
   const auto resumed = GptqAlgorithm().run(again);

@@ -20,7 +20,7 @@ const ExportFormat& export_gguf() {
         // The job's weights as floats first (what the GGUF encoder reads).
         write_safetensors_model(in, {}, in.q.quantization_config, false);
         const fs::path out = in.dir.model_dir();
-        const bool q8 = in.spec.params.value("W_BIT", 4) == 8;
+        const bool q8 = uniform_scheme(in.plan).bits == 8;
         const auto type = q8 ? exporter::gguf::TensorType::q8_0 : exporter::gguf::TensorType::q4_0;
         std::string name = fs::path(in.spec.model).filename().string();
         if (name.empty()) name = "model";

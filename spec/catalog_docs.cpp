@@ -1,4 +1,4 @@
-#include "common/catalog_docs.hpp"
+#include "spec/catalog_docs.hpp"
 
 #include <cmath>
 #include <cstdio>

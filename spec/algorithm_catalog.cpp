@@ -1,4 +1,4 @@
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 
 namespace qjobs {
 
@@ -54,6 +54,10 @@ const AlgorithmInfo* find_algorithm(std::string_view name) {
   for (const auto& a : algorithm_catalog())
     if (a.name == name) return &a;
   return nullptr;
+}
+
+bool algorithm_needs_data(const AlgorithmInfo& algo, const nlohmann::json& section) {
+  return algo.needs_data ? algo.needs_data(section) : algo.calib_samples > 0;
 }
 
 }  // namespace qjobs

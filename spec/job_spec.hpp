@@ -26,6 +26,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/environment.hpp"
+
 namespace qjobs {
 
 // One validation failure. line and column are 1-based; 0 when the problem has
@@ -99,15 +101,15 @@ inline constexpr std::size_t kMaxSpecIssues = 100;
 // given as a path (or a folder that exists) must be a folder with a
 // config.json; DATA_PATH, calibration.data_path and every eval task's
 // data_path must exist; DATASET_NAME must be under the data root
-// ($QJOBS_DATA_DIR, else ./datasets); an eval window longer than the
-// model's max_position_embeddings is refused at its key.
+// (Environment::data_dir); an eval window longer than the model's
+// max_position_embeddings is refused at its key. A model named by hub id is
+// looked for in the environment's hub caches, for its config.json.
 struct SpecContext {
   bool local_files = false;
+  const Environment* env = nullptr;  // nullptr: Environment{} (./datasets, no hub cache)
 };
 SpecParseResult parse_job_spec(std::string_view yaml_text, const SpecContext& context = {});
 
-// The EXPORT_FORMAT values a spec may name; the worker has one writer per
-// name (worker/export_format.hpp), which a test keeps in step.
-const std::vector<std::string>& export_format_names();
+// The EXPORT_FORMAT values and their rules: spec/export_formats.hpp.
 
 }  // namespace qjobs

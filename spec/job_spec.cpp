@@ -1,11 +1,12 @@
-#include "common/job_spec.hpp"
+#include "spec/job_spec.hpp"
+#include "common/error.hpp"
 #include "common/job_id.hpp"
 
-#include "common/linear_rule.hpp"
-#include "common/model_config_check.hpp"
+#include "jobs/model/model_config_check.hpp"
+#include "spec/export_formats.hpp"
 #include "common/model_locator.hpp"
 
-#include "common/nyuntam_eval.hpp"
+#include "spec/nyuntam_eval.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -15,29 +16,11 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 #include "common/strings.hpp"
 
 namespace qjobs {
 namespace {
-
-// Algorithms whose output is integer weights and nothing else: what the awq,
-// gptq and GGUF formats hold.
-bool weight_only_integer(const std::string& algo, const nlohmann::json& params) {
-  if (algo == "RTN" || algo == "AutoAWQ" || algo == "GPTQ" || algo == "HQQ") return true;
-  if (algo == "LMQuant") {
-    const std::string t = params.value("quant_type", std::string());
-    return t == "awq" || t == "gptq";
-  }
-  if (algo == "SequentialMSE") {
-    if (params.value("A_BIT", 0) != 0) return false;
-    for (const auto& o : params.value("LAYER_OVERRIDES", nlohmann::json::array()))
-      if (o.is_object() && o.contains("A_BIT") && o["A_BIT"] != 0) return false;
-    return true;
-  }
-  return false;
-}
-
 
 using nlohmann::json;
 
@@ -78,7 +61,7 @@ class Validator {
   // Records a problem. Paths and messages echo untrusted keys and values, so
   // both are cut (excerpt) and at most kMaxSpecIssues are kept: a hostile
   // spec costs a bounded reply.
-  void add(const std::string& path, const YAML::Mark& mark, std::string message) {
+  void add(const std::string& path, const YAML::Mark& mark, const std::string& message) {
     if (issues.size() >= kMaxSpecIssues) {
       ++dropped;
       return;
@@ -467,8 +450,8 @@ bool needs_tokenizer(const JobSpec& spec) {
 
 // What the job reads from this machine, checked before it is stored
 // (SpecContext::local_files).
-void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& calib_node,
-                       const YAML::Node& eval_node, const std::optional<json>& model_config, Validator& v) {
+void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& calib_node, const YAML::Node& eval_node,
+                       const std::optional<json>& model_config, const Environment& env, Validator& v) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const std::string cwd = fs::current_path(ec).string();
@@ -505,7 +488,7 @@ void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& 
   const auto need_dataset = [&](const std::string& name, const std::string& subset, const std::string& split,
                                 const std::string& key, const YAML::Mark& mark) {
     if (name.empty()) return;
-    fs::path dir = dataset_root() / name;
+    fs::path dir = env.data_dir / name;
     if (!subset.empty()) dir /= subset;
     if (find_split_file(dir, split)) return;
     v.add(key, mark, "dataset '" + name + (subset.empty() ? "" : "/" + subset) + "' split '" + split +
@@ -574,97 +557,112 @@ void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& 
   }
 }
 
-SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& context) {
-  SpecParseResult result;
-  Validator v;
-  if (std::size_t bad = 0; !valid_utf8(yaml_text, &bad)) {
-    // Line and column (1-based, in bytes) of the first byte that is not UTF-8.
-    const auto before = yaml_text.substr(0, bad);
-    const auto nl = before.rfind('\n');
-    YAML::Mark m;
-    m.line = static_cast<int>(std::count(before.begin(), before.end(), '\n'));
-    m.column = static_cast<int>(nl == std::string_view::npos ? bad : bad - nl - 1);
-    char hex[8];
-    std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(yaml_text[bad]));
-    v.add("", m, std::string("the spec is not valid UTF-8: byte ") + hex + " at offset " + std::to_string(bad));
-    result.issues = v.finish();
-    return result;
-  }
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(yaml_text));
-  } catch (const YAML::Exception& e) {
-    v.add("", e.mark, "malformed YAML: " + e.msg);
-    result.issues = v.finish();
-    return result;
-  }
-  // Aliases share one node in the parsed tree but are copied into spec.json:
-  // bound the expanded size before anything walks it.
-  if (const auto size = expanded_size(root); size.nodes > kMaxSpecNodes || size.bytes > kMaxSpecBytes) {
-    v.add("", root.Mark(),
-          "the spec expands to more than " + std::to_string(kMaxSpecNodes) + " nodes or " +
-              std::to_string(kMaxSpecBytes) + " bytes of scalars once its YAML aliases are expanded (each use of "
-              "an alias counts in full)");
-    result.issues = v.finish();
-    result.too_large = true;
-    return result;
-  } else if (size.bad_utf8) {
-    v.add("", *size.bad_utf8,
-          "a string is not valid UTF-8 once its escape sequences are decoded (write the character itself, or \\u "
-          "with a code point that is not a surrogate)");
-    result.issues = v.finish();
-    return result;
-  }
-  if (!root.IsMap()) {
-    v.add("", root.Mark(),
-          root.IsNull() ? "the spec is empty; expected a mapping of keys such as MODEL and "
-                          "ALGORITHM"
-                        : "the spec must be a mapping of keys, got " + Validator::show(root));
-    result.issues = std::move(v.issues);
-    return result;
-  }
+// The spec as it is read: the YAML document, the validator, the typed spec
+// being filled, and where each section was written. Each step reads one
+// part of the spec; parse_unguarded runs them in order.
+class SpecReader {
+ public:
+  SpecReader(const YAML::Node& root, const Environment& env, Validator& v) : root_(root), env_(env), v_(v) {}
 
   JobSpec spec;
   json top = json::object();
-  YAML::Node llm;
+  YAML::Node llm, eval_node, calib_node;
   YAML::Mark algorithm_mark;
-  YAML::Node eval_node, calib_node;
+  const AlgorithmInfo* algo = nullptr;
+  std::optional<json> model_config;  // the model's config.json when it is on this machine
+  bool config_readable = true;
+
+  bool quantizes() const { return algo != nullptr && algo->name != "Evaluate"; }
+  void warn(const std::string& message) {
+    if (spec.warnings.size() < kMaxSpecIssues) spec.warnings.push_back(std::move(message));
+  }
+  YAML::Mark top_mark(const char* key) const { return mark_of(root_, key, root_.Mark()); }
+
+  // Where a key of the algorithm's section was written (its path and mark),
+  // else EXPORT_FORMAT's (or the document's). A key "NAME[i]" steps into item
+  // i of the list NAME.
+  std::pair<std::string, YAML::Mark> param_at(const std::vector<std::string>& keys) const {
+    std::pair<std::string, YAML::Mark> at{"EXPORT_FORMAT", top_mark("EXPORT_FORMAT")};
+    if (algo == nullptr || !llm || !llm.IsMap() || !llm[algo->name] || !llm[algo->name].IsMap()) return at;
+    // reset(), not =: assigning a yaml-cpp node writes into the document.
+    YAML::Node n;
+    n.reset(static_cast<const YAML::Node&>(llm)[algo->name]);
+    std::string path = "llm." + algo->name;
+    for (const auto& key : keys) {
+      const auto bracket = key.find('[');
+      const std::string name = key.substr(0, bracket);
+      const YAML::Node& c = n;
+      if (!c.IsMap() || !c[name]) return at;
+      n.reset(c[name]);
+      path += "." + name;
+      if (bracket != std::string::npos) {
+        const auto index = parse_int(key.substr(bracket + 1, key.size() - bracket - 2));
+        if (!index || !n.IsSequence() || static_cast<long long>(n.size()) <= *index) return at;
+        n.reset(static_cast<const YAML::Node&>(n)[static_cast<std::size_t>(*index)]);
+        path += "[" + std::to_string(*index) + "]";
+      }
+    }
+    return {path, n.Mark()};
+  }
+
+  // Findings of the algorithm's or the format's row: errors at their key,
+  // warnings carried by the job.
+  void report(const std::vector<SectionFinding>& findings) {
+    for (const auto& f : findings) {
+      if (!f.error) {
+        std::string path;
+        for (const auto& k : f.keys) path += "." + k;
+        warn(f.keys.empty() ? f.message : "llm." + algo->name + path + " " + f.message);
+        continue;
+      }
+      const auto at = f.keys == std::vector<std::string>{"ALGORITHM"}
+                          ? std::pair<std::string, YAML::Mark>{"ALGORITHM", algorithm_mark}
+                          : param_at(f.keys);
+      v_.add(at.first, at.second, f.message);
+    }
+  }
+
+  void read_top_keys();
+  void read_identity();
+  void read_algorithm_section();
+  void read_output_options();
+  void check_export();
+  void read_calibration();
+  void read_eval();
+  void map_nyuntam_eval();
+
+ private:
+  const YAML::Node& root_;
+  const Environment& env_;
+  Validator& v_;
+};
+
+// Every top-level key but llm, eval and calibration, each to its type.
+void SpecReader::read_top_keys() {
   std::vector<std::string> top_names = {"llm", "eval", "calibration"};
   for (const auto& k : top_keys()) top_names.push_back(k.name);
-
-  for (const auto& kv : root) {
+  for (const auto& kv : root_) {
     const YAML::Node& key = kv.first;
     const std::string name = key.IsScalar() ? key.Scalar() : "";
-    if (name == "llm") {
-      llm = kv.second;
+    if (name == "llm" || name == "eval" || name == "calibration") {
+      (name == "llm" ? llm : name == "eval" ? eval_node : calib_node) = kv.second;
       continue;
     }
-    if (name == "eval") {
-      eval_node = kv.second;
-      continue;
-    }
-    if (name == "calibration") {
-      calib_node = kv.second;
-      continue;
-    }
-    const auto it = std::find_if(top_keys().begin(), top_keys().end(),
-                                 [&](const TopKey& k) { return k.name == name; });
+    const auto it = std::find_if(top_keys().begin(), top_keys().end(), [&](const TopKey& k) { return k.name == name; });
     if (it == top_keys().end()) {
       std::string msg = "unknown key '" + excerpt(name) + "'";
       if (auto near = closest_name(name, top_names)) msg += "; did you mean '" + *near + "'?";
-      v.add(name, key.Mark(), msg);
+      v_.add(name, key.Mark(), msg);
       continue;
     }
     if (name == "ALGORITHM") algorithm_mark = kv.second.Mark();
     if (kv.second.IsNull()) continue;
-    if (std::find(kServerOwnedPaths.begin(), kServerOwnedPaths.end(), name) !=
-        kServerOwnedPaths.end()) {
+    if (std::find(kServerOwnedPaths.begin(), kServerOwnedPaths.end(), name) != kServerOwnedPaths.end()) {
       spec.warnings.push_back(name + " is decided by the server; the given value '" +
-                              (kv.second.IsScalar() ? excerpt(kv.second.Scalar()) : std::string("?")) +
-                              "' is ignored");
+                              (kv.second.IsScalar() ? excerpt(kv.second.Scalar()) : std::string("?")) + "' is ignored");
       continue;
     }
-    if (auto value = v.scalar(kv.second, it->type, name)) top[name] = *value;
+    if (auto value = v_.scalar(kv.second, it->type, name)) top[name] = *value;
     if (name == "CUDA_ID" && top.contains("CUDA_ID")) {
       std::vector<int> ids;
       for (const auto& part : split(top["CUDA_ID"].get<std::string>(), ',')) {
@@ -672,9 +670,9 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
         if (t.empty()) continue;
         auto id = parse_int(t);
         if (!id || *id < 0 || *id > 1023) {
-          v.add(name, kv.second.Mark(),
-                "CUDA_ID must be a comma list of device numbers such as \"0\" or \"0,1\", got '" +
-                    excerpt(kv.second.Scalar()) + "'");
+          v_.add(name, kv.second.Mark(),
+                 "CUDA_ID must be a comma list of device numbers such as \"0\" or \"0,1\", got '" +
+                     excerpt(kv.second.Scalar()) + "'");
           ids.clear();
           break;
         }
@@ -683,7 +681,10 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
       spec.cuda_ids = ids;
     }
   }
+}
 
+// The model, data, name, scheduling keys and the algorithm's row.
+void SpecReader::read_identity() {
   const auto str = [&](const char* k) { return top.value(k, std::string()); };
   spec.custom_model_path = str("CUSTOM_MODEL_PATH");
   spec.model = spec.custom_model_path.empty() ? str("MODEL") : spec.custom_model_path;
@@ -702,20 +703,17 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   // The job's name: shown everywhere and accepted wherever an id is.
   if (spec.job_id.size() > 128 ||
       std::any_of(spec.job_id.begin(), spec.job_id.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
-    v.add("JOB_ID", root["JOB_ID"].Mark(), "JOB_ID (the job's name) must be at most 128 characters without control characters");
+    v_.add("JOB_ID", top_mark("JOB_ID"), "JOB_ID (the job's name) must be at most 128 characters without control characters");
   else if (looks_like_job_id(spec.job_id))
-    v.add("JOB_ID", root["JOB_ID"].Mark(),
-          "JOB_ID (the job's name) has the shape of a job id (YYYYMMDD-HHMMSS-<16 hex digits>); a name must never be "
-          "taken for another job's id: choose another name");
-
-  const YAML::Mark root_mark = root.Mark();
+    v_.add("JOB_ID", top_mark("JOB_ID"),
+           "JOB_ID (the job's name) has the shape of a job id (YYYYMMDD-HHMMSS-<16 hex digits>); a name must never be "
+           "taken for another job's id: choose another name");
   const auto bounded_int = [&](const char* k, long long lo, long long hi, int& out) {
     if (!top.contains(k)) return;
     const auto val = top[k].get<long long>();
     if (val < lo || val > hi) {
-      v.add(k, YAML::Mark(root[k].Mark()),
-            std::string(k) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                "], got " + std::to_string(val));
+      v_.add(k, top_mark(k), std::string(k) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+                                 std::to_string(val));
       return;
     }
     out = static_cast<int>(val);
@@ -724,399 +722,296 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   bounded_int("MAX_ATTEMPTS", 1, 10, spec.max_attempts);
   if (top.contains("TIMEOUT_S")) {
     spec.timeout_s = top["TIMEOUT_S"].get<double>();
-    if (spec.timeout_s < 0) v.add("TIMEOUT_S", root["TIMEOUT_S"].Mark(), "TIMEOUT_S must be >= 0");
+    if (spec.timeout_s < 0) v_.add("TIMEOUT_S", top_mark("TIMEOUT_S"), "TIMEOUT_S must be >= 0");
   }
-
   if (spec.model.empty())
-    v.add("MODEL", YAML::Mark::null_mark(),
-          "MODEL is required: a local model directory or a Hugging Face hub id such as "
-          "\"meta-llama/Meta-Llama-3.1-8B-Instruct\"");
-
-  const AlgorithmInfo* algo = nullptr;
+    v_.add("MODEL", YAML::Mark::null_mark(),
+           "MODEL is required: a local model directory or a Hugging Face hub id such as "
+           "\"meta-llama/Meta-Llama-3.1-8B-Instruct\"");
   if (spec.algorithm.empty()) {
-    v.add("ALGORITHM", YAML::Mark::null_mark(),
-          "ALGORITHM is required (one of " + Validator::join(algorithm_names(false)) + ")");
+    v_.add("ALGORITHM", YAML::Mark::null_mark(),
+           "ALGORITHM is required (one of " + Validator::join(algorithm_names(false)) + ")");
   } else if (algo = find_algorithm(spec.algorithm); algo == nullptr) {
     std::string msg = "unknown algorithm '" + excerpt(spec.algorithm) + "'";
-    if (auto near = closest_name(spec.algorithm, algorithm_names(false)))
-      msg += "; did you mean '" + *near + "'?";
+    if (auto near = closest_name(spec.algorithm, algorithm_names(false))) msg += "; did you mean '" + *near + "'?";
     msg += " (known: " + Validator::join(algorithm_names(false)) + ")";
-    v.add("ALGORITHM", algorithm_mark, msg);
+    v_.add("ALGORITHM", algorithm_mark, msg);
   }
+}
 
+// llm.<ALGORITHM>: validated against the algorithm's schema, defaults applied.
+void SpecReader::read_algorithm_section() {
   json params = json::object();
-  std::string version_path;  // where a VERSION was given, for the layout check below
-  YAML::Mark version_mark;
-  if (llm && !llm.IsNull()) {
-    if (!llm.IsMap()) {
-      v.add("llm", llm.Mark(), "expected a mapping of algorithm sections, got " + Validator::show(llm));
-    } else {
-      for (const auto& kv : llm) {
-        const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : "";
-        const AlgorithmInfo* section_algo = find_algorithm(name);
-        if (section_algo == nullptr) {
-          std::string msg = "unknown algorithm section '" + excerpt(name) + "'";
-          if (auto near = closest_name(name, algorithm_names(false)))
-            msg += "; did you mean '" + *near + "'?";
-          v.add("llm." + name, kv.first.Mark(), msg);
-          continue;
-        }
-        if (section_algo != algo) {
-          if (spec.warnings.size() < kMaxSpecIssues)
-            spec.warnings.push_back("llm." + name + " is ignored: ALGORITHM is '" + excerpt(spec.algorithm) + "'");
-          continue;
-        }
-        if (kv.second.IsNull()) continue;
-        if (!kv.second.IsMap()) {
-          v.add("llm." + name, kv.second.Mark(),
-                "expected a mapping of parameters, got " + Validator::show(kv.second));
-          continue;
-        }
-        v.section(kv.second, algo->params, "llm." + name, params);
-        if (const YAML::Node version = kv.second["VERSION"]; version && version.IsScalar()) {
-          version_path = "llm." + name + ".VERSION";
-          version_mark = version.Mark();
-        }
+  if (llm && !llm.IsNull() && !llm.IsMap()) {
+    v_.add("llm", llm.Mark(), "expected a mapping of algorithm sections, got " + Validator::show(llm));
+  } else if (llm && llm.IsMap()) {
+    for (const auto& kv : llm) {
+      const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : "";
+      const AlgorithmInfo* section_algo = find_algorithm(name);
+      if (section_algo == nullptr) {
+        std::string msg = "unknown algorithm section '" + excerpt(name) + "'";
+        if (auto near = closest_name(name, algorithm_names(false))) msg += "; did you mean '" + *near + "'?";
+        v_.add("llm." + name, kv.first.Mark(), msg);
+        continue;
       }
+      if (section_algo != algo) {
+        warn("llm." + name + " is ignored: ALGORITHM is '" + excerpt(spec.algorithm) + "'");
+        continue;
+      }
+      if (kv.second.IsNull()) continue;
+      if (!kv.second.IsMap()) {
+        v_.add("llm." + name, kv.second.Mark(), "expected a mapping of parameters, got " + Validator::show(kv.second));
+        continue;
+      }
+      v_.section(kv.second, algo->params, "llm." + name, params);
     }
   }
-
   if (algo != nullptr) {
     apply_defaults(algo->params, params);
     if (!algo->available)
-      v.add("ALGORITHM", algorithm_mark,
-            "algorithm '" + algo->name + "' is not available yet in this build (available: " +
-                Validator::join(algorithm_names(true)) + ")");
+      v_.add("ALGORITHM", algorithm_mark,
+             "algorithm '" + algo->name + "' is not available yet in this build (available: " +
+                 Validator::join(algorithm_names(true)) + ")");
   }
   spec.params = std::move(params);
+}
 
+// DTYPE, VERIFY, EXPORT_FORMAT and the ONNX graph's shape.
+void SpecReader::read_output_options() {
   spec.dtype = top.value("DTYPE", std::string("auto"));
   spec.verify = top.value("VERIFY", true);
   if (spec.dtype != "auto" && spec.dtype != "float32" && spec.dtype != "bfloat16" && spec.dtype != "float16")
-    v.add("DTYPE", root["DTYPE"].Mark(), "DTYPE must be auto, float32, bfloat16 or float16");
+    v_.add("DTYPE", top_mark("DTYPE"), "DTYPE must be auto, float32, bfloat16 or float16");
   // Packed by default: every algorithm's output has a compressed-tensors
-  // form (weight-only int pack-quantized, W8A8 int-/float-quantized, W4A8,
-  // NVFP4/MXFP4); fake_quant only when asked.
-  const bool quantizes = algo != nullptr && algo->name != "Evaluate";
-  spec.export_format = top.value("EXPORT_FORMAT", std::string(quantizes ? "compressed-tensors" : "fake_quant"));
-  const auto& formats = export_format_names();
-  const YAML::Mark format_mark = root["EXPORT_FORMAT"] ? root["EXPORT_FORMAT"].Mark() : root.Mark();
-  const bool overrides = spec.params.contains("LAYER_OVERRIDES") && !spec.params["LAYER_OVERRIDES"].empty();
-  // Where a key of the algorithm's section was written (its path and mark),
-  // else EXPORT_FORMAT's (or the document's).
-  const auto param_at = [&](const std::vector<std::string>& keys, const std::vector<int>& index = {}) {
-    std::pair<std::string, YAML::Mark> at{"EXPORT_FORMAT", format_mark};
-    if (algo == nullptr || !llm || !llm.IsMap() || !llm[algo->name] || !llm[algo->name].IsMap()) return at;
-    // reset(), not =: assigning a yaml-cpp node writes into the document.
-    YAML::Node n;
-    n.reset(static_cast<const YAML::Node&>(llm)[algo->name]);
-    std::string path = "llm." + algo->name;
-    for (std::size_t k = 0; k < keys.size(); ++k) {
-      const YAML::Node& c = n;
-      if (!c.IsMap() || !c[keys[k]]) return at;
-      n.reset(c[keys[k]]);
-      path += "." + keys[k];
-      if (k < index.size() && index[k] >= 0) {
-        if (!n.IsSequence() || static_cast<int>(n.size()) <= index[k]) return at;
-        n.reset(static_cast<const YAML::Node&>(n)[static_cast<std::size_t>(index[k])]);
-        path += "[" + std::to_string(index[k]) + "]";
-      }
+  // form; fake_quant only when asked.
+  spec.export_format = top.value("EXPORT_FORMAT", std::string(quantizes() ? "compressed-tensors" : "fake_quant"));
+  if (find_export_format(spec.export_format) == nullptr) {
+    std::string msg = "EXPORT_FORMAT must be one of " + Validator::join(export_format_names());
+    if (auto near = closest_name(spec.export_format, export_format_names())) msg += "; did you mean '" + *near + "'?";
+    v_.add("EXPORT_FORMAT", top_mark("EXPORT_FORMAT"), msg);
+  }
+  if (!top.contains("ONNX_SEQ_LEN") && !top.contains("ONNX_CONTEXT_LEN")) return;
+  spec.onnx_seq_len = top.value("ONNX_SEQ_LEN", int64_t{128});
+  spec.onnx_context_len = top.value("ONNX_CONTEXT_LEN", int64_t{1024});
+  if (spec.export_format != "onnx")
+    warn("ONNX_SEQ_LEN / ONNX_CONTEXT_LEN shape the ONNX export only; EXPORT_FORMAT is " + spec.export_format);
+  if (spec.onnx_seq_len < 1 || spec.onnx_seq_len > 65536)
+    v_.add("ONNX_SEQ_LEN", top_mark("ONNX_SEQ_LEN"), "must be 1..65536 (tokens per call of the ONNX graph)");
+  else if (spec.onnx_context_len <= spec.onnx_seq_len || spec.onnx_context_len > (1 << 20))
+    v_.add("ONNX_CONTEXT_LEN", top_mark("ONNX_CONTEXT_LEN"),
+           "must be above ONNX_SEQ_LEN (" + std::to_string(spec.onnx_seq_len) + ") and at most 1048576: the graph attends over "
+           "ONNX_CONTEXT_LEN - ONNX_SEQ_LEN cached positions and the new ones");
+}
+
+// The algorithm's own rules, the format's rules on its output, and what
+// the model's config.json (when it is on this machine) says of both.
+void SpecReader::check_export() {
+  const ExportFormatRow* format = find_export_format(spec.export_format);
+  std::optional<quant::WeightScheme> weights;
+  AlgorithmOutput output;
+  output.quantizes = quantizes();
+  if (quantizes()) {
+    try {
+      if (algo->weights) weights = algo->weights(spec.params);
+      if (algo->output) output = algo->output(spec.params);
+    } catch (const Error& e) {
+      v_.add("llm." + algo->name, algorithm_mark, e.what());
     }
-    return std::pair<std::string, YAML::Mark>{path, n.Mark()};
-  };
-  if (std::find(formats.begin(), formats.end(), spec.export_format) == formats.end()) {
-    std::string msg = "EXPORT_FORMAT must be fake_quant, awq, gptq, compressed-tensors, gguf or onnx";
-    if (auto near = closest_name(spec.export_format, formats)) msg += "; did you mean '" + *near + "'?";
-    v.add("EXPORT_FORMAT", format_mark, msg);
-  } else if ((spec.export_format == "awq" || spec.export_format == "gptq") && quantizes) {
-    const std::string& f = spec.export_format;
-    const bool weight_only = weight_only_integer(algo->name, spec.params);
-    const int bits = spec.params.value("W_BIT", 4);
-    const std::string wformat = spec.params.value("W_FORMAT", std::string("int"));
-    if (weight_only && wformat != "int")
-      v.add("EXPORT_FORMAT", format_mark, "W_FORMAT " + wformat + " is exported as compressed-tensors " + wformat +
-                                              "-pack-quantized (the default) or fake_quant, not " + f);
-    else if (!weight_only)
-      v.add("EXPORT_FORMAT", format_mark,
-            algo->name + " quantizes more than weights; it is exported as compressed-tensors (the default) or fake_quant");
-    else if (f == "awq" && bits != 4)
-      v.add("EXPORT_FORMAT", format_mark, "the AWQ GEMM format holds 4-bit weights only; use compressed-tensors for " +
-                                              std::to_string(bits) + " bits");
-    else if (f == "awq" && spec.params.value("Q_GROUP_SIZE", 128) == -1)
-      v.add("EXPORT_FORMAT", format_mark, "the AWQ GEMM format holds groups only, not per-channel (Q_GROUP_SIZE -1); use "
-                                          "gptq or compressed-tensors");
-    else if (f == "gptq" && bits != 4 && bits != 8)
-      v.add("EXPORT_FORMAT", format_mark, "the gptq format is written for 4 and 8 bits; use compressed-tensors or fake_quant");
-    else if (overrides)
-      v.add("EXPORT_FORMAT", format_mark, "the " + f + " format holds one bit width and group size for every Linear; "
-                                          "LAYER_OVERRIDES (mixed precision) are exported as compressed-tensors (one config "
-                                          "group per scheme) or fake_quant");
-  } else if (spec.export_format == "gguf" && quantizes) {
-    // llama.cpp's Q4_0 / Q8_0: symmetric blocks of 32 along the inputs, the
-    // job's (dequantized) weights encoded in them.
-    const bool weight_only = weight_only_integer(algo->name, spec.params);
-    const int bits = spec.params.value("W_BIT", 4);
-    if (!weight_only || spec.params.value("W_FORMAT", std::string("int")) != "int")
-      v.add("EXPORT_FORMAT", format_mark, "the GGUF export writes weight-only integer models (RTN, AutoAWQ, GPTQ, HQQ, SequentialMSE without A_BIT) as "
-                                          "Q4_0 or Q8_0; " + algo->name + " is exported as compressed-tensors or fake_quant");
-    else if (bits != 4 && bits != 8)
-      v.add(param_at({"W_BIT"}).first, param_at({"W_BIT"}).second,
-            "the GGUF export writes W_BIT 4 as Q4_0 and 8 as Q8_0; W_BIT is " + std::to_string(bits));
-    else if (overrides)
-      v.add("EXPORT_FORMAT", format_mark, "the GGUF export writes one block type for every decoder Linear; LAYER_OVERRIDES "
-                                          "(mixed precision) are exported as compressed-tensors");
-    else if ((spec.params.value("Q_GROUP_SIZE", 128) != 32 || spec.params.value("ZERO_POINT", true)) &&
-             spec.warnings.size() < kMaxSpecIssues)
-      spec.warnings.push_back(std::string("GGUF ") + (bits == 4 ? "Q4_0" : "Q8_0") +
-                              " holds symmetric blocks of 32: the job's weights are encoded into them again (the "
-                              "perplexity reported is that of the GGUF file); Q_GROUP_SIZE: 32 with ZERO_POINT: false "
-                              "lets the algorithm work on a grid close to it");
-  } else if (spec.export_format == "onnx" && quantizes) {
-    // The float graph + AIMET encodings + the QDQ graph: integer weights with
-    // at most static per-tensor integer inputs.
-    const bool int_weights = weight_only_integer(algo->name, spec.params) || algo->name == "SequentialMSE";
-    if (!int_weights || spec.params.value("W_FORMAT", std::string("int")) != "int" || algo->name == "HQQ")
-      v.add("EXPORT_FORMAT", format_mark, "the ONNX export writes integer-weight models (RTN, AutoAWQ, GPTQ, SequentialMSE; "
-                                          "LMQuant awq/gptq) with their encodings; " + algo->name +
-                                              " is exported as compressed-tensors or fake_quant");
-    else if (spec.params.value("DESC_ACT", false) && !spec.params.value("STATIC_GROUPS", false))
-      v.add(param_at({"DESC_ACT"}).first, param_at({"DESC_ACT"}).second,
-            "the ONNX graph's weight groups are consecutive columns: DESC_ACT needs STATIC_GROUPS: true for EXPORT_FORMAT onnx");
+    if (algo->check) report(algo->check(spec.params, spec.export_format));
   }
-  if (spec.export_format == "compressed-tensors" && quantizes && spec.params.value("DESC_ACT", false) &&
-      !spec.params.value("STATIC_GROUPS", false) && spec.warnings.size() < kMaxSpecIssues)
-    spec.warnings.push_back("DESC_ACT: compressed-tensors (0.13 on) and current vLLM read act-order only as actorder "
-                            "\"weight\", groups in column order: the job runs act-order with STATIC_GROUPS: true. Set "
-                            "it to say so (and to make a fake_quant twin the same model); EXPORT_FORMAT: gptq keeps a "
-                            "per-column g_idx, which vLLM's gptq_marlin serves");
-  if (algo != nullptr && algo->name == "SequentialMSE" && spec.params.value("LPBQ", false) &&
-      spec.params.value("ZERO_POINT", true))
-    v.add(param_at({"LPBQ"}).first, param_at({"LPBQ"}).second, "LPBQ is symmetric: set ZERO_POINT: false");
-  if (top.contains("ONNX_SEQ_LEN") || top.contains("ONNX_CONTEXT_LEN")) {
-    spec.onnx_seq_len = top.value("ONNX_SEQ_LEN", int64_t{128});
-    spec.onnx_context_len = top.value("ONNX_CONTEXT_LEN", int64_t{1024});
-    const auto mark_of = [&](const char* k) { return root[k] ? root[k].Mark() : root.Mark(); };
-    if (spec.export_format != "onnx" && spec.warnings.size() < kMaxSpecIssues)
-      spec.warnings.push_back("ONNX_SEQ_LEN / ONNX_CONTEXT_LEN shape the ONNX export only; EXPORT_FORMAT is " + spec.export_format);
-    if (spec.onnx_seq_len < 1 || spec.onnx_seq_len > 65536)
-      v.add("ONNX_SEQ_LEN", mark_of("ONNX_SEQ_LEN"), "must be 1..65536 (tokens per call of the ONNX graph)");
-    else if (spec.onnx_context_len <= spec.onnx_seq_len || spec.onnx_context_len > (1 << 20))
-      v.add("ONNX_CONTEXT_LEN", mark_of("ONNX_CONTEXT_LEN"),
-            "must be above ONNX_SEQ_LEN (" + std::to_string(spec.onnx_seq_len) + ") and at most 1048576: the graph attends over "
-            "ONNX_CONTEXT_LEN - ONNX_SEQ_LEN cached positions and the new ones");
-  }
-  if (spec.export_format == "compressed-tensors" && quantizes && spec.params.contains("LAYER_OVERRIDES") &&
-             spec.params["LAYER_OVERRIDES"].is_array()) {
-    // pack-quantized holds 4- and 8-bit integer weights.
-    const bool int_weights = spec.params.contains("W_BIT");
-    if (const auto at = param_at({"W_BIT"}); int_weights && spec.params.value("W_BIT", 4) != 4 && spec.params.value("W_BIT", 4) != 8)
-      v.add(at.first, at.second, "compressed-tensors pack-quantized holds 4- and 8-bit weights; W_BIT is " +
-                                              std::to_string(spec.params.value("W_BIT", 4)) + " (use fake_quant)");
-    const auto& list = spec.params["LAYER_OVERRIDES"];
-    for (std::size_t i = 0; i < list.size(); ++i) {
-      const auto& o = list[i];
-      if (!o.is_object() || o.value("SKIP", false) || !o.contains("W_BIT") || !o["W_BIT"].is_number_integer()) continue;
-      const int b = o["W_BIT"].get<int>();
-      if (const auto at = param_at({"LAYER_OVERRIDES", "W_BIT"}, {static_cast<int>(i)}); b != 4 && b != 8)
-        v.add(at.first, at.second,
-              "compressed-tensors pack-quantized holds 4- and 8-bit weights; this override asks " + std::to_string(b) +
-                  " (use EXPORT_FORMAT: fake_quant)");
-    }
-  } else if (spec.export_format == "compressed-tensors" && quantizes && spec.params.contains("W_BIT")) {
-    const int bits = spec.params.value("W_BIT", 4);
-    if (const auto at = param_at({"W_BIT"}); bits != 4 && bits != 8)
-      v.add(at.first, at.second,
-            "compressed-tensors pack-quantized (the default export) holds 4- and 8-bit weights; W_BIT is " +
-                std::to_string(bits) + ": set EXPORT_FORMAT: fake_quant for a simulated " + std::to_string(bits) + "-bit model");
-  }
-  // VERSION names AutoAWQ's packed layout. Only GEMM is written: another one
-  // asked for an AWQ export is refused here (it used to pack GEMM silently);
-  // with any other export it changes nothing, and the job says so.
-  if (!version_path.empty() && spec.params.contains("VERSION") && spec.params["VERSION"].is_string() &&
-      spec.params["VERSION"] != "GEMM") {
-    const std::string asked = spec.params["VERSION"];
-    if (spec.export_format == "awq")
-      v.add(version_path, version_mark,
-            "VERSION " + asked + " is not written: qjobs packs AutoAWQ's GEMM layout only; set VERSION: GEMM, or "
-            "EXPORT_FORMAT: compressed-tensors (what vLLM serves)");
-    else if (spec.warnings.size() < kMaxSpecIssues)
-      spec.warnings.push_back(version_path + " " + asked + " has no effect: it names an AutoAWQ packed layout, and "
-                              "EXPORT_FORMAT is " + spec.export_format);
-  }
-  if (quantizes && algo->name == "HQQ" && spec.export_format != "fake_quant" &&
-      spec.params.value("ZERO_POINTS", std::string()) == "real") {
-    const auto at = param_at({"ZERO_POINTS"});
-    v.add(at.first, at.second, "HQQ's real-valued zero points have no packed form (every packed format stores integer "
-                               "zero points): leave ZERO_POINTS unset or integer, or set EXPORT_FORMAT: fake_quant");
-  }
-  // The model's config.json when it is on this machine (read once: the
-  // export check, the Nyuntam window and the submission's file checks use it).
-  const auto model_config = find_model_config(spec.model);
-  // Its family and shape, read as the worker will read them: an architecture
-  // no family table describes, or a key it needs that is missing or out of
-  // range, is refused now rather than when the job starts.
-  bool config_readable = true;
+  if (format != nullptr && weights) report(format->check({*algo, output, *weights}));
+  // The model's config.json, read once (the export check, the Nyuntam window
+  // and the submission's file checks use it). Its family and shape are read
+  // as the worker will read them: an architecture no family table
+  // describes, or a key it needs that is missing or out of range, is refused
+  // now rather than when the job starts.
+  model_config = find_model_config(spec.model, env_.hub_caches);
   if (model_config)
-    if (const auto problem = model_config_problem(*model_config, quantizes ? spec.export_format : std::string())) {
+    if (const auto problem = model_config_problem(*model_config, quantizes() ? spec.export_format : std::string())) {
       config_readable = false;
       const char* key = spec.custom_model_path.empty() ? "MODEL" : "CUSTOM_MODEL_PATH";
-      v.add(key, mark_of(root, key, root.Mark()), "the model " + spec.model + " cannot be " +
-                                                      (problem->rfind("config.json", 0) == 0 ? "read: " : "exported: ") + *problem);
+      v_.add(key, top_mark(key), "the model " + spec.model + " cannot be " +
+                                     (problem->rfind("config.json", 0) == 0 ? "read: " : "exported: ") + *problem);
     }
   if (spec.export_format == "onnx" && model_config && model_config->contains("max_position_embeddings") &&
       (*model_config)["max_position_embeddings"].is_number_integer()) {
     const int64_t positions = (*model_config)["max_position_embeddings"].get<int64_t>();
     if (top.contains("ONNX_CONTEXT_LEN") && spec.onnx_context_len > positions)
-      v.add("ONNX_CONTEXT_LEN", root["ONNX_CONTEXT_LEN"].Mark(),
-            "is longer than the model's max_position_embeddings (" + std::to_string(positions) + ")");
+      v_.add("ONNX_CONTEXT_LEN", top_mark("ONNX_CONTEXT_LEN"),
+             "is longer than the model's max_position_embeddings (" + std::to_string(positions) + ")");
   }
-  // What the export cannot hold of this model's Linears, from its config.json
-  // when it is on this machine (a hub id not downloaded yet is checked by the
-  // worker before it quantizes).
-  // Only for a config.json the worker reads: its shape is then in range
-  // (num_hidden_layers at most 4096), which bounds this check's work.
-  if (quantizes && config_readable && std::find(formats.begin(), formats.end(), spec.export_format) != formats.end())
-    if (const auto& config = model_config)
-      for (const auto& f : check_export_shapes(algo->name, spec.export_format, spec.params, *config)) {
-        if (!f.error) {
-          if (spec.warnings.size() < kMaxSpecIssues) spec.warnings.push_back(f.message);
-          continue;
-        }
-        const bool fp4 = algo->name == "NVFP4" || algo->name == "MXFP4";
-        const bool fp4_format = spec.params.value("W_FORMAT", std::string("int")) != "int";
-        const auto at = fp4 ? std::pair<std::string, YAML::Mark>{"ALGORITHM", algorithm_mark}
-                        : fp4_format ? param_at({"W_FORMAT"})
-                        : param_at({"Q_GROUP_SIZE"}).first != "EXPORT_FORMAT" ? param_at({"Q_GROUP_SIZE"})
-                                                                             : std::pair<std::string, YAML::Mark>{"EXPORT_FORMAT", format_mark};
-        v.add(at.first, at.second, f.message);
-      }
+  // What the export cannot hold of this model's Linears (a hub id not
+  // downloaded yet is checked by the worker before it quantizes). Only for
+  // a config.json the worker reads: its shape is then in range, which
+  // bounds this check's work.
+  if (!quantizes() || !weights || format == nullptr || !config_readable || !model_config) return;
+  for (const auto& f : check_export_shapes({*algo, output, *weights}, spec.export_format, *model_config)) {
+    if (!f.error) {
+      warn(f.message);
+      continue;
+    }
+    const auto at = !output.fp4.empty() ? std::pair<std::string, YAML::Mark>{"ALGORITHM", algorithm_mark}
+                    : output.w_format != "int" ? param_at({"W_FORMAT"})
+                                               : param_at({"Q_GROUP_SIZE"});
+    v_.add(at.first, at.second, f.message);
+  }
+}
+
+// calibration: {...}, and data for an algorithm that calibrates.
+void SpecReader::read_calibration() {
   if (calib_node && !calib_node.IsNull()) {
     if (!calib_node.IsMap()) {
-      v.add("calibration", calib_node.Mark(), "expected a mapping, got " + Validator::show(calib_node));
+      v_.add("calibration", calib_node.Mark(), "expected a mapping, got " + Validator::show(calib_node));
     } else {
       json cal = json::object();
-      v.section(calib_node, calibration_schema(), "calibration", cal);
+      v_.section(calib_node, calibration_schema(), "calibration", cal);
       spec.calibration = std::move(cal);
     }
   }
   // A calibrating algorithm with nothing to calibrate on would fail only
   // after the model is loaded: refuse it at submission.
-  if (algo != nullptr && algo->available && algo->calib_samples > 0 && spec.data_path.empty() && spec.dataset_name.empty() &&
-      spec.calibration.value("data_path", std::string()).empty() && spec.calibration.value("dataset", std::string()).empty()) {
-    const bool fp8_without_calibration = algo->name == "FP8" && spec.params.value("ACT", std::string("dynamic")) == "dynamic" &&
-                                         !spec.params.value("kv_cache", false);
-    const bool fp4_weight_only = algo->name == "NVFP4" && spec.params.value("ACT", std::string("none")) == "none";
-    if (!fp8_without_calibration && !fp4_weight_only)
-      v.add("DATA_PATH", root["ALGORITHM"] ? root["ALGORITHM"].Mark() : root.Mark(),
-            "ALGORITHM " + algo->name + " calibrates on text: set DATA_PATH (a local .jsonl, .json or .txt file), "
-            "DATASET_NAME, or calibration.data_path / calibration.dataset");
+  if (algo == nullptr || !algo->available || !algorithm_needs_data(*algo, spec.params)) return;
+  if (spec.data_path.empty() && spec.dataset_name.empty() && spec.calibration.value("data_path", std::string()).empty() &&
+      spec.calibration.value("dataset", std::string()).empty())
+    v_.add("DATA_PATH", root_["ALGORITHM"] ? root_["ALGORITHM"].Mark() : root_.Mark(),
+           "ALGORITHM " + algo->name + " calibrates on text: set DATA_PATH (a local .jsonl, .json or .txt file), "
+           "DATASET_NAME, or calibration.data_path / calibration.dataset");
+}
+
+// eval: {tasks: [...]}, each task's defaults applied.
+void SpecReader::read_eval() {
+  if (!eval_node || eval_node.IsNull()) return;
+  if (!eval_node.IsMap()) {
+    v_.add("eval", eval_node.Mark(), "expected a mapping with 'tasks', got " + Validator::show(eval_node));
+    return;
   }
-  if (eval_node && !eval_node.IsNull()) {
-    if (!eval_node.IsMap()) {
-      v.add("eval", eval_node.Mark(), "expected a mapping with 'tasks', got " + Validator::show(eval_node));
-    } else {
-      json ev = json::object();
-      v.section(eval_node, eval_schema(), "eval", ev);
-      if (ev.contains("tasks")) {
-        for (std::size_t i = 0; i < ev["tasks"].size(); ++i) {
-          auto& task = ev["tasks"][i];
-          for (const auto& p : eval_schema()[0].children)
-            if (!task.contains(p.name) && !p.default_value.is_null()) task[p.name] = p.default_value;
-          if (!task.contains("type"))
-            v.add("eval.tasks[" + std::to_string(i) + "]", item_mark(eval_node, "tasks", i),
-                  "every task needs a type (ppl, wikitext-ppl, mc or demo)");
-        }
-      }
-      spec.eval = std::move(ev);
+  json ev = json::object();
+  v_.section(eval_node, eval_schema(), "eval", ev);
+  if (ev.contains("tasks")) {
+    for (std::size_t i = 0; i < ev["tasks"].size(); ++i) {
+      auto& task = ev["tasks"][i];
+      for (const auto& p : eval_schema()[0].children)
+        if (!task.contains(p.name) && !p.default_value.is_null()) task[p.name] = p.default_value;
+      if (!task.contains("type"))
+        v_.add("eval.tasks[" + std::to_string(i) + "]", item_mark(eval_node, "tasks", i),
+               "every task needs a type (ppl, wikitext-ppl, mc or demo)");
     }
   }
+  spec.eval = std::move(ev);
+}
 
-  // LMQuant's QServe packing is not written: say so at submission, not after calibration.
-  if (algo != nullptr && algo->name == "LMQuant" && spec.params.value("loads_with_qserve", false) && llm && llm.IsMap() &&
-      llm["LMQuant"] && llm["LMQuant"].IsMap() && llm["LMQuant"]["loads_with_qserve"])
-    v.add("llm.LMQuant.loads_with_qserve", llm["LMQuant"]["loads_with_qserve"].Mark(),
-          "packing for the QServe runtime is not built; set False (the job writes a fake-quant checkpoint that records "
-          "W4A8KV4 in config.json)");
-
-  // Nyuntam's LMQuant `eval.tasks` become qjobs eval tasks unless the spec
-  // has its own eval section, which then wins, and the job says so.
+// Nyuntam's LMQuant `eval.tasks` become qjobs eval tasks unless the spec
+// has its own eval section, which then wins, and the job says so.
+void SpecReader::map_nyuntam_eval() {
   const bool nyuntam_tasks = spec.params.contains("eval") && spec.params["eval"].is_object() && spec.params["eval"].contains("tasks");
-  if (nyuntam_tasks && spec.eval.contains("tasks") && spec.warnings.size() < kMaxSpecIssues)
-    spec.warnings.push_back("llm." + spec.algorithm + ".eval.tasks is ignored: the top-level eval section's tasks are run instead");
-  if (nyuntam_tasks && !spec.eval.contains("tasks")) {
-    YAML::Mark mark = llm ? llm.Mark() : YAML::Mark::null_mark();
-    if (algo != nullptr && llm && llm.IsMap() && llm[algo->name] && llm[algo->name].IsMap())
-      for (const auto& kv : llm[algo->name]) {
-        const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
-        if (key == "eval.tasks") mark = kv.second.Mark();
-        else if (key == "eval" && kv.second.IsMap() && kv.second["tasks"]) mark = kv.second["tasks"].Mark();
-      }
-    int64_t max_len = spec.params["eval"].value("max_seq_length", int64_t{0});
-    // Nyuntam's window is written for the model it was tuned on: on a model
-    // with fewer positions it is cut to the model's, and the job says so.
-    if (model_config && model_config->contains("max_position_embeddings") &&
-        (*model_config)["max_position_embeddings"].is_number_integer()) {
-      const int64_t positions = (*model_config)["max_position_embeddings"].get<int64_t>();
-      if (positions > 0 && (max_len > positions || (max_len <= 0 && positions < 2048))) {
-        if (spec.warnings.size() < kMaxSpecIssues)
-          spec.warnings.push_back("llm." + spec.algorithm + ".eval.max_seq_length " + std::to_string(max_len > 0 ? max_len : 2048) +
-                                  " is longer than the model's max_position_embeddings " + std::to_string(positions) +
-                                  ": its tasks are evaluated with windows of " + std::to_string(positions));
-        max_len = positions;
-      }
-    }
-    json tasks = json::array();
-    for (const auto& t : spec.params["eval"]["tasks"]) {
-      const auto mapped = map_nyuntam_eval_task(t.get<std::string>(), max_len);
-      if (mapped.is_string()) v.add("llm." + spec.algorithm + ".eval.tasks", mark, mapped.get<std::string>());
-      else tasks.push_back(mapped);
-    }
-    spec.eval["tasks"] = tasks;
+  if (!nyuntam_tasks) return;
+  if (spec.eval.contains("tasks")) {
+    warn("llm." + spec.algorithm + ".eval.tasks is ignored: the top-level eval section's tasks are run instead");
+    return;
   }
-
-  // LMQuant's sq_*/awq/gptq presets delegate to SmoothQuant, AWQ or GPTQ:
-  // of the quant.* keys only quant.smooth.xw.alpha and (sq_*)
-  // quant.enable_smooth reach them; the others are named, not dropped silently.
-  if (algo != nullptr && algo->name == "LMQuant" && spec.params.contains("quant") && spec.params["quant"].is_object()) {
-    const std::string preset = spec.params.value("quant_type", std::string("gchn"));
-    if (preset != "g128" && preset != "gchn") {
-      std::vector<std::string> leaves;
-      std::function<void(const json&, const std::string&)> walk = [&](const json& j, const std::string& path) {
-        if (j.is_object()) {
-          for (auto& [k, c] : j.items()) walk(c, path + "." + k);
-        } else if (!j.is_null()) {
-          leaves.push_back(path);
-        }
-      };
-      walk(spec.params["quant"], "quant");
-      const bool sq = preset == "sq_dynamic" || preset == "sq_static";
-      for (const auto& leaf : leaves) {
-        if (sq && (leaf == "quant.smooth.xw.alpha" || leaf == "quant.enable_smooth")) continue;
-        if (leaf.find("develop_dtype") != std::string::npos || leaf.find("device") != std::string::npos) continue;
-        if (spec.warnings.size() >= kMaxSpecIssues) break;
-        spec.warnings.push_back("llm.LMQuant." + leaf + " has no effect with quant_type " + preset + ": it runs " +
-                                (sq ? std::string("SmoothQuant (alpha from quant.smooth.xw.alpha, smoothing off with quant.enable_smooth: false)")
-                                    : preset == "awq" ? std::string("AWQ W4 g128") : std::string("GPTQ W4 g128")));
-      }
+  YAML::Mark mark = llm ? llm.Mark() : YAML::Mark::null_mark();
+  if (algo != nullptr && llm && llm.IsMap() && llm[algo->name] && llm[algo->name].IsMap())
+    for (const auto& kv : llm[algo->name]) {
+      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+      if (key == "eval.tasks") mark = kv.second.Mark();
+      else if (key == "eval" && kv.second.IsMap() && kv.second["tasks"]) mark = kv.second["tasks"].Mark();
+    }
+  int64_t max_len = spec.params["eval"].value("max_seq_length", int64_t{0});
+  // Nyuntam's window is written for the model it was tuned on: on a model
+  // with fewer positions it is cut to the model's, and the job says so.
+  if (model_config && model_config->contains("max_position_embeddings") &&
+      (*model_config)["max_position_embeddings"].is_number_integer()) {
+    const int64_t positions = (*model_config)["max_position_embeddings"].get<int64_t>();
+    if (positions > 0 && (max_len > positions || (max_len <= 0 && positions < 2048))) {
+      warn("llm." + spec.algorithm + ".eval.max_seq_length " + std::to_string(max_len > 0 ? max_len : 2048) +
+           " is longer than the model's max_position_embeddings " + std::to_string(positions) +
+           ": its tasks are evaluated with windows of " + std::to_string(positions));
+      max_len = positions;
     }
   }
+  json tasks = json::array();
+  for (const auto& t : spec.params["eval"]["tasks"]) {
+    const auto mapped = map_nyuntam_eval_task(t.get<std::string>(), max_len);
+    if (mapped.is_string()) v_.add("llm." + spec.algorithm + ".eval.tasks", mark, mapped.get<std::string>());
+    else tasks.push_back(mapped);
+  }
+  spec.eval["tasks"] = tasks;
+}
 
-  if (context.local_files) check_local_files(spec, root, calib_node, eval_node, model_config, v);
+// The document, checked before anything walks it: UTF-8, YAML, its size
+// with aliases expanded, a mapping. nullopt (with the issue recorded) when
+// it is refused.
+std::optional<YAML::Node> load_document(std::string_view yaml_text, Validator& v, bool& too_large) {
+  if (std::size_t bad = 0; !valid_utf8(yaml_text, &bad)) {
+    // Line and column (1-based, in bytes) of the first byte that is not UTF-8.
+    const auto before = yaml_text.substr(0, bad);
+    const auto nl = before.rfind('\n');
+    YAML::Mark m;
+    m.line = static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+    m.column = static_cast<int>(nl == std::string_view::npos ? bad : bad - nl - 1);
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(yaml_text[bad]));
+    v.add("", m, std::string("the spec is not valid UTF-8: byte ") + hex + " at offset " + std::to_string(bad));
+    return std::nullopt;
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    v.add("", e.mark, "malformed YAML: " + e.msg);
+    return std::nullopt;
+  }
+  // Aliases share one node in the parsed tree but are copied into spec.json:
+  // bound the expanded size before anything walks it.
+  if (const auto size = expanded_size(root); size.nodes > kMaxSpecNodes || size.bytes > kMaxSpecBytes) {
+    v.add("", root.Mark(),
+          "the spec expands to more than " + std::to_string(kMaxSpecNodes) + " nodes or " + std::to_string(kMaxSpecBytes) +
+              " bytes of scalars once its YAML aliases are expanded (each use of an alias counts in full)");
+    too_large = true;
+    return std::nullopt;
+  } else if (size.bad_utf8) {
+    v.add("", *size.bad_utf8,
+          "a string is not valid UTF-8 once its escape sequences are decoded (write the character itself, or \\u "
+          "with a code point that is not a surrogate)");
+    return std::nullopt;
+  }
+  if (!root.IsMap()) {
+    v.add("", root.Mark(),
+          root.IsNull() ? "the spec is empty; expected a mapping of keys such as MODEL and ALGORITHM"
+                        : "the spec must be a mapping of keys, got " + Validator::show(root));
+    return std::nullopt;
+  }
+  return root;
+}
 
-  if (spec.algorithm == "Evaluate" && (!spec.eval.contains("tasks") || spec.eval["tasks"].empty()))
-    v.add("eval", eval_node ? eval_node.Mark() : algorithm_mark,
+SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& context) {
+  SpecParseResult result;
+  Validator v;
+  const auto root = load_document(yaml_text, v, result.too_large);
+  if (!root) {
+    result.issues = v.finish();
+    return result;
+  }
+  static const Environment empty;
+  const Environment& env = context.env != nullptr ? *context.env : empty;
+  SpecReader r(*root, env, v);
+  r.read_top_keys();
+  r.read_identity();
+  r.read_algorithm_section();
+  r.read_output_options();
+  r.check_export();
+  r.read_calibration();
+  r.read_eval();
+  r.map_nyuntam_eval();
+  if (context.local_files) check_local_files(r.spec, *root, r.calib_node, r.eval_node, r.model_config, env, v);
+  if (r.spec.algorithm == "Evaluate" && (!r.spec.eval.contains("tasks") || r.spec.eval["tasks"].empty()))
+    v.add("eval", r.eval_node ? r.eval_node.Mark() : r.algorithm_mark,
           "ALGORITHM: Evaluate needs an eval section with tasks (ppl, wikitext-ppl, mc or demo)");
-
   result.issues = v.finish();
-  if (result.issues.empty()) result.spec = std::move(spec);
+  if (result.issues.empty()) result.spec = std::move(r.spec);
   return result;
 }
 
 }  // namespace
-
-const std::vector<std::string>& export_format_names() {
-  static const std::vector<std::string> names = {"fake_quant", "awq", "gptq", "compressed-tensors", "gguf", "onnx"};
-  return names;
-}
 
 }  // namespace qjobs

@@ -1,4 +1,4 @@
-#include "common/nyuntam_eval.hpp"
+#include "spec/nyuntam_eval.hpp"
 
 #include <algorithm>
 #include <cctype>

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/algorithm_catalog.hpp"
+#include "spec/algorithm_catalog.hpp"
 
 namespace qjobs {
 
