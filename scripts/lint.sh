@@ -5,7 +5,7 @@
 #   2. clang-tidy (.clang-tidy) on the libraries without libtorch (common/,
 #      spec/, server/), from build/compile_commands.json (scripts/build.sh
 #      writes it).
-#   scripts/lint.sh [--format-only] [--fix]
+#   scripts/lint.sh [--format-only | --tidy-only | --fix]
 # --fix reformats in place instead of failing (clang-tidy is not run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +16,10 @@ if [[ "${1:-}" == --fix ]]; then
   "$format" -i "${files[@]}"
   exit 0
 fi
-"$format" --dry-run --Werror "${files[@]}"
-echo "lint: ${#files[@]} files formatted as .clang-format says"
+if [[ "${1:-}" != --tidy-only ]]; then
+  "$format" --dry-run --Werror "${files[@]}"
+  echo "lint: ${#files[@]} files formatted as .clang-format says"
+fi
 [[ "${1:-}" == --format-only ]] && exit 0
 command -v clang-tidy >/dev/null || { echo "lint: clang-tidy is not installed (apt-get install clang-tidy)"; exit 1; }
 [[ -f build/compile_commands.json ]] || { echo "lint: build/compile_commands.json is missing: run scripts/build.sh"; exit 1; }

@@ -64,7 +64,7 @@ class ChecksumCache {
     std::string path;
     uint64_t dev, ino, size;
     int64_t mtime_ns;
-    auto operator<=>(const Key&) const = default;
+    auto operator<=>(const Key&) const = default;  // NOLINT(modernize-use-nullptr): clang-tidy 14 misreads the defaulted <=>
   };
   struct Job {
     std::filesystem::path root;

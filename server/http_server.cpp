@@ -190,12 +190,12 @@ struct HttpServer::Impl {
         ++stats->refused;
         if (refusing < 64) {
           ++refusing;
-          asio::co_spawn(io, refuse(std::move(socket)), [this](std::exception_ptr) { --refusing; });
+          asio::co_spawn(io, refuse(std::move(socket)), [this](const std::exception_ptr&) { --refusing; });
         }
         continue;  // past 64 refusals in flight the socket just closes
       }
       ++stats->open;
-      asio::co_spawn(io, session(beast::tcp_stream(std::move(socket))), [this](std::exception_ptr e) {
+      asio::co_spawn(io, session(beast::tcp_stream(std::move(socket))), [this](const std::exception_ptr& e) {
         --stats->open;
         if (!e) return;
         try {
@@ -410,7 +410,7 @@ unsigned short HttpServer::start() {
   impl_->acceptor.set_option(asio::socket_base::reuse_address(true));
   impl_->acceptor.bind(ep);
   impl_->acceptor.listen(asio::socket_base::max_listen_connections);
-  asio::co_spawn(impl_->io, impl_->accept_loop(), [](std::exception_ptr e) {
+  asio::co_spawn(impl_->io, impl_->accept_loop(), [](const std::exception_ptr& e) {
     if (!e) return;
     try {
       std::rethrow_exception(e);

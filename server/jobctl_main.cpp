@@ -7,6 +7,7 @@
 // 4 no such job (or file); 5 the spec is invalid (submit, validate).
 #include <unistd.h>
 
+#include <cmath>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -62,7 +63,7 @@ json call(HttpClient& c, const std::string& method, const std::string& target, c
 
 std::string fmt_eta(const json& eta) {
   if (!eta.is_number()) return "?";
-  const auto s = static_cast<long>(eta.get<double>() + 0.5);
+  const auto s = std::lround(eta.get<double>());
   char buf[32];
   if (s >= 3600)
     std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);

@@ -114,7 +114,7 @@ std::string LocalDispatcher::launch(const LaunchRequest& req) {
   if (rc != 0)
     throw Error(ErrorKind::io, "cannot start " + worker_.string() + ": " + std::strerror(rc));
   const std::string token = process_start_token(pid);
-  const std::string handle = local_handle(pid, token);
+  std::string handle = local_handle(pid, token);
   children_.push_back({handle, pid, token, true});
   return handle;
 }

@@ -84,7 +84,8 @@ std::optional<double> mtime(const std::filesystem::path& p) {
 
 }  // namespace
 
-Scheduler::Scheduler(Store& store, Dispatcher& launcher, SchedulerOptions options, std::vector<Dispatcher*> others)
+Scheduler::Scheduler(Store& store, Dispatcher& launcher, SchedulerOptions options,
+                     const std::vector<Dispatcher*>& others)
     : store_(store), launcher_(launcher), options_(std::move(options)) {
   backends_.push_back(&launcher_);
   for (auto* d : others)

@@ -72,7 +72,8 @@ class Scheduler {
  public:
   // `launcher` starts new attempts; `others` are backends whose attempts
   // may still be in the store from an earlier configuration.
-  Scheduler(Store& store, Dispatcher& launcher, SchedulerOptions options, std::vector<Dispatcher*> others = {});
+  Scheduler(Store& store, Dispatcher& launcher, SchedulerOptions options,
+            const std::vector<Dispatcher*>& others = {});
 
   // Takes over every attempt a previous server left (RUNNING, CANCELLING,
   // or QUEUED and dispatched): watches it through its backend, which reports

@@ -222,7 +222,7 @@ std::string SlurmDispatcher::launch(const LaunchRequest& req) {
     last_transient_ = true;
     throw Error(ErrorKind::io, "sbatch printed no job id: '" + line.substr(0, 200) + "'");
   }
-  const std::string handle = slurm_handle(job, cl);
+  std::string handle = slurm_handle(job, cl);
   tracked_[handle].job = job;
   spdlog::info("slurm: job {} attempt {} submitted as Slurm job {}", req.job_id, req.attempt, job);
   return handle;

@@ -37,7 +37,7 @@ std::string allowed(const ParamSpec& p) {
   return "";
 }
 
-std::string md_cell(std::string s) {
+std::string md_cell(const std::string& s) {
   std::string out;
   for (char c : s) {
     if (c == '|') out += "\\|";

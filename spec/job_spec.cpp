@@ -573,7 +573,7 @@ class SpecReader {
   bool config_readable = true;
 
   bool quantizes() const { return algo != nullptr && algo->name != "Evaluate"; }
-  void warn(const std::string& message) {
+  void warn(std::string message) {
     if (spec.warnings.size() < kMaxSpecIssues) spec.warnings.push_back(std::move(message));
   }
   YAML::Mark top_mark(const char* key) const { return mark_of(root_, key, root_.Mark()); }
