@@ -147,14 +147,17 @@ int main(int argc, char** argv) {
       block_bytes += e;
     }
   const double block_mib = block_bytes / (1 << 20);
-  std::printf("model: hidden %ld, layers %ld, intermediate %ld, heads %ld / %ld KV, vocab %ld, experts %ld (top-%ld), %s on "
-              "disk (%.0f MiB, one block %.0f MiB); calibration %ld x %ld; W4 g128 (LMQuant: QoQ W4A8KV4 g128); float32 "
-              "compute, streamed\n",
-              o.hidden, o.layers, o.intermediate, o.heads, o.kv_heads, o.vocab, o.experts, o.top_k, o.dtype.c_str(), ckpt_mib,
-              block_mib, samples, seqlen);
+  std::printf(
+      "model: hidden %ld, layers %ld, intermediate %ld, heads %ld / %ld KV, vocab %ld, experts %ld (top-%ld), %s on "
+      "disk (%.0f MiB, one block %.0f MiB); calibration %ld x %ld; W4 g128 (LMQuant: QoQ W4A8KV4 g128); float32 "
+      "compute, streamed\n",
+      o.hidden, o.layers, o.intermediate, o.heads, o.kv_heads, o.vocab, o.experts, o.top_k, o.dtype.c_str(), ckpt_mib,
+      block_mib, samples, seqlen);
   std::fflush(stdout);
   if (observe) at::addGlobalCallback(at::RecordFunctionCallback(on_start, on_end).needsInputs(false));
-  std::printf("\n| algorithm | total s | s per block (first / median / last) | GEMM share | Cholesky etc. share | peak RSS MiB | checkpoint MiB |\n|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "\n| algorithm | total s | s per block (first / median / last) | GEMM share | Cholesky etc. share | peak RSS MiB "
+      "| checkpoint MiB |\n|---|---|---|---|---|---|---|\n");
   for (const std::string& name : algos) {
     auto algo = quant::make_algorithm(name);
     if (!algo) {
@@ -183,12 +186,13 @@ int main(int argc, char** argv) {
     std::vector<double> per;
     for (std::size_t i = 1; i < marks.size(); ++i) per.push_back(marks[i] - marks[i - 1]);
     // RTN reports per tensor, not per block: spread its total evenly.
-    if (static_cast<int64_t>(per.size()) != o.layers) per.assign(static_cast<std::size_t>(o.layers), total / static_cast<double>(o.layers));
+    if (static_cast<int64_t>(per.size()) != o.layers)
+      per.assign(static_cast<std::size_t>(o.layers), total / static_cast<double>(o.layers));
     auto sorted = per;
     std::sort(sorted.begin(), sorted.end());
-    std::printf("| %s | %.1f | %.2f / %.2f / %.2f | %.0f%% | %.0f%% | %.0f | %.0f |\n", name.c_str(), total, per.front(),
-                sorted[sorted.size() / 2], per.back(), 100.0 * g_gemm_s / total, 100.0 * g_linalg_s / total,
-                static_cast<double>(model::host_peak_bytes()) / (1 << 20), ckpt_mib);
+    std::printf("| %s | %.1f | %.2f / %.2f / %.2f | %.0f%% | %.0f%% | %.0f | %.0f |\n", name.c_str(), total,
+                per.front(), sorted[sorted.size() / 2], per.back(), 100.0 * g_gemm_s / total,
+                100.0 * g_linalg_s / total, static_cast<double>(model::host_peak_bytes()) / (1 << 20), ckpt_mib);
     std::fflush(stdout);
   }
   fs::remove_all(dir);

@@ -52,7 +52,8 @@ std::pair<double, double> load_peak_rss_mib(const fs::path& dir, at::ScalarType 
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   self[n > 0 ? n : 0] = '\0';
-  const std::string line = std::string(self) + " --load-only " + dir.string() + (dtype == at::kBFloat16 ? " bf16" : " f32");
+  const std::string line =
+      std::string(self) + " --load-only " + dir.string() + (dtype == at::kBFloat16 ? " bf16" : " f32");
   FILE* p = popen(line.c_str(), "r");
   double before = 0, peak = 0;
   if (p && std::fscanf(p, "%lf %lf", &before, &peak) != 2) peak = -1;
@@ -89,9 +90,10 @@ int load_only(const char* dir, const char* dtype) {
 // and lm_head at the model's shapes, on [T, in] inputs (best of 3).
 double linear_seconds(const model::RandomModelOptions& o, int64_t T, at::ScalarType dtype) {
   const int64_t hd = o.hidden / o.heads;
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {  // (in, out) per layer
-      {o.hidden, o.hidden}, {o.hidden, o.kv_heads * hd}, {o.hidden, o.kv_heads * hd}, {o.hidden, o.hidden},
-      {o.hidden, o.intermediate}, {o.hidden, o.intermediate}, {o.intermediate, o.hidden}};
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      // (in, out) per layer
+      {o.hidden, o.hidden},       {o.hidden, o.kv_heads * hd}, {o.hidden, o.kv_heads * hd}, {o.hidden, o.hidden},
+      {o.hidden, o.intermediate}, {o.hidden, o.intermediate},  {o.intermediate, o.hidden}};
   std::vector<std::pair<at::Tensor, at::Tensor>> ops;
   for (const auto& [in, out] : shapes) ops.emplace_back(at::randn({T, in}).to(dtype), at::randn({out, in}).to(dtype));
   const auto head_x = at::randn({T, o.hidden}).to(dtype), head_w = at::randn({o.vocab, o.hidden}).to(dtype);
@@ -141,13 +143,16 @@ int main(int argc, char** argv) {
     else if (k == "--windows") windows = v;
   }
   const fs::path dir = fs::temp_directory_path() / ("qjobs_ppl_bench_" + std::to_string(getpid()));
-  std::printf("model: hidden %ld, layers %ld, intermediate %ld, vocab %ld, heads %ld; seqlen %ld, %ld windows; %d threads\n",
-              o.hidden, o.layers, o.intermediate, o.vocab, o.heads, seqlen, windows, at::get_num_threads());
+  std::printf(
+      "model: hidden %ld, layers %ld, intermediate %ld, vocab %ld, heads %ld; seqlen %ld, %ld windows; %d threads\n",
+      o.hidden, o.layers, o.intermediate, o.vocab, o.heads, seqlen, windows, at::get_num_threads());
 
-  std::printf("\n| dtype | GEMM GFLOP/s (T x hidden x intermediate) | ppl tokens/s | model GFLOP/s | share of GEMM rate | Linears alone s/window (GFLOP/s) | rest s/window | load peak RSS MiB | checkpoint MiB |\n");
+  std::printf(
+      "\n| dtype | GEMM GFLOP/s (T x hidden x intermediate) | ppl tokens/s | model GFLOP/s | share of GEMM rate | "
+      "Linears alone s/window (GFLOP/s) | rest s/window | load peak RSS MiB | checkpoint MiB |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
-  for (const auto& [name, dtype] : std::vector<std::pair<std::string, at::ScalarType>>{{"float32", at::kFloat},
-                                                                                         {"bfloat16", at::kBFloat16}}) {
+  for (const auto& [name, dtype] :
+       std::vector<std::pair<std::string, at::ScalarType>>{{"float32", at::kFloat}, {"bfloat16", at::kBFloat16}}) {
     fs::remove_all(dir);
     o.dtype = name;
     model::write_random_llama(dir, o);
@@ -164,10 +169,10 @@ int main(int argc, char** argv) {
     // FLOPs: 2 x (matmul parameters) per token, plus attention scores and
     // weighted values computed over the full T x T block.
     const double head_dim = static_cast<double>(o.hidden / o.heads);
-    const double linear_params = static_cast<double>(o.layers) *
-                                     (2.0 * o.hidden * o.hidden + 2.0 * o.hidden * (o.kv_heads * head_dim) +
-                                      3.0 * o.hidden * o.intermediate) +
-                                 static_cast<double>(o.vocab) * o.hidden;
+    const double linear_params =
+        static_cast<double>(o.layers) *
+            (2.0 * o.hidden * o.hidden + 2.0 * o.hidden * (o.kv_heads * head_dim) + 3.0 * o.hidden * o.intermediate) +
+        static_cast<double>(o.vocab) * o.hidden;
     const double tokens = static_cast<double>(windows * seqlen);
     const double attn = static_cast<double>(o.layers) * windows * 4.0 * seqlen * seqlen * head_dim * o.heads;
     const double gflops = (2.0 * linear_params * tokens + attn) / r.seconds / 1e9;
@@ -177,9 +182,10 @@ int main(int argc, char** argv) {
     const double lin = linear_seconds(o, seqlen, dtype);
     const double lin_gflops = 2.0 * linear_params * static_cast<double>(seqlen) / lin / 1e9;
     const auto [base_rss, peak_rss] = load_peak_rss_mib(dir, dtype);
-    std::printf("| %s | %.1f | %.0f | %.1f | %.0f%% | %.3f of %.3f (%.1f) | %.3f | %.0f (runtime %.0f + %.0f) | %.0f |\n",
-                name.c_str(), gemm, r.tokens_per_s, gflops, 100.0 * gflops / gemm, lin, per_window, lin_gflops,
-                per_window - lin, peak_rss, base_rss, peak_rss - base_rss, bytes / 1048576.0);
+    std::printf(
+        "| %s | %.1f | %.0f | %.1f | %.0f%% | %.3f of %.3f (%.1f) | %.3f | %.0f (runtime %.0f + %.0f) | %.0f |\n",
+        name.c_str(), gemm, r.tokens_per_s, gflops, 100.0 * gflops / gemm, lin, per_window, lin_gflops,
+        per_window - lin, peak_rss, base_rss, peak_rss - base_rss, bytes / 1048576.0);
   }
 
   // The cost of simulating activation / KV quantization (float32): the same
@@ -203,7 +209,9 @@ int main(int argc, char** argv) {
       m.apply_simulated_quantization(q);
       const double tps = timed_perplexity(m, o.vocab, seqlen, windows).tokens_per_s;
       if (kind == "none") none_tps = tps;
-      const std::string label = kind == "none" ? "none" : (kind == "int_token" ? "A8 int per token" : "A8 FP8 per token") + std::string(kv ? " + KV4 int" : "");
+      const std::string label = kind == "none" ? "none"
+                                               : (kind == "int_token" ? "A8 int per token" : "A8 FP8 per token") +
+                                                     std::string(kv ? " + KV4 int" : "");
       std::printf("| %s | %.0f | %.2f |\n", label.c_str(), tps, tps / none_tps);
       std::fflush(stdout);
     }

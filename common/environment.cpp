@@ -20,12 +20,9 @@ Environment Environment::from_process() {
   if (const auto d = var("QJOBS_DATA_DIR"); !d.empty()) e.data_dir = d;
   e.cache_dir = var("QJOBS_CACHE_DIR");
   if (!e.cache_dir.empty()) e.hub_caches.push_back(e.cache_dir / "hub");
-  if (const auto c = var("HF_HUB_CACHE"); !c.empty())
-    e.hub_caches.emplace_back(c);
-  else if (const auto h = var("HF_HOME"); !h.empty())
-    e.hub_caches.push_back(fs::path(h) / "hub");
-  else
-    e.hub_caches.push_back(fs::path(var("HOME").empty() ? "/root" : var("HOME")) / ".cache" / "huggingface" / "hub");
+  if (const auto c = var("HF_HUB_CACHE"); !c.empty()) e.hub_caches.emplace_back(c);
+  else if (const auto h = var("HF_HOME"); !h.empty()) e.hub_caches.push_back(fs::path(h) / "hub");
+  else e.hub_caches.push_back(fs::path(var("HOME").empty() ? "/root" : var("HOME")) / ".cache" / "huggingface" / "hub");
   if (const auto endpoint = var("HF_ENDPOINT"); !endpoint.empty()) e.hf_endpoint = endpoint;
   e.hf_token = var("HF_TOKEN");
   const auto offline = var("HF_HUB_OFFLINE");

@@ -16,14 +16,14 @@ namespace qjobs {
 // by chance; a production environment leaves them unset. They are read with
 // the rest of the environment, in main, and nowhere else.
 struct TestHooks {
-  int64_t step_delay_ms = 0;    // QJOBS_TEST_STEP_DELAY_MS: sleep after every progress step
-  std::string corrupt_packed;   // QJOBS_TEST_CORRUPT_PACKED: a tensor of the written model to damage before verify
-  std::string store_faults;     // QJOBS_TEST_STORE_FAULTS: the server's store fault plan (server/store_faults.hpp)
+  int64_t step_delay_ms = 0;   // QJOBS_TEST_STEP_DELAY_MS: sleep after every progress step
+  std::string corrupt_packed;  // QJOBS_TEST_CORRUPT_PACKED: a tensor of the written model to damage before verify
+  std::string store_faults;    // QJOBS_TEST_STORE_FAULTS: the server's store fault plan (server/store_faults.hpp)
 };
 
 struct Environment {
-  std::filesystem::path data_dir = "datasets";    // QJOBS_DATA_DIR: where DATASET_NAME is read from
-  std::filesystem::path cache_dir;                // QJOBS_CACHE_DIR: the server's cache (hub/, baselines/); empty: none
+  std::filesystem::path data_dir = "datasets";  // QJOBS_DATA_DIR: where DATASET_NAME is read from
+  std::filesystem::path cache_dir;              // QJOBS_CACHE_DIR: the server's cache (hub/, baselines/); empty: none
   // The Hugging Face caches searched for a hub id, in order:
   // $QJOBS_CACHE_DIR/hub, then $HF_HUB_CACHE, else $HF_HOME/hub, else
   // ~/.cache/huggingface/hub. The first one is where downloads go.

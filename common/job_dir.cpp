@@ -43,8 +43,7 @@ double unix_now() {
 
 void write_file_atomic(const fs::path& path, const std::string& content) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid()) + "." +
-                       std::to_string(rng() % 1000000);
+  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rng() % 1000000);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw Error(error_kind_for_errno(errno), "open " + tmp.string() + ": " + std::strerror(errno));
   try {
@@ -91,8 +90,12 @@ std::optional<nlohmann::json> JobDir::read_status() const {
 namespace {
 
 const char* json_type_name(const nlohmann::json& j) {
-  return j.is_string() ? "a string" : j.is_boolean() ? "a boolean" : j.is_number() ? "a number"
-       : j.is_array() ? "a list" : j.is_object() ? "an object" : "null";
+  return j.is_string()    ? "a string"
+         : j.is_boolean() ? "a boolean"
+         : j.is_number()  ? "a number"
+         : j.is_array()   ? "a list"
+         : j.is_object()  ? "an object"
+                          : "null";
 }
 
 }  // namespace
@@ -222,15 +225,17 @@ std::optional<WorkerStatus> parse_worker_status(std::string_view text, std::stri
     return std::nullopt;
   };
   if (text.size() > kMaxStatusBytes)
-    return fail("status.json is " + std::to_string(text.size()) + " bytes; at most " +
-                std::to_string(kMaxStatusBytes) + " are read");
+    return fail("status.json is " + std::to_string(text.size()) + " bytes; at most " + std::to_string(kMaxStatusBytes) +
+                " are read");
   if (json_text_depth(text, 6) > 6) return fail("status.json is nested too deeply");
   const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return fail("status.json is not valid JSON");
   if (!j.is_object()) return fail(std::string("status.json must be an object, got ") + json_type_name(j));
 
   WorkerStatus s;
-  const auto shown = [](const nlohmann::json& v) { return excerpt(v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 40); };
+  const auto shown = [](const nlohmann::json& v) {
+    return excerpt(v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 40);
+  };
   const auto wrong = [&](const char* key, const char* want, const nlohmann::json& v) {
     return fail(std::string("'") + key + "' must be " + want + ", got " + json_type_name(v) + " " + shown(v));
   };
@@ -260,11 +265,11 @@ std::optional<WorkerStatus> parse_worker_status(std::string_view text, std::stri
     return true;
   };
   constexpr int64_t big = int64_t{1} << 53;
-  if (!str("state", s.state, 32) || !str("stage", s.stage, 256) || !integer("stage_index", s.stage_index, -1, 1 << 20) ||
-      !integer("done", s.done, 0, big) || !integer("total", s.total, 0, big) || !number("eta_s", s.eta_s) ||
-      !str("error_type", s.error_type, 32) || !str("error", s.error, 4096) ||
-      !integer("attempt", s.attempt, 0, 1 << 20) || !integer("pid", s.pid, 0, 1 << 30) ||
-      !number("updated_at", s.updated_at))
+  if (!str("state", s.state, 32) || !str("stage", s.stage, 256) ||
+      !integer("stage_index", s.stage_index, -1, 1 << 20) || !integer("done", s.done, 0, big) ||
+      !integer("total", s.total, 0, big) || !number("eta_s", s.eta_s) || !str("error_type", s.error_type, 32) ||
+      !str("error", s.error, 4096) || !integer("attempt", s.attempt, 0, 1 << 20) ||
+      !integer("pid", s.pid, 0, 1 << 30) || !number("updated_at", s.updated_at))
     return std::nullopt;
   if (!s.state.empty() && s.state != "RUNNING" && s.state != "SUCCEEDED" && s.state != "FAILED")
     return fail("'state' must be RUNNING, SUCCEEDED or FAILED, got " + excerpt(s.state, 32));

@@ -31,14 +31,14 @@ namespace qjobs {
 // untrusted input (anyone who can write the job directory can write it), so
 // it is parsed field by field with its type checked; see parse_worker_status.
 struct WorkerStatus {
-  std::string state;                // RUNNING | SUCCEEDED | FAILED
+  std::string state;  // RUNNING | SUCCEEDED | FAILED
   std::string stage;
   std::vector<std::string> stages;
   int stage_index = -1;
-  int64_t done = 0, total = 0;      // total 0 = unknown
-  double eta_s = -1;                // -1 = unknown
+  int64_t done = 0, total = 0;                        // total 0 = unknown
+  double eta_s = -1;                                  // -1 = unknown
   nlohmann::json metrics = nlohmann::json::object();  // depth <= 4
-  std::string error_type, error;    // with state FAILED; error at most 4 KiB
+  std::string error_type, error;                      // with state FAILED; error at most 4 KiB
   int attempt = 0;
   int pid = 0;
   double updated_at = 0;
@@ -63,8 +63,8 @@ int open_job_file(const std::filesystem::path& root, std::string_view rel);
 // The whole of `rel` under `root` through open_job_file, at most `max_bytes`.
 // nullopt with *problem empty: absent; with *problem set: refused (a link,
 // not a regular file, larger than max_bytes, unreadable).
-std::optional<std::string> read_job_file(const std::filesystem::path& root, std::string_view rel,
-                                         std::size_t max_bytes, std::string* problem);
+std::optional<std::string> read_job_file(const std::filesystem::path& root, std::string_view rel, std::size_t max_bytes,
+                                         std::string* problem);
 
 // The nesting depth of the JSON text (arrays and objects, strings skipped),
 // by one linear scan that stops once it passes `limit`: a cheap check before

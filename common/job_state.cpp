@@ -48,9 +48,7 @@ std::optional<JobState> parse_job_state(std::string_view name) {
   return std::nullopt;
 }
 
-bool is_terminal(JobState s) {
-  return s == JobState::succeeded || s == JobState::failed || s == JobState::cancelled;
-}
+bool is_terminal(JobState s) { return s == JobState::succeeded || s == JobState::failed || s == JobState::cancelled; }
 
 std::string_view error_type_name(ErrorType t) {
   for (const auto& row : kErrorTypes)

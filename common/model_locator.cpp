@@ -30,7 +30,8 @@ std::optional<std::string> find_local_model_dir(const std::string& model, const 
   if (model.empty() || model.size() > 4096) return std::nullopt;
   if (fs::is_directory(model, ec)) return fs::absolute(model, ec).string();
   const auto parts = split(model, '/');
-  if (parts.size() != 2 || parts[0].empty() || parts[1].empty() || model.find("..") != std::string::npos) return std::nullopt;
+  if (parts.size() != 2 || parts[0].empty() || parts[1].empty() || model.find("..") != std::string::npos)
+    return std::nullopt;
   for (const auto& cache : hub_caches)
     if (auto snap = cached_snapshot(cache / ("models--" + parts[0] + "--" + parts[1]))) return snap->string();
   return std::nullopt;

@@ -4,13 +4,20 @@ namespace qjobs {
 
 std::string_view param_type_name(ParamType t) {
   switch (t) {
-    case ParamType::boolean: return "a boolean";
-    case ParamType::integer: return "an integer";
-    case ParamType::number: return "a number";
-    case ParamType::string: return "a string";
-    case ParamType::string_list: return "a list of strings";
-    case ParamType::section: return "a mapping";
-    case ParamType::section_list: return "a list of mappings";
+    case ParamType::boolean:
+      return "a boolean";
+    case ParamType::integer:
+      return "an integer";
+    case ParamType::number:
+      return "a number";
+    case ParamType::string:
+      return "a string";
+    case ParamType::string_list:
+      return "a list of strings";
+    case ParamType::section:
+      return "a mapping";
+    case ParamType::section_list:
+      return "a list of mappings";
   }
   return "a value";
 }
@@ -39,13 +46,18 @@ ParamSpec number(std::string name, std::string desc, json def, double lo, double
 }
 
 ParamSpec boolean(std::string name, std::string desc, json def) {
-  return ParamSpec{.name = std::move(name), .type = ParamType::boolean, .description = std::move(desc),
+  return ParamSpec{.name = std::move(name),
+                   .type = ParamType::boolean,
+                   .description = std::move(desc),
                    .default_value = std::move(def)};
 }
 
 ParamSpec string(std::string name, std::string desc, json def, std::vector<std::string> choices) {
-  return ParamSpec{.name = std::move(name), .type = ParamType::string, .description = std::move(desc),
-                   .default_value = std::move(def), .choices = std::move(choices)};
+  return ParamSpec{.name = std::move(name),
+                   .type = ParamType::string,
+                   .description = std::move(desc),
+                   .default_value = std::move(def),
+                   .choices = std::move(choices)};
 }
 
 ParamSpec string_list(std::string name, std::string desc) {
@@ -53,12 +65,16 @@ ParamSpec string_list(std::string name, std::string desc) {
 }
 
 ParamSpec section(std::string name, std::string desc, std::vector<ParamSpec> children) {
-  return ParamSpec{.name = std::move(name), .type = ParamType::section, .description = std::move(desc),
+  return ParamSpec{.name = std::move(name),
+                   .type = ParamType::section,
+                   .description = std::move(desc),
                    .children = std::move(children)};
 }
 
 ParamSpec section_list(std::string name, std::string desc, std::vector<ParamSpec> children) {
-  return ParamSpec{.name = std::move(name), .type = ParamType::section_list, .description = std::move(desc),
+  return ParamSpec{.name = std::move(name),
+                   .type = ParamType::section_list,
+                   .description = std::move(desc),
                    .children = std::move(children)};
 }
 

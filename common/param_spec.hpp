@@ -25,11 +25,11 @@ struct ParamSpec {
   std::string name;
   ParamType type = ParamType::string;
   std::string description;
-  nlohmann::json default_value;       // null: no default, the key stays absent
-  double min = -1e300;                // integer/number: inclusive bounds
+  nlohmann::json default_value;  // null: no default, the key stays absent
+  double min = -1e300;           // integer/number: inclusive bounds
   double max = 1e300;
-  std::vector<std::string> choices;   // string: allowed values when non-empty
-  std::vector<ParamSpec> children;    // section, section_list: the keys of the (each) mapping
+  std::vector<std::string> choices;  // string: allowed values when non-empty
+  std::vector<ParamSpec> children;   // section, section_list: the keys of the (each) mapping
   // Extra rule on a value that already has the right type; returns the
   // message when the value is rejected.
   std::function<std::optional<std::string>(const nlohmann::json&)> check;

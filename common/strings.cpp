@@ -67,8 +67,7 @@ std::size_t edit_distance(std::string_view a_in, std::string_view b_in, std::siz
   return std::min(prev[b.size()], over);
 }
 
-std::optional<std::string> closest_name(std::string_view word,
-                                        const std::vector<std::string>& candidates) {
+std::optional<std::string> closest_name(std::string_view word, const std::vector<std::string>& candidates) {
   if (word.size() > kMaxSuggestLength) return std::nullopt;
   std::optional<std::string> best;
   const std::size_t allowed = std::max<std::size_t>(2, word.size() / 3);

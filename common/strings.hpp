@@ -25,8 +25,7 @@ inline constexpr std::size_t kMaxSuggestLength = 64;
 // typo (distance <= max(2, |word| / 3)), else nullopt. Bounded cost: words
 // longer than kMaxSuggestLength, and candidates whose length differs by more
 // than the allowed distance, are not compared.
-std::optional<std::string> closest_name(std::string_view word,
-                                        const std::vector<std::string>& candidates);
+std::optional<std::string> closest_name(std::string_view word, const std::vector<std::string>& candidates);
 
 // Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code
 // points above U+10FFFF). On failure, *bad_offset is the first bad byte.

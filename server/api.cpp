@@ -87,10 +87,9 @@ Api::Api(Store& store, Scheduler& scheduler, ApiOptions options)
 
 fs::path Api::job_dir(const std::string& id) const { return options_.user_data / "jobs" / id; }
 
-StringResponse Api::error(http::status status, const std::string& message, const std::string& kind,
-                          unsigned version, json details) {
-  return json_response(status, {{"error", message}, {"kind", kind}, {"details", std::move(details)}},
-                       version);
+StringResponse Api::error(http::status status, const std::string& message, const std::string& kind, unsigned version,
+                          json details) {
+  return json_response(status, {{"error", message}, {"kind", kind}, {"details", std::move(details)}}, version);
 }
 
 const std::vector<Api::Route>& Api::routes() {
@@ -150,8 +149,8 @@ ApiResult Api::handle(const Request& req) {
   for (auto p : parsed->params())
     if (!query.emplace(p.key, p.has_value ? p.value : "").second)
       return error(http::status::bad_request,
-                   "query parameter '" + excerpt(std::string(p.key), 40) + "' is given more than once",
-                   "invalid_input", v);
+                   "query parameter '" + excerpt(std::string(p.key), 40) + "' is given more than once", "invalid_input",
+                   v);
   // Decoded path segments and query parameters end up in replies and
   // messages: refuse what is not UTF-8, saying where.
   for (std::size_t i = 0; i < segments.size(); ++i)
@@ -181,8 +180,7 @@ ApiResult Api::handle(const Request& req) {
     }
 
   const bool is_health = segments.size() == 1 && segments[0] == "healthz";
-  if (!options_.tokens.empty() && !is_health &&
-      !token_matches(options_.tokens, req[http::field::authorization])) {
+  if (!options_.tokens.empty() && !is_health && !token_matches(options_.tokens, req[http::field::authorization])) {
     auto res = error(http::status::unauthorized, "a valid bearer token is required", "unauthorized", v);
     res.set(http::field::www_authenticate, "Bearer");
     return res;
@@ -205,10 +203,8 @@ ApiResult Api::handle(const Request& req) {
         match = false;
         break;
       }
-      if (p == "{}")
-        params.push_back(segments[i]);
-      else if (p != segments[i])
-        match = false;
+      if (p == "{}") params.push_back(segments[i]);
+      else if (p != segments[i]) match = false;
       if (!match) break;
     }
     if (!match || (i != segments.size() && route.pattern.back() != "**") ||
@@ -240,7 +236,7 @@ ApiResult Api::handle(const Request& req) {
     } catch (const Error& e) {
       spdlog::error("{} {}: {}", std::string(req.method_string()), excerpt(req.target(), 200), e.what());
       const bool store_down = e.kind() == ErrorKind::io || e.kind() == ErrorKind::no_space;
-      const auto status = e.kind() == ErrorKind::not_found      ? http::status::not_found
+      const auto status = e.kind() == ErrorKind::not_found       ? http::status::not_found
                           : e.kind() == ErrorKind::conflict      ? http::status::conflict
                           : e.kind() == ErrorKind::invalid_input ? http::status::bad_request
                           : store_down                           ? http::status::service_unavailable
@@ -277,8 +273,8 @@ std::string new_job_id() {
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d%02d%02d-%02d%02d%02d-%016llx", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<unsigned long long>(bits));
+  std::snprintf(buf, sizeof buf, "%04d%02d%02d-%02d%02d%02d-%016llx", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<unsigned long long>(bits));
   return buf;
 }
 
@@ -299,30 +295,34 @@ ApiResult Api::submit(const Request& req, const Params&, const Query& query) {
     for (const auto& i : parsed.issues) details.push_back(to_json(i));
     const auto& first = parsed.issues.front();
     std::string msg = "invalid job spec: " + first.message;
-    if (first.line > 0) msg += " (line " + std::to_string(first.line) + ", column " + std::to_string(first.column) + ")";
+    if (first.line > 0)
+      msg += " (line " + std::to_string(first.line) + ", column " + std::to_string(first.column) + ")";
     if (parsed.issues.size() > 1) msg += " and " + std::to_string(parsed.issues.size() - 1) + " more";
-    return error(parsed.too_large ? http::status::payload_too_large : http::status::bad_request, msg,
-                 "invalid_input", v, details);
+    return error(parsed.too_large ? http::status::payload_too_large : http::status::bad_request, msg, "invalid_input",
+                 v, details);
   }
   const JobSpec& spec = *parsed.spec;
   const auto& cap = scheduler_.capacity();
   if (cap.gpu_mode() && spec.devices_requested() > cap.size())
-    return error(http::status::bad_request,
-                 "CUDA_ID asks for " + std::to_string(spec.devices_requested()) + " devices; this server has " +
-                     std::to_string(cap.size()),
-                 "invalid_input", v,
-                 json::array({{{"path", "CUDA_ID"}, {"line", 0}, {"column", 0},
-                               {"message", "more devices than the server has"}}}));
+    return error(
+        http::status::bad_request,
+        "CUDA_ID asks for " + std::to_string(spec.devices_requested()) + " devices; this server has " +
+            std::to_string(cap.size()),
+        "invalid_input", v,
+        json::array(
+            {{{"path", "CUDA_ID"}, {"line", 0}, {"column", 0}, {"message", "more devices than the server has"}}}));
 
   // CUDA_ID on a server of CPU slots: the job runs, on the CPU, and says so.
   std::vector<std::string> warnings = spec.warnings;
   if (!cap.gpu_mode() && !cap.slurm_gres && !spec.cuda_ids.empty()) {
     std::string ids;
     for (const int i : spec.cuda_ids) ids += (ids.empty() ? "" : ",") + std::to_string(i);
-    warnings.push_back(cap.slurm ? "CUDA_ID \"" + ids + "\" is ignored: this server submits to Slurm without "
-                                   "--slurm-gres gpu, so the job gets no GPU and computes on the CPU"
-                                 : "CUDA_ID \"" + ids + "\" is ignored: this server runs jobs on CPU slots (--slots), "
-                                   "so the job computes on the CPU");
+    warnings.push_back(cap.slurm ? "CUDA_ID \"" + ids +
+                                       "\" is ignored: this server submits to Slurm without "
+                                       "--slurm-gres gpu, so the job gets no GPU and computes on the CPU"
+                                 : "CUDA_ID \"" + ids +
+                                       "\" is ignored: this server runs jobs on CPU slots (--slots), "
+                                       "so the job computes on the CPU");
   }
 
   // A dry run (POST /jobs?dry_run=1, `jobctl validate`): every check a
@@ -388,8 +388,7 @@ ApiResult Api::submit(const Request& req, const Params&, const Query& query) {
   // the control thread's next pass (within 100 ms), never to this request.
   if (!scheduler_.capacity().slurm) scheduler_.try_tick();
   const auto rec = store_.get(job.id);
-  json body = {{"id", job.id}, {"state", job_state_name(rec ? rec->state : JobState::queued)},
-               {"warnings", warnings}};
+  json body = {{"id", job.id}, {"state", job_state_name(rec ? rec->state : JobState::queued)}, {"warnings", warnings}};
   auto res = json_response(http::status::created, body, v);
   res.set(http::field::location, "/jobs/" + job.id);
   return res;
@@ -444,9 +443,11 @@ ApiResult Api::list(const Request& req, const Params&, const Query& q) {
   if (const auto it = q.find("name"); it != q.end()) name = it->second;
   const auto rows = store_.list(state, static_cast<int>(limit) + 1, cursor, name);
   json jobs = json::array();
-  for (std::size_t i = 0; i < rows.size() && i < static_cast<std::size_t>(limit); ++i) jobs.push_back(job_view(rows[i]));
+  for (std::size_t i = 0; i < rows.size() && i < static_cast<std::size_t>(limit); ++i)
+    jobs.push_back(job_view(rows[i]));
   json body = {{"jobs", jobs}, {"next_cursor", nullptr}};
-  if (rows.size() > static_cast<std::size_t>(limit)) body["next_cursor"] = std::to_string(rows[static_cast<std::size_t>(limit) - 1].seq);
+  if (rows.size() > static_cast<std::size_t>(limit))
+    body["next_cursor"] = std::to_string(rows[static_cast<std::size_t>(limit) - 1].seq);
   return json_response(http::status::ok, body, v);
 }
 
@@ -461,10 +462,10 @@ ApiResult Api::get(const Request& req, const Params& p, const Query&) {
 }
 
 namespace {
-constexpr std::size_t kCompareMaxJobs = 50;           // distinct jobs in one /compare
-constexpr uint64_t kCompareMaxBytes = 64u << 20;      // report.json bytes one /compare reads from disk
-constexpr std::size_t kReportCacheEntries = 512;      // summaries kept (each a few KiB)
-constexpr std::size_t kSerialParseBytes = 1u << 20;   // larger reports are parsed one at a time
+constexpr std::size_t kCompareMaxJobs = 50;          // distinct jobs in one /compare
+constexpr uint64_t kCompareMaxBytes = 64u << 20;     // report.json bytes one /compare reads from disk
+constexpr std::size_t kReportCacheEntries = 512;     // summaries kept (each a few KiB)
+constexpr std::size_t kSerialParseBytes = 1u << 20;  // larger reports are parsed one at a time
 }  // namespace
 
 std::optional<json> Api::compare_summary(const std::string& id, uint64_t* bytes_read, std::string* problem) {
@@ -487,10 +488,9 @@ std::optional<json> Api::compare_summary(const std::string& id, uint64_t* bytes_
   const int64_t mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   {
     std::lock_guard lock(report_mu_);
-    if (const auto it = report_cache_.find(id); it != report_cache_.end() && it->second.dev == st.st_dev &&
-                                                it->second.ino == st.st_ino &&
-                                                it->second.size == static_cast<uint64_t>(st.st_size) &&
-                                                it->second.mtime_ns == mtime_ns) {
+    if (const auto it = report_cache_.find(id);
+        it != report_cache_.end() && it->second.dev == st.st_dev && it->second.ino == st.st_ino &&
+        it->second.size == static_cast<uint64_t>(st.st_size) && it->second.mtime_ns == mtime_ns) {
       it->second.used = ++report_tick_;
       return it->second.summary;
     }
@@ -530,8 +530,12 @@ std::optional<json> Api::compare_summary(const std::string& id, uint64_t* bytes_
       if (it->second.used < oldest->second.used) oldest = it;
     report_cache_.erase(oldest);
   }
-  report_cache_[id] = CachedReport{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-                                   static_cast<uint64_t>(st.st_size), mtime_ns, *summary, ++report_tick_};
+  report_cache_[id] = CachedReport{static_cast<uint64_t>(st.st_dev),
+                                   static_cast<uint64_t>(st.st_ino),
+                                   static_cast<uint64_t>(st.st_size),
+                                   mtime_ns,
+                                   *summary,
+                                   ++report_tick_};
   return summary;
 }
 
@@ -555,7 +559,8 @@ ApiResult Api::compare(const Request& req, const Params&, const Query& q) {
   uint64_t bytes_read = 0;
   for (const auto& ref : refs) {
     const auto job = store_.find(ref);
-    if (!job) return error(http::status::not_found, "no job with id or name '" + excerpt(ref, 200) + "'", "not_found", v);
+    if (!job)
+      return error(http::status::not_found, "no job with id or name '" + excerpt(ref, 200) + "'", "not_found", v);
     if (!seen.insert(job->id).second) continue;
     if (inputs.size() == kCompareMaxJobs)
       return error(http::status::bad_request, "at most " + std::to_string(kCompareMaxJobs) + " jobs compare at once",
@@ -594,20 +599,23 @@ bool Api::job_active(const std::string& id) {
 }
 
 ApiResult Api::logs(const Request& req, const Params& p, const Query& q) {
-  if (!store_.get(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
+  if (!store_.get(p[0]))
+    return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
   const auto follow = query_bool(q, "follow");
   if (!follow) return error(http::status::bad_request, bool_problem(q, "follow"), "invalid_input", req.version());
   StreamPlan plan{p[0], job_dir(p[0]), "logs/worker.log", "text/plain; charset=utf-8", *follow, {}};
   if (q.count("tail")) {
     const auto t = query_int(q, "tail");
-    if (!t || *t < 0) return error(http::status::bad_request, "tail must be a non-negative integer", "invalid_input", req.version());
+    if (!t || *t < 0)
+      return error(http::status::bad_request, "tail must be a non-negative integer", "invalid_input", req.version());
     plan.tail_lines = *t;
   }
   return plan;
 }
 
 ApiResult Api::events(const Request& req, const Params& p, const Query& q) {
-  if (!store_.get(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
+  if (!store_.get(p[0]))
+    return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
   const auto follow = query_bool(q, "follow");
   if (!follow) return error(http::status::bad_request, bool_problem(q, "follow"), "invalid_input", req.version());
   return StreamPlan{p[0], job_dir(p[0]), "events.jsonl", "application/x-ndjson", *follow, {}};
@@ -625,8 +633,7 @@ ApiResult Api::remove(const Request& req, const Params& p, const Query&) {
   if (!job) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", v);
   if (!is_terminal(job->state))
     return error(http::status::conflict,
-                 "job " + p[0] + " is " + std::string(job_state_name(job->state)) + "; cancel it first",
-                 "conflict", v);
+                 "job " + p[0] + " is " + std::string(job_state_name(job->state)) + "; cancel it first", "conflict", v);
   if (!store_.remove(p[0])) return error(http::status::conflict, "job " + p[0] + " changed state", "conflict", v);
   std::error_code ec;
   fs::remove_all(job_dir(p[0]), ec);
@@ -684,7 +691,8 @@ ApiResult Api::healthz(const Request& req, const Params&, const Query&) {
     body["store"]["error"] = store.last_error;
     body["store"]["failing_since"] = store.failing_since;
   }
-  if (options_.connections) body["connections"] = {{"open", options_.connections->open.load()}, {"max", options_.connections->max}};
+  if (options_.connections)
+    body["connections"] = {{"open", options_.connections->open.load()}, {"max", options_.connections->max}};
   return json_response(http::status::ok, body, req.version());
 }
 
@@ -692,8 +700,8 @@ ApiResult Api::metrics(const Request& req, const Params&, const Query&) {
   std::string out;
   out += "# HELP qjobs_jobs Jobs in the store by state.\n# TYPE qjobs_jobs gauge\n";
   const auto counts = store_.count_by_state();
-  for (const auto s : {JobState::queued, JobState::running, JobState::cancelling, JobState::succeeded,
-                       JobState::failed, JobState::cancelled}) {
+  for (const auto s : {JobState::queued, JobState::running, JobState::cancelling, JobState::succeeded, JobState::failed,
+                       JobState::cancelled}) {
     const auto it = counts.find(s);
     out += "qjobs_jobs{state=\"" + std::string(job_state_name(s)) + "\"} " +
            std::to_string(it == counts.end() ? 0 : it->second) + "\n";
@@ -706,7 +714,9 @@ ApiResult Api::metrics(const Request& req, const Params&, const Query&) {
   out += "# HELP qjobs_devices_total Devices or slots of this server.\n# TYPE qjobs_devices_total gauge\n";
   out += "qjobs_devices_total " + std::to_string(scheduler_.capacity().size()) + "\n";
   out += scheduler_.dispatcher_metrics();
-  out += "# HELP qjobs_job_duration_seconds Submission to end of finished jobs.\n# TYPE qjobs_job_duration_seconds summary\n";
+  out +=
+      "# HELP qjobs_job_duration_seconds Submission to end of finished jobs.\n# TYPE qjobs_job_duration_seconds "
+      "summary\n";
   for (const auto& [state, sc] : store_.durations()) {
     const std::string label = "{state=\"" + std::string(job_state_name(state)) + "\"}";
     out += "qjobs_job_duration_seconds_sum" + label + " " + std::to_string(sc.first) + "\n";
@@ -718,26 +728,44 @@ ApiResult Api::metrics(const Request& req, const Params&, const Query&) {
   out += "qjobs_jobs_submitted_total " + std::to_string(submitted_.load()) + "\n";
   const auto store = store_.health();
   const auto sched = scheduler_.health();
-  out += "# HELP qjobs_store_writable Whether the last write to the database went through.\n# TYPE qjobs_store_writable gauge\n";
+  out +=
+      "# HELP qjobs_store_writable Whether the last write to the database went through.\n# TYPE qjobs_store_writable "
+      "gauge\n";
   out += "qjobs_store_writable " + std::to_string(store.writable ? 1 : 0) + "\n";
-  out += "# HELP qjobs_store_write_errors_total Database writes that failed since start.\n# TYPE qjobs_store_write_errors_total counter\n";
+  out +=
+      "# HELP qjobs_store_write_errors_total Database writes that failed since start.\n# TYPE "
+      "qjobs_store_write_errors_total counter\n";
   out += "qjobs_store_write_errors_total " + std::to_string(store.write_errors) + "\n";
-  out += "# HELP qjobs_sqlite_memory_bytes Memory SQLite holds (page caches, statements).\n# TYPE qjobs_sqlite_memory_bytes gauge\n";
+  out +=
+      "# HELP qjobs_sqlite_memory_bytes Memory SQLite holds (page caches, statements).\n# TYPE "
+      "qjobs_sqlite_memory_bytes gauge\n";
   out += "qjobs_sqlite_memory_bytes " + std::to_string(Store::memory_used()) + "\n";
-  out += "# HELP qjobs_pending_transitions Ended workers whose new state waits to be stored.\n# TYPE qjobs_pending_transitions gauge\n";
+  out +=
+      "# HELP qjobs_pending_transitions Ended workers whose new state waits to be stored.\n# TYPE "
+      "qjobs_pending_transitions gauge\n";
   out += "qjobs_pending_transitions " + std::to_string(sched.unsettled) + "\n";
-  out += "# HELP qjobs_http_unavailable_total Requests answered 503 because the store could not write.\n# TYPE qjobs_http_unavailable_total counter\n";
+  out +=
+      "# HELP qjobs_http_unavailable_total Requests answered 503 because the store could not write.\n# TYPE "
+      "qjobs_http_unavailable_total counter\n";
   out += "qjobs_http_unavailable_total " + std::to_string(unavailable_.load()) + "\n";
   if (const auto* c = options_.connections) {
     out += "# HELP qjobs_connections_open Connections being served.\n# TYPE qjobs_connections_open gauge\n";
     out += "qjobs_connections_open " + std::to_string(c->open.load()) + "\n";
-    out += "# HELP qjobs_connections_refused_total Connections refused at --max-connections.\n# TYPE qjobs_connections_refused_total counter\n";
+    out +=
+        "# HELP qjobs_connections_refused_total Connections refused at --max-connections.\n# TYPE "
+        "qjobs_connections_refused_total counter\n";
     out += "qjobs_connections_refused_total " + std::to_string(c->refused.load()) + "\n";
-    out += "# HELP qjobs_connections_evicted_total Idle connections closed at --max-connections to admit a new one.\n# TYPE qjobs_connections_evicted_total counter\n";
+    out +=
+        "# HELP qjobs_connections_evicted_total Idle connections closed at --max-connections to admit a new one.\n# "
+        "TYPE qjobs_connections_evicted_total counter\n";
     out += "qjobs_connections_evicted_total " + std::to_string(c->evicted.load()) + "\n";
-    out += "# HELP qjobs_accept_errors_total Failed accept() calls (out of descriptors and others).\n# TYPE qjobs_accept_errors_total counter\n";
+    out +=
+        "# HELP qjobs_accept_errors_total Failed accept() calls (out of descriptors and others).\n# TYPE "
+        "qjobs_accept_errors_total counter\n";
     out += "qjobs_accept_errors_total " + std::to_string(c->accept_errors.load()) + "\n";
-    out += "# HELP qjobs_http_malformed_total Requests refused with 400 for their HTTP framing.\n# TYPE qjobs_http_malformed_total counter\n";
+    out +=
+        "# HELP qjobs_http_malformed_total Requests refused with 400 for their HTTP framing.\n# TYPE "
+        "qjobs_http_malformed_total counter\n";
     out += "qjobs_http_malformed_total " + std::to_string(c->malformed.load()) + "\n";
   }
   StringResponse res{http::status::ok, req.version()};

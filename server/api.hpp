@@ -47,21 +47,21 @@ struct ConnectionStats {
 
 struct StreamPlan {
   std::string job_id;
-  std::filesystem::path job_root;    // the job's folder
-  std::string file;                  // relative to job_root, opened with open_job_file
+  std::filesystem::path job_root;  // the job's folder
+  std::string file;                // relative to job_root, opened with open_job_file
   std::string content_type;
-  bool follow = false;               // keep streaming until the job is terminal
-  std::optional<int64_t> tail_lines; // start at the last N lines
+  bool follow = false;                // keep streaming until the job is terminal
+  std::optional<int64_t> tail_lines;  // start at the last N lines
 };
 
 using ApiResult = std::variant<StringResponse, FileResponse, StreamPlan>;
 
 struct ApiOptions {
   std::filesystem::path user_data;
-  std::set<std::string> tokens;      // empty: no authentication
-  std::size_t body_limit = 1 << 20;  // bytes of a request body
+  std::set<std::string> tokens;                  // empty: no authentication
+  std::size_t body_limit = 1 << 20;              // bytes of a request body
   const ConnectionStats* connections = nullptr;  // reported when set
-  Environment env;                   // the data root and hub caches submissions are checked against
+  Environment env;                               // the data root and hub caches submissions are checked against
 };
 
 class Api {
@@ -77,9 +77,8 @@ class Api {
   bool job_active(const std::string& job_id);
   std::filesystem::path job_dir(const std::string& id) const;
 
-  static StringResponse error(http::status status, const std::string& message,
-                              const std::string& kind, unsigned version,
-                              nlohmann::json details = nlohmann::json::array());
+  static StringResponse error(http::status status, const std::string& message, const std::string& kind,
+                              unsigned version, nlohmann::json details = nlohmann::json::array());
 
  private:
   using Params = std::vector<std::string>;

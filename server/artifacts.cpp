@@ -73,7 +73,7 @@ void ChecksumCache::store(const Key& key, std::string sha) {
 }
 
 std::optional<std::string> ChecksumCache::lookup(const fs::path& root, const std::string& rel, const struct stat& st,
-                                                  uint64_t* inline_left) {
+                                                 uint64_t* inline_left) {
   const Key key = key_of(root, rel, st);
   {
     std::lock_guard lock(mu_);
@@ -153,8 +153,8 @@ std::optional<fs::path> resolve_artifact(const fs::path& root, const std::vector
   if (segments.empty()) return std::nullopt;
   std::string rel;
   for (const auto& s : segments) {
-    if (s.empty() || s == "." || s == ".." || s.find('/') != std::string::npos ||
-        s.find('\\') != std::string::npos || s.find('\0') != std::string::npos)
+    if (s.empty() || s == "." || s == ".." || s.find('/') != std::string::npos || s.find('\\') != std::string::npos ||
+        s.find('\0') != std::string::npos)
       return std::nullopt;
     rel += (rel.empty() ? "" : "/") + s;
   }

@@ -23,7 +23,7 @@
 namespace qjobs::server {
 
 struct ArtifactInfo {
-  std::string path;    // relative to the job directory, '/'-separated
+  std::string path;  // relative to the job directory, '/'-separated
   uint64_t size = 0;
   std::string sha256;  // lowercase hex; "" while the checksum is being computed
 };
@@ -37,9 +37,9 @@ struct ArtifactInfo {
 class ChecksumCache {
  public:
   struct Options {
-    uint64_t inline_bytes = 1u << 20;       // files up to this size are hashed on request
-    uint64_t inline_budget = 16u << 20;     // bytes one listing hashes inline at most
-    std::size_t max_entries = 200000;       // checksums kept; the oldest half goes when full
+    uint64_t inline_bytes = 1u << 20;    // files up to this size are hashed on request
+    uint64_t inline_budget = 16u << 20;  // bytes one listing hashes inline at most
+    std::size_t max_entries = 200000;    // checksums kept; the oldest half goes when full
   };
   ChecksumCache();
   explicit ChecksumCache(Options options);
@@ -51,8 +51,8 @@ class ChecksumCache {
   // or computed now when the file is small and *inline_left allows (it is
   // reduced by the bytes read), or nullopt after queueing it. A file that
   // cannot be read as a regular file also gives nullopt (and is not queued).
-  std::optional<std::string> lookup(const std::filesystem::path& root, const std::string& rel,
-                                     const struct stat& st, uint64_t* inline_left);
+  std::optional<std::string> lookup(const std::filesystem::path& root, const std::string& rel, const struct stat& st,
+                                    uint64_t* inline_left);
 
   uint64_t inline_budget() const { return options_.inline_budget; }
 
@@ -64,7 +64,8 @@ class ChecksumCache {
     std::string path;
     uint64_t dev, ino, size;
     int64_t mtime_ns;
-    auto operator<=>(const Key&) const = default;  // NOLINT(modernize-use-nullptr): clang-tidy 14 misreads the defaulted <=>
+    auto operator<=>(const Key&) const =
+        default;  // NOLINT(modernize-use-nullptr): clang-tidy 14 misreads the defaulted <=>
   };
   struct Job {
     std::filesystem::path root;

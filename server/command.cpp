@@ -44,7 +44,8 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
       ::pipe2(err.data(), O_CLOEXEC) != 0) {
     r.not_started = true;
     r.err = std::string("pipe: ") + std::strerror(errno);
-    for (auto* p : {&in, &out, &err}) for (int& fd : *p) close_fd(fd);
+    for (auto* p : {&in, &out, &err})
+      for (int& fd : *p) close_fd(fd);
     return r;
   }
 
@@ -103,7 +104,8 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(options.timeout_s);
   char buf[65536];
   while (out[0] >= 0 || err[0] >= 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       r.timed_out = true;
       ::kill(pid, SIGKILL);
@@ -127,9 +129,11 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
       const ssize_t got = ::read(p.fd, buf, sizeof buf);
       if (got > 0) {
         std::string& dst = p.fd == out[0] ? r.out : r.err;
-        dst.append(buf, std::min<std::size_t>(static_cast<std::size_t>(got), options.max_output - std::min(options.max_output, dst.size())));
+        dst.append(buf, std::min<std::size_t>(static_cast<std::size_t>(got),
+                                              options.max_output - std::min(options.max_output, dst.size())));
       } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
-        if (p.fd == out[0]) close_fd(out[0]); else close_fd(err[0]);
+        if (p.fd == out[0]) close_fd(out[0]);
+        else close_fd(err[0]);
       }
     }
   }
@@ -144,7 +148,8 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
     if (std::chrono::steady_clock::now() >= deadline) {
       r.timed_out = true;
       ::kill(pid, SIGKILL);
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
       break;
     }
     ::usleep(2000);

@@ -13,22 +13,22 @@
 namespace qjobs::server {
 
 struct CommandResult {
-  int exit_code = -1;          // -1 when it did not exit normally
-  int signal = 0;              // the signal that ended it, 0 if none
-  bool timed_out = false;      // killed at the deadline
-  bool not_started = false;    // the program could not be run (missing)
-  std::string out;             // stdout, at most `max_output` bytes
-  std::string err;             // stderr, at most `max_output` bytes
+  int exit_code = -1;        // -1 when it did not exit normally
+  int signal = 0;            // the signal that ended it, 0 if none
+  bool timed_out = false;    // killed at the deadline
+  bool not_started = false;  // the program could not be run (missing)
+  std::string out;           // stdout, at most `max_output` bytes
+  std::string err;           // stderr, at most `max_output` bytes
   bool ok() const { return exit_code == 0; }
   // One line for logs and events: the first line of stderr, or how it ended.
   std::string summary() const;
 };
 
 struct CommandOptions {
-  std::string input;                          // written to its stdin
-  double timeout_s = 20;                      // then SIGKILL
-  std::size_t max_output = 4 << 20;           // bytes kept of each stream
-  std::map<std::string, std::string> env;     // added to (replacing in) the environment
+  std::string input;                       // written to its stdin
+  double timeout_s = 20;                   // then SIGKILL
+  std::size_t max_output = 4 << 20;        // bytes kept of each stream
+  std::map<std::string, std::string> env;  // added to (replacing in) the environment
 };
 
 // argv[0] is looked up in PATH. Never throws.

@@ -8,7 +8,7 @@
 namespace qjobs::server {
 
 struct DashboardAsset {
-  std::string_view name;          // "index.html", "app.js", ...
+  std::string_view name;  // "index.html", "app.js", ...
   std::string_view content_type;
   std::string_view bytes;
 };

@@ -38,11 +38,11 @@ struct AttemptUpdate {
   };
   std::string handle;
   Phase phase = Phase::ended;
-  std::string stage;                  // pending: why it waits, e.g. "pending in Slurm (Resources)"
+  std::string stage;  // pending: why it waits, e.g. "pending in Slurm (Resources)"
   End end = End::exited;
-  std::optional<int> exit_code;       // set when it exited normally
-  std::optional<int> signal;          // set when a signal ended it
-  std::string detail;                 // e.g. "Slurm job 17 NODE_FAIL", "cancelled in Slurm by alice (uid 1000)"
+  std::optional<int> exit_code;  // set when it exited normally
+  std::optional<int> signal;     // set when a signal ended it
+  std::string detail;            // e.g. "Slurm job 17 NODE_FAIL", "cancelled in Slurm by alice (uid 1000)"
 };
 
 // A backend attempt that the store has no handle for: submitted just before

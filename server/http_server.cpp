@@ -135,7 +135,10 @@ struct HttpServer::Impl {
   int evicting = 0;  // closed waiting sessions whose coroutine has not ended yet
 
   Impl(asio::io_context& io_, Api& api_, HttpOptions o)
-      : io(io_), api(api_), options(std::move(o)), acceptor(io_),
+      : io(io_),
+        api(api_),
+        options(std::move(o)),
+        acceptor(io_),
         read_pool(static_cast<std::size_t>(std::max(1, options.handler_threads))),
         write_pool(static_cast<std::size_t>(std::max(1, options.handler_threads / 2))),
         stream_pool(static_cast<std::size_t>(std::max(1, options.handler_threads / 2))),
@@ -211,8 +214,8 @@ struct HttpServer::Impl {
   asio::awaitable<void> refuse(tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
     auto res = Api::error(http::status::service_unavailable,
-                          "too many connections (the server serves at most " +
-                              std::to_string(options.max_connections) + " at once); retry shortly",
+                          "too many connections (the server serves at most " + std::to_string(options.max_connections) +
+                              " at once); retry shortly",
                           "unavailable", 11);
     res.set(http::field::retry_after, "1");
     res.keep_alive(false);
@@ -257,8 +260,8 @@ struct HttpServer::Impl {
     if (malformed_log.allow(&held))
       spdlog::warn("malformed HTTP request {}: {}{}", where, ec.message(),
                    held ? " (" + std::to_string(held) + " more since the last report)" : "");
-    auto res = Api::error(http::status::bad_request, std::string("malformed HTTP request ") + where + ": " + ec.message(),
-                          "invalid_input", 11);
+    auto res = Api::error(http::status::bad_request,
+                          std::string("malformed HTTP request ") + where + ": " + ec.message(), "invalid_input", 11);
     co_await send(stream, res, false);
   }
 
@@ -372,12 +375,10 @@ struct HttpServer::Impl {
         return r;
       };
       std::optional<ApiResult> result;
-      if (Api::answers_from_memory(req))
-        result = run();
+      if (Api::answers_from_memory(req)) result = run();
       else
-        result = co_await on_pool(req.method() == http::verb::get || req.method() == http::verb::head ? read_pool
-                                                                                                       : write_pool,
-                                  run);
+        result = co_await on_pool(
+            req.method() == http::verb::get || req.method() == http::verb::head ? read_pool : write_pool, run);
       bool ok = true;
       if (auto* s = std::get_if<StringResponse>(&*result)) {
         ok = co_await send(stream, *s, keep_alive);

@@ -10,9 +10,8 @@
 // max_connections are open at once. At the cap a new connection closes the
 // connection that has waited longest for a request (idle keep-alive, or a
 // header still arriving), so idle connections never lock anyone out; only
-// when every connection has a request in progress does the next get a 503. When accept fails for lack of descriptors (EMFILE/ENFILE) it
-// backs off (10 ms doubling to 1 s) instead of spinning, and the log line is
-// rate-limited.
+// when every connection has a request in progress does the next get a 503. When accept fails for lack of descriptors
+// (EMFILE/ENFILE) it backs off (10 ms doubling to 1 s) instead of spinning, and the log line is rate-limited.
 #pragma once
 
 #include <chrono>
@@ -33,9 +32,9 @@ struct HttpOptions {
   std::size_t body_limit = 1 << 20;
   std::chrono::seconds read_timeout{30};
   std::chrono::milliseconds follow_poll{200};
-  int64_t max_connections = 512;           // served at once; more are refused with 503
-  int handler_threads = 4;                 // pool for handlers and file reads
-  ConnectionStats* stats = nullptr;        // counters to update; optional
+  int64_t max_connections = 512;     // served at once; more are refused with 503
+  int handler_threads = 4;           // pool for handlers and file reads
+  ConnectionStats* stats = nullptr;  // counters to update; optional
 };
 
 class HttpServer {

@@ -65,12 +65,9 @@ std::string fmt_eta(const json& eta) {
   if (!eta.is_number()) return "?";
   const auto s = std::lround(eta.get<double>());
   char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
-  else if (s >= 60)
-    std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%lds", s);
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  else std::snprintf(buf, sizeof buf, "%lds", s);
   return buf;
 }
 
@@ -168,8 +165,7 @@ std::string read_spec(const std::string& file) {
     return text;
   }
   std::error_code ec;
-  if (!fs::is_regular_file(file, ec))
-    throw qjobs::Error(qjobs::ErrorKind::invalid_input, "no such spec file: " + file);
+  if (!fs::is_regular_file(file, ec)) throw qjobs::Error(qjobs::ErrorKind::invalid_input, "no such spec file: " + file);
   return qjobs::read_file(file);
 }
 
@@ -212,13 +208,16 @@ std::string apply_sets(const std::string& text, const std::vector<std::string>& 
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    throw qjobs::Error(qjobs::ErrorKind::invalid_input, std::string("the spec is not YAML, so --set cannot apply: ") + e.what());
+    throw qjobs::Error(qjobs::ErrorKind::invalid_input,
+                       std::string("the spec is not YAML, so --set cannot apply: ") + e.what());
   }
-  if (!root.IsMap()) throw qjobs::Error(qjobs::ErrorKind::invalid_input, "the spec is not a mapping, so --set cannot apply");
+  if (!root.IsMap())
+    throw qjobs::Error(qjobs::ErrorKind::invalid_input, "the spec is not a mapping, so --set cannot apply");
   for (const auto& kv : sets) {
     const auto eq = kv.find('=');
     if (eq == std::string::npos || eq == 0)
-      throw qjobs::Error(qjobs::ErrorKind::invalid_input, "--set wants KEY=VALUE (a dotted KEY such as llm.RTN.W_BIT), got '" + kv + "'");
+      throw qjobs::Error(qjobs::ErrorKind::invalid_input,
+                         "--set wants KEY=VALUE (a dotted KEY such as llm.RTN.W_BIT), got '" + kv + "'");
     std::vector<std::string> parts = qjobs::split(kv.substr(0, eq), '.');
     for (const auto& part : parts)
       if (part.empty()) throw qjobs::Error(qjobs::ErrorKind::invalid_input, "--set: empty key segment in '" + kv + "'");
@@ -247,9 +246,7 @@ std::string fmt_age(double seconds) {
   return buf;
 }
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 std::string cell(std::string s, std::size_t width) {
   if (s.size() > width) s = s.substr(0, width - 1) + "~";
@@ -293,9 +290,10 @@ static std::string sha_of(const json& a) {
 }
 
 int main(int argc, char** argv) {
-  CLI::App app{"jobctl: submit and watch qjobs jobs.\n"
-               "Exit codes: 0 ok, 1 job failed or request refused, 2 usage, 3 server unreachable, 4 not found, 5 invalid spec",
-               "jobctl"};
+  CLI::App app{
+      "jobctl: submit and watch qjobs jobs.\n"
+      "Exit codes: 0 ok, 1 job failed or request refused, 2 usage, 3 server unreachable, 4 not found, 5 invalid spec",
+      "jobctl"};
   app.require_subcommand(1);
   app.fallthrough();  // --server, --token and --json also after the command
   Options o;
@@ -410,7 +408,8 @@ int main(int argc, char** argv) {
     }
     for (const auto& a : qjobs::algorithm_catalog())
       if (a.available) std::printf("%-12s %s\n", a.name.c_str(), a.description.c_str());
-    std::cout << "\n`jobctl algorithms NAME` lists an algorithm's keys; `jobctl init NAME` prints a spec to start from.\n";
+    std::cout
+        << "\n`jobctl algorithms NAME` lists an algorithm's keys; `jobctl init NAME` prints a spec to start from.\n";
     return kExitOk;
   }
 
@@ -447,10 +446,12 @@ int main(int argc, char** argv) {
           std::cout << r.dump(2) << "\n";
         } else {
           const json& spec = r.value("spec", json::object());
-          std::cout << "valid: " << spec.value("ALGORITHM", std::string("?")) << " on " << spec.value("MODEL", std::string("?"))
-                    << ", export " << spec.value("EXPORT_FORMAT", std::string("?")) << "\n";
+          std::cout << "valid: " << spec.value("ALGORITHM", std::string("?")) << " on "
+                    << spec.value("MODEL", std::string("?")) << ", export "
+                    << spec.value("EXPORT_FORMAT", std::string("?")) << "\n";
         }
-        for (const auto& w : r.value("warnings", json::array())) std::cerr << "warning: " << w.get<std::string>() << "\n";
+        for (const auto& w : r.value("warnings", json::array()))
+          std::cerr << "warning: " << w.get<std::string>() << "\n";
         return kExitOk;
       } catch (const Refused& r) {
         if (r.status != 400 && r.status != 413) throw;
@@ -579,7 +580,8 @@ int main(int argc, char** argv) {
     }
     if (*waitcmd) return wait_for(client, id, o);
     if (*report) {
-      const auto r = client.request("GET", "/jobs/" + url_encode(id) + "/artifacts/" + (o.json_output ? "report.json" : "report.md"));
+      const auto r = client.request(
+          "GET", "/jobs/" + url_encode(id) + "/artifacts/" + (o.json_output ? "report.json" : "report.md"));
       if (r.status >= 400) throw Refused{r.status, parse_body(r)};
       std::cout << r.body << (r.body.empty() || r.body.back() != '\n' ? "\n" : "");
       return kExitOk;
@@ -596,7 +598,8 @@ int main(int argc, char** argv) {
     print_refusal(r, o);
     return exit_code_for(r);
   } catch (const qjobs::Error& e) {
-    if (o.json_output) std::cout << json{{"error", e.what()}, {"kind", qjobs::error_kind_name(e.kind())}}.dump(2) << "\n";
+    if (o.json_output)
+      std::cout << json{{"error", e.what()}, {"kind", qjobs::error_kind_name(e.kind())}}.dump(2) << "\n";
     std::cerr << "error: " << e.what() << "\n";
     if (e.kind() == qjobs::ErrorKind::invalid_input) return kExitUsage;
     if (e.kind() == qjobs::ErrorKind::not_found) return kExitNotFound;

@@ -76,8 +76,7 @@ std::string LocalDispatcher::launch(const LaunchRequest& req) {
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
 
-  std::vector<std::string> args = {worker_.string(), "run", req.spec_path.string(), "--job-dir",
-                                   req.job_dir.string()};
+  std::vector<std::string> args = {worker_.string(), "run", req.spec_path.string(), "--job-dir", req.job_dir.string()};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -111,8 +110,7 @@ std::string LocalDispatcher::launch(const LaunchRequest& req) {
   const int rc = posix_spawn(&pid, worker_.c_str(), &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0)
-    throw Error(ErrorKind::io, "cannot start " + worker_.string() + ": " + std::strerror(rc));
+  if (rc != 0) throw Error(ErrorKind::io, "cannot start " + worker_.string() + ": " + std::strerror(rc));
   const std::string token = process_start_token(pid);
   std::string handle = local_handle(pid, token);
   children_.push_back({handle, pid, token, true});

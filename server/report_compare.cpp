@@ -38,20 +38,24 @@ std::string string_at(const json& o, const char* key, const std::string& fallbac
 // Which keys report_summary keeps, by their path from the report's root.
 bool summary_keeps(const std::vector<std::string>& path) {
   static const std::set<std::string> top = {"algorithm", "export_format", "model", "spec",
-                                            "size_mib", "stage_seconds", "eval"};
-  static const std::set<std::string> result_keys = {"ppl", "acc", "acc_norm", "protocol", "data", "seqlen",
-                                                    "windows", "format", "num_fewshot", "n", "seed", "cached"};
+                                            "size_mib",  "stage_seconds", "eval"};
+  static const std::set<std::string> result_keys = {"ppl",     "acc",    "acc_norm",    "protocol", "data", "seqlen",
+                                                    "windows", "format", "num_fewshot", "n",        "seed", "cached"};
   const auto& p = path;
   switch (p.size()) {
-    case 1: return top.count(p[0]) > 0;
+    case 1:
+      return top.count(p[0]) > 0;
     case 2:
       return (p[0] == "model" && p[1] == "source") || (p[0] == "spec" && p[1] == "params") ||
              (p[0] == "size_mib" && (p[1] == "before" || p[1] == "after")) ||
              (p[0] == "stage_seconds" && p[1] == "quantize") ||
              (p[0] == "eval" && (p[1] == "quantized" || p[1] == "model" || p[1] == "original"));
-    case 3: return (p[0] == "spec" || p[0] == "eval") && p[2].size() <= 200;
-    case 4: return p[0] == "eval" && result_keys.count(p[3]) > 0;
-    default: return false;
+    case 3:
+      return (p[0] == "spec" || p[0] == "eval") && p[2].size() <= 200;
+    case 4:
+      return p[0] == "eval" && result_keys.count(p[3]) > 0;
+    default:
+      return false;
   }
 }
 
@@ -205,11 +209,18 @@ json compare_reports(const std::vector<CompareInput>& jobs) {
   json original_size = json::object();
   for (const auto& j : jobs) {
     const json& r = j.report;
-    json col = {{"id", j.id}, {"name", j.name}, {"state", j.state}, {"label", j.report.is_object() ? compare_label(r) : "?"},
-                {"algorithm", r.is_object() && r.contains("algorithm") && r["algorithm"].is_string() ? r["algorithm"] : json(nullptr)},
+    json col = {{"id", j.id},
+                {"name", j.name},
+                {"state", j.state},
+                {"label", j.report.is_object() ? compare_label(r) : "?"},
+                {"algorithm", r.is_object() && r.contains("algorithm") && r["algorithm"].is_string() ? r["algorithm"]
+                                                                                                     : json(nullptr)},
                 {"model", r.is_object() ? json(model_of(r)) : json(nullptr)},
-                {"export_format", r.is_object() && r.contains("export_format") && r["export_format"].is_string() ? r["export_format"] : json(nullptr)},
-                {"size_mib", nullptr}, {"quantize_s", nullptr}};
+                {"export_format", r.is_object() && r.contains("export_format") && r["export_format"].is_string()
+                                      ? r["export_format"]
+                                      : json(nullptr)},
+                {"size_mib", nullptr},
+                {"quantize_s", nullptr}};
     if (!j.problem.empty()) {
       notes.push_back("job " + j.id + ": " + j.problem);
     } else if (!r.is_object()) {
@@ -224,7 +235,8 @@ json compare_reports(const std::vector<CompareInput>& jobs) {
           original_size[model_of(r)] = size["before"];
       }
       const json& secs = r.value("stage_seconds", json::object());
-      if (secs.is_object() && secs.contains("quantize") && secs["quantize"].is_number()) col["quantize_s"] = secs["quantize"];
+      if (secs.is_object() && secs.contains("quantize") && secs["quantize"].is_number())
+        col["quantize_s"] = secs["quantize"];
     }
     columns.push_back(col);
   }
@@ -233,7 +245,8 @@ json compare_reports(const std::vector<CompareInput>& jobs) {
   for (const auto& c : columns) ++uses[c["label"].get<std::string>()];
   for (auto& c : columns)
     if (uses[c["label"].get<std::string>()] > 1) {
-      const std::string who = c["name"].get<std::string>().empty() ? c["id"].get<std::string>() : c["name"].get<std::string>();
+      const std::string who =
+          c["name"].get<std::string>().empty() ? c["id"].get<std::string>() : c["name"].get<std::string>();
       c["label"] = c["label"].get<std::string>() + " [" + who + "]";
     }
 
@@ -247,9 +260,14 @@ json compare_reports(const std::vector<CompareInput>& jobs) {
     protocols_of_task[model + "\n" + task].insert(protocol_key(result));
     if (const auto it = index.find(key); it != index.end()) return tables[it->second];
     index[key] = tables.size();
-    tables.push_back({{"model", model}, {"task", task}, {"metric", metric}, {"protocol", protocol_text(result)},
-                      {"original", nullptr}, {"original_cached", false},
-                      {"values", json::array()}, {"cached", json::array()}});
+    tables.push_back({{"model", model},
+                      {"task", task},
+                      {"metric", metric},
+                      {"protocol", protocol_text(result)},
+                      {"original", nullptr},
+                      {"original_cached", false},
+                      {"values", json::array()},
+                      {"cached", json::array()}});
     for (std::size_t i = 0; i < jobs.size(); ++i) {
       tables.back()["values"].push_back(nullptr);
       tables.back()["cached"].push_back(false);
@@ -299,7 +317,9 @@ json compare_reports(const std::vector<CompareInput>& jobs) {
     any_cached = any_cached || t["original_cached"].get<bool>();
     for (const auto& c : t["cached"]) any_cached = any_cached || c.get<bool>();
   }
-  if (any_cached) notes.push_back("numbers marked * were reused from the baseline cache (an earlier job on the same model files, task and data)");
+  if (any_cached)
+    notes.push_back(
+        "numbers marked * were reused from the baseline cache (an earlier job on the same model files, task and data)");
   return {{"columns", columns}, {"original_size_mib", original_size}, {"tables", tables}, {"notes", notes}};
 }
 
@@ -323,9 +343,11 @@ std::string compare_markdown(const json& c) {
   for (const auto& col : c["columns"]) md += " " + num(col["size_mib"], false) + " |";
   md += "\n";
   for (const auto& t : c["tables"]) {
-    md += "| " + t["task"].get<std::string>() + " " + t["metric"].get<std::string>() + " (" + t["protocol"].get<std::string>() +
-          "; " + t["model"].get<std::string>() + ") | " + num(t["original"], t["original_cached"].get<bool>()) + " |";
-    for (std::size_t i = 0; i < t["values"].size(); ++i) md += " " + num(t["values"][i], t["cached"][i].get<bool>()) + " |";
+    md += "| " + t["task"].get<std::string>() + " " + t["metric"].get<std::string>() + " (" +
+          t["protocol"].get<std::string>() + "; " + t["model"].get<std::string>() + ") | " +
+          num(t["original"], t["original_cached"].get<bool>()) + " |";
+    for (std::size_t i = 0; i < t["values"].size(); ++i)
+      md += " " + num(t["values"][i], t["cached"][i].get<bool>()) + " |";
     md += "\n";
   }
   md += "| quantize seconds | - |";

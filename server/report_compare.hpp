@@ -19,10 +19,10 @@ namespace qjobs::server {
 
 struct CompareInput {
   std::string id;
-  std::string name;           // the job's name (JOB_ID), may be ""
+  std::string name;  // the job's name (JOB_ID), may be ""
   std::string state;
-  nlohmann::json report;      // report_summary() of report.json, or null when the job has none
-  std::string problem;        // why report.json was not read (refused, too large), or ""
+  nlohmann::json report;  // report_summary() of report.json, or null when the job has none
+  std::string problem;    // why report.json was not read (refused, too large), or ""
 };
 
 // The largest report.json compare reads, and the deepest nesting it accepts.

@@ -58,9 +58,14 @@ void write_failure_report(const JobDir& dir, const JobRecord& job, const FinishI
   md += "## Error\n\n```\n" + info.error + "\n```\n\n";
   const std::string tail = log_tail(dir, 40);
   if (!tail.empty()) md += "## End of logs/worker.log\n\n```\n" + tail + (tail.back() == '\n' ? "" : "\n") + "```\n";
-  const nlohmann::json report = {{"state", "FAILED"}, {"algorithm", job.algorithm}, {"model", {{"source", job.model}}},
-                                 {"error_type", type}, {"error", info.error}, {"stage", stage},
-                                 {"attempts", job.attempts}, {"max_attempts", job.max_attempts}};
+  const nlohmann::json report = {{"state", "FAILED"},
+                                 {"algorithm", job.algorithm},
+                                 {"model", {{"source", job.model}}},
+                                 {"error_type", type},
+                                 {"error", info.error},
+                                 {"stage", stage},
+                                 {"attempts", job.attempts},
+                                 {"max_attempts", job.max_attempts}};
   try {
     write_file_atomic(dir.report_json(), report.dump(2));
     write_file_atomic(dir.report_md(), md);
@@ -147,8 +152,11 @@ bool Scheduler::transition(const std::string& id, nlohmann::json e, const std::f
   const auto retract = [&](const std::string& why) {
     if (!appended) return;
     try {
-      dir.append_event({{"type", "retracted"}, {"state", e.value("state", "")}, {"source", "server"},
-                        {"message", "the change to " + e.value("state", std::string("?")) + " above was not stored: " + why}});
+      dir.append_event(
+          {{"type", "retracted"},
+           {"state", e.value("state", "")},
+           {"source", "server"},
+           {"message", "the change to " + e.value("state", std::string("?")) + " above was not stored: " + why}});
     } catch (const std::exception&) {
     }
   };
@@ -191,8 +199,9 @@ void Scheduler::report_bad_status(const std::string& id, int attempt, const std:
     if (!bad_status_reported_.insert(id + "#" + std::to_string(attempt)).second) return;
   }
   spdlog::warn("job {}: status.json of attempt {} is invalid: {}", id, attempt, problem);
-  server_event(id, {{"type", "warning"}, {"attempt", attempt},
-                    {"message", "status.json is invalid and is ignored: " + problem}});
+  server_event(
+      id,
+      {{"type", "warning"}, {"attempt", attempt}, {"message", "status.json is invalid and is ignored: " + problem}});
 }
 
 void Scheduler::note_store_failure(const std::exception& e) {
@@ -252,7 +261,9 @@ void Scheduler::recover() {
         if (store_.dispatch(job.id, u.handle, "pending in " + launcher_.backend(), t)) {
           spdlog::info("recover: job {} attempt {} was submitted as {} but not recorded; adopting it", job.id,
                        u.attempt, u.handle);
-          server_event(job.id, {{"type", "state"}, {"state", "QUEUED"}, {"handle", u.handle},
+          server_event(job.id, {{"type", "state"},
+                                {"state", "QUEUED"},
+                                {"handle", u.handle},
                                 {"reason", "adopted " + u.handle + ", submitted before the server stopped"}});
         }
         break;
@@ -389,8 +400,8 @@ void Scheduler::check_stall(Running& r, double now) {
   if (options_.stall_timeout_s <= 0 || r.kill != KillReason::none || r.pending) return;
   const double last = std::max(r.since, mtime(JobDir(job_dir(r.job_id)).status()).value_or(0));
   if (now - last <= options_.stall_timeout_s) return;
-  spdlog::warn("job {}: worker {} silent for {:.0f} s (stall timeout {} s); killing it", r.job_id, r.handle,
-               now - last, options_.stall_timeout_s);
+  spdlog::warn("job {}: worker {} silent for {:.0f} s (stall timeout {} s); killing it", r.job_id, r.handle, now - last,
+               options_.stall_timeout_s);
   r.kill = KillReason::stall;
   r.killed = true;
   r.term_sent_at = now;
@@ -534,7 +545,8 @@ void Scheduler::start_queued() {
         launch_backoff_ = std::min(30.0, launch_backoff_ * 2);
         const auto now_job = store_.get(job.id);  // a cancel may have come while sbatch ran
         if (now_job && now_job->state == JobState::queued && launch_failure_told_.insert(job.id).second)
-          server_event(job.id, {{"type", "warning"}, {"state", "QUEUED"},
+          server_event(job.id, {{"type", "warning"},
+                                {"state", "QUEUED"},
                                 {"message", std::string("cannot submit to ") + launcher_.backend() + " yet: " +
                                                 e.what() + "; the job stays QUEUED and is submitted when it answers"}});
         return;
@@ -582,8 +594,11 @@ void Scheduler::start_queued() {
     running_.emplace(handle, r);
     spdlog::info("job {} {}: attempt {}, {}, devices {}", job.id, queues ? "submitted" : "started", attempt, handle,
                  join(devices));
-    nlohmann::json e = {{"type", "state"}, {"state", queues ? "QUEUED" : "RUNNING"}, {"attempt", attempt},
-                        {"handle", handle}, {"devices", join(devices)}};
+    nlohmann::json e = {{"type", "state"},
+                        {"state", queues ? "QUEUED" : "RUNNING"},
+                        {"attempt", attempt},
+                        {"handle", handle},
+                        {"devices", join(devices)}};
     int pid = 0;
     std::string token;
     if (parse_local_handle(handle, &pid, &token)) e["pid"] = pid;
@@ -615,7 +630,8 @@ void Scheduler::finalize(const Running& r, const AttemptUpdate& ended) {
   }
   const double now = this->now();
   std::string how = exit_code ? "exit code " + std::to_string(*exit_code)
-                              : signal ? "signal " + std::to_string(*signal) : "process gone";
+                    : signal  ? "signal " + std::to_string(*signal)
+                              : "process gone";
   if (!ended.detail.empty()) how = ended.detail + ", " + how;
   // The server wrote spec.yaml before the job's row: without it the folder
   // was removed (or replaced) under the worker, and its outputs are not the
@@ -662,12 +678,11 @@ void Scheduler::finalize(const Running& r, const AttemptUpdate& ended) {
     info.error = "worker failed with " + how + " (see logs/worker.log)";
   } else {
     // No verdict: the worker was lost.
-    const std::string why =
-        r.kill == KillReason::stall
-            ? "worker stalled: status.json unchanged for more than " +
-                  std::to_string(static_cast<int>(options_.stall_timeout_s)) + " s (--stall-timeout) during attempt " +
-                  std::to_string(job->attempts)
-            : "worker lost (" + how + ") during attempt " + std::to_string(job->attempts);
+    const std::string why = r.kill == KillReason::stall
+                                ? "worker stalled: status.json unchanged for more than " +
+                                      std::to_string(static_cast<int>(options_.stall_timeout_s)) +
+                                      " s (--stall-timeout) during attempt " + std::to_string(job->attempts)
+                                : "worker lost (" + how + ") during attempt " + std::to_string(job->attempts);
     if (job->attempts < job->max_attempts) {
       if (transition(r.job_id, {{"type", "state"}, {"state", "QUEUED"}, {"reason", why}},
                      [&] { return store_.requeue(r.job_id, from, why, now); }))

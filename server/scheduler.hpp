@@ -64,16 +64,15 @@ struct SchedulerOptions {
 };
 
 struct SchedulerHealth {
-  std::size_t unsettled = 0;        // ended workers whose transition is not stored yet
-  std::string last_error;           // why the last store call of a tick failed, "" if none
+  std::size_t unsettled = 0;  // ended workers whose transition is not stored yet
+  std::string last_error;     // why the last store call of a tick failed, "" if none
 };
 
 class Scheduler {
  public:
   // `launcher` starts new attempts; `others` are backends whose attempts
   // may still be in the store from an earlier configuration.
-  Scheduler(Store& store, Dispatcher& launcher, SchedulerOptions options,
-            const std::vector<Dispatcher*>& others = {});
+  Scheduler(Store& store, Dispatcher& launcher, SchedulerOptions options, const std::vector<Dispatcher*>& others = {});
 
   // Takes over every attempt a previous server left (RUNNING, CANCELLING,
   // or QUEUED and dispatched): watches it through its backend, which reports
@@ -113,12 +112,12 @@ class Scheduler {
     std::string handle;
     Dispatcher* backend = nullptr;
     std::vector<std::string> devices;
-    bool pending = false;          // dispatched, not started by the backend yet
-    bool started = false;          // the backend said it runs; stored when `pending` is false
+    bool pending = false;  // dispatched, not started by the backend yet
+    bool started = false;  // the backend said it runs; stored when `pending` is false
     KillReason kill = KillReason::none;
     std::optional<double> term_sent_at;
     bool killed = false;
-    double since = 0;              // unix seconds it was started or adopted
+    double since = 0;  // unix seconds it was started or adopted
   };
   // A worker that ended, waiting for its transition to be stored.
   struct Ended {
@@ -128,7 +127,7 @@ class Scheduler {
     double backoff = 0.1;
   };
 
-  void tick_pass();    // REQUIRES: tick_mu_ held
+  void tick_pass();  // REQUIRES: tick_mu_ held
   std::optional<JobState> cancel_locked(const std::string& id);
   void tick_locked();
   void start_queued();
@@ -169,30 +168,30 @@ class Scheduler {
 
   Store& store_;
   Dispatcher& launcher_;
-  std::vector<Dispatcher*> backends_;        // launcher_ first
+  std::vector<Dispatcher*> backends_;  // launcher_ first
   SchedulerOptions options_;
-  std::mutex tick_mu_;                       // one pass at a time; taken before mu_
+  std::mutex tick_mu_;  // one pass at a time; taken before mu_
   mutable std::mutex mu_;
-  std::mutex dispatch_mu_;                   // every call into a Dispatcher
+  std::mutex dispatch_mu_;  // every call into a Dispatcher
   std::mutex signals_mu_;
   std::vector<std::tuple<Dispatcher*, std::string, int>> pending_signals_;  // guarded by signals_mu_
-  std::set<std::string> free_;               // free device tokens
-  std::map<std::string, Running> running_;   // by handle
-  double next_launch_ = 0;                   // after a transient launch failure
+  std::set<std::string> free_;                                              // free device tokens
+  std::map<std::string, Running> running_;                                  // by handle
+  double next_launch_ = 0;                                                  // after a transient launch failure
   double launch_backoff_ = 1;
   std::set<std::string> launch_failure_told_;  // jobs told of the current launch outage
   std::vector<Ended> unsettled_;
-  double next_probe_ = 0;                    // when to test an unwritable store again
+  double next_probe_ = 0;  // when to test an unwritable store again
   double probe_backoff_ = 0.1;
   LogLimiter store_log_{5};
 
   // Read by health() and busy_devices() without mu_, so that /healthz and
   // /metrics answer even while a tick waits on a hung store.
-  void publish();                            // REQUIRES: mu_ held
+  void publish();  // REQUIRES: mu_ held
   std::atomic<std::size_t> unsettled_count_{0};
   std::atomic<int> busy_count_{0};
   mutable std::mutex error_mu_;
-  std::string last_error_;                   // guarded by error_mu_
+  std::string last_error_;  // guarded by error_mu_
 
   std::mutex bad_status_mu_;
   std::set<std::string> bad_status_reported_;  // "id#attempt"; guarded by bad_status_mu_

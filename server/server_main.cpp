@@ -146,7 +146,9 @@ int main(int argc, char** argv) {
   app.add_option("--user-data", user_data, "folder for the database and job directories")->capture_default_str();
   auto* gpus_opt = app.add_option("--gpus", gpus, "CUDA device ids to schedule on, e.g. 0,1");
   app.add_option("--slots", slots, "CPU jobs at once when no GPUs are given")
-      ->capture_default_str()->check(CLI::Range(1, 1024))->excludes(gpus_opt);
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024))
+      ->excludes(gpus_opt);
   app.add_option("--tokens-file", tokens_file, "bearer tokens, one per line; none: no authentication");
   app.add_option("--worker", worker, "qjobs-worker binary (default: next to this one)");
   app.add_option("--cancel-grace", cancel_grace, "seconds between SIGTERM and SIGKILL")->capture_default_str();
@@ -157,12 +159,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--stall-timeout", stall_timeout,
                  "seconds a running worker may leave status.json untouched before it counts as lost; 0 = never")
-      ->capture_default_str()->check(CLI::Range(0.0, 1e9));
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e9));
   app.add_option("--no-space-retry", no_space_retry,
                  "seconds (times the attempt number) before a job that hit a full disk is retried")
-      ->capture_default_str()->check(CLI::Range(0.0, 1e6));
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
   app.add_option("--dispatcher", dispatcher_name, "where workers run: local (this machine) or slurm (sbatch)")
-      ->capture_default_str()->check(CLI::IsMember({"local", "slurm"}));
+      ->capture_default_str()
+      ->check(CLI::IsMember({"local", "slurm"}));
   app.add_option("--slurm-partition", slurm.partition, "Slurm partition to submit to (default: Slurm's)");
   app.add_option("--slurm-account", slurm.account, "Slurm account to charge");
   app.add_option("--slurm-qos", slurm.qos, "Slurm QOS to submit with");
@@ -170,9 +175,11 @@ int main(int argc, char** argv) {
   app.add_option("--slurm-gres", slurm.gres, "'gpu': a job's device count (CUDA_ID) becomes --gres=gpu:N")
       ->check(CLI::IsMember({"", "gpu"}));
   app.add_option("--slurm-poll", slurm.poll_s, "seconds between squeue calls (one call watches every job)")
-      ->capture_default_str()->check(CLI::Range(0.1, 600.0));
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 600.0));
   app.add_option("--max-inflight", max_inflight, "with slurm: jobs handed to Slurm at once; Slurm queues them")
-      ->capture_default_str()->check(CLI::Range(1, 100000));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   CLI11_PARSE(app, argc, argv);
 
   setup_logging("server", std::nullopt, log_level);
@@ -183,8 +190,7 @@ int main(int argc, char** argv) {
     // that exits without reading it must be an EPIPE, not the server's end.
     std::signal(SIGPIPE, SIG_IGN);
     const rlim_t fd_limit = raise_fd_limit();
-    if (max_connections == 0)
-      max_connections = std::clamp<int64_t>(static_cast<int64_t>(fd_limit / 4), 16, 4096);
+    if (max_connections == 0) max_connections = std::clamp<int64_t>(static_cast<int64_t>(fd_limit / 4), 16, 4096);
     if (static_cast<rlim_t>(max_connections) + 64 > fd_limit)
       spdlog::warn("--max-connections {} is close to the descriptor limit {}; accept will back off when it runs out",
                    max_connections, fd_limit);
@@ -218,7 +224,8 @@ int main(int argc, char** argv) {
       capacity.slots = slots;
     }
     const fs::path worker_bin = fs::absolute(worker.empty() ? self_dir() / "qjobs-worker" : fs::path(worker));
-    if (!fs::exists(worker_bin)) throw Error(ErrorKind::not_found, "worker binary " + worker_bin.string() + " not found");
+    if (!fs::exists(worker_bin))
+      throw Error(ErrorKind::not_found, "worker binary " + worker_bin.string() + " not found");
 
     // Tests point QJOBS_TEST_STORE_FAULTS at a control file to make the
     // database's writes fail or hang (store_faults.hpp).
@@ -276,7 +283,9 @@ int main(int argc, char** argv) {
     std::cout << "qjobs-server listening on " << http_options.host << ":" << bound << std::endl;
     spdlog::info("listening on {}:{}, user data {}, capacity {} {}, at most {} connections (descriptor limit {})",
                  http_options.host, bound, root.string(), capacity.size(),
-                 use_slurm ? "jobs in flight on Slurm" : capacity.gpu_mode() ? "GPUs" : "CPU slots",
+                 use_slurm             ? "jobs in flight on Slurm"
+                 : capacity.gpu_mode() ? "GPUs"
+                                       : "CPU slots",
                  max_connections, fd_limit);
 
     asio::steady_timer ticker(control);

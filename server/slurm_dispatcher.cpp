@@ -31,9 +31,9 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
 }
 
 const std::set<std::string>& pending_states() {
-  static const std::set<std::string> s = {"PENDING", "CONFIGURING", "SUSPENDED", "RESV_DEL_HOLD",
-                                          "REQUEUE_HOLD", "REQUEUE_FED", "REQUEUED", "RESIZING", "SIGNALING",
-                                          "STAGE_OUT", "STOPPED"};
+  static const std::set<std::string> s = {"PENDING",      "CONFIGURING", "SUSPENDED", "RESV_DEL_HOLD",
+                                          "REQUEUE_HOLD", "REQUEUE_FED", "REQUEUED",  "RESIZING",
+                                          "SIGNALING",    "STAGE_OUT",   "STOPPED"};
   return s;
 }
 
@@ -109,8 +109,7 @@ AttemptUpdate slurm_state_update(const std::string& state_text, const std::strin
     // sacct: "CANCELLED by 1000"
     if (words.size() >= 3 && words[1] == "by")
       u.detail = "cancelled in Slurm by " + user_name(words[2]) + " (uid " + words[2] + ")";
-    else
-      u.detail = "cancelled in Slurm";
+    else u.detail = "cancelled in Slurm";
   } else {
     // NODE_FAIL, BOOT_FAIL, OUT_OF_MEMORY, PREEMPTED, DEADLINE, REVOKED, ...
     u.end = AttemptUpdate::End::lost;
@@ -172,18 +171,14 @@ std::string SlurmDispatcher::cluster() {
 
 std::vector<std::string> SlurmDispatcher::sbatch_args(const LaunchRequest& req) const {
   const JobDir dir(req.job_dir);
-  std::vector<std::string> a = {"--parsable",
-                                "--job-name=" + req.job_id,
+  std::vector<std::string> a = {"--parsable", "--job-name=" + req.job_id,
                                 "--comment=qjobs attempt " + std::to_string(req.attempt),
-                                "--output=" + (dir.logs_dir() / "slurm-%j.out").string(),
-                                "--open-mode=append",
-                                "--chdir=" + req.job_dir.string(),
-                                "--no-requeue",
+                                "--output=" + (dir.logs_dir() / "slurm-%j.out").string(), "--open-mode=append",
+                                "--chdir=" + req.job_dir.string(), "--no-requeue",
                                 // PRIORITY -100..100 -> nice 200..0: higher qjobs priority runs first; a
                                 // nice >= 0 needs no privileges.
                                 "--nice=" + std::to_string(100 - std::clamp(req.priority, -100, 100))};
-  if (req.timeout_s > 0)
-    a.push_back("--time=" + std::to_string(static_cast<int64_t>(std::ceil(req.timeout_s / 60.0))));
+  if (req.timeout_s > 0) a.push_back("--time=" + std::to_string(static_cast<int64_t>(std::ceil(req.timeout_s / 60.0))));
   if (!options_.partition.empty()) a.push_back("--partition=" + options_.partition);
   if (!options_.account.empty()) a.push_back("--account=" + options_.account);
   if (!options_.qos.empty()) a.push_back("--qos=" + options_.qos);
@@ -363,19 +358,24 @@ std::vector<AttemptUpdate> SlurmDispatcher::poll() {
 }
 
 std::string SlurmDispatcher::metrics() const {
-  std::string out = "# HELP qjobs_slurm_commands_total Slurm commands run, by command.\n"
-                    "# TYPE qjobs_slurm_commands_total counter\n";
+  std::string out =
+      "# HELP qjobs_slurm_commands_total Slurm commands run, by command.\n"
+      "# TYPE qjobs_slurm_commands_total counter\n";
   for (const auto& [name, n] : {std::pair<const char*, uint64_t>{"sbatch", stats_.sbatch.load()},
                                 {"squeue", stats_.squeue.load()},
                                 {"sacct", stats_.sacct.load()},
                                 {"scancel", stats_.scancel.load()}})
     out += std::string("qjobs_slurm_commands_total{command=\"") + name + "\"} " + std::to_string(n) + "\n";
-  out += "# HELP qjobs_slurm_command_failures_total Slurm commands that failed or timed out.\n"
-         "# TYPE qjobs_slurm_command_failures_total counter\n"
-         "qjobs_slurm_command_failures_total " + std::to_string(stats_.failures.load()) + "\n";
-  out += "# HELP qjobs_slurm_reachable Whether the last squeue reached slurmctld.\n"
-         "# TYPE qjobs_slurm_reachable gauge\n"
-         "qjobs_slurm_reachable " + std::string(stats_.reachable.load() ? "1" : "0") + "\n";
+  out +=
+      "# HELP qjobs_slurm_command_failures_total Slurm commands that failed or timed out.\n"
+      "# TYPE qjobs_slurm_command_failures_total counter\n"
+      "qjobs_slurm_command_failures_total " +
+      std::to_string(stats_.failures.load()) + "\n";
+  out +=
+      "# HELP qjobs_slurm_reachable Whether the last squeue reached slurmctld.\n"
+      "# TYPE qjobs_slurm_reachable gauge\n"
+      "qjobs_slurm_reachable " +
+      std::string(stats_.reachable.load() ? "1" : "0") + "\n";
   return out;
 }
 

@@ -36,13 +36,13 @@
 namespace qjobs::server {
 
 struct SlurmOptions {
-  std::filesystem::path worker;          // qjobs-worker, at this path on every node
-  std::string partition, account, qos;   // "" = Slurm's default
-  std::string extra;                     // more sbatch arguments, split as a shell would (no substitution)
-  std::string gres;                      // "gpu": a job's device count becomes --gres=gpu:N; "" none
-  double poll_s = 2;                     // at most one squeue per this many seconds
-  double command_timeout_s = 20;         // any Slurm command is killed after this
-  double heartbeat_s = 0;                // exported as QJOBS_HEARTBEAT_S
+  std::filesystem::path worker;         // qjobs-worker, at this path on every node
+  std::string partition, account, qos;  // "" = Slurm's default
+  std::string extra;                    // more sbatch arguments, split as a shell would (no substitution)
+  std::string gres;                     // "gpu": a job's device count becomes --gres=gpu:N; "" none
+  double poll_s = 2;                    // at most one squeue per this many seconds
+  double command_timeout_s = 20;        // any Slurm command is killed after this
+  double heartbeat_s = 0;               // exported as QJOBS_HEARTBEAT_S
 };
 
 // Counters for /metrics.
@@ -78,11 +78,11 @@ class SlurmDispatcher final : public Dispatcher {
 
  private:
   struct Tracked {
-    std::string job;            // Slurm job id
-    std::string last_state;     // as last reported, "" before the first poll
+    std::string job;         // Slurm job id
+    std::string last_state;  // as last reported, "" before the first poll
     std::string last_stage;
-    int unknown_polls = 0;      // polls in which neither squeue nor sacct knew it
-    int unsettled_polls = 0;    // polls in which squeue said ended but sacct did not yet
+    int unknown_polls = 0;    // polls in which neither squeue nor sacct knew it
+    int unsettled_polls = 0;  // polls in which squeue said ended but sacct did not yet
   };
   CommandResult run(const std::string& tool, const std::vector<std::string>& args, const std::string& input = "");
   std::string cluster();
@@ -104,7 +104,6 @@ bool parse_slurm_handle(const std::string& handle, std::string* job, std::string
 
 // What a Slurm state (as sacct or squeue print it, e.g. "CANCELLED by 1000")
 // means for an attempt. Exposed for tests.
-AttemptUpdate slurm_state_update(const std::string& state, const std::string& reason,
-                                 const std::string& exit_code);
+AttemptUpdate slurm_state_update(const std::string& state, const std::string& reason, const std::string& exit_code);
 
 }  // namespace qjobs::server

@@ -94,7 +94,8 @@ class Stmt {
     if (const int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &s_, nullptr); rc != SQLITE_OK) {
       // A statement of ours that does not compile is a bug; anything else
       // (I/O reading the schema, a locked or corrupt file) is the store's.
-      if ((rc & 0xff) == SQLITE_ERROR) throw Error(ErrorKind::internal, std::string("sqlite prepare: ") + sqlite3_errmsg(db));
+      if ((rc & 0xff) == SQLITE_ERROR)
+        throw Error(ErrorKind::internal, std::string("sqlite prepare: ") + sqlite3_errmsg(db));
       throw_sqlite(db, rc, "prepare");
     }
   }
@@ -204,8 +205,8 @@ nlohmann::json to_json(const JobRecord& r) {
   };
   j["started_at"] = r.started_at ? nlohmann::json(*r.started_at) : nlohmann::json(nullptr);
   j["finished_at"] = r.finished_at ? nlohmann::json(*r.finished_at) : nlohmann::json(nullptr);
-  j["error_type"] = r.error_type == ErrorType::none ? nlohmann::json(nullptr)
-                                                     : nlohmann::json(error_type_name(r.error_type));
+  j["error_type"] =
+      r.error_type == ErrorType::none ? nlohmann::json(nullptr) : nlohmann::json(error_type_name(r.error_type));
   j["error"] = r.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.error);
   j["handle"] = r.handle.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.handle);
   j["backend"] = r.handle.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.handle.substr(0, r.handle.find(':')));
@@ -214,8 +215,8 @@ nlohmann::json to_json(const JobRecord& r) {
 
 sqlite3* Store::open_connection() const {
   sqlite3* db = nullptr;
-  if (const int rc = sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                                     vfs_);
+  if (const int rc =
+          sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, vfs_);
       rc != SQLITE_OK) {
     const std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
@@ -298,8 +299,8 @@ void Store::record_write(bool ok, const std::string& error) {
     health_.failing_since = 0;
     return;
   }
-  if (health_.writable) health_.failing_since = std::chrono::duration<double>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
+  if (health_.writable)
+    health_.failing_since = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   health_.writable = false;
   health_.last_error = error;
   ++health_.write_errors;
@@ -334,8 +335,9 @@ StoreHealth Store::health() const {
 StoreHealth Store::probe_write() {
   try {
     write([&] {
-      Stmt s(db_, "INSERT INTO server_state(key, value) VALUES('probe', ?) "
-                  "ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+      Stmt s(db_,
+             "INSERT INTO server_state(key, value) VALUES('probe', ?) "
+             "ON CONFLICT(key) DO UPDATE SET value=excluded.value");
       s.bind(1, std::to_string(std::chrono::system_clock::now().time_since_epoch().count()));
       s.step();
     });
@@ -351,9 +353,9 @@ void Store::migrate() {
     if (s.step()) version = static_cast<int>(s.i64(0));
   }
   if (version > schema_version())
-    throw Error(ErrorKind::data_corruption,
-                "database schema version " + std::to_string(version) + " is newer than this build (" +
-                    std::to_string(schema_version()) + "); refusing to touch it");
+    throw Error(ErrorKind::data_corruption, "database schema version " + std::to_string(version) +
+                                                " is newer than this build (" + std::to_string(schema_version()) +
+                                                "); refusing to touch it");
   for (int v = version; v < schema_version(); ++v) {
     exec("BEGIN IMMEDIATE");
     try {
@@ -369,43 +371,53 @@ void Store::migrate() {
 
 Store::InsertResult Store::insert(const NewJob& j) {
   return write([&]() -> InsertResult {
-  if (j.idempotency_key) {
-    Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE idempotency_key=?");
-    s.bind(1, *j.idempotency_key);
-    if (s.step()) return {read_row(s), false};
-  }
-  const double now = [] {
-    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  }();
-  exec("BEGIN IMMEDIATE");
-  try {
-    Stmt s(db_,
-           "INSERT INTO jobs(id, name, algorithm, model, state, priority, max_attempts, "
-           "devices_requested, timeout_s, idempotency_key, spec_yaml, spec_json, created_at, "
-           "updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    s.bind(1, j.id).bind(2, j.name).bind(3, j.algorithm).bind(4, j.model)
-        .bind(5, state_name(JobState::queued)).bind(6, j.priority).bind(7, j.max_attempts)
-        .bind(8, j.devices_requested).bind(9, j.timeout_s).bind(10, j.idempotency_key)
-        .bind(11, j.spec_yaml).bind(12, j.spec_json).bind(13, now).bind(14, now);
-    s.step();
-    Stmt e(db_, "INSERT INTO job_events(job_id, ts, type, data_json) VALUES(?,?,'state',?)");
-    e.bind(1, j.id).bind(2, now).bind(3, std::string(R"({"state":"QUEUED","source":"server"})"));
-    e.step();
-    exec("COMMIT");
-  } catch (const Error& e) {
-    rollback_quietly(db_);
-    // A concurrent insert with the same key won the race.
-    if (e.kind() == ErrorKind::conflict && j.idempotency_key) {
+    if (j.idempotency_key) {
       Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE idempotency_key=?");
       s.bind(1, *j.idempotency_key);
       if (s.step()) return {read_row(s), false};
     }
-    throw;
-  }
-  Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE id=?");
-  s.bind(1, j.id);
-  if (!s.step()) throw Error(ErrorKind::internal, "inserted job " + j.id + " is not there");
-  return {read_row(s), true};
+    const double now = [] {
+      return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    }();
+    exec("BEGIN IMMEDIATE");
+    try {
+      Stmt s(db_,
+             "INSERT INTO jobs(id, name, algorithm, model, state, priority, max_attempts, "
+             "devices_requested, timeout_s, idempotency_key, spec_yaml, spec_json, created_at, "
+             "updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      s.bind(1, j.id)
+          .bind(2, j.name)
+          .bind(3, j.algorithm)
+          .bind(4, j.model)
+          .bind(5, state_name(JobState::queued))
+          .bind(6, j.priority)
+          .bind(7, j.max_attempts)
+          .bind(8, j.devices_requested)
+          .bind(9, j.timeout_s)
+          .bind(10, j.idempotency_key)
+          .bind(11, j.spec_yaml)
+          .bind(12, j.spec_json)
+          .bind(13, now)
+          .bind(14, now);
+      s.step();
+      Stmt e(db_, "INSERT INTO job_events(job_id, ts, type, data_json) VALUES(?,?,'state',?)");
+      e.bind(1, j.id).bind(2, now).bind(3, std::string(R"({"state":"QUEUED","source":"server"})"));
+      e.step();
+      exec("COMMIT");
+    } catch (const Error& e) {
+      rollback_quietly(db_);
+      // A concurrent insert with the same key won the race.
+      if (e.kind() == ErrorKind::conflict && j.idempotency_key) {
+        Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE idempotency_key=?");
+        s.bind(1, *j.idempotency_key);
+        if (s.step()) return {read_row(s), false};
+      }
+      throw;
+    }
+    Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE id=?");
+    s.bind(1, j.id);
+    if (!s.step()) throw Error(ErrorKind::internal, "inserted job " + j.id + " is not there");
+    return {read_row(s), true};
   });
 }
 
@@ -428,8 +440,8 @@ std::optional<JobRecord> Store::find(const std::string& id_or_name) {
   return std::move(named.front());
 }
 
-std::vector<JobRecord> Store::list(std::optional<JobState> state, int limit,
-                                   std::optional<int64_t> before_seq, const std::optional<std::string>& name) {
+std::vector<JobRecord> Store::list(std::optional<JobState> state, int limit, std::optional<int64_t> before_seq,
+                                   const std::optional<std::string>& name) {
   std::string sql = std::string("SELECT ") + kColumns + " FROM jobs WHERE 1=1";
   if (state) sql += " AND state=?1";
   if (before_seq) sql += " AND seq<?2";
@@ -448,8 +460,7 @@ std::vector<JobRecord> Store::list(std::optional<JobState> state, int limit,
 
 std::vector<JobRecord> Store::in_state(JobState state) {
   const Reader r(*this);
-  Stmt s(r.get(), std::string("SELECT ") + kColumns +
-                  " FROM jobs WHERE state=? ORDER BY priority DESC, seq ASC");
+  Stmt s(r.get(), std::string("SELECT ") + kColumns + " FROM jobs WHERE state=? ORDER BY priority DESC, seq ASC");
   s.bind(1, state_name(state));
   std::vector<JobRecord> out;
   while (s.step()) out.push_back(read_row(s));
@@ -482,8 +493,13 @@ bool Store::start(const std::string& id, const std::string& handle, const std::s
            "UPDATE jobs SET state=?, attempts=attempts+1, handle=?, pid=NULL, devices=?, "
            "started_at=?, updated_at=?, stage='', error_type='', error='', not_before=NULL "
            "WHERE id=? AND state=? AND handle=''");
-    s.bind(1, state_name(JobState::running)).bind(2, handle).bind(3, devices)
-        .bind(4, now).bind(5, now).bind(6, id).bind(7, state_name(JobState::queued));
+    s.bind(1, state_name(JobState::running))
+        .bind(2, handle)
+        .bind(3, devices)
+        .bind(4, now)
+        .bind(5, now)
+        .bind(6, id)
+        .bind(7, state_name(JobState::queued));
     s.step();
     return s.changes() == 1;
   });
@@ -503,8 +519,12 @@ bool Store::dispatch(const std::string& id, const std::string& handle, const std
 bool Store::mark_running(const std::string& id, const std::string& handle, double now) {
   return write([&]() -> bool {
     Stmt s(db_, "UPDATE jobs SET state=?, started_at=?, updated_at=?, stage='' WHERE id=? AND state=? AND handle=?");
-    s.bind(1, state_name(JobState::running)).bind(2, now).bind(3, now).bind(4, id)
-        .bind(5, state_name(JobState::queued)).bind(6, handle);
+    s.bind(1, state_name(JobState::running))
+        .bind(2, now)
+        .bind(3, now)
+        .bind(4, id)
+        .bind(5, state_name(JobState::queued))
+        .bind(6, handle);
     s.step();
     return s.changes() == 1;
   });
@@ -516,22 +536,29 @@ bool Store::finish(const std::string& id, JobState from, const FinishInfo& info,
            "UPDATE jobs SET state=?, error_type=?, error=?, stage=CASE WHEN ?='' THEN stage ELSE ? END, "
            "metrics_json=?, finished_at=?, updated_at=?, pid=NULL WHERE id=? AND state=?");
     // The handle stays: it names the attempt in Slurm's accounting.
-    s.bind(1, state_name(info.to)).bind(2, error_type_name(info.error_type)).bind(3, info.error)
-        .bind(4, info.stage).bind(5, info.stage).bind(6, info.metrics.dump()).bind(7, now).bind(8, now)
-        .bind(9, id).bind(10, state_name(from));
+    s.bind(1, state_name(info.to))
+        .bind(2, error_type_name(info.error_type))
+        .bind(3, info.error)
+        .bind(4, info.stage)
+        .bind(5, info.stage)
+        .bind(6, info.metrics.dump())
+        .bind(7, now)
+        .bind(8, now)
+        .bind(9, id)
+        .bind(10, state_name(from));
     s.step();
     return s.changes() == 1;
   });
 }
 
-bool Store::requeue(const std::string& id, JobState from, const std::string& why, double now,
-                    double not_before) {
+bool Store::requeue(const std::string& id, JobState from, const std::string& why, double now, double not_before) {
   return write([&]() -> bool {
     Stmt s(db_,
            "UPDATE jobs SET state=?, pid=NULL, handle='', devices='', stage='', error=?, updated_at=?, not_before=? "
            "WHERE id=? AND state=?");
     s.bind(1, state_name(JobState::queued)).bind(2, why).bind(3, now).bind(5, id).bind(6, state_name(from));
-    if (not_before > 0) s.bind(4, not_before); else s.bind_null(4);
+    if (not_before > 0) s.bind(4, not_before);
+    else s.bind_null(4);
     s.step();
     return s.changes() == 1;
   });
@@ -542,7 +569,11 @@ bool Store::cancel_queued(const std::string& id, double now) {
     Stmt s(db_,
            "UPDATE jobs SET state=?, cancel_requested_at=?, finished_at=?, updated_at=? "
            "WHERE id=? AND state=? AND handle=''");
-    s.bind(1, state_name(JobState::cancelled)).bind(2, now).bind(3, now).bind(4, now).bind(5, id)
+    s.bind(1, state_name(JobState::cancelled))
+        .bind(2, now)
+        .bind(3, now)
+        .bind(4, now)
+        .bind(5, id)
         .bind(6, state_name(JobState::queued));
     s.step();
     return s.changes() == 1;
@@ -555,8 +586,12 @@ bool Store::cancel_running(const std::string& id, double now) {
     Stmt s(db_,
            "UPDATE jobs SET state=?, cancel_requested_at=?, updated_at=? "
            "WHERE id=? AND (state=? OR (state=? AND handle!=''))");
-    s.bind(1, state_name(JobState::cancelling)).bind(2, now).bind(3, now).bind(4, id)
-        .bind(5, state_name(JobState::running)).bind(6, state_name(JobState::queued));
+    s.bind(1, state_name(JobState::cancelling))
+        .bind(2, now)
+        .bind(3, now)
+        .bind(4, id)
+        .bind(5, state_name(JobState::running))
+        .bind(6, state_name(JobState::queued));
     s.step();
     return s.changes() == 1;
   });
@@ -597,8 +632,7 @@ bool Store::remove(const std::string& id) {
 void Store::add_event(const std::string& id, const std::string& type, const nlohmann::json& data) {
   return write([&]() {
     Stmt s(db_, "INSERT INTO job_events(job_id, ts, type, data_json) VALUES(?,?,?,?)");
-    const double now =
-        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     s.bind(1, id).bind(2, now).bind(3, type).bind(4, data.dump());
     s.step();
   });

@@ -64,7 +64,7 @@ struct NewJob {
 };
 
 struct FinishInfo {
-  JobState to = JobState::succeeded;   // SUCCEEDED, FAILED or CANCELLED
+  JobState to = JobState::succeeded;  // SUCCEEDED, FAILED or CANCELLED
   ErrorType error_type = ErrorType::none;
   std::string error;
   std::string stage;
@@ -74,9 +74,9 @@ struct FinishInfo {
 // Whether the last write went through, and what the last failure was.
 struct StoreHealth {
   bool writable = true;
-  std::string last_error;        // message of the last failed write, "" if none yet
-  double failing_since = 0;      // unix seconds of the first failure of the current run, 0 when writable
-  uint64_t write_errors = 0;     // failed writes since start
+  std::string last_error;     // message of the last failed write, "" if none yet
+  double failing_since = 0;   // unix seconds of the first failure of the current run, 0 when writable
+  uint64_t write_errors = 0;  // failed writes since start
 };
 
 class Store {
@@ -106,8 +106,8 @@ class Store {
   std::optional<JobRecord> find(const std::string& id_or_name);
   // Newest first; `before_seq` continues a page (the previous last seq).
   // `name`: only jobs of that name (JOB_ID).
-  std::vector<JobRecord> list(std::optional<JobState> state, int limit,
-                              std::optional<int64_t> before_seq, const std::optional<std::string>& name = std::nullopt);
+  std::vector<JobRecord> list(std::optional<JobState> state, int limit, std::optional<int64_t> before_seq,
+                              const std::optional<std::string>& name = std::nullopt);
   // All jobs in `state`, by priority (high first) then seq (old first).
   std::vector<JobRecord> in_state(JobState state);
   std::map<JobState, int64_t> count_by_state();
@@ -126,8 +126,7 @@ class Store {
   bool finish(const std::string& id, JobState from, const FinishInfo& info, double now);
   // `from` -> QUEUED, keeping attempts, clearing the handle, for a lost worker with attempts left;
   // the job does not start again before `not_before` (unix seconds, 0 = now).
-  bool requeue(const std::string& id, JobState from, const std::string& why, double now,
-               double not_before = 0);
+  bool requeue(const std::string& id, JobState from, const std::string& why, double now, double not_before = 0);
   // QUEUED (not dispatched) -> CANCELLED directly, or RUNNING (or QUEUED
   // and dispatched) -> CANCELLING.
   bool cancel_queued(const std::string& id, double now);
@@ -161,7 +160,7 @@ class Store {
 
   std::filesystem::path path_;
   const char* vfs_ = nullptr;
-  sqlite3* db_ = nullptr;                 // the write connection; guarded by write_mu_
+  sqlite3* db_ = nullptr;  // the write connection; guarded by write_mu_
   mutable std::mutex write_mu_;
   mutable std::mutex readers_mu_;
   mutable std::vector<sqlite3*> readers_;  // idle read connections

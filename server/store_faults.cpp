@@ -79,15 +79,16 @@ int f_caps(sqlite3_file* f) { return real(f)->pMethods->xDeviceCharacteristics(r
 int f_shm_map(sqlite3_file* f, int pg, int sz, int extend, void volatile** p) {
   return real(f)->pMethods->xShmMap(real(f), pg, sz, extend, p);
 }
-int f_shm_lock(sqlite3_file* f, int off, int n, int flags) { return real(f)->pMethods->xShmLock(real(f), off, n, flags); }
+int f_shm_lock(sqlite3_file* f, int off, int n, int flags) {
+  return real(f)->pMethods->xShmLock(real(f), off, n, flags);
+}
 void f_shm_barrier(sqlite3_file* f) { real(f)->pMethods->xShmBarrier(real(f)); }
 int f_shm_unmap(sqlite3_file* f, int del) { return real(f)->pMethods->xShmUnmap(real(f), del); }
 
 // Version 2 methods: WAL needs the shared-memory calls; no mmap (version 3).
 const sqlite3_io_methods kMethods = {
-    2,        f_close,  f_read,    f_write,   f_truncate, f_sync,     f_size,        f_lock,
-    f_unlock, f_check,  f_control, f_sector,  f_caps,     f_shm_map,  f_shm_lock,    f_shm_barrier,
-    f_shm_unmap, nullptr, nullptr,
+    2,         f_close,  f_read, f_write,   f_truncate, f_sync,        f_size,      f_lock,  f_unlock, f_check,
+    f_control, f_sector, f_caps, f_shm_map, f_shm_lock, f_shm_barrier, f_shm_unmap, nullptr, nullptr,
 };
 
 int v_open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int* out_flags) {
@@ -108,7 +109,9 @@ void v_dlclose(sqlite3_vfs*, void* h) { g_base->xDlClose(g_base, h); }
 int v_random(sqlite3_vfs*, int n, char* out) { return g_base->xRandomness(g_base, n, out); }
 int v_sleep(sqlite3_vfs*, int us) { return g_base->xSleep(g_base, us); }
 int v_time(sqlite3_vfs*, double* out) { return g_base->xCurrentTime(g_base, out); }
-int v_error(sqlite3_vfs*, int n, char* out) { return g_base->xGetLastError ? g_base->xGetLastError(g_base, n, out) : 0; }
+int v_error(sqlite3_vfs*, int n, char* out) {
+  return g_base->xGetLastError ? g_base->xGetLastError(g_base, n, out) : 0;
+}
 int v_time64(sqlite3_vfs*, sqlite3_int64* out) { return g_base->xCurrentTimeInt64(g_base, out); }
 
 }  // namespace

@@ -23,10 +23,12 @@ const std::vector<ParamSpec>& calibration_schema() {
 
 const std::vector<ParamSpec>& eval_schema() {
   static const std::vector<ParamSpec> schema = [] {
-    ParamSpec tasks{.name = "tasks", .type = ParamType::section_list,
+    ParamSpec tasks{.name = "tasks",
+                    .type = ParamType::section_list,
                     .description = "evaluations run on the original and on the quantized model"};
     tasks.children = {
-        string("type", "ppl (any dataset), wikitext-ppl (WikiText-2 test), mc (multiple choice), demo (answers to prompts)",
+        string("type",
+               "ppl (any dataset), wikitext-ppl (WikiText-2 test), mc (multiple choice), demo (answers to prompts)",
                nullptr, {"ppl", "wikitext-ppl", "mc", "demo"}),
         string("name", "label in the report (default: the type)", nullptr),
         string("data_path", "a .txt, .jsonl or .json file or folder (as DATA_PATH)", nullptr),

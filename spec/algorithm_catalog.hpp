@@ -24,26 +24,26 @@ namespace qjobs {
 // What an algorithm's section produces, as the export formats' rules ask it
 // (spec/export_formats.hpp): stated by the algorithm's own row.
 struct AlgorithmOutput {
-  bool quantizes = true;          // false: Evaluate
-  bool int_weight_only = false;   // integer weights and nothing else: what awq, gptq and GGUF hold
-  std::string w_format = "int";   // the weights' number format: int, nvfp4 or mxfp4 (W_FORMAT)
-  bool int_weights = false;       // integer weights (with or without activation quantization)
-  bool onnx_encodings = false;    // integer weights with at most static per-tensor integer inputs
-  std::string fp4 = "";           // "NVFP4" or "MXFP4" for the FP4 algorithms
+  bool quantizes = true;         // false: Evaluate
+  bool int_weight_only = false;  // integer weights and nothing else: what awq, gptq and GGUF hold
+  std::string w_format = "int";  // the weights' number format: int, nvfp4 or mxfp4 (W_FORMAT)
+  bool int_weights = false;      // integer weights (with or without activation quantization)
+  bool onnx_encodings = false;   // integer weights with at most static per-tensor integer inputs
+  std::string fp4 = "";          // "NVFP4" or "MXFP4" for the FP4 algorithms
 };
 
 // A rule of an algorithm's own section, found on its row: `keys` is the path
 // inside the section ({"LPBQ"}, {"loads_with_qserve"}); empty: ALGORITHM.
 struct SectionFinding {
   std::vector<std::string> keys;
-  bool error = true;              // false: a warning the job carries
+  bool error = true;  // false: a warning the job carries
   std::string message;
 };
 
 struct AlgorithmInfo {
-  std::string name;         // as ALGORITHM spells it
+  std::string name;  // as ALGORITHM spells it
   std::string description;
-  bool available = false;   // false: known, accepted by the schema, not built yet
+  bool available = false;  // false: known, accepted by the schema, not built yet
   std::vector<ParamSpec> params;
   // Calibration defaults as the algorithm's paper used them; 0 = calibration-free.
   int64_t calib_samples = 0;
@@ -56,7 +56,8 @@ struct AlgorithmInfo {
   std::function<AlgorithmOutput(const nlohmann::json& section)> output = nullptr;
   // The section's own rules beyond its schema, given the export format;
   // null when it has none.
-  std::function<std::vector<SectionFinding>(const nlohmann::json& section, const std::string& export_format)> check = nullptr;
+  std::function<std::vector<SectionFinding>(const nlohmann::json& section, const std::string& export_format)> check =
+      nullptr;
   // True when the algorithm calibrates on text with this section (default:
   // calib_samples > 0).
   std::function<bool(const nlohmann::json& section)> needs_data = nullptr;

@@ -52,8 +52,8 @@ void md_rows(const std::vector<ParamSpec>& params, const std::string& prefix, st
     const std::string name = prefix + p.name;
     const std::string def = p.default_value.is_null() ? "" : "`" + p.default_value.dump() + "`";
     const std::string allow = allowed(p);
-    md += "| `" + name + "` | " + type_name(p.type) + " | " + def + " | " +
-          md_cell(allow.empty() ? "" : allow) + " | " + md_cell(p.description) + " |\n";
+    md += "| `" + name + "` | " + type_name(p.type) + " | " + def + " | " + md_cell(allow.empty() ? "" : allow) +
+          " | " + md_cell(p.description) + " |\n";
     if (p.type == ParamType::section) md_rows(p.children, name + ".", md);
     if (p.type == ParamType::section_list) md_rows(p.children, name + "[].", md);
   }
@@ -88,8 +88,8 @@ void yaml_params(const std::vector<ParamSpec>& params, const std::string& indent
 }  // namespace
 
 json param_json(const ParamSpec& p) {
-  json j = {{"name", p.name}, {"type", type_name(p.type)}, {"description", p.description},
-            {"default", p.default_value}};
+  json j = {
+      {"name", p.name}, {"type", type_name(p.type)}, {"description", p.description}, {"default", p.default_value}};
   if (has_min(p)) j["min"] = p.min;
   if (has_max(p)) j["max"] = p.max;
   if (!p.choices.empty()) j["choices"] = p.choices;
@@ -116,8 +116,7 @@ std::string catalog_markdown() {
     if (a.calib_samples > 0)
       md += " Calibrates on " + std::to_string(a.calib_samples) + " x " + std::to_string(a.calib_seqlen) +
             " tokens unless `calibration:` says otherwise.";
-    else if (a.name != "Evaluate")
-      md += " Needs no calibration data.";
+    else if (a.name != "Evaluate") md += " Needs no calibration data.";
     md += "\n\n";
     if (a.params.empty()) {
       md += "No keys under `llm." + a.name + "`.\n\n";
@@ -143,10 +142,13 @@ std::string spec_template(const AlgorithmInfo& a, const std::string& model) {
     out += "  seqlen: " + std::to_string(a.calib_seqlen) + "\n";
   }
   if (a.name != "Evaluate") {
-    out += "# EXPORT_FORMAT: compressed-tensors  # the default for quantizing algorithms; fake_quant keeps float weights\n";
+    out +=
+        "# EXPORT_FORMAT: compressed-tensors  # the default for quantizing algorithms; fake_quant keeps float "
+        "weights\n";
   }
-  out += "eval:\n  tasks:\n    - type: ppl\n      name: heldout\n      data_path: \"examples/data/kjv/test.jsonl\"\n"
-         "      seqlen: 512\n";
+  out +=
+      "eval:\n  tasks:\n    - type: ppl\n      name: heldout\n      data_path: \"examples/data/kjv/test.jsonl\"\n"
+      "      seqlen: 512\n";
   if (!a.params.empty()) {
     out += "llm:\n  " + a.name + ":\n";
     yaml_params(a.params, "    ", "", out);

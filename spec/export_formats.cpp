@@ -19,19 +19,33 @@ Findings check_awq_gptq(const FormatCheck& job, const std::string& f) {
   const auto& out = job.output;
   const int bits = job.weights.bits;
   if (out.int_weight_only && out.w_format != "int")
-    return {{{}, true, "W_FORMAT " + out.w_format + " is exported as compressed-tensors " + out.w_format +
-                           "-pack-quantized (the default) or fake_quant, not " + f}};
+    return {{{},
+             true,
+             "W_FORMAT " + out.w_format + " is exported as compressed-tensors " + out.w_format +
+                 "-pack-quantized (the default) or fake_quant, not " + f}};
   if (!out.int_weight_only)
-    return {{{}, true, job.algorithm.name + " quantizes more than weights; it is exported as compressed-tensors (the default) or fake_quant"}};
+    return {{{},
+             true,
+             job.algorithm.name +
+                 " quantizes more than weights; it is exported as compressed-tensors (the default) or fake_quant"}};
   if (f == "awq" && bits != 4)
-    return {{{}, true, "the AWQ GEMM format holds 4-bit weights only; use compressed-tensors for " + std::to_string(bits) + " bits"}};
+    return {
+        {{},
+         true,
+         "the AWQ GEMM format holds 4-bit weights only; use compressed-tensors for " + std::to_string(bits) + " bits"}};
   if (f == "awq" && job.weights.group_size == -1)
-    return {{{}, true, "the AWQ GEMM format holds groups only, not per-channel (Q_GROUP_SIZE -1); use gptq or compressed-tensors"}};
+    return {
+        {{},
+         true,
+         "the AWQ GEMM format holds groups only, not per-channel (Q_GROUP_SIZE -1); use gptq or compressed-tensors"}};
   if (f == "gptq" && bits != 4 && bits != 8)
     return {{{}, true, "the gptq format is written for 4 and 8 bits; use compressed-tensors or fake_quant"}};
   if (!job.weights.overrides.empty())
-    return {{{}, true, "the " + f + " format holds one bit width and group size for every Linear; LAYER_OVERRIDES (mixed "
-                       "precision) are exported as compressed-tensors (one config group per scheme) or fake_quant"}};
+    return {{{},
+             true,
+             "the " + f +
+                 " format holds one bit width and group size for every Linear; LAYER_OVERRIDES (mixed "
+                 "precision) are exported as compressed-tensors (one config group per scheme) or fake_quant"}};
   return {};
 }
 
@@ -41,18 +55,26 @@ Findings check_gguf(const FormatCheck& job) {
   const auto& out = job.output;
   const int bits = job.weights.bits;
   if (!out.int_weight_only || out.w_format != "int")
-    return {{{}, true, "the GGUF export writes weight-only integer models (RTN, AutoAWQ, GPTQ, HQQ, SequentialMSE without "
-                       "A_BIT) as Q4_0 or Q8_0; " + job.algorithm.name + " is exported as compressed-tensors or fake_quant"}};
+    return {{{},
+             true,
+             "the GGUF export writes weight-only integer models (RTN, AutoAWQ, GPTQ, HQQ, SequentialMSE without "
+             "A_BIT) as Q4_0 or Q8_0; " +
+                 job.algorithm.name + " is exported as compressed-tensors or fake_quant"}};
   if (bits != 4 && bits != 8)
-    return {{{"W_BIT"}, true, "the GGUF export writes W_BIT 4 as Q4_0 and 8 as Q8_0; W_BIT is " + std::to_string(bits)}};
+    return {
+        {{"W_BIT"}, true, "the GGUF export writes W_BIT 4 as Q4_0 and 8 as Q8_0; W_BIT is " + std::to_string(bits)}};
   if (!job.weights.overrides.empty())
-    return {{{}, true, "the GGUF export writes one block type for every decoder Linear; LAYER_OVERRIDES (mixed precision) "
-                       "are exported as compressed-tensors"}};
+    return {{{},
+             true,
+             "the GGUF export writes one block type for every decoder Linear; LAYER_OVERRIDES (mixed precision) "
+             "are exported as compressed-tensors"}};
   if (job.weights.group_size != 32 || job.weights.zero_point)
-    return {{{}, false, std::string("GGUF ") + (bits == 4 ? "Q4_0" : "Q8_0") +
-                            " holds symmetric blocks of 32: the job's weights are encoded into them again (the perplexity "
-                            "reported is that of the GGUF file); Q_GROUP_SIZE: 32 with ZERO_POINT: false lets the "
-                            "algorithm work on a grid close to it"}};
+    return {{{},
+             false,
+             std::string("GGUF ") + (bits == 4 ? "Q4_0" : "Q8_0") +
+                 " holds symmetric blocks of 32: the job's weights are encoded into them again (the perplexity "
+                 "reported is that of the GGUF file); Q_GROUP_SIZE: 32 with ZERO_POINT: false lets the "
+                 "algorithm work on a grid close to it"}};
   return {};
 }
 
@@ -60,8 +82,11 @@ Findings check_gguf(const FormatCheck& job) {
 // at most static per-tensor integer inputs.
 Findings check_onnx(const FormatCheck& job) {
   if (!job.output.onnx_encodings || job.output.w_format != "int")
-    return {{{}, true, "the ONNX export writes integer-weight models (RTN, AutoAWQ, GPTQ, SequentialMSE; LMQuant awq/gptq) "
-                       "with their encodings; " + job.algorithm.name + " is exported as compressed-tensors or fake_quant"}};
+    return {{{},
+             true,
+             "the ONNX export writes integer-weight models (RTN, AutoAWQ, GPTQ, SequentialMSE; LMQuant awq/gptq) "
+             "with their encodings; " +
+                 job.algorithm.name + " is exported as compressed-tensors or fake_quant"}};
   return {};
 }
 
@@ -72,19 +97,24 @@ Findings check_compressed_tensors(const FormatCheck& job) {
   const int bits = job.weights.bits;
   if (!job.weights.overrides.empty()) {
     if (bits != 4 && bits != 8)
-      out.push_back({{"W_BIT"}, true, "compressed-tensors pack-quantized holds 4- and 8-bit weights; W_BIT is " +
-                                          std::to_string(bits) + " (use fake_quant)"});
+      out.push_back({{"W_BIT"},
+                     true,
+                     "compressed-tensors pack-quantized holds 4- and 8-bit weights; W_BIT is " + std::to_string(bits) +
+                         " (use fake_quant)"});
     for (std::size_t i = 0; i < job.weights.overrides.size(); ++i) {
       const auto& o = job.weights.overrides[i];
       if (o.skip || !o.bits || *o.bits == 4 || *o.bits == 8) continue;
-      out.push_back({{"LAYER_OVERRIDES[" + std::to_string(i) + "]", "W_BIT"}, true,
+      out.push_back({{"LAYER_OVERRIDES[" + std::to_string(i) + "]", "W_BIT"},
+                     true,
                      "compressed-tensors pack-quantized holds 4- and 8-bit weights; this override asks " +
                          std::to_string(*o.bits) + " (use EXPORT_FORMAT: fake_quant)"});
     }
   } else if (bits != 4 && bits != 8) {
-    out.push_back({{"W_BIT"}, true, "compressed-tensors pack-quantized (the default export) holds 4- and 8-bit weights; W_BIT is " +
-                                        std::to_string(bits) + ": set EXPORT_FORMAT: fake_quant for a simulated " +
-                                        std::to_string(bits) + "-bit model"});
+    out.push_back({{"W_BIT"},
+                   true,
+                   "compressed-tensors pack-quantized (the default export) holds 4- and 8-bit weights; W_BIT is " +
+                       std::to_string(bits) + ": set EXPORT_FORMAT: fake_quant for a simulated " +
+                       std::to_string(bits) + "-bit model"});
   }
   return out;
 }
@@ -93,7 +123,8 @@ Findings check_compressed_tensors(const FormatCheck& job) {
 
 const std::vector<ExportFormatRow>& export_formats() {
   static const std::vector<ExportFormatRow> rows = {
-      {"fake_quant", "float weights in the original dtype, the recipe under config.json's qjobs_quantization (any loader)",
+      {"fake_quant",
+       "float weights in the original dtype, the recipe under config.json's qjobs_quantization (any loader)",
        [](const FormatCheck&) { return Findings{}; }},
       {"awq", "AutoAWQ GEMM: 4-bit groups (transformers, vLLM awq)",
        [](const FormatCheck& j) { return check_awq_gptq(j, "awq"); }},
@@ -121,7 +152,8 @@ const std::vector<std::string>& export_format_names() {
   return names;
 }
 
-std::vector<ExportFinding> check_export_shapes(const FormatCheck& job, const std::string& format, const nlohmann::json& config) {
+std::vector<ExportFinding> check_export_shapes(const FormatCheck& job, const std::string& format,
+                                               const nlohmann::json& config) {
   std::vector<ExportFinding> out;
   if (!job.output.quantizes) return out;
   model::ModelConfig c;
@@ -134,12 +166,15 @@ std::vector<ExportFinding> check_export_shapes(const FormatCheck& job, const std
   // rule lookups the check is left to the worker, which runs it on the
   // checkpoint it loaded.
   const std::size_t per_layer = c.moe.experts > 0 ? static_cast<std::size_t>(3 * c.moe.experts + 7) : 7;
-  if (static_cast<double>(c.layers) * static_cast<double>(per_layer) * static_cast<double>(job.weights.overrides.size() + 1) > 5e6)
+  if (static_cast<double>(c.layers) * static_cast<double>(per_layer) *
+          static_cast<double>(job.weights.overrides.size() + 1) >
+      5e6)
     return out;
   const bool fake = format == "fake_quant";
-  const std::string fp4_name = !job.output.fp4.empty() ? job.output.fp4
+  const std::string fp4_name = !job.output.fp4.empty()          ? job.output.fp4
                                : job.output.w_format == "nvfp4" ? "NVFP4"
-                               : job.output.w_format == "mxfp4" ? "MXFP4" : "";
+                               : job.output.w_format == "mxfp4" ? "MXFP4"
+                                                                : "";
   const bool fp4 = !fp4_name.empty();
   const auto linears = model::decoder_linears(c);
   std::vector<LinearShape> shapes;
@@ -171,44 +206,51 @@ std::vector<ExportFinding> check_export_shapes(const FormatCheck& job, const std
     if (fp4 && !fake) {
       const int64_t block = fp4_name == "NVFP4" ? 16 : 32;
       if (in % block != 0)
-        add(kind, layer, true, fp4_name + " packs blocks of " + std::to_string(block) + " inputs; " + kind + " has " + widths +
-                                   ": keep it in full precision with a LAYER_OVERRIDES entry {pattern: \"*." + kind + "\", SKIP: true}");
+        add(kind, layer, true,
+            fp4_name + " packs blocks of " + std::to_string(block) + " inputs; " + kind + " has " + widths +
+                ": keep it in full precision with a LAYER_OVERRIDES entry {pattern: \"*." + kind + "\", SKIP: true}");
       continue;
     }
     if (fp4 || !job.output.int_weights) continue;
     if (format == "gguf") {
       if (in % 32 != 0)
-        add(kind, layer, true, "GGUF's Q4_0 / Q8_0 blocks hold 32 inputs; " + kind + " has " + widths +
-                                   " (use EXPORT_FORMAT: compressed-tensors)");
+        add(kind, layer, true,
+            "GGUF's Q4_0 / Q8_0 blocks hold 32 inputs; " + kind + " has " + widths +
+                " (use EXPORT_FORMAT: compressed-tensors)");
       continue;
     }
     const int64_t g = r.group_size;
     const bool ragged = g > 0 && in > g && in % g != 0;
     if (format == "compressed-tensors" || format == "onnx" || fake) {
       if (ragged)
-        add(kind, layer, false, kind + " has " + widths + ", not a multiple of Q_GROUP_SIZE " + std::to_string(g) +
-                                    ": it is quantized per output channel in every export form (its own "
-                                    "compressed-tensors config group, as vLLM serves; per-channel ONNX encodings; "
-                                    "fake_quant the same), so no ragged group is written");
+        add(kind, layer, false,
+            kind + " has " + widths + ", not a multiple of Q_GROUP_SIZE " + std::to_string(g) +
+                ": it is quantized per output channel in every export form (its own "
+                "compressed-tensors config group, as vLLM serves; per-channel ONNX encodings; "
+                "fake_quant the same), so no ragged group is written");
     } else if (format == "awq" || format == "gptq") {
       const int per = 32 / std::max(r.bits, 1);
       if (ragged)
-        add(kind, layer, true, "the " + format + " format needs Q_GROUP_SIZE to divide every Linear's inputs; " + kind +
-                                   " has " + widths + " at Q_GROUP_SIZE " + std::to_string(g) +
-                                   " (use EXPORT_FORMAT: compressed-tensors, which packs such Linears per channel, or a "
-                                   "group size dividing " + std::to_string(in) + ")");
+        add(kind, layer, true,
+            "the " + format + " format needs Q_GROUP_SIZE to divide every Linear's inputs; " + kind + " has " + widths +
+                " at Q_GROUP_SIZE " + std::to_string(g) +
+                " (use EXPORT_FORMAT: compressed-tensors, which packs such Linears per channel, or a "
+                "group size dividing " +
+                std::to_string(in) + ")");
       else if (format == "awq" && o % 8 != 0)
-        add(kind, layer, true, "the AWQ GEMM format packs 8 output channels per word; " + kind + " has " + std::to_string(o));
+        add(kind, layer, true,
+            "the AWQ GEMM format packs 8 output channels per word; " + kind + " has " + std::to_string(o));
       else if (format == "gptq" && (in % per != 0 || o % per != 0))
-        add(kind, layer, true, "the gptq format packs " + std::to_string(per) + " values per word along inputs and outputs; " +
-                                   kind + " is " + std::to_string(o) + " x " + std::to_string(in) + " (use compressed-tensors)");
+        add(kind, layer, true,
+            "the gptq format packs " + std::to_string(per) + " values per word along inputs and outputs; " + kind +
+                " is " + std::to_string(o) + " x " + std::to_string(in) + " (use compressed-tensors)");
     }
   }
   for (auto& [key, f] : found) {
     const auto& ls = f.second;
     std::string where = ls.size() == static_cast<std::size_t>(c.layers) ? "every layer"
-                        : ls.size() == 1 ? "layer " + std::to_string(*ls.begin())
-                                         : std::to_string(ls.size()) + " layers";
+                        : ls.size() == 1                                ? "layer " + std::to_string(*ls.begin())
+                                                                        : std::to_string(ls.size()) + " layers";
     f.first.message = "model.layers.*." + key.substr(0, key.find('\n')) + " (" + where + "): " + f.first.message;
     out.push_back(f.first);
   }

@@ -24,8 +24,8 @@ namespace {
 
 using nlohmann::json;
 
-const std::vector<std::string> kServerOwnedPaths = {"USER_FOLDER", "JOB_PATH", "MODEL_PATH",
-                                                    "LOGGING_PATH", "CACHE_PATH"};
+const std::vector<std::string> kServerOwnedPaths = {"USER_FOLDER", "JOB_PATH", "MODEL_PATH", "LOGGING_PATH",
+                                                    "CACHE_PATH"};
 
 struct TopKey {
   std::string name;
@@ -35,19 +35,19 @@ struct TopKey {
 // Every top-level key the spec accepts, besides `llm`.
 const std::vector<TopKey>& top_keys() {
   static const std::vector<TopKey> keys = {
-      {"MODEL", ParamType::string},          {"CUSTOM_MODEL_PATH", ParamType::string},
-      {"DATASET_NAME", ParamType::string},   {"DATASET_SUBNAME", ParamType::string},
-      {"DATA_PATH", ParamType::string},      {"TEXT_COLUMN", ParamType::string},
-      {"SPLIT", ParamType::string},          {"FORMAT_STRING", ParamType::string},
-      {"CUDA_ID", ParamType::string},        {"ALGORITHM", ParamType::string},
-      {"JOB_SERVICE", ParamType::string},    {"TASK", ParamType::string},
-      {"ALGO_TYPE", ParamType::string},      {"JOB_ID", ParamType::string},
-      {"USER_FOLDER", ParamType::string},    {"JOB_PATH", ParamType::string},
-      {"MODEL_PATH", ParamType::string},     {"LOGGING_PATH", ParamType::string},
-      {"CACHE_PATH", ParamType::string},     {"PRIORITY", ParamType::integer},
-      {"TIMEOUT_S", ParamType::number},      {"MAX_ATTEMPTS", ParamType::integer},
-      {"DTYPE", ParamType::string},          {"EXPORT_FORMAT", ParamType::string},
-      {"ONNX_SEQ_LEN", ParamType::integer},  {"ONNX_CONTEXT_LEN", ParamType::integer},
+      {"MODEL", ParamType::string},         {"CUSTOM_MODEL_PATH", ParamType::string},
+      {"DATASET_NAME", ParamType::string},  {"DATASET_SUBNAME", ParamType::string},
+      {"DATA_PATH", ParamType::string},     {"TEXT_COLUMN", ParamType::string},
+      {"SPLIT", ParamType::string},         {"FORMAT_STRING", ParamType::string},
+      {"CUDA_ID", ParamType::string},       {"ALGORITHM", ParamType::string},
+      {"JOB_SERVICE", ParamType::string},   {"TASK", ParamType::string},
+      {"ALGO_TYPE", ParamType::string},     {"JOB_ID", ParamType::string},
+      {"USER_FOLDER", ParamType::string},   {"JOB_PATH", ParamType::string},
+      {"MODEL_PATH", ParamType::string},    {"LOGGING_PATH", ParamType::string},
+      {"CACHE_PATH", ParamType::string},    {"PRIORITY", ParamType::integer},
+      {"TIMEOUT_S", ParamType::number},     {"MAX_ATTEMPTS", ParamType::integer},
+      {"DTYPE", ParamType::string},         {"EXPORT_FORMAT", ParamType::string},
+      {"ONNX_SEQ_LEN", ParamType::integer}, {"ONNX_CONTEXT_LEN", ParamType::integer},
       {"VERIFY", ParamType::boolean},
   };
   return keys;
@@ -67,8 +67,8 @@ class Validator {
       return;
     }
     const bool placed = mark.line >= 0 && mark.column >= 0;
-    issues.push_back({excerpt(path, 256), placed ? mark.line + 1 : 0, placed ? mark.column + 1 : 0,
-                      excerpt(message, 1024)});
+    issues.push_back(
+        {excerpt(path, 256), placed ? mark.line + 1 : 0, placed ? mark.column + 1 : 0, excerpt(message, 1024)});
   }
 
   // Closes the list: one last entry says how many were left out.
@@ -95,8 +95,7 @@ class Validator {
   // number is accepted where a number is expected (Nyuntam writes " -2").
   std::optional<json> scalar(const YAML::Node& n, ParamType type, const std::string& path) {
     const auto wrong = [&] {
-      add(path, n.Mark(),
-          "expected " + std::string(param_type_name(type)) + ", got " + show(n));
+      add(path, n.Mark(), "expected " + std::string(param_type_name(type)) + ", got " + show(n));
       return std::nullopt;
     };
     if (type == ParamType::string_list) {
@@ -122,7 +121,8 @@ class Validator {
     if (!n.IsScalar()) return wrong();
     const std::string& s = n.Scalar();
     switch (type) {
-      case ParamType::string: return json(s);
+      case ParamType::string:
+        return json(s);
       case ParamType::boolean: {
         const auto l = to_lower(trim(s));
         if (l == "true" || l == "yes" || l == "on") return json(true);
@@ -137,7 +137,8 @@ class Validator {
         if (auto v = parse_double(s); v && std::isfinite(*v)) return json(*v);
         return wrong();
       }
-      default: return wrong();
+      default:
+        return wrong();
     }
   }
 
@@ -176,8 +177,7 @@ class Validator {
       const double d = v->get<double>();
       if (d < spec.min || d > spec.max) {
         add(path, n.Mark(),
-            "value " + excerpt(n.Scalar()) + " is out of range [" + fmt_num(spec.min) + ", " +
-                fmt_num(spec.max) + "]");
+            "value " + excerpt(n.Scalar()) + " is out of range [" + fmt_num(spec.min) + ", " + fmt_num(spec.max) + "]");
         return std::nullopt;
       }
     }
@@ -201,8 +201,7 @@ class Validator {
 
   // Validates a mapping against `children`, expanding dotted keys, and merges
   // the result into `out` (later keys override earlier ones).
-  void section(const YAML::Node& map, const std::vector<ParamSpec>& children,
-               const std::string& base, json& out) {
+  void section(const YAML::Node& map, const std::vector<ParamSpec>& children, const std::string& base, json& out) {
     for (const auto& kv : map) {
       const YAML::Node& key = kv.first;
       if (!key.IsScalar()) {
@@ -217,8 +216,7 @@ class Validator {
       for (std::size_t i = 0; i < parts.size() && ok; ++i) {
         const auto& part = parts[i];
         path = join_path(path, part);
-        const auto it = std::find_if(level->begin(), level->end(),
-                                     [&](const ParamSpec& p) { return p.name == part; });
+        const auto it = std::find_if(level->begin(), level->end(), [&](const ParamSpec& p) { return p.name == part; });
         if (it == level->end()) {
           unknown_key(path, key.Mark(), part, *level);
           ok = false;
@@ -226,8 +224,8 @@ class Validator {
         }
         if (i + 1 < parts.size()) {
           if (it->type != ParamType::section) {
-            add(path, key.Mark(), "'" + excerpt(part) + "' is " + std::string(param_type_name(it->type)) +
-                                      ", it has no keys below it");
+            add(path, key.Mark(),
+                "'" + excerpt(part) + "' is " + std::string(param_type_name(it->type)) + ", it has no keys below it");
             ok = false;
             break;
           }
@@ -238,10 +236,8 @@ class Validator {
         }
         if (kv.second.IsNull()) break;  // an empty value keeps the default
         if (auto v = value(kv.second, *it, path)) {
-          if (it->type == ParamType::section && target->contains(part))
-            (*target)[part].merge_patch(*v);
-          else
-            (*target)[part] = *v;
+          if (it->type == ParamType::section && target->contains(part)) (*target)[part].merge_patch(*v);
+          else (*target)[part] = *v;
         }
       }
     }
@@ -326,9 +322,7 @@ json to_json(const SpecIssue& i) {
   return {{"path", i.path}, {"line", i.line}, {"column", i.column}, {"message", i.message}};
 }
 
-int JobSpec::devices_requested() const {
-  return std::max<int>(1, static_cast<int>(cuda_ids.size()));
-}
+int JobSpec::devices_requested() const { return std::max<int>(1, static_cast<int>(cuda_ids.size())); }
 
 json to_json(const JobSpec& s) {
   return {{"MODEL", s.model},
@@ -461,17 +455,20 @@ void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& 
     if (!fs::is_directory(model, ec))
       v.add(model_key, mark_of(root, model_key, root.Mark()),
             "no model folder " + spec.model + " on the server's machine" +
-                (model.is_relative() ? " (a relative path is taken from the server's working directory, " + cwd + ")" : "") +
+                (model.is_relative() ? " (a relative path is taken from the server's working directory, " + cwd + ")"
+                                     : "") +
                 "; a Hugging Face hub id is written ORG/NAME");
     else if (!fs::is_regular_file(model / "config.json", ec))
       v.add(model_key, mark_of(root, model_key, root.Mark()),
-            "the model folder " + spec.model + " has no config.json (a Hugging Face checkpoint folder: config.json, "
-            "*.safetensors, tokenizer files)");
+            "the model folder " + spec.model +
+                " has no config.json (a Hugging Face checkpoint folder: config.json, "
+                "*.safetensors, tokenizer files)");
     else if (std::none_of(std::begin(kWeightFiles), std::end(kWeightFiles),
                           [&](const char* f) { return fs::is_regular_file(model / f, ec); }))
       v.add(model_key, mark_of(root, model_key, root.Mark()),
-            "the model folder " + spec.model + " has no weights: expected model.safetensors, "
-            "model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json");
+            "the model folder " + spec.model +
+                " has no weights: expected model.safetensors, "
+                "model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json");
     else if (needs_tokenizer(spec) && !fs::is_regular_file(model / "tokenizer.json", ec))
       v.add(model_key, mark_of(root, model_key, root.Mark()),
             "the model folder " + spec.model + " has no tokenizer.json, which this job needs to read its " +
@@ -479,8 +476,9 @@ void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& 
   }
   const auto need_file = [&](const std::string& path, const std::string& key, const YAML::Mark& mark) {
     if (path.empty() || fs::exists(fs::path(path), ec)) return;
-    v.add(key, mark, key + " " + path + " does not exist on the server's machine" +
-                         (fs::path(path).is_relative() ? " (a relative path is taken from " + cwd + ")" : ""));
+    v.add(key, mark,
+          key + " " + path + " does not exist on the server's machine" +
+              (fs::path(path).is_relative() ? " (a relative path is taken from " + cwd + ")" : ""));
   };
   need_file(spec.data_path, "DATA_PATH", mark_of(root, "DATA_PATH", root.Mark()));
   need_file(spec.calibration.value("data_path", std::string()), "calibration.data_path",
@@ -491,18 +489,21 @@ void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& 
     fs::path dir = env.data_dir / name;
     if (!subset.empty()) dir /= subset;
     if (find_split_file(dir, split)) return;
-    v.add(key, mark, "dataset '" + name + (subset.empty() ? "" : "/" + subset) + "' split '" + split +
-                         "' is not on the server's machine, and qjobs downloads no data: place it at " +
-                         (dir / (split + ".jsonl")).string() + " (see the README's \"Datasets\" section for each task's "
-                         "row format), or set DATA_PATH to a local file");
+    v.add(key, mark,
+          "dataset '" + name + (subset.empty() ? "" : "/" + subset) + "' split '" + split +
+              "' is not on the server's machine, and qjobs downloads no data: place it at " +
+              (dir / (split + ".jsonl")).string() +
+              " (see the README's \"Datasets\" section for each task's "
+              "row format), or set DATA_PATH to a local file");
   };
   if (spec.data_path.empty() && spec.calibration.value("data_path", std::string()).empty()) {
     const std::string cal_name = spec.calibration.value("dataset", spec.dataset_name);
     const bool from_calibration = spec.calibration.contains("dataset");
-    need_dataset(cal_name, spec.calibration.value("subset", spec.dataset_subname),
-                 spec.calibration.value("split", spec.split.empty() ? std::string("train") : spec.split),
-                 from_calibration ? "calibration.dataset" : "DATASET_NAME",
-                 from_calibration ? mark_of(calib_node, "dataset", root.Mark()) : mark_of(root, "DATASET_NAME", root.Mark()));
+    need_dataset(
+        cal_name, spec.calibration.value("subset", spec.dataset_subname),
+        spec.calibration.value("split", spec.split.empty() ? std::string("train") : spec.split),
+        from_calibration ? "calibration.dataset" : "DATASET_NAME",
+        from_calibration ? mark_of(calib_node, "dataset", root.Mark()) : mark_of(root, "DATASET_NAME", root.Mark()));
   }
   if (!spec.eval.contains("tasks") || !spec.eval["tasks"].is_array()) return;
   const int64_t positions = model_config && model_config->contains("max_position_embeddings") &&
@@ -536,8 +537,10 @@ void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& 
       const YAML::Mark where = mark_of(item, "dataset", item_at);
       need_dataset(name, subset, split, at + (t.contains("dataset") ? ".dataset" : ".type"), where);
       if (type == "mc" && t.value("num_fewshot", 0) > 0)
-        need_dataset(name, subset, t.value("fewshot_split", std::string(t.value("format", std::string()) == "mmlu" ? "dev" : "train")),
-                     at + ".fewshot_split", where);
+        need_dataset(
+            name, subset,
+            t.value("fewshot_split", std::string(t.value("format", std::string()) == "mmlu" ? "dev" : "train")),
+            at + ".fewshot_split", where);
     }
     const bool windowed = type == "ppl" || type == "wikitext-ppl";
     if (windowed && positions > 0 && t.contains("seqlen") && t["seqlen"].is_number_integer() &&
@@ -551,9 +554,9 @@ void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& 
     } else if (windowed && positions > 0 && t.contains("seqlen") && t["seqlen"].is_number_integer() &&
                t["seqlen"].get<int64_t>() > positions)
       v.add(at + ".seqlen", mark_of(item, "seqlen", item_at),
-            "window " + std::to_string(t["seqlen"].get<int64_t>()) + " is longer than the model's max_position_embeddings " +
-                std::to_string(positions) + " (config.json): positions past it were never trained; use at most " +
-                std::to_string(positions));
+            "window " + std::to_string(t["seqlen"].get<int64_t>()) +
+                " is longer than the model's max_position_embeddings " + std::to_string(positions) +
+                " (config.json): positions past it were never trained; use at most " + std::to_string(positions));
   }
 }
 
@@ -701,9 +704,10 @@ void SpecReader::read_identity() {
   spec.algo_type = str("ALGO_TYPE");
   spec.job_id = str("JOB_ID");
   // The job's name: shown everywhere and accepted wherever an id is.
-  if (spec.job_id.size() > 128 ||
-      std::any_of(spec.job_id.begin(), spec.job_id.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
-    v_.add("JOB_ID", top_mark("JOB_ID"), "JOB_ID (the job's name) must be at most 128 characters without control characters");
+  if (spec.job_id.size() > 128 || std::any_of(spec.job_id.begin(), spec.job_id.end(),
+                                              [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+    v_.add("JOB_ID", top_mark("JOB_ID"),
+           "JOB_ID (the job's name) must be at most 128 characters without control characters");
   else if (looks_like_job_id(spec.job_id))
     v_.add("JOB_ID", top_mark("JOB_ID"),
            "JOB_ID (the job's name) has the shape of a job id (YYYYMMDD-HHMMSS-<16 hex digits>); a name must never be "
@@ -712,8 +716,9 @@ void SpecReader::read_identity() {
     if (!top.contains(k)) return;
     const auto val = top[k].get<long long>();
     if (val < lo || val > hi) {
-      v_.add(k, top_mark(k), std::string(k) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
-                                 std::to_string(val));
+      v_.add(k, top_mark(k),
+             std::string(k) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+                 std::to_string(val));
       return;
     }
     out = static_cast<int>(val);
@@ -770,8 +775,8 @@ void SpecReader::read_algorithm_section() {
     apply_defaults(algo->params, params);
     if (!algo->available)
       v_.add("ALGORITHM", algorithm_mark,
-             "algorithm '" + algo->name + "' is not available yet in this build (available: " +
-                 Validator::join(algorithm_names(true)) + ")");
+             "algorithm '" + algo->name +
+                 "' is not available yet in this build (available: " + Validator::join(algorithm_names(true)) + ")");
   }
   spec.params = std::move(params);
 }
@@ -799,8 +804,9 @@ void SpecReader::read_output_options() {
     v_.add("ONNX_SEQ_LEN", top_mark("ONNX_SEQ_LEN"), "must be 1..65536 (tokens per call of the ONNX graph)");
   else if (spec.onnx_context_len <= spec.onnx_seq_len || spec.onnx_context_len > (1 << 20))
     v_.add("ONNX_CONTEXT_LEN", top_mark("ONNX_CONTEXT_LEN"),
-           "must be above ONNX_SEQ_LEN (" + std::to_string(spec.onnx_seq_len) + ") and at most 1048576: the graph attends over "
-           "ONNX_CONTEXT_LEN - ONNX_SEQ_LEN cached positions and the new ones");
+           "must be above ONNX_SEQ_LEN (" + std::to_string(spec.onnx_seq_len) +
+               ") and at most 1048576: the graph attends over "
+               "ONNX_CONTEXT_LEN - ONNX_SEQ_LEN cached positions and the new ones");
 }
 
 // The algorithm's own rules, the format's rules on its output, and what
@@ -830,8 +836,9 @@ void SpecReader::check_export() {
     if (const auto problem = model_config_problem(*model_config, quantizes() ? spec.export_format : std::string())) {
       config_readable = false;
       const char* key = spec.custom_model_path.empty() ? "MODEL" : "CUSTOM_MODEL_PATH";
-      v_.add(key, top_mark(key), "the model " + spec.model + " cannot be " +
-                                     (problem->rfind("config.json", 0) == 0 ? "read: " : "exported: ") + *problem);
+      v_.add(key, top_mark(key),
+             "the model " + spec.model + " cannot be " +
+                 (problem->rfind("config.json", 0) == 0 ? "read: " : "exported: ") + *problem);
     }
   if (spec.export_format == "onnx" && model_config && model_config->contains("max_position_embeddings") &&
       (*model_config)["max_position_embeddings"].is_number_integer()) {
@@ -850,7 +857,7 @@ void SpecReader::check_export() {
       warn(f.message);
       continue;
     }
-    const auto at = !output.fp4.empty() ? std::pair<std::string, YAML::Mark>{"ALGORITHM", algorithm_mark}
+    const auto at = !output.fp4.empty()        ? std::pair<std::string, YAML::Mark>{"ALGORITHM", algorithm_mark}
                     : output.w_format != "int" ? param_at({"W_FORMAT"})
                                                : param_at({"Q_GROUP_SIZE"});
     v_.add(at.first, at.second, f.message);
@@ -871,11 +878,13 @@ void SpecReader::read_calibration() {
   // A calibrating algorithm with nothing to calibrate on would fail only
   // after the model is loaded: refuse it at submission.
   if (algo == nullptr || !algo->available || !algorithm_needs_data(*algo, spec.params)) return;
-  if (spec.data_path.empty() && spec.dataset_name.empty() && spec.calibration.value("data_path", std::string()).empty() &&
+  if (spec.data_path.empty() && spec.dataset_name.empty() &&
+      spec.calibration.value("data_path", std::string()).empty() &&
       spec.calibration.value("dataset", std::string()).empty())
     v_.add("DATA_PATH", root_["ALGORITHM"] ? root_["ALGORITHM"].Mark() : root_.Mark(),
-           "ALGORITHM " + algo->name + " calibrates on text: set DATA_PATH (a local .jsonl, .json or .txt file), "
-           "DATASET_NAME, or calibration.data_path / calibration.dataset");
+           "ALGORITHM " + algo->name +
+               " calibrates on text: set DATA_PATH (a local .jsonl, .json or .txt file), "
+               "DATASET_NAME, or calibration.data_path / calibration.dataset");
 }
 
 // eval: {tasks: [...]}, each task's defaults applied.
@@ -903,7 +912,8 @@ void SpecReader::read_eval() {
 // Nyuntam's LMQuant `eval.tasks` become qjobs eval tasks unless the spec
 // has its own eval section, which then wins, and the job says so.
 void SpecReader::map_nyuntam_eval() {
-  const bool nyuntam_tasks = spec.params.contains("eval") && spec.params["eval"].is_object() && spec.params["eval"].contains("tasks");
+  const bool nyuntam_tasks =
+      spec.params.contains("eval") && spec.params["eval"].is_object() && spec.params["eval"].contains("tasks");
   if (!nyuntam_tasks) return;
   if (spec.eval.contains("tasks")) {
     warn("llm." + spec.algorithm + ".eval.tasks is ignored: the top-level eval section's tasks are run instead");
@@ -965,7 +975,8 @@ std::optional<YAML::Node> load_document(std::string_view yaml_text, Validator& v
   // bound the expanded size before anything walks it.
   if (const auto size = expanded_size(root); size.nodes > kMaxSpecNodes || size.bytes > kMaxSpecBytes) {
     v.add("", root.Mark(),
-          "the spec expands to more than " + std::to_string(kMaxSpecNodes) + " nodes or " + std::to_string(kMaxSpecBytes) +
+          "the spec expands to more than " + std::to_string(kMaxSpecNodes) + " nodes or " +
+              std::to_string(kMaxSpecBytes) +
               " bytes of scalars once its YAML aliases are expanded (each use of an alias counts in full)");
     too_large = true;
     return std::nullopt;

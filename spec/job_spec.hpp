@@ -33,7 +33,7 @@ namespace qjobs {
 // One validation failure. line and column are 1-based; 0 when the problem has
 // no place in the text (a required key that is missing).
 struct SpecIssue {
-  std::string path;     // "llm.RTN.W_BIT"
+  std::string path;  // "llm.RTN.W_BIT"
   int line = 0;
   int column = 0;
   std::string message;
@@ -42,35 +42,35 @@ struct SpecIssue {
 nlohmann::json to_json(const SpecIssue& issue);
 
 struct JobSpec {
-  std::string model;               // MODEL, or CUSTOM_MODEL_PATH when that is set
-  std::string custom_model_path;   // as given, may be empty
+  std::string model;              // MODEL, or CUSTOM_MODEL_PATH when that is set
+  std::string custom_model_path;  // as given, may be empty
   std::string dataset_name;
   std::string dataset_subname;
   std::string data_path;
   std::vector<std::string> text_columns;  // TEXT_COLUMN split on ','
   std::string split;
   std::string format_string;
-  std::vector<int> cuda_ids;       // CUDA_ID; its size is the number of devices asked for
+  std::vector<int> cuda_ids;  // CUDA_ID; its size is the number of devices asked for
   std::string algorithm;
   std::string job_service;
   std::string task;
   std::string algo_type;
-  std::string job_id;              // the user's name for the job (not the server's id)
-  int priority = 0;                // -100..100, higher first
-  double timeout_s = 0;            // wall-clock limit of one attempt; 0 = none
-  int max_attempts = 2;            // attempts before a lost worker fails the job
+  std::string job_id;                                // the user's name for the job (not the server's id)
+  int priority = 0;                                  // -100..100, higher first
+  double timeout_s = 0;                              // wall-clock limit of one attempt; 0 = none
+  int max_attempts = 2;                              // attempts before a lost worker fails the job
   nlohmann::json params = nlohmann::json::object();  // the algorithm section, expanded,
-                                                      // with the schema's defaults
-  std::string dtype = "auto";      // compute dtype
-  std::string export_format = "fake_quant";  // EXPORT_FORMAT, resolved: compressed-tensors unless given
-                                             // (fake_quant for Evaluate) | awq | gptq | fake_quant
-  int64_t onnx_seq_len = 128;      // ONNX_SEQ_LEN: new tokens per call of the ONNX graph (AR)
-  int64_t onnx_context_len = 1024; // ONNX_CONTEXT_LEN: past + new positions (CL), at most the model's
-  bool verify = true;              // VERIFY: the packed output is read back by its format's reference
-                                   // loader where the worker host has it (worker/verify.hpp)
+                                                     // with the schema's defaults
+  std::string dtype = "auto";                        // compute dtype
+  std::string export_format = "fake_quant";          // EXPORT_FORMAT, resolved: compressed-tensors unless given
+                                                     // (fake_quant for Evaluate) | awq | gptq | fake_quant
+  int64_t onnx_seq_len = 128;                        // ONNX_SEQ_LEN: new tokens per call of the ONNX graph (AR)
+  int64_t onnx_context_len = 1024;                   // ONNX_CONTEXT_LEN: past + new positions (CL), at most the model's
+  bool verify = true;                                // VERIFY: the packed output is read back by its format's reference
+                                                     // loader where the worker host has it (worker/verify.hpp)
   nlohmann::json eval = nlohmann::json::object();    // {tasks: [...]}, defaults applied
   nlohmann::json calibration = nlohmann::json::object();  // calibration_schema(), as given
-  std::vector<std::string> warnings;  // accepted but ignored keys
+  std::vector<std::string> warnings;                      // accepted but ignored keys
 
   // Devices the job occupies: the number of CUDA_ID entries, at least 1.
   int devices_requested() const;
@@ -80,9 +80,9 @@ nlohmann::json to_json(const JobSpec& spec);
 JobSpec job_spec_from_json(const nlohmann::json& j);  // REQUIRES: j came from to_json
 
 struct SpecParseResult {
-  std::optional<JobSpec> spec;     // set exactly when issues is empty
-  std::vector<SpecIssue> issues;   // at most kMaxSpecIssues + 1 (the last one counts the rest)
-  bool too_large = false;          // refused for its expanded size (HTTP 413)
+  std::optional<JobSpec> spec;    // set exactly when issues is empty
+  std::vector<SpecIssue> issues;  // at most kMaxSpecIssues + 1 (the last one counts the rest)
+  bool too_large = false;         // refused for its expanded size (HTTP 413)
 };
 
 // Limits on hostile specs. A spec whose YAML, with every alias expanded, has

@@ -32,7 +32,7 @@ struct LinearScheme {
   int64_t group_size = 128;  // -1: per output channel
   bool zero_point = true;
   int a_bits = 8;
-  bool ragged = false;       // rule 3 applied: group_size was above -1 and did not divide the width
+  bool ragged = false;  // rule 3 applied: group_size was above -1 and did not divide the width
 };
 
 // Rules 1 and 2 for the Linear `linear`.

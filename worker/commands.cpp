@@ -45,7 +45,8 @@ struct Loaded {
 
 // Where a command computes, as a job would, said on stderr.
 model::Placement place_command(const char* command, const std::string& dtype, const Environment& env) {
-  const auto place = model::choose_placement(dtype, env.cuda_visible_devices ? env.cuda_visible_devices->c_str() : nullptr);
+  const auto place =
+      model::choose_placement(dtype, env.cuda_visible_devices ? env.cuda_visible_devices->c_str() : nullptr);
   std::cerr << "qjobs-worker " << command << ": computing on " << place.describe() << "\n";
   return place;
 }
@@ -70,7 +71,8 @@ std::string version_text() {
   s += info["cuda_built"].get<bool>() ? ", CUDA " + info["cuda_runtime"].get<std::string>() : ", CPU only";
   if (info["cuda_usable"].get<bool>()) {
     s += "\nCUDA usable: " + std::to_string(info["gpus"].size()) + " device(s)";
-    for (const auto& g : info["gpus"]) s += "; " + g["name"].get<std::string>() + " (sm " + g["capability"].get<std::string>() + ")";
+    for (const auto& g : info["gpus"])
+      s += "; " + g["name"].get<std::string>() + " (sm " + g["capability"].get<std::string>() + ")";
   } else {
     s += "\nCUDA not usable: " + info["cuda_reason"].get<std::string>();
   }
@@ -105,10 +107,12 @@ int cmd_logits(const ModelArgs& a, const std::string& tokens_json, const std::st
         throw Error(ErrorKind::invalid_input, tokens_json + ": every id list must have the same, non-zero length");
     std::vector<int64_t> flat;
     for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
-    const auto ids = at::tensor(flat, at::kLong).view({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
+    const auto ids =
+        at::tensor(flat, at::kLong).view({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
     const auto l = load("logits", a);
     if (ids.max().item<int64_t>() >= l.model.config().vocab || ids.min().item<int64_t>() < 0)
-      throw Error(ErrorKind::invalid_input, "token id out of range [0, " + std::to_string(l.model.config().vocab) + ")");
+      throw Error(ErrorKind::invalid_input,
+                  "token id out of range [0, " + std::to_string(l.model.config().vocab) + ")");
     at::NoGradGuard no_grad;
     const auto logits = l.model.forward(ids).to(at::kCPU).to(at::kFloat);
     model::save_safetensors(out, {{"logits", logits, {}}});
@@ -136,8 +140,12 @@ int cmd_ppl(const ModelArgs& a, const std::string& data, int64_t seqlen, int64_t
     o.num_samples = num_samples;
     o.batch_size = batch_size;
     const auto r = eval::perplexity(l.model, ids, o);
-    std::cout << json{{"ppl", r.ppl},         {"tokens", r.tokens},   {"windows", r.windows},
-                      {"seconds", r.seconds}, {"tokens_per_s", r.tokens_per_s}, {"seqlen", seqlen}}
+    std::cout << json{{"ppl", r.ppl},
+                      {"tokens", r.tokens},
+                      {"windows", r.windows},
+                      {"seconds", r.seconds},
+                      {"tokens_per_s", r.tokens_per_s},
+                      {"seqlen", seqlen}}
                      .dump()
               << "\n";
     return 0;
@@ -182,22 +190,26 @@ static std::function<at::Tensor(const std::string&)> float_weights(const model::
   };
 }
 
-int cmd_onnx(const Environment& env, const std::string& checkpoint, const std::string& out, int64_t seq_len, int64_t context_len) {
+int cmd_onnx(const Environment& env, const std::string& checkpoint, const std::string& out, int64_t seq_len,
+             int64_t context_len) {
   try {
     const fs::path dir = model::resolve_model_dir(checkpoint, env);
     const auto ckpt = model::Checkpoint::open(dir);
     const auto weight = float_weights(ckpt);
     exporter::onnx::write_llama_onnx(ckpt.config(), weight, {seq_len, context_len}, nullptr, out);
-    std::cout << json{{"out", out}, {"graph", exporter::onnx::GraphShape{seq_len, context_len}.name()},
-                      {"opset", exporter::onnx::kOpset}}.dump() << "\n";
+    std::cout << json{{"out", out},
+                      {"graph", exporter::onnx::GraphShape{seq_len, context_len}.name()},
+                      {"opset", exporter::onnx::kOpset}}
+                     .dump()
+              << "\n";
     return 0;
   } catch (const std::exception& e) {
     return fail(e);
   }
 }
 
-int cmd_gguf(const Environment& env, const std::string& checkpoint, const std::string& type, const std::string& out, const std::string& readback,
-             const std::string& name) {
+int cmd_gguf(const Environment& env, const std::string& checkpoint, const std::string& type, const std::string& out,
+             const std::string& readback, const std::string& name) {
   try {
     using exporter::gguf::TensorType;
     const std::map<std::string, TensorType> types = {
@@ -207,7 +219,8 @@ int cmd_gguf(const Environment& env, const std::string& checkpoint, const std::s
     const fs::path dir = model::resolve_model_dir(checkpoint, env);
     const auto ckpt = model::Checkpoint::open(dir);
     const auto weight = float_weights(ckpt);
-    exporter::write_llama_gguf(ckpt.config(), dir, weight, t->second, name.empty() ? dir.filename().string() : name, out);
+    exporter::write_llama_gguf(ckpt.config(), dir, weight, t->second, name.empty() ? dir.filename().string() : name,
+                               out);
     if (!readback.empty()) {
       // The file's weights as a float checkpoint, for qjobs' own evaluation of it.
       fs::create_directories(readback);
@@ -237,7 +250,8 @@ int cmd_train_tokenizer(const std::string& data, int64_t vocab_size, const std::
     o.vocab_size = vocab_size;
     const auto t = tokenizer::train_bpe(data::load_rows(ds), o);
     tokenizer::save_tokenizer(out, t, o);
-    std::cout << json{{"out", out}, {"vocab_size", t["model"]["vocab"].size()}, {"merges", t["model"]["merges"].size()}}.dump()
+    std::cout << json{{"out", out}, {"vocab_size", t["model"]["vocab"].size()}, {"merges", t["model"]["merges"].size()}}
+                     .dump()
               << "\n";
     return 0;
   } catch (const std::exception& e) {
@@ -296,8 +310,11 @@ int cmd_train(const TrainArgs& a) {
     for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
       fs::copy_file(fs::path(a.tokenizer) / f, fs::path(a.out) / f, fs::copy_options::overwrite_existing);
 
-    json summary = {{"steps", o.steps}, {"tokens_per_step", o.batch_size * o.seqlen}, {"final_loss", last},
-                    {"train_tokens", train_ids.numel()}, {"seconds", seconds}};
+    json summary = {{"steps", o.steps},
+                    {"tokens_per_step", o.batch_size * o.seqlen},
+                    {"final_loss", last},
+                    {"train_tokens", train_ids.numel()},
+                    {"seconds", seconds}};
     if (!a.eval_data.empty()) {
       const auto held = ids_of(a.eval_data);
       const auto reloaded = model::LlamaModel::load(model::Checkpoint::open(a.out));
@@ -334,8 +351,14 @@ int cmd_gemm(const Environment& env, int64_t m, int64_t n, int64_t k, const std:
     for (int i = 0; i < reps; ++i) c = at::matmul(a, b);
     c.sum().item<double>();  // waits for the device
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::cout << json{{"device", place.device.str()}, {"dtype", c10::toString(place.dtype)}, {"m", m}, {"n", n}, {"k", k},
-                      {"reps", reps}, {"seconds", s}, {"gflops", 2.0 * m * n * k * reps / s / 1e9}}
+    std::cout << json{{"device", place.device.str()},
+                      {"dtype", c10::toString(place.dtype)},
+                      {"m", m},
+                      {"n", n},
+                      {"k", k},
+                      {"reps", reps},
+                      {"seconds", s},
+                      {"gflops", 2.0 * m * n * k * reps / s / 1e9}}
                      .dump()
               << "\n";
     return 0;

@@ -37,9 +37,10 @@ int cmd_demo(const ModelArgs& m, const std::string& prompt, bool raw, int64_t ma
 // with `readback`, also the file's weights read back as a float checkpoint.
 // The float ONNX graph of a checkpoint (packed ones unpacked), for
 // onnxruntime and the device compilers.
-int cmd_onnx(const Environment& env, const std::string& checkpoint, const std::string& out, int64_t seq_len, int64_t context_len);
-int cmd_gguf(const Environment& env, const std::string& checkpoint, const std::string& type, const std::string& out, const std::string& readback,
-             const std::string& name);
+int cmd_onnx(const Environment& env, const std::string& checkpoint, const std::string& out, int64_t seq_len,
+             int64_t context_len);
+int cmd_gguf(const Environment& env, const std::string& checkpoint, const std::string& type, const std::string& out,
+             const std::string& readback, const std::string& name);
 
 }  // namespace qjobs::worker
 
@@ -49,10 +50,10 @@ namespace qjobs::worker {
 int cmd_train_tokenizer(const std::string& data, int64_t vocab_size, const std::string& out);
 
 struct TrainArgs {
-  std::string data;           // training rows (.jsonl/.json/.txt)
-  std::string eval_data;      // held-out rows for the final perplexity ("" = none)
-  std::string tokenizer;      // folder with tokenizer.json
-  std::string out;            // checkpoint folder to write
+  std::string data;       // training rows (.jsonl/.json/.txt)
+  std::string eval_data;  // held-out rows for the final perplexity ("" = none)
+  std::string tokenizer;  // folder with tokenizer.json
+  std::string out;        // checkpoint folder to write
   int64_t hidden = 128, intermediate = 352, layers = 4, heads = 4, kv_heads = 2;
   int64_t steps = 1000, batch_size = 16, seqlen = 256;
   double lr = 3e-3;

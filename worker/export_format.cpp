@@ -39,7 +39,8 @@ const ExportFormat& export_format(std::string_view name) {
     if (f->name == name) return *f;
     known += (known.empty() ? "" : ", ") + std::string(f->name);
   }
-  throw Error(ErrorKind::invalid_input, "EXPORT_FORMAT " + std::string(name) + " is not written by this worker (" + known + ")");
+  throw Error(ErrorKind::invalid_input,
+              "EXPORT_FORMAT " + std::string(name) + " is not written by this worker (" + known + ")");
 }
 
 void write_safetensors_model(const ExportInputs& in, const SafetensorsLayout& layout, const json& qc, bool packed) {
@@ -75,8 +76,9 @@ void write_safetensors_model(const ExportInputs& in, const SafetensorsLayout& la
       const auto it = q.replaced.find(info.name);
       const at::Tensor t = it != q.replaced.end() ? it->second : file.tensor(info.name);
       put(info.name, t,
-          info.dtype == model::StDtype::F8_E4M3 || info.dtype == model::StDtype::F8_E5M2 ? std::optional<model::StDtype>(info.dtype)
-                                                                                       : std::nullopt);
+          info.dtype == model::StDtype::F8_E4M3 || info.dtype == model::StDtype::F8_E5M2
+              ? std::optional<model::StDtype>(info.dtype)
+              : std::nullopt);
       model::release_mapped(t);
     }
     if (last) {
@@ -101,7 +103,8 @@ void write_safetensors_model(const ExportInputs& in, const SafetensorsLayout& la
   config.merge_patch(layout.config_extra);
   config[packed ? "quantization_config" : "qjobs_quantization"] = qc;
   write_file_atomic(out / "config.json", config.dump(2));
-  for (const auto& f : ckpt.companion_files()) fs::copy_file(f, out / f.filename(), fs::copy_options::overwrite_existing);
+  for (const auto& f : ckpt.companion_files())
+    fs::copy_file(f, out / f.filename(), fs::copy_options::overwrite_existing);
   in.rep.progress(++done, total, "config.json");
 }
 
@@ -109,12 +112,14 @@ void write_safetensors_model(const ExportInputs& in, const SafetensorsLayout& la
 SafetensorsLayout int_layout(const ExportInputs& in, exporter::PackedFormat format) {
   SafetensorsLayout l;
   l.room_per_tensor = 6;
-  l.encode = [&in, format](const std::string& stem, bool is_weight, const model::StTensorInfo& info, const PutTensor& put) {
+  l.encode = [&in, format](const std::string& stem, bool is_weight, const model::StTensorInfo& info,
+                           const PutTensor& put) {
     const auto iw = in.q.int_weights.find(stem);
     if (!is_weight || iw == in.q.int_weights.end()) return false;
     for (auto& [suffix, t] : exporter::pack(iw->second, format, model::st_to_aten(info.dtype)))
       put(stem + "." + suffix, t, std::nullopt);
-    for (const auto* t : {&iw->second.codes, &iw->second.scales, &iw->second.zeros, &iw->second.g_idx}) model::release_mapped(*t);
+    for (const auto* t : {&iw->second.codes, &iw->second.scales, &iw->second.zeros, &iw->second.g_idx})
+      model::release_mapped(*t);
     return true;
   };
   return l;
@@ -133,7 +138,7 @@ LinearScheme uniform_scheme(const LinearPlan& plan) {
 ExportResult write_int_format(const ExportInputs& in, exporter::PackedFormat format) {
   require_int_weights(in);
   const auto qc = exporter::packed_quantization_config(in.q.int_weights, format, in.q.quantization_config,
-                                                          !uniform_scheme(in.plan).zero_point);
+                                                       !uniform_scheme(in.plan).zero_point);
   write_safetensors_model(in, int_layout(in, format), qc, true);
   return ExportResult{qc, {}};
 }
@@ -154,7 +159,8 @@ void require_int_weights(const ExportInputs& in) {
   const auto& q = in.q;
   if (!q.w8a8_weights.empty() || !q.fp4_weights.empty())
     throw Error(ErrorKind::invalid_input, "ALGORITHM " + in.spec.algorithm +
-                                              " is exported as compressed-tensors (or fake_quant), not " + in.spec.export_format);
+                                              " is exported as compressed-tensors (or fake_quant), not " +
+                                              in.spec.export_format);
 }
 
 bool is_weights_file(const fs::path& p) {
@@ -167,7 +173,8 @@ void move_weights_out(const JobDir& dir, const fs::path& to) {
   fs::rename(out, to);
   fs::create_directories(out);
   for (const auto& e : fs::directory_iterator(to))
-    if (!is_weights_file(e.path())) fs::copy_file(e.path(), out / e.path().filename(), fs::copy_options::overwrite_existing);
+    if (!is_weights_file(e.path()))
+      fs::copy_file(e.path(), out / e.path().filename(), fs::copy_options::overwrite_existing);
 }
 
 void check_llama_layout(const JobSpec& spec, const model::ModelConfig& config) {

@@ -37,12 +37,12 @@ namespace qjobs::worker {
 
 // What a format's writer reads. All references outlive the call.
 struct ExportInputs {
-  const model::Checkpoint& ckpt;   // the original checkpoint
-  const quant::QuantOutput& q;     // the algorithm's result
-  const LinearPlan& plan;          // every quantized Linear's weight settings (spec/linear_plan.hpp)
+  const model::Checkpoint& ckpt;  // the original checkpoint
+  const quant::QuantOutput& q;    // the algorithm's result
+  const LinearPlan& plan;         // every quantized Linear's weight settings (spec/linear_plan.hpp)
   const JobSpec& spec;
   const JobDir& dir;
-  StatusReporter& rep;             // progress, warnings and events
+  StatusReporter& rep;  // progress, warnings and events
 };
 
 struct ExportResult {
@@ -105,8 +105,9 @@ using PutTensor = std::function<void(const std::string& name, const at::Tensor& 
 // the algorithm replaced it). `finish` adds tensors at the end of the last
 // shard. `room_per_tensor` bounds how many tensors encode writes per input one.
 struct SafetensorsLayout {
-  std::function<bool(const std::string& stem, bool is_weight, const model::StTensorInfo& info, const PutTensor& put)> encode;
-  std::function<std::size_t()> finish_count;     // tensors finish() will add
+  std::function<bool(const std::string& stem, bool is_weight, const model::StTensorInfo& info, const PutTensor& put)>
+      encode;
+  std::function<std::size_t()> finish_count;  // tensors finish() will add
   std::function<void(const PutTensor& put)> finish;
   std::size_t room_per_tensor = 1;
   // Top-level config.json keys written beside quantization_config (what the

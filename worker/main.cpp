@@ -41,7 +41,9 @@ int main(int argc, char** argv) {
   init->add_option("--heads", rm.heads)->capture_default_str();
   init->add_option("--kv-heads", rm.kv_heads)->capture_default_str();
   init->add_option("--vocab", rm.vocab)->capture_default_str();
-  init->add_option("--dtype", rm.dtype)->check(CLI::IsMember({"float32", "bfloat16", "float16"}))->capture_default_str();
+  init->add_option("--dtype", rm.dtype)
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
+      ->capture_default_str();
   init->add_option("--seed", rm.seed)->capture_default_str();
   init->add_option("--shards", rm.shards)->capture_default_str();
   init->add_option("--init-std", rm.init_std)->capture_default_str();
@@ -85,7 +87,8 @@ int main(int argc, char** argv) {
   gguf->add_option("--name", gguf_name, "general.name (default: the checkpoint folder's name)");
   gguf->add_option("--readback", gguf_readback, "also write the file's weights, read back, as a float checkpoint here");
   int64_t onnx_seq = 128, onnx_ctx = 1024;
-  auto* onnx = app.add_subcommand("onnx", "write a checkpoint's float graph as ONNX (prefill of --seq-len tokens with a KV cache)");
+  auto* onnx = app.add_subcommand(
+      "onnx", "write a checkpoint's float graph as ONNX (prefill of --seq-len tokens with a KV cache)");
   onnx->add_option("--checkpoint", margs.checkpoint)->required();
   onnx->add_option("--out", out_file, "the .onnx file to write (weights beside it in .data)")->required();
   onnx->add_option("--seq-len", onnx_seq, "new tokens per call (AR)")->capture_default_str();

@@ -61,15 +61,18 @@ ErrorType classify(const std::string& stage, ErrorKind kind) {
     return ErrorType::model_load;
   if (kind == ErrorKind::no_space) return ErrorType::no_space;
   switch (kind) {
-    case ErrorKind::invalid_input: return ErrorType::validation;
-    case ErrorKind::oom: return ErrorType::oom;
+    case ErrorKind::invalid_input:
+      return ErrorType::validation;
+    case ErrorKind::oom:
+      return ErrorType::oom;
     case ErrorKind::not_found:
     case ErrorKind::io:
     case ErrorKind::data_corruption:
       if (stage == "load") return ErrorType::model_load;
       if (stage == "data" || stage == "baseline" || stage == "evaluate") return ErrorType::data;
       return ErrorType::internal;
-    default: return ErrorType::internal;
+    default:
+      return ErrorType::internal;
   }
 }
 
@@ -99,7 +102,8 @@ void corrupt_for_test(const fs::path& model_dir, const std::string& name) {
     uint64_t header = 0;
     io.read(reinterpret_cast<char*>(&header), 8);
     const uint64_t element = (info->end - info->begin) / static_cast<uint64_t>(ckpt.tensor(name).numel());
-    const auto at = static_cast<std::streamoff>(8 + header + info->begin + element - 1);  // little endian: the sign byte
+    const auto at =
+        static_cast<std::streamoff>(8 + header + info->begin + element - 1);  // little endian: the sign byte
     char byte = 0;
     io.seekg(at);
     io.read(&byte, 1);
@@ -139,7 +143,8 @@ bool fits_resident(const model::Checkpoint& ckpt, const model::Placement& place)
   int64_t free_bytes = 0;
   for (const auto& d : place.devices)
     if (auto m = model::device_memory(d)) free_bytes += m->first;
-  return static_cast<double>(elements) * static_cast<double>(c10::elementSize(place.dtype)) <= 0.8 * static_cast<double>(free_bytes);
+  return static_cast<double>(elements) * static_cast<double>(c10::elementSize(place.dtype)) <=
+         0.8 * static_cast<double>(free_bytes);
 }
 
 // Runs every eval task on `model_dir`'s model; results keyed by task name.
@@ -151,7 +156,11 @@ json evaluate(const JobSpec& spec, const Environment& env, const fs::path& model
   const auto ckpt = model::Checkpoint::open(model_dir);
   model::LoadOptions lo = load_options(place, false);  // evaluation
   lo.stream_layers = !fits_resident(ckpt, place);
-  if (lo.stream_layers) rep.event({{"type", "streamed"}, {"stage", which}, {"why", "the model does not fit " + place.device.str() + " in " + std::string(c10::toString(place.dtype)) + " at once"}});
+  if (lo.stream_layers)
+    rep.event({{"type", "streamed"},
+               {"stage", which},
+               {"why", "the model does not fit " + place.device.str() + " in " +
+                           std::string(c10::toString(place.dtype)) + " at once"}});
   std::optional<model::LlamaModel> m;
   std::optional<tokenizer::Tokenizer> tok;
   const auto& tasks = spec.eval["tasks"];
@@ -172,7 +181,8 @@ json evaluate(const JobSpec& spec, const Environment& env, const fs::path& model
         tok.emplace(tokenizer::Tokenizer::load(model_dir));
       }
       r = eval::run_task(*m, *tok, task, env.data_dir, [&](int64_t d, int64_t t) { rep.progress(d, t, name); });
-      if (use_cache && eval::store_baseline(env.cache_dir, fp, r)) rep.event({{"type", "baseline_stored"}, {"task", name}, {"fingerprint", fp}});
+      if (use_cache && eval::store_baseline(env.cache_dir, fp, r))
+        rep.event({{"type", "baseline_stored"}, {"task", name}, {"fingerprint", fp}});
     }
     if (r.contains("ppl")) rep.metric("ppl_" + which + "_" + name, r["ppl"]);
     if (r.contains("acc")) rep.metric("acc_" + which + "_" + name, r["acc"]);
@@ -228,8 +238,8 @@ struct JobRun {
   const Environment& env;
   const JobDir& dir;
   StatusReporter& rep;
-  const ExportFormat* format = nullptr;               // null for Evaluate
-  std::unique_ptr<quant::QuantAlgorithm> algorithm;   // null for Evaluate
+  const ExportFormat* format = nullptr;              // null for Evaluate
+  std::unique_ptr<quant::QuantAlgorithm> algorithm;  // null for Evaluate
   model::Placement place;
   // load
   fs::path model_dir;
@@ -239,7 +249,7 @@ struct JobRun {
   // baseline, evaluate: results by task name
   json before = json::object(), after = json::object();
   // quantize
-  LinearPlan plan;                          // built by the quantize stage
+  LinearPlan plan;  // built by the quantize stage
   std::optional<quant::QuantOutput> q;
   // package
   ExportResult written;
@@ -263,7 +273,8 @@ void load_stage(JobRun& r) {
   // before any work.
   if (r.format) {
     for (const auto& f : check_export_shapes(r.spec.algorithm, r.spec.export_format, r.spec.params, r.ckpt->config()))
-      if (f.error) throw StageFailure{ErrorType::validation, "EXPORT_FORMAT " + r.spec.export_format + ": " + f.message};
+      if (f.error)
+        throw StageFailure{ErrorType::validation, "EXPORT_FORMAT " + r.spec.export_format + ": " + f.message};
     if (r.format->check) {
       try {
         r.format->check(r.spec, *r.config);
@@ -307,11 +318,14 @@ at::Tensor calibration_windows(JobRun& r) {
   const int64_t seqlen = c.value("seqlen", info ? info->calib_seqlen : 512);
   try {
     if (ds.path.empty() && ds.name.empty())
-      throw Error(ErrorKind::not_found, spec.algorithm + " needs calibration data: set calibration.data_path, "
-                                        "DATA_PATH or DATASET_NAME");
+      throw Error(ErrorKind::not_found, spec.algorithm +
+                                            " needs calibration data: set calibration.data_path, "
+                                            "DATA_PATH or DATASET_NAME");
     const auto ids = data::calibration_windows(tokenizer::Tokenizer::load(r.model_dir), data::load_rows(ds), n, seqlen,
                                                c.value("seed", uint64_t{0}));
-    r.rep.event({{"type", "calibration"}, {"samples", n}, {"seqlen", seqlen},
+    r.rep.event({{"type", "calibration"},
+                 {"samples", n},
+                 {"seqlen", seqlen},
                  {"data", ds.path.empty() ? ds.name + ":" + ds.split : ds.path}});
     return ids;
   } catch (const Error& e) {
@@ -340,7 +354,8 @@ void quantize_stage(JobRun& r) {
     spdlog::info("{} Linears quantized per output channel: their width is not a multiple of the group size (first: {})",
                  ragged.size(), ragged.front());
   qin.progress = [&r](int64_t d, int64_t t, const std::string& what) {
-    if (r.env.test.step_delay_ms > 0 && d > 0) std::this_thread::sleep_for(std::chrono::milliseconds(r.env.test.step_delay_ms));
+    if (r.env.test.step_delay_ms > 0 && d > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(r.env.test.step_delay_ms));
     r.rep.progress(d, t, what);
   };
   qin.calibration = [&r] { return calibration_windows(r); };
@@ -364,7 +379,8 @@ void package_stage(JobRun& r) {
 // (worker/verify.hpp); VERIFY: false turns it off.
 void verify_stage(JobRun& r) {
   r.rep.begin_stage("verify", 1);
-  if (r.written.verify.empty()) throw Error(ErrorKind::internal, "the " + r.spec.export_format + " export recorded nothing to verify");
+  if (r.written.verify.empty())
+    throw Error(ErrorKind::internal, "the " + r.spec.export_format + " export recorded nothing to verify");
   corrupt_for_test(r.dir.model_dir(), r.env.test.corrupt_packed);
   const auto v = verify_packed(r.dir.model_dir(), r.written.verify, r.dir.root() / "verify", r.env);
   if (!v.ran) {
@@ -380,10 +396,12 @@ void verify_stage(JobRun& r) {
   r.verified = v.record;
   r.verified["status"] = e["status"];
   if (!v.failure.empty()) throw StageFailure{ErrorType::verify, "verify: " + v.failure};
-  spdlog::info("verify: {} reads the checkpoint as the job computed it (weights {:.2g}, logits {})", v.record["loader"].get<std::string>(),
-               v.record.value("weight_max_rel_diff", 0.0), v.record.contains("logit_rel_diff") ? v.record["logit_rel_diff"].dump() : "not compared");
+  spdlog::info("verify: {} reads the checkpoint as the job computed it (weights {:.2g}, logits {})",
+               v.record["loader"].get<std::string>(), v.record.value("weight_max_rel_diff", 0.0),
+               v.record.contains("logit_rel_diff") ? v.record["logit_rel_diff"].dump() : "not compared");
   r.rep.metric("verify_weight_max_rel_diff", v.record.value("weight_max_rel_diff", 0.0));
-  if (v.record.contains("logit_rel_diff")) r.rep.metric("verify_logit_rel_diff", v.record["logit_rel_diff"].get<double>());
+  if (v.record.contains("logit_rel_diff"))
+    r.rep.metric("verify_logit_rel_diff", v.record["logit_rel_diff"].get<double>());
   r.rep.progress(1, 1);
 }
 
@@ -393,7 +411,8 @@ void evaluate_stage(JobRun& r) {
     r.after = evaluate(r.spec, r.env, r.scored, "quantized", r.dir, r.rep, false, r.place);
   } else {
     // Any checkpoint the project reads: full precision or packed.
-    r.before = evaluate(r.spec, r.env, r.model_dir, "model", r.dir, r.rep, !r.ckpt->config().contains("quantization_config"), r.place);
+    r.before = evaluate(r.spec, r.env, r.model_dir, "model", r.dir, r.rep,
+                        !r.ckpt->config().contains("quantization_config"), r.place);
   }
 }
 
@@ -409,7 +428,8 @@ const Stage kStages[] = {
     {"baseline", [](const JobSpec& s) { return quantizes(s) && has_eval(s); }, baseline_stage},
     {"quantize", quantizes, quantize_stage},
     {"package", quantizes, package_stage},
-    {"verify", [](const JobSpec& s) { return quantizes(s) && s.verify && export_format(s.export_format).verified; }, verify_stage},
+    {"verify", [](const JobSpec& s) { return quantizes(s) && s.verify && export_format(s.export_format).verified; },
+     verify_stage},
     {"evaluate", has_eval, evaluate_stage},
     // report: run by run_job, after the memory record is closed.
 };
@@ -432,8 +452,8 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir, const Environmen
   dir.create_layout();
   setup_logging("worker", dir.worker_log());
   const int attempt = env.attempt;
-  spdlog::info("qjobs-worker pid {} attempt {} spec {} job dir {}", ::getpid(), attempt,
-               spec_path.string(), job_dir.string());
+  spdlog::info("qjobs-worker pid {} attempt {} spec {} job dir {}", ::getpid(), attempt, spec_path.string(),
+               job_dir.string());
 
   // The spec is read and parsed once; its problems are reported once the
   // reporter exists (with the stage list of a quantizing job).
@@ -453,8 +473,8 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir, const Environmen
     if (!parsed.spec) {
       std::string msg = "invalid spec:";
       for (const auto& i : parsed.issues)
-        msg += " " + i.path + " (line " + std::to_string(i.line) + ", column " +
-               std::to_string(i.column) + "): " + i.message + ";";
+        msg += " " + i.path + " (line " + std::to_string(i.line) + ", column " + std::to_string(i.column) +
+               "): " + i.message + ";";
       throw StageFailure{ErrorType::validation, msg};
     }
     const JobSpec& spec = *parsed.spec;
@@ -466,21 +486,27 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir, const Environmen
     // stop the job with the reason, rather than compute on the CPU behind
     // the user's back.
     try {
-      run.place = model::choose_placement(spec.dtype, env.cuda_visible_devices ? env.cuda_visible_devices->c_str() : nullptr);
+      run.place =
+          model::choose_placement(spec.dtype, env.cuda_visible_devices ? env.cuda_visible_devices->c_str() : nullptr);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::invalid_input)
-        throw StageFailure{ErrorType::internal, std::string(e.what()) + "; run the worker where CUDA works, or the server "
-                                                                        "with --slots instead of --gpus"};
+        throw StageFailure{ErrorType::internal, std::string(e.what()) +
+                                                    "; run the worker where CUDA works, or the server "
+                                                    "with --slots instead of --gpus"};
       throw StageFailure{ErrorType::validation, e.what()};
     }
     spdlog::info("computing on {}", run.place.describe());
-    if (attempt == 1) rep.event({{"type", "placement"}, {"device", run.place.device.str()}, {"devices", run.place.devices.size()},
-                                 {"dtype", c10::toString(run.place.dtype)}});
+    if (attempt == 1)
+      rep.event({{"type", "placement"},
+                 {"device", run.place.device.str()},
+                 {"devices", run.place.devices.size()},
+                 {"dtype", c10::toString(run.place.dtype)}});
     memory.place = &run.place;
     if (quantizes(spec)) {
       run.algorithm = quant::make_algorithm(spec.algorithm);
       if (!run.algorithm)
-        throw StageFailure{ErrorType::validation, "algorithm '" + spec.algorithm + "' has no implementation in this worker"};
+        throw StageFailure{ErrorType::validation,
+                           "algorithm '" + spec.algorithm + "' has no implementation in this worker"};
       try {
         run.format = &export_format(spec.export_format);
       } catch (const Error& e) {
@@ -503,7 +529,8 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir, const Environmen
     memory.begin(stage);
     rep.begin_stage(stage, 1);
     memory.close();
-    const std::string note = run.format && run.format->report_note ? run.format->report_note(spec, run.written.quantization_config) : "";
+    const std::string note =
+        run.format && run.format->report_note ? run.format->report_note(spec, run.written.quantization_config) : "";
     write_report(spec, run.model_dir, run.size_before, run.q ? std::optional<uint64_t>(run.size_after) : std::nullopt,
                  run.q ? &*run.q : nullptr, run.written.quantization_config, note, dir, rep, run.before, run.after,
                  memory.to_json(run.size_before), run.verified.empty() ? json(nullptr) : run.verified);

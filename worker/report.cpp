@@ -37,29 +37,34 @@ std::string layer_error_svg(const std::vector<quant::LayerError>& errs) {
   const int height = head + row_h * static_cast<int>(errs.size()) + 30;
   std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(label_w + bar_w + 80) +
                     "\" height=\"" + std::to_string(height) + "\" font-family=\"sans-serif\" font-size=\"11\">\n";
-  svg += "<text x=\"4\" y=\"14\" font-size=\"13\">Relative error per layer: weight (blue), output on calibration inputs (orange)</text>\n";
+  svg +=
+      "<text x=\"4\" y=\"14\" font-size=\"13\">Relative error per layer: weight (blue), output on calibration inputs "
+      "(orange)</text>\n";
   svg += "<rect x=\"" + std::to_string(label_w) + "\" y=\"22\" width=\"10\" height=\"8\" fill=\"#4878d0\"/><text x=\"" +
          std::to_string(label_w + 14) + "\" y=\"30\">weight ||W-Q||/||W||</text>\n";
-  svg += "<rect x=\"" + std::to_string(label_w + 160) + "\" y=\"22\" width=\"10\" height=\"8\" fill=\"#ee854a\"/><text x=\"" +
-         std::to_string(label_w + 174) + "\" y=\"30\">output ||XW-XQ||/||XW||</text>\n";
+  svg += "<rect x=\"" + std::to_string(label_w + 160) +
+         "\" y=\"22\" width=\"10\" height=\"8\" fill=\"#ee854a\"/><text x=\"" + std::to_string(label_w + 174) +
+         "\" y=\"30\">output ||XW-XQ||/||XW||</text>\n";
   for (std::size_t i = 0; i < errs.size(); ++i) {
     const auto& e = errs[i];
     const int y = head + row_h * static_cast<int>(i);
     svg += "<text x=\"" + std::to_string(label_w - 6) + "\" y=\"" + std::to_string(y + 11) + "\" text-anchor=\"end\">" +
            xml_escape(e.name) + "</text>\n";
     const int w1 = static_cast<int>(bar_w * e.rel_fro_err / top);
-    svg += "<rect x=\"" + std::to_string(label_w) + "\" y=\"" + std::to_string(y + 2) + "\" width=\"" + std::to_string(std::max(w1, 1)) +
-           "\" height=\"6\" fill=\"#4878d0\"><title>" + num("%.5f", e.rel_fro_err) + "</title></rect>\n";
+    svg += "<rect x=\"" + std::to_string(label_w) + "\" y=\"" + std::to_string(y + 2) + "\" width=\"" +
+           std::to_string(std::max(w1, 1)) + "\" height=\"6\" fill=\"#4878d0\"><title>" + num("%.5f", e.rel_fro_err) +
+           "</title></rect>\n";
     if (e.rel_out_err >= 0) {
       const int w2 = static_cast<int>(bar_w * e.rel_out_err / top);
-      svg += "<rect x=\"" + std::to_string(label_w) + "\" y=\"" + std::to_string(y + 8) + "\" width=\"" + std::to_string(std::max(w2, 1)) +
-             "\" height=\"6\" fill=\"#ee854a\"><title>" + num("%.5f", e.rel_out_err) + "</title></rect>\n";
+      svg += "<rect x=\"" + std::to_string(label_w) + "\" y=\"" + std::to_string(y + 8) + "\" width=\"" +
+             std::to_string(std::max(w2, 1)) + "\" height=\"6\" fill=\"#ee854a\"><title>" + num("%.5f", e.rel_out_err) +
+             "</title></rect>\n";
     }
     svg += "<text x=\"" + std::to_string(label_w + std::max(w1, 1) + 4) + "\" y=\"" + std::to_string(y + 9) + "\">" +
            num("%.4f", e.rel_fro_err) + "</text>\n";
   }
-  svg += "<text x=\"" + std::to_string(label_w) + "\" y=\"" + std::to_string(height - 8) + "\">scale: full bar = " + num("%.4f", top) +
-         "</text>\n</svg>\n";
+  svg += "<text x=\"" + std::to_string(label_w) + "\" y=\"" + std::to_string(height - 8) +
+         "\">scale: full bar = " + num("%.4f", top) + "</text>\n</svg>\n";
   return svg;
 }
 
@@ -94,7 +99,8 @@ std::vector<ReportRow> metric_rows(const json& before, const json& after) {
       // nothing about a serving engine's; write_report notes it apart.
     } else if (r.contains("acc")) {
       const std::string what = name + " (" + r.value("format", std::string("mc")) + ", " +
-                               std::to_string(r.value("num_fewshot", 0)) + "-shot, n=" + std::to_string(r.value("n", 0)) + ")";
+                               std::to_string(r.value("num_fewshot", 0)) +
+                               "-shot, n=" + std::to_string(r.value("n", 0)) + ")";
       rows.push_back({what + " acc", value(before, name, "acc"), value(after, name, "acc"), false});
       rows.push_back({what + " acc_norm", value(before, name, "acc_norm"), value(after, name, "acc_norm"), false});
     }
@@ -107,15 +113,18 @@ std::vector<ReportRow> metric_rows(const json& before, const json& after) {
 
 }  // namespace
 
-void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_before, std::optional<uint64_t> size_after,
-                  const quant::QuantOutput* q, const json& written_qc, const std::string& export_note, const JobDir& dir,
-                  StatusReporter& rep, const json& before, const json& after, const json& memory, const json& verify) {
+void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_before,
+                  std::optional<uint64_t> size_after, const quant::QuantOutput* q, const json& written_qc,
+                  const std::string& export_note, const JobDir& dir, StatusReporter& rep, const json& before,
+                  const json& after, const json& memory, const json& verify) {
   const bool evaluate_only = q == nullptr;
   json layers = json::array();
   double worst = 0;
   if (q)
     for (const auto& e : q->layer_errors) {
-      layers.push_back({{"name", e.name}, {"rel_fro_err", e.rel_fro_err}, {"max_abs_err", e.max_abs_err},
+      layers.push_back({{"name", e.name},
+                        {"rel_fro_err", e.rel_fro_err},
+                        {"max_abs_err", e.max_abs_err},
                         {"rel_out_err", e.rel_out_err < 0 ? json(nullptr) : json(e.rel_out_err)}});
       worst = std::max(worst, e.rel_fro_err);
     }
@@ -147,7 +156,8 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
     md += "| | value |\n|---|---|\n";
     md += "| size on disk (MiB) | " + num("%.2f", size_before / mib) + " |\n";
     for (const auto& r : rows)
-      md += "| " + r.label + " | " + (r.before ? num(r.format, *r.before) + (r.before_cached ? " (cached)" : "") : "-") + " |\n";
+      md += "| " + r.label + " | " +
+            (r.before ? num(r.format, *r.before) + (r.before_cached ? " (cached)" : "") : "-") + " |\n";
   } else {
     md += "| | original | quantized | change |\n|---|---|---|---|\n";
     md += "| size on disk (MiB) | " + num("%.2f", size_before / mib) + " | " + num("%.2f", *size_after / mib) + " | " +
@@ -156,21 +166,26 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       std::string change = "-";
       if (r.before && r.after)
         change = r.relative ? num("%+.2f%%", 100.0 * (*r.after / *r.before - 1)) : num("%+.4f", *r.after - *r.before);
-      md += "| " + r.label + " | " + (r.before ? num(r.format, *r.before) + (r.before_cached ? " (cached)" : "") : "-") + " | " +
+      md += "| " + r.label + " | " +
+            (r.before ? num(r.format, *r.before) + (r.before_cached ? " (cached)" : "") : "-") + " | " +
             (r.after ? num(r.format, *r.after) : "-") + " | " + change + " |\n";
     }
   }
   bool any_cached = false;
   for (auto& [name, r] : before.items()) any_cached = any_cached || r.contains("cached");
   if (any_cached)
-    md += std::string("\nNumbers marked (cached) were not computed by this job: they were reused from an earlier job on "
-                      "the same model files, task and data (user_data/.cache/baselines).\n");
+    md += std::string(
+        "\nNumbers marked (cached) were not computed by this job: they were reused from an earlier job on "
+        "the same model files, task and data (user_data/.cache/baselines).\n");
   // Throughput, apart from the table and said for what it is.
   std::string speed;
   for (const auto* results : {&before, &after})
     for (auto& [name, r] : results->items())
       if (r.is_object() && r.contains("tokens_per_s") && r["tokens_per_s"].is_number() && !r.contains("cached"))
-        speed += (speed.empty() ? "" : "; ") + name + (evaluate_only ? "" : results == &before ? " original " : " quantized ") +
+        speed += (speed.empty() ? "" : "; ") + name +
+                 (evaluate_only        ? ""
+                  : results == &before ? " original "
+                                       : " quantized ") +
                  num("%.0f", r["tokens_per_s"].get<double>());
   if (!speed.empty())
     md += "\nEvaluation throughput in tokens/s (" + speed + ") is qjobs' float reference forward on this machine" +
@@ -180,41 +195,52 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
   for (const auto* results : {&before, &after})
     for (auto& [name, r] : results->items())
       if (r.contains("protocol") && (results == &before || !before.contains(name)))
-        md += "- " + name + ": " + r["protocol"].get<std::string>() + (r.contains("data") ? " (data: " + r["data"].get<std::string>() + ")" : "") + "\n";
+        md += "- " + name + ": " + r["protocol"].get<std::string>() +
+              (r.contains("data") ? " (data: " + r["data"].get<std::string>() + ")" : "") + "\n";
   if (q && !export_note.empty()) md += "\n" + export_note + "\n";
   if (verify.is_object() && verify.contains("loader"))
-    md += "\nVerified: " + verify["loader"].get<std::string>() + " decodes the packed weights the job computed (largest "
-          "checksum difference " + json(verify.value("weight_max_rel_diff", 0.0)).dump() + " of sum |w|)" +
+    md += "\nVerified: " + verify["loader"].get<std::string>() +
+          " decodes the packed weights the job computed (largest "
+          "checksum difference " +
+          json(verify.value("weight_max_rel_diff", 0.0)).dump() + " of sum |w|)" +
           (verify.contains("logit_rel_diff") ? ", and transformers' logits of them differ from qjobs' by " +
                                                    json(verify["logit_rel_diff"]).dump() + " relative"
-                                             : "") + ".\n";
+                                             : "") +
+          ".\n";
   for (auto& [name, b] : before.items()) {
     if (!b.contains("answers")) continue;
     md += "\n## " + name + "\n\n";
     for (std::size_t i = 0; i < b["answers"].size(); ++i) {
       md += "**Prompt:** " + b["answers"][i]["prompt"].get<std::string>() + "\n\n";
-      md += std::string(evaluate_only ? "- answer: " : "- original: ") + b["answers"][i]["response"].get<std::string>() + "\n";
+      md += std::string(evaluate_only ? "- answer: " : "- original: ") +
+            b["answers"][i]["response"].get<std::string>() + "\n";
       if (after.contains(name)) md += "- quantized: " + after[name]["answers"][i]["response"].get<std::string>() + "\n";
       md += "\n";
     }
   }
   if (q && !q->experts.empty()) {
     // Mixture of experts: how the calibration tokens were routed.
-    md += "\n## Calibration tokens per expert\n\n| block | tokens per expert (top-k picks) | calibrated on all tokens |\n|---|---|---|\n";
+    md +=
+        "\n## Calibration tokens per expert\n\n| block | tokens per expert (top-k picks) | calibrated on all tokens "
+        "|\n|---|---|---|\n";
     for (const auto& [block, e] : q->experts.items()) {
       std::string tokens, fallback;
       for (const auto& t : e["tokens"]) tokens += (tokens.empty() ? "" : " ") + t.dump();
       for (const auto& f : e["fallback"]) fallback += (fallback.empty() ? "expert " : ", ") + f.dump();
-      md += "| " + block.substr(0, block.size() - 1) + " | " + tokens + " | " +
-            (fallback.empty() ? std::string("none") : fallback + " (fewer than " + e["min_tokens"].dump() + " tokens)") + " |\n";
+      md +=
+          "| " + block.substr(0, block.size() - 1) + " | " + tokens + " | " +
+          (fallback.empty() ? std::string("none") : fallback + " (fewer than " + e["min_tokens"].dump() + " tokens)") +
+          " |\n";
     }
-    md += "\nAn expert routed fewer tokens than the hidden size is calibrated on every token of its block "
-          "(llm-compressor's calibrate-all-experts), as its Hessian would be rank-deficient.\n";
+    md +=
+        "\nAn expert routed fewer tokens than the hidden size is calibrated on every token of its block "
+        "(llm-compressor's calibrate-all-experts), as its Hessian would be rank-deficient.\n";
   }
   if (q && !q->layer_errors.empty()) {
     write_file_atomic(dir.report_md().parent_path() / "layer_errors.svg", layer_error_svg(q->layer_errors));
     md += "\n## Per-layer error\n\n![relative error per layer](layer_errors.svg)\n\n";
-    md += std::to_string(q->layer_errors.size()) + " layers, worst relative weight error " + num("%.4f", worst) + "\n\n";
+    md +=
+        std::to_string(q->layer_errors.size()) + " layers, worst relative weight error " + num("%.4f", worst) + "\n\n";
     md += "| layer | rel. weight error | max abs error | rel. output error |\n|---|---|---|---|\n";
     for (const auto& e : q->layer_errors)
       md += "| " + e.name + " | " + num("%.5f", e.rel_fro_err) + " | " + num("%.5f", e.max_abs_err) + " | " +
@@ -222,12 +248,13 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
   }
   if (memory.is_object() && memory.contains("host_peak_mib")) {
     const auto& rt = report["runtime"];
-    md += "\nComputed on " + memory.value("placement", std::string("?")) + " with libtorch " + rt["torch"].get<std::string>() +
+    md += "\nComputed on " + memory.value("placement", std::string("?")) + " with libtorch " +
+          rt["torch"].get<std::string>() +
           (rt["cuda_built"].get<bool>() ? " (CUDA " + rt["cuda_runtime"].get<std::string>() + ")" : " (CPU only)") +
-          "; peak host memory " +
-          num("%.0f", memory["host_peak_mib"].get<double>()) + " MiB (checkpoint " +
+          "; peak host memory " + num("%.0f", memory["host_peak_mib"].get<double>()) + " MiB (checkpoint " +
           num("%.0f", memory["checkpoint_mib"].get<double>()) + " MiB)";
-    if (memory["device_peak_mib"].is_number()) md += ", peak device memory " + num("%.0f", memory["device_peak_mib"].get<double>()) + " MiB";
+    if (memory["device_peak_mib"].is_number())
+      md += ", peak device memory " + num("%.0f", memory["device_peak_mib"].get<double>()) + " MiB";
     md += ".\n";
   }
   md += "\n## Time per stage\n\n| stage | seconds |\n|---|---|\n";

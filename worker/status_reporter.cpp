@@ -77,12 +77,12 @@ void StatusReporter::progress(int64_t done, int64_t total, const std::string& wh
   // followed log (jobctl logs -f) shows where a long stage is.
   constexpr double kProgressLogS = 10;
   const auto now = std::chrono::steady_clock::now();
-  if (total > 0 && (done == total || std::chrono::duration<double>(now - last_progress_log_).count() >= kProgressLogS)) {
+  if (total > 0 &&
+      (done == total || std::chrono::duration<double>(now - last_progress_log_).count() >= kProgressLogS)) {
     last_progress_log_ = now;
     if (eta_s_ >= 0 && done < total)
       spdlog::info("progress {} {}/{} ({:.0f}%), ETA {:.0f} s", stage_, done, total, 100.0 * done / total, eta_s_);
-    else
-      spdlog::info("progress {} {}/{} ({:.0f}%) in {:.1f} s", stage_, done, total, 100.0 * done / total, elapsed);
+    else spdlog::info("progress {} {}/{} ({:.0f}%) in {:.1f} s", stage_, done, total, 100.0 * done / total, elapsed);
   }
   write(done == total);
 }
@@ -122,7 +122,10 @@ void StatusReporter::fail(ErrorType type, const std::string& message) {
   state_ = "FAILED";
   error_type_ = std::string(error_type_name(type));
   error_ = message;
-  event({{"type", "finished"}, {"state", state_}, {"error_type", error_type_}, {"error", message},
+  event({{"type", "finished"},
+         {"state", state_},
+         {"error_type", error_type_},
+         {"error", message},
          {"attempt", attempt_}});
   write(true);
 }

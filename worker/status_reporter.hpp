@@ -51,7 +51,7 @@ class StatusReporter {
   const nlohmann::json& stage_seconds() const { return stage_seconds_; }
 
  private:
-  void write(bool force);          // REQUIRES: mu_ held
+  void write(bool force);  // REQUIRES: mu_ held
   void close_stage();
   void heartbeat_loop(double period_s);
 

@@ -98,8 +98,11 @@ std::vector<double> weight_checksums(const at::Tensor& w) {
     out[0] += chunk.abs().sum().item<double>();
     const auto idx = at::arange(start, start + len, at::kLong);
     for (int k = 0; k < kProjections; ++k) {
-      const auto bits = idx.mul(int64_t{2654435761}).add(int64_t{k} * 40503).remainder(int64_t{1} << 32)
-                            .bitwise_right_shift(16).bitwise_and(1);
+      const auto bits = idx.mul(int64_t{2654435761})
+                            .add(int64_t{k} * 40503)
+                            .remainder(int64_t{1} << 32)
+                            .bitwise_right_shift(16)
+                            .bitwise_and(1);
       out[1 + k] += (chunk * (1 - 2 * bits).to(at::kDouble)).sum().item<double>();
     }
   }
@@ -116,8 +119,9 @@ VerifyResult verify_packed(const fs::path& model_dir, const VerifyManifest& mani
   const fs::path py = reference_python(env);
   const fs::path script = verify_script(env);
   if (py.empty() || !fs::exists(py)) {
-    r.skipped = "no Python with the reference stack on this host (set QJOBS_REFERENCE_PYTHON to one with "
-                "compressed-tensors and transformers)";
+    r.skipped =
+        "no Python with the reference stack on this host (set QJOBS_REFERENCE_PYTHON to one with "
+        "compressed-tensors and transformers)";
     return r;
   }
   if (script.empty()) {
@@ -145,10 +149,10 @@ VerifyResult verify_packed(const fs::path& model_dir, const VerifyManifest& mani
   write_file_atomic(work / "tokens.json", tokens.dump());
   write_file_atomic(work / "manifest.json", manifest.linears.dump());
   const fs::path ref_logits = work / "reference_logits.safetensors";
-  const int rc = run_process({py.string(), script.string(), model_dir.string(), (work / "manifest.json").string(),
-                              (work / "tokens.json").string(), ref_logits.string(), "--max-params",
-                              std::to_string(kMaxLogitParams)},
-                             work / "reference.json", work / "reference.log");
+  const int rc = run_process(
+      {py.string(), script.string(), model_dir.string(), (work / "manifest.json").string(),
+       (work / "tokens.json").string(), ref_logits.string(), "--max-params", std::to_string(kMaxLogitParams)},
+      work / "reference.json", work / "reference.log");
   const json out = json::parse(tail_of(work / "reference.json", 64 << 20), nullptr, false);
   if (rc == 3 && out.is_object() && out.contains("unavailable")) {
     r.skipped = py.string() + " lacks the reference stack: " + out["unavailable"].dump();
@@ -156,8 +160,8 @@ VerifyResult verify_packed(const fs::path& model_dir, const VerifyManifest& mani
   }
   r.ran = true;
   if (out.is_discarded() || !out.is_object()) {
-    r.failure = "the reference loader ended (exit status " + std::to_string(rc) + ") without a result: " +
-                tail_of(work / "reference.log", 600);
+    r.failure = "the reference loader ended (exit status " + std::to_string(rc) +
+                ") without a result: " + tail_of(work / "reference.log", 600);
     return r;
   }
   const json versions = out.value("versions", json::object());
@@ -165,7 +169,8 @@ VerifyResult verify_packed(const fs::path& model_dir, const VerifyManifest& mani
                              " (transformers " + versions.value("transformers", std::string("?")) + ")"},
               {"linears", manifest.linears.size()}};
   if (!out.value("ok", false)) {
-    r.failure = r.record["loader"].get<std::string>() + " refuses the checkpoint: " + out.value("error", std::string("?"));
+    r.failure =
+        r.record["loader"].get<std::string>() + " refuses the checkpoint: " + out.value("error", std::string("?"));
     return r;
   }
   // 1. The weights the file decodes to, against those the job computed.
@@ -187,9 +192,11 @@ VerifyResult verify_packed(const fs::path& model_dir, const VerifyManifest& mani
       if (d > worst) worst = d, worst_name = name;
       if (d > tol) {
         r.record["weight_max_rel_diff"] = d;
-        r.failure = name + ": the weight " + r.record["loader"].get<std::string>() + " decodes from the file is not the one "
-                    "the job computed (checksum " + std::to_string(k) + ": " + json(theirs[k]).dump() + " against " +
-                    json(mine[k]).dump() + ", " + json(d).dump() + " of sum |w|, tolerance " + json(tol).dump() + ")";
+        r.failure = name + ": the weight " + r.record["loader"].get<std::string>() +
+                    " decodes from the file is not the one "
+                    "the job computed (checksum " +
+                    std::to_string(k) + ": " + json(theirs[k]).dump() + " against " + json(mine[k]).dump() + ", " +
+                    json(d).dump() + " of sum |w|, tolerance " + json(tol).dump() + ")";
         return r;
       }
     }
@@ -197,7 +204,8 @@ VerifyResult verify_packed(const fs::path& model_dir, const VerifyManifest& mani
   r.record["weight_max_rel_diff"] = worst;
   // 2. transformers' forward pass against qjobs' reader of the same file.
   if (out["logits"].is_null()) {
-    r.record["logits"] = "not compared: " + out.value("logits_skipped", std::string("the reference ran no forward pass"));
+    r.record["logits"] =
+        "not compared: " + out.value("logits_skipped", std::string("the reference ran no forward pass"));
     return r;
   }
   model::LoadOptions o;

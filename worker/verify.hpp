@@ -52,10 +52,10 @@ struct VerifyManifest {
 };
 
 struct VerifyResult {
-  bool ran = false;          // false: skipped (`skipped` says why)
+  bool ran = false;  // false: skipped (`skipped` says why)
   std::string skipped;
-  std::string failure;       // empty when the reference agrees
-  nlohmann::json record;     // versions, figures: the report's "verify"
+  std::string failure;    // empty when the reference agrees
+  nlohmann::json record;  // versions, figures: the report's "verify"
 };
 
 // Reads `model_dir` with the reference loader and compares it with

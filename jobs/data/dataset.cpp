@@ -19,8 +19,8 @@ namespace {
 
 std::string cell(const json& row, const std::string& col, const fs::path& file, std::size_t line) {
   if (!row.is_object() || !row.contains(col))
-    throw Error(ErrorKind::data_corruption, file.string() + (line ? ":" + std::to_string(line) : "") +
-                                                ": row has no column '" + col + "'");
+    throw Error(ErrorKind::data_corruption,
+                file.string() + (line ? ":" + std::to_string(line) : "") + ": row has no column '" + col + "'");
   const auto& v = row[col];
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
@@ -70,15 +70,15 @@ std::vector<std::pair<json, std::size_t>> read_file_records(const fs::path& file
     if (j.is_discarded()) throw Error(ErrorKind::data_corruption, file.string() + ": not valid JSON");
     const json* list = &j;
     if (j.is_object()) {
-      if (!j.contains(s.split))
-        throw Error(ErrorKind::not_found, file.string() + " has no split '" + s.split + "'");
+      if (!j.contains(s.split)) throw Error(ErrorKind::not_found, file.string() + " has no split '" + s.split + "'");
       list = &j[s.split];
     }
     if (!list->is_array()) throw Error(ErrorKind::data_corruption, file.string() + ": expected a list of rows");
     for (const auto& row : *list) rows.emplace_back(row, 0);
     return rows;
   }
-  throw Error(ErrorKind::invalid_input, file.string() + ": unsupported data file (use .jsonl or .json for rows with fields)");
+  throw Error(ErrorKind::invalid_input,
+              file.string() + ": unsupported data file (use .jsonl or .json for rows with fields)");
 }
 
 std::vector<std::string> read_file_rows(const fs::path& file, const DatasetSpec& s) {
@@ -118,7 +118,8 @@ fs::path resolve_file(const DatasetSpec& s) {
 
 std::string mc_row_format(const std::string& format) {
   if (format == "mmlu")
-    return "mmlu rows: one {\"question\": ..., \"choices\": [4 strings], \"answer\": 0-3 or \"A\"-\"D\", \"subject\": ...} "
+    return "mmlu rows: one {\"question\": ..., \"choices\": [4 strings], \"answer\": 0-3 or \"A\"-\"D\", \"subject\": "
+           "...} "
            "object per line; n-shot examples from the dev split";
   if (format == "arc")
     return "arc rows: one {\"question\": ..., \"choices\": {\"text\": [...], \"label\": [...]}, \"answerKey\": ...} "

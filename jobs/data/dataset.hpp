@@ -27,9 +27,9 @@ class Tokenizer;
 namespace qjobs::data {
 
 struct DatasetSpec {
-  std::string name;       // DATASET_NAME, e.g. "wikitext"
-  std::string subname;    // DATASET_SUBNAME, e.g. "wikitext-2-raw-v1"
-  std::string path;       // DATA_PATH
+  std::string name;     // DATASET_NAME, e.g. "wikitext"
+  std::string subname;  // DATASET_SUBNAME, e.g. "wikitext-2-raw-v1"
+  std::string path;     // DATA_PATH
   std::string split = "train";
   std::vector<std::string> text_columns;  // empty: {"text"}
   std::string format_string;
@@ -61,6 +61,5 @@ std::string evaluation_text(const std::vector<std::string>& rows);
 // Throws Error(invalid_input) when the text is shorter than one window.
 at::Tensor calibration_windows(const tokenizer::Tokenizer& tok, const std::vector<std::string>& rows, int64_t n,
                                int64_t seqlen, uint64_t seed);
-
 
 }  // namespace qjobs::data

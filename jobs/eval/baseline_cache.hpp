@@ -30,6 +30,7 @@ std::optional<nlohmann::json> load_baseline(const std::filesystem::path& cache_d
 
 // Stores `result`; a failure to write is logged by the caller's choice and
 // never fails a job, so this returns false instead of throwing.
-bool store_baseline(const std::filesystem::path& cache_dir, const std::string& fingerprint, const nlohmann::json& result);
+bool store_baseline(const std::filesystem::path& cache_dir, const std::string& fingerprint,
+                    const nlohmann::json& result);
 
 }  // namespace qjobs::eval

@@ -58,7 +58,8 @@ std::vector<std::string> str_list(const json& v, std::size_t i, const std::strin
 int64_t answer_index(const json& v, std::size_t i, const std::string& name, std::size_t n) {
   int64_t k = -1;
   if (v.is_number_integer()) k = v.get<int64_t>();
-  else if (v.is_string() && v.get<std::string>().size() == 1 && v.get<std::string>()[0] >= 'A' && v.get<std::string>()[0] <= 'Z')
+  else if (v.is_string() && v.get<std::string>().size() == 1 && v.get<std::string>()[0] >= 'A' &&
+           v.get<std::string>()[0] <= 'Z')
     k = v.get<std::string>()[0] - 'A';
   if (k < 0 || k >= static_cast<int64_t>(n))
     throw bad_row(i, name, "is " + v.dump() + ", not an answer among " + std::to_string(n) + " choices");
@@ -83,8 +84,8 @@ Doc parse_doc(const json& row, std::size_t i, const std::string& format) {
     d.prompt = row.is_object() && row.contains("context") ? str_field(row, i, "context") : str_field(row, i, "query");
     d.choices = str_list(field(row, i, "choices"), i, "choices");
     d.norm_text = d.choices;
-    d.gold = answer_index(row.contains("gold") ? row["gold"] : field(row, i, "label"), i, row.contains("gold") ? "gold" : "label",
-                          d.choices.size());
+    d.gold = answer_index(row.contains("gold") ? row["gold"] : field(row, i, "label"), i,
+                          row.contains("gold") ? "gold" : "label", d.choices.size());
   } else if (format == "mmlu") {
     const auto choices = str_list(field(row, i, "choices"), i, "choices");
     if (choices.size() > 8) throw bad_row(i, "choices", "has more than 8 entries");
@@ -105,8 +106,9 @@ Doc parse_doc(const json& row, std::size_t i, const std::string& format) {
     const auto& ch = field(row, i, "choices");
     const auto texts = str_list(ch.is_object() && ch.contains("text") ? ch["text"] : json(), i, "choices.text");
     const auto labels = str_list(ch.is_object() && ch.contains("label") ? ch["label"] : json(), i, "choices.label");
-    if (labels.size() != texts.size()) throw bad_row(i, "choices", "has " + std::to_string(texts.size()) + " texts and " +
-                                                                      std::to_string(labels.size()) + " labels");
+    if (labels.size() != texts.size())
+      throw bad_row(i, "choices",
+                    "has " + std::to_string(texts.size()) + " texts and " + std::to_string(labels.size()) + " labels");
     const auto key = str_field(row, i, "answerKey");
     const auto it = std::find(labels.begin(), labels.end(), key);
     if (it == labels.end()) throw bad_row(i, "answerKey", "'" + key + "' is not among the labels");
@@ -124,7 +126,8 @@ Doc parse_doc(const json& row, std::size_t i, const std::string& format) {
     }
     d.gold = answer_index(field(row, i, "answer"), i, "answer", 4);
   } else {
-    throw Error(ErrorKind::invalid_input, "unknown multiple-choice format '" + format + "' (plain, mmlu, arc, tinymmlu)");
+    throw Error(ErrorKind::invalid_input,
+                "unknown multiple-choice format '" + format + "' (plain, mmlu, arc, tinymmlu)");
   }
   return d;
 }
@@ -144,7 +147,8 @@ std::pair<std::vector<int64_t>, std::vector<int64_t>> encode_pair(const tokenize
   const auto whole = with_bos(tok, ctx + cont);
   auto ctx_ids = with_bos(tok, ctx);
   std::vector<int64_t> cont_ids;
-  if (whole.size() > ctx_ids.size()) cont_ids.assign(whole.begin() + static_cast<std::ptrdiff_t>(ctx_ids.size()), whole.end());
+  if (whole.size() > ctx_ids.size())
+    cont_ids.assign(whole.begin() + static_cast<std::ptrdiff_t>(ctx_ids.size()), whole.end());
   return {std::move(ctx_ids), std::move(cont_ids)};
 }
 
@@ -157,7 +161,8 @@ McItemResult score_item(const model::LlamaModel& model, const tokenizer::Tokeniz
     McChoiceScore s;
     std::tie(s.context_ids, s.continuation_ids) = encode_pair(tok, item.context, item.choices[c]);
     if (s.continuation_ids.empty())
-      throw Error(ErrorKind::invalid_input, "item " + item.id + ": choice " + std::to_string(c) + " tokenizes to nothing");
+      throw Error(ErrorKind::invalid_input,
+                  "item " + item.id + ": choice " + std::to_string(c) + " tokenizes to nothing");
     const std::string& nt = c < item.norm_text.size() ? item.norm_text[c] : item.choices[c];
     s.num_chars = code_points(nt);
     s.num_bytes = static_cast<int64_t>(nt.size());
@@ -205,7 +210,8 @@ McItemResult score_item(const model::LlamaModel& model, const tokenizer::Tokeniz
   return r;
 }
 
-std::vector<McItem> build_items(const std::vector<json>& rows, const std::vector<json>& shots_pool, const McTaskOptions& o) {
+std::vector<McItem> build_items(const std::vector<json>& rows, const std::vector<json>& shots_pool,
+                                const McTaskOptions& o) {
   if (o.num_fewshot < 0 || o.num_fewshot > 64) throw Error(ErrorKind::invalid_input, "num_fewshot must be in [0, 64]");
   if (o.format == "tinymmlu" && o.num_fewshot > 0)
     throw Error(ErrorKind::invalid_input, "tinymmlu prompts already hold their shots; num_fewshot must be 0");
@@ -215,12 +221,14 @@ std::vector<McItem> build_items(const std::vector<json>& rows, const std::vector
   }
   std::mt19937_64 rng(o.seed);
   std::vector<McItem> items;
-  const std::size_t n = o.num_samples < 0 ? rows.size() : std::min(rows.size(), static_cast<std::size_t>(o.num_samples));
+  const std::size_t n =
+      o.num_samples < 0 ? rows.size() : std::min(rows.size(), static_cast<std::size_t>(o.num_samples));
   for (std::size_t i = 0; i < n; ++i) {
     const Doc d = parse_doc(rows[i], i, o.format);
     McItem item;
-    item.id = rows[i].is_object() && rows[i].contains("id") && rows[i]["id"].is_string() ? rows[i]["id"].get<std::string>()
-                                                                                          : std::to_string(i);
+    item.id = rows[i].is_object() && rows[i].contains("id") && rows[i]["id"].is_string()
+                  ? rows[i]["id"].get<std::string>()
+                  : std::to_string(i);
     item.choices = d.choices;
     item.norm_text = d.norm_text;
     item.gold = d.gold;
@@ -231,7 +239,8 @@ std::vector<McItem> build_items(const std::vector<json>& rows, const std::vector
       for (std::size_t k = 0; k < shots.size(); ++k)
         if (shots_pool[k] != rows[i]) idx.push_back(k);
       if (idx.size() < static_cast<std::size_t>(o.num_fewshot))
-        throw Error(ErrorKind::invalid_input, std::to_string(o.num_fewshot) + "-shot needs that many examples; the shot split has " +
+        throw Error(ErrorKind::invalid_input, std::to_string(o.num_fewshot) +
+                                                  "-shot needs that many examples; the shot split has " +
                                                   std::to_string(idx.size()));
       for (std::size_t k = 0; k < static_cast<std::size_t>(o.num_fewshot); ++k) {
         std::uniform_int_distribution<std::size_t> pick(k, idx.size() - 1);
@@ -246,8 +255,8 @@ std::vector<McItem> build_items(const std::vector<json>& rows, const std::vector
   return items;
 }
 
-json run_multiple_choice(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const std::vector<McItem>& items,
-                         const std::function<void(int64_t, int64_t)>& progress) {
+json run_multiple_choice(const model::LlamaModel& model, const tokenizer::Tokenizer& tok,
+                         const std::vector<McItem>& items, const std::function<void(int64_t, int64_t)>& progress) {
   if (items.empty()) throw Error(ErrorKind::invalid_input, "the multiple-choice task has no items");
   const auto t0 = std::chrono::steady_clock::now();
   const auto n = static_cast<int64_t>(items.size());
@@ -271,9 +280,10 @@ json run_multiple_choice(const model::LlamaModel& model, const tokenizer::Tokeni
           {"n", n},
           {"predictions", preds},
           {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
-          {"protocol", "lm-eval loglikelihood: sum of log-probabilities of each choice's tokens after the context "
-                       "(one BOS; trailing context whitespace moved into the choice); acc = argmax, acc_norm = argmax of "
-                       "loglikelihood / characters of the choice"}};
+          {"protocol",
+           "lm-eval loglikelihood: sum of log-probabilities of each choice's tokens after the context "
+           "(one BOS; trailing context whitespace moved into the choice); acc = argmax, acc_norm = argmax of "
+           "loglikelihood / characters of the choice"}};
 }
 
 }  // namespace qjobs::eval

@@ -36,8 +36,8 @@ namespace qjobs::eval {
 
 struct McItem {
   std::string id;
-  std::string context;               // the full prompt, shots included
-  std::vector<std::string> choices;  // as scored after the context (delimiter included)
+  std::string context;                 // the full prompt, shots included
+  std::vector<std::string> choices;    // as scored after the context (delimiter included)
   std::vector<std::string> norm_text;  // what acc_norm's length counts, one per choice
   int64_t gold = -1;
 };

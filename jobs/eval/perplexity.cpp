@@ -31,7 +31,9 @@ PerplexityResult perplexity(const model::LlamaModel& model, const at::Tensor& id
     const auto targets = batch.narrow(1, 1, o.seqlen - 1).to(logp.device()).unsqueeze(-1);
     nll.sub_(logp.gather(-1, targets).to(at::kDouble).sum().to(nll.device()));
   };
-  const auto batch_at = [&](int64_t w, int64_t b) { return ids.narrow(0, w * o.seqlen, b * o.seqlen).view({b, o.seqlen}); };
+  const auto batch_at = [&](int64_t w, int64_t b) {
+    return ids.narrow(0, w * o.seqlen, b * o.seqlen).view({b, o.seqlen});
+  };
   if (!model.streamed()) {
     for (int64_t w = 0; w < n; w += bs) {
       const int64_t b = std::min(bs, n - w);

@@ -23,11 +23,11 @@ struct PerplexityOptions {
 struct PerplexityResult {
   double ppl = 0;
   double mean_nll = 0;
-  int64_t tokens = 0;        // N, the stream length
+  int64_t tokens = 0;  // N, the stream length
   int64_t windows = 0;
-  int64_t predictions = 0;   // windows * (seqlen - 1)
+  int64_t predictions = 0;  // windows * (seqlen - 1)
   double seconds = 0;
-  double tokens_per_s = 0;   // windows * seqlen / seconds
+  double tokens_per_s = 0;  // windows * seqlen / seconds
 };
 
 // ids: int64 [N] (BOS included by the caller). progress(done, total windows)

@@ -34,8 +34,8 @@ std::vector<int64_t> prompt_ids(const tokenizer::Tokenizer& tok, const std::stri
   return ids;
 }
 
-std::string answer(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const std::string& prompt,
-                   bool raw, int64_t max_new_tokens) {
+std::string answer(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const std::string& prompt, bool raw,
+                   int64_t max_new_tokens) {
   const auto ids = prompt_ids(tok, prompt, raw);
   model::GenerateOptions o;
   o.max_new_tokens = max_new_tokens;
@@ -122,8 +122,9 @@ json run_task(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, c
     int64_t i = 0;
     if (progress) progress(0, static_cast<int64_t>(prompts.size()));
     for (const auto& p : prompts) {
-      answers.push_back({{"prompt", p},
-                         {"response", answer(model, tok, p, task.value("raw", false), task.value("max_new_tokens", 64))}});
+      answers.push_back(
+          {{"prompt", p},
+           {"response", answer(model, tok, p, task.value("raw", false), task.value("max_new_tokens", 64))}});
       if (progress) progress(++i, static_cast<int64_t>(prompts.size()));
     }
     out["answers"] = answers;

@@ -35,7 +35,7 @@ std::vector<int64_t> prompt_ids(const tokenizer::Tokenizer& tok, const std::stri
 
 // A greedy answer to `prompt` (chat template unless raw or the tokenizer
 // has none), at most max_new_tokens, stopping at an end-of-turn token.
-std::string answer(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const std::string& prompt,
-                   bool raw, int64_t max_new_tokens);
+std::string answer(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const std::string& prompt, bool raw,
+                   int64_t max_new_tokens);
 
 }  // namespace qjobs::eval

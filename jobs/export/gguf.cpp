@@ -39,10 +39,14 @@ uint64_t align_up(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
 
 std::string_view type_name(TensorType t) {
   switch (t) {
-    case TensorType::f32: return "F32";
-    case TensorType::f16: return "F16";
-    case TensorType::q4_0: return "Q4_0";
-    case TensorType::q8_0: return "Q8_0";
+    case TensorType::f32:
+      return "F32";
+    case TensorType::f16:
+      return "F16";
+    case TensorType::q4_0:
+      return "Q4_0";
+    case TensorType::q8_0:
+      return "Q8_0";
   }
   return "?";
 }
@@ -50,13 +54,15 @@ std::string_view type_name(TensorType t) {
 uint64_t row_bytes(TensorType t, int64_t cols) {
   if (cols <= 0) throw Error(ErrorKind::invalid_input, "a GGUF row needs at least one value");
   switch (t) {
-    case TensorType::f32: return 4 * static_cast<uint64_t>(cols);
-    case TensorType::f16: return 2 * static_cast<uint64_t>(cols);
+    case TensorType::f32:
+      return 4 * static_cast<uint64_t>(cols);
+    case TensorType::f16:
+      return 2 * static_cast<uint64_t>(cols);
     case TensorType::q4_0:
     case TensorType::q8_0:
       if (cols % kBlock != 0)
-        throw Error(ErrorKind::invalid_input, std::string(type_name(t)) + " needs rows of a multiple of 32 values, got " +
-                                                  std::to_string(cols));
+        throw Error(ErrorKind::invalid_input,
+                    std::string(type_name(t)) + " needs rows of a multiple of 32 values, got " + std::to_string(cols));
       return static_cast<uint64_t>(cols / kBlock) * (t == TensorType::q4_0 ? 2 + 16 : 2 + 32);
   }
   throw Error(ErrorKind::invalid_input, "unknown GGUF tensor type");
@@ -153,7 +159,8 @@ std::vector<float> decode(TensorType t, const uint8_t* data, std::size_t size, i
 }
 
 Writer::Writer(uint32_t alignment) : alignment_(alignment) {
-  if (alignment == 0 || alignment % 8 != 0) throw Error(ErrorKind::invalid_input, "GGUF alignment must be a multiple of 8");
+  if (alignment == 0 || alignment % 8 != 0)
+    throw Error(ErrorKind::invalid_input, "GGUF alignment must be a multiple of 8");
   if (alignment != 32) set_u32("general.alignment", alignment);
 }
 
@@ -198,7 +205,8 @@ void Writer::set_i32s(const std::string& key, const std::vector<int32_t>& v) {
 
 void Writer::add_tensor(const std::string& name, std::vector<int64_t> shape, TensorType type,
                         std::function<std::vector<uint8_t>()> make) {
-  if (shape.empty() || shape.size() > 4) throw Error(ErrorKind::invalid_input, "GGUF tensor " + name + ": 1 to 4 dimensions");
+  if (shape.empty() || shape.size() > 4)
+    throw Error(ErrorKind::invalid_input, "GGUF tensor " + name + ": 1 to 4 dimensions");
   int64_t rows = 1;
   for (std::size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
   const uint64_t bytes = row_bytes(type, shape.back()) * static_cast<uint64_t>(rows);
@@ -283,22 +291,33 @@ class Reader {
   }
   json value(uint32_t type, int depth = 0) {
     switch (static_cast<ValueType>(type)) {
-      case ValueType::u8: return get<uint8_t>();
-      case ValueType::i8: return get<int8_t>();
-      case ValueType::u16: return get<uint16_t>();
-      case ValueType::i16: return get<int16_t>();
-      case ValueType::u32: return get<uint32_t>();
-      case ValueType::i32: return get<int32_t>();
-      case ValueType::f32: return get<float>();
+      case ValueType::u8:
+        return get<uint8_t>();
+      case ValueType::i8:
+        return get<int8_t>();
+      case ValueType::u16:
+        return get<uint16_t>();
+      case ValueType::i16:
+        return get<int16_t>();
+      case ValueType::u32:
+        return get<uint32_t>();
+      case ValueType::i32:
+        return get<int32_t>();
+      case ValueType::f32:
+        return get<float>();
       case ValueType::boolean: {
         const auto b = get<uint8_t>();
         if (b > 1) fail("a boolean of " + std::to_string(b));
         return b == 1;
       }
-      case ValueType::string: return string();
-      case ValueType::u64: return get<uint64_t>();
-      case ValueType::i64: return get<int64_t>();
-      case ValueType::f64: return get<double>();
+      case ValueType::string:
+        return string();
+      case ValueType::u64:
+        return get<uint64_t>();
+      case ValueType::i64:
+        return get<int64_t>();
+      case ValueType::f64:
+        return get<double>();
       case ValueType::array: {
         if (depth > 2) fail("arrays nested too deep");
         const auto elem = get<uint32_t>();
@@ -359,7 +378,8 @@ Header read_header(const fs::path& path) {
     }
     t.shape.assign(ne.rbegin(), ne.rend());
     const auto type = r.get<uint32_t>();
-    if (type != 0 && type != 1 && type != 2 && type != 8) r.fail("tensor " + t.name + " has ggml type " + std::to_string(type) + ", which this reader does not decode");
+    if (type != 0 && type != 1 && type != 2 && type != 8)
+      r.fail("tensor " + t.name + " has ggml type " + std::to_string(type) + ", which this reader does not decode");
     t.type = static_cast<TensorType>(type);
     int64_t rows = 1;
     for (std::size_t k = 0; k + 1 < t.shape.size(); ++k) rows *= t.shape[k];

@@ -45,7 +45,8 @@ std::string pre_tokenizer_name(const json& tj) {
   }
   throw Error(ErrorKind::invalid_input,
               "the GGUF export writes byte-level BPE tokenizers with the GPT-2 or Llama 3 pre-tokenizer; this "
-              "tokenizer.json's pre_tokenizer is " + pre.dump().substr(0, 200));
+              "tokenizer.json's pre_tokenizer is " +
+                  pre.dump().substr(0, 200));
 }
 
 void write_tokenizer(gguf::Writer& w, const fs::path& dir) {
@@ -53,9 +54,11 @@ void write_tokenizer(gguf::Writer& w, const fs::path& dir) {
   const json cfg = read_json(dir / "tokenizer_config.json", false);
   const json& model = tj.value("model", json::object());
   if (model.value("type", "") != "BPE" || model.value("byte_fallback", false))
-    throw Error(ErrorKind::invalid_input, "the GGUF export writes byte-level BPE tokenizers (tokenizer.ggml.model gpt2); "
-                                          "this one is " + model.value("type", std::string("?")) +
-                                          (model.value("byte_fallback", false) ? " with byte_fallback (SentencePiece)" : ""));
+    throw Error(ErrorKind::invalid_input,
+                "the GGUF export writes byte-level BPE tokenizers (tokenizer.ggml.model gpt2); "
+                "this one is " +
+                    model.value("type", std::string("?")) +
+                    (model.value("byte_fallback", false) ? " with byte_fallback (SentencePiece)" : ""));
   const std::string pre = pre_tokenizer_name(tj);
   const json& vocab = model.value("vocab", json::object());
   int64_t n = 0;
@@ -63,11 +66,13 @@ void write_tokenizer(gguf::Writer& w, const fs::path& dir) {
   std::map<int64_t, std::pair<std::string, int32_t>> added;  // id -> content, token type
   for (const auto& a : tj.value("added_tokens", json::array())) {
     const int64_t id = a.value("id", int64_t{-1});
-    if (id < 0 || id > (1 << 24)) throw Error(ErrorKind::data_corruption, "tokenizer.json: added token id out of range");
+    if (id < 0 || id > (1 << 24))
+      throw Error(ErrorKind::data_corruption, "tokenizer.json: added token id out of range");
     added[id] = {a.value("content", std::string()), a.value("special", false) ? 3 : 4};  // control, user-defined
     n = std::max(n, id + 1);
   }
-  if (n <= 0 || n > (1 << 24)) throw Error(ErrorKind::data_corruption, "tokenizer.json: vocabulary size " + std::to_string(n));
+  if (n <= 0 || n > (1 << 24))
+    throw Error(ErrorKind::data_corruption, "tokenizer.json: vocabulary size " + std::to_string(n));
   std::vector<std::string> tokens(static_cast<std::size_t>(n));
   std::vector<int32_t> types(static_cast<std::size_t>(n), 1);  // normal
   std::vector<bool> seen(static_cast<std::size_t>(n), false);
@@ -148,8 +153,10 @@ void write_llama_gguf(const json& config, const fs::path& tokenizer_dir, const W
   w.set_string("general.architecture", "llama");
   w.set_string("general.name", model_name);
   // llama.cpp's file types: 0 all F32, 1 mostly F16, 2 mostly Q4_0, 7 mostly Q8_0.
-  const uint32_t file_type = linear_type == gguf::TensorType::q4_0 ? 2 : linear_type == gguf::TensorType::q8_0 ? 7
-                             : linear_type == gguf::TensorType::f16  ? 1 : 0;
+  const uint32_t file_type = linear_type == gguf::TensorType::q4_0   ? 2
+                             : linear_type == gguf::TensorType::q8_0 ? 7
+                             : linear_type == gguf::TensorType::f16  ? 1
+                                                                     : 0;
   w.set_u32("general.file_type", file_type);
   w.set_u32("general.quantization_version", 2);
   w.set_u32("llama.context_length", static_cast<uint32_t>(config.value("max_position_embeddings", int64_t{2048})));
@@ -167,7 +174,8 @@ void write_llama_gguf(const json& config, const fs::path& tokenizer_dir, const W
   write_tokenizer(w, tokenizer_dir);
 
   // Each tensor is read, reordered and encoded when the writer reaches it.
-  const auto add = [&](const std::string& gguf_name, const std::string& hf_name, gguf::TensorType type, int64_t permute_heads) {
+  const auto add = [&](const std::string& gguf_name, const std::string& hf_name, gguf::TensorType type,
+                       int64_t permute_heads) {
     const at::Tensor probe = weight(hf_name);
     std::vector<int64_t> shape = probe.sizes().vec();
     w.add_tensor(gguf_name, shape, type, [=, &weight] {
@@ -214,9 +222,9 @@ std::vector<std::pair<std::string, at::Tensor>> read_llama_gguf(const fs::path& 
   const int64_t kv_heads = meta_int("llama.attention.head_count_kv");
   const int64_t head_dim = meta_int("llama.rope.dimension_count");
   static const std::map<std::string, std::string> names = {
-      {"attn_norm", "input_layernorm"},       {"attn_q", "self_attn.q_proj"},     {"attn_k", "self_attn.k_proj"},
-      {"attn_v", "self_attn.v_proj"},         {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
-      {"ffn_gate", "mlp.gate_proj"},          {"ffn_up", "mlp.up_proj"},          {"ffn_down", "mlp.down_proj"}};
+      {"attn_norm", "input_layernorm"}, {"attn_q", "self_attn.q_proj"},      {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"},   {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
+      {"ffn_gate", "mlp.gate_proj"},    {"ffn_up", "mlp.up_proj"},           {"ffn_down", "mlp.down_proj"}};
   std::ifstream in(path, std::ios::binary);
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (const auto& t : h.tensors) {
@@ -248,7 +256,8 @@ std::vector<std::pair<std::string, at::Tensor>> read_llama_gguf(const fs::path& 
     at::Tensor w = at::from_blob(values.data(), t.shape, at::kFloat).clone();
     if (permuted_heads > 0) {
       if (rows != permuted_heads * head_dim)
-        throw Error(ErrorKind::data_corruption, path.string() + ": " + t.name + " has " + std::to_string(rows) + " rows, not heads x head_dim");
+        throw Error(ErrorKind::data_corruption,
+                    path.string() + ": " + t.name + " has " + std::to_string(rows) + " rows, not heads x head_dim");
       // GGUF row r holds HF row order[r]: HF row order[r] <- GGUF row r.
       const auto order = at::tensor(rope_interleave_rows(permuted_heads, head_dim), at::kLong);
       w = at::index_select(w, 0, at::argsort(order)).contiguous();

@@ -42,8 +42,9 @@ using WeightSource = std::function<at::Tensor(const std::string& name)>;
 // tokenizer.json (and tokenizer_config.json). Throws Error(invalid_input)
 // for what llama.cpp's llama graph does not hold (rope_scaling other than
 // llama3, widths the block type cannot hold), naming it.
-void write_llama_gguf(const nlohmann::json& config, const std::filesystem::path& tokenizer_dir, const WeightSource& weight,
-                      gguf::TensorType linear_type, const std::string& model_name, const std::filesystem::path& path);
+void write_llama_gguf(const nlohmann::json& config, const std::filesystem::path& tokenizer_dir,
+                      const WeightSource& weight, gguf::TensorType linear_type, const std::string& model_name,
+                      const std::filesystem::path& path);
 
 // The Hugging Face tensors of a GGUF file write_llama_gguf wrote (the
 // `llama` architecture, F32/F16/Q8_0/Q4_0 tensors), dequantized to float32

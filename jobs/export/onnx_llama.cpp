@@ -37,13 +37,14 @@ std::string input_tensor(int64_t l, const std::string& linear) {
 // Builds a graph node by node; initializers go to the external data file.
 class Builder {
  public:
-  Builder(pb::GraphProto* g, std::ofstream& data, std::string data_name) : g_(g), data_(data), data_name_(std::move(data_name)) {}
+  Builder(pb::GraphProto* g, std::ofstream& data, std::string data_name)
+      : g_(g), data_(data), data_name_(std::move(data_name)) {}
 
   // A node of `outputs` outputs: `out` names the first (else one is made
   // from the node's name), the others are made. Returns their names.
   std::vector<std::string> node_n(const std::string& op, const std::vector<std::string>& inputs, int outputs,
-                                  const std::vector<std::pair<std::string, int64_t>>& ints = {}, const std::string& out = "",
-                                  const std::string& domain = "") {
+                                  const std::vector<std::pair<std::string, int64_t>>& ints = {},
+                                  const std::string& out = "", const std::string& domain = "") {
     auto* n = g_->add_node();
     n->set_op_type(op);
     n->set_name(op + "_" + std::to_string(g_->node_size()));
@@ -112,12 +113,11 @@ class Builder {
     init->set_name("/" + hint + "_" + std::to_string(g_->initializer_size()));
     init->set_data_type(dtype_of(t.scalar_type()));
     for (auto d : t.sizes()) init->add_dims(d);
-    init->set_raw_data(std::string(static_cast<const char*>(t.data_ptr()), static_cast<std::size_t>(t.numel() * t.element_size())));
+    init->set_raw_data(
+        std::string(static_cast<const char*>(t.data_ptr()), static_cast<std::size_t>(t.numel() * t.element_size())));
     return init->name();
   }
-  std::string ints(const std::vector<int64_t>& v) {
-    return constant(at::tensor(v, at::kLong), "shape");
-  }
+  std::string ints(const std::vector<int64_t>& v) { return constant(at::tensor(v, at::kLong), "shape"); }
   std::string scalar(float v) { return constant(at::full({}, v, at::kFloat), "scalar"); }
 
   void value(pb::ValueInfoProto* vi, const std::string& name, int elem, const std::vector<int64_t>& dims) {
@@ -126,18 +126,29 @@ class Builder {
     tt->set_elem_type(elem);
     for (auto d : dims) tt->mutable_shape()->add_dim()->set_dim_value(d);
   }
-  void input(const std::string& name, int elem, const std::vector<int64_t>& dims) { value(g_->add_input(), name, elem, dims); }
-  void output(const std::string& name, int elem, const std::vector<int64_t>& dims) { value(g_->add_output(), name, elem, dims); }
+  void input(const std::string& name, int elem, const std::vector<int64_t>& dims) {
+    value(g_->add_input(), name, elem, dims);
+  }
+  void output(const std::string& name, int elem, const std::vector<int64_t>& dims) {
+    value(g_->add_output(), name, elem, dims);
+  }
 
   static int dtype_of(at::ScalarType s) {
     switch (s) {
-      case at::kFloat: return pb::TensorProto::FLOAT;
-      case at::kLong: return pb::TensorProto::INT64;
-      case at::kByte: return pb::TensorProto::UINT8;
-      case at::kChar: return pb::TensorProto::INT8;
-      case at::kShort: return pb::TensorProto::INT16;
-      case at::kInt: return pb::TensorProto::INT32;
-      default: throw Error(ErrorKind::internal, std::string("onnx export: no ONNX type for ") + at::toString(s));
+      case at::kFloat:
+        return pb::TensorProto::FLOAT;
+      case at::kLong:
+        return pb::TensorProto::INT64;
+      case at::kByte:
+        return pb::TensorProto::UINT8;
+      case at::kChar:
+        return pb::TensorProto::INT8;
+      case at::kShort:
+        return pb::TensorProto::INT16;
+      case at::kInt:
+        return pb::TensorProto::INT32;
+      default:
+        throw Error(ErrorKind::internal, std::string("onnx export: no ONNX type for ") + at::toString(s));
     }
   }
 
@@ -153,8 +164,8 @@ model::ActQuant act_of(const Quantization* q, const std::string& name) {
   if (q == nullptr || !q->activations.contains(name)) return {};
   auto a = model::ActQuant::from_json(q->activations[name]);
   if (a.kind != model::ActQuant::Kind::int_tensor && a.kind != model::ActQuant::Kind::none)
-    throw Error(ErrorKind::invalid_input, "the ONNX export holds static per-tensor integer input quantizers; " + name + " has " +
-                                              q->activations[name].value("kind", std::string("?")));
+    throw Error(ErrorKind::invalid_input, "the ONNX export holds static per-tensor integer input quantizers; " + name +
+                                              " has " + q->activations[name].value("kind", std::string("?")));
   return a;
 }
 
@@ -173,8 +184,10 @@ void write_llama_onnx(const json& config, const WeightSource& weight, const Grap
   const int64_t AR = shape.seq_len, CL = shape.context_len, P = CL - AR;
   if (AR < 1 || CL <= AR) throw Error(ErrorKind::invalid_input, "ONNX graph " + shape.name() + ": needs 1 <= AR < CL");
   if (CL > c.max_position)
-    throw Error(ErrorKind::invalid_input, "ONNX graph " + shape.name() + ": the context is longer than the model's "
-                                          "max_position_embeddings (" + std::to_string(c.max_position) + ")");
+    throw Error(ErrorKind::invalid_input, "ONNX graph " + shape.name() +
+                                              ": the context is longer than the model's "
+                                              "max_position_embeddings (" +
+                                              std::to_string(c.max_position) + ")");
   const int64_t H = c.heads, KVH = c.kv_heads, D = c.head_dim, rep = H / KVH;
   fs::path data_path = onnx_path;
   data_path.replace_extension(".data");
@@ -240,8 +253,10 @@ void write_llama_onnx(const json& config, const WeightSource& weight, const Grap
     }
     if (iw != nullptr) {
       if (!grouped_in_order(*iw))
-        throw Error(ErrorKind::invalid_input, full + ": the QDQ graph holds groups of consecutive columns; this weight has "
-                                                     "GPTQ's act-order column map (DESC_ACT without STATIC_GROUPS)");
+        throw Error(ErrorKind::invalid_input,
+                    full +
+                        ": the QDQ graph holds groups of consecutive columns; this weight has "
+                        "GPTQ's act-order column map (DESC_ACT without STATIC_GROUPS)");
       if (iw->bits > 8) throw Error(ErrorKind::invalid_input, full + ": more than 8 bits");
       const int64_t out_f = iw->codes.size(0), in_f = iw->codes.size(1);
       const int64_t gs = iw->group_size <= 0 ? in_f : iw->group_size;
@@ -261,7 +276,8 @@ void write_llama_onnx(const json& config, const WeightSource& weight, const Grap
       if (q.empty()) {
         // Symmetric: zero point 0 of a signed type, saturating at [-2^(b-1), 2^(b-1) - 1].
         if (a.bits != 8 && a.bits != 16)
-          throw Error(ErrorKind::invalid_input, full + ": the QDQ graph holds 8- and 16-bit inputs, not " + std::to_string(a.bits));
+          throw Error(ErrorKind::invalid_input,
+                      full + ": the QDQ graph holds 8- and 16-bit inputs, not " + std::to_string(a.bits));
         const bool wide = a.bits == 16;
         ms_domain = ms_domain || wide;
         const auto s = b.scalar(static_cast<float>(a.scale));
@@ -273,9 +289,11 @@ void write_llama_onnx(const json& config, const WeightSource& weight, const Grap
     }
     std::vector<std::string> ins = {in, w};
     const std::string bias = full + ".bias";
-    const bool has_bias = (short_name == "self_attn.q_proj" || short_name == "self_attn.k_proj" || short_name == "self_attn.v_proj")
-                              ? c.qkv_bias
-                              : short_name == "self_attn.o_proj" ? c.o_bias : c.mlp_bias;
+    const bool has_bias =
+        (short_name == "self_attn.q_proj" || short_name == "self_attn.k_proj" || short_name == "self_attn.v_proj")
+            ? c.qkv_bias
+        : short_name == "self_attn.o_proj" ? c.o_bias
+                                           : c.mlp_bias;
     if (has_bias) ins.push_back(b.weight(bias, weight(bias)));
     return b.node("Gemm", ins, "", {{"transB", 1}});
   };
@@ -286,8 +304,9 @@ void write_llama_onnx(const json& config, const WeightSource& weight, const Grap
   };
   const auto scale = b.scalar(static_cast<float>(1.0 / std::sqrt(static_cast<double>(D))));
 
-  auto h = b.node("Gather", {b.weight("model.embed_tokens.weight", weight("model.embed_tokens.weight")),
-                             b.node("Reshape", {"input_ids", b.ints({AR})})},
+  auto h = b.node("Gather",
+                  {b.weight("model.embed_tokens.weight", weight("model.embed_tokens.weight")),
+                   b.node("Reshape", {"input_ids", b.ints({AR})})},
                   "", {{"axis", 0}});  // [AR, hidden]
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".", ls = std::to_string(l);
@@ -309,21 +328,24 @@ void write_llama_onnx(const json& config, const WeightSource& weight, const Grap
     // Grouped-query attention: query head j reads KV head j / rep.
     const auto qg = b.node("Reshape", {q, b.ints({KVH, rep, AR, D})});
     const auto kt = b.node("Unsqueeze", {b.transpose(k_all, {0, 2, 1}), b.ints({1})});  // [KVH, 1, D, CL]
-    auto scores = b.node("MatMul", {qg, kt});  // [KVH, rep, AR, CL]
+    auto scores = b.node("MatMul", {qg, kt});                                           // [KVH, rep, AR, CL]
     scores = b.node("Add", {b.node("Mul", {scores, scale}), mask});
     const auto probs = b.node("Softmax", {scores}, "", {{"axis", -1}});
     const auto ctx = b.node("MatMul", {probs, b.node("Unsqueeze", {v_all, b.ints({1})})});  // [KVH, rep, AR, D]
-    const auto attn = b.node("Reshape", {b.transpose(b.node("Reshape", {ctx, b.ints({H, AR, D})}), {1, 0, 2}), b.ints({AR, H * D})},
-                             input_tensor(l, "self_attn.o_proj"));
+    const auto attn =
+        b.node("Reshape", {b.transpose(b.node("Reshape", {ctx, b.ints({H, AR, D})}), {1, 0, 2}), b.ints({AR, H * D})},
+               input_tensor(l, "self_attn.o_proj"));
     h = b.node("Add", {h, linear(p, "self_attn.o_proj", attn)});
     const auto mm = rms(h, p + "post_attention_layernorm.weight", input_tensor(l, "mlp.gate_proj"));
     const auto gate = linear(p, "mlp.gate_proj", mm);
     const auto up = linear(p, "mlp.up_proj", mm);
-    const auto act = b.node("Mul", {b.node("Mul", {gate, b.node("Sigmoid", {gate})}), up}, input_tensor(l, "mlp.down_proj"));
+    const auto act =
+        b.node("Mul", {b.node("Mul", {gate, b.node("Sigmoid", {gate})}), up}, input_tensor(l, "mlp.down_proj"));
     h = b.node("Add", {h, linear(p, "mlp.down_proj", act)});
   }
   const auto hn = rms(h, "model.norm.weight", "model.norm.output");
-  const std::string head = c.tie_word_embeddings ? "model.embed_tokens.weight" : b.weight("lm_head.weight", weight("lm_head.weight"));
+  const std::string head =
+      c.tie_word_embeddings ? "model.embed_tokens.weight" : b.weight("lm_head.weight", weight("lm_head.weight"));
   b.node("Reshape", {b.node("Gemm", {hn, head}, "", {{"transB", 1}}), b.ints({1, AR, c.vocab})}, "logits");
   b.output("logits", pb::TensorProto::FLOAT, {1, AR, c.vocab});
   for (int64_t l = 0; l < c.layers; ++l) {
@@ -397,16 +419,25 @@ json aimet_encodings(const json& config, const Quantization& q) {
       const auto tensor = input_tensor(l, lin);
       if (!seen.insert(tensor).second) continue;
       act_bits = std::max(act_bits, a.bits);
-      acts.push_back({{"name", tensor}, {"dtype", "INT"}, {"enc_type", "PER_TENSOR"}, {"bw", a.bits}, {"is_sym", true},
-                      {"scale", {a.scale}}, {"offset", {-(int64_t{1} << (a.bits - 1))}}});
+      acts.push_back({{"name", tensor},
+                      {"dtype", "INT"},
+                      {"enc_type", "PER_TENSOR"},
+                      {"bw", a.bits},
+                      {"is_sym", true},
+                      {"scale", {a.scale}},
+                      {"offset", {-(int64_t{1} << (a.bits - 1))}}});
     }
   return {{"version", "1.0.0"},
           {"activation_encodings", acts},
           {"param_encodings", params},
           {"excluded_layers", json::array()},
           {"quantizer_args",
-           {{"activation_bitwidth", act_bits > 0 ? act_bits : 16}, {"param_bitwidth", param_bits}, {"dtype", "int"},
-            {"is_symmetric", all_sym}, {"per_channel_quantization", true}, {"quant_scheme", "post_training_tf"}}}};
+           {{"activation_bitwidth", act_bits > 0 ? act_bits : 16},
+            {"param_bitwidth", param_bits},
+            {"dtype", "int"},
+            {"is_symmetric", all_sym},
+            {"per_channel_quantization", true},
+            {"quant_scheme", "post_training_tf"}}}};
 }
 
 }  // namespace qjobs::exporter::onnx

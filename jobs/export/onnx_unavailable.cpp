@@ -7,8 +7,9 @@ namespace qjobs::exporter::onnx {
 
 namespace {
 [[noreturn]] void unavailable() {
-  throw Error(ErrorKind::invalid_input, "this qjobs-worker was built without the ONNX library (Debian's libonnx-dev): "
-                                        "EXPORT_FORMAT onnx is not available; install it and rebuild");
+  throw Error(ErrorKind::invalid_input,
+              "this qjobs-worker was built without the ONNX library (Debian's libonnx-dev): "
+              "EXPORT_FORMAT onnx is not available; install it and rebuild");
 }
 }  // namespace
 

@@ -42,8 +42,7 @@ std::map<std::string, at::Tensor> pack(const IntWeight& w_any, PackedFormat form
     if (w.bits != 4) throw Error(ErrorKind::invalid_input, "the AWQ GEMM format holds 4-bit weights only");
     if (w.group_size <= 0 || in % w.group_size != 0)
       throw Error(ErrorKind::invalid_input, "the AWQ GEMM format needs a group size dividing in_features");
-    if (!trivial_g_idx)
-      throw Error(ErrorKind::invalid_input, "the AWQ GEMM format has no act-order (g_idx)");
+    if (!trivial_g_idx) throw Error(ErrorKind::invalid_input, "the AWQ GEMM format has no act-order (g_idx)");
     t["qweight"] = pack_last(w.codes.t(), 4, kAwqOrder);
     t["qzeros"] = pack_last(w.zeros.t(), 4, kAwqOrder);
     t["scales"] = w.scales.t().contiguous().to(at::kHalf);
@@ -51,12 +50,14 @@ std::map<std::string, at::Tensor> pack(const IntWeight& w_any, PackedFormat form
   }
   if (w.bits != 4 && w.bits != 8) throw Error(ErrorKind::invalid_input, "the GPTQ format is written for 4 and 8 bits");
   if (in % (32 / w.bits) != 0 || out % (32 / w.bits) != 0)
-    throw Error(ErrorKind::invalid_input, "the GPTQ format packs in and out features in words: both must be multiples of " +
-                                              std::to_string(32 / w.bits));
+    throw Error(
+        ErrorKind::invalid_input,
+        "the GPTQ format packs in and out features in words: both must be multiples of " + std::to_string(32 / w.bits));
   // Along the input dimension: pack each output row's inputs, then lay the
   // words out as [in * bits / 32, out].
   t["qweight"] = pack_last(w.codes.contiguous(), w.bits, nullptr).t().contiguous();
-  t["qzeros"] = pack_last((w.zeros - 1).bitwise_and(static_cast<int64_t>((1 << w.bits) - 1)).t().contiguous(), w.bits, nullptr);
+  t["qzeros"] =
+      pack_last((w.zeros - 1).bitwise_and(static_cast<int64_t>((1 << w.bits) - 1)).t().contiguous(), w.bits, nullptr);
   t["scales"] = w.scales.t().contiguous().to(at::kHalf);
   t["g_idx"] = w.g_idx.to(at::kInt).contiguous();
   return t;
@@ -71,14 +72,20 @@ nlohmann::json packed_quantization_config(const std::map<std::string, IntWeight>
       throw Error(ErrorKind::invalid_input, "the awq and gptq formats hold one bit width and group size; " + name +
                                                 " differs (compressed-tensors holds one per Linear)");
   if (format == PackedFormat::awq)
-    return {{"quant_method", "awq"}, {"bits", any.bits}, {"group_size", any.group_size}, {"zero_point", true},
-            {"version", "gemm"}, {"modules_to_not_convert", nullptr}};
-  if (format != PackedFormat::gptq) throw Error(ErrorKind::invalid_input, "compressed-tensors configs come from compressed_tensors_config");
+    return {{"quant_method", "awq"}, {"bits", any.bits},  {"group_size", any.group_size},
+            {"zero_point", true},    {"version", "gemm"}, {"modules_to_not_convert", nullptr}};
+  if (format != PackedFormat::gptq)
+    throw Error(ErrorKind::invalid_input, "compressed-tensors configs come from compressed_tensors_config");
   {
-    return {{"quant_method", "gptq"}, {"bits", any.bits}, {"group_size", any.format_group_size()},
-            {"desc_act", recipe.value("desc_act", false)}, {"sym", symmetric},
-            {"static_groups", recipe.value("static_groups", false)}, {"true_sequential", true},
-            {"damp_percent", recipe.value("damp_percent", 0.01)}, {"checkpoint_format", "gptq"}};
+    return {{"quant_method", "gptq"},
+            {"bits", any.bits},
+            {"group_size", any.format_group_size()},
+            {"desc_act", recipe.value("desc_act", false)},
+            {"sym", symmetric},
+            {"static_groups", recipe.value("static_groups", false)},
+            {"true_sequential", true},
+            {"damp_percent", recipe.value("damp_percent", 0.01)},
+            {"checkpoint_format", "gptq"}};
   }
 }
 
@@ -101,9 +108,15 @@ namespace {
 
 nlohmann::json args(int bits, const char* type, bool symmetric, const char* strategy, nlohmann::json group_size,
                     nlohmann::json dynamic, nlohmann::json observer) {
-  return {{"num_bits", bits},       {"type", type},         {"symmetric", symmetric},
-          {"strategy", strategy},   {"group_size", std::move(group_size)}, {"dynamic", std::move(dynamic)},
-          {"actorder", nullptr},    {"observer", std::move(observer)},     {"observer_kwargs", nlohmann::json::object()},
+  return {{"num_bits", bits},
+          {"type", type},
+          {"symmetric", symmetric},
+          {"strategy", strategy},
+          {"group_size", std::move(group_size)},
+          {"dynamic", std::move(dynamic)},
+          {"actorder", nullptr},
+          {"observer", std::move(observer)},
+          {"observer_kwargs", nlohmann::json::object()},
           {"block_structure", nullptr}};
 }
 
@@ -153,11 +166,16 @@ LinearScheme fp4_scheme(const Fp4Weight& w) {
 nlohmann::json activation_args(const model::ActQuant& a) {
   using K = model::ActQuant::Kind;
   switch (a.kind) {
-    case K::none: return nullptr;
-    case K::int_token: return args(a.bits, "int", true, "token", nullptr, true, nullptr);
-    case K::int_tensor: return args(a.bits, "int", true, "tensor", nullptr, false, "minmax");
-    case K::fp8_token: return args(8, "float", true, "token", nullptr, true, nullptr);
-    case K::fp8_tensor: return args(8, "float", true, "tensor", nullptr, false, "minmax");
+    case K::none:
+      return nullptr;
+    case K::int_token:
+      return args(a.bits, "int", true, "token", nullptr, true, nullptr);
+    case K::int_tensor:
+      return args(a.bits, "int", true, "tensor", nullptr, false, "minmax");
+    case K::fp8_token:
+      return args(8, "float", true, "token", nullptr, true, nullptr);
+    case K::fp8_tensor:
+      return args(8, "float", true, "tensor", nullptr, false, "minmax");
     case K::nvfp4: {
       // Block scales computed at run time ("local"), the global one calibrated.
       auto j = args(4, "float", true, "tensor_group", 16, "local", "static_minmax");
@@ -174,7 +192,8 @@ nlohmann::json activation_args(const model::ActQuant& a) {
 }
 
 nlohmann::json compressed_tensors_config(const std::map<std::string, LinearScheme>& schemes,
-                                         const std::vector<std::string>& ignore, const nlohmann::json& kv_cache_scheme) {
+                                         const std::vector<std::string>& ignore,
+                                         const nlohmann::json& kv_cache_scheme) {
   if (schemes.empty()) throw Error(ErrorKind::invalid_input, "no quantized Linears to pack");
   // Schemes in order of first appearance, with their Linears.
   std::vector<std::pair<const LinearScheme*, std::vector<std::string>>> groups;
@@ -188,11 +207,12 @@ nlohmann::json compressed_tensors_config(const std::map<std::string, LinearSchem
   nlohmann::json cg = nlohmann::json::object();
   for (std::size_t i = 0; i < groups.size(); ++i) {
     const auto& [s, names] = groups[i];
-    cg["group_" + std::to_string(i)] = {{"targets", groups.size() == 1 ? nlohmann::json::array({"Linear"}) : nlohmann::json(names)},
-                                        {"weights", s->weights},
-                                        {"input_activations", s->input_activations},
-                                        {"output_activations", nullptr},
-                                        {"format", s->format}};
+    cg["group_" + std::to_string(i)] = {
+        {"targets", groups.size() == 1 ? nlohmann::json::array({"Linear"}) : nlohmann::json(names)},
+        {"weights", s->weights},
+        {"input_activations", s->input_activations},
+        {"output_activations", nullptr},
+        {"format", s->format}};
   }
   std::string format = groups.front().first->format;
   for (const auto& g : groups)
@@ -200,12 +220,15 @@ nlohmann::json compressed_tensors_config(const std::map<std::string, LinearSchem
   nlohmann::json ign = nlohmann::json::array({"lm_head"});
   for (const auto& i : ignore)
     if (i != "lm_head") ign.push_back(i);
-  return {{"quant_method", "compressed-tensors"}, {"format", format},       {"quantization_status", "compressed"},
-          {"config_groups", cg},                 {"ignore", ign},          {"kv_cache_scheme", kv_cache_scheme},
+  return {{"quant_method", "compressed-tensors"},
+          {"format", format},
+          {"quantization_status", "compressed"},
+          {"config_groups", cg},
+          {"ignore", ign},
+          {"kv_cache_scheme", kv_cache_scheme},
           {"global_compression_ratio", nullptr}};
 }
 
 nlohmann::json fp8_kv_cache_args() { return args(8, "float", true, "tensor", nullptr, false, "minmax"); }
-
 
 }  // namespace qjobs::exporter

@@ -86,8 +86,7 @@ std::optional<PackedFormat> packed_format(const std::string& name);
 // ...). `scale_dtype` is used where the format stores scales in the model's
 // dtype (compressed-tensors); awq and gptq always store float16. Throws
 // Error(invalid_input) naming what the format cannot hold.
-std::map<std::string, at::Tensor> pack(const IntWeight& w, PackedFormat format,
-                                       at::ScalarType scale_dtype = at::kHalf);
+std::map<std::string, at::Tensor> pack(const IntWeight& w, PackedFormat format, at::ScalarType scale_dtype = at::kHalf);
 
 // The tensors of an NVFP4 / MXFP4 Linear, named relative to it.
 std::map<std::string, at::Tensor> pack(const Fp4Weight& w);

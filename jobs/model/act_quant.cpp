@@ -22,14 +22,16 @@ at::Tensor ActQuant::apply(const at::Tensor& x) const {
     }
     case Kind::fp8_token:
     case Kind::fp8_tensor:
-      s = kind == Kind::fp8_token ? (xf.abs().amax(-1, true) / numeric::kFp8E4m3Max).clamp_min(1e-12) : at::scalar_tensor(scale);
+      s = kind == Kind::fp8_token ? (xf.abs().amax(-1, true) / numeric::kFp8E4m3Max).clamp_min(1e-12)
+                                  : at::scalar_tensor(scale);
       return (numeric::fp8_e4m3_round(xf / s) * s).to(x.scalar_type());
     case Kind::nvfp4:
       // Blocks of 16 with E4M3 scales under the calibrated global scale.
       return numeric::fp4_fake_quant(xf, numeric::Fp4Kind::nvfp4, scale).to(x.scalar_type());
     case Kind::mxfp4:
       return numeric::fp4_fake_quant(xf, numeric::Fp4Kind::mxfp4).to(x.scalar_type());
-    case Kind::none: break;
+    case Kind::none:
+      break;
   }
   return x;
 }
@@ -52,7 +54,9 @@ ActQuant ActQuant::from_json(const json& j) {
   else if (k == "fp8_tensor") a.kind = Kind::fp8_tensor;
   else if (k == "nvfp4") a.kind = Kind::nvfp4;
   else if (k == "mxfp4") a.kind = Kind::mxfp4;
-  else throw Error(ErrorKind::invalid_input, "activation kind '" + k + "' (none, int_token, int_tensor, fp8_token, fp8_tensor, nvfp4, mxfp4)");
+  else
+    throw Error(ErrorKind::invalid_input,
+                "activation kind '" + k + "' (none, int_token, int_tensor, fp8_token, fp8_tensor, nvfp4, mxfp4)");
   a.bits = j.value("bits", 8);
   if (a.bits < 2 || a.bits > 16) throw Error(ErrorKind::invalid_input, "activation bits must be in [2, 16]");
   a.scale = j.value("scale", 0.0);

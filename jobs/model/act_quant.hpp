@@ -28,8 +28,8 @@ namespace qjobs::model {
 struct ActQuant {
   enum class Kind { none, int_token, int_tensor, fp8_token, fp8_tensor, nvfp4, mxfp4 };
   Kind kind = Kind::none;
-  int bits = 8;       // integer kinds: 2..16
-  double scale = 0;   // *_tensor kinds: the calibrated scale (> 0); nvfp4: the global scale
+  int bits = 8;      // integer kinds: 2..16
+  double scale = 0;  // *_tensor kinds: the calibrated scale (> 0); nvfp4: the global scale
 
   // x ([..., in]) as the quantized kernel sees it; identity for none.
   at::Tensor apply(const at::Tensor& x) const;
@@ -41,8 +41,8 @@ struct ActQuant {
 struct KvQuant {
   enum class Kind { none, integer, fp8 };
   Kind kind = Kind::none;
-  int bits = 8;        // integer: 2..8
-  int64_t group = 0;   // integer: channels per group, 0 = the whole head
+  int bits = 8;                          // integer: 2..8
+  int64_t group = 0;                     // integer: channels per group, 0 = the whole head
   std::vector<double> k_scale, v_scale;  // fp8: per layer
 
   // k or v ([B, H, T, head_dim]) of layer `layer` as the cache stores it.

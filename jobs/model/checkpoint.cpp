@@ -61,10 +61,8 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
   }
   for (const auto& s : shards) {
     if (!fs::exists(s)) throw Error(ErrorKind::not_found, "missing weight shard " + s.string());
-    if (torch_bin)
-      c.files_.push_back(std::make_shared<TorchBinFile>(TorchBinFile::open(s)));
-    else
-      c.files_.push_back(std::make_shared<SafetensorsFile>(SafetensorsFile::open(s)));
+    if (torch_bin) c.files_.push_back(std::make_shared<TorchBinFile>(TorchBinFile::open(s)));
+    else c.files_.push_back(std::make_shared<SafetensorsFile>(SafetensorsFile::open(s)));
     for (const auto& info : c.files_.back()->tensors()) {
       if (!c.where_.emplace(info.name, c.files_.size() - 1).second)
         throw Error(ErrorKind::data_corruption, "tensor '" + info.name + "' appears in two shards");
@@ -76,20 +74,27 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
 
 const StTensorInfo& Checkpoint::info(const std::string& name) const {
   const auto it = where_.find(name);
-  if (it == where_.end()) throw Error(ErrorKind::not_found, "checkpoint " + dir_.string() + " has no tensor '" + name + "'");
+  if (it == where_.end())
+    throw Error(ErrorKind::not_found, "checkpoint " + dir_.string() + " has no tensor '" + name + "'");
   return *files_[it->second]->find(name);
 }
 
 at::Tensor Checkpoint::tensor(const std::string& name) const {
   const auto it = where_.find(name);
-  if (it == where_.end()) throw Error(ErrorKind::not_found, "checkpoint " + dir_.string() + " has no tensor '" + name + "'");
+  if (it == where_.end())
+    throw Error(ErrorKind::not_found, "checkpoint " + dir_.string() + " has no tensor '" + name + "'");
   return files_[it->second]->tensor(name);
 }
 
 std::vector<fs::path> Checkpoint::companion_files() const {
-  static const std::vector<std::string> names = {
-      "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
-      "generation_config.json", "vocab.json", "merges.txt", "added_tokens.json"};
+  static const std::vector<std::string> names = {"tokenizer.json",
+                                                 "tokenizer_config.json",
+                                                 "tokenizer.model",
+                                                 "special_tokens_map.json",
+                                                 "generation_config.json",
+                                                 "vocab.json",
+                                                 "merges.txt",
+                                                 "added_tokens.json"};
   std::vector<fs::path> out;
   for (const auto& n : names)
     if (fs::exists(dir_ / n)) out.push_back(dir_ / n);

@@ -72,7 +72,8 @@ CudaStatus probe_cuda() {
     s.devices = n;
   }
 #else
-  s.reason = "this qjobs-worker's libtorch " + torch_version() + " has no CUDA (build it against a CUDA libtorch: "
+  s.reason = "this qjobs-worker's libtorch " + torch_version() +
+             " has no CUDA (build it against a CUDA libtorch: "
              "scripts/build-worker.sh)";
 #endif
   return s;
@@ -128,8 +129,8 @@ Placement choose_placement(const std::string& dtype, const char* cuda_visible) {
   if (!visible.empty()) {
     const auto cuda = cuda_status();
     if (!cuda.usable)
-      throw Error(ErrorKind::internal, "GPUs were asked for (CUDA_VISIBLE_DEVICES=" + visible + ") but CUDA is not usable: " +
-                                           cuda.reason);
+      throw Error(ErrorKind::internal,
+                  "GPUs were asked for (CUDA_VISIBLE_DEVICES=" + visible + ") but CUDA is not usable: " + cuda.reason);
     int64_t n = 0;
     for (const auto& id : split(visible, ','))
       if (!trim(id).empty()) p.devices.emplace_back(c10::kCUDA, static_cast<c10::DeviceIndex>(n++));
@@ -147,7 +148,8 @@ Placement choose_placement(const std::string& dtype, const char* cuda_visible) {
   else if (dtype == "float16") p.dtype = c10::kHalf;
   else throw Error(ErrorKind::invalid_input, "DTYPE must be auto, float32, bfloat16 or float16, not '" + dtype + "'");
   if (gpu && p.dtype == c10::kBFloat16 && !device_has_bf16(p.device))
-    throw Error(ErrorKind::invalid_input, "DTYPE bfloat16: GPU " + p.device.str() + " has no bfloat16; use float16 or auto");
+    throw Error(ErrorKind::invalid_input,
+                "DTYPE bfloat16: GPU " + p.device.str() + " has no bfloat16; use float16 or auto");
   return p;
 }
 

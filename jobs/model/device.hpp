@@ -14,10 +14,10 @@
 namespace qjobs::model {
 
 struct Placement {
-  c10::Device device = c10::kCPU;            // where tensors live
-  std::vector<c10::Device> devices;          // all assigned (devices[0] == device)
-  c10::ScalarType dtype = c10::kFloat;       // compute dtype
-  std::string describe() const;              // "cuda:0 (2 devices), bfloat16"
+  c10::Device device = c10::kCPU;       // where tensors live
+  std::vector<c10::Device> devices;     // all assigned (devices[0] == device)
+  c10::ScalarType dtype = c10::kFloat;  // compute dtype
+  std::string describe() const;         // "cuda:0 (2 devices), bfloat16"
 };
 
 // CUDA when the worker was given devices (`cuda_visible` non-empty, one
@@ -37,10 +37,10 @@ Placement choose_placement(const std::string& dtype, const char* cuda_visible);
 struct CudaStatus {
   bool built = false;
   bool usable = false;
-  int devices = 0;           // visible devices when usable
-  std::string runtime;       // CUDA runtime version the libtorch was built with ("13.0"), "" without CUDA
-  std::string driver;        // the driver's CUDA version ("13.0"), "" when none loads
-  std::string reason;        // why !usable; "" when usable
+  int devices = 0;      // visible devices when usable
+  std::string runtime;  // CUDA runtime version the libtorch was built with ("13.0"), "" without CUDA
+  std::string driver;   // the driver's CUDA version ("13.0"), "" when none loads
+  std::string reason;   // why !usable; "" when usable
 };
 CudaStatus cuda_status();
 

@@ -22,7 +22,8 @@ const Family& family_of(const nlohmann::json& j) {
   if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
       j["architectures"][0].is_string())
     cls = j["architectures"][0].get<std::string>();
-  const std::string type = j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>() : "";
+  const std::string type =
+      j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>() : "";
   for (const auto* f : families())
     if (f->hf_class == cls || (cls.empty() && f->model_type == type)) return *f;
   std::string known;

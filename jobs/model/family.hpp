@@ -36,16 +36,16 @@ enum class Arch {
 // Tensor names inside "model.layers.N." (without ".weight"). An empty name
 // means the family has no such tensor.
 struct BlockNames {
-  std::string attn_norm = "input_layernorm";           // before attention
-  std::string mlp_norm = "post_attention_layernorm";   // before the MLP
-  std::string attn_out_norm;                           // on attention's output (Gemma-2's sandwich)
-  std::string mlp_out_norm;                            // on the MLP's output
+  std::string attn_norm = "input_layernorm";          // before attention
+  std::string mlp_norm = "post_attention_layernorm";  // before the MLP
+  std::string attn_out_norm;                          // on attention's output (Gemma-2's sandwich)
+  std::string mlp_out_norm;                           // on the MLP's output
   std::string q = "self_attn.q_proj", k = "self_attn.k_proj", v = "self_attn.v_proj";
-  std::string qkv;                                     // fused rows q | k | v (Phi-3); then q, k, v are unused
+  std::string qkv;  // fused rows q | k | v (Phi-3); then q, k, v are unused
   std::string o = "self_attn.o_proj";
-  std::string q_norm, k_norm;                          // RMSNorm over each head's head_dim (Qwen3)
+  std::string q_norm, k_norm;  // RMSNorm over each head's head_dim (Qwen3)
   std::string gate = "mlp.gate_proj", up = "mlp.up_proj", down = "mlp.down_proj";
-  std::string gate_up;                                 // fused rows gate | up (Phi-3); then gate, up are unused
+  std::string gate_up;  // fused rows gate | up (Phi-3); then gate, up are unused
   // Mixture of experts: the router [experts, hidden], expert e's Linears
   // as expert_prefix + e + "." + expert_gate / expert_up / expert_down.
   std::string router;
@@ -63,7 +63,7 @@ struct Family {
   std::string hf_class;    // "LlamaForCausalLM"
   std::string model_type;  // "llama"
   BlockNames names;
-  bool qkv_bias = false;   // q/k/v carry a bias by construction (Qwen2)
+  bool qkv_bias = false;  // q/k/v carry a bias by construction (Qwen2)
   // Residual-stream rotations (QuaRot / SpinQuant) fold into this block:
   // every writer to the residual and every norm in front of a reader can
   // take them. Sandwich norms on a block's outputs cannot.

@@ -24,7 +24,6 @@ void curl_init_once() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-
 struct Response {
   long status = 0;
   std::string body;
@@ -46,7 +45,7 @@ CURL* make_handle(const std::string& url, const HubOptions& o, curl_slist** head
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);   // abort a stalled transfer
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);  // abort a stalled transfer
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
   curl_easy_setopt(c, CURLOPT_USERAGENT, "qjobs/0.1");
   if (!o.token.empty()) *headers = curl_slist_append(*headers, ("Authorization: Bearer " + o.token).c_str());
@@ -75,8 +74,10 @@ Response get(const std::string& url, const HubOptions& o) {
   if (status == 401 || status == 403)
     throw Error(ErrorKind::invalid_input, "model '" + repo + "': " + what + " is gated or private (HTTP " +
                                               std::to_string(status) + "); set HF_TOKEN to a token with access");
-  if (status == 404) throw Error(ErrorKind::not_found, "model '" + repo + "': " + what + " not found on the hub (HTTP 404)");
-  throw Error(ErrorKind::io, "model '" + repo + "': " + what + ": HTTP " + std::to_string(status) + " " + body.substr(0, 200));
+  if (status == 404)
+    throw Error(ErrorKind::not_found, "model '" + repo + "': " + what + " not found on the hub (HTTP 404)");
+  throw Error(ErrorKind::io,
+              "model '" + repo + "': " + what + ": HTTP " + std::to_string(status) + " " + body.substr(0, 200));
 }
 
 // sha256 of the file, or the git blob sha1 ("blob <size>\0" + content).
@@ -92,10 +93,13 @@ std::string file_hash(const fs::path& p, bool git_blob) {
 bool wanted(const std::string& f, bool has_safetensors) {
   if (f.find('/') != std::string::npos) return false;  // subfolders (original/, onnx/...) are not the HF checkpoint
   static const std::vector<std::string> exact = {
-      "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
-      "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json", "model.safetensors.index.json"};
+      "config.json",       "generation_config.json",      "tokenizer.json", "tokenizer_config.json",
+      "tokenizer.model",   "special_tokens_map.json",     "vocab.json",     "merges.txt",
+      "added_tokens.json", "model.safetensors.index.json"};
   if (std::find(exact.begin(), exact.end(), f) != exact.end()) return true;
-  const auto ends = [&](const std::string& suf) { return f.size() >= suf.size() && f.compare(f.size() - suf.size(), suf.size(), suf) == 0; };
+  const auto ends = [&](const std::string& suf) {
+    return f.size() >= suf.size() && f.compare(f.size() - suf.size(), suf.size(), suf) == 0;
+  };
   if (ends(".safetensors")) return true;
   if (!has_safetensors && (f.rfind("pytorch_model", 0) == 0) && (ends(".bin") || ends(".bin.index.json"))) return true;
   return false;
@@ -187,8 +191,8 @@ fs::path download_model(const std::string& repo, const HubOptions& o,
       if (status == 416 || (have > 0 && status == 200)) {
         // The server ignored or refused the range: start that file over.
         fs::remove(part);
-        throw Error(ErrorKind::io, "model '" + repo + "': " + f.name + ": resume refused (HTTP " + std::to_string(status) +
-                                       "); the next attempt starts the file again");
+        throw Error(ErrorKind::io, "model '" + repo + "': " + f.name + ": resume refused (HTTP " +
+                                       std::to_string(status) + "); the next attempt starts the file again");
       }
       if (status != 200 && status != 206) {
         fs::remove(part);

@@ -17,9 +17,9 @@ namespace qjobs::model {
 
 struct HubOptions {
   std::string endpoint = "https://huggingface.co";  // $HF_ENDPOINT
-  std::string token;                                 // $HF_TOKEN
+  std::string token;                                // $HF_TOKEN
   std::string revision = "main";
-  std::filesystem::path cache;                       // the hub cache folder (…/hub)
+  std::filesystem::path cache;  // the hub cache folder (…/hub)
 };
 
 // Options from the environment: HF_ENDPOINT, HF_TOKEN, and the first of its

@@ -24,8 +24,10 @@ at::Tensor Linear::operator()(const at::Tensor& x) const { return at::linear(act
 std::vector<LinearSlot> DecoderLayer::slots() {
   const auto& n = family->names;
   std::vector<LinearSlot> out;
-  const auto add = [&](const std::string& name, Linear& l, LinearRole role, const std::string& input, int64_t expert = -1,
-                       bool quantized = true) { out.push_back({name, &l, role, expert, input, quantized}); };
+  const auto add = [&](const std::string& name, Linear& l, LinearRole role, const std::string& input,
+                       int64_t expert = -1, bool quantized = true) {
+    out.push_back({name, &l, role, expert, input, quantized});
+  };
   if (!n.qkv.empty()) {
     add(n.qkv, qkv_proj, LinearRole::qkv, n.qkv);
   } else {
@@ -85,11 +87,24 @@ std::vector<std::vector<std::string>> DecoderLayer::sequential_groups() {
   for (auto& s : slots()) {
     if (!s.quantized) continue;
     switch (s.role) {
-      case LinearRole::q: case LinearRole::k: case LinearRole::v: case LinearRole::qkv: out[0].push_back(s.name); break;
-      case LinearRole::o: out[1].push_back(s.name); break;
-      case LinearRole::gate: case LinearRole::up: case LinearRole::gate_up: case LinearRole::expert_gate:
-      case LinearRole::expert_up: out[2].push_back(s.name); break;
-      default: out[3].push_back(s.name);
+      case LinearRole::q:
+      case LinearRole::k:
+      case LinearRole::v:
+      case LinearRole::qkv:
+        out[0].push_back(s.name);
+        break;
+      case LinearRole::o:
+        out[1].push_back(s.name);
+        break;
+      case LinearRole::gate:
+      case LinearRole::up:
+      case LinearRole::gate_up:
+      case LinearRole::expert_gate:
+      case LinearRole::expert_up:
+        out[2].push_back(s.name);
+        break;
+      default:
+        out[3].push_back(s.name);
     }
   }
   return out;
@@ -104,8 +119,8 @@ bool DecoderLayer::feeds_scores(const std::string& name) {
 std::vector<NormReaders> DecoderLayer::norm_groups() {
   NormReaders attn{&input_norm, {}, ""}, mlp{&post_norm, {}, ""};
   for (auto& s : slots()) {
-    const bool attention = s.role == LinearRole::q || s.role == LinearRole::k || s.role == LinearRole::v ||
-                           s.role == LinearRole::qkv;
+    const bool attention =
+        s.role == LinearRole::q || s.role == LinearRole::k || s.role == LinearRole::v || s.role == LinearRole::qkv;
     const bool mlp_input = s.role == LinearRole::gate || s.role == LinearRole::up || s.role == LinearRole::gate_up ||
                            s.role == LinearRole::router || s.role == LinearRole::shared_gate ||
                            s.role == LinearRole::expert_gate || s.role == LinearRole::expert_up;
@@ -200,8 +215,8 @@ struct LlamaModel::Source {
   // weight of a quantized Linear; its shape checked against config.json's.
   at::Tensor stored(const std::string& name, const std::vector<int64_t>& shape) const {
     const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
-    const bool quantized = stem != name && name.compare(name.size() - 7, 7, ".weight") == 0 &&
-                           is_quantized_linear(ckpt, stem, qc);
+    const bool quantized =
+        stem != name && name.compare(name.size() - 7, 7, ".weight") == 0 && is_quantized_linear(ckpt, stem, qc);
     at::Tensor t = quantized ? unpack_weight(ckpt, stem, qc) : ckpt.tensor(name);
     if (quantized)  // a new tensor: the packed parts it came from are not needed again
       for (const char* part : {"qweight", "qzeros", "scales", "g_idx", "weight_packed", "weight_scale",
@@ -221,7 +236,8 @@ struct LlamaModel::Source {
     std::string w, g;
     for (auto d : want) w += (w.empty() ? "" : ",") + std::to_string(d);
     for (auto d : got) g += (g.empty() ? "" : ",") + std::to_string(d);
-    throw Error(ErrorKind::data_corruption, "tensor '" + name + "' has shape [" + g + "], config.json implies [" + w + "]");
+    throw Error(ErrorKind::data_corruption,
+                "tensor '" + name + "' has shape [" + g + "], config.json implies [" + w + "]");
   }
 };
 
@@ -230,7 +246,7 @@ namespace {
 // Every tensor of a layer with its checkpoint name and config shape: the
 // family's norms, then its Linears (weight, and bias where the config has one).
 std::vector<std::tuple<std::string, std::vector<int64_t>, at::Tensor*>> layer_tensors(const ModelConfig& c, int64_t i,
-                                                                                     DecoderLayer& l) {
+                                                                                      DecoderLayer& l) {
   const std::string p = "model.layers." + std::to_string(i) + ".";
   const auto& n = c.fam().names;
   std::vector<std::tuple<std::string, std::vector<int64_t>, at::Tensor*>> out;
@@ -249,17 +265,52 @@ std::vector<std::tuple<std::string, std::vector<int64_t>, at::Tensor*>> layer_te
     int64_t o = 0, in = c.hidden;
     bool bias = false;
     switch (s.role) {
-      case LinearRole::q: o = q_out; bias = c.qkv_bias; break;
-      case LinearRole::k: case LinearRole::v: o = kv_out; bias = c.qkv_bias; break;
-      case LinearRole::qkv: o = q_out + 2 * kv_out; bias = c.qkv_bias; break;
-      case LinearRole::o: o = c.hidden; in = q_out; bias = c.o_bias; break;
-      case LinearRole::gate: case LinearRole::up: o = c.intermediate; bias = c.mlp_bias; break;
-      case LinearRole::gate_up: o = 2 * c.intermediate; bias = c.mlp_bias; break;
-      case LinearRole::down: o = c.hidden; in = c.intermediate; bias = c.mlp_bias; break;
-      case LinearRole::router: o = c.moe.experts; break;
-      case LinearRole::expert_gate: case LinearRole::expert_up: o = s.expert < 0 ? si : ei; break;
-      case LinearRole::expert_down: o = c.hidden; in = s.expert < 0 ? si : ei; break;
-      case LinearRole::shared_gate: o = 1; break;
+      case LinearRole::q:
+        o = q_out;
+        bias = c.qkv_bias;
+        break;
+      case LinearRole::k:
+      case LinearRole::v:
+        o = kv_out;
+        bias = c.qkv_bias;
+        break;
+      case LinearRole::qkv:
+        o = q_out + 2 * kv_out;
+        bias = c.qkv_bias;
+        break;
+      case LinearRole::o:
+        o = c.hidden;
+        in = q_out;
+        bias = c.o_bias;
+        break;
+      case LinearRole::gate:
+      case LinearRole::up:
+        o = c.intermediate;
+        bias = c.mlp_bias;
+        break;
+      case LinearRole::gate_up:
+        o = 2 * c.intermediate;
+        bias = c.mlp_bias;
+        break;
+      case LinearRole::down:
+        o = c.hidden;
+        in = c.intermediate;
+        bias = c.mlp_bias;
+        break;
+      case LinearRole::router:
+        o = c.moe.experts;
+        break;
+      case LinearRole::expert_gate:
+      case LinearRole::expert_up:
+        o = s.expert < 0 ? si : ei;
+        break;
+      case LinearRole::expert_down:
+        o = c.hidden;
+        in = s.expert < 0 ? si : ei;
+        break;
+      case LinearRole::shared_gate:
+        o = 1;
+        break;
     }
     out.emplace_back(p + s.name + ".weight", std::vector<int64_t>{o, in}, &s.linear->weight);
     if (bias) out.emplace_back(p + s.name + ".bias", std::vector<int64_t>{o}, &s.linear->bias);
@@ -276,14 +327,14 @@ DecoderLayer empty_layer(const ModelConfig& c, int64_t i) {
   return l;
 }
 
-
 }  // namespace
 
 std::vector<std::string> quantized_linear_weights(const ModelConfig& c) {
   std::vector<std::string> out;
   for (int64_t i = 0; i < c.layers; ++i) {
     auto l = empty_layer(c, i);
-    for (const auto& [name, lin] : l.linears()) out.push_back("model.layers." + std::to_string(i) + "." + name + ".weight");
+    for (const auto& [name, lin] : l.linears())
+      out.push_back("model.layers." + std::to_string(i) + "." + name + ".weight");
   }
   return out;
 }
@@ -307,7 +358,8 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
   m.fused_attention_ = o.fused_attention;
   m.devices_ = o.devices.empty() ? std::vector<at::Device>{o.device} : o.devices;
   m.stream_ = o.stream_layers;
-  auto src = std::make_shared<Source>(Source{ckpt, ckpt.config().value("quantization_config", nlohmann::json::object())});
+  auto src =
+      std::make_shared<Source>(Source{ckpt, ckpt.config().value("quantization_config", nlohmann::json::object())});
   m.src_ = src;
   const auto& c = m.config_;
   const auto get = [&](const std::string& name, std::vector<int64_t> shape) {
@@ -324,24 +376,22 @@ LlamaModel LlamaModel::load(const Checkpoint& ckpt, const LoadOptions& o) {
   } else {
     m.embed_tokens_ = get("model.embed_tokens.weight", {c.vocab, c.hidden});
     m.final_norm_ = get("model.norm.weight", {c.hidden});
-    if (c.tie_word_embeddings || !ckpt.has("lm_head.weight"))
-      m.lm_head_ = m.embed_tokens_;
-    else
-      m.lm_head_ = get("lm_head.weight", {c.vocab, c.hidden});
+    if (c.tie_word_embeddings || !ckpt.has("lm_head.weight")) m.lm_head_ = m.embed_tokens_;
+    else m.lm_head_ = get("lm_head.weight", {c.vocab, c.hidden});
   }
   for (int64_t i = 0; i < c.layers; ++i) m.layers_.push_back(empty_layer(c, i));
   for (int64_t i = 0; i < c.layers; ++i)
     for (auto& [name, shape, t] : layer_tensors(c, i, m.layers_[static_cast<std::size_t>(i)])) {
-      if (m.stream_)
-        src->check_stored(name, shape);
-      else
-        *t = src->stored(name, shape).to(m.layer_device(i), o.dtype);
+      if (m.stream_) src->check_stored(name, shape);
+      else *t = src->stored(name, shape).to(m.layer_device(i), o.dtype);
     }
   m.inv_freq_ = rope_inverse_frequencies(c).to(o.device);
-  if (c.rope_scaling.type == "longrope") m.inv_freq_long_ = longrope_inverse_frequencies(c, c.rope_scaling.long_factor).to(o.device);
+  if (c.rope_scaling.type == "longrope")
+    m.inv_freq_long_ = longrope_inverse_frequencies(c, c.rope_scaling.long_factor).to(o.device);
   if (!o.simulate_quantization) return m;
   if (ckpt.config().contains("qjobs_quantization")) m.apply_simulated_quantization(ckpt.config()["qjobs_quantization"]);
-  if (src->qc.is_object() && src->qc.value("quant_method", "") == "compressed-tensors") m.apply_compressed_schemes(ckpt, src->qc);
+  if (src->qc.is_object() && src->qc.value("quant_method", "") == "compressed-tensors")
+    m.apply_compressed_schemes(ckpt, src->qc);
   return m;
 }
 
@@ -396,7 +446,8 @@ int64_t LlamaModel::layer_bytes() const {
 
 const DecoderLayer& LlamaModel::use(int64_t layer) const {
   if (!resident(layer))
-    throw Error(ErrorKind::internal, "layer " + std::to_string(layer) + " of a streamed model is used without onload()");
+    throw Error(ErrorKind::internal,
+                "layer " + std::to_string(layer) + " of a streamed model is used without onload()");
   return layers_[static_cast<std::size_t>(layer)];
 }
 
@@ -425,11 +476,13 @@ void LlamaModel::apply_compressed_schemes(const Checkpoint& ckpt, const nlohmann
     for (auto& [n, lin] : layers_[i].linears()) {
       const std::string p = "model.layers." + std::to_string(i) + "." + n;
       const auto* group = scheme_group(qc, p);
-      if (group == nullptr || !group->contains("input_activations") || (*group)["input_activations"].is_null()) continue;
+      if (group == nullptr || !group->contains("input_activations") || (*group)["input_activations"].is_null())
+        continue;
       const auto& ia = (*group)["input_activations"];
       // Static scales: input_scale (per tensor), or NVFP4's input_global_scale.
       const bool nv = ia.is_object() && ia.value("strategy", "") == "tensor_group";
-      const bool dynamic = ia.is_object() && ia.contains("dynamic") && !(ia["dynamic"].is_boolean() && !ia["dynamic"].get<bool>());
+      const bool dynamic =
+          ia.is_object() && ia.contains("dynamic") && !(ia["dynamic"].is_boolean() && !ia["dynamic"].get<bool>());
       const double s = nv ? scalar(p + ".input_global_scale") : dynamic ? 0.0 : scalar(p + ".input_scale");
       lin->act = activation_from_args(ia, s);
     }
@@ -439,11 +492,14 @@ void LlamaModel::apply_compressed_schemes(const Checkpoint& ckpt, const nlohmann
     if (kv.value("type", "float") == "int") {
       kv_quant_.kind = KvQuant::Kind::integer;
       kv_quant_.bits = kv.value("num_bits", 8);
-      if (kv_quant_.bits < 2 || kv_quant_.bits > 8) throw Error(ErrorKind::invalid_input, "integer KV caches of 2 to 8 bits are read");
-      kv_quant_.group = kv.contains("group_size") && kv["group_size"].is_number_integer() ? kv["group_size"].get<int64_t>() : 0;
+      if (kv_quant_.bits < 2 || kv_quant_.bits > 8)
+        throw Error(ErrorKind::invalid_input, "integer KV caches of 2 to 8 bits are read");
+      kv_quant_.group =
+          kv.contains("group_size") && kv["group_size"].is_number_integer() ? kv["group_size"].get<int64_t>() : 0;
       return;
     }
-    if (kv.value("num_bits", 8) != 8) throw Error(ErrorKind::invalid_input, "float KV caches other than FP8 E4M3 are not read");
+    if (kv.value("num_bits", 8) != 8)
+      throw Error(ErrorKind::invalid_input, "float KV caches other than FP8 E4M3 are not read");
     kv_quant_.kind = KvQuant::Kind::fp8;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       const std::string p = "model.layers." + std::to_string(i) + ".self_attn.";
@@ -456,8 +512,7 @@ void LlamaModel::apply_compressed_schemes(const Checkpoint& ckpt, const nlohmann
 std::vector<std::pair<std::string, at::Tensor*>> LlamaModel::parameters() {
   std::vector<std::pair<std::string, at::Tensor*>> out = {{"model.embed_tokens.weight", &embed_tokens_}};
   for (std::size_t i = 0; i < layers_.size(); ++i)
-    for (auto& [name, shape, t] : layer_tensors(config_, static_cast<int64_t>(i), layers_[i]))
-      out.push_back({name, t});
+    for (auto& [name, shape, t] : layer_tensors(config_, static_cast<int64_t>(i), layers_[i])) out.push_back({name, t});
   out.push_back({"model.norm.weight", &final_norm_});
   if (!config_.tie_word_embeddings) out.push_back({"lm_head.weight", &lm_head_});
   return out;
@@ -673,8 +728,8 @@ at::Tensor LlamaModel::mixture(const DecoderLayer& L, int64_t li, const at::Tens
   top_p = top_p.to(x.scalar_type());
   auto out = at::zeros_like(x);
   for (int64_t e = 0; e < static_cast<int64_t>(L.experts.size()); ++e) {
-    const auto chosen = top_i == e;                          // [N, k], at most one true per row
-    const auto rows = chosen.any(-1).nonzero().squeeze(1);   // the tokens routed to e
+    const auto chosen = top_i == e;                         // [N, k], at most one true per row
+    const auto rows = chosen.any(-1).nonzero().squeeze(1);  // the tokens routed to e
     const auto weight = (top_p * chosen.to(top_p.scalar_type())).sum(-1).index_select(0, rows).unsqueeze(1);
     // Run even with no token: the hook sees every expert (with 0 rows).
     const auto y = expert(L.experts[static_cast<std::size_t>(e)], n.expert_prefix + std::to_string(e) + ".",
@@ -731,10 +786,12 @@ at::Tensor LlamaModel::head(const at::Tensor& h) const {
   const auto capped = [&](at::Tensor logits) {
     return config_.final_softcap > 0 ? softcap(logits, config_.final_softcap) : logits;
   };
-  if (lm_head_.device() == device_ && lm_head_.scalar_type() == dtype_) return capped(at::linear(n, lm_head_).to(at::kFloat));
+  if (lm_head_.device() == device_ && lm_head_.scalar_type() == dtype_)
+    return capped(at::linear(n, lm_head_).to(at::kFloat));
   // A streamed lm_head in another dtype: converted 64 MiB of rows at a time.
   const int64_t vocab = lm_head_.size(0), hidden = lm_head_.size(1);
-  const int64_t rows = std::max<int64_t>(1, (int64_t{64} << 20) / (hidden * static_cast<int64_t>(c10::elementSize(dtype_))));
+  const int64_t rows =
+      std::max<int64_t>(1, (int64_t{64} << 20) / (hidden * static_cast<int64_t>(c10::elementSize(dtype_))));
   auto sizes = n.sizes().vec();
   sizes.back() = vocab;
   auto out = at::empty(sizes, n.options().dtype(at::kFloat));

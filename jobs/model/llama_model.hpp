@@ -35,15 +35,29 @@ namespace qjobs::model {
 class Checkpoint;
 
 struct Linear {
-  at::Tensor weight;  // [out_features, in_features]
-  at::Tensor bias;    // [out_features] or undefined
-  ActQuant act;       // simulated input quantization (none by default)
+  at::Tensor weight;                                 // [out_features, in_features]
+  at::Tensor bias;                                   // [out_features] or undefined
+  ActQuant act;                                      // simulated input quantization (none by default)
   at::Tensor operator()(const at::Tensor& x) const;  // linear(act.apply(x))
 };
 
 // What a Linear of a block is for; its shape follows from the role.
-enum class LinearRole { q, k, v, qkv, o, gate, up, gate_up, down, router, expert_gate, expert_up, expert_down,
-                        shared_gate };
+enum class LinearRole {
+  q,
+  k,
+  v,
+  qkv,
+  o,
+  gate,
+  up,
+  gate_up,
+  down,
+  router,
+  expert_gate,
+  expert_up,
+  expert_down,
+  shared_gate
+};
 
 struct Expert {
   Linear gate_proj, up_proj, down_proj;
@@ -51,12 +65,12 @@ struct Expert {
 
 // A Linear of a block as its family's table names it.
 struct LinearSlot {
-  std::string name;        // inside the layer: "self_attn.q_proj", "block_sparse_moe.experts.3.w1"
+  std::string name;  // inside the layer: "self_attn.q_proj", "block_sparse_moe.experts.3.w1"
   Linear* linear = nullptr;
   LinearRole role;
-  int64_t expert = -1;     // routed expert index; -1 otherwise (the shared expert too)
-  std::string input;       // the slot whose captured input this Linear reads (q/k/v read q's)
-  bool quantized = true;   // false: routers and the shared expert's gate stay in full precision
+  int64_t expert = -1;    // routed expert index; -1 otherwise (the shared expert too)
+  std::string input;      // the slot whose captured input this Linear reads (q/k/v read q's)
+  bool quantized = true;  // false: routers and the shared expert's gate stay in full precision
 };
 
 // One decoder block. Which members are set follows the family's table
@@ -84,19 +98,19 @@ struct LinearPair {
 };
 
 struct DecoderLayer {
-  at::Tensor input_norm;     // [hidden], in front of attention
-  at::Tensor post_norm;      // [hidden], in front of the MLP
-  at::Tensor attn_out_norm;  // [hidden], on attention's output (Gemma-2)
-  at::Tensor mlp_out_norm;   // [hidden], on the MLP's output (Gemma-2)
-  at::Tensor q_norm, k_norm; // [head_dim] (Qwen3)
+  at::Tensor input_norm;      // [hidden], in front of attention
+  at::Tensor post_norm;       // [hidden], in front of the MLP
+  at::Tensor attn_out_norm;   // [hidden], on attention's output (Gemma-2)
+  at::Tensor mlp_out_norm;    // [hidden], on the MLP's output (Gemma-2)
+  at::Tensor q_norm, k_norm;  // [head_dim] (Qwen3)
   Linear q_proj, k_proj, v_proj, qkv_proj, o_proj;
   Linear gate_proj, up_proj, gate_up_proj, down_proj;
-  Linear router;             // [experts, hidden]
+  Linear router;  // [experts, hidden]
   std::vector<Expert> experts;
-  Expert shared;             // the shared expert (Qwen2-MoE)
-  Linear shared_gate;        // [1, hidden]
+  Expert shared;       // the shared expert (Qwen2-MoE)
+  Linear shared_gate;  // [1, hidden]
   const Family* family = nullptr;
-  bool sparse = false;       // the MLP is the mixture of experts
+  bool sparse = false;  // the MLP is the mixture of experts
 
   // Every Linear in forward order, routers included.
   std::vector<LinearSlot> slots();
@@ -247,7 +261,7 @@ class LlamaModel {
   at::Tensor block(const DecoderLayer& L, int64_t li, const at::Tensor& h, int64_t pos0, KVCache* cache,
                    const LinearHook* hook) const;
 
-  struct Source;                    // the checkpoint a streamed model reads
+  struct Source;  // the checkpoint a streamed model reads
   std::shared_ptr<const Source> src_;
   bool stream_ = false;
   std::vector<at::Device> devices_;
@@ -257,7 +271,7 @@ class LlamaModel {
   bool fused_attention_ = true;
   at::Tensor embed_tokens_;  // [vocab, hidden]
   at::Tensor final_norm_;
-  at::Tensor lm_head_;       // [vocab, hidden]; embed_tokens_ when tied
+  at::Tensor lm_head_;  // [vocab, hidden]; embed_tokens_ when tied
   std::vector<DecoderLayer> layers_;
   at::Tensor inv_freq_;
   at::Tensor inv_freq_long_;  // longrope: past original_max_position; undefined otherwise

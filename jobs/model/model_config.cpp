@@ -8,7 +8,9 @@ namespace qjobs::model {
 
 namespace {
 
-int64_t require_int(const nlohmann::json& j, const char* key, int64_t lo, int64_t hi) { return config_int(j, key, lo, hi); }
+int64_t require_int(const nlohmann::json& j, const char* key, int64_t lo, int64_t hi) {
+  return config_int(j, key, lo, hi);
+}
 
 // Bounds on the shape keys, far above any published model (Llama 3.1 405B:
 // 126 layers, hidden 16384, 128 heads; Gemma's vocabulary 256000).
@@ -25,22 +27,26 @@ void read_longrope(const nlohmann::json& j, const nlohmann::json& r, ModelConfig
   auto& s = c.rope_scaling;
   const auto factors = [&](const char* key) {
     if (!r.contains(key) || !r[key].is_array() || static_cast<int64_t>(r[key].size()) != c.head_dim / 2)
-      throw Error(ErrorKind::invalid_input, std::string("config.json: rope_scaling.") + key + " must list head_dim / 2 = " +
-                                                std::to_string(c.head_dim / 2) + " numbers");
+      throw Error(ErrorKind::invalid_input, std::string("config.json: rope_scaling.") + key +
+                                                " must list head_dim / 2 = " + std::to_string(c.head_dim / 2) +
+                                                " numbers");
     std::vector<double> out;
     for (const auto& v : r[key]) {
-      if (!v.is_number()) throw Error(ErrorKind::invalid_input, std::string("config.json: rope_scaling.") + key + " must hold numbers");
+      if (!v.is_number())
+        throw Error(ErrorKind::invalid_input, std::string("config.json: rope_scaling.") + key + " must hold numbers");
       out.push_back(v.get<double>());
     }
     return out;
   };
   s.short_factor = factors("short_factor");
   s.long_factor = factors("long_factor");
-  if (!r.contains("original_max_position_embeddings")) s.original_max_position = config_int(j, "original_max_position_embeddings", 1, kMaxPositions);
+  if (!r.contains("original_max_position_embeddings"))
+    s.original_max_position = config_int(j, "original_max_position_embeddings", 1, kMaxPositions);
   const double ratio = static_cast<double>(c.max_position) / static_cast<double>(s.original_max_position);
-  s.attention_factor = r.contains("attention_factor") && r["attention_factor"].is_number()
-                           ? r["attention_factor"].get<double>()
-                           : ratio <= 1.0 ? 1.0 : std::sqrt(1.0 + std::log(ratio) / std::log(static_cast<double>(s.original_max_position)));
+  s.attention_factor =
+      r.contains("attention_factor") && r["attention_factor"].is_number() ? r["attention_factor"].get<double>()
+      : ratio <= 1.0                                                      ? 1.0
+                     : std::sqrt(1.0 + std::log(ratio) / std::log(static_cast<double>(s.original_max_position)));
 }
 
 }  // namespace
@@ -88,14 +94,18 @@ ModelConfig ModelConfig::read(const nlohmann::json& j) {
   c.kv_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
                    ? require_int(j, "num_key_value_heads", 1, c.heads)
                    : c.heads;
-  c.head_dim = j.contains("head_dim") && !j["head_dim"].is_null() ? require_int(j, "head_dim", 1, kMaxWidth) : c.hidden / c.heads;
-  if (c.head_dim < 1) throw Error(ErrorKind::invalid_input, "config.json: hidden_size is smaller than num_attention_heads");
+  c.head_dim = j.contains("head_dim") && !j["head_dim"].is_null() ? require_int(j, "head_dim", 1, kMaxWidth)
+                                                                  : c.hidden / c.heads;
+  if (c.head_dim < 1)
+    throw Error(ErrorKind::invalid_input, "config.json: hidden_size is smaller than num_attention_heads");
   c.vocab = require_int(j, "vocab_size", 1, kMaxVocab);
-  if (j.contains("max_position_embeddings")) c.max_position = require_int(j, "max_position_embeddings", 1, kMaxPositions);
+  if (j.contains("max_position_embeddings"))
+    c.max_position = require_int(j, "max_position_embeddings", 1, kMaxPositions);
   c.rms_norm_eps = number_or(j, "rms_norm_eps", 1e-6);
   c.rope_theta = number_or(j, "rope_theta", 10000.0);
   c.tie_word_embeddings = j.value("tie_word_embeddings", false);
-  c.torch_dtype = j.contains("torch_dtype") && j["torch_dtype"].is_string() ? j["torch_dtype"].get<std::string>() : "float32";
+  c.torch_dtype =
+      j.contains("torch_dtype") && j["torch_dtype"].is_string() ? j["torch_dtype"].get<std::string>() : "float32";
   if (c.heads % c.kv_heads != 0)
     throw Error(ErrorKind::invalid_input, "config.json: num_attention_heads must be a multiple of num_key_value_heads");
   // HF names the activation hidden_act, Gemma hidden_activation.
@@ -104,7 +114,9 @@ ModelConfig ModelConfig::read(const nlohmann::json& j) {
                               : j.value("hidden_act", "silu");
   if (act == "silu") c.activation = Activation::silu;
   else if (act == "gelu_pytorch_tanh") c.activation = Activation::gelu_tanh;
-  else throw Error(ErrorKind::invalid_input, "config.json: hidden_act '" + act + "' is not supported (silu, gelu_pytorch_tanh)");
+  else
+    throw Error(ErrorKind::invalid_input,
+                "config.json: hidden_act '" + act + "' is not supported (silu, gelu_pytorch_tanh)");
 
   const bool attention_bias = j.value("attention_bias", false);
   c.qkv_bias = c.family->qkv_bias || attention_bias;
@@ -122,16 +134,18 @@ ModelConfig ModelConfig::read(const nlohmann::json& j) {
       c.rope_scaling.original_max_position = config_int(r, "original_max_position_embeddings", 1, kMaxPositions);
     if (c.rope_scaling.type == "longrope") read_longrope(j, r, c);
     else if (!c.rope_scaling.type.empty() && c.rope_scaling.type != "llama3" && c.rope_scaling.type != "linear")
-      throw Error(ErrorKind::invalid_input,
-                  "config.json: rope_scaling type '" + c.rope_scaling.type + "' is not supported (llama3, linear, longrope)");
+      throw Error(ErrorKind::invalid_input, "config.json: rope_scaling type '" + c.rope_scaling.type +
+                                                "' is not supported (llama3, linear, longrope)");
   }
-  if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) c.bos_token_id = j["bos_token_id"].get<int64_t>();
+  if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())
+    c.bos_token_id = j["bos_token_id"].get<int64_t>();
   if (j.contains("eos_token_id")) {
     if (j["eos_token_id"].is_number_integer()) c.eos_token_ids.push_back(j["eos_token_id"].get<int64_t>());
     else if (j["eos_token_id"].is_array())
       for (const auto& e : j["eos_token_id"]) {
         if (!e.is_number_integer() || c.eos_token_ids.size() >= 64)
-          throw Error(ErrorKind::invalid_input, "config.json: 'eos_token_id' must be an integer or a list of at most 64 integers");
+          throw Error(ErrorKind::invalid_input,
+                      "config.json: 'eos_token_id' must be an integer or a list of at most 64 integers");
         c.eos_token_ids.push_back(e.get<int64_t>());
       }
   }
@@ -140,8 +154,9 @@ ModelConfig ModelConfig::read(const nlohmann::json& j) {
     throw Error(ErrorKind::invalid_input, "config.json: partial_rotary_factor other than 1 is not supported");
   if (c.family->read_config) c.family->read_config(j, c);
   if (c.moe.experts > 0 && (c.moe.top_k < 1 || c.moe.top_k > c.moe.experts))
-    throw Error(ErrorKind::invalid_input, "config.json: num_experts_per_tok must be between 1 and the number of experts (" +
-                                              std::to_string(c.moe.experts) + ")");
+    throw Error(ErrorKind::invalid_input,
+                "config.json: num_experts_per_tok must be between 1 and the number of experts (" +
+                    std::to_string(c.moe.experts) + ")");
   return c;
 }
 
@@ -152,8 +167,9 @@ std::optional<std::string> export_layout_problem(const ModelConfig& c, std::stri
   const std::string what = format == "gguf" ? "the GGUF export writes llama.cpp's llama architecture"
                                             : "the ONNX export builds Llama-layout graphs (Llama, Mistral, Qwen2)";
   return what + "; " + c.fam().hf_class +
-         (longrope && c.fam().llama_layout() ? " with longrope RoPE scaling is not built for it"
-                                             : " has another block (fused, sandwich-normed, q/k-normed or mixture-of-experts)") +
+         (longrope && c.fam().llama_layout()
+              ? " with longrope RoPE scaling is not built for it"
+              : " has another block (fused, sandwich-normed, q/k-normed or mixture-of-experts)") +
          ": export it as compressed-tensors";
 }
 
@@ -178,7 +194,8 @@ std::vector<DecoderLinear> decoder_linears(const ModelConfig& c) {
       add(prefix + n.expert_down, width, c.hidden);
     };
     if (c.sparse(i)) {
-      for (int64_t e = 0; e < c.moe.experts; ++e) glu(n.expert_prefix + std::to_string(e) + ".", c.moe.expert_intermediate);
+      for (int64_t e = 0; e < c.moe.experts; ++e)
+        glu(n.expert_prefix + std::to_string(e) + ".", c.moe.expert_intermediate);
       if (!n.shared_prefix.empty()) glu(n.shared_prefix, c.moe.shared_intermediate);
     } else if (!n.gate_up.empty()) {
       add(n.gate_up, c.hidden, 2 * c.intermediate);

@@ -15,10 +15,10 @@
 namespace qjobs::model {
 
 struct RopeScaling {
-  std::string type;                 // "" (none), "llama3", "linear", "longrope"
+  std::string type;  // "" (none), "llama3", "linear", "longrope"
   double factor = 1.0;
-  double low_freq_factor = 1.0;     // llama3
-  double high_freq_factor = 4.0;    // llama3
+  double low_freq_factor = 1.0;          // llama3
+  double high_freq_factor = 4.0;         // llama3
   int64_t original_max_position = 8192;  // llama3, longrope
   // longrope: per-frequency divisors [head_dim / 2], the long ones used
   // when a forward pass reaches past original_max_position; cos and sin are
@@ -37,8 +37,8 @@ struct MoeConfig {
   int64_t top_k = 0;
   bool norm_topk_prob = true;
   int64_t expert_intermediate = 0;
-  int64_t shared_intermediate = 0;   // 0 = no shared expert
-  std::vector<bool> sparse_layers;   // per layer: MoE (true) or a dense MLP
+  int64_t shared_intermediate = 0;  // 0 = no shared expert
+  std::vector<bool> sparse_layers;  // per layer: MoE (true) or a dense MLP
 };
 
 struct ModelConfig {
@@ -48,24 +48,24 @@ struct ModelConfig {
   int64_t layers = 0;
   int64_t heads = 0;
   int64_t kv_heads = 0;
-  int64_t head_dim = 0;             // config.head_dim, else hidden / heads
+  int64_t head_dim = 0;  // config.head_dim, else hidden / heads
   int64_t vocab = 0;
   int64_t max_position = 2048;
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
-  bool qkv_bias = false;            // Qwen2, or Llama's attention_bias
-  bool o_bias = false;              // Llama's attention_bias
+  bool qkv_bias = false;  // Qwen2, or Llama's attention_bias
+  bool o_bias = false;    // Llama's attention_bias
   bool mlp_bias = false;
   std::optional<int64_t> sliding_window;  // set only when the architecture applies it
   std::vector<bool> sliding_layers;       // per layer when only some slide (Gemma-2); empty = all
   Activation activation = Activation::silu;
-  double norm_offset = 0.0;               // RMSNorm multiplies by (offset + weight): Gemma's 1
-  double embed_scale = 1.0;               // embeddings times this (Gemma: sqrt(hidden) in float32)
-  double attn_scale = 0.0;                // score scale; 0 = head_dim^-0.5
-  double attn_softcap = 0.0;              // scores s -> cap * tanh(s / cap) before the mask; 0 = none
-  double final_softcap = 0.0;             // the same on the logits
+  double norm_offset = 0.0;    // RMSNorm multiplies by (offset + weight): Gemma's 1
+  double embed_scale = 1.0;    // embeddings times this (Gemma: sqrt(hidden) in float32)
+  double attn_scale = 0.0;     // score scale; 0 = head_dim^-0.5
+  double attn_softcap = 0.0;   // scores s -> cap * tanh(s / cap) before the mask; 0 = none
+  double final_softcap = 0.0;  // the same on the logits
   MoeConfig moe;
   std::string torch_dtype = "float32";
   std::vector<int64_t> eos_token_ids;

@@ -24,7 +24,8 @@ using numeric::unpack_last;
 bool regex_match_start(const std::string& pattern, const std::string& subject) {
   int err = 0;
   PCRE2_SIZE off = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_ANCHORED, &err, &off, nullptr);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_ANCHORED, &err, &off, nullptr);
   if (code == nullptr) return false;
   pcre2_match_context* ctx = pcre2_match_context_create(nullptr);
   pcre2_set_match_limit(ctx, 100000);
@@ -114,25 +115,31 @@ ActQuant activation_from_args(const nlohmann::json& j, double static_scale) {
   if (type == "float" && bits == 4) {
     a.kind = strategy == "tensor_group" ? K::nvfp4 : K::mxfp4;
     if (a.kind == K::mxfp4 && (strategy != "group" || j.value("group_size", 0) != 32))
-      throw Error(ErrorKind::invalid_input, "FP4 input activations other than NVFP4 (tensor_group 16) or MXFP4 (group 32) are not read");
+      throw Error(ErrorKind::invalid_input,
+                  "FP4 input activations other than NVFP4 (tensor_group 16) or MXFP4 (group 32) are not read");
     if (a.kind == K::nvfp4 && j.value("group_size", 0) != 16)
       throw Error(ErrorKind::invalid_input, "NVFP4 input activations have group_size 16");
     a.bits = 4;
     a.scale = static_scale;
     return a;
   }
-  if (type == "float" && bits != 8) throw Error(ErrorKind::invalid_input, "float input activations of other than 4 or 8 bits are not read");
-  if (type != "float" && type != "int") throw Error(ErrorKind::invalid_input, "input activations of type '" + type + "' are not read");
+  if (type == "float" && bits != 8)
+    throw Error(ErrorKind::invalid_input, "float input activations of other than 4 or 8 bits are not read");
+  if (type != "float" && type != "int")
+    throw Error(ErrorKind::invalid_input, "input activations of type '" + type + "' are not read");
   if (!j.value("symmetric", true)) throw Error(ErrorKind::invalid_input, "asymmetric input activations are not read");
   if (strategy != "token" && strategy != "tensor")
     throw Error(ErrorKind::invalid_input, "input activations per " + strategy + " are not read (token or tensor)");
-  if (!dynamic && strategy == "token") throw Error(ErrorKind::invalid_input, "static per-token input activations are not read");
+  if (!dynamic && strategy == "token")
+    throw Error(ErrorKind::invalid_input, "static per-token input activations are not read");
   const bool is_float = type == "float";
   a.kind = dynamic ? (is_float ? K::fp8_token : K::int_token) : (is_float ? K::fp8_tensor : K::int_tensor);
   a.bits = bits;
-  if (bits < 2 || bits > 16) throw Error(ErrorKind::invalid_input, "input activations of " + std::to_string(bits) + " bits are not read");
+  if (bits < 2 || bits > 16)
+    throw Error(ErrorKind::invalid_input, "input activations of " + std::to_string(bits) + " bits are not read");
   if (!dynamic) {
-    if (!(static_scale > 0)) throw Error(ErrorKind::invalid_input, "static input activations without a positive input_scale");
+    if (!(static_scale > 0))
+      throw Error(ErrorKind::invalid_input, "static input activations without a positive input_scale");
     a.scale = static_scale;
   }
   return a;
@@ -152,34 +159,41 @@ at::Tensor unpack_weight(const Checkpoint& ckpt, const std::string& p, const nlo
     if (group == nullptr || !group->contains("weights") || !(*group)["weights"].is_object())
       throw Error(ErrorKind::invalid_input, p + " is in no config group with weights of the compressed-tensors config");
     const std::string format = group_format(qc, *group);
-    if (format == "float-quantized" || format == "int-quantized" || format == "naive-quantized") return w8a8_dequantize(ckpt, p);
+    if (format == "float-quantized" || format == "int-quantized" || format == "naive-quantized")
+      return w8a8_dequantize(ckpt, p);
     if (format == "nvfp4-pack-quantized") return fp4_unpack(ckpt, p, numeric::Fp4Kind::nvfp4);
     if (format == "mxfp4-pack-quantized") return fp4_unpack(ckpt, p, numeric::Fp4Kind::mxfp4);
     if (format != "pack-quantized")
-      throw Error(ErrorKind::invalid_input, "compressed-tensors format '" + format + "' of " + p +
-                                                " is not read (pack-quantized, int-/float-quantized, nvfp4-/mxfp4-pack-quantized)");
+      throw Error(ErrorKind::invalid_input,
+                  "compressed-tensors format '" + format + "' of " + p +
+                      " is not read (pack-quantized, int-/float-quantized, nvfp4-/mxfp4-pack-quantized)");
     const auto& wq = (*group)["weights"];
     const int bits = wq.value("num_bits", 4);
-    if (bits != 4 && bits != 8) throw Error(ErrorKind::invalid_input, p + ": pack-quantized weights of " + std::to_string(bits) + " bits are not read");
+    if (bits != 4 && bits != 8)
+      throw Error(ErrorKind::invalid_input,
+                  p + ": pack-quantized weights of " + std::to_string(bits) + " bits are not read");
     const int64_t offset = int64_t{1} << (bits - 1);
     const auto shape = ckpt.tensor(p + ".weight_shape").to(at::kLong);
     const int64_t out = shape[0].item<int64_t>(), in = shape[1].item<int64_t>();
     const auto codes = unpack_last(ckpt.tensor(p + ".weight_packed"), bits, nullptr).narrow(1, 0, in);  // [out, in]
-    const auto scales = ckpt.tensor(p + ".weight_scale").to(at::kFloat);  // [out, groups]
-    const auto zeros = ckpt.has(p + ".weight_zero_point")
-                           ? unpack_last(ckpt.tensor(p + ".weight_zero_point").t().contiguous(), bits, nullptr).t().narrow(0, 0, out)
-                           : at::full(scales.sizes(), offset, at::kInt);
+    const auto scales = ckpt.tensor(p + ".weight_scale").to(at::kFloat);                                // [out, groups]
+    const auto zeros =
+        ckpt.has(p + ".weight_zero_point")
+            ? unpack_last(ckpt.tensor(p + ".weight_zero_point").t().contiguous(), bits, nullptr).t().narrow(0, 0, out)
+            : at::full(scales.sizes(), offset, at::kInt);
     at::Tensor gi;
     if (ckpt.has(p + ".weight_g_idx")) gi = ckpt.tensor(p + ".weight_g_idx").to(at::kLong);
     else if (scales.size(1) == 1) gi = at::zeros({in}, at::kLong);
     else {
       // Groups of group_size columns, the last one narrower when it does not divide `in`.
-      const int64_t g = wq.contains("group_size") && wq["group_size"].is_number_integer() && wq["group_size"].get<int64_t>() > 0
-                            ? wq["group_size"].get<int64_t>()
-                            : (in + scales.size(1) - 1) / scales.size(1);
+      const int64_t g =
+          wq.contains("group_size") && wq["group_size"].is_number_integer() && wq["group_size"].get<int64_t>() > 0
+              ? wq["group_size"].get<int64_t>()
+              : (in + scales.size(1) - 1) / scales.size(1);
       if ((in + g - 1) / g != scales.size(1))
-        throw Error(ErrorKind::data_corruption, p + ".weight_scale has " + std::to_string(scales.size(1)) + " groups, group_size " +
-                                                    std::to_string(g) + " over " + std::to_string(in) + " columns implies " +
+        throw Error(ErrorKind::data_corruption, p + ".weight_scale has " + std::to_string(scales.size(1)) +
+                                                    " groups, group_size " + std::to_string(g) + " over " +
+                                                    std::to_string(in) + " columns implies " +
                                                     std::to_string((in + g - 1) / g));
       gi = at::arange(in, at::kLong).div(g, "floor");
     }
@@ -196,11 +210,13 @@ at::Tensor unpack_weight(const Checkpoint& ckpt, const std::string& p, const nlo
   }
   if (method == "gptq") {
     const auto codes = unpack_last(ckpt.tensor(p + ".qweight").t().contiguous(), bits, nullptr);  // [out, in]
-    const auto zeros = (unpack_last(ckpt.tensor(p + ".qzeros"), bits, nullptr) + 1).bitwise_and(static_cast<int64_t>((1 << bits) - 1));  // [groups, out]
+    const auto zeros = (unpack_last(ckpt.tensor(p + ".qzeros"), bits, nullptr) + 1)
+                           .bitwise_and(static_cast<int64_t>((1 << bits) - 1));  // [groups, out]
     const auto gi = ckpt.tensor(p + ".g_idx").to(at::kLong);
     return (codes.to(at::kFloat) - zeros.t().index_select(1, gi).to(at::kFloat)) * scales.t().index_select(1, gi);
   }
-  throw Error(ErrorKind::invalid_input, "packed weights of quant_method '" + method + "' are not supported (awq, gptq, compressed-tensors)");
+  throw Error(ErrorKind::invalid_input,
+              "packed weights of quant_method '" + method + "' are not supported (awq, gptq, compressed-tensors)");
 }
 
 }  // namespace qjobs::model

@@ -17,9 +17,7 @@ void write_random_llama(const fs::path& dir, const RandomModelOptions& o) {
   fs::create_directories(dir);
   const at::ScalarType dt = o.dtype == "bfloat16" ? at::kBFloat16 : o.dtype == "float16" ? at::kHalf : at::kFloat;
   auto gen = at::detail::createCPUGenerator(o.seed);
-  const auto randn = [&](std::vector<int64_t> shape) {
-    return at::normal(0.0, o.init_std, shape, gen).to(dt);
-  };
+  const auto randn = [&](std::vector<int64_t> shape) { return at::normal(0.0, o.init_std, shape, gen).to(dt); };
   const int64_t head_dim = o.hidden / o.heads;
 
   std::vector<NamedTensor> tensors;

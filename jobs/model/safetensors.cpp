@@ -71,8 +71,8 @@ SafetensorsFile SafetensorsFile::open(const fs::path& path) {
   auto mapping = MappedFile::open(path);
   const uint64_t file_size = mapping->size();
   if (file_size < 8)
-    throw Error(ErrorKind::data_corruption, where + ": too short for a safetensors file (" +
-                                                std::to_string(file_size) + " bytes)");
+    throw Error(ErrorKind::data_corruption,
+                where + ": too short for a safetensors file (" + std::to_string(file_size) + " bytes)");
   const auto* bytes = mapping->data();
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
@@ -80,9 +80,8 @@ SafetensorsFile SafetensorsFile::open(const fs::path& path) {
     throw Error(ErrorKind::data_corruption,
                 where + ": header length " + std::to_string(header_len) + " exceeds the file");
 
-  nlohmann::json header = nlohmann::json::parse(
-      reinterpret_cast<const char*>(bytes + 8), reinterpret_cast<const char*>(bytes + 8 + header_len),
-      nullptr, false);
+  nlohmann::json header = nlohmann::json::parse(reinterpret_cast<const char*>(bytes + 8),
+                                                reinterpret_cast<const char*>(bytes + 8 + header_len), nullptr, false);
   if (header.is_discarded() || !header.is_object())
     throw Error(ErrorKind::data_corruption, where + ": header is not a JSON object");
 
@@ -101,8 +100,7 @@ SafetensorsFile SafetensorsFile::open(const fs::path& path) {
     const auto bad = [&](const std::string& why) {
       return Error(ErrorKind::data_corruption, where + ": tensor '" + name + "': " + why);
     };
-    if (!value.is_object() || !value.contains("dtype") || !value.contains("shape") ||
-        !value.contains("data_offsets"))
+    if (!value.is_object() || !value.contains("dtype") || !value.contains("shape") || !value.contains("data_offsets"))
       throw bad("entry needs dtype, shape and data_offsets");
     StTensorInfo info;
     info.name = name;
@@ -121,14 +119,12 @@ SafetensorsFile SafetensorsFile::open(const fs::path& path) {
     info.end = off[1].get<uint64_t>();
     if (info.end < info.begin || info.end > data_size)
       throw bad("data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
-                "] run past the data section (" + std::to_string(data_size) +
-                " bytes; truncated file?)");
+                "] run past the data section (" + std::to_string(data_size) + " bytes; truncated file?)");
     if (info.end - info.begin != numel * st_dtype_size(info.dtype))
       throw bad("byte size " + std::to_string(info.end - info.begin) + " does not match shape");
     f.infos_.push_back(std::move(info));
   }
-  std::sort(f.infos_.begin(), f.infos_.end(),
-            [](const auto& a, const auto& b) { return a.begin < b.begin; });
+  std::sort(f.infos_.begin(), f.infos_.end(), [](const auto& a, const auto& b) { return a.begin < b.begin; });
   return f;
 }
 
@@ -140,8 +136,7 @@ const StTensorInfo* SafetensorsFile::find(const std::string& name) const {
 
 at::Tensor SafetensorsFile::tensor(const std::string& name) const {
   const StTensorInfo* info = find(name);
-  if (info == nullptr)
-    throw Error(ErrorKind::not_found, path_.string() + ": no tensor named '" + name + "'");
+  if (info == nullptr) throw Error(ErrorKind::not_found, path_.string() + ": no tensor named '" + name + "'");
   auto* data = mapping_->data() + data_offset_ + info->begin;
   auto keep = mapping_;
   const auto options = at::TensorOptions().dtype(st_to_aten(info->dtype));
@@ -154,7 +149,8 @@ at::Tensor SafetensorsFile::tensor(const std::string& name) const {
     std::memcpy(out.data_ptr(), data, info->end - info->begin);
     return out;
   }
-  return at::from_blob(data, info->shape, [keep](void*) {}, options);
+  return at::from_blob(
+      data, info->shape, [keep](void*) {}, options);
 }
 
 void save_safetensors(const fs::path& path, const std::vector<NamedTensor>& tensors,
@@ -170,9 +166,8 @@ void save_safetensors(const fs::path& path, const std::vector<NamedTensor>& tens
       throw Error(ErrorKind::invalid_input,
                   "cannot store tensor '" + t.name + "' of this dtype as " + st_dtype_name(dt));
     const uint64_t nbytes = static_cast<uint64_t>(c.numel()) * c.element_size();
-    header[t.name] = {{"dtype", st_dtype_name(dt)},
-                      {"shape", c.sizes().vec()},
-                      {"data_offsets", {offset, offset + nbytes}}};
+    header[t.name] = {
+        {"dtype", st_dtype_name(dt)}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
     contiguous.push_back(std::move(c));
   }
@@ -202,8 +197,7 @@ void save_safetensors(const fs::path& path, const std::vector<NamedTensor>& tens
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((hl >> (8 * i)) & 0xff);
   write_all(len, 8);
   write_all(h.data(), h.size());
-  for (const auto& c : contiguous)
-    write_all(c.data_ptr(), static_cast<std::size_t>(c.numel()) * c.element_size());
+  for (const auto& c : contiguous) write_all(c.data_ptr(), static_cast<std::size_t>(c.numel()) * c.element_size());
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
@@ -265,7 +259,9 @@ void SafetensorsWriter::add(const NamedTensor& t) {
     throw Error(ErrorKind::invalid_input, "cannot store tensor '" + t.name + "' of this dtype as " + st_dtype_name(dt));
   const uint64_t nbytes = static_cast<uint64_t>(c.numel()) * c.element_size();
   if (nbytes > 0) write_at(8 + room_ + offset_, c.data_ptr(), nbytes);
-  entries_.push_back({t.name, {{"dtype", st_dtype_name(dt)}, {"shape", c.sizes().vec()}, {"data_offsets", {offset_, offset_ + nbytes}}}});
+  entries_.push_back(
+      {t.name,
+       {{"dtype", st_dtype_name(dt)}, {"shape", c.sizes().vec()}, {"data_offsets", {offset_, offset_ + nbytes}}}});
   offset_ += nbytes;
 }
 
@@ -273,7 +269,8 @@ void SafetensorsWriter::finish(const std::map<std::string, std::string>& metadat
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   for (auto& [name, e] : entries_) {
-    if (header.contains(name)) throw Error(ErrorKind::internal, "tensor '" + name + "' written twice to " + path_.string());
+    if (header.contains(name))
+      throw Error(ErrorKind::internal, "tensor '" + name + "' written twice to " + path_.string());
     header[name] = std::move(e);
   }
   std::string h = header.dump();

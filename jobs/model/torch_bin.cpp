@@ -35,7 +35,7 @@ struct PyValue {
   Kind kind = Kind::none;
   int64_t i = 0;
   double f = 0;
-  std::string s;  // str, bytes, global "module.name"
+  std::string s;             // str, bytes, global "module.name"
   std::vector<PyRef> items;  // tuple, list
   std::vector<std::pair<PyRef, PyRef>> dict;
   std::shared_ptr<PyStorage> storage;
@@ -50,11 +50,11 @@ PyRef make(PyValue::Kind k) {
 
 std::optional<StDtype> storage_dtype(const std::string& global) {
   static const std::map<std::string, StDtype> table = {
-      {"torch.FloatStorage", StDtype::F32},   {"torch.HalfStorage", StDtype::F16},
+      {"torch.FloatStorage", StDtype::F32},     {"torch.HalfStorage", StDtype::F16},
       {"torch.BFloat16Storage", StDtype::BF16}, {"torch.DoubleStorage", StDtype::F64},
-      {"torch.LongStorage", StDtype::I64},    {"torch.IntStorage", StDtype::I32},
-      {"torch.ShortStorage", StDtype::I16},   {"torch.CharStorage", StDtype::I8},
-      {"torch.ByteStorage", StDtype::U8},     {"torch.BoolStorage", StDtype::BOOL}};
+      {"torch.LongStorage", StDtype::I64},      {"torch.IntStorage", StDtype::I32},
+      {"torch.ShortStorage", StDtype::I16},     {"torch.CharStorage", StDtype::I8},
+      {"torch.ByteStorage", StDtype::U8},       {"torch.BoolStorage", StDtype::BOOL}};
   const auto it = table.find(global);
   if (it == table.end()) return std::nullopt;
   return it->second;
@@ -81,79 +81,140 @@ class Unpickler {
     while (true) {
       const int op = byte();
       switch (op) {
-        case 0x80: byte(); break;                    // PROTO
-        case 0x95: skip(8); break;                   // FRAME
-        case '.': return pop();                      // STOP
-        case '(': push(make(PyValue::Kind::mark)); break;
-        case 'N': push(make(PyValue::Kind::none)); break;
-        case 0x88: push(boolean(true)); break;       // NEWTRUE
-        case 0x89: push(boolean(false)); break;      // NEWFALSE
-        case 'J': push(integer(static_cast<int32_t>(le(4)))); break;  // BININT
-        case 'K': push(integer(static_cast<int64_t>(le(1)))); break;  // BININT1
-        case 'M': push(integer(static_cast<int64_t>(le(2)))); break;  // BININT2
-        case 0x8a: push(long1()); break;             // LONG1
-        case 'G': push(binfloat()); break;           // BINFLOAT
-        case 'X': push(text(le(4), PyValue::Kind::str)); break;       // BINUNICODE
-        case 0x8c: push(text(le(1), PyValue::Kind::str)); break;      // SHORT_BINUNICODE
-        case 0x8d: push(text(le(8), PyValue::Kind::str)); break;      // BINUNICODE8
-        case 'B': push(text(le(4), PyValue::Kind::bytes)); break;     // BINBYTES
-        case 'C': push(text(le(1), PyValue::Kind::bytes)); break;     // SHORT_BINBYTES
-        case ')': push(make(PyValue::Kind::tuple)); break;            // EMPTY_TUPLE
-        case ']': push(make(PyValue::Kind::list)); break;             // EMPTY_LIST
-        case '}': push(make(PyValue::Kind::dict)); break;             // EMPTY_DICT
-        case 't': push(tuple(pop_mark())); break;                     // TUPLE
-        case 0x85: push(tuple(pop_n(1))); break;     // TUPLE1
-        case 0x86: push(tuple(pop_n(2))); break;     // TUPLE2
-        case 0x87: push(tuple(pop_n(3))); break;     // TUPLE3
-        case 'a': {                                  // APPEND
+        case 0x80:
+          byte();
+          break;  // PROTO
+        case 0x95:
+          skip(8);
+          break;  // FRAME
+        case '.':
+          return pop();  // STOP
+        case '(':
+          push(make(PyValue::Kind::mark));
+          break;
+        case 'N':
+          push(make(PyValue::Kind::none));
+          break;
+        case 0x88:
+          push(boolean(true));
+          break;  // NEWTRUE
+        case 0x89:
+          push(boolean(false));
+          break;  // NEWFALSE
+        case 'J':
+          push(integer(static_cast<int32_t>(le(4))));
+          break;  // BININT
+        case 'K':
+          push(integer(static_cast<int64_t>(le(1))));
+          break;  // BININT1
+        case 'M':
+          push(integer(static_cast<int64_t>(le(2))));
+          break;  // BININT2
+        case 0x8a:
+          push(long1());
+          break;  // LONG1
+        case 'G':
+          push(binfloat());
+          break;  // BINFLOAT
+        case 'X':
+          push(text(le(4), PyValue::Kind::str));
+          break;  // BINUNICODE
+        case 0x8c:
+          push(text(le(1), PyValue::Kind::str));
+          break;  // SHORT_BINUNICODE
+        case 0x8d:
+          push(text(le(8), PyValue::Kind::str));
+          break;  // BINUNICODE8
+        case 'B':
+          push(text(le(4), PyValue::Kind::bytes));
+          break;  // BINBYTES
+        case 'C':
+          push(text(le(1), PyValue::Kind::bytes));
+          break;  // SHORT_BINBYTES
+        case ')':
+          push(make(PyValue::Kind::tuple));
+          break;  // EMPTY_TUPLE
+        case ']':
+          push(make(PyValue::Kind::list));
+          break;  // EMPTY_LIST
+        case '}':
+          push(make(PyValue::Kind::dict));
+          break;  // EMPTY_DICT
+        case 't':
+          push(tuple(pop_mark()));
+          break;  // TUPLE
+        case 0x85:
+          push(tuple(pop_n(1)));
+          break;  // TUPLE1
+        case 0x86:
+          push(tuple(pop_n(2)));
+          break;  // TUPLE2
+        case 0x87:
+          push(tuple(pop_n(3)));
+          break;     // TUPLE3
+        case 'a': {  // APPEND
           auto v = pop();
           list_top()->items.push_back(v);
           break;
         }
-        case 'e': {                                  // APPENDS
+        case 'e': {  // APPENDS
           auto vs = pop_mark();
           auto l = list_top();
           l->items.insert(l->items.end(), vs.begin(), vs.end());
           break;
         }
-        case 's': {                                  // SETITEM
+        case 's': {  // SETITEM
           auto v = pop();
           auto k = pop();
           dict_top()->dict.emplace_back(k, v);
           break;
         }
-        case 'u': {                                  // SETITEMS
+        case 'u': {  // SETITEMS
           auto kv = pop_mark();
           if (kv.size() % 2 != 0) throw std::runtime_error("SETITEMS with an odd number of items");
           auto d = dict_top();
           for (std::size_t i = 0; i < kv.size(); i += 2) d->dict.emplace_back(kv[i], kv[i + 1]);
           break;
         }
-        case 'q': memo_[le(1)] = top(); break;       // BINPUT
-        case 'r': memo_[le(4)] = top(); break;       // LONG_BINPUT
-        case 0x94: memo_[memo_.size()] = top(); break;  // MEMOIZE
-        case 'h': push(memo(le(1))); break;          // BINGET
-        case 'j': push(memo(le(4))); break;          // LONG_BINGET
-        case 'c': {                                  // GLOBAL
+        case 'q':
+          memo_[le(1)] = top();
+          break;  // BINPUT
+        case 'r':
+          memo_[le(4)] = top();
+          break;  // LONG_BINPUT
+        case 0x94:
+          memo_[memo_.size()] = top();
+          break;  // MEMOIZE
+        case 'h':
+          push(memo(le(1)));
+          break;  // BINGET
+        case 'j':
+          push(memo(le(4)));
+          break;     // LONG_BINGET
+        case 'c': {  // GLOBAL
           const auto module = line();
           const auto name = line();
           push(global(module, name));
           break;
         }
-        case 0x93: {                                 // STACK_GLOBAL
+        case 0x93: {  // STACK_GLOBAL
           const auto name = pop();
           const auto module = pop();
           push(global(module->s, name->s));
           break;
         }
-        case 'Q': push(persistent(pop())); break;    // BINPERSID
-        case 'R': {                                  // REDUCE
+        case 'Q':
+          push(persistent(pop()));
+          break;     // BINPERSID
+        case 'R': {  // REDUCE
           auto args = pop();
           auto fn = pop();
           push(reduce(fn, args));
           break;
         }
-        case 'b': pop(); break;  // BUILD: the state of an OrderedDict (_metadata) or a Parameter; not needed
+        case 'b':
+          pop();
+          break;  // BUILD: the state of an OrderedDict (_metadata) or a Parameter; not needed
         default: {
           char hex[8];
           std::snprintf(hex, sizeof hex, "0x%02x", op);
@@ -329,8 +390,9 @@ TorchBinFile TorchBinFile::open(const fs::path& path) {
     in.read(magic, 4);
     if (std::memcmp(magic, "PK\x03\x04", 4) != 0)
       throw Error(ErrorKind::data_corruption,
-                  where + " is not a zip archive: the legacy torch.save format (PyTorch < 1.6) is not read; "
-                          "re-save it with a current PyTorch or as safetensors");
+                  where +
+                      " is not a zip archive: the legacy torch.save format (PyTorch < 1.6) is not read; "
+                      "re-save it with a current PyTorch or as safetensors");
   }
   TorchBinFile f;
   f.path_ = path;
@@ -411,7 +473,9 @@ at::Tensor TorchBinFile::tensor(const std::string& name) const {
     return storage.as_strided(info->shape, e.stride, e.storage_offset);
   }
   auto keep = mapping_;
-  return at::from_blob(base, {span}, [keep](void*) {}, options).as_strided(info->shape, e.stride, e.storage_offset);
+  return at::from_blob(
+             base, {span}, [keep](void*) {}, options)
+      .as_strided(info->shape, e.stride, e.storage_offset);
 }
 
 }  // namespace qjobs::model

@@ -38,7 +38,7 @@ class TorchBinFile final : public TensorFile {
   at::Tensor tensor(const std::string& name) const override;
 
   struct Entry {
-    uint64_t file_offset = 0;  // first byte of the storage in the file
+    uint64_t file_offset = 0;    // first byte of the storage in the file
     int64_t storage_offset = 0;  // in elements
     std::vector<int64_t> stride;
   };

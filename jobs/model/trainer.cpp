@@ -38,8 +38,9 @@ void train(LlamaModel& model, const at::Tensor& tokens_in, const TrainOptions& o
 
     const double lr = step <= o.warmup
                           ? o.lr * static_cast<double>(step) / static_cast<double>(o.warmup)
-                          : 0.5 * o.lr * (1 + std::cos(M_PI * static_cast<double>(step - o.warmup) /
-                                                       static_cast<double>(std::max<int64_t>(1, o.steps - o.warmup))));
+                          : 0.5 * o.lr *
+                                (1 + std::cos(M_PI * static_cast<double>(step - o.warmup) /
+                                              static_cast<double>(std::max<int64_t>(1, o.steps - o.warmup))));
     at::NoGradGuard no_grad;
     double scale = 1.0;
     if (o.grad_clip > 0) {

@@ -14,13 +14,13 @@ namespace qjobs::model {
 
 struct TrainOptions {
   int64_t steps = 1000;
-  int64_t batch_size = 16;      // sequences per step
-  int64_t seqlen = 256;         // tokens per sequence
-  double lr = 3e-3;             // peak learning rate
-  int64_t warmup = 50;          // steps of linear warm-up
-  double weight_decay = 0.1;    // decoupled, on 2-D weights only
+  int64_t batch_size = 16;    // sequences per step
+  int64_t seqlen = 256;       // tokens per sequence
+  double lr = 3e-3;           // peak learning rate
+  int64_t warmup = 50;        // steps of linear warm-up
+  double weight_decay = 0.1;  // decoupled, on 2-D weights only
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
-  double grad_clip = 1.0;       // global L2 norm; 0 = off
+  double grad_clip = 1.0;  // global L2 norm; 0 = off
   uint64_t seed = 0;
 };
 

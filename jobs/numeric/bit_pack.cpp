@@ -23,7 +23,8 @@ at::Tensor unpack_last(const at::Tensor& words, int bits, const int* order) {
   const int64_t rows = w.size(0), n = w.size(1);
   auto out = at::empty({rows, n, per}, at::kLong);
   for (int k = 0; k < per; ++k)
-    out.select(2, order ? order[k] : k).copy_(w.bitwise_right_shift(bits * k).bitwise_and(static_cast<int64_t>((1 << bits) - 1)));
+    out.select(2, order ? order[k] : k)
+        .copy_(w.bitwise_right_shift(bits * k).bitwise_and(static_cast<int64_t>((1 << bits) - 1)));
   return out.view({rows, n * per}).to(at::kInt);
 }
 

@@ -39,7 +39,7 @@ at::Tensor e2m1_encode(const at::Tensor& x) {
   const auto xf = x.to(at::kFloat);
   const auto mag = magnitude_code(xf);
   // A value that rounds to 0 is code 0 whatever its sign (no -0 code is written).
-  const auto neg = at::logical_and(xf < 0, mag > 0).to(at::kLong);
+  const auto neg = at::logical_and(xf<0, mag> 0).to(at::kLong);
   return (mag + neg * 8).to(at::kByte);
 }
 
@@ -88,15 +88,17 @@ Fp4Blocks fp4_quantize(const at::Tensor& x_in, Fp4Kind kind, double global_scale
   const auto x = x_in.to(at::kFloat);
   const int64_t n = x.size(-1);
   if (n % block != 0)
-    throw Error(ErrorKind::invalid_input, std::string(kind == Fp4Kind::nvfp4 ? "NVFP4" : "MXFP4") + " needs widths divisible by " +
-                                              std::to_string(block) + ", got " + std::to_string(n));
+    throw Error(ErrorKind::invalid_input, std::string(kind == Fp4Kind::nvfp4 ? "NVFP4" : "MXFP4") +
+                                              " needs widths divisible by " + std::to_string(block) + ", got " +
+                                              std::to_string(n));
   auto shape = x.sizes().vec();
   shape.back() = n / block;
   shape.push_back(block);
   const auto xb = x.reshape(shape);
   const auto amax = xb.abs().amax(-1, true);
   Fp4Blocks b;
-  if (kind == Fp4Kind::nvfp4) b.global_scale = global_scale > 0 ? global_scale : nvfp4_global_scale(x.abs().max().item<double>());
+  if (kind == Fp4Kind::nvfp4)
+    b.global_scale = global_scale > 0 ? global_scale : nvfp4_global_scale(x.abs().max().item<double>());
   const auto sc = fp4_scales(amax, kind, b.global_scale);
   b.scale = sc.codes.squeeze(-1);
   const auto& scale = sc.divisor;  // [..., blocks, 1]

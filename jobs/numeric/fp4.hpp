@@ -30,8 +30,8 @@ namespace qjobs::numeric {
 
 constexpr double kE2m1Max = 6.0;
 
-at::Tensor e2m1_round(const at::Tensor& x);     // float32, the nearest E2M1 values
-at::Tensor e2m1_encode(const at::Tensor& x);    // uint8 codes 0..15, rounded as e2m1_round
+at::Tensor e2m1_round(const at::Tensor& x);       // float32, the nearest E2M1 values
+at::Tensor e2m1_encode(const at::Tensor& x);      // uint8 codes 0..15, rounded as e2m1_round
 at::Tensor e2m1_decode(const at::Tensor& codes);  // float32 values of uint8 codes
 at::Tensor e8m0_decode(const at::Tensor& codes);  // float32 2^(e - 127); NaN for 255
 
@@ -40,8 +40,8 @@ int64_t fp4_block(Fp4Kind kind);  // 16 or 32
 
 // One weight (or activation) in NVFP4 / MXFP4 blocks along its last dim.
 struct Fp4Blocks {
-  at::Tensor codes;   // uint8 [..., n]: E2M1 codes
-  at::Tensor scale;   // uint8 [..., n / block]: E4M3 codes (nvfp4) or E8M0 exponents (mxfp4)
+  at::Tensor codes;         // uint8 [..., n]: E2M1 codes
+  at::Tensor scale;         // uint8 [..., n / block]: E4M3 codes (nvfp4) or E8M0 exponents (mxfp4)
   double global_scale = 1;  // nvfp4's G; 1 for mxfp4
 };
 
@@ -63,6 +63,5 @@ at::Tensor fp4_dequantize(const Fp4Blocks& b, Fp4Kind kind);  // float32, x's sh
 at::Tensor fp4_fake_quant(const at::Tensor& x, Fp4Kind kind, double global_scale = 0);
 // 448 * 6 / amax: the NVFP4 global scale of values whose largest magnitude is amax.
 double nvfp4_global_scale(double amax);
-
 
 }  // namespace qjobs::numeric

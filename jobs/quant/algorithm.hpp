@@ -31,7 +31,7 @@ struct LayerError {
   std::string name;
   double rel_fro_err = 0;  // ||W' - W|| / ||W||
   double max_abs_err = 0;
-  double rel_out_err = -1; // ||X W'^T - X W^T|| / ||X W^T|| on calibration inputs; -1 = not measured
+  double rel_out_err = -1;  // ||X W'^T - X W^T|| / ||X W^T|| on calibration inputs; -1 = not measured
 };
 
 struct QuantInputs {
@@ -46,11 +46,11 @@ struct QuantInputs {
   // The export keeps act-order's groups in column order only (compressed-
   // tensors, vLLM): GPTQ's DESC_ACT then runs with static groups.
   bool column_order_groups = false;
-  model::LoadOptions compute;              // dtype/device for calibration forwards
+  model::LoadOptions compute;  // dtype/device for calibration forwards
   // Calibration token windows, int64 [n, seqlen]; called once, only by
   // algorithms that calibrate. Throws when the spec names no usable data.
   std::function<at::Tensor()> calibration;
-  std::filesystem::path state_dir;         // per-block resume state; empty = none
+  std::filesystem::path state_dir;  // per-block resume state; empty = none
   ProgressFn progress;
   // false: a Linear that has an integer or W8A8 form is not also kept as a
   // float tensor in `replaced` (a packed export never reads it; for an 8B
@@ -71,7 +71,7 @@ struct QuantOutput {
   nlohmann::json config_patch = nlohmann::json::object();
   nlohmann::json quantization_config;  // written into config.json
   std::vector<LayerError> layer_errors;
-  int64_t resumed_blocks = 0;          // blocks restored from saved state
+  int64_t resumed_blocks = 0;  // blocks restored from saved state
   // Mixture-of-experts blocks: per block prefix ("model.layers.3."), the
   // calibration tokens routed to each expert ("tokens", top-k picks),
   // "min_tokens", and "fallback": the experts that received fewer and were

@@ -61,9 +61,9 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
     // (routers too, kept in full precision), judged on `inspect`'s output.
     struct Group {
       std::function<void(const at::Tensor& inv)> fold_prev;
-      std::vector<std::string> linears;        // quantized readers
-      std::vector<model::Linear*> followers;   // full-precision readers
-      std::string input;                       // whose input x is
+      std::vector<std::string> linears;                      // quantized readers
+      std::vector<model::Linear*> followers;                 // full-precision readers
+      std::string input;                                     // whose input x is
       std::function<at::Tensor(const at::Tensor&)> inspect;  // the output judged
     };
     std::map<std::string, model::Linear*> lin;
@@ -72,7 +72,11 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
     const auto& cfg = model.config();
     const auto shaped = [&](const at::Tensor& x2d) { return x2d.reshape({1, -1, x2d.size(-1)}).to(model.dtype()); };
     const auto norm_group = [&](model::NormReaders& g, std::function<at::Tensor(const at::Tensor&)> inspect) {
-      Group out{[&model, norm = g.norm](const at::Tensor& inv) { model.scale_norm(*norm, inv); }, {}, {}, g.input, std::move(inspect)};
+      Group out{[&model, norm = g.norm](const at::Tensor& inv) { model.scale_norm(*norm, inv); },
+                {},
+                {},
+                g.input,
+                std::move(inspect)};
       for (auto& r : g.readers) {
         if (r.quantized) out.linears.push_back(r.name);
         else out.followers.push_back(r.linear);
@@ -97,11 +101,14 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
                   pair.prev->bias = b;
                 }
               },
-              {pair.next_name}, {}, input_of.at(pair.next_name),
+              {pair.next_name},
+              {},
+              input_of.at(pair.next_name),
               [&, next = pair.next](const at::Tensor& x) { return (*next)(shaped(x)).to(at::kFloat); }};
       (pair.next == &layer.o_proj ? groups : after_mlp).push_back(std::move(g));
     }
-    groups.push_back(norm_group(norms[1], [&](const at::Tensor& x) { return model.mlp_forward(l, shaped(x)).to(at::kFloat); }));
+    groups.push_back(
+        norm_group(norms[1], [&](const at::Tensor& x) { return model.mlp_forward(l, shaped(x)).to(at::kFloat); }));
     for (auto& g : after_mlp) groups.push_back(std::move(g));
 
     for (const auto& g : groups) {
@@ -122,7 +129,8 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
       std::vector<at::Tensor> losses, scales;
       for (int64_t r = 0; r < n_grid; ++r) {
         const double ratio = static_cast<double>(r) / static_cast<double>(n_grid);
-        auto s = duo ? (x_mean.pow(ratio) / (w_mean.pow(1 - ratio) + 1e-4)).clamp_min(1e-4) : x_mean.pow(ratio).clamp_min(1e-4);
+        auto s = duo ? (x_mean.pow(ratio) / (w_mean.pow(1 - ratio) + 1e-4)).clamp_min(1e-4)
+                     : x_mean.pow(ratio).clamp_min(1e-4);
         s = s / (s.max() * s.min()).sqrt();
         for (std::size_t i = 0; i < ls.size(); ++i) {
           const auto sw = s.to(saved[i].scalar_type());
@@ -161,7 +169,8 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
         const int64_t ng = ci / gs;
         // Sampled tokens per group: [groups, tokens, gs]. Group outputs are
         // batched matrix products, not elementwise products and sums.
-        const auto xs_ = x.index_select(0, at::arange(0, x.size(0), stride, at::TensorOptions().dtype(at::kLong).device(x.device())));
+        const auto xs_ = x.index_select(
+            0, at::arange(0, x.size(0), stride, at::TensorOptions().dtype(at::kLong).device(x.device())));
         const auto xg = xs_.reshape({xs_.size(0), ng, gs}).permute({1, 0, 2}).contiguous();
         const auto wg = w.reshape({co, 1, ng, gs});
         const auto org_max = wg.abs().amax(-1, true);  // [co, 1, ng, 1]
@@ -202,12 +211,8 @@ QuantOutput AwqAlgorithm::run(const QuantInputs& in) {
     }
     step.errors = std::move(errs);
   });
-  out.quantization_config = {{"quant_method", "awq"},
-                             {"format", "fake_quant"},
-                             {"bits", p.w_bit},
-                             {"group_size", p.group_size},
-                             {"zero_point", p.zero_point},
-                             {"version", p.version},
+  out.quantization_config = {{"quant_method", "awq"},         {"format", "fake_quant"},     {"bits", p.w_bit},
+                             {"group_size", p.group_size},    {"zero_point", p.zero_point}, {"version", p.version},
                              {"overrides", p.layer_overrides}};
   return out;
 }

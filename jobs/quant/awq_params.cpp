@@ -15,7 +15,9 @@ const ParamTable<AwqParams>& awq_params() {
 AlgorithmInfo awq_info() {
   AlgorithmInfo a{"AutoAWQ", "AWQ activation-aware weight quantization", true, awq_params().specs(), 128, 512};
   a.weights = [](const nlohmann::json& s) { return awq_params().parse(s).weight_scheme(); };
-  a.output = [](const nlohmann::json&) { return AlgorithmOutput{.int_weight_only = true, .int_weights = true, .onnx_encodings = true}; };
+  a.output = [](const nlohmann::json&) {
+    return AlgorithmOutput{.int_weight_only = true, .int_weights = true, .onnx_encodings = true};
+  };
   a.check = weight_only_check;
   return a;
 }

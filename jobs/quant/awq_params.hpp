@@ -9,9 +9,9 @@
 namespace qjobs::quant {
 
 struct AwqParams : WeightOnlyParams {
-  int64_t n_grid = 20;       // N_GRID: grid points of the scale search, 2..1000
-  bool duo_scaling = true;   // DUO_SCALING: scale by activation and weight statistics (AutoAWQ's default)
-  bool clip = true;          // CLIP: search clipping ranges after scaling
+  int64_t n_grid = 20;      // N_GRID: grid points of the scale search, 2..1000
+  bool duo_scaling = true;  // DUO_SCALING: scale by activation and weight statistics (AutoAWQ's default)
+  bool clip = true;         // CLIP: search clipping ranges after scaling
 };
 
 const ParamTable<AwqParams>& awq_params();

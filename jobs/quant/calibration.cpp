@@ -26,7 +26,9 @@ std::vector<std::pair<std::string, at::Tensor*>> block_params(model::LlamaModel&
   return out;
 }
 
-fs::path block_file(const fs::path& dir, int64_t layer) { return dir / ("block_" + std::to_string(layer) + ".safetensors"); }
+fs::path block_file(const fs::path& dir, int64_t layer) {
+  return dir / ("block_" + std::to_string(layer) + ".safetensors");
+}
 
 }  // namespace
 
@@ -35,7 +37,8 @@ std::string calibration_fingerprint(const model::Checkpoint& ckpt, const json& p
   Digest d;
   d.update(std::string("block-state-v2 ") + at::toString(compute));
   d.update(ckpt.config().dump());
-  for (const auto& f : ckpt.files()) d.update(f->path().filename().string() + ":" + std::to_string(fs::file_size(f->path())));
+  for (const auto& f : ckpt.files())
+    d.update(f->path().filename().string() + ":" + std::to_string(fs::file_size(f->path())));
   d.update(params.dump());
   if (ids.defined()) {
     const auto c = ids.contiguous().to(at::kCPU, at::kLong);
@@ -57,8 +60,8 @@ LayerError linear_error(const std::string& name, const at::Tensor& w, const at::
     const auto y = at::linear(x, w), yq = at::linear(act.apply(x), w_q);
     out_err = (yq - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30);
   }
-  return {name, (w_q - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30), (w_q - w).abs().max().item<double>(),
-          out_err};
+  return {name, (w_q - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30),
+          (w_q - w).abs().max().item<double>(), out_err};
 }
 
 void collect_block(const model::Checkpoint& ckpt, model::LlamaModel& m, int64_t layer,
@@ -78,7 +81,8 @@ void read_block_file(const model::SafetensorsFile& f, QuantOutput& out) {
     return it == f.metadata().end() ? json::object() : json::parse(it->second);
   };
   // Named: a range-for over meta(...).items() would outlive its temporary.
-  const json errors = meta("errors"), ints = meta("ints"), w8a8 = meta("w8a8"), fp4 = meta("fp4"), replaced = meta("replaced");
+  const json errors = meta("errors"), ints = meta("ints"), w8a8 = meta("w8a8"), fp4 = meta("fp4"),
+             replaced = meta("replaced");
   for (const auto& e : errors)
     out.layer_errors.push_back({e["name"], e["rel_fro_err"], e["max_abs_err"], e.value("rel_out_err", -1.0)});
   for (const auto& [name, shape] : ints.items()) {
@@ -144,8 +148,10 @@ void spill_outputs(QuantOutput& out, const std::string& prefix, const fs::path& 
     if (!name.starts_with(prefix)) continue;
     tensors.push_back({name + ".fp4_codes", w.codes, {}});
     tensors.push_back({name + ".fp4_scale", w.scale, {}});
-    fp4[name] = {{"kind", w.kind == numeric::Fp4Kind::mxfp4 ? "mxfp4" : "nvfp4"}, {"global_scale", w.global_scale},
-                 {"input_global_scale", w.input_global_scale}, {"act", w.act}};
+    fp4[name] = {{"kind", w.kind == numeric::Fp4Kind::mxfp4 ? "mxfp4" : "nvfp4"},
+                 {"global_scale", w.global_scale},
+                 {"input_global_scale", w.input_global_scale},
+                 {"act", w.act}};
   }
   metadata["format"] = "pt";
   metadata["replaced"] = replaced.dump();
@@ -231,7 +237,7 @@ std::vector<int64_t> CalibrationEngine::expert_tokens(int64_t layer) const {
 }
 
 std::map<std::string, at::Tensor> CalibrationEngine::capture_inputs(int64_t layer,
-                                                                     const std::vector<std::string>& names) const {
+                                                                    const std::vector<std::string>& names) const {
   auto& L = model_.layers()[static_cast<std::size_t>(layer)];
   std::vector<std::string> want = names;
   if (L.sparse) want.push_back(L.family->names.router);  // the full MLP input, for starved experts
@@ -265,12 +271,16 @@ void CalibrationEngine::advance(int64_t layer, std::vector<at::Tensor> next, con
   if (dir_.empty()) return;
   json ej = json::array();
   for (const auto& e : errs)
-    ej.push_back({{"name", e.name}, {"rel_fro_err", e.rel_fro_err}, {"max_abs_err", e.max_abs_err}, {"rel_out_err", e.rel_out_err}});
+    ej.push_back({{"name", e.name},
+                  {"rel_fro_err", e.rel_fro_err},
+                  {"max_abs_err", e.max_abs_err},
+                  {"rel_out_err", e.rel_out_err}});
   // Inputs first: a block file only counts when the inputs after it exist.
   if (resumable_) {
     std::vector<model::NamedTensor> in;
     for (std::size_t i = 0; i < inputs_.size(); ++i) in.push_back({"batch_" + std::to_string(i), inputs_[i], {}});
-    model::save_safetensors(dir_ / "inputs.safetensors", in, {{"format", "pt"}, {"next_block", std::to_string(layer + 1)}});
+    model::save_safetensors(dir_ / "inputs.safetensors", in,
+                            {{"format", "pt"}, {"next_block", std::to_string(layer + 1)}});
   }
   const std::string prefix = "model.layers." + std::to_string(layer) + ".";
   std::map<std::string, std::string> meta = {{"errors", ej.dump()}};
@@ -300,15 +310,18 @@ LayerSpill::LayerSpill(const fs::path& state_dir, QuantOutput& out) : out_(out) 
 void LayerSpill::after(const std::string& name, const std::string& next) {
   // One file per tensor: memory holds one Linear's outputs at a time.
   if (dir_.empty() || layer_prefix(name).empty()) return;
-  const std::string stem = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? name.substr(0, name.size() - 7) : name;
+  const std::string stem =
+      name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? name.substr(0, name.size() - 7) : name;
   spill_outputs(out_, stem, dir_ / (stem + ".safetensors"));
 }
 
 void drop_float_copies(QuantOutput& out, const std::string& prefix) {
   for (auto it = out.replaced.begin(); it != out.replaced.end();) {
     const auto& name = it->first;
-    const std::string stem = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? name.substr(0, name.size() - 7) : "";
-    const bool has_form = !stem.empty() && (out.int_weights.count(stem) || out.w8a8_weights.count(stem) || out.fp4_weights.count(stem));
+    const std::string stem =
+        name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? name.substr(0, name.size() - 7) : "";
+    const bool has_form =
+        !stem.empty() && (out.int_weights.count(stem) || out.w8a8_weights.count(stem) || out.fp4_weights.count(stem));
     it = name.starts_with(prefix) && has_form ? out.replaced.erase(it) : std::next(it);
   }
 }
@@ -316,7 +329,8 @@ void drop_float_copies(QuantOutput& out, const std::string& prefix) {
 void run_blocks(const QuantInputs& in, model::LlamaModel& model, const at::Tensor& ids, QuantOutput& out,
                 const BlockLoopOptions& o, const std::function<void(BlockStep&)>& step) {
   at::NoGradGuard no_grad;
-  const std::string fp = in.state_dir.empty() || !o.resumable ? "" : calibration_fingerprint(*in.ckpt, in.params, ids, model.dtype());
+  const std::string fp =
+      in.state_dir.empty() || !o.resumable ? "" : calibration_fingerprint(*in.ckpt, in.params, ids, model.dtype());
   CalibrationEngine engine(model, ids, o.batch, in.state_dir, fp, o.resumable);
   const int64_t L = model.config().layers;
   const int64_t first = engine.resume(out);
@@ -328,7 +342,8 @@ void run_blocks(const QuantInputs& in, model::LlamaModel& model, const at::Tenso
   for (int64_t l = first; l < L; ++l) {
     const auto block_start = std::chrono::steady_clock::now();
     model.onload(l);
-    BlockStep s{l, "model.layers." + std::to_string(l) + ".", model.layers()[static_cast<std::size_t>(l)], engine, out, {}, {}};
+    BlockStep s{
+        l, "model.layers." + std::to_string(l) + ".", model.layers()[static_cast<std::size_t>(l)], engine, out, {}, {}};
     if (s.layer.sparse) {
       // Tokens per expert, and which experts take the all-tokens fallback.
       const auto counts = engine.expert_tokens(l);
@@ -349,7 +364,8 @@ void run_blocks(const QuantInputs& in, model::LlamaModel& model, const at::Tenso
     // One line per block at info level: a 7-minute AWQ is not silent.
     const auto now = std::chrono::steady_clock::now();
     const double took = std::chrono::duration<double>(now - block_start).count();
-    const double per_block = std::chrono::duration<double>(now - loop_start).count() / static_cast<double>(l + 1 - first);
+    const double per_block =
+        std::chrono::duration<double>(now - loop_start).count() / static_cast<double>(l + 1 - first);
     double err = 0;
     for (const auto& e : s.errors) err += e.rel_fro_err;
     spdlog::info("block {}/{} done in {:.1f} s: mean weight relative error {:.4g} over {} Linears; ETA {:.0f} s", l + 1,

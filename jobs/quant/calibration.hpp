@@ -87,8 +87,8 @@ struct BlockStep {
 };
 
 struct BlockLoopOptions {
-  int64_t batch = 8;       // calibration windows per forward
-  bool resumable = true;   // blocks saved for a restarted run
+  int64_t batch = 8;      // calibration windows per forward
+  bool resumable = true;  // blocks saved for a restarted run
   // Called for every block restored from saved state instead of run.
   std::function<void(int64_t layer)> on_resumed;
 };

@@ -19,7 +19,8 @@ const std::vector<AlgorithmInfo>& algorithm_catalog() {
 #define QJOBS_CATALOG_ROW(name) rows.push_back(quant::name##_info());
     QJOBS_ALGORITHMS(QJOBS_CATALOG_ROW)
 #undef QJOBS_CATALOG_ROW
-    rows.push_back({"Evaluate", "evaluate an existing checkpoint (full precision or packed); needs eval tasks", true, {}});
+    rows.push_back(
+        {"Evaluate", "evaluate an existing checkpoint (full precision or packed); needs eval tasks", true, {}});
     return rows;
   }();
   return catalog;

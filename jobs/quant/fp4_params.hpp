@@ -11,7 +11,7 @@
 namespace qjobs::quant {
 
 struct Fp4Params {
-  std::string act = "none";        // ACT: none (W4A16) or dynamic (W4A4, FP4 blocks at run time)
+  std::string act = "none";  // ACT: none (W4A16) or dynamic (W4A4, FP4 blocks at run time)
   nlohmann::json layer_overrides = nlohmann::json::array();  // LAYER_OVERRIDES (SKIP only) as written
 };
 

@@ -49,7 +49,8 @@ QuantOutput Fp4Algorithm::run(const QuantInputs& in) {
         continue;
       }
       const auto w = lin->weight.to(at::kFloat);
-      const auto b = numeric::fp4_quantize(w, kind_, kind_ == numeric::Fp4Kind::nvfp4 ? numeric::nvfp4_global_scale(amax.at(input_of.at(name))) : 0);
+      const auto b = numeric::fp4_quantize(
+          w, kind_, kind_ == numeric::Fp4Kind::nvfp4 ? numeric::nvfp4_global_scale(amax.at(input_of.at(name))) : 0);
       numeric::Fp4Weight fw{kind_, b.codes, b.scale, b.global_scale, 0, w4a4};
       const auto wq = fw.dequantize();
       model::ActQuant aq;
@@ -65,17 +66,22 @@ QuantOutput Fp4Algorithm::run(const QuantInputs& in) {
       lin->act = aq;
       out.fp4_weights[prefix + name] = fw;
       activations[prefix + name] = aq.to_json();
-      errs.push_back(linear_error(prefix + name, w, wq, xs.count(input_of.at(name)) ? xs.at(input_of.at(name)) : at::Tensor(), aq));
+      errs.push_back(linear_error(prefix + name, w, wq,
+                                  xs.count(input_of.at(name)) ? xs.at(input_of.at(name)) : at::Tensor(), aq));
     }
     step.errors = std::move(errs);
   });
-  out.quantization_config = {{"quant_method", name_of},
-                             {"format", "fake_quant"},
-                             {"weights", {{"type", "float"}, {"num_bits", 4}, {"block", numeric::fp4_block(kind_)},
-                                          {"scale", kind_ == numeric::Fp4Kind::nvfp4 ? "E4M3 per block, float32 global" : "E8M0 per block"}}},
-                             {"act", act},
-                             {"activations", activations},
-                             {"overrides", p.layer_overrides}};
+  out.quantization_config = {
+      {"quant_method", name_of},
+      {"format", "fake_quant"},
+      {"weights",
+       {{"type", "float"},
+        {"num_bits", 4},
+        {"block", numeric::fp4_block(kind_)},
+        {"scale", kind_ == numeric::Fp4Kind::nvfp4 ? "E4M3 per block, float32 global" : "E8M0 per block"}}},
+      {"act", act},
+      {"activations", activations},
+      {"overrides", p.layer_overrides}};
   return out;
 }
 

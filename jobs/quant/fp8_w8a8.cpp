@@ -18,7 +18,8 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
   const std::string wscale = p.weight_scale;
   const bool kv = p.kv_cache;
   if (act != "dynamic" && act != "static") throw Error(ErrorKind::invalid_input, "ACT must be dynamic or static");
-  if (wscale != "channel" && wscale != "tensor") throw Error(ErrorKind::invalid_input, "WEIGHT_SCALE must be channel or tensor");
+  if (wscale != "channel" && wscale != "tensor")
+    throw Error(ErrorKind::invalid_input, "WEIGHT_SCALE must be channel or tensor");
   const bool calibrate = act == "static" || kv;
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
   QuantOutput out;
@@ -30,7 +31,8 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
   // qkv or a norm between k_proj and the cache would need the cache's own values.
   if (kv && (!names.qkv.empty() || !names.k_norm.empty()))
     throw Error(ErrorKind::invalid_input, "an FP8 KV cache is calibrated from k_proj / v_proj outputs, which " +
-                                              model.config().fam().hf_class + " does not cache as they are (fused qkv or k_norm)");
+                                              model.config().fam().hf_class +
+                                              " does not cache as they are (fused qkv or k_norm)");
   BlockLoopOptions loop;
   loop.resumable = false;  // static scales are not in the saved blocks
   run_blocks(in, model, calibrate ? in.calibration() : at::Tensor(), out, loop, [&](BlockStep& step) {
@@ -81,14 +83,16 @@ QuantOutput Fp8Algorithm::run(const QuantInputs& in) {
       const auto wq = numeric::fp8_e4m3_decode(codes) * s;
       model::ActQuant aq;
       aq.kind = act == "dynamic" ? model::ActQuant::Kind::fp8_token : model::ActQuant::Kind::fp8_tensor;
-      if (act == "static") aq.scale = std::max(xs.at(input_of.at(name)).abs().max().item<double>() / numeric::kFp8E4m3Max, 1e-12);
+      if (act == "static")
+        aq.scale = std::max(xs.at(input_of.at(name)).abs().max().item<double>() / numeric::kFp8E4m3Max, 1e-12);
       lin->weight = wq.to(lin->weight.scalar_type());
       lin->act = aq;
       numeric::W8A8Weight fw{codes, wscale == "channel" ? s : s.reshape({1}), at::Tensor()};
       if (act == "static") fw.input_scale = at::full({1}, aq.scale, w.options());
       out.w8a8_weights[prefix + name] = fw;
       activations[prefix + name] = aq.to_json();
-      errs.push_back(linear_error(prefix + name, w, wq, xs.count(input_of.at(name)) ? xs.at(input_of.at(name)) : at::Tensor(), aq));
+      errs.push_back(linear_error(prefix + name, w, wq,
+                                  xs.count(input_of.at(name)) ? xs.at(input_of.at(name)) : at::Tensor(), aq));
     }
     step.errors = std::move(errs);
   });

@@ -28,7 +28,8 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
   // Static groups: parameters from the weight before any permutation or update.
   std::vector<std::pair<at::Tensor, at::Tensor>> groups;
   if (static_groups)
-    for (int64_t c0 = 0; c0 < cols; c0 += g) groups.push_back(through_zero_params(W.narrow(1, c0, std::min(g, cols - c0)), cfg.bits, cfg.zero_point));
+    for (int64_t c0 = 0; c0 < cols; c0 += g)
+      groups.push_back(through_zero_params(W.narrow(1, c0, std::min(g, cols - c0)), cfg.bits, cfg.zero_point));
 
   at::Tensor perm, invperm;
   if (act_order) {
@@ -91,7 +92,8 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
         q = numeric::e2m1_decode(qc) * s;
       } else {
         qc = quantize_codes(w, s, z, cfg.bits);
-        if (lo.defined()) qc = at::max(at::min(qc, hi.flatten().to(qc.scalar_type())), lo.flatten().to(qc.scalar_type()));
+        if (lo.defined())
+          qc = at::max(at::min(qc, hi.flatten().to(qc.scalar_type())), lo.flatten().to(qc.scalar_type()));
         q = dequantize_codes(qc, s, z);
       }
       codes.select(1, col).copy_(qc);
@@ -142,7 +144,8 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
   if (wformat == "nvfp4") fp4 = numeric::Fp4Kind::nvfp4;
   else if (wformat == "mxfp4") fp4 = numeric::Fp4Kind::mxfp4;
   else if (wformat != "int") throw Error(ErrorKind::invalid_input, "W_FORMAT must be int, nvfp4 or mxfp4");
-  if (fp4 && act_order) throw Error(ErrorKind::invalid_input, "GPTQ with an FP4 W_FORMAT runs in column order: DESC_ACT must be false");
+  if (fp4 && act_order)
+    throw Error(ErrorKind::invalid_input, "GPTQ with an FP4 W_FORMAT runs in column order: DESC_ACT must be false");
 
   const auto ids = in.calibration();
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
@@ -187,7 +190,8 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
           WeightQuantConfig cfg = plan.cfg;
           cfg.group_size = numeric::fp4_block(*fp4);
           cfg.bits = 4;
-          const double G = *fp4 == numeric::Fp4Kind::nvfp4 ? numeric::nvfp4_global_scale(amax.at(input_of.at(name))) : 1.0;
+          const double G =
+              *fp4 == numeric::Fp4Kind::nvfp4 ? numeric::nvfp4_global_scale(amax.at(input_of.at(name))) : 1.0;
           auto scale_codes = at::zeros({w0.size(0), w0.size(1) / cfg.group_size}, w0.options().dtype(at::kByte));
           const GroupGridFn fn = [&](const at::Tensor& cols, int64_t group) {
             const auto sc = numeric::fp4_scales(cols.abs().amax(1, true), *fp4, G);
@@ -204,17 +208,22 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
           out.int_weights[full] = r.ints;
         }
         const double norm = std::max(w0.norm().item<double>(), 1e-30);
-        step.errors.push_back({full, (r.weight - w0).norm().item<double>() / norm, (r.weight - w0).abs().max().item<double>(),
-                               relative_output_error(x, w0, r.weight)});
+        step.errors.push_back({full, (r.weight - w0).norm().item<double>() / norm,
+                               (r.weight - w0).abs().max().item<double>(), relative_output_error(x, w0, r.weight)});
         lin.weight = r.weight.to(lin.weight.scalar_type());
       }
     }
   });
-  out.quantization_config = {{"quant_method", "gptq"},        {"format", "fake_quant"},
-                             {"bits", p.w_bit},    {"group_size", p.group_size},
-                             {"sym", !p.zero_point}, {"desc_act", act_order},
-                             {"static_groups", static_groups}, {"damp_percent", damp},
-                             {"true_sequential", true_sequential}, {"w_format", wformat},
+  out.quantization_config = {{"quant_method", "gptq"},
+                             {"format", "fake_quant"},
+                             {"bits", p.w_bit},
+                             {"group_size", p.group_size},
+                             {"sym", !p.zero_point},
+                             {"desc_act", act_order},
+                             {"static_groups", static_groups},
+                             {"damp_percent", damp},
+                             {"true_sequential", true_sequential},
+                             {"w_format", wformat},
                              {"overrides", p.layer_overrides}};
   return out;
 }

@@ -22,8 +22,8 @@
 namespace qjobs::quant {
 
 struct GptqResult {
-  at::Tensor weight;  // dequantized, float32 [out, in]
-  at::Tensor g_idx;   // int32 [in]: the group of every input column
+  at::Tensor weight;        // dequantized, float32 [out, in]
+  at::Tensor g_idx;         // int32 [in]: the group of every input column
   numeric::IntWeight ints;  // the same weight as codes, scales and zeros
 };
 

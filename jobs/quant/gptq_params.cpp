@@ -7,8 +7,10 @@ const ParamTable<GptqParams>& gptq_params() {
       weight_only_table<GptqParams>()
           .add(&GptqParams::damp_percent,
                param::number("DAMP_PERCENT", "damping as a share of the mean Hessian diagonal", nullptr, 0, 1))
-          .add(&GptqParams::block_size, param::integer("BLOCK_SIZE", "columns per lazy update block", nullptr, 1, 1 << 16))
-          .add(&GptqParams::desc_act, param::boolean("DESC_ACT", "act-order: columns by decreasing Hessian diagonal", nullptr))
+          .add(&GptqParams::block_size,
+               param::integer("BLOCK_SIZE", "columns per lazy update block", nullptr, 1, 1 << 16))
+          .add(&GptqParams::desc_act,
+               param::boolean("DESC_ACT", "act-order: columns by decreasing Hessian diagonal", nullptr))
           .add(&GptqParams::static_groups,
                param::boolean("STATIC_GROUPS", "group parameters from the weight before updates", nullptr))
           .add(&GptqParams::true_sequential,
@@ -35,13 +37,16 @@ AlgorithmInfo gptq_info() {
     const GptqParams p = gptq_params().parse(s);
     if (!p.desc_act || p.static_groups) return out;
     if (format == "compressed-tensors")
-      out.push_back({{}, false,
-                     "DESC_ACT: compressed-tensors (0.13 on) and current vLLM read act-order only as actorder \"weight\", "
-                     "groups in column order: the job runs act-order with STATIC_GROUPS: true. Set it to say so (and to "
-                     "make a fake_quant twin the same model); EXPORT_FORMAT: gptq keeps a per-column g_idx, which vLLM's "
-                     "gptq_marlin serves"});
+      out.push_back(
+          {{},
+           false,
+           "DESC_ACT: compressed-tensors (0.13 on) and current vLLM read act-order only as actorder \"weight\", "
+           "groups in column order: the job runs act-order with STATIC_GROUPS: true. Set it to say so (and to "
+           "make a fake_quant twin the same model); EXPORT_FORMAT: gptq keeps a per-column g_idx, which vLLM's "
+           "gptq_marlin serves"});
     else if (format == "onnx" && p.w_format == "int")
-      out.push_back({{"DESC_ACT"}, true,
+      out.push_back({{"DESC_ACT"},
+                     true,
                      "the ONNX graph's weight groups are consecutive columns: DESC_ACT needs STATIC_GROUPS: true for "
                      "EXPORT_FORMAT onnx"});
     return out;

@@ -72,13 +72,15 @@ HqqResult hqq_quantize(const at::Tensor& w_in, int bits, int64_t group_size, boo
 
 QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
   const HqqParams p = hqq_params().parse(in.params);
-  const std::vector<std::string> targets = model::quantized_linear_weights(model::ModelConfig::from_json(in.ckpt->config()));
+  const std::vector<std::string> targets =
+      model::quantized_linear_weights(model::ModelConfig::from_json(in.ckpt->config()));
   QuantOutput out;
   LayerSpill spill(in.state_dir, out);
   const auto total = static_cast<int64_t>(targets.size());
   const bool integer_zeros = p.zero_points ? *p.zero_points == "integer" : in.packed_export;
   if (in.packed_export && !integer_zeros)
-    throw Error(ErrorKind::invalid_input, "HQQ with ZERO_POINTS real has no packed form: packed formats store integer zero points");
+    throw Error(ErrorKind::invalid_input,
+                "HQQ with ZERO_POINTS real has no packed form: packed formats store integer zero points");
   double real_zero_err = 0, rounded_err = 0;
   int64_t measured = 0;
   in.progress(0, total, "");
@@ -102,8 +104,11 @@ QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
     spill.after(name, i + 1 == total ? "" : targets[static_cast<std::size_t>(i + 1)]);
     in.progress(i + 1, total, name);
   }
-  out.quantization_config = {{"quant_method", "hqq"}, {"format", "fake_quant"}, {"bits", p.w_bit},
-                             {"group_size", p.group_size}, {"optimizer", "half-quadratic, p=0.7, beta=10, 20 iterations, early stop"},
+  out.quantization_config = {{"quant_method", "hqq"},
+                             {"format", "fake_quant"},
+                             {"bits", p.w_bit},
+                             {"group_size", p.group_size},
+                             {"optimizer", "half-quadratic, p=0.7, beta=10, 20 iterations, early stop"},
                              {"overrides", p.layer_overrides}};
   if (measured > 0) {
     // What rounding the zero points costs: mean relative weight error with

@@ -18,7 +18,7 @@ namespace qjobs::quant {
 struct HqqResult {
   at::Tensor weight;            // float32 [out, in]: what is exported
   at::Tensor real_zero_weight;  // the same with HQQ's real-valued zeros
-  numeric::IntWeight ints;     // integer form (integer_zeros only)
+  numeric::IntWeight ints;      // integer form (integer_zeros only)
 };
 HqqResult hqq_quantize(const at::Tensor& w, int bits, int64_t group_size, bool integer_zeros = false, int iters = 20,
                        double p = 0.7, double beta = 10.0, double kappa = 1.01);

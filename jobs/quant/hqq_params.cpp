@@ -33,9 +33,11 @@ AlgorithmInfo hqq_info() {
   a.check = [](const nlohmann::json& s, const std::string& format) {
     std::vector<SectionFinding> out;
     if (format != "fake_quant" && hqq_params().parse(s).zero_points.value_or("") == "real")
-      out.push_back({{"ZERO_POINTS"}, true,
-                     "HQQ's real-valued zero points have no packed form (every packed format stores integer zero points): "
-                     "leave ZERO_POINTS unset or integer, or set EXPORT_FORMAT: fake_quant"});
+      out.push_back(
+          {{"ZERO_POINTS"},
+           true,
+           "HQQ's real-valued zero points have no packed form (every packed format stores integer zero points): "
+           "leave ZERO_POINTS unset or integer, or set EXPORT_FORMAT: fake_quant"});
     return out;
   };
   return a;

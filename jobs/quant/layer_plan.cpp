@@ -21,7 +21,8 @@ LinearQuant quant_for(const LinearPlan& plan, const std::string& linear, RangeMo
 
 LinearPlan plan_linears(const std::string& algorithm, const nlohmann::json& section, const model::Checkpoint& ckpt) {
   const AlgorithmInfo* info = find_algorithm(algorithm);
-  if (info == nullptr || !info->weights) throw Error(ErrorKind::invalid_input, "ALGORITHM " + algorithm + " has no per-Linear plan");
+  if (info == nullptr || !info->weights)
+    throw Error(ErrorKind::invalid_input, "ALGORITHM " + algorithm + " has no per-Linear plan");
   std::vector<LinearShape> shapes;
   for (const auto& name : model::quantized_linear_weights(model::ModelConfig::from_json(ckpt.config()))) {
     LinearShape s{name.substr(0, name.size() - 7)};

@@ -41,79 +41,96 @@ void read_smooth(const json& q, const char* branch, SmoothSetting& s) {
 }
 
 json smooth_json(const SmoothSetting& s) {
-  return {{"enabled", s.enabled}, {"strategy", s.strategy}, {"alpha", s.alpha}, {"beta", s.beta}, {"num_grids", s.num_grids}};
+  return {{"enabled", s.enabled},
+          {"strategy", s.strategy},
+          {"alpha", s.alpha},
+          {"beta", s.beta},
+          {"num_grids", s.num_grids}};
 }
 
-
 ParamSpec smooth_branch(std::string name, std::string desc) {
-  return param::section(std::move(name), std::move(desc),
-                 {
-                     param::number("alpha", "smoothing exponent on activations", nullptr, 0, 1),
-                     param::number("beta", "smoothing exponent on weights (negative: 1 - alpha)", nullptr),
-                     param::string("strategy", "search strategy", nullptr, {"Manual", "GridSearch"}),
-                     param::integer("num_grids", "grid points of the search", nullptr, 1, 1000),
-                     param::string("outputs_device", "where calibration outputs are kept", nullptr,
-                            {"cpu", "cuda", "auto"}),
-                 });
+  return param::section(
+      std::move(name), std::move(desc),
+      {
+          param::number("alpha", "smoothing exponent on activations", nullptr, 0, 1),
+          param::number("beta", "smoothing exponent on weights (negative: 1 - alpha)", nullptr),
+          param::string("strategy", "search strategy", nullptr, {"Manual", "GridSearch"}),
+          param::integer("num_grids", "grid points of the search", nullptr, 1, 1000),
+          param::string("outputs_device", "where calibration outputs are kept", nullptr, {"cpu", "cuda", "auto"}),
+      });
 }
 
 }  // namespace
 
 const ParamTable<LmQuantParams>& lmquant_params() {
   static const auto t = [] {
-  const std::vector<std::string> dtypes = {"float16", "bfloat16", "float32", "torch.float16",
-                                           "torch.bfloat16", "torch.float32"};
+    const std::vector<std::string> dtypes = {"float16",       "bfloat16",       "float32",
+                                             "torch.float16", "torch.bfloat16", "torch.float32"};
     return ParamTable<LmQuantParams>()
-      .add(&LmQuantParams::save_model, param::boolean("save_model", "package the quantized checkpoint", nullptr))
-      .add(&LmQuantParams::keep_scales, param::boolean("keep_scales", "keep the scales in the checkpoint", nullptr))
-      .add(&LmQuantParams::loads_with_qserve, param::boolean("loads_with_qserve", "pack for the QServe runtime", nullptr))
-      .add(&LmQuantParams::dtype, param::string("dtype", "compute dtype of calibration", nullptr, dtypes))
-      .add(&LmQuantParams::quant_type, param::string("quant_type", "QoQ preset", nullptr,
-             {"g128", "gchn", "sq_dynamic", "sq_static", "awq", "gptq"}))
-      .add(&LmQuantParams::quant, param::section("quant", "QoQ quantization settings (deepcompressor's quant.* keys); unset keys keep the preset",
-              {
-                  param::string("develop_dtype", "dtype of statistics", nullptr, dtypes),
-                  param::boolean("enable_rotation", "Hadamard rotation of the residual stream and of values per head", nullptr),
-                  param::section("rotation", "rotation",
-                          {param::boolean("random", "random signs on the Hadamard matrix", nullptr)}),
-                  param::boolean("enable_smooth", "all smoothing (xw and yx)", nullptr),
-                  param::section("smooth", "smoothing",
-                          {param::boolean("enable_xw", "smooth v -> o_proj and up -> down_proj", nullptr),
-                           param::boolean("enable_yx", "SmoothAttention on keys after RoPE", nullptr),
-                           smooth_branch("xw", "activation -> weight smoothing (v -> o, up -> down)"),
-                           smooth_branch("yx", "SmoothAttention on keys (beta: exponent on queries)")}),
-                  param::boolean("enable_reorder", "reorder down_proj's input channels by magnitude", nullptr),
-                  param::section("wgts", "weight quantization",
-                          {param::string("dtype", "weight type", nullptr, {"uint4", "uint8"}),
-                           param::integer("group_size", "columns per group; -1 = per output channel", nullptr, -1, 1 << 20),
-                           param::boolean("progressive", "int8 per channel in [-119, 119], then integer group scales", nullptr),
-                           param::boolean("enable_calib_range", "activation-aware clipping", nullptr),
-                           param::section("calib_range", "activation-aware clipping",
-                                   {param::number("max_shrink", "largest shrink of a group's range", nullptr, 0, 0.99),
-                                    param::integer("num_grids", "grid points of the shrink search", nullptr, 1, 1000),
-                                    param::string("outputs_device", "where outputs are kept", nullptr,
-                                           {"cpu", "cuda", "auto"})}),
-                           param::boolean("enable_kernel_gptq", "GPTQ on the QoQ grid", nullptr),
-                           param::section("kernel_gptq", "GPTQ",
-                                   {param::number("damp_percentage", "damping as a share of the mean Hessian diagonal", nullptr, 0, 1),
-                                    param::integer("block_size", "columns per lazy update block", nullptr, 1, 1 << 16)})}),
-                  param::section("ipts", "input activations of the Linears",
-                          {param::string("dtype", "activation type", nullptr, {"sint8", "sint16", "none", "null"}),
-                           param::boolean("static", "one calibrated scale per tensor instead of one per token", nullptr)}),
-                  param::section("opts", "KV cache (asymmetric, per token per head)",
-                          {param::string("dtype", "KV type", nullptr, {"uint4", "uint8", "none", "null"}),
-                           param::integer("group_size", "channels per group; 0 = the whole head", nullptr, 0, 1 << 16)}),
-                  param::section("reorder", "channel reordering",
-                          {param::string("outputs_device", "where outputs are kept", nullptr,
-                                  {"cpu", "cuda", "auto"})}),
-              }))
-      .add(&LmQuantParams::layer_overrides, layer_overrides_spec(true))
-      .add(&LmQuantParams::eval, param::section("eval", "evaluation after quantization",
-              {
-                  param::string_list("tasks", "tasks such as wikitext or arc_challenge:25"),
-                  param::integer("max_seq_length", "longest sequence evaluated", nullptr, 1, 1 << 20),
-                  param::string("evaluator", "evaluation harness", nullptr, {"lm_eval", "gptq"}),
-              }));
+        .add(&LmQuantParams::save_model, param::boolean("save_model", "package the quantized checkpoint", nullptr))
+        .add(&LmQuantParams::keep_scales, param::boolean("keep_scales", "keep the scales in the checkpoint", nullptr))
+        .add(&LmQuantParams::loads_with_qserve,
+             param::boolean("loads_with_qserve", "pack for the QServe runtime", nullptr))
+        .add(&LmQuantParams::dtype, param::string("dtype", "compute dtype of calibration", nullptr, dtypes))
+        .add(&LmQuantParams::quant_type, param::string("quant_type", "QoQ preset", nullptr,
+                                                       {"g128", "gchn", "sq_dynamic", "sq_static", "awq", "gptq"}))
+        .add(&LmQuantParams::quant,
+             param::section(
+                 "quant", "QoQ quantization settings (deepcompressor's quant.* keys); unset keys keep the preset",
+                 {
+                     param::string("develop_dtype", "dtype of statistics", nullptr, dtypes),
+                     param::boolean("enable_rotation",
+                                    "Hadamard rotation of the residual stream and of values per head", nullptr),
+                     param::section("rotation", "rotation",
+                                    {param::boolean("random", "random signs on the Hadamard matrix", nullptr)}),
+                     param::boolean("enable_smooth", "all smoothing (xw and yx)", nullptr),
+                     param::section("smooth", "smoothing",
+                                    {param::boolean("enable_xw", "smooth v -> o_proj and up -> down_proj", nullptr),
+                                     param::boolean("enable_yx", "SmoothAttention on keys after RoPE", nullptr),
+                                     smooth_branch("xw", "activation -> weight smoothing (v -> o, up -> down)"),
+                                     smooth_branch("yx", "SmoothAttention on keys (beta: exponent on queries)")}),
+                     param::boolean("enable_reorder", "reorder down_proj's input channels by magnitude", nullptr),
+                     param::section(
+                         "wgts", "weight quantization",
+                         {param::string("dtype", "weight type", nullptr, {"uint4", "uint8"}),
+                          param::integer("group_size", "columns per group; -1 = per output channel", nullptr, -1,
+                                         1 << 20),
+                          param::boolean("progressive", "int8 per channel in [-119, 119], then integer group scales",
+                                         nullptr),
+                          param::boolean("enable_calib_range", "activation-aware clipping", nullptr),
+                          param::section(
+                              "calib_range", "activation-aware clipping",
+                              {param::number("max_shrink", "largest shrink of a group's range", nullptr, 0, 0.99),
+                               param::integer("num_grids", "grid points of the shrink search", nullptr, 1, 1000),
+                               param::string("outputs_device", "where outputs are kept", nullptr,
+                                             {"cpu", "cuda", "auto"})}),
+                          param::boolean("enable_kernel_gptq", "GPTQ on the QoQ grid", nullptr),
+                          param::section(
+                              "kernel_gptq", "GPTQ",
+                              {param::number("damp_percentage", "damping as a share of the mean Hessian diagonal",
+                                             nullptr, 0, 1),
+                               param::integer("block_size", "columns per lazy update block", nullptr, 1, 1 << 16)})}),
+                     param::section(
+                         "ipts", "input activations of the Linears",
+                         {param::string("dtype", "activation type", nullptr, {"sint8", "sint16", "none", "null"}),
+                          param::boolean("static", "one calibrated scale per tensor instead of one per token",
+                                         nullptr)}),
+                     param::section(
+                         "opts", "KV cache (asymmetric, per token per head)",
+                         {param::string("dtype", "KV type", nullptr, {"uint4", "uint8", "none", "null"}),
+                          param::integer("group_size", "channels per group; 0 = the whole head", nullptr, 0, 1 << 16)}),
+                     param::section("reorder", "channel reordering",
+                                    {param::string("outputs_device", "where outputs are kept", nullptr,
+                                                   {"cpu", "cuda", "auto"})}),
+                 }))
+        .add(&LmQuantParams::layer_overrides, layer_overrides_spec(true))
+        .add(&LmQuantParams::eval,
+             param::section("eval", "evaluation after quantization",
+                            {
+                                param::string_list("tasks", "tasks such as wikitext or arc_challenge:25"),
+                                param::integer("max_seq_length", "longest sequence evaluated", nullptr, 1, 1 << 20),
+                                param::string("evaluator", "evaluation harness", nullptr, {"lm_eval", "gptq"}),
+                            }));
   }();
   return t;
 }
@@ -125,10 +142,14 @@ QoqConfig QoqConfig::from_lmquant(const json& section) {
   QoqConfig c;
   c.preset = lp.quant_type;
   if (c.preset == "gchn") c.w_group = -1, c.progressive = false, c.kv_bits = 8;
-  else if (c.preset != "g128") throw Error(ErrorKind::invalid_input, "llm.LMQuant.quant_type: QoQ runs g128 or gchn, not " + c.preset);
+  else if (c.preset != "g128")
+    throw Error(ErrorKind::invalid_input, "llm.LMQuant.quant_type: QoQ runs g128 or gchn, not " + c.preset);
   const json q = lp.quant.is_object() ? lp.quant : json::object();
-  const auto b = [&](std::initializer_list<const char*> path, bool& dst) { if (const auto* v = at_path_impl(q, path)) dst = v->get<bool>(); };
-  if (const auto* v = at_path_impl(q, {"wgts", "dtype"})) c.w_bits = dtype_bits("llm.LMQuant.quant.wgts.dtype", v->get<std::string>(), {"uint4", "uint8"});
+  const auto b = [&](std::initializer_list<const char*> path, bool& dst) {
+    if (const auto* v = at_path_impl(q, path)) dst = v->get<bool>();
+  };
+  if (const auto* v = at_path_impl(q, {"wgts", "dtype"}))
+    c.w_bits = dtype_bits("llm.LMQuant.quant.wgts.dtype", v->get<std::string>(), {"uint4", "uint8"});
   if (const auto* v = at_path_impl(q, {"wgts", "group_size"})) c.w_group = v->get<int64_t>();
   b({"wgts", "progressive"}, c.progressive);
   b({"wgts", "enable_calib_range"}, c.calib_range);
@@ -158,9 +179,15 @@ QoqConfig QoqConfig::from_lmquant(const json& section) {
 
 json QoqConfig::to_json() const {
   return {{"preset", preset},
-          {"weights", {{"bits", w_bits}, {"group_size", w_group}, {"progressive", progressive},
-                       {"protective_range", progressive ? kQoqProtectiveRange : 0}, {"calib_range", calib_range},
-                       {"max_shrink", max_shrink}, {"gptq", gptq}, {"damp_percent", damp}}},
+          {"weights",
+           {{"bits", w_bits},
+            {"group_size", w_group},
+            {"progressive", progressive},
+            {"protective_range", progressive ? kQoqProtectiveRange : 0},
+            {"calib_range", calib_range},
+            {"max_shrink", max_shrink},
+            {"gptq", gptq},
+            {"damp_percent", damp}}},
           {"activations", {{"bits", a_bits}, {"static", a_static}, {"granularity", a_static ? "tensor" : "token"}}},
           {"kv_cache", {{"bits", kv_bits}, {"group_size", kv_group}, {"granularity", "token, head"}}},
           {"rotation", {{"enabled", rotation}, {"random", rotation_random}}},
@@ -173,7 +200,10 @@ AlgorithmInfo lmquant_info() {
   AlgorithmInfo a{"LMQuant",
                   "QoQ W4A8KV4 (g128, gchn) with rotation, smoothing and GPTQ; sq_*, awq, gptq presets by delegation; "
                   "compressed-tensors W4A8",
-                  true, lmquant_params().specs(), 128, 512};
+                  true,
+                  lmquant_params().specs(),
+                  128,
+                  512};
   a.weights = [](const json& s) { return lmquant_weights(s); };
   a.output = [](const json& s) {
     const std::string preset = lmquant_params().parse(s).quant_type;
@@ -187,9 +217,11 @@ AlgorithmInfo lmquant_info() {
     const LmQuantParams p = lmquant_params().parse(s);
     // QServe's packing is not written: say so at submission, not after calibration.
     if (p.loads_with_qserve)
-      out.push_back({{"loads_with_qserve"}, true,
-                     "packing for the QServe runtime is not built; set False (the job writes a fake-quant checkpoint that "
-                     "records W4A8KV4 in config.json)"});
+      out.push_back(
+          {{"loads_with_qserve"},
+           true,
+           "packing for the QServe runtime is not built; set False (the job writes a fake-quant checkpoint that "
+           "records W4A8KV4 in config.json)"});
     // The sq_*/awq/gptq presets delegate to SmoothQuant, AWQ or GPTQ: of the
     // quant.* keys only quant.smooth.xw.alpha and (sq_*) quant.enable_smooth
     // reach them; the others are named, not dropped silently.
@@ -221,7 +253,8 @@ AlgorithmInfo lmquant_info() {
                      "has no effect with quant_type " + preset + ": it runs " +
                          (sq ? std::string("SmoothQuant (alpha from quant.smooth.xw.alpha, smoothing off with "
                                            "quant.enable_smooth: false)")
-                             : preset == "awq" ? std::string("AWQ W4 g128") : std::string("GPTQ W4 g128"))});
+                          : preset == "awq" ? std::string("AWQ W4 g128")
+                                            : std::string("GPTQ W4 g128"))});
     }
     return out;
   };

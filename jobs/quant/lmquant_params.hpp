@@ -16,14 +16,14 @@
 namespace qjobs::quant {
 
 struct LmQuantParams {
-  bool save_model = true;              // save_model: package the quantized checkpoint
-  bool keep_scales = true;             // keep_scales: keep the scales in the checkpoint
-  bool loads_with_qserve = false;      // loads_with_qserve: pack for the QServe runtime
-  std::string dtype = "float16";       // dtype: compute dtype of calibration
-  std::string quant_type = "gchn";     // quant_type: g128, gchn (QoQ), sq_dynamic, sq_static, awq, gptq
-  nlohmann::json quant;                // quant: deepcompressor's settings as written; unset keys keep the preset
-  nlohmann::json layer_overrides = nlohmann::json::array();      // LAYER_OVERRIDES as written
-  nlohmann::json eval;                 // eval: LMQuant's evaluation section as written
+  bool save_model = true;           // save_model: package the quantized checkpoint
+  bool keep_scales = true;          // keep_scales: keep the scales in the checkpoint
+  bool loads_with_qserve = false;   // loads_with_qserve: pack for the QServe runtime
+  std::string dtype = "float16";    // dtype: compute dtype of calibration
+  std::string quant_type = "gchn";  // quant_type: g128, gchn (QoQ), sq_dynamic, sq_static, awq, gptq
+  nlohmann::json quant;             // quant: deepcompressor's settings as written; unset keys keep the preset
+  nlohmann::json layer_overrides = nlohmann::json::array();  // LAYER_OVERRIDES as written
+  nlohmann::json eval;                                       // eval: LMQuant's evaluation section as written
 };
 
 const ParamTable<LmQuantParams>& lmquant_params();
@@ -35,28 +35,28 @@ struct SmoothSetting {
   bool enabled = true;
   std::string strategy = "GridSearch";  // or Manual
   double alpha = 0.5;
-  double beta = -1;   // < 0: 1 - alpha
+  double beta = -1;  // < 0: 1 - alpha
   int num_grids = 20;
 };
 
 struct QoqConfig {
   std::string preset = "g128";
   int w_bits = 4;
-  int64_t w_group = 128;      // -1: per output channel
-  bool progressive = true;    // int8 per channel, then integer group scales
+  int64_t w_group = 128;    // -1: per output channel
+  bool progressive = true;  // int8 per channel, then integer group scales
   bool calib_range = true;
   double max_shrink = 0.2;
   int clip_grids = 20;
   bool gptq = true;
   double damp = 0.01;
   int64_t gptq_block = 128;
-  int a_bits = 8;             // 0: activations kept in full precision
+  int a_bits = 8;  // 0: activations kept in full precision
   bool a_static = false;
-  int kv_bits = 4;            // 0: KV cache kept in full precision
-  int64_t kv_group = 0;       // channels per KV group; 0 = the whole head
+  int kv_bits = 4;       // 0: KV cache kept in full precision
+  int64_t kv_group = 0;  // channels per KV group; 0 = the whole head
   bool rotation = true;
   bool rotation_random = false;
-  SmoothSetting xw;           // v -> o, up -> down
+  SmoothSetting xw;                              // v -> o, up -> down
   SmoothSetting yx{true, "Manual", 0.5, 0, 20};  // SmoothAttention
   bool reorder = true;
 

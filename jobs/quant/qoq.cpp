@@ -57,7 +57,8 @@ namespace {
 int64_t effective_group(int64_t group, int64_t cols) { return group <= 0 ? cols : std::min(group, cols); }
 
 // Round to nearest on the grid, every group; ratio [rows, groups] or undefined.
-at::Tensor rtn(const at::Tensor& w, const WeightGrid& wg, int64_t g, const at::Tensor& ratio, numeric::IntWeight* ints = nullptr) {
+at::Tensor rtn(const at::Tensor& w, const WeightGrid& wg, int64_t g, const at::Tensor& ratio,
+               numeric::IntWeight* ints = nullptr) {
   const int64_t rows = w.size(0), cols = w.size(1), ng = (cols + g - 1) / g;
   auto out = at::empty_like(w);
   at::Tensor codes, scales, zeros;
@@ -90,7 +91,8 @@ at::Tensor rtn(const at::Tensor& w, const WeightGrid& wg, int64_t g, const at::T
 // Activation-aware clipping: per (row, group) the shrink r of [min, max]
 // (1 - max_shrink * k / grids) whose rounded group gives the least output
 // error sum_t (x_t,g . (w_g - q_g))^2 on sampled inputs x [tokens, in].
-at::Tensor search_clip(const at::Tensor& w, const at::Tensor& x, const WeightGrid& wg, int64_t g, double max_shrink, int grids) {
+at::Tensor search_clip(const at::Tensor& w, const at::Tensor& x, const WeightGrid& wg, int64_t g, double max_shrink,
+                       int grids) {
   const int64_t rows = w.size(0), cols = w.size(1), ng = (cols + g - 1) / g;
   auto table = at::ones({rows, ng});
   for (int64_t gi = 0; gi < ng; ++gi) {
@@ -174,7 +176,8 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
     throw Error(ErrorKind::invalid_input, "QoQ's SmoothAttention scales q and k channels, which " + fam.hf_class +
                                               " normalizes per head: set quant.smooth.enable_yx false");
   if (!fam.llama_layout())
-    throw Error(ErrorKind::invalid_input, "QoQ is built for Llama-layout blocks (Llama, Mistral, Qwen2); " + fam.hf_class +
+    throw Error(ErrorKind::invalid_input, "QoQ is built for Llama-layout blocks (Llama, Mistral, Qwen2); " +
+                                              fam.hf_class +
                                               " is not one: use RTN, GPTQ, AutoAWQ, HQQ, FP8 or NVFP4 for it");
   if (c.rotation) {
     fuse_norms(model);
@@ -212,11 +215,14 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
   };
   // Output error of a consumer Linear with its inputs divided and its
   // columns multiplied by S [in], both quantized as they will be.
-  const auto consumer_error = [&](const std::string& full, const at::Tensor& x, const at::Tensor& w, const at::Tensor& S) {
+  const auto consumer_error = [&](const std::string& full, const at::Tensor& x, const at::Tensor& w,
+                                  const at::Tensor& S) {
     const auto plan = wplan(full);
     const auto y = at::matmul(x, w.t());
     const auto ws = w * S.unsqueeze(0);
-    const auto wq = plan.skip ? ws : rtn(ws, WeightGrid::for_weight(ws, plan.cfg.bits, c.progressive), group_of(plan, ws.size(1)), at::Tensor());
+    const auto wq = plan.skip ? ws
+                              : rtn(ws, WeightGrid::for_weight(ws, plan.cfg.bits, c.progressive),
+                                    group_of(plan, ws.size(1)), at::Tensor());
     const auto xq = act_for(plan.skip ? 0 : plan.a_bits, false, x).apply(x / S.unsqueeze(0));
     return (at::matmul(xq, wq.t()) - y).pow(2).sum();
   };
@@ -251,7 +257,8 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
       };
       engine.forward(l, &hook);
       const auto kstat = tie_rope_pairs(kmax, mc.head_dim);
-      const auto qstat = tie_rope_pairs(qmax.reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1}), mc.head_dim);
+      const auto qstat =
+          tie_rope_pairs(qmax.reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1}), mc.head_dim);
       // Objective: attention logits of the first window with the keys as the cache holds them.
       const auto k0 = k_first.reshape({1, -1, mc.kv_heads, mc.head_dim}).transpose(1, 2);  // [1, kvh, T, hd]
       const auto q0 = q_first.reshape({1, -1, mc.kv_heads, rep, mc.head_dim});
@@ -275,12 +282,15 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
       const auto expand = [&](const at::Tensor& s) {
         return s.reshape({mc.kv_heads, 1, mc.head_dim}).expand({mc.kv_heads, rep, mc.head_dim}).reshape({-1});
       };
-      const auto s_vo = choose_scale(c.xw, xstat, wstat, [&](const at::Tensor& s) { return consumer_error(prefix + "self_attn.o_proj", x, w, expand(s)); });
+      const auto s_vo = choose_scale(c.xw, xstat, wstat, [&](const at::Tensor& s) {
+        return consumer_error(prefix + "self_attn.o_proj", x, w, expand(s));
+      });
       smooth_value_out(layer, mc, s_vo);
       x = sample_rows(engine.capture_inputs(l, {"mlp.down_proj"}).at("mlp.down_proj"), 2048);
       w = layer.down_proj.weight.to(at::kFloat);
-      const auto s_ud = choose_scale(c.xw, x.abs().amax(0), w.abs().amax(0),
-                                     [&](const at::Tensor& s) { return consumer_error(prefix + "mlp.down_proj", x, w, s); });
+      const auto s_ud = choose_scale(c.xw, x.abs().amax(0), w.abs().amax(0), [&](const at::Tensor& s) {
+        return consumer_error(prefix + "mlp.down_proj", x, w, s);
+      });
       smooth_up_down(layer, s_ud);
     }
 
@@ -296,10 +306,11 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
     std::map<std::string, model::Linear*> lin;
     for (auto& [name, l2] : layer.linears()) lin[name] = l2;
     std::vector<LayerError> errs;
-    for (const auto& group : std::vector<std::vector<std::string>>{{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
-                                                                   {"self_attn.o_proj"},
-                                                                   {"mlp.gate_proj", "mlp.up_proj"},
-                                                                   {"mlp.down_proj"}}) {
+    for (const auto& group :
+         std::vector<std::vector<std::string>>{{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
+                                               {"self_attn.o_proj"},
+                                               {"mlp.gate_proj", "mlp.up_proj"},
+                                               {"mlp.down_proj"}}) {
       const auto xs = engine.capture_inputs(l, group);
       for (const auto& name : group) {
         const std::string full = prefix + name;
@@ -311,7 +322,8 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
         const auto w = L2.weight.to(at::kFloat);
         const int64_t g = group_of(plan, w.size(1));
         const auto wg = WeightGrid::for_weight(w, plan.cfg.bits, c.progressive);
-        const auto ratio = c.calib_range ? search_clip(w, sample_rows(x, 512), wg, g, c.max_shrink, c.clip_grids) : at::Tensor();
+        const auto ratio =
+            c.calib_range ? search_clip(w, sample_rows(x, 512), wg, g, c.max_shrink, c.clip_grids) : at::Tensor();
         at::Tensor wq;
         numeric::IntWeight ints;
         if (c.gptq) {
@@ -355,13 +367,9 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
       }
     }
   }
-  out.quantization_config = {{"quant_method", "qoq"},
-                             {"format", "fake_quant"},
-                             {"lmquant_preset", c.preset},
-                             {"qoq", c.to_json()},
-                             {"activations", activations},
-                             {"kv_cache", kv.to_json()},
-                             {"overrides", p.layer_overrides}};
+  out.quantization_config = {
+      {"quant_method", "qoq"},      {"format", "fake_quant"},   {"lmquant_preset", c.preset},    {"qoq", c.to_json()},
+      {"activations", activations}, {"kv_cache", kv.to_json()}, {"overrides", p.layer_overrides}};
   return out;
 }
 

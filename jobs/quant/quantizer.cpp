@@ -9,8 +9,8 @@ namespace qjobs::quant {
 namespace {
 
 // Quantizes x [rows, groups, g] with one scale per (row, group).
-void quantize_groups(const at::Tensor& x, const WeightQuantConfig& cfg, at::Tensor& codes,
-                     at::Tensor& scales, at::Tensor& zeros) {
+void quantize_groups(const at::Tensor& x, const WeightQuantConfig& cfg, at::Tensor& codes, at::Tensor& scales,
+                     at::Tensor& zeros) {
   if (cfg.range == RangeMode::through_zero) {
     auto [s, z] = through_zero_params(x.reshape({-1, x.size(-1)}), cfg.bits, cfg.zero_point);
     scales = s.reshape({x.size(0), x.size(1), 1});
@@ -121,7 +121,8 @@ at::Tensor QuantizedWeight::dequantize() const {
 }
 
 at::Tensor lpbq_scales(const at::Tensor& scales, int bits, int decompressed_bits) {
-  if (bits >= decompressed_bits) throw Error(ErrorKind::invalid_input, "LPBQ needs fewer weight bits than its block scales' 8");
+  if (bits >= decompressed_bits)
+    throw Error(ErrorKind::invalid_input, "LPBQ needs fewer weight bits than its block scales' 8");
   const double levels = std::ldexp(1.0, decompressed_bits - bits);
   const auto s = scales.to(at::kFloat);
   const auto channel = s.amax(1, true) / levels;
@@ -132,7 +133,8 @@ at::Tensor lpbq_scales(const at::Tensor& scales, int bits, int decompressed_bits
 QuantizedWeight quantize_with_scales(const at::Tensor& w_in, const at::Tensor& scales, int64_t group_size, int bits) {
   const auto w = w_in.to(at::kFloat);
   const int64_t rows = w.size(0), cols = w.size(1), groups = scales.size(1);
-  if (group_size * groups != cols) throw Error(ErrorKind::internal, "quantize_with_scales: groups do not cover the row");
+  if (group_size * groups != cols)
+    throw Error(ErrorKind::internal, "quantize_with_scales: groups do not cover the row");
   const double qmax = (1 << (bits - 1)) - 1, qmin = -(1 << (bits - 1));
   QuantizedWeight q;
   q.scales = scales.to(at::kFloat).contiguous();

@@ -42,9 +42,9 @@ at::Tensor quantize_codes(const at::Tensor& w, const at::Tensor& scale, const at
 at::Tensor dequantize_codes(const at::Tensor& q, const at::Tensor& scale, const at::Tensor& zero);
 
 struct QuantizedWeight {
-  at::Tensor codes;   // int32 [out, in]: 0..2^b-1 (asymmetric) or signed (symmetric)
-  at::Tensor scales;  // float32 [out, n_groups]
-  at::Tensor zeros;   // int32 [out, n_groups]; undefined when symmetric
+  at::Tensor codes;        // int32 [out, in]: 0..2^b-1 (asymmetric) or signed (symmetric)
+  at::Tensor scales;       // float32 [out, n_groups]
+  at::Tensor zeros;        // int32 [out, n_groups]; undefined when symmetric
   int64_t group_size = 0;  // the effective group size (in_features for per-channel)
 
   // float32 [out, in]: the values the codes stand for.

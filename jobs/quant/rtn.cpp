@@ -16,7 +16,8 @@ QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
   const RtnParams p = rtn_params().parse(params);
   const auto& progress = in.progress;
 
-  const std::vector<std::string> targets = model::quantized_linear_weights(model::ModelConfig::from_json(ckpt.config()));
+  const std::vector<std::string> targets =
+      model::quantized_linear_weights(model::ModelConfig::from_json(ckpt.config()));
 
   QuantOutput out;
   LayerSpill spill(in.state_dir, out);
@@ -38,8 +39,8 @@ QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
     const at::Tensor deq = qw.dequantize();
     out.int_weights[name.substr(0, name.size() - 7)] = to_int_weight(qw, cfg.bits);
     const double norm = w32.norm().item<double>();
-    out.layer_errors.push_back({name, (deq - w32).norm().item<double>() / std::max(norm, 1e-30),
-                                (deq - w32).abs().max().item<double>(), -1});
+    out.layer_errors.push_back(
+        {name, (deq - w32).norm().item<double>() / std::max(norm, 1e-30), (deq - w32).abs().max().item<double>(), -1});
     if (in.keep_float_weights) out.replaced[name] = deq.to(w.scalar_type());
     spill.after(name, i + 1 == total ? "" : targets[static_cast<std::size_t>(i + 1)]);
     progress(i + 1, total, name);

@@ -10,7 +10,9 @@ const ParamTable<RtnParams>& rtn_params() {
 AlgorithmInfo rtn_info() {
   AlgorithmInfo a{"RTN", "round-to-nearest weight quantization (no calibration)", true, rtn_params().specs()};
   a.weights = [](const nlohmann::json& s) { return rtn_params().parse(s).weight_scheme(); };
-  a.output = [](const nlohmann::json&) { return AlgorithmOutput{.int_weight_only = true, .int_weights = true, .onnx_encodings = true}; };
+  a.output = [](const nlohmann::json&) {
+    return AlgorithmOutput{.int_weight_only = true, .int_weights = true, .onnx_encodings = true};
+  };
   a.check = weight_only_check;
   return a;
 }

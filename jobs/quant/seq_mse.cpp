@@ -16,7 +16,8 @@ namespace qjobs::quant {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-QuantizedWeight quantize_with_range_fraction(const at::Tensor& w, const at::Tensor& fraction, int bits, bool zero_point) {
+QuantizedWeight quantize_with_range_fraction(const at::Tensor& w, const at::Tensor& fraction, int bits,
+                                             bool zero_point) {
   QuantizedWeight q;
   q.group_size = w.size(1);
   if (zero_point) {
@@ -36,15 +37,19 @@ QuantizedWeight quantize_with_range_fraction(const at::Tensor& w, const at::Tens
 
 namespace {
 
-at::Tensor dequantized(const QuantizedWeight& q) { return q.zeros.defined() ? (q.codes - q.zeros) * q.scales : q.codes * q.scales; }
+at::Tensor dequantized(const QuantizedWeight& q) {
+  return q.zeros.defined() ? (q.codes - q.zeros) * q.scales : q.codes * q.scales;
+}
 
 // Loss per output channel of y_hat against y ([tokens, out]), summed over
 // the rows; sqnr per window, summed over windows.
 at::Tensor channel_loss(const at::Tensor& y, const at::Tensor& y_hat, SeqMseLoss loss, int64_t windows) {
   const auto d = y_hat - y;
   switch (loss) {
-    case SeqMseLoss::mse: return d.square().sum(0);
-    case SeqMseLoss::l1: return d.abs().sum(0);
+    case SeqMseLoss::mse:
+      return d.square().sum(0);
+    case SeqMseLoss::l1:
+      return d.abs().sum(0);
     case SeqMseLoss::sqnr: {
       const int64_t rows = y.size(0) / windows;
       const auto sig = y.reshape({windows, rows, -1}).square().mean(1);
@@ -64,7 +69,8 @@ SeqMseResult seq_mse_quantize(const at::Tensor& w_in, const at::Tensor& x_in, co
     throw Error(ErrorKind::internal, "seq_mse_quantize: w [out, in] and x [tokens, in] do not match");
   if (o.candidates < 1) throw Error(ErrorKind::invalid_input, "NUM_CANDIDATES must be at least 1");
   if (cfg.bits < 2 || cfg.bits > 8) throw Error(ErrorKind::invalid_input, "bits must be in [2, 8]");
-  if (o.windows < 1 || x_in.size(0) % o.windows != 0) throw Error(ErrorKind::internal, "seq_mse_quantize: rows are not whole windows");
+  if (o.windows < 1 || x_in.size(0) % o.windows != 0)
+    throw Error(ErrorKind::internal, "seq_mse_quantize: rows are not whole windows");
   const auto w = w_in.to(at::kFloat).contiguous();
   const auto x = x_in.to(at::kFloat);
   const int64_t rows = w.size(0), cols = w.size(1);
@@ -128,13 +134,15 @@ class ActivationState {
     file_ = state_dir / "seq_mse_activations.json";
     if (!fs::exists(file_)) return;
     const auto j = json::parse(read_file(file_), nullptr, false);
-    if (j.is_object() && j.value("fingerprint", "") == fp_ && j.contains("layers") && j["layers"].is_object()) layers_ = j["layers"];
+    if (j.is_object() && j.value("fingerprint", "") == fp_ && j.contains("layers") && j["layers"].is_object())
+      layers_ = j["layers"];
   }
   json restored(int64_t layer) const {
     const auto key = std::to_string(layer);
     if (!layers_.contains(key))
-      throw Error(ErrorKind::internal, "the saved state has block " + key +
-                                           " but not its activation scales (seq_mse_activations.json); remove the job's state folder");
+      throw Error(ErrorKind::internal,
+                  "the saved state has block " + key +
+                      " but not its activation scales (seq_mse_activations.json); remove the job's state folder");
     return layers_[key];
   }
   void save(int64_t layer, const json& acts) {
@@ -163,14 +171,14 @@ QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
   // AIMET's LPBQ: the search runs on plain blocks (as AIMET's does), then
   // each row's block scales become 4-bit multiples of one per-channel scale.
   const bool lpbq = p.lpbq;
-  if (lpbq && p.zero_point)
-    throw Error(ErrorKind::invalid_input, "LPBQ is symmetric: set ZERO_POINT: false");
+  if (lpbq && p.zero_point) throw Error(ErrorKind::invalid_input, "LPBQ is symmetric: set ZERO_POINT: false");
   auto ids = in.calibration();
   if (p.num_batches) ids = ids.narrow(0, 0, std::min<int64_t>(ids.size(0), *p.num_batches));
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
   QuantOutput out;
   json activations = json::object();
-  ActivationState saved(in.state_dir, in.state_dir.empty() ? "" : calibration_fingerprint(*in.ckpt, in.params, ids, model.dtype()));
+  ActivationState saved(in.state_dir,
+                        in.state_dir.empty() ? "" : calibration_fingerprint(*in.ckpt, in.params, ids, model.dtype()));
   double fraction_sum = 0;
   int64_t fraction_count = 0;
   BlockLoopOptions loop;
@@ -213,7 +221,8 @@ QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
         SeqMseOptions o = opt;
         o.windows = ids.size(0);
         auto r = seq_mse_quantize(w0, x, plan.cfg, o);
-        if (lpbq && plan.cfg.bits < 8 && !plan.cfg.zero_point && r.q.scales.size(1) > 1 && w0.size(1) % r.q.group_size == 0) {
+        if (lpbq && plan.cfg.bits < 8 && !plan.cfg.zero_point && r.q.scales.size(1) > 1 &&
+            w0.size(1) % r.q.group_size == 0) {
           r.q = quantize_with_scales(w0, lpbq_scales(r.q.scales, plan.cfg.bits), r.q.group_size, plan.cfg.bits);
           r.weight = r.q.dequantize();
         }
@@ -228,26 +237,27 @@ QuantOutput SequentialMseAlgorithm::run(const QuantInputs& in) {
           block_acts[full] = aq.to_json();
         }
         const double norm = std::max(w0.norm().item<double>(), 1e-30);
-        step.errors.push_back({full, (r.weight - w0).norm().item<double>() / norm, (r.weight - w0).abs().max().item<double>(),
-                               relative_output_error(x, w0, r.weight)});
+        step.errors.push_back({full, (r.weight - w0).norm().item<double>() / norm,
+                               (r.weight - w0).abs().max().item<double>(), relative_output_error(x, w0, r.weight)});
         lin.weight = r.weight.to(lin.weight.scalar_type());
       }
     }
     for (auto& [name, a] : block_acts.items()) activations[name] = a;
     saved.save(l, block_acts);
   });
-  out.quantization_config = {{"quant_method", "sequential_mse"},
-                             {"format", "fake_quant"},
-                             {"bits", p.w_bit},
-                             {"group_size", p.group_size},
-                             {"zero_point", p.zero_point},
-                             {"num_candidates", opt.candidates},
-                             {"inp_symmetry", symmetry},
-                             {"loss_fn", p.loss_fn},
-                             {"act_bits", p.a_bit},
-                             {"lpbq", lpbq},
-                             {"mean_range_fraction", fraction_count > 0 ? fraction_sum / static_cast<double>(fraction_count) : 1.0},
-                             {"overrides", p.layer_overrides}};
+  out.quantization_config = {
+      {"quant_method", "sequential_mse"},
+      {"format", "fake_quant"},
+      {"bits", p.w_bit},
+      {"group_size", p.group_size},
+      {"zero_point", p.zero_point},
+      {"num_candidates", opt.candidates},
+      {"inp_symmetry", symmetry},
+      {"loss_fn", p.loss_fn},
+      {"act_bits", p.a_bit},
+      {"lpbq", lpbq},
+      {"mean_range_fraction", fraction_count > 0 ? fraction_sum / static_cast<double>(fraction_count) : 1.0},
+      {"overrides", p.layer_overrides}};
   if (!activations.empty()) out.quantization_config["activations"] = activations;
   return out;
 }

@@ -41,9 +41,9 @@ struct SeqMseOptions {
 };
 
 struct SeqMseResult {
-  QuantizedWeight q;      // codes, scales, zeros as quantize_weight() reports them
-  at::Tensor weight;      // float32 [out, in]: q dequantized
-  at::Tensor candidate;   // int64 [out, groups]: the chosen c, 0 .. C-1 (C-1 = the full range)
+  QuantizedWeight q;     // codes, scales, zeros as quantize_weight() reports them
+  at::Tensor weight;     // float32 [out, in]: q dequantized
+  at::Tensor candidate;  // int64 [out, groups]: the chosen c, 0 .. C-1 (C-1 = the full range)
 };
 
 // The range fraction grid: (c + 1) / C for c = 0 .. C-1.
@@ -54,7 +54,8 @@ SeqMseResult seq_mse_quantize(const at::Tensor& w, const at::Tensor& x, const We
 
 // w [out, g] quantized with its range scaled per row by `fraction` [out, 1]:
 // codes (signed when symmetric), scale [out, 1], zero [out, 1] (asymmetric).
-QuantizedWeight quantize_with_range_fraction(const at::Tensor& w, const at::Tensor& fraction, int bits, bool zero_point);
+QuantizedWeight quantize_with_range_fraction(const at::Tensor& w, const at::Tensor& fraction, int bits,
+                                             bool zero_point);
 
 class SequentialMseAlgorithm final : public QuantAlgorithm {
  public:

@@ -5,7 +5,8 @@ namespace qjobs::quant {
 const ParamTable<SeqMseParams>& seq_mse_params() {
   static const auto t = [] {
     auto a = param::integer(
-        "A_BIT", "simulated input activation bits, static per tensor (16: w4a16, 8: w4a8; 0: none, weight-only)", nullptr, 0, 16);
+        "A_BIT", "simulated input activation bits, static per tensor (16: w4a16, 8: w4a8; 0: none, weight-only)",
+        nullptr, 0, 16);
     a.check = [](const nlohmann::json& v) -> std::optional<std::string> {
       const auto b = v.get<long long>();
       if (b == 0 || b >= 2) return std::nullopt;
@@ -14,17 +15,19 @@ const ParamTable<SeqMseParams>& seq_mse_params() {
     return weight_only_table<SeqMseParams>(true)
         .add(&SeqMseParams::num_candidates,
              param::integer("NUM_CANDIDATES",
-                            "range candidates per channel (group): (c + 1) / N of the full range, c = 0 .. N-1", nullptr, 1,
-                            1000))
+                            "range candidates per channel (group): (c + 1) / N of the full range, c = 0 .. N-1",
+                            nullptr, 1, 1000))
         .add(&SeqMseParams::num_batches,
-             param::integer("NUM_BATCHES", "calibration windows the search uses (AIMET's num_batches); unset: all of them",
-                            nullptr, 1, 1 << 20))
+             param::integer("NUM_BATCHES",
+                            "calibration windows the search uses (AIMET's num_batches); unset: all of them", nullptr, 1,
+                            1 << 20))
         .add(&SeqMseParams::inp_symmetry,
              param::string("INP_SYMMETRY",
-                           "inputs of both outputs: symqt (of the quantized model) or symfp (of the float model)", nullptr,
-                           {"symqt", "symfp"}))
-        .add(&SeqMseParams::loss_fn, param::string("LOSS_FN", "output error minimized per channel (group): mse, l1 or sqnr",
-                                                   nullptr, {"mse", "l1", "sqnr"}))
+                           "inputs of both outputs: symqt (of the quantized model) or symfp (of the float model)",
+                           nullptr, {"symqt", "symfp"}))
+        .add(&SeqMseParams::loss_fn,
+             param::string("LOSS_FN", "output error minimized per channel (group): mse, l1 or sqnr", nullptr,
+                           {"mse", "l1", "sqnr"}))
         .add(&SeqMseParams::a_bit, std::move(a))
         .add(&SeqMseParams::lpbq,
              param::boolean("LPBQ",
@@ -37,10 +40,14 @@ const ParamTable<SeqMseParams>& seq_mse_params() {
 }
 
 AlgorithmInfo seq_mse_info() {
-  AlgorithmInfo a{"SequentialMSE",
-          "AIMET's Sequential MSE: per channel (group) the weight range minimizing each Linear's output error on "
-          "inputs that carry the earlier Linears' quantization; W4/W8, w4a16 / w8a16 with LAYER_OVERRIDES",
-          true, seq_mse_params().specs(), 32, 2048};
+  AlgorithmInfo a{
+      "SequentialMSE",
+      "AIMET's Sequential MSE: per channel (group) the weight range minimizing each Linear's output error on "
+      "inputs that carry the earlier Linears' quantization; W4/W8, w4a16 / w8a16 with LAYER_OVERRIDES",
+      true,
+      seq_mse_params().specs(),
+      32,
+      2048};
   a.weights = [](const nlohmann::json& s) {
     const SeqMseParams p = seq_mse_params().parse(s);
     WeightScheme w = p.weight_scheme();

@@ -12,8 +12,9 @@
 
 namespace qjobs::quant {
 
-at::Tensor smooth_linears(at::Tensor& norm_weight, const std::vector<model::Linear*>& linears, const at::Tensor& act_max,
-                          double alpha, const std::vector<model::Linear*>& followers, double norm_offset) {
+at::Tensor smooth_linears(at::Tensor& norm_weight, const std::vector<model::Linear*>& linears,
+                          const at::Tensor& act_max, double alpha, const std::vector<model::Linear*>& followers,
+                          double norm_offset) {
   std::vector<at::Tensor> ws;
   for (auto* l : linears) ws.push_back(l->weight.to(at::kFloat).abs().amax(0));
   const auto w_max = at::stack(ws).amax(0).clamp_min(1e-5);
@@ -31,7 +32,8 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
   const std::string act = p.act;
   const bool smoothing = p.smoothing;
   const std::string wscale = p.weight_scale;
-  if (wscale != "channel" && wscale != "tensor") throw Error(ErrorKind::invalid_input, "WEIGHT_SCALE must be channel or tensor");
+  if (wscale != "channel" && wscale != "tensor")
+    throw Error(ErrorKind::invalid_input, "WEIGHT_SCALE must be channel or tensor");
   if (act != "dynamic" && act != "static") throw Error(ErrorKind::invalid_input, "ACT must be dynamic or static");
   const auto ids = in.calibration();
   auto model = model::LlamaModel::load(*in.ckpt, in.compute);
@@ -75,7 +77,8 @@ QuantOutput SmoothQuantAlgorithm::run(const QuantInputs& in) {
       const auto qw = quantize_weight(wscale == "tensor" ? w.reshape({1, -1}) : w, cfg);
       const auto wq = qw.dequantize().reshape(w.sizes());
       out.w8a8_weights[prefix + name] = {qw.codes.reshape(w.sizes()).to(at::kChar),
-                                         wscale == "tensor" ? qw.scales.reshape({1}) : qw.scales.reshape({-1, 1}), at::Tensor()};
+                                         wscale == "tensor" ? qw.scales.reshape({1}) : qw.scales.reshape({-1, 1}),
+                                         at::Tensor()};
       const auto& x = xs.at(input_of.at(name));
       model::ActQuant aq;
       if (plan.a_bits > 0) {

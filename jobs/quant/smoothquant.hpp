@@ -29,8 +29,9 @@ namespace qjobs::quant {
 // over `linears`, into `norm_weight` (its effective scale (offset + w) / s)
 // and the Linears and `followers` (full-precision readers such as a
 // router; * s on input columns). act_max: float32 [in]. Returns s.
-at::Tensor smooth_linears(at::Tensor& norm_weight, const std::vector<model::Linear*>& linears, const at::Tensor& act_max,
-                          double alpha, const std::vector<model::Linear*>& followers = {}, double norm_offset = 0.0);
+at::Tensor smooth_linears(at::Tensor& norm_weight, const std::vector<model::Linear*>& linears,
+                          const at::Tensor& act_max, double alpha, const std::vector<model::Linear*>& followers = {},
+                          double norm_offset = 0.0);
 
 class SmoothQuantAlgorithm final : public QuantAlgorithm {
  public:

@@ -14,9 +14,9 @@ const ParamTable<SmoothQuantParams>& smoothquant_params() {
           .add(&SmoothQuantParams::a_bit,
                param::integer("A_BIT", "input activation bits (8; 16 for 16-bit activations)", nullptr, 2, 16))
           .add(&SmoothQuantParams::smoothing,
-               param::boolean("SMOOTHING",
-                              "migrate activation outliers into the weights (false: plain W8A8, as Quark's int8 recipe)",
-                              nullptr))
+               param::boolean(
+                   "SMOOTHING",
+                   "migrate activation outliers into the weights (false: plain W8A8, as Quark's int8 recipe)", nullptr))
           .add(&SmoothQuantParams::weight_scale,
                param::string("WEIGHT_SCALE", "int8 weight scales per output channel or one per tensor (Quark)", nullptr,
                              {"channel", "tensor"}))
@@ -25,8 +25,10 @@ const ParamTable<SmoothQuantParams>& smoothquant_params() {
 }
 
 AlgorithmInfo smoothquant_info() {
-  AlgorithmInfo a{"SmoothQuant", "W8A8 with activation smoothing (int8 weights and activations; compressed-tensors int-quantized)",
-                  true, smoothquant_params().specs(), 512, 512};
+  AlgorithmInfo a{
+      "SmoothQuant", "W8A8 with activation smoothing (int8 weights and activations; compressed-tensors int-quantized)",
+      true,          smoothquant_params().specs(),
+      512,           512};
   // W8A8 per output channel: of the plan only SKIP and A_BIT apply.
   a.weights = [](const nlohmann::json& s) {
     const SmoothQuantParams p = smoothquant_params().parse(s);

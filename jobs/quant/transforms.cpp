@@ -45,7 +45,9 @@ at::Tensor rotation_matrix(int64_t n, uint64_t seed) {
 
 void fuse_norms(model::LlamaModel& m) {
   at::NoGradGuard g;
-  const auto cols = [](at::Tensor& w, const at::Tensor& n) { update(w, [&](const at::Tensor& x) { return x * n.to(at::kFloat).unsqueeze(0); }); };
+  const auto cols = [](at::Tensor& w, const at::Tensor& n) {
+    update(w, [&](const at::Tensor& x) { return x * n.to(at::kFloat).unsqueeze(0); });
+  };
   for (auto& l : m.layers()) {
     for (auto* lin : {&l.q_proj, &l.k_proj, &l.v_proj}) cols(lin->weight, l.input_norm);
     for (auto* lin : {&l.gate_proj, &l.up_proj}) cols(lin->weight, l.post_norm);
@@ -84,7 +86,9 @@ void rotate_value_heads(model::LlamaModel& m, const at::Tensor& H) {
     update(l.v_proj.weight, [&](const at::Tensor& w) {
       return at::matmul(h.t(), w.reshape({c.kv_heads, c.head_dim, -1})).reshape({c.kv_heads * c.head_dim, -1});
     });
-    update(l.v_proj.bias, [&](const at::Tensor& b) { return at::matmul(b.reshape({c.kv_heads, c.head_dim}), h).reshape({-1}); });
+    update(l.v_proj.bias, [&](const at::Tensor& b) {
+      return at::matmul(b.reshape({c.kv_heads, c.head_dim}), h).reshape({-1});
+    });
     // o_proj reads x H per query head: columns of head k become W_k H.
     update(l.o_proj.weight, [&](const at::Tensor& w) {
       const int64_t out = w.size(0);

@@ -27,9 +27,14 @@ std::vector<SectionFinding> weight_only_check(const nlohmann::json& section, con
   if (it == section.end() || !it->is_string() || *it == "GEMM") return {};
   const std::string asked = *it;
   if (export_format == "awq")
-    return {{{"VERSION"}, true, "VERSION " + asked + " is not written: qjobs packs AutoAWQ's GEMM layout only; set VERSION: "
-                                 "GEMM, or EXPORT_FORMAT: compressed-tensors (what vLLM serves)"}};
-  return {{{"VERSION"}, false, asked + " has no effect: it names an AutoAWQ packed layout, and EXPORT_FORMAT is " + export_format}};
+    return {{{"VERSION"},
+             true,
+             "VERSION " + asked +
+                 " is not written: qjobs packs AutoAWQ's GEMM layout only; set VERSION: "
+                 "GEMM, or EXPORT_FORMAT: compressed-tensors (what vLLM serves)"}};
+  return {{{"VERSION"},
+           false,
+           asked + " has no effect: it names an AutoAWQ packed layout, and EXPORT_FORMAT is " + export_format}};
 }
 
 WeightScheme WeightOnlyParams::weight_scheme() const {
@@ -62,10 +67,10 @@ ParamSpec layer_overrides_spec(bool activations) {
 }
 
 ParamSpec skip_overrides_spec() {
-  return param::section_list(
-      "LAYER_OVERRIDES", "Linears kept in full precision; the first entry whose glob pattern matches the name wins",
-      {param::string("pattern", "glob over names such as model.layers.0.mlp.down_proj", nullptr),
-       param::boolean("SKIP", "keep the matching Linears unquantized", nullptr)});
+  return param::section_list("LAYER_OVERRIDES",
+                             "Linears kept in full precision; the first entry whose glob pattern matches the name wins",
+                             {param::string("pattern", "glob over names such as model.layers.0.mlp.down_proj", nullptr),
+                              param::boolean("SKIP", "keep the matching Linears unquantized", nullptr)});
 }
 
 }  // namespace qjobs::quant

@@ -19,11 +19,11 @@
 namespace qjobs::quant {
 
 struct WeightOnlyParams {
-  int64_t w_bit = 4;                // W_BIT: weight bits, 2..8
-  int64_t group_size = 128;         // Q_GROUP_SIZE: input columns per group, -1 = per output channel
-  bool zero_point = true;           // ZERO_POINT: asymmetric (true) or symmetric
-  std::string version = "GEMM";     // VERSION: AutoAWQ kernel layout of a packed awq checkpoint
-  nlohmann::json layer_overrides = nlohmann::json::array();   // LAYER_OVERRIDES as written (recorded in reports)
+  int64_t w_bit = 4;             // W_BIT: weight bits, 2..8
+  int64_t group_size = 128;      // Q_GROUP_SIZE: input columns per group, -1 = per output channel
+  bool zero_point = true;        // ZERO_POINT: asymmetric (true) or symmetric
+  std::string version = "GEMM";  // VERSION: AutoAWQ kernel layout of a packed awq checkpoint
+  nlohmann::json layer_overrides = nlohmann::json::array();  // LAYER_OVERRIDES as written (recorded in reports)
 
   // W_BIT, Q_GROUP_SIZE, ZERO_POINT and the overrides; A_BIT 8.
   WeightScheme weight_scheme() const;
@@ -47,11 +47,12 @@ template <class T>
 ParamTable<T> weight_only_table(bool activation_overrides = false) {
   return ParamTable<T>()
       .add(&WeightOnlyParams::w_bit, param::integer("W_BIT", "weight bits", nullptr, 2, 8))
-      .add(&WeightOnlyParams::group_size, group_size_spec("input columns per quantization group; -1 = per output channel"))
+      .add(&WeightOnlyParams::group_size,
+           group_size_spec("input columns per quantization group; -1 = per output channel"))
       .add(&WeightOnlyParams::zero_point,
            param::boolean("ZERO_POINT", "asymmetric (with zero point) when true, symmetric when false", nullptr))
-      .add(&WeightOnlyParams::version, param::string("VERSION", "AutoAWQ kernel layout of the packed checkpoint", nullptr,
-                                                     {"GEMM", "GEMV", "GEMV_FAST", "Marlin"}))
+      .add(&WeightOnlyParams::version, param::string("VERSION", "AutoAWQ kernel layout of the packed checkpoint",
+                                                     nullptr, {"GEMM", "GEMV", "GEMV_FAST", "Marlin"}))
       .add(&WeightOnlyParams::layer_overrides, layer_overrides_spec(activation_overrides));
 }
 

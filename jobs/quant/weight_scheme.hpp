@@ -36,7 +36,7 @@ struct WeightScheme {
   int bits = 4;
   int64_t group_size = 128;  // -1: one group per output channel
   bool zero_point = true;
-  int a_bits = 8;            // input bits, for the algorithms that quantize activations
+  int a_bits = 8;  // input bits, for the algorithms that quantize activations
   std::vector<LinearOverride> overrides;
 };
 

@@ -13,7 +13,7 @@
 namespace qjobs::tokenizer {
 
 struct BpeTrainOptions {
-  int64_t vocab_size = 1024;  // special tokens + 256 bytes + merges
+  int64_t vocab_size = 1024;                                  // special tokens + 256 bytes + merges
   std::vector<std::string> special_tokens = {"<s>", "</s>"};  // ids 0.. in order; first is BOS, second EOS
 };
 
@@ -23,7 +23,6 @@ struct BpeTrainOptions {
 nlohmann::json train_bpe(const std::vector<std::string>& texts, const BpeTrainOptions& o);
 
 // Writes tokenizer.json and a tokenizer_config.json naming BOS/EOS.
-void save_tokenizer(const std::filesystem::path& dir, const nlohmann::json& tokenizer_json,
-                    const BpeTrainOptions& o);
+void save_tokenizer(const std::filesystem::path& dir, const nlohmann::json& tokenizer_json, const BpeTrainOptions& o);
 
 }  // namespace qjobs::tokenizer

@@ -55,14 +55,14 @@ struct Regex::Impl {
 Regex::Regex(const std::string& pattern) : impl_(std::make_unique<Impl>()) {
   int err = 0;
   PCRE2_SIZE offset = 0;
-  impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                              PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE | PCRE2_MATCH_INVALID_UTF, &err, &offset,
-                              nullptr);
+  impl_->code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                    PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE | PCRE2_MATCH_INVALID_UTF, &err, &offset, nullptr);
   if (impl_->code == nullptr) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(err, msg, sizeof msg);
-    throw Error(ErrorKind::invalid_input, "regex '" + pattern + "' at offset " + std::to_string(offset) + ": " +
-                                              reinterpret_cast<char*>(msg));
+    throw Error(ErrorKind::invalid_input,
+                "regex '" + pattern + "' at offset " + std::to_string(offset) + ": " + reinterpret_cast<char*>(msg));
   }
   pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE);
 }
@@ -126,7 +126,8 @@ const std::vector<std::string>& byte_to_unicode() {
     int n = 0;
     for (int b = 0; b < 256; ++b) {
       const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-      t[static_cast<std::size_t>(b)] = utf8_encode(printable ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++));
+      t[static_cast<std::size_t>(b)] =
+          utf8_encode(printable ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++));
     }
     return t;
   }();

@@ -38,7 +38,7 @@ std::string unicode_normalize(std::string_view s, const std::string& form);
 std::string unicode_lowercase(std::string_view s);
 
 // GPT-2's reversible map from bytes to printable code points.
-const std::vector<std::string>& byte_to_unicode();       // 256 entries, UTF-8
-int unicode_to_byte(std::string_view ch);                  // -1 when not in the table
+const std::vector<std::string>& byte_to_unicode();  // 256 entries, UTF-8
+int unicode_to_byte(std::string_view ch);           // -1 when not in the table
 
 }  // namespace qjobs::tokenizer

@@ -52,13 +52,22 @@ std::string utf8_lossy(const std::string& b) {
     std::size_t need = 0;
     unsigned char lo = 0x80, hi = 0xbf;
     if (c >= 0xc2 && c <= 0xdf) need = 1;
-    else if (c == 0xe0) { need = 2; lo = 0xa0; }
-    else if (c >= 0xe1 && c <= 0xec) need = 2;
-    else if (c == 0xed) { need = 2; hi = 0x9f; }
-    else if (c >= 0xee && c <= 0xef) need = 2;
-    else if (c == 0xf0) { need = 3; lo = 0x90; }
-    else if (c >= 0xf1 && c <= 0xf3) need = 3;
-    else if (c == 0xf4) { need = 3; hi = 0x8f; }
+    else if (c == 0xe0) {
+      need = 2;
+      lo = 0xa0;
+    } else if (c >= 0xe1 && c <= 0xec) need = 2;
+    else if (c == 0xed) {
+      need = 2;
+      hi = 0x9f;
+    } else if (c >= 0xee && c <= 0xef) need = 2;
+    else if (c == 0xf0) {
+      need = 3;
+      lo = 0x90;
+    } else if (c >= 0xf1 && c <= 0xf3) need = 3;
+    else if (c == 0xf4) {
+      need = 3;
+      hi = 0x8f;
+    }
     if (need == 0) {
       out += "\xEF\xBF\xBD";
       ++i;
@@ -67,9 +76,15 @@ std::string utf8_lossy(const std::string& b) {
     std::size_t k = 1;
     bool ok = true;
     for (; k <= need; ++k) {
-      if (!cont(i + k)) { ok = false; break; }
+      if (!cont(i + k)) {
+        ok = false;
+        break;
+      }
       const auto d = static_cast<unsigned char>(b[i + k]);
-      if (k == 1 && (d < lo || d > hi)) { ok = false; break; }
+      if (k == 1 && (d < lo || d > hi)) {
+        ok = false;
+        break;
+      }
     }
     if (ok) {
       out.append(b, i, need + 1);
@@ -165,8 +180,10 @@ struct StripNormalizer : Normalizer {
   std::string normalize(std::string s) const override {
     auto chars = utf8_chars(s);
     std::size_t b = 0, e = chars.size();
-    if (left) while (b < e && is_space_char(chars[b])) ++b;
-    if (right) while (e > b && is_space_char(chars[e - 1])) --e;
+    if (left)
+      while (b < e && is_space_char(chars[b])) ++b;
+    if (right)
+      while (e > b && is_space_char(chars[e - 1])) --e;
     std::string out;
     for (std::size_t i = b; i < e; ++i) out += chars[i];
     return out;
@@ -445,7 +462,8 @@ struct ByteFallbackDecoder : Decoder {
       if (count == 0) return;
       const std::string lossy = utf8_lossy(bytes);
       if (lossy == bytes) out.push_back(bytes);
-      else for (std::size_t i = 0; i < count; ++i) out.push_back("\xEF\xBF\xBD");
+      else
+        for (std::size_t i = 0; i < count; ++i) out.push_back("\xEF\xBF\xBD");
       bytes.clear();
       count = 0;
     };
@@ -558,7 +576,8 @@ class Bpe {
   void load(const json& m) {
     if (m.value("type", "BPE") != "BPE") unsupported("model", m);
     if (!m.value("continuing_subword_prefix", json()).is_null() || !m.value("end_of_word_suffix", json()).is_null())
-      throw Error(ErrorKind::invalid_input, "tokenizer.json: BPE continuing_subword_prefix/end_of_word_suffix are not supported");
+      throw Error(ErrorKind::invalid_input,
+                  "tokenizer.json: BPE continuing_subword_prefix/end_of_word_suffix are not supported");
     for (auto& [tok, id] : m["vocab"].items()) {
       vocab_[tok] = id.get<int64_t>();
       max_id_ = std::max(max_id_, id.get<int64_t>());
@@ -580,7 +599,8 @@ class Bpe {
       }
       const auto ia = vocab_.find(a), ib = vocab_.find(b), ic = vocab_.find(a + b);
       if (ia == vocab_.end() || ib == vocab_.end() || ic == vocab_.end())
-        throw Error(ErrorKind::invalid_input, "tokenizer.json: merge '" + a + " " + b + "' uses tokens not in the vocab");
+        throw Error(ErrorKind::invalid_input,
+                    "tokenizer.json: merge '" + a + " " + b + "' uses tokens not in the vocab");
       merges_.emplace(key(ia->second, ib->second), std::make_pair(rank++, ic->second));
     }
     byte_fallback_ = m.value("byte_fallback", false);
@@ -706,7 +726,8 @@ class Bpe {
       push(c.pos);
     }
     std::vector<int64_t> ids;
-    for (int i = n > 0 ? 0 : -1; i >= 0; i = syms[static_cast<std::size_t>(i)].next) ids.push_back(syms[static_cast<std::size_t>(i)].id);
+    for (int i = n > 0 ? 0 : -1; i >= 0; i = syms[static_cast<std::size_t>(i)].next)
+      ids.push_back(syms[static_cast<std::size_t>(i)].id);
     return ids;
   }
 
@@ -774,7 +795,8 @@ struct Tokenizer::Impl {
         if (t.single_word) {
           const auto before = pos == 0 ? std::string_view() : utf8_chars(std::string_view(text).substr(0, pos)).back();
           const auto after_pos = pos + t.content.size();
-          const auto after = after_pos >= text.size() ? std::string_view() : utf8_chars(std::string_view(text).substr(after_pos)).front();
+          const auto after = after_pos >= text.size() ? std::string_view()
+                                                      : utf8_chars(std::string_view(text).substr(after_pos)).front();
           if ((!before.empty() && is_word_char(before)) || (!after.empty() && is_word_char(after))) continue;
         }
         best = &t;
@@ -835,13 +857,15 @@ std::string token_content(const json& v) {
 Tokenizer Tokenizer::load(const fs::path& dir) {
   const fs::path tj = dir / "tokenizer.json";
   std::ifstream in(tj);
-  if (!in) throw Error(ErrorKind::not_found, "missing " + tj.string() + " (only tokenizer.json tokenizers are supported)");
+  if (!in)
+    throw Error(ErrorKind::not_found, "missing " + tj.string() + " (only tokenizer.json tokenizers are supported)");
   json t = json::parse(in, nullptr, false);
   if (t.is_discarded()) throw Error(ErrorKind::data_corruption, tj.string() + " is not valid JSON");
   json cfg = json::object();
   if (std::ifstream c(dir / "tokenizer_config.json"); c) {
     cfg = json::parse(c, nullptr, false);
-    if (cfg.is_discarded()) throw Error(ErrorKind::data_corruption, (dir / "tokenizer_config.json").string() + " is not valid JSON");
+    if (cfg.is_discarded())
+      throw Error(ErrorKind::data_corruption, (dir / "tokenizer_config.json").string() + " is not valid JSON");
   }
   try {
     return from_json(t, cfg);
@@ -900,8 +924,8 @@ Tokenizer Tokenizer::from_json(const json& t, const json& cfg) {
   for (const char* e : {"<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "<|endoftext|>"})
     if (auto id = impl->lookup(e); id && id != impl->eos) impl->extra_eos.push_back(*id);
   impl->cleanup = cfg.value("clean_up_tokenization_spaces", false);
-  const std::string chat = cfg.contains("chat_template") && cfg["chat_template"].is_string()
-                               ? cfg["chat_template"].get<std::string>() : "";
+  const std::string chat =
+      cfg.contains("chat_template") && cfg["chat_template"].is_string() ? cfg["chat_template"].get<std::string>() : "";
   if (chat.find("<|start_header_id|>") != std::string::npos) impl->chat = ChatFamily::llama3;
   else if (chat.find("<|im_start|>") != std::string::npos) impl->chat = ChatFamily::chatml;
   else if (chat.find("[INST]") != std::string::npos) impl->chat = ChatFamily::llama2;
@@ -1002,15 +1026,23 @@ std::string Tokenizer::format_chat(const std::vector<ChatMessage>& messages) con
       }
       return out;
     }
-    case ChatFamily::none: break;
+    case ChatFamily::none:
+      break;
   }
   throw Error(ErrorKind::invalid_input, "this tokenizer has no chat template; use raw mode");
 }
 
 std::string clean_up_tokenization(std::string s) {
-  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
-           {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
-           {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}})
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{{" .", "."},
+                                                                                 {" ?", "?"},
+                                                                                 {" !", "!"},
+                                                                                 {" ,", ","},
+                                                                                 {" ' ", "'"},
+                                                                                 {" n't", "n't"},
+                                                                                 {" 'm", "'m"},
+                                                                                 {" 's", "'s"},
+                                                                                 {" 've", "'ve"},
+                                                                                 {" 're", "'re"}})
     s = replace_all(std::move(s), from, to);
   return s;
 }

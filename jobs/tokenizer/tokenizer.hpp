@@ -44,13 +44,13 @@ class Tokenizer {
   // HF decode(ids, skip_special_tokens, clean_up_tokenization_spaces).
   std::string decode(const std::vector<int64_t>& ids, bool skip_special = false, bool cleanup = false) const;
 
-  std::optional<int64_t> bos_id() const;     // tokenizer_config bos_token
-  std::vector<int64_t> eos_ids() const;      // eos_token, and <|eot_id|>/<|im_end|> where they exist
-  int64_t vocab_size() const;                // model vocab plus added tokens
+  std::optional<int64_t> bos_id() const;  // tokenizer_config bos_token
+  std::vector<int64_t> eos_ids() const;   // eos_token, and <|eot_id|>/<|im_end|> where they exist
+  int64_t vocab_size() const;             // model vocab plus added tokens
   std::optional<int64_t> token_to_id(std::string_view token) const;
   std::string id_to_token(int64_t id) const;
   bool is_special(int64_t id) const;
-  bool cleanup_default() const;              // tokenizer_config clean_up_tokenization_spaces
+  bool cleanup_default() const;  // tokenizer_config clean_up_tokenization_spaces
 
   // The chat format, recognised from tokenizer_config's chat_template.
   ChatFamily chat_family() const;

@@ -32,7 +32,8 @@ json run_job(const fs::path& root, const Case& c, const std::string& dtype) {
                       << "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \""
                       << (kData / "test.jsonl").string() << "\"\n      seqlen: 256\n      num_samples: 16\n";
   const auto r = run_cmd({(bin_dir() / "qjobs-worker").string(), "run", spec.string(), "--job-dir", job.string()});
-  EXPECT_EQ(r.rc, 0) << c.algorithm << " " << dtype << ": " << r.err.substr(r.err.size() > 4000 ? r.err.size() - 4000 : 0);
+  EXPECT_EQ(r.rc, 0) << c.algorithm << " " << dtype << ": "
+                     << r.err.substr(r.err.size() > 4000 ? r.err.size() - 4000 : 0);
   if (!fs::exists(job / "report.json")) return json::object();
   auto rep = json::parse(std::ifstream(job / "report.json"));
   rep["status"] = json::parse(std::ifstream(job / "status.json"));
@@ -66,15 +67,13 @@ TEST_P(Bf16OnCpu, PacksAndScoresWithinOnePercentOfFloat32) {
   fs::remove_all(root);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Algorithms, Bf16OnCpu,
-    ::testing::Values(Case{"RTN", "    W_BIT: 4\n    Q_GROUP_SIZE: 32\n"},
-                      Case{"AutoAWQ", "    W_BIT: 4\n    Q_GROUP_SIZE: 32\n"},
-                      Case{"GPTQ", "    W_BIT: 4\n    Q_GROUP_SIZE: 32\n"},
-                      Case{"SmoothQuant", "    alpha: 0.5\n"},
-                      Case{"FP8", "    kv_cache: false\n"},
-                      Case{"NVFP4", "    ACT: dynamic\n"}),
-    [](const auto& info) { return info.param.algorithm; });
+INSTANTIATE_TEST_SUITE_P(Algorithms, Bf16OnCpu,
+                         ::testing::Values(Case{"RTN", "    W_BIT: 4\n    Q_GROUP_SIZE: 32\n"},
+                                           Case{"AutoAWQ", "    W_BIT: 4\n    Q_GROUP_SIZE: 32\n"},
+                                           Case{"GPTQ", "    W_BIT: 4\n    Q_GROUP_SIZE: 32\n"},
+                                           Case{"SmoothQuant", "    alpha: 0.5\n"},
+                                           Case{"FP8", "    kv_cache: false\n"}, Case{"NVFP4", "    ACT: dynamic\n"}),
+                         [](const auto& info) { return info.param.algorithm; });
 
 }  // namespace
 }  // namespace qjobs::testing

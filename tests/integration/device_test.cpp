@@ -46,12 +46,15 @@ TEST(WorkerDevice, VersionNamesThePinnedLibtorchAndWhatCudaCanDo) {
 TEST(WorkerDevice, CommandsSayWhereTheyComputeAndRefuseGpusCudaCannotUse) {
   const fs::path root = make_temp_dir("device");
   std::ofstream(root / "tokens.json") << "[[1, 2, 3, 4, 5, 6, 7, 8]]";
-  const std::vector<std::string> logits = {worker(), "logits", "--checkpoint", kExample.string(), "--tokens",
-                                           (root / "tokens.json").string(), "--out", (root / "l.safetensors").string()};
+  const std::vector<std::string> logits = {worker(),       "logits",
+                                           "--checkpoint", kExample.string(),
+                                           "--tokens",     (root / "tokens.json").string(),
+                                           "--out",        (root / "l.safetensors").string()};
   const auto cpu = run_cmd(logits, {{"CUDA_VISIBLE_DEVICES", ""}});
   ASSERT_EQ(cpu.rc, 0) << cpu.err;
   EXPECT_NE(cpu.err.find("qjobs-worker logits: computing on cpu, Float"), std::string::npos) << cpu.err;
-  const auto gemm = run_cmd({worker(), "gemm", "--m", "64", "--n", "64", "--k", "64", "--reps", "1"}, {{"CUDA_VISIBLE_DEVICES", ""}});
+  const auto gemm =
+      run_cmd({worker(), "gemm", "--m", "64", "--n", "64", "--k", "64", "--reps", "1"}, {{"CUDA_VISIBLE_DEVICES", ""}});
   ASSERT_EQ(gemm.rc, 0) << gemm.err;
   EXPECT_EQ(json::parse(gemm.out)["device"], "cpu");
 

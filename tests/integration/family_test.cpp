@@ -29,9 +29,12 @@ TEST_P(FamilyJobs, W4JobsPackAsCompressedTensorsAndReadBackAsTheirFakeQuantTwin)
   // (vocabulary 512, as these models'), so KJV text can calibrate them.
   const fs::path model = root / "model";
   fs::create_directories(model);
-  for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(ref / "families" / GetParam() / f, model / f);
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) fs::copy_file(ref / "models/stories260K" / f, model / f);
-  const auto ids = model::SafetensorsFile::open(ref / "families" / GetParam() / "expected.safetensors").tensor("input_ids_long");
+  for (const char* f : {"config.json", "model.safetensors"})
+    fs::copy_file(ref / "families" / GetParam() / f, model / f);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    fs::copy_file(ref / "models/stories260K" / f, model / f);
+  const auto ids =
+      model::SafetensorsFile::open(ref / "families" / GetParam() / "expected.safetensors").tensor("input_ids_long");
   const auto cfg = model::ModelConfig::from_json(json::parse(read_file(model / "config.json")));
   at::NoGradGuard no_grad;
   for (const std::string algo : {"RTN", "AutoAWQ", "GPTQ"}) {
@@ -39,7 +42,8 @@ TEST_P(FamilyJobs, W4JobsPackAsCompressedTensorsAndReadBackAsTheirFakeQuantTwin)
     for (const std::string fmt : {"fake_quant", "compressed-tensors"}) {
       const fs::path spec = root / (algo + "_" + fmt + ".yaml");
       std::ofstream(spec) << "MODEL: \"" << model.string() << "\"\nALGORITHM: " << algo << "\nEXPORT_FORMAT: " << fmt
-                          << "\nDATA_PATH: \"" << (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string()
+                          << "\nDATA_PATH: \""
+                          << (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string()
                           << "\"\ncalibration:\n  n_samples: 16\n  seqlen: 64\nllm:\n  " << algo
                           << ":\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n";
       const fs::path job = root / (algo + "_" + fmt);
@@ -83,7 +87,8 @@ INSTANTIATE_TEST_SUITE_P(Families, FamilyJobs,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2-moe", "tiny-phi3", "tiny-gemma2", "tiny-qwen3"),
                          [](const auto& info) {
                            std::string n = info.param;
-                           for (auto& c : n) if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           for (auto& c : n)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
                            return n;
                          });
 

@@ -31,8 +31,8 @@ std::string python() { return QJOBS_PYTHON; }
 
 fs::path make_temp_dir(const std::string& tag) {
   static std::mt19937 rng{std::random_device{}()};
-  const fs::path p = fs::temp_directory_path() / ("qjobs_it_" + tag + "_" + std::to_string(::getpid()) + "_" +
-                                                  std::to_string(rng() % 100000));
+  const fs::path p = fs::temp_directory_path() /
+                     ("qjobs_it_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(rng() % 100000));
   fs::remove_all(p);
   fs::create_directories(p);
   return p;

@@ -70,7 +70,13 @@ class ReliabilityTest : public ::testing::Test {
   }
   json wait_terminal(const ServerProcess& s, const std::string& id, std::chrono::seconds limit = 120s) {
     json j;
-    EXPECT_TRUE(wait_until([&] { j = s.job(id); return terminal_state(j["state"]); }, limit)) << j.dump();
+    EXPECT_TRUE(wait_until(
+        [&] {
+          j = s.job(id);
+          return terminal_state(j["state"]);
+        },
+        limit))
+        << j.dump();
     return j;
   }
   // The worker's pid once it reports quantize progress.
@@ -128,8 +134,9 @@ TEST_F(ReliabilityTest, KilledServerRestartsOnItsPortWhileItsWorkerRuns) {
       }
       std::error_code ec;
       EXPECT_NE(std::stoul(flags, nullptr, 8) & 02000000, 0u)
-          << "fd " << fd << " (" << fs::read_symlink("/proc/" + std::to_string(server.pid()) + "/fd/" +
-                                                     e.path().filename().string(), ec).string()
+          << "fd " << fd << " ("
+          << fs::read_symlink("/proc/" + std::to_string(server.pid()) + "/fd/" + e.path().filename().string(), ec)
+                 .string()
           << ") is inherited by children";
     }
     server.kill9();
@@ -177,9 +184,8 @@ TEST_F(ReliabilityTest, StoreThatCannotWriteWhenAWorkerEndsDoesNotEndTheServer) 
     std::ofstream(ctl) << "";
     const json job = wait_terminal(server, id, 30s);
     EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
-    EXPECT_TRUE(wait_until([&] {
-      return json::parse(server.client().request("GET", "/healthz").body)["status"] == "ok";
-    }, 10s));
+    EXPECT_TRUE(wait_until(
+        [&] { return json::parse(server.client().request("GET", "/healthz").body)["status"] == "ok"; }, 10s));
     const auto list = json::parse(server.client().request("GET", "/jobs").body)["jobs"];
     EXPECT_EQ(list.size(), 1u) << "the refused submission left nothing behind";
     std::size_t folders = 0;
@@ -220,9 +226,10 @@ TEST_F(ReliabilityTest, RealFullDiskLosesNoAcknowledgedJob) {
 // 11.3: a status.json with a wrongly typed field is an event on its job, not
 // a 500 on GET /jobs nor a crash when the worker ends, nor after a restart.
 TEST_F(ReliabilityTest, WronglyTypedStatusJsonIsAnEventNotACrash) {
-  const fs::path worker = script("bad-status-worker",
-                                 "echo '{\"attempt\": \"1\", \"state\": \"SUCCEEDED\", \"pid\": [1]}' > \"$4/status.json\"\n"
-                                 "sleep 1\n");
+  const fs::path worker =
+      script("bad-status-worker",
+             "echo '{\"attempt\": \"1\", \"state\": \"SUCCEEDED\", \"pid\": [1]}' > \"$4/status.json\"\n"
+             "sleep 1\n");
   const fs::path ud = root_ / "ud";
   std::string id;
   {
@@ -310,11 +317,13 @@ TEST_F(ReliabilityTest, IdleConnectionsNeverLockOthersOutAndBusyOnesGetA503) {
     return at == std::string::npos ? -1 : std::stoi(metrics.substr(at + name.size() + 2));
   };
   int refused = 0;
-  EXPECT_TRUE(wait_until([&] {
-    const auto r = server.client().request("GET", "/healthz");
-    refused += r.status == 503;
-    return counter("qjobs_connections_evicted_total") >= 1;
-  }, 10s));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        const auto r = server.client().request("GET", "/healthz");
+        refused += r.status == 503;
+        return counter("qjobs_connections_evicted_total") >= 1;
+      },
+      10s));
   EXPECT_EQ(refused, 0);
   EXPECT_EQ(counter("qjobs_connections_refused_total"), 0);
   for (int fd : idle) ::close(fd);
@@ -334,7 +343,12 @@ TEST_F(ReliabilityTest, IdleConnectionsNeverLockOthersOutAndBusyOnesGetA503) {
   // waiting connection, which a probe may close.
   std::this_thread::sleep_for(1s);
   HttpResult r;
-  EXPECT_TRUE(wait_until([&] { r = server.client().request("GET", "/healthz"); return r.status == 503; }, 10s))
+  EXPECT_TRUE(wait_until(
+      [&] {
+        r = server.client().request("GET", "/healthz");
+        return r.status == 503;
+      },
+      10s))
       << r.status << " " << r.body;
   EXPECT_NE(r.body.find("too many connections"), std::string::npos);
   for (int fd : busy) ::close(fd);
@@ -361,13 +375,15 @@ TEST_F(ReliabilityTest, OutOfDescriptorsBacksOffAndRecovers) {
   EXPECT_LT(log.size(), 20000u);
   for (int fd : idle)
     if (fd >= 0) ::close(fd);
-  EXPECT_TRUE(wait_until([&] {
-    try {
-      return server.client().request("GET", "/healthz").status == 200;
-    } catch (const std::exception&) {
-      return false;
-    }
-  }, 20s));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        try {
+          return server.client().request("GET", "/healthz").status == 200;
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      20s));
   const auto metrics = server.client().request("GET", "/metrics").body;
   EXPECT_EQ(metrics.find("qjobs_accept_errors_total 0\n"), std::string::npos) << metrics;
 }
@@ -422,8 +438,7 @@ TEST_F(ReliabilityTest, HungWorkerIsLostAfterTheStallTimeoutAndABusyOneIsNot) {
   // heartbeat (every 0.4 s) keeps status.json fresh. The timeout leaves room
   // for the worker's start-up on a machine loaded by parallel tests (at
   // 0.8 s a start under load was once taken for a stall).
-  ServerProcess server(root_ / "ud2", {"--slots", "1", "--stall-timeout", "2"},
-                       {{"QJOBS_TEST_STEP_DELAY_MS", "2300"}});
+  ServerProcess server(root_ / "ud2", {"--slots", "1", "--stall-timeout", "2"}, {{"QJOBS_TEST_STEP_DELAY_MS", "2300"}});
   const std::string id = submit(server);
   const json job = wait_terminal(server, id, 200s);
   EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
@@ -460,13 +475,20 @@ TEST_F(ReliabilityTest, SmallerHoles) {
   // `rm -rf` would look to the server; the worker may still be writing into
   // the moved folder (open log files), so it is removed until it stays gone.
   fs::rename(ud / "jobs" / id, root_ / "removed-job");
-  EXPECT_TRUE(wait_until([&] {
-    std::error_code ec;
-    fs::remove_all(root_ / "removed-job", ec);
-    return !ec && !fs::exists(root_ / "removed-job");
-  }, 30s));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        std::error_code ec;
+        fs::remove_all(root_ / "removed-job", ec);
+        return !ec && !fs::exists(root_ / "removed-job");
+      },
+      30s));
   json job;
-  EXPECT_TRUE(wait_until([&] { job = server.job(id, "tok-1"); return terminal_state(job["state"]); }, 120s));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        job = server.job(id, "tok-1");
+        return terminal_state(job["state"]);
+      },
+      120s));
   EXPECT_EQ(job["state"], "FAILED") << job.dump();
   EXPECT_EQ(job["error_type"], "DATA");
 }
@@ -597,7 +619,11 @@ TEST_F(ReliabilityTest, CompareAndLogsReadHostileJobFilesWithinBounds) {
   {
     std::ofstream out(report);
     out << R"({"algorithm": "RTN", "model": {"source": "m"}, "pad": [0)";
-    const std::string zeros = [] { std::string z; for (int i = 0; i < 4096; ++i) z += ",0"; return z; }();
+    const std::string zeros = [] {
+      std::string z;
+      for (int i = 0; i < 4096; ++i) z += ",0";
+      return z;
+    }();
     while (out.tellp() < (16 << 20) - 8192 - 4) out << zeros;
     out << "]}";
   }
@@ -677,8 +703,8 @@ TEST_F(ReliabilityTest, DryRunsNamesAndDeletesAreUnambiguous) {
     EXPECT_EQ(c.request("GET", bad).status, 404) << bad;
   std::string long_list = "/compare?ids=a";
   for (int i = 0; i < 300; ++i) long_list += ",a" + std::to_string(i);
-  for (const std::string& bad : {std::string("/compare"), std::string("/compare?ids=,,,"), long_list,
-                                 std::string("/compare?ids=a&ids=b")})
+  for (const std::string& bad :
+       {std::string("/compare"), std::string("/compare?ids=,,,"), long_list, std::string("/compare?ids=a&ids=b")})
     EXPECT_EQ(c.request("GET", bad).status, 400) << bad.substr(0, 80);
   EXPECT_EQ(json::parse(c.request("GET", "/jobs").body)["jobs"].size(), 0u) << "nothing was stored";
   EXPECT_TRUE(fs::is_empty(root_ / "ud" / "jobs"));
@@ -747,12 +773,14 @@ TEST_F(ReliabilityTest, ArtifactListingsNeverHashLargeFilesOnTheRequest) {
 
   const auto sum = run_cmd({"/usr/bin/sha256sum", (dir / "model" / "big.bin").string()});
   json listed;
-  EXPECT_TRUE(wait_until([&] {
-    const json now = json::parse(c.request("GET", "/jobs/" + id + "/artifacts").body);
-    for (const auto& a : now["artifacts"])
-      if (a["path"] == "model/big.bin") listed = a;
-    return listed["sha256"].is_string();
-  }, 60s));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        const json now = json::parse(c.request("GET", "/jobs/" + id + "/artifacts").body);
+        for (const auto& a : now["artifacts"])
+          if (a["path"] == "model/big.bin") listed = a;
+        return listed["sha256"].is_string();
+      },
+      60s));
   EXPECT_EQ(listed["sha256"], sum.out.substr(0, 64));
   const auto dl = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "download", id, "model/big.bin",
                            "-o", (root_ / "dl").string()});
@@ -796,7 +824,8 @@ TEST_F(ReliabilityTest, ACancelledStateIsNeverSeenBeforeItsEvent) {
     if (!found) continue;
     ++checked;
     EXPECT_NE(events_then.find("\"state\":\"" + seen_state + "\""), std::string::npos)
-        << seen_state << " was visible before its event; events.jsonl then:\n" << events_then;
+        << seen_state << " was visible before its event; events.jsonl then:\n"
+        << events_then;
     wait_terminal(server, id);
   }
   EXPECT_EQ(checked, 8);
@@ -816,11 +845,15 @@ TEST_F(ReliabilityTest, ASlowSlurmControllerNeverHoldsCancelOrStatus) {
     std::ofstream(bin / name) << "#!/bin/sh\n" << body;
     fs::permissions(bin / name, fs::perms::owner_all);
   };
-  tool("sbatch", "case \"$*\" in *--test-only*) echo 'sbatch: Job 1 to start' >&2; exit 0;; esac\n"
-                 "cat >/dev/null\necho $$ >'" + started.string() + ".tmp'; mv '" + started.string() + ".tmp' '" +
-                 started.string() + "'\n"
-                 "while [ ! -e '" + gate.string() + "' ]; do sleep 0.05; done\n"
-                 "echo 'sbatch: error: Batch job submission failed: Unable to contact slurm controller' >&2\nexit 1\n");
+  tool("sbatch",
+       "case \"$*\" in *--test-only*) echo 'sbatch: Job 1 to start' >&2; exit 0;; esac\n"
+       "cat >/dev/null\necho $$ >'" +
+           started.string() + ".tmp'; mv '" + started.string() + ".tmp' '" + started.string() +
+           "'\n"
+           "while [ ! -e '" +
+           gate.string() +
+           "' ]; do sleep 0.05; done\n"
+           "echo 'sbatch: error: Batch job submission failed: Unable to contact slurm controller' >&2\nexit 1\n");
   for (const char* name : {"squeue", "sacct", "scancel", "scontrol"}) tool(name, "exit 0\n");
   const std::string path = bin.string() + ":" + (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
   ServerProcess server(root_ / "ud", {"--dispatcher", "slurm", "--slurm-poll", "0.2"}, {{"PATH", path}});

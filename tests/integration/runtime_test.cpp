@@ -120,11 +120,13 @@ TEST(RuntimeJob, RtnOnTheExampleModelReportsPerplexityBeforeAndAfter) {
   const fs::path root = make_temp_dir("rtn_eval");
   ServerProcess server(root / "ud", {"--slots", "1"});
   const fs::path spec = root / "job.yaml";
-  std::ofstream(spec) << "MODEL: \"" << kExample.string() << "\"\nALGORITHM: RTN\nllm:\n  RTN:\n    W_BIT: 4\n"
-                      << "    Q_GROUP_SIZE: 32\neval:\n  tasks:\n    - type: ppl\n      name: kjv\n"
-                      << "      data_path: \"" << kHeldOut.string() << "\"\n      seqlen: 256\n      num_samples: 8\n"
-                      << "    - type: demo\n      raw: true\n      max_new_tokens: 8\n      prompts: [\"In the beginning\"]\n";
-  const auto r = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "submit", spec.string(), "--wait"});
+  std::ofstream(spec)
+      << "MODEL: \"" << kExample.string() << "\"\nALGORITHM: RTN\nllm:\n  RTN:\n    W_BIT: 4\n"
+      << "    Q_GROUP_SIZE: 32\neval:\n  tasks:\n    - type: ppl\n      name: kjv\n"
+      << "      data_path: \"" << kHeldOut.string() << "\"\n      seqlen: 256\n      num_samples: 8\n"
+      << "    - type: demo\n      raw: true\n      max_new_tokens: 8\n      prompts: [\"In the beginning\"]\n";
+  const auto r =
+      run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "submit", spec.string(), "--wait"});
   ASSERT_EQ(r.rc, 0) << r.out << r.err;
   const std::string id = r.out.substr(0, r.out.find('\n'));
   const fs::path dir = root / "ud/jobs" / id;
@@ -198,13 +200,13 @@ void reference_check(const fs::path& root, const fs::path& packed, const fs::pat
   for (auto& [name, group] : qc["config_groups"].items()) group["input_activations"] = nullptr;
   std::ofstream(weights_only / "config.json", std::ios::trunc) << config.dump(2);
   const fs::path logits = root / "qjobs_logits.safetensors";
-  const auto l = run_cmd({(bin_dir() / "qjobs-worker").string(), "logits", "--checkpoint", weights_only.string(), "--tokens",
-                          tokens.string(), "--out", logits.string()});
+  const auto l = run_cmd({(bin_dir() / "qjobs-worker").string(), "logits", "--checkpoint", weights_only.string(),
+                          "--tokens", tokens.string(), "--out", logits.string()});
   ASSERT_EQ(l.rc, 0) << l.err;
   const bool bf16 = qc.value("format", "") == "nvfp4-pack-quantized";
-  const auto c = run_cmd({python(), (fs::path(QJOBS_SOURCE_DIR) / "tests/reference/ct_check.py").string(), packed.string(),
-                          fake.string(), tokens.string(), logits.string(), "--no-act-sim", "--weight-tol",
-                          bf16 ? "0.0078125" : "0", "--logit-rtol", bf16 ? "1e-2" : "1e-4"});
+  const auto c = run_cmd({python(), (fs::path(QJOBS_SOURCE_DIR) / "tests/reference/ct_check.py").string(),
+                          packed.string(), fake.string(), tokens.string(), logits.string(), "--no-act-sim",
+                          "--weight-tol", bf16 ? "0.0078125" : "0", "--logit-rtol", bf16 ? "1e-2" : "1e-4"});
   EXPECT_EQ(c.rc, 0) << c.out << c.err.substr(c.err.size() > 4000 ? c.err.size() - 4000 : 0);
   std::cout << "reference " << packed.parent_path().filename().string() << ": " << c.out;
   fs::remove_all(weights_only);
@@ -231,11 +233,12 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
     if (fmt == "fake_quant" && act_order && format == "compressed-tensors") more += "    STATIC_GROUPS: true\n";
     std::ofstream(spec) << "MODEL: \"" << kExample.string() << "\"\nALGORITHM: " << algo << "\nEXPORT_FORMAT: " << fmt
                         << "\nDATA_PATH: \"" << (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string()
-                        << "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\nllm:\n  " << algo
-                        << ":\n" << (int_keys && extra.find("W_BIT") == std::string::npos ? "    W_BIT: 4\n" : "")
-                        << (int_keys && extra.find("Q_GROUP_SIZE") == std::string::npos ? "    Q_GROUP_SIZE: 32\n" : "") << more
-                        << (more.empty() && !int_keys ? "    {}\n" : "");
-    const auto r = run_cmd({(bin_dir() / "qjobs-worker").string(), "run", spec.string(), "--job-dir", (root / fmt).string()});
+                        << "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\nllm:\n  " << algo << ":\n"
+                        << (int_keys && extra.find("W_BIT") == std::string::npos ? "    W_BIT: 4\n" : "")
+                        << (int_keys && extra.find("Q_GROUP_SIZE") == std::string::npos ? "    Q_GROUP_SIZE: 32\n" : "")
+                        << more << (more.empty() && !int_keys ? "    {}\n" : "");
+    const auto r =
+        run_cmd({(bin_dir() / "qjobs-worker").string(), "run", spec.string(), "--job-dir", (root / fmt).string()});
     EXPECT_EQ(r.rc, 0) << read_file(root / fmt / "logs/worker.log");
     return root / fmt / "model";
   };
@@ -304,7 +307,9 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
     EXPECT_EQ(ckpt.has(p + "weight_global_scale"), nv);
     if (nv) {
       // One global scale per fused projection, as vLLM's fused q/k/v and gate/up kernels keep one.
-      const auto gs = [&](const std::string& n) { return ckpt.tensor("model.layers.1." + n + ".weight_global_scale").item<float>(); };
+      const auto gs = [&](const std::string& n) {
+        return ckpt.tensor("model.layers.1." + n + ".weight_global_scale").item<float>();
+      };
       EXPECT_EQ(gs("self_attn.q_proj"), gs("self_attn.k_proj"));
       EXPECT_EQ(gs("self_attn.q_proj"), gs("self_attn.v_proj"));
       EXPECT_EQ(gs("mlp.gate_proj"), gs("mlp.up_proj"));
@@ -367,33 +372,34 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
   fs::remove_all(root);
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, ExportReadback,
-                         ::testing::Values(std::make_tuple("RTN", "awq", ""), std::make_tuple("AutoAWQ", "awq", ""),
-                                           std::make_tuple("GPTQ", "gptq", "    DESC_ACT: true\n"),
-                                           std::make_tuple("RTN", "gptq", "    ZERO_POINT: false\n"),
-                                           std::make_tuple("AutoAWQ", "compressed-tensors", ""),
-                                           std::make_tuple("GPTQ", "compressed-tensors", "    ZERO_POINT: false\n    DESC_ACT: true\n"),
-                                           std::make_tuple("RTN", "compressed-tensors", "    W_BIT: 8\n    ZERO_POINT: false\n"),
-                                           std::make_tuple("RTN", "gptq", "    Q_GROUP_SIZE: -1\n"),
-                                           std::make_tuple("RTN", "compressed-tensors", "    Q_GROUP_SIZE: -1\n"),
-                                           std::make_tuple("GPTQ", "compressed-tensors", "    Q_GROUP_SIZE: 64\n"),
-                                           std::make_tuple("RTN", "compressed-tensors",
-                                                           "    LAYER_OVERRIDES:\n      - pattern: \"*.mlp.down_proj\"\n"
-                                                           "        W_BIT: 8\n      - pattern: \"model.layers.0.*\"\n"
-                                                           "        SKIP: true\n"),
-                                           std::make_tuple("HQQ", "compressed-tensors", ""),
-                                           std::make_tuple("NVFP4", "compressed-tensors", ""),
-                                           std::make_tuple("NVFP4", "compressed-tensors", "    ACT: dynamic\n"),
-                                           std::make_tuple("MXFP4", "compressed-tensors", ""),
-                                           std::make_tuple("MXFP4", "compressed-tensors", "    ACT: dynamic\n"),
-                                           std::make_tuple("LMQuant", "compressed-tensors", "    quant_type: g128\n"),
-                                           std::make_tuple("GPTQ", "compressed-tensors", "    W_FORMAT: nvfp4\n"),
-                                           std::make_tuple("GPTQ", "compressed-tensors", "    W_FORMAT: mxfp4\n")),
-                         [](const auto& info) {
-                           std::string f = std::get<1>(info.param);
-                           std::replace(f.begin(), f.end(), '-', '_');
-                           return std::get<0>(info.param) + "_" + f + "_" + std::to_string(info.index);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Formats, ExportReadback,
+    ::testing::Values(std::make_tuple("RTN", "awq", ""), std::make_tuple("AutoAWQ", "awq", ""),
+                      std::make_tuple("GPTQ", "gptq", "    DESC_ACT: true\n"),
+                      std::make_tuple("RTN", "gptq", "    ZERO_POINT: false\n"),
+                      std::make_tuple("AutoAWQ", "compressed-tensors", ""),
+                      std::make_tuple("GPTQ", "compressed-tensors", "    ZERO_POINT: false\n    DESC_ACT: true\n"),
+                      std::make_tuple("RTN", "compressed-tensors", "    W_BIT: 8\n    ZERO_POINT: false\n"),
+                      std::make_tuple("RTN", "gptq", "    Q_GROUP_SIZE: -1\n"),
+                      std::make_tuple("RTN", "compressed-tensors", "    Q_GROUP_SIZE: -1\n"),
+                      std::make_tuple("GPTQ", "compressed-tensors", "    Q_GROUP_SIZE: 64\n"),
+                      std::make_tuple("RTN", "compressed-tensors",
+                                      "    LAYER_OVERRIDES:\n      - pattern: \"*.mlp.down_proj\"\n"
+                                      "        W_BIT: 8\n      - pattern: \"model.layers.0.*\"\n"
+                                      "        SKIP: true\n"),
+                      std::make_tuple("HQQ", "compressed-tensors", ""),
+                      std::make_tuple("NVFP4", "compressed-tensors", ""),
+                      std::make_tuple("NVFP4", "compressed-tensors", "    ACT: dynamic\n"),
+                      std::make_tuple("MXFP4", "compressed-tensors", ""),
+                      std::make_tuple("MXFP4", "compressed-tensors", "    ACT: dynamic\n"),
+                      std::make_tuple("LMQuant", "compressed-tensors", "    quant_type: g128\n"),
+                      std::make_tuple("GPTQ", "compressed-tensors", "    W_FORMAT: nvfp4\n"),
+                      std::make_tuple("GPTQ", "compressed-tensors", "    W_FORMAT: mxfp4\n")),
+    [](const auto& info) {
+      std::string f = std::get<1>(info.param);
+      std::replace(f.begin(), f.end(), '-', '_');
+      return std::get<0>(info.param) + "_" + f + "_" + std::to_string(info.index);
+    });
 
 }  // namespace
 }  // namespace qjobs::testing
@@ -404,14 +410,15 @@ namespace {
 // A job of `algorithm` (its section `section`) through the server, its
 // worker killed after two of four blocks, resumes and scores as an
 // uninterrupted run.
-void killed_during_calibration_resumes(const std::string& algorithm, const std::string& section, const std::string& format) {
+void killed_during_calibration_resumes(const std::string& algorithm, const std::string& section,
+                                       const std::string& format) {
   const fs::path root = make_temp_dir("resume");
-  const std::string spec_text =
-      "MODEL: \"" + kExample.string() + "\"\nALGORITHM: " + algorithm + "\nDATA_PATH: \"" +
-      (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
-      "\"\nEXPORT_FORMAT: " + format + "\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  " + algorithm + ":\n" + section +
-      "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" + kHeldOut.string() +
-      "\"\n      seqlen: 256\n      num_samples: 8\n";
+  const std::string spec_text = "MODEL: \"" + kExample.string() + "\"\nALGORITHM: " + algorithm + "\nDATA_PATH: \"" +
+                                (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
+                                "\"\nEXPORT_FORMAT: " + format +
+                                "\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  " + algorithm + ":\n" +
+                                section + "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" +
+                                kHeldOut.string() + "\"\n      seqlen: 256\n      num_samples: 8\n";
   std::ofstream(root / "job.yaml") << spec_text;
   // Uninterrupted, without a server.
   const auto plain = run_cmd({worker(), "run", (root / "job.yaml").string(), "--job-dir", (root / "plain").string()});
@@ -434,8 +441,13 @@ void killed_during_calibration_resumes(const std::string& algorithm, const std::
       std::chrono::seconds(120)));
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   json job;
-  ASSERT_TRUE(wait_until([&] { job = server.job(id); const std::string s = job["state"]; return s == "SUCCEEDED" || s == "FAILED"; },
-                         std::chrono::seconds(180)));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        job = server.job(id);
+        const std::string s = job["state"];
+        return s == "SUCCEEDED" || s == "FAILED";
+      },
+      std::chrono::seconds(180)));
   EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
   EXPECT_EQ(job["attempts"], 2);
   const std::string events = read_file(root / "ud/jobs" / id / "events.jsonl");
@@ -473,10 +485,12 @@ namespace {
 
 // Writes `body` as root/<name>.yaml, submits it with `jobctl submit --wait`
 // and returns the job id.
-std::string submit_and_wait(const ServerProcess& server, const fs::path& root, const std::string& name, const std::string& body) {
+std::string submit_and_wait(const ServerProcess& server, const fs::path& root, const std::string& name,
+                            const std::string& body) {
   const fs::path spec = root / (name + ".yaml");
   std::ofstream(spec) << body;
-  const auto r = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "submit", spec.string(), "--wait"});
+  const auto r =
+      run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "submit", spec.string(), "--wait"});
   EXPECT_EQ(r.rc, 0) << r.out << r.err;
   return r.out.substr(0, r.out.find('\n'));
 }
@@ -490,24 +504,32 @@ TEST(EvalJob, BaselineAndQuantizedReportCacheEvaluateAndCompare) {
   const fs::path root = make_temp_dir("eval_e2e");
   ServerProcess server(root / "ud", {"--slots", "1"});
   const fs::path mc = root / "kjv_mc.jsonl";
-  std::ofstream(mc) << R"({"id": "gen1", "context": "In the beginning God created the", "choices": [" heaven and the earth.", " computer and the telephone."], "gold": 0})" "\n"
-                    << R"({"id": "gen1-3", "context": "And God said, Let there be", "choices": [" pizza", " light"], "gold": 1})" "\n"
-                    << R"({"id": "ps23", "context": "The LORD is my shepherd; I shall not", "choices": [" want.", " skateboard."], "gold": 0})" "\n";
+  std::ofstream(mc)
+      << R"({"id": "gen1", "context": "In the beginning God created the", "choices": [" heaven and the earth.", " computer and the telephone."], "gold": 0})"
+         "\n"
+      << R"({"id": "gen1-3", "context": "And God said, Let there be", "choices": [" pizza", " light"], "gold": 1})"
+         "\n"
+      << R"({"id": "ps23", "context": "The LORD is my shepherd; I shall not", "choices": [" want.", " skateboard."], "gold": 0})"
+         "\n";
   const auto tasks = [&] {
     std::ostringstream t;
     t << "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" << kHeldOut.string()
       << "\"\n      seqlen: 256\n      num_samples: 6\n"
       << "    - type: mc\n      name: verses\n      data_path: \"" << mc.string() << "\"\n"
-      << "    - type: demo\n      raw: true\n      max_new_tokens: 10\n      prompts: [\"In the beginning\", \"And Moses said\"]\n";
+      << "    - type: demo\n      raw: true\n      max_new_tokens: 10\n      prompts: [\"In the beginning\", \"And "
+         "Moses said\"]\n";
     return t.str();
   };
-  const auto submit = [&](const std::string& name, const std::string& body) { return submit_and_wait(server, root, name, body); };
+  const auto submit = [&](const std::string& name, const std::string& body) {
+    return submit_and_wait(server, root, name, body);
+  };
   const std::string model_line = "MODEL: \"" + kExample.string() + "\"\n";
   const std::string calib = "DATA_PATH: \"" + (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
                             "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\n";
   const std::string gptq = submit("gptq", model_line + "ALGORITHM: GPTQ\nEXPORT_FORMAT: compressed-tensors\n" + calib +
                                               "llm:\n  GPTQ:\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n" + tasks());
-  const std::string rtn = submit("rtn", model_line + "ALGORITHM: RTN\nllm:\n  RTN:\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n" + tasks());
+  const std::string rtn =
+      submit("rtn", model_line + "ALGORITHM: RTN\nllm:\n  RTN:\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n" + tasks());
   const auto rep1 = json::parse(read_file(root / "ud/jobs" / gptq / "report.json"));
   const auto rep2 = json::parse(read_file(root / "ud/jobs" / rtn / "report.json"));
 
@@ -540,7 +562,8 @@ TEST(EvalJob, BaselineAndQuantizedReportCacheEvaluateAndCompare) {
 
   // Evaluate the packaged compressed-tensors checkpoint as its own job: the
   // same numbers as the job that produced it.
-  const std::string ev = submit("evaluate", "MODEL: \"" + (dir1 / "model").string() + "\"\nALGORITHM: Evaluate\n" + tasks());
+  const std::string ev =
+      submit("evaluate", "MODEL: \"" + (dir1 / "model").string() + "\"\nALGORITHM: Evaluate\n" + tasks());
   const auto rep3 = json::parse(read_file(root / "ud/jobs" / ev / "report.json"));
   EXPECT_EQ(rep3["eval"]["model"]["kjv"]["ppl"], rep1["eval"]["quantized"]["kjv"]["ppl"]);
   EXPECT_EQ(rep3["eval"]["model"]["verses"]["acc"], rep1["eval"]["quantized"]["verses"]["acc"]);
@@ -552,7 +575,8 @@ TEST(EvalJob, BaselineAndQuantizedReportCacheEvaluateAndCompare) {
   const auto jr = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "report", gptq});
   ASSERT_EQ(jr.rc, 0) << jr.err;
   EXPECT_EQ(jr.out.substr(0, md.size()), md);
-  const auto jc = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "--json", "compare", gptq, rtn, ev});
+  const auto jc =
+      run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "--json", "compare", gptq, rtn, ev});
   ASSERT_EQ(jc.rc, 0) << jc.err;
   const auto table = json::parse(jc.out);
   ASSERT_EQ(table["columns"].size(), 3u);
@@ -579,7 +603,8 @@ TEST(EvalJob, BaselineAndQuantizedReportCacheEvaluateAndCompare) {
   EXPECT_EQ(rows, 2) << jc.out;
   const auto jm = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "compare", gptq, rtn});
   EXPECT_NE(jm.out.find("| kjv ppl (seqlen 256, 6 windows"), std::string::npos) << jm.out;
-  EXPECT_NE(jm.out.find("| GPTQ W4 g32 compressed-tensors | RTN W4 g32 compressed-tensors |"), std::string::npos) << jm.out;
+  EXPECT_NE(jm.out.find("| GPTQ W4 g32 compressed-tensors | RTN W4 g32 compressed-tensors |"), std::string::npos)
+      << jm.out;
   // The second job's original numbers came from the cache: its report says so.
   const std::string md2 = read_file(root / "ud/jobs" / rtn / "report.md");
   EXPECT_NE(md2.find("(cached)"), std::string::npos) << md2;
@@ -596,23 +621,32 @@ TEST(EvalJob, BaselineAndQuantizedReportCacheEvaluateAndCompare) {
 TEST(ActQuantJob, NyuntamLmquantG128ThroughTheServerBeatsRtnW4A8Kv4) {
   const fs::path root = make_temp_dir("lmquant_e2e");
   ServerProcess server(root / "ud", {"--slots", "1"});
-  const std::string eval = "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" + kHeldOut.string() +
-                           "\"\n      seqlen: 512\n      num_samples: 40\n";
-  const auto submit = [&](const std::string& name, const std::string& body) { return submit_and_wait(server, root, name, body); };
+  const std::string eval = "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" +
+                           kHeldOut.string() + "\"\n      seqlen: 512\n      num_samples: 40\n";
+  const auto submit = [&](const std::string& name, const std::string& body) {
+    return submit_and_wait(server, root, name, body);
+  };
   // Nyuntam's shipped LMQuant section, quant_type g128, local calibration data.
   const auto nyuntam = [&](const std::string& extra) {
-    return "MODEL: \"" + kExample.string() + "\"\nDATASET_NAME: \"\"\nDATASET_SUBNAME: \"\"\nTEXT_COLUMN: \"text\"\nSPLIT: \"train\"\n" +
-           "DATA_PATH: \"" + (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() + "\"\nFORMAT_STRING:\n" +
-           "calibration:\n  n_samples: 32\n  seqlen: 256\n" +
-           "llm:\n  LMQuant:\n    save_model: True\n    keep_scales: True\n    loads_with_qserve: False\n    dtype: float32\n"
-           "    quant_type: \"g128\"\n    quant.develop_dtype: torch.float32\n    quant.wgts.calib_range.outputs_device: cpu\n"
-           "    quant.reorder.outputs_device: cpu\n    quant.smooth.xw.outputs_device: cpu\n    quant.smooth.yx.outputs_device: cpu\n" +
-           extra + "CUDA_ID: \"0\"\nALGORITHM: \"LMQuant\"\nJOB_SERVICE: \"Kompress\"\nALGO_TYPE: \"llm\"\nTASK: \"llm\"\n" + eval;
+    return "MODEL: \"" + kExample.string() +
+           "\"\nDATASET_NAME: \"\"\nDATASET_SUBNAME: \"\"\nTEXT_COLUMN: \"text\"\nSPLIT: \"train\"\n" +
+           "DATA_PATH: \"" + (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
+           "\"\nFORMAT_STRING:\n" + "calibration:\n  n_samples: 32\n  seqlen: 256\n" +
+           "llm:\n  LMQuant:\n    save_model: True\n    keep_scales: True\n    loads_with_qserve: False\n    dtype: "
+           "float32\n"
+           "    quant_type: \"g128\"\n    quant.develop_dtype: torch.float32\n    "
+           "quant.wgts.calib_range.outputs_device: cpu\n"
+           "    quant.reorder.outputs_device: cpu\n    quant.smooth.xw.outputs_device: cpu\n    "
+           "quant.smooth.yx.outputs_device: cpu\n" +
+           extra +
+           "CUDA_ID: \"0\"\nALGORITHM: \"LMQuant\"\nJOB_SERVICE: \"Kompress\"\nALGO_TYPE: \"llm\"\nTASK: \"llm\"\n" +
+           eval;
   };
   const std::string qoq = submit("qoq", nyuntam(""));
-  const std::string rtn = submit("rtn", nyuntam("    quant.enable_rotation: false\n    quant.enable_smooth: false\n"
-                                                "    quant.enable_reorder: false\n    quant.wgts.progressive: false\n"
-                                                "    quant.wgts.enable_calib_range: false\n    quant.wgts.enable_kernel_gptq: false\n"));
+  const std::string rtn =
+      submit("rtn", nyuntam("    quant.enable_rotation: false\n    quant.enable_smooth: false\n"
+                            "    quant.enable_reorder: false\n    quant.wgts.progressive: false\n"
+                            "    quant.wgts.enable_calib_range: false\n    quant.wgts.enable_kernel_gptq: false\n"));
   const fs::path dir = root / "ud/jobs" / qoq;
   const auto job = server.job(qoq);
   EXPECT_EQ(job["state"], "SUCCEEDED") << job.dump();
@@ -639,7 +673,8 @@ TEST(ActQuantJob, NyuntamLmquantG128ThroughTheServerBeatsRtnW4A8Kv4) {
   const auto rep = json::parse(read_file(dir / "report.json"));
   const double fp = rep["eval"]["original"]["kjv"]["ppl"].get<double>();
   const double q = rep["eval"]["quantized"]["kjv"]["ppl"].get<double>();
-  const double base = json::parse(read_file(root / "ud/jobs" / rtn / "report.json"))["eval"]["quantized"]["kjv"]["ppl"].get<double>();
+  const double base =
+      json::parse(read_file(root / "ud/jobs" / rtn / "report.json"))["eval"]["quantized"]["kjv"]["ppl"].get<double>();
   RecordProperty("ppl_fp", std::to_string(fp));
   RecordProperty("ppl_qoq_g128", std::to_string(q));
   RecordProperty("ppl_rtn_w4a8kv4", std::to_string(base));
@@ -648,7 +683,8 @@ TEST(ActQuantJob, NyuntamLmquantG128ThroughTheServerBeatsRtnW4A8Kv4) {
 
   // The packaged model simulates what it recorded: evaluated on its own it
   // gives the job's perplexity.
-  const std::string ev = submit("evaluate", "MODEL: \"" + (dir / "model").string() + "\"\nALGORITHM: Evaluate\n" + eval);
+  const std::string ev =
+      submit("evaluate", "MODEL: \"" + (dir / "model").string() + "\"\nALGORITHM: Evaluate\n" + eval);
   EXPECT_EQ(json::parse(read_file(root / "ud/jobs" / ev / "report.json"))["eval"]["model"]["kjv"]["ppl"], q);
   server.terminate();
   fs::remove_all(root);
@@ -658,14 +694,17 @@ TEST(ActQuantJob, NyuntamLmquantG128ThroughTheServerBeatsRtnW4A8Kv4) {
 // activation scales and an FP8 KV cache; SmoothQuant int-quantized with
 // static int8 activation scales) reads back with the logits of the
 // fake-quant model.
-void expect_w8a8_readback(const std::string& algo, const std::string& params, const std::string& format, at::ScalarType stored) {
+void expect_w8a8_readback(const std::string& algo, const std::string& params, const std::string& format,
+                          at::ScalarType stored) {
   const fs::path root = make_temp_dir("w8a8_export");
   const auto run_job = [&](const std::string& fmt) {
     const fs::path spec = root / (fmt + ".yaml");
     std::ofstream(spec) << "MODEL: \"" << kExample.string() << "\"\nALGORITHM: " << algo << "\nEXPORT_FORMAT: " << fmt
                         << "\nDATA_PATH: \"" << (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string()
-                        << "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\nllm:\n  " << algo << ":\n" << params;
-    const auto r = run_cmd({(bin_dir() / "qjobs-worker").string(), "run", spec.string(), "--job-dir", (root / fmt).string()});
+                        << "\"\ncalibration:\n  n_samples: 8\n  seqlen: 128\nllm:\n  " << algo << ":\n"
+                        << params;
+    const auto r =
+        run_cmd({(bin_dir() / "qjobs-worker").string(), "run", spec.string(), "--job-dir", (root / fmt).string()});
     EXPECT_EQ(r.rc, 0) << read_file(root / fmt / "logs/worker.log");
     return root / fmt / "model";
   };
@@ -729,10 +768,13 @@ TEST(RuntimeJob, ShippedConfigsPackModelsWhoseSizeDropsAsTheBitsSay) {
       if (top) skipping = false;
       if (line.rfind("MODEL:", 0) == 0) line = "MODEL: \"" + kExample.string() + "\"";
       else if (line.rfind("DATASET_NAME:", 0) == 0) line = "DATASET_NAME: \"\"";
-      else if (line.rfind("DATA_PATH:", 0) == 0) line = "DATA_PATH: \"" + (src / "examples/data/kjv/calib.jsonl").string() + "\"";
+      else if (line.rfind("DATA_PATH:", 0) == 0)
+        line = "DATA_PATH: \"" + (src / "examples/data/kjv/calib.jsonl").string() + "\"";
       else if (line.rfind("CUDA_ID:", 0) == 0) continue;
-      else if (line.find("eval.") != std::string::npos && !top) { skipping = line.find("eval.tasks") != std::string::npos; continue; }
-      else if (skipping && line.find("  - ") != std::string::npos) continue;
+      else if (line.find("eval.") != std::string::npos && !top) {
+        skipping = line.find("eval.tasks") != std::string::npos;
+        continue;
+      } else if (skipping && line.find("  - ") != std::string::npos) continue;
       // Paths relative to the repository (the demo's) from wherever the server runs.
       for (std::size_t at = line.find("\"examples/"); at != std::string::npos; at = line.find("\"examples/", at + 1))
         line.replace(at + 1, 0, src.string() + "/");
@@ -752,7 +794,8 @@ TEST(RuntimeJob, ShippedConfigsPackModelsWhoseSizeDropsAsTheBitsSay) {
     // group; a width the group does not divide goes per channel.
     const auto out_config = json::parse(read_file(model / "config.json"));
     uint64_t other = dir_size(kExample), linear = 0;
-    if (!out_config.value("tie_word_embeddings", true)) other += original.info("model.embed_tokens.weight").end - original.info("model.embed_tokens.weight").begin;
+    if (!out_config.value("tie_word_embeddings", true))
+      other += original.info("model.embed_tokens.weight").end - original.info("model.embed_tokens.weight").begin;
     for (const auto& name : model::quantized_linear_weights(model::ModelConfig::from_json(original.config()))) {
       const auto& info = original.info(name);
       const uint64_t n = static_cast<uint64_t>(info.shape[0] * info.shape[1]);
@@ -781,8 +824,8 @@ TEST(ActQuantJob, SmoothQuantInt8CompressedTensorsReadsBackAsTheFakeQuantModel) 
 
 // Issue 14: AMD Quark's int8 W8A8 recipe, per-tensor weight scales and no smoothing.
 TEST(ActQuantJob, QuarkInt8PerTensorWithoutSmoothingReadsBack) {
-  expect_w8a8_readback("SmoothQuant", "    ACT: static\n    SMOOTHING: false\n    WEIGHT_SCALE: tensor\n", "int-quantized",
-                       at::kChar);
+  expect_w8a8_readback("SmoothQuant", "    ACT: static\n    SMOOTHING: false\n    WEIGHT_SCALE: tensor\n",
+                       "int-quantized", at::kChar);
 }
 
 }  // namespace
@@ -799,9 +842,11 @@ TEST(ActQuantJob, LmquantSqStaticEnableSmoothFalseIsW8A8WithoutSmoothing) {
     const std::string id = submit_and_wait(server, root, name, head + body);
     return read_file(root / "ud/jobs" / id / "model/model.safetensors");
   };
-  const std::string off = weights("off", "ALGORITHM: LMQuant\nllm:\n  LMQuant:\n    quant_type: sq_static\n"
-                                         "    quant.enable_smooth: false\n");
-  const std::string plain = weights("plain", "ALGORITHM: SmoothQuant\nllm:\n  SmoothQuant:\n    ACT: static\n    SMOOTHING: false\n");
+  const std::string off = weights("off",
+                                  "ALGORITHM: LMQuant\nllm:\n  LMQuant:\n    quant_type: sq_static\n"
+                                  "    quant.enable_smooth: false\n");
+  const std::string plain =
+      weights("plain", "ALGORITHM: SmoothQuant\nllm:\n  SmoothQuant:\n    ACT: static\n    SMOOTHING: false\n");
   const std::string on = weights("on", "ALGORITHM: LMQuant\nllm:\n  LMQuant:\n    quant_type: sq_static\n");
   ASSERT_FALSE(off.empty());
   EXPECT_EQ(off, plain) << "enable_smooth: false must be SmoothQuant without smoothing";
@@ -834,14 +879,16 @@ TEST(RuntimeJob, RecipesRunOnTheExampleModelAsShipped) {
       // The float graph and encodings for compilers, and the QDQ graph whose codes are one byte each.
       const fs::path m = root / "ud/jobs" / id / "model";
       ASSERT_TRUE(fs::exists(m / "model_ar128_cl1024.encodings")) << file;
-      EXPECT_LT(fs::file_size(m / "model_ar128_cl1024_qdq.data"), 0.5 * fs::file_size(m / "model_ar128_cl1024.data")) << file;
+      EXPECT_LT(fs::file_size(m / "model_ar128_cl1024_qdq.data"), 0.5 * fs::file_size(m / "model_ar128_cl1024.data"))
+          << file;
     } else {
       EXPECT_LT(rep["size_mib"]["after"].get<double>(), 0.7 * rep["size_mib"]["before"].get<double>()) << file;
       EXPECT_EQ(rep["export_format"], "compressed-tensors") << file;
     }
     EXPECT_TRUE(rep["eval"]["quantized"]["kjv-heldout"]["ppl"].is_number()) << file;
     EXPECT_LT(rep["eval"]["quantized"]["kjv-heldout"]["ppl"].get<double>(),
-              1.5 * rep["eval"]["original"]["kjv-heldout"]["ppl"].get<double>()) << file;
+              1.5 * rep["eval"]["original"]["kjv-heldout"]["ppl"].get<double>())
+        << file;
   }
   server.terminate();
   fs::remove_all(root);
@@ -856,11 +903,12 @@ TEST(RuntimeJob, RecipesRunOnTheExampleModelAsShipped) {
 TEST(GgufExport, GptqJobWritesAGgufWhoseWeightsAreTheJobsAndScoreAsReported) {
   const fs::path root = make_temp_dir("gguf_job");
   ServerProcess server(root / "ud", {"--slots", "1"});
-  const std::string body = "MODEL: \"" + kExample.string() + "\"\nALGORITHM: GPTQ\nDATA_PATH: \"" +
-                           (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
-                           "\"\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  GPTQ:\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n"
-                           "    ZERO_POINT: false\neval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" +
-                           kHeldOut.string() + "\"\n      seqlen: 256\n      num_samples: 20\n";
+  const std::string body =
+      "MODEL: \"" + kExample.string() + "\"\nALGORITHM: GPTQ\nDATA_PATH: \"" +
+      (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
+      "\"\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  GPTQ:\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n"
+      "    ZERO_POINT: false\neval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" +
+      kHeldOut.string() + "\"\n      seqlen: 256\n      num_samples: 20\n";
   const std::string gg = submit_and_wait(server, root, "gguf", "EXPORT_FORMAT: gguf\n" + body);
   const std::string fq = submit_and_wait(server, root, "fake", "EXPORT_FORMAT: fake_quant\n" + body);
   const fs::path model = root / "ud/jobs" / gg / "model";
@@ -875,18 +923,19 @@ TEST(GgufExport, GptqJobWritesAGgufWhoseWeightsAreTheJobsAndScoreAsReported) {
 
   // The same weights through the standalone converter: the same bytes.
   const fs::path again = root / "again.gguf", readback = root / "readback";
-  const auto conv = run_cmd({worker(), "gguf", "--checkpoint", (root / "ud/jobs" / fq / "model").string(), "--type", "q4_0",
-                             "--name", "kjv-llama", "--out", again.string(), "--readback", readback.string()});
+  const auto conv = run_cmd({worker(), "gguf", "--checkpoint", (root / "ud/jobs" / fq / "model").string(), "--type",
+                             "q4_0", "--name", "kjv-llama", "--out", again.string(), "--readback", readback.string()});
   ASSERT_EQ(conv.rc, 0) << conv.err;
   EXPECT_TRUE(read_file(again) == read_file(file)) << "the job's GGUF differs from the converter's";
   // The reported perplexity is the file's.
-  const auto p = run_cmd({worker(), "ppl", "--checkpoint", readback.string(), "--data", kHeldOut.string(), "--seqlen", "256",
-                          "--num-samples", "20"});
+  const auto p = run_cmd({worker(), "ppl", "--checkpoint", readback.string(), "--data", kHeldOut.string(), "--seqlen",
+                          "256", "--num-samples", "20"});
   ASSERT_EQ(p.rc, 0) << p.err;
   EXPECT_NEAR(json::parse(p.out)["ppl"].get<double>(), rep["eval"]["quantized"]["kjv"]["ppl"].get<double>(), 1e-9);
   // Re-encoding costs something: the file scores at or above GPTQ's own grid.
   const auto frep = json::parse(read_file(root / "ud/jobs" / fq / "report.json"));
-  EXPECT_GE(rep["eval"]["quantized"]["kjv"]["ppl"].get<double>(), 0.99 * frep["eval"]["quantized"]["kjv"]["ppl"].get<double>());
+  EXPECT_GE(rep["eval"]["quantized"]["kjv"]["ppl"].get<double>(),
+            0.99 * frep["eval"]["quantized"]["kjv"]["ppl"].get<double>());
 
   // llama.cpp's own reader and decoder (pip gguf), the job's own weights.
   const fs::path check = fs::path(QJOBS_SOURCE_DIR) / "tests/gguf/check.py";
@@ -907,17 +956,21 @@ TEST(OnnxExport, SequentialMseW4A16JobRunsInOnnxRuntimeWithEncodingsOfItsGrid) {
   const fs::path onnx_dir = fs::path(QJOBS_SOURCE_DIR) / "tests/onnx";
   const fs::path root = make_temp_dir("onnx_job");
   ServerProcess server(root / "ud", {"--slots", "1"});
-  const std::string body = "MODEL: \"" + kExample.string() + "\"\nALGORITHM: SequentialMSE\nDATA_PATH: \"" +
-                           (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
-                           "\"\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  SequentialMSE:\n    W_BIT: 4\n"
-                           "    Q_GROUP_SIZE: 32\n    ZERO_POINT: false\n    A_BIT: 16\n    LAYER_OVERRIDES:\n"
-                           "      - pattern: \"*.down_proj\"\n        W_BIT: 8\neval:\n  tasks:\n    - type: ppl\n      name: kjv\n"
-                           "      data_path: \"" + kHeldOut.string() + "\"\n      seqlen: 256\n      num_samples: 8\n";
-  const std::string ox = submit_and_wait(server, root, "onnx", "EXPORT_FORMAT: onnx\nONNX_SEQ_LEN: 16\nONNX_CONTEXT_LEN: 64\n" + body);
+  const std::string body =
+      "MODEL: \"" + kExample.string() + "\"\nALGORITHM: SequentialMSE\nDATA_PATH: \"" +
+      (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/calib.jsonl").string() +
+      "\"\ncalibration:\n  n_samples: 16\n  seqlen: 256\nllm:\n  SequentialMSE:\n    W_BIT: 4\n"
+      "    Q_GROUP_SIZE: 32\n    ZERO_POINT: false\n    A_BIT: 16\n    LAYER_OVERRIDES:\n"
+      "      - pattern: \"*.down_proj\"\n        W_BIT: 8\neval:\n  tasks:\n    - type: ppl\n      name: kjv\n"
+      "      data_path: \"" +
+      kHeldOut.string() + "\"\n      seqlen: 256\n      num_samples: 8\n";
+  const std::string ox =
+      submit_and_wait(server, root, "onnx", "EXPORT_FORMAT: onnx\nONNX_SEQ_LEN: 16\nONNX_CONTEXT_LEN: 64\n" + body);
   const std::string fq = submit_and_wait(server, root, "fake", "EXPORT_FORMAT: fake_quant\n" + body);
   const fs::path model = root / "ud/jobs" / ox / "model";
   const fs::path fg = model / "model_ar16_cl64.onnx", qg = model / "model_ar16_cl64_qdq.onnx";
-  for (const auto& f : {fg, qg, model / "model_ar16_cl64.data", model / "model_ar16_cl64_qdq.data", model / "model_ar16_cl64.encodings"})
+  for (const auto& f : {fg, qg, model / "model_ar16_cl64.data", model / "model_ar16_cl64_qdq.data",
+                        model / "model_ar16_cl64.encodings"})
     ASSERT_TRUE(fs::exists(f)) << f;
   for (const auto& e : fs::directory_iterator(model)) EXPECT_NE(e.path().extension(), ".safetensors") << e.path();
   // The QDQ graph's weights are one byte per code (opset 17 has no int4): below the float graph's.
@@ -928,7 +981,8 @@ TEST(OnnxExport, SequentialMseW4A16JobRunsInOnnxRuntimeWithEncodingsOfItsGrid) {
   EXPECT_EQ(rep["quantization_config"]["opset"], 17);
   EXPECT_EQ(rep["quantization_config"]["graph"], "ar16_cl64");
   // The score reported is that of the model the QDQ graph computes (checked below).
-  EXPECT_NEAR(rep["eval"]["quantized"]["kjv"]["ppl"].get<double>(), frep["eval"]["quantized"]["kjv"]["ppl"].get<double>(), 1e-9);
+  EXPECT_NEAR(rep["eval"]["quantized"]["kjv"]["ppl"].get<double>(),
+              frep["eval"]["quantized"]["kjv"]["ppl"].get<double>(), 1e-9);
 
   // Reference logits: the fake_quant twin with its 16-bit inputs simulated,
   // and with weights only (what the float graph holds).
@@ -944,8 +998,8 @@ TEST(OnnxExport, SequentialMseW4A16JobRunsInOnnxRuntimeWithEncodingsOfItsGrid) {
   std::ofstream(root / "tokens.json") << json(tokens).dump();
   std::ofstream(root / "batch.json") << json::array({tokens}).dump();
   const auto logits = [&](const fs::path& ckpt, const fs::path& out) {
-    const auto r = run_cmd({worker(), "logits", "--checkpoint", ckpt.string(), "--tokens", (root / "batch.json").string(), "--out",
-                            out.string()});
+    const auto r = run_cmd({worker(), "logits", "--checkpoint", ckpt.string(), "--tokens",
+                            (root / "batch.json").string(), "--out", out.string()});
     ASSERT_EQ(r.rc, 0) << r.err;
   };
   logits(twin, root / "ref_q.safetensors");
@@ -953,12 +1007,13 @@ TEST(OnnxExport, SequentialMseW4A16JobRunsInOnnxRuntimeWithEncodingsOfItsGrid) {
   logits(kExample, root / "ref_fp.safetensors");
   // The unquantized model's float graph from the standalone converter.
   const fs::path base = root / "base.onnx";
-  const auto conv = run_cmd({worker(), "onnx", "--checkpoint", kExample.string(), "--out", base.string(), "--seq-len", "16",
-                             "--context-len", "64"});
+  const auto conv = run_cmd({worker(), "onnx", "--checkpoint", kExample.string(), "--out", base.string(), "--seq-len",
+                             "16", "--context-len", "64"});
   ASSERT_EQ(conv.rc, 0) << conv.err;
   const auto check = [&](const fs::path& graph, const fs::path& ref, const char* tol) {
-    const auto c = run_cmd({python(), (onnx_dir / "check.py").string(), graph.string(), (kExample / "config.json").string(),
-                            (root / "tokens.json").string(), ref.string(), "16", "64", tol});
+    const auto c =
+        run_cmd({python(), (onnx_dir / "check.py").string(), graph.string(), (kExample / "config.json").string(),
+                 (root / "tokens.json").string(), ref.string(), "16", "64", tol});
     EXPECT_EQ(c.rc, 0) << c.out << c.err;
     EXPECT_NE(c.out.find("\"ok\":true"), std::string::npos) << c.out;
     RecordProperty(graph.filename().string(), c.out.substr(c.out.rfind('{')));
@@ -983,7 +1038,8 @@ TEST(OnnxExport, SequentialMseW4A16JobRunsInOnnxRuntimeWithEncodingsOfItsGrid) {
     const int64_t rows = w.size(0), blocks = w.size(1) / 32;
     ASSERT_EQ(e["scale"].size(), static_cast<std::size_t>(rows * blocks)) << name;
     const auto scale = at::tensor(e["scale"].get<std::vector<double>>(), at::kDouble).reshape({rows, blocks, 1});
-    const auto offset = at::tensor(e["offset"].get<std::vector<int64_t>>(), at::kLong).to(at::kDouble).reshape({rows, blocks, 1});
+    const auto offset =
+        at::tensor(e["offset"].get<std::vector<int64_t>>(), at::kLong).to(at::kDouble).reshape({rows, blocks, 1});
     EXPECT_TRUE((offset == -(1 << (bw - 1))).all().item<bool>()) << name;
     const auto q = w.reshape({rows, blocks, 32}) / scale - offset;
     EXPECT_LT((q - q.round()).abs().max().item<double>(), 1e-3) << name;

@@ -105,7 +105,8 @@ TEST(Scale, Bf16GptqPeakMemoryDoesNotGrowWithDepthBeyondOneBlock) {
   // A float32 copy of the model would add 2x ckpt_growth, holding the output
   // or the whole mapping in memory about 1x; streaming adds about nothing.
   EXPECT_LT(growth, 3 * block_f32) << "peak RSS " << shallow.run.max_rss_bytes << " -> " << deep.run.max_rss_bytes
-                                   << " bytes for a checkpoint " << shallow.checkpoint_bytes << " -> " << deep.checkpoint_bytes;
+                                   << " bytes for a checkpoint " << shallow.checkpoint_bytes << " -> "
+                                   << deep.checkpoint_bytes;
   EXPECT_LT(deep.run.max_rss_bytes, shallow.run.max_rss_bytes + deep.checkpoint_bytes);
   // The report states the same peak the kernel saw (VmHWM is ru_maxrss) and where it ran.
   const auto& mem = deep.report["memory"];
@@ -134,8 +135,8 @@ TEST(Scale, Bf16GptqPeakMemoryDoesNotGrowWithDepthBeyondOneBlock) {
 // small shapes, so that the script keeps working between GPU runs.
 TEST(GpuCheckScript, RunsEndToEndOnTheCpuBuild) {
   const auto out = make_temp_dir("gpu-check");
-  const auto r = run_cmd({"/bin/bash", (fs::path(QJOBS_SOURCE_DIR) / "bench/gpu_check.sh").string(), "--cpu", "--worker",
-                          (bin_dir() / "qjobs-worker").string(), "--out", out.string()});
+  const auto r = run_cmd({"/bin/bash", (fs::path(QJOBS_SOURCE_DIR) / "bench/gpu_check.sh").string(), "--cpu",
+                          "--worker", (bin_dir() / "qjobs-worker").string(), "--out", out.string()});
   ASSERT_EQ(r.rc, 0) << r.out << r.err;
   const auto summary = read_json(out / "summary.json");
   EXPECT_TRUE(summary["pass"].get<bool>());

@@ -97,7 +97,8 @@ class ServerTest : public ::testing::Test {
   }
   void TearDown() override {
     // Workers left behind by a killed server must not outlive the test.
-    for (const auto& pid : stray_) if (process_alive(pid)) ::kill(pid, SIGKILL);
+    for (const auto& pid : stray_)
+      if (process_alive(pid)) ::kill(pid, SIGKILL);
     remove_test_dir(root_);
   }
 
@@ -109,7 +110,8 @@ class ServerTest : public ::testing::Test {
   std::string rtn_spec(int bits = 4, int group = 32, bool zero_point = true) {
     // fake_quant: the weights are compared with hand-computed ones as floats
     // (the packed forms are checked against fake_quant in runtime_test).
-    return "MODEL: \"" + model_.string() + "\"\nALGORITHM: RTN\nJOB_ID: t\nEXPORT_FORMAT: fake_quant\nllm:\n  RTN:\n    W_BIT: " +
+    return "MODEL: \"" + model_.string() +
+           "\"\nALGORITHM: RTN\nJOB_ID: t\nEXPORT_FORMAT: fake_quant\nllm:\n  RTN:\n    W_BIT: " +
            std::to_string(bits) + "\n    Q_GROUP_SIZE: " + std::to_string(group) +
            "\n    ZERO_POINT: " + (zero_point ? "true" : "false") + "\n";
   }
@@ -120,7 +122,13 @@ class ServerTest : public ::testing::Test {
   }
   json wait_terminal(const ServerProcess& s, const std::string& id, std::chrono::seconds limit = 120s) {
     json j;
-    EXPECT_TRUE(wait_until([&] { j = s.job(id); return terminal_state(j["state"]); }, limit)) << j.dump();
+    EXPECT_TRUE(wait_until(
+        [&] {
+          j = s.job(id);
+          return terminal_state(j["state"]);
+        },
+        limit))
+        << j.dump();
     return j;
   }
   // The worker pid once the job's worker has reported progress in `stage`.
@@ -320,11 +328,13 @@ TEST_F(ServerTest, DryRunChecksTheExportAgainstTheModelAndStoresNothing) {
   auto client = server.client();
   const fs::path m = root_ / "shapes";
   fs::create_directories(m);
-  std::ofstream(m / "config.json") << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2,
+  std::ofstream(m / "config.json")
+      << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2,
       "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100})";
   std::ofstream(m / "model.safetensors") << "";  // only looked for: nothing runs
   const std::string good = "MODEL: \"" + m.string() + "\"\nALGORITHM: RTN\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n";
-  const std::string bad = "MODEL: \"" + m.string() + "\"\nALGORITHM: RTN\nEXPORT_FORMAT: awq\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n";
+  const std::string bad =
+      "MODEL: \"" + m.string() + "\"\nALGORITHM: RTN\nEXPORT_FORMAT: awq\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n";
   const auto ok = client.request("POST", "/jobs?dry_run=1", good);
   ASSERT_EQ(ok.status, 200) << ok.body;
   const auto okj = json::parse(ok.body);
@@ -477,7 +487,8 @@ TEST_F(ServerTest, TwoHundredSubmissionsFromEightClients) {
   std::set<std::string> listed;
   std::string cursor;
   do {
-    const auto page = json::parse(server.client().request("GET", "/jobs?limit=64" + (cursor.empty() ? "" : "&cursor=" + cursor)).body);
+    const auto page = json::parse(
+        server.client().request("GET", "/jobs?limit=64" + (cursor.empty() ? "" : "&cursor=" + cursor)).body);
     for (const auto& j : page["jobs"]) listed.insert(j["id"]);
     cursor = page["next_cursor"].is_string() ? page["next_cursor"].get<std::string>() : "";
   } while (!cursor.empty());
@@ -571,7 +582,8 @@ TEST_F(ServerTest, JobctlNamesColumnsSetDownloadAndExitCodes) {
   // A list is indexed by number; an index past its end is a usage error.
   // (An eval task reads text: the model folder needs a tokenizer.json.)
   fs::copy_file(fs::path(QJOBS_SOURCE_DIR) / "examples/kjv-llama/tokenizer.json", model_ / "tokenizer.json");
-  const fs::path with_eval = write_spec("eval.yaml", rtn_spec() + "eval:\n  tasks:\n    - type: demo\n      prompts: [\"a\"]\n");
+  const fs::path with_eval =
+      write_spec("eval.yaml", rtn_spec() + "eval:\n  tasks:\n    - type: demo\n      prompts: [\"a\"]\n");
   const auto idx = jc({"--json", "validate", with_eval.string(), "--set", "eval.tasks.0.max_new_tokens=3"});
   ASSERT_EQ(idx.rc, 0) << idx.err;
   EXPECT_EQ(json::parse(idx.out)["spec"]["eval"]["tasks"][0]["max_new_tokens"], 3);
@@ -691,7 +703,8 @@ TEST_F(ServerTest, FailedJobsHaveAReportWithTheErrorAndTheStage) {
   const auto rep = run_cmd({jobctl, "--server", server.url(), "report", id});
   ASSERT_EQ(rep.rc, 0) << rep.err;
   EXPECT_NE(rep.out.find("FAILED"), std::string::npos) << rep.out;
-  EXPECT_NE(rep.out.find("| error type | " + job["error_type"].get<std::string>() + " |"), std::string::npos) << rep.out;
+  EXPECT_NE(rep.out.find("| error type | " + job["error_type"].get<std::string>() + " |"), std::string::npos)
+      << rep.out;
   EXPECT_NE(rep.out.find("| stage | load |"), std::string::npos) << rep.out;
   EXPECT_NE(rep.out.find(job["error"].get<std::string>().substr(0, 40)), std::string::npos) << rep.out;
   EXPECT_NE(rep.out.find("End of logs/worker.log"), std::string::npos) << rep.out;

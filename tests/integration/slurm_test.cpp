@@ -93,8 +93,9 @@ class Slurm : public ::testing::Test {
     const char* conf = std::getenv("SLURM_CONF");
     const bool up = conf && fs::exists(conf) && run_cmd({tool("timeout"), "10", "scontrol", "ping"}).rc == 0;
     if (!up) {
-      if (slurm_required()) FAIL() << "no Slurm cluster (SLURM_CONF unset or slurmctld down): start one with "
-                                      "scripts/slurm-local.sh start and export what it prints";
+      if (slurm_required())
+        FAIL() << "no Slurm cluster (SLURM_CONF unset or slurmctld down): start one with "
+                  "scripts/slurm-local.sh start and export what it prints";
       GTEST_SKIP() << "no Slurm cluster: scripts/slurm-local.sh start, then export SLURM_CONF";
     }
     conf_ = conf;
@@ -133,7 +134,13 @@ class Slurm : public ::testing::Test {
   }
   json wait_terminal(const ServerProcess& s, const std::string& id, std::chrono::seconds limit = 120s) {
     json j;
-    EXPECT_TRUE(wait_until([&] { j = s.job(id); return terminal_state(j["state"]); }, limit)) << j.dump();
+    EXPECT_TRUE(wait_until(
+        [&] {
+          j = s.job(id);
+          return terminal_state(j["state"]);
+        },
+        limit))
+        << j.dump();
     return j;
   }
   CmdResult jobctl(const ServerProcess& s, std::vector<std::string> args) const {
@@ -179,7 +186,12 @@ TEST_F(Slurm, JobRunsAsASlurmJobAndMatchesTheLocalBackend) {
     EXPECT_EQ(st.rc, 0);
     EXPECT_NE(st.out.find("SUCCEEDED"), std::string::npos) << st.out;
   }
-  ASSERT_TRUE(wait_until([&] { auto r = sacct(id); return r.size() == 1 && r[0].state == "COMPLETED"; }, 30s));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = sacct(id);
+        return r.size() == 1 && r[0].state == "COMPLETED";
+      },
+      30s));
   const auto rows = sacct(id);
   EXPECT_EQ(rows[0].job, slurm_job);
   EXPECT_EQ(rows[0].name, id);
@@ -218,10 +230,13 @@ TEST_F(Slurm, TwentyJobsOnTwoCpusRespectPriorities) {
   std::string names;
   for (const auto& [id, p] : prio) names += (names.empty() ? "" : ",") + id;
   std::vector<AcctRow> rows;
-  ASSERT_TRUE(wait_until([&] {
-    rows = sacct(names);
-    return rows.size() == 20 && std::all_of(rows.begin(), rows.end(), [](const AcctRow& r) { return r.end > 0; });
-  }, 30s)) << rows.size();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        rows = sacct(names);
+        return rows.size() == 20 && std::all_of(rows.begin(), rows.end(), [](const AcctRow& r) { return r.end > 0; });
+      },
+      30s))
+      << rows.size();
   // Concurrency as Slurm accounts it: a sweep over [start, end). sacct
   // counts whole seconds, so a job shorter than a second has start == end
   // and no measurable interval: such jobs are left out of the sweep (they
@@ -245,9 +260,9 @@ TEST_F(Slurm, TwentyJobsOnTwoCpusRespectPriorities) {
     for (const auto& b : rows) {
       if (a.start >= b.start || b.submit >= a.start) continue;
       ++compared;
-      EXPECT_GE(prio[a.name], prio[b.name]) << a.name << " (" << prio[a.name] << ") started at " << a.start
-                                            << " before " << b.name << " (" << prio[b.name] << "), waiting since "
-                                            << b.submit;
+      EXPECT_GE(prio[a.name], prio[b.name])
+          << a.name << " (" << prio[a.name] << ") started at " << a.start << " before " << b.name << " ("
+          << prio[b.name] << "), waiting since " << b.submit;
     }
   EXPECT_GT(compared, 10) << "too few jobs waited together to show an order";
   // The watch is one squeue per poll for every job, not one per job.
@@ -273,12 +288,22 @@ TEST_F(Slurm, CancelThroughQjobsAndScancelFromOutside) {
   const auto c = jobctl(server, {"cancel", mine});
   EXPECT_EQ(c.rc, 0) << c.err;
   json job;
-  ASSERT_TRUE(wait_until([&] { job = server.job(mine); return job["state"] == "CANCELLED"; }, 30s)) << job.dump();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        job = server.job(mine);
+        return job["state"] == "CANCELLED";
+      },
+      30s))
+      << job.dump();
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LE(took, 3 + 2) << "grace 3 s + 2 s";
   EXPECT_TRUE(wait_until([&] { return !process_alive(pid); }, 5s)) << "worker " << pid << " still runs";
-  EXPECT_TRUE(wait_until([&] { auto r = sacct(mine); return r.size() == 1 && r[0].state.rfind("CANCELLED", 0) == 0; },
-                         30s));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        auto r = sacct(mine);
+        return r.size() == 1 && r[0].state.rfind("CANCELLED", 0) == 0;
+      },
+      30s));
 
   ASSERT_GT(wait_for_worker(ud, theirs, 0, 60s), 0);
   const std::string sid = slurm_id(server.job(theirs));
@@ -312,7 +337,12 @@ TEST_F(Slurm, KilledWorkerIsResubmittedAndResumesAtTheNextBlock) {
   const std::string ev = events(ud, id);
   EXPECT_NE(ev.find("\"type\":\"resumed\""), std::string::npos) << ev;
   std::vector<AcctRow> rows;
-  ASSERT_TRUE(wait_until([&] { rows = sacct(id); return rows.size() == 2 && rows[1].end > 0; }, 30s));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        rows = sacct(id);
+        return rows.size() == 2 && rows[1].end > 0;
+      },
+      30s));
   EXPECT_EQ(rows[0].state, "FAILED");
   EXPECT_EQ(rows[0].exit_code, "0:9");
   EXPECT_EQ(rows[1].state, "COMPLETED");
@@ -326,15 +356,17 @@ TEST_F(Slurm, KilledServerReattachesAndSubmitsNothingTwice) {
   {
     ServerProcess server(ud, slurm_args({"--max-inflight", "5"}), {{"QJOBS_TEST_STEP_DELAY_MS", "400"}});
     for (int i = 0; i < 5; ++i) ids.push_back(submit(server, rtn_spec()));
-    ASSERT_TRUE(wait_until([&] {
-      int running = 0, dispatched = 0;
-      for (const auto& id : ids) {
-        const json j = server.job(id);
-        running += j["state"] == "RUNNING";
-        dispatched += !j["handle"].is_null();
-      }
-      return running >= 2 && dispatched == 5;
-    }, 60s));
+    ASSERT_TRUE(wait_until(
+        [&] {
+          int running = 0, dispatched = 0;
+          for (const auto& id : ids) {
+            const json j = server.job(id);
+            running += j["state"] == "RUNNING";
+            dispatched += !j["handle"].is_null();
+          }
+          return running >= 2 && dispatched == 5;
+        },
+        60s));
     server.kill9();
   }
   ServerProcess again(ud, slurm_args({"--max-inflight", "5"}), {{"QJOBS_TEST_STEP_DELAY_MS", "400"}});
@@ -345,7 +377,12 @@ TEST_F(Slurm, KilledServerReattachesAndSubmitsNothingTwice) {
   }
   for (const auto& id : ids) {
     std::vector<AcctRow> rows;
-    wait_until([&] { rows = sacct(id); return !rows.empty() && rows.back().end > 0; }, 30s);
+    wait_until(
+        [&] {
+          rows = sacct(id);
+          return !rows.empty() && rows.back().end > 0;
+        },
+        30s);
     EXPECT_EQ(rows.size(), 1u) << id << " was submitted " << rows.size() << " times";
   }
   EXPECT_NE(slurp(again.stderr_path()).find("recover: watching slurm:"), std::string::npos);
@@ -389,7 +426,12 @@ TEST_F(Slurm, SubmissionTheStoreNeverRecordedIsAdoptedNotRepeated) {
   EXPECT_EQ(slurm_id(job), by_hand);
   EXPECT_NE(events(ud, id).find("submitted before the server stopped"), std::string::npos) << events(ud, id);
   std::vector<AcctRow> rows;
-  wait_until([&] { rows = sacct(id); return !rows.empty() && rows.back().end > 0; }, 30s);
+  wait_until(
+      [&] {
+        rows = sacct(id);
+        return !rows.empty() && rows.back().end > 0;
+      },
+      30s);
   EXPECT_EQ(rows.size(), 1u) << "submitted again";
 }
 
@@ -420,7 +462,8 @@ TEST_F(Slurm, ControllerDownAtSubmissionKeepsTheJobQueued) {
   json job = server.job(id);
   EXPECT_EQ(job["state"], "QUEUED");
   EXPECT_TRUE(job["handle"].is_null());
-  for (const auto* path : {"/healthz", "/jobs", "/metrics"}) EXPECT_EQ(server.client().request("GET", path).status, 200);
+  for (const auto* path : {"/healthz", "/jobs", "/metrics"})
+    EXPECT_EQ(server.client().request("GET", path).status, 200);
   EXPECT_EQ(server.client().request("GET", "/jobs/" + id).status, 200);
   EXPECT_TRUE(process_alive(server.pid()));
 
@@ -462,11 +505,15 @@ TEST_F(Slurm, DeviceCountBecomesAGresRequest) {
   EXPECT_NE(error.find("CUDA_VISIBLE_DEVICES=0,1"), std::string::npos) << error;
   const std::string sid = slurm_id(job);
   std::string tres;
-  ASSERT_TRUE(wait_until([&] {
-    tres = run_cmd({tool("sacct"), "--noheader", "--parsable2", "--allocations", "--jobs=" + sid,
-                    "--format=AllocTRES"}).out;
-    return tres.find("gres/gpu=") != std::string::npos;
-  }, 30s)) << tres;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        tres = run_cmd(
+                   {tool("sacct"), "--noheader", "--parsable2", "--allocations", "--jobs=" + sid, "--format=AllocTRES"})
+                   .out;
+        return tres.find("gres/gpu=") != std::string::npos;
+      },
+      30s))
+      << tres;
   EXPECT_NE(tres.find("gres/gpu=2"), std::string::npos) << tres;
 }
 
@@ -490,8 +537,9 @@ class SlurmHosts : public ::testing::Test {
     const bool up = conf && dir && fs::exists(conf) &&
                     run_cmd({tool("timeout"), "10", tool("scontrol"), "ping"}, {{"SLURM_CONF", conf}}).rc == 0;
     if (!up) {
-      if (slurm_required()) FAIL() << "no three-host Slurm (QJOBS_SLURM_HOSTS_CONF): scripts/test.sh starts one with "
-                                      "scripts/slurm-local.sh start --hosts 2";
+      if (slurm_required())
+        FAIL() << "no three-host Slurm (QJOBS_SLURM_HOSTS_CONF): scripts/test.sh starts one with "
+                  "scripts/slurm-local.sh start --hosts 2";
       GTEST_SKIP() << "no three-host Slurm: scripts/slurm-local.sh start --dir D --hosts 2, then export "
                       "QJOBS_SLURM_HOSTS_CONF=D/slurm.conf QJOBS_SLURM_HOSTS_DIR=D";
     }
@@ -502,8 +550,9 @@ class SlurmHosts : public ::testing::Test {
   void TearDown() override {
     if (root_.empty()) return;
     for (const auto& id : ids_) slurm({"scancel", "--name=" + id});
-    if (!lost_.empty()) run_cmd({(fs::path(QJOBS_SOURCE_DIR) / "scripts/slurm-local.sh").string(), "restore-host",
-                                 lost_, "--dir", dir_.string()});
+    if (!lost_.empty())
+      run_cmd({(fs::path(QJOBS_SOURCE_DIR) / "scripts/slurm-local.sh").string(), "restore-host", lost_, "--dir",
+               dir_.string()});
     remove_test_dir(root_);
   }
   CmdResult slurm(std::vector<std::string> argv) const {
@@ -512,8 +561,8 @@ class SlurmHosts : public ::testing::Test {
   }
   // The node a Slurm job ran or runs on, from sacct.
   std::string node_of(const std::string& slurm_job) const {
-    const auto r = slurm({"sacct", "--noheader", "--parsable2", "--allocations", "--jobs=" + slurm_job,
-                          "--format=NodeList"});
+    const auto r =
+        slurm({"sacct", "--noheader", "--parsable2", "--allocations", "--jobs=" + slurm_job, "--format=NodeList"});
     return std::string(trim(r.out));
   }
   // Every Slurm job of a qjobs job: its id, state and node, in order.
@@ -527,7 +576,13 @@ class SlurmHosts : public ::testing::Test {
   }
   json wait_terminal(const ServerProcess& s, const std::string& id, std::chrono::seconds limit) {
     json j;
-    EXPECT_TRUE(wait_until([&] { j = s.job(id); return terminal_state(j["state"]); }, limit)) << j.dump();
+    EXPECT_TRUE(wait_until(
+        [&] {
+          j = s.job(id);
+          return terminal_state(j["state"]);
+        },
+        limit))
+        << j.dump();
     return j;
   }
   std::map<std::string, std::string> env(std::map<std::string, std::string> more = {}) const {
@@ -556,8 +611,8 @@ TEST_F(SlurmHosts, JobsSpreadOverNodesAndANodeLostMidJobIsResumedOnTheOther) {
                            "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" +
                            (fs::path(QJOBS_SOURCE_DIR) / "examples/data/kjv/test.jsonl").string() +
                            "\"\n      seqlen: 128\n      num_samples: 4\n";
-  const std::vector<std::string> args = {"--dispatcher", "slurm", "--slurm-poll", "0.5", "--slurm-extra", "-c 2",
-                                         "--max-inflight", "2"};
+  const std::vector<std::string> args = {"--dispatcher",  "slurm", "--slurm-poll",   "0.5",
+                                         "--slurm-extra", "-c 2",  "--max-inflight", "2"};
   // Four blocks of 3 s each: both jobs are seen mid-quantization, with a
   // block done, before either can finish.
   const std::map<std::string, std::string> delay = env({{"QJOBS_TEST_STEP_DELAY_MS", "3000"}});
@@ -587,13 +642,18 @@ TEST_F(SlurmHosts, JobsSpreadOverNodesAndANodeLostMidJobIsResumedOnTheOther) {
     server.kill9();
   }
   const auto t0 = std::chrono::steady_clock::now();
-  const auto lose = run_cmd({(fs::path(QJOBS_SOURCE_DIR) / "scripts/slurm-local.sh").string(), "lose-host",
-                             "qjnode1", "--dir", dir_.string()});
+  const auto lose = run_cmd({(fs::path(QJOBS_SOURCE_DIR) / "scripts/slurm-local.sh").string(), "lose-host", "qjnode1",
+                             "--dir", dir_.string()});
   ASSERT_EQ(lose.rc, 0) << lose.err;
   lost_ = "qjnode1";
   ServerProcess again(ud, args, delay);
   json lost_job, other;
-  EXPECT_TRUE(wait_until([&] { lost_job = again.job(victim); return lost_job.value("attempts", 0) >= 2; }, 180s))
+  EXPECT_TRUE(wait_until(
+      [&] {
+        lost_job = again.job(victim);
+        return lost_job.value("attempts", 0) >= 2;
+      },
+      180s))
       << lost_job.dump();
   const double detected_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   lost_job = wait_terminal(again, victim, 400s);
@@ -607,7 +667,12 @@ TEST_F(SlurmHosts, JobsSpreadOverNodesAndANodeLostMidJobIsResumedOnTheOther) {
   EXPECT_NE(ev.find("\"type\":\"resumed\""), std::string::npos) << ev;
   EXPECT_NE(ev.find("NODE_FAIL"), std::string::npos) << ev;
   std::vector<std::vector<std::string>> rows;
-  EXPECT_TRUE(wait_until([&] { rows = attempts(victim); return rows.size() == 2 && rows[1][1] == "COMPLETED"; }, 60s));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        rows = attempts(victim);
+        return rows.size() == 2 && rows[1][1] == "COMPLETED";
+      },
+      60s));
   if (rows.size() == 2) {
     EXPECT_EQ(rows[0][1], "NODE_FAIL");
     EXPECT_EQ(rows[0][2], "qjnode1");

@@ -31,7 +31,8 @@ TEST(ActQuant, IntPerTokenUsesTheRowMaximum) {
   a.kind = ActQuant::Kind::int_token;
   const auto y = a.apply(t({1, -2, 0.5, 3}).reshape({1, 4}));
   const double s = 3.0 / 127;
-  const auto want = t({static_cast<float>(42 * s), static_cast<float>(-85 * s), static_cast<float>(21 * s), 3}).reshape({1, 4});
+  const auto want =
+      t({static_cast<float>(42 * s), static_cast<float>(-85 * s), static_cast<float>(21 * s), 3}).reshape({1, 4});
   EXPECT_TRUE(at::allclose(y, want, 0, 1e-6)) << y;
   // Each row has its own scale: a second row of small values stays fine.
   const auto two = a.apply(t({1, -2, 0.5, 3, 0.01f, 0.02f, -0.03f, 0}).reshape({2, 4}));
@@ -77,12 +78,14 @@ TEST(KvQuant, AsymmetricPerTokenPerHeadAndPerGroup) {
   q.bits = 4;
   const auto x = t({0, 1, 2, 3.1f}).reshape({1, 1, 1, 4});
   const double s = 3.1 / 15;
-  EXPECT_TRUE(at::allclose(q.apply(x, 0, true).flatten(), t({0, static_cast<float>(5 * s), static_cast<float>(10 * s), 3.1f}), 0, 1e-5));
+  EXPECT_TRUE(at::allclose(q.apply(x, 0, true).flatten(),
+                           t({0, static_cast<float>(5 * s), static_cast<float>(10 * s), 3.1f}), 0, 1e-5));
   // Groups of 2: [0, 1] is exact; [2, 3.1] has scale 1.1/15 and zero
   // round(-2 / s) = -27, so 2 -> 27 - 27 = 0 -> 27 s = 1.98 and 3.1 -> 42 - 27 = 15 -> 42 s = 3.08.
   q.group = 2;
   const double s2 = 1.1 / 15;
-  EXPECT_TRUE(at::allclose(q.apply(x, 0, true).flatten(), t({0, 1, static_cast<float>(27 * s2), static_cast<float>(42 * s2)}), 0, 1e-5));
+  EXPECT_TRUE(at::allclose(q.apply(x, 0, true).flatten(),
+                           t({0, 1, static_cast<float>(27 * s2), static_cast<float>(42 * s2)}), 0, 1e-5));
 }
 
 TEST(KvQuant, Fp8UsesTheLayersScale) {
@@ -132,7 +135,9 @@ TEST_F(Simulated, ActivationBitsMoveTheLogitsAsExpected) {
   EXPECT_LT(e16, 1e-3);
   EXPECT_GT(e8, 30 * e16);
   EXPECT_GT(e4, 4 * e8);  // each bit removed doubles the step
-  EXPECT_THROW(m.apply_simulated_quantization({{"activations", {{"model.layers.9.mlp.up_proj", {{"kind", "int_token"}}}}}}), Error);
+  EXPECT_THROW(
+      m.apply_simulated_quantization({{"activations", {{"model.layers.9.mlp.up_proj", {{"kind", "int_token"}}}}}}),
+      Error);
 }
 
 // Max |a - b| relative to max |b|.

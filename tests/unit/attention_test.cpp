@@ -66,8 +66,8 @@ TEST(FusedAttention, ExampleModelEqualsEagerWholeAndThroughTheCache) {
 TEST(FusedAttention, SlidingWindowEqualsEager) {
   const fs::path dir = fs::temp_directory_path() / ("qjobs_sdpa_" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  for (const auto& e : fs::directory_iterator(kExample)) fs::copy_file(e.path(), dir / e.path().filename(),
-                                                                        fs::copy_options::overwrite_existing);
+  for (const auto& e : fs::directory_iterator(kExample))
+    fs::copy_file(e.path(), dir / e.path().filename(), fs::copy_options::overwrite_existing);
   auto cfg = nlohmann::json::parse(std::ifstream(kExample / "config.json"));
   cfg["model_type"] = "mistral";
   cfg["architectures"] = {"MistralForCausalLM"};

@@ -13,15 +13,21 @@ namespace {
 using nlohmann::json;
 
 json ppl(double v, int seqlen, int windows, bool cached = false) {
-  json r = {{"ppl", v}, {"seqlen", seqlen}, {"windows", windows}, {"tokens_per_s", 1234.0},
-            {"protocol", "GPTQ/AWQ: one BOS, non-overlapping windows"}, {"data", "kjv/test.jsonl"}};
+  json r = {{"ppl", v},
+            {"seqlen", seqlen},
+            {"windows", windows},
+            {"tokens_per_s", 1234.0},
+            {"protocol", "GPTQ/AWQ: one BOS, non-overlapping windows"},
+            {"data", "kjv/test.jsonl"}};
   if (cached) r["cached"] = {{"fingerprint", "f"}};
   return r;
 }
 
 json report(const std::string& algo, const std::string& model, json params, json original, json quantized,
             double size_before, double size_after) {
-  return {{"algorithm", algo}, {"model", {{"source", model}}}, {"export_format", "compressed-tensors"},
+  return {{"algorithm", algo},
+          {"model", {{"source", model}}},
+          {"export_format", "compressed-tensors"},
           {"spec", {{"ALGORITHM", algo}, {"params", std::move(params)}}},
           {"size_mib", {{"before", size_before}, {"after", size_after}}},
           {"stage_seconds", {{"quantize", 2.5}}},
@@ -38,8 +44,11 @@ TEST(Compare, OnlyLikeWithLikeSharesARow) {
                            {{"kjv", ppl(10.5, 256, 6)}}, 3.3, 0.9);
   const json long_window = report("RTN", "m", {{"W_BIT", 8}, {"Q_GROUP_SIZE", 32}}, {{"kjv", ppl(9.0, 512, 3)}},
                                   {{"kjv", ppl(9.1, 512, 3)}}, 3.3, 1.6);
-  json other = {{"algorithm", "Evaluate"}, {"model", {{"source", "n"}}}, {"export_format", nullptr},
-                {"size_mib", {{"before", 7.0}, {"after", nullptr}}}, {"eval", {{"model", {{"kjv", ppl(20.0, 256, 6)}}}}}};
+  json other = {{"algorithm", "Evaluate"},
+                {"model", {{"source", "n"}}},
+                {"export_format", nullptr},
+                {"size_mib", {{"before", 7.0}, {"after", nullptr}}},
+                {"eval", {{"model", {{"kjv", ppl(20.0, 256, 6)}}}}}};
   const auto c = compare_reports({{"a", "", "SUCCEEDED", rtn},
                                   {"b", "mine", "SUCCEEDED", gptq},
                                   {"c", "", "SUCCEEDED", long_window},
@@ -78,11 +87,16 @@ TEST(Compare, OnlyLikeWithLikeSharesARow) {
   EXPECT_NE(notes.find("job e (RUNNING) has no report yet"), std::string::npos) << notes;
 
   const std::string md = compare_markdown(c);
-  EXPECT_NE(md.find("| | original | RTN W4 g32 compressed-tensors | GPTQ W4 per-channel compressed-tensors |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| kjv ppl (seqlen 256, 6 windows, data kjv/test.jsonl; m) | 10.0000 | 11.0000 | 10.5000 | - | - | - |"),
-            std::string::npos) << md;
+  EXPECT_NE(md.find("| | original | RTN W4 g32 compressed-tensors | GPTQ W4 per-channel compressed-tensors |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(
+      md.find("| kjv ppl (seqlen 256, 6 windows, data kjv/test.jsonl; m) | 10.0000 | 11.0000 | 10.5000 | - | - | - |"),
+      std::string::npos)
+      << md;
   EXPECT_NE(md.find("| kjv ppl (seqlen 512, 3 windows, data kjv/test.jsonl; m) | 9.0000 | - | - | 9.1000 | - | - |"),
-            std::string::npos) << md;
+            std::string::npos)
+      << md;
   EXPECT_EQ(md.find("tokens"), std::string::npos) << "throughput is not compared";
   EXPECT_NE(md.find("GPTQ W4 per-channel compressed-tensors = b (mine)"), std::string::npos) << md;
 
@@ -130,9 +144,11 @@ TEST(Compare, WrongTypesAreIgnoredAndDeepReportsRefused) {
   EXPECT_EQ((*summary)["spec"]["params"], json({{"W_BIT", "4"}}));
   EXPECT_EQ((*summary)["eval"]["quantized"]["kjv"], json({{"ppl", 1.5}, {"format", 3}}));
   const auto kept = report_summary(R"({"algorithm": "GPTQ", "layers": [{"name": "q", "err": 1}], "eval": {"quantized":
-      {"kjv": {"ppl": 2.0, "cached": {"fingerprint": "f"}, "per_window": [1, 2, 3]}}}})", &problem);
+      {"kjv": {"ppl": 2.0, "cached": {"fingerprint": "f"}, "per_window": [1, 2, 3]}}}})",
+                                   &problem);
   ASSERT_TRUE(kept) << problem;
-  EXPECT_EQ(*kept, json::parse(R"({"algorithm": "GPTQ", "eval": {"quantized": {"kjv": {"ppl": 2.0, "cached": true}}}})"));
+  EXPECT_EQ(*kept,
+            json::parse(R"({"algorithm": "GPTQ", "eval": {"quantized": {"kjv": {"ppl": 2.0, "cached": true}}}})"));
 
   EXPECT_FALSE(report_summary("{\"eval\": " + std::string(100000, '[') + std::string(100000, ']') + "}", &problem));
   EXPECT_NE(problem.find("nested deeper than 32 levels"), std::string::npos) << problem;
@@ -145,7 +161,8 @@ TEST(CatalogDocs, ReadmeSpecReferenceIsCurrent) {
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string readme = ss.str();
-  const std::string begin = "<!-- jobctl algorithms --markdown: begin -->\n", end = "<!-- jobctl algorithms --markdown: end -->";
+  const std::string begin = "<!-- jobctl algorithms --markdown: begin -->\n",
+                    end = "<!-- jobctl algorithms --markdown: end -->";
   const auto a = readme.find(begin), b = readme.find(end);
   ASSERT_NE(a, std::string::npos);
   ASSERT_NE(b, std::string::npos);

@@ -66,8 +66,9 @@ TEST(Environment, EachVariableReachesItsField) {
 
 TEST(Environment, UnsetOrBadValuesKeepTheDefaults) {
   ScopedEnv env;
-  for (const char* v : {"QJOBS_DATA_DIR", "QJOBS_CACHE_DIR", "HF_HUB_CACHE", "HF_ENDPOINT", "HF_TOKEN", "CUDA_VISIBLE_DEVICES",
-                        "QJOBS_TEST_STEP_DELAY_MS", "QJOBS_TEST_CORRUPT_PACKED", "QJOBS_TEST_STORE_FAULTS"})
+  for (const char* v :
+       {"QJOBS_DATA_DIR", "QJOBS_CACHE_DIR", "HF_HUB_CACHE", "HF_ENDPOINT", "HF_TOKEN", "CUDA_VISIBLE_DEVICES",
+        "QJOBS_TEST_STEP_DELAY_MS", "QJOBS_TEST_CORRUPT_PACKED", "QJOBS_TEST_STORE_FAULTS"})
     env.set(v, nullptr);
   env.set("HF_HOME", "/opt/hf");
   env.set("HF_HUB_OFFLINE", "0");

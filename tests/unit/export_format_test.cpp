@@ -36,7 +36,8 @@ TEST(ExportFormats, OneCompleteRowPerFormatTheSpecAccepts) {
     FAIL() << "an unknown format was found";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::invalid_input);
-    EXPECT_NE(std::string(e.what()).find("compressed-tensors"), std::string::npos) << "lists the known ones: " << e.what();
+    EXPECT_NE(std::string(e.what()).find("compressed-tensors"), std::string::npos)
+        << "lists the known ones: " << e.what();
   }
   // What the quantize stage keeps as floats follows the row.
   EXPECT_FALSE(export_fake_quant().packed);
@@ -48,8 +49,12 @@ TEST(ExportFormats, OneCompleteRowPerFormatTheSpecAccepts) {
 }
 
 TEST(ExportFormats, LlamaGraphFormatsRefuseOtherBlocksBeforeQuantizing) {
-  const json llama = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64}, {"intermediate_size", 128},
-                      {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"vocab_size", 512}};
+  const json llama = {{"architectures", {"LlamaForCausalLM"}},
+                      {"hidden_size", 64},
+                      {"intermediate_size", 128},
+                      {"num_hidden_layers", 2},
+                      {"num_attention_heads", 4},
+                      {"vocab_size", 512}};
   auto phi3 = llama;
   phi3["architectures"] = {"Phi3ForCausalLM"};
   auto mixtral = llama;

@@ -33,8 +33,12 @@ using nlohmann::json;
 // would divide by zero, size a loop or an allocation, or have the wrong type
 // are refused with the key named, before anything is sized by them.
 TEST(FamilyConfig, HostileValuesAreRefusedNamingTheKey) {
-  const json base = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64}, {"intermediate_size", 128},
-                     {"num_hidden_layers", 4}, {"num_attention_heads", 4}, {"vocab_size", 512}};
+  const json base = {{"architectures", {"LlamaForCausalLM"}},
+                     {"hidden_size", 64},
+                     {"intermediate_size", 128},
+                     {"num_hidden_layers", 4},
+                     {"num_attention_heads", 4},
+                     {"vocab_size", 512}};
   const auto refused = [&](json j, const std::string& words) {
     try {
       model::ModelConfig::from_json(j);
@@ -87,8 +91,9 @@ TEST(FamilyConfig, HostileValuesAreRefusedNamingTheKey) {
 // What the tables read from config.json, hand-checked against the
 // definitions in the reference README (section 7); no reference files needed.
 TEST(FamilyConfig, TablesReadTheirKeysAndRefuseWhatIsNotBuilt) {
-  const json base = {{"hidden_size", 64}, {"intermediate_size", 128}, {"num_hidden_layers", 4}, {"num_attention_heads", 4},
-                     {"num_key_value_heads", 2}, {"vocab_size", 512}, {"sliding_window", 32}};
+  const json base = {{"hidden_size", 64},        {"intermediate_size", 128}, {"num_hidden_layers", 4},
+                     {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"vocab_size", 512},
+                     {"sliding_window", 32}};
   auto j = base;
   j["architectures"] = {"Gemma2ForCausalLM"};
   j["hidden_activation"] = "gelu_pytorch_tanh";
@@ -96,14 +101,15 @@ TEST(FamilyConfig, TablesReadTheirKeysAndRefuseWhatIsNotBuilt) {
   j["attn_logit_softcapping"] = 2.0;
   auto c = model::ModelConfig::from_json(j);
   EXPECT_EQ(c.family->arch, model::Arch::gemma2);
-  EXPECT_TRUE(c.tie_word_embeddings);             // Gemma2Config's default
-  EXPECT_DOUBLE_EQ(c.embed_scale, 8.0);           // sqrt(64)
+  EXPECT_TRUE(c.tie_word_embeddings);    // Gemma2Config's default
+  EXPECT_DOUBLE_EQ(c.embed_scale, 8.0);  // sqrt(64)
   EXPECT_DOUBLE_EQ(c.norm_offset, 1.0);
   EXPECT_DOUBLE_EQ(c.attn_scale, 1.0 / std::sqrt(32.0));
   EXPECT_DOUBLE_EQ(c.attn_softcap, 2.0);
   EXPECT_EQ(c.final_softcap, 0.0);
   EXPECT_EQ(c.activation, model::Activation::gelu_tanh);
-  EXPECT_EQ(std::vector<bool>({c.slides(0), c.slides(1), c.slides(2), c.slides(3)}), std::vector<bool>({true, false, true, false}));
+  EXPECT_EQ(std::vector<bool>({c.slides(0), c.slides(1), c.slides(2), c.slides(3)}),
+            std::vector<bool>({true, false, true, false}));
 
   j = base;
   j["architectures"] = {"Qwen2MoeForCausalLM"};
@@ -114,7 +120,8 @@ TEST(FamilyConfig, TablesReadTheirKeysAndRefuseWhatIsNotBuilt) {
   j["mlp_only_layers"] = {3};
   c = model::ModelConfig::from_json(j);
   // Sparse iff not in mlp_only_layers and (L + 1) % step == 0: layers 1 only (3 is listed dense).
-  EXPECT_EQ(std::vector<bool>({c.sparse(0), c.sparse(1), c.sparse(2), c.sparse(3)}), std::vector<bool>({false, true, false, false}));
+  EXPECT_EQ(std::vector<bool>({c.sparse(0), c.sparse(1), c.sparse(2), c.sparse(3)}),
+            std::vector<bool>({false, true, false, false}));
   EXPECT_FALSE(c.moe.norm_topk_prob);
   EXPECT_FALSE(c.sliding_window.has_value()) << "Qwen slides only with use_sliding_window";
   // A dense Qwen2-MoE layer has mlp.{gate,up,down}_proj; a sparse one routes.
@@ -141,7 +148,8 @@ TEST(FamilyConfig, TablesReadTheirKeysAndRefuseWhatIsNotBuilt) {
 
 class FamilyQuant : public ::testing::TestWithParam<std::string> {
  protected:
-  QuantInputs inputs(const std::string& algorithm, const model::Checkpoint& ckpt, const at::Tensor& calib, json params) {
+  QuantInputs inputs(const std::string& algorithm, const model::Checkpoint& ckpt, const at::Tensor& calib,
+                     json params) {
     QuantInputs in;
     in.ckpt = &ckpt;
     in.params = std::move(params);
@@ -222,7 +230,8 @@ INSTANTIATE_TEST_SUITE_P(Families, FamilyQuant,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2-moe", "tiny-phi3", "tiny-gemma2", "tiny-qwen3"),
                          [](const auto& info) {
                            std::string n = info.param;
-                           for (auto& c : n) if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           for (auto& c : n)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
                            return n;
                          });
 

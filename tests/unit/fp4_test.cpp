@@ -37,8 +37,8 @@ TEST(E2m1, DecodesAll16Codes) {
 }
 
 TEST(E2m1, RoundsToNearestTiesToEvenAndSaturates) {
-  const auto x = at::tensor({0.25f, 0.26f, 0.75f, 1.25f, 1.75f, 2.5f, 2.51f, 3.5f, 5.0f, 5.01f, 7.0f, 1e9f, -0.25f, -5.0f,
-                             -100.0f, std::nanf("")});
+  const auto x = at::tensor({0.25f, 0.26f, 0.75f, 1.25f, 1.75f, 2.5f, 2.51f, 3.5f, 5.0f, 5.01f, 7.0f, 1e9f, -0.25f,
+                             -5.0f, -100.0f, std::nanf("")});
   const std::vector<float> want = {0, 0.5f, 1, 1, 2, 2, 3, 4, 4, 6, 6, 6, 0, -4, -6, 0};
   EXPECT_EQ(values(numeric::e2m1_round(x)), want);
 }
@@ -93,7 +93,11 @@ TEST(Mxfp4, PacksASmallMatrixAsWrittenByHand) {
   const auto t = exporter::pack(fw);
   EXPECT_EQ(t.at("weight_packed").sizes().vec(), (std::vector<int64_t>{2, 16}));
   std::vector<int> want(32, 0);
-  want[0] = 0x10; want[1] = 0x32; want[2] = 0x54; want[3] = 0x76; want[4] = 0x0F;  // row 0: codes 0..7, then -6 (15)
+  want[0] = 0x10;
+  want[1] = 0x32;
+  want[2] = 0x54;
+  want[3] = 0x76;
+  want[4] = 0x0F;   // row 0: codes 0..7, then -6 (15)
   want[16] = 0x96;  // row 1: 3.5 -> 4 (code 6), -1 / 2 = -0.5 (code 9)
   EXPECT_EQ(ints(t.at("weight_packed")), want);
   EXPECT_FALSE(t.count("weight_global_scale"));
@@ -110,7 +114,8 @@ TEST(W4a8, PacksASmallMatrixAsWrittenByHand) {
   numeric::IntWeight iw;
   iw.bits = 4;
   iw.group_size = 8;
-  iw.codes = (at::arange(8, at::kLong).view({8, 1}) + at::arange(8, at::kLong).view({1, 8})).remainder(16).to(at::kByte);
+  iw.codes =
+      (at::arange(8, at::kLong).view({8, 1}) + at::arange(8, at::kLong).view({1, 8})).remainder(16).to(at::kByte);
   iw.zeros = (at::arange(8, at::kInt) + 4).view({8, 1});
   iw.scales = at::full({8, 1}, 0.5f);
   iw.g_idx = at::zeros({8}, at::kInt);
@@ -129,8 +134,8 @@ TEST(W4a8, PacksASmallMatrixAsWrittenByHand) {
   a.kind = model::ActQuant::Kind::int_token;
   a.bits = 8;
   s.input_activations = exporter::activation_args(a);
-  const auto qc = exporter::compressed_tensors_config({{"model.layers.0.mlp.up_proj", s}}, {"lm_head", "model.layers.0.mlp.gate_proj"},
-                                                      nullptr);
+  const auto qc = exporter::compressed_tensors_config({{"model.layers.0.mlp.up_proj", s}},
+                                                      {"lm_head", "model.layers.0.mlp.gate_proj"}, nullptr);
   const auto& g = qc["config_groups"]["group_0"];
   EXPECT_EQ(qc["format"], "pack-quantized");
   EXPECT_EQ(g["weights"]["strategy"], "channel");
@@ -186,7 +191,8 @@ TEST(Fp4Activations, SimulateBlocksWithTheirScales) {
   nv.kind = model::ActQuant::Kind::nvfp4;
   nv.scale = numeric::nvfp4_global_scale(x.abs().max().item<double>());
   const auto y = nv.apply(x);
-  EXPECT_TRUE(at::equal(y, numeric::fp4_dequantize(numeric::fp4_quantize(x, numeric::Fp4Kind::nvfp4, nv.scale), numeric::Fp4Kind::nvfp4)));
+  EXPECT_TRUE(at::equal(y, numeric::fp4_dequantize(numeric::fp4_quantize(x, numeric::Fp4Kind::nvfp4, nv.scale),
+                                                   numeric::Fp4Kind::nvfp4)));
   EXPECT_LT(((y - x).norm() / x.norm()).item<double>(), 0.2);
   EXPECT_GT(((y - x).norm() / x.norm()).item<double>(), 0.01);
   model::ActQuant mx;

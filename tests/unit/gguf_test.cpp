@@ -27,7 +27,7 @@ TEST(Gguf, Q8_0BlockIsWhatGgmlDefines) {
   EXPECT_EQ(static_cast<int8_t>(b[2 + 0]), -127);
   EXPECT_EQ(static_cast<int8_t>(b[2 + 1]), -119);  // -15 * 7.9375 = -119.06
   EXPECT_EQ(static_cast<int8_t>(b[2 + 16]), 0);
-  EXPECT_EQ(static_cast<int8_t>(b[2 + 18]), 16);   // 2 * 7.9375 = 15.875
+  EXPECT_EQ(static_cast<int8_t>(b[2 + 18]), 16);  // 2 * 7.9375 = 15.875
   EXPECT_EQ(static_cast<int8_t>(b[2 + 31]), 119);
   const auto y = decode(TensorType::q8_0, b.data(), b.size(), 1, 32);
   EXPECT_FLOAT_EQ(y[0], -127 * 0.06298828125f);
@@ -75,7 +75,8 @@ TEST(Gguf, FileRoundTripsThroughTheHeaderReader) {
   w.set_i32s("tokenizer.ggml.token_type", {1, 1, 3});
   std::vector<float> m(2 * 64);
   for (std::size_t i = 0; i < m.size(); ++i) m[i] = std::sin(static_cast<float>(i));
-  w.add_tensor("blk.0.ffn_up.weight", {2, 64}, TensorType::q8_0, [&] { return encode(TensorType::q8_0, m.data(), 2, 64); });
+  w.add_tensor("blk.0.ffn_up.weight", {2, 64}, TensorType::q8_0,
+               [&] { return encode(TensorType::q8_0, m.data(), 2, 64); });
   w.add_tensor("output_norm.weight", {3}, TensorType::f32, [] {
     const float v[3] = {1, 2, 3};
     return encode(TensorType::f32, v, 1, 3);

@@ -45,7 +45,8 @@ std::string git_blob(const fs::path& p) { return shell("git hash-object '" + p.s
 
 class FakeHub {
  public:
-  explicit FakeHub(fs::path repos) : repos_(std::move(repos)), acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+  explicit FakeHub(fs::path repos)
+      : repos_(std::move(repos)), acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
     thread_ = std::thread([this] { serve(); });
   }
   ~FakeHub() {
@@ -61,9 +62,9 @@ class FakeHub {
 
   std::atomic<int> requests{0};
   std::atomic<int> range_requests{0};
-  std::atomic<long> cut_after{-1};       // next weights download: drop the connection after N bytes
-  std::atomic<bool> corrupt{false};      // flip one byte of every file served
-  std::string required_token;            // non-empty: 401 without "Bearer <token>"
+  std::atomic<long> cut_after{-1};   // next weights download: drop the connection after N bytes
+  std::atomic<bool> corrupt{false};  // flip one byte of every file served
+  std::string required_token;        // non-empty: 401 without "Bearer <token>"
 
  private:
   void serve() {
@@ -109,7 +110,9 @@ class FakeHub {
           f["lfs"] = {{"sha256", sha256sum(e.path())}, {"size", fs::file_size(e.path())}};
         siblings.push_back(f);
       }
-      return reply(s, http::status::ok, json{{"id", repo}, {"sha", "0123456789abcdef0123456789abcdef01234567"}, {"siblings", siblings}}.dump());
+      return reply(
+          s, http::status::ok,
+          json{{"id", repo}, {"sha", "0123456789abcdef0123456789abcdef01234567"}, {"siblings", siblings}}.dump());
     }
     const auto resolve = target.find("/resolve/");
     if (resolve == std::string::npos) return reply(s, http::status::not_found, "");
@@ -134,7 +137,9 @@ class FakeHub {
     }
     http::response<http::string_body> res{from ? http::status::partial_content : http::status::ok, 11};
     res.body() = body.substr(from);
-    if (from) res.set(http::field::content_range, "bytes " + std::to_string(from) + "-" + std::to_string(body.size() - 1) + "/" + std::to_string(body.size()));
+    if (from)
+      res.set(http::field::content_range, "bytes " + std::to_string(from) + "-" + std::to_string(body.size() - 1) +
+                                              "/" + std::to_string(body.size()));
     res.prepare_payload();
     boost::system::error_code ec;
     http::write(s, res, ec);

@@ -23,14 +23,22 @@ using nlohmann::json;
 
 // The example model's shape: hidden 128, 4 heads of 32, 2 KV heads, MLP 352.
 json llama_config(int layers = 2) {
-  return {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", 128},
-          {"intermediate_size", 352}, {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"head_dim", 32},
-          {"num_hidden_layers", layers}, {"vocab_size", 1024}, {"max_position_embeddings", 2048}};
+  return {{"architectures", {"LlamaForCausalLM"}},
+          {"model_type", "llama"},
+          {"hidden_size", 128},
+          {"intermediate_size", 352},
+          {"num_attention_heads", 4},
+          {"num_key_value_heads", 2},
+          {"head_dim", 32},
+          {"num_hidden_layers", layers},
+          {"vocab_size", 1024},
+          {"max_position_embeddings", 2048}};
 }
 
 std::vector<LinearShape> shapes_of(const json& config) {
   std::vector<LinearShape> out;
-  for (const auto& l : model::decoder_linears(model::ModelConfig::from_json(config))) out.push_back({l.name, l.in, l.out});
+  for (const auto& l : model::decoder_linears(model::ModelConfig::from_json(config)))
+    out.push_back({l.name, l.in, l.out});
   return out;
 }
 
@@ -82,10 +90,13 @@ TEST(DecoderLinears, FusedAndExpertLinearsComeFromTheFamilyTable) {
 }
 
 TEST(LinearPlan, FirstMatchingOverrideWinsAndRaggedWidthsArePerChannel) {
-  const json section = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 128}, {"ZERO_POINT", false},
-                        {"LAYER_OVERRIDES", {{{"pattern", "model.layers.0.*"}, {"W_BIT", 8}, {"Q_GROUP_SIZE", 32}},
-                                             {{"pattern", "*.self_attn.o_proj"}, {"SKIP", true}},
-                                             {{"pattern", "model.layers.0.mlp.up_proj"}, {"W_BIT", 2}}}}};
+  const json section = {{"W_BIT", 4},
+                        {"Q_GROUP_SIZE", 128},
+                        {"ZERO_POINT", false},
+                        {"LAYER_OVERRIDES",
+                         {{{"pattern", "model.layers.0.*"}, {"W_BIT", 8}, {"Q_GROUP_SIZE", 32}},
+                          {{"pattern", "*.self_attn.o_proj"}, {"SKIP", true}},
+                          {{"pattern", "model.layers.0.mlp.up_proj"}, {"W_BIT", 2}}}}};
   const LinearPlan plan(weights_of("RTN", section), shapes_of(llama_config(2)));
   ASSERT_EQ(plan.linears().size(), 14u);
   // Layer 0: the first entry (8 bits, g32) for every Linear, o_proj included; 352 % 32 == 0.
@@ -116,14 +127,16 @@ TEST(LinearPlan, EachAlgorithmRowStatesItsOwnWeightSettings) {
   EXPECT_EQ(weights_of("HQQ", json::object()).group_size, 64);
   // SequentialMSE is weight-only unless A_BIT is set; an override may set it per Linear.
   EXPECT_EQ(weights_of("SequentialMSE", json::object()).a_bits, 0);
-  const auto seq = weights_of("SequentialMSE", {{"A_BIT", 16}, {"LAYER_OVERRIDES", {{{"pattern", "*down_proj"}, {"A_BIT", 8}}}}});
+  const auto seq =
+      weights_of("SequentialMSE", {{"A_BIT", 16}, {"LAYER_OVERRIDES", {{{"pattern", "*down_proj"}, {"A_BIT", 8}}}}});
   EXPECT_EQ(scheme_for(seq, "model.layers.0.mlp.up_proj").a_bits, 16);
   EXPECT_EQ(scheme_for(seq, "model.layers.0.mlp.down_proj").a_bits, 8);
   // LMQuant: QoQ's g128 / gchn groups, deepcompressor's group_size and dtypes, AWQ's defaults for the awq preset.
   EXPECT_EQ(weights_of("LMQuant", {{"quant_type", "g128"}}).group_size, 128);
   EXPECT_EQ(weights_of("LMQuant", {{"quant_type", "gchn"}}).group_size, -1);
-  const auto g64 = weights_of("LMQuant", {{"quant_type", "g128"}, {"quant", {{"wgts", {{"group_size", 64}, {"dtype", "uint8"}}},
-                                                                             {"ipts", {{"dtype", "sint16"}}}}}});
+  const auto g64 = weights_of(
+      "LMQuant", {{"quant_type", "g128"},
+                  {"quant", {{"wgts", {{"group_size", 64}, {"dtype", "uint8"}}}, {"ipts", {{"dtype", "sint16"}}}}}});
   EXPECT_EQ(g64.group_size, 64);
   EXPECT_EQ(g64.bits, 8);
   EXPECT_EQ(g64.a_bits, 16);
@@ -149,7 +162,8 @@ TEST(ExportShapes, ExpertLinearsAreNamedFromTheFamilyTable) {
   mixtral["model_type"] = "mixtral";
   mixtral["num_local_experts"] = 4;
   mixtral["num_experts_per_tok"] = 2;
-  const auto findings = check_export_shapes("RTN", "compressed-tensors", {{"W_BIT", 4}, {"Q_GROUP_SIZE", 128}}, mixtral);
+  const auto findings =
+      check_export_shapes("RTN", "compressed-tensors", {{"W_BIT", 4}, {"Q_GROUP_SIZE", 128}}, mixtral);
   ASSERT_EQ(findings.size(), 1u);
   EXPECT_FALSE(findings[0].error);
   // One finding for the kind, every expert of every layer.

@@ -31,8 +31,8 @@ TEST_P(ModelReference, LogitsMatchTransformers) {
   const auto expected = SafetensorsFile::open(dir / "expected.safetensors");
   at::NoGradGuard no_grad;
   int sets = 0;
-  for (const auto& [ids_name, logits_name] : std::vector<std::pair<std::string, std::string>>{
-           {"input_ids", "logits"}, {"input_ids_long", "logits_long"}}) {
+  for (const auto& [ids_name, logits_name] :
+       std::vector<std::pair<std::string, std::string>>{{"input_ids", "logits"}, {"input_ids_long", "logits_long"}}) {
     if (!expected.find(ids_name)) continue;
     const auto want = expected.tensor(logits_name);
     const auto got = model.forward(expected.tensor(ids_name));

@@ -69,7 +69,9 @@ TEST(MultipleChoiceReference, LoglikelihoodsAndPredictionsMatchTransformers) {
 }
 
 TEST(MultipleChoicePrompts, FormatsBuildTheStringsWrittenByHand) {
-  const std::vector<json> mmlu = {{{"question", " What is 2+2? "}, {"choices", {"3", "4", "5", "6"}}, {"answer", 1},
+  const std::vector<json> mmlu = {{{"question", " What is 2+2? "},
+                                   {"choices", {"3", "4", "5", "6"}},
+                                   {"answer", 1},
                                    {"subject", "elementary_mathematics"}}};
   auto items = build_items(mmlu, {}, {.format = "mmlu"});
   ASSERT_EQ(items.size(), 1u);
@@ -79,11 +81,14 @@ TEST(MultipleChoicePrompts, FormatsBuildTheStringsWrittenByHand) {
   EXPECT_EQ(items[0].choices, (std::vector<std::string>{" A", " B", " C", " D"}));
   EXPECT_EQ(items[0].gold, 1);
 
-  const std::vector<json> arc = {
-      {{"id", "q1"}, {"question", "Which is a gas?"}, {"choices", {{"text", {"ice", "steam"}}, {"label", {"A", "B"}}}},
-       {"answerKey", "B"}},
-      {{"id", "q2"}, {"question", "Which is hot?"}, {"choices", {{"text", {"fire", "snow"}}, {"label", {"1", "2"}}}},
-       {"answerKey", "1"}}};
+  const std::vector<json> arc = {{{"id", "q1"},
+                                  {"question", "Which is a gas?"},
+                                  {"choices", {{"text", {"ice", "steam"}}, {"label", {"A", "B"}}}},
+                                  {"answerKey", "B"}},
+                                 {{"id", "q2"},
+                                  {"question", "Which is hot?"},
+                                  {"choices", {{"text", {"fire", "snow"}}, {"label", {"1", "2"}}}},
+                                  {"answerKey", "1"}}};
   items = build_items(arc, arc, {.format = "arc", .num_fewshot = 1});
   ASSERT_EQ(items.size(), 2u);
   // One shot, never the item itself: each item's shot is the other one.

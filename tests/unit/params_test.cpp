@@ -57,7 +57,8 @@ TEST(AlgorithmParams, CatalogDefaultsAreTheStructFields) {
 // A value of `p` other than its default that the schema accepts.
 json other_value(const ParamSpec& p) {
   switch (p.type) {
-    case ParamType::boolean: return !p.default_value.get<bool>();
+    case ParamType::boolean:
+      return !p.default_value.get<bool>();
     case ParamType::integer: {
       const auto d = p.default_value.is_null() ? static_cast<int64_t>(p.min) : p.default_value.get<int64_t>();
       return d + 1 <= p.max ? d + 1 : d - 1;
@@ -70,9 +71,12 @@ json other_value(const ParamSpec& p) {
       for (const auto& c : p.choices)
         if (c != p.default_value) return c;
       return "x";
-    case ParamType::string_list: return json::array({"a"});
-    case ParamType::section: return json{{"k", 1}};
-    case ParamType::section_list: return json::array({json{{"pattern", "*.down_proj"}, {"SKIP", true}}});
+    case ParamType::string_list:
+      return json::array({"a"});
+    case ParamType::section:
+      return json{{"k", 1}};
+    case ParamType::section_list:
+      return json::array({json{{"pattern", "*.down_proj"}, {"SKIP", true}}});
   }
   return nullptr;
 }
@@ -85,7 +89,8 @@ void expect_every_key_reaches_a_field(const std::string& algorithm, const ParamT
   json section = json::object();
   for (const auto& p : info->params) section[p.name] = other_value(p);
   const json back = table.to_json(table.parse(section));
-  for (const auto& p : info->params) EXPECT_EQ(back.value(p.name, json()), section[p.name]) << algorithm << "." << p.name;
+  for (const auto& p : info->params)
+    EXPECT_EQ(back.value(p.name, json()), section[p.name]) << algorithm << "." << p.name;
   // And the defaults: an empty section is T{}.
   EXPECT_EQ(table.to_json(table.parse(json::object())), table.to_json(T{})) << algorithm;
 }
@@ -118,7 +123,7 @@ TEST(AlgorithmParams, MistypedValueNamesItsKey) {
 // The folders of jobs/ in layers: a file may include its own folder and the
 // layers below, never a folder beside or above it.
 TEST(JobsLayering, NoFolderIncludesOneAboveIt) {
-  const std::map<std::string, int> layer = {{"numeric", 0}, {"tokenizer", 0}, {"data", 1}, {"model", 2},
+  const std::map<std::string, int> layer = {{"numeric", 0}, {"tokenizer", 0}, {"data", 1},  {"model", 2},
                                             {"eval", 3},    {"quant", 3},     {"export", 3}};
   const std::filesystem::path root = std::filesystem::path(QJOBS_SOURCE_DIR) / "jobs";
   const std::regex inc(R"(#include\s+"jobs/([a-z_]+)/)");

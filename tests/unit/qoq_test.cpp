@@ -75,9 +75,9 @@ llm:
 )");
   ASSERT_TRUE(spec.spec) << spec.issues[0].message;
   const auto c = QoqConfig::from_lmquant(spec.spec->params);
-  EXPECT_EQ(c.w_group, -1);       // gchn: per channel
+  EXPECT_EQ(c.w_group, -1);  // gchn: per channel
   EXPECT_FALSE(c.progressive);
-  EXPECT_EQ(c.kv_bits, 8);        // gchn as shipped
+  EXPECT_EQ(c.kv_bits, 8);  // gchn as shipped
   EXPECT_EQ(c.a_bits, 8);
   EXPECT_TRUE(c.a_static);
   EXPECT_EQ(c.xw.strategy, "Manual");
@@ -85,7 +85,8 @@ llm:
   EXPECT_DOUBLE_EQ(c.xw.beta, 0.95);
   EXPECT_EQ(c.yx.strategy, "GridSearch");
   EXPECT_DOUBLE_EQ(c.yx.beta, -2);
-  const auto g128 = QoqConfig::from_lmquant(json{{"quant_type", "g128"}, {"quant", {{"opts", {{"dtype", "uint8"}}}, {"enable_smooth", false}}}});
+  const auto g128 = QoqConfig::from_lmquant(
+      json{{"quant_type", "g128"}, {"quant", {{"opts", {{"dtype", "uint8"}}}, {"enable_smooth", false}}}});
   EXPECT_EQ(g128.w_group, 128);
   EXPECT_TRUE(g128.progressive);
   EXPECT_EQ(g128.kv_bits, 8);
@@ -156,8 +157,9 @@ TEST_F(QoqModel, EightBitWeightsAloneKeepTheRotatedModelsFunction) {
   // what is left of the error is 8-bit rounding (about 2% of the logits of
   // this random model, as for plain RTN), so a mistake in storing the rotated
   // embedding, norms or untied head (an error near 100%) would show at once.
-  const auto o = run({{"quant_type", "g128"},
-                      {"quant", {{"wgts", {{"dtype", "uint8"}}}, {"ipts", {{"dtype", "none"}}}, {"opts", {{"dtype", "none"}}}}}});
+  const auto o =
+      run({{"quant_type", "g128"},
+           {"quant", {{"wgts", {{"dtype", "uint8"}}}, {"ipts", {{"dtype", "none"}}}, {"opts", {{"dtype", "none"}}}}}});
   EXPECT_EQ(o.config_patch["tie_word_embeddings"], false);
   ASSERT_TRUE(o.added.count("lm_head.weight"));
   EXPECT_TRUE(o.replaced.count("model.embed_tokens.weight"));
@@ -167,10 +169,15 @@ TEST_F(QoqModel, EightBitWeightsAloneKeepTheRotatedModelsFunction) {
   const auto ref = reference(ids);
   const double err = ((logits_of(o, ids) - ref).norm() / ref.norm()).item<double>();
   // Plain 8-bit round-to-nearest with every transform off, for scale.
-  const auto plain = run({{"quant_type", "g128"},
-                          {"quant", {{"wgts", {{"dtype", "uint8"}, {"enable_kernel_gptq", false}, {"enable_calib_range", false}}},
-                                     {"ipts", {{"dtype", "none"}}}, {"opts", {{"dtype", "none"}}}, {"enable_rotation", false},
-                                     {"enable_smooth", false}, {"enable_reorder", false}}}});
+  const auto plain =
+      run({{"quant_type", "g128"},
+           {"quant",
+            {{"wgts", {{"dtype", "uint8"}, {"enable_kernel_gptq", false}, {"enable_calib_range", false}}},
+             {"ipts", {{"dtype", "none"}}},
+             {"opts", {{"dtype", "none"}}},
+             {"enable_rotation", false},
+             {"enable_smooth", false},
+             {"enable_reorder", false}}}});
   EXPECT_TRUE(plain.added.empty());
   const double plain_err = ((logits_of(plain, ids) - ref).norm() / ref.norm()).item<double>();
   EXPECT_LT(err, 1.5 * plain_err) << err << " vs plain 8-bit RTN " << plain_err;
@@ -231,7 +238,8 @@ TEST_F(QoqModel, MixedActivationPrecisionFollowsTheOverrides) {
   const auto ref = reference(ids);
   const auto rel = [](const at::Tensor& a, const at::Tensor& b) { return ((a - b).norm() / b.norm()).item<double>(); };
   // Same weights in all three (W8 after the same smoothing): only the activation bits differ.
-  const auto l16 = logits_of(sq({{"A_BIT", 16}}), ids), l8 = logits_of(sq({{"A_BIT", 8}}), ids), lm = logits_of(mixed, ids);
+  const auto l16 = logits_of(sq({{"A_BIT", 16}}), ids), l8 = logits_of(sq({{"A_BIT", 8}}), ids),
+             lm = logits_of(mixed, ids);
   EXPECT_LT(rel(l16, ref), rel(l8, ref));
   // The mixed model is neither of the uniform ones. (Its error need not lie
   // between theirs: rounding errors of different Linears can cancel.)

@@ -122,9 +122,7 @@ INSTANTIATE_TEST_SUITE_P(Schemes, RtnReference,
                          ::testing::Values(RtnCase{"rtn_int4_g32.safetensors", {4, 32, true}},
                                            RtnCase{"rtn_int3_g32.safetensors", {3, 32, true}},
                                            RtnCase{"rtn_int8_per_channel.safetensors", {8, -1, false}}),
-                         [](const auto& info) {
-                           return info.param.file.substr(0, info.param.file.find('.'));
-                         });
+                         [](const auto& info) { return info.param.file.substr(0, info.param.file.find('.')); });
 
 }  // namespace
 }  // namespace qjobs::quant
@@ -150,7 +148,8 @@ TEST_P(RtnReference, PerplexityWithinOneThousandth) {
   eval::PerplexityOptions o;
   o.seqlen = 512;
   o.batch_size = 16;
-  const auto r = eval::perplexity(m, model::SafetensorsFile::open(dir / "wikitext2_test_ids.safetensors").tensor("input_ids"), o);
+  const auto r =
+      eval::perplexity(m, model::SafetensorsFile::open(dir / "wikitext2_test_ids.safetensors").tensor("input_ids"), o);
   const double want = expected["schemes"][scheme]["ppl"];
   EXPECT_EQ(r.windows, expected["schemes"][scheme]["windows"].get<int64_t>());
   EXPECT_NEAR(r.ppl, want, 1e-3 * want) << scheme;

@@ -17,8 +17,8 @@ inline std::optional<std::filesystem::path> reference_dir() {
   return std::filesystem::path(d);
 }
 
-#define QJOBS_REQUIRE_REFERENCE(var)                                                  \
-  const auto var##_opt = ::qjobs::testing::reference_dir();                           \
+#define QJOBS_REQUIRE_REFERENCE(var)                                                        \
+  const auto var##_opt = ::qjobs::testing::reference_dir();                                 \
   if (!var##_opt) GTEST_SKIP() << "QJOBS_REFERENCE_DIR is not set: reference test skipped"; \
   const std::filesystem::path var = *var##_opt
 

@@ -74,10 +74,14 @@ TEST(Safetensors, WritesTheLayoutByHand) {
 TEST(Safetensors, RoundTripsEveryCommonDtype) {
   const auto p = temp("rt.safetensors");
   std::vector<NamedTensor> in = {
-      {"f64", at::randn({3, 2}, at::kDouble), {}},   {"f32", at::randn({4}), {}},
-      {"f16", at::randn({2, 3}).to(at::kHalf), {}},   {"bf16", at::randn({5}).to(at::kBFloat16), {}},
-      {"i64", at::arange(6, at::kLong), {}},          {"i32", at::arange(3, at::kInt), {}},
-      {"u8", at::arange(7, at::kByte), {}},           {"b", at::tensor({1, 0, 1}).to(at::kBool), {}},
+      {"f64", at::randn({3, 2}, at::kDouble), {}},
+      {"f32", at::randn({4}), {}},
+      {"f16", at::randn({2, 3}).to(at::kHalf), {}},
+      {"bf16", at::randn({5}).to(at::kBFloat16), {}},
+      {"i64", at::arange(6, at::kLong), {}},
+      {"i32", at::arange(3, at::kInt), {}},
+      {"u8", at::arange(7, at::kByte), {}},
+      {"b", at::tensor({1, 0, 1}).to(at::kBool), {}},
       {"fp8", at::arange(4, at::kByte), StDtype::F8_E4M3},
       {"empty", at::empty({0, 3}), {}},
       {"strided", at::randn({4, 4}).t(), {}},

@@ -145,8 +145,7 @@ class SchedulerTest : public ::testing::Test {
     JobDir(dir_ / "jobs" / id).create_layout();
     write_file_atomic(JobDir(dir_ / "jobs" / id).spec_yaml(), "x");
   }
-  void worker_status(const std::string& id, const std::string& state, int attempt,
-                     const std::string& error_type = "") {
+  void worker_status(const std::string& id, const std::string& state, int attempt, const std::string& error_type = "") {
     nlohmann::json s = {{"state", state}, {"attempt", attempt}, {"stage", "report"}};
     if (!error_type.empty()) {
       s["error_type"] = error_type;
@@ -357,7 +356,8 @@ TEST_F(SchedulerTest, WronglyTypedStatusJsonIsAnEventNotACrash) {
   EXPECT_EQ(j->attempts, 2);
   bool warned = false;
   for (const auto& e : event_messages("a"))
-    warned |= e.find("status.json is invalid") != std::string::npos && e.find("'attempt' must be an integer") != std::string::npos;
+    warned |= e.find("status.json is invalid") != std::string::npos &&
+              e.find("'attempt' must be an integer") != std::string::npos;
   EXPECT_TRUE(warned);
 }
 
@@ -483,8 +483,7 @@ TEST_F(SchedulerTest, QueuingBackendVerdictsAndExternalCancel) {
   add("slow");
   s.tick();
   ASSERT_EQ(q.launched.size(), 3u);
-  for (const auto* h : {"slurm:1@test", "slurm:2@test", "slurm:3@test"})
-    q.push(h, AttemptUpdate::Phase::running);
+  for (const auto* h : {"slurm:1@test", "slurm:2@test", "slurm:3@test"}) q.push(h, AttemptUpdate::Phase::running);
   s.tick();
   worker_status("ok", "SUCCEEDED", 1);
   q.push("slurm:1@test", AttemptUpdate::Phase::ended, AttemptUpdate::End::exited);

@@ -30,7 +30,8 @@ std::vector<float> hand_quantize(const std::vector<float>& w, double f, int bits
     const float mx = hi * static_cast<float>(f), mn = lo * static_cast<float>(f);
     const float scale = std::max(mx - mn, 1e-5f) / qmax;
     const float zero = std::clamp(std::nearbyint(-mn / scale), 0.0f, qmax);
-    for (std::size_t i = 0; i < w.size(); ++i) out[i] = (std::clamp(std::nearbyint(w[i] / scale) + zero, 0.0f, qmax) - zero) * scale;
+    for (std::size_t i = 0; i < w.size(); ++i)
+      out[i] = (std::clamp(std::nearbyint(w[i] / scale) + zero, 0.0f, qmax) - zero) * scale;
   } else {
     const float qmax = static_cast<float>((1 << (bits - 1)) - 1), qmin = -qmax - 1;
     const float scale = std::max(amax * static_cast<float>(f), 1e-5f) / qmax;

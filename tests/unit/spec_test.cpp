@@ -134,8 +134,9 @@ TEST(JobSpec, AwqVersionOtherThanGemmIsRefusedOrSaidToDoNothing) {
 // graph shape is checked before the work starts, naming the key.
 TEST(JobSpec, OnnxExportTakesIntegerWeightsAndAValidGraphShape) {
   const std::string base = "MODEL: m\nDATA_PATH: d.jsonl\nEXPORT_FORMAT: onnx\n";
-  const auto ok = parse_job_spec(base + "ALGORITHM: SequentialMSE\nONNX_SEQ_LEN: 64\nONNX_CONTEXT_LEN: 512\n"
-                                        "llm:\n  SequentialMSE:\n    A_BIT: 16\n");
+  const auto ok = parse_job_spec(base +
+                                 "ALGORITHM: SequentialMSE\nONNX_SEQ_LEN: 64\nONNX_CONTEXT_LEN: 512\n"
+                                 "llm:\n  SequentialMSE:\n    A_BIT: 16\n");
   ASSERT_TRUE(ok.spec) << ok.issues[0].message;
   EXPECT_EQ(ok.spec->onnx_seq_len, 64);
   EXPECT_EQ(ok.spec->onnx_context_len, 512);
@@ -157,13 +158,12 @@ TEST(JobSpec, OnnxExportTakesIntegerWeightsAndAValidGraphShape) {
   const auto elsewhere = parse_job_spec("MODEL: m\nALGORITHM: RTN\nONNX_SEQ_LEN: 64\n");
   ASSERT_TRUE(elsewhere.spec);
   bool said = false;
-  for (const auto& w : elsewhere.spec->warnings) said |= w.find("ONNX_SEQ_LEN / ONNX_CONTEXT_LEN shape the ONNX export only") == 0;
+  for (const auto& w : elsewhere.spec->warnings)
+    said |= w.find("ONNX_SEQ_LEN / ONNX_CONTEXT_LEN shape the ONNX export only") == 0;
   EXPECT_TRUE(said);
 }
 
-TEST(JobSpec, NyuntamAwqConfigValidatesUnchanged) {
-  expect_only_not_available(parse_job_spec(kNyuntamAwq), "AutoAWQ");
-}
+TEST(JobSpec, NyuntamAwqConfigValidatesUnchanged) { expect_only_not_available(parse_job_spec(kNyuntamAwq), "AutoAWQ"); }
 
 TEST(JobSpec, NyuntamLmquantConfigValidatesUnchanged) {
   expect_only_not_available(parse_job_spec(kNyuntamLmquant), "LMQuant");
@@ -253,12 +253,14 @@ TEST(JobSpec, LmquantQservePackingIsRefusedAtItsKey) {
 }
 
 TEST(JobSpec, ActivationAlgorithmsTakeABitOverridesAndFp8PacksAsCompressedTensors) {
-  const auto sq = parse_job_spec("MODEL: m\nALGORITHM: SmoothQuant\nDATA_PATH: d.jsonl\nllm:\n  SmoothQuant:\n    A_BIT: 16\n"
-                                 "    LAYER_OVERRIDES:\n      - pattern: \"*.mlp.*\"\n        A_BIT: 8\n");
+  const auto sq = parse_job_spec(
+      "MODEL: m\nALGORITHM: SmoothQuant\nDATA_PATH: d.jsonl\nllm:\n  SmoothQuant:\n    A_BIT: 16\n"
+      "    LAYER_OVERRIDES:\n      - pattern: \"*.mlp.*\"\n        A_BIT: 8\n");
   ASSERT_TRUE(sq.spec) << sq.issues[0].message;
   EXPECT_EQ(sq.spec->params["LAYER_OVERRIDES"][0]["A_BIT"], 8);
   // Weight-only algorithms have no activations to set.
-  const auto rtn = parse_job_spec("MODEL: m\nALGORITHM: RTN\nllm:\n  RTN:\n    LAYER_OVERRIDES:\n      - pattern: x\n        A_BIT: 8\n");
+  const auto rtn = parse_job_spec(
+      "MODEL: m\nALGORITHM: RTN\nllm:\n  RTN:\n    LAYER_OVERRIDES:\n      - pattern: x\n        A_BIT: 8\n");
   ASSERT_EQ(rtn.issues.size(), 1u);
   EXPECT_EQ(rtn.issues[0].path, "llm.RTN.LAYER_OVERRIDES[0].A_BIT");
   EXPECT_TRUE(parse_job_spec("MODEL: m\nALGORITHM: FP8\nEXPORT_FORMAT: compressed-tensors\n").spec);
@@ -291,14 +293,16 @@ TEST(JobSpec, ExportIsPackedByDefaultAndCheckedAgainstTheModelShapes) {
   // 64, nor of NVFP4's 16 or MXFP4's 32).
   const auto dir = std::filesystem::temp_directory_path() / ("qjobs_shapes_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  std::ofstream(dir / "config.json") << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 128, "intermediate_size": 360, "num_hidden_layers": 2,
+  std::ofstream(dir / "config.json")
+      << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 128, "intermediate_size": 360, "num_hidden_layers": 2,
       "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100})";
   const std::string m = "MODEL: \"" + dir.string() + "\"\n";
   const auto awq = parse_job_spec(m + "ALGORITHM: RTN\nEXPORT_FORMAT: awq\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n");
   ASSERT_EQ(awq.issues.size(), 1u);
   EXPECT_EQ(awq.issues[0].path, "llm.RTN.Q_GROUP_SIZE");
   EXPECT_EQ(awq.issues[0].line, 6);
-  EXPECT_NE(awq.issues[0].message.find("model.layers.*.mlp.down_proj (every layer)"), std::string::npos) << awq.issues[0].message;
+  EXPECT_NE(awq.issues[0].message.find("model.layers.*.mlp.down_proj (every layer)"), std::string::npos)
+      << awq.issues[0].message;
   EXPECT_NE(awq.issues[0].message.find("360 inputs"), std::string::npos);
   // compressed-tensors packs it per channel, and says so.
   const auto ct = parse_job_spec(m + "ALGORITHM: RTN\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n");
@@ -310,10 +314,12 @@ TEST(JobSpec, ExportIsPackedByDefaultAndCheckedAgainstTheModelShapes) {
   const auto fq = parse_job_spec(m + "ALGORITHM: RTN\nEXPORT_FORMAT: fake_quant\nllm:\n  RTN:\n    Q_GROUP_SIZE: 64\n");
   ASSERT_TRUE(fq.spec);
   ASSERT_EQ(fq.spec->warnings.size(), 1u);
-  EXPECT_NE(fq.spec->warnings[0].find("per output channel in every export form"), std::string::npos) << fq.spec->warnings[0];
+  EXPECT_NE(fq.spec->warnings[0].find("per output channel in every export form"), std::string::npos)
+      << fq.spec->warnings[0];
   EXPECT_TRUE(parse_job_spec(m + "ALGORITHM: NVFP4\nEXPORT_FORMAT: fake_quant\n").spec);
   // QoQ g128 is ragged there too (the worker packs it per channel), gchn is not.
-  const auto qoq = parse_job_spec(m + "ALGORITHM: LMQuant\nDATA_PATH: d.jsonl\nllm:\n  LMQuant:\n    quant_type: g128\n");
+  const auto qoq =
+      parse_job_spec(m + "ALGORITHM: LMQuant\nDATA_PATH: d.jsonl\nllm:\n  LMQuant:\n    quant_type: g128\n");
   ASSERT_TRUE(qoq.spec);
   ASSERT_EQ(qoq.spec->warnings.size(), 1u);
   EXPECT_NE(qoq.spec->warnings[0].find("mlp.down_proj"), std::string::npos);
@@ -325,11 +331,15 @@ TEST(JobSpec, ExportIsPackedByDefaultAndCheckedAgainstTheModelShapes) {
   ASSERT_EQ(nv.issues.size(), 1u);
   EXPECT_EQ(nv.issues[0].path, "ALGORITHM");
   EXPECT_NE(nv.issues[0].message.find("SKIP"), std::string::npos);
-  EXPECT_TRUE(parse_job_spec(m + "ALGORITHM: MXFP4\nllm:\n  MXFP4:\n    LAYER_OVERRIDES:\n      - pattern: \"*.down_proj\"\n"
-                                 "        SKIP: true\n").spec);
+  EXPECT_TRUE(
+      parse_job_spec(m + "ALGORITHM: MXFP4\nllm:\n  MXFP4:\n    LAYER_OVERRIDES:\n      - pattern: \"*.down_proj\"\n"
+                         "        SKIP: true\n")
+          .spec);
   EXPECT_FALSE(parse_job_spec(m + "ALGORITHM: NVFP4\n").spec) << "360 is no multiple of 16";
-  EXPECT_TRUE(parse_job_spec(m + "ALGORITHM: NVFP4\nllm:\n  NVFP4:\n    LAYER_OVERRIDES:\n      - pattern: \"*.down_proj\"\n"
-                                 "        SKIP: true\n").spec);
+  EXPECT_TRUE(
+      parse_job_spec(m + "ALGORITHM: NVFP4\nllm:\n  NVFP4:\n    LAYER_OVERRIDES:\n      - pattern: \"*.down_proj\"\n"
+                         "        SKIP: true\n")
+          .spec);
   std::filesystem::remove_all(dir);
 }
 
@@ -484,7 +494,6 @@ TEST(NyuntamEval, AnUnknownTaskInAConfigIsNamedWithItsLine) {
   EXPECT_TRUE(found);
 }
 
-
 // A 12 KB spec of keys the schema accepts that expands, through aliases, to
 // 1,000 eval tasks x 300 prompts x 1 KB.
 std::string alias_bomb() {
@@ -528,7 +537,9 @@ TEST(SpecLimits, ManyLongUnknownKeysGiveABoundedList) {
 }
 
 TEST(SpecLimits, InvalidUtf8IsRefusedAtItsLineAndColumn) {
-  const auto r = parse_job_spec("MODEL: m\nALGORITHM: RTN\nJOB_ID: ab\xff" "cd\n");
+  const auto r = parse_job_spec(
+      "MODEL: m\nALGORITHM: RTN\nJOB_ID: ab\xff"
+      "cd\n");
   EXPECT_FALSE(r.spec);
   ASSERT_EQ(r.issues.size(), 1u);
   EXPECT_EQ(r.issues[0].line, 3);
@@ -624,7 +635,8 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   ASSERT_EQ(missing.issues.size(), 1u);
   EXPECT_EQ(missing.issues[0].path, "MODEL");
   EXPECT_EQ(missing.issues[0].line, 2);
-  EXPECT_NE(missing.issues[0].message.find("no model folder /no/such/model"), std::string::npos) << missing.issues[0].message;
+  EXPECT_NE(missing.issues[0].message.find("no model folder /no/such/model"), std::string::npos)
+      << missing.issues[0].message;
   const auto relative = parse_job_spec("MODEL: \"./nowhere/model\"\nALGORITHM: RTN\n", local);
   ASSERT_EQ(relative.issues.size(), 1u);
   EXPECT_NE(relative.issues[0].message.find("working directory"), std::string::npos);
@@ -641,7 +653,8 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   EXPECT_TRUE(parse_job_spec("MODEL: \"" + (dir / "no_weights").string() + "\"\nALGORITHM: RTN\n", local).spec)
       << "RTN without eval reads no text";
   const auto notok = parse_job_spec("MODEL: \"" + (dir / "no_weights").string() + "\"\nALGORITHM: GPTQ\nDATA_PATH: \"" +
-                                        (dir / "calib.jsonl").string() + "\"\n", local);
+                                        (dir / "calib.jsonl").string() + "\"\n",
+                                    local);
   ASSERT_EQ(notok.issues.size(), 1u);
   EXPECT_NE(notok.issues[0].message.find("no tokenizer.json"), std::string::npos) << notok.issues[0].message;
   // config.json is read as the worker reads it: an architecture no family
@@ -669,7 +682,8 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
       "num_local_experts": 4, "num_experts_per_tok": 5})");
   ASSERT_EQ(moe.issues.size(), 1u);
   EXPECT_NE(moe.issues[0].message.find("num_experts_per_tok must be between 1 and the number of experts (4)"),
-            std::string::npos) << moe.issues[0].message;
+            std::string::npos)
+      << moe.issues[0].message;
   // Issue 29: a config.json of 700,000 layers cost 4.5 s of CPU per dry run
   // (the export check walked every layer's Linears before the reader's
   // bound refused it). It is refused at num_hidden_layers, and the shape
@@ -691,7 +705,8 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   EXPECT_EQ(gguf.issues[0].path, "MODEL");
   EXPECT_NE(gguf.issues[0].message.find("cannot be exported: the GGUF export writes llama.cpp's llama architecture; "
                                         "Phi3ForCausalLM has another block"),
-            std::string::npos) << gguf.issues[0].message;
+            std::string::npos)
+      << gguf.issues[0].message;
   EXPECT_NE(gguf.issues[0].message.find("export it as compressed-tensors"), std::string::npos);
 
   // A hub id is left to the worker (it may be downloaded).
@@ -702,29 +717,35 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   ASSERT_EQ(data.issues.size(), 1u);
   EXPECT_EQ(data.issues[0].path, "DATA_PATH");
   EXPECT_EQ(data.issues[0].line, 3);
-  const auto cal = parse_job_spec(m + "ALGORITHM: GPTQ\ncalibration:\n  n_samples: 4\n  data_path: /no/calib.txt\n", local);
+  const auto cal =
+      parse_job_spec(m + "ALGORITHM: GPTQ\ncalibration:\n  n_samples: 4\n  data_path: /no/calib.txt\n", local);
   ASSERT_EQ(cal.issues.size(), 1u);
   EXPECT_EQ(cal.issues[0].path, "calibration.data_path");
   EXPECT_EQ(cal.issues[0].line, 5);
   const auto ev = parse_job_spec(m + "ALGORITHM: RTN\neval:\n  tasks:\n    - type: mc\n      format: arc\n"
-                                     "      data_path: /no/arc.jsonl\n", local);
+                                     "      data_path: /no/arc.jsonl\n",
+                                 local);
   ASSERT_EQ(ev.issues.size(), 1u) << ev.issues[0].path << ": " << ev.issues[0].message;
   EXPECT_EQ(ev.issues[0].path, "eval.tasks[0].data_path");
   EXPECT_EQ(ev.issues[0].line, 7);
   EXPECT_NE(ev.issues[0].message.find("Datasets"), std::string::npos) << "points at the README's dataset layout";
   // DATASET_NAME under the data root.
-  const auto ds = parse_job_spec(m + "ALGORITHM: GPTQ\nDATASET_NAME: wikitext\nDATASET_SUBNAME: wikitext-2-raw-v1\n", local);
+  const auto ds =
+      parse_job_spec(m + "ALGORITHM: GPTQ\nDATASET_NAME: wikitext\nDATASET_SUBNAME: wikitext-2-raw-v1\n", local);
   ASSERT_EQ(ds.issues.size(), 1u);
   EXPECT_EQ(ds.issues[0].path, "DATASET_NAME");
-  EXPECT_NE(ds.issues[0].message.find((dir / "datasets/wikitext/wikitext-2-raw-v1/train.jsonl").string()), std::string::npos)
+  EXPECT_NE(ds.issues[0].message.find((dir / "datasets/wikitext/wikitext-2-raw-v1/train.jsonl").string()),
+            std::string::npos)
       << ds.issues[0].message;
   fs::create_directories(dir / "datasets/wikitext/wikitext-2-raw-v1");
   std::ofstream(dir / "datasets/wikitext/wikitext-2-raw-v1/train.jsonl") << "{\"text\": \"x\"}\n";
-  EXPECT_TRUE(parse_job_spec(m + "ALGORITHM: GPTQ\nDATASET_NAME: wikitext\nDATASET_SUBNAME: wikitext-2-raw-v1\n", local).spec);
+  EXPECT_TRUE(
+      parse_job_spec(m + "ALGORITHM: GPTQ\nDATASET_NAME: wikitext\nDATASET_SUBNAME: wikitext-2-raw-v1\n", local).spec);
 
   // An eval window past max_position_embeddings (512 here) is refused at its key ...
   const auto window = parse_job_spec(m + "ALGORITHM: RTN\neval:\n  tasks:\n    - type: ppl\n      data_path: \"" +
-                                         (dir / "calib.jsonl").string() + "\"\n      seqlen: 1024\n", local);
+                                         (dir / "calib.jsonl").string() + "\"\n      seqlen: 1024\n",
+                                     local);
   ASSERT_EQ(window.issues.size(), 1u);
   EXPECT_EQ(window.issues[0].path, "eval.tasks[0].seqlen");
   EXPECT_EQ(window.issues[0].line, 7);
@@ -749,13 +770,15 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
 // are named; quant.enable_smooth is honoured by sq_* and not named.
 TEST(JobSpec, KeysWithoutEffectAreNamedInWarnings) {
   const auto both = parse_job_spec(
-      "MODEL: m\nALGORITHM: LMQuant\nDATA_PATH: d.jsonl\nllm:\n  LMQuant:\n    quant_type: gchn\n    eval.tasks: [\"wikitext\"]\n"
+      "MODEL: m\nALGORITHM: LMQuant\nDATA_PATH: d.jsonl\nllm:\n  LMQuant:\n    quant_type: gchn\n    eval.tasks: "
+      "[\"wikitext\"]\n"
       "eval:\n  tasks:\n    - type: ppl\n      data_path: t.jsonl\n");
   ASSERT_TRUE(both.spec);
   ASSERT_EQ(both.spec->eval["tasks"].size(), 1u);
   EXPECT_EQ(both.spec->eval["tasks"][0]["type"], "ppl");
   bool said = false;
-  for (const auto& w : both.spec->warnings) said = said || w.find("llm.LMQuant.eval.tasks is ignored") != std::string::npos;
+  for (const auto& w : both.spec->warnings)
+    said = said || w.find("llm.LMQuant.eval.tasks is ignored") != std::string::npos;
   EXPECT_TRUE(said);
 
   const auto sq = parse_job_spec(
@@ -764,7 +787,8 @@ TEST(JobSpec, KeysWithoutEffectAreNamedInWarnings) {
   ASSERT_TRUE(sq.spec) << sq.issues[0].message;
   std::string all;
   for (const auto& w : sq.spec->warnings) all += w + "\n";
-  EXPECT_NE(all.find("llm.LMQuant.quant.enable_rotation has no effect with quant_type sq_static"), std::string::npos) << all;
+  EXPECT_NE(all.find("llm.LMQuant.quant.enable_rotation has no effect with quant_type sq_static"), std::string::npos)
+      << all;
   EXPECT_EQ(all.find("llm.LMQuant.quant.enable_smooth has no effect"), std::string::npos) << all;
   EXPECT_EQ(all.find("quant.smooth.xw.alpha has no effect"), std::string::npos) << all;
 

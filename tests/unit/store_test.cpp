@@ -81,7 +81,8 @@ TEST_F(StoreTest, TransitionsAreGuardedByTheOldState) {
   ok.to = JobState::succeeded;
   EXPECT_FALSE(s.finish("a", JobState::cancelling, ok, 4.0));  // wrong old state
   EXPECT_TRUE(s.finish("a", JobState::running, ok, 4.0));
-  EXPECT_FALSE(s.finish("a", JobState::running, FinishInfo{JobState::failed, ErrorType::none, "", "", {}}, 5.0));  // terminal stays
+  EXPECT_FALSE(s.finish("a", JobState::running, FinishInfo{JobState::failed, ErrorType::none, "", "", {}},
+                        5.0));  // terminal stays
   EXPECT_EQ(s.get("a")->state, JobState::succeeded);
   EXPECT_FALSE(s.cancel_queued("a", 6.0));
   EXPECT_FALSE(s.cancel_running("a", 6.0));
@@ -191,7 +192,6 @@ TEST_F(StoreTest, QueuedOrderIsPriorityThenAge) {
   EXPECT_EQ(q[2].id, "second");
   EXPECT_EQ(q[3].id, "low");
 }
-
 
 // Issue 11.2: a write that fails on a full disk is reported as itself (not as
 // the ROLLBACK after it), changes nothing, and marks the store unwritable

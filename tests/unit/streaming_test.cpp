@@ -116,9 +116,11 @@ void expect_same_outputs(const quant::QuantOutput& a, const quant::QuantOutput& 
   ASSERT_EQ(a.replaced.size(), b.replaced.size()) << what;
   for (const auto& [name, t] : a.replaced) EXPECT_TRUE(at::equal(t, b.replaced.at(name))) << what << " " << name;
   ASSERT_EQ(a.w8a8_weights.size(), b.w8a8_weights.size()) << what;
-  for (const auto& [name, w] : a.w8a8_weights) EXPECT_TRUE(at::equal(w.codes, b.w8a8_weights.at(name).codes)) << what << " " << name;
+  for (const auto& [name, w] : a.w8a8_weights)
+    EXPECT_TRUE(at::equal(w.codes, b.w8a8_weights.at(name).codes)) << what << " " << name;
   ASSERT_EQ(a.layer_errors.size(), b.layer_errors.size()) << what;
-  for (std::size_t i = 0; i < a.layer_errors.size(); ++i) EXPECT_EQ(a.layer_errors[i].rel_fro_err, b.layer_errors[i].rel_fro_err) << what;
+  for (std::size_t i = 0; i < a.layer_errors.size(); ++i)
+    EXPECT_EQ(a.layer_errors[i].rel_fro_err, b.layer_errors[i].rel_fro_err) << what;
 }
 
 TEST(CalibrationLoop, StreamedAndSpilledOutputsAreBitwiseTheWholeModelOnes) {
@@ -128,9 +130,22 @@ TEST(CalibrationLoop, StreamedAndSpilledOutputsAreBitwiseTheWholeModelOnes) {
   const auto ids = at::randint(0, 1024, {8, 64}, at::kLong);
   const std::vector<std::pair<std::string, json>> runs = {
       {"RTN", {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}}},
-      {"AutoAWQ", {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}, {"N_GRID", 8}, {"DUO_SCALING", true}, {"CLIP", true}}},
-      {"GPTQ", {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}, {"DAMP_PERCENT", 0.01}, {"BLOCK_SIZE", 32},
-                {"DESC_ACT", false}, {"STATIC_GROUPS", false}, {"TRUE_SEQUENTIAL", true}}},
+      {"AutoAWQ",
+       {{"W_BIT", 4},
+        {"Q_GROUP_SIZE", 32},
+        {"ZERO_POINT", true},
+        {"N_GRID", 8},
+        {"DUO_SCALING", true},
+        {"CLIP", true}}},
+      {"GPTQ",
+       {{"W_BIT", 4},
+        {"Q_GROUP_SIZE", 32},
+        {"ZERO_POINT", true},
+        {"DAMP_PERCENT", 0.01},
+        {"BLOCK_SIZE", 32},
+        {"DESC_ACT", false},
+        {"STATIC_GROUPS", false},
+        {"TRUE_SEQUENTIAL", true}}},
       {"SmoothQuant", {{"alpha", 0.5}, {"ACT", "static"}}},
       {"FP8", {{"ACT", "static"}, {"WEIGHT_SCALE", "channel"}, {"kv_cache", true}}},
   };
@@ -151,7 +166,8 @@ TEST(CalibrationLoop, StreamedAndSpilledOutputsAreBitwiseTheWholeModelOnes) {
     const auto spilled = run(true, dir / algo);
     expect_same_outputs(whole, spilled, algo);
     // Spilled outputs are views of block files, not memory.
-    if (!spilled.int_weights.empty()) EXPECT_EQ(spilled.int_weights.begin()->second.codes.scalar_type(), at::kByte) << algo;
+    if (!spilled.int_weights.empty())
+      EXPECT_EQ(spilled.int_weights.begin()->second.codes.scalar_type(), at::kByte) << algo;
     EXPECT_TRUE(fs::exists(dir / algo)) << algo;
   }
   fs::remove_all(dir);
@@ -242,7 +258,8 @@ TEST(PackedExport, CompressedTensorsWithANarrowerLastGroupReadsBackExactly) {
   w.g_idx = at::arange(352, at::kLong).div(128, "floor").to(at::kInt);
   const std::string p = "model.layers.0.mlp.down_proj";
   std::vector<model::NamedTensor> tensors;
-  for (auto& [suffix, t] : exporter::pack(w, exporter::PackedFormat::compressed_tensors, at::kFloat)) tensors.push_back({p + "." + suffix, t, {}});
+  for (auto& [suffix, t] : exporter::pack(w, exporter::PackedFormat::compressed_tensors, at::kFloat))
+    tensors.push_back({p + "." + suffix, t, {}});
   fs::create_directories(dir / "m");
   model::save_safetensors(dir / "m" / "model.safetensors", tensors);
   const auto qc = exporter::compressed_tensors_config({{p, exporter::int_scheme(w, false)}}, {}, nullptr);

@@ -62,7 +62,8 @@ TEST_P(TokenizerReference, WikiText2TokenStreamIsIdentical) {
   std::vector<int64_t> got = {*tok.bos_id()};
   const auto ids = tok.encode(text);
   got.insert(got.end(), ids.begin(), ids.end());
-  const auto want_t = model::SafetensorsFile::open(dir / "wikitext2_test_ids.safetensors").tensor("input_ids").flatten().to(at::kLong);
+  const auto want_t =
+      model::SafetensorsFile::open(dir / "wikitext2_test_ids.safetensors").tensor("input_ids").flatten().to(at::kLong);
   const std::vector<int64_t> want(want_t.data_ptr<int64_t>(), want_t.data_ptr<int64_t>() + want_t.numel());
   ASSERT_EQ(got.size(), want.size());
   std::size_t first_diff = got.size();
@@ -82,7 +83,8 @@ TEST(TokenizerReferenceStories, WikiText2TokenStreamIsIdentical) {
   const auto tok = Tokenizer::load(dir);
   const auto text = read_file(ref / "data/wikitext-2-raw-v1/test.txt");
   const auto got = tok.encode_with_template(text);  // the template adds <s>
-  const auto want_t = model::SafetensorsFile::open(dir / "wikitext2_test_ids.safetensors").tensor("input_ids").flatten().to(at::kLong);
+  const auto want_t =
+      model::SafetensorsFile::open(dir / "wikitext2_test_ids.safetensors").tensor("input_ids").flatten().to(at::kLong);
   ASSERT_EQ(static_cast<int64_t>(got.size()), want_t.numel());
   EXPECT_TRUE(at::equal(at::tensor(got, at::kLong), want_t));
   // The greedy sample decodes as published.

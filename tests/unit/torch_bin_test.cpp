@@ -85,7 +85,9 @@ TEST(TorchBinErrors, RefusesGlobalsOutsideAStateDict) {
   const std::string script =
       "import zipfile\n"
       "pkl = b'\\x80\\x02cos\\nsystem\\nq\\x00X\\x04\\x00\\x00\\x00trueq\\x01\\x85q\\x02Rq\\x03.'\n"
-      "with zipfile.ZipFile('" + (dir / "pytorch_model.bin").string() + "', 'w') as z:\n"
+      "with zipfile.ZipFile('" +
+      (dir / "pytorch_model.bin").string() +
+      "', 'w') as z:\n"
       "    z.writestr('archive/data.pkl', pkl)\n"
       "    z.writestr('archive/version', '3\\n')\n";
   std::ofstream(dir / "w.py") << script;

@@ -150,7 +150,8 @@ TEST_F(ModelQuant, AwqScalingIsFoldedWithoutChangingTheFunction) {
   const auto out = AwqAlgorithm().run(inputs("AutoAWQ", p));
   const auto ref = logits_with({});
   const double awq = ((logits_with(out.replaced) - ref).norm() / ref.norm()).item<double>();
-  const double rtn = ((logits_with(RtnAlgorithm().run(inputs("RTN", p)).replaced) - ref).norm() / ref.norm()).item<double>();
+  const double rtn =
+      ((logits_with(RtnAlgorithm().run(inputs("RTN", p)).replaced) - ref).norm() / ref.norm()).item<double>();
   EXPECT_LT(awq, 1.5 * rtn) << "awq " << awq << " rtn " << rtn;
   EXPECT_LT(awq, 0.05);
   EXPECT_TRUE(out.replaced.count("model.layers.0.input_layernorm.weight"));
@@ -162,7 +163,9 @@ TEST_F(ModelQuant, AwqScalingIsFoldedWithoutChangingTheFunction) {
 TEST_F(ModelQuant, AwqAndGptqBeatRtnOnOutputError) {
   const json p = {{"W_BIT", 3}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true}};
   const auto ref = logits_with({});
-  const auto err = [&](const QuantOutput& o) { return ((logits_with(o.replaced) - ref).norm() / ref.norm()).item<double>(); };
+  const auto err = [&](const QuantOutput& o) {
+    return ((logits_with(o.replaced) - ref).norm() / ref.norm()).item<double>();
+  };
   const double rtn = err(RtnAlgorithm().run(inputs("RTN", p)));
   const double awq = err(AwqAlgorithm().run(inputs("AutoAWQ", p)));
   const double gptq = err(GptqAlgorithm().run(inputs("GPTQ", p)));
@@ -179,7 +182,9 @@ TEST_F(ModelQuant, SequentialMseBeatsRtnPerLinearAndOnTheLogits) {
   const auto rtn = RtnAlgorithm().run(inputs("RTN", p));
   const auto seq = SequentialMseAlgorithm().run(inputs("SequentialMSE", p));
   const auto ref = logits_with({});
-  const auto err = [&](const QuantOutput& o) { return ((logits_with(o.replaced) - ref).norm() / ref.norm()).item<double>(); };
+  const auto err = [&](const QuantOutput& o) {
+    return ((logits_with(o.replaced) - ref).norm() / ref.norm()).item<double>();
+  };
   const double e_rtn = err(rtn), e_seq = err(seq);
   EXPECT_LT(e_seq, e_rtn) << "seq_mse " << e_seq << " rtn " << e_rtn;
   ASSERT_EQ(seq.int_weights.size(), 21u);  // 7 Linears x 3 blocks, each with its integer form
@@ -194,8 +199,10 @@ TEST_F(ModelQuant, SequentialMseW4A16RecordsStaticInputScalesThatSurviveAResume)
   // w4a16 with the down projections w8a16 (AI Hub's mixed recipe); the run
   // is killed after block 2 and resumed: the restored blocks keep their
   // activation scales, and everything equals the uninterrupted run.
-  const json p = {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", false}, {"A_BIT", 16}, {"NUM_CANDIDATES", 10},
-                  {"LAYER_OVERRIDES", json::array({{{"pattern", "*.down_proj"}, {"W_BIT", 8}}})}};
+  const json p = {
+      {"W_BIT", 4},           {"Q_GROUP_SIZE", 32},
+      {"ZERO_POINT", false},  {"A_BIT", 16},
+      {"NUM_CANDIDATES", 10}, {"LAYER_OVERRIDES", json::array({{{"pattern", "*.down_proj"}, {"W_BIT", 8}}})}};
   const auto full = SequentialMseAlgorithm().run(inputs("SequentialMSE", p));
   const auto& acts = full.quantization_config["activations"];
   ASSERT_EQ(acts.size(), 21u);
@@ -229,7 +236,9 @@ TEST_F(ModelQuant, SequentialMseLpbqBlockScalesAreMultiplesOfAChannelScale) {
 }
 
 TEST_F(ModelQuant, OverridesSetBitsAndSkipLayers) {
-  const json p = {{"W_BIT", 2}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", true},
+  const json p = {{"W_BIT", 2},
+                  {"Q_GROUP_SIZE", 32},
+                  {"ZERO_POINT", true},
                   {"LAYER_OVERRIDES", json::array({{{"pattern", "model.layers.0.*"}, {"W_BIT", 8}},
                                                    {{"pattern", "*.down_proj"}, {"SKIP", true}}})}};
   const auto out = RtnAlgorithm().run(inputs("RTN", p));

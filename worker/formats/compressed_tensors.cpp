@@ -75,18 +75,22 @@ json ct_config(const ExportInputs& in) {
     kv_scheme = exporter::fp8_kv_cache_args();
   } else if (int_kv_cache(in)) {
     const int bits = q.quantization_config["kv_cache"].value("bits", 4);
-    in.rep.warn("the " + std::to_string(bits) + "-bit integer KV cache this job was evaluated with is recorded under "
+    in.rep.warn("the " + std::to_string(bits) +
+                "-bit integer KV cache this job was evaluated with is recorded under "
                 "config.json's qjobs_quantization.kv_cache, not kv_cache_scheme: compressed-tensors' schema has no "
                 "dynamic per-head integer KV form and no engine serves one. vLLM, SGLang and transformers load the "
                 "weights and serve them with a 16-bit KV cache (or vLLM's --kv-cache-dtype fp8); the perplexity "
-                "reported is that with the " + std::to_string(bits) + "-bit cache");
+                "reported is that with the " +
+                std::to_string(bits) + "-bit cache");
   }
   bool asym_w4a8 = false;
   for (const auto& [name, s] : schemes)
-    asym_w4a8 = asym_w4a8 || (s.format == "pack-quantized" && !s.input_activations.is_null() && !s.weights.value("symmetric", true));
+    asym_w4a8 = asym_w4a8 ||
+                (s.format == "pack-quantized" && !s.input_activations.is_null() && !s.weights.value("symmetric", true));
   if (asym_w4a8)
-    in.rep.warn("the W4A8 Linears keep QoQ's asymmetric 4-bit weights (weight_zero_point); vLLM's W4A8 integer kernels "
-                "read symmetric weights only");
+    in.rep.warn(
+        "the W4A8 Linears keep QoQ's asymmetric 4-bit weights (weight_zero_point); vLLM's W4A8 integer kernels "
+        "read symmetric weights only");
   return exporter::compressed_tensors_config(schemes, unquantized_linears(in, schemes), kv_scheme);
 }
 
@@ -101,8 +105,8 @@ SafetensorsLayout ct_layout(const ExportInputs& in, const std::shared_ptr<Verify
   const json acts = in.q.quantization_config.value("activations", json::object());
   SafetensorsLayout l;
   l.room_per_tensor = 6;
-  l.encode = [&in, scale_dtype, acts, manifest](const std::string& stem, bool is_weight, const model::StTensorInfo& info,
-                                                const PutTensor& put) {
+  l.encode = [&in, scale_dtype, acts, manifest](const std::string& stem, bool is_weight,
+                                                const model::StTensorInfo& info, const PutTensor& put) {
     if (!is_weight) return false;
     const auto& q = in.q;
     const auto f4 = q.fp4_weights.find(stem);
@@ -112,18 +116,22 @@ SafetensorsLayout ct_layout(const ExportInputs& in, const std::shared_ptr<Verify
       manifest->add(stem, f4->second.dequantize(), f4->second.kind == numeric::Fp4Kind::nvfp4 ? 0.0078125 : 1e-9);
       for (auto& [suffix, t] : exporter::pack(f4->second))
         put(stem + "." + suffix, t,
-            suffix == "weight_scale" && f4->second.kind == numeric::Fp4Kind::nvfp4 ? std::optional<model::StDtype>(model::StDtype::F8_E4M3)
-                                                                                 : std::nullopt);
+            suffix == "weight_scale" && f4->second.kind == numeric::Fp4Kind::nvfp4
+                ? std::optional<model::StDtype>(model::StDtype::F8_E4M3)
+                : std::nullopt);
       model::release_mapped(f4->second.codes);
       return true;
     }
     const auto fw = q.w8a8_weights.find(stem);
     if (fw != q.w8a8_weights.end()) {
       const auto values = q.w8a8_float ? numeric::fp8_e4m3_decode(fw->second.codes) : fw->second.codes.to(at::kFloat);
-      manifest->add(stem, (values.to(at::kFloat) * fw->second.scale.to(scale_dtype).to(at::kFloat)).to(scale_dtype), 1e-9);
-      put(info.name, fw->second.codes, q.w8a8_float ? std::optional<model::StDtype>(model::StDtype::F8_E4M3) : std::nullopt);
+      manifest->add(stem, (values.to(at::kFloat) * fw->second.scale.to(scale_dtype).to(at::kFloat)).to(scale_dtype),
+                    1e-9);
+      put(info.name, fw->second.codes,
+          q.w8a8_float ? std::optional<model::StDtype>(model::StDtype::F8_E4M3) : std::nullopt);
       put(stem + ".weight_scale", fw->second.scale.to(scale_dtype), std::nullopt);
-      if (fw->second.input_scale.defined()) put(stem + ".input_scale", fw->second.input_scale.to(scale_dtype), std::nullopt);
+      if (fw->second.input_scale.defined())
+        put(stem + ".input_scale", fw->second.input_scale.to(scale_dtype), std::nullopt);
       model::release_mapped(fw->second.codes);
       return true;
     }
@@ -135,13 +143,15 @@ SafetensorsLayout ct_layout(const ExportInputs& in, const std::shared_ptr<Verify
       stored.scales = stored.scales.to(sdt).to(at::kFloat);
       manifest->add(stem, stored.dequantize().to(sdt), 1e-9);
     }
-    for (auto& [suffix, t] : exporter::pack(iw->second, exporter::PackedFormat::compressed_tensors, model::st_to_aten(info.dtype)))
+    for (auto& [suffix, t] :
+         exporter::pack(iw->second, exporter::PackedFormat::compressed_tensors, model::st_to_aten(info.dtype)))
       put(stem + "." + suffix, t, std::nullopt);
     // A static input scale (per tensor) beside a packed integer weight.
     const auto a = act_of(acts, stem);
     if (a.kind == model::ActQuant::Kind::int_tensor || a.kind == model::ActQuant::Kind::fp8_tensor)
       put(stem + ".input_scale", at::full({1}, a.scale, at::kDouble).to(scale_dtype), std::nullopt);
-    for (const auto* t : {&iw->second.codes, &iw->second.scales, &iw->second.zeros, &iw->second.g_idx}) model::release_mapped(*t);
+    for (const auto* t : {&iw->second.codes, &iw->second.scales, &iw->second.zeros, &iw->second.g_idx})
+      model::release_mapped(*t);
     return true;
   };
   l.finish_count = [&in] { return 2 * in.q.k_scales.size(); };
@@ -164,18 +174,20 @@ const ExportFormat& export_compressed_tensors() {
       .packed = true,
       .column_order_groups = true,
       .verified = true,
-      .write = [](const ExportInputs& in) {
-        require_quantized_form(in);
-        const auto qc = ct_config(in);
-        auto manifest = std::make_shared<VerifyManifest>();
-        auto layout = ct_layout(in, manifest);
-        if (int_kv_cache(in)) layout.config_extra["qjobs_quantization"] = {{"kv_cache", in.q.quantization_config["kv_cache"]}};
-        write_safetensors_model(in, layout, qc, true);
-        ExportResult result{qc, {}};
-        result.verify = std::move(*manifest);
-        result.verify.loader = "compressed-tensors";
-        return result;
-      },
+      .write =
+          [](const ExportInputs& in) {
+            require_quantized_form(in);
+            const auto qc = ct_config(in);
+            auto manifest = std::make_shared<VerifyManifest>();
+            auto layout = ct_layout(in, manifest);
+            if (int_kv_cache(in))
+              layout.config_extra["qjobs_quantization"] = {{"kv_cache", in.q.quantization_config["kv_cache"]}};
+            write_safetensors_model(in, layout, qc, true);
+            ExportResult result{qc, {}};
+            result.verify = std::move(*manifest);
+            result.verify.loader = "compressed-tensors";
+            return result;
+          },
       .read_back = read_written_model,
       .report_note = packed_report_note};
   return f;

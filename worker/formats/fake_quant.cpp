@@ -6,16 +6,18 @@
 namespace qjobs::worker {
 
 const ExportFormat& export_fake_quant() {
-  static const ExportFormat f{
-      .name = "fake_quant",
-      .write = [](const ExportInputs& in) {
-        write_safetensors_model(in, {}, in.q.quantization_config, false);
-        return ExportResult{in.q.quantization_config, {}};
-      },
-      .read_back = read_written_model,
-      .report_note = [](const JobSpec&, const nlohmann::json& qc) {
-        return "Export format fake_quant; config.json records `" + qc.dump() + "` under qjobs_quantization";
-      }};
+  static const ExportFormat f{.name = "fake_quant",
+                              .write =
+                                  [](const ExportInputs& in) {
+                                    write_safetensors_model(in, {}, in.q.quantization_config, false);
+                                    return ExportResult{in.q.quantization_config, {}};
+                                  },
+                              .read_back = read_written_model,
+                              .report_note =
+                                  [](const JobSpec&, const nlohmann::json& qc) {
+                                    return "Export format fake_quant; config.json records `" + qc.dump() +
+                                           "` under qjobs_quantization";
+                                  }};
   return f;
 }
 

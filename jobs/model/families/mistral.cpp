@@ -8,9 +8,7 @@ const Family& family_mistral() {
                         .hf_class = "MistralForCausalLM",
                         .model_type = "mistral",
                         .names = {},
-                        .read_config = [](const nlohmann::json& j, ModelConfig& c) {
-                          config_sliding_window(j, c);
-                        }};
+                        .read_config = [](const nlohmann::json& j, ModelConfig& c) { config_sliding_window(j, c); }};
   return f;
 }
 

@@ -9,10 +9,14 @@ const Family& family_mixtral() {
   static const Family f{.arch = Arch::mixtral,
                         .hf_class = "MixtralForCausalLM",
                         .model_type = "mixtral",
-                        .names = {.gate = "", .up = "", .down = "",
+                        .names = {.gate = "",
+                                  .up = "",
+                                  .down = "",
                                   .router = "block_sparse_moe.gate",
                                   .expert_prefix = "block_sparse_moe.experts.",
-                                  .expert_gate = "w1", .expert_up = "w3", .expert_down = "w2"},
+                                  .expert_gate = "w1",
+                                  .expert_up = "w3",
+                                  .expert_down = "w2"},
                         .read_config = [](const nlohmann::json& j, ModelConfig& c) {
                           c.moe.experts = config_int(j, "num_local_experts", 1, 1 << 16);
                           c.moe.top_k = config_int(j, "num_experts_per_tok", 1, 1 << 16);

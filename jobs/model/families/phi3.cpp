@@ -6,14 +6,13 @@
 namespace qjobs::model {
 
 const Family& family_phi3() {
-  static const Family f{.arch = Arch::phi3,
-                        .hf_class = "Phi3ForCausalLM",
-                        .model_type = "phi3",
-                        .names = {.q = "", .k = "", .v = "", .qkv = "self_attn.qkv_proj",
-                                  .gate = "", .up = "", .gate_up = "mlp.gate_up_proj"},
-                        .read_config = [](const nlohmann::json& j, ModelConfig& c) {
-                          config_sliding_window(j, c);
-                        }};
+  static const Family f{
+      .arch = Arch::phi3,
+      .hf_class = "Phi3ForCausalLM",
+      .model_type = "phi3",
+      .names =
+          {.q = "", .k = "", .v = "", .qkv = "self_attn.qkv_proj", .gate = "", .up = "", .gate_up = "mlp.gate_up_proj"},
+      .read_config = [](const nlohmann::json& j, ModelConfig& c) { config_sliding_window(j, c); }};
   return f;
 }
 

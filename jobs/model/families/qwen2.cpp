@@ -5,14 +5,13 @@
 namespace qjobs::model {
 
 const Family& family_qwen2() {
-  static const Family f{.arch = Arch::qwen2,
-                        .hf_class = "Qwen2ForCausalLM",
-                        .model_type = "qwen2",
-                        .names = {},
-                        .qkv_bias = true,
-                        .read_config = [](const nlohmann::json& j, ModelConfig& c) {
-                          config_sliding_window(j, c, true);
-                        }};
+  static const Family f{
+      .arch = Arch::qwen2,
+      .hf_class = "Qwen2ForCausalLM",
+      .model_type = "qwen2",
+      .names = {},
+      .qkv_bias = true,
+      .read_config = [](const nlohmann::json& j, ModelConfig& c) { config_sliding_window(j, c, true); }};
   return f;
 }
 

@@ -17,7 +17,9 @@ const Family& family_qwen2_moe() {
       .model_type = "qwen2_moe",
       .names = {.router = "mlp.gate",
                 .expert_prefix = "mlp.experts.",
-                .expert_gate = "gate_proj", .expert_up = "up_proj", .expert_down = "down_proj",
+                .expert_gate = "gate_proj",
+                .expert_up = "up_proj",
+                .expert_down = "down_proj",
                 .shared_prefix = "mlp.shared_expert.",
                 .shared_gate = "mlp.shared_expert_gate"},
       .qkv_bias = true,
@@ -26,14 +28,16 @@ const Family& family_qwen2_moe() {
         c.moe.top_k = config_int(j, "num_experts_per_tok", 0, 1 << 16);
         c.moe.norm_topk_prob = j.value("norm_topk_prob", false);
         c.moe.expert_intermediate = config_int(j, "moe_intermediate_size", 1, 1 << 20);
-        c.moe.shared_intermediate =
-            j.contains("shared_expert_intermediate_size") ? config_int(j, "shared_expert_intermediate_size", 0, 1 << 20) : 0;
+        c.moe.shared_intermediate = j.contains("shared_expert_intermediate_size")
+                                        ? config_int(j, "shared_expert_intermediate_size", 0, 1 << 20)
+                                        : 0;
         const int64_t step = j.contains("decoder_sparse_step") ? config_int(j, "decoder_sparse_step", 1, c.layers) : 1;
         std::vector<int64_t> dense;
         if (j.contains("mlp_only_layers") && j["mlp_only_layers"].is_array())
           for (const auto& v : j["mlp_only_layers"]) {
             if (!v.is_number_integer() || static_cast<int64_t>(dense.size()) >= c.layers)
-              throw Error(ErrorKind::invalid_input, "config.json: 'mlp_only_layers' must list at most num_hidden_layers integers");
+              throw Error(ErrorKind::invalid_input,
+                          "config.json: 'mlp_only_layers' must list at most num_hidden_layers integers");
             dense.push_back(v.get<int64_t>());
           }
         for (int64_t l = 0; l < c.layers; ++l)
