@@ -107,6 +107,7 @@ const std::vector<Api::Route>& Api::routes() {
       {V::get, {"compare"}, &Api::compare},
       {V::get, {"algorithms"}, &Api::algorithms},
       {V::get, {"algorithms", "{}", "template"}, &Api::algorithm_template},
+      {V::get, {"eval-tasks"}, &Api::eval_tasks},
       {V::get, {"healthz"}, &Api::healthz},
       {V::get, {"metrics"}, &Api::metrics},
   };
@@ -591,6 +592,12 @@ ApiResult Api::algorithms(const Request& req, const Params&, const Query&) {
   for (const auto& a : algorithm_catalog())
     if (a.available) list.push_back(algorithm_json(a));
   return json_response(http::status::ok, {{"algorithms", list}}, req.version());
+}
+
+ApiResult Api::eval_tasks(const Request& req, const Params&, const Query&) {
+  json list = json::array();
+  for (const auto& t : eval_task_catalog()) list.push_back(eval_task_json(t));
+  return json_response(http::status::ok, {{"eval_tasks", list}}, req.version());
 }
 
 bool Api::job_active(const std::string& id) {

@@ -102,6 +102,7 @@ class Api {
   ApiResult compare(const Request& req, const Params&, const Query& q);
   ApiResult algorithms(const Request& req, const Params&, const Query&);
   ApiResult algorithm_template(const Request& req, const Params& p, const Query& q);
+  ApiResult eval_tasks(const Request& req, const Params&, const Query&);
   ApiResult healthz(const Request& req, const Params&, const Query&);
   ApiResult metrics(const Request& req, const Params&, const Query&);
 

@@ -281,13 +281,377 @@ std::string list_table(const json& jobs) {
   return out;
 }
 
-}  // namespace
-
 // An artifact's sha256, or "" while the server is still computing it.
-static std::string sha_of(const json& a) {
+std::string sha_of(const json& a) {
   const auto it = a.find("sha256");
   return it != a.end() && it->is_string() ? it->get<std::string>() : "";
 }
+
+// Every command's option values; each subcommand binds the ones it takes.
+struct Args {
+  std::string file, id, state, path, out_dir = ".", idem, name, model = "examples/kjv-llama", algo_name;
+  std::vector<std::string> sets, ids;
+  bool wait = false, follow = false, watch = false, markdown = false;
+  int limit = 50, tail = -1;
+};
+
+struct Commands {
+  CLI::App *submit, *validate, *status, *list, *logs, *events, *cancel, *del, *artifacts, *download, *wait, *report,
+      *compare, *algorithms, *init, *tasks;
+};
+
+Commands define_commands(CLI::App& app, Args& a) {
+  Commands c{};
+  c.submit = app.add_subcommand("submit", "submit a YAML job spec (FILE, or - for stdin)");
+  c.submit->add_option("file", a.file, "the spec")->required();
+  c.submit->add_flag("--wait", a.wait, "wait for the job to end; exit 0 only for SUCCEEDED");
+  c.submit->add_flag("--follow", a.follow, "stream the job's log while waiting");
+  c.submit->add_option("--idempotency-key", a.idem, "submit at most once for this key");
+  c.submit->add_option("--name", a.name, "the job's name (sets JOB_ID)");
+  c.submit->add_option("--set", a.sets,
+                       "KEY=VALUE: override a key by its dotted path, e.g. llm.RTN.W_BIT=8 (repeatable)");
+  c.validate = app.add_subcommand("validate", "check a YAML job spec as a submission would, storing nothing");
+  c.validate->add_option("file", a.file, "the spec (or - for stdin)")->required();
+  c.validate->add_option("--set", a.sets, "KEY=VALUE overrides, as for submit");
+  c.validate->add_option("--name", a.name, "the job's name (sets JOB_ID)");
+  c.status = app.add_subcommand("status", "show a job");
+  c.status->add_option("id", a.id, "job id or name")->required();
+  c.list = app.add_subcommand("list", "list jobs, newest first");
+  c.list->add_option("--state", a.state, "only jobs in this state");
+  c.list->add_option("--name", a.name, "only jobs of this name");
+  c.list->add_option("--limit", a.limit, "at most this many")->capture_default_str();
+  c.list->add_flag("-w,--watch", a.watch, "redraw every 2 s until no listed job is queued or running");
+  c.logs = app.add_subcommand("logs", "print a job's log (one line per block while it calibrates)");
+  c.logs->add_option("id", a.id, "job id or name")->required();
+  c.logs->add_flag("-f,--follow", a.follow, "keep streaming until the job ends");
+  c.logs->add_option("--tail", a.tail, "only the last N lines");
+  c.events = app.add_subcommand("events", "print a job's events");
+  c.events->add_option("id", a.id, "job id or name")->required();
+  c.events->add_flag("-f,--follow", a.follow, "keep streaming until the job ends");
+  c.cancel = app.add_subcommand("cancel", "cancel a job");
+  c.cancel->add_option("id", a.id, "job id or name")->required();
+  c.del = app.add_subcommand("delete", "delete a finished job and its files");
+  c.del->add_option("id", a.id, "job id or name")->required();
+  c.artifacts = app.add_subcommand("artifacts", "list a job's files with sizes and sha256");
+  c.artifacts->add_option("id", a.id, "job id or name")->required();
+  c.download = app.add_subcommand("download", "download a job's files: all, one file, or a folder such as model/");
+  c.download->add_option("id", a.id, "job id or name")->required();
+  c.download->add_option("path", a.path, "a file or folder, relative to the job directory");
+  c.download->add_option("-o,--output", a.out_dir, "destination folder")->capture_default_str();
+  c.wait = app.add_subcommand("wait", "wait for a job to end; exit 0 only for SUCCEEDED");
+  c.wait->add_option("id", a.id, "job id or name")->required();
+  c.report = app.add_subcommand("report", "print a job's report (report.md; --json: report.json)");
+  c.report->add_option("id", a.id, "job id or name")->required();
+  c.compare = app.add_subcommand("compare", "jobs side by side, like with like (same model, task and protocol)");
+  c.compare->add_option("ids", a.ids, "job ids or names")->required()->expected(1, -1);
+  c.algorithms = app.add_subcommand("algorithms", "every algorithm and its keys (types, defaults, meaning)");
+  c.algorithms->add_option("name", a.algo_name, "one algorithm");
+  c.algorithms->add_flag("--markdown", a.markdown, "the README's spec reference");
+  c.tasks = app.add_subcommand("tasks", "every evaluation task type and its keys (types, defaults, meaning)");
+  c.tasks->add_option("type", a.algo_name, "one task type");
+  c.tasks->add_flag("--markdown", a.markdown, "the README's reference of the tasks");
+  c.init = app.add_subcommand("init", "print a commented job spec for ALGORITHM that submits as it is");
+  c.init->add_option("algorithm", a.algo_name, "e.g. RTN, AutoAWQ, GPTQ")->required();
+  c.init->add_option("--model", a.model, "MODEL of the template")->capture_default_str();
+  return c;
+}
+
+// `algorithms [NAME]` and `init ALGORITHM`: the catalog, no server needed.
+int cmd_catalog(const Args& a, const Options& o, bool init) {
+  if (!a.algo_name.empty()) {
+    const auto* algo = qjobs::find_algorithm(a.algo_name);
+    if (!algo || !algo->available) {
+      std::string known;
+      for (const auto& x : qjobs::algorithm_catalog())
+        if (x.available) known += (known.empty() ? "" : ", ") + x.name;
+      std::cerr << "error: no algorithm '" << a.algo_name << "'; known: " << known << "\n";
+      return kExitNotFound;
+    }
+    if (init) {
+      std::cout << qjobs::spec_template(*algo, a.model);
+      return kExitOk;
+    }
+    if (o.json_output) {
+      std::cout << qjobs::algorithm_json(*algo).dump(2) << "\n";
+      return kExitOk;
+    }
+    const std::string md = qjobs::catalog_markdown();
+    const auto start = md.find("### `" + algo->name + "`");
+    const auto end = md.find("### `", start + 4);
+    std::cout << md.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    return kExitOk;
+  }
+  if (a.markdown) {
+    std::cout << qjobs::catalog_markdown();
+    return kExitOk;
+  }
+  if (o.json_output) {
+    json all = json::array();
+    for (const auto& x : qjobs::algorithm_catalog())
+      if (x.available) all.push_back(qjobs::algorithm_json(x));
+    std::cout << json{{"algorithms", all}}.dump(2) << "\n";
+    return kExitOk;
+  }
+  for (const auto& x : qjobs::algorithm_catalog())
+    if (x.available) std::printf("%-12s %s\n", x.name.c_str(), x.description.c_str());
+  std::cout
+      << "\n`jobctl algorithms NAME` lists an algorithm's keys; `jobctl init NAME` prints a spec to start from.\n";
+  return kExitOk;
+}
+
+// `tasks [TYPE]`: the evaluation tasks' rows, no server needed.
+int cmd_tasks(const Args& a, const Options& o) {
+  std::vector<const qjobs::EvalTaskInfo*> rows;
+  for (const auto& t : qjobs::eval_task_catalog())
+    if (a.algo_name.empty() || t.type == a.algo_name) rows.push_back(&t);
+  if (rows.empty()) {
+    std::cerr << "error: no eval task type '" << a.algo_name << "'; known: " << qjobs::eval_task_types_text() << "\n";
+    return kExitNotFound;
+  }
+  if (o.json_output) {
+    json list = json::array();
+    for (const auto* t : rows) list.push_back(qjobs::eval_task_json(*t));
+    std::cout << json{{"eval_tasks", list}}.dump(2) << "\n";
+    return kExitOk;
+  }
+  const std::string md = qjobs::eval_tasks_markdown();
+  if (a.markdown) {
+    std::cout << md;
+    return kExitOk;
+  }
+  if (a.algo_name.empty()) {
+    for (const auto* t : rows) std::printf("%-14s %s\n", t->type.c_str(), t->description.c_str());
+    std::cout << "\n`jobctl tasks TYPE` lists a task's keys, the data it reads and what it reports.\n";
+    return kExitOk;
+  }
+  const auto start = md.find("### `type: " + rows[0]->type + "`");
+  const auto end = md.find("### `type: ", start + 4);
+  std::cout << md.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  return kExitOk;
+}
+
+int cmd_submit(HttpClient& client, const Args& a, const Options& o) {
+  std::map<std::string, std::string> headers = {{"Content-Type", "application/yaml"}};
+  if (!a.idem.empty()) headers["Idempotency-Key"] = a.idem;
+  json r;
+  try {
+    r = call(client, "POST", "/jobs", apply_sets(read_spec(a.file), a.sets, a.name), headers);
+  } catch (const Refused& bad) {
+    if (bad.status != 400 && bad.status != 413) throw;
+    print_refusal(bad, o);
+    return kExitInvalid;
+  }
+  const std::string job_id = r.value("id", "");
+  if (o.json_output && !a.wait && !a.follow) std::cout << r.dump(2) << "\n";
+  else std::cout << job_id << "\n";
+  if (r.contains("warnings"))
+    for (const auto& w : r["warnings"]) std::cerr << "warning: " << w.get<std::string>() << "\n";
+  if (a.follow) {
+    client.stream("/jobs/" + url_encode(job_id) + "/logs?follow=1",
+                  [](std::string_view d) { std::cout << d << std::flush; });
+  }
+  if (a.wait || a.follow) return wait_for(client, job_id, o);
+  return kExitOk;
+}
+
+int cmd_validate(HttpClient& client, const Args& a, const Options& o) {
+  try {
+    const json r = call(client, "POST", "/jobs?dry_run=1", apply_sets(read_spec(a.file), a.sets, a.name),
+                        {{"Content-Type", "application/yaml"}});
+    if (o.json_output) {
+      std::cout << r.dump(2) << "\n";
+    } else {
+      const json& spec = r.value("spec", json::object());
+      std::cout << "valid: " << spec.value("ALGORITHM", std::string("?")) << " on "
+                << spec.value("MODEL", std::string("?")) << ", export " << spec.value("EXPORT_FORMAT", std::string("?"))
+                << "\n";
+    }
+    for (const auto& w : r.value("warnings", json::array())) std::cerr << "warning: " << w.get<std::string>() << "\n";
+    return kExitOk;
+  } catch (const Refused& r) {
+    if (r.status != 400 && r.status != 413) throw;
+    print_refusal(r, o);
+    return kExitInvalid;
+  }
+}
+
+int cmd_list(HttpClient& client, const Args& a, const Options& o) {
+  std::string target = "/jobs?limit=" + std::to_string(a.limit);
+  if (!a.state.empty()) target += "&state=" + url_encode(a.state);
+  if (!a.name.empty()) target += "&name=" + url_encode(a.name);
+  const bool tty = ::isatty(STDOUT_FILENO) != 0;
+  for (int round = 0;; ++round) {
+    const json r = call(client, "GET", target);
+    if (o.json_output) {
+      std::cout << r.dump(2) << "\n";
+    } else {
+      if (a.watch && tty) std::cout << "\033[H\033[2J";
+      else if (a.watch && round > 0) std::cout << "\n";
+      std::cout << list_table(r["jobs"]) << std::flush;
+    }
+    if (!a.watch) return kExitOk;
+    bool active = false;
+    for (const auto& j : r["jobs"]) active = active || !terminal(j.value("state", ""));
+    if (!active) return kExitOk;
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+  }
+}
+
+// `logs` and `events`: one stream, of the job the id or name means now.
+int cmd_stream(HttpClient& client, const Args& a, const std::string& what) {
+  // The id may be a name: resolve it once, so a newer job of that name
+  // starting meanwhile does not switch streams.
+  const std::string job_id = call(client, "GET", "/jobs/" + url_encode(a.id)).value("id", a.id);
+  std::string target = "/jobs/" + url_encode(job_id) + "/" + what;
+  std::string sep = "?";
+  if (a.follow) {
+    target += sep + "follow=1";
+    sep = "&";
+  }
+  if (a.tail >= 0) target += sep + "tail=" + std::to_string(a.tail);
+  const int code = client.stream(target, [&](std::string_view d) { std::cout << d << std::flush; });
+  if (code >= 400) {
+    std::cout.flush();
+    return code == 404 ? kExitNotFound : kExitFailed;
+  }
+  return kExitOk;
+}
+
+// `cancel` and `delete`: one request, its answer in a line.
+int cmd_change(HttpClient& client, const Args& a, const Options& o, bool cancel) {
+  const json r = cancel ? call(client, "POST", "/jobs/" + url_encode(a.id) + "/cancel")
+                        : call(client, "DELETE", "/jobs/" + url_encode(a.id));
+  if (o.json_output) std::cout << r.dump(2) << "\n";
+  else if (cancel) std::cout << r.value("id", "") << " " << r.value("state", "") << "\n";
+  else std::cout << r.value("id", a.id) << " deleted\n";
+  return kExitOk;
+}
+
+int cmd_artifacts(HttpClient& client, const Args& a, const Options& o) {
+  const json r = call(client, "GET", "/jobs/" + url_encode(a.id) + "/artifacts");
+  if (o.json_output) {
+    std::cout << r.dump(2) << "\n";
+    return kExitOk;
+  }
+  for (const auto& f : r["artifacts"])
+    std::printf("%12llu  %-64s  %s\n", static_cast<unsigned long long>(f.value("size", 0ull)),
+                sha_of(f).empty() ? "(checksum being computed)" : sha_of(f).c_str(), f.value("path", "").c_str());
+  return kExitOk;
+}
+
+using FileSums = std::vector<std::pair<std::string, std::string>>;  // path, sha256 ("" = not yet known)
+
+// A large file's checksum is computed by the server in the background: the
+// files downloaded before it was known are checked once it is.
+int check_late_sums(HttpClient& client, const std::string& job_id, const FileSums& downloaded,
+                    const std::string& out_dir) {
+  FileSums files = downloaded;  // each sum filled in as the server has it
+  for (int round = 0; round < 3600; ++round) {
+    bool unchecked = false;
+    for (const auto& f : files) unchecked = unchecked || f.second.empty();
+    if (!unchecked) break;
+    if (round > 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+    const json again = call(client, "GET", "/jobs/" + url_encode(job_id) + "/artifacts");
+    for (auto& [p, sha] : files) {
+      if (!sha.empty()) continue;
+      for (const auto& f : again["artifacts"])
+        if (f.value("path", "") == p) sha = sha_of(f);
+      if (sha.empty()) continue;
+      if (qjobs::server::sha256_file(fs::path(out_dir) / p) != sha) {
+        std::cerr << "error: " << p << ": sha256 mismatch after download\n";
+        return kExitFailed;
+      }
+    }
+  }
+  return kExitOk;
+}
+
+int cmd_download(HttpClient& client, const Args& a, const Options& o) {
+  const std::string job_id = call(client, "GET", "/jobs/" + url_encode(a.id)).value("id", a.id);
+  FileSums files;
+  const json r = call(client, "GET", "/jobs/" + url_encode(job_id) + "/artifacts");
+  std::string folder = a.path;
+  while (!folder.empty() && folder.back() == '/') folder.pop_back();
+  for (const auto& f : r["artifacts"]) {
+    const std::string p = f.value("path", "");
+    if (a.path.empty() || p == a.path || (!folder.empty() && p.rfind(folder + "/", 0) == 0))
+      files.push_back({p, sha_of(f)});
+  }
+  if (files.empty()) {
+    std::cerr << "error: job " << job_id << " has no file or folder '" << a.path << "'\n";
+    return kExitNotFound;
+  }
+  for (const auto& [p, sha] : files) {
+    std::string target = "/jobs/" + url_encode(job_id) + "/artifacts";
+    for (const auto& seg : qjobs::split(p, '/')) target += "/" + url_encode(seg);
+    const fs::path dest = fs::path(a.out_dir) / p;
+    const int code = client.download(target, dest);
+    if (code != 200) {
+      const std::string body = qjobs::read_file(dest);
+      fs::remove(dest);
+      throw Refused{code, json::parse(body, nullptr, false)};
+    }
+    if (!sha.empty() && qjobs::server::sha256_file(dest) != sha) {
+      std::cerr << "error: " << p << ": sha256 mismatch after download\n";
+      return kExitFailed;
+    }
+    if (!o.json_output) std::cout << dest.string() << "\n";
+  }
+  return check_late_sums(client, job_id, files, a.out_dir);
+}
+
+int cmd_report(HttpClient& client, const Args& a, const Options& o) {
+  const auto r = client.request(
+      "GET", "/jobs/" + url_encode(a.id) + "/artifacts/" + (o.json_output ? "report.json" : "report.md"));
+  if (r.status >= 400) throw Refused{r.status, parse_body(r)};
+  std::cout << r.body << (r.body.empty() || r.body.back() != '\n' ? "\n" : "");
+  return kExitOk;
+}
+
+int cmd_compare(HttpClient& client, const Args& a, const Options& o) {
+  std::string joined;
+  for (const auto& j : a.ids) joined += (joined.empty() ? "" : ",") + j;
+  const json table = call(client, "GET", "/compare?ids=" + url_encode(joined));
+  if (o.json_output) std::cout << table.dump(2) << "\n";
+  else std::cout << qjobs::server::compare_markdown(table);
+  return kExitOk;
+}
+
+// The command the user named, with the server's refusals and errors turned
+// into the exit codes above.
+int run_server_command(const Commands& c, const Args& a, const Options& o) {
+  HttpClient client(o.server, o.token);
+  try {
+    if (*c.submit) return cmd_submit(client, a, o);
+    if (*c.validate) return cmd_validate(client, a, o);
+    if (*c.status) {
+      print_job(call(client, "GET", "/jobs/" + url_encode(a.id)), o);
+      return kExitOk;
+    }
+    if (*c.list) return cmd_list(client, a, o);
+    if (*c.logs) return cmd_stream(client, a, "logs");
+    if (*c.events) return cmd_stream(client, a, "events");
+    if (*c.cancel || *c.del) return cmd_change(client, a, o, c.cancel->parsed());
+    if (*c.artifacts) return cmd_artifacts(client, a, o);
+    if (*c.download) return cmd_download(client, a, o);
+    if (*c.wait) return wait_for(client, a.id, o);
+    if (*c.report) return cmd_report(client, a, o);
+    if (*c.compare) return cmd_compare(client, a, o);
+  } catch (const Refused& r) {
+    print_refusal(r, o);
+    return exit_code_for(r);
+  } catch (const qjobs::Error& e) {
+    if (o.json_output)
+      std::cout << json{{"error", e.what()}, {"kind", qjobs::error_kind_name(e.kind())}}.dump(2) << "\n";
+    std::cerr << "error: " << e.what() << "\n";
+    if (e.kind() == qjobs::ErrorKind::invalid_input) return kExitUsage;
+    if (e.kind() == qjobs::ErrorKind::not_found) return kExitNotFound;
+    return e.kind() == qjobs::ErrorKind::io ? kExitUnreachable : kExitFailed;
+  }
+  return kExitUsage;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -304,60 +668,8 @@ int main(int argc, char** argv) {
   app.add_option("--server", o.server, "server URL (env QJOBS_SERVER)")->capture_default_str();
   app.add_option("--token", o.token, "bearer token (env QJOBS_TOKEN)");
   app.add_flag("--json", o.json_output, "print JSON (errors too, on stdout)");
-
-  std::string file, id, state, path, out_dir = ".", idem, name, model = "examples/kjv-llama";
-  std::vector<std::string> sets;
-  bool wait = false, follow = false, watch = false, markdown = false;
-  int limit = 50, tail = -1;
-  auto* submit = app.add_subcommand("submit", "submit a YAML job spec (FILE, or - for stdin)");
-  submit->add_option("file", file, "the spec")->required();
-  submit->add_flag("--wait", wait, "wait for the job to end; exit 0 only for SUCCEEDED");
-  submit->add_flag("--follow", follow, "stream the job's log while waiting");
-  submit->add_option("--idempotency-key", idem, "submit at most once for this key");
-  submit->add_option("--name", name, "the job's name (sets JOB_ID)");
-  submit->add_option("--set", sets, "KEY=VALUE: override a key by its dotted path, e.g. llm.RTN.W_BIT=8 (repeatable)");
-  auto* validate = app.add_subcommand("validate", "check a YAML job spec as a submission would, storing nothing");
-  validate->add_option("file", file, "the spec (or - for stdin)")->required();
-  validate->add_option("--set", sets, "KEY=VALUE overrides, as for submit");
-  validate->add_option("--name", name, "the job's name (sets JOB_ID)");
-  auto* status = app.add_subcommand("status", "show a job");
-  status->add_option("id", id, "job id or name")->required();
-  auto* list = app.add_subcommand("list", "list jobs, newest first");
-  list->add_option("--state", state, "only jobs in this state");
-  list->add_option("--name", name, "only jobs of this name");
-  list->add_option("--limit", limit, "at most this many")->capture_default_str();
-  list->add_flag("-w,--watch", watch, "redraw every 2 s until no listed job is queued or running");
-  auto* logs = app.add_subcommand("logs", "print a job's log (one line per block while it calibrates)");
-  logs->add_option("id", id, "job id or name")->required();
-  logs->add_flag("-f,--follow", follow, "keep streaming until the job ends");
-  logs->add_option("--tail", tail, "only the last N lines");
-  auto* events = app.add_subcommand("events", "print a job's events");
-  events->add_option("id", id, "job id or name")->required();
-  events->add_flag("-f,--follow", follow, "keep streaming until the job ends");
-  auto* cancel = app.add_subcommand("cancel", "cancel a job");
-  cancel->add_option("id", id, "job id or name")->required();
-  auto* del = app.add_subcommand("delete", "delete a finished job and its files");
-  del->add_option("id", id, "job id or name")->required();
-  auto* artifacts = app.add_subcommand("artifacts", "list a job's files with sizes and sha256");
-  artifacts->add_option("id", id, "job id or name")->required();
-  auto* download = app.add_subcommand("download", "download a job's files: all, one file, or a folder such as model/");
-  download->add_option("id", id, "job id or name")->required();
-  download->add_option("path", path, "a file or folder, relative to the job directory");
-  download->add_option("-o,--output", out_dir, "destination folder")->capture_default_str();
-  auto* waitcmd = app.add_subcommand("wait", "wait for a job to end; exit 0 only for SUCCEEDED");
-  waitcmd->add_option("id", id, "job id or name")->required();
-  auto* report = app.add_subcommand("report", "print a job's report (report.md; --json: report.json)");
-  report->add_option("id", id, "job id or name")->required();
-  std::vector<std::string> ids;
-  auto* compare = app.add_subcommand("compare", "jobs side by side, like with like (same model, task and protocol)");
-  compare->add_option("ids", ids, "job ids or names")->required()->expected(1, -1);
-  std::string algo_name;
-  auto* algorithms = app.add_subcommand("algorithms", "every algorithm and its keys (types, defaults, meaning)");
-  algorithms->add_option("name", algo_name, "one algorithm");
-  algorithms->add_flag("--markdown", markdown, "the README's spec reference");
-  auto* init = app.add_subcommand("init", "print a commented job spec for ALGORITHM that submits as it is");
-  init->add_option("algorithm", algo_name, "e.g. RTN, AutoAWQ, GPTQ")->required();
-  init->add_option("--model", model, "MODEL of the template")->capture_default_str();
+  Args args;
+  const Commands commands = define_commands(app, args);
 
   if (argc <= 1) {
     std::cerr << app.help();
@@ -369,241 +681,7 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
   }
-
-  // Commands that need no server.
-  if (*algorithms || *init) {
-    if (!algo_name.empty()) {
-      const auto* a = qjobs::find_algorithm(algo_name);
-      if (!a || !a->available) {
-        std::string known;
-        for (const auto& x : qjobs::algorithm_catalog())
-          if (x.available) known += (known.empty() ? "" : ", ") + x.name;
-        std::cerr << "error: no algorithm '" << algo_name << "'; known: " << known << "\n";
-        return kExitNotFound;
-      }
-      if (*init) {
-        std::cout << qjobs::spec_template(*a, model);
-        return kExitOk;
-      }
-      if (o.json_output) {
-        std::cout << qjobs::algorithm_json(*a).dump(2) << "\n";
-        return kExitOk;
-      }
-      const std::string md = qjobs::catalog_markdown();
-      const auto start = md.find("### `" + a->name + "`");
-      const auto end = md.find("### `", start + 4);
-      std::cout << md.substr(start, end == std::string::npos ? std::string::npos : end - start);
-      return kExitOk;
-    }
-    if (markdown) {
-      std::cout << qjobs::catalog_markdown();
-      return kExitOk;
-    }
-    if (o.json_output) {
-      json all = json::array();
-      for (const auto& a : qjobs::algorithm_catalog())
-        if (a.available) all.push_back(qjobs::algorithm_json(a));
-      std::cout << json{{"algorithms", all}}.dump(2) << "\n";
-      return kExitOk;
-    }
-    for (const auto& a : qjobs::algorithm_catalog())
-      if (a.available) std::printf("%-12s %s\n", a.name.c_str(), a.description.c_str());
-    std::cout
-        << "\n`jobctl algorithms NAME` lists an algorithm's keys; `jobctl init NAME` prints a spec to start from.\n";
-    return kExitOk;
-  }
-
-  HttpClient client(o.server, o.token);
-  try {
-    if (*submit) {
-      std::map<std::string, std::string> headers = {{"Content-Type", "application/yaml"}};
-      if (!idem.empty()) headers["Idempotency-Key"] = idem;
-      json r;
-      try {
-        r = call(client, "POST", "/jobs", apply_sets(read_spec(file), sets, name), headers);
-      } catch (const Refused& bad) {
-        if (bad.status != 400 && bad.status != 413) throw;
-        print_refusal(bad, o);
-        return kExitInvalid;
-      }
-      const std::string job_id = r.value("id", "");
-      if (o.json_output && !wait && !follow) std::cout << r.dump(2) << "\n";
-      else std::cout << job_id << "\n";
-      if (r.contains("warnings"))
-        for (const auto& w : r["warnings"]) std::cerr << "warning: " << w.get<std::string>() << "\n";
-      if (follow) {
-        client.stream("/jobs/" + url_encode(job_id) + "/logs?follow=1",
-                      [](std::string_view d) { std::cout << d << std::flush; });
-      }
-      if (wait || follow) return wait_for(client, job_id, o);
-      return kExitOk;
-    }
-    if (*validate) {
-      try {
-        const json r = call(client, "POST", "/jobs?dry_run=1", apply_sets(read_spec(file), sets, name),
-                            {{"Content-Type", "application/yaml"}});
-        if (o.json_output) {
-          std::cout << r.dump(2) << "\n";
-        } else {
-          const json& spec = r.value("spec", json::object());
-          std::cout << "valid: " << spec.value("ALGORITHM", std::string("?")) << " on "
-                    << spec.value("MODEL", std::string("?")) << ", export "
-                    << spec.value("EXPORT_FORMAT", std::string("?")) << "\n";
-        }
-        for (const auto& w : r.value("warnings", json::array()))
-          std::cerr << "warning: " << w.get<std::string>() << "\n";
-        return kExitOk;
-      } catch (const Refused& r) {
-        if (r.status != 400 && r.status != 413) throw;
-        print_refusal(r, o);
-        return kExitInvalid;
-      }
-    }
-    if (*status) {
-      print_job(call(client, "GET", "/jobs/" + url_encode(id)), o);
-      return kExitOk;
-    }
-    if (*list) {
-      std::string target = "/jobs?limit=" + std::to_string(limit);
-      if (!state.empty()) target += "&state=" + url_encode(state);
-      if (!name.empty()) target += "&name=" + url_encode(name);
-      const bool tty = ::isatty(STDOUT_FILENO) != 0;
-      for (int round = 0;; ++round) {
-        const json r = call(client, "GET", target);
-        if (o.json_output) {
-          std::cout << r.dump(2) << "\n";
-        } else {
-          if (watch && tty) std::cout << "\033[H\033[2J";
-          else if (watch && round > 0) std::cout << "\n";
-          std::cout << list_table(r["jobs"]) << std::flush;
-        }
-        if (!watch) return kExitOk;
-        bool active = false;
-        for (const auto& j : r["jobs"]) active = active || !terminal(j.value("state", ""));
-        if (!active) return kExitOk;
-        std::this_thread::sleep_for(std::chrono::seconds(2));
-      }
-    }
-    if (*logs || *events) {
-      // The id may be a name: resolve it once, so a newer job of that name
-      // starting meanwhile does not switch streams.
-      const std::string job_id = call(client, "GET", "/jobs/" + url_encode(id)).value("id", id);
-      std::string target = "/jobs/" + url_encode(job_id) + (*logs ? "/logs" : "/events");
-      std::string sep = "?";
-      if (follow) {
-        target += sep + "follow=1";
-        sep = "&";
-      }
-      if (tail >= 0) target += sep + "tail=" + std::to_string(tail);
-      const int code = client.stream(target, [&](std::string_view d) { std::cout << d << std::flush; });
-      if (code >= 400) {
-        std::cout.flush();
-        return code == 404 ? kExitNotFound : kExitFailed;
-      }
-      return kExitOk;
-    }
-    if (*cancel) {
-      const json r = call(client, "POST", "/jobs/" + url_encode(id) + "/cancel");
-      if (o.json_output) std::cout << r.dump(2) << "\n";
-      else std::cout << r.value("id", "") << " " << r.value("state", "") << "\n";
-      return kExitOk;
-    }
-    if (*del) {
-      const json r = call(client, "DELETE", "/jobs/" + url_encode(id));
-      if (o.json_output) std::cout << r.dump(2) << "\n";
-      else std::cout << r.value("id", id) << " deleted\n";
-      return kExitOk;
-    }
-    if (*artifacts) {
-      const json r = call(client, "GET", "/jobs/" + url_encode(id) + "/artifacts");
-      if (o.json_output) {
-        std::cout << r.dump(2) << "\n";
-        return kExitOk;
-      }
-      for (const auto& a : r["artifacts"])
-        std::printf("%12llu  %-64s  %s\n", static_cast<unsigned long long>(a.value("size", 0ull)),
-                    sha_of(a).empty() ? "(checksum being computed)" : sha_of(a).c_str(), a.value("path", "").c_str());
-      return kExitOk;
-    }
-    if (*download) {
-      const std::string job_id = call(client, "GET", "/jobs/" + url_encode(id)).value("id", id);
-      std::vector<std::pair<std::string, std::string>> files;  // path, sha256
-      const json r = call(client, "GET", "/jobs/" + url_encode(job_id) + "/artifacts");
-      std::string folder = path;
-      while (!folder.empty() && folder.back() == '/') folder.pop_back();
-      for (const auto& a : r["artifacts"]) {
-        const std::string p = a.value("path", "");
-        if (path.empty() || p == path || (!folder.empty() && p.rfind(folder + "/", 0) == 0))
-          files.push_back({p, sha_of(a)});
-      }
-      if (files.empty()) {
-        std::cerr << "error: job " << job_id << " has no file or folder '" << path << "'\n";
-        return kExitNotFound;
-      }
-      for (const auto& [p, sha] : files) {
-        std::string target = "/jobs/" + url_encode(job_id) + "/artifacts";
-        for (const auto& seg : qjobs::split(p, '/')) target += "/" + url_encode(seg);
-        const fs::path dest = fs::path(out_dir) / p;
-        const int code = client.download(target, dest);
-        if (code != 200) {
-          const std::string body = qjobs::read_file(dest);
-          fs::remove(dest);
-          throw Refused{code, json::parse(body, nullptr, false)};
-        }
-        if (!sha.empty() && qjobs::server::sha256_file(dest) != sha) {
-          std::cerr << "error: " << p << ": sha256 mismatch after download\n";
-          return kExitFailed;
-        }
-        if (!o.json_output) std::cout << dest.string() << "\n";
-      }
-      // A large file's checksum is computed by the server in the background:
-      // the files downloaded before it was known are checked once it is.
-      for (int round = 0; round < 3600; ++round) {
-        std::vector<std::pair<std::string, std::string>> unchecked;
-        for (const auto& f : files)
-          if (f.second.empty()) unchecked.push_back(f);
-        if (unchecked.empty()) break;
-        if (round > 0) std::this_thread::sleep_for(std::chrono::seconds(1));
-        const json again = call(client, "GET", "/jobs/" + url_encode(job_id) + "/artifacts");
-        for (auto& [p, sha] : files) {
-          if (!sha.empty()) continue;
-          for (const auto& a : again["artifacts"])
-            if (a.value("path", "") == p) sha = sha_of(a);
-          if (sha.empty()) continue;
-          if (qjobs::server::sha256_file(fs::path(out_dir) / p) != sha) {
-            std::cerr << "error: " << p << ": sha256 mismatch after download\n";
-            return kExitFailed;
-          }
-        }
-      }
-      return kExitOk;
-    }
-    if (*waitcmd) return wait_for(client, id, o);
-    if (*report) {
-      const auto r = client.request(
-          "GET", "/jobs/" + url_encode(id) + "/artifacts/" + (o.json_output ? "report.json" : "report.md"));
-      if (r.status >= 400) throw Refused{r.status, parse_body(r)};
-      std::cout << r.body << (r.body.empty() || r.body.back() != '\n' ? "\n" : "");
-      return kExitOk;
-    }
-    if (*compare) {
-      std::string joined;
-      for (const auto& j : ids) joined += (joined.empty() ? "" : ",") + j;
-      const json table = call(client, "GET", "/compare?ids=" + url_encode(joined));
-      if (o.json_output) std::cout << table.dump(2) << "\n";
-      else std::cout << qjobs::server::compare_markdown(table);
-      return kExitOk;
-    }
-  } catch (const Refused& r) {
-    print_refusal(r, o);
-    return exit_code_for(r);
-  } catch (const qjobs::Error& e) {
-    if (o.json_output)
-      std::cout << json{{"error", e.what()}, {"kind", qjobs::error_kind_name(e.kind())}}.dump(2) << "\n";
-    std::cerr << "error: " << e.what() << "\n";
-    if (e.kind() == qjobs::ErrorKind::invalid_input) return kExitUsage;
-    if (e.kind() == qjobs::ErrorKind::not_found) return kExitNotFound;
-    return e.kind() == qjobs::ErrorKind::io ? kExitUnreachable : kExitFailed;
-  }
-  return kExitUsage;
+  if (*commands.algorithms || *commands.init) return cmd_catalog(args, o, commands.init->parsed());
+  if (*commands.tasks) return cmd_tasks(args, o);
+  return run_server_command(commands, args, o);
 }

@@ -71,9 +71,6 @@ const std::vector<AlgorithmInfo>& algorithm_catalog();
 // DATA_PATH / DATASET_NAME / ... and the algorithm's defaults.
 const std::vector<ParamSpec>& calibration_schema();
 
-// The top-level `eval:` section: {tasks: [{type: ppl|wikitext-ppl|demo, ...}]}.
-const std::vector<ParamSpec>& eval_schema();
-
 // Whether `algo` calibrates on text with `section` (its needs_data, else
 // calib_samples > 0).
 bool algorithm_needs_data(const AlgorithmInfo& algo, const nlohmann::json& section);

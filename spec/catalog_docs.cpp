@@ -129,6 +129,27 @@ std::string catalog_markdown() {
   return md;
 }
 
+json eval_task_json(const EvalTaskInfo& t) {
+  json keys = json::array();
+  for (const auto& p : t.keys) keys.push_back(param_json(p));
+  return {{"type", t.type},       {"description", t.description}, {"keys", keys},          {"data", t.data},
+          {"metrics", t.metrics}, {"protocol", t.protocol},       {"windowed", t.windowed}};
+}
+
+std::string eval_tasks_markdown() {
+  std::string md;
+  for (const auto& t : eval_task_catalog()) {
+    md += "### `type: " + t.type + "`\n\n" + t.description + ". Reads: " + t.data + ". Reports: ";
+    for (std::size_t i = 0; i < t.metrics.size(); ++i) md += (i == 0 ? "`" : ", `") + t.metrics[i] + "`";
+    md += ". Protocol: " + t.protocol + ".\n\n";
+    md += "| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n";
+    md += "| `name` | string |  |  | label in the report (default: the type) |\n";
+    md_rows(t.keys, "", md);
+    md += "\n";
+  }
+  return md;
+}
+
 std::string spec_template(const AlgorithmInfo& a, const std::string& model) {
   std::string out = "# A qjobs job: " + a.description + ".\n";
   out += "# Check it with `jobctl validate FILE`, run it with `jobctl submit FILE --wait`.\n";

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "spec/algorithm_catalog.hpp"
+#include "spec/eval_task.hpp"
 
 namespace qjobs {
 
@@ -18,6 +19,12 @@ nlohmann::json algorithm_json(const AlgorithmInfo& a);
 // One section per available algorithm: its description, calibration
 // defaults and a table of keys (type, default, range or choices, meaning).
 std::string catalog_markdown();
+
+// The evaluation tasks: JSON for GET /eval-tasks and `jobctl tasks --json`,
+// Markdown for the README (`jobctl tasks --markdown`, checked by a test):
+// one section per task with what it reads, reports and each key.
+nlohmann::json eval_task_json(const EvalTaskInfo& task);
+std::string eval_tasks_markdown();
 
 // A job spec for `algorithm` on `model` that submits as it is: every key of
 // the algorithm section at its default, commented, with calibration and an

@@ -17,6 +17,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "spec/algorithm_catalog.hpp"
+#include "spec/eval_task.hpp"
 #include "common/strings.hpp"
 
 namespace qjobs {
@@ -396,6 +397,16 @@ YAML::Mark item_mark(const YAML::Node& map, const std::string& key, std::size_t 
   return map.Mark();
 }
 
+// Item `i` of the list under `key` in `map` (the last such key's), found as
+// item_mark finds it; a null node when there is none.
+YAML::Node list_item(const YAML::Node& map, const std::string& key, std::size_t i) {
+  YAML::Node item;
+  for (const auto& kv : map)
+    if (kv.first.IsScalar() && kv.first.Scalar() == key && kv.second.IsSequence() && i < kv.second.size())
+      item.reset(kv.second[i]);
+  return item;
+}
+
 SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& context);
 
 }  // namespace
@@ -526,23 +537,15 @@ void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& 
                   (fs::path(path).is_relative() ? " (a relative path is taken from " + cwd + ")" : "") +
                   "; see the README's \"Datasets\" section for each task's row format");
     }
-    // A named dataset (Nyuntam's arc_challenge, wikitext-ppl's WikiText-2)
-    // under the data root, as the worker reads it (jobs/eval/tasks.cpp).
-    const std::string type = t.value("type", std::string());
-    if ((type == "ppl" || type == "wikitext-ppl" || type == "mc") && t.value("data_path", std::string()).empty()) {
-      const bool wiki = type == "wikitext-ppl";
-      const std::string name = t.value("dataset", std::string(wiki ? "wikitext" : ""));
-      const std::string subset = t.value("subset", std::string(wiki ? "wikitext-2-raw-v1" : ""));
-      const std::string split = t.value("split", std::string(type == "mc" || wiki ? "test" : "train"));
-      const YAML::Mark where = mark_of(item, "dataset", item_at);
-      need_dataset(name, subset, split, at + (t.contains("dataset") ? ".dataset" : ".type"), where);
-      if (type == "mc" && t.value("num_fewshot", 0) > 0)
-        need_dataset(
-            name, subset,
-            t.value("fewshot_split", std::string(t.value("format", std::string()) == "mmlu" ? "dev" : "train")),
-            at + ".fewshot_split", where);
-    }
-    const bool windowed = type == "ppl" || type == "wikitext-ppl";
+    // The named datasets the task reads (Nyuntam's arc_challenge,
+    // wikitext-ppl's WikiText-2) under the data root, as the worker reads
+    // them: the task's row says which.
+    const EvalTaskInfo* row = find_eval_task(t.value("type", std::string()));
+    if (row == nullptr) continue;
+    if (t.value("data_path", std::string()).empty())
+      for (const auto& d : row->datasets(t))
+        need_dataset(d.name, d.subset, d.split, at + "." + d.key, mark_of(item, "dataset", item_at));
+    const bool windowed = row->windowed;
     if (windowed && positions > 0 && t.contains("seqlen") && t["seqlen"].is_number_integer() &&
         t["seqlen"].get<int64_t>() > positions && !(item && item.IsMap() && item["seqlen"])) {
       // The default window (not written in the spec) is cut to the model's.
@@ -899,11 +902,23 @@ void SpecReader::read_eval() {
   if (ev.contains("tasks")) {
     for (std::size_t i = 0; i < ev["tasks"].size(); ++i) {
       auto& task = ev["tasks"][i];
-      for (const auto& p : eval_schema()[0].children)
-        if (!task.contains(p.name) && !p.default_value.is_null()) task[p.name] = p.default_value;
-      if (!task.contains("type"))
-        v_.add("eval.tasks[" + std::to_string(i) + "]", item_mark(eval_node, "tasks", i),
-               "every task needs a type (ppl, wikitext-ppl, mc or demo)");
+      const std::string at = "eval.tasks[" + std::to_string(i) + "]";
+      const YAML::Mark item_at = item_mark(eval_node, "tasks", i);
+      const EvalTaskInfo* row = find_eval_task(task.value("type", std::string()));
+      if (row == nullptr) {
+        // A type the schema refused is reported already.
+        if (!task.contains("type")) v_.add(at, item_at, "every task needs a type (" + eval_task_types_text() + ")");
+        continue;
+      }
+      const YAML::Node item = list_item(eval_node, "tasks", i);
+      for (const auto& [key, message] : check_eval_task(*row, task)) {
+        // At the key, as an unknown key is.
+        YAML::Mark where = item_at;
+        if (item && item.IsMap())
+          for (const auto& kv : item)
+            if (kv.first.IsScalar() && kv.first.Scalar() == key) where = kv.first.Mark();
+        v_.add(at + "." + key, where, message);
+      }
     }
   }
   spec.eval = std::move(ev);
@@ -1017,7 +1032,7 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
   if (context.local_files) check_local_files(r.spec, *root, r.calib_node, r.eval_node, r.model_config, env, v);
   if (r.spec.algorithm == "Evaluate" && (!r.spec.eval.contains("tasks") || r.spec.eval["tasks"].empty()))
     v.add("eval", r.eval_node ? r.eval_node.Mark() : r.algorithm_mark,
-          "ALGORITHM: Evaluate needs an eval section with tasks (ppl, wikitext-ppl, mc or demo)");
+          "ALGORITHM: Evaluate needs an eval section with tasks (" + eval_task_types_text() + ")");
   result.issues = v.finish();
   if (result.issues.empty()) result.spec = std::move(r.spec);
   return result;

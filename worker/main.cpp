@@ -2,7 +2,9 @@
 //   qjobs-worker run SPEC.yaml --job-dir DIR
 #include <csignal>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
+#include <memory>
 
 #include <ATen/Context.h>
 #include <CLI/CLI.hpp>
@@ -16,7 +18,228 @@
 #include "worker/status_reporter.hpp"
 
 namespace {
-void on_stop_signal(int) { qjobs::worker::g_stop_requested.store(true); }
+
+using qjobs::Environment;
+namespace worker = qjobs::worker;
+
+void on_stop_signal(int) { worker::g_stop_requested.store(true); }
+
+// A subcommand and what it runs once the command line is parsed. Each add_*
+// below keeps its option values in a record the runner shares.
+struct Command {
+  CLI::App* app;
+  std::function<int(const Environment&)> run;
+};
+
+const std::vector<std::string> kDtypes = {"auto", "float32", "bfloat16", "float16"};
+
+void add_attention(CLI::App* c, worker::ModelArgs& m) {
+  c->add_option("--attention", m.attention, "fused (scaled_dot_product_attention) or eager")
+      ->check(CLI::IsMember({"fused", "eager"}))
+      ->capture_default_str();
+}
+
+Command add_run(CLI::App& app) {
+  struct Args {
+    std::string spec, job_dir;
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand("run", "run one job attempt from a YAML spec");
+  c->add_option("spec", a->spec, "the job's YAML spec")->required()->check(CLI::ExistingFile);
+  c->add_option("--job-dir", a->job_dir, "the job directory to write into")->required();
+  return {c, [a](const Environment& env) { return worker::run_job(a->spec, a->job_dir, env); }};
+}
+
+Command add_init_model(CLI::App& app) {
+  struct Args {
+    qjobs::model::RandomModelOptions rm;
+    std::string out;
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand("init-model", "write a random Llama checkpoint in the Hugging Face layout");
+  c->add_option("--out", a->out, "destination folder")->required();
+  c->add_option("--hidden", a->rm.hidden)->capture_default_str();
+  c->add_option("--intermediate", a->rm.intermediate)->capture_default_str();
+  c->add_option("--layers", a->rm.layers)->capture_default_str();
+  c->add_option("--heads", a->rm.heads)->capture_default_str();
+  c->add_option("--kv-heads", a->rm.kv_heads)->capture_default_str();
+  c->add_option("--vocab", a->rm.vocab)->capture_default_str();
+  c->add_option("--dtype", a->rm.dtype)
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
+      ->capture_default_str();
+  c->add_option("--seed", a->rm.seed)->capture_default_str();
+  c->add_option("--shards", a->rm.shards)->capture_default_str();
+  c->add_option("--init-std", a->rm.init_std)->capture_default_str();
+  c->add_flag("--tie-embeddings", a->rm.tie_embeddings);
+  return {c, [a](const Environment&) {
+            try {
+              qjobs::model::write_random_llama(a->out, a->rm);
+              std::cout << a->out << "\n";
+              return 0;
+            } catch (const std::exception& e) {
+              std::cerr << "error: " << e.what() << "\n";
+              return 1;
+            }
+          }};
+}
+
+Command add_tokenize(CLI::App& app) {
+  struct Args {
+    std::string dir, text;
+    bool bos = false;
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand("tokenize", "print the token ids of a text");
+  c->add_option("--tokenizer", a->dir, "folder with tokenizer.json")->required();
+  c->add_option("--text", a->text, "the text")->required();
+  c->add_flag("--bos", a->bos, "start with the BOS token");
+  return {c, [a](const Environment& env) { return worker::cmd_tokenize(env, a->dir, a->text, a->bos); }};
+}
+
+Command add_logits(CLI::App& app) {
+  struct Args {
+    worker::ModelArgs m;
+    std::string tokens, out;
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand("logits", "write the logits of token id lists to a safetensors file");
+  c->add_option("--checkpoint", a->m.checkpoint)->required();
+  c->add_option("--tokens", a->tokens, "JSON file: a list of equal-length id lists")->required();
+  c->add_option("--out", a->out, "output .safetensors (tensor 'logits', float32 [B, T, V])")->required();
+  c->add_option("--dtype", a->m.dtype)->check(CLI::IsMember(kDtypes))->capture_default_str();
+  add_attention(c, a->m);
+  return {c, [a](const Environment& env) {
+            a->m.env = env;
+            return worker::cmd_logits(a->m, a->tokens, a->out);
+          }};
+}
+
+Command add_ppl(CLI::App& app) {
+  struct Args {
+    worker::ModelArgs m;
+    std::string data;
+    int64_t seqlen = 2048, num_samples = -1, batch_size = 1;
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand("ppl", "perplexity of a text file (GPTQ/AWQ protocol)");
+  c->add_option("--checkpoint", a->m.checkpoint)->required();
+  c->add_option("--data", a->data, ".txt/.jsonl/.json text, or .safetensors with input_ids")->required();
+  c->add_option("--seqlen", a->seqlen)->capture_default_str();
+  c->add_option("--num-samples", a->num_samples, "first N windows (-1: all)")->capture_default_str();
+  c->add_option("--batch-size", a->batch_size)->capture_default_str();
+  c->add_option("--dtype", a->m.dtype)->check(CLI::IsMember(kDtypes))->capture_default_str();
+  add_attention(c, a->m);
+  return {c, [a](const Environment& env) {
+            a->m.env = env;
+            return worker::cmd_ppl(a->m, a->data, a->seqlen, a->num_samples, a->batch_size);
+          }};
+}
+
+Command add_gguf(CLI::App& app) {
+  struct Args {
+    std::string checkpoint, type = "q8_0", out, readback, name;
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand("gguf", "write a checkpoint as a GGUF file for llama.cpp");
+  c->add_option("--checkpoint", a->checkpoint)->required();
+  c->add_option("--type", a->type, "decoder Linears: q8_0, q4_0, f16 or f32")->capture_default_str();
+  c->add_option("--out", a->out, "the .gguf file to write")->required();
+  c->add_option("--name", a->name, "general.name (default: the checkpoint folder's name)");
+  c->add_option("--readback", a->readback, "also write the file's weights, read back, as a float checkpoint here");
+  return {c, [a](const Environment& env) {
+            return worker::cmd_gguf(env, a->checkpoint, a->type, a->out, a->readback, a->name);
+          }};
+}
+
+Command add_onnx(CLI::App& app) {
+  struct Args {
+    std::string checkpoint, out;
+    int64_t seq = 128, ctx = 1024;
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand(
+      "onnx", "write a checkpoint's float graph as ONNX (prefill of --seq-len tokens with a KV cache)");
+  c->add_option("--checkpoint", a->checkpoint)->required();
+  c->add_option("--out", a->out, "the .onnx file to write (weights beside it in .data)")->required();
+  c->add_option("--seq-len", a->seq, "new tokens per call (AR)")->capture_default_str();
+  c->add_option("--context-len", a->ctx, "past + new positions (CL)")->capture_default_str();
+  return {c, [a](const Environment& env) { return worker::cmd_onnx(env, a->checkpoint, a->out, a->seq, a->ctx); }};
+}
+
+Command add_demo(CLI::App& app) {
+  struct Args {
+    worker::ModelArgs m;
+    std::string prompt;
+    bool raw = false;
+    int64_t max_new = 64;
+    double temperature = 0, top_p = 1.0;
+    uint64_t seed = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand("demo", "answer a prompt");
+  c->add_option("--checkpoint", a->m.checkpoint)->required();
+  c->add_option("--prompt", a->prompt)->required();
+  c->add_flag("--raw", a->raw, "no chat template");
+  c->add_option("--max-new-tokens", a->max_new)->capture_default_str();
+  c->add_option("--temperature", a->temperature, "0: greedy")->capture_default_str();
+  c->add_option("--top-p", a->top_p)->capture_default_str();
+  c->add_option("--seed", a->seed)->capture_default_str();
+  c->add_option("--dtype", a->m.dtype)->check(CLI::IsMember(kDtypes))->capture_default_str();
+  return {c, [a](const Environment& env) {
+            a->m.env = env;
+            return worker::cmd_demo(a->m, a->prompt, a->raw, a->max_new, a->temperature, a->top_p, a->seed);
+          }};
+}
+
+Command add_train_tokenizer(CLI::App& app) {
+  struct Args {
+    std::string data, out;
+    int64_t vocab = 1024;
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand("train-tokenizer", "train a byte-level BPE tokenizer on a data file");
+  c->add_option("--data", a->data, ".jsonl/.json/.txt rows")->required();
+  c->add_option("--vocab-size", a->vocab)->capture_default_str();
+  c->add_option("--out", a->out)->required();
+  return {c, [a](const Environment&) { return worker::cmd_train_tokenizer(a->data, a->vocab, a->out); }};
+}
+
+Command add_train(CLI::App& app) {
+  auto ta = std::make_shared<worker::TrainArgs>();
+  auto* c = app.add_subcommand("train", "train a small Llama model from scratch (libtorch autograd)");
+  c->add_option("--data", ta->data, "training rows")->required();
+  c->add_option("--eval-data", ta->eval_data, "held-out rows");
+  c->add_option("--tokenizer", ta->tokenizer, "folder with tokenizer.json")->required();
+  c->add_option("--out", ta->out, "checkpoint folder")->required();
+  c->add_option("--hidden", ta->hidden)->capture_default_str();
+  c->add_option("--intermediate", ta->intermediate)->capture_default_str();
+  c->add_option("--layers", ta->layers)->capture_default_str();
+  c->add_option("--heads", ta->heads)->capture_default_str();
+  c->add_option("--kv-heads", ta->kv_heads)->capture_default_str();
+  c->add_option("--steps", ta->steps)->capture_default_str();
+  c->add_option("--batch-size", ta->batch_size)->capture_default_str();
+  c->add_option("--seqlen", ta->seqlen)->capture_default_str();
+  c->add_option("--lr", ta->lr)->capture_default_str();
+  c->add_option("--seed", ta->seed)->capture_default_str();
+  return {c, [ta](const Environment&) { return worker::cmd_train(*ta); }};
+}
+
+Command add_gemm(CLI::App& app) {
+  struct Args {
+    int64_t m = 4096, n = 4096, k = 4096;
+    int reps = 10;
+    std::string dtype = "auto";
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand("gemm", "measure the GEMM rate of the device a job would get");
+  c->add_option("--m", a->m)->capture_default_str();
+  c->add_option("--n", a->n)->capture_default_str();
+  c->add_option("--k", a->k)->capture_default_str();
+  c->add_option("--reps", a->reps)->capture_default_str();
+  c->add_option("--dtype", a->dtype)->check(CLI::IsMember(kDtypes))->capture_default_str();
+  return {c, [a](const Environment& env) { return worker::cmd_gemm(env, a->m, a->n, a->k, a->dtype, a->reps); }};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -24,118 +247,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   // The build and what it can compute on: the libtorch, its CUDA, and
   // whether a GPU is usable here (and why not).
-  app.set_version_flag("--version", [] { return qjobs::worker::version_text(); });
-
-  std::string spec, job_dir;
-  auto* run = app.add_subcommand("run", "run one job attempt from a YAML spec");
-  run->add_option("spec", spec, "the job's YAML spec")->required()->check(CLI::ExistingFile);
-  run->add_option("--job-dir", job_dir, "the job directory to write into")->required();
-
-  qjobs::model::RandomModelOptions rm;
-  std::string rm_out;
-  auto* init = app.add_subcommand("init-model", "write a random Llama checkpoint in the Hugging Face layout");
-  init->add_option("--out", rm_out, "destination folder")->required();
-  init->add_option("--hidden", rm.hidden)->capture_default_str();
-  init->add_option("--intermediate", rm.intermediate)->capture_default_str();
-  init->add_option("--layers", rm.layers)->capture_default_str();
-  init->add_option("--heads", rm.heads)->capture_default_str();
-  init->add_option("--kv-heads", rm.kv_heads)->capture_default_str();
-  init->add_option("--vocab", rm.vocab)->capture_default_str();
-  init->add_option("--dtype", rm.dtype)
-      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
-      ->capture_default_str();
-  init->add_option("--seed", rm.seed)->capture_default_str();
-  init->add_option("--shards", rm.shards)->capture_default_str();
-  init->add_option("--init-std", rm.init_std)->capture_default_str();
-  init->add_flag("--tie-embeddings", rm.tie_embeddings);
-
-  qjobs::worker::ModelArgs margs;
-  std::string tok_dir, text, tokens_file, out_file, data_file, prompt;
-  bool bos = false, raw = false;
-  int64_t seqlen = 2048, num_samples = -1, batch_size = 1, max_new = 64;
-  double temperature = 0, top_p = 1.0;
-  uint64_t seed = 0;
-  const std::vector<std::string> dtypes = {"auto", "float32", "bfloat16", "float16"};
-  auto* tokenize = app.add_subcommand("tokenize", "print the token ids of a text");
-  tokenize->add_option("--tokenizer", tok_dir, "folder with tokenizer.json")->required();
-  tokenize->add_option("--text", text, "the text")->required();
-  tokenize->add_flag("--bos", bos, "start with the BOS token");
-  auto* logits = app.add_subcommand("logits", "write the logits of token id lists to a safetensors file");
-  logits->add_option("--checkpoint", margs.checkpoint)->required();
-  logits->add_option("--tokens", tokens_file, "JSON file: a list of equal-length id lists")->required();
-  logits->add_option("--out", out_file, "output .safetensors (tensor 'logits', float32 [B, T, V])")->required();
-  logits->add_option("--dtype", margs.dtype)->check(CLI::IsMember(dtypes))->capture_default_str();
-  logits->add_option("--attention", margs.attention, "fused (scaled_dot_product_attention) or eager")
-      ->check(CLI::IsMember({"fused", "eager"}))
-      ->capture_default_str();
-  auto* ppl = app.add_subcommand("ppl", "perplexity of a text file (GPTQ/AWQ protocol)");
-  ppl->add_option("--checkpoint", margs.checkpoint)->required();
-  ppl->add_option("--data", data_file, ".txt/.jsonl/.json text, or .safetensors with input_ids")->required();
-  ppl->add_option("--seqlen", seqlen)->capture_default_str();
-  ppl->add_option("--num-samples", num_samples, "first N windows (-1: all)")->capture_default_str();
-  ppl->add_option("--batch-size", batch_size)->capture_default_str();
-  ppl->add_option("--dtype", margs.dtype)->check(CLI::IsMember(dtypes))->capture_default_str();
-  ppl->add_option("--attention", margs.attention, "fused (scaled_dot_product_attention) or eager")
-      ->check(CLI::IsMember({"fused", "eager"}))
-      ->capture_default_str();
-  std::string gguf_type = "q8_0";
-  auto* gguf = app.add_subcommand("gguf", "write a checkpoint as a GGUF file for llama.cpp");
-  gguf->add_option("--checkpoint", margs.checkpoint)->required();
-  gguf->add_option("--type", gguf_type, "decoder Linears: q8_0, q4_0, f16 or f32")->capture_default_str();
-  gguf->add_option("--out", out_file, "the .gguf file to write")->required();
-  std::string gguf_readback, gguf_name;
-  gguf->add_option("--name", gguf_name, "general.name (default: the checkpoint folder's name)");
-  gguf->add_option("--readback", gguf_readback, "also write the file's weights, read back, as a float checkpoint here");
-  int64_t onnx_seq = 128, onnx_ctx = 1024;
-  auto* onnx = app.add_subcommand(
-      "onnx", "write a checkpoint's float graph as ONNX (prefill of --seq-len tokens with a KV cache)");
-  onnx->add_option("--checkpoint", margs.checkpoint)->required();
-  onnx->add_option("--out", out_file, "the .onnx file to write (weights beside it in .data)")->required();
-  onnx->add_option("--seq-len", onnx_seq, "new tokens per call (AR)")->capture_default_str();
-  onnx->add_option("--context-len", onnx_ctx, "past + new positions (CL)")->capture_default_str();
-  auto* demo = app.add_subcommand("demo", "answer a prompt");
-  demo->add_option("--checkpoint", margs.checkpoint)->required();
-  demo->add_option("--prompt", prompt)->required();
-  demo->add_flag("--raw", raw, "no chat template");
-  demo->add_option("--max-new-tokens", max_new)->capture_default_str();
-  demo->add_option("--temperature", temperature, "0: greedy")->capture_default_str();
-  demo->add_option("--top-p", top_p)->capture_default_str();
-  demo->add_option("--seed", seed)->capture_default_str();
-  demo->add_option("--dtype", margs.dtype)->check(CLI::IsMember(dtypes))->capture_default_str();
-
-  std::string tt_data, tt_out;
-  int64_t tt_vocab = 1024;
-  auto* train_tok = app.add_subcommand("train-tokenizer", "train a byte-level BPE tokenizer on a data file");
-  train_tok->add_option("--data", tt_data, ".jsonl/.json/.txt rows")->required();
-  train_tok->add_option("--vocab-size", tt_vocab)->capture_default_str();
-  train_tok->add_option("--out", tt_out)->required();
-  qjobs::worker::TrainArgs ta;
-  auto* train = app.add_subcommand("train", "train a small Llama model from scratch (libtorch autograd)");
-  train->add_option("--data", ta.data, "training rows")->required();
-  train->add_option("--eval-data", ta.eval_data, "held-out rows");
-  train->add_option("--tokenizer", ta.tokenizer, "folder with tokenizer.json")->required();
-  train->add_option("--out", ta.out, "checkpoint folder")->required();
-  train->add_option("--hidden", ta.hidden)->capture_default_str();
-  train->add_option("--intermediate", ta.intermediate)->capture_default_str();
-  train->add_option("--layers", ta.layers)->capture_default_str();
-  train->add_option("--heads", ta.heads)->capture_default_str();
-  train->add_option("--kv-heads", ta.kv_heads)->capture_default_str();
-  train->add_option("--steps", ta.steps)->capture_default_str();
-  train->add_option("--batch-size", ta.batch_size)->capture_default_str();
-  train->add_option("--seqlen", ta.seqlen)->capture_default_str();
-  train->add_option("--lr", ta.lr)->capture_default_str();
-  train->add_option("--seed", ta.seed)->capture_default_str();
-
-  int64_t gm = 4096, gn = 4096, gk = 4096;
-  int greps = 10;
-  std::string gdtype = "auto";
-  auto* gemm = app.add_subcommand("gemm", "measure the GEMM rate of the device a job would get");
-  gemm->add_option("--m", gm)->capture_default_str();
-  gemm->add_option("--n", gn)->capture_default_str();
-  gemm->add_option("--k", gk)->capture_default_str();
-  gemm->add_option("--reps", greps)->capture_default_str();
-  gemm->add_option("--dtype", gdtype)->check(CLI::IsMember(dtypes))->capture_default_str();
-
+  app.set_version_flag("--version", [] { return worker::version_text(); });
+  const std::vector<Command> commands = {
+      add_run(app),  add_init_model(app), add_tokenize(app),        add_logits(app), add_ppl(app),  add_gguf(app),
+      add_onnx(app), add_demo(app),       add_train_tokenizer(app), add_train(app),  add_gemm(app),
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -152,32 +268,10 @@ int main(int argc, char** argv) {
   at::globalContext().setAllowTF32CuBLAS(false);
   at::globalContext().setAllowTF32CuDNN(false);
   // The environment, read once: everything below gets it as a value.
-  const auto env = qjobs::Environment::from_process();
-  margs.env = env;
-  const auto dispatch = [&]() -> int {
-    if (*run) return qjobs::worker::run_job(spec, job_dir, env);
-    if (*gemm) return qjobs::worker::cmd_gemm(env, gm, gn, gk, gdtype, greps);
-    if (*tokenize) return qjobs::worker::cmd_tokenize(env, tok_dir, text, bos);
-    if (*logits) return qjobs::worker::cmd_logits(margs, tokens_file, out_file);
-    if (*ppl) return qjobs::worker::cmd_ppl(margs, data_file, seqlen, num_samples, batch_size);
-    if (*onnx) return qjobs::worker::cmd_onnx(env, margs.checkpoint, out_file, onnx_seq, onnx_ctx);
-    if (*gguf) return qjobs::worker::cmd_gguf(env, margs.checkpoint, gguf_type, out_file, gguf_readback, gguf_name);
-    if (*demo) return qjobs::worker::cmd_demo(margs, prompt, raw, max_new, temperature, top_p, seed);
-    if (*train_tok) return qjobs::worker::cmd_train_tokenizer(tt_data, tt_vocab, tt_out);
-    if (*train) return qjobs::worker::cmd_train(ta);
-    if (*init) {
-      try {
-        qjobs::model::write_random_llama(rm_out, rm);
-        std::cout << rm_out << "\n";
-        return 0;
-      } catch (const std::exception& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 1;
-      }
-    }
-    return 2;
-  };
-  const int rc = dispatch();
+  const auto env = Environment::from_process();
+  int rc = 2;
+  for (const auto& c : commands)
+    if (*c.app) rc = c.run(env);
   // Leave without running static destructors: libtorch's CUDA libraries
   // page in about 120 MB at teardown (a CUDA build on any machine), which
   // would make the process's peak RSS (what Slurm and ru_maxrss see) larger

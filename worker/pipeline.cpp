@@ -445,100 +445,73 @@ std::vector<std::string> stage_names(const std::optional<JobSpec>& spec) {
   return names;
 }
 
-}  // namespace
-
-int run_job(const fs::path& spec_path, const fs::path& job_dir, const Environment& env) {
-  const JobDir dir(job_dir);
-  dir.create_layout();
-  setup_logging("worker", dir.worker_log());
-  const int attempt = env.attempt;
-  spdlog::info("qjobs-worker pid {} attempt {} spec {} job dir {}", ::getpid(), attempt, spec_path.string(),
-               job_dir.string());
-
-  // The spec is read and parsed once; its problems are reported once the
-  // reporter exists (with the stage list of a quantizing job).
-  std::optional<std::string> unreadable;
-  std::string yaml;
-  try {
-    yaml = read_file(spec_path);
-  } catch (const Error& e) {
-    unreadable = e.what();
+// The spec the worker runs, or the validation failure that stops it: the file
+// could not be read, or it does not parse (every issue with its place).
+const JobSpec& checked_spec(const SpecParseResult& parsed, const std::optional<std::string>& unreadable) {
+  if (unreadable) throw StageFailure{ErrorType::validation, *unreadable};
+  if (!parsed.spec) {
+    std::string msg = "invalid spec:";
+    for (const auto& i : parsed.issues)
+      msg += " " + i.path + " (line " + std::to_string(i.line) + ", column " + std::to_string(i.column) +
+             "): " + i.message + ";";
+    throw StageFailure{ErrorType::validation, msg};
   }
-  const auto parsed = parse_job_spec(yaml, SpecContext{.env = &env});
-  StatusReporter rep(dir, stage_names(unreadable ? std::nullopt : parsed.spec), attempt, env.heartbeat_s);
-  std::string stage = "validate";
-  MemoryMeter memory;
+  return *parsed.spec;
+}
+
+// The one place that picks the device and the compute dtype. GPUs handed to
+// a worker that cannot use them (a CPU build, no driver, no device) stop the
+// job with the reason, rather than compute on the CPU behind the user's back.
+model::Placement place_job(const JobSpec& spec, const Environment& env) {
   try {
-    if (unreadable) throw StageFailure{ErrorType::validation, *unreadable};
-    if (!parsed.spec) {
-      std::string msg = "invalid spec:";
-      for (const auto& i : parsed.issues)
-        msg += " " + i.path + " (line " + std::to_string(i.line) + ", column " + std::to_string(i.column) +
-               "): " + i.message + ";";
-      throw StageFailure{ErrorType::validation, msg};
-    }
-    const JobSpec& spec = *parsed.spec;
-    if (attempt == 1)
-      for (const auto& w : spec.warnings) rep.warn(w);
-    JobRun run{.spec = spec, .env = env, .dir = dir, .rep = rep};
-    // The one place that picks the device and the compute dtype. GPUs handed
-    // to a worker that cannot use them (a CPU build, no driver, no device)
-    // stop the job with the reason, rather than compute on the CPU behind
-    // the user's back.
-    try {
-      run.place =
-          model::choose_placement(spec.dtype, env.cuda_visible_devices ? env.cuda_visible_devices->c_str() : nullptr);
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::invalid_input)
-        throw StageFailure{ErrorType::internal, std::string(e.what()) +
-                                                    "; run the worker where CUDA works, or the server "
-                                                    "with --slots instead of --gpus"};
-      throw StageFailure{ErrorType::validation, e.what()};
-    }
-    spdlog::info("computing on {}", run.place.describe());
-    if (attempt == 1)
-      rep.event({{"type", "placement"},
-                 {"device", run.place.device.str()},
-                 {"devices", run.place.devices.size()},
-                 {"dtype", c10::toString(run.place.dtype)}});
-    memory.place = &run.place;
-    if (quantizes(spec)) {
-      run.algorithm = quant::make_algorithm(spec.algorithm);
-      if (!run.algorithm)
-        throw StageFailure{ErrorType::validation,
-                           "algorithm '" + spec.algorithm + "' has no implementation in this worker"};
-      try {
-        run.format = &export_format(spec.export_format);
-      } catch (const Error& e) {
-        throw StageFailure{ErrorType::validation, e.what()};
-      }
-    }
+    return model::choose_placement(spec.dtype, env.cuda_visible_devices ? env.cuda_visible_devices->c_str() : nullptr);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::invalid_input)
+      throw StageFailure{ErrorType::internal, std::string(e.what()) +
+                                                  "; run the worker where CUDA works, or the server "
+                                                  "with --slots instead of --gpus"};
+    throw StageFailure{ErrorType::validation, e.what()};
+  }
+}
 
-    for (const auto& s : kStages) {
-      if (!s.applies(spec)) continue;
-      stage = s.name;
-      memory.begin(stage);
-      s.run(run);
-    }
+// A quantizing job's algorithm and export format, from this worker's tables.
+void pick_algorithm(JobRun& run) {
+  if (!quantizes(run.spec)) return;
+  run.algorithm = quant::make_algorithm(run.spec.algorithm);
+  if (!run.algorithm)
+    throw StageFailure{ErrorType::validation,
+                       "algorithm '" + run.spec.algorithm + "' has no implementation in this worker"};
+  try {
+    run.format = &export_format(run.spec.export_format);
+  } catch (const Error& e) {
+    throw StageFailure{ErrorType::validation, e.what()};
+  }
+}
 
-    std::error_code ec;
-    fs::remove_all(job_dir / "calib_state", ec);  // only needed to resume this run
-    for (const auto& p : run.written.scratch) fs::remove_all(p, ec);
+// After the last stage: scratch files go, and the report is written.
+void finish_job(JobRun& run, MemoryMeter& memory) {
+  std::error_code ec;
+  fs::remove_all(run.dir.root() / "calib_state", ec);  // only needed to resume this run
+  for (const auto& p : run.written.scratch) fs::remove_all(p, ec);
 
-    stage = "report";
-    memory.begin(stage);
-    rep.begin_stage(stage, 1);
-    memory.close();
-    const std::string note =
-        run.format && run.format->report_note ? run.format->report_note(spec, run.written.quantization_config) : "";
-    write_report(spec, run.model_dir, run.size_before, run.q ? std::optional<uint64_t>(run.size_after) : std::nullopt,
-                 run.q ? &*run.q : nullptr, run.written.quantization_config, note, dir, rep, run.before, run.after,
-                 memory.to_json(run.size_before), run.verified.empty() ? json(nullptr) : run.verified);
-    rep.progress(1, 1);
-    rep.succeed();
-    if (run.q) spdlog::info("job done: {}", dir.model_dir().string());
-    return worker_exit::ok;
+  memory.begin("report");
+  run.rep.begin_stage("report", 1);
+  memory.close();
+  const std::string note =
+      run.format && run.format->report_note ? run.format->report_note(run.spec, run.written.quantization_config) : "";
+  write_report(run.spec, run.model_dir, run.size_before, run.q ? std::optional<uint64_t>(run.size_after) : std::nullopt,
+               run.q ? &*run.q : nullptr, run.written.quantization_config, note, run.dir, run.rep, run.before,
+               run.after, memory.to_json(run.size_before), run.verified.empty() ? json(nullptr) : run.verified);
+  run.rep.progress(1, 1);
+  run.rep.succeed();
+  if (run.q) spdlog::info("job done: {}", run.dir.model_dir().string());
+}
 
+// The exception in flight, ended as the job's failure (or cancellation):
+// recorded in status.json and the log, and turned into the worker's exit code.
+int fail_job(const std::string& stage, StatusReporter& rep) {
+  try {
+    throw;
   } catch (const StageFailure& f) {
     spdlog::error("{}: {}", stage, f.message);
     rep.fail(f.type, f.message);
@@ -574,6 +547,57 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir, const Environmen
     spdlog::error("{}: {}", stage, e.what());
     rep.fail(ErrorType::internal, stage + ": " + e.what());
     return worker_exit::internal;
+  }
+}
+
+}  // namespace
+
+int run_job(const fs::path& spec_path, const fs::path& job_dir, const Environment& env) {
+  const JobDir dir(job_dir);
+  dir.create_layout();
+  setup_logging("worker", dir.worker_log());
+  const int attempt = env.attempt;
+  spdlog::info("qjobs-worker pid {} attempt {} spec {} job dir {}", ::getpid(), attempt, spec_path.string(),
+               job_dir.string());
+
+  // The spec is read and parsed once; its problems are reported once the
+  // reporter exists (with the stage list of a quantizing job).
+  std::optional<std::string> unreadable;
+  std::string yaml;
+  try {
+    yaml = read_file(spec_path);
+  } catch (const Error& e) {
+    unreadable = e.what();
+  }
+  const auto parsed = parse_job_spec(yaml, SpecContext{.env = &env});
+  StatusReporter rep(dir, stage_names(unreadable ? std::nullopt : parsed.spec), attempt, env.heartbeat_s);
+  std::string stage = "validate";
+  MemoryMeter memory;
+  try {
+    const JobSpec& spec = checked_spec(parsed, unreadable);
+    if (attempt == 1)
+      for (const auto& w : spec.warnings) rep.warn(w);
+    JobRun run{.spec = spec, .env = env, .dir = dir, .rep = rep};
+    run.place = place_job(spec, env);
+    spdlog::info("computing on {}", run.place.describe());
+    if (attempt == 1)
+      rep.event({{"type", "placement"},
+                 {"device", run.place.device.str()},
+                 {"devices", run.place.devices.size()},
+                 {"dtype", c10::toString(run.place.dtype)}});
+    memory.place = &run.place;
+    pick_algorithm(run);
+    for (const auto& s : kStages) {
+      if (!s.applies(spec)) continue;
+      stage = s.name;
+      memory.begin(stage);
+      s.run(run);
+    }
+    stage = "report";
+    finish_job(run, memory);
+    return worker_exit::ok;
+  } catch (...) {
+    return fail_job(stage, rep);
   }
 }
 

@@ -111,73 +111,56 @@ std::vector<ReportRow> metric_rows(const json& before, const json& after) {
   return rows;
 }
 
-}  // namespace
+constexpr double kMiB = 1024.0 * 1024.0;
 
-void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_before,
-                  std::optional<uint64_t> size_after, const quant::QuantOutput* q, const json& written_qc,
-                  const std::string& export_note, const JobDir& dir, StatusReporter& rep, const json& before,
-                  const json& after, const json& memory, const json& verify) {
-  const bool evaluate_only = q == nullptr;
+json layers_json(const quant::QuantOutput* q) {
   json layers = json::array();
-  double worst = 0;
   if (q)
-    for (const auto& e : q->layer_errors) {
+    for (const auto& e : q->layer_errors)
       layers.push_back({{"name", e.name},
                         {"rel_fro_err", e.rel_fro_err},
                         {"max_abs_err", e.max_abs_err},
                         {"rel_out_err", e.rel_out_err < 0 ? json(nullptr) : json(e.rel_out_err)}});
-      worst = std::max(worst, e.rel_fro_err);
-    }
-  const double mib = 1024.0 * 1024.0;
-  json report = {
-      {"spec", to_json(spec)},
-      {"model", {{"source", spec.model}, {"resolved", model_dir.string()}}},
-      {"algorithm", spec.algorithm},
-      {"export_format", evaluate_only ? json(nullptr) : json(spec.export_format)},
-      {"recipe", q ? q->quantization_config : json(nullptr)},
-      {"quantization_config", written_qc},
-      {"size_mib", {{"before", size_before / mib}, {"after", size_after ? json(*size_after / mib) : json(nullptr)}}},
-      {"metrics", rep.metrics()},
-      {"layers", layers},
-      {"stage_seconds", rep.stage_seconds()},
-      {"memory", memory},
-      // The libtorch, its CUDA, the driver and the GPUs this attempt saw.
-      {"runtime", json::parse(model::runtime_info_json())},
-      {"eval", evaluate_only ? json{{"model", before}} : json{{"original", before}, {"quantized", after}}},
-      // The verify stage's reference read (worker/verify.hpp); null when it did not run.
-      {"verify", verify},
-  };
-  if (q && !q->experts.empty()) report["experts"] = q->experts;
-  write_file_atomic(dir.report_json(), report.dump(2));
+  return layers;
+}
 
-  std::string md = "# qjobs report: " + spec.algorithm + " on " + spec.model + "\n\n";
+// The size row and one row per metric: original and quantized side by side,
+// or the model's values alone for an evaluation-only job.
+std::string metrics_table(const json& before, const json& after, uint64_t size_before,
+                          std::optional<uint64_t> size_after) {
+  std::string md;
   const auto rows = metric_rows(before, after);
-  if (evaluate_only) {
+  if (!size_after) {
     md += "| | value |\n|---|---|\n";
-    md += "| size on disk (MiB) | " + num("%.2f", size_before / mib) + " |\n";
+    md += "| size on disk (MiB) | " + num("%.2f", size_before / kMiB) + " |\n";
     for (const auto& r : rows)
       md += "| " + r.label + " | " +
             (r.before ? num(r.format, *r.before) + (r.before_cached ? " (cached)" : "") : "-") + " |\n";
-  } else {
-    md += "| | original | quantized | change |\n|---|---|---|---|\n";
-    md += "| size on disk (MiB) | " + num("%.2f", size_before / mib) + " | " + num("%.2f", *size_after / mib) + " | " +
-          num("%+.1f%%", 100.0 * (static_cast<double>(*size_after) / static_cast<double>(size_before) - 1)) + " |\n";
-    for (const auto& r : rows) {
-      std::string change = "-";
-      if (r.before && r.after)
-        change = r.relative ? num("%+.2f%%", 100.0 * (*r.after / *r.before - 1)) : num("%+.4f", *r.after - *r.before);
-      md += "| " + r.label + " | " +
-            (r.before ? num(r.format, *r.before) + (r.before_cached ? " (cached)" : "") : "-") + " | " +
-            (r.after ? num(r.format, *r.after) : "-") + " | " + change + " |\n";
-    }
+    return md;
   }
+  md += "| | original | quantized | change |\n|---|---|---|---|\n";
+  md += "| size on disk (MiB) | " + num("%.2f", size_before / kMiB) + " | " + num("%.2f", *size_after / kMiB) + " | " +
+        num("%+.1f%%", 100.0 * (static_cast<double>(*size_after) / static_cast<double>(size_before) - 1)) + " |\n";
+  for (const auto& r : rows) {
+    std::string change = "-";
+    if (r.before && r.after)
+      change = r.relative ? num("%+.2f%%", 100.0 * (*r.after / *r.before - 1)) : num("%+.4f", *r.after - *r.before);
+    md += "| " + r.label + " | " + (r.before ? num(r.format, *r.before) + (r.before_cached ? " (cached)" : "") : "-") +
+          " | " + (r.after ? num(r.format, *r.after) : "-") + " | " + change + " |\n";
+  }
+  return md;
+}
+
+// Below the table: which numbers were reused, the evaluation's throughput
+// (said for what it is) and each task's protocol.
+std::string metric_notes(const json& before, const json& after, bool evaluate_only) {
+  std::string md;
   bool any_cached = false;
   for (auto& [name, r] : before.items()) any_cached = any_cached || r.contains("cached");
   if (any_cached)
     md += std::string(
         "\nNumbers marked (cached) were not computed by this job: they were reused from an earlier job on "
         "the same model files, task and data (user_data/.cache/baselines).\n");
-  // Throughput, apart from the table and said for what it is.
   std::string speed;
   for (const auto* results : {&before, &after})
     for (auto& [name, r] : results->items())
@@ -197,16 +180,24 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       if (r.contains("protocol") && (results == &before || !before.contains(name)))
         md += "- " + name + ": " + r["protocol"].get<std::string>() +
               (r.contains("data") ? " (data: " + r["data"].get<std::string>() + ")" : "") + "\n";
-  if (q && !export_note.empty()) md += "\n" + export_note + "\n";
-  if (verify.is_object() && verify.contains("loader"))
-    md += "\nVerified: " + verify["loader"].get<std::string>() +
-          " decodes the packed weights the job computed (largest "
-          "checksum difference " +
-          json(verify.value("weight_max_rel_diff", 0.0)).dump() + " of sum |w|)" +
-          (verify.contains("logit_rel_diff") ? ", and transformers' logits of them differ from qjobs' by " +
-                                                   json(verify["logit_rel_diff"]).dump() + " relative"
-                                             : "") +
-          ".\n";
+  return md;
+}
+
+std::string verify_line(const json& verify) {
+  if (!verify.is_object() || !verify.contains("loader")) return "";
+  return "\nVerified: " + verify["loader"].get<std::string>() +
+         " decodes the packed weights the job computed (largest "
+         "checksum difference " +
+         json(verify.value("weight_max_rel_diff", 0.0)).dump() + " of sum |w|)" +
+         (verify.contains("logit_rel_diff") ? ", and transformers' logits of them differ from qjobs' by " +
+                                                  json(verify["logit_rel_diff"]).dump() + " relative"
+                                            : "") +
+         ".\n";
+}
+
+// The answers of generation tasks, the original's beside the quantized's.
+std::string answers_section(const json& before, const json& after, bool evaluate_only) {
+  std::string md;
   for (auto& [name, b] : before.items()) {
     if (!b.contains("answers")) continue;
     md += "\n## " + name + "\n\n";
@@ -218,49 +209,100 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       md += "\n";
     }
   }
-  if (q && !q->experts.empty()) {
-    // Mixture of experts: how the calibration tokens were routed.
-    md +=
-        "\n## Calibration tokens per expert\n\n| block | tokens per expert (top-k picks) | calibrated on all tokens "
-        "|\n|---|---|---|\n";
-    for (const auto& [block, e] : q->experts.items()) {
-      std::string tokens, fallback;
-      for (const auto& t : e["tokens"]) tokens += (tokens.empty() ? "" : " ") + t.dump();
-      for (const auto& f : e["fallback"]) fallback += (fallback.empty() ? "expert " : ", ") + f.dump();
-      md +=
-          "| " + block.substr(0, block.size() - 1) + " | " + tokens + " | " +
+  return md;
+}
+
+// Mixture of experts: how the calibration tokens were routed.
+std::string experts_section(const json& experts) {
+  std::string md =
+      "\n## Calibration tokens per expert\n\n| block | tokens per expert (top-k picks) | calibrated on all tokens "
+      "|\n|---|---|---|\n";
+  for (const auto& [block, e] : experts.items()) {
+    std::string tokens, fallback;
+    for (const auto& t : e["tokens"]) tokens += (tokens.empty() ? "" : " ") + t.dump();
+    for (const auto& f : e["fallback"]) fallback += (fallback.empty() ? "expert " : ", ") + f.dump();
+    md += "| " + block.substr(0, block.size() - 1) + " | " + tokens + " | " +
           (fallback.empty() ? std::string("none") : fallback + " (fewer than " + e["min_tokens"].dump() + " tokens)") +
           " |\n";
-    }
-    md +=
-        "\nAn expert routed fewer tokens than the hidden size is calibrated on every token of its block "
-        "(llm-compressor's calibrate-all-experts), as its Hessian would be rank-deficient.\n";
   }
-  if (q && !q->layer_errors.empty()) {
-    write_file_atomic(dir.report_md().parent_path() / "layer_errors.svg", layer_error_svg(q->layer_errors));
-    md += "\n## Per-layer error\n\n![relative error per layer](layer_errors.svg)\n\n";
-    md +=
-        std::to_string(q->layer_errors.size()) + " layers, worst relative weight error " + num("%.4f", worst) + "\n\n";
-    md += "| layer | rel. weight error | max abs error | rel. output error |\n|---|---|---|---|\n";
-    for (const auto& e : q->layer_errors)
-      md += "| " + e.name + " | " + num("%.5f", e.rel_fro_err) + " | " + num("%.5f", e.max_abs_err) + " | " +
-            (e.rel_out_err < 0 ? std::string("-") : num("%.5f", e.rel_out_err)) + " |\n";
-  }
-  if (memory.is_object() && memory.contains("host_peak_mib")) {
-    const auto& rt = report["runtime"];
-    md += "\nComputed on " + memory.value("placement", std::string("?")) + " with libtorch " +
-          rt["torch"].get<std::string>() +
-          (rt["cuda_built"].get<bool>() ? " (CUDA " + rt["cuda_runtime"].get<std::string>() + ")" : " (CPU only)") +
-          "; peak host memory " + num("%.0f", memory["host_peak_mib"].get<double>()) + " MiB (checkpoint " +
-          num("%.0f", memory["checkpoint_mib"].get<double>()) + " MiB)";
-    if (memory["device_peak_mib"].is_number())
-      md += ", peak device memory " + num("%.0f", memory["device_peak_mib"].get<double>()) + " MiB";
-    md += ".\n";
-  }
-  md += "\n## Time per stage\n\n| stage | seconds |\n|---|---|\n";
-  const json secs = rep.stage_seconds();
+  md +=
+      "\nAn expert routed fewer tokens than the hidden size is calibrated on every token of its block "
+      "(llm-compressor's calibrate-all-experts), as its Hessian would be rank-deficient.\n";
+  return md;
+}
+
+// The per-layer errors: a plot (written beside the report) and a table.
+std::string layers_section(const std::vector<quant::LayerError>& errors, const JobDir& dir) {
+  double worst = 0;
+  for (const auto& e : errors) worst = std::max(worst, e.rel_fro_err);
+  write_file_atomic(dir.report_md().parent_path() / "layer_errors.svg", layer_error_svg(errors));
+  std::string md = "\n## Per-layer error\n\n![relative error per layer](layer_errors.svg)\n\n";
+  md += std::to_string(errors.size()) + " layers, worst relative weight error " + num("%.4f", worst) + "\n\n";
+  md += "| layer | rel. weight error | max abs error | rel. output error |\n|---|---|---|---|\n";
+  for (const auto& e : errors)
+    md += "| " + e.name + " | " + num("%.5f", e.rel_fro_err) + " | " + num("%.5f", e.max_abs_err) + " | " +
+          (e.rel_out_err < 0 ? std::string("-") : num("%.5f", e.rel_out_err)) + " |\n";
+  return md;
+}
+
+std::string runtime_line(const json& memory, const json& rt) {
+  if (!memory.is_object() || !memory.contains("host_peak_mib")) return "";
+  std::string md =
+      "\nComputed on " + memory.value("placement", std::string("?")) + " with libtorch " +
+      rt["torch"].get<std::string>() +
+      (rt["cuda_built"].get<bool>() ? " (CUDA " + rt["cuda_runtime"].get<std::string>() + ")" : " (CPU only)") +
+      "; peak host memory " + num("%.0f", memory["host_peak_mib"].get<double>()) + " MiB (checkpoint " +
+      num("%.0f", memory["checkpoint_mib"].get<double>()) + " MiB)";
+  if (memory["device_peak_mib"].is_number())
+    md += ", peak device memory " + num("%.0f", memory["device_peak_mib"].get<double>()) + " MiB";
+  return md + ".\n";
+}
+
+std::string stage_times(const json& secs) {
+  std::string md = "\n## Time per stage\n\n| stage | seconds |\n|---|---|\n";
   for (const char* st : {"load", "baseline", "quantize", "package", "evaluate", "report"})
     if (secs.contains(st)) md += std::string("| ") + st + " | " + num("%.2f", secs[st].get<double>()) + " |\n";
+  return md;
+}
+
+}  // namespace
+
+void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_before,
+                  std::optional<uint64_t> size_after, const quant::QuantOutput* q, const json& written_qc,
+                  const std::string& export_note, const JobDir& dir, StatusReporter& rep, const json& before,
+                  const json& after, const json& memory, const json& verify) {
+  const bool evaluate_only = q == nullptr;
+  json report = {
+      {"spec", to_json(spec)},
+      {"model", {{"source", spec.model}, {"resolved", model_dir.string()}}},
+      {"algorithm", spec.algorithm},
+      {"export_format", evaluate_only ? json(nullptr) : json(spec.export_format)},
+      {"recipe", q ? q->quantization_config : json(nullptr)},
+      {"quantization_config", written_qc},
+      {"size_mib", {{"before", size_before / kMiB}, {"after", size_after ? json(*size_after / kMiB) : json(nullptr)}}},
+      {"metrics", rep.metrics()},
+      {"layers", layers_json(q)},
+      {"stage_seconds", rep.stage_seconds()},
+      {"memory", memory},
+      // The libtorch, its CUDA, the driver and the GPUs this attempt saw.
+      {"runtime", json::parse(model::runtime_info_json())},
+      {"eval", evaluate_only ? json{{"model", before}} : json{{"original", before}, {"quantized", after}}},
+      // The verify stage's reference read (worker/verify.hpp); null when it did not run.
+      {"verify", verify},
+  };
+  if (q && !q->experts.empty()) report["experts"] = q->experts;
+  write_file_atomic(dir.report_json(), report.dump(2));
+
+  std::string md = "# qjobs report: " + spec.algorithm + " on " + spec.model + "\n\n";
+  md += metrics_table(before, after, size_before, evaluate_only ? std::nullopt : size_after);
+  md += metric_notes(before, after, evaluate_only);
+  if (q && !export_note.empty()) md += "\n" + export_note + "\n";
+  md += verify_line(verify);
+  md += answers_section(before, after, evaluate_only);
+  if (q && !q->experts.empty()) md += experts_section(q->experts);
+  if (q && !q->layer_errors.empty()) md += layers_section(q->layer_errors, dir);
+  md += runtime_line(memory, report["runtime"]);
+  md += stage_times(rep.stage_seconds());
   write_file_atomic(dir.report_md(), md);
 }
 

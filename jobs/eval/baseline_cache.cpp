@@ -7,6 +7,7 @@
 #include "common/job_dir.hpp"
 #include "jobs/data/dataset.hpp"
 #include "jobs/model/checkpoint.hpp"
+#include "spec/eval_task.hpp"
 
 namespace qjobs::eval {
 namespace fs = std::filesystem;
@@ -32,15 +33,17 @@ std::string eval_fingerprint(const model::Checkpoint& ckpt, const json& task, co
   for (const auto& f : ckpt.files()) feed(identity(f->path()));
   feed(task.dump());
   feed(dtype);
-  // The data the task reads, when it reads a file.
-  const std::string type = task.value("type", "");
-  if (type == "ppl" || type == "wikitext-ppl" || type == "mc") {
+  // The data the task reads, when it reads a file: its data_path, else the
+  // named datasets its row says it reads (jobs/eval/tasks.cpp's choice).
+  const EvalTaskInfo* row = find_eval_task(task.value("type", ""));
+  const std::vector<EvalDataset> named = row != nullptr ? row->datasets(task) : std::vector<EvalDataset>{};
+  if (!named.empty()) {
     data::DatasetSpec ds;
     ds.root = data_root;
     ds.path = task.value("data_path", "");
-    ds.name = task.value("dataset", type == "wikitext-ppl" ? "wikitext" : "");
-    ds.subname = task.value("subset", type == "wikitext-ppl" ? "wikitext-2-raw-v1" : "");
-    ds.split = task.value("split", std::string(type == "ppl" ? "train" : "test"));  // as tasks.cpp reads it
+    ds.name = named[0].name;
+    ds.subname = named[0].subset;
+    ds.split = named[0].split;
     try {
       feed(identity(data::resolve_file(ds)));
     } catch (const std::exception&) {

@@ -5,7 +5,6 @@
 #include "common/error.hpp"
 #include "common/strings.hpp"
 #include "jobs/data/dataset.hpp"
-#include "jobs/eval/multiple_choice.hpp"
 #include "jobs/eval/perplexity.hpp"
 #include "jobs/model/generate.hpp"
 
@@ -46,92 +45,56 @@ std::string answer(const model::LlamaModel& model, const tokenizer::Tokenizer& t
   return tok.decode(out, true);
 }
 
+data::DatasetSpec task_dataset(const EvalContext& c, const EvalTaskInfo& row) {
+  data::DatasetSpec ds;
+  ds.root = c.data_root;
+  ds.path = c.task.value("data_path", "");
+  const auto named = row.datasets(c.task);
+  if (!named.empty()) {
+    ds.name = named[0].name;
+    ds.subname = named[0].subset;
+    ds.split = named[0].split;
+  }
+  for (const auto& col : split(c.task.value("text_column", ""), ','))
+    if (auto t = trim(col); !t.empty()) ds.text_columns.push_back(t);
+  return ds;
+}
+
+std::string data_label(const data::DatasetSpec& ds) {
+  return ds.path.empty() ? ds.name + (ds.subname.empty() ? "" : "/" + ds.subname) + ":" + ds.split : ds.path;
+}
+
+json perplexity_result(const EvalContext& c, const std::string& text, const std::string& data) {
+  PerplexityOptions o;
+  o.seqlen = c.task.value("seqlen", 2048);
+  o.num_samples = c.task.value("num_samples", -1);
+  o.batch_size = c.task.value("batch_size", 1);
+  const auto r = perplexity(c.model, perplexity_ids(c.tok, text), o, c.progress);
+  const std::string type = c.task.value("type", "");
+  return {{"type", type},
+          {"name", c.task.value("name", type)},
+          {"ppl", r.ppl},
+          {"mean_nll", r.mean_nll},
+          {"tokens", r.tokens},
+          {"windows", r.windows},
+          {"seqlen", o.seqlen},
+          {"seconds", r.seconds},
+          {"tokens_per_s", r.tokens_per_s},
+          {"protocol", "GPTQ/AWQ: one BOS, non-overlapping windows of " + std::to_string(o.seqlen) +
+                           " tokens, remainder dropped, exp(mean NLL of next-token predictions)"},
+          {"data", data}};
+}
+
 json run_task(const model::LlamaModel& model, const tokenizer::Tokenizer& tok, const json& task,
               const std::filesystem::path& data_root, const std::function<void(int64_t, int64_t)>& progress) {
+  using Runner = json (*)(const EvalContext&);
+#define QJOBS_EVAL_RUNNER(name) std::pair<std::string, Runner>{eval_task_##name().type, &run_eval_##name},
+  static const std::vector<std::pair<std::string, Runner>> runners = {QJOBS_EVAL_TASKS(QJOBS_EVAL_RUNNER)};
+#undef QJOBS_EVAL_RUNNER
   const std::string type = task.value("type", "");
-  json out = {{"type", type}, {"name", task.value("name", type)}};
-  if (type == "ppl" || type == "wikitext-ppl") {
-    data::DatasetSpec ds;
-    ds.root = data_root;
-    if (type == "wikitext-ppl") {
-      ds.name = "wikitext";
-      ds.subname = "wikitext-2-raw-v1";
-      ds.split = "test";
-    }
-    ds.path = task.value("data_path", "");
-    if (task.contains("dataset")) ds.name = task["dataset"];
-    if (task.contains("subset")) ds.subname = task["subset"];
-    if (task.contains("split")) ds.split = task["split"];
-    for (const auto& c : split(task.value("text_column", ""), ','))
-      if (auto t = trim(c); !t.empty()) ds.text_columns.push_back(t);
-    const std::string text = data::evaluation_text(data::load_rows(ds));
-    PerplexityOptions o;
-    o.seqlen = task.value("seqlen", 2048);
-    o.num_samples = task.value("num_samples", -1);
-    o.batch_size = task.value("batch_size", 1);
-    const auto r = perplexity(model, perplexity_ids(tok, text), o, progress);
-    out["ppl"] = r.ppl;
-    out["mean_nll"] = r.mean_nll;
-    out["tokens"] = r.tokens;
-    out["windows"] = r.windows;
-    out["seqlen"] = o.seqlen;
-    out["seconds"] = r.seconds;
-    out["tokens_per_s"] = r.tokens_per_s;
-    out["protocol"] = "GPTQ/AWQ: one BOS, non-overlapping windows of " + std::to_string(o.seqlen) +
-                      " tokens, remainder dropped, exp(mean NLL of next-token predictions)";
-    out["data"] = ds.path.empty() ? ds.name + (ds.subname.empty() ? "" : "/" + ds.subname) + ":" + ds.split : ds.path;
-    return out;
-  }
-  if (type == "mc") {
-    McTaskOptions o;
-    o.format = task.value("format", std::string("plain"));
-    o.num_fewshot = task.value("num_fewshot", 0);
-    o.num_samples = task.value("num_samples", -1);
-    o.seed = task.value("seed", 1234);
-    data::DatasetSpec ds;
-    ds.root = data_root;
-    ds.path = task.value("data_path", "");
-    ds.name = task.value("dataset", "");
-    ds.subname = task.value("subset", "");
-    ds.split = task.value("split", std::string("test"));
-    ds.row_format = data::mc_row_format(o.format) + "; see the README's \"Datasets\" section";
-    const auto rows = data::load_records(ds);
-    std::vector<json> pool;
-    std::string shot_split = ds.split;
-    if (o.num_fewshot > 0) {
-      data::DatasetSpec shots = ds;
-      shots.split = task.value("fewshot_split", std::string(o.format == "mmlu" ? "dev" : "train"));
-      // A single file holds one split: shots come from it, never the item itself.
-      if (!ds.path.empty() && std::filesystem::is_regular_file(ds.path)) shots.split = ds.split;
-      shot_split = shots.split;
-      pool = data::load_records(shots);
-    }
-    out = run_multiple_choice(model, tok, build_items(rows, pool, o), progress);
-    out["type"] = type;
-    out["name"] = task.value("name", type);
-    out["format"] = o.format;
-    out["num_fewshot"] = o.num_fewshot;
-    if (o.num_fewshot > 0) out["fewshot"] = {{"split", shot_split}, {"seed", o.seed}};
-    out["data"] = ds.path.empty() ? ds.name + (ds.subname.empty() ? "" : "/" + ds.subname) + ":" + ds.split : ds.path;
-    return out;
-  }
-  if (type == "demo") {
-    const auto prompts = task.value("prompts", std::vector<std::string>{});
-    if (prompts.empty()) throw Error(ErrorKind::invalid_input, "demo task has no prompts");
-    json answers = json::array();
-    int64_t i = 0;
-    if (progress) progress(0, static_cast<int64_t>(prompts.size()));
-    for (const auto& p : prompts) {
-      answers.push_back(
-          {{"prompt", p},
-           {"response", answer(model, tok, p, task.value("raw", false), task.value("max_new_tokens", 64))}});
-      if (progress) progress(++i, static_cast<int64_t>(prompts.size()));
-    }
-    out["answers"] = answers;
-    out["protocol"] = "greedy decoding, stop at end-of-turn";
-    return out;
-  }
-  throw Error(ErrorKind::invalid_input, "unknown eval task type '" + type + "'");
+  for (const auto& [name, run] : runners)
+    if (name == type) return run(EvalContext{model, tok, task, data_root, progress});
+  throw Error(ErrorKind::invalid_input, "unknown eval task type '" + type + "' (" + eval_task_types_text() + ")");
 }
 
 }  // namespace qjobs::eval

@@ -175,119 +175,98 @@ bool grouped_in_order(const IntWeight& w) {
   return at::equal(w.g_idx.to(at::kLong).cpu(), at::arange(in, at::kLong).div(g, "floor"));
 }
 
-}  // namespace
+// The prefill graph of one Llama under construction: the nodes of each
+// piece (norm, Linear, RoPE, block) in the order the graph lists them.
+struct LlamaGraph {
+  const model::ModelConfig& c;
+  const WeightSource& weight;
+  const Quantization* qdq;
+  Builder& b;
+  int64_t AR, CL, P, H, KVH, D, rep;
+  std::string cos, sin, mask, eps, scale;               // shared tensors, made by inputs()
+  std::map<std::string, std::string> quantized_inputs;  // input tensor -> its QDQ output
+  bool ms_domain = false;                               // a com.microsoft op was used
 
-void write_llama_onnx(const json& config, const WeightSource& weight, const GraphShape& shape, const Quantization* qdq,
-                      const fs::path& onnx_path) {
-  const auto c = model::ModelConfig::from_json(config);
-  if (const auto problem = model::export_layout_problem(c, "onnx")) throw Error(ErrorKind::invalid_input, *problem);
-  const int64_t AR = shape.seq_len, CL = shape.context_len, P = CL - AR;
-  if (AR < 1 || CL <= AR) throw Error(ErrorKind::invalid_input, "ONNX graph " + shape.name() + ": needs 1 <= AR < CL");
-  if (CL > c.max_position)
-    throw Error(ErrorKind::invalid_input, "ONNX graph " + shape.name() +
-                                              ": the context is longer than the model's "
-                                              "max_position_embeddings (" +
-                                              std::to_string(c.max_position) + ")");
-  const int64_t H = c.heads, KVH = c.kv_heads, D = c.head_dim, rep = H / KVH;
-  fs::path data_path = onnx_path;
-  data_path.replace_extension(".data");
-  std::ofstream data(data_path, std::ios::binary | std::ios::trunc);
-  if (!data) throw Error(ErrorKind::io, "cannot write " + data_path.string());
-
-  pb::ModelProto m;
-  m.set_ir_version(8);
-  m.set_producer_name("qjobs");
-  m.set_model_version(1);
-  auto* op = m.add_opset_import();
-  op->set_domain("");
-  op->set_version(kOpset);
-  bool ms_domain = false;
-  auto* g = m.mutable_graph();
-  g->set_name("llama_" + shape.name());
-  const auto meta = [&](const std::string& k, const std::string& v) {
-    auto* p = m.add_metadata_props();
-    p->set_key(k);
-    p->set_value(v);
-  };
-  meta("qjobs.graph", shape.name());
-  meta("qjobs.seq_len", std::to_string(AR));
-  meta("qjobs.context_len", std::to_string(CL));
-  meta("qjobs.quantization", qdq != nullptr ? "qdq" : "float");
-  Builder b(g, data, data_path.filename().string());
-
-  b.input("input_ids", pb::TensorProto::INT64, {1, AR});
-  b.input("position_ids", pb::TensorProto::INT64, {1, AR});
-  b.input("attention_mask", pb::TensorProto::FLOAT, {1, 1, AR, CL});
-  for (int64_t l = 0; l < c.layers; ++l) {
-    b.input("past_key_" + std::to_string(l) + "_in", pb::TensorProto::FLOAT, {1, KVH, P, D});
-    b.input("past_value_" + std::to_string(l) + "_in", pb::TensorProto::FLOAT, {1, KVH, P, D});
+  // The graph's inputs, and the RoPE tables for positions 0..CL-1 as
+  // LlamaModel computes them.
+  void inputs() {
+    b.input("input_ids", pb::TensorProto::INT64, {1, AR});
+    b.input("position_ids", pb::TensorProto::INT64, {1, AR});
+    b.input("attention_mask", pb::TensorProto::FLOAT, {1, 1, AR, CL});
+    for (int64_t l = 0; l < c.layers; ++l) {
+      b.input("past_key_" + std::to_string(l) + "_in", pb::TensorProto::FLOAT, {1, KVH, P, D});
+      b.input("past_value_" + std::to_string(l) + "_in", pb::TensorProto::FLOAT, {1, KVH, P, D});
+    }
+    const auto inv_freq = model::rope_inverse_frequencies(c).to(at::kFloat);
+    const auto freqs = at::outer(at::arange(CL, at::kFloat), inv_freq);
+    const auto emb = at::cat({freqs, freqs}, -1);
+    const auto pos = b.node("Reshape", {"position_ids", b.ints({AR})});
+    cos = b.node("Gather", {b.weight("rope.cos", emb.cos()), pos}, "", {{"axis", 0}});  // [AR, D]
+    sin = b.node("Gather", {b.weight("rope.sin", emb.sin()), pos}, "", {{"axis", 0}});
+    mask = b.node("Reshape", {"attention_mask", b.ints({AR, CL})});
+    eps = b.scalar(static_cast<float>(c.rms_norm_eps));
   }
 
-  // RoPE tables for positions 0..CL-1, as LlamaModel computes them.
-  const auto inv_freq = model::rope_inverse_frequencies(c).to(at::kFloat);
-  const auto freqs = at::outer(at::arange(CL, at::kFloat), inv_freq);
-  const auto emb = at::cat({freqs, freqs}, -1);
-  const auto pos = b.node("Reshape", {"position_ids", b.ints({AR})});
-  const auto cos = b.node("Gather", {b.weight("rope.cos", emb.cos()), pos}, "", {{"axis", 0}});  // [AR, D]
-  const auto sin = b.node("Gather", {b.weight("rope.sin", emb.sin()), pos}, "", {{"axis", 0}});
-  const auto mask = b.node("Reshape", {"attention_mask", b.ints({AR, CL})});
-  const auto eps = b.scalar(static_cast<float>(c.rms_norm_eps));
-
-  const auto rms = [&](const std::string& x, const std::string& w, const std::string& out) {
+  std::string rms(const std::string& x, const std::string& w, const std::string& out) {
     // In float32, as LlamaModel::rms_norm: x / sqrt(mean(x^2) + eps) * w.
     const auto var = b.node("ReduceMean", {b.node("Mul", {x, x})}, "", {{"keepdims", 1}});
     b.ints_attr("axes", {-1});  // an attribute in opset 17, an input from 18
     const auto normed = b.node("Div", {x, b.node("Sqrt", {b.node("Add", {var, eps})})});
     return b.node("Mul", {normed, b.weight(w, weight(w))}, out);
-  };
-  // Linear `full` ("model.layers.0.self_attn.q_proj") on x [AR, in].
-  std::map<std::string, std::string> quantized_inputs;  // input tensor -> its QDQ output
-  const auto linear = [&](const std::string& prefix, const std::string& short_name, const std::string& x) {
-    const std::string full = prefix + short_name;
-    std::string in = x;
-    std::string w;
+  }
+
+  // Linear `full`'s weight: its integer codes dequantized per group (QDQ
+  // graph), or the float weight.
+  std::string weight_of(const std::string& full) {
     const IntWeight* iw = nullptr;
     if (qdq != nullptr && qdq->int_weights != nullptr) {
       const auto it = qdq->int_weights->find(full);
       if (it != qdq->int_weights->end()) iw = &it->second;
     }
-    if (iw != nullptr) {
-      if (!grouped_in_order(*iw))
-        throw Error(ErrorKind::invalid_input,
-                    full +
-                        ": the QDQ graph holds groups of consecutive columns; this weight has "
-                        "GPTQ's act-order column map (DESC_ACT without STATIC_GROUPS)");
-      if (iw->bits > 8) throw Error(ErrorKind::invalid_input, full + ": more than 8 bits");
-      const int64_t out_f = iw->codes.size(0), in_f = iw->codes.size(1);
-      const int64_t gs = iw->group_size <= 0 ? in_f : iw->group_size;
-      if (in_f % gs != 0) throw Error(ErrorKind::invalid_input, full + ": its width is not a whole number of groups");
-      const int64_t G = in_f / gs;
-      // Unsigned codes [out * G, g], one scale and zero point per row: DequantizeLinear per axis 0.
-      const auto codes = b.weight(full + ".weight_quantized", iw->codes.cpu().to(at::kByte).reshape({out_f * G, gs}));
-      const auto scale = b.weight(full + ".weight_scale", iw->scales.cpu().to(at::kFloat).reshape({out_f * G}));
-      const auto zp = b.weight(full + ".weight_zero_point", iw->zeros.cpu().to(at::kByte).reshape({out_f * G}));
-      w = b.node("Reshape", {b.node("DequantizeLinear", {codes, scale, zp}, "", {{"axis", 0}}), b.ints({out_f, in_f})});
-    } else {
-      w = b.weight(full + ".weight", weight(full + ".weight"));
-    }
+    if (iw == nullptr) return b.weight(full + ".weight", weight(full + ".weight"));
+    if (!grouped_in_order(*iw))
+      throw Error(ErrorKind::invalid_input, full +
+                                                ": the QDQ graph holds groups of consecutive columns; this weight has "
+                                                "GPTQ's act-order column map (DESC_ACT without STATIC_GROUPS)");
+    if (iw->bits > 8) throw Error(ErrorKind::invalid_input, full + ": more than 8 bits");
+    const int64_t out_f = iw->codes.size(0), in_f = iw->codes.size(1);
+    const int64_t gs = iw->group_size <= 0 ? in_f : iw->group_size;
+    if (in_f % gs != 0) throw Error(ErrorKind::invalid_input, full + ": its width is not a whole number of groups");
+    const int64_t G = in_f / gs;
+    // Unsigned codes [out * G, g], one scale and zero point per row: DequantizeLinear per axis 0.
+    const auto codes = b.weight(full + ".weight_quantized", iw->codes.cpu().to(at::kByte).reshape({out_f * G, gs}));
+    const auto scale_w = b.weight(full + ".weight_scale", iw->scales.cpu().to(at::kFloat).reshape({out_f * G}));
+    const auto zp = b.weight(full + ".weight_zero_point", iw->zeros.cpu().to(at::kByte).reshape({out_f * G}));
+    return b.node("Reshape",
+                  {b.node("DequantizeLinear", {codes, scale_w, zp}, "", {{"axis", 0}}), b.ints({out_f, in_f})});
+  }
+
+  // Linear `full`'s input x, through its static input quantizer when it has
+  // one (one QDQ pair per input tensor and quantizer, shared by its readers).
+  std::string input_of(const std::string& full, const std::string& x) {
     const auto a = act_of(qdq, full);
-    if (a.kind == model::ActQuant::Kind::int_tensor) {
-      auto& q = quantized_inputs[x + "@" + std::to_string(a.bits) + "@" + std::to_string(a.scale)];
-      if (q.empty()) {
-        // Symmetric: zero point 0 of a signed type, saturating at [-2^(b-1), 2^(b-1) - 1].
-        if (a.bits != 8 && a.bits != 16)
-          throw Error(ErrorKind::invalid_input,
-                      full + ": the QDQ graph holds 8- and 16-bit inputs, not " + std::to_string(a.bits));
-        const bool wide = a.bits == 16;
-        ms_domain = ms_domain || wide;
-        const auto s = b.scalar(static_cast<float>(a.scale));
-        const auto zp = b.constant(wide ? at::zeros({}, at::kShort) : at::zeros({}, at::kChar), "zero_point");
-        const std::string domain = wide ? "com.microsoft" : "";
-        q = b.node("DequantizeLinear", {b.node("QuantizeLinear", {x, s, zp}, "", {}, domain), s, zp}, "", {}, domain);
-      }
-      in = q;
+    if (a.kind != model::ActQuant::Kind::int_tensor) return x;
+    auto& q = quantized_inputs[x + "@" + std::to_string(a.bits) + "@" + std::to_string(a.scale)];
+    if (q.empty()) {
+      // Symmetric: zero point 0 of a signed type, saturating at [-2^(b-1), 2^(b-1) - 1].
+      if (a.bits != 8 && a.bits != 16)
+        throw Error(ErrorKind::invalid_input,
+                    full + ": the QDQ graph holds 8- and 16-bit inputs, not " + std::to_string(a.bits));
+      const bool wide = a.bits == 16;
+      ms_domain = ms_domain || wide;
+      const auto s = b.scalar(static_cast<float>(a.scale));
+      const auto zp = b.constant(wide ? at::zeros({}, at::kShort) : at::zeros({}, at::kChar), "zero_point");
+      const std::string domain = wide ? "com.microsoft" : "";
+      q = b.node("DequantizeLinear", {b.node("QuantizeLinear", {x, s, zp}, "", {}, domain), s, zp}, "", {}, domain);
     }
-    std::vector<std::string> ins = {in, w};
+    return q;
+  }
+
+  // Linear `full` ("model.layers.0.self_attn.q_proj") on x [AR, in].
+  std::string linear(const std::string& prefix, const std::string& short_name, const std::string& x) {
+    const std::string full = prefix + short_name;
+    const std::string w = weight_of(full);
+    std::vector<std::string> ins = {input_of(full, x), w};
     const std::string bias = full + ".bias";
     const bool has_bias =
         (short_name == "self_attn.q_proj" || short_name == "self_attn.k_proj" || short_name == "self_attn.v_proj")
@@ -296,21 +275,18 @@ void write_llama_onnx(const json& config, const WeightSource& weight, const Grap
                                            : c.mlp_bias;
     if (has_bias) ins.push_back(b.weight(bias, weight(bias)));
     return b.node("Gemm", ins, "", {{"transB", 1}});
-  };
-  const auto rotate = [&](const std::string& t) {  // t [heads, AR, D]: x * cos + rotate_half(x) * sin
+  }
+
+  std::string rotate(const std::string& t) {  // t [heads, AR, D]: x * cos + rotate_half(x) * sin
     const auto halves = b.node_n("Split", {t, b.ints({D / 2, D / 2})}, 2, {{"axis", 2}});
     const auto rot = b.node("Concat", {b.node("Neg", {halves[1]}), halves[0]}, "", {{"axis", 2}});
     return b.node("Add", {b.node("Mul", {t, cos}), b.node("Mul", {rot, sin})});
-  };
-  const auto scale = b.scalar(static_cast<float>(1.0 / std::sqrt(static_cast<double>(D))));
+  }
 
-  auto h = b.node("Gather",
-                  {b.weight("model.embed_tokens.weight", weight("model.embed_tokens.weight")),
-                   b.node("Reshape", {"input_ids", b.ints({AR})})},
-                  "", {{"axis", 0}});  // [AR, hidden]
-  for (int64_t l = 0; l < c.layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".", ls = std::to_string(l);
-    const auto a = rms(h, p + "input_layernorm.weight", input_tensor(l, "self_attn.q_proj"));
+  // Self-attention of block l on the normed input a [AR, hidden], with the
+  // KV cache's inputs and outputs; the heads' output [AR, H * D].
+  std::string attention(int64_t l, const std::string& p, const std::string& a) {
+    const std::string ls = std::to_string(l);
     const auto heads = [&](const std::string& t, int64_t n) {  // [AR, n*D] -> [n, AR, D]
       return b.transpose(b.node("Reshape", {t, b.ints({AR, n, D})}), {1, 0, 2});
     };
@@ -332,27 +308,101 @@ void write_llama_onnx(const json& config, const WeightSource& weight, const Grap
     scores = b.node("Add", {b.node("Mul", {scores, scale}), mask});
     const auto probs = b.node("Softmax", {scores}, "", {{"axis", -1}});
     const auto ctx = b.node("MatMul", {probs, b.node("Unsqueeze", {v_all, b.ints({1})})});  // [KVH, rep, AR, D]
-    const auto attn =
-        b.node("Reshape", {b.transpose(b.node("Reshape", {ctx, b.ints({H, AR, D})}), {1, 0, 2}), b.ints({AR, H * D})},
-               input_tensor(l, "self_attn.o_proj"));
+    return b.node("Reshape",
+                  {b.transpose(b.node("Reshape", {ctx, b.ints({H, AR, D})}), {1, 0, 2}), b.ints({AR, H * D})},
+                  input_tensor(l, "self_attn.o_proj"));
+  }
+
+  // Decoder block l on the residual stream h; the new residual stream.
+  std::string block(int64_t l, std::string h) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const auto a = rms(h, p + "input_layernorm.weight", input_tensor(l, "self_attn.q_proj"));
+    const auto attn = attention(l, p, a);
     h = b.node("Add", {h, linear(p, "self_attn.o_proj", attn)});
     const auto mm = rms(h, p + "post_attention_layernorm.weight", input_tensor(l, "mlp.gate_proj"));
     const auto gate = linear(p, "mlp.gate_proj", mm);
     const auto up = linear(p, "mlp.up_proj", mm);
     const auto act =
         b.node("Mul", {b.node("Mul", {gate, b.node("Sigmoid", {gate})}), up}, input_tensor(l, "mlp.down_proj"));
-    h = b.node("Add", {h, linear(p, "mlp.down_proj", act)});
+    return b.node("Add", {h, linear(p, "mlp.down_proj", act)});
   }
-  const auto hn = rms(h, "model.norm.weight", "model.norm.output");
-  const std::string head =
-      c.tie_word_embeddings ? "model.embed_tokens.weight" : b.weight("lm_head.weight", weight("lm_head.weight"));
-  b.node("Reshape", {b.node("Gemm", {hn, head}, "", {{"transB", 1}}), b.ints({1, AR, c.vocab})}, "logits");
-  b.output("logits", pb::TensorProto::FLOAT, {1, AR, c.vocab});
-  for (int64_t l = 0; l < c.layers; ++l) {
-    b.output("past_key_" + std::to_string(l) + "_out", pb::TensorProto::FLOAT, {1, KVH, AR, D});
-    b.output("past_value_" + std::to_string(l) + "_out", pb::TensorProto::FLOAT, {1, KVH, AR, D});
+
+  // Embedding, the blocks, the final norm and lm_head; then the outputs.
+  void body() {
+    scale = b.scalar(static_cast<float>(1.0 / std::sqrt(static_cast<double>(D))));
+    auto h = b.node("Gather",
+                    {b.weight("model.embed_tokens.weight", weight("model.embed_tokens.weight")),
+                     b.node("Reshape", {"input_ids", b.ints({AR})})},
+                    "", {{"axis", 0}});  // [AR, hidden]
+    for (int64_t l = 0; l < c.layers; ++l) h = block(l, h);
+    const auto hn = rms(h, "model.norm.weight", "model.norm.output");
+    const std::string head =
+        c.tie_word_embeddings ? "model.embed_tokens.weight" : b.weight("lm_head.weight", weight("lm_head.weight"));
+    b.node("Reshape", {b.node("Gemm", {hn, head}, "", {{"transB", 1}}), b.ints({1, AR, c.vocab})}, "logits");
+    b.output("logits", pb::TensorProto::FLOAT, {1, AR, c.vocab});
+    for (int64_t l = 0; l < c.layers; ++l) {
+      b.output("past_key_" + std::to_string(l) + "_out", pb::TensorProto::FLOAT, {1, KVH, AR, D});
+      b.output("past_value_" + std::to_string(l) + "_out", pb::TensorProto::FLOAT, {1, KVH, AR, D});
+    }
   }
-  if (ms_domain) {
+};
+
+void check_shape(const model::ModelConfig& c, const GraphShape& shape) {
+  if (const auto problem = model::export_layout_problem(c, "onnx")) throw Error(ErrorKind::invalid_input, *problem);
+  if (shape.seq_len < 1 || shape.context_len <= shape.seq_len)
+    throw Error(ErrorKind::invalid_input, "ONNX graph " + shape.name() + ": needs 1 <= AR < CL");
+  if (shape.context_len > c.max_position)
+    throw Error(ErrorKind::invalid_input, "ONNX graph " + shape.name() +
+                                              ": the context is longer than the model's "
+                                              "max_position_embeddings (" +
+                                              std::to_string(c.max_position) + ")");
+}
+
+}  // namespace
+
+void write_llama_onnx(const json& config, const WeightSource& weight, const GraphShape& shape, const Quantization* qdq,
+                      const fs::path& onnx_path) {
+  const auto c = model::ModelConfig::from_json(config);
+  check_shape(c, shape);
+  fs::path data_path = onnx_path;
+  data_path.replace_extension(".data");
+  std::ofstream data(data_path, std::ios::binary | std::ios::trunc);
+  if (!data) throw Error(ErrorKind::io, "cannot write " + data_path.string());
+
+  pb::ModelProto m;
+  m.set_ir_version(8);
+  m.set_producer_name("qjobs");
+  m.set_model_version(1);
+  auto* op = m.add_opset_import();
+  op->set_domain("");
+  op->set_version(kOpset);
+  auto* g = m.mutable_graph();
+  g->set_name("llama_" + shape.name());
+  const auto meta = [&](const std::string& k, const std::string& v) {
+    auto* p = m.add_metadata_props();
+    p->set_key(k);
+    p->set_value(v);
+  };
+  meta("qjobs.graph", shape.name());
+  meta("qjobs.seq_len", std::to_string(shape.seq_len));
+  meta("qjobs.context_len", std::to_string(shape.context_len));
+  meta("qjobs.quantization", qdq != nullptr ? "qdq" : "float");
+  Builder b(g, data, data_path.filename().string());
+
+  LlamaGraph graph{.c = c,
+                   .weight = weight,
+                   .qdq = qdq,
+                   .b = b,
+                   .AR = shape.seq_len,
+                   .CL = shape.context_len,
+                   .P = shape.context_len - shape.seq_len,
+                   .H = c.heads,
+                   .KVH = c.kv_heads,
+                   .D = c.head_dim,
+                   .rep = c.heads / c.kv_heads};
+  graph.inputs();
+  graph.body();
+  if (graph.ms_domain) {
     auto* ms = m.add_opset_import();
     ms->set_domain("com.microsoft");
     ms->set_version(1);

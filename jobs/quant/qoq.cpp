@@ -154,6 +154,205 @@ at::Tensor tie_rope_pairs(const at::Tensor& v, int64_t head_dim) {
   return h.amax(1, true).expand_as(h).reshape({-1}).contiguous();
 }
 
+// Llama-layout checks: rotation, SmoothAttention and reordering are written
+// for Llama's block (separate q/k/v and gate/up, a dense MLP, two norms).
+void check_family(const model::Family& fam, const QoqConfig& c) {
+  if (c.rotation && !fam.rotation_folds)
+    throw Error(ErrorKind::invalid_input, "QoQ's rotation does not fold into " + fam.hf_class +
+                                              "'s block (norms on its outputs): set quant.enable_rotation false");
+  if (c.kv_bits > 0 && c.yx.enabled && !fam.qk_scaling_folds)
+    throw Error(ErrorKind::invalid_input, "QoQ's SmoothAttention scales q and k channels, which " + fam.hf_class +
+                                              " normalizes per head: set quant.smooth.enable_yx false");
+  if (!fam.llama_layout())
+    throw Error(ErrorKind::invalid_input, "QoQ is built for Llama-layout blocks (Llama, Mistral, Qwen2); " +
+                                              fam.hf_class +
+                                              " is not one: use RTN, GPTQ, AutoAWQ, HQQ, FP8 or NVFP4 for it");
+}
+
+// One QoQ run's state and its four steps on each block, in order:
+// SmoothAttention, smoothing, reordering, then the weights.
+struct QoqRun {
+  const QuantInputs& in;
+  const QoqConfig& c;
+  model::LlamaModel& model;
+  const model::ModelConfig& mc;
+  const model::KvQuant& kv;
+  QuantOutput& out;
+  json activations = json::object();
+  int64_t rep = mc.heads / mc.kv_heads;  // query heads per KV head
+
+  LinearQuant plan(const std::string& full) const { return quant_for(in.plan, full, RangeMode::min_max); }
+
+  // No export form holds a ragged last group: a width the group size does
+  // not divide (down_proj's 352 at g128) is quantized per output channel,
+  // packed or fake_quant alike (the pipeline's rule; issue 27).
+  static int64_t group_of(const LinearQuant& plan, int64_t cols) {
+    const int64_t g = effective_group(plan.cfg.group_size, cols);
+    return cols % g != 0 ? cols : g;
+  }
+
+  void set_act(const std::string& full, model::Linear& lin, const LinearQuant& plan, const at::Tensor& x) {
+    lin.act = act_for(plan.skip ? 0 : plan.a_bits, c.a_static, x);
+    if (lin.act.kind != model::ActQuant::Kind::none) activations[full] = lin.act.to_json();
+  }
+
+  // Output error of a consumer Linear with its inputs divided and its
+  // columns multiplied by S [in], both quantized as they will be.
+  at::Tensor consumer_error(const std::string& full, const at::Tensor& x, const at::Tensor& w,
+                            const at::Tensor& S) const {
+    const auto p = plan(full);
+    const auto y = at::matmul(x, w.t());
+    const auto ws = w * S.unsqueeze(0);
+    const auto wq =
+        p.skip ? ws
+               : rtn(ws, WeightGrid::for_weight(ws, p.cfg.bits, c.progressive), group_of(p, ws.size(1)), at::Tensor());
+    const auto xq = act_for(p.skip ? 0 : p.a_bits, false, x).apply(x / S.unsqueeze(0));
+    return (at::matmul(xq, wq.t()) - y).pow(2).sum();
+  }
+
+  // SmoothAttention on the keys after RoPE.
+  void smooth_keys(BlockStep& step) const {
+    const int64_t l = step.index;
+    const std::string& prefix = step.prefix;
+    // Running per-channel max |k| and |q| after RoPE (not every token kept),
+    // and the first window for the objective.
+    at::Tensor kmax, qmax, k_first, q_first;
+    const auto running_max = [](at::Tensor& acc, const at::Tensor& y) {
+      const auto m = y.abs().reshape({-1, y.size(-1)}).amax(0);
+      acc = acc.defined() ? at::maximum(acc, m) : m;
+    };
+    const model::LinearHook hook = [&](const std::string& name, const at::Tensor&, const at::Tensor& y) {
+      if (name == prefix + "self_attn.k_proj") {
+        const auto k = after_rope(model, y);
+        running_max(kmax, k);
+        if (!k_first.defined()) k_first = k.narrow(0, 0, 1);
+      }
+      if (name == prefix + "self_attn.q_proj") {
+        const auto q = after_rope(model, y);
+        running_max(qmax, q);
+        if (!q_first.defined()) q_first = q.narrow(0, 0, 1);
+      }
+      return y;
+    };
+    step.engine.forward(l, &hook);
+    const auto kstat = tie_rope_pairs(kmax, mc.head_dim);
+    const auto qstat = tie_rope_pairs(qmax.reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1}), mc.head_dim);
+    // Objective: attention logits of the first window with the keys as the cache holds them.
+    const auto k0 = k_first.reshape({1, -1, mc.kv_heads, mc.head_dim}).transpose(1, 2);  // [1, kvh, T, hd]
+    const auto q0 = q_first.reshape({1, -1, mc.kv_heads, rep, mc.head_dim});
+    const auto qh = q0.permute({0, 2, 3, 1, 4});  // [1, kvh, rep, T, hd]
+    const auto ref = at::matmul(qh, k0.unsqueeze(2).transpose(-1, -2));
+    const auto lambda = choose_scale(c.yx, kstat, qstat, [&](const at::Tensor& lam) {
+      const auto lh = lam.reshape({1, mc.kv_heads, 1, mc.head_dim});
+      const auto kq = kv.apply(k0 / lh, l, true);
+      const auto s = at::matmul(qh * lh.unsqueeze(2), kq.unsqueeze(2).transpose(-1, -2));
+      return (s - ref).pow(2).sum();
+    });
+    smooth_attention(step.layer, mc, lambda);
+  }
+
+  // Smoothing v -> o_proj and up -> down_proj.
+  void smooth_consumers(BlockStep& step) const {
+    const int64_t l = step.index;
+    auto& layer = step.layer;
+    auto x = sample_rows(step.engine.capture_inputs(l, {"self_attn.o_proj"}).at("self_attn.o_proj"), 2048);
+    auto w = layer.o_proj.weight.to(at::kFloat);
+    const auto xstat = x.abs().amax(0).reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1});
+    const auto wstat = w.abs().amax(0).reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1});
+    const auto expand = [&](const at::Tensor& s) {
+      return s.reshape({mc.kv_heads, 1, mc.head_dim}).expand({mc.kv_heads, rep, mc.head_dim}).reshape({-1});
+    };
+    const auto s_vo = choose_scale(c.xw, xstat, wstat, [&](const at::Tensor& s) {
+      return consumer_error(step.prefix + "self_attn.o_proj", x, w, expand(s));
+    });
+    smooth_value_out(layer, mc, s_vo);
+    x = sample_rows(step.engine.capture_inputs(l, {"mlp.down_proj"}).at("mlp.down_proj"), 2048);
+    w = layer.down_proj.weight.to(at::kFloat);
+    const auto s_ud = choose_scale(c.xw, x.abs().amax(0), w.abs().amax(0), [&](const at::Tensor& s) {
+      return consumer_error(step.prefix + "mlp.down_proj", x, w, s);
+    });
+    smooth_up_down(layer, s_ud);
+  }
+
+  // Channel reordering of down_proj's inputs, largest first (only where
+  // groups are narrower than the row: per channel it changes nothing).
+  void reorder(BlockStep& step) const {
+    const int64_t down_group = group_of(plan(step.prefix + "mlp.down_proj"), mc.intermediate);
+    if (!c.reorder || down_group >= mc.intermediate) return;
+    const auto x = step.engine.capture_inputs(step.index, {"mlp.down_proj"}).at("mlp.down_proj");
+    reorder_intermediate(step.layer, at::argsort(x.abs().amax(0), 0, /*descending=*/true));
+  }
+
+  // One Linear's weights (clip search, then GPTQ or RTN on QoQ's grid) and
+  // its activation quantizer; its errors.
+  std::optional<LayerError> quantize_linear(const std::string& full, model::Linear& lin, const at::Tensor& x) {
+    const auto p = plan(full);
+    set_act(full, lin, p, x);
+    if (p.skip) return std::nullopt;
+    const auto w = lin.weight.to(at::kFloat);
+    const int64_t g = group_of(p, w.size(1));
+    const auto wg = WeightGrid::for_weight(w, p.cfg.bits, c.progressive);
+    const auto ratio =
+        c.calib_range ? search_clip(w, sample_rows(x, 512), wg, g, c.max_shrink, c.clip_grids) : at::Tensor();
+    at::Tensor wq;
+    numeric::IntWeight ints;
+    if (c.gptq) {
+      const GroupGridFn fn = [&](const at::Tensor& cols, int64_t gi) {
+        return wg.grid(cols, ratio.defined() ? ratio.select(1, gi).unsqueeze(1) : at::Tensor());
+      };
+      const auto H = at::matmul(x.t(), x) * (2.0 / static_cast<double>(x.size(0)));
+      WeightQuantConfig cfg = p.cfg;
+      cfg.group_size = g;
+      auto r = gptq_quantize(w, H, cfg, c.damp, c.gptq_block, false, false, &fn);
+      wq = r.weight;
+      ints = r.ints;
+    } else {
+      wq = rtn(w, wg, g, ratio, &ints);
+    }
+    lin.weight = wq.to(lin.weight.scalar_type());
+    out.int_weights[full] = ints;
+    const auto y = at::matmul(x, w.t()), yq = at::matmul(lin.act.apply(x), wq.t());
+    return LayerError{full, (wq - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30),
+                      (wq - w).abs().max().item<double>(),
+                      (yq - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30)};
+  }
+
+  // Weights (true-sequential: each group's inputs after the groups before it
+  // are quantized), activations.
+  void quantize_weights(BlockStep& step) {
+    std::map<std::string, model::Linear*> lin;
+    for (auto& [name, l2] : step.layer.linears()) lin[name] = l2;
+    std::vector<LayerError> errs;
+    for (const auto& group :
+         std::vector<std::vector<std::string>>{{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
+                                               {"self_attn.o_proj"},
+                                               {"mlp.gate_proj", "mlp.up_proj"},
+                                               {"mlp.down_proj"}}) {
+      const auto xs = step.engine.capture_inputs(step.index, group);
+      for (const auto& name : group)
+        if (auto e = quantize_linear(step.prefix + name, *lin.at(name), xs.at(name))) errs.push_back(*e);
+    }
+    step.errors = std::move(errs);  // next inputs: the quantized block's outputs
+  }
+
+  // Outside the blocks: the rotated embedding, the fused final norm, lm_head
+  // (unchanged without the rotation).
+  void write_rotated_outside() {
+    const auto stored = [&](const std::string& name) { return in.ckpt->tensor(name).scalar_type(); };
+    const auto embed_dtype = stored("model.embed_tokens.weight");
+    out.replaced["model.embed_tokens.weight"] = model.embed_tokens().to(at::kCPU).to(embed_dtype);
+    out.replaced["model.norm.weight"] = model.final_norm().to(at::kCPU).to(stored("model.norm.weight"));
+    if (model.config().tie_word_embeddings) return;
+    const auto head = model.lm_head().to(at::kCPU);
+    if (in.ckpt->has("lm_head.weight")) {
+      out.replaced["lm_head.weight"] = head.to(stored("lm_head.weight"));
+    } else {
+      out.added["lm_head.weight"] = head.to(embed_dtype);
+      out.config_patch["tie_word_embeddings"] = false;
+    }
+  }
+};
+
 }  // namespace
 
 QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
@@ -166,210 +365,37 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
   model::LoadOptions lo = in.compute;
   if (c.rotation) lo.stream_layers = false;
   auto model = model::LlamaModel::load(*in.ckpt, lo);
-  // Rotation, SmoothAttention and reordering below are written for Llama's
-  // block (separate q/k/v and gate/up, a dense MLP, two norms).
-  const auto& fam = model.config().fam();
-  if (c.rotation && !fam.rotation_folds)
-    throw Error(ErrorKind::invalid_input, "QoQ's rotation does not fold into " + fam.hf_class +
-                                              "'s block (norms on its outputs): set quant.enable_rotation false");
-  if (c.kv_bits > 0 && c.yx.enabled && !fam.qk_scaling_folds)
-    throw Error(ErrorKind::invalid_input, "QoQ's SmoothAttention scales q and k channels, which " + fam.hf_class +
-                                              " normalizes per head: set quant.smooth.enable_yx false");
-  if (!fam.llama_layout())
-    throw Error(ErrorKind::invalid_input, "QoQ is built for Llama-layout blocks (Llama, Mistral, Qwen2); " +
-                                              fam.hf_class +
-                                              " is not one: use RTN, GPTQ, AutoAWQ, HQQ, FP8 or NVFP4 for it");
+  check_family(model.config().fam(), c);
   if (c.rotation) {
     fuse_norms(model);
     rotate_residual(model, rotation_matrix(model.config().hidden, c.rotation_random ? 0x51ed : 0));
     rotate_value_heads(model, rotation_matrix(model.config().head_dim, c.rotation_random ? 0x51ee : 0));
   }
-  const auto& mc = model.config();
   model::KvQuant kv;
   if (c.kv_bits > 0) kv.kind = model::KvQuant::Kind::integer, kv.bits = c.kv_bits, kv.group = c.kv_group;
   model.set_kv_quant(kv);
 
   QuantOutput out;
-  json activations = json::object();
-  const auto set_act = [&](const std::string& full, model::Linear& lin, const LinearQuant& plan, const at::Tensor& x) {
-    lin.act = act_for(plan.skip ? 0 : plan.a_bits, c.a_static, x);
-    if (lin.act.kind != model::ActQuant::Kind::none) activations[full] = lin.act.to_json();
-  };
+  QoqRun q{.in = in, .c = c, .model = model, .mc = model.config(), .kv = kv, .out = out};
   BlockLoopOptions loop;
   // Static activation scales are not in the saved block state: such runs start over.
   loop.resumable = !c.a_static;
   loop.on_resumed = [&](int64_t l) {
     for (auto& [name, lin] : model.layers()[static_cast<std::size_t>(l)].linears()) {
       const std::string full = "model.layers." + std::to_string(l) + "." + name;
-      set_act(full, *lin, quant_for(in.plan, full, RangeMode::min_max), at::Tensor());
+      q.set_act(full, *lin, q.plan(full), at::Tensor());
     }
   };
-  const int64_t rep = mc.heads / mc.kv_heads;
-  const auto wplan = [&](const std::string& full) { return quant_for(in.plan, full, RangeMode::min_max); };
-  // No export form holds a ragged last group: a width the group size does
-  // not divide (down_proj's 352 at g128) is quantized per output channel,
-  // packed or fake_quant alike (the pipeline's rule; issue 27).
-  const auto group_of = [&](const LinearQuant& plan, int64_t cols) {
-    const int64_t g = effective_group(plan.cfg.group_size, cols);
-    return cols % g != 0 ? cols : g;
-  };
-  // Output error of a consumer Linear with its inputs divided and its
-  // columns multiplied by S [in], both quantized as they will be.
-  const auto consumer_error = [&](const std::string& full, const at::Tensor& x, const at::Tensor& w,
-                                  const at::Tensor& S) {
-    const auto plan = wplan(full);
-    const auto y = at::matmul(x, w.t());
-    const auto ws = w * S.unsqueeze(0);
-    const auto wq = plan.skip ? ws
-                              : rtn(ws, WeightGrid::for_weight(ws, plan.cfg.bits, c.progressive),
-                                    group_of(plan, ws.size(1)), at::Tensor());
-    const auto xq = act_for(plan.skip ? 0 : plan.a_bits, false, x).apply(x / S.unsqueeze(0));
-    return (at::matmul(xq, wq.t()) - y).pow(2).sum();
-  };
-
   run_blocks(in, model, ids, out, loop, [&](BlockStep& step) {
-    const int64_t l = step.index;
-    auto& layer = step.layer;
-    auto& engine = step.engine;
-    const std::string& prefix = step.prefix;
-
-    // SmoothAttention on the keys after RoPE.
-    if (c.kv_bits > 0 && c.yx.enabled) {
-      // Running per-channel max |k| and |q| after RoPE (not every token kept),
-      // and the first window for the objective.
-      at::Tensor kmax, qmax, k_first, q_first;
-      const auto running_max = [](at::Tensor& acc, const at::Tensor& y) {
-        const auto m = y.abs().reshape({-1, y.size(-1)}).amax(0);
-        acc = acc.defined() ? at::maximum(acc, m) : m;
-      };
-      const model::LinearHook hook = [&](const std::string& name, const at::Tensor&, const at::Tensor& y) {
-        if (name == prefix + "self_attn.k_proj") {
-          const auto k = after_rope(model, y);
-          running_max(kmax, k);
-          if (!k_first.defined()) k_first = k.narrow(0, 0, 1);
-        }
-        if (name == prefix + "self_attn.q_proj") {
-          const auto q = after_rope(model, y);
-          running_max(qmax, q);
-          if (!q_first.defined()) q_first = q.narrow(0, 0, 1);
-        }
-        return y;
-      };
-      engine.forward(l, &hook);
-      const auto kstat = tie_rope_pairs(kmax, mc.head_dim);
-      const auto qstat =
-          tie_rope_pairs(qmax.reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1}), mc.head_dim);
-      // Objective: attention logits of the first window with the keys as the cache holds them.
-      const auto k0 = k_first.reshape({1, -1, mc.kv_heads, mc.head_dim}).transpose(1, 2);  // [1, kvh, T, hd]
-      const auto q0 = q_first.reshape({1, -1, mc.kv_heads, rep, mc.head_dim});
-      const auto qh = q0.permute({0, 2, 3, 1, 4});  // [1, kvh, rep, T, hd]
-      const auto ref = at::matmul(qh, k0.unsqueeze(2).transpose(-1, -2));
-      const auto lambda = choose_scale(c.yx, kstat, qstat, [&](const at::Tensor& lam) {
-        const auto lh = lam.reshape({1, mc.kv_heads, 1, mc.head_dim});
-        const auto kq = kv.apply(k0 / lh, l, true);
-        const auto s = at::matmul(qh * lh.unsqueeze(2), kq.unsqueeze(2).transpose(-1, -2));
-        return (s - ref).pow(2).sum();
-      });
-      smooth_attention(layer, mc, lambda);
-    }
-
-    // Smoothing v -> o_proj and up -> down_proj.
-    if (c.xw.enabled) {
-      auto x = sample_rows(engine.capture_inputs(l, {"self_attn.o_proj"}).at("self_attn.o_proj"), 2048);
-      auto w = layer.o_proj.weight.to(at::kFloat);
-      const auto xstat = x.abs().amax(0).reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1});
-      const auto wstat = w.abs().amax(0).reshape({mc.kv_heads, rep, mc.head_dim}).amax(1).reshape({-1});
-      const auto expand = [&](const at::Tensor& s) {
-        return s.reshape({mc.kv_heads, 1, mc.head_dim}).expand({mc.kv_heads, rep, mc.head_dim}).reshape({-1});
-      };
-      const auto s_vo = choose_scale(c.xw, xstat, wstat, [&](const at::Tensor& s) {
-        return consumer_error(prefix + "self_attn.o_proj", x, w, expand(s));
-      });
-      smooth_value_out(layer, mc, s_vo);
-      x = sample_rows(engine.capture_inputs(l, {"mlp.down_proj"}).at("mlp.down_proj"), 2048);
-      w = layer.down_proj.weight.to(at::kFloat);
-      const auto s_ud = choose_scale(c.xw, x.abs().amax(0), w.abs().amax(0), [&](const at::Tensor& s) {
-        return consumer_error(prefix + "mlp.down_proj", x, w, s);
-      });
-      smooth_up_down(layer, s_ud);
-    }
-
-    // Channel reordering of down_proj's inputs, largest first.
-    // (Only where groups are narrower than the row: per channel it changes nothing.)
-    const int64_t down_group = group_of(wplan(prefix + "mlp.down_proj"), mc.intermediate);
-    if (c.reorder && down_group < mc.intermediate) {
-      const auto x = engine.capture_inputs(l, {"mlp.down_proj"}).at("mlp.down_proj");
-      reorder_intermediate(layer, at::argsort(x.abs().amax(0), 0, /*descending=*/true));
-    }
-
-    // Weights (true-sequential), activations.
-    std::map<std::string, model::Linear*> lin;
-    for (auto& [name, l2] : layer.linears()) lin[name] = l2;
-    std::vector<LayerError> errs;
-    for (const auto& group :
-         std::vector<std::vector<std::string>>{{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
-                                               {"self_attn.o_proj"},
-                                               {"mlp.gate_proj", "mlp.up_proj"},
-                                               {"mlp.down_proj"}}) {
-      const auto xs = engine.capture_inputs(l, group);
-      for (const auto& name : group) {
-        const std::string full = prefix + name;
-        const auto plan = wplan(full);
-        auto& L2 = *lin.at(name);
-        const auto& x = xs.at(name);
-        set_act(full, L2, plan, x);
-        if (plan.skip) continue;
-        const auto w = L2.weight.to(at::kFloat);
-        const int64_t g = group_of(plan, w.size(1));
-        const auto wg = WeightGrid::for_weight(w, plan.cfg.bits, c.progressive);
-        const auto ratio =
-            c.calib_range ? search_clip(w, sample_rows(x, 512), wg, g, c.max_shrink, c.clip_grids) : at::Tensor();
-        at::Tensor wq;
-        numeric::IntWeight ints;
-        if (c.gptq) {
-          const GroupGridFn fn = [&](const at::Tensor& cols, int64_t gi) {
-            return wg.grid(cols, ratio.defined() ? ratio.select(1, gi).unsqueeze(1) : at::Tensor());
-          };
-          const auto H = at::matmul(x.t(), x) * (2.0 / static_cast<double>(x.size(0)));
-          WeightQuantConfig cfg = plan.cfg;
-          cfg.group_size = g;
-          auto r = gptq_quantize(w, H, cfg, c.damp, c.gptq_block, false, false, &fn);
-          wq = r.weight;
-          ints = r.ints;
-        } else {
-          wq = rtn(w, wg, g, ratio, &ints);
-        }
-        L2.weight = wq.to(L2.weight.scalar_type());
-        out.int_weights[full] = ints;
-        const auto y = at::matmul(x, w.t()), yq = at::matmul(L2.act.apply(x), wq.t());
-        errs.push_back({full, (wq - w).norm().item<double>() / std::max(w.norm().item<double>(), 1e-30),
-                        (wq - w).abs().max().item<double>(),
-                        (yq - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30)});
-      }
-    }
-    step.errors = std::move(errs);  // next inputs: the quantized block's outputs
+    if (c.kv_bits > 0 && c.yx.enabled) q.smooth_keys(step);
+    if (c.xw.enabled) q.smooth_consumers(step);
+    q.reorder(step);
+    q.quantize_weights(step);
   });
-
-  // Outside the blocks: the rotated embedding, the fused final norm, lm_head
-  // (unchanged without the rotation).
-  if (c.rotation) {
-    const auto stored = [&](const std::string& name) { return in.ckpt->tensor(name).scalar_type(); };
-    const auto embed_dtype = stored("model.embed_tokens.weight");
-    out.replaced["model.embed_tokens.weight"] = model.embed_tokens().to(at::kCPU).to(embed_dtype);
-    out.replaced["model.norm.weight"] = model.final_norm().to(at::kCPU).to(stored("model.norm.weight"));
-    if (!model.config().tie_word_embeddings) {
-      const auto head = model.lm_head().to(at::kCPU);
-      if (in.ckpt->has("lm_head.weight")) {
-        out.replaced["lm_head.weight"] = head.to(stored("lm_head.weight"));
-      } else {
-        out.added["lm_head.weight"] = head.to(embed_dtype);
-        out.config_patch["tie_word_embeddings"] = false;
-      }
-    }
-  }
+  if (c.rotation) q.write_rotated_outside();
   out.quantization_config = {
-      {"quant_method", "qoq"},      {"format", "fake_quant"},   {"lmquant_preset", c.preset},    {"qoq", c.to_json()},
-      {"activations", activations}, {"kv_cache", kv.to_json()}, {"overrides", p.layer_overrides}};
+      {"quant_method", "qoq"},        {"format", "fake_quant"},   {"lmquant_preset", c.preset},    {"qoq", c.to_json()},
+      {"activations", q.activations}, {"kv_cache", kv.to_json()}, {"overrides", p.layer_overrides}};
   return out;
 }
 

@@ -1317,6 +1317,10 @@
     const warnings = el('ul', { class: 'warnings', testid: 'warnings' });
     const problems = el('ul', { class: 'problems', testid: 'problems' });
     let algorithms = [];
+    // The evaluation tasks' keys, from their rows (GET /eval-tasks), so the
+    // help never disagrees with what the check accepts.
+    const taskHelp = el('details', { class: 'card task-help', testid: 'eval-task-help' },
+      el('summary', null, 'Evaluation tasks: what each eval.tasks[].type reads, reports and takes'));
 
     replaceChildren(root,
       el('div', { class: 'toolbar' }, el('h1', null, 'Submit a job'), el('span', { class: 'spacer' }),
@@ -1326,7 +1330,8 @@
         el('div', { class: 'editor' }, gutter, el('div', { class: 'editor-main' }, marks, ta)),
         el('div', { class: 'editor-foot' }, cursorPos, el('span', { class: 'spacer' }),
           el('span', { class: 'muted small' }, 'checked automatically as you type'), checkBtn, submitBtn),
-        status, problems, warnings));
+        status, problems, warnings),
+      taskHelp);
 
     function lineCount() { return ta.value.split('\n').length; }
 
@@ -1527,6 +1532,21 @@
           algorithms.map((a) => el('option', { value: a.name, disabled: a.available === false }, `${a.name}${a.available === false ? ' (unavailable)' : ''}`))));
       }
     }).catch(() => { /* the template list is optional */ });
+
+    api('/eval-tasks').then((data) => {
+      if (!ctx.alive) return;
+      const cell = (v) => (v === null || v === undefined ? '' : typeof v === 'string' ? v : JSON.stringify(v));
+      for (const t of data.eval_tasks || []) {
+        taskHelp.append(
+          el('h3', { testid: 'eval-task-type' }, el('code', null, `type: ${t.type}`), ` · ${t.description}`),
+          el('p', { class: 'muted small' }, `Reads: ${t.data}. Reports: ${(t.metrics || []).join(', ')}. ${t.protocol}.`),
+          el('table', { class: 'keys' },
+            el('thead', null, el('tr', null, ['key', 'type', 'default', 'meaning'].map((h) => el('th', null, h)))),
+            el('tbody', null, (t.keys || []).map((k) => el('tr', null,
+              el('td', null, el('code', null, k.name)), el('td', null, k.type), el('td', null, cell(k.default)),
+              el('td', null, k.description))))));
+      }
+    }).catch(() => { /* the help is optional */ });
 
     renderGutter();
     updateCursor();

@@ -289,6 +289,17 @@ def run(page, page_errors):
     page.locator('[data-testid="check-status"][data-state="valid"]').wait_for(timeout=15000)
     passed("2c0. the AutoAWQ template loads from the server and checks valid")
 
+    # The eval tasks' help comes from their rows (GET /eval-tasks): every type
+    # the server knows, each with its keys.
+    want_types = [t["type"] for t in api_call("/eval-tasks")["json"]["eval_tasks"]]
+    ok(len(want_types) >= 4, f"the server lists the eval task types: {want_types}")
+    page.click('[data-testid="eval-task-help"] summary')
+    shown = page.locator('[data-testid="eval-task-type"]').all_inner_texts()
+    ok([s.split(" ")[1] for s in shown] == want_types, f"the help lists {want_types}, in order: {shown}")
+    ok("seqlen" in page.locator('[data-testid="eval-task-help"]').inner_text(), "the help shows ppl's seqlen key")
+    page.click('[data-testid="eval-task-help"] summary')
+    passed(f"2c0b. the eval task help lists {len(want_types)} types with their keys")
+
     # Uploading a .yaml fills the editor (the fixed spec, from a file).
     page.set_input_files('[data-testid="spec-file"]',
                          {"name": "job.yaml", "mimeType": "application/yaml", "buffer": quick_spec(4).encode()})

@@ -622,6 +622,16 @@ TEST_F(ServerTest, JobctlAlgorithmsAndInitTemplatesThatValidate) {
   const auto js = json::parse(run_cmd({jobctl, "--json", "algorithms", "GPTQ"}).out);
   EXPECT_EQ(js["name"], "GPTQ");
   EXPECT_EQ(run_cmd({jobctl, "algorithms", "NoSuch"}).rc, 4);
+  // `jobctl tasks`: the eval tasks' rows, the README's copy, one task, JSON.
+  EXPECT_EQ(run_cmd({jobctl, "tasks", "--markdown"}).out, eval_tasks_markdown());
+  const auto mc = run_cmd({jobctl, "tasks", "mc"});
+  ASSERT_EQ(mc.rc, 0);
+  EXPECT_NE(mc.out.find("| `num_fewshot` | integer |"), std::string::npos) << mc.out;
+  EXPECT_EQ(mc.out.find("### `type: ppl`"), std::string::npos) << "one task only";
+  const auto tasks = json::parse(run_cmd({jobctl, "--json", "tasks"}).out);
+  ASSERT_EQ(tasks["eval_tasks"].size(), eval_task_catalog().size());
+  EXPECT_EQ(tasks["eval_tasks"][0]["type"], eval_task_catalog()[0].type);
+  EXPECT_EQ(run_cmd({jobctl, "tasks", "hellaswag"}).rc, 4);
 
   // The templates name repository-relative data: the server runs from the
   // repository root, as scripts/demo.sh starts it.

@@ -175,5 +175,22 @@ TEST(CatalogDocs, ReadmeSpecReferenceIsCurrent) {
   EXPECT_NE(catalog_markdown().find("| `Q_GROUP_SIZE` | integer | `64` |"), std::string::npos);
 }
 
+// The README's evaluation tasks are `jobctl tasks --markdown`, from the rows.
+TEST(CatalogDocs, ReadmeEvalTasksAreCurrent) {
+  std::ifstream in(std::filesystem::path(QJOBS_SOURCE_DIR) / "README.md");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string readme = ss.str();
+  const std::string begin = "<!-- jobctl tasks --markdown: begin -->\n", end = "<!-- jobctl tasks --markdown: end -->";
+  const auto a = readme.find(begin), b = readme.find(end);
+  ASSERT_NE(a, std::string::npos);
+  ASSERT_NE(b, std::string::npos);
+  EXPECT_EQ(readme.substr(a + begin.size(), b - a - begin.size()), eval_tasks_markdown())
+      << "README.md is stale: regenerate the section with build/bin/jobctl tasks --markdown";
+  for (const auto& t : eval_task_catalog())
+    EXPECT_NE(readme.find("### `type: " + t.type + "`"), std::string::npos) << t.type;
+  EXPECT_NE(eval_tasks_markdown().find("| `seqlen` | integer | `2048` |"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace qjobs::server

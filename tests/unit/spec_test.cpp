@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "spec/algorithm_catalog.hpp"
+#include "spec/eval_task.hpp"
 #include "spec/job_spec.hpp"
 #include "spec/nyuntam_eval.hpp"
 #include "common/strings.hpp"
@@ -458,6 +459,68 @@ TEST(JobSpec, ShippedConfigsValidate) {
 
 namespace qjobs {
 namespace {
+
+// Each eval task type takes its row's keys and no other, gets its row's
+// defaults (and only those), and a foreign key is named at its line.
+TEST(EvalTasks, EachTypeTakesItsRowsKeysWithItsDefaults) {
+  const auto r = parse_job_spec(
+      "MODEL: m\nALGORITHM: RTN\neval:\n  tasks:\n    - type: ppl\n      data_path: t.jsonl\n"
+      "    - type: demo\n      prompts: [hi]\n");
+  ASSERT_TRUE(r.spec) << r.issues[0].path << ": " << r.issues[0].message;
+  const auto& ppl = r.spec->eval["tasks"][0];
+  EXPECT_EQ(ppl["seqlen"], 2048);
+  EXPECT_EQ(ppl["num_samples"], -1);
+  EXPECT_EQ(ppl["batch_size"], 1);
+  EXPECT_FALSE(ppl.contains("max_new_tokens")) << "a demo key is not written into a ppl task";
+  const auto& demo = r.spec->eval["tasks"][1];
+  EXPECT_EQ(demo["max_new_tokens"], 64);
+  EXPECT_EQ(demo["raw"], false);
+  EXPECT_FALSE(demo.contains("seqlen"));
+
+  const auto bad = parse_job_spec(
+      "MODEL: m\nALGORITHM: RTN\neval:\n  tasks:\n    - type: ppl\n      data_path: t.jsonl\n"
+      "      max_new_tokens: 8\n");
+  ASSERT_EQ(bad.issues.size(), 1u);
+  EXPECT_EQ(bad.issues[0].path, "eval.tasks[0].max_new_tokens");
+  EXPECT_EQ(bad.issues[0].line, 7);
+  EXPECT_EQ(bad.issues[0].column, 7);
+  EXPECT_NE(bad.issues[0].message.find("a ppl task has no key 'max_new_tokens'"), std::string::npos)
+      << bad.issues[0].message;
+  EXPECT_NE(bad.issues[0].message.find("seqlen"), std::string::npos) << "names the keys it does take";
+  // A key no task takes is still the schema's unknown key, with its near name.
+  const auto typo = parse_job_spec(
+      "MODEL: m\nALGORITHM: RTN\neval:\n  tasks:\n    - type: ppl\n      data_path: t.jsonl\n      seqln: 8\n");
+  ASSERT_EQ(typo.issues.size(), 1u);
+  EXPECT_NE(typo.issues[0].message.find("seqlen"), std::string::npos) << typo.issues[0].message;
+}
+
+// The registry: every type once, the schema's type choices are the rows',
+// each row complete and its keys named once.
+TEST(EvalTasks, EveryRowIsCompleteAndTheSchemaIsBuiltFromThem) {
+  std::vector<std::string> types;
+  for (const auto& t : eval_task_catalog()) {
+    EXPECT_EQ(std::count(types.begin(), types.end(), t.type), 0) << t.type;
+    types.push_back(t.type);
+    EXPECT_FALSE(t.description.empty()) << t.type;
+    EXPECT_FALSE(t.data.empty()) << t.type;
+    EXPECT_FALSE(t.metrics.empty()) << t.type;
+    EXPECT_FALSE(t.protocol.empty()) << t.type;
+    ASSERT_TRUE(t.datasets) << t.type;
+    std::vector<std::string> keys;
+    for (const auto& k : t.keys) {
+      EXPECT_EQ(std::count(keys.begin(), keys.end(), k.name), 0) << t.type << "." << k.name;
+      EXPECT_FALSE(k.description.empty()) << t.type << "." << k.name;
+      keys.push_back(k.name);
+    }
+    EXPECT_EQ(t.windowed, std::count(keys.begin(), keys.end(), "seqlen") == 1) << t.type;
+    EXPECT_EQ(find_eval_task(t.type), &t);
+  }
+  const auto& task_keys = eval_schema()[0].children;
+  ASSERT_FALSE(task_keys.empty());
+  EXPECT_EQ(task_keys[0].name, "type");
+  EXPECT_EQ(task_keys[0].choices, types);
+  EXPECT_EQ(find_eval_task("hellaswag"), nullptr);
+}
 
 TEST(NyuntamEval, TasksMapOntoQjobsTasks) {
   auto t = map_nyuntam_eval_task("arc_challenge:25", 4096);
