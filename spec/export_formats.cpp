@@ -119,20 +119,95 @@ Findings check_compressed_tensors(const FormatCheck& job) {
   return out;
 }
 
+using Linear = LinearAtExport;
+using MaybeFinding = std::optional<ExportFinding>;
+
+std::string widths(const Linear& l) { return std::to_string(l.in) + " inputs"; }
+
+bool ragged(const Linear& l) {
+  const int64_t g = l.scheme.group_size;
+  return g > 0 && l.in > g && l.in % g != 0;
+}
+
+// "NVFP4" or "MXFP4" when the job's weights are FP4; "" for integers.
+std::string fp4_name(const FormatCheck& job) {
+  return !job.output.fp4.empty()          ? job.output.fp4
+         : job.output.w_format == "nvfp4" ? "NVFP4"
+         : job.output.w_format == "mxfp4" ? "MXFP4"
+                                          : "";
+}
+
+// Integer weights only: the rules below are about integer packing.
+bool int_weights(const FormatCheck& job) { return job.output.int_weights && fp4_name(job).empty(); }
+
+// The FP4 blocks of compressed-tensors' nvfp4/mxfp4-pack-quantized.
+MaybeFinding fp4_blocks(const FormatCheck& job, const Linear& l) {
+  const std::string name = fp4_name(job);
+  const int64_t block = name == "NVFP4" ? 16 : 32;
+  if (l.in % block == 0) return std::nullopt;
+  return ExportFinding{true, name + " packs blocks of " + std::to_string(block) + " inputs; " + l.kind + " has " +
+                                 widths(l) + ": keep it in full precision with a LAYER_OVERRIDES entry {pattern: \"*." +
+                                 l.kind + "\", SKIP: true}"};
+}
+
+// Integer weights of a ragged width are quantized per output channel.
+MaybeFinding ragged_per_channel(const FormatCheck& job, const Linear& l) {
+  if (!int_weights(job) || !ragged(l)) return std::nullopt;
+  return ExportFinding{false, l.kind + " has " + widths(l) + ", not a multiple of Q_GROUP_SIZE " +
+                                  std::to_string(l.scheme.group_size) +
+                                  ": it is quantized per output channel in every export form (its own "
+                                  "compressed-tensors config group, as vLLM serves; per-channel ONNX encodings; "
+                                  "fake_quant the same), so no ragged group is written"};
+}
+
+MaybeFinding linear_compressed_tensors(const FormatCheck& job, const Linear& l) {
+  return fp4_name(job).empty() ? ragged_per_channel(job, l) : fp4_blocks(job, l);
+}
+
+MaybeFinding linear_awq_gptq(const FormatCheck& job, const Linear& l, const std::string& format) {
+  if (!int_weights(job)) return std::nullopt;
+  const int per = 32 / std::max(l.scheme.bits, 1);
+  if (ragged(l))
+    return ExportFinding{true, "the " + format + " format needs Q_GROUP_SIZE to divide every Linear's inputs; " +
+                                   l.kind + " has " + widths(l) + " at Q_GROUP_SIZE " +
+                                   std::to_string(l.scheme.group_size) +
+                                   " (use EXPORT_FORMAT: compressed-tensors, which packs such Linears per channel, "
+                                   "or a group size dividing " +
+                                   std::to_string(l.in) + ")"};
+  if (format == "awq" && l.out % 8 != 0)
+    return ExportFinding{
+        true, "the AWQ GEMM format packs 8 output channels per word; " + l.kind + " has " + std::to_string(l.out)};
+  if (format == "gptq" && (l.in % per != 0 || l.out % per != 0))
+    return ExportFinding{true, "the gptq format packs " + std::to_string(per) +
+                                   " values per word along inputs and outputs; " + l.kind + " is " +
+                                   std::to_string(l.out) + " x " + std::to_string(l.in) + " (use compressed-tensors)"};
+  return std::nullopt;
+}
+
+MaybeFinding linear_gguf(const FormatCheck& job, const Linear& l) {
+  if (!int_weights(job) || l.in % 32 == 0) return std::nullopt;
+  return ExportFinding{true, "GGUF's Q4_0 / Q8_0 blocks hold 32 inputs; " + l.kind + " has " + widths(l) +
+                                 " (use EXPORT_FORMAT: compressed-tensors)"};
+}
+
 }  // namespace
 
 const std::vector<ExportFormatRow>& export_formats() {
   static const std::vector<ExportFormatRow> rows = {
       {"fake_quant",
        "float weights in the original dtype, the recipe under config.json's qjobs_quantization (any loader)",
-       [](const FormatCheck&) { return Findings{}; }},
+       [](const FormatCheck&) { return Findings{}; }, ragged_per_channel},
       {"awq", "AutoAWQ GEMM: 4-bit groups (transformers, vLLM awq)",
-       [](const FormatCheck& j) { return check_awq_gptq(j, "awq"); }},
+       [](const FormatCheck& j) { return check_awq_gptq(j, "awq"); },
+       [](const FormatCheck& j, const Linear& l) { return linear_awq_gptq(j, l, "awq"); }},
       {"gptq", "AutoGPTQ: 4- or 8-bit, g_idx for act-order (transformers, vLLM gptq_marlin)",
-       [](const FormatCheck& j) { return check_awq_gptq(j, "gptq"); }},
-      {"compressed-tensors", "the packed form of every recipe (vLLM, SGLang, transformers)", check_compressed_tensors},
-      {"gguf", "llama.cpp Q4_0 / Q8_0 (llama.cpp, Ollama)", check_gguf},
-      {"onnx", "float ONNX graph with AIMET encodings and a QDQ graph (ONNX Runtime, Qualcomm AI Hub)", check_onnx},
+       [](const FormatCheck& j) { return check_awq_gptq(j, "gptq"); },
+       [](const FormatCheck& j, const Linear& l) { return linear_awq_gptq(j, l, "gptq"); }},
+      {"compressed-tensors", "the packed form of every recipe (vLLM, SGLang, transformers)", check_compressed_tensors,
+       linear_compressed_tensors},
+      {"gguf", "llama.cpp Q4_0 / Q8_0 (llama.cpp, Ollama)", check_gguf, linear_gguf},
+      {"onnx", "float ONNX graph with AIMET encodings and a QDQ graph (ONNX Runtime, Qualcomm AI Hub)", check_onnx,
+       ragged_per_channel},
   };
   return rows;
 }
@@ -170,12 +245,8 @@ std::vector<ExportFinding> check_export_shapes(const FormatCheck& job, const std
           static_cast<double>(job.weights.overrides.size() + 1) >
       5e6)
     return out;
-  const bool fake = format == "fake_quant";
-  const std::string fp4_name = !job.output.fp4.empty()          ? job.output.fp4
-                               : job.output.w_format == "nvfp4" ? "NVFP4"
-                               : job.output.w_format == "mxfp4" ? "MXFP4"
-                                                                : "";
-  const bool fp4 = !fp4_name.empty();
+  const ExportFormatRow* row = find_export_format(format);
+  if (row == nullptr || !row->linear) return out;
   const auto linears = model::decoder_linears(c);
   std::vector<LinearShape> shapes;
   shapes.reserve(linears.size());
@@ -186,11 +257,6 @@ std::vector<ExportFinding> check_export_shapes(const FormatCheck& job, const std
   const LinearPlan plan(job.weights, unshaped);
   // One finding per kind of Linear and message, counting the layers.
   std::map<std::string, std::pair<ExportFinding, std::set<int64_t>>> found;
-  const auto add = [&](const std::string& kind, int64_t layer, bool error, const std::string& msg) {
-    auto& f = found[kind + "\n" + msg];
-    f.first = {error, msg};
-    f.second.insert(layer);
-  };
   for (const auto& l : linears) {
     const auto r = plan.at(l.name);
     if (r.skip) continue;
@@ -201,50 +267,11 @@ std::vector<ExportFinding> check_export_shapes(const FormatCheck& job, const std
     // Experts are one kind: "block_sparse_moe.experts.*.w2".
     if (const auto& ep = c.fam().names.expert_prefix; !ep.empty() && kind.rfind(ep, 0) == 0)
       kind = ep + "*" + kind.substr(kind.find('.', ep.size()));
-    const int64_t in = l.in, o = l.out;
-    const std::string widths = std::to_string(in) + " inputs";
-    if (fp4 && !fake) {
-      const int64_t block = fp4_name == "NVFP4" ? 16 : 32;
-      if (in % block != 0)
-        add(kind, layer, true,
-            fp4_name + " packs blocks of " + std::to_string(block) + " inputs; " + kind + " has " + widths +
-                ": keep it in full precision with a LAYER_OVERRIDES entry {pattern: \"*." + kind + "\", SKIP: true}");
-      continue;
-    }
-    if (fp4 || !job.output.int_weights) continue;
-    if (format == "gguf") {
-      if (in % 32 != 0)
-        add(kind, layer, true,
-            "GGUF's Q4_0 / Q8_0 blocks hold 32 inputs; " + kind + " has " + widths +
-                " (use EXPORT_FORMAT: compressed-tensors)");
-      continue;
-    }
-    const int64_t g = r.group_size;
-    const bool ragged = g > 0 && in > g && in % g != 0;
-    if (format == "compressed-tensors" || format == "onnx" || fake) {
-      if (ragged)
-        add(kind, layer, false,
-            kind + " has " + widths + ", not a multiple of Q_GROUP_SIZE " + std::to_string(g) +
-                ": it is quantized per output channel in every export form (its own "
-                "compressed-tensors config group, as vLLM serves; per-channel ONNX encodings; "
-                "fake_quant the same), so no ragged group is written");
-    } else if (format == "awq" || format == "gptq") {
-      const int per = 32 / std::max(r.bits, 1);
-      if (ragged)
-        add(kind, layer, true,
-            "the " + format + " format needs Q_GROUP_SIZE to divide every Linear's inputs; " + kind + " has " + widths +
-                " at Q_GROUP_SIZE " + std::to_string(g) +
-                " (use EXPORT_FORMAT: compressed-tensors, which packs such Linears per channel, or a "
-                "group size dividing " +
-                std::to_string(in) + ")");
-      else if (format == "awq" && o % 8 != 0)
-        add(kind, layer, true,
-            "the AWQ GEMM format packs 8 output channels per word; " + kind + " has " + std::to_string(o));
-      else if (format == "gptq" && (in % per != 0 || o % per != 0))
-        add(kind, layer, true,
-            "the gptq format packs " + std::to_string(per) + " values per word along inputs and outputs; " + kind +
-                " is " + std::to_string(o) + " x " + std::to_string(in) + " (use compressed-tensors)");
-    }
+    const auto f = row->linear(job, LinearAtExport{kind, l.in, l.out, r});
+    if (!f) continue;
+    auto& entry = found[kind + "\n" + f->message];
+    entry.first = *f;
+    entry.second.insert(layer);
   }
   for (auto& [key, f] : found) {
     const auto& ls = f.second;

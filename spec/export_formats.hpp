@@ -6,17 +6,20 @@
 // the format a job names; the worker has one writer per name
 // (worker/export_format.hpp), which a test keeps in step.
 //
-// Adding a format: one row in export_formats.cpp (its rules), one writer file
-// in worker/formats/.
+// Adding a format: one row in export_formats.cpp (its rules on the job and
+// on each Linear), one writer file in worker/formats/ and its line in
+// QJOBS_EXPORT_FORMATS (worker/export_format.hpp).
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "spec/algorithm_catalog.hpp"
+#include "spec/linear_plan.hpp"
 
 namespace qjobs {
 
@@ -27,6 +30,20 @@ struct FormatCheck {
   const quant::WeightScheme& weights;
 };
 
+// One quantized decoder Linear as the export sees it: its kind
+// ("mlp.down_proj", experts as "block_sparse_moe.experts.*.w2"), widths and
+// weight settings (the plan's, before the ragged-width rule).
+struct LinearAtExport {
+  const std::string& kind;
+  int64_t in = 0, out = 0;
+  const LinearScheme& scheme;
+};
+
+struct ExportFinding {
+  bool error = false;
+  std::string message;
+};
+
 struct ExportFormatRow {
   std::string name;         // as EXPORT_FORMAT spells it
   std::string description;  // what it is and which runtimes load it
@@ -34,6 +51,9 @@ struct ExportFormatRow {
   // finding belongs inside the algorithm's section ({"W_BIT"},
   // {"LAYER_OVERRIDES[2]", "W_BIT"}); empty: EXPORT_FORMAT.
   std::function<std::vector<SectionFinding>(const FormatCheck&)> check;
+  // What it cannot hold (error) or changes (warning) of one Linear of the
+  // model; none for a Linear it packs as planned.
+  std::function<std::optional<ExportFinding>(const FormatCheck&, const LinearAtExport&)> linear;
 };
 
 const std::vector<ExportFormatRow>& export_formats();
@@ -43,15 +63,12 @@ const ExportFormatRow* find_export_format(const std::string& name);
 const std::vector<std::string>& export_format_names();
 
 // What an export of the decoder Linears of `config` (a config.json the
-// model reader accepts) cannot hold, or changes, for the job's output: one
-// finding per kind of Linear ("mlp.down_proj") and message, naming the
-// widths and the layers. error: the export would fail or could not be read;
-// otherwise a warning (ragged widths packed per output channel). The
-// Linears and their widths come from the model's family table.
-struct ExportFinding {
-  bool error = false;
-  std::string message;
-};
+// model reader accepts) cannot hold, or changes, for the job's output: the
+// format row's `linear` rule on each Linear, one finding per kind of Linear
+// ("mlp.down_proj") and message, naming the widths and the layers. error:
+// the export would fail or could not be read; otherwise a warning (ragged
+// widths packed per output channel). The Linears and their widths come from
+// the model's family table.
 std::vector<ExportFinding> check_export_shapes(const FormatCheck& job, const std::string& export_format,
                                                const nlohmann::json& config);
 // The same for ALGORITHM `algorithm` with its section (validated, defaults

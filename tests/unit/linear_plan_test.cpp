@@ -183,6 +183,7 @@ TEST(ExportFormats, EveryFormatHasARowAndTheRowsNameTheirRuntime) {
   for (const auto& r : export_formats()) {
     EXPECT_FALSE(r.description.empty()) << r.name;
     EXPECT_TRUE(static_cast<bool>(r.check)) << r.name;
+    EXPECT_TRUE(static_cast<bool>(r.linear)) << r.name;
   }
   EXPECT_EQ(find_export_format("ggml"), nullptr);
 }
