@@ -9,4 +9,5 @@
   X(ppl)                    \
   X(wikitext_ppl)           \
   X(mc)                     \
-  X(demo)
+  X(demo)                   \
+  X(c4_ppl)

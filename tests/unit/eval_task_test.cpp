@@ -12,6 +12,7 @@
 #include "jobs/eval/perplexity.hpp"
 #include "jobs/eval/tasks.hpp"
 #include "jobs/model/checkpoint.hpp"
+#include "spec/job_spec.hpp"
 
 namespace qjobs::eval {
 namespace {
@@ -86,6 +87,51 @@ TEST_F(EvalTaskTest, PerplexityTasksReadTheirDataAndKeepTheProtocol) {
   EXPECT_DOUBLE_EQ(wiki["ppl"].get<double>(), want.ppl);
   EXPECT_EQ(wiki["data"], "wikitext/wikitext-2-raw-v1:test");
   EXPECT_EQ(wiki["name"], "wikitext-ppl");
+}
+
+// c4-ppl: the first `documents` documents joined with single spaces, the
+// first num_samples windows (GPTQ's c4: 1,100 documents, 256 windows); the
+// data is checked at submission at the task's type.
+TEST_F(EvalTaskTest, C4TakesTheFirstDocumentsJoinedWithSpaces) {
+  const std::vector<std::string> docs = {"In the beginning God created the heaven and the earth.",
+                                         "And the earth was without form, and void.",
+                                         "And God said, Let there be light: and there was light.",
+                                         "A fourth document, past the limit, that the task must not read at all."};
+  const auto defaults = entry({{"type", "c4-ppl"}});
+  EXPECT_EQ(defaults["documents"], 1100);
+  EXPECT_EQ(defaults["num_samples"], 256);
+  EXPECT_EQ(defaults["seqlen"], 2048);
+
+  const std::string spec =
+      "MODEL: m\nALGORITHM: RTN\neval:\n  tasks:\n    - type: c4-ppl\n      documents: 3\n      seqlen: 8\n";
+  Environment env;
+  env.data_dir = root_;
+  const auto missing = parse_job_spec(spec, SpecContext{.local_files = true, .env = &env});
+  ASSERT_EQ(missing.issues.size(), 1u);
+  EXPECT_EQ(missing.issues[0].path, "eval.tasks[0].type");
+  EXPECT_NE(missing.issues[0].message.find((root_ / "allenai/c4/en/validation.jsonl").string()), std::string::npos)
+      << missing.issues[0].message;
+  jsonl(root_ / "allenai/c4/en/validation.jsonl", docs);
+  EXPECT_TRUE(parse_job_spec(spec, SpecContext{.local_files = true, .env = &env}).spec);
+
+  const std::string joined = docs[0] + " " + docs[1] + " " + docs[2];
+  for (const int64_t windows : {int64_t{3}, int64_t{-1}}) {
+    PerplexityOptions o;
+    o.seqlen = 8;
+    o.num_samples = windows;
+    const auto want = perplexity(model_, perplexity_ids(tok_, joined), o);
+    const auto got =
+        run_task(model_, tok_, entry({{"type", "c4-ppl"}, {"documents", 3}, {"seqlen", 8}, {"num_samples", windows}}),
+                 root_, progress_);
+    EXPECT_DOUBLE_EQ(got["ppl"].get<double>(), want.ppl) << windows;
+    EXPECT_EQ(got["windows"], want.windows) << windows;
+    EXPECT_EQ(got["data"], "allenai/c4/en:validation");
+  }
+  // All windows of three documents, fewer than with the fourth read too.
+  PerplexityOptions all;
+  all.seqlen = 8;
+  EXPECT_LT(perplexity(model_, perplexity_ids(tok_, joined), all).windows,
+            perplexity(model_, perplexity_ids(tok_, joined + " " + docs[3]), all).windows);
 }
 
 }  // namespace
