@@ -190,6 +190,50 @@ MaybeFinding linear_gguf(const FormatCheck& job, const Linear& l) {
                                  " (use EXPORT_FORMAT: compressed-tensors)"};
 }
 
+// MLX's affine quantization (mlx-lm): 2-, 4- or 8-bit integer weights in
+// groups of 32, 64 or 128 inputs, each group with a scale and a bias; one
+// scheme per Linear (mixed precision as per-Linear entries).
+Findings check_mlx(const FormatCheck& job) {
+  const auto& out = job.output;
+  if (!out.int_weight_only || out.w_format != "int")
+    return {{{},
+             true,
+             "the MLX export writes weight-only integer models (RTN, AutoAWQ, GPTQ, HQQ, SequentialMSE without "
+             "A_BIT); " +
+                 job.algorithm.name + " is exported as compressed-tensors or fake_quant"}};
+  Findings found;
+  const auto bits_ok = [](int b) { return b == 2 || b == 4 || b == 8; };
+  const auto group_ok = [](int64_t g) { return g == 32 || g == 64 || g == 128; };
+  const std::string bits_rule = "MLX packs 2, 4 or 8 bits per weight",
+                    group_rule = "MLX's groups are 32, 64 or 128 inputs (no per-channel scales)";
+  if (!bits_ok(job.weights.bits))
+    found.push_back({{"W_BIT"}, true, bits_rule + "; W_BIT is " + std::to_string(job.weights.bits)});
+  if (!group_ok(job.weights.group_size))
+    found.push_back(
+        {{"Q_GROUP_SIZE"}, true, group_rule + "; Q_GROUP_SIZE is " + std::to_string(job.weights.group_size)});
+  for (std::size_t i = 0; i < job.weights.overrides.size(); ++i) {
+    const auto& o = job.weights.overrides[i];
+    const std::string at = "LAYER_OVERRIDES[" + std::to_string(i) + "]";
+    if (o.skip) continue;
+    if (o.bits && !bits_ok(*o.bits))
+      found.push_back({{at, "W_BIT"}, true, bits_rule + "; this override asks " + std::to_string(*o.bits)});
+    if (o.group_size && !group_ok(*o.group_size))
+      found.push_back(
+          {{at, "Q_GROUP_SIZE"}, true, group_rule + "; this override asks " + std::to_string(*o.group_size)});
+  }
+  return found;
+}
+
+// MLX's groups must divide every Linear's inputs: a ragged width cannot be
+// held per output channel as the other formats hold it.
+MaybeFinding linear_mlx(const FormatCheck& job, const Linear& l) {
+  if (!int_weights(job) || l.scheme.group_size <= 0 || l.in % l.scheme.group_size == 0) return std::nullopt;
+  return ExportFinding{
+      true, "MLX's groups must divide every Linear's inputs; " + l.kind + " has " + widths(l) + " at Q_GROUP_SIZE " +
+                std::to_string(l.scheme.group_size) + " (use a group size dividing " + std::to_string(l.in) +
+                ", or skip it with a LAYER_OVERRIDES entry {pattern: \"*." + l.kind + "\", SKIP: true})"};
+}
+
 }  // namespace
 
 const std::vector<ExportFormatRow>& export_formats() {
@@ -208,6 +252,8 @@ const std::vector<ExportFormatRow>& export_formats() {
       {"gguf", "llama.cpp Q4_0 / Q8_0 (llama.cpp, Ollama)", check_gguf, linear_gguf},
       {"onnx", "float ONNX graph with AIMET encodings and a QDQ graph (ONNX Runtime, Qualcomm AI Hub)", check_onnx,
        ragged_per_channel},
+      {"mlx", "MLX affine groups of 2, 4 or 8 bits (mlx-lm on Apple silicon, LM Studio's MLX engine)", check_mlx,
+       linear_mlx},
   };
   return rows;
 }

@@ -33,7 +33,8 @@ namespace qjobs::worker {
   X(gptq)                       \
   X(compressed_tensors)         \
   X(gguf)                       \
-  X(onnx)
+  X(onnx)                       \
+  X(mlx)
 
 // What a format's writer reads. All references outlive the call.
 struct ExportInputs {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -1056,6 +1057,66 @@ TEST(OnnxExport, SequentialMseW4A16JobRunsInOnnxRuntimeWithEncodingsOfItsGrid) {
   }
   EXPECT_DOUBLE_EQ(enc["activation_encodings"][0]["scale"][0].get<double>(),
                    acts["model.layers.0.self_attn.q_proj"]["scale"].get<double>());
+  server.terminate();
+  fs::remove_all(root);
+}
+
+// EXPORT_FORMAT mlx: mlx-lm (pip mlx-lm, MLX's CPU build) loads the job's
+// model/ as it is. A mixed recipe (block 0 at 8 bits in groups of 64, the
+// rest 4 bits in groups of 32) becomes QuantizedLinears of those schemes,
+// whose weights decode to the fake_quant twin's and whose logits are qjobs'
+// logits of that twin; the reported perplexity is that of the file's weights.
+TEST(MlxExport, MixedRtnJobLoadsInMlxLmAsTheFakeQuantTwin) {
+  const fs::path root = make_temp_dir("mlx_job");
+  ServerProcess server(root / "ud", {"--slots", "1"});
+  const std::string body =
+      "MODEL: \"" + kExample.string() +
+      "\"\nALGORITHM: RTN\nllm:\n  RTN:\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n"
+      "    LAYER_OVERRIDES: [{pattern: 'model.layers.0.self_attn.*', W_BIT: 8, Q_GROUP_SIZE: 64}]\n"
+      "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" +
+      kHeldOut.string() + "\"\n      seqlen: 256\n      num_samples: 8\n";
+  const std::string mx = submit_and_wait(server, root, "mlx", "EXPORT_FORMAT: mlx\n" + body);
+  const std::string fq = submit_and_wait(server, root, "fake", "EXPORT_FORMAT: fake_quant\n" + body);
+  const fs::path packed = root / "ud/jobs" / mx / "model", fake = root / "ud/jobs" / fq / "model";
+  const auto config = json::parse(read_file(packed / "config.json"));
+  EXPECT_EQ(config["quantization"]["bits"], 4);
+  EXPECT_EQ(config["quantization"]["group_size"], 32);
+  EXPECT_EQ(config["quantization"]["model.layers.0.self_attn.o_proj"], json({{"group_size", 64}, {"bits", 8}}));
+  EXPECT_FALSE(config["quantization"].contains("model.layers.0.mlp.down_proj"));
+  // Groups of 64 do not divide down_proj's 352 inputs: refused at submission.
+  const fs::path ragged = root / "ragged.yaml";
+  std::ofstream(ragged) << "EXPORT_FORMAT: mlx\n" << std::regex_replace(body, std::regex("self_attn\\.\\*"), "*");
+  const auto refused =
+      run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "validate", ragged.string()});
+  EXPECT_EQ(refused.rc, 5) << refused.out << refused.err;
+  EXPECT_NE(refused.err.find("MLX's groups must divide every Linear's inputs; mlp.down_proj has 352 inputs"),
+            std::string::npos)
+      << refused.err;
+  const auto ckpt_files = dir_size(packed);
+  EXPECT_LT(ckpt_files, dir_size(fake) * 0.6) << "4-bit codes with a scale and bias per 32 (float32 model)";
+  const auto rep = json::parse(read_file(root / "ud/jobs" / mx / "report.json"));
+  const auto frep = json::parse(read_file(root / "ud/jobs" / fq / "report.json"));
+  EXPECT_EQ(rep["export_format"], "mlx");
+  // The file's weights are the twin's (float32 scales and biases: exact to
+  // rounding), so the perplexity is too.
+  EXPECT_NEAR(rep["eval"]["quantized"]["kjv"]["ppl"].get<double>(),
+              frep["eval"]["quantized"]["kjv"]["ppl"].get<double>(),
+              1e-4 * frep["eval"]["quantized"]["kjv"]["ppl"].get<double>());
+
+  const fs::path tokens = root / "tokens.json", logits = root / "logits.safetensors";
+  std::ofstream(tokens)
+      << "[[1, 45, 300, 7, 99, 512, 3, 18, 640, 2, 77, 901], [1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]]";
+  const auto l = run_cmd(
+      {worker(), "logits", "--checkpoint", fake.string(), "--tokens", tokens.string(), "--out", logits.string()});
+  ASSERT_EQ(l.rc, 0) << l.err;
+  const auto c = run_cmd({python(), (fs::path(QJOBS_SOURCE_DIR) / "tests/reference/mlx_check.py").string(),
+                          packed.string(), fake.string(), tokens.string(), logits.string()});
+  EXPECT_EQ(c.rc, 0) << c.out << c.err.substr(c.err.size() > 4000 ? c.err.size() - 4000 : 0);
+  std::cout << "mlx-lm: " << c.out << "sizes: mlx " << dir_size(packed) << " B, fake_quant " << dir_size(fake)
+            << " B\n";
+  const auto figures = json::parse(c.out.substr(0, c.out.find('\n')), nullptr, false);
+  ASSERT_TRUE(figures.is_object()) << c.out;
+  EXPECT_EQ(figures["linears"], 28);
   server.terminate();
   fs::remove_all(root);
 }

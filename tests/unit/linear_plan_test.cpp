@@ -178,7 +178,7 @@ TEST(ExportShapes, ExpertLinearsAreNamedFromTheFamilyTable) {
 }
 
 TEST(ExportFormats, EveryFormatHasARowAndTheRowsNameTheirRuntime) {
-  const std::vector<std::string> want = {"fake_quant", "awq", "gptq", "compressed-tensors", "gguf", "onnx"};
+  const std::vector<std::string> want = {"fake_quant", "awq", "gptq", "compressed-tensors", "gguf", "onnx", "mlx"};
   EXPECT_EQ(export_format_names(), want);
   for (const auto& r : export_formats()) {
     EXPECT_FALSE(r.description.empty()) << r.name;
