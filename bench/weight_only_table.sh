@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Perplexity table of the weight-only algorithms (RTN, AWQ, GPTQ, HQQ,
-# Sequential MSE; ALGOS="RTN GPTQ" for fewer) at W4 and W3 on one model: each job runs in qjobs-worker (standalone), and the
+# Sequential MSE; ALGOS="RTN GPTQ" for fewer; NAME:KEY=VALUE adds a key to
+# NAME's section, e.g. QuaRot:QUANTIZER=GPTQ) at W4 and W3 on one model: each job runs in qjobs-worker (standalone), and the
 # packaged checkpoint is scored with `qjobs-worker ppl` (GPTQ/AWQ protocol).
 # GROUP -1 is per output channel.
 # Usage: [PPL_WINDOWS=N] [ALGOS="..."] bench/weight_only_table.sh MODEL_DIR CALIB_DATA EVAL_DATA GROUP [SEQLEN] [CALIB_N] [CALIB_SEQLEN]
@@ -21,18 +22,21 @@ for bits in 4 3; do
   # W4 scored from the packed checkpoint users get; W3 has no packed form.
   format=compressed-tensors; [[ $bits == 4 ]] || format=fake_quant
   for algo in $algos; do
+    name=${algo%%:*}; extra=""
+    [[ $algo == *:* ]] && extra="    ${algo#*:}" && extra=${extra/=/: }
     cat >"$work/$algo-$bits.yaml" <<YAML
 MODEL: "$model"
-ALGORITHM: $algo
+ALGORITHM: $name
 EXPORT_FORMAT: $format
 DATA_PATH: "$calib"
 calibration:
   n_samples: $calib_n
   seqlen: $calib_seqlen
 llm:
-  $algo:
+  $name:
     W_BIT: $bits
     Q_GROUP_SIZE: $group
+$extra
 YAML
     start=$(date +%s.%N)
     "$worker" run "$work/$algo-$bits.yaml" --job-dir "$work/$algo-$bits" >/dev/null 2>&1 || { echo "$algo W$bits failed"; tail -5 "$work/$algo-$bits/logs/worker.log"; exit 1; }

@@ -113,9 +113,11 @@ std::string catalog_markdown() {
   for (const auto& a : algorithm_catalog()) {
     if (!a.available) continue;
     md += "### `" + a.name + "`\n\n" + a.description + ".";
-    if (a.calib_samples > 0)
-      md += " Calibrates on " + std::to_string(a.calib_samples) + " x " + std::to_string(a.calib_seqlen) +
-            " tokens unless `calibration:` says otherwise.";
+    const std::string tokens = std::to_string(a.calib_samples) + " x " + std::to_string(a.calib_seqlen) + " tokens";
+    if (a.calib_samples > 0 && a.needs_data && !a.needs_data(nlohmann::json::object()))
+      md += " Needs no calibration data at its defaults; where its keys make it calibrate, on " + tokens +
+            " unless `calibration:` says otherwise.";
+    else if (a.calib_samples > 0) md += " Calibrates on " + tokens + " unless `calibration:` says otherwise.";
     else if (a.name != "Evaluate") md += " Needs no calibration data.";
     md += "\n\n";
     if (a.params.empty()) {

@@ -13,6 +13,21 @@ namespace {
 
 using Findings = std::vector<SectionFinding>;
 
+// The algorithms whose section, at its defaults, writes weight-only integers
+// (what GGUF and MLX hold), read from the catalog's rows.
+std::string weight_only_algorithms() {
+  std::string names;
+  for (const auto& a : algorithm_catalog()) {
+    if (!a.available || !a.output) continue;
+    try {
+      const AlgorithmOutput o = a.output(nlohmann::json::object());
+      if (o.int_weight_only && o.w_format == "int") names += (names.empty() ? "" : ", ") + a.name;
+    } catch (const std::exception&) {  // a section that needs keys set: not listed
+    }
+  }
+  return names;
+}
+
 // awq (AutoAWQ GEMM) and gptq (AutoGPTQ): one bit width and group size of
 // integer weights for every Linear.
 Findings check_awq_gptq(const FormatCheck& job, const std::string& f) {
@@ -57,9 +72,9 @@ Findings check_gguf(const FormatCheck& job) {
   if (!out.int_weight_only || out.w_format != "int")
     return {{{},
              true,
-             "the GGUF export writes weight-only integer models (RTN, AutoAWQ, GPTQ, HQQ, SequentialMSE without "
-             "A_BIT) as Q4_0 or Q8_0; " +
-                 job.algorithm.name + " is exported as compressed-tensors or fake_quant"}};
+             "the GGUF export writes weight-only integer models (" + weight_only_algorithms() +
+                 " without activation bits) as Q4_0 or Q8_0; " + job.algorithm.name +
+                 " is exported as compressed-tensors or fake_quant"}};
   if (bits != 4 && bits != 8)
     return {
         {{"W_BIT"}, true, "the GGUF export writes W_BIT 4 as Q4_0 and 8 as Q8_0; W_BIT is " + std::to_string(bits)}};
@@ -198,9 +213,9 @@ Findings check_mlx(const FormatCheck& job) {
   if (!out.int_weight_only || out.w_format != "int")
     return {{{},
              true,
-             "the MLX export writes weight-only integer models (RTN, AutoAWQ, GPTQ, HQQ, SequentialMSE without "
-             "A_BIT); " +
-                 job.algorithm.name + " is exported as compressed-tensors or fake_quant"}};
+             "the MLX export writes weight-only integer models (" + weight_only_algorithms() +
+                 " without activation bits); " + job.algorithm.name +
+                 " is exported as compressed-tensors or fake_quant"}};
   Findings found;
   const auto bits_ok = [](int b) { return b == 2 || b == 4 || b == 8; };
   const auto group_ok = [](int64_t g) { return g == 32 || g == 64 || g == 128; };
