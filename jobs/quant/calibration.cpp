@@ -64,6 +64,21 @@ LayerError linear_error(const std::string& name, const at::Tensor& w, const at::
           (w_q - w).abs().max().item<double>(), out_err};
 }
 
+void collect_outside(const model::Checkpoint& ckpt, model::LlamaModel& m, QuantOutput& out) {
+  const auto stored = [&](const std::string& name) { return ckpt.tensor(name).scalar_type(); };
+  const auto embed_dtype = stored("model.embed_tokens.weight");
+  out.replaced["model.embed_tokens.weight"] = m.embed_tokens().to(at::kCPU).to(embed_dtype);
+  out.replaced["model.norm.weight"] = m.final_norm().to(at::kCPU).to(stored("model.norm.weight"));
+  if (m.config().tie_word_embeddings) return;
+  const auto head = m.lm_head().to(at::kCPU);
+  if (ckpt.has("lm_head.weight")) {
+    out.replaced["lm_head.weight"] = head.to(stored("lm_head.weight"));
+  } else {
+    out.added["lm_head.weight"] = head.to(embed_dtype);
+    out.config_patch["tie_word_embeddings"] = false;
+  }
+}
+
 void collect_block(const model::Checkpoint& ckpt, model::LlamaModel& m, int64_t layer,
                    std::map<std::string, at::Tensor>& replaced) {
   for (auto& [name, t] : block_params(m, layer))

@@ -146,4 +146,11 @@ LayerError linear_error(const std::string& name, const at::Tensor& w, const at::
 void collect_block(const model::Checkpoint& ckpt, model::LlamaModel& m, int64_t layer,
                    std::map<std::string, at::Tensor>& replaced);
 
+// The model's tensors outside the blocks after a transform changed them
+// (QoQ's and QuaRot's rotations): the embedding and the final norm, and
+// lm_head unless the model is still tied, converted to the stored dtypes.
+// A checkpoint that tied lm_head gets it in out.added, with
+// tie_word_embeddings false in out.config_patch.
+void collect_outside(const model::Checkpoint& ckpt, model::LlamaModel& m, QuantOutput& out);
+
 }  // namespace qjobs::quant

@@ -334,23 +334,6 @@ struct QoqRun {
     }
     step.errors = std::move(errs);  // next inputs: the quantized block's outputs
   }
-
-  // Outside the blocks: the rotated embedding, the fused final norm, lm_head
-  // (unchanged without the rotation).
-  void write_rotated_outside() {
-    const auto stored = [&](const std::string& name) { return in.ckpt->tensor(name).scalar_type(); };
-    const auto embed_dtype = stored("model.embed_tokens.weight");
-    out.replaced["model.embed_tokens.weight"] = model.embed_tokens().to(at::kCPU).to(embed_dtype);
-    out.replaced["model.norm.weight"] = model.final_norm().to(at::kCPU).to(stored("model.norm.weight"));
-    if (model.config().tie_word_embeddings) return;
-    const auto head = model.lm_head().to(at::kCPU);
-    if (in.ckpt->has("lm_head.weight")) {
-      out.replaced["lm_head.weight"] = head.to(stored("lm_head.weight"));
-    } else {
-      out.added["lm_head.weight"] = head.to(embed_dtype);
-      out.config_patch["tie_word_embeddings"] = false;
-    }
-  }
 };
 
 }  // namespace
@@ -392,7 +375,7 @@ QuantOutput QoqAlgorithm::run(const QuantInputs& in) {
     q.reorder(step);
     q.quantize_weights(step);
   });
-  if (c.rotation) q.write_rotated_outside();
+  if (c.rotation) collect_outside(*in.ckpt, model, out);
   out.quantization_config = {
       {"quant_method", "qoq"},        {"format", "fake_quant"},   {"lmquant_preset", c.preset},    {"qoq", c.to_json()},
       {"activations", q.activations}, {"kv_cache", kv.to_json()}, {"overrides", p.layer_overrides}};
