@@ -16,4 +16,5 @@
   X(lmquant)                \
   X(fp8)                    \
   X(nvfp4)                  \
-  X(mxfp4)
+  X(mxfp4)                  \
+  X(quarot)
