@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -422,12 +423,19 @@ json Api::job_view(const JobRecord& r) const {
 
 ApiResult Api::list(const Request& req, const Params&, const Query& q) {
   const unsigned v = req.version();
-  std::optional<JobState> state;
+  // state=A or state=A,B: jobs in any of them.
+  std::vector<JobState> states;
   if (auto it = q.find("state"); it != q.end() && !it->second.empty()) {
-    std::string upper = it->second;
-    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    state = parse_job_state(upper);
-    if (!state) return error(http::status::bad_request, "unknown state '" + it->second + "'", "invalid_input", v);
+    for (const auto& word : qjobs::split(it->second, ',')) {
+      std::string upper = word;
+      for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      const auto state = parse_job_state(upper);
+      if (!state)
+        return error(http::status::bad_request,
+                     "unknown state '" + word + "' (QUEUED, RUNNING, CANCELLING, SUCCEEDED, FAILED, CANCELLED)",
+                     "invalid_input", v);
+      if (std::find(states.begin(), states.end(), *state) == states.end()) states.push_back(*state);
+    }
   }
   int64_t limit = 50;
   if (q.count("limit")) {
@@ -442,7 +450,7 @@ ApiResult Api::list(const Request& req, const Params&, const Query& q) {
   }
   std::optional<std::string> name;
   if (const auto it = q.find("name"); it != q.end()) name = it->second;
-  const auto rows = store_.list(state, static_cast<int>(limit) + 1, cursor, name);
+  const auto rows = store_.list(states, static_cast<int>(limit) + 1, cursor, name);
   json jobs = json::array();
   for (std::size_t i = 0; i < rows.size() && i < static_cast<std::size_t>(limit); ++i)
     jobs.push_back(job_view(rows[i]));

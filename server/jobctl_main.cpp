@@ -7,6 +7,7 @@
 // 4 no such job (or file); 5 the spec is invalid (submit, validate).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <chrono>
 #include <cstdlib>
@@ -165,7 +166,7 @@ std::string read_spec(const std::string& file) {
     return text;
   }
   std::error_code ec;
-  if (!fs::is_regular_file(file, ec)) throw qjobs::Error(qjobs::ErrorKind::invalid_input, "no such spec file: " + file);
+  if (!fs::is_regular_file(file, ec)) throw qjobs::Error(qjobs::ErrorKind::not_found, "no such spec file: " + file);
   return qjobs::read_file(file);
 }
 
@@ -289,8 +290,8 @@ std::string sha_of(const json& a) {
 
 // Every command's option values; each subcommand binds the ones it takes.
 struct Args {
-  std::string file, id, state, path, out_dir = ".", idem, name, model = "examples/kjv-llama", algo_name;
-  std::vector<std::string> sets, ids;
+  std::string file, id, path, out_dir = ".", idem, name, model = "examples/kjv-llama", algo_name;
+  std::vector<std::string> sets, ids, states;
   bool wait = false, follow = false, watch = false, markdown = false;
   int limit = 50, tail = -1;
 };
@@ -317,7 +318,7 @@ Commands define_commands(CLI::App& app, Args& a) {
   c.status = app.add_subcommand("status", "show a job");
   c.status->add_option("id", a.id, "job id or name")->required();
   c.list = app.add_subcommand("list", "list jobs, newest first");
-  c.list->add_option("--state", a.state, "only jobs in this state");
+  c.list->add_option("--state", a.states, "only jobs in these states (repeat it, or A,B)")->delimiter(',');
   c.list->add_option("--name", a.name, "only jobs of this name");
   c.list->add_option("--limit", a.limit, "at most this many")->capture_default_str();
   c.list->add_flag("-w,--watch", a.watch, "redraw every 2 s until no listed job is queued or running");
@@ -475,9 +476,15 @@ int cmd_validate(HttpClient& client, const Args& a, const Options& o) {
   }
 }
 
+std::string joined(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : ",") + w;
+  return out;
+}
+
 int cmd_list(HttpClient& client, const Args& a, const Options& o) {
   std::string target = "/jobs?limit=" + std::to_string(a.limit);
-  if (!a.state.empty()) target += "&state=" + url_encode(a.state);
+  if (!a.states.empty()) target += "&state=" + url_encode(joined(a.states));
   if (!a.name.empty()) target += "&name=" + url_encode(a.name);
   const bool tty = ::isatty(STDOUT_FILENO) != 0;
   for (int round = 0;; ++round) {
@@ -514,7 +521,18 @@ int cmd_stream(HttpClient& client, const Args& a, const std::string& what) {
     std::cout.flush();
     return code == 404 ? kExitNotFound : kExitFailed;
   }
-  return kExitOk;
+  if (!a.follow) return kExitOk;
+  // A followed stream ends with its job: exit as `wait` would (1 unless it
+  // succeeded), saying how it ended.
+  const json job = call(client, "GET", "/jobs/" + url_encode(job_id));
+  const std::string state = job.value("state", "");
+  if (state == "SUCCEEDED") return kExitOk;
+  std::cerr << job_id << " " << state;
+  if (job.contains("error") && job["error"].is_string())
+    std::cerr << ": " << job.value("error_type", json("")).get<std::string>() << ": "
+              << job["error"].get<std::string>();
+  std::cerr << "\n";
+  return kExitFailed;
 }
 
 // `cancel` and `delete`: one request, its answer in a line.
@@ -651,6 +669,29 @@ int run_server_command(const Commands& c, const Args& a, const Options& o) {
   return kExitUsage;
 }
 
+// The first word that should name a command but names none, and the
+// command meant when one is near (`jobctl stat x`: `status`).
+std::optional<std::string> unknown_command(CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> names;
+  for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; })) names.push_back(sub->get_name());
+  for (int i = 1; i < argc; ++i) {
+    const std::string w = argv[i];
+    if (w == "--server" || w == "--token") {
+      ++i;  // its value
+      continue;
+    }
+    if (w.starts_with("-")) continue;
+    if (std::find(names.begin(), names.end(), w) != names.end()) return std::nullopt;
+    std::vector<std::string> prefixed;
+    for (const auto& n : names)
+      if (n.starts_with(w)) prefixed.push_back(n);
+    const auto near = prefixed.size() == 1 ? std::optional(prefixed[0]) : qjobs::closest_name(w, names);
+    return "unknown command '" + w + "'" + (near ? "; did you mean '" + *near + "'?" : "") +
+           "\nRun `jobctl --help` for the commands.";
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -673,6 +714,10 @@ int main(int argc, char** argv) {
 
   if (argc <= 1) {
     std::cerr << app.help();
+    return kExitUsage;
+  }
+  if (const auto unknown = unknown_command(app, argc, argv)) {
+    std::cerr << "error: " << *unknown << "\n";
     return kExitUsage;
   }
   try {

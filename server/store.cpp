@@ -440,16 +440,18 @@ std::optional<JobRecord> Store::find(const std::string& id_or_name) {
   return std::move(named.front());
 }
 
-std::vector<JobRecord> Store::list(std::optional<JobState> state, int limit, std::optional<int64_t> before_seq,
+std::vector<JobRecord> Store::list(const std::vector<JobState>& states, int limit, std::optional<int64_t> before_seq,
                                    const std::optional<std::string>& name) {
   std::string sql = std::string("SELECT ") + kColumns + " FROM jobs WHERE 1=1";
-  if (state) sql += " AND state=?1";
+  // ?5, ?6, ...: one parameter per state.
+  for (std::size_t i = 0; i < states.size(); ++i)
+    sql += (i == 0 ? " AND state IN (?" : ", ?") + std::to_string(5 + i) + (i + 1 == states.size() ? ")" : "");
   if (before_seq) sql += " AND seq<?2";
   if (name) sql += " AND name=?4";
   sql += " ORDER BY seq DESC LIMIT ?3";
   const Reader r(*this);
   Stmt s(r.get(), sql);
-  if (state) s.bind(1, state_name(*state));
+  for (std::size_t i = 0; i < states.size(); ++i) s.bind(static_cast<int>(5 + i), state_name(states[i]));
   if (before_seq) s.bind(2, *before_seq);
   s.bind(3, limit);
   if (name) s.bind(4, *name);

@@ -105,9 +105,14 @@ class Store {
   // The job with this id or, failing that, the newest job with this name.
   std::optional<JobRecord> find(const std::string& id_or_name);
   // Newest first; `before_seq` continues a page (the previous last seq).
-  // `name`: only jobs of that name (JOB_ID).
-  std::vector<JobRecord> list(std::optional<JobState> state, int limit, std::optional<int64_t> before_seq,
+  // `states`: only jobs in one of them (empty: every state); `name`: only
+  // jobs of that name (JOB_ID).
+  std::vector<JobRecord> list(const std::vector<JobState>& states, int limit, std::optional<int64_t> before_seq,
                               const std::optional<std::string>& name = std::nullopt);
+  std::vector<JobRecord> list(std::optional<JobState> state, int limit, std::optional<int64_t> before_seq,
+                              const std::optional<std::string>& name = std::nullopt) {
+    return list(state ? std::vector<JobState>{*state} : std::vector<JobState>{}, limit, before_seq, name);
+  }
   // All jobs in `state`, by priority (high first) then seq (old first).
   std::vector<JobRecord> in_state(JobState state);
   std::map<JobState, int64_t> count_by_state();

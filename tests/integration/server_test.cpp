@@ -521,6 +521,10 @@ TEST_F(ServerTest, JobctlNamesColumnsSetDownloadAndExitCodes) {
   EXPECT_NE((none.out + none.err).find("submit"), std::string::npos) << none.err;
   EXPECT_EQ(run_cmd({jobctl, "--server", "http://127.0.0.1:1", "list"}).rc, 3);
   EXPECT_EQ(jc({"frobnicate"}).rc, 2);
+  // A near miss names the command meant (issue 31).
+  const auto stat = jc({"stat", "x"});
+  EXPECT_EQ(stat.rc, 2);
+  EXPECT_NE(stat.err.find("unknown command 'stat'; did you mean 'status'?"), std::string::npos) << stat.err;
 
   // Nyuntam's config twice: two jobs of one name.
   std::string spec = rtn_spec();
@@ -567,7 +571,11 @@ TEST_F(ServerTest, JobctlNamesColumnsSetDownloadAndExitCodes) {
   const auto bad = jc({"submit", write_spec("bad.yaml", rtn_spec(99)).string()});
   EXPECT_EQ(bad.rc, 5);
   EXPECT_NE(bad.err.find("llm.RTN.W_BIT:"), std::string::npos) << bad.err;
-  EXPECT_EQ(jc({"submit", (root_ / "missing.yaml").string()}).rc, 2);
+  // A spec file that is not there is "no such file": 4, as the README says.
+  const auto missing = jc({"submit", (root_ / "missing.yaml").string()});
+  EXPECT_EQ(missing.rc, 4);
+  EXPECT_NE(missing.err.find("no such spec file"), std::string::npos) << missing.err;
+  EXPECT_EQ(jc({"validate", (root_ / "missing.yaml").string()}).rc, 4);
 
   // --set by dotted path and --name; the stored spec says so.
   const auto set = jc({"submit", file.string(), "--set", "llm.RTN.W_BIT=8", "--set", "llm.RTN.Q_GROUP_SIZE=-1",
@@ -597,6 +605,19 @@ TEST_F(ServerTest, JobctlNamesColumnsSetDownloadAndExitCodes) {
   EXPECT_FALSE(fs::exists(out / "report.md")) << "only the folder asked for";
   EXPECT_EQ(load_dir(out / "model").size(), load_dir(ud / "jobs" / renamed["id"].get<std::string>() / "model").size());
   EXPECT_EQ(jc({"download", "renamed", "nothing-here/", "-o", out.string()}).rc, 4);
+
+  // --state takes several states, repeated or comma-separated; an unknown one is refused by name.
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"--json", "list", "--state", "SUCCEEDED", "--state", "failed"},
+                                             {"--json", "list", "--state", "FAILED,succeeded"}}) {
+    const auto both = jc(args);
+    ASSERT_EQ(both.rc, 0) << both.err;
+    EXPECT_EQ(json::parse(both.out)["jobs"].size(), 3u) << both.out;
+  }
+  EXPECT_EQ(json::parse(jc({"--json", "list", "--state", "FAILED"}).out)["jobs"].size(), 0u);
+  const auto unknown_state = jc({"list", "--state", "SUCCEEDED,DONE"});
+  EXPECT_EQ(unknown_state.rc, 1);
+  EXPECT_NE(unknown_state.err.find("unknown state 'DONE'"), std::string::npos) << unknown_state.err;
 
   // list --watch redraws until nothing listed is queued or running.
   const std::string slow = submit(server, rtn_spec());
@@ -707,6 +728,11 @@ TEST_F(ServerTest, FailedJobsHaveAReportWithTheErrorAndTheStage) {
   const std::string jobctl = (bin_dir() / "jobctl").string();
   const auto w = run_cmd({jobctl, "--server", server.url(), "wait", id});
   EXPECT_EQ(w.rc, 1) << w.out;
+  // Following the log of a job that failed ends as `wait` does: exit 1 (issue 31).
+  const auto followed = run_cmd({jobctl, "--server", server.url(), "logs", "-f", id});
+  EXPECT_EQ(followed.rc, 1) << followed.err;
+  EXPECT_NE(followed.out.find("error [worker] load:"), std::string::npos) << followed.out;
+  EXPECT_NE(followed.err.find(id + " FAILED: MODEL_LOAD: "), std::string::npos) << followed.err;
   const json job = server.job(id);
   ASSERT_EQ(job["state"], "FAILED");
   EXPECT_EQ(job["error_type"], "MODEL_LOAD");
