@@ -69,6 +69,23 @@ std::size_t edit_distance(std::string_view a_in, std::string_view b_in, std::siz
 
 std::optional<std::string> closest_name(std::string_view word, const std::vector<std::string>& candidates) {
   if (word.size() > kMaxSuggestLength) return std::nullopt;
+  const auto lower = [](std::string_view s) {
+    std::string out(s);
+    for (auto& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return out;
+  };
+  const std::string lw = lower(word);
+  // The same name in another case (w_bit: W_BIT), then the one name that
+  // contains the word (AWQ: AutoAWQ, not HQQ at distance 1).
+  for (const auto& c : candidates)
+    if (c.size() == word.size() && lower(c) == lw) return c;
+  if (word.size() >= 3) {
+    std::optional<std::string> containing;
+    int hits = 0;
+    for (const auto& c : candidates)
+      if (c.size() <= kMaxSuggestLength && lower(c).find(lw) != std::string::npos) containing = c, ++hits;
+    if (hits == 1) return containing;
+  }
   std::optional<std::string> best;
   const std::size_t allowed = std::max<std::size_t>(2, word.size() / 3);
   std::size_t best_d = allowed + 1;

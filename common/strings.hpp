@@ -21,8 +21,10 @@ std::size_t edit_distance(std::string_view a, std::string_view b, std::size_t li
 // long, and comparing hostile megabyte keys must stay cheap.
 inline constexpr std::size_t kMaxSuggestLength = 64;
 
-// The candidate closest to `word` when it is near enough to be a plausible
-// typo (distance <= max(2, |word| / 3)), else nullopt. Bounded cost: words
+// The candidate meant by `word`: the same name in another case, else the
+// only candidate containing it (3 characters or more; AWQ: AutoAWQ), else
+// the closest when it is near enough to be a plausible typo (distance <=
+// max(2, |word| / 3)), else nullopt. Bounded cost: words
 // longer than kMaxSuggestLength, and candidates whose length differs by more
 // than the allowed distance, are not compared.
 std::optional<std::string> closest_name(std::string_view word, const std::vector<std::string>& candidates);

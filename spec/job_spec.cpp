@@ -435,7 +435,12 @@ YAML::Mark mark_of(const YAML::Node& map, const char* key, const YAML::Mark& fal
 bool looks_like_path(const std::string& model) {
   if (model.empty()) return false;
   if (model[0] == '/' || model[0] == '.' || model[0] == '~' || model.back() == '/') return true;
-  return std::count(model.begin(), model.end(), '/') >= 2;  // a hub id is ORG/NAME
+  if (std::count(model.begin(), model.end(), '/') >= 2) return true;  // a hub id is ORG/NAME
+  // ORG/NAME whose ORG is a folder here (examples/does-not-exist) means a
+  // folder: a typo in it must not be sent to the hub.
+  std::error_code ec;
+  const auto slash = model.find('/');
+  return slash != std::string::npos && std::filesystem::is_directory(model.substr(0, slash), ec);
 }
 
 // The files a checkpoint's weights are read from (jobs/model/checkpoint.cpp's order).

@@ -390,6 +390,9 @@ TEST(JobSpec, UnknownAlgorithmSuggests) {
   const auto r = parse_job_spec("MODEL: m\nALGORITHM: AutoAW\n");
   ASSERT_EQ(r.issues.size(), 1u);
   EXPECT_NE(r.issues[0].message.find("did you mean 'AutoAWQ'"), std::string::npos);
+  const auto awq = parse_job_spec("MODEL: m\nALGORITHM: AWQ\n");
+  ASSERT_EQ(awq.issues.size(), 1u);
+  EXPECT_NE(awq.issues[0].message.find("did you mean 'AutoAWQ'"), std::string::npos) << awq.issues[0].message;
   EXPECT_EQ(r.issues[0].line, 2);
   EXPECT_EQ(r.issues[0].column, 12);
 }
@@ -661,6 +664,12 @@ TEST(SpecLimits, BandedEditDistanceMatchesTheFullTable) {
     EXPECT_EQ(edit_distance(a, b, limit), want <= limit ? want : limit + 1) << a << " " << b << " " << limit;
   }
   EXPECT_EQ(closest_name("W_BITS", {"W_BIT", "Q_GROUP_SIZE"}), "W_BIT");
+  // Issue 31: the name meant, before the nearest by edits.
+  EXPECT_EQ(closest_name("AWQ", {"RTN", "AutoAWQ", "GPTQ", "HQQ"}), "AutoAWQ");
+  EXPECT_EQ(closest_name("quarot", {"RTN", "QuaRot", "GPTQ"}), "QuaRot");
+  EXPECT_EQ(closest_name("w_bit", {"W_BIT", "Q_GROUP_SIZE"}), "W_BIT");
+  EXPECT_EQ(closest_name("FP", {"FP8", "NVFP4", "MXFP4"}), "FP8") << "short words: edits only";
+  EXPECT_EQ(closest_name("QUA", {"LMQuant", "QuaRot"}), std::nullopt) << "two contain it, none near";
   EXPECT_FALSE(closest_name(std::string(100000, 'W'), {"W_BIT"}));
 }
 
@@ -703,6 +712,19 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   const auto relative = parse_job_spec("MODEL: \"./nowhere/model\"\nALGORITHM: RTN\n", local);
   ASSERT_EQ(relative.issues.size(), 1u);
   EXPECT_NE(relative.issues[0].message.find("working directory"), std::string::npos);
+  // ORG/NAME whose ORG is a folder here is a folder (issue 31: a typo in
+  // examples/... went to the hub); an ORG that is no folder stays a hub id.
+  {
+    const auto here = fs::current_path();
+    fs::current_path(dir);
+    const auto typo = parse_job_spec("MODEL: model/does-not-exist\nALGORITHM: RTN\n", local);
+    const auto hub = parse_job_spec("MODEL: some-org/some-model\nALGORITHM: RTN\n", local);
+    fs::current_path(here);
+    ASSERT_EQ(typo.issues.size(), 1u);
+    EXPECT_NE(typo.issues[0].message.find("no model folder model/does-not-exist"), std::string::npos)
+        << typo.issues[0].message;
+    EXPECT_TRUE(hub.spec) << (hub.issues.empty() ? "" : hub.issues[0].message);
+  }
   const auto empty = parse_job_spec("MODEL: \"" + (dir / "empty_model").string() + "\"\nALGORITHM: RTN\n", local);
   ASSERT_EQ(empty.issues.size(), 1u);
   EXPECT_NE(empty.issues[0].message.find("no config.json"), std::string::npos);
