@@ -41,36 +41,36 @@ std::string log_tail(const JobDir& dir, std::size_t max_lines) {
   return text.substr(pos == 0 ? 0 : pos + 1);
 }
 
-// A failed job's report (report.md and report.json) when the worker left
-// none: what failed, in which stage, after how many attempts, and the end
-// of the log, so a failed job is read like any other.
-void write_failure_report(const JobDir& dir, const JobRecord& job, const FinishInfo& info) {
+// A failed or cancelled job's report (report.md and report.json) when the
+// worker left none: what ended it, in which stage, after how many attempts,
+// and the end of the log, so such a job is read like any other.
+void write_end_report(const JobDir& dir, const JobRecord& job, const FinishInfo& info) {
   std::error_code ec;
   if (std::filesystem::exists(dir.report_md(), ec)) return;
+  const bool failed = info.to == JobState::failed;
+  const std::string state(job_state_name(info.to));
   const std::string stage = info.stage.empty() ? job.stage : info.stage;
   const std::string type(error_type_name(info.error_type));
-  std::string md = "# qjobs report: " + job.algorithm + " on " + job.model + " FAILED\n\n";
+  std::string md = "# qjobs report: " + job.algorithm + " on " + job.model + " " + state + "\n\n";
   md += "| | |\n|---|---|\n";
   md += "| job | " + job.id + (job.name.empty() ? "" : " (" + job.name + ")") + " |\n";
-  md += "| state | FAILED |\n| error type | " + type + " |\n";
+  md += "| state | " + state + " |\n";
+  if (failed) md += "| error type | " + type + " |\n";
   md += "| stage | " + (stage.empty() ? std::string("before the worker reported one") : stage) + " |\n";
   md += "| attempts | " + std::to_string(job.attempts) + " of " + std::to_string(job.max_attempts) + " |\n\n";
-  md += "## Error\n\n```\n" + info.error + "\n```\n\n";
+  const std::string why = info.error.empty() ? std::string("cancelled on request") : info.error;
+  md += failed ? "## Error\n\n```\n" + info.error + "\n```\n\n" : "## Cancelled\n\n" + why + "\n\n";
   const std::string tail = log_tail(dir, 40);
   if (!tail.empty()) md += "## End of logs/worker.log\n\n```\n" + tail + (tail.back() == '\n' ? "" : "\n") + "```\n";
-  const nlohmann::json report = {{"state", "FAILED"},
-                                 {"algorithm", job.algorithm},
-                                 {"model", {{"source", job.model}}},
-                                 {"error_type", type},
-                                 {"error", info.error},
-                                 {"stage", stage},
-                                 {"attempts", job.attempts},
-                                 {"max_attempts", job.max_attempts}};
+  nlohmann::json report = {{"state", state}, {"algorithm", job.algorithm}, {"model", {{"source", job.model}}},
+                           {"stage", stage}, {"attempts", job.attempts},   {"max_attempts", job.max_attempts}};
+  if (failed) report["error_type"] = type, report["error"] = info.error;
+  else report["reason"] = why;
   try {
     write_file_atomic(dir.report_json(), report.dump(2));
     write_file_atomic(dir.report_md(), md);
   } catch (const Error& e) {
-    spdlog::warn("job {}: cannot write its failure report: {}", job.id, e.what());
+    spdlog::warn("job {}: cannot write its {} report: {}", job.id, state, e.what());
   }
 }
 
@@ -340,8 +340,11 @@ std::optional<JobState> Scheduler::cancel_locked(const std::string& id) {
   const double now = this->now();
   if (job->state == JobState::queued && job->handle.empty()) {
     if (transition(id, {{"type", "state"}, {"state", "CANCELLED"}, {"reason", "cancelled while queued"}},
-                   [&] { return store_.cancel_queued(id, now); }))
+                   [&] { return store_.cancel_queued(id, now); })) {
+      write_end_report(JobDir(job_dir(id)), *job,
+                       FinishInfo{JobState::cancelled, ErrorType::none, "cancelled while queued"});
       return JobState::cancelled;
+    }
     return store_.get(id)->state;
   }
   if (job->state == JobState::running || job->state == JobState::queued) {
@@ -515,7 +518,7 @@ void Scheduler::start_queued() {
       FinishInfo info{JobState::failed, ErrorType::validation,
                       "job needs " + std::to_string(need) + " devices, this server has " +
                           std::to_string(options_.capacity.size())};
-      write_failure_report(JobDir(job_dir(job.id)), job, info);
+      write_end_report(JobDir(job_dir(job.id)), job, info);
       transition(job.id, {{"type", "state"}, {"state", "FAILED"}, {"reason", info.error}},
                  [&] { return store_.finish(job.id, JobState::queued, info, this->now()); });
       continue;
@@ -554,7 +557,7 @@ void Scheduler::start_queued() {
       spdlog::error("job {}: {}", job.id, e.what());
       FinishInfo info{JobState::failed, ErrorType::internal, e.what()};
       info.stage = "start (" + launcher_.backend() + ")";
-      write_failure_report(JobDir(job_dir(job.id)), job, info);
+      write_end_report(JobDir(job_dir(job.id)), job, info);
       // Mark it running first so the guarded finish applies to this attempt.
       if (store_.start(job.id, "", "", this->now()) && store_.finish(job.id, JobState::running, info, this->now()))
         server_event(job.id, {{"type", "state"}, {"state", "FAILED"}, {"reason", e.what()}});
@@ -693,7 +696,7 @@ void Scheduler::finalize(const Running& r, const AttemptUpdate& ended) {
     info.error_type = ErrorType::worker_lost;
     info.error = why + "; no attempts left (" + std::to_string(job->max_attempts) + ")";
   }
-  if (info.to == JobState::failed && dir_intact) write_failure_report(dir, *job, info);
+  if ((info.to == JobState::failed || info.to == JobState::cancelled) && dir_intact) write_end_report(dir, *job, info);
   nlohmann::json e = {{"type", "state"}, {"state", job_state_name(info.to)}};
   if (!info.error.empty()) e["reason"] = info.error;
   if (transition(r.job_id, e, [&] { return store_.finish(r.job_id, from, info, now); }))

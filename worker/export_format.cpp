@@ -143,8 +143,10 @@ ExportResult write_int_format(const ExportInputs& in, exporter::PackedFormat for
   return ExportResult{qc, {}};
 }
 
+std::string json_block(const nlohmann::json& j) { return "\n\n```json\n" + j.dump(2) + "\n```"; }
+
 std::string packed_report_note(const JobSpec& spec, const nlohmann::json& qc) {
-  return "Export format " + spec.export_format + "; config.json records `" + qc.dump() + "` as quantization_config";
+  return "Export format " + spec.export_format + "; config.json's quantization_config:" + json_block(qc);
 }
 
 void require_quantized_form(const ExportInputs& in) {

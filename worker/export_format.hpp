@@ -155,6 +155,8 @@ LinearScheme uniform_scheme(const LinearPlan& plan);
 
 // report.md's note of a packed format: the quantization_config it records.
 std::string packed_report_note(const JobSpec& spec, const nlohmann::json& qc);
+// `j` as an indented JSON block of report.md.
+std::string json_block(const nlohmann::json& j);
 
 // A safetensors shard or its index (what the GGUF and ONNX exports replace).
 bool is_weights_file(const std::filesystem::path& p);

@@ -113,11 +113,28 @@ std::vector<ReportRow> metric_rows(const json& before, const json& after) {
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
+// What Linear `name` (with or without ".weight") was quantized to, from the
+// form the algorithm computed: "int4 g128", "int8 per channel", "NVFP4",
+// "FP8", "INT8"; "float" when it has none (HQQ's real zero points, fake_quant
+// of algorithms without an integer form).
+std::string weight_form(const quant::QuantOutput& q, std::string name) {
+  if (name.ends_with(".weight")) name.resize(name.size() - 7);
+  if (const auto it = q.int_weights.find(name); it != q.int_weights.end()) {
+    const int64_t g = it->second.format_group_size();
+    return "int" + std::to_string(it->second.bits) + (g == -1 ? " per channel" : " g" + std::to_string(g));
+  }
+  if (const auto it = q.fp4_weights.find(name); it != q.fp4_weights.end())
+    return it->second.kind == numeric::Fp4Kind::nvfp4 ? "NVFP4" : "MXFP4";
+  if (q.w8a8_weights.count(name)) return q.w8a8_float ? "FP8" : "INT8";
+  return "float";
+}
+
 json layers_json(const quant::QuantOutput* q) {
   json layers = json::array();
   if (q)
     for (const auto& e : q->layer_errors)
       layers.push_back({{"name", e.name},
+                        {"weights", weight_form(*q, e.name)},
                         {"rel_fro_err", e.rel_fro_err},
                         {"max_abs_err", e.max_abs_err},
                         {"rel_out_err", e.rel_out_err < 0 ? json(nullptr) : json(e.rel_out_err)}});
@@ -232,16 +249,18 @@ std::string experts_section(const json& experts) {
 }
 
 // The per-layer errors: a plot (written beside the report) and a table.
-std::string layers_section(const std::vector<quant::LayerError>& errors, const JobDir& dir) {
+std::string layers_section(const quant::QuantOutput& q, const JobDir& dir) {
+  const auto& errors = q.layer_errors;
   double worst = 0;
   for (const auto& e : errors) worst = std::max(worst, e.rel_fro_err);
   write_file_atomic(dir.report_md().parent_path() / "layer_errors.svg", layer_error_svg(errors));
   std::string md = "\n## Per-layer error\n\n![relative error per layer](layer_errors.svg)\n\n";
   md += std::to_string(errors.size()) + " layers, worst relative weight error " + num("%.4f", worst) + "\n\n";
-  md += "| layer | rel. weight error | max abs error | rel. output error |\n|---|---|---|---|\n";
+  md += "| layer | weights | rel. weight error | max abs error | rel. output error |\n|---|---|---|---|---|\n";
   for (const auto& e : errors)
-    md += "| " + e.name + " | " + num("%.5f", e.rel_fro_err) + " | " + num("%.5f", e.max_abs_err) + " | " +
-          (e.rel_out_err < 0 ? std::string("-") : num("%.5f", e.rel_out_err)) + " |\n";
+    md += "| " + e.name + " | " + weight_form(q, e.name) + " | " + num("%.5f", e.rel_fro_err) + " | " +
+          num("%.5f", e.max_abs_err) + " | " + (e.rel_out_err < 0 ? std::string("-") : num("%.5f", e.rel_out_err)) +
+          " |\n";
   return md;
 }
 
@@ -300,7 +319,7 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
   md += verify_line(verify);
   md += answers_section(before, after, evaluate_only);
   if (q && !q->experts.empty()) md += experts_section(q->experts);
-  if (q && !q->layer_errors.empty()) md += layers_section(q->layer_errors, dir);
+  if (q && !q->layer_errors.empty()) md += layers_section(*q, dir);
   md += runtime_line(memory, report["runtime"]);
   md += stage_times(rep.stage_seconds());
   write_file_atomic(dir.report_md(), md);

@@ -1097,6 +1097,12 @@ TEST(MlxExport, MixedRtnJobLoadsInMlxLmAsTheFakeQuantTwin) {
   const auto rep = json::parse(read_file(root / "ud/jobs" / mx / "report.json"));
   const auto frep = json::parse(read_file(root / "ud/jobs" / fq / "report.json"));
   EXPECT_EQ(rep["export_format"], "mlx");
+  // report.md says what each Linear became (issue 31: no bits column), and
+  // the recorded config as an indented block, not one long line.
+  const std::string md = read_file(root / "ud/jobs" / mx / "report.md");
+  EXPECT_NE(md.find("| model.layers.0.self_attn.o_proj.weight | int8 g64 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| model.layers.1.mlp.down_proj.weight | int4 g32 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("config.json's quantization:\n\n```json\n{\n  \"bits\": 4,"), std::string::npos) << md;
   // The file's weights are the twin's (float32 scales and biases: exact to
   // rounding), so the perplexity is too.
   EXPECT_NEAR(rep["eval"]["quantized"]["kjv"]["ppl"].get<double>(),

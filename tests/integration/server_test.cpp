@@ -297,6 +297,23 @@ TEST_F(ServerTest, CancelStopsARunningJobWithinTheGracePeriod) {
   // Cancel is idempotent, and a queued job cancels at once.
   EXPECT_EQ(run_cmd({jobctl(), "--server", server.url(), "cancel", id}).rc, 0);
   EXPECT_EQ(server.job(id)["state"], "CANCELLED");
+  // A cancelled job has a report (issue 31: it was a 404): the state, the
+  // stage it was in, and the log's end.
+  const auto rep = run_cmd({jobctl(), "--server", server.url(), "report", id});
+  ASSERT_EQ(rep.rc, 0) << rep.err;
+  EXPECT_NE(rep.out.find("| state | CANCELLED |"), std::string::npos) << rep.out;
+  EXPECT_NE(rep.out.find("## Cancelled"), std::string::npos) << rep.out;
+  EXPECT_NE(rep.out.find("End of logs/worker.log"), std::string::npos) << rep.out;
+  EXPECT_EQ(rep.out.find("error type"), std::string::npos) << rep.out;
+  // A job cancelled while queued behind another: at once, with its report.
+  const std::string running = submit(server, rtn_spec()), queued = submit(server, rtn_spec());
+  ASSERT_EQ(run_cmd({jobctl(), "--server", server.url(), "cancel", queued}).rc, 0);
+  EXPECT_EQ(server.job(queued)["state"], "CANCELLED");
+  const auto qrep = run_cmd({jobctl(), "--server", server.url(), "--json", "report", queued});
+  ASSERT_EQ(qrep.rc, 0) << qrep.err;
+  EXPECT_EQ(json::parse(qrep.out)["reason"], "cancelled while queued") << qrep.out;
+  EXPECT_EQ(run_cmd({jobctl(), "--server", server.url(), "cancel", running}).rc, 0);
+  wait_terminal(server, running, 10s);
 }
 
 TEST_F(ServerTest, WorkerIgnoringSigtermIsKilledAfterGrace) {

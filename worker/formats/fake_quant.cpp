@@ -15,8 +15,8 @@ const ExportFormat& export_fake_quant() {
                               .read_back = read_written_model,
                               .report_note =
                                   [](const JobSpec&, const nlohmann::json& qc) {
-                                    return "Export format fake_quant; config.json records `" + qc.dump() +
-                                           "` under qjobs_quantization";
+                                    return "Export format fake_quant; config.json's qjobs_quantization:" +
+                                           json_block(qc);
                                   }};
   return f;
 }

@@ -146,16 +146,17 @@ fs::path read_back_mlx(const ExportInputs& in, ExportResult& written) {
 }  // namespace
 
 const ExportFormat& export_mlx() {
-  static const ExportFormat f{.name = "mlx",
-                              .packed = true,
-                              .column_order_groups = true,
-                              .write = write_mlx,
-                              .read_back = read_back_mlx,
-                              .report_note = [](const JobSpec&, const json& qc) {
-                                return "Export format mlx: model/ loads with mlx_lm.load (MLX affine quantization, "
-                                       "config.json's quantization " +
-                                       qc.dump() + "); the quantized numbers above are of those weights, read back.";
-                              }};
+  static const ExportFormat f{
+      .name = "mlx",
+      .packed = true,
+      .column_order_groups = true,
+      .write = write_mlx,
+      .read_back = read_back_mlx,
+      .report_note = [](const JobSpec&, const json& qc) {
+        return "Export format mlx: model/ loads with mlx_lm.load (MLX affine quantization); the quantized "
+               "numbers above are of those weights, read back. config.json's quantization:" +
+               json_block(qc);
+      }};
   return f;
 }
 
