@@ -567,7 +567,14 @@ ApiResult Api::compare(const Request& req, const Params&, const Query& q) {
   std::set<std::string> seen;
   uint64_t bytes_read = 0;
   for (const auto& ref : refs) {
-    const auto job = store_.find(ref);
+    // An id names its job; a name its newest SUCCEEDED job, the one with
+    // numbers to compare (issue 31: the newest was a running job, and the
+    // table all dashes), else its newest job, which a note says has none.
+    auto job = store_.get(ref);
+    if (!job) {
+      const auto done = store_.list(std::vector<JobState>{JobState::succeeded}, 1, std::nullopt, ref);
+      job = done.empty() ? store_.find(ref) : std::optional<JobRecord>(done.front());
+    }
     if (!job)
       return error(http::status::not_found, "no job with id or name '" + excerpt(ref, 200) + "'", "not_found", v);
     if (!seen.insert(job->id).second) continue;

@@ -632,6 +632,12 @@ int cmd_compare(HttpClient& client, const Args& a, const Options& o) {
   const json table = call(client, "GET", "/compare?ids=" + url_encode(joined));
   if (o.json_output) std::cout << table.dump(2) << "\n";
   else std::cout << qjobs::server::compare_markdown(table);
+  // Nothing to compare (every job still running, or without a report): not a success.
+  const auto& cols = table.value("columns", json::array());
+  if (std::none_of(cols.begin(), cols.end(), [](const json& c) { return c.value("label", "?") != "?"; })) {
+    std::cerr << "error: none of the jobs has a report to compare yet\n";
+    return kExitFailed;
+  }
   return kExitOk;
 }
 

@@ -639,10 +639,21 @@ TEST_F(ServerTest, JobctlNamesColumnsSetDownloadAndExitCodes) {
   // list --watch redraws until nothing listed is queued or running.
   const std::string slow = submit(server, rtn_spec());
   ASSERT_TRUE(wait_until([&] { return server.job(slow)["state"] == "RUNNING"; }, 30s));
+  // Its name names only a running job: nothing to compare, exit 1 (issue 31: an all-dash table and 0).
+  const std::string slow_name = server.job(slow)["name"].get<std::string>();
+  const auto early = jc({"compare", slow_name});
+  EXPECT_EQ(early.rc, 1) << early.out;
+  EXPECT_NE(early.err.find("none of the jobs has a report"), std::string::npos) << early.err;
   const auto watch = jc({"list", "--watch", "--limit", "3"});
   EXPECT_EQ(watch.rc, 0) << watch.err;
   EXPECT_NE(watch.out.find("RUNNING"), std::string::npos) << watch.out;
   EXPECT_EQ(server.job(slow)["state"], "SUCCEEDED") << "--watch returned before the job ended";
+  // A newer job of that name running: the name compares the newest that succeeded.
+  const std::string newer = submit(server, rtn_spec());
+  ASSERT_TRUE(wait_until([&] { return server.job(newer)["state"] == "RUNNING"; }, 30s));
+  const auto by_name = jc({"--json", "compare", slow_name});
+  ASSERT_EQ(by_name.rc, 0) << by_name.err;
+  EXPECT_EQ(json::parse(by_name.out)["columns"][0]["id"], slow) << by_name.out;
   server.terminate();
 }
 
