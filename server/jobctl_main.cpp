@@ -487,11 +487,20 @@ int cmd_list(HttpClient& client, const Args& a, const Options& o) {
   if (!a.states.empty()) target += "&state=" + url_encode(joined(a.states));
   if (!a.name.empty()) target += "&name=" + url_encode(a.name);
   const bool tty = ::isatty(STDOUT_FILENO) != 0;
+  std::string shown;  // into a file or pipe, --watch prints a table only when a job's state or progress moved
   for (int round = 0;; ++round) {
     const json r = call(client, "GET", target);
-    if (o.json_output) {
+    std::string moved;
+    for (const auto& j : r["jobs"]) {
+      const auto& p = j.value("progress", json::object());
+      moved += j.value("id", "") + j.value("state", "") + p.value("stage", "") + std::to_string(p.value("done", 0)) +
+               "/" + std::to_string(p.value("total", 0)) + ";";
+    }
+    const bool print = !a.watch || tty || moved != shown;
+    shown = moved;
+    if (print && o.json_output) {
       std::cout << r.dump(2) << "\n";
-    } else {
+    } else if (print) {
       if (a.watch && tty) std::cout << "\033[H\033[2J";
       else if (a.watch && round > 0) std::cout << "\n";
       std::cout << list_table(r["jobs"]) << std::flush;

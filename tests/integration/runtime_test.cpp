@@ -860,6 +860,19 @@ TEST(ActQuantJob, LmquantSqStaticEnableSmoothFalseIsW8A8WithoutSmoothing) {
 // shipped, from the repository root as the README says, and packs a model
 // smaller than the original.
 TEST(RuntimeJob, RecipesRunOnTheExampleModelAsShipped) {
+  // Every shipped config names its job apart (issue 31: two shared
+  // awq_quantization, and a name means that name's newest job).
+  std::map<std::string, std::string> names;
+  for (const char* dir : {"configs", "configs/recipes"})
+    for (const auto& e : fs::directory_iterator(fs::path(QJOBS_SOURCE_DIR) / dir)) {
+      if (e.path().extension() != ".yaml") continue;
+      const std::string text = read_file(e.path());
+      std::smatch m;
+      if (!std::regex_search(text, m, std::regex("\nJOB_ID: \"([^\"]+)\""))) continue;
+      const auto [at, fresh] = names.emplace(m[1].str(), e.path().string());
+      EXPECT_TRUE(fresh) << m[1].str() << ": " << e.path() << " and " << at->second;
+    }
+  EXPECT_GE(names.size(), 10u);
   const fs::path root = make_temp_dir("recipes");
   const fs::path here = fs::current_path();
   fs::current_path(QJOBS_SOURCE_DIR);

@@ -316,6 +316,24 @@ TEST_F(ServerTest, CancelStopsARunningJobWithinTheGracePeriod) {
   wait_terminal(server, running, 10s);
 }
 
+// Issue 31: `list --watch` into a file or pipe appended a whole table every
+// 2 s (263 KB in 5 minutes); it now writes one when a job's state or
+// progress moved. A job held 20 s in one step: one table in 9 s, not four.
+TEST_F(ServerTest, WatchIntoAFileWritesOnlyWhatMoved) {
+  ServerProcess server(root_ / "ud", {"--slots", "1", "--cancel-grace", "1"}, {{"QJOBS_TEST_STEP_DELAY_MS", "20000"}});
+  const std::string id = submit(server, rtn_spec());
+  ASSERT_TRUE(wait_until([&] { return server.job(id)["state"] == "RUNNING"; }, 30s));
+  const auto w = run_cmd({"/usr/bin/timeout", "9", jobctl(), "--server", server.url(), "list", "--watch"});
+  EXPECT_EQ(w.rc, 124) << "still watching a running job: " << w.out << w.err;
+  std::size_t tables = 0;
+  for (std::size_t at = w.out.find("ID "); at != std::string::npos; at = w.out.find("ID ", at + 1))
+    if (at == 0 || w.out[at - 1] == '\n') ++tables;
+  EXPECT_GE(tables, 1u) << w.out;
+  EXPECT_LE(tables, 2u) << w.out;
+  EXPECT_EQ(run_cmd({jobctl(), "--server", server.url(), "cancel", id}).rc, 0);
+  wait_terminal(server, id, 10s);
+}
+
 TEST_F(ServerTest, WorkerIgnoringSigtermIsKilledAfterGrace) {
   // A worker that ignores SIGTERM (a stand-in script) must still be gone
   // within grace + 1 s.
