@@ -132,6 +132,12 @@ std::vector<ArtifactInfo> list_artifacts(const fs::path& root, ChecksumCache& ca
       it.disable_recursion_pending();
       continue;
     }
+    // The worker's resume state (per-block weights and inputs) is scratch,
+    // removed when the job ends: not an output, and not worth hashing.
+    if (S_ISDIR(st.st_mode) && it.depth() == 0 && it->path().filename() == "calib_state") {
+      it.disable_recursion_pending();
+      continue;
+    }
     if (!S_ISREG(st.st_mode)) continue;  // folders are walked; FIFOs, sockets and devices are not artifacts
     const auto rel = fs::relative(it->path(), root, ec).generic_string();
     // Temporary files of an atomic write in progress are not artifacts.

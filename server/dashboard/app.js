@@ -386,7 +386,7 @@
     else bar.setAttribute('aria-valuenow', pct.toFixed(0));
     let text = '';
     if (pct !== null) text = `${Math.floor(pct)}%`;
-    else if (job.state === 'RUNNING') text = 'starting…';
+    else if (job.state === 'RUNNING' && !((job.progress || {}).stage || job.stage)) text = 'starting…';
     else if (job.state === 'QUEUED') text = 'queued';
     const eta = etaText(job);
     if (eta) text += `${text ? ' · ' : ''}${eta}`;
@@ -474,7 +474,7 @@
         id: el('a', { href: jobHref(job.id), class: 'mono', testid: 'job-link' }, job.id),
         algorithm: el('td'),
         model: el('td', { class: 'model' }),
-        stage: el('td'),
+        stage: el('td', { testid: 'job-stage' }),
         bar: progressBar(),
         age: el('td', { class: 'nowrap' }),
         duration: el('td', { class: 'nowrap num' }),
@@ -498,7 +498,11 @@
       if (Array.isArray(p.stages) && typeof p.stage_index === 'number' && p.stages.length) {
         stage += ` (${p.stage_index + 1}/${p.stages.length})`;
       }
-      setText(r.stage, stage);
+      // A failed job says why where its stage is (the whole message on hover).
+      const why = job.state === 'FAILED' ? [job.error_type, job.error].filter(Boolean).join(': ') : '';
+      setText(r.stage, why ? `${stage}${stage ? ' · ' : ''}${why.length > 90 ? `${why.slice(0, 89)}…` : why}` : stage);
+      r.stage.title = why;
+      r.stage.classList.toggle('error-text', Boolean(why));
       updateProgress(r.bar, job);
       setText(r.age, fmtAge(job.created_at));
       r.age.title = fmtTime(job.created_at);
@@ -1406,6 +1410,8 @@
       currentLine = 0;
       setText(status, `${list.length} problem${list.length === 1 ? '' : 's'}`);
       status.dataset.state = 'invalid';
+      submitBtn.disabled = true;
+      submitBtn.title = 'fix the problems listed first';
       showWarnings([]);
       replaceChildren(problems, list.map((d) => {
         const where = d.line ? `${d.line}:${d.column || 0}` : '';
@@ -1431,6 +1437,8 @@
       const n = (list || []).length;
       setText(status, n ? `valid, ${n} warning${n === 1 ? '' : 's'}` : 'valid');
       status.dataset.state = 'valid';
+      submitBtn.disabled = false;
+      submitBtn.title = '';
       clear(problems);
       showWarnings(list);
       renderGutter();
@@ -1439,6 +1447,7 @@
     function showFailure(e) {
       setText(status, errorText(e));
       status.dataset.state = 'error';
+      submitBtn.disabled = false; // the check could not run: the server decides
     }
 
     async function check() {
@@ -1449,6 +1458,7 @@
         setText(status, 'empty');
         status.dataset.state = '';
         clear(problems); showWarnings([]); badLines = new Set(); renderGutter();
+        submitBtn.disabled = true;
         return;
       }
       status.dataset.state = 'checking';
@@ -1480,7 +1490,7 @@
         if (e.status === 400 || e.status === 413) showProblems(e.details, e.message);
         else showFailure(e);
       } finally {
-        submitBtn.disabled = false;
+        submitBtn.disabled = status.dataset.state === 'invalid';
       }
     }
 

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import time
 import traceback
 import urllib.error
@@ -266,7 +267,8 @@ def run(page, page_errors):
     ok(f"{wbit_line}:" in ptext, f'the problem shows "line:column": {ptext}')
     page.locator(".gutter div.bad", has_text=str(wbit_line)).first.wait_for()
     ptext_flat = re.sub(r"\s+", " ", ptext)
-    passed(f'2a. invalid W_BIT reported as "{ptext_flat}"')
+    ok(page.locator('[data-testid="submit"]').is_disabled(), "Submit is disabled while the spec has problems")
+    passed(f'2a. invalid W_BIT reported as "{ptext_flat}"; Submit disabled')
 
     problem.first.click()
     caret = editor.evaluate("""(ta) => {
@@ -311,7 +313,8 @@ def run(page, page_errors):
     status.wait_for(timeout=15000)
     match(status.inner_text(), r"valid")
     equal(page.locator('[data-testid="problem"]').count(), 0, "no problems left")
-    passed('2c. the fixed spec checks "valid"')
+    ok(page.locator('[data-testid="submit"]').is_enabled(), "Submit is enabled again once the spec checks valid")
+    passed('2c. the fixed spec checks "valid"; Submit enabled')
 
     page.click('[data-testid="submit"]')
     page.wait_for_function("() => location.hash.startsWith('#/jobs/')")
@@ -427,8 +430,22 @@ def run(page, page_errors):
     wait_job_state(w8_id, ["SUCCEEDED"], 5 * 60 * 1000)
     info(f"W8 job {w8_id} SUCCEEDED")
 
+    # A job that fails at load (a model whose weights file is not safetensors):
+    # its row says why, where the stage is.
+    broken = Path(tempfile.mkdtemp(prefix="qjobs-broken-model-"))
+    (broken / "config.json").write_text(Path("examples/kjv-llama/config.json").read_text())
+    (broken / "model.safetensors").write_text("this is not a safetensors file")
+    failed_id = submit_via_api(f'MODEL: "{broken.resolve()}"\nALGORITHM: RTN\nMAX_ATTEMPTS: 1\n')
+    wait_job_state(failed_id, ["FAILED"], 60 * 1000)
+
     page.click('[data-testid="nav-jobs"]')
     page.wait_for_function("""() => document.querySelectorAll('[data-testid="job-row"]').length >= 3""")
+    failed_stage = page.locator(f'[data-testid="job-row"][data-id="{failed_id}"] [data-testid="job-stage"]')
+    failed_stage.wait_for()
+    page.wait_for_function("""(id) => (document.querySelector(
+      `[data-testid="job-row"][data-id="${id}"] [data-testid="job-stage"]`).textContent || '').includes('MODEL_LOAD')""",
+                           arg=failed_id)
+    info(f"failed row: {failed_stage.inner_text()}")
     page.wait_for_function("""(ids) => ids.every((id) => document.querySelector(
       `[data-testid="job-row"][data-id="${id}"][data-state="SUCCEEDED"]`))""", arg=[first_id, w8_id])
     states = page.eval_on_selector_all('[data-testid="job-row"]', "(rows) => rows.map((r) => r.dataset.state)")
@@ -436,7 +453,7 @@ def run(page, page_errors):
     first_row = page.locator(f'[data-testid="job-row"][data-id="{first_id}"]')
     match(first_row.locator('[data-testid="progress-bar"]').inner_text(), r"100%")
     page.screenshot(path=shot("list.png"))
-    passed(f"5a. the list shows {len(states)} jobs ({', '.join(states)})")
+    passed(f"5a. the list shows {len(states)} jobs ({', '.join(states)}); the failed one says MODEL_LOAD")
 
     for job_id in (first_id, w8_id):
         page.check(f'[data-testid="job-row"][data-id="{job_id}"] [data-testid="job-select"]')

@@ -19,6 +19,9 @@ TEST(Artifacts, ResolveRefusesEveryEscape) {
   fs::remove_all(base);
   fs::create_directories(base / "job" / "model");
   std::ofstream(base / "job" / "model" / "config.json") << "{}";
+  // A running job's resume state is not listed (issue 31: the dashboard showed it as artifacts).
+  fs::create_directories(base / "job" / "calib_state" / "scratch");
+  std::ofstream(base / "job" / "calib_state" / "scratch" / "block-0.safetensors") << "x";
   std::ofstream(base / "secret.txt") << "secret";
   fs::create_symlink(base / "secret.txt", base / "job" / "link.txt");
   fs::create_directory_symlink(base, base / "job" / "up");
