@@ -636,9 +636,7 @@ int cmd_report(HttpClient& client, const Args& a, const Options& o) {
 }
 
 int cmd_compare(HttpClient& client, const Args& a, const Options& o) {
-  std::string joined;
-  for (const auto& j : a.ids) joined += (joined.empty() ? "" : ",") + j;
-  const json table = call(client, "GET", "/compare?ids=" + url_encode(joined));
+  const json table = call(client, "GET", "/compare?ids=" + url_encode(joined(a.ids)));
   if (o.json_output) std::cout << table.dump(2) << "\n";
   else std::cout << qjobs::server::compare_markdown(table);
   // Nothing to compare (every job still running, or without a report): not a success.

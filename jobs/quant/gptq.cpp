@@ -131,6 +131,8 @@ GptqResult gptq_quantize(const at::Tensor& w_in, at::Tensor H, const WeightQuant
   return r;
 }
 
+at::Tensor gptq_hessian(const at::Tensor& x) { return at::matmul(x.t(), x) * (2.0 / static_cast<double>(x.size(0))); }
+
 QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
   const GptqParams p = given_ ? *given_ : gptq_params().parse(in.params);
   const double damp = p.damp_percent;
@@ -181,7 +183,7 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
         if (plan.skip) continue;
         model::Linear& lin = *linears.at(name);
         const auto& x = xs.at(name);
-        auto H = at::matmul(x.t(), x) * (2.0 / static_cast<double>(x.size(0)));
+        auto H = gptq_hessian(x);
         const auto w0 = lin.weight.to(at::kFloat);
         GptqResult r;
         if (fp4) {

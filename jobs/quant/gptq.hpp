@@ -40,6 +40,10 @@ struct GroupGrid {
 // QoQ's progressive grid with clipping.
 using GroupGridFn = std::function<GroupGrid(const at::Tensor& cols, int64_t group)>;
 
+// GPTQ's Hessian of a Linear's calibration inputs x [tokens, in]:
+// H = 2/n X^T X, float32 [in, in].
+at::Tensor gptq_hessian(const at::Tensor& x);
+
 // Quantizes one Linear weight with Hessian H (float32 [in, in]). With
 // `grid`, act_order and static_groups must be false.
 GptqResult gptq_quantize(const at::Tensor& w, at::Tensor H, const WeightQuantConfig& cfg, double damp,

@@ -300,7 +300,7 @@ struct QoqRun {
       const GroupGridFn fn = [&](const at::Tensor& cols, int64_t gi) {
         return wg.grid(cols, ratio.defined() ? ratio.select(1, gi).unsqueeze(1) : at::Tensor());
       };
-      const auto H = at::matmul(x.t(), x) * (2.0 / static_cast<double>(x.size(0)));
+      const auto H = gptq_hessian(x);
       WeightQuantConfig cfg = p.cfg;
       cfg.group_size = g;
       auto r = gptq_quantize(w, H, cfg, c.damp, c.gptq_block, false, false, &fn);

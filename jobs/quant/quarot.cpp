@@ -87,8 +87,7 @@ struct QuarotRun {
           model::Linear& lin = *linears.at(name);
           const auto& x = xs.at(name);
           const auto w = lin.weight.to(at::kFloat);
-          auto H = at::matmul(x.t(), x) * (2.0 / static_cast<double>(x.size(0)));
-          auto r = gptq_quantize(w, std::move(H), plan.cfg, p.damp_percent, 128, false, false);
+          auto r = gptq_quantize(w, gptq_hessian(x), plan.cfg, p.damp_percent, 128, false, false);
           out.int_weights[full] = r.ints;
           step.errors.push_back(linear_error(full, w, r.weight, x, model::ActQuant{}));
           lin.weight = r.weight.to(lin.weight.scalar_type());

@@ -29,6 +29,13 @@ namespace fs = std::filesystem;
 fs::path bin_dir() { return QJOBS_BIN_DIR; }
 std::string python() { return QJOBS_PYTHON; }
 
+uint64_t dir_size(const std::filesystem::path& dir) {
+  uint64_t n = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) n += e.file_size();
+  return n;
+}
+
 fs::path make_temp_dir(const std::string& tag) {
   static std::mt19937 rng{std::random_device{}()};
   const fs::path p = fs::temp_directory_path() /

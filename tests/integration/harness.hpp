@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -21,6 +22,8 @@ std::filesystem::path bin_dir();
 // gguf, onnx, onnxruntime and torch), for the checks by reference libraries.
 std::string python();
 std::filesystem::path make_temp_dir(const std::string& tag);
+// Bytes of every regular file under `dir`, recursively.
+uint64_t dir_size(const std::filesystem::path& dir);
 // Kills every process whose command line names a path under `dir` (workers a
 // stopped server left running by design), waits for them, then removes `dir`.
 // A worker still writing status.json while the folder is removed made

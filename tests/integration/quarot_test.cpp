@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/job_dir.hpp"
 #include "integration/harness.hpp"
 
 namespace qjobs::testing {
@@ -19,18 +20,6 @@ using nlohmann::json;
 
 const fs::path kSource = fs::path(QJOBS_SOURCE_DIR);
 const fs::path kExample = kSource / "examples/kjv-llama";
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-uint64_t dir_size(const fs::path& dir) {
-  uint64_t n = 0;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_regular_file()) n += e.file_size();
-  return n;
-}
 
 struct QuarotJobs {
   fs::path root;
@@ -45,7 +34,7 @@ struct QuarotJobs {
                         << keys;
     const auto r =
         run_cmd({(bin_dir() / "qjobs-worker").string(), "run", spec.string(), "--job-dir", (root / name).string()});
-    EXPECT_EQ(r.rc, 0) << slurp(root / name / "logs/worker.log");
+    EXPECT_EQ(r.rc, 0) << read_file(root / name / "logs/worker.log");
     return root / name / "model";
   }
 
@@ -83,7 +72,7 @@ TEST(QuaRot, HadamardRtnIsThePapersRotationRoundedToNearest) {
   const std::string keys = "    ROTATION: hadamard\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n";
   const fs::path fake = jobs.run("fake", "QuaRot", "fake_quant", keys);
   const fs::path packed = jobs.run("packed", "QuaRot", "compressed-tensors", keys);
-  const auto config = json::parse(slurp(packed / "config.json"));
+  const auto config = json::parse(read_file(packed / "config.json"));
   EXPECT_EQ(config["tie_word_embeddings"], false);
   EXPECT_EQ(config["quantization_config"]["quant_method"], "compressed-tensors");
   EXPECT_LT(dir_size(packed), dir_size(fake) * 0.6);
@@ -113,7 +102,7 @@ TEST(QuaRot, RandomHadamardGptqIsASignedRotationAndPacks) {
   const std::string keys = "    QUANTIZER: GPTQ\n    W_BIT: 4\n    Q_GROUP_SIZE: 64\n";
   const fs::path fake = jobs.run("fake", "QuaRot", "fake_quant", keys);
   const fs::path packed = jobs.run("packed", "QuaRot", "compressed-tensors", keys);
-  const auto report = json::parse(slurp(jobs.root / "fake/report.json"));
+  const auto report = json::parse(read_file(jobs.root / "fake/report.json"));
   EXPECT_EQ(report["quantization_config"]["quantizer"], "GPTQ");
   EXPECT_EQ(report["quantization_config"]["rotation"], "random_hadamard");
   const auto c =

@@ -162,13 +162,6 @@ TEST(RuntimeJob, RtnOnTheExampleModelReportsPerplexityBeforeAndAfter) {
 namespace qjobs::testing {
 namespace {
 
-uint64_t dir_size(const fs::path& dir) {
-  uint64_t n = 0;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) n += e.file_size();
-  return n;
-}
-
 // Issue 27: a compressed-tensors checkpoint read by the reference stack as a
 // user's would be (tests/reference/ct_check.py, in the project's virtual
 // environment): compressed-tensors validates its config, every Linear is in
