@@ -1,7 +1,9 @@
 #include "server/api.hpp"
 
 #include <openssl/crypto.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -23,6 +25,7 @@
 #include "spec/catalog_docs.hpp"
 #include "server/artifacts.hpp"
 #include "server/dashboard_assets.hpp"
+#include "server/job_folder.hpp"
 #include "server/report_compare.hpp"
 
 namespace qjobs::server {
@@ -87,6 +90,13 @@ Api::Api(Store& store, Scheduler& scheduler, ApiOptions options)
     : store_(store), scheduler_(scheduler), options_(std::move(options)) {}
 
 fs::path Api::job_dir(const std::string& id) const { return options_.user_data / "jobs" / id; }
+
+bool Api::with_folder(const std::string& id) {
+  const auto job = store_.get(id);
+  if (!job) return false;
+  ensure_job_folder(store_, options_.user_data / "jobs", *job);
+  return true;
+}
 
 StringResponse Api::error(http::status status, const std::string& message, const std::string& kind, unsigned version,
                           json details) {
@@ -344,47 +354,31 @@ ApiResult Api::submit(const Request& req, const Params&, const Query& query) {
   job.idempotency_key = key;
   job.spec_yaml = req.body();
   job.spec_json = to_json(spec).dump();
+  for (std::size_t i = spec.warnings.size(); i < warnings.size(); ++i)
+    job.events.emplace_back("warning", json{{"type", "warning"}, {"message", warnings[i]}, {"source", "server"}});
 
-  // The directory and its spec files exist before the row that points at
-  // them. The folder is made with mkdir, never reused: this request removes
-  // only a folder it created itself.
+  // Only the row is written (with its events): the job's folder is made
+  // when it is first needed (job_folder.hpp), so that a group of concurrent
+  // submissions costs one commit and no files. An id is new when no row and
+  // no folder has it (a clash of 64 random bits is theoretical).
+  Store::InsertResult inserted;
   for (int tries = 0;; ++tries) {
     job.id = new_job_id();
-    if (::mkdir(job_dir(job.id).c_str(), 0755) == 0) break;
-    if (errno != EEXIST || tries == 8)
-      throw Error(error_kind_for_errno(errno),
-                  "cannot create the job directory " + job_dir(job.id).string() + ": " + std::strerror(errno));
-  }
-  const JobDir dir(job_dir(job.id));
-  Store::InsertResult inserted;
-  try {
-    dir.create_layout();
-    write_file_atomic(dir.spec_yaml(), job.spec_yaml);
-    write_file_atomic(dir.spec_json(), to_json(spec).dump(2));
-    inserted = store_.insert(job);
-  } catch (...) {
     std::error_code ec;
-    fs::remove_all(dir.root(), ec);
-    throw;
+    if (fs::exists(job_dir(job.id), ec) && tries < 8) continue;
+    try {
+      inserted = store_.insert(job);
+      break;
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::conflict || tries >= 8) throw;
+    }
   }
   if (!inserted.created) {
-    std::error_code ec;
-    fs::remove_all(dir.root(), ec);
     auto res = json_response(http::status::ok, job_view(inserted.job), v);
     res.set(http::field::location, "/jobs/" + inserted.job.id);
     return res;
   }
   ++submitted_;
-  try {
-    dir.append_event({{"type", "state"}, {"state", "QUEUED"}, {"source", "server"}});
-    for (std::size_t i = spec.warnings.size(); i < warnings.size(); ++i) {
-      const json w = {{"type", "warning"}, {"message", warnings[i]}, {"source", "server"}};
-      dir.append_event(w);
-      store_.add_event(job.id, "warning", w);
-    }
-  } catch (const Error& e) {
-    spdlog::warn("job {}: cannot record an event: {}", job.id, e.what());  // the row is stored: the job exists
-  }
   // Start it now when the scheduler is free and starting is a fork (local
   // slots); sbatch may wait on slurmctld, so a Slurm submission leaves it to
   // the control thread's next pass (within 100 ms), never to this request.
@@ -621,7 +615,7 @@ bool Api::job_active(const std::string& id) {
 }
 
 ApiResult Api::logs(const Request& req, const Params& p, const Query& q) {
-  if (!store_.get(p[0]))
+  if (!with_folder(p[0]))
     return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
   const auto follow = query_bool(q, "follow");
   if (!follow) return error(http::status::bad_request, bool_problem(q, "follow"), "invalid_input", req.version());
@@ -636,7 +630,7 @@ ApiResult Api::logs(const Request& req, const Params& p, const Query& q) {
 }
 
 ApiResult Api::events(const Request& req, const Params& p, const Query& q) {
-  if (!store_.get(p[0]))
+  if (!with_folder(p[0]))
     return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", req.version());
   const auto follow = query_bool(q, "follow");
   if (!follow) return error(http::status::bad_request, bool_problem(q, "follow"), "invalid_input", req.version());
@@ -665,7 +659,7 @@ ApiResult Api::remove(const Request& req, const Params& p, const Query&) {
 
 ApiResult Api::artifacts(const Request& req, const Params& p, const Query&) {
   const unsigned v = req.version();
-  if (!store_.get(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", v);
+  if (!with_folder(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", v);
   json files = json::array();
   uint64_t total = 0;
   for (const auto& a : list_artifacts(job_dir(p[0]), checksums_)) {
@@ -677,7 +671,7 @@ ApiResult Api::artifacts(const Request& req, const Params& p, const Query&) {
 
 ApiResult Api::artifact(const Request& req, const Params& p, const Query&) {
   const unsigned v = req.version();
-  if (!store_.get(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", v);
+  if (!with_folder(p[0])) return error(http::status::not_found, "no job with id '" + p[0] + "'", "not_found", v);
   const std::vector<std::string> segments(p.begin() + 1, p.end());
   const auto file = resolve_artifact(job_dir(p[0]), segments);
   if (!file) return error(http::status::not_found, "no such artifact in job " + p[0], "not_found", v);
@@ -748,6 +742,13 @@ ApiResult Api::metrics(const Request& req, const Params&, const Query&) {
   out += "qjobs_http_requests_total " + std::to_string(requests_.load()) + "\n";
   out += "# HELP qjobs_jobs_submitted_total Jobs created since start.\n# TYPE qjobs_jobs_submitted_total counter\n";
   out += "qjobs_jobs_submitted_total " + std::to_string(submitted_.load()) + "\n";
+  const auto inserts = store_.insert_stats();
+  out += "# HELP qjobs_store_inserts_total Jobs stored since start.\n# TYPE qjobs_store_inserts_total counter\n";
+  out += "qjobs_store_inserts_total " + std::to_string(inserts.inserts) + "\n";
+  out +=
+      "# HELP qjobs_store_insert_commits_total Commits (fsyncs) that stored them: concurrent submissions share "
+      "one.\n# TYPE qjobs_store_insert_commits_total counter\n";
+  out += "qjobs_store_insert_commits_total " + std::to_string(inserts.commits) + "\n";
   const auto store = store_.health();
   const auto sched = scheduler_.health();
   out +=

@@ -107,6 +107,9 @@ class Api {
   ApiResult metrics(const Request& req, const Params&, const Query&);
 
   nlohmann::json job_view(const JobRecord& r) const;
+  // Whether job `id` exists; when it does, its folder does too (made now
+  // for a queued job that has none: job_folder.hpp).
+  bool with_folder(const std::string& id);
   // report.json's compare summary for job `id`, from the cache when the file
   // is the one read before (same device, inode, size and mtime). Adds the
   // bytes it read from disk to *bytes_read; with *problem set when refused.

@@ -108,11 +108,15 @@ struct HttpServer::Impl {
   Api& api;
   HttpOptions options;
   tcp::acceptor acceptor;
-  // Three lanes, so that no kind of work queues behind another: reads
-  // (GET/HEAD handlers), writes (handlers that change state: they serialize
-  // on the store's write lock and wait for its fsync) and log streams (file
-  // chunks for logs/events). /healthz needs none: it reads counters only.
+  // Four lanes, so that no kind of work queues behind another: reads
+  // (GET/HEAD handlers), submissions (POST /jobs: many threads, since
+  // concurrent submissions wait on one shared commit, and the more wait
+  // together the fewer fsyncs), other writes (handlers that change state:
+  // they serialize on the store's write lock and wait for its fsync) and log
+  // streams (file chunks for logs/events). /healthz needs none: it reads
+  // counters only.
   asio::thread_pool read_pool;
+  asio::thread_pool submit_pool;
   asio::thread_pool write_pool;
   asio::thread_pool stream_pool;
   std::atomic<bool> stopping{false};
@@ -140,6 +144,7 @@ struct HttpServer::Impl {
         options(std::move(o)),
         acceptor(io_),
         read_pool(static_cast<std::size_t>(std::max(1, options.handler_threads))),
+        submit_pool(static_cast<std::size_t>(std::max(1, options.submit_threads))),
         write_pool(static_cast<std::size_t>(std::max(1, options.handler_threads / 2))),
         stream_pool(static_cast<std::size_t>(std::max(1, options.handler_threads / 2))),
         stats(options.stats ? options.stats : &own_stats) {
@@ -155,6 +160,13 @@ struct HttpServer::Impl {
     using R = std::invoke_result_t<F&>;
     co_return co_await asio::co_spawn(
         pool, [f = std::move(f)]() mutable -> asio::awaitable<R> { co_return f(); }, asio::use_awaitable);
+  }
+
+  asio::thread_pool& lane(const Request& req) {
+    if (req.method() == http::verb::get || req.method() == http::verb::head) return read_pool;
+    if (req.method() == http::verb::post && (req.target() == "/jobs" || req.target().starts_with("/jobs?")))
+      return submit_pool;
+    return write_pool;
   }
 
   asio::awaitable<void> accept_loop() {
@@ -376,9 +388,7 @@ struct HttpServer::Impl {
       };
       std::optional<ApiResult> result;
       if (Api::answers_from_memory(req)) result = run();
-      else
-        result = co_await on_pool(
-            req.method() == http::verb::get || req.method() == http::verb::head ? read_pool : write_pool, run);
+      else result = co_await on_pool(lane(req), run);
       bool ok = true;
       if (auto* s = std::get_if<StringResponse>(&*result)) {
         ok = co_await send(stream, *s, keep_alive);
@@ -400,6 +410,7 @@ HttpServer::HttpServer(asio::io_context& io, Api& api, HttpOptions options)
 
 HttpServer::~HttpServer() {
   impl_->read_pool.join();
+  impl_->submit_pool.join();
   impl_->write_pool.join();
   impl_->stream_pool.join();
 }

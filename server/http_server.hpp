@@ -34,6 +34,7 @@ struct HttpOptions {
   std::chrono::milliseconds follow_poll{200};
   int64_t max_connections = 512;     // served at once; more are refused with 503
   int handler_threads = 4;           // pool for handlers and file reads
+  int submit_threads = 32;           // POST /jobs: they wait together on one group commit
   ConnectionStats* stats = nullptr;  // counters to update; optional
 };
 

@@ -1,5 +1,7 @@
 #include "server/scheduler.hpp"
 
+#include "server/job_folder.hpp"
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -141,7 +143,7 @@ bool Scheduler::transition(const std::string& id, nlohmann::json e, const std::f
   }
   e["source"] = "server";
   if (!e.contains("ts")) e["ts"] = unix_now();
-  const JobDir dir(job_dir(id));
+  const JobDir dir = folder(id);
   bool appended = false;
   try {
     dir.append_event(e);
@@ -187,10 +189,19 @@ void Scheduler::server_event(const std::string& id, nlohmann::json e) {
     spdlog::warn("job {}: cannot store event: {}", id, ex.what());
   }
   try {
-    JobDir(job_dir(id)).append_event(e);
+    folder(id).append_event(e);
   } catch (const std::exception& ex) {
     spdlog::warn("job {}: cannot append event: {}", id, ex.what());
   }
+}
+
+JobDir Scheduler::folder(const std::string& id) {
+  try {
+    if (const auto job = store_.get(id)) return ensure_job_folder(store_, options_.jobs_root, *job);
+  } catch (const std::exception& e) {
+    spdlog::warn("job {}: cannot make its folder: {}", id, e.what());
+  }
+  return JobDir(job_dir(id));
 }
 
 void Scheduler::report_bad_status(const std::string& id, int attempt, const std::string& problem) {
@@ -341,8 +352,7 @@ std::optional<JobState> Scheduler::cancel_locked(const std::string& id) {
   if (job->state == JobState::queued && job->handle.empty()) {
     if (transition(id, {{"type", "state"}, {"state", "CANCELLED"}, {"reason", "cancelled while queued"}},
                    [&] { return store_.cancel_queued(id, now); })) {
-      write_end_report(JobDir(job_dir(id)), *job,
-                       FinishInfo{JobState::cancelled, ErrorType::none, "cancelled while queued"});
+      write_end_report(folder(id), *job, FinishInfo{JobState::cancelled, ErrorType::none, "cancelled while queued"});
       return JobState::cancelled;
     }
     return store_.get(id)->state;
@@ -518,13 +528,22 @@ void Scheduler::start_queued() {
       FinishInfo info{JobState::failed, ErrorType::validation,
                       "job needs " + std::to_string(need) + " devices, this server has " +
                           std::to_string(options_.capacity.size())};
-      write_end_report(JobDir(job_dir(job.id)), job, info);
+      write_end_report(folder(job.id), job, info);
       transition(job.id, {{"type", "state"}, {"state", "FAILED"}, {"reason", info.error}},
                  [&] { return store_.finish(job.id, JobState::queued, info, this->now()); });
       continue;
     }
     if (static_cast<int>(free_.size()) < need) return;  // strict order: no overtaking
 
+    try {
+      ensure_job_folder(store_, options_.jobs_root, job);  // made now if the job has none yet
+    } catch (const std::exception& e) {
+      // Its folder cannot be written (a full disk): it stays QUEUED and is
+      // tried again at the next pass.
+      uint64_t held = 0;
+      if (store_log_.allow(&held)) spdlog::warn("job {}: cannot make its folder; not started: {}", job.id, e.what());
+      return;
+    }
     std::vector<std::string> devices(free_.begin(), std::next(free_.begin(), need));
     const int attempt = job.attempts + 1;
     LaunchRequest req;
@@ -557,7 +576,7 @@ void Scheduler::start_queued() {
       spdlog::error("job {}: {}", job.id, e.what());
       FinishInfo info{JobState::failed, ErrorType::internal, e.what()};
       info.stage = "start (" + launcher_.backend() + ")";
-      write_end_report(JobDir(job_dir(job.id)), job, info);
+      write_end_report(folder(job.id), job, info);
       // Mark it running first so the guarded finish applies to this attempt.
       if (store_.start(job.id, "", "", this->now()) && store_.finish(job.id, JobState::running, info, this->now()))
         server_event(job.id, {{"type", "state"}, {"state", "FAILED"}, {"reason", e.what()}});

@@ -38,6 +38,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/job_dir.hpp"
 #include "common/logging.hpp"
 #include "server/dispatcher.hpp"
 #include "server/store.hpp"
@@ -154,6 +155,9 @@ class Scheduler {
   bool transition(const std::string& id, nlohmann::json event, const std::function<bool()>& commit);
   void note_store_failure(const std::exception& e);
   std::filesystem::path job_dir(const std::string& id) const;
+  // The job's folder, made first for a queued job that has none yet
+  // (job_folder.hpp); a failure is logged and the plain path returned.
+  JobDir folder(const std::string& id);
 
   // Dispatchers are not thread-safe and a call may block for its command
   // timeout (sbatch while slurmctld is down). Every call into one holds

@@ -8,11 +8,14 @@
 // ticks, child exits), and a small pool for request handlers and file reads.
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <set>
 #include <memory>
 #include <thread>
@@ -29,12 +32,14 @@
 
 #include "common/environment.hpp"
 #include "common/error.hpp"
+#include "common/job_dir.hpp"
 #include "common/logging.hpp"
 #include "common/strings.hpp"
 #include "server/api.hpp"
 #include "server/dispatcher.hpp"
 #include "server/slurm_dispatcher.hpp"
 #include "server/http_server.hpp"
+#include "server/job_folder.hpp"
 #include "server/scheduler.hpp"
 #include "server/store.hpp"
 #include "server/store_faults.hpp"
@@ -102,9 +107,10 @@ rlim_t raise_fd_limit() {
   return rl.rlim_cur;
 }
 
-// Job folders without a row are left by a crash between creating the folder
-// and storing the row (the row is written second). Those that never ran
-// (no status.json) are removed; any other unknown folder is reported and kept.
+// Folders without a row are staging folders (".new-<id>-...") a crash left
+// while a job's folder was being made (job_folder.hpp), or folders of an
+// older server that made them before the row. Those that never ran (no
+// status.json) are removed; any other unknown folder is reported and kept.
 void sweep_orphans(Store& store, const fs::path& jobs_root) {
   const auto ids = store.all_ids();
   const std::set<std::string> known(ids.begin(), ids.end());
@@ -121,6 +127,36 @@ void sweep_orphans(Store& store, const fs::path& jobs_root) {
     spdlog::info("sweep: removed orphan job folder {} (created, never stored){}", name,
                  rec ? ": " + rec.message() : "");
   }
+}
+
+// The row is the record of a job; its folder's spec.yaml and spec.json are
+// copies of it. After a crash of the machine (a folder entry not yet on
+// disk, a file torn), the folder of a job a backend has may lack them: they
+// are written again from the row, synced, before anything starts. A queued
+// job not yet handed to a backend is mended (or its folder made) when it
+// starts (job_folder.hpp); a folder someone removed is not made again here.
+void restore_specs(Store& store, const fs::path& jobs_root) {
+  for (const auto state : {JobState::queued, JobState::running, JobState::cancelling})
+    for (const auto& job : store.in_state(state)) {
+      if (state == JobState::queued && job.handle.empty()) continue;
+      const JobDir dir(jobs_root / job.id);
+      std::error_code ec;
+      if (!fs::is_directory(dir.root(), ec)) continue;
+      if (!mend_spec_files(dir, job)) continue;
+      spdlog::warn("job {}: spec.yaml and spec.json restored from the database (lost in a crash)", job.id);
+    }
+}
+
+// One server per user_data: a second one would start the same jobs. The
+// lock is the kernel's (flock), so it goes with the process, kill -9 included.
+void lock_user_data(const fs::path& root) {
+  const fs::path path = root / "server.lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(error_kind_for_errno(errno), "open " + path.string() + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
+    throw Error(ErrorKind::conflict, "another qjobs-server is using " + root.string() + " (" + path.string() +
+                                         " is locked); stop it first or give another --user-data");
+  // fd stays open (and locked) for the life of the process.
 }
 
 // Every command-line option, with its default.
@@ -293,8 +329,10 @@ void serve(ServerArgs a) {
     vfs = install_store_faults(env.test.store_faults);
     spdlog::warn("store: fault injection from {}", env.test.store_faults);
   }
+  lock_user_data(root);
   Store store(root / "qjobs.db", vfs);
   sweep_orphans(store, root / "jobs");
+  restore_specs(store, root / "jobs");
   // The worker rewrites status.json at least this often, well inside the
   // stall timeout.
   const double heartbeat = a.stall_timeout > 0 ? std::clamp(a.stall_timeout / 5, 0.2, 30.0) : 30.0;

@@ -325,6 +325,16 @@ auto Store::write(F&& f) -> decltype(f()) {
   }
 }
 
+template <typename F>
+auto Store::write_job(const std::string& id, F&& f) -> decltype(f()) {
+  struct Forget {
+    Store* store;
+    const std::string& id;
+    ~Forget() { store->forget(id); }
+  } forget_after{this, id};
+  return write(std::forward<F>(f));
+}
+
 int64_t Store::memory_used() { return sqlite3_memory_used(); }
 
 StoreHealth Store::health() const {
@@ -370,63 +380,178 @@ void Store::migrate() {
 }
 
 Store::InsertResult Store::insert(const NewJob& j) {
-  return write([&]() -> InsertResult {
-    if (j.idempotency_key) {
-      Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE idempotency_key=?");
-      s.bind(1, *j.idempotency_key);
-      if (s.step()) return {read_row(s), false};
+  PendingInsert me;
+  me.job = &j;
+  std::unique_lock lock(group_mu_);
+  group_.push_back(&me);
+  while (!me.done) {
+    if (committing_) {
+      group_cv_.wait(lock);
+      continue;
     }
-    const double now = [] {
-      return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    }();
-    exec("BEGIN IMMEDIATE");
-    try {
-      Stmt s(db_,
-             "INSERT INTO jobs(id, name, algorithm, model, state, priority, max_attempts, "
-             "devices_requested, timeout_s, idempotency_key, spec_yaml, spec_json, created_at, "
-             "updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-      s.bind(1, j.id)
-          .bind(2, j.name)
-          .bind(3, j.algorithm)
-          .bind(4, j.model)
-          .bind(5, state_name(JobState::queued))
-          .bind(6, j.priority)
-          .bind(7, j.max_attempts)
-          .bind(8, j.devices_requested)
-          .bind(9, j.timeout_s)
-          .bind(10, j.idempotency_key)
-          .bind(11, j.spec_yaml)
-          .bind(12, j.spec_json)
-          .bind(13, now)
-          .bind(14, now);
-      s.step();
-      Stmt e(db_, "INSERT INTO job_events(job_id, ts, type, data_json) VALUES(?,?,'state',?)");
-      e.bind(1, j.id).bind(2, now).bind(3, std::string(R"({"state":"QUEUED","source":"server"})"));
-      e.step();
-      exec("COMMIT");
-    } catch (const Error& e) {
-      rollback_quietly(db_);
-      // A concurrent insert with the same key won the race.
-      if (e.kind() == ErrorKind::conflict && j.idempotency_key) {
-        Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE idempotency_key=?");
-        s.bind(1, *j.idempotency_key);
-        if (s.step()) return {read_row(s), false};
+    // No commit in progress: this caller commits every insert waiting now
+    // (its own among them).
+    committing_ = true;
+    std::vector<PendingInsert*> group;
+    group.swap(group_);
+    lock.unlock();
+    commit_group(group);
+    lock.lock();
+    for (auto* p : group) p->done = true;
+    committing_ = false;
+    group_cv_.notify_all();
+  }
+  if (me.error) std::rethrow_exception(me.error);
+  return std::move(*me.result);
+}
+
+Store::InsertStats Store::insert_stats() const {
+  std::lock_guard lock(group_mu_);
+  return {inserts_, commits_, group_.size(), committing_};
+}
+
+void Store::commit_group(const std::vector<PendingInsert*>& group) {
+  uint64_t epoch = 0;
+  {
+    std::lock_guard lock(cache_mu_);
+    epoch = cache_epoch_;
+  }
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  try {
+    write([&] {
+      exec("BEGIN IMMEDIATE");
+      try {
+        for (auto* p : group) {
+          try {
+            p->result = insert_one(*p->job, now);
+          } catch (const Error& e) {
+            if (e.kind() != ErrorKind::conflict) throw;  // the transaction is gone
+            p->error = std::current_exception();
+          }
+        }
+        exec("COMMIT");
+      } catch (...) {
+        rollback_quietly(db_);
+        throw;
       }
-      throw;
+    });
+  } catch (...) {
+    for (auto* p : group) {
+      p->result.reset();
+      p->error = std::current_exception();
     }
-    Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE id=?");
-    s.bind(1, j.id);
-    if (!s.step()) throw Error(ErrorKind::internal, "inserted job " + j.id + " is not there");
-    return {read_row(s), true};
-  });
+    return;
+  }
+  for (auto* p : group)
+    if (p->result && p->result->created) remember(p->result->job, epoch);  // its submitter reads it next
+  std::lock_guard lock(group_mu_);
+  ++commits_;
+  for (auto* p : group)
+    if (p->result && p->result->created) ++inserts_;
+}
+
+Store::InsertResult Store::insert_one(const NewJob& j, double now) {
+  const auto by_key = [&]() -> std::optional<JobRecord> {
+    if (!j.idempotency_key) return std::nullopt;
+    Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE idempotency_key=?");
+    s.bind(1, *j.idempotency_key);
+    if (!s.step()) return std::nullopt;
+    return read_row(s);
+  };
+  // Earlier inserts of this group are visible here: a key used twice in one
+  // group returns the first job to the second caller.
+  if (auto first = by_key()) return {std::move(*first), false};
+  exec("SAVEPOINT one_job");
+  try {
+    Stmt s(db_,
+           "INSERT INTO jobs(id, name, algorithm, model, state, priority, max_attempts, "
+           "devices_requested, timeout_s, idempotency_key, spec_yaml, spec_json, created_at, "
+           "updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    s.bind(1, j.id)
+        .bind(2, j.name)
+        .bind(3, j.algorithm)
+        .bind(4, j.model)
+        .bind(5, state_name(JobState::queued))
+        .bind(6, j.priority)
+        .bind(7, j.max_attempts)
+        .bind(8, j.devices_requested)
+        .bind(9, j.timeout_s)
+        .bind(10, j.idempotency_key)
+        .bind(11, j.spec_yaml)
+        .bind(12, j.spec_json)
+        .bind(13, now)
+        .bind(14, now);
+    s.step();
+    Stmt e(db_, "INSERT INTO job_events(job_id, ts, type, data_json) VALUES(?,?,'state',?)");
+    e.bind(1, j.id).bind(2, now).bind(3, std::string(R"({"state":"QUEUED","source":"server"})"));
+    e.step();
+    for (const auto& [type, data] : j.events) {
+      Stmt more(db_, "INSERT INTO job_events(job_id, ts, type, data_json) VALUES(?,?,?,?)");
+      more.bind(1, j.id).bind(2, now).bind(3, type).bind(4, data.dump());
+      more.step();
+    }
+    exec("RELEASE one_job");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK TO one_job; RELEASE one_job", nullptr, nullptr, nullptr);
+    throw;
+  }
+  Stmt s(db_, std::string("SELECT ") + kColumns + " FROM jobs WHERE id=?");
+  s.bind(1, j.id);
+  if (!s.step()) throw Error(ErrorKind::internal, "inserted job " + j.id + " is not there");
+  return {read_row(s), true};
 }
 
 std::optional<JobRecord> Store::get(const std::string& id) {
-  const Reader r(*this);
-  Stmt s(r.get(), std::string("SELECT ") + kColumns + " FROM jobs WHERE id=?");
-  s.bind(1, id);
-  if (!s.step()) return std::nullopt;
-  return read_row(s);
+  uint64_t epoch = 0;
+  {
+    std::lock_guard lock(cache_mu_);
+    if (const auto it = cache_.find(id); it != cache_.end()) return it->second;
+    epoch = cache_epoch_;
+  }
+  std::optional<JobRecord> rec;
+  {
+    const Reader r(*this);
+    Stmt s(r.get(), std::string("SELECT ") + kColumns + " FROM jobs WHERE id=?");
+    s.bind(1, id);
+    if (!s.step()) return std::nullopt;
+    rec = read_row(s);
+  }
+  remember(*rec, epoch);
+  return rec;
+}
+
+std::optional<JobRecord> Store::peek(const std::string& id) const {
+  std::lock_guard lock(cache_mu_);
+  if (const auto it = cache_.find(id); it != cache_.end()) return it->second;
+  return std::nullopt;
+}
+
+namespace {
+constexpr std::size_t kCachedRecords = 4096;
+constexpr std::size_t kCachedBytes = 32u << 20;
+std::size_t spec_bytes(const JobRecord& r) { return r.spec_yaml.size() + r.spec_json.size(); }
+}  // namespace
+
+void Store::remember(const JobRecord& r, uint64_t epoch) {
+  std::lock_guard lock(cache_mu_);
+  if (epoch != cache_epoch_ || cache_.count(r.id)) return;  // a write came between: what was read may be old
+  const std::size_t bytes = spec_bytes(r);
+  if (bytes > kCachedBytes / 16) return;
+  while (!cache_.empty() && (cache_.size() >= kCachedRecords || cache_bytes_ + bytes > kCachedBytes)) {
+    cache_bytes_ -= spec_bytes(cache_.begin()->second);
+    cache_.erase(cache_.begin());
+  }
+  cache_.emplace(r.id, r);
+  cache_bytes_ += bytes;
+}
+
+void Store::forget(const std::string& id) {
+  std::lock_guard lock(cache_mu_);
+  ++cache_epoch_;
+  if (const auto it = cache_.find(id); it != cache_.end()) {
+    cache_bytes_ -= spec_bytes(it->second);
+    cache_.erase(it);
+  }
 }
 
 std::optional<JobRecord> Store::find(const std::string& id_or_name) {
@@ -490,7 +615,7 @@ std::map<JobState, std::pair<double, int64_t>> Store::durations() {
 }
 
 bool Store::start(const std::string& id, const std::string& handle, const std::string& devices, double now) {
-  return write([&]() -> bool {
+  return write_job(id, [&]() -> bool {
     Stmt s(db_,
            "UPDATE jobs SET state=?, attempts=attempts+1, handle=?, pid=NULL, devices=?, "
            "started_at=?, updated_at=?, stage='', error_type='', error='', not_before=NULL "
@@ -508,7 +633,7 @@ bool Store::start(const std::string& id, const std::string& handle, const std::s
 }
 
 bool Store::dispatch(const std::string& id, const std::string& handle, const std::string& stage, double now) {
-  return write([&]() -> bool {
+  return write_job(id, [&]() -> bool {
     Stmt s(db_,
            "UPDATE jobs SET attempts=attempts+1, handle=?, pid=NULL, devices='', started_at=NULL, updated_at=?, "
            "stage=?, error_type='', error='', not_before=NULL WHERE id=? AND state=? AND handle=''");
@@ -519,7 +644,7 @@ bool Store::dispatch(const std::string& id, const std::string& handle, const std
 }
 
 bool Store::mark_running(const std::string& id, const std::string& handle, double now) {
-  return write([&]() -> bool {
+  return write_job(id, [&]() -> bool {
     Stmt s(db_, "UPDATE jobs SET state=?, started_at=?, updated_at=?, stage='' WHERE id=? AND state=? AND handle=?");
     s.bind(1, state_name(JobState::running))
         .bind(2, now)
@@ -533,7 +658,7 @@ bool Store::mark_running(const std::string& id, const std::string& handle, doubl
 }
 
 bool Store::finish(const std::string& id, JobState from, const FinishInfo& info, double now) {
-  return write([&]() -> bool {
+  return write_job(id, [&]() -> bool {
     Stmt s(db_,
            "UPDATE jobs SET state=?, error_type=?, error=?, stage=CASE WHEN ?='' THEN stage ELSE ? END, "
            "metrics_json=?, finished_at=?, updated_at=?, pid=NULL WHERE id=? AND state=?");
@@ -554,7 +679,7 @@ bool Store::finish(const std::string& id, JobState from, const FinishInfo& info,
 }
 
 bool Store::requeue(const std::string& id, JobState from, const std::string& why, double now, double not_before) {
-  return write([&]() -> bool {
+  return write_job(id, [&]() -> bool {
     Stmt s(db_,
            "UPDATE jobs SET state=?, pid=NULL, handle='', devices='', stage='', error=?, updated_at=?, not_before=? "
            "WHERE id=? AND state=?");
@@ -567,7 +692,7 @@ bool Store::requeue(const std::string& id, JobState from, const std::string& why
 }
 
 bool Store::cancel_queued(const std::string& id, double now) {
-  return write([&]() -> bool {
+  return write_job(id, [&]() -> bool {
     Stmt s(db_,
            "UPDATE jobs SET state=?, cancel_requested_at=?, finished_at=?, updated_at=? "
            "WHERE id=? AND state=? AND handle=''");
@@ -583,7 +708,7 @@ bool Store::cancel_queued(const std::string& id, double now) {
 }
 
 bool Store::cancel_running(const std::string& id, double now) {
-  return write([&]() -> bool {
+  return write_job(id, [&]() -> bool {
     // RUNNING, or QUEUED in a backend's queue (dispatched, with a handle).
     Stmt s(db_,
            "UPDATE jobs SET state=?, cancel_requested_at=?, updated_at=? "
@@ -600,7 +725,7 @@ bool Store::cancel_running(const std::string& id, double now) {
 }
 
 void Store::set_stage(const std::string& id, const std::string& stage, const nlohmann::json& metrics) {
-  return write([&]() {
+  return write_job(id, [&]() {
     Stmt s(db_,
            "UPDATE jobs SET stage=?, metrics_json=? WHERE id=? AND "
            "(state IN ('RUNNING','CANCELLING') OR (state='QUEUED' AND handle!=''))");
@@ -610,7 +735,7 @@ void Store::set_stage(const std::string& id, const std::string& stage, const nlo
 }
 
 bool Store::remove(const std::string& id) {
-  return write([&]() -> bool {
+  return write_job(id, [&]() -> bool {
     exec("BEGIN IMMEDIATE");
     try {
       Stmt s(db_, "DELETE FROM jobs WHERE id=? AND state IN ('SUCCEEDED','FAILED','CANCELLED')");
@@ -643,6 +768,21 @@ void Store::add_event(const std::string& id, const std::string& type, const nloh
 }  // namespace qjobs::server
 
 namespace qjobs::server {
+std::vector<nlohmann::json> Store::events(const std::string& id, int limit) {
+  const Reader r(*this);
+  Stmt s(r.get(), "SELECT ts, type, data_json FROM job_events WHERE job_id=? ORDER BY id LIMIT ?");
+  s.bind(1, id).bind(2, limit);
+  std::vector<nlohmann::json> out;
+  while (s.step()) {
+    nlohmann::json e = nlohmann::json::parse(s.text(2), nullptr, false);
+    if (!e.is_object()) e = nlohmann::json::object();
+    e["type"] = s.text(1);
+    e["ts"] = s.real(0);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 std::vector<std::string> Store::all_ids() {
   const Reader r(*this);
   Stmt s(r.get(), "SELECT id FROM jobs");

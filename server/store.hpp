@@ -32,14 +32,29 @@
 // so they never wait behind a write's fsync (WAL lets them run alongside).
 // The pool holds one connection per thread that ever read at once; each
 // connection's page cache is capped at 1 MiB.
+//
+// Group commit: concurrent insert() calls share one transaction and one
+// fsync. The first caller to find no commit in progress takes every insert
+// waiting at that moment and commits them together; the others wait for
+// it, and none returns before its row is durable. One insert that fails (a
+// constraint) fails alone; a commit that fails fails every insert in it.
+//
+// Job records are kept in memory once read (at most kCachedRecords or
+// kCachedBytes of specs): every write of a job drops its record before the
+// write returns, and a read that began before a write never stores what it
+// read, so get() after a write sees that write. This process must be the
+// database's only writer (the server holds user_data's lock).
 #pragma once
 
+#include <condition_variable>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/job_state.hpp"
@@ -61,6 +76,8 @@ struct NewJob {
   std::optional<std::string> idempotency_key;
   std::string spec_yaml;
   std::string spec_json;
+  // Events stored with the row after its QUEUED event: (type, data).
+  std::vector<std::pair<std::string, nlohmann::json>> events;
 };
 
 struct FinishInfo {
@@ -102,6 +119,8 @@ class Store {
   InsertResult insert(const NewJob& job);
 
   std::optional<JobRecord> get(const std::string& id);
+  // The record when it is in memory; never reads the database.
+  std::optional<JobRecord> peek(const std::string& id) const;
   // The job with this id or, failing that, the newest job with this name.
   std::optional<JobRecord> find(const std::string& id_or_name);
   // Newest first; `before_seq` continues a page (the previous last seq).
@@ -141,6 +160,9 @@ class Store {
   bool remove(const std::string& id);
 
   void add_event(const std::string& id, const std::string& type, const nlohmann::json& data);
+  // The job's stored events, oldest first, as events.jsonl lines: the data
+  // with its "type" and "ts" (at most `limit`).
+  std::vector<nlohmann::json> events(const std::string& id, int limit = 10000);
   // Ids of every job row, for the start-up sweep of orphan folders.
   std::vector<std::string> all_ids();
 
@@ -148,6 +170,16 @@ class Store {
   // Returns the new health; never throws.
   StoreHealth probe_write();
   StoreHealth health() const;
+  // Inserts stored and the commits that stored them (group commit: fewer
+  // commits than inserts under concurrent submissions), and inserts waiting
+  // for a commit now (beside the group being committed).
+  struct InsertStats {
+    uint64_t inserts = 0;
+    uint64_t commits = 0;
+    std::size_t waiting = 0;
+    bool committing = false;  // a group is being committed now
+  };
+  InsertStats insert_stats() const;
   // Bytes SQLite holds in this process (page caches of every connection,
   // statements), as sqlite3_memory_used() counts them.
   static int64_t memory_used();
@@ -161,7 +193,26 @@ class Store {
   // outcome in health_.
   template <typename F>
   auto write(F&& f) -> decltype(f());
+  // write() for a statement that changes job `id`: drops its cached
+  // record once the write is over, committed or not.
+  template <typename F>
+  auto write_job(const std::string& id, F&& f) -> decltype(f());
   void record_write(bool ok, const std::string& error);
+
+  // One insert waiting in a group (insert()).
+  struct PendingInsert {
+    const NewJob* job = nullptr;
+    std::optional<InsertResult> result;
+    std::exception_ptr error;
+    bool done = false;
+  };
+  // Stores `group` in one transaction; sets each one's result or error.
+  void commit_group(const std::vector<PendingInsert*>& group);
+  // Inserts one job inside the open transaction (a savepoint of its own).
+  InsertResult insert_one(const NewJob& j, double now);
+
+  void remember(const JobRecord& r, uint64_t epoch);
+  void forget(const std::string& id);
 
   std::filesystem::path path_;
   const char* vfs_ = nullptr;
@@ -171,6 +222,17 @@ class Store {
   mutable std::vector<sqlite3*> readers_;  // idle read connections
   mutable std::mutex health_mu_;
   StoreHealth health_;
+
+  mutable std::mutex group_mu_;
+  std::condition_variable group_cv_;
+  std::vector<PendingInsert*> group_;  // inserts waiting for the next commit
+  bool committing_ = false;            // a caller is committing a group
+  uint64_t inserts_ = 0, commits_ = 0;
+
+  mutable std::mutex cache_mu_;
+  std::unordered_map<std::string, JobRecord> cache_;
+  std::size_t cache_bytes_ = 0;  // spec text held by cache_
+  uint64_t cache_epoch_ = 0;     // bumped by forget(): reads begun before it do not fill the cache
 };
 
 }  // namespace qjobs::server

@@ -493,6 +493,62 @@ TEST_F(ReliabilityTest, SmallerHoles) {
   EXPECT_EQ(job["error_type"], "DATA");
 }
 
+// Issue 30: a submission stores its row and nothing else (one shared fsync
+// per group of submissions); the job's folder is made from the row when it
+// is first needed, once, however many ask at once. A crash that loses or
+// tears spec files is mended from the row; and one user_data has one
+// server: a second is refused, naming the lock.
+TEST_F(ReliabilityTest, JobFoldersAreMadeFromTheRowWhenNeeded) {
+  const fs::path ud = root_ / "ud";
+  // Holds the one slot; its command line names the test folder, so that
+  // TearDown's sweep ends it.
+  const fs::path sleeper = script("sleeper", "exec python3 -c 'import time; time.sleep(600)' \"$0\"\n");
+  const std::string sent = rtn_spec() + "JOB_ID: from_the_row\n";
+  std::string running, queued;
+  {
+    ServerProcess server(ud, {"--slots", "1", "--worker", sleeper.string()});
+    running = submit(server);
+    queued = submit(server, sent);
+    const std::string third = submit(server, sent);
+    ASSERT_EQ(server.job(queued)["state"], "QUEUED");
+    EXPECT_TRUE(fs::exists(ud / "jobs" / running / "spec.yaml")) << "a started job has its folder";
+    EXPECT_FALSE(fs::exists(ud / "jobs" / queued)) << "a submission wrote files";
+
+    // Eight readers at once: one folder, one QUEUED line, no staging left.
+    std::vector<std::thread> readers;
+    for (int i = 0; i < 8; ++i)
+      readers.emplace_back(
+          [&] { EXPECT_EQ(server.client().request("GET", "/jobs/" + third + "/events").status, 200); });
+    for (auto& t : readers) t.join();
+    EXPECT_EQ(slurp(ud / "jobs" / third / "spec.yaml"), sent);
+    EXPECT_EQ(count_of(slurp(ud / "jobs" / third / "events.jsonl"), "\"QUEUED\""), 1u);
+    for (const auto& e : fs::directory_iterator(ud / "jobs"))
+      EXPECT_NE(e.path().filename().string().rfind(".new-", 0), 0u) << e.path();
+    const auto listed = server.client().request("GET", "/jobs/" + queued + "/artifacts");
+    EXPECT_NE(listed.body.find("spec.yaml"), std::string::npos) << listed.body;
+
+    const auto second =
+        run_cmd({"/usr/bin/timeout", "20", (bin_dir() / "qjobs-server").string(), "--listen", "127.0.0.1:0",
+                 "--user-data", ud.string(), "--slots", "1", "--worker", sleeper.string()});
+    EXPECT_NE(second.rc, 0);
+    EXPECT_NE(second.err.find("another qjobs-server is using"), std::string::npos) << second.err;
+    server.kill9();
+  }
+  // What a crash of the machine can leave: spec files lost or torn.
+  for (const auto& id : {running, queued}) {
+    fs::remove(ud / "jobs" / id / "spec.yaml");
+    std::ofstream(ud / "jobs" / id / "spec.json", std::ios::trunc) << "{\"MODEL\": ";
+  }
+  ServerProcess again(ud, {"--slots", "1", "--worker", sleeper.string()});
+  EXPECT_EQ(slurp(ud / "jobs" / running / "spec.yaml"), rtn_spec()) << "the running job's, at start-up";
+  EXPECT_NE(slurp(again.stderr_path()).find("restored from the database"), std::string::npos);
+  EXPECT_EQ(again.client().request("GET", "/jobs/" + queued + "/artifacts").status, 200);
+  EXPECT_EQ(slurp(ud / "jobs" / queued / "spec.yaml"), sent) << "the queued job's, when next needed";
+  const json spec = json::parse(slurp(ud / "jobs" / queued / "spec.json"), nullptr, false);
+  ASSERT_FALSE(spec.is_discarded());
+  EXPECT_EQ(spec, again.job(queued)["spec"]);
+}
+
 // Devices are never ignored silently: a CUDA_ID on a server of CPU slots is
 // a warning (the job runs on the CPU), and a worker that cannot use CUDA
 // (a CPU build, no driver, no device) that is given GPUs fails at start,

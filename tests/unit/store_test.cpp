@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <set>
 #include <thread>
 
 #include "common/error.hpp"
@@ -259,6 +260,70 @@ TEST_F(StoreTest, ReadsGoOnWhileAWriteHangs) {
   EXPECT_TRUE(found);
   EXPECT_EQ(n, 1u);
   EXPECT_TRUE(s.get("b"));
+}
+
+// Issue 30: concurrent submissions share one commit (one fsync). While the
+// first insert's commit hangs, 16 more queue; they are then stored together,
+// each returns its own row, a key used twice in the group names one job, and
+// a row that breaks a constraint fails alone.
+TEST_F(StoreTest, ConcurrentInsertsShareOneCommit) {
+  const fs::path ctl = dir_ / "faults";
+  Store s(dir_ / "q.db", install_store_faults(ctl));
+  s.insert(job("dup"));
+  std::ofstream(ctl) << "hang";
+  auto first = std::async(std::launch::async, [&] { return s.insert(job("first")); });
+  for (int i = 0; i < 2000 && !s.insert_stats().committing; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // until "first" is being committed
+  ASSERT_TRUE(s.insert_stats().committing);
+  const auto before = s.insert_stats();
+  std::vector<std::future<Store::InsertResult>> rest;
+  for (int i = 0; i < 16; ++i) {
+    NewJob j = job(i == 15 ? "dup" : "j" + std::to_string(i));
+    if (i == 3 || i == 4) j.idempotency_key = "same-key";
+    rest.push_back(std::async(std::launch::async, [&s, j] { return s.insert(j); }));
+  }
+  for (int i = 0; i < 2000 && s.insert_stats().waiting < 16; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(s.insert_stats().waiting, 16u) << "the inserts did not queue behind the hung commit";
+  std::ofstream(ctl) << "";
+  EXPECT_TRUE(first.get().created);
+  int created = 0;
+  std::set<std::string> keyed;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 15) {
+      EXPECT_THROW(rest[i].get(), Error) << "a second row with an existing id was stored";
+      continue;
+    }
+    const auto r = rest[i].get();
+    created += r.created;
+    if (i == 3 || i == 4) keyed.insert(r.job.id);
+    else EXPECT_EQ(r.job.id, "j" + std::to_string(i));
+    EXPECT_EQ(r.job.state, JobState::queued);
+  }
+  EXPECT_EQ(created, 14);  // 15 inserts, two of them with one key
+  EXPECT_EQ(keyed.size(), 1u) << "one idempotency key made two jobs";
+  const auto after = s.insert_stats();
+  EXPECT_EQ(after.commits - before.commits, 2u) << "the first commit, then one for the 16 that waited";
+  EXPECT_EQ(after.inserts - before.inserts, 15u);
+  EXPECT_EQ(s.list(std::nullopt, 100, std::nullopt).size(), 16u);  // dup, first and 14
+}
+
+// A record read into memory is never served after a write of it: get()
+// sees every transition as soon as it returned.
+TEST_F(StoreTest, ReadsSeeEveryWriteOfACachedRecord) {
+  Store s(dir_ / "q.db");
+  s.insert(job("a"));
+  ASSERT_EQ(s.get("a")->state, JobState::queued);
+  EXPECT_TRUE(s.peek("a"));  // now served from memory
+  ASSERT_TRUE(s.start("a", "local:1:1", "slot0", 1.0));
+  EXPECT_FALSE(s.peek("a"));
+  EXPECT_EQ(s.get("a")->state, JobState::running);
+  s.set_stage("a", "quantize", nlohmann::json::object());
+  EXPECT_EQ(s.get("a")->stage, "quantize");
+  ASSERT_TRUE(s.finish("a", JobState::running, FinishInfo{}, 2.0));
+  EXPECT_EQ(s.get("a")->state, JobState::succeeded);
+  ASSERT_TRUE(s.remove("a"));
+  EXPECT_FALSE(s.get("a"));
 }
 
 // Issue 16: a job is found by its name (JOB_ID) as well as its id: the newest
