@@ -1,5 +1,6 @@
 #include "server/report_compare.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -37,8 +38,8 @@ std::string string_at(const json& o, const char* key, const std::string& fallbac
 
 // Which keys report_summary keeps, by their path from the report's root.
 bool summary_keeps(const std::vector<std::string>& path) {
-  static const std::set<std::string> top = {"algorithm", "export_format", "model", "spec",
-                                            "size_mib",  "stage_seconds", "eval"};
+  static const std::set<std::string> top = {"algorithm",     "export_format", "model",  "spec",  "size_mib",
+                                            "stage_seconds", "eval",          "layers", "recipe"};
   static const std::set<std::string> result_keys = {"ppl",     "acc",    "acc_norm",    "protocol", "data", "seqlen",
                                                     "windows", "format", "num_fewshot", "n",        "seed", "cached"};
   const auto& p = path;
@@ -49,11 +50,17 @@ bool summary_keeps(const std::vector<std::string>& path) {
       return (p[0] == "model" && p[1] == "source") || (p[0] == "spec" && p[1] == "params") ||
              (p[0] == "size_mib" && (p[1] == "before" || p[1] == "after")) ||
              (p[0] == "stage_seconds" && p[1] == "quantize") ||
-             (p[0] == "eval" && (p[1] == "quantized" || p[1] == "model" || p[1] == "original"));
+             (p[0] == "eval" && (p[1] == "quantized" || p[1] == "model" || p[1] == "original")) ||
+             (p[0] == "recipe" && (p[1] == "activations" || p[1] == "kv_cache"));
     case 3:
-      return (p[0] == "spec" || p[0] == "eval") && p[2].size() <= 200;
+      // layers[i].weights: the array adds a level without a key (p[1] is "").
+      return ((p[0] == "spec" || p[0] == "eval" || (p[0] == "recipe" && p[1] == "activations")) &&
+              p[2].size() <= 200) ||
+             (p[0] == "layers" && p[2] == "weights") ||
+             (p[0] == "recipe" && p[1] == "kv_cache" && (p[2] == "kind" || p[2] == "bits"));
     case 4:
-      return p[0] == "eval" && result_keys.count(p[3]) > 0;
+      return (p[0] == "eval" && result_keys.count(p[3]) > 0) ||
+             (p[0] == "recipe" && p[1] == "activations" && (p[3] == "kind" || p[3] == "bits"));
     default:
       return false;
   }
@@ -99,6 +106,34 @@ std::optional<json> report_summary(std::string_view text, std::string* problem) 
         if (v.is_number()) kept[k] = v;
       out[section] = kept;
     }
+  // What each Linear became, counted by form ("int4 g32": 24), and the
+  // activation and KV-cache schemes the algorithm recorded, counted alike.
+  const auto count_into = [](json& counts, const std::string& key) {
+    if (key.empty() || key.size() > 64 || (counts.size() >= 64 && !counts.contains(key))) return;
+    counts[key] = counts.value(key, 0) + 1;
+  };
+  if (r.contains("layers") && r["layers"].is_array()) {
+    json forms = json::object();
+    for (const auto& l : r["layers"]) count_into(forms, string_at(l, "weights", ""));
+    if (!forms.empty()) out["weight_forms"] = forms;
+  }
+  if (r.contains("recipe") && r["recipe"].is_object()) {
+    const json& recipe = r["recipe"];
+    json acts = json::object();
+    if (recipe.contains("activations") && recipe["activations"].is_object())
+      for (const auto& [name, a] : recipe["activations"].items()) {
+        const std::string kind = string_at(a, "kind", "");
+        const json bits = a.is_object() ? a.value("bits", json()) : json();
+        count_into(acts, kind + (bits.is_number_integer() ? ":" + std::to_string(bits.get<int>()) : ""));
+      }
+    if (!acts.empty()) out["act_forms"] = acts;
+    if (recipe.contains("kv_cache") && recipe["kv_cache"].is_object()) {
+      const json& kv = recipe["kv_cache"];
+      json kept = {{"kind", string_at(kv, "kind", "none")}};
+      if (kv.contains("bits") && kv["bits"].is_number_integer()) kept["bits"] = kv["bits"];
+      out["kv_cache"] = kept;
+    }
+  }
   if (r.contains("eval") && r["eval"].is_object()) {
     json eval = json::object();
     for (const auto& [which, tasks] : r["eval"].items()) {
@@ -177,6 +212,50 @@ json param(const json& report, const std::string& algo, const std::string& key) 
 
 }  // namespace
 
+namespace {
+
+// "int4 g32" -> "W4 g32", "int8 per channel" -> "W8 per-channel", "FP8" ->
+// "W-FP8"; "float" stays (a Linear kept in float, or a form without an
+// integer code).
+std::string weight_words(const std::string& form) {
+  if (form.rfind("int", 0) == 0) {
+    std::string w = "W" + form.substr(3);
+    if (const auto at = w.find(" per channel"); at != std::string::npos) w.replace(at, 12, " per-channel");
+    return w;
+  }
+  if (form == "float") return form;
+  return "W-" + form;
+}
+
+// "int_token:8" -> "A8 dynamic", "fp8_tensor" -> "A-FP8 static".
+std::string act_words(const std::string& form) {
+  const auto colon = form.find(':');
+  const std::string kind = form.substr(0, colon);
+  const std::string bits = colon == std::string::npos ? "8" : form.substr(colon + 1);
+  if (kind == "int_token") return "A" + bits + " dynamic";
+  if (kind == "int_tensor") return "A" + bits + " static";
+  if (kind == "fp8_token") return "A-FP8 dynamic";
+  if (kind == "fp8_tensor") return "A-FP8 static";
+  if (kind == "nvfp4") return "A-NVFP4";
+  if (kind == "mxfp4") return "A-MXFP4";
+  return "";
+}
+
+// Forms by count, most first (then by name): "W4 g32 + W8 g32".
+std::string joined_forms(const json& counts, std::string (*words)(const std::string&)) {
+  std::vector<std::pair<int64_t, std::string>> by_count;
+  for (const auto& [form, n] : counts.items())
+    if (n.is_number_integer()) by_count.emplace_back(-n.get<int64_t>(), words(form));
+  std::sort(by_count.begin(), by_count.end());
+  std::string out;
+  std::set<std::string> seen;
+  for (const auto& [n, w] : by_count)
+    if (!w.empty() && seen.insert(w).second) out += (out.empty() ? "" : " + ") + w;
+  return out;
+}
+
+}  // namespace
+
 std::string compare_label(const json& report) {
   if (!report.is_object()) return "?";
   const std::string algo = string_at(report, "algorithm", "?");
@@ -184,21 +263,53 @@ std::string compare_label(const json& report) {
   const auto add = [&](const std::string& s) {
     if (!s.empty()) label += " " + s;
   };
-  if (algo == "LMQuant") {
+  if (algo == "Evaluate") {
+    add(string_at(report, "export_format", ""));
+    return label;
+  }
+  // The recorded scheme of every Linear when the report has it (what was
+  // done, overrides and mixes included); the spec's keys otherwise.
+  const json forms = report.value("weight_forms", json::object());
+  bool integer = false;
+  std::string weights;
+  if (forms.is_object()) {
+    for (const auto& [form, n] : forms.items()) integer = integer || form.rfind("int", 0) == 0;
+    if (forms.size() > 1 || (forms.size() == 1 && !forms.contains("float")))
+      weights = joined_forms(forms, weight_words);
+  }
+  if (!weights.empty()) {
+    add(weights);
+  } else if (algo == "LMQuant") {
     add(str_of(param(report, algo, "quant_type")));
-  } else if (algo != "Evaluate") {
+  } else {
     const json w = param(report, algo, "W_BIT");
     if (w.is_number_integer()) add("W" + std::to_string(w.get<int>()));
-    const json a = param(report, algo, "A_BIT");
-    if (a.is_number_integer()) add("A" + std::to_string(a.get<int>()));
     const json g = param(report, algo, "Q_GROUP_SIZE");
     if (g.is_number_integer()) add(g.get<int>() < 0 ? "per-channel" : "g" + std::to_string(g.get<int>()));
     const json f = param(report, algo, "W_FORMAT");
     if (f.is_string() && f != "int") add(f.get<std::string>());
+    integer = integer || w.is_number_integer();
+  }
+  if (integer) {
+    const json zp = param(report, algo, "ZERO_POINT");
+    if (zp.is_boolean()) add(zp.get<bool>() ? "asym" : "sym");
+  }
+  if (param(report, algo, "DESC_ACT") == json(true)) add("act-order");
+  const json acts = report.value("act_forms", json::object());
+  if (acts.is_object() && !acts.empty()) {
+    add(joined_forms(acts, act_words));
+  } else {
+    const json a = param(report, algo, "A_BIT");
+    if (a.is_number_integer() && a.get<int>() > 0) add("A" + std::to_string(a.get<int>()));
     const json act = param(report, algo, "ACT");
     if (act.is_string() && (algo == "FP8" || algo == "NVFP4" || algo == "MXFP4"))
       add(act == "none" ? "weight-only" : "act " + act.get<std::string>());
   }
+  const json kv = report.value("kv_cache", json::object());
+  const std::string kv_kind = string_at(kv, "kind", "none");
+  if (kv_kind == "fp8") add("KV-FP8");
+  else if (kv_kind == "int" && kv.contains("bits") && kv["bits"].is_number_integer())
+    add("KV" + std::to_string(kv["bits"].get<int>()));
   add(string_at(report, "export_format", ""));
   return label;
 }

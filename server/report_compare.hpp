@@ -31,15 +31,21 @@ inline constexpr int kMaxReportDepth = 32;
 
 // What compare reads of report.json text: only the fields it shows
 // (algorithm, export_format, model.source, spec.params scalars, size_mib,
-// stage_seconds.quantize, the eval results' numbers and protocol fields),
+// stage_seconds.quantize, the eval results' numbers and protocol fields,
+// and as counts: layers[].weights in "weight_forms", the recipe's
+// activation kinds in "act_forms", its KV cache in "kv_cache"),
 // each of the type it expects; everything else is dropped while parsing, so
 // memory is the text plus this summary, whatever the report holds. nullopt
 // with *problem set when the text is not JSON, not an object, or nested
 // deeper than kMaxReportDepth. Never throws.
 std::optional<nlohmann::json> report_summary(std::string_view text, std::string* problem);
 
-// What a column is called: "RTN W4 g32 compressed-tensors", from a report's
-// normalized spec (absent keys take the catalog's defaults).
+// What a column is called, from what the job recorded: the form of every
+// Linear by count ("GPTQ W4 g32 + W8 g32 sym compressed-tensors" for a
+// mix), symmetric or not, act order, the activation scheme ("A8 dynamic",
+// "A-FP8 static") and KV cache ("KV4", "KV-FP8"), then the format. A
+// report without per-Linear forms (older ones) is labelled from its spec's
+// keys (absent keys take the catalog's defaults).
 std::string compare_label(const nlohmann::json& report);
 
 // Any JSON is accepted in CompareInput::report (a field of the wrong type is

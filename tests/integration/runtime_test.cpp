@@ -574,8 +574,8 @@ TEST(EvalJob, BaselineAndQuantizedReportCacheEvaluateAndCompare) {
   ASSERT_EQ(jc.rc, 0) << jc.err;
   const auto table = json::parse(jc.out);
   ASSERT_EQ(table["columns"].size(), 3u);
-  EXPECT_EQ(table["columns"][0]["label"], "GPTQ W4 g32 compressed-tensors");
-  EXPECT_EQ(table["columns"][1]["label"], "RTN W4 g32 compressed-tensors");
+  EXPECT_EQ(table["columns"][0]["label"], "GPTQ W4 g32 asym compressed-tensors");
+  EXPECT_EQ(table["columns"][1]["label"], "RTN W4 g32 asym compressed-tensors");
   EXPECT_EQ(table["columns"][2]["label"], "Evaluate");
   // Like with like: the Evaluate job measured another model (the packed
   // checkpoint), so its number has its own row.
@@ -597,7 +597,8 @@ TEST(EvalJob, BaselineAndQuantizedReportCacheEvaluateAndCompare) {
   EXPECT_EQ(rows, 2) << jc.out;
   const auto jm = run_cmd({(bin_dir() / "jobctl").string(), "--server", server.url(), "compare", gptq, rtn});
   EXPECT_NE(jm.out.find("| kjv ppl (seqlen 256, 6 windows"), std::string::npos) << jm.out;
-  EXPECT_NE(jm.out.find("| GPTQ W4 g32 compressed-tensors | RTN W4 g32 compressed-tensors |"), std::string::npos)
+  EXPECT_NE(jm.out.find("| GPTQ W4 g32 asym compressed-tensors | RTN W4 g32 asym compressed-tensors |"),
+            std::string::npos)
       << jm.out;
   // The second job's original numbers came from the cache: its report says so.
   const std::string md2 = read_file(root / "ud/jobs" / rtn / "report.md");

@@ -55,9 +55,9 @@ TEST(Compare, OnlyLikeWithLikeSharesARow) {
                                   {"d", "", "SUCCEEDED", other},
                                   {"e", "", "RUNNING", nullptr}});
   ASSERT_EQ(c["columns"].size(), 5u);
-  EXPECT_EQ(c["columns"][0]["label"], "RTN W4 g32 compressed-tensors");
-  EXPECT_EQ(c["columns"][1]["label"], "GPTQ W4 per-channel compressed-tensors");
-  EXPECT_EQ(c["columns"][2]["label"], "RTN W8 g32 compressed-tensors");
+  EXPECT_EQ(c["columns"][0]["label"], "RTN W4 g32 asym compressed-tensors");
+  EXPECT_EQ(c["columns"][1]["label"], "GPTQ W4 per-channel asym compressed-tensors");
+  EXPECT_EQ(c["columns"][2]["label"], "RTN W8 g32 asym compressed-tensors");
   EXPECT_EQ(c["columns"][3]["label"], "Evaluate");
   EXPECT_EQ(c["columns"][0]["size_mib"], 1.0);
   EXPECT_EQ(c["columns"][3]["size_mib"], 7.0) << "an Evaluate job's size is its model's";
@@ -87,8 +87,9 @@ TEST(Compare, OnlyLikeWithLikeSharesARow) {
   EXPECT_NE(notes.find("job e (RUNNING) has no report yet"), std::string::npos) << notes;
 
   const std::string md = compare_markdown(c);
-  EXPECT_NE(md.find("| | original | RTN W4 g32 compressed-tensors | GPTQ W4 per-channel compressed-tensors |"),
-            std::string::npos)
+  EXPECT_NE(
+      md.find("| | original | RTN W4 g32 asym compressed-tensors | GPTQ W4 per-channel asym compressed-tensors |"),
+      std::string::npos)
       << md;
   EXPECT_NE(
       md.find("| kjv ppl (seqlen 256, 6 windows, data kjv/test.jsonl; m) | 10.0000 | 11.0000 | 10.5000 | - | - | - |"),
@@ -98,7 +99,7 @@ TEST(Compare, OnlyLikeWithLikeSharesARow) {
             std::string::npos)
       << md;
   EXPECT_EQ(md.find("tokens"), std::string::npos) << "throughput is not compared";
-  EXPECT_NE(md.find("GPTQ W4 per-channel compressed-tensors = b (mine)"), std::string::npos) << md;
+  EXPECT_NE(md.find("GPTQ W4 per-channel asym compressed-tensors = b (mine)"), std::string::npos) << md;
 
   // Cached numbers are marked: the second job's original alone.
   const auto cached = compare_reports({{"b", "", "SUCCEEDED", gptq}});
@@ -110,11 +111,79 @@ TEST(Compare, OnlyLikeWithLikeSharesARow) {
 TEST(Compare, EqualLabelsAreToldApart) {
   const json r = report("RTN", "m", {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}}, json::object(), json::object(), 1, 1);
   const auto c = compare_reports({{"id1", "", "SUCCEEDED", r}, {"id2", "second", "SUCCEEDED", r}});
-  EXPECT_EQ(c["columns"][0]["label"], "RTN W4 g32 compressed-tensors [id1]");
-  EXPECT_EQ(c["columns"][1]["label"], "RTN W4 g32 compressed-tensors [second]");
+  EXPECT_EQ(c["columns"][0]["label"], "RTN W4 g32 asym compressed-tensors [id1]");
+  EXPECT_EQ(c["columns"][1]["label"], "RTN W4 g32 asym compressed-tensors [second]");
   // Absent keys take the catalog's defaults (RTN: W4 g128).
   const json defaults = report("RTN", "m", json::object(), json::object(), json::object(), 1, 1);
-  EXPECT_EQ(compare_label(defaults), "RTN W4 g128 compressed-tensors");
+  EXPECT_EQ(compare_label(defaults), "RTN W4 g128 asym compressed-tensors");
+}
+
+// Issue 31: labels come from what each Linear became and the recorded
+// activation and KV schemes, read through report_summary from report.json
+// text as the worker writes it. The shipped recipes that shared a label
+// (the w4a16 + w8a16 mix, Quark's symmetric and Nyuntam's asymmetric AWQ,
+// QoQ, FP8 with an FP8 KV cache) now read apart without a name suffix.
+TEST(Compare, LabelsSayWhatEachLinearBecame) {
+  const auto text = [](const std::string& algo, const json& params, const json& forms, const json& recipe,
+                       const std::string& format) {
+    json layers = json::array();
+    for (const auto& [form, n] : forms.items())
+      for (int i = 0; i < n.get<int>(); ++i)
+        layers.push_back(
+            {{"name", "model.layers." + std::to_string(i) + "." + form}, {"weights", form}, {"rel_fro_err", 0.01}});
+    return json{{"algorithm", algo},          {"export_format", format},
+                {"model", {{"source", "m"}}}, {"spec", {{"params", params}}},
+                {"layers", layers},           {"recipe", recipe}}
+        .dump();
+  };
+  const auto label_of = [](const std::string& t) {
+    std::string problem;
+    const auto summary = report_summary(t, &problem);
+    EXPECT_TRUE(summary) << problem;
+    return summary ? compare_label(*summary) : std::string();
+  };
+  const std::string mix = label_of(text("GPTQ", {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", false}},
+                                        {{"int4 g32", 20}, {"int8 g32", 8}}, json::object(), "compressed-tensors"));
+  EXPECT_EQ(mix, "GPTQ W4 g32 + W8 g32 sym compressed-tensors");
+  const std::string quark =
+      label_of(text("AutoAWQ", {{"ZERO_POINT", false}}, {{"int4 g128", 28}}, json::object(), "compressed-tensors"));
+  const std::string nyuntam =
+      label_of(text("AutoAWQ", {{"ZERO_POINT", true}}, {{"int4 g128", 28}}, json::object(), "compressed-tensors"));
+  EXPECT_EQ(quark, "AutoAWQ W4 g128 sym compressed-tensors");
+  EXPECT_EQ(nyuntam, "AutoAWQ W4 g128 asym compressed-tensors");
+  const json qoq_acts = {{"model.layers.0.self_attn.q_proj", {{"kind", "int_token"}, {"bits", 8}}},
+                         {"model.layers.0.mlp.up_proj", {{"kind", "int_token"}, {"bits", 8}}}};
+  EXPECT_EQ(label_of(text("LMQuant", {{"quant_type", "g128"}}, {{"int4 g128", 28}},
+                          {{"activations", qoq_acts}, {"kv_cache", {{"kind", "int"}, {"bits", 4}, {"group", 128}}}},
+                          "fake_quant")),
+            "LMQuant W4 g128 A8 dynamic KV4 fake_quant");
+  const json fp8_acts = {{"model.layers.0.self_attn.q_proj", {{"kind", "fp8_tensor"}, {"scale", 0.1}}}};
+  EXPECT_EQ(label_of(text("FP8", {{"ACT", "static"}, {"kv_cache", true}}, {{"FP8", 28}},
+                          {{"activations", fp8_acts}, {"kv_cache", {{"kind", "fp8"}, {"k_scale", {1.0}}}}},
+                          "compressed-tensors")),
+            "FP8 W-FP8 A-FP8 static KV-FP8 compressed-tensors");
+  // The same FP8 job without a KV cache reads differently.
+  EXPECT_EQ(
+      label_of(text("FP8", {{"ACT", "static"}}, {{"FP8", 28}}, {{"activations", fp8_acts}}, "compressed-tensors")),
+      "FP8 W-FP8 A-FP8 static compressed-tensors");
+  // Act order and per-channel overrides are said; a job whose Linears have
+  // no integer form (HQQ fake_quant) is labelled from its keys.
+  EXPECT_EQ(label_of(text("GPTQ", {{"DESC_ACT", true}, {"ZERO_POINT", false}},
+                          {{"int4 g128", 24}, {"int8 per channel", 4}}, json::object(), "gptq")),
+            "GPTQ W4 g128 + W8 per-channel sym act-order gptq");
+  EXPECT_EQ(label_of(text("HQQ", {{"W_BIT", 3}, {"Q_GROUP_SIZE", 64}}, {{"float", 28}}, json::object(), "fake_quant")),
+            "HQQ W3 g64 fake_quant");
+
+  const auto c = compare_reports({{"a", "", "SUCCEEDED",
+                                   *report_summary(text("AutoAWQ", {{"ZERO_POINT", false}}, {{"int4 g128", 28}},
+                                                        json::object(), "compressed-tensors"),
+                                                   nullptr)},
+                                  {"b", "", "SUCCEEDED",
+                                   *report_summary(text("AutoAWQ", {{"ZERO_POINT", true}}, {{"int4 g128", 28}},
+                                                        json::object(), "compressed-tensors"),
+                                                   nullptr)}});
+  EXPECT_NE(c["columns"][0]["label"], c["columns"][1]["label"]);
+  EXPECT_EQ(c["columns"][0]["label"].get<std::string>().find('['), std::string::npos) << "told apart by a suffix";
 }
 
 // Issue 16: README.md's spec reference is `jobctl algorithms --markdown`
