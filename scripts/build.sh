@@ -22,4 +22,11 @@ if ! command -v nvcc >/dev/null && [[ ! -x /usr/local/cuda/bin/nvcc ]] &&
   echo "build: no system CUDA toolkit; using pip's (build/cuda-toolkit)"
 fi
 cmake -S . -B build "${args[@]}" "$@"
-cmake --build build -j "$jobs"
+# QJOBS_BUILD_TARGETS="qjobs-server qjobs-worker jobctl": only those (the
+# demo); unset: everything, tests and benchmarks included.
+read -r -a targets <<<"${QJOBS_BUILD_TARGETS:-}"
+if ((${#targets[@]})); then
+  cmake --build build -j "$jobs" --target "${targets[@]}"
+else
+  cmake --build build -j "$jobs"
+fi

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The demo: installs, builds, starts qjobs-server on ./user_data, submits the
 # example job with jobctl, waits with progress, and prints where the result is.
+# It installs and builds only what it runs (the server, the worker, jobctl):
+# the test command (scripts/test.sh) installs and builds the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-scripts/build.sh
+start=$(date +%s)
+scripts/install-deps.sh --runtime
+QJOBS_BUILD_TARGETS="qjobs-server qjobs-worker jobctl" scripts/build.sh
 
 port=${QJOBS_DEMO_PORT:-8080}
 export QJOBS_SERVER="http://127.0.0.1:$port"
@@ -29,5 +32,6 @@ echo
 echo "demo: the quantized model is in user_data/jobs/$id/model/"
 echo "demo: the report is user_data/jobs/$id/report.md:"
 echo
-cat "user_data/jobs/$id/report.md" | head -20
+head -20 "user_data/jobs/$id/report.md"
+echo "demo: $(($(date +%s) - start)) s from the start of this script to the report"
 echo "demo: the server keeps running; stop it with: pkill -f 'qjobs-server --listen 127.0.0.1:$port'"

@@ -6,21 +6,35 @@
 # and a look at the environment's stamp. The CUDA toolkit a CUDA libtorch's
 # CMake config needs is the system's (/usr/local/cuda) where there is one,
 # else pip's nvcc from requirements.txt (scripts/build.sh decides).
+# Usage: scripts/install-deps.sh [--runtime]
 set -euo pipefail
 
+# What building and running qjobs-server, qjobs-worker and jobctl needs.
 packages=(
   build-essential cmake ccache pkg-config
   libopenblas0-pthread
   libyaml-cpp-dev libboost1.81-dev libboost-url1.81-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev libcli11-dev libgtest-dev
   libpcre2-dev libicu-dev libcurl4-openssl-dev
-  wrk curl time python3 python3-venv
-  clang clang-format clang-tidy libclang-rt-14-dev util-linux
+  curl python3 python3-venv util-linux
+  libonnx-dev libprotobuf-dev
+)
+# What only the tests and benchmarks use: load generator, linters, the
+# sanitizer runtime, KJV text, a local Slurm with its accounting database,
+# the browser of the dashboard test.
+test_packages=(
+  wrk time
+  clang clang-format clang-tidy libclang-rt-14-dev
   bible-kjv bible-kjv-text
   slurm-wlm slurm-client slurmdbd munge mariadb-server mariadb-client
   chromium
-  libonnx-dev libprotobuf-dev
 )
+# --runtime: only the three programs' needs (scripts/demo.sh), and of the
+# Python packages only torch (the worker's libtorch) and pip's nvcc, at the
+# versions requirements.txt pins.
+runtime=0
+[[ "${1:-}" == "--runtime" ]] && runtime=1
+((runtime)) || packages+=("${test_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
@@ -46,8 +60,15 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${QJOBS_VENV:-$root/.venv}"
 req="$root/scripts/requirements.txt"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
-if [[ -x "$venv/bin/python" && "$(cat "$venv/.qjobs-requirements" 2>/dev/null)" == "$want" ]]; then
+have="$(cat "$venv/.qjobs-requirements" 2>/dev/null || true)"
+if [[ -x "$venv/bin/python" && ("$have" == "$want" || ($runtime == 1 && "$have" == "runtime $want")) ]]; then
   echo "install-deps: $venv matches scripts/requirements.txt"
+elif ((runtime)); then
+  echo "install-deps: installing torch and nvcc from scripts/requirements.txt into $venv"
+  [[ -x "$venv/bin/python" ]] || /usr/bin/python3 -m venv "$venv" || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input -c "$req" \
+    torch nvidia-cuda-nvcc nvidia-cuda-cccl
+  echo "runtime $want" > "$venv/.qjobs-requirements"
 else
   echo "install-deps: installing scripts/requirements.txt into $venv"
   [[ -x "$venv/bin/python" ]] || /usr/bin/python3 -m venv "$venv" || python3 -m venv "$venv"
