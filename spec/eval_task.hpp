@@ -26,6 +26,9 @@ namespace qjobs {
 struct EvalDataset {
   std::string name, subset, split;
   std::string key;  // the spec key that chose it ("dataset", "fewshot_split"), for messages
+  // Rows it must hold besides the item being asked (k-shot examples: k);
+  // one more when they come from the items' own file. 0: no minimum.
+  int64_t min_rows = 0;
 };
 
 struct EvalTaskInfo {

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <cmath>
 #include <cstdio>
@@ -499,12 +500,31 @@ void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& 
   need_file(spec.data_path, "DATA_PATH", mark_of(root, "DATA_PATH", root.Mark()));
   need_file(spec.calibration.value("data_path", std::string()), "calibration.data_path",
             mark_of(calib_node, "data_path", root.Mark()));
+  // A k-shot task draws k examples for every item: a .jsonl split with
+  // fewer rows than it needs fails the task minutes in, so it is counted
+  // here (one row per non-blank line, at most `need` lines read).
+  const auto need_rows = [&](const fs::path& file, int64_t need, const std::string& key, const YAML::Mark& mark,
+                             const std::string& why) {
+    if (need <= 0 || file.extension() != ".jsonl") return;
+    std::ifstream in(file);
+    std::string line;
+    int64_t rows = 0;
+    while (rows < need && std::getline(in, line))
+      if (line.find_first_not_of(" \t\r") != std::string::npos) ++rows;
+    if (rows < need)
+      v.add(key, mark,
+            why + " needs " + std::to_string(need) + " rows; " + file.string() + " has " + std::to_string(rows));
+  };
   const auto need_dataset = [&](const std::string& name, const std::string& subset, const std::string& split,
-                                const std::string& key, const YAML::Mark& mark) {
+                                const std::string& key, const YAML::Mark& mark, int64_t min_rows = 0,
+                                const std::string& why = "") {
     if (name.empty()) return;
     fs::path dir = env.data_dir / name;
     if (!subset.empty()) dir /= subset;
-    if (find_split_file(dir, split)) return;
+    if (const auto file = find_split_file(dir, split)) {
+      need_rows(*file, min_rows, key, mark, why);
+      return;
+    }
     v.add(key, mark,
           "dataset '" + name + (subset.empty() ? "" : "/" + subset) + "' split '" + split +
               "' is not on the server's machine, and qjobs downloads no data: place it at " +
@@ -547,9 +567,23 @@ void check_local_files(JobSpec& spec, const YAML::Node& root, const YAML::Node& 
     // them: the task's row says which.
     const EvalTaskInfo* row = find_eval_task(t.value("type", std::string()));
     if (row == nullptr) continue;
-    if (t.value("data_path", std::string()).empty())
-      for (const auto& d : row->datasets(t))
-        need_dataset(d.name, d.subset, d.split, at + "." + d.key, mark_of(item, "dataset", item_at));
+    const std::string data_path = t.value("data_path", std::string());
+    const auto named = row->datasets(t);
+    for (const auto& d : named) {
+      const std::string shots = std::to_string(d.min_rows) + "-shot (" + at + ".num_fewshot)";
+      if (data_path.empty()) {
+        // From the items' own split, an item is never its own example.
+        const bool own = &d != &named.front() && d.name == named.front().name && d.subset == named.front().subset &&
+                         d.split == named.front().split;
+        need_dataset(d.name, d.subset, d.split, at + "." + d.key, mark_of(item, "dataset", item_at),
+                     d.min_rows + (own && d.min_rows > 0 ? 1 : 0),
+                     shots + " with examples from split '" + d.split + "'");
+      } else if (d.min_rows > 0 && fs::is_regular_file(data_path, ec)) {
+        // One file holds one split: the examples come from it.
+        need_rows(data_path, d.min_rows + 1, at + ".num_fewshot", mark_of(item, "num_fewshot", item_at),
+                  shots + " with examples from data_path itself (never the item asked)");
+      }
+    }
     const bool windowed = row->windowed;
     if (windowed && positions > 0 && t.contains("seqlen") && t["seqlen"].is_number_integer() &&
         t["seqlen"].get<int64_t>() > positions && !(item && item.IsMap() && item["seqlen"])) {

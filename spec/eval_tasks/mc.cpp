@@ -28,11 +28,11 @@ EvalTaskInfo eval_task_mc() {
           [](const nlohmann::json& t) {
             const std::string name = t.value("dataset", std::string()), subset = t.value("subset", std::string());
             std::vector<EvalDataset> d = {{name, subset, t.value("split", std::string("test")), "dataset"}};
-            if (t.value("num_fewshot", 0) > 0)
+            if (const int64_t k = t.value("num_fewshot", int64_t{0}); k > 0)
               d.push_back(
                   {name, subset,
                    t.value("fewshot_split", std::string(t.value("format", std::string()) == "mmlu" ? "dev" : "train")),
-                   "fewshot_split"});
+                   "fewshot_split", k});
             return d;
           },
   };

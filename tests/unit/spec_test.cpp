@@ -850,6 +850,54 @@ TEST(JobSpec, SubmissionChecksLocalFilesAndTheEvalWindowAtTheirKeys) {
   fs::remove_all(dir);
 }
 
+// Issue 31: a k-shot task whose example split holds fewer than k rows
+// passed `validate` and failed 4 s into the job ("the shot split has 10",
+// naming no file). It is refused at submission, at its key, naming the file.
+TEST(JobSpec, AKShotTaskNeedsKExamplesAtSubmission) {
+  namespace fs = std::filesystem;
+  const auto dir = fs::temp_directory_path() / ("qjobs_shots_" + std::to_string(::getpid()));
+  fs::create_directories(dir / "model");
+  fs::create_directories(dir / "datasets/arc");
+  std::ofstream(dir / "model" / "config.json") << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 128,
+      "intermediate_size": 384, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "vocab_size": 100, "max_position_embeddings": 512})";
+  std::ofstream(dir / "model" / "model.safetensors") << "";
+  std::ofstream(dir / "model" / "tokenizer.json") << "{}";
+  const auto rows = [](const fs::path& p, int n) {
+    std::ofstream out(p);
+    for (int i = 0; i < n; ++i) out << "{\"context\": \"q" << i << "\", \"choices\": [\"a\", \"b\"], \"gold\": 0}\n\n";
+  };
+  rows(dir / "datasets/arc/test.jsonl", 3);
+  rows(dir / "datasets/arc/train.jsonl", 10);
+  Environment env;
+  env.data_dir = dir / "datasets";
+  const SpecContext local{.local_files = true, .env = &env};
+  const std::string head = "MODEL: \"" + (dir / "model").string() + "\"\nALGORITHM: RTN\neval:\n  tasks:\n";
+  const auto task = [&](const std::string& keys) { return parse_job_spec(head + "    - type: mc\n" + keys, local); };
+
+  const auto short_split = task("      dataset: arc\n      num_fewshot: 25\n");
+  ASSERT_EQ(short_split.issues.size(), 1u);
+  EXPECT_EQ(short_split.issues[0].path, "eval.tasks[0].fewshot_split");
+  EXPECT_NE(short_split.issues[0].message.find("25-shot"), std::string::npos) << short_split.issues[0].message;
+  EXPECT_NE(short_split.issues[0].message.find((dir / "datasets/arc/train.jsonl").string() + " has 10"),
+            std::string::npos)
+      << short_split.issues[0].message;
+  EXPECT_TRUE(task("      dataset: arc\n      num_fewshot: 10\n").spec) << "ten examples in a split of ten";
+  // From the items' own split, the item asked is never its own example.
+  const auto own = task("      dataset: arc\n      num_fewshot: 3\n      fewshot_split: test\n");
+  ASSERT_EQ(own.issues.size(), 1u);
+  EXPECT_NE(own.issues[0].message.find("needs 4 rows"), std::string::npos) << own.issues[0].message;
+  EXPECT_TRUE(task("      dataset: arc\n      num_fewshot: 2\n      fewshot_split: test\n").spec);
+  // One data_path file holds the items and their examples.
+  const auto file = "      data_path: \"" + (dir / "datasets/arc/test.jsonl").string() + "\"\n";
+  const auto one_file = task(file + "      num_fewshot: 3\n");
+  ASSERT_EQ(one_file.issues.size(), 1u);
+  EXPECT_EQ(one_file.issues[0].path, "eval.tasks[0].num_fewshot");
+  EXPECT_EQ(one_file.issues[0].line, 7);
+  EXPECT_TRUE(task(file + "      num_fewshot: 2\n").spec);
+  fs::remove_all(dir);
+}
+
 // Issue 16: keys that do nothing say so. A top-level eval wins over
 // LMQuant's eval.tasks (with a warning); the quant.* keys a preset ignores
 // are named; quant.enable_smooth is honoured by sq_* and not named.
