@@ -52,7 +52,7 @@ bool mend_spec_files(const JobDir& dir, const JobRecord& job) {
 }
 
 JobDir ensure_job_folder(Store& store, const fs::path& jobs_root, const JobRecord& job) {
-  const JobDir dir(jobs_root / job.id);
+  JobDir dir(jobs_root / job.id);
   if (job.state != JobState::queued || !job.handle.empty()) return dir;
   std::error_code ec;
   if (fs::is_directory(dir.root(), ec)) {

@@ -254,6 +254,44 @@ std::string joined_forms(const json& counts, std::string (*words)(const std::str
   return out;
 }
 
+// "W4 g32 ×20, W8 g32 ×8": every form with its count of Linears.
+std::string counted_forms(const json& counts, std::string (*words)(const std::string&)) {
+  std::vector<std::pair<int64_t, std::string>> by_count;
+  for (const auto& [form, n] : counts.items())
+    if (n.is_number_integer()) by_count.emplace_back(-n.get<int64_t>(), form);
+  std::sort(by_count.begin(), by_count.end());
+  std::string out;
+  for (const auto& [n, form] : by_count) {
+    const std::string w = words(form);
+    out += (out.empty() ? "" : ", ") + (w.empty() ? form : w) + " ×" + std::to_string(-n);
+  }
+  return out;
+}
+
+// The settings of a column, in order: the recorded scheme, then the spec's
+// keys, as [name, value] pairs (an array: JSON objects lose the order).
+json column_settings(const json& report) {
+  json out = json::array();
+  if (!report.is_object()) return out;
+  const auto add = [&](const std::string& k, const std::string& v) { out.push_back(json::array({k, v})); };
+  add("algorithm", string_at(report, "algorithm", "?"));
+  const json forms = report.value("weight_forms", json::object());
+  if (forms.is_object() && !forms.empty()) add("weights", counted_forms(forms, weight_words));
+  const json acts = report.value("act_forms", json::object());
+  add("activations", acts.is_object() && !acts.empty() ? counted_forms(acts, act_words) : "float");
+  const json kv = report.value("kv_cache", json::object());
+  const std::string kind = string_at(kv, "kind", "none");
+  add("KV cache", kind == "fp8"                                                            ? "FP8"
+                  : kind == "int" && kv.contains("bits") && kv["bits"].is_number_integer() ? "int" + kv["bits"].dump()
+                                                                                           : "float");
+  add("format", string_at(report, "export_format", "?"));
+  const json& spec = report.value("spec", json::object());
+  if (spec.is_object() && spec.contains("params") && spec["params"].is_object())
+    for (const auto& [k, v] : spec["params"].items())
+      if (out.size() < 64) add(k, str_of(v));
+  return out;
+}
+
 }  // namespace
 
 std::string compare_label(const json& report) {
@@ -331,7 +369,8 @@ json compare_reports(const std::vector<CompareInput>& jobs) {
                                       ? r["export_format"]
                                       : json(nullptr)},
                 {"size_mib", nullptr},
-                {"quantize_s", nullptr}};
+                {"quantize_s", nullptr},
+                {"settings", column_settings(r)}};
     if (!j.problem.empty()) {
       notes.push_back("job " + j.id + ": " + j.problem);
     } else if (!r.is_object()) {

@@ -50,7 +50,9 @@ std::string compare_label(const nlohmann::json& report);
 
 // Any JSON is accepted in CompareInput::report (a field of the wrong type is
 // ignored, never a throw); the server passes report_summary()'s output.
-// {"columns": [{id, name, label, algorithm, model, state, export_format, size_mib, quantize_s}],
+// {"columns": [{id, name, label, algorithm, model, state, export_format, size_mib, quantize_s,
+//               settings: [[name, value], ...]: algorithm, weights, activations, "KV cache", format,
+//                         then the spec's keys, values as strings}],
 //  "original_size_mib": {model: MiB},
 //  "tables": [{model, task, metric, protocol, original, original_cached, values: [..], cached: [..]}],
 //  "notes": [str]}

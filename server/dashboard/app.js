@@ -1057,7 +1057,19 @@
     return v.toFixed(digits);
   }
 
-  // points: [{x, y, label, original}]
+  // One colour per algorithm, in order of first appearance.
+  const PALETTE = ['#1f6feb', '#d9480f', '#2f9e44', '#9c36b5', '#c92a2a', '#1098ad', '#e67700', '#5c7cfa'];
+
+  // The points no other point beats on both axes (smaller and lower), by x:
+  // the sizes at which nothing gives a lower value.
+  function paretoFront(points) {
+    const sorted = [...points].sort((a, b) => a.x - b.x || a.y - b.y);
+    const front = [];
+    for (const p of sorted) if (!front.length || p.y < front[front.length - 1].y) front.push(p);
+    return front;
+  }
+
+  // points: [{x, y, label, original, group}]; group picks the colour
   function scatterChart(points, { xTitle, yTitle, title }) {
     const W = 760;
     const H = 400;
@@ -1100,6 +1112,31 @@
     }, yTitle));
     svg.append(grid, axes);
 
+    // the Pareto front, under the points
+    const front = paretoFront(points);
+    const onFront = new Set(front);
+    if (front.length > 1) {
+      svg.append(svgEl('polyline', {
+        class: 'pareto', testid: 'pareto-front',
+        points: front.map((p) => `${px(p.x)},${py(p.y)}`).join(' '),
+      }));
+    }
+    const groups = [...new Set(points.filter((p) => !p.original).map((p) => p.group || ''))];
+    const colour = (p) => PALETTE[groups.indexOf(p.group || '') % PALETTE.length];
+    if (groups.length) {
+      const legend = svgEl('g', { class: 'legend', testid: 'chart-legend' });
+      groups.forEach((g, k) => {
+        const x = W - m.r - 150;
+        const y = m.t + 4 + k * 16;
+        legend.append(svgEl('circle', { cx: x, cy: y, r: 5, fill: PALETTE[k % PALETTE.length] }),
+          svgEl('text', { x: x + 10, y: y + 4, class: 'tick' }, g || '?'));
+      });
+      legend.append(svgEl('line', { x1: W - m.r - 155, x2: W - m.r - 145, y1: m.t + 4 + groups.length * 16,
+        y2: m.t + 4 + groups.length * 16, class: 'pareto' }),
+      svgEl('text', { x: W - m.r - 140, y: m.t + 8 + groups.length * 16, class: 'tick' }, 'Pareto front'));
+      svg.append(legend);
+    }
+
     // labels: placed right of the point (left near the right edge), nudged
     // down until they do not overlap a label already placed
     const placed = [];
@@ -1120,11 +1157,15 @@
         ly += 14;
       }
       placed.push(box);
-      const g = svgEl('g', { class: p.original ? 'pt original' : 'pt', testid: 'chart-point', dataset: { label: p.label } },
-        svgEl('title', null, `${p.label}: ${fmtNum(p.y)} at ${fmtNum(p.x)} MiB`),
+      const isFront = onFront.has(points[p.k]);
+      const g = svgEl('g', {
+        class: `${p.original ? 'pt original' : 'pt'}${isFront ? ' front' : ''}`, testid: 'chart-point',
+        dataset: { label: p.label, group: p.group || '', front: isFront ? '1' : '0' },
+      },
+        svgEl('title', null, `${p.label}: ${fmtNum(p.y)} at ${fmtNum(p.x)} MiB${isFront ? ' (on the Pareto front)' : ''}`),
         p.original
           ? svgEl('rect', { x: x - 5, y: y - 5, width: 10, height: 10 })
-          : svgEl('circle', { cx: x, cy: y, r: 5.5 }),
+          : svgEl('circle', { cx: x, cy: y, r: 5.5, style: `fill: ${colour(p)}` }),
         svgEl('text', { x: right ? x + 9 : x - 9, y: ly, 'text-anchor': right ? 'start' : 'end', class: 'pt-label' }, text));
       dots.append(g);
     }
@@ -1161,7 +1202,14 @@
       if (!ctx.alive) return;
       const rank = (j) => (j.state === 'SUCCEEDED' ? 0 : 1);
       jobs.sort((a, b) => rank(a) - rank(b) || (b.created_at || 0) - (a.created_at || 0));
+      // A name in ?ids= means that name's newest succeeded job (else its
+      // newest), as GET /compare reads it: its own row is checked, not a
+      // blank one added for the name.
       const known = new Set(jobs.map((j) => j.id));
+      const byName = (name) => jobs.find((j) => j.name === name && j.state === 'SUCCEEDED')
+        || jobs.find((j) => j.name === name);
+      const resolved = [...new Set(ids.map((id) => (known.has(id) ? id : (byName(id) || { id }).id)))];
+      if (resolved.join(',') !== ids.join(',')) setIds(resolved);
       const extra = ids.filter((id) => !known.has(id));
       const row = (id, job) => {
         const cb = el('input', { type: 'checkbox', testid: 'pick', dataset: { id }, 'aria-label': `compare ${id}` });
@@ -1259,6 +1307,25 @@
                   : null)))));
       }
 
+      // What each job did, side by side: the recorded scheme, then every
+      // key its spec set; a row whose values differ is marked.
+      const keys = [];
+      const settingsOf = (c) => new Map(Array.isArray(c.settings) ? c.settings : []);
+      for (const c of columns) for (const k of settingsOf(c).keys()) if (!keys.includes(k)) keys.push(k);
+      if (keys.length) {
+        parts.push(el('section', { class: 'card' }, el('h2', null, 'Settings'),
+          el('div', { class: 'table-scroll' },
+            el('table', { class: 'grid compare', testid: 'settings-table' },
+              el('thead', null, el('tr', null, el('th', null, ''),
+                columns.map((c) => el('th', null, el('a', { href: jobHref(c.id) }, c.label || c.name || c.id))))),
+              el('tbody', null, keys.map((k) => {
+                const vals = columns.map((c) => (settingsOf(c).has(k) ? String(settingsOf(c).get(k)) : '—'));
+                const differ = new Set(vals).size > 1;
+                return el('tr', { testid: 'setting-row', dataset: { key: k, differ: differ ? '1' : '0' }, class: differ ? 'differ' : '' },
+                  el('th', null, k), vals.map((v) => el('td', { class: 'mono' }, v)));
+              }))))));
+      }
+
       const pplTable = tables.find((t) => t.metric === 'ppl');
       if (pplTable) {
         const pts = [];
@@ -1268,7 +1335,9 @@
         }
         columns.forEach((c, k) => {
           const v = (pplTable.values || [])[k];
-          if (typeof v === 'number' && typeof c.size_mib === 'number') pts.push({ x: c.size_mib, y: v, label: c.label || c.name || c.id });
+          if (typeof v === 'number' && typeof c.size_mib === 'number') {
+            pts.push({ x: c.size_mib, y: v, label: c.label || c.name || c.id, group: c.algorithm || '' });
+          }
         });
         if (pts.length) {
           parts.push(el('section', { class: 'card chart-card' },

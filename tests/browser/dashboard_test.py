@@ -480,6 +480,39 @@ def run(page, page_errors):
     quoted = ", ".join(f'"{label}"' for label in labels)
     passed(f"5b. compare shows labels {quoted} and {n} chart points")
 
+    # Issue 31: by names, as a user types them into the address. Each name
+    # checks its job's own row (no blank row per name); the labels differ
+    # without a [name] suffix; the settings table marks the keys that
+    # differ; the chart colours by algorithm and draws the Pareto front.
+    by_name = api_call("/compare?ids=browser-rtn,browser-rtn-w8")
+    equal(by_name["status"], 200, f"GET /compare by names answered {by_name['status']}: {by_name['text']}")
+    named_ids = [c["id"] for c in by_name["json"]["columns"]]
+    named_labels = [c["label"] for c in by_name["json"]["columns"]]
+    go_hash("#/compare?ids=browser-rtn,browser-rtn-w8")
+    page.wait_for_function("""(ids) => {
+      const picked = [...document.querySelectorAll('[data-testid="pick"]:checked')].map((c) => c.dataset.id);
+      return picked.length === ids.length && ids.every((id) => picked.includes(id));
+    }""", arg=named_ids)
+    ghosts = page.locator('[data-testid="pick-row"][data-state=""]').count()
+    equal(ghosts, 0, f"{ghosts} blank rows were added for the names")
+    page.wait_for_function("() => location.hash.includes('ids=') && !location.hash.includes('browser-rtn')")
+    equal(len(set(named_labels)), 2, f"the two recipes read apart: {named_labels}")
+    ok(all("[" not in label for label in named_labels), f"told apart by a suffix: {named_labels}")
+    settings = page.locator('[data-testid="settings-table"]')
+    settings.wait_for()
+    differing = page.eval_on_selector_all('[data-testid="setting-row"][data-differ="1"]',
+                                          "(rows) => rows.map((r) => r.dataset.key)")
+    for key in ("weights", "ZERO_POINT", "W_BIT"):
+        ok(key in differing, f'the settings table marks "{key}" as differing: {differing}')
+    page.locator('[data-testid="pareto-front"]').wait_for()
+    legend = page.locator('[data-testid="chart-legend"]').text_content()
+    ok("RTN" in legend, f"the chart's legend names the algorithm: {legend}")
+    front = page.eval_on_selector_all('[data-testid="chart-point"][data-front="1"]', "(ps) => ps.map((p) => p.dataset.label)")
+    ok(len(front) >= 2, f"at least two points on the Pareto front: {front}")
+    page.screenshot(path=shot("compare-names.png"), full_page=True)
+    passed(f"5c. compare by names: their own rows checked, no blank rows, labels {named_labels}, "
+           f"settings differing in {differing}, front {front}")
+
     # ---- 6. delete the cancelled job from its page ----
     go_hash(f"#/jobs/{enc(slow_id)}")
     delete = page.locator('[data-testid="delete"]')

@@ -1,6 +1,8 @@
 // jobs side by side (server/report_compare): like with like only.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -145,6 +147,20 @@ TEST(Compare, LabelsSayWhatEachLinearBecame) {
   const std::string mix = label_of(text("GPTQ", {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", false}},
                                         {{"int4 g32", 20}, {"int8 g32", 8}}, json::object(), "compressed-tensors"));
   EXPECT_EQ(mix, "GPTQ W4 g32 + W8 g32 sym compressed-tensors");
+  // The settings table beside the metrics: the scheme with counts, then the keys.
+  const auto mixed =
+      compare_reports({{"m", "", "SUCCEEDED",
+                        *report_summary(text("GPTQ", {{"W_BIT", 4}, {"Q_GROUP_SIZE", 32}, {"ZERO_POINT", false}},
+                                             {{"int4 g32", 20}, {"int8 g32", 8}}, json::object(), "compressed-tensors"),
+                                        nullptr)}});
+  const json& settings = mixed["columns"][0]["settings"];
+  EXPECT_EQ(settings[0], json::array({"algorithm", "GPTQ"})) << "the scheme first, then the keys";
+  EXPECT_EQ(settings[1], json::array({"weights", "W4 g32 ×20, W8 g32 ×8"})) << settings.dump();
+  EXPECT_EQ(settings[2], json::array({"activations", "float"}));
+  EXPECT_EQ(settings[3], json::array({"KV cache", "float"}));
+  EXPECT_EQ(settings[4], json::array({"format", "compressed-tensors"}));
+  EXPECT_NE(std::find(settings.begin(), settings.end(), json::array({"ZERO_POINT", "false"})), settings.end());
+  EXPECT_NE(std::find(settings.begin(), settings.end(), json::array({"Q_GROUP_SIZE", "32"})), settings.end());
   const std::string quark =
       label_of(text("AutoAWQ", {{"ZERO_POINT", false}}, {{"int4 g128", 28}}, json::object(), "compressed-tensors"));
   const std::string nyuntam =
