@@ -21,6 +21,10 @@ if ! command -v nvcc >/dev/null && [[ ! -x /usr/local/cuda/bin/nvcc ]] &&
   args+=(-DCUDAToolkit_ROOT="$PWD/build/cuda-toolkit")
   echo "build: no system CUDA toolkit; using pip's (build/cuda-toolkit)"
 fi
+# ccache keys on the command line; with paths taken relative to the clone
+# and the build folder left out of the key (-g puts it in by default), a
+# second clone of the project compiles from the first one's cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 cmake -S . -B build "${args[@]}" "$@"
 # QJOBS_BUILD_TARGETS="qjobs-server qjobs-worker jobctl": only those (the
 # demo); unset: everything, tests and benchmarks included.
