@@ -406,6 +406,9 @@ TEST_F(Slurm, SubmissionTheStoreNeverRecordedIsAdoptedNotRepeated) {
     id = submit(local, rtn_spec());
     ASSERT_TRUE(wait_until([&] { return local.job(blocker)["state"] == "RUNNING"; }, 30s));
     ASSERT_EQ(local.job(id)["state"], "QUEUED");
+    // The server makes a job's folder from its row before it submits it
+    // (job_folder.hpp); asking for its events makes it the same way.
+    ASSERT_EQ(local.client().request("GET", "/jobs/" + id + "/events").status, 200);
     local.kill9();
   }
   const fs::path dir = ud / "jobs" / id;
