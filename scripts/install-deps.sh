@@ -6,7 +6,11 @@
 # and a look at the environment's stamp. The CUDA toolkit a CUDA libtorch's
 # CMake config needs is the system's (/usr/local/cuda) where there is one,
 # else pip's nvcc from requirements.txt (scripts/build.sh decides).
-# Usage: scripts/install-deps.sh [--runtime]
+# --peers also makes .venv-peers: the tools bench/peer_bench.sh measures
+# qjobs against (llm-compressor, AutoRound), pinned in
+# bench/peer-requirements.txt, layered over .venv (same torch, their own
+# transformers and compressed-tensors).
+# Usage: scripts/install-deps.sh [--runtime | --peers]
 set -euo pipefail
 
 # What building and running qjobs-server, qjobs-worker and jobctl needs.
@@ -32,8 +36,9 @@ test_packages=(
 # --runtime: only the three programs' needs (scripts/demo.sh), and of the
 # Python packages only torch (the worker's libtorch) and pip's nvcc, at the
 # versions requirements.txt pins.
-runtime=0
+runtime=0 peers=0
 [[ "${1:-}" == "--runtime" ]] && runtime=1
+[[ "${1:-}" == "--peers" ]] && peers=1
 ((runtime)) || packages+=("${test_packages[@]}")
 
 missing=()
@@ -78,3 +83,23 @@ else
 fi
 "$venv/bin/python" -c 'import torch; print("install-deps: torch", torch.__version__, "CUDA", torch.version.cuda)'
 
+# The peers' layer: a venv whose site-packages names .venv's in a .pth file,
+# so that .venv's packages are found after the layer's own.
+if ((peers)); then
+  pvenv="${QJOBS_PEER_VENV:-$root/.venv-peers}"
+  preq="$root/bench/peer-requirements.txt"
+  pwant="$(sha256sum "$preq" "$req" | sha256sum | cut -d' ' -f1)"
+  if [[ -x "$pvenv/bin/python" && "$(cat "$pvenv/.qjobs-requirements" 2>/dev/null || true)" == "$pwant" ]]; then
+    echo "install-deps: $pvenv matches bench/peer-requirements.txt"
+  else
+    echo "install-deps: installing bench/peer-requirements.txt into $pvenv"
+    [[ -x "$pvenv/bin/python" ]] || /usr/bin/python3 -m venv "$pvenv" || python3 -m venv "$pvenv"
+    base="$("$venv/bin/python" -c 'import site; print(site.getsitepackages()[0])')"
+    layer="$("$pvenv/bin/python" -c 'import site; print(site.getsitepackages()[0])')"
+    echo "$base" > "$layer/qjobs-venv.pth"
+    "$pvenv/bin/python" -m pip install -q --disable-pip-version-check --no-input -r "$preq" 2>&1 |
+      grep -v -e "outside environment" -e "No files were found to uninstall" || true
+    "$pvenv/bin/python" -c 'import llmcompressor, auto_round' || exit 1
+    echo "$pwant" > "$pvenv/.qjobs-requirements"
+  fi
+fi

@@ -4,7 +4,7 @@
 # (or a copy of it); without it they are reported as skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --peers
 scripts/build.sh
 # Every C++ file laid out as .clang-format says, and clang-tidy's
 # bug-finding checks on the libraries without libtorch (.clang-tidy).

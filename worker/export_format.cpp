@@ -69,20 +69,30 @@ void write_safetensors_model(const ExportInputs& in, const SafetensorsLayout& la
       writer.add({name, t, as});
       weight_map[name] = out_name;
     };
+    const auto done_with = [&](const std::string& name) {
+      if (layout.last_use && in.written) in.written(name);
+    };
     for (const auto& info : file.tensors()) {
       const bool is_weight = info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0;
       const std::string stem = is_weight ? info.name.substr(0, info.name.size() - 7) : info.name;
-      if (layout.encode && layout.encode(stem, is_weight, info, put)) continue;
-      const auto it = q.replaced.find(info.name);
-      const at::Tensor t = it != q.replaced.end() ? it->second : file.tensor(info.name);
-      put(info.name, t,
-          info.dtype == model::StDtype::F8_E4M3 || info.dtype == model::StDtype::F8_E5M2
-              ? std::optional<model::StDtype>(info.dtype)
-              : std::nullopt);
-      model::release_mapped(t);
+      if (!(layout.encode && layout.encode(stem, is_weight, info, put))) {
+        const auto it = q.replaced.find(info.name);
+        const at::Tensor t = it != q.replaced.end() ? it->second : file.tensor(info.name);
+        put(info.name, t,
+            info.dtype == model::StDtype::F8_E4M3 || info.dtype == model::StDtype::F8_E5M2
+                ? std::optional<model::StDtype>(info.dtype)
+                : std::nullopt);
+        model::release_mapped(t);
+      }
+      done_with(info.name);
     }
     if (last) {
-      for (const auto& [name, t] : q.added) put(name, t, std::nullopt);
+      std::vector<std::string> added;
+      for (const auto& [name, t] : q.added) {
+        put(name, t, std::nullopt);
+        added.push_back(name);
+      }
+      for (const auto& name : added) done_with(name);
       if (layout.finish) layout.finish(put);
     }
     total_bytes += writer.data_bytes();
@@ -111,6 +121,7 @@ void write_safetensors_model(const ExportInputs& in, const SafetensorsLayout& la
 // The integer Linears of q packed in `format`; everything else as floats.
 SafetensorsLayout int_layout(const ExportInputs& in, exporter::PackedFormat format) {
   SafetensorsLayout l;
+  l.last_use = true;
   l.room_per_tensor = 6;
   l.encode = [&in, format](const std::string& stem, bool is_weight, const model::StTensorInfo& info,
                            const PutTensor& put) {

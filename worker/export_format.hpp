@@ -44,6 +44,10 @@ struct ExportInputs {
   const JobSpec& spec;
   const JobDir& dir;
   StatusReporter& rep;  // progress, warnings and events
+  // Called with each checkpoint tensor's name once the writer of a format
+  // that reads q's data only once (SafetensorsLayout::last_use) has written
+  // it: the pipeline lets q's copy go (quant::release_written).
+  std::function<void(const std::string& name)> written;
 };
 
 struct ExportResult {
@@ -67,6 +71,9 @@ struct ExportFormat {
   // GPTQ's act-order keeps its groups in column order (STATIC_GROUPS,
   // compressed-tensors' actorder "weight"); the submission says so.
   bool column_order_groups = false;
+  // The format writes the float replacements only (fake_quant, GGUF): the
+  // integer codes are not kept (QuantInputs::keep_int_codes).
+  bool float_only = false;
   // The export records a VerifyManifest and the verify stage reads it back
   // with the format's reference loader (worker/verify.hpp).
   bool verified = false;
@@ -111,6 +118,10 @@ struct SafetensorsLayout {
   std::function<std::size_t()> finish_count;  // tensors finish() will add
   std::function<void(const PutTensor& put)> finish;
   std::size_t room_per_tensor = 1;
+  // Nothing reads q's tensor data after this writer (the read-back and the
+  // verify stage read the written files): each tensor is handed to
+  // ExportInputs::written as soon as it is in the output.
+  bool last_use = false;
   // Top-level config.json keys written beside quantization_config (what the
   // format's schema has no field for: qjobs_quantization).
   nlohmann::json config_extra = nlohmann::json::object();

@@ -50,6 +50,17 @@ Command add_run(CLI::App& app) {
   return {c, [a](const Environment& env) { return worker::run_job(a->spec, a->job_dir, env); }};
 }
 
+Command add_calibration(CLI::App& app) {
+  struct Args {
+    std::string spec, out;
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand("calibration", "write the calibration token windows a job would use");
+  c->add_option("spec", a->spec, "the job's YAML spec")->required()->check(CLI::ExistingFile);
+  c->add_option("--out", a->out, "output .safetensors (int64 'input_ids' [samples, seqlen])")->required();
+  return {c, [a](const Environment& env) { return worker::write_calibration(a->spec, a->out, env); }};
+}
+
 Command add_init_model(CLI::App& app) {
   struct Args {
     qjobs::model::RandomModelOptions rm;
@@ -249,8 +260,9 @@ int main(int argc, char** argv) {
   // whether a GPU is usable here (and why not).
   app.set_version_flag("--version", [] { return worker::version_text(); });
   const std::vector<Command> commands = {
-      add_run(app),  add_init_model(app), add_tokenize(app),        add_logits(app), add_ppl(app),  add_gguf(app),
-      add_onnx(app), add_demo(app),       add_train_tokenizer(app), add_train(app),  add_gemm(app),
+      add_run(app),   add_calibration(app), add_init_model(app), add_tokenize(app), add_logits(app),
+      add_ppl(app),   add_gguf(app),        add_onnx(app),       add_demo(app),     add_train_tokenizer(app),
+      add_train(app), add_gemm(app),
   };
   try {
     app.parse(argc, argv);

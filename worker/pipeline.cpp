@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <new>
 #include <system_error>
 #include <thread>
@@ -31,6 +32,7 @@
 #include "jobs/model/model_config.hpp"
 #include "jobs/model/model_source.hpp"
 #include "jobs/model/safetensors.hpp"
+#include "jobs/quant/calibration.hpp"
 #include "jobs/quant/layer_plan.hpp"
 #include "jobs/quant/registry.hpp"
 #include "jobs/tokenizer/tokenizer.hpp"
@@ -217,7 +219,7 @@ struct MemoryMeter {
       }
     current.clear();
   }
-  json to_json(uint64_t checkpoint_bytes) const {
+  json to_json(uint64_t checkpoint_bytes, uint64_t disk_peak_bytes) const {
     double host_max = 0, device_max = 0;
     for (const auto& [k, v] : host.items()) host_max = std::max(host_max, v.get<double>());
     for (const auto& [k, v] : device.items()) device_max = std::max(device_max, v.get<double>());
@@ -226,6 +228,7 @@ struct MemoryMeter {
             {"host_peak_mib", host_max},
             {"host_peak_mib_by_stage", host},
             {"host_rss_mib_at_stage_start", start},
+            {"disk_peak_mib", mib(static_cast<int64_t>(disk_peak_bytes))},
             {"device_peak_mib", device.empty() ? json(nullptr) : json(device_max)},
             {"device_peak_mib_by_stage", device.empty() ? json(nullptr) : device}};
   }
@@ -297,12 +300,17 @@ void baseline_stage(JobRun& r) {
 // Calibration token windows, [n, seqlen], from the spec's calibration
 // section over its DATA_PATH / DATASET_NAME defaults and the algorithm's
 // sample counts. Read only when the algorithm asks.
-at::Tensor calibration_windows(JobRun& r) {
-  const auto& spec = r.spec;
+// The token windows and where their text came from.
+struct CalibrationWindows {
+  at::Tensor ids;  // [n, seqlen], int64
+  std::string source;
+};
+
+CalibrationWindows calibration_windows(const JobSpec& spec, const Environment& env, const fs::path& model_dir) {
   const AlgorithmInfo* info = find_algorithm(spec.algorithm);
   const json& c = spec.calibration;
   data::DatasetSpec ds;
-  ds.root = r.env.data_dir;
+  ds.root = env.data_dir;
   ds.path = c.value("data_path", spec.data_path);
   ds.name = c.value("dataset", spec.dataset_name);
   ds.subname = c.value("subset", spec.dataset_subname);
@@ -321,16 +329,18 @@ at::Tensor calibration_windows(JobRun& r) {
       throw Error(ErrorKind::not_found, spec.algorithm +
                                             " needs calibration data: set calibration.data_path, "
                                             "DATA_PATH or DATASET_NAME");
-    const auto ids = data::calibration_windows(tokenizer::Tokenizer::load(r.model_dir), data::load_rows(ds), n, seqlen,
-                                               c.value("seed", uint64_t{0}));
-    r.rep.event({{"type", "calibration"},
-                 {"samples", n},
-                 {"seqlen", seqlen},
-                 {"data", ds.path.empty() ? ds.name + ":" + ds.split : ds.path}});
-    return ids;
+    return {data::calibration_windows(tokenizer::Tokenizer::load(model_dir), data::load_rows(ds), n, seqlen,
+                                      c.value("seed", uint64_t{0})),
+            ds.path.empty() ? ds.name + ":" + ds.split : ds.path};
   } catch (const Error& e) {
     throw StageFailure{ErrorType::data, std::string("calibration data: ") + e.what()};
   }
+}
+
+at::Tensor calibration_windows(JobRun& r) {
+  auto w = calibration_windows(r.spec, r.env, r.model_dir);
+  r.rep.event({{"type", "calibration"}, {"samples", w.ids.size(0)}, {"seqlen", w.ids.size(1)}, {"data", w.source}});
+  return w.ids;
 }
 
 void quantize_stage(JobRun& r) {
@@ -344,6 +354,7 @@ void quantize_stage(JobRun& r) {
   qin.state_dir = r.dir.root() / "calib_state";
   qin.keep_float_weights = !r.format->packed;
   qin.packed_export = r.format->packed;
+  qin.keep_int_codes = !r.format->float_only;
   qin.column_order_groups = r.format->column_order_groups;
   // The per-Linear plan, built once from the section and the checkpoint's
   // widths (spec/linear_plan.hpp: overrides, and per-channel groups for
@@ -368,10 +379,32 @@ void quantize_stage(JobRun& r) {
 
 void package_stage(JobRun& r) {
   r.rep.begin_stage("package");
-  const ExportInputs in{*r.ckpt, *r.q, r.plan, r.spec, r.dir, r.rep};
+  // A format that reads the quantized tensors once lets each go as soon as
+  // it is written. The calibration state (every finished block, mapped by
+  // r.q) is unlinked at the first one: its space comes back block by block
+  // as the output grows, so the job needs about the output plus a block on
+  // disk, not both whole. A worker killed while packaging calibrates again.
+  bool state_dropped = false;
+  const auto written = [&r, &state_dropped](const std::string& name) {
+    if (!state_dropped) {
+      std::error_code ec;
+      fs::remove_all(r.dir.root() / "calib_state", ec);
+      state_dropped = true;
+    }
+    quant::release_written(*r.q, name);
+  };
+  const ExportInputs in{*r.ckpt, *r.q, r.plan, r.spec, r.dir, r.rep, written};
   r.written = r.format->write(in);
   r.scored = r.format->read_back(in, r.written);
   r.size_after = dir_size(r.dir.model_dir());
+  // A folder that holds more than a runtime loads (ONNX: the float graph for
+  // device compilers beside the QDQ graph) is sized by what it loads.
+  if (const auto files = r.written.quantization_config.find("runtime_files");
+      files != r.written.quantization_config.end() && files->is_array() && !files->empty()) {
+    r.rep.metric("folder_size_mib", r.size_after / (1024.0 * 1024.0));
+    r.size_after = 0;
+    for (const auto& f : *files) r.size_after += fs::file_size(r.dir.model_dir() / f.get<std::string>());
+  }
   r.rep.metric("packaged_size_mib", r.size_after / (1024.0 * 1024.0));
 }
 
@@ -490,6 +523,9 @@ void pick_algorithm(JobRun& run) {
 
 // After the last stage: scratch files go, and the report is written.
 void finish_job(JobRun& run, MemoryMeter& memory) {
+  // Taken while the calibration state is still there: the most the job
+  // directory held (the last sample is the output and that state together).
+  const uint64_t disk_peak = run.rep.disk_peak_bytes();
   std::error_code ec;
   fs::remove_all(run.dir.root() / "calib_state", ec);  // only needed to resume this run
   for (const auto& p : run.written.scratch) fs::remove_all(p, ec);
@@ -501,7 +537,8 @@ void finish_job(JobRun& run, MemoryMeter& memory) {
       run.format && run.format->report_note ? run.format->report_note(run.spec, run.written.quantization_config) : "";
   write_report(run.spec, run.model_dir, run.size_before, run.q ? std::optional<uint64_t>(run.size_after) : std::nullopt,
                run.q ? &*run.q : nullptr, run.written.quantization_config, note, run.dir, run.rep, run.before,
-               run.after, memory.to_json(run.size_before), run.verified.empty() ? json(nullptr) : run.verified);
+               run.after, memory.to_json(run.size_before, disk_peak),
+               run.verified.empty() ? json(nullptr) : run.verified);
   run.rep.progress(1, 1);
   run.rep.succeed();
   if (run.q) spdlog::info("job done: {}", run.dir.model_dir().string());
@@ -598,6 +635,23 @@ int run_job(const fs::path& spec_path, const fs::path& job_dir, const Environmen
     return worker_exit::ok;
   } catch (...) {
     return fail_job(stage, rep);
+  }
+}
+
+int write_calibration(const fs::path& spec_path, const fs::path& out, const Environment& env) {
+  try {
+    const auto parsed = parse_job_spec(read_file(spec_path), SpecContext{.env = &env});
+    const JobSpec& spec = checked_spec(parsed, std::nullopt);
+    const auto w = calibration_windows(spec, env, model::resolve_model_dir(spec.model, env, {}));
+    model::save_safetensors(out, {{"input_ids", w.ids}}, {{"format", "pt"}, {"source", w.source}});
+    std::cout << json{{"samples", w.ids.size(0)}, {"seqlen", w.ids.size(1)}, {"source", w.source}}.dump() << "\n";
+    return worker_exit::ok;
+  } catch (const StageFailure& f) {
+    std::cerr << "qjobs-worker calibration: " << f.message << "\n";
+    return exit_code_for(f.type);
+  } catch (const std::exception& e) {
+    std::cerr << "qjobs-worker calibration: " << e.what() << "\n";
+    return worker_exit::data;
   }
 }
 

@@ -274,6 +274,8 @@ std::string runtime_line(const json& memory, const json& rt) {
       num("%.0f", memory["checkpoint_mib"].get<double>()) + " MiB)";
   if (memory["device_peak_mib"].is_number())
     md += ", peak device memory " + num("%.0f", memory["device_peak_mib"].get<double>()) + " MiB";
+  if (memory.contains("disk_peak_mib") && memory["disk_peak_mib"].is_number())
+    md += ", peak disk in the job folder " + num("%.0f", memory["disk_peak_mib"].get<double>()) + " MiB";
   return md + ".\n";
 }
 

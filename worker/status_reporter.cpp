@@ -4,12 +4,18 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
 #include "common/error.hpp"
 
 namespace qjobs::worker {
+namespace fs = std::filesystem;
 
 std::atomic<bool> g_stop_requested{false};
 
@@ -62,7 +68,61 @@ void StatusReporter::begin_stage(const std::string& stage, int64_t total) {
   stage_start_ = std::chrono::steady_clock::now();
   spdlog::info("stage {}", stage);
   event({{"type", "stage"}, {"stage", stage}, {"attempt", attempt_}});
+  sample_disk();
   write(true);
+}
+
+namespace {
+
+// Bytes of files under `root` that are unlinked but still mapped by this
+// process (/proc/self/maps marks them "(deleted)"): space the job holds that
+// no directory walk sees.
+uint64_t deleted_mapped_bytes(const fs::path& root) {
+  std::error_code ec;
+  const std::string prefix = fs::weakly_canonical(fs::absolute(root, ec), ec).string() + "/";
+  std::ifstream maps("/proc/self/maps");
+  std::map<std::string, uint64_t> files;  // "dev inode" -> mapped end
+  for (std::string line; std::getline(maps, line);) {
+    constexpr std::string_view kDeleted = " (deleted)";
+    if (!line.ends_with(kDeleted)) continue;
+    std::istringstream in(line);
+    std::string range, perms, offset, dev, inode;
+    in >> range >> perms >> offset >> dev >> inode;
+    std::string path;
+    std::getline(in >> std::ws, path);
+    if (!path.starts_with(prefix)) continue;
+    const auto dash = range.find('-');
+    if (dash == std::string::npos) continue;
+    const uint64_t lo = std::stoull(range.substr(0, dash), nullptr, 16);
+    const uint64_t hi = std::stoull(range.substr(dash + 1), nullptr, 16);
+    auto& end = files[dev + " " + inode];
+    end = std::max<uint64_t>(end, std::stoull(offset, nullptr, 16) + (hi - lo));
+  }
+  uint64_t total = 0;
+  for (const auto& [key, end] : files) total += end;
+  return total;
+}
+
+}  // namespace
+
+void StatusReporter::sample_disk() {
+  std::error_code ec;
+  uint64_t total = deleted_mapped_bytes(dir_.root());
+  for (fs::recursive_directory_iterator it(dir_.root(), fs::directory_options::skip_permission_denied, ec), end;
+       !ec && it != end; it.increment(ec)) {
+    std::error_code fec;
+    if (it->is_regular_file(fec)) {
+      const auto n = it->file_size(fec);
+      if (!fec) total += n;
+    }
+  }
+  disk_peak_ = std::max(disk_peak_, total);
+}
+
+uint64_t StatusReporter::disk_peak_bytes() {
+  std::lock_guard lock(mu_);
+  sample_disk();
+  return disk_peak_;
 }
 
 void StatusReporter::progress(int64_t done, int64_t total, const std::string& what) {
@@ -84,6 +144,7 @@ void StatusReporter::progress(int64_t done, int64_t total, const std::string& wh
       spdlog::info("progress {} {}/{} ({:.0f}%), ETA {:.0f} s", stage_, done, total, 100.0 * done / total, eta_s_);
     else spdlog::info("progress {} {}/{} ({:.0f}%) in {:.1f} s", stage_, done, total, 100.0 * done / total, elapsed);
   }
+  sample_disk();
   write(done == total);
 }
 

@@ -49,11 +49,16 @@ class StatusReporter {
   const nlohmann::json& metrics() const { return metrics_; }
   // Seconds spent per finished stage.
   const nlohmann::json& stage_seconds() const { return stage_seconds_; }
+  // The most bytes the job directory held at any stage start or progress
+  // step so far (files under it, calibration state and output included):
+  // the disk a job needs, sampled where it grows.
+  uint64_t disk_peak_bytes();
 
  private:
   void write(bool force);  // REQUIRES: mu_ held
   void close_stage();
   void heartbeat_loop(double period_s);
+  void sample_disk();  // REQUIRES: mu_ held
 
   JobDir dir_;
   std::vector<std::string> stages_;
@@ -69,6 +74,7 @@ class StatusReporter {
   // When progress() last wrote its info line to the log (`jobctl logs -f`
   // shows one at most every kProgressLogS seconds, and the stage's last).
   std::chrono::steady_clock::time_point last_progress_log_;
+  uint64_t disk_peak_ = 0;
   std::mutex mu_;
   std::condition_variable wake_;
   bool closing_ = false;

@@ -59,6 +59,11 @@ struct QuantInputs {
   // The export stores integer zero points (every packed format): HQQ rounds
   // its real-valued ones as its last step.
   bool packed_export = false;
+  // false: the export reads no integer codes (fake_quant, GGUF write the
+  // float replacements): a Linear's codes are not kept beside its float
+  // copy (scales, zero points and settings stay, for the report). On disk
+  // that is a byte per weight of calibration state saved.
+  bool keep_int_codes = true;
 };
 
 struct QuantOutput {

@@ -102,7 +102,7 @@ void read_block_file(const model::SafetensorsFile& f, QuantOutput& out) {
     out.layer_errors.push_back({e["name"], e["rel_fro_err"], e["max_abs_err"], e.value("rel_out_err", -1.0)});
   for (const auto& [name, shape] : ints.items()) {
     numeric::IntWeight w;
-    w.codes = f.tensor(name + ".codes");
+    if (f.find(name + ".codes") != nullptr) w.codes = f.tensor(name + ".codes");
     w.scales = f.tensor(name + ".scales");
     w.zeros = f.tensor(name + ".zeros");
     w.g_idx = f.tensor(name + ".g_idx");
@@ -146,7 +146,7 @@ void spill_outputs(QuantOutput& out, const std::string& prefix, const fs::path& 
   for (const auto& [name, w] : out.int_weights) {
     if (!name.starts_with(prefix)) continue;
     // Codes of up to 8 bits are stored as bytes: a quarter of int32.
-    tensors.push_back({name + ".codes", w.bits <= 8 ? w.codes.to(at::kByte) : w.codes, {}});
+    if (w.codes.defined()) tensors.push_back({name + ".codes", w.bits <= 8 ? w.codes.to(at::kByte) : w.codes, {}});
     tensors.push_back({name + ".scales", w.scales, {}});
     tensors.push_back({name + ".zeros", w.zeros, {}});
     tensors.push_back({name + ".g_idx", w.g_idx, {}});
@@ -315,7 +315,8 @@ std::string layer_prefix(const std::string& name) {
 
 }  // namespace
 
-LayerSpill::LayerSpill(const fs::path& state_dir, QuantOutput& out) : out_(out) {
+LayerSpill::LayerSpill(const fs::path& state_dir, QuantOutput& out, bool keep_int_codes)
+    : out_(out), keep_int_codes_(keep_int_codes) {
   if (state_dir.empty()) return;
   dir_ = state_dir / "scratch";
   fs::remove_all(dir_);
@@ -327,7 +328,13 @@ void LayerSpill::after(const std::string& name, const std::string& next) {
   if (dir_.empty() || layer_prefix(name).empty()) return;
   const std::string stem =
       name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? name.substr(0, name.size() - 7) : name;
+  if (!keep_int_codes_) drop_int_codes(out_, stem);
   spill_outputs(out_, stem, dir_ / (stem + ".safetensors"));
+}
+
+void drop_int_codes(QuantOutput& out, const std::string& prefix) {
+  for (auto& [name, w] : out.int_weights)
+    if (name.starts_with(prefix) && out.replaced.count(name + ".weight")) w.codes = at::Tensor();
 }
 
 void drop_float_copies(QuantOutput& out, const std::string& prefix) {
@@ -338,6 +345,28 @@ void drop_float_copies(QuantOutput& out, const std::string& prefix) {
     const bool has_form =
         !stem.empty() && (out.int_weights.count(stem) || out.w8a8_weights.count(stem) || out.fp4_weights.count(stem));
     it = name.starts_with(prefix) && has_form ? out.replaced.erase(it) : std::next(it);
+  }
+}
+
+void release_written(QuantOutput& out, const std::string& name) {
+  out.replaced.erase(name);
+  out.added.erase(name);
+  if (!name.ends_with(".weight")) return;
+  const std::string stem = name.substr(0, name.size() - 7);
+  const auto own = [](at::Tensor& t) {
+    if (t.defined()) t = t.clone();
+  };
+  if (auto it = out.int_weights.find(stem); it != out.int_weights.end()) {
+    it->second.codes = at::Tensor();
+    own(it->second.scales), own(it->second.zeros), own(it->second.g_idx);
+  }
+  if (auto it = out.w8a8_weights.find(stem); it != out.w8a8_weights.end()) {
+    it->second.codes = at::Tensor();
+    own(it->second.scale), own(it->second.input_scale);
+  }
+  if (auto it = out.fp4_weights.find(stem); it != out.fp4_weights.end()) {
+    it->second.codes = at::Tensor();
+    own(it->second.scale);
   }
 }
 
@@ -373,6 +402,7 @@ void run_blocks(const QuantInputs& in, model::LlamaModel& model, const at::Tenso
     auto next = s.next ? std::move(*s.next) : engine.forward(l);
     collect_block(*in.ckpt, model, l, out.replaced);
     if (!in.keep_float_weights) drop_float_copies(out, s.prefix);
+    if (!in.keep_int_codes) drop_int_codes(out, s.prefix);
     engine.advance(l, std::move(next), s.errors, out);
     out.layer_errors.insert(out.layer_errors.end(), s.errors.begin(), s.errors.end());
     model.offload(l);

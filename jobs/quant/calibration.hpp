@@ -110,6 +110,18 @@ void spill_outputs(QuantOutput& out, const std::string& prefix, const std::files
 // Removes from out.replaced the float weights under `prefix` of Linears
 // that have an integer or W8A8 form (QuantInputs::keep_float_weights).
 void drop_float_copies(QuantOutput& out, const std::string& prefix);
+// Drops the integer codes under `prefix` of Linears that keep a float copy
+// (QuantInputs::keep_int_codes false).
+void drop_int_codes(QuantOutput& out, const std::string& prefix);
+
+// Checkpoint tensor `name` has been written to the output and nothing
+// reads its data again: its replacement and the data of its integer, W8A8
+// or FP4 form leave `out` (scales and metadata stay, copied out of any
+// spill file, for the report). Once every tensor of a spilled block is
+// released, the block file's mapping goes, and with it, when the file was
+// unlinked, its disk space: what keeps packaging from holding the whole
+// calibration state beside the whole output.
+void release_written(QuantOutput& out, const std::string& name);
 
 // For algorithms that go tensor by tensor (RTN, HQQ): each decoder
 // tensor's outputs are spilled as soon as it is done, to
@@ -117,13 +129,15 @@ void drop_float_copies(QuantOutput& out, const std::string& prefix);
 // moves.
 class LayerSpill {
  public:
-  LayerSpill(const std::filesystem::path& state_dir, QuantOutput& out);
+  // keep_int_codes: QuantInputs::keep_int_codes.
+  LayerSpill(const std::filesystem::path& state_dir, QuantOutput& out, bool keep_int_codes = true);
   // `name` was just handled and `next` comes after it ("" at the end).
   void after(const std::string& name, const std::string& next);
 
  private:
   std::filesystem::path dir_;
   QuantOutput& out_;
+  bool keep_int_codes_ = true;
 };
 
 // sha256 over config.json, the weight files' names and sizes, `params` and

@@ -75,7 +75,7 @@ QuantOutput HqqAlgorithm::run(const QuantInputs& in) {
   const std::vector<std::string> targets =
       model::quantized_linear_weights(model::ModelConfig::from_json(in.ckpt->config()));
   QuantOutput out;
-  LayerSpill spill(in.state_dir, out);
+  LayerSpill spill(in.state_dir, out, in.keep_int_codes);
   const auto total = static_cast<int64_t>(targets.size());
   const bool integer_zeros = p.zero_points ? *p.zero_points == "integer" : in.packed_export;
   if (in.packed_export && !integer_zeros)

@@ -66,6 +66,7 @@ struct QuarotRun {
         if (auto e = rtn_linear(prefix + name, *lin)) out.layer_errors.push_back(*e);
       collect_block(*in.ckpt, model, l, out.replaced);
       if (!in.keep_float_weights) drop_float_copies(out, prefix);
+      if (!in.keep_int_codes) drop_int_codes(out, prefix);
       if (!scratch.empty()) spill_outputs(out, prefix, scratch / ("block-" + std::to_string(l) + ".safetensors"));
       in.progress(l + 1, L, "block " + std::to_string(l));
     }

@@ -20,7 +20,7 @@ QuantOutput RtnAlgorithm::run(const QuantInputs& in) {
       model::quantized_linear_weights(model::ModelConfig::from_json(ckpt.config()));
 
   QuantOutput out;
-  LayerSpill spill(in.state_dir, out);
+  LayerSpill spill(in.state_dir, out, in.keep_int_codes);
   const auto total = static_cast<int64_t>(targets.size());
   progress(0, total, "");
   for (int64_t i = 0; i < total; ++i) {

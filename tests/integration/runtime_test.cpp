@@ -988,6 +988,13 @@ TEST(OnnxExport, SequentialMseW4A16JobRunsInOnnxRuntimeWithEncodingsOfItsGrid) {
   EXPECT_EQ(rep["export_format"], "onnx");
   EXPECT_EQ(rep["quantization_config"]["opset"], 17);
   EXPECT_EQ(rep["quantization_config"]["graph"], "ar16_cl64");
+  // Its size is what ONNX Runtime loads, the QDQ graph and its data (not the
+  // float graph for device compilers added to it: +63% on the example model).
+  EXPECT_EQ(rep["quantization_config"]["runtime_files"],
+            json::array({"model_ar16_cl64_qdq.data", "model_ar16_cl64_qdq.onnx"}));
+  const double qdq_bytes = static_cast<double>(fs::file_size(qg) + fs::file_size(model / "model_ar16_cl64_qdq.data"));
+  EXPECT_NEAR(rep["size_mib"]["after"].get<double>() * 1048576, qdq_bytes, 1.0);
+  EXPECT_LT(rep["size_mib"]["after"].get<double>(), rep["size_mib"]["before"].get<double>());
   // The score reported is that of the model the QDQ graph computes (checked below).
   EXPECT_NEAR(rep["eval"]["quantized"]["kjv"]["ppl"].get<double>(),
               frep["eval"]["quantized"]["kjv"]["ppl"].get<double>(), 1e-9);

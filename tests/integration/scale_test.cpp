@@ -63,7 +63,10 @@ struct DepthRun {
   json report;
 };
 
-DepthRun quantize_at_depth(const fs::path& root, int64_t layers) {
+// `algo` with `format`, GPTQ with gptq by default (with a perplexity
+// evaluation); others without one.
+DepthRun quantize_at_depth(const fs::path& root, int64_t layers, const std::string& algo = "GPTQ",
+                           const std::string& format = "gptq") {
   const fs::path model = root / ("m" + std::to_string(layers));
   model::RandomModelOptions o;
   o.hidden = 512;
@@ -76,14 +79,18 @@ DepthRun quantize_at_depth(const fs::path& root, int64_t layers) {
   o.seed = 7;
   model::write_random_llama(model, o);
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) fs::copy_file(kExample / f, model / f);
-  const fs::path spec = root / ("s" + std::to_string(layers) + ".yaml");
-  std::ofstream(spec) << "MODEL: \"" << model.string() << "\"\nALGORITHM: GPTQ\nEXPORT_FORMAT: gptq\n"
-                      << "llm:\n  GPTQ:\n    W_BIT: 4\n    Q_GROUP_SIZE: 128\n"
-                      << "calibration:\n  data_path: \"" << (kData / "calib.jsonl").string()
-                      << "\"\n  n_samples: 8\n  seqlen: 128\n"
-                      << "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \""
-                      << (kData / "test.jsonl").string() << "\"\n      seqlen: 128\n      num_samples: 8\n";
-  const fs::path job = root / ("j" + std::to_string(layers));
+  const std::string tag = std::to_string(layers) + (algo == "GPTQ" && format == "gptq" ? "" : algo + format);
+  const fs::path spec = root / ("s" + tag + ".yaml");
+  std::ofstream out(spec);
+  out << "MODEL: \"" << model.string() << "\"\nALGORITHM: " << algo << "\nEXPORT_FORMAT: " << format << "\n"
+      << "llm:\n  " << algo << ":\n    W_BIT: 4\n    Q_GROUP_SIZE: 128\n";
+  if (algo != "RTN")
+    out << "calibration:\n  data_path: \"" << (kData / "calib.jsonl").string() << "\"\n  n_samples: 8\n  seqlen: 128\n";
+  if (algo == "GPTQ" && format == "gptq")
+    out << "eval:\n  tasks:\n    - type: ppl\n      name: kjv\n      data_path: \"" << (kData / "test.jsonl").string()
+        << "\"\n      seqlen: 128\n      num_samples: 8\n";
+  out.close();
+  const fs::path job = root / ("j" + tag);
   DepthRun d;
   d.run = run_measured({(bin_dir() / "qjobs-worker").string(), "run", spec.string(), "--job-dir", job.string()});
   d.checkpoint_bytes = static_cast<int64_t>(fs::file_size(model / "model.safetensors"));
@@ -128,6 +135,44 @@ TEST(Scale, Bf16GptqPeakMemoryDoesNotGrowWithDepthBeyondOneBlock) {
   }
   EXPECT_TRUE(streamed_event);
   EXPECT_TRUE(placement_event);
+  // Disk: the job folder held the calibration state or the output, not both
+  // whole: for 16 blocks more, the peak grew by the state's growth (a byte
+  // per 4-bit code, float32 scales and int32 zero points per 128 weights,
+  // an int32 g_idx per input column), not by that and the output's too.
+  const auto mib = [](const json& j) { return j.get<double>() * 1048576; };
+  const double weights = 512.0 * (512 + 2 * 128) + 512 * 512 + 3 * 512 * 1408;
+  const double state_block = weights + weights / 128 * 8 + 4.0 * (6 * 512 + 1408);
+  const double peak_growth =
+      mib(deep.report["memory"]["disk_peak_mib"]) - mib(shallow.report["memory"]["disk_peak_mib"]);
+  const double out_growth = mib(deep.report["size_mib"]["after"]) - mib(shallow.report["size_mib"]["after"]);
+  EXPECT_GT(peak_growth, 0.9 * 16 * state_block);
+  EXPECT_LT(peak_growth, 16 * state_block + 2 * block_f32 / 2.0)
+      << "disk peak " << shallow.report["memory"]["disk_peak_mib"] << " -> " << deep.report["memory"]["disk_peak_mib"]
+      << " MiB for an output of " << shallow.report["size_mib"]["after"] << " -> " << deep.report["size_mib"]["after"]
+      << " MiB (output growth " << out_growth << " bytes)";
+  fs::remove_all(root);
+}
+
+// fake_quant keeps a stored-dtype copy of every finished Linear as its
+// calibration state: the job folder's peak disk still grows with depth by
+// the output only.
+TEST(Scale, FakeQuantDiskPeakDoesNotGrowWithDepthBeyondTheOutput) {
+  const auto root = make_temp_dir("scale-disk");
+  const auto shallow = quantize_at_depth(root, 4, "RTN", "fake_quant");
+  const auto deep = quantize_at_depth(root, 20, "RTN", "fake_quant");
+  ASSERT_TRUE(WIFEXITED(shallow.run.status) && WEXITSTATUS(shallow.run.status) == 0);
+  ASSERT_TRUE(WIFEXITED(deep.run.status) && WEXITSTATUS(deep.run.status) == 0);
+  const double block_bf16 = (2 * 512 + 512 * (512 + 2 * 128) + 512 * 512 + 3 * 512 * 1408) * 2.0;
+  const auto mib = [](const json& j) { return j.get<double>() * 1048576; };
+  const double out_growth = mib(deep.report["size_mib"]["after"]) - mib(shallow.report["size_mib"]["after"]);
+  const double peak_growth =
+      mib(deep.report["memory"]["disk_peak_mib"]) - mib(shallow.report["memory"]["disk_peak_mib"]);
+  ASSERT_GT(out_growth, 15 * block_bf16);  // 16 blocks more, bf16 as stored
+  // Before: the state and the output whole at once, 2x the output's growth.
+  EXPECT_LT(peak_growth - out_growth, 2 * block_bf16)
+      << "disk peak " << shallow.report["memory"]["disk_peak_mib"] << " -> " << deep.report["memory"]["disk_peak_mib"]
+      << " MiB for an output of " << shallow.report["size_mib"]["after"] << " -> " << deep.report["size_mib"]["after"]
+      << " MiB";
   fs::remove_all(root);
 }
 

@@ -104,6 +104,7 @@ SafetensorsLayout ct_layout(const ExportInputs& in, const std::shared_ptr<Verify
   const auto scale_dtype = in.ckpt.tensor("model.embed_tokens.weight").scalar_type();
   const json acts = in.q.quantization_config.value("activations", json::object());
   SafetensorsLayout l;
+  l.last_use = true;
   l.room_per_tensor = 6;
   l.encode = [&in, scale_dtype, acts, manifest](const std::string& stem, bool is_weight,
                                                 const model::StTensorInfo& info, const PutTensor& put) {

@@ -7,9 +7,12 @@ namespace qjobs::worker {
 
 const ExportFormat& export_fake_quant() {
   static const ExportFormat f{.name = "fake_quant",
+                              .float_only = true,
                               .write =
                                   [](const ExportInputs& in) {
-                                    write_safetensors_model(in, {}, in.q.quantization_config, false);
+                                    SafetensorsLayout layout;
+                                    layout.last_use = true;
+                                    write_safetensors_model(in, layout, in.q.quantization_config, false);
                                     return ExportResult{in.q.quantization_config, {}};
                                   },
                               .read_back = read_written_model,

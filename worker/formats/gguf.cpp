@@ -15,6 +15,7 @@ using nlohmann::json;
 const ExportFormat& export_gguf() {
   static const ExportFormat f{
       .name = "gguf",
+      .float_only = true,
       .check = check_llama_layout,
       .write =
           [](const ExportInputs& in) {

@@ -76,6 +76,7 @@ ExportResult write_mlx(const ExportInputs& in) {
   require_int_weights(in);
   const json quantization = mlx_quantization(in.q.int_weights);
   SafetensorsLayout l;
+  l.last_use = true;
   l.room_per_tensor = 3;
   l.encode = [&in](const std::string& stem, bool is_weight, const model::StTensorInfo& info, const PutTensor& put) {
     const auto it = in.q.int_weights.find(stem);

@@ -19,6 +19,8 @@ namespace {
 
 fs::path float_source(const JobDir& dir) { return dir.root() / "onnx_source"; }
 
+std::string stem_of(const exporter::onnx::GraphShape& shape) { return "model_" + shape.name(); }
+
 }  // namespace
 
 const ExportFormat& export_onnx() {
@@ -49,7 +51,7 @@ const ExportFormat& export_onnx() {
               const exporter::onnx::WeightSource weight = [&](const std::string& n) {
                 return floats.tensor(n).to(at::kFloat);
               };
-              const std::string stem = "model_" + shape.name();
+              const std::string stem = stem_of(shape);
               exporter::onnx::write_llama_onnx(config, weight, shape, nullptr, staged / (stem + ".onnx"));
               write_file_atomic(staged / (stem + ".encodings"), exporter::onnx::aimet_encodings(config, qz).dump(1));
               exporter::onnx::write_llama_onnx(config, weight, shape, &qz, staged / (stem + "_qdq.onnx"));
@@ -65,11 +67,16 @@ const ExportFormat& export_onnx() {
             }
             fs::remove_all(staged);
             std::sort(files.begin(), files.end());
+            // What ONNX Runtime loads: the QDQ graph and its external data.
+            json runtime = json::array();
+            for (const auto& f : files)
+              if (f.get<std::string>().starts_with(stem_of(shape) + "_qdq.")) runtime.push_back(f);
             in.rep.event({{"type", "export"}, {"format", "onnx"}, {"files", files}});
             return ExportResult{{{"format", "onnx"},
                                  {"graph", shape.name()},
                                  {"opset", exporter::onnx::kOpset},
                                  {"files", files},
+                                 {"runtime_files", runtime},
                                  {"note",
                                   "the float graph with the job's weights and AIMET encodings (1.0.0) for device "
                                   "compilers; the _qdq graph "
@@ -86,9 +93,14 @@ const ExportFormat& export_onnx() {
             std::string files;
             for (const auto& f : qc.value("files", json::array()))
               files += (files.empty() ? "model/" : ", model/") + f.get<std::string>();
+            std::string runtime;
+            for (const auto& f : qc.value("runtime_files", json::array()))
+              runtime += (runtime.empty() ? "" : " and ") + f.get<std::string>();
             return "Export format onnx (graph " + qc.value("graph", std::string()) + ", opset " +
                    std::to_string(qc.value("opset", 0)) + "): " + files + "; " + qc.value("note", std::string()) +
-                   ". The quantized numbers above are of the model the QDQ graph computes.";
+                   ". The quantized numbers above are of the model the QDQ graph computes; its size counts " + runtime +
+                   ", what ONNX Runtime loads (the float graph and encodings beside it are for device "
+                   "compilers).";
           }};
   return f;
 }
