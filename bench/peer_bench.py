@@ -306,6 +306,7 @@ def main():
                     if rc == 0:
                         rep = json.load(open(os.path.join(jd, "report.json")))
                         r["quantize_s"] = rep["stage_seconds"]["quantize"]
+                        r["disk_peak_mib"] = rep["memory"].get("disk_peak_mib")
                         if evals:
                             rc2, *_ = run_child(me + ["--child", "eval", "--model", os.path.join(jd, "model"),
                                                         "--eval", evals], 600, log + ".eval", env)
