@@ -12,9 +12,20 @@
 namespace qjobs::quant {
 namespace {
 
-at::Tensor fake_quant(const at::Tensor& w, const LinearQuant& plan) {
-  if (plan.skip) return w;
-  return quantize_weight(w, plan.cfg).dequantize().to(w.scalar_type());
+// One grid point's weight of a Linear: (saved * s) rounded, then / s, into
+// `buf` (allocated at the first point, reused after: in float32 a grid
+// point allocates no weight-sized temporary).
+void scaled_fake_quant(at::Tensor& buf, const at::Tensor& saved, const at::Tensor& s, const LinearQuant& plan) {
+  const auto sw = s.to(saved.scalar_type());
+  if (saved.scalar_type() != at::kFloat) {
+    const auto scaled = saved * sw;
+    buf = (plan.skip ? scaled : fake_quantize(scaled, plan.cfg)) / sw;
+    return;
+  }
+  if (!buf.defined()) buf = at::empty_like(saved, at::MemoryFormat::Contiguous);
+  at::mul_out(buf, saved, sw);
+  if (!plan.skip) fake_quantize_(buf, plan.cfg);
+  buf.div_(sw);
 }
 
 // AutoAWQ's per-input-channel weight statistic over the concatenated
@@ -116,6 +127,7 @@ void apply_best_scale(const ScaleGroup& g, const LinearMap& lin, const at::Tenso
   const auto ref = g.inspect(x);
   std::vector<at::Tensor> saved;
   for (auto* l2 : ls) saved.push_back(l2->weight.clone());
+  std::vector<at::Tensor> bufs(ls.size());
   // Losses stay on the device; one sync picks the best ratio at the end.
   std::vector<at::Tensor> losses, scales;
   for (int64_t r = 0; r < n_grid; ++r) {
@@ -124,8 +136,8 @@ void apply_best_scale(const ScaleGroup& g, const LinearMap& lin, const at::Tenso
         duo ? (x_mean.pow(ratio) / (w_mean.pow(1 - ratio) + 1e-4)).clamp_min(1e-4) : x_mean.pow(ratio).clamp_min(1e-4);
     s = s / (s.max() * s.min()).sqrt();
     for (std::size_t i = 0; i < ls.size(); ++i) {
-      const auto sw = s.to(saved[i].scalar_type());
-      ls[i]->weight = fake_quant(saved[i] * sw, plan(g.linears[i])) / sw;
+      scaled_fake_quant(bufs[i], saved[i], s, plan(g.linears[i]));
+      ls[i]->weight = bufs[i];
     }
     losses.push_back((ref - g.inspect(x)).pow(2).mean());
     scales.push_back(s);
@@ -166,8 +178,9 @@ at::Tensor clip_weight(const at::Tensor& w, const at::Tensor& x, const WeightQua
     auto best_c = mc.reshape({cn, ng}).t().contiguous();  // [ng, cn]
     for (int64_t i = 0; i < n_grid / 2; ++i) {
       const auto mx = mc * (1.0 - static_cast<double>(i) / static_cast<double>(n_grid));
-      const auto cur = at::clamp(wc, -mx, mx);
-      const auto q = quantize_weight(cur.reshape({cn, ci}), cfg).dequantize().reshape({cn, 1, ng, gs});
+      auto q = at::clamp(wc, -mx, mx).reshape({cn, ci});
+      fake_quantize_(q, cfg);
+      q = q.view({cn, 1, ng, gs});
       const auto err = (at::bmm(xg, as_groups(q)) - org_out).pow(2).mean(1);  // [ng, cn]
       const auto better = err < min_err;
       min_err = at::where(better, err, min_err);

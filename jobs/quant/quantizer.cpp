@@ -8,6 +8,11 @@ namespace qjobs::quant {
 
 namespace {
 
+void check_quantizable(const at::Tensor& w, const WeightQuantConfig& cfg) {
+  if (w.dim() != 2) throw Error(ErrorKind::invalid_input, "quantize_weight needs a 2-D weight");
+  if (cfg.bits < 2 || cfg.bits > 8) throw Error(ErrorKind::invalid_input, "bits must be in [2, 8]");
+}
+
 // Quantizes x [rows, groups, g] with one scale per (row, group).
 void quantize_groups(const at::Tensor& x, const WeightQuantConfig& cfg, at::Tensor& codes, at::Tensor& scales,
                      at::Tensor& zeros) {
@@ -65,8 +70,7 @@ at::Tensor dequantize_codes(const at::Tensor& q, const at::Tensor& scale, const 
 }
 
 QuantizedWeight quantize_weight(const at::Tensor& w_in, const WeightQuantConfig& cfg) {
-  if (w_in.dim() != 2) throw Error(ErrorKind::invalid_input, "quantize_weight needs a 2-D weight");
-  if (cfg.bits < 2 || cfg.bits > 8) throw Error(ErrorKind::invalid_input, "bits must be in [2, 8]");
+  check_quantizable(w_in, cfg);
   const auto w = w_in.to(at::kFloat).contiguous();
   const int64_t rows = w.size(0), cols = w.size(1);
   const int64_t g = cfg.group_size <= 0 ? cols : std::min(cfg.group_size, cols);
@@ -90,6 +94,61 @@ QuantizedWeight quantize_weight(const at::Tensor& w_in, const WeightQuantConfig&
   if (!cfg.zero_point && cfg.range == RangeMode::through_zero) q.zeros = at::Tensor();
   q.group_size = g;
   return q;
+}
+
+namespace {
+
+// quantize_groups followed by dequantize, in place on x [rows, groups, g]
+// (a view). Each step is the float operation quantize_groups and
+// dequantize() do, in their order; symmetric max|x| is max(max, -min),
+// which is exact.
+void fake_quantize_groups(at::Tensor x, const WeightQuantConfig& cfg) {
+  at::Tensor scales, zeros;
+  double lo = 0, hi = 0;
+  if (cfg.range == RangeMode::through_zero) {
+    auto [s, z] = through_zero_params(x.reshape({-1, x.size(-1)}), cfg.bits, cfg.zero_point);
+    scales = s.reshape({x.size(0), x.size(1), 1});
+    zeros = z.reshape({x.size(0), x.size(1), 1});
+    hi = (1 << cfg.bits) - 1;
+  } else {
+    const auto mx = std::get<0>(x.max(-1, true));
+    const auto mn = std::get<0>(x.min(-1, true));
+    if (cfg.zero_point) {
+      hi = (1 << cfg.bits) - 1;
+      scales = (mx - mn).clamp_min(1e-5) / hi;
+      zeros = at::clamp(at::round(-mn / scales), 0, hi);
+    } else {
+      hi = (1 << (cfg.bits - 1)) - 1;
+      lo = -(1 << (cfg.bits - 1));
+      scales = at::maximum(mx, -mn).clamp_min(1e-5) / hi;
+    }
+  }
+  x.div_(scales).round_();
+  if (zeros.defined()) x.add_(zeros).clamp_(lo, hi).sub_(zeros);
+  else x.clamp_(lo, hi);
+  x.mul_(scales);
+}
+
+}  // namespace
+
+at::Tensor& fake_quantize_(at::Tensor& w, const WeightQuantConfig& cfg) {
+  check_quantizable(w, cfg);
+  if (w.scalar_type() != at::kFloat || !w.is_contiguous())
+    throw Error(ErrorKind::internal, "fake_quantize_ needs a contiguous float32 weight");
+  const int64_t rows = w.size(0), cols = w.size(1);
+  const int64_t g = cfg.group_size <= 0 ? cols : std::min(cfg.group_size, cols);
+  const int64_t full = cols / g, tail = cols % g;
+  // Views of w: splitting the contiguous last dimension needs no copy.
+  if (full > 0) fake_quantize_groups(w.narrow(1, 0, full * g).view({rows, full, g}), cfg);
+  if (tail > 0) fake_quantize_groups(w.narrow(1, full * g, tail).view({rows, 1, tail}), cfg);
+  return w;
+}
+
+at::Tensor fake_quantize(const at::Tensor& w, const WeightQuantConfig& cfg) {
+  check_quantizable(w, cfg);
+  auto f = w.to(at::kFloat, /*non_blocking=*/false, /*copy=*/true).contiguous();
+  fake_quantize_(f, cfg);
+  return f.to(w.scalar_type());
 }
 
 numeric::IntWeight to_int_weight(const QuantizedWeight& q, int bits) {

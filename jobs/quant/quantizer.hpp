@@ -51,6 +51,14 @@ struct QuantizedWeight {
   at::Tensor dequantize() const;
 };
 
+// quantize_weight(w, cfg).dequantize() in w's dtype, by the same float32
+// operations (so bit-identical), broadcast over the groups and done in place
+// on one float32 copy: no integer codes, no scale and zero matrices gathered
+// to full size. AWQ's scale and clip searches run it at every grid point.
+at::Tensor fake_quantize(const at::Tensor& w, const WeightQuantConfig& cfg);
+// The same on a contiguous float32 w, in place; returns w.
+at::Tensor& fake_quantize_(at::Tensor& w, const WeightQuantConfig& cfg);
+
 // Unsigned codes with integer zeros (symmetric codes are shifted by
 // 2^(b-1)) and the column-to-group map, for the packed formats.
 numeric::IntWeight to_int_weight(const QuantizedWeight& q, int bits);

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/error.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/llama_model.hpp"
 #include "jobs/model/safetensors.hpp"
@@ -66,6 +67,42 @@ TEST(Quantizer, ShortLastGroupHasItsOwnScale) {
   EXPECT_FLOAT_EQ(q.scales[0][1].item<float>(), 1.0f / 15.0f);
 }
 
+TEST(Quantizer, FakeQuantizeIsDequantizedQuantizationBitForBit) {
+  // The hand-computed short last group above, without codes.
+  const auto h = at::tensor({-1.0f, 1.0f, -2.0f, 2.0f, -0.5f, 0.5f, 0.25f, -0.25f, 3.0f, -3.0f}).reshape({1, 10});
+  const auto hd = fake_quantize(h, {4, 4, true});
+  EXPECT_FLOAT_EQ(hd[0][8].item<float>(), 7 * 0.4f);
+  EXPECT_FLOAT_EQ(hd[0][9].item<float>(), -8 * 0.4f);
+  EXPECT_TRUE(h.equal(at::tensor({-1.0f, 1.0f, -2.0f, 2.0f, -0.5f, 0.5f, 0.25f, -0.25f, 3.0f, -3.0f}).reshape({1, 10})))
+      << "the input was changed";
+  // Every range convention, with and without zero points, full groups,
+  // a short last group, one group per row; an all-zero row and exact
+  // halves (w = k / 2 on a grid of 1) for the rounding; bf16 in, bf16 out.
+  at::manual_seed(7);
+  auto w = at::randn({24, 200});
+  w[3].zero_();
+  w[5] = at::arange(200, at::kFloat).sub(100).div(2);
+  for (const auto range : {RangeMode::min_max, RangeMode::through_zero}) {
+    for (const bool zp : {true, false}) {
+      for (const int64_t g : {int64_t{32}, int64_t{64}, int64_t{-1}, int64_t{200}, int64_t{512}}) {
+        for (const int bits : {2, 3, 4, 8}) {
+          const WeightQuantConfig cfg{bits, g, zp, range};
+          const auto want = quantize_weight(w, cfg).dequantize();
+          EXPECT_TRUE(at::equal(fake_quantize(w, cfg), want)) << "g " << g << " bits " << bits << " zp " << zp;
+          auto inplace = w.clone();
+          EXPECT_TRUE(at::equal(fake_quantize_(inplace, cfg), want));
+          const auto wb = w.to(at::kBFloat16);
+          const auto fb = fake_quantize(wb, cfg);
+          EXPECT_EQ(fb.scalar_type(), at::kBFloat16);
+          EXPECT_TRUE(at::equal(fb, quantize_weight(wb, cfg).dequantize().to(at::kBFloat16)));
+        }
+      }
+    }
+  }
+  auto non_float = w.to(at::kDouble);
+  EXPECT_THROW(fake_quantize_(non_float, {4, 32, true}), Error);
+}
+
 struct RtnCase {
   std::string file;
   WeightQuantConfig cfg;
@@ -84,6 +121,7 @@ TEST_P(RtnReference, MatchesBitForBit) {
     const auto want = expected.tensor(p + ".weight");
     const auto got = q.dequantize();
     EXPECT_TRUE(at::equal(got, want)) << p << " max |diff| " << (got - want).abs().max().item<float>();
+    EXPECT_TRUE(at::equal(fake_quantize(w, c.cfg), want)) << p << ": fake_quantize";
     EXPECT_TRUE(at::equal(q.codes, expected.tensor(p + ".qweight").to(at::kInt))) << p;
     EXPECT_TRUE(at::equal(q.scales, expected.tensor(p + ".scale"))) << p;
     if (c.cfg.zero_point) {
