@@ -119,6 +119,8 @@ const std::vector<Api::Route>& Api::routes() {
       {V::get, {"algorithms"}, &Api::algorithms},
       {V::get, {"algorithms", "{}", "template"}, &Api::algorithm_template},
       {V::get, {"eval-tasks"}, &Api::eval_tasks},
+      {V::get, {"recipes"}, &Api::recipes},
+      {V::get, {"recipes", "{}"}, &Api::recipe},
       {V::get, {"healthz"}, &Api::healthz},
       {V::get, {"metrics"}, &Api::metrics},
   };
@@ -601,6 +603,77 @@ ApiResult Api::algorithms(const Request& req, const Params&, const Query&) {
   for (const auto& a : algorithm_catalog())
     if (a.available) list.push_back(algorithm_json(a));
   return json_response(http::status::ok, {{"algorithms", list}}, req.version());
+}
+
+namespace {
+
+// A recipe's name: its file name without ".yaml".
+std::string recipe_name(const DashboardAsset& f) {
+  std::string n(f.name);
+  return n.ends_with(".yaml") ? n.substr(0, n.size() - 5) : n;
+}
+
+// The value of a top-level "KEY: value" line of a recipe ("" when absent):
+// the recipes are the project's own files, written one key per line.
+std::string recipe_line(std::string_view text, std::string_view prefix) {
+  for (std::size_t at = 0; at < text.size();) {
+    const auto end = std::min(text.find('\n', at), text.size());
+    const auto line = text.substr(at, end - at);
+    if (line.starts_with(prefix)) {
+      auto v = std::string(line.substr(prefix.size()));
+      if (const auto hash = v.find(" #"); hash != std::string::npos) v.resize(hash);
+      while (!v.empty() && (v.back() == ' ' || v.back() == '\r')) v.pop_back();
+      while (!v.empty() && v.front() == ' ') v.erase(0, 1);
+      if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+      return v;
+    }
+    at = end + 1;
+  }
+  return "";
+}
+
+// A recipe's title: the first sentence of its leading "# Recipe: ..."
+// comment, which may run over several comment lines.
+std::string recipe_title(std::string_view text) {
+  std::string para;
+  for (std::size_t at = 0; at < text.size();) {
+    const auto end = std::min(text.find('\n', at), text.size());
+    const auto line = text.substr(at, end - at);
+    if (!line.starts_with("#")) break;
+    auto words = line.substr(1);
+    while (words.starts_with(" ")) words.remove_prefix(1);
+    if (!para.empty()) para += ' ';
+    para += words;
+    at = end + 1;
+  }
+  if (para.starts_with("Recipe: ")) para.erase(0, 8);
+  if (const auto stop = para.find(". "); stop != std::string::npos) para.resize(stop + 1);
+  return excerpt(para, 200);
+}
+
+}  // namespace
+
+ApiResult Api::recipes(const Request& req, const Params&, const Query&) {
+  json list = json::array();
+  for (const auto& f : recipe_files())
+    list.push_back({{"name", recipe_name(f)},
+                    {"title", recipe_title(f.bytes)},
+                    {"algorithm", recipe_line(f.bytes, "ALGORITHM:")},
+                    {"path", "configs/recipes/" + std::string(f.name)}});
+  return json_response(http::status::ok, {{"recipes", list}}, req.version());
+}
+
+ApiResult Api::recipe(const Request& req, const Params& p, const Query&) {
+  for (const auto& f : recipe_files()) {
+    if (recipe_name(f) != p[0]) continue;
+    StringResponse res{http::status::ok, req.version()};
+    res.set(http::field::content_type, f.content_type);
+    res.set(http::field::server, "qjobs");
+    res.body() = std::string(f.bytes);
+    res.prepare_payload();
+    return res;
+  }
+  return error(http::status::not_found, "no recipe '" + excerpt(p[0], 100) + "'", "not_found", req.version());
 }
 
 ApiResult Api::eval_tasks(const Request& req, const Params&, const Query&) {

@@ -103,6 +103,10 @@ class Api {
   ApiResult algorithms(const Request& req, const Params&, const Query&);
   ApiResult algorithm_template(const Request& req, const Params& p, const Query& q);
   ApiResult eval_tasks(const Request& req, const Params&, const Query&);
+  // The shipped recipes (configs/recipes/, embedded): their names, titles
+  // and algorithms, and one recipe's YAML as the file has it.
+  ApiResult recipes(const Request& req, const Params&, const Query&);
+  ApiResult recipe(const Request& req, const Params& p, const Query&);
   ApiResult healthz(const Request& req, const Params&, const Query&);
   ApiResult metrics(const Request& req, const Params&, const Query&);
 

@@ -15,4 +15,9 @@ struct DashboardAsset {
 
 const std::vector<DashboardAsset>& dashboard_assets();
 
+// The shipped recipes (configs/recipes/*.yaml), embedded the same way: the
+// submit page's template menu offers them (GET /recipes, /recipes/NAME).
+// Names are the file names ("nyuntam-awq.yaml").
+const std::vector<DashboardAsset>& recipe_files();
+
 }  // namespace qjobs::server

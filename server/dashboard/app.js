@@ -1593,8 +1593,10 @@
       if (!v) return;
       // The server's template is `jobctl init`'s (spec/catalog_docs): one
       // implementation, and it validates as printed.
+      // A shipped recipe (configs/recipes/) comes as its file has it.
       const load = v === '@demo' ? Promise.resolve(DEMO_SPEC)
-        : api(`/algorithms/${encodeURIComponent(v)}/template`, { as: 'text' });
+        : v.startsWith('recipe:') ? api(`/recipes/${encodeURIComponent(v.slice(7))}`, { as: 'text' })
+          : api(`/algorithms/${encodeURIComponent(v)}/template`, { as: 'text' });
       load.then((text) => {
         if (!ctx.alive) return;
         if (ta.value.trim() && ta.value !== text && !window.confirm('Replace the text in the editor with this template?')) return;
@@ -1603,13 +1605,21 @@
       }).catch((e) => showProblems([{ path: 'template', line: 0, column: 0, message: e.message }]));
     });
 
+    // Recipes first, then one template per algorithm; both lists are optional.
+    const recipeGroup = el('optgroup', { label: 'Recipes (configs/recipes)', testid: 'template-recipes' });
+    const algorithmGroup = el('optgroup', { label: 'Algorithms' });
+    template.append(recipeGroup, algorithmGroup);
+    api('/recipes').then((data) => {
+      if (!ctx.alive) return;
+      for (const r of (data.recipes || []).filter((x) => x && x.name)) {
+        recipeGroup.append(el('option', { value: `recipe:${r.name}`, title: r.title || '' },
+          `${r.name}${r.algorithm ? ` (${r.algorithm})` : ''}`));
+      }
+    }).catch(() => { /* the template list is optional */ });
     api('/algorithms').then((data) => {
       if (!ctx.alive) return;
       algorithms = (data.algorithms || []).filter((a) => a && a.name);
-      if (algorithms.length) {
-        template.append(el('optgroup', { label: 'Algorithms' },
-          algorithms.map((a) => el('option', { value: a.name, disabled: a.available === false }, `${a.name}${a.available === false ? ' (unavailable)' : ''}`))));
-      }
+      algorithmGroup.append(...algorithms.map((a) => el('option', { value: a.name, disabled: a.available === false }, `${a.name}${a.available === false ? ' (unavailable)' : ''}`)));
     }).catch(() => { /* the template list is optional */ });
 
     api('/eval-tasks').then((data) => {

@@ -27,6 +27,7 @@ BASE = re.sub(r"/+$", "", os.environ.get("QJOBS_URL", ""))
 TOKEN = os.environ.get("QJOBS_TOKEN", "")
 SHOTS = os.environ.get("SCREENSHOT_DIR") or "browser-screenshots"
 CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
+ROOT = str(Path(__file__).resolve().parents[2])  # the repository
 
 T0 = time.monotonic()
 
@@ -290,6 +291,23 @@ def run(page, page_errors):
         """() => document.querySelector('[data-testid="spec-editor"]').value.includes('ALGORITHM: AutoAWQ')""")
     page.locator('[data-testid="check-status"][data-state="valid"]').wait_for(timeout=15000)
     passed("2c0. the AutoAWQ template loads from the server and checks valid")
+
+    # The shipped recipes are in the same menu, each as its file has it.
+    recipes = api_call("/recipes")["json"]["recipes"]
+    offered = page.locator('[data-testid="template-recipes"] option').evaluate_all("os => os.map(o => o.value)")
+    equal(sorted(offered), sorted("recipe:" + r["name"] for r in recipes), "the menu offers every shipped recipe")
+    ok(len(recipes) >= 7, f"the server lists the shipped recipes: {[r['name'] for r in recipes]}")
+    with open(os.path.join(ROOT, "configs", "recipes", "nyuntam-awq.yaml"), encoding="utf-8") as f:
+        recipe_text = f.read()
+    page.once("dialog", lambda d: d.accept())
+    page.select_option('[data-testid="template"]', "recipe:nyuntam-awq")
+    page.wait_for_function(
+        """() => document.querySelector('[data-testid="spec-editor"]').value.includes('nyuntam_awq_example')""")
+    equal(page.locator('[data-testid="spec-editor"]').input_value(), recipe_text,
+          "the editor holds configs/recipes/nyuntam-awq.yaml byte for byte")
+    page.locator('[data-testid="check-status"][data-state="valid"]').wait_for(timeout=15000)
+    page.screenshot(path=shot("submit-recipe.png"))
+    passed(f"2c0a. the template menu offers the {len(recipes)} shipped recipes; nyuntam-awq loads and checks valid")
 
     # The eval tasks' help comes from their rows (GET /eval-tasks): every type
     # the server knows, each with its keys.

@@ -755,7 +755,8 @@ TEST_F(ReliabilityTest, DryRunsNamesAndDeletesAreUnambiguous) {
   EXPECT_EQ(tmpl.status, 200);
   EXPECT_LT(tmpl.body.size(), 8000u);
   for (const char* bad : {"/algorithms/..%2F..%2Fetc/template", "/algorithms/%00/template", "/ui/../../etc/passwd",
-                          "/ui/%2e%2e%2fapp.js", "/ui/app.js%00", "/compare?ids=nope"})
+                          "/ui/%2e%2e%2fapp.js", "/ui/app.js%00", "/compare?ids=nope", "/recipes/..%2Fnyuntam-awq",
+                          "/recipes/nyuntam-awq.yaml%00", "/recipes/%00"})
     EXPECT_EQ(c.request("GET", bad).status, 404) << bad;
   std::string long_list = "/compare?ids=a";
   for (int i = 0; i < 300; ++i) long_list += ",a" + std::to_string(i);

@@ -753,6 +753,27 @@ TEST_F(ServerTest, DashboardFilesAreServedAndTheApiStillNeedsTheToken) {
   ASSERT_EQ(tpl.status, 200);
   EXPECT_EQ(tpl.body, spec_template(*find_algorithm("GPTQ"), "examples/kjv-llama"));
   EXPECT_EQ(authed.request("GET", "/algorithms/NoSuch/template").status, 404);
+  // ... and the shipped recipes, every file of configs/recipes as it is.
+  const auto recipes = authed.request("GET", "/recipes");
+  ASSERT_EQ(recipes.status, 200) << recipes.body;
+  std::set<std::string> listed_recipes;
+  const json recipe_list = json::parse(recipes.body);  // named: a range-for would outlive a temporary
+  for (const auto& r : recipe_list["recipes"]) {
+    const std::string name = r.value("name", "");
+    listed_recipes.insert(name);
+    const std::string title = r.value("title", "");
+    EXPECT_TRUE(title.size() > 10 && title.ends_with(".")) << name << ": a sentence, not a cut line: " << title;
+    EXPECT_NE(find_algorithm(r.value("algorithm", "")), nullptr) << name << ": " << r.dump();
+    const auto one = authed.request("GET", "/recipes/" + name);
+    ASSERT_EQ(one.status, 200) << name;
+    EXPECT_EQ(one.body, read_file(fs::path(QJOBS_SOURCE_DIR) / r.value("path", ""))) << name;
+  }
+  std::set<std::string> shipped;
+  for (const auto& e : fs::directory_iterator(fs::path(QJOBS_SOURCE_DIR) / "configs/recipes"))
+    if (e.path().extension() == ".yaml") shipped.insert(e.path().stem().string());
+  EXPECT_EQ(listed_recipes, shipped);
+  EXPECT_EQ(authed.request("GET", "/recipes/no-such-recipe").status, 404);
+  EXPECT_EQ(anon.request("GET", "/recipes").status, 401);
   const auto cmp = authed.request("GET", "/compare?ids=nope");
   EXPECT_EQ(cmp.status, 404) << cmp.body;
   EXPECT_EQ(authed.request("GET", "/compare").status, 400);
