@@ -133,6 +133,12 @@ bool valid_utf8(std::string_view s, std::size_t* bad_offset) {
   return true;
 }
 
+std::string weight_stem(std::string_view tensor_name) {
+  constexpr std::string_view kSuffix = ".weight";
+  if (tensor_name.size() <= kSuffix.size() || !tensor_name.ends_with(kSuffix)) return "";
+  return std::string(tensor_name.substr(0, tensor_name.size() - kSuffix.size()));
+}
+
 std::string excerpt(std::string_view s, std::size_t max_bytes) {
   std::string out;
   std::size_t i = 0;

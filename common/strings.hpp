@@ -38,6 +38,10 @@ bool valid_utf8(std::string_view s, std::size_t* bad_offset = nullptr);
 // message.
 std::string excerpt(std::string_view s, std::size_t max_bytes = 80);
 
+// The module a Linear's weight tensor belongs to: "model.layers.0.mlp.up_proj"
+// for "model.layers.0.mlp.up_proj.weight"; "" for a name without that suffix.
+std::string weight_stem(std::string_view tensor_name);
+
 std::optional<long long> parse_int(std::string_view s);
 std::optional<double> parse_double(std::string_view s);
 

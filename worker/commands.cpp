@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
+#include "common/strings.hpp"
 #include "jobs/data/dataset.hpp"
 #include "jobs/eval/perplexity.hpp"
 #include "jobs/eval/tasks.hpp"
@@ -183,9 +184,8 @@ int cmd_demo(const ModelArgs& a, const std::string& prompt, bool raw, int64_t ma
 // GGUF and ONNX converters write.
 static std::function<at::Tensor(const std::string&)> float_weights(const model::Checkpoint& ckpt) {
   return [&ckpt, qc = ckpt.config().value("quantization_config", json::object())](const std::string& name) {
-    const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
-    const bool linear = stem != name && name.compare(name.size() - 7, 7, ".weight") == 0;
-    if (linear && model::is_quantized_linear(ckpt, stem, qc)) return model::unpack_weight(ckpt, stem, qc);
+    const std::string stem = weight_stem(name);
+    if (!stem.empty() && model::is_quantized_linear(ckpt, stem, qc)) return model::unpack_weight(ckpt, stem, qc);
     return ckpt.tensor(name).to(at::kFloat);
   };
 }

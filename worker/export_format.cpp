@@ -4,6 +4,7 @@
 
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
+#include "common/strings.hpp"
 #include "jobs/model/mapped_file.hpp"
 
 namespace qjobs::worker {
@@ -73,8 +74,9 @@ void write_safetensors_model(const ExportInputs& in, const SafetensorsLayout& la
       if (layout.last_use && in.written) in.written(name);
     };
     for (const auto& info : file.tensors()) {
-      const bool is_weight = info.name.size() > 7 && info.name.compare(info.name.size() - 7, 7, ".weight") == 0;
-      const std::string stem = is_weight ? info.name.substr(0, info.name.size() - 7) : info.name;
+      std::string stem = weight_stem(info.name);
+      const bool is_weight = !stem.empty();
+      if (!is_weight) stem = info.name;
       if (!(layout.encode && layout.encode(stem, is_weight, info, put))) {
         const auto it = q.replaced.find(info.name);
         const at::Tensor t = it != q.replaced.end() ? it->second : file.tensor(info.name);

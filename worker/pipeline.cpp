@@ -299,8 +299,8 @@ void baseline_stage(JobRun& r) {
 
 // Calibration token windows, [n, seqlen], from the spec's calibration
 // section over its DATA_PATH / DATASET_NAME defaults and the algorithm's
-// sample counts. Read only when the algorithm asks.
-// The token windows and where their text came from.
+// sample counts, and where their text came from. Read only when the
+// algorithm asks.
 struct CalibrationWindows {
   at::Tensor ids;  // [n, seqlen], int64
   std::string source;
@@ -523,8 +523,9 @@ void pick_algorithm(JobRun& run) {
 
 // After the last stage: scratch files go, and the report is written.
 void finish_job(JobRun& run, MemoryMeter& memory) {
-  // Taken while the calibration state is still there: the most the job
-  // directory held (the last sample is the output and that state together).
+  // Taken before the calibration state's files go: the most the job
+  // directory held at any sample (the packaging stage releases the state as
+  // it writes the safetensors formats, so the last sample is not the peak).
   const uint64_t disk_peak = run.rep.disk_peak_bytes();
   std::error_code ec;
   fs::remove_all(run.dir.root() / "calib_state", ec);  // only needed to resume this run

@@ -13,6 +13,7 @@
 #include <ATen/ops/scaled_dot_product_attention.h>
 
 #include "common/error.hpp"
+#include "common/strings.hpp"
 #include "jobs/model/quantized_checkpoint.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/mapped_file.hpp"
@@ -214,9 +215,8 @@ struct LlamaModel::Source {
   // The tensor as stored (a view of the mapping), or the dequantized float32
   // weight of a quantized Linear; its shape checked against config.json's.
   at::Tensor stored(const std::string& name, const std::vector<int64_t>& shape) const {
-    const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
-    const bool quantized =
-        stem != name && name.compare(name.size() - 7, 7, ".weight") == 0 && is_quantized_linear(ckpt, stem, qc);
+    const std::string stem = weight_stem(name);
+    const bool quantized = !stem.empty() && is_quantized_linear(ckpt, stem, qc);
     at::Tensor t = quantized ? unpack_weight(ckpt, stem, qc) : ckpt.tensor(name);
     if (quantized)  // a new tensor: the packed parts it came from are not needed again
       for (const char* part : {"qweight", "qzeros", "scales", "g_idx", "weight_packed", "weight_scale",
@@ -228,8 +228,8 @@ struct LlamaModel::Source {
   // Without reading data: the shape of a plain stored tensor (packed ones are checked when read).
   void check_stored(const std::string& name, const std::vector<int64_t>& shape) const {
     if (ckpt.has(name)) return check(name, ckpt.info(name).shape, shape);
-    const std::string stem = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
-    if (!is_quantized_linear(ckpt, stem, qc)) ckpt.tensor(name);  // throws not_found
+    const std::string stem = weight_stem(name);
+    if (stem.empty() || !is_quantized_linear(ckpt, stem, qc)) ckpt.tensor(name);  // throws not_found
   }
   static void check(const std::string& name, const std::vector<int64_t>& got, const std::vector<int64_t>& want) {
     if (got == want) return;

@@ -9,6 +9,7 @@
 #include "common/digest.hpp"
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
+#include "common/strings.hpp"
 #include "jobs/model/checkpoint.hpp"
 #include "jobs/model/safetensors.hpp"
 
@@ -326,8 +327,8 @@ LayerSpill::LayerSpill(const fs::path& state_dir, QuantOutput& out, bool keep_in
 void LayerSpill::after(const std::string& name, const std::string& next) {
   // One file per tensor: memory holds one Linear's outputs at a time.
   if (dir_.empty() || layer_prefix(name).empty()) return;
-  const std::string stem =
-      name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? name.substr(0, name.size() - 7) : name;
+  std::string stem = weight_stem(name);
+  if (stem.empty()) stem = name;
   if (!keep_int_codes_) drop_int_codes(out_, stem);
   spill_outputs(out_, stem, dir_ / (stem + ".safetensors"));
 }
@@ -340,8 +341,7 @@ void drop_int_codes(QuantOutput& out, const std::string& prefix) {
 void drop_float_copies(QuantOutput& out, const std::string& prefix) {
   for (auto it = out.replaced.begin(); it != out.replaced.end();) {
     const auto& name = it->first;
-    const std::string stem =
-        name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? name.substr(0, name.size() - 7) : "";
+    const std::string stem = weight_stem(name);
     const bool has_form =
         !stem.empty() && (out.int_weights.count(stem) || out.w8a8_weights.count(stem) || out.fp4_weights.count(stem));
     it = name.starts_with(prefix) && has_form ? out.replaced.erase(it) : std::next(it);
@@ -351,8 +351,8 @@ void drop_float_copies(QuantOutput& out, const std::string& prefix) {
 void release_written(QuantOutput& out, const std::string& name) {
   out.replaced.erase(name);
   out.added.erase(name);
-  if (!name.ends_with(".weight")) return;
-  const std::string stem = name.substr(0, name.size() - 7);
+  const std::string stem = weight_stem(name);
+  if (stem.empty()) return;
   const auto own = [](at::Tensor& t) {
     if (t.defined()) t = t.clone();
   };

@@ -177,13 +177,24 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
     }
     for (const auto& group : order) {
       const auto xs = step.engine.capture_inputs(l, group);
+      // Linears that read one input (q/k/v, gate/up) share its Hessian:
+      // computed once, copied for all but the last reader (gptq_quantize
+      // changes the one it is given).
+      std::map<std::string, int> readers_left;
+      for (const auto& name : group)
+        if (!quant_for(in.plan, step.prefix + name, RangeMode::through_zero).skip) ++readers_left[input_of.at(name)];
+      std::map<std::string, at::Tensor> hessians;
       for (const auto& name : group) {
         const std::string full = step.prefix + name;
         const auto plan = quant_for(in.plan, full, RangeMode::through_zero);
         if (plan.skip) continue;
         model::Linear& lin = *linears.at(name);
         const auto& x = xs.at(name);
-        auto H = gptq_hessian(x);
+        const auto& source = input_of.at(name);
+        auto shared = hessians.find(source);
+        if (shared == hessians.end()) shared = hessians.emplace(source, gptq_hessian(x)).first;
+        at::Tensor H = --readers_left.at(source) > 0 ? shared->second.clone() : std::move(shared->second);
+        if (!shared->second.defined()) hessians.erase(shared);
         const auto w0 = lin.weight.to(at::kFloat);
         GptqResult r;
         if (fp4) {

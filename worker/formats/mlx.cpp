@@ -11,6 +11,7 @@
 
 #include "common/error.hpp"
 #include "common/job_dir.hpp"
+#include "common/strings.hpp"
 #include "jobs/model/safetensors.hpp"
 #include "worker/export_format.hpp"
 
@@ -114,7 +115,7 @@ fs::path read_back_mlx(const ExportInputs& in, ExportResult& written) {
     for (const auto& t : file.tensors()) {
       const std::string& n = t.name;
       if (n.ends_with(".scales") || n.ends_with(".biases")) continue;
-      const std::string stem = n.ends_with(".weight") ? n.substr(0, n.size() - 7) : "";
+      const std::string stem = weight_stem(n);
       if (stem.empty() || file.find(stem + ".scales") == nullptr) {
         tensors.push_back({n, file.tensor(n), std::nullopt});
         continue;
