@@ -59,6 +59,20 @@ else
   "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# pip unpacks torch's CUDA wheels (about 5.5 GiB installed, more while it
+# unpacks): say so plainly when the disk cannot hold them, rather than
+# leaving pip's "No space left on device" half way through.
+need_space() {  # need_space FOLDER GIB WHAT
+  local dir="$1"
+  while [[ ! -d "$dir" ]]; do dir="$(dirname "$dir")"; done
+  local free_kib
+  free_kib="$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')"
+  if ((free_kib < $2 * 1024 * 1024)); then
+    echo "install-deps: $3 needs about $2 GiB free on the disk of $1; it has $((free_kib / 1024)) MiB" >&2
+    exit 1
+  fi
+}
+
 # The virtual environment: made once, refilled when requirements.txt changes
 # (its sha256 is the stamp), the versions installed recorded in versions.txt.
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -70,12 +84,14 @@ if [[ -x "$venv/bin/python" && ("$have" == "$want" || ($runtime == 1 && "$have" 
   echo "install-deps: $venv matches scripts/requirements.txt"
 elif ((runtime)); then
   echo "install-deps: installing torch and nvcc from scripts/requirements.txt into $venv"
+  need_space "$venv" 8 "torch with its CUDA libraries"
   [[ -x "$venv/bin/python" ]] || /usr/bin/python3 -m venv "$venv" || python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input -c "$req" \
     torch nvidia-cuda-nvcc nvidia-cuda-cccl
   echo "runtime $want" > "$venv/.qjobs-requirements"
 else
   echo "install-deps: installing scripts/requirements.txt into $venv"
+  need_space "$venv" 9 "scripts/requirements.txt"
   [[ -x "$venv/bin/python" ]] || /usr/bin/python3 -m venv "$venv" || python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input -r "$req"
   "$venv/bin/python" -m pip freeze --disable-pip-version-check > "$venv/versions.txt"
@@ -93,6 +109,7 @@ if ((peers)); then
     echo "install-deps: $pvenv matches bench/peer-requirements.txt"
   else
     echo "install-deps: installing bench/peer-requirements.txt into $pvenv"
+    need_space "$pvenv" 2 "bench/peer-requirements.txt"
     [[ -x "$pvenv/bin/python" ]] || /usr/bin/python3 -m venv "$pvenv" || python3 -m venv "$pvenv"
     base="$("$venv/bin/python" -c 'import site; print(site.getsitepackages()[0])')"
     layer="$("$pvenv/bin/python" -c 'import site; print(site.getsitepackages()[0])')"
