@@ -339,11 +339,35 @@ ApiResult Api::submit(const Request& req, const Params&, const Query& query) {
                                        "so the job computes on the CPU");
   }
 
+  // What the job will cost (spec/estimate.hpp), when its config.json is on
+  // this machine: a dry run measures the device's rates the first time.
+  json estimate = nullptr;
+  if (parsed.model_config) {
+    std::string why;
+    std::optional<DeviceRates> rates;
+    if (options_.rates) rates = options_.rates(*dry_run, &why);
+    if (auto e = estimate_job(spec, *parsed.model_config, rates ? &*rates : nullptr, cap.gpu_mode())) {
+      if (!rates)
+        e->notes.insert(e->notes.begin(),
+                        !why.empty()     ? "no time: " + why
+                        : options_.rates ? std::string("no time: the device's rates are measured at the first dry run")
+                        : cap.slurm      ? std::string("no time: Slurm nodes' rates are not measured from the server")
+                                         : std::string("no time: no measured rates"));
+      estimate = to_json(*e);
+    }
+  }
+
   // A dry run (POST /jobs?dry_run=1, `jobctl validate`): every check a
-  // submission makes, the normalized spec and the warnings back, nothing stored.
+  // submission makes, the normalized spec, the warnings and the estimate
+  // back, nothing stored.
   if (*dry_run)
     return json_response(http::status::ok,
-                         json{{"valid", true}, {"spec", to_json(spec)}, {"warnings", warnings}, {"stored", false}}, v);
+                         json{{"valid", true},
+                              {"spec", to_json(spec)},
+                              {"warnings", warnings},
+                              {"estimate", estimate},
+                              {"stored", false}},
+                         v);
 
   NewJob job;
   job.name = spec.job_id;
@@ -358,6 +382,8 @@ ApiResult Api::submit(const Request& req, const Params&, const Query& query) {
   job.spec_json = to_json(spec).dump();
   for (std::size_t i = spec.warnings.size(); i < warnings.size(); ++i)
     job.events.emplace_back("warning", json{{"type", "warning"}, {"message", warnings[i]}, {"source", "server"}});
+  if (!estimate.is_null())
+    job.events.emplace_back("estimate", json{{"type", "estimate"}, {"estimate", estimate}, {"source", "server"}});
 
   // Only the row is written (with its events): the job's folder is made
   // when it is first needed (job_folder.hpp), so that a group of concurrent

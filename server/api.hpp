@@ -24,6 +24,7 @@
 #include <boost/beast/http.hpp>
 
 #include "common/environment.hpp"
+#include "spec/estimate.hpp"
 #include "server/artifacts.hpp"
 #include "server/scheduler.hpp"
 #include "server/store.hpp"
@@ -62,6 +63,11 @@ struct ApiOptions {
   std::size_t body_limit = 1 << 20;              // bytes of a request body
   const ConnectionStats* connections = nullptr;  // reported when set
   Environment env;                               // the data root and hub caches submissions are checked against
+  // The rates of the device local jobs run on (server/device_rates.hpp),
+  // for the estimate of a dry run; `measure` false: only rates already
+  // known (a submission never waits for a measurement). Null: no rates
+  // (Slurm: its nodes are not measured from here).
+  std::function<std::optional<DeviceRates>(bool measure, std::string* why)> rates;
 };
 
 class Api {

@@ -455,6 +455,42 @@ int cmd_submit(HttpClient& client, const Args& a, const Options& o) {
   return kExitOk;
 }
 
+std::string fmt_bytes(const json& b) {
+  const double v = b.is_number() ? b.get<double>() : 0.0;
+  char buf[32];
+  const double mib = v / (1024.0 * 1024);
+  if (mib >= 1024) std::snprintf(buf, sizeof buf, "%.1f GiB", mib / 1024);
+  else if (mib >= 10) std::snprintf(buf, sizeof buf, "%.0f MiB", mib);
+  else if (mib >= 1) std::snprintf(buf, sizeof buf, "%.1f MiB", mib);
+  else std::snprintf(buf, sizeof buf, "%.0f KiB", v / 1024);
+  return buf;
+}
+
+// The dry run's estimate (spec/estimate.hpp) in a few lines.
+std::string estimate_text(const json& e) {
+  std::string out = "estimate:";
+  if (e.value("seconds", json(nullptr)).is_number()) {
+    out += " " + fmt_eta(e["seconds"]);
+    const auto& r = e.value("rates", json::object());
+    if (r.is_object() && r.contains("gemm_gflops") && r["gemm_gflops"].is_number()) {
+      char rate[64];
+      std::snprintf(rate, sizeof rate, "%.0f", r["gemm_gflops"].get<double>());
+      out += " on " + r.value("device", std::string("?")) + " (float32 GEMM " + rate + " GFLOP/s)";
+    }
+    out += ",";
+  }
+  out += " host memory " + fmt_bytes(e["host_bytes"]);
+  if (e.value("device_bytes", 0) > 0) out += ", device memory " + fmt_bytes(e["device_bytes"]);
+  out += ", disk " + fmt_bytes(e["disk_bytes"]) + " (output " + fmt_bytes(e["output_bytes"]) + ", original " +
+         fmt_bytes(e["original_bytes"]) + ")\n";
+  for (const auto& s : e.value("stages", json::array()))
+    if (s.value("seconds", json(nullptr)).is_number())
+      out += "  " + s.value("name", std::string("?")) + ": " + fmt_eta(s["seconds"]) + "\n";
+  for (const auto& n : e.value("notes", json::array()))
+    if (n.is_string()) out += "  note: " + n.get<std::string>() + "\n";
+  return out;
+}
+
 int cmd_validate(HttpClient& client, const Args& a, const Options& o) {
   try {
     const json r = call(client, "POST", "/jobs?dry_run=1", apply_sets(read_spec(a.file), a.sets, a.name),
@@ -466,6 +502,7 @@ int cmd_validate(HttpClient& client, const Args& a, const Options& o) {
       std::cout << "valid: " << spec.value("ALGORITHM", std::string("?")) << " on "
                 << spec.value("MODEL", std::string("?")) << ", export " << spec.value("EXPORT_FORMAT", std::string("?"))
                 << "\n";
+      if (const auto& e = r.value("estimate", json(nullptr)); e.is_object()) std::cout << estimate_text(e);
     }
     for (const auto& w : r.value("warnings", json::array())) std::cerr << "warning: " << w.get<std::string>() << "\n";
     return kExitOk;

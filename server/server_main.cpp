@@ -36,6 +36,7 @@
 #include "common/logging.hpp"
 #include "common/strings.hpp"
 #include "server/api.hpp"
+#include "server/device_rates.hpp"
 #include "server/dispatcher.hpp"
 #include "server/slurm_dispatcher.hpp"
 #include "server/http_server.hpp"
@@ -364,6 +365,9 @@ void serve(ServerArgs a) {
   ConnectionStats connections;
   ApiOptions api_options{root, {}, a.body_limit, &connections, env};
   if (!a.tokens_file.empty()) api_options.tokens = read_tokens(a.tokens_file);
+  DeviceRateProbe rate_probe(worker_bin, root / "device_rates.json", capacity.gpu_mode());
+  if (!use_slurm)
+    api_options.rates = [&rate_probe](bool measure, std::string* why) { return rate_probe.get(measure, why); };
   Api api(store, scheduler, api_options);
 
   asio::io_context io(1);

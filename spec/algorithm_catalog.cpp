@@ -21,6 +21,17 @@ const std::vector<ParamSpec>& calibration_schema() {
   return schema;
 }
 
+double BlockShape::active_params() const {
+  const double h = static_cast<double>(hidden), q = static_cast<double>(q_width), kv = static_cast<double>(kv_width);
+  return h * q + 2 * h * kv + q * h + 3 * h * static_cast<double>(mlp_width);
+}
+
+double BlockShape::attention_flops() const {
+  // Scores q.k and their mix with v: 2 * seqlen^2 * head_dim each, per head and window.
+  return 4.0 * static_cast<double>(samples) * static_cast<double>(seqlen) * static_cast<double>(seqlen) *
+         static_cast<double>(heads) * static_cast<double>(head_dim);
+}
+
 const AlgorithmInfo* find_algorithm(std::string_view name) {
   for (const auto& a : algorithm_catalog())
     if (a.name == name) return &a;

@@ -40,6 +40,37 @@ struct SectionFinding {
   std::string message;
 };
 
+// One decoder block's widths and the calibration windows, for an
+// algorithm's cost (AlgorithmInfo::block_work) in the estimate made before
+// a job starts (spec/estimate.hpp). MLP widths count what one token passes
+// through: a dense MLP's intermediate, or its top_k experts' and the shared
+// expert's.
+struct BlockShape {
+  int64_t samples = 0, seqlen = 0;  // calibration windows
+  int64_t hidden = 0, q_width = 0, kv_width = 0, heads = 0, head_dim = 0;
+  int64_t mlp_width = 0;  // the intermediate width one token passes through
+  int64_t params = 0;     // every Linear weight of the block (all experts)
+
+  int64_t tokens() const { return samples * seqlen; }
+  // Weights one token multiplies with: q, k, v, o and its MLP's.
+  double active_params() const;
+  // FLOPs of one forward on the windows: the Linears, the attention scores
+  // and their mix over whole windows (what qjobs' attention computes).
+  double linear_flops() const { return 2.0 * static_cast<double>(tokens()) * active_params(); }
+  double attention_flops() const;
+  double forward_flops() const { return linear_flops() + attention_flops(); }
+};
+
+// The work of calibrating one block: FLOPs in matrix products and
+// factorizations, float32 elementwise passes (one read and one write of an
+// element), and the bytes the algorithm holds beyond the block's weights
+// and the activations of one forward.
+struct BlockWork {
+  double gemm_flops = 0;
+  double elementwise = 0;
+  double working_bytes = 0;
+};
+
 struct AlgorithmInfo {
   std::string name;  // as ALGORITHM spells it
   std::string description;
@@ -61,6 +92,10 @@ struct AlgorithmInfo {
   // True when the algorithm calibrates on text with this section (default:
   // calib_samples > 0).
   std::function<bool(const nlohmann::json& section)> needs_data = nullptr;
+  // What calibrating one block costs with this section, counted from what
+  // the algorithm's run() computes; null: the estimate's generic count
+  // (spec/estimate.cpp) and a note that says so.
+  std::function<BlockWork(const nlohmann::json& section, const BlockShape& block)> block_work = nullptr;
 };
 
 // Defined in jobs/quant/catalog.cpp (qjobs_algorithm_params).

@@ -1073,7 +1073,10 @@ SpecParseResult parse_unguarded(std::string_view yaml_text, const SpecContext& c
     v.add("eval", r.eval_node ? r.eval_node.Mark() : r.algorithm_mark,
           "ALGORITHM: Evaluate needs an eval section with tasks (" + eval_task_types_text() + ")");
   result.issues = v.finish();
-  if (result.issues.empty()) result.spec = std::move(r.spec);
+  if (result.issues.empty()) {
+    result.spec = std::move(r.spec);
+    if (r.config_readable) result.model_config = std::move(r.model_config);
+  }
   return result;
 }
 

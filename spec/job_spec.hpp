@@ -83,6 +83,9 @@ struct SpecParseResult {
   std::optional<JobSpec> spec;    // set exactly when issues is empty
   std::vector<SpecIssue> issues;  // at most kMaxSpecIssues + 1 (the last one counts the rest)
   bool too_large = false;         // refused for its expanded size (HTTP 413)
+  // The model's config.json, when it is on this machine (a folder, or a hub
+  // id in the caches) and its family reads it: what the estimate is made from.
+  std::optional<nlohmann::json> model_config;
 };
 
 // Limits on hostile specs. A spec whose YAML, with every alias expanded, has

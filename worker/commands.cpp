@@ -351,7 +351,17 @@ int cmd_gemm(const Environment& env, int64_t m, int64_t n, int64_t k, const std:
     for (int i = 0; i < reps; ++i) c = at::matmul(a, b);
     c.sum().item<double>();  // waits for the device
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // Elementwise passes (one read and one write of a float32 element) over
+    // a weight-sized tensor: what rounding and scaling weights run at.
+    auto x = at::randn({int64_t{16} << 20}, opts.dtype(at::kFloat));
+    x.mul_(1.0);
+    x.sum().item<double>();
+    const auto t1 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) x.mul_(1.0000001);
+    x.sum().item<double>();
+    const double se = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     std::cout << json{{"device", place.device.str()},
+                      {"elementwise_per_s", static_cast<double>(x.numel()) * reps / se},
                       {"dtype", c10::toString(place.dtype)},
                       {"m", m},
                       {"n", n},

@@ -1,7 +1,9 @@
 #include "worker/report.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
+#include "common/error.hpp"
 #include "common/job_dir.hpp"
 #include "jobs/model/device.hpp"
 
@@ -286,6 +288,77 @@ std::string stage_times(const json& secs) {
   return md;
 }
 
+// The estimate the server made at submission (the "estimate" event it
+// wrote into events.jsonl), or null. The file is the job folder's and is
+// read bounded: past 4 MiB, or a line that is not an object, no estimate.
+json submitted_estimate(const JobDir& dir) {
+  std::error_code ec;
+  if (fs::file_size(dir.events(), ec) > (4u << 20) || ec) return nullptr;
+  std::string text;
+  try {
+    text = read_file(dir.events());
+  } catch (const Error&) {
+    return nullptr;
+  }
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const auto end = std::min(text.find('\n', at), text.size());
+    const auto e = json::parse(text.substr(at, end - at), nullptr, false);
+    at = end + 1;
+    if (e.is_object() && e.value("type", std::string()) == "estimate" && e.contains("estimate") &&
+        e["estimate"].is_object())
+      return e["estimate"];
+  }
+  return nullptr;
+}
+
+// The estimate beside what the job took: seconds of the stages it counts
+// (quantize; baseline and evaluate), peak host memory, peak disk, output.
+json estimate_against_measured(const json& estimate, const json& secs, const json& memory,
+                               std::optional<uint64_t> size_after) {
+  if (!estimate.is_object()) return nullptr;
+  const auto number = [](const json& j, const char* k) { return j.contains(k) && j[k].is_number(); };
+  double took = 0;
+  for (const char* st : {"quantize", "baseline", "evaluate"})
+    if (number(secs, st)) took += secs[st].get<double>();
+  json m = {{"seconds", took},
+            {"host_bytes",
+             number(memory, "host_peak_mib") ? json(memory["host_peak_mib"].get<double>() * kMiB) : json(nullptr)},
+            {"disk_bytes",
+             number(memory, "disk_peak_mib") ? json(memory["disk_peak_mib"].get<double>() * kMiB) : json(nullptr)},
+            {"output_bytes", size_after ? json(*size_after) : json(nullptr)}};
+  if (number(memory, "device_peak_mib")) m["device_bytes"] = memory["device_peak_mib"].get<double>() * kMiB;
+  json out = estimate;
+  out["measured"] = m;
+  return out;
+}
+
+std::string estimate_section(const json& e) {
+  if (!e.is_object() || !e.contains("measured")) return "";
+  std::string md =
+      "\n## Estimated before the start\n\n| figure | estimated | measured | measured / estimated "
+      "|\n|---|---|---|---|\n";
+  const auto row = [&](const char* label, const char* key, double unit, const char* fmt) {
+    const auto& m = e["measured"];
+    if (!e.contains(key) || !e[key].is_number() || !m.contains(key) || !m[key].is_number()) return;
+    const double est = e[key].get<double>(), got = m[key].get<double>();
+    md += std::string("| ") + label + " | " + num(fmt, est / unit) + " | " + num(fmt, got / unit) + " | " +
+          (est > 0 ? num("%.2f", got / est) : std::string("-")) + " |\n";
+  };
+  row("time (calibration and evaluation), s", "seconds", 1, "%.1f");
+  row("peak host memory, MiB", "host_bytes", kMiB, "%.0f");
+  row("peak device memory, MiB", "device_bytes", kMiB, "%.0f");
+  row("peak disk, MiB", "disk_bytes", kMiB, "%.1f");
+  row("output, MiB", "output_bytes", kMiB, "%.2f");
+  if (e.contains("rates") && e["rates"].is_object() && e["rates"].contains("gemm_gflops") &&
+      e["rates"]["gemm_gflops"].is_number())
+    md += "\nFrom the model's shapes and the rates measured on " + e["rates"].value("device", std::string("?")) +
+          " (float32 GEMM " + num("%.0f", e["rates"]["gemm_gflops"].get<double>()) + " GFLOP/s).\n";
+  for (const auto& n : e.value("notes", json::array()))
+    if (n.is_string()) md += "- " + n.get<std::string>() + "\n";
+  return md;
+}
+
 }  // namespace
 
 void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_before,
@@ -312,6 +385,8 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
       {"verify", verify},
   };
   if (q && !q->experts.empty()) report["experts"] = q->experts;
+  // What the server estimated at submission, beside what it took.
+  report["estimate"] = estimate_against_measured(submitted_estimate(dir), report["stage_seconds"], memory, size_after);
   write_file_atomic(dir.report_json(), report.dump(2));
 
   std::string md = "# qjobs report: " + spec.algorithm + " on " + spec.model + "\n\n";
@@ -324,6 +399,7 @@ void write_report(const JobSpec& spec, const fs::path& model_dir, uint64_t size_
   if (q && !q->layer_errors.empty()) md += layers_section(*q, dir);
   md += runtime_line(memory, report["runtime"]);
   md += stage_times(rep.stage_seconds());
+  md += estimate_section(report["estimate"]);
   write_file_atomic(dir.report_md(), md);
 }
 

@@ -1,5 +1,7 @@
 #include "jobs/quant/gptq_params.hpp"
 
+#include <algorithm>
+
 namespace qjobs::quant {
 
 const ParamTable<GptqParams>& gptq_params() {
@@ -50,6 +52,35 @@ AlgorithmInfo gptq_info() {
                      "the ONNX graph's weight groups are consecutive columns: DESC_ACT needs STATIC_GROUPS: true for "
                      "EXPORT_FORMAT onnx"});
     return out;
+  };
+  // Counted from GptqAlgorithm::run (gptq.cpp): the inputs captured once
+  // per sequential group (one forward each) and the block's output, one
+  // Hessian per input (q/k/v and gate/up share theirs), the column loop
+  // (out x in^2 per Linear), the Cholesky factor, inverse and factor again
+  // (4/3 in^3), and the two products of every Linear's output error.
+  a.block_work = [](const nlohmann::json& section, const BlockShape& b) {
+    const GptqParams p = gptq_params().parse(section);
+    const double T = static_cast<double>(b.tokens());
+    const double h = static_cast<double>(b.hidden), q = static_cast<double>(b.q_width),
+                 kv = static_cast<double>(b.kv_width), m = static_cast<double>(b.mlp_width);
+    const double captures = p.true_sequential ? 4 : 1;
+    const double hessians = 2 * T * (2 * h * h + q * q + m * m);
+    // (in, out) of q, k, v, o, gate, up, down
+    const double shapes[7][2] = {{h, q}, {h, kv}, {h, kv}, {q, h}, {h, m}, {h, m}, {m, h}};
+    double columns = 0, factor = 0;
+    for (const auto& s : shapes) {
+      columns += s[1] * s[0] * s[0];
+      factor += 4.0 / 3.0 * s[0] * s[0] * s[0];
+    }
+    BlockWork w;
+    w.gemm_flops = (captures + 1) * b.forward_flops() + hessians + columns + factor + 2 * b.linear_flops();
+    // The column loop's rounding and error of every weight, about 10 passes.
+    w.elementwise = 10 * static_cast<double>(b.params);
+    // The largest group's captured inputs, the shared Hessian and its copy,
+    // the inverse's factors, a Linear's weights three times over.
+    const double in = std::max(h, m);
+    w.working_bytes = 4 * T * std::max(h, m) + 4 * 4 * in * in + 3 * 4 * h * m;
+    return w;
   };
   return a;
 }

@@ -1389,6 +1389,8 @@
     const status = el('div', { class: 'check-status', testid: 'check-status' });
     const warnings = el('ul', { class: 'warnings', testid: 'warnings' });
     const problems = el('ul', { class: 'problems', testid: 'problems' });
+    // What the job will cost, from the dry run (spec/estimate.hpp).
+    const estimate = el('div', { class: 'estimate', testid: 'estimate' });
     let algorithms = [];
     // The evaluation tasks' keys, from their rows (GET /eval-tasks), so the
     // help never disagrees with what the check accepts.
@@ -1403,7 +1405,7 @@
         el('div', { class: 'editor' }, gutter, el('div', { class: 'editor-main' }, marks, ta)),
         el('div', { class: 'editor-foot' }, cursorPos, el('span', { class: 'spacer' }),
           el('span', { class: 'muted small' }, 'checked automatically as you type'), checkBtn, submitBtn),
-        status, problems, warnings),
+        status, estimate, problems, warnings),
       taskHelp);
 
     function lineCount() { return ta.value.split('\n').length; }
@@ -1500,6 +1502,29 @@
       renderGutter();
     }
 
+    function showEstimate(e) {
+      delete estimate.dataset.stale;
+      if (!e) { clear(estimate); return; }
+      const r = e.rates || {};
+      const figure = (label, value, testid) =>
+        el('span', { class: 'figure', testid }, el('span', { class: 'muted' }, label), ' ', value);
+      const time = e.seconds === null || e.seconds === undefined
+        ? figure('time', 'not estimated', 'estimate-time')
+        : figure('time', `${fmtDuration(e.seconds)} on ${r.device || '?'}`, 'estimate-time');
+      replaceChildren(estimate,
+        el('div', { class: 'figures' },
+          el('strong', null, 'Estimate'), time,
+          figure('host memory', fmtBytes(e.host_bytes), 'estimate-host'),
+          e.device_bytes > 0 ? figure('device memory', fmtBytes(e.device_bytes), 'estimate-device') : null,
+          figure('disk', `${fmtBytes(e.disk_bytes)} (output ${fmtBytes(e.output_bytes)} of ${fmtBytes(e.original_bytes)})`,
+            'estimate-disk')),
+        r.gemm_gflops ? el('div', { class: 'muted small' },
+          `From the model's shapes and the rates measured on ${r.device}: float32 GEMM ${Math.round(r.gemm_gflops)} GFLOP/s.`) : null,
+        (e.notes || []).length
+          ? el('ul', { class: 'muted small', testid: 'estimate-notes' }, e.notes.map((n) => el('li', null, String(n))))
+          : null);
+    }
+
     function showValid(list) {
       badLines = new Set();
       currentLine = 0;
@@ -1526,18 +1551,21 @@
       if (!text.trim()) {
         setText(status, 'empty');
         status.dataset.state = '';
-        clear(problems); showWarnings([]); badLines = new Set(); renderGutter();
+        clear(problems); showWarnings([]); showEstimate(null); badLines = new Set(); renderGutter();
         submitBtn.disabled = true;
         return;
       }
       status.dataset.state = 'checking';
       setText(status, 'checking…');
+      estimate.dataset.stale = 'true'; // the figures are the last text's until this check answers
       try {
         const r = await api('/jobs?dry_run=1', { method: 'POST', body: text, headers: { 'Content-Type': 'application/yaml' } });
         if (mine !== checkSeq || !ctx.alive) return;
         showValid(r.warnings);
+        showEstimate(r.estimate);
       } catch (e) {
         if (mine !== checkSeq || !ctx.alive) return;
+        showEstimate(null);
         if (e.status === 400 || e.status === 413) showProblems(e.details, e.message);
         else showFailure(e);
       }
@@ -1565,6 +1593,7 @@
 
     function scheduleCheck() {
       clearTimeout(timer);
+      estimate.dataset.stale = 'true';
       timer = setTimeout(() => {
         try { localStorage.setItem(DRAFT_KEY, ta.value); } catch (_) { /* storage full or disabled */ }
         check();

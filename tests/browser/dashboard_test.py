@@ -306,8 +306,33 @@ def run(page, page_errors):
     equal(page.locator('[data-testid="spec-editor"]').input_value(), recipe_text,
           "the editor holds configs/recipes/nyuntam-awq.yaml byte for byte")
     page.locator('[data-testid="check-status"][data-state="valid"]').wait_for(timeout=15000)
-    page.screenshot(path=shot("submit-recipe.png"))
     passed(f"2c0a. the template menu offers the {len(recipes)} shipped recipes; nyuntam-awq loads and checks valid")
+
+    # Under the check, what the job will cost: the dry run's estimate, with a
+    # time from the rates the worker measured on this machine (the first dry
+    # run measures them), shown as the API gives it.
+    page.locator('[data-testid="estimate"]:not([data-stale]) [data-testid="estimate-time"]').wait_for(timeout=30000)
+    dry = api_call("/jobs?dry_run=1", method="POST", body=recipe_text,
+                   headers={"Content-Type": "application/yaml"})["json"]["estimate"]
+    ok(isinstance(dry, dict) and isinstance(dry.get("seconds"), (int, float)) and dry["seconds"] > 0,
+       f"the dry run estimates a time: {dry}")
+    ok(dry["rates"]["device"] == "cpu" and dry["rates"]["gemm_gflops"] > 0, f"measured rates: {dry['rates']}")
+    # The output is the packed model: smaller than the original, and on disk with the calibration state.
+    ok(0 < dry["output_bytes"] < dry["original_bytes"] <= dry["disk_bytes"] + dry["original_bytes"],
+       f"output {dry['output_bytes']} B of {dry['original_bytes']} B")
+    shown = page.locator('[data-testid="estimate"]').inner_text()
+    def size(b):  # as the page writes a size: KiB, MiB or GiB, 2 decimals below 10
+        v, unit = float(b), "B"
+        for u in ("KiB", "MiB", "GiB"):
+            if v < 1024:
+                break
+            v, unit = v / 1024, u
+        return f"{v:.{2 if v < 10 else 1}f} {unit}"
+    for label, b in (("host memory", dry["host_bytes"]), ("disk", dry["disk_bytes"]), ("output", dry["output_bytes"])):
+        ok(size(b) in shown, f"the page shows the {label} {size(b)}: {shown!r}")
+    ok("on cpu" in page.locator('[data-testid="estimate-time"]').inner_text(), f"the time names the device: {shown!r}")
+    page.screenshot(path=shot("submit-recipe.png"))
+    passed(f"2c0b. the estimate shows under the check: {' · '.join(shown.splitlines()[:2])!r}")
 
     # The eval tasks' help comes from their rows (GET /eval-tasks): every type
     # the server knows, each with its keys.
@@ -318,7 +343,7 @@ def run(page, page_errors):
     ok([s.split(" ")[1] for s in shown] == want_types, f"the help lists {want_types}, in order: {shown}")
     ok("seqlen" in page.locator('[data-testid="eval-task-help"]').inner_text(), "the help shows ppl's seqlen key")
     page.click('[data-testid="eval-task-help"] summary')
-    passed(f"2c0b. the eval task help lists {len(want_types)} types with their keys")
+    passed(f"2c0c. the eval task help lists {len(want_types)} types with their keys")
 
     # Uploading a .yaml fills the editor (the fixed spec, from a file).
     page.set_input_files('[data-testid="spec-file"]',

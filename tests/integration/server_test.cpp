@@ -186,6 +186,20 @@ TEST_F(ServerTest, RtnJobThroughJobctlProducesHandComputedWeights) {
   EXPECT_TRUE(fs::exists(dir / "model" / "tokenizer_config.json"));
   EXPECT_TRUE(fs::exists(dir / "model" / "model.safetensors.index.json"));
   EXPECT_TRUE(fs::exists(dir / "report.json"));
+  // The estimate made at submission, beside what the job took. No dry run
+  // measured rates yet, so it has no time; memory, disk and output it has.
+  const auto report = json::parse(read_file(dir / "report.json"));
+  const auto& est = report["estimate"];
+  ASSERT_TRUE(est.is_object()) << report.dump();
+  EXPECT_TRUE(est["seconds"].is_null());
+  EXPECT_DOUBLE_EQ(est["measured"]["output_bytes"].get<double>(),
+                   report["size_mib"]["after"].get<double>() * 1024 * 1024);
+  // The packed safetensors hold the bytes counted and their headers.
+  const double packed = est["output_bytes"].get<double>(), written = est["measured"]["output_bytes"].get<double>();
+  EXPECT_GT(written, packed);
+  EXPECT_LT(written, packed * 1.5);
+  EXPECT_GT(est["measured"]["host_bytes"].get<double>(), 0.0);
+  EXPECT_NE(read_file(dir / "report.md").find("## Estimated before the start"), std::string::npos);
 
   // Artifacts with sha256 that coreutils agrees with.
   const auto listed = run_cmd({jobctl(), "--server", server.url(), "--json", "artifacts", id});
@@ -377,6 +391,27 @@ TEST_F(ServerTest, DryRunChecksTheExportAgainstTheModelAndStoresNothing) {
   EXPECT_EQ(okj["spec"]["EXPORT_FORMAT"], "compressed-tensors");
   ASSERT_EQ(okj["warnings"].size(), 1u) << ok.body;
   EXPECT_NE(okj["warnings"][0].get<std::string>().find("mlp.down_proj"), std::string::npos);
+  // What it will cost (spec/estimate.hpp), with the rates the worker
+  // measured on this machine at this first dry run, kept for the next.
+  const auto& est = okj["estimate"];
+  ASSERT_TRUE(est.is_object()) << ok.body;
+  EXPECT_EQ(est["rates"]["device"], "cpu");
+  EXPECT_GT(est["rates"]["gemm_gflops"].get<double>(), 0.0);
+  EXPECT_GT(est["rates"]["elementwise_per_s"].get<double>(), 0.0);
+  const auto kept = json::parse(read_file(ud / "device_rates.json"));
+  EXPECT_EQ(kept["cpu"]["gemm_gflops"], est["rates"]["gemm_gflops"]);
+  EXPECT_TRUE(est["seconds"].is_number()) << est.dump();
+  // Float32, untied, 2 layers: embeddings and head 2 * 100 * 128 * 4 =
+  // 102400; Linears per layer 128*128 * 2 + 128*64 * 2 + 3 * 128*352 = 184320.
+  EXPECT_EQ(est["original_bytes"], 102400 + 2 * 184320 * 4);
+  // W4 g64 with zero points (2-byte scale, 4-bit zero per group), down_proj
+  // per output channel (352 is not a multiple of 64): per layer
+  //   q, o 8192 + 128*2*2.5; k, v 4096 + 64*2*2.5; gate, up 22528 + 352*2*2.5;
+  //   down 22528 + 128*2.5 = 97920.
+  EXPECT_EQ(est["output_bytes"], 102400 + 2 * 97920);
+  EXPECT_EQ(est["disk_bytes"], est["output_bytes"]);  // RTN keeps no calibration state
+  const auto again = json::parse(client.request("POST", "/jobs?dry_run=1", good).body);
+  EXPECT_EQ(again["estimate"]["rates"], est["rates"]);
   const auto no = client.request("POST", "/jobs?dry_run=1", bad);
   ASSERT_EQ(no.status, 400) << no.body;
   const auto d = json::parse(no.body)["details"][0];
@@ -390,6 +425,8 @@ TEST_F(ServerTest, DryRunChecksTheExportAgainstTheModelAndStoresNothing) {
   const auto v1 = run_cmd({jobctl, "--server", server.url(), "validate", (root_ / "good.yaml").string()});
   EXPECT_EQ(v1.rc, 0) << v1.err;
   EXPECT_NE(v1.out.find("valid: RTN"), std::string::npos) << v1.out;
+  EXPECT_NE(v1.out.find("estimate: "), std::string::npos) << v1.out;
+  EXPECT_NE(v1.out.find("output 291 KiB, original 1.5 MiB"), std::string::npos) << v1.out;
   EXPECT_NE(v1.err.find("warning: model.layers.*.mlp.down_proj"), std::string::npos) << v1.err;
   const auto v2 = run_cmd({jobctl, "--server", server.url(), "validate", (root_ / "bad.yaml").string()});
   EXPECT_EQ(v2.rc, 5) << v2.err;

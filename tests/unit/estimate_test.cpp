@@ -1,0 +1,163 @@
+// The estimate before a job starts (spec/estimate.hpp). Every figure below
+// is worked out by hand in the comments from the model's widths and the
+// algorithm's count of its work, not taken from the code's output.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "spec/estimate.hpp"
+#include "spec/job_spec.hpp"
+
+namespace qjobs {
+namespace {
+
+using nlohmann::json;
+
+// hidden h 64, 4 heads of 16 (q 64), 2 KV heads (kv 32), MLP m 128, 2 layers,
+// vocab 256, float32, untied.
+json tiny_config() {
+  return {{"architectures", {"LlamaForCausalLM"}},
+          {"model_type", "llama"},
+          {"hidden_size", 64},
+          {"intermediate_size", 128},
+          {"num_attention_heads", 4},
+          {"num_key_value_heads", 2},
+          {"num_hidden_layers", 2},
+          {"vocab_size", 256},
+          {"max_position_embeddings", 128},
+          {"torch_dtype", "float32"},
+          {"tie_word_embeddings", false}};
+}
+
+JobSpec parse(const std::string& yaml) {
+  const auto r = parse_job_spec(yaml);
+  EXPECT_TRUE(r.spec) << (r.issues.empty() ? "" : r.issues.front().message);
+  return *r.spec;
+}
+
+const EstimateStage* stage(const JobEstimate& e, const std::string& name) {
+  for (const auto& s : e.stages)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+TEST(Estimate, GptqWorkOutputAndDiskAreCountedFromTheShapes) {
+  const JobSpec spec = parse(R"(MODEL: org/tiny
+ALGORITHM: GPTQ
+DATA_PATH: calib.jsonl
+EXPORT_FORMAT: compressed-tensors
+llm:
+  GPTQ:
+    W_BIT: 4
+    Q_GROUP_SIZE: 32
+    ZERO_POINT: true
+calibration:
+  n_samples: 2
+  seqlen: 8
+)");
+  const DeviceRates rates{"cpu", 1e9, 1e8, "2026-12-07T00:00:00Z"};
+  const auto e = estimate_job(spec, tiny_config(), &rates, false);
+  ASSERT_TRUE(e);
+  const auto* calib = stage(*e, "calibrate");
+  ASSERT_NE(calib, nullptr);
+  // Per block, T = 16 tokens in 2 windows of 8:
+  //   Linear weights per token: 64*64 + 2*64*32 + 64*64 + 3*64*128 = 36864
+  //   forward F = 2*16*36864 + attention 4*2*8*8*4*16 = 1179648 + 32768 = 1212416
+  //   inputs captured 4 times and the output once: 5F = 6062080
+  //   Hessians 2*16*(64^2 [q,k,v] + 64^2 [o] + 64^2 [gate,up] + 128^2 [down]) = 917504
+  //   column loop, out*in^2: 64*4096 + 2*32*4096 + 64*4096 + 2*128*4096 + 64*16384 = 2883584
+  //   factors, 4/3 in^3: 4/3 * (6*64^3 + 128^3) = 4893354.67
+  //   output errors 2*1179648 = 2359296
+  // Two blocks: 2 * 17115818.67 = 34231637.33 FLOPs.
+  EXPECT_NEAR(calib->gemm_flops, 34231637.33, 1.0);
+  // 10 passes per weight: 2 * 10 * (64*64 + 2*64*32 + 64*64 + 3*64*128) = 737280.
+  EXPECT_DOUBLE_EQ(calib->elementwise, 737280.0);
+  // At 1 GFLOP/s and 1e8 passes/s.
+  EXPECT_NEAR(calib->seconds, 0.03423163733 + 0.0073728, 1e-9);
+  EXPECT_NEAR(e->seconds, calib->seconds, 1e-12);
+  // Output: 4-bit codes, per group of 32 a 2-byte scale and a 4-bit zero:
+  //   q, o: 64*64/2 + 64*2*2.5 = 2368; k, v: 64*32/2 + 32*2*2.5 = 1184;
+  //   gate, up: 64*128/2 + 128*2*2.5 = 4736; down: 128*64/2 + 64*4*2.5 = 4736
+  //   per layer 21312, two: 42624; embeddings and head 2*256*64*4 = 131072.
+  EXPECT_EQ(e->output_bytes, 173696);
+  EXPECT_EQ(e->original_bytes, 131072 + 2 * 36864 * 4);
+  // Disk: the output and the windows' hidden states, 16*64 float32.
+  EXPECT_EQ(e->disk_bytes, 173696 + 16 * 64 * 4);
+  EXPECT_EQ(e->device_bytes, 0);
+  // More calibration tokens hold more memory, and take longer.
+  JobSpec more = spec;
+  more.calibration["n_samples"] = 64;
+  const auto e2 = estimate_job(more, tiny_config(), &rates, false);
+  ASSERT_TRUE(e2);
+  EXPECT_GT(e2->host_bytes, e->host_bytes);
+  EXPECT_GT(e2->seconds, e->seconds);
+  // On a GPU the working set is device memory.
+  const auto g = estimate_job(spec, tiny_config(), &rates, true);
+  ASSERT_TRUE(g);
+  EXPECT_GT(g->device_bytes, 0);
+  EXPECT_LT(g->host_bytes, e->host_bytes);
+}
+
+TEST(Estimate, EvaluationCountsItsWindowsAndTheBaselineWithoutRatesThereIsNoTime) {
+  const JobSpec spec = parse(R"(MODEL: org/tiny
+ALGORITHM: Evaluate
+eval:
+  tasks:
+    - type: ppl
+      name: held
+      data_path: held.jsonl
+      seqlen: 8
+      num_samples: 2
+    - type: mc
+      name: quiz
+      data_path: quiz.jsonl
+)");
+  const DeviceRates rates{"cpu", 1e9, 1e8, ""};
+  const auto e = estimate_job(spec, tiny_config(), &rates, false);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(stage(*e, "calibrate"), nullptr);
+  const auto* ev = stage(*e, "evaluate");
+  ASSERT_NE(ev, nullptr);
+  // 16 tokens through the head (2*16*64*256 = 524288) and two blocks (2 * 1212416).
+  EXPECT_DOUBLE_EQ(ev->gemm_flops, 524288.0 + 2 * 1212416.0);
+  // The multiple-choice task is named as not counted.
+  bool named = false;
+  for (const auto& n : e->notes) named = named || n.find("quiz") != std::string::npos;
+  EXPECT_TRUE(named);
+  // Nothing quantized: the output is the model as it is.
+  EXPECT_EQ(e->output_bytes, e->original_bytes);
+
+  // Without rates: memory and disk, no time.
+  const auto none = estimate_job(spec, tiny_config(), nullptr, false);
+  ASSERT_TRUE(none);
+  EXPECT_LT(none->seconds, 0);
+  EXPECT_EQ(none->host_bytes, e->host_bytes);
+  EXPECT_TRUE(to_json(*none)["seconds"].is_null());
+}
+
+TEST(Estimate, AConfigTheModelReaderRefusesGivesNoEstimateAndSaysWhy) {
+  const JobSpec spec = parse("MODEL: org/tiny\nALGORITHM: RTN\n");
+  json bad = tiny_config();
+  bad["architectures"] = {"NoSuchForCausalLM"};
+  bad.erase("model_type");
+  std::string why;
+  EXPECT_FALSE(estimate_job(spec, bad, nullptr, false, &why));
+  EXPECT_NE(why.find("NoSuchForCausalLM"), std::string::npos) << why;
+}
+
+TEST(Estimate, RatesRoundTripAndRefuseNonsense) {
+  const DeviceRates r{"cuda:0", 4.5e14, 2e11, "2026-12-07T00:00:00Z"};
+  const auto back = device_rates_from_json(to_json(r));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->device, "cuda:0");
+  EXPECT_DOUBLE_EQ(back->gemm_flops, 4.5e14);
+  EXPECT_DOUBLE_EQ(back->elementwise, 2e11);
+  EXPECT_FALSE(device_rates_from_json(json{{"gemm_gflops", -1}}));
+  EXPECT_FALSE(device_rates_from_json(json{{"gemm_gflops", "fast"}}));
+  EXPECT_FALSE(device_rates_from_json(json::array()));
+}
+
+}  // namespace
+}  // namespace qjobs
