@@ -55,10 +55,10 @@ std::optional<DeviceRates> DeviceRateProbe::get(bool measure, std::string* why) 
   CommandOptions opt;
   opt.timeout_s = 60;
   const auto r = run_command(
-      {worker_.string(), "gemm", "--m", "2048", "--n", "2048", "--k", "2048", "--reps", "3", "--dtype", "float32"},
+      {worker_.string(), "gemm", "--m", "2048", "--n", "2048", "--k", "2048", "--reps", "5", "--dtype", "float32"},
       opt);
   const auto out = json::parse(r.out, nullptr, false);
-  if (!r.ok() || !out.is_object() || !out.contains("gflops") || !out["gflops"].is_number()) {
+  if (!r.ok() || !out.is_object() || !out.contains("gflops_best") || !out["gflops_best"].is_number()) {
     failure_ = "the device's rates could not be measured (qjobs-worker gemm: " + r.summary() + ")";
     failed_at_ = std::chrono::steady_clock::now();
     if (why) *why = failure_;
@@ -66,7 +66,8 @@ std::optional<DeviceRates> DeviceRateProbe::get(bool measure, std::string* why) 
   }
   DeviceRates d;
   d.device = out.value("device", device_key_);
-  d.gemm_flops = out["gflops"].get<double>() * 1e9;
+  d.gemm_flops = out["gflops_best"].get<double>() * 1e9;
+  d.factor_flops = out.value("factor_gflops", 0.0) * 1e9;
   d.elementwise = out.value("elementwise_per_s", 0.0);
   d.measured_at = now_iso();
   rates_ = d;

@@ -61,12 +61,14 @@ struct BlockShape {
   double forward_flops() const { return linear_flops() + attention_flops(); }
 };
 
-// The work of calibrating one block: FLOPs in matrix products and
-// factorizations, float32 elementwise passes (one read and one write of an
-// element), and the bytes the algorithm holds beyond the block's weights
-// and the activations of one forward.
+// The work of calibrating one block: FLOPs in matrix products, FLOPs in
+// factorizations (Cholesky, triangular inverses: slower per FLOP), float32
+// elementwise passes (one read and one write of an element), and the bytes
+// the algorithm holds beyond the block's weights and the activations of one
+// forward.
 struct BlockWork {
   double gemm_flops = 0;
+  double factor_flops = 0;
   double elementwise = 0;
   double working_bytes = 0;
 };

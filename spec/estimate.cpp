@@ -18,6 +18,11 @@ namespace {
 // The worker process with libtorch loaded and nothing computed: its RSS,
 // measured with /usr/bin/time on this project's CPU build (torch 2.11).
 constexpr double kRuntimeBytes = 370.0 * (1 << 20);
+// The verify stage's Python (torch, transformers, compressed-tensors
+// imported), before it reads the model.
+constexpr double kReferenceRuntimeBytes = 600.0 * (1 << 20);
+// verify.hpp: the reference runs the whole model only up to this size.
+constexpr double kVerifyFunctionParams = 2e9;
 // Linear counts above this are not planned one by one (a hostile
 // config.json): the output is then sized from the section's own settings.
 constexpr double kMaxPlannedLinears = 5e6;
@@ -72,6 +77,21 @@ EstimateStage evaluate_stage(const JobSpec& spec, const model::ModelConfig& c, b
     s.gemm_flops += (quantizes ? 2 : 1) * flops;
   }
   return s;
+}
+
+// The logits of the largest batch an eval task computes at once:
+// batch_size x seqlen x vocab in float32. 0 without tasks.
+double eval_logits_bytes(const JobSpec& spec, const model::ModelConfig& c) {
+  double most = 0;
+  if (!spec.eval.contains("tasks") || !spec.eval["tasks"].is_array()) return most;
+  for (const auto& t : spec.eval["tasks"]) {
+    const auto get = [&](const char* k, int64_t def) {
+      return t.contains(k) && t[k].is_number_integer() ? t[k].get<int64_t>() : def;
+    };
+    const double tokens = static_cast<double>(get("batch_size", 1)) * static_cast<double>(get("seqlen", 512));
+    most = std::max(most, 4 * tokens * static_cast<double>(c.vocab));
+  }
+  return most;
 }
 
 // Bytes of the decoder Linears as the export writes them, from the plan
@@ -151,11 +171,13 @@ std::optional<JobEstimate> estimate_job(const JobSpec& spec, const json& config,
         w.elementwise = 14 * static_cast<double>(b.params);
       }
       calib.gemm_flops += w.gemm_flops;
+      calib.factor_flops += w.factor_flops;
       calib.elementwise += w.elementwise;
       working = std::max(working, w.working_bytes);
       block_bytes = std::max(block_bytes, 4.0 * static_cast<double>(b.params));
       const double T = static_cast<double>(b.tokens());
-      activations = std::max(activations, 4 * T * (6 * h + 3 * static_cast<double>(b.mlp_width)));
+      // The block's input and output and the MLP's intermediate, in float32.
+      activations = std::max(activations, 4 * T * (2 * h + static_cast<double>(b.mlp_width)));
       linear_params += static_cast<double>(b.params);
     }
     e.stages.push_back(calib);
@@ -168,27 +190,47 @@ std::optional<JobEstimate> estimate_job(const JobSpec& spec, const json& config,
   if (rates && rates->gemm_flops > 0) {
     e.seconds = 0;
     for (auto& s : e.stages) {
-      s.seconds = s.gemm_flops / rates->gemm_flops + (rates->elementwise > 0 ? s.elementwise / rates->elementwise : 0);
+      s.seconds = s.gemm_flops / rates->gemm_flops +
+                  s.factor_flops / (rates->factor_flops > 0 ? rates->factor_flops : rates->gemm_flops) +
+                  (rates->elementwise > 0 ? s.elementwise / rates->elementwise : 0);
       e.seconds += s.seconds;
     }
     e.notes.push_back("loading the checkpoint and writing the export are not counted in the time");
   }
 
-  // Memory: the block being calibrated in float32 (and its stored copy),
-  // the activations of one forward on the calibration windows, the
-  // algorithm's working set; the host also holds what stays resident.
+  // Memory, the largest of the stages: calibrating, the block in float32
+  // (and its stored copy), the activations of one forward on the
+  // calibration windows and the algorithm's working set (the embeddings are
+  // mapped, and only the rows of the windows' tokens are read; the head is
+  // not read); evaluating (block by block), the head as stored, one block in
+  // float32 and the logits of a batch; verifying a
+  // compressed-tensors output, compressed-tensors' reference in its own
+  // Python process with the checkpoint mapped and, up to 2e9 parameters,
+  // the whole model in float32 (transformers runs it).
+  e.original_bytes = static_cast<int64_t>(resident + linear_params * stored);
   const double calibration = block_bytes * 1.5 + activations + working;
+  const double model_f32 = (resident / stored + linear_params) * 4;
+  const double logits = eval_logits_bytes(spec, c);
+  const double head = vocab * h * stored;
+  const double evaluation = logits > 0 ? head + block_bytes + logits : 0.0;
+  double verify = 0;
+  if (quantizes && spec.verify && spec.export_format == "compressed-tensors") {
+    const bool function = resident / stored + linear_params <= kVerifyFunctionParams && c.moe.experts == 0;
+    verify = kReferenceRuntimeBytes + static_cast<double>(e.original_bytes) + (function ? model_f32 : block_bytes);
+    e.notes.push_back(
+        "the verify stage (compressed-tensors' reference loader, in Python) is in the host memory figure but not "
+        "in the time");
+  }
   if (gpu) {
-    e.device_bytes = static_cast<int64_t>(calibration);
-    e.host_bytes = static_cast<int64_t>(kRuntimeBytes + resident + block_bytes);
+    e.device_bytes = static_cast<int64_t>(std::max(calibration, evaluation));
+    e.host_bytes = static_cast<int64_t>(std::max(kRuntimeBytes + resident + linear_params * stored, verify));
   } else {
-    e.host_bytes = static_cast<int64_t>(kRuntimeBytes + resident + calibration);
+    e.host_bytes = static_cast<int64_t>(std::max(kRuntimeBytes + std::max(calibration, evaluation), verify));
   }
 
-  // Disk: the output as its format packs it, and the calibration state:
-  // the windows' hidden states in float32 (one copy kept between blocks)
-  // beside the finished blocks' outputs, which the export then writes out.
-  e.original_bytes = static_cast<int64_t>(resident + linear_params * stored);
+  // Disk: the output as its format packs it, or while calibrating, the
+  // windows' hidden states in float32 (one copy kept between blocks) beside
+  // the finished blocks' outputs, which the export then writes out.
   double output = static_cast<double>(e.original_bytes);
   if (quantizes && algo->weights && spec.export_format != "fake_quant") {
     try {
@@ -200,7 +242,7 @@ std::optional<JobEstimate> estimate_job(const JobSpec& spec, const json& config,
   }
   e.output_bytes = static_cast<int64_t>(output);
   const double state = calibrates ? 4 * static_cast<double>(samples * seqlen) * h : 0.0;
-  e.disk_bytes = static_cast<int64_t>(output + state);
+  e.disk_bytes = static_cast<int64_t>(std::max(output, state + output - resident));
   if (spec.export_format == "onnx" || spec.export_format == "gguf")
     e.notes.push_back("the " + spec.export_format +
                       " file is sized as the packed weights; its own layout is not counted");
@@ -210,6 +252,7 @@ std::optional<JobEstimate> estimate_job(const JobSpec& spec, const json& config,
 json to_json(const DeviceRates& r) {
   return {{"device", r.device},
           {"gemm_gflops", r.gemm_flops / 1e9},
+          {"factor_gflops", r.factor_flops / 1e9},
           {"elementwise_per_s", r.elementwise},
           {"measured_at", r.measured_at}};
 }
@@ -222,6 +265,8 @@ std::optional<DeviceRates> device_rates_from_json(const json& j) {
   r.elementwise = j.contains("elementwise_per_s") && j["elementwise_per_s"].is_number()
                       ? j["elementwise_per_s"].get<double>()
                       : 0.0;
+  r.factor_flops =
+      j.contains("factor_gflops") && j["factor_gflops"].is_number() ? j["factor_gflops"].get<double>() * 1e9 : 0.0;
   r.measured_at = j.value("measured_at", std::string());
   if (!(r.gemm_flops > 0) || !std::isfinite(r.gemm_flops)) return std::nullopt;
   return r;
@@ -232,6 +277,7 @@ json to_json(const JobEstimate& e) {
   for (const auto& s : e.stages)
     stages.push_back({{"name", s.name},
                       {"gflop", s.gemm_flops / 1e9},
+                      {"factor_gflop", s.factor_flops / 1e9},
                       {"elementwise_g", s.elementwise / 1e9},
                       {"seconds", s.seconds >= 0 ? json(s.seconds) : json(nullptr)}});
   return {{"seconds", e.seconds >= 0 ? json(e.seconds) : json(nullptr)},

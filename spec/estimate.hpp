@@ -29,6 +29,7 @@ namespace qjobs {
 struct DeviceRates {
   std::string device;       // "cpu", "cuda:0"
   double gemm_flops = 0;    // float32 matrix products, FLOP/s
+  double factor_flops = 0;  // float32 Cholesky factors, FLOP/s
   double elementwise = 0;   // float32 elementwise passes (read and write of an element) per second
   std::string measured_at;  // ISO time
 };
@@ -36,6 +37,7 @@ struct DeviceRates {
 struct EstimateStage {
   std::string name;  // "calibrate", "evaluate"
   double gemm_flops = 0;
+  double factor_flops = 0;
   double elementwise = 0;
   double seconds = -1;  // -1: no rate
 };

@@ -49,9 +49,9 @@ AlgorithmInfo awq_info() {
     w.elementwise = 14 * (G * static_cast<double>(b.params) + G / 2 * clipped) + G / 2 * 4 * sampled * clipped / gs;
     // Captured inputs twice (before and after scaling), the saved weights of
     // a group and its rounding buffer, the clip search's chunks (64 Mi
-    // floats each, three alive).
+    // floats each, two alive).
     w.working_bytes = 2 * 4 * T * (2 * h + q + m) + 2 * 4 * (2 * h * m) +
-                      std::min(3.0 * 4 * (64 << 20), 3 * 4 * sampled * clipped / gs);
+                      std::min(2.0 * 4 * (64 << 20), 2 * 4 * sampled * clipped / gs);
     return w;
   };
   return a;

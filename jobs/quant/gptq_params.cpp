@@ -73,13 +73,14 @@ AlgorithmInfo gptq_info() {
       factor += 4.0 / 3.0 * s[0] * s[0] * s[0];
     }
     BlockWork w;
-    w.gemm_flops = (captures + 1) * b.forward_flops() + hessians + columns + factor + 2 * b.linear_flops();
+    w.gemm_flops = (captures + 1) * b.forward_flops() + hessians + columns + 2 * b.linear_flops();
+    w.factor_flops = factor;
     // The column loop's rounding and error of every weight, about 10 passes.
     w.elementwise = 10 * static_cast<double>(b.params);
-    // The largest group's captured inputs, the shared Hessian and its copy,
-    // the inverse's factors, a Linear's weights three times over.
+    // The largest group's captured inputs, the Hessian and its inverse's
+    // factor, a Linear's weights three times over.
     const double in = std::max(h, m);
-    w.working_bytes = 4 * T * std::max(h, m) + 4 * 4 * in * in + 3 * 4 * h * m;
+    w.working_bytes = 4 * T * in + 2 * 4 * in * in + 3 * 4 * h * m;
     return w;
   };
   return a;

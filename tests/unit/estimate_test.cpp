@@ -3,6 +3,7 @@
 // algorithm's count of its work, not taken from the code's output.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -48,6 +49,7 @@ TEST(Estimate, GptqWorkOutputAndDiskAreCountedFromTheShapes) {
 ALGORITHM: GPTQ
 DATA_PATH: calib.jsonl
 EXPORT_FORMAT: compressed-tensors
+VERIFY: false
 llm:
   GPTQ:
     W_BIT: 4
@@ -57,7 +59,7 @@ calibration:
   n_samples: 2
   seqlen: 8
 )");
-  const DeviceRates rates{"cpu", 1e9, 1e8, "2026-12-07T00:00:00Z"};
+  const DeviceRates rates{"cpu", 1e9, 5e8, 1e8, "2026-12-07T00:00:00Z"};
   const auto e = estimate_job(spec, tiny_config(), &rates, false);
   ASSERT_TRUE(e);
   const auto* calib = stage(*e, "calibrate");
@@ -68,14 +70,15 @@ calibration:
   //   inputs captured 4 times and the output once: 5F = 6062080
   //   Hessians 2*16*(64^2 [q,k,v] + 64^2 [o] + 64^2 [gate,up] + 128^2 [down]) = 917504
   //   column loop, out*in^2: 64*4096 + 2*32*4096 + 64*4096 + 2*128*4096 + 64*16384 = 2883584
-  //   factors, 4/3 in^3: 4/3 * (6*64^3 + 128^3) = 4893354.67
   //   output errors 2*1179648 = 2359296
-  // Two blocks: 2 * 17115818.67 = 34231637.33 FLOPs.
-  EXPECT_NEAR(calib->gemm_flops, 34231637.33, 1.0);
+  // Two blocks: 2 * 12222464 = 24444928 FLOPs in products, and in the
+  // factors, 4/3 in^3 per Linear: 2 * 4/3 * (6*64^3 + 128^3) = 9786709.33.
+  EXPECT_NEAR(calib->gemm_flops, 24444928.0, 1e-3);
+  EXPECT_NEAR(calib->factor_flops, 9786709.33, 0.01);
   // 10 passes per weight: 2 * 10 * (64*64 + 2*64*32 + 64*64 + 3*64*128) = 737280.
   EXPECT_DOUBLE_EQ(calib->elementwise, 737280.0);
-  // At 1 GFLOP/s and 1e8 passes/s.
-  EXPECT_NEAR(calib->seconds, 0.03423163733 + 0.0073728, 1e-9);
+  // At 1 GFLOP/s in products, 0.5 in factors, and 1e8 passes/s.
+  EXPECT_NEAR(calib->seconds, 0.024444928 + 0.01957341867 + 0.0073728, 1e-9);
   EXPECT_NEAR(e->seconds, calib->seconds, 1e-12);
   // Output: 4-bit codes, per group of 32 a 2-byte scale and a 4-bit zero:
   //   q, o: 64*64/2 + 64*2*2.5 = 2368; k, v: 64*32/2 + 32*2*2.5 = 1184;
@@ -83,8 +86,9 @@ calibration:
   //   per layer 21312, two: 42624; embeddings and head 2*256*64*4 = 131072.
   EXPECT_EQ(e->output_bytes, 173696);
   EXPECT_EQ(e->original_bytes, 131072 + 2 * 36864 * 4);
-  // Disk: the output and the windows' hidden states, 16*64 float32.
-  EXPECT_EQ(e->disk_bytes, 173696 + 16 * 64 * 4);
+  // Disk: while calibrating, the windows' hidden states (16*64 float32)
+  // beside the finished blocks' packed Linears; then the output.
+  EXPECT_EQ(e->disk_bytes, std::max<int64_t>(173696, 16 * 64 * 4 + 42624));
   EXPECT_EQ(e->device_bytes, 0);
   // More calibration tokens hold more memory, and take longer.
   JobSpec more = spec;
@@ -93,6 +97,16 @@ calibration:
   ASSERT_TRUE(e2);
   EXPECT_GT(e2->host_bytes, e->host_bytes);
   EXPECT_GT(e2->seconds, e->seconds);
+  // At 128 windows the hidden states (1024*64 float32) and the blocks' packed
+  // Linears outweigh the output.
+  more.calibration["n_samples"] = 128;
+  EXPECT_EQ(estimate_job(more, tiny_config(), &rates, false)->disk_bytes, 1024 * 64 * 4 + 42624);
+  // Verifying a compressed-tensors output runs the reference loader in its
+  // own Python (600 MiB before it reads), with the checkpoint mapped and the
+  // model in float32 (425984 bytes here too: it was float32 already).
+  JobSpec verified = spec;
+  verified.verify = true;
+  EXPECT_EQ(estimate_job(verified, tiny_config(), &rates, false)->host_bytes, 600 * 1048576 + 425984 + 425984);
   // On a GPU the working set is device memory.
   const auto g = estimate_job(spec, tiny_config(), &rates, true);
   ASSERT_TRUE(g);
@@ -114,7 +128,7 @@ eval:
       name: quiz
       data_path: quiz.jsonl
 )");
-  const DeviceRates rates{"cpu", 1e9, 1e8, ""};
+  const DeviceRates rates{"cpu", 1e9, 5e8, 1e8, ""};
   const auto e = estimate_job(spec, tiny_config(), &rates, false);
   ASSERT_TRUE(e);
   EXPECT_EQ(stage(*e, "calibrate"), nullptr);
@@ -148,11 +162,12 @@ TEST(Estimate, AConfigTheModelReaderRefusesGivesNoEstimateAndSaysWhy) {
 }
 
 TEST(Estimate, RatesRoundTripAndRefuseNonsense) {
-  const DeviceRates r{"cuda:0", 4.5e14, 2e11, "2026-12-07T00:00:00Z"};
+  const DeviceRates r{"cuda:0", 4.5e14, 3e13, 2e11, "2026-12-07T00:00:00Z"};
   const auto back = device_rates_from_json(to_json(r));
   ASSERT_TRUE(back);
   EXPECT_EQ(back->device, "cuda:0");
   EXPECT_DOUBLE_EQ(back->gemm_flops, 4.5e14);
+  EXPECT_DOUBLE_EQ(back->factor_flops, 3e13);
   EXPECT_DOUBLE_EQ(back->elementwise, 2e11);
   EXPECT_FALSE(device_rates_from_json(json{{"gemm_gflops", -1}}));
   EXPECT_FALSE(device_rates_from_json(json{{"gemm_gflops", "fast"}}));
