@@ -412,7 +412,10 @@ ApiResult Api::submit(const Request& req, const Params&, const Query& query) {
   // the control thread's next pass (within 100 ms), never to this request.
   if (!scheduler_.capacity().slurm) scheduler_.try_tick();
   const auto rec = store_.get(job.id);
-  json body = {{"id", job.id}, {"state", job_state_name(rec ? rec->state : JobState::queued)}, {"warnings", warnings}};
+  json body = {{"id", job.id},
+               {"state", job_state_name(rec ? rec->state : JobState::queued)},
+               {"warnings", warnings},
+               {"estimate", estimate}};
   auto res = json_response(http::status::created, body, v);
   res.set(http::field::location, "/jobs/" + job.id);
   return res;

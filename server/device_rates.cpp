@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "common/job_dir.hpp"
@@ -26,6 +28,14 @@ json read_file_json(const fs::path& p) {
   return j.is_object() ? j : json::object();
 }
 
+// This machine's name: rates kept by a server that ran elsewhere (a
+// user_data folder moved or shared) are measured again.
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
 std::string now_iso() {
   const std::time_t t = std::time(nullptr);
   std::tm tm{};
@@ -43,7 +53,9 @@ DeviceRateProbe::DeviceRateProbe(fs::path worker, fs::path file, bool gpu)
 std::optional<DeviceRates> DeviceRateProbe::get(bool measure, std::string* why) {
   std::lock_guard lock(mutex_);
   if (rates_) return rates_;
-  if (auto kept = device_rates_from_json(read_file_json(file_).value(device_key_, json::object()))) {
+  const json kept_json = read_file_json(file_).value(device_key_, json::object());
+  if (auto kept =
+          kept_json.value("host", std::string()) == host_name() ? device_rates_from_json(kept_json) : std::nullopt) {
     rates_ = kept;
     return rates_;
   }
@@ -73,6 +85,7 @@ std::optional<DeviceRates> DeviceRateProbe::get(bool measure, std::string* why) 
   rates_ = d;
   json all = read_file_json(file_);
   all[device_key_] = to_json(d);
+  all[device_key_]["host"] = host_name();
   try {
     write_file_atomic(file_, all.dump(2) + "\n");
   } catch (const std::exception&) {

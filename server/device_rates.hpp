@@ -3,7 +3,8 @@
 // device, in user_data/device_rates.json, so that a restart does not
 // measure again. The first estimate waits for the measurement (a second or
 // two: the worker loads libtorch and times a 2048^3 product); a failed one
-// is retried after a minute, never more often.
+// is retried after a minute, never more often. Rates kept by another machine
+// (the file names the host that measured them) are measured again.
 // Thread safety: get() may run on several threads at once.
 #pragma once
 

@@ -431,30 +431,6 @@ int cmd_tasks(const Args& a, const Options& o) {
   return kExitOk;
 }
 
-int cmd_submit(HttpClient& client, const Args& a, const Options& o) {
-  std::map<std::string, std::string> headers = {{"Content-Type", "application/yaml"}};
-  if (!a.idem.empty()) headers["Idempotency-Key"] = a.idem;
-  json r;
-  try {
-    r = call(client, "POST", "/jobs", apply_sets(read_spec(a.file), a.sets, a.name), headers);
-  } catch (const Refused& bad) {
-    if (bad.status != 400 && bad.status != 413) throw;
-    print_refusal(bad, o);
-    return kExitInvalid;
-  }
-  const std::string job_id = r.value("id", "");
-  if (o.json_output && !a.wait && !a.follow) std::cout << r.dump(2) << "\n";
-  else std::cout << job_id << "\n";
-  if (r.contains("warnings"))
-    for (const auto& w : r["warnings"]) std::cerr << "warning: " << w.get<std::string>() << "\n";
-  if (a.follow) {
-    client.stream("/jobs/" + url_encode(job_id) + "/logs?follow=1",
-                  [](std::string_view d) { std::cout << d << std::flush; });
-  }
-  if (a.wait || a.follow) return wait_for(client, job_id, o);
-  return kExitOk;
-}
-
 std::string fmt_bytes(const json& b) {
   const double v = b.is_number() ? b.get<double>() : 0.0;
   char buf[32];
@@ -489,6 +465,32 @@ std::string estimate_text(const json& e) {
   for (const auto& n : e.value("notes", json::array()))
     if (n.is_string()) out += "  note: " + n.get<std::string>() + "\n";
   return out;
+}
+
+int cmd_submit(HttpClient& client, const Args& a, const Options& o) {
+  std::map<std::string, std::string> headers = {{"Content-Type", "application/yaml"}};
+  if (!a.idem.empty()) headers["Idempotency-Key"] = a.idem;
+  json r;
+  try {
+    r = call(client, "POST", "/jobs", apply_sets(read_spec(a.file), a.sets, a.name), headers);
+  } catch (const Refused& bad) {
+    if (bad.status != 400 && bad.status != 413) throw;
+    print_refusal(bad, o);
+    return kExitInvalid;
+  }
+  const std::string job_id = r.value("id", "");
+  if (o.json_output && !a.wait && !a.follow) std::cout << r.dump(2) << "\n";
+  else std::cout << job_id << "\n";
+  if (r.contains("warnings"))
+    for (const auto& w : r["warnings"]) std::cerr << "warning: " << w.get<std::string>() << "\n";
+  if (const auto& e = r.value("estimate", json(nullptr)); e.is_object() && !o.json_output)
+    std::cerr << estimate_text(e);
+  if (a.follow) {
+    client.stream("/jobs/" + url_encode(job_id) + "/logs?follow=1",
+                  [](std::string_view d) { std::cout << d << std::flush; });
+  }
+  if (a.wait || a.follow) return wait_for(client, job_id, o);
+  return kExitOk;
 }
 
 int cmd_validate(HttpClient& client, const Args& a, const Options& o) {

@@ -435,6 +435,29 @@ TEST_F(ServerTest, DryRunChecksTheExportAgainstTheModelAndStoresNothing) {
   EXPECT_TRUE(json::parse(client.request("GET", "/jobs").body)["jobs"].empty());
   EXPECT_TRUE(!fs::exists(ud / "jobs") || fs::is_empty(ud / "jobs"));
   server.terminate();
+
+  // The next server on this machine takes the kept rates; rates another
+  // machine measured are measured again.
+  auto rates = json::parse(read_file(ud / "device_rates.json"));
+  const std::string here = rates["cpu"]["host"];
+  EXPECT_FALSE(here.empty());
+  rates["cpu"]["gemm_gflops"] = 12345.0;
+  std::ofstream(ud / "device_rates.json") << rates.dump();
+  {
+    ServerProcess again(ud, {"--slots", "1"});
+    const auto r = json::parse(again.client().request("POST", "/jobs?dry_run=1", good).body);
+    EXPECT_EQ(r["estimate"]["rates"]["gemm_gflops"], 12345.0) << r.dump();
+    again.terminate();
+  }
+  rates["cpu"]["host"] = "another-machine";
+  std::ofstream(ud / "device_rates.json") << rates.dump();
+  {
+    ServerProcess third(ud, {"--slots", "1"});
+    const auto r = json::parse(third.client().request("POST", "/jobs?dry_run=1", good).body);
+    EXPECT_NE(r["estimate"]["rates"]["gemm_gflops"], 12345.0) << r.dump();
+    EXPECT_EQ(json::parse(read_file(ud / "device_rates.json"))["cpu"]["host"], here);
+    third.terminate();
+  }
 }
 
 TEST_F(ServerTest, BadInputNeverCrashesOrChangesStoredJobs) {
