@@ -25,13 +25,13 @@ packages=(
 )
 # What only the tests and benchmarks use: load generator, linters, the
 # sanitizer runtime, KJV text, a local Slurm with its accounting database,
-# the browser of the dashboard test.
+# the browser of the dashboard test, Node for the dashboard's module tests.
 test_packages=(
   wrk time
   clang clang-format clang-tidy libclang-rt-14-dev
   bible-kjv bible-kjv-text
   slurm-wlm slurm-client slurmdbd munge mariadb-server mariadb-client
-  chromium
+  chromium nodejs
 )
 # --runtime: only the three programs' needs (scripts/demo.sh), and of the
 # Python packages only torch (the worker's libtorch) and pip's nvcc, at the

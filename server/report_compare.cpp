@@ -1,6 +1,7 @@
 #include "server/report_compare.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -56,7 +57,8 @@ bool summary_keeps(const std::vector<std::string>& path) {
       // layers[i].weights: the array adds a level without a key (p[1] is "").
       return ((p[0] == "spec" || p[0] == "eval" || (p[0] == "recipe" && p[1] == "activations")) &&
               p[2].size() <= 200) ||
-             (p[0] == "layers" && p[2] == "weights") ||
+             (p[0] == "layers" &&
+              (p[2] == "weights" || p[2] == "name" || p[2] == "rel_out_err" || p[2] == "rel_fro_err")) ||
              (p[0] == "recipe" && p[1] == "kv_cache" && (p[2] == "kind" || p[2] == "bits"));
     case 4:
       return (p[0] == "eval" && result_keys.count(p[3]) > 0) ||
@@ -64,6 +66,56 @@ bool summary_keeps(const std::vector<std::string>& path) {
     default:
       return false;
   }
+}
+
+// The decoder block a Linear belongs to: its name's first all-digit segment
+// ("model.layers.12.mlp.experts.3.up_proj" is block 12, "transformer.h.0.
+// attn.c_attn" block 0); none for a name without one (lm_head).
+std::optional<std::size_t> block_of(const std::string& name) {
+  std::size_t start = 0;
+  while (start <= name.size()) {
+    const std::size_t end = std::min(name.find('.', start), name.size());
+    const std::string_view seg(name.data() + start, end - start);
+    if (!seg.empty() && seg.size() <= 6 &&
+        std::all_of(seg.begin(), seg.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return std::stoul(std::string(seg));
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+// Each block's mean error over its Linears, from layers[]: the relative
+// output error where every Linear has one (calibrated algorithms), else the
+// relative weight error. Blocks past kMaxCompareBlocks are left out.
+json block_errors(const json& layers) {
+  constexpr std::size_t kMaxCompareBlocks = 4096;
+  struct Sum {
+    double out = 0, fro = 0;
+    int n_out = 0, n_fro = 0;
+  };
+  std::vector<Sum> sums;
+  for (const auto& l : layers) {
+    if (!l.is_object()) continue;
+    const auto block = block_of(string_at(l, "name", ""));
+    if (!block || *block >= kMaxCompareBlocks) continue;
+    if (sums.size() <= *block) sums.resize(*block + 1);
+    const auto add = [&](const char* key, double& sum, int& n) {
+      const auto it = l.find(key);
+      if (it != l.end() && it->is_number() && std::isfinite(it->get<double>())) sum += it->get<double>(), ++n;
+    };
+    add("rel_out_err", sums[*block].out, sums[*block].n_out);
+    add("rel_fro_err", sums[*block].fro, sums[*block].n_fro);
+  }
+  int n_out = 0, n_fro = 0;
+  for (const auto& b : sums) n_out += b.n_out, n_fro += b.n_fro;
+  if (n_fro == 0 && n_out == 0) return nullptr;
+  const bool out = n_out > 0 && n_out >= n_fro;
+  json values = json::array();
+  for (const auto& b : sums) {
+    const int n = out ? b.n_out : b.n_fro;
+    values.push_back(n ? json((out ? b.out : b.fro) / n) : json(nullptr));
+  }
+  return {{"metric", out ? "rel_out_err" : "rel_fro_err"}, {"values", values}};
 }
 
 }  // namespace
@@ -116,6 +168,7 @@ std::optional<json> report_summary(std::string_view text, std::string* problem) 
     json forms = json::object();
     for (const auto& l : r["layers"]) count_into(forms, string_at(l, "weights", ""));
     if (!forms.empty()) out["weight_forms"] = forms;
+    if (json errs = block_errors(r["layers"]); !errs.is_null()) out["block_errors"] = std::move(errs);
   }
   if (r.contains("recipe") && r["recipe"].is_object()) {
     const json& recipe = r["recipe"];
@@ -370,7 +423,10 @@ json compare_reports(const std::vector<CompareInput>& jobs) {
                                       : json(nullptr)},
                 {"size_mib", nullptr},
                 {"quantize_s", nullptr},
-                {"settings", column_settings(r)}};
+                {"settings", column_settings(r)},
+                {"block_errors", r.is_object() && r.contains("block_errors") && r["block_errors"].is_object()
+                                     ? r["block_errors"]
+                                     : json(nullptr)}};
     if (!j.problem.empty()) {
       notes.push_back("job " + j.id + ": " + j.problem);
     } else if (!r.is_object()) {

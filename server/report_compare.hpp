@@ -33,7 +33,8 @@ inline constexpr int kMaxReportDepth = 32;
 // (algorithm, export_format, model.source, spec.params scalars, size_mib,
 // stage_seconds.quantize, the eval results' numbers and protocol fields,
 // and as counts: layers[].weights in "weight_forms", the recipe's
-// activation kinds in "act_forms", its KV cache in "kv_cache"),
+// activation kinds in "act_forms", its KV cache in "kv_cache"; the mean
+// error of each decoder block's Linears in "block_errors": {metric, values}),
 // each of the type it expects; everything else is dropped while parsing, so
 // memory is the text plus this summary, whatever the report holds. nullopt
 // with *problem set when the text is not JSON, not an object, or nested
@@ -52,7 +53,9 @@ std::string compare_label(const nlohmann::json& report);
 // ignored, never a throw); the server passes report_summary()'s output.
 // {"columns": [{id, name, label, algorithm, model, state, export_format, size_mib, quantize_s,
 //               settings: [[name, value], ...]: algorithm, weights, activations, "KV cache", format,
-//                         then the spec's keys, values as strings}],
+//                         then the spec's keys, values as strings,
+//               block_errors: {metric: "rel_out_err" | "rel_fro_err", values: [mean per block, null
+//                              where a block has none]} or null}],
 //  "original_size_mib": {model: MiB},
 //  "tables": [{model, task, metric, protocol, original, original_cached, values: [..], cached: [..]}],
 //  "notes": [str]}

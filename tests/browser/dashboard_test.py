@@ -519,9 +519,26 @@ def run(page, page_errors):
     ok(n >= 3, f"the chart has {n} points, expected at least 3 (2 jobs + original)")
     picked = page.eval_on_selector_all('[data-testid="pick"]:checked', "(cbs) => cbs.map((c) => c.dataset.id)")
     ok(set(picked) == {first_id, w8_id}, "the picker has both jobs checked")
+    # The per-block error curves: one per job, one point per decoder block,
+    # each the mean of that block's Linears in the job's own report.json
+    # (recomputed here from the file, not taken from /compare).
+    curves = page.locator('[data-testid="block-error-chart"] [data-testid="block-curve"]')
+    curves.first.wait_for()
+    equal(curves.count(), 2, "one error curve per compared job")
+    n_layers = json.loads(Path("examples/kjv-llama/config.json").read_text())["num_hidden_layers"]
+    blocks = page.eval_on_selector_all('[data-testid="block-curve"]', "(cs) => cs.map((c) => Number(c.dataset.blocks))")
+    equal(blocks, [n_layers, n_layers], f"each curve has a point per block ({n_layers})")
+    rep = api_call(f"/jobs/{enc(first_id)}/artifacts/report.json")
+    equal(rep["status"], 200, f"report.json of {first_id}: {rep['status']}")
+    block0 = [lay for lay in rep["json"]["layers"] if ".layers.0." in lay["name"]]
+    metric = cmp["json"]["columns"][0]["block_errors"]["metric"]
+    want = sum(lay[metric] for lay in block0) / len(block0)
+    got = cmp["json"]["columns"][0]["block_errors"]["values"][0]
+    ok(abs(got - want) <= 1e-12 * max(1.0, abs(want)), f"block 0's {metric}: /compare {got}, report.json mean {want}")
     page.screenshot(path=shot("compare.png"), full_page=True)
     quoted = ", ".join(f'"{label}"' for label in labels)
-    passed(f"5b. compare shows labels {quoted} and {n} chart points")
+    passed(f"5b. compare shows labels {quoted}, {n} chart points and {curves.count()} error curves of {n_layers} blocks "
+           f"({metric}, block 0 = {want:.5f})")
 
     # Issue 31: by names, as a user types them into the address. Each name
     # checks its job's own row (no blank row per name); the labels differ

@@ -208,6 +208,44 @@ TEST(Compare, LabelsSayWhatEachLinearBecame) {
 // throw (a 500); a value nested 100,000 deep crashed the server in a
 // recursive copy. A field of the wrong type is ignored; the summary keeps
 // only what compare shows; deep text is refused before it is parsed.
+// Issue 31: per-block error curves of the compared jobs on one plot. Each
+// block's value is the mean of its Linears' errors (hand-computed below);
+// the output error where every Linear has one, else the weight error.
+TEST(Compare, BlockErrorsAreEachBlocksMeanOverItsLinears) {
+  const json layers = json::parse(R"([
+      {"name": "model.layers.0.self_attn.q_proj", "rel_fro_err": 0.10, "rel_out_err": 0.02},
+      {"name": "model.layers.0.mlp.down_proj", "rel_fro_err": 0.20, "rel_out_err": 0.04},
+      {"name": "model.layers.2.mlp.experts.7.up_proj", "rel_fro_err": 0.30, "rel_out_err": 0.09},
+      {"name": "lm_head", "rel_fro_err": 5.0, "rel_out_err": 5.0},
+      {"name": "model.layers.99999999.q", "rel_fro_err": 1.0},
+      {"name": 3, "rel_fro_err": 1.0}])");
+  std::string problem;
+  const auto calibrated = report_summary(json{{"algorithm", "GPTQ"}, {"layers", layers}}.dump(), &problem);
+  ASSERT_TRUE(calibrated) << problem;
+  // block 0: (0.02 + 0.04) / 2; block 1: no Linear; block 2: the expert's
+  // 0.09 (its block is the first number, not the expert's 7). lm_head and
+  // the 8-digit index are not blocks; the name that is no string is skipped.
+  const json& be = (*calibrated)["block_errors"];
+  EXPECT_EQ(be["metric"], "rel_out_err");
+  ASSERT_EQ(be["values"].size(), 3u);
+  EXPECT_NEAR(be["values"][0].get<double>(), 0.03, 1e-12);
+  EXPECT_TRUE(be["values"][1].is_null());
+  EXPECT_NEAR(be["values"][2].get<double>(), 0.09, 1e-12);
+
+  // RTN: no output error on some Linears, so the weight error for all.
+  json rtn = layers;
+  rtn[1]["rel_out_err"] = nullptr;
+  const auto weights_only = report_summary(json{{"layers", rtn}}.dump(), &problem);
+  ASSERT_TRUE(weights_only) << problem;
+  EXPECT_EQ((*weights_only)["block_errors"]["metric"], "rel_fro_err");
+  EXPECT_NEAR((*weights_only)["block_errors"]["values"][0].get<double>(), 0.15, 1e-12);
+
+  // In compare: each column carries its curve, or null without one.
+  const auto c = compare_reports({{"a", "", "SUCCEEDED", *calibrated, ""}, {"b", "", "SUCCEEDED", json::object(), ""}});
+  EXPECT_EQ(c["columns"][0]["block_errors"], be);
+  EXPECT_TRUE(c["columns"][1]["block_errors"].is_null());
+}
+
 TEST(Compare, WrongTypesAreIgnoredAndDeepReportsRefused) {
   const json hostile = json::parse(R"({"algorithm": 7, "export_format": [1], "model": {"source": 3},
       "size_mib": {"after": "x", "before": {}}, "stage_seconds": {"quantize": [1]},
