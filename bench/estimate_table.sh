@@ -8,14 +8,17 @@
 # folder and the output, estimated and measured, with their ratio.
 #   bench/estimate_table.sh [--build DIR] [--shape mid|8b] [--layers N]
 #                           [--samples N] [--seqlen N] [--algos "RTN AutoAWQ GPTQ"]
-#                           [--out DIR] [--reuse-jobs]
+#                           [--out DIR] [--reuse-jobs] [--recipes]
+# --recipes: the shipped recipes (configs/recipes/*.yaml) as their files
+# have them, with MODEL, DATA_PATH and the calibration windows set to this
+# run's (`jobctl --set`), instead of the RTN/AWQ/GPTQ specs below.
 # --reuse-jobs: with an OUT of an earlier run, estimate again (same model,
 # specs and kept rates) against the jobs that ran then, without rerunning them.
 # mid: hidden 2048, intermediate 7168, 16 heads, 4 KV heads, vocab 32000;
 # 8b: Llama-3-8B's (4096, 14336, 32, 8, 128256). bf16 on disk.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-build="$root/build" shape_name=mid layers=2 samples=8 seqlen=512 algos="RTN AutoAWQ GPTQ" out="" reuse=0
+build="$root/build" shape_name=mid layers=2 samples=8 seqlen=512 algos="RTN AutoAWQ GPTQ" out="" reuse=0 recipes=0
 while (($#)); do
   case "$1" in
     --build) build="$2"; shift 2 ;;
@@ -26,6 +29,7 @@ while (($#)); do
     --algos) algos="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --reuse-jobs) reuse=1; shift ;;
+    --recipes) recipes=1; shift ;;
     *) echo "estimate_table: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -50,7 +54,22 @@ trap 'kill $server 2>/dev/null || true' EXIT
 export QJOBS_SERVER="http://127.0.0.1:$port"
 for _ in $(seq 100); do "$build/bin/jobctl" list >/dev/null 2>&1 && break; sleep 0.1; done
 
-for algo in $algos; do
+if ((recipes)); then
+  algos=""
+  for f in "$root"/configs/recipes/*.yaml; do
+    name=$(basename "$f" .yaml)
+    algos+="$name "
+    sets=(--set "MODEL=$model" --set "calibration.n_samples=$samples" --set "calibration.seqlen=$seqlen")
+    grep -q '^DATA_PATH:' "$f" && sets+=(--set "DATA_PATH=$out/calib.jsonl")
+    "$build/bin/jobctl" --json validate "$f" "${sets[@]}" > "$out/$name.validate.json" || true
+    if ((reuse)) && [[ -f "$out/$name.id" ]]; then continue; fi
+    id=$(cd "$root" && "$build/bin/jobctl" submit "$f" "${sets[@]}" --wait 2>"$out/$name.submit.err" | head -1) || true
+    echo "$id" > "$out/$name.id"
+    echo "estimate_table: $name done ($id)" >&2
+  done
+fi
+
+for algo in $( ((recipes)) || echo "$algos"); do
   case $algo in
     RTN) fmt="compressed-tensors"; extra="" ;;
     AutoAWQ) fmt="awq"; extra="    N_GRID: 20"$'\n'"    CLIP: true" ;;
@@ -101,9 +120,12 @@ for a in algos:
         rows.append(f"| {a} | job failed: see {out}/{a}.submit.err |")
         continue
     r = json.load(open(path))
-    # The dry run's estimate (it measured the rates); the submission's is the same with them.
-    e = json.load(open(os.path.join(out, a + ".validate.json")))["estimate"]
-    m = r["estimate"]["measured"]
+    # The estimate made at submission (the dry run measured the rates first).
+    if not isinstance(r.get("estimate"), dict) or "measured" not in r["estimate"]:
+        rows.append(f"| {a} | the report has no estimate |")
+        continue
+    e = r["estimate"]
+    m = e["measured"]
     rates = e["rates"]
     def cell(est, got, unit, fmt):
         if est is None or got is None:
@@ -118,7 +140,7 @@ print(f"shape {shape}, {layers} layers, bf16 on disk, calibration {samples} x {s
 if rates:
     print(f"rates measured by the worker on {rates['device']}: float32 GEMM {rates['gemm_gflops']:.0f} GFLOP/s, "
           f"{rates['elementwise_per_s'] / 1e9:.2f} G elementwise passes/s")
-print("| algorithm | est. s | measured s | ratio | est. host MiB | measured | ratio | est. disk MiB | measured | ratio "
+print("| algorithm or recipe | est. s | measured s | ratio | est. host MiB | measured | ratio | est. disk MiB | measured | ratio "
       "| est. output MiB | measured | ratio |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 print("\n".join(rows))

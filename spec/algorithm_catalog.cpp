@@ -22,8 +22,9 @@ const std::vector<ParamSpec>& calibration_schema() {
 }
 
 double BlockShape::active_params() const {
-  const double h = static_cast<double>(hidden), q = static_cast<double>(q_width), kv = static_cast<double>(kv_width);
-  return h * q + 2 * h * kv + q * h + 3 * h * static_cast<double>(mlp_width);
+  double sum = 0;
+  for (const auto& l : linears) sum += l.token_share * l.weights();
+  return sum;
 }
 
 double BlockShape::attention_flops() const {

@@ -45,14 +45,31 @@ struct SectionFinding {
 // a job starts (spec/estimate.hpp). MLP widths count what one token passes
 // through: a dense MLP's intermediate, or its top_k experts' and the shared
 // expert's.
+// One quantized Linear of a block, as the estimate counts it.
+struct BlockLinear {
+  int64_t in = 0, out = 0;
+  // The Linears that read one input share it (GPTQ's Hessian, one
+  // capture): the name of its first reader, as DecoderLayer::input_sources.
+  std::string input;
+  int group = 0;              // GPTQ's sequential group: q/k/v 0, o 1, gate/up 2, down 3
+  bool feeds_scores = false;  // q, k or fused qkv: AWQ leaves their range alone
+  bool output_proj = false;   // o or a down projection: the end of a scale group
+  double token_share = 1;     // the share of the block's tokens it sees (a routed expert: top_k / experts)
+  double weights() const { return static_cast<double>(in) * static_cast<double>(out); }
+};
+
+// A decoder block's shapes as an algorithm's cost count sees them: its
+// Linears one by one (fused, expert and shared ones as the family's table
+// has them) and its attention.
 struct BlockShape {
   int64_t samples = 0, seqlen = 0;  // calibration windows
   int64_t hidden = 0, q_width = 0, kv_width = 0, heads = 0, head_dim = 0;
   int64_t mlp_width = 0;  // the intermediate width one token passes through
   int64_t params = 0;     // every Linear weight of the block (all experts)
+  std::vector<BlockLinear> linears;
 
   int64_t tokens() const { return samples * seqlen; }
-  // Weights one token multiplies with: q, k, v, o and its MLP's.
+  // Weights one token multiplies with: each Linear by the share of tokens it sees.
   double active_params() const;
   // FLOPs of one forward on the windows: the Linears, the attention scores
   // and their mix over whole windows (what qjobs' attention computes).

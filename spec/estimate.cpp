@@ -31,7 +31,62 @@ int64_t stored_bytes_per_value(const model::ModelConfig& c) {
   return c.torch_dtype == "float32" ? 4 : c.torch_dtype == "float64" ? 8 : 2;
 }
 
-BlockShape block_shape(const model::ModelConfig& c, int64_t layer, int64_t samples, int64_t seqlen) {
+// The model's decoder Linears, one list per layer, as the estimate counts
+// them: from decoder_linears (the family's table: fused, expert and shared
+// Linears as they are), or for a config with more Linears than are planned
+// one by one, each layer's routed experts as one Linear per role.
+struct ModelBlocks {
+  std::vector<model::DecoderLinear> linears;  // empty when not planned one by one
+  std::vector<std::vector<BlockLinear>> layers;
+};
+
+BlockLinear block_linear(const model::DecoderLinear& l, const model::ModelConfig& c) {
+  using Role = model::DecoderLinear::Role;
+  BlockLinear b;
+  b.in = l.in;
+  b.out = l.out;
+  b.input = l.input;
+  b.group = l.role == Role::q || l.role == Role::k || l.role == Role::v || l.role == Role::qkv ? 0
+            : l.role == Role::o                                                                ? 1
+            : l.role == Role::down                                                             ? 3
+                                                                                               : 2;
+  b.feeds_scores = l.role == Role::q || l.role == Role::k || l.role == Role::qkv;
+  b.output_proj = l.role == Role::o || l.role == Role::down;
+  if (l.expert >= 0 && c.moe.experts > 0)
+    b.token_share = static_cast<double>(c.moe.top_k) / static_cast<double>(c.moe.experts);
+  return b;
+}
+
+ModelBlocks model_blocks(const model::ModelConfig& c) {
+  ModelBlocks m;
+  m.layers.resize(static_cast<std::size_t>(c.layers));
+  const double per_layer = c.moe.experts > 0 ? 3.0 * static_cast<double>(c.moe.experts) + 7 : 7;
+  if (static_cast<double>(c.layers) * per_layer <= kMaxPlannedLinears) {
+    m.linears = model::decoder_linears(c);
+    for (const auto& l : m.linears) m.layers[static_cast<std::size_t>(l.layer)].push_back(block_linear(l, c));
+    return m;
+  }
+  // Too many to list: a dense Llama block whose MLP Linears stand for all
+  // the experts at once (their widths summed, each token seeing top_k).
+  using Role = model::DecoderLinear::Role;
+  const int64_t h = c.hidden, q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
+  for (int64_t i = 0; i < c.layers; ++i) {
+    const bool sparse = c.sparse(i);
+    const int64_t width = sparse ? c.moe.experts * c.moe.expert_intermediate : c.intermediate;
+    const int64_t expert = sparse ? 0 : -1;
+    for (const model::DecoderLinear& l :
+         {model::DecoderLinear{"q", h, q, i, "q", Role::q}, model::DecoderLinear{"k", h, kv, i, "q", Role::k},
+          model::DecoderLinear{"v", h, kv, i, "q", Role::v}, model::DecoderLinear{"o", q, h, i, "o", Role::o},
+          model::DecoderLinear{"gate", h, width, i, "gate", Role::gate, expert},
+          model::DecoderLinear{"up", h, width, i, "gate", Role::up, expert},
+          model::DecoderLinear{"down", width, h, i, "down", Role::down, expert}})
+      m.layers[static_cast<std::size_t>(i)].push_back(block_linear(l, c));
+  }
+  return m;
+}
+
+BlockShape block_shape(const model::ModelConfig& c, const ModelBlocks& m, int64_t layer, int64_t samples,
+                       int64_t seqlen) {
   BlockShape b;
   b.samples = samples;
   b.seqlen = seqlen;
@@ -40,21 +95,15 @@ BlockShape block_shape(const model::ModelConfig& c, int64_t layer, int64_t sampl
   b.head_dim = c.head_dim;
   b.q_width = c.heads * c.head_dim;
   b.kv_width = c.kv_heads * c.head_dim;
-  const int64_t h = c.hidden, q = b.q_width, kv = b.kv_width;
-  const int64_t attn = h * q + 2 * h * kv + q * h;
-  if (c.sparse(layer)) {
-    b.mlp_width = c.moe.top_k * c.moe.expert_intermediate + c.moe.shared_intermediate;
-    b.params = attn + 3 * h * (c.moe.experts * c.moe.expert_intermediate + c.moe.shared_intermediate);
-  } else {
-    b.mlp_width = c.intermediate;
-    b.params = attn + 3 * h * c.intermediate;
-  }
+  b.mlp_width = c.sparse(layer) ? c.moe.top_k * c.moe.expert_intermediate + c.moe.shared_intermediate : c.intermediate;
+  b.linears = m.layers[static_cast<std::size_t>(layer)];
+  for (const auto& l : b.linears) b.params += l.in * l.out;
   return b;
 }
 
 // What the perplexity tasks cost: every forward of their windows, twice
 // when the original model is evaluated too (the baseline stage).
-EstimateStage evaluate_stage(const JobSpec& spec, const model::ModelConfig& c, bool quantizes,
+EstimateStage evaluate_stage(const JobSpec& spec, const model::ModelConfig& c, const ModelBlocks& m, bool quantizes,
                              std::vector<std::string>& notes) {
   EstimateStage s{"evaluate"};
   if (!spec.eval.contains("tasks") || !spec.eval["tasks"].is_array()) return s;
@@ -73,7 +122,7 @@ EstimateStage evaluate_stage(const JobSpec& spec, const model::ModelConfig& c, b
       continue;
     }
     double flops = 2.0 * static_cast<double>(windows * seqlen) * static_cast<double>(c.hidden * c.vocab);
-    for (int64_t l = 0; l < c.layers; ++l) flops += block_shape(c, l, windows, seqlen).forward_flops();
+    for (int64_t l = 0; l < c.layers; ++l) flops += block_shape(c, m, l, windows, seqlen).forward_flops();
     s.gemm_flops += (quantizes ? 2 : 1) * flops;
   }
   return s;
@@ -97,7 +146,7 @@ double eval_logits_bytes(const JobSpec& spec, const model::ModelConfig& c) {
 // Bytes of the decoder Linears as the export writes them, from the plan
 // of every Linear (its bits, group and skip), or the section's settings
 // for a model too large to plan one by one.
-double packed_linear_bytes(const model::ModelConfig& c, const quant::WeightScheme& weights,
+double packed_linear_bytes(const model::ModelConfig& c, const ModelBlocks& m, const quant::WeightScheme& weights,
                            const AlgorithmOutput& output, double stored) {
   const auto packed = [&](double in, double out, int bits, int64_t group, bool zero_point) {
     if (!output.fp4.empty() || output.w_format != "int") {
@@ -107,23 +156,18 @@ double packed_linear_bytes(const model::ModelConfig& c, const quant::WeightSchem
     const double groups = group > 0 && static_cast<int64_t>(in) % group == 0 ? in / static_cast<double>(group) : 1;
     return in * out * bits / 8.0 + out * groups * (2 + (zero_point ? bits / 8.0 : 0.0));
   };
-  double per_layer_linears = 7;
-  if (c.moe.experts > 0) per_layer_linears = 3.0 * static_cast<double>(c.moe.experts) + 7;
-  if (static_cast<double>(c.layers) * per_layer_linears > kMaxPlannedLinears) {
+  if (m.linears.empty()) {
     double bytes = 0;
-    for (int64_t l = 0; l < c.layers; ++l) {
-      const auto b = block_shape(c, l, 0, 0);
-      bytes += static_cast<double>(b.params) * (weights.bits / 8.0);
-    }
+    for (int64_t l = 0; l < c.layers; ++l)
+      bytes += static_cast<double>(block_shape(c, m, l, 0, 0).params) * (weights.bits / 8.0);
     return bytes;
   }
-  const auto linears = model::decoder_linears(c);
   std::vector<LinearShape> shapes;
-  shapes.reserve(linears.size());
-  for (const auto& l : linears) shapes.push_back({l.name, l.in, l.out});
+  shapes.reserve(m.linears.size());
+  for (const auto& l : m.linears) shapes.push_back({l.name, l.in, l.out});
   const LinearPlan plan(weights, shapes);
   double bytes = 0;
-  for (const auto& l : linears) {
+  for (const auto& l : m.linears) {
     const auto& s = plan.at(l.name);
     const double in = static_cast<double>(l.in), out = static_cast<double>(l.out);
     bytes += s.skip || s.bits >= 16 ? in * out * stored : packed(in, out, s.bits, s.group_size, s.zero_point);
@@ -144,6 +188,7 @@ std::optional<JobEstimate> estimate_job(const JobSpec& spec, const json& config,
   }
   JobEstimate e;
   if (rates) e.rates = *rates;
+  const ModelBlocks blocks = model_blocks(c);
   const AlgorithmInfo* algo = find_algorithm(spec.algorithm);
   const bool quantizes = algo != nullptr && algo->name != "Evaluate";
   const double stored = static_cast<double>(stored_bytes_per_value(c));
@@ -162,7 +207,7 @@ std::optional<JobEstimate> estimate_job(const JobSpec& spec, const json& config,
                         (calibrates ? "three forwards of each block and every Linear's output error"
                                     : "one rounding of every weight"));
     for (int64_t l = 0; l < c.layers; ++l) {
-      const BlockShape b = block_shape(c, l, samples, seqlen);
+      const BlockShape b = block_shape(c, blocks, l, samples, seqlen);
       BlockWork w;
       if (algo->block_work) {
         w = algo->block_work(spec.params, b);
@@ -182,9 +227,9 @@ std::optional<JobEstimate> estimate_job(const JobSpec& spec, const json& config,
     }
     e.stages.push_back(calib);
   } else {
-    for (int64_t l = 0; l < c.layers; ++l) linear_params += static_cast<double>(block_shape(c, l, 0, 0).params);
+    for (int64_t l = 0; l < c.layers; ++l) linear_params += static_cast<double>(block_shape(c, blocks, l, 0, 0).params);
   }
-  auto eval = evaluate_stage(spec, c, quantizes, e.notes);
+  auto eval = evaluate_stage(spec, c, blocks, quantizes, e.notes);
   if (eval.gemm_flops > 0) e.stages.push_back(eval);
 
   if (rates && rates->gemm_flops > 0) {
@@ -235,7 +280,7 @@ std::optional<JobEstimate> estimate_job(const JobSpec& spec, const json& config,
   if (quantizes && algo->weights && spec.export_format != "fake_quant") {
     try {
       const AlgorithmOutput out = algo->output ? algo->output(spec.params) : AlgorithmOutput{};
-      output = resident + packed_linear_bytes(c, algo->weights(spec.params), out, stored);
+      output = resident + packed_linear_bytes(c, blocks, algo->weights(spec.params), out, stored);
     } catch (const Error&) {
       // A section the algorithm refuses is reported by the spec check.
     }

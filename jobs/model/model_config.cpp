@@ -174,36 +174,41 @@ std::optional<std::string> export_layout_problem(const ModelConfig& c, std::stri
 }
 
 std::vector<DecoderLinear> decoder_linears(const ModelConfig& c) {
+  using Role = DecoderLinear::Role;
   const auto& n = c.fam().names;
   const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
   std::vector<DecoderLinear> out;
   for (int64_t i = 0; i < c.layers; ++i) {
     const std::string at = "model.layers." + std::to_string(i) + ".";
-    const auto add = [&](const std::string& name, int64_t in, int64_t o) { out.push_back({at + name, in, o}); };
+    const auto add = [&](const std::string& name, int64_t in, int64_t o, Role role, const std::string& input,
+                         int64_t expert = -1) {
+      out.push_back({at + name, in, o, i, input, role, expert});
+    };
     if (!n.qkv.empty()) {
-      add(n.qkv, c.hidden, q + 2 * kv);
+      add(n.qkv, c.hidden, q + 2 * kv, Role::qkv, n.qkv);
     } else {
-      add(n.q, c.hidden, q);
-      add(n.k, c.hidden, kv);
-      add(n.v, c.hidden, kv);
+      add(n.q, c.hidden, q, Role::q, n.q);
+      add(n.k, c.hidden, kv, Role::k, n.q);
+      add(n.v, c.hidden, kv, Role::v, n.q);
     }
-    add(n.o, q, c.hidden);
-    const auto glu = [&](const std::string& prefix, int64_t width) {
-      add(prefix + n.expert_gate, c.hidden, width);
-      add(prefix + n.expert_up, c.hidden, width);
-      add(prefix + n.expert_down, width, c.hidden);
+    add(n.o, q, c.hidden, Role::o, n.o);
+    const auto glu = [&](const std::string& prefix, int64_t width, int64_t expert) {
+      const std::string g = prefix + n.expert_gate;
+      add(g, c.hidden, width, Role::gate, g, expert);
+      add(prefix + n.expert_up, c.hidden, width, Role::up, g, expert);
+      add(prefix + n.expert_down, width, c.hidden, Role::down, prefix + n.expert_down, expert);
     };
     if (c.sparse(i)) {
       for (int64_t e = 0; e < c.moe.experts; ++e)
-        glu(n.expert_prefix + std::to_string(e) + ".", c.moe.expert_intermediate);
-      if (!n.shared_prefix.empty()) glu(n.shared_prefix, c.moe.shared_intermediate);
+        glu(n.expert_prefix + std::to_string(e) + ".", c.moe.expert_intermediate, e);
+      if (!n.shared_prefix.empty()) glu(n.shared_prefix, c.moe.shared_intermediate, -1);
     } else if (!n.gate_up.empty()) {
-      add(n.gate_up, c.hidden, 2 * c.intermediate);
-      add(n.down, c.intermediate, c.hidden);
+      add(n.gate_up, c.hidden, 2 * c.intermediate, Role::gate_up, n.gate_up);
+      add(n.down, c.intermediate, c.hidden, Role::down, n.down);
     } else {
-      add(n.gate, c.hidden, c.intermediate);
-      add(n.up, c.hidden, c.intermediate);
-      add(n.down, c.intermediate, c.hidden);
+      add(n.gate, c.hidden, c.intermediate, Role::gate, n.gate);
+      add(n.up, c.hidden, c.intermediate, Role::up, n.gate);
+      add(n.down, c.intermediate, c.hidden, Role::down, n.down);
     }
   }
   return out;

@@ -98,6 +98,13 @@ struct DecoderLinear {
   std::string name;
   int64_t in = 0;
   int64_t out = 0;
+  int64_t layer = 0;
+  // Within the layer, as DecoderLayer::slots() has them: the name (without
+  // the layer's prefix) of the first Linear reading the same input, its
+  // role, and for a routed expert its index (-1 otherwise).
+  std::string input;
+  enum class Role { q, k, v, qkv, o, gate, up, gate_up, down } role = Role::q;
+  int64_t expert = -1;
 };
 std::vector<DecoderLinear> decoder_linears(const ModelConfig& c);
 

@@ -30,20 +30,25 @@ AlgorithmInfo awq_info() {
     const AwqParams p = awq_params().parse(section);
     const double T = static_cast<double>(b.tokens()), G = static_cast<double>(p.n_grid);
     const double h = static_cast<double>(b.hidden), q = static_cast<double>(b.q_width),
-                 kv = static_cast<double>(b.kv_width), m = static_cast<double>(b.mlp_width);
+                 m = static_cast<double>(b.mlp_width);
     // Scale groups: attention (q/k/v) and the MLP (gate/up) by their module's
-    // output; v -> o where their shapes match (no grouped KV heads); up -> down.
+    // output (one forward of the block); v -> o where their shapes match (no
+    // grouped KV heads) and up -> down by the output projection's product.
+    // The clip search: every Linear whose output does not feed the scores,
+    // on the window's tokens taken at a stride that leaves about 512, at the
+    // original and n_grid / 2 ranges.
     const bool v_to_o = b.kv_width == b.q_width;
-    const double groups = b.forward_flops() + (v_to_o ? 2 * T * q * h : 0.0) + 2 * T * m * h;
-    // The clip search: every Linear but q and k, on the window's tokens
-    // taken at a stride that leaves about 512, at the original and n_grid / 2 ranges.
+    double groups = b.forward_flops(), clipped = 0, clipped_tokens = 0;
+    for (const auto& l : b.linears) {
+      if (l.output_proj && (l.group == 3 || v_to_o)) groups += 2 * T * l.token_share * l.weights();
+      if (!l.feeds_scores && p.clip) clipped += l.weights(), clipped_tokens += l.token_share * l.weights();
+    }
     const double stride = std::max(1.0, std::floor(T / 512));
     const double sampled = std::ceil(T / stride);
-    const double clipped = p.clip ? h * kv + q * h + 3 * h * m : 0.0;
     const double gs = p.group_size > 0 ? static_cast<double>(p.group_size) : h;
     BlockWork w;
     w.gemm_flops =
-        3 * b.forward_flops() + (G + 1) * groups + (1 + G / 2) * 2 * sampled * clipped + 2 * b.linear_flops();
+        3 * b.forward_flops() + (G + 1) * groups + (1 + G / 2) * 2 * sampled * clipped_tokens + 2 * b.linear_flops();
     // About 14 passes per rounding of a weight (scale, zero, divide, round,
     // clamp, back), per grid point; the clip search's error per group.
     w.elementwise = 14 * (G * static_cast<double>(b.params) + G / 2 * clipped) + G / 2 * 4 * sampled * clipped / gs;

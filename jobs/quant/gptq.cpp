@@ -180,13 +180,18 @@ QuantOutput GptqAlgorithm::run(const QuantInputs& in) {
       // Linears that read one input (q/k/v, gate/up) share its Hessian:
       // computed once, copied for all but the last reader (gptq_quantize
       // changes the one it is given).
+      // Each Linear's plan once (quant_for matches the overrides' patterns).
+      std::map<std::string, LinearQuant> plans;
       std::map<std::string, int> readers_left;
-      for (const auto& name : group)
-        if (!quant_for(in.plan, step.prefix + name, RangeMode::through_zero).skip) ++readers_left[input_of.at(name)];
+      for (const auto& name : group) {
+        const auto& plan =
+            plans.emplace(name, quant_for(in.plan, step.prefix + name, RangeMode::through_zero)).first->second;
+        if (!plan.skip) ++readers_left[input_of.at(name)];
+      }
       std::map<std::string, at::Tensor> hessians;
       for (const auto& name : group) {
         const std::string full = step.prefix + name;
-        const auto plan = quant_for(in.plan, full, RangeMode::through_zero);
+        const auto& plan = plans.at(name);
         if (plan.skip) continue;
         model::Linear& lin = *linears.at(name);
         const auto& x = xs.at(name);

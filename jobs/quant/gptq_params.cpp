@@ -1,6 +1,7 @@
 #include "jobs/quant/gptq_params.hpp"
 
 #include <algorithm>
+#include <set>
 
 namespace qjobs::quant {
 
@@ -53,34 +54,37 @@ AlgorithmInfo gptq_info() {
                      "EXPORT_FORMAT onnx"});
     return out;
   };
-  // Counted from GptqAlgorithm::run (gptq.cpp): the inputs captured once
-  // per sequential group (one forward each) and the block's output, one
-  // Hessian per input (q/k/v and gate/up share theirs), the column loop
-  // (out x in^2 per Linear), the Cholesky factor, inverse and factor again
-  // (4/3 in^3), and the two products of every Linear's output error.
+  // Counted from GptqAlgorithm::run (gptq.cpp), Linear by Linear as the
+  // block has them: the inputs captured once per sequential group (one
+  // forward each) and the block's output, one Hessian per input (Linears
+  // reading one input share it; a routed expert sees its share of the
+  // tokens), the column loop (out x in^2 per Linear), the Cholesky factor,
+  // inverse and factor again (4/3 in^3), and the two products of every
+  // Linear's output error.
   a.block_work = [](const nlohmann::json& section, const BlockShape& b) {
     const GptqParams p = gptq_params().parse(section);
     const double T = static_cast<double>(b.tokens());
-    const double h = static_cast<double>(b.hidden), q = static_cast<double>(b.q_width),
-                 kv = static_cast<double>(b.kv_width), m = static_cast<double>(b.mlp_width);
-    const double captures = p.true_sequential ? 4 : 1;
-    const double hessians = 2 * T * (2 * h * h + q * q + m * m);
-    // (in, out) of q, k, v, o, gate, up, down
-    const double shapes[7][2] = {{h, q}, {h, kv}, {h, kv}, {q, h}, {h, m}, {h, m}, {m, h}};
-    double columns = 0, factor = 0;
-    for (const auto& s : shapes) {
-      columns += s[1] * s[0] * s[0];
-      factor += 4.0 / 3.0 * s[0] * s[0] * s[0];
+    std::set<std::string> inputs;
+    std::set<int> groups;
+    double hessians = 0, columns = 0, factor = 0, widest_in = 0, largest = 0;
+    for (const auto& l : b.linears) {
+      const double in = static_cast<double>(l.in);
+      if (inputs.insert(l.input).second) hessians += 2 * T * l.token_share * in * in;
+      groups.insert(l.group);
+      columns += static_cast<double>(l.out) * in * in;
+      factor += 4.0 / 3.0 * in * in * in;
+      widest_in = std::max(widest_in, in);
+      largest = std::max(largest, l.weights());
     }
+    const double captures = p.true_sequential ? static_cast<double>(groups.size()) : 1;
     BlockWork w;
     w.gemm_flops = (captures + 1) * b.forward_flops() + hessians + columns + 2 * b.linear_flops();
     w.factor_flops = factor;
     // The column loop's rounding and error of every weight, about 10 passes.
     w.elementwise = 10 * static_cast<double>(b.params);
-    // The largest group's captured inputs, the Hessian and its inverse's
-    // factor, a Linear's weights three times over.
-    const double in = std::max(h, m);
-    w.working_bytes = 4 * T * in + 2 * 4 * in * in + 3 * 4 * h * m;
+    // The widest captured input, the Hessian and its inverse's factor, the
+    // largest Linear's weights three times over.
+    w.working_bytes = 4 * T * widest_in + 2 * 4 * widest_in * widest_in + 3 * 4 * largest;
     return w;
   };
   return a;

@@ -114,6 +114,66 @@ calibration:
   EXPECT_LT(g->host_bytes, e->host_bytes);
 }
 
+// The cost count reads the block's own Linears (review of issue 31): a
+// fused block (Phi-3: qkv_proj, gate_up_proj) and a mixture of experts are
+// not counted as the dense Llama of the same widths.
+TEST(Estimate, GptqCountsFusedAndExpertLinearsAsTheBlockHasThem) {
+  const JobSpec spec = parse(R"(MODEL: org/tiny
+ALGORITHM: GPTQ
+DATA_PATH: calib.jsonl
+EXPORT_FORMAT: compressed-tensors
+VERIFY: false
+llm:
+  GPTQ:
+    W_BIT: 4
+    Q_GROUP_SIZE: 32
+calibration:
+  n_samples: 2
+  seqlen: 8
+)");
+  const DeviceRates rates{"cpu", 1e9, 5e8, 1e8, "2026-12-07T00:00:00Z"};
+  // Phi-3, one layer, the tiny widths: qkv 64 -> 128, o 64 -> 64, gate_up
+  // 64 -> 256, down 128 -> 64. Products as the Llama above (the same weights
+  // per token, inputs and columns): 12222464 per block. Factors, 4/3 in^3 per
+  // Linear, four Linears not seven: 4/3 * (3*64^3 + 128^3) = 3844778.67.
+  json phi3 = tiny_config();
+  phi3["architectures"] = {"Phi3ForCausalLM"};
+  phi3["model_type"] = "phi3";
+  phi3["num_hidden_layers"] = 1;
+  const auto fused = estimate_job(spec, phi3, &rates, false);
+  ASSERT_TRUE(fused);
+  EXPECT_NEAR(stage(*fused, "calibrate")->gemm_flops, 12222464.0, 1e-3);
+  EXPECT_NEAR(stage(*fused, "calibrate")->factor_flops, 3844778.67, 0.01);
+
+  // Mixtral, one layer, 4 experts of width 32, 2 per token. T = 16.
+  //   weights per token: attention 64*64 + 2*64*32 + 64*64 = 12288, experts
+  //     4 * 3 * 64*32 * (2/4) = 12288: 24576
+  //   forward F = 2*16*24576 + attention 32768 = 819200; 4 groups + output: 5F = 4096000
+  //   Hessians, one per input: q and o 2 * 2*16*64^2 = 262144; per expert its
+  //     gate input 2*16*0.5*64^2 = 65536 and down input 2*16*0.5*32^2 = 16384:
+  //     4 * 81920 = 327680; in all 589824
+  //   column loop: q 64*4096, k and v 32*4096, o 64*4096 = 786432; per
+  //     expert w1, w3 32*4096 and w2 64*32^2: 4 * 327680 = 1310720; 2097152
+  //   output errors 2 * 786432 = 1572864
+  // Products 4096000 + 589824 + 2097152 + 1572864 = 8355840. Factors 4/3 *
+  // (4*64^3 + 4*(2*64^3 + 32^3)) = 4/3 * 3276800 = 4369066.67. (Counted as
+  // a dense block of MLP width 64, the products were 7766016.)
+  json mixtral = tiny_config();
+  mixtral["architectures"] = {"MixtralForCausalLM"};
+  mixtral["model_type"] = "mixtral";
+  mixtral["num_hidden_layers"] = 1;
+  mixtral["intermediate_size"] = 32;
+  mixtral["num_local_experts"] = 4;
+  mixtral["num_experts_per_tok"] = 2;
+  const auto moe = estimate_job(spec, mixtral, &rates, false);
+  ASSERT_TRUE(moe);
+  EXPECT_NEAR(stage(*moe, "calibrate")->gemm_flops, 8355840.0, 1e-3);
+  EXPECT_NEAR(stage(*moe, "calibrate")->factor_flops, 4369066.67, 0.01);
+  // Every expert's weights are in the original: 12288 + 4 * 3 * 2048 = 36864
+  // per layer in float32, beside the embeddings and head 2*256*64*4.
+  EXPECT_EQ(moe->original_bytes, 131072 + 36864 * 4);
+}
+
 TEST(Estimate, EvaluationCountsItsWindowsAndTheBaselineWithoutRatesThereIsNoTime) {
   const JobSpec spec = parse(R"(MODEL: org/tiny
 ALGORITHM: Evaluate
