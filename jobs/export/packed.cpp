@@ -9,6 +9,7 @@ namespace qjobs::exporter {
 namespace {
 
 using numeric::kAwqOrder;
+using numeric::pack_dense;
 using numeric::pack_last;
 
 }  // namespace
@@ -28,13 +29,13 @@ std::map<std::string, at::Tensor> pack(const IntWeight& w_any, PackedFormat form
   const bool trivial_g_idx =
       at::equal(w.g_idx.to(at::kLong), at::arange(in, at::kLong).div(w.group_size > 0 ? w.group_size : in, "floor"));
   if (format == PackedFormat::compressed_tensors) {
-    if (w.bits != 4 && w.bits != 8)
-      throw Error(ErrorKind::invalid_input, "the compressed-tensors pack-quantized format is written for 4 and 8 bits");
-    t["weight_packed"] = pack_last(w.codes.contiguous(), w.bits, nullptr);
+    if (w.bits < 1 || w.bits > 8)
+      throw Error(ErrorKind::invalid_input, "the compressed-tensors pack-quantized format holds 1 to 8 bits");
+    t["weight_packed"] = pack_dense(w.codes.contiguous(), w.bits);
     t["weight_scale"] = w.scales.contiguous().to(scale_dtype);
     t["weight_shape"] = at::tensor({out, in}, at::kLong);
     if (!at::equal(w.zeros, at::full_like(w.zeros, 1 << (w.bits - 1))))
-      t["weight_zero_point"] = pack_last(w.zeros.t().contiguous(), w.bits, nullptr).t().contiguous();
+      t["weight_zero_point"] = pack_dense(w.zeros.t().contiguous(), w.bits).t().contiguous();
     if (!trivial_g_idx) t["weight_g_idx"] = w.g_idx.to(at::kInt).contiguous();
     return t;
   }

@@ -15,6 +15,7 @@ namespace qjobs::model {
 namespace {
 
 using numeric::kAwqOrder;
+using numeric::unpack_dense;
 using numeric::unpack_last;
 
 // Whether `pattern` (a PCRE2 regular expression) matches `subject` from its
@@ -169,18 +170,17 @@ at::Tensor unpack_weight(const Checkpoint& ckpt, const std::string& p, const nlo
                       " is not read (pack-quantized, int-/float-quantized, nvfp4-/mxfp4-pack-quantized)");
     const auto& wq = (*group)["weights"];
     const int bits = wq.value("num_bits", 4);
-    if (bits != 4 && bits != 8)
+    if (bits < 1 || bits > 8)
       throw Error(ErrorKind::invalid_input,
-                  p + ": pack-quantized weights of " + std::to_string(bits) + " bits are not read");
+                  p + ": pack-quantized weights of " + std::to_string(bits) + " bits are not read (1 to 8)");
     const int64_t offset = int64_t{1} << (bits - 1);
     const auto shape = ckpt.tensor(p + ".weight_shape").to(at::kLong);
     const int64_t out = shape[0].item<int64_t>(), in = shape[1].item<int64_t>();
-    const auto codes = unpack_last(ckpt.tensor(p + ".weight_packed"), bits, nullptr).narrow(1, 0, in);  // [out, in]
-    const auto scales = ckpt.tensor(p + ".weight_scale").to(at::kFloat);                                // [out, groups]
-    const auto zeros =
-        ckpt.has(p + ".weight_zero_point")
-            ? unpack_last(ckpt.tensor(p + ".weight_zero_point").t().contiguous(), bits, nullptr).t().narrow(0, 0, out)
-            : at::full(scales.sizes(), offset, at::kInt);
+    const auto codes = unpack_dense(ckpt.tensor(p + ".weight_packed"), bits, in);  // [out, in]
+    const auto scales = ckpt.tensor(p + ".weight_scale").to(at::kFloat);           // [out, groups]
+    const auto zeros = ckpt.has(p + ".weight_zero_point")
+                           ? unpack_dense(ckpt.tensor(p + ".weight_zero_point").t().contiguous(), bits, out).t()
+                           : at::full(scales.sizes(), offset, at::kInt);
     at::Tensor gi;
     if (ckpt.has(p + ".weight_g_idx")) gi = ckpt.tensor(p + ".weight_g_idx").to(at::kLong);
     else if (scales.size(1) == 1) gi = at::zeros({in}, at::kLong);

@@ -269,6 +269,19 @@ TEST_P(ExportReadback, LogitsMatchTheFakeQuantModel) {
     EXPECT_EQ(w0["actorder"], act_order ? json("weight") : json(nullptr)) << qc.dump(1);
     EXPECT_FALSE(ckpt.has("model.layers.1.mlp.down_proj.weight_g_idx"));
   }
+  if (extra.find("W_BIT: 3") != std::string::npos || extra.find("W_BIT: 2") != std::string::npos) {
+    // Widths a word does not divide (3 bits) or that vLLM does not take: the
+    // verify stage decoded every Linear with compressed-tensors' own
+    // pack_to_int32 layout and found the weights the job computed.
+    const int bits = extra.find("W_BIT: 3") != std::string::npos ? 3 : 2;
+    EXPECT_EQ(qc["config_groups"].begin().value()["weights"]["num_bits"], bits);
+    EXPECT_EQ(ckpt.info("model.layers.1.mlp.down_proj.weight_packed").shape,
+              (std::vector<int64_t>{128, (352 * bits + 31) / 32}));
+    const auto report = json::parse(read_file(packed.parent_path() / "report.json"));
+    ASSERT_TRUE(report["verify"].is_object()) << report["verify"].dump();
+    EXPECT_EQ(report["verify"]["status"], "passed") << report["verify"].dump();
+    EXPECT_LE(report["verify"]["weight_max_rel_diff"].get<double>(), 1e-9);
+  }
   if (ragged && algo != "LMQuant") {
     // Issue 14: down_proj's 352 inputs are no multiple of 64: it gets its
     // own per-channel group, which vLLM serves, and nothing ragged is written.
@@ -382,6 +395,10 @@ INSTANTIATE_TEST_SUITE_P(
                                       "        W_BIT: 8\n      - pattern: \"model.layers.0.*\"\n"
                                       "        SKIP: true\n"),
                       std::make_tuple("HQQ", "compressed-tensors", ""),
+                      // 3 and 2 bits, packed densely (the verify stage reads
+                      // them with compressed-tensors' own decompressor).
+                      std::make_tuple("HQQ", "compressed-tensors", "    W_BIT: 3\n"),
+                      std::make_tuple("RTN", "compressed-tensors", "    W_BIT: 2\n"),
                       std::make_tuple("NVFP4", "compressed-tensors", ""),
                       std::make_tuple("NVFP4", "compressed-tensors", "    ACT: dynamic\n"),
                       std::make_tuple("MXFP4", "compressed-tensors", ""),

@@ -276,11 +276,14 @@ TEST(JobSpec, ExportIsPackedByDefaultAndCheckedAgainstTheModelShapes) {
   EXPECT_EQ(parse_job_spec("MODEL: m\nALGORITHM: RTN\n").spec->export_format, "compressed-tensors");
   EXPECT_EQ(parse_job_spec("MODEL: m\nALGORITHM: FP8\n").spec->export_format, "compressed-tensors");
   EXPECT_EQ(parse_job_spec("MODEL: m\nALGORITHM: RTN\nEXPORT_FORMAT: fake_quant\n").spec->export_format, "fake_quant");
-  // 3-bit has no packed form: the default export refuses it at the key.
+  // 3 bits: compressed-tensors packs them densely (issue 31: HQQ at 3 and
+  // 2 bits had only fake_quant, larger than the original). Accepted, with a
+  // warning at the key that vLLM's kernels take 4 and 8 bits only.
   const auto w3 = parse_job_spec("MODEL: m\nALGORITHM: RTN\nllm:\n  RTN:\n    W_BIT: 3\n");
-  ASSERT_EQ(w3.issues.size(), 1u);
-  EXPECT_EQ(w3.issues[0].path, "llm.RTN.W_BIT");
-  EXPECT_EQ(w3.issues[0].line, 5);
+  ASSERT_TRUE(w3.spec) << (w3.issues.empty() ? "" : w3.issues[0].message);
+  ASSERT_EQ(w3.spec->warnings.size(), 1u);
+  EXPECT_NE(w3.spec->warnings[0].find("llm.RTN.W_BIT"), std::string::npos) << w3.spec->warnings[0];
+  EXPECT_NE(w3.spec->warnings[0].find("vLLM and SGLang load 4 and 8 bits only"), std::string::npos);
   EXPECT_TRUE(parse_job_spec("MODEL: m\nALGORITHM: RTN\nEXPORT_FORMAT: fake_quant\nllm:\n  RTN:\n    W_BIT: 3\n").spec);
   const auto hqq = parse_job_spec("MODEL: m\nALGORITHM: HQQ\nllm:\n  HQQ:\n    ZERO_POINTS: real\n");
   ASSERT_EQ(hqq.issues.size(), 1u);
