@@ -120,12 +120,17 @@ for a in algos:
         rows.append(f"| {a} | job failed: see {out}/{a}.submit.err |")
         continue
     r = json.load(open(path))
-    # The estimate made at submission (the dry run measured the rates first).
+    # The dry run's estimate (it measured the rates; with --reuse-jobs, made
+    # again by this build against the jobs of the earlier run), beside what
+    # the job's report measured.
     if not isinstance(r.get("estimate"), dict) or "measured" not in r["estimate"]:
         rows.append(f"| {a} | the report has no estimate |")
         continue
-    e = r["estimate"]
-    m = e["measured"]
+    m = r["estimate"]["measured"]
+    try:
+        e = json.load(open(os.path.join(out, a + ".validate.json")))["estimate"]
+    except (OSError, ValueError, KeyError):
+        e = r["estimate"]
     rates = e["rates"]
     def cell(est, got, unit, fmt):
         if est is None or got is None:

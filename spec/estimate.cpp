@@ -146,20 +146,25 @@ double eval_logits_bytes(const JobSpec& spec, const model::ModelConfig& c) {
 // Bytes of the decoder Linears as the export writes them, from the plan
 // of every Linear (its bits, group and skip), or the section's settings
 // for a model too large to plan one by one.
+// `onnx`: as jobs/export/onnx_llama.hpp's QDQ graph holds them instead:
+// one byte a code (two above 8 bits), a float32 scale and for asymmetric
+// grids a byte of zero point per group, float32 for Linears left float.
 double packed_linear_bytes(const model::ModelConfig& c, const ModelBlocks& m, const quant::WeightScheme& weights,
-                           const AlgorithmOutput& output, double stored) {
+                           const AlgorithmOutput& output, double stored, bool onnx) {
   const auto packed = [&](double in, double out, int bits, int64_t group, bool zero_point) {
+    const double groups = group > 0 && static_cast<int64_t>(in) % group == 0 ? in / static_cast<double>(group) : 1;
+    if (onnx) return in * out * (bits > 8 ? 2 : 1) + out * groups * (4 + (zero_point ? 1 : 0));
     if (!output.fp4.empty() || output.w_format != "int") {
       const double block = output.fp4 == "MXFP4" || output.w_format == "mxfp4" ? 32 : 16;
       return in * out * 0.5 + in * out / block + 4;  // E2M1 codes, one byte scale per block
     }
-    const double groups = group > 0 && static_cast<int64_t>(in) % group == 0 ? in / static_cast<double>(group) : 1;
     return in * out * bits / 8.0 + out * groups * (2 + (zero_point ? bits / 8.0 : 0.0));
   };
+  if (onnx) stored = 4;
   if (m.linears.empty()) {
     double bytes = 0;
     for (int64_t l = 0; l < c.layers; ++l)
-      bytes += static_cast<double>(block_shape(c, m, l, 0, 0).params) * (weights.bits / 8.0);
+      bytes += static_cast<double>(block_shape(c, m, l, 0, 0).params) * (onnx ? 1 : weights.bits / 8.0);
     return bytes;
   }
   std::vector<LinearShape> shapes;
@@ -276,21 +281,30 @@ std::optional<JobEstimate> estimate_job(const JobSpec& spec, const json& config,
   // Disk: the output as its format packs it, or while calibrating, the
   // windows' hidden states in float32 (one copy kept between blocks) beside
   // the finished blocks' outputs, which the export then writes out.
-  double output = static_cast<double>(e.original_bytes);
+  // ONNX (worker/formats/onnx.cpp): the QDQ graph is the output (float32
+  // but for the codes); beside it the float graph (all float32) and, while
+  // they are written, the model staged as safetensors in its stored dtype.
+  const bool onnx = spec.export_format == "onnx";
+  double output = static_cast<double>(e.original_bytes), beside = 0;
   if (quantizes && algo->weights && spec.export_format != "fake_quant") {
     try {
       const AlgorithmOutput out = algo->output ? algo->output(spec.params) : AlgorithmOutput{};
-      output = resident + packed_linear_bytes(c, blocks, algo->weights(spec.params), out, stored);
+      output = resident * (onnx ? 4 / stored : 1) +
+               packed_linear_bytes(c, blocks, algo->weights(spec.params), out, stored, onnx);
+      if (onnx) beside = (resident / stored + linear_params) * 4 + static_cast<double>(e.original_bytes);
     } catch (const Error&) {
       // A section the algorithm refuses is reported by the spec check.
     }
   }
   e.output_bytes = static_cast<int64_t>(output);
   const double state = calibrates ? 4 * static_cast<double>(samples * seqlen) * h : 0.0;
-  e.disk_bytes = static_cast<int64_t>(std::max(output, state + output - resident));
-  if (spec.export_format == "onnx" || spec.export_format == "gguf")
-    e.notes.push_back("the " + spec.export_format +
-                      " file is sized as the packed weights; its own layout is not counted");
+  e.disk_bytes = static_cast<int64_t>(std::max(output + beside, state + output - resident));
+  if (onnx)
+    e.notes.push_back(
+        "onnx: the output is the QDQ graph (one byte a code, float32 otherwise); the float graph beside it is in "
+        "the disk figure");
+  if (spec.export_format == "gguf")
+    e.notes.push_back("the gguf file is sized as the packed weights; its own layout is not counted");
   return e;
 }
 

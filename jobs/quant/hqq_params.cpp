@@ -30,6 +30,17 @@ AlgorithmInfo hqq_info() {
   };
   // Integer weights, but with real-valued zero points by default: no ONNX encodings.
   a.output = [](const nlohmann::json&) { return AlgorithmOutput{.int_weight_only = true, .int_weights = true}; };
+  // Counted from hqq_quantize (hqq.cpp), per weight: up to 20 iterations of
+  // the half-quadratic solver, each about 20 elementwise passes (round to
+  // the grid, dequantize, the error, its l_p soft threshold, the zero's
+  // update and the mean error) plus the power e^(p-1), counted as 10 more
+  // (a logarithm and an exponential); then about 14 passes for the final
+  // codes and weight. No products, no calibration.
+  a.block_work = [](const nlohmann::json&, const BlockShape& b) {
+    BlockWork w;
+    w.elementwise = (20 * (20 + 10) + 14) * static_cast<double>(b.params);
+    return w;
+  };
   a.check = [](const nlohmann::json& s, const std::string& format) {
     std::vector<SectionFinding> out;
     if (format != "fake_quant" && hqq_params().parse(s).zero_points.value_or("") == "real")

@@ -60,6 +60,17 @@ at::Tensor channel_loss(const at::Tensor& y, const at::Tensor& y_hat, SeqMseLoss
   return {};
 }
 
+// The mse loss of every output channel without the candidate's output:
+// sum over tokens of (x . d_r)^2 = d_r H d_r^T with H = X^T X of the
+// group's columns, d = the candidate's weights minus the float ones. One
+// [rows, g] x [g, g] product per candidate instead of a [tokens, g] x
+// [g, rows] one (g / tokens of the work), in float64 so that near-equal
+// candidates are told apart at least as well as by the outputs in float32.
+at::Tensor channel_mse_from_hessian(const at::Tensor& d, const at::Tensor& h) {
+  const auto dd = d.to(at::kDouble);
+  return (at::matmul(dd, h) * dd).sum(1);
+}
+
 }  // namespace
 
 SeqMseResult seq_mse_quantize(const at::Tensor& w_in, const at::Tensor& x_in, const WeightQuantConfig& cfg,
@@ -84,13 +95,17 @@ SeqMseResult seq_mse_quantize(const at::Tensor& w_in, const at::Tensor& x_in, co
     const int64_t c0 = j * g, width = std::min(g, cols - c0);
     const auto wj = w.narrow(1, c0, width);
     const auto xj = x.narrow(1, c0, width);
-    // The group's share of the float output: what every candidate is scored against.
-    const auto y = at::matmul(xj, wj.t());
+    // mse: the group's input Gram matrix, once; l1 and sqnr: the group's
+    // share of the float output, which every candidate is scored against.
+    const bool quadratic = o.loss == SeqMseLoss::mse;
+    const auto h = quadratic ? at::matmul(xj.t().to(at::kDouble), xj.to(at::kDouble)) : at::Tensor();
+    const auto y = quadratic ? at::Tensor() : at::matmul(xj, wj.t());
     at::Tensor best_loss, best;
     for (int64_t c = 0; c < o.candidates; ++c) {
       const double f = static_cast<double>(c + 1) / static_cast<double>(o.candidates);
       const auto q = quantize_with_range_fraction(wj, at::full({rows, 1}, f, opts), cfg.bits, cfg.zero_point);
-      const auto loss = channel_loss(y, at::matmul(xj, dequantized(q).t()), o.loss, o.windows);
+      const auto loss = quadratic ? channel_mse_from_hessian(dequantized(q) - wj, h)
+                                  : channel_loss(y, at::matmul(xj, dequantized(q).t()), o.loss, o.windows);
       if (c == 0) {
         best_loss = loss;
         best = at::zeros({rows}, opts.dtype(at::kLong));

@@ -1,5 +1,9 @@
 #include "jobs/quant/seq_mse_params.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <set>
+
 namespace qjobs::quant {
 
 const ParamTable<SeqMseParams>& seq_mse_params() {
@@ -59,6 +63,48 @@ AlgorithmInfo seq_mse_info() {
     bool acts = p.a_bit != 0;
     for (const auto& o : linear_overrides(p.layer_overrides)) acts = acts || o.a_bits.value_or(0) != 0;
     return AlgorithmOutput{.int_weight_only = !acts, .int_weights = true, .onnx_encodings = true};
+  };
+  // Counted from seq_mse_quantize and its block loop (seq_mse.cpp): the
+  // inputs captured once per sequential group (symqt; symfp: one forward
+  // and one capture) and the block's output; per Linear and group of g
+  // columns, each candidate's rounding of the group (about 14 passes a
+  // weight) and its loss. mse (the default): the group's Gram matrix once
+  // (2 T g^2) and per candidate d H d^T (2 out g^2, 3 passes a weight);
+  // l1 and sqnr: the group's float output and one product per candidate
+  // (2 T g out each) and the loss over the outputs (about 3 passes an
+  // output). Then the output errors.
+  a.block_work = [](const nlohmann::json& section, const BlockShape& b) {
+    const SeqMseParams p = seq_mse_params().parse(section);
+    const double windows = p.num_batches
+                               ? std::min<double>(static_cast<double>(*p.num_batches), static_cast<double>(b.samples))
+                               : static_cast<double>(b.samples);
+    const double T = static_cast<double>(b.tokens()), Ts = windows * static_cast<double>(b.seqlen);
+    const double C = static_cast<double>(p.num_candidates);
+    const bool quadratic = p.loss_fn == "mse";
+    std::set<int> groups;
+    double search = 0, passes = 0, widest_in = 0;
+    for (const auto& l : b.linears) {
+      groups.insert(l.group);
+      const double in = static_cast<double>(l.in), out = static_cast<double>(l.out);
+      const double g = p.group_size > 0 ? std::min<double>(static_cast<double>(p.group_size), in) : in;
+      const double column_groups = std::ceil(in / g);
+      const double ts = Ts * l.token_share;
+      if (quadratic) {
+        search += 2 * ts * in * g + C * 2 * out * in * g;
+        passes += C * 17 * in * out;
+      } else {
+        search += (C + 1) * 2 * ts * in * out;
+        passes += C * (14 * in * out + column_groups * 3 * ts * out);
+      }
+      widest_in = std::max(widest_in, in);
+    }
+    const double captures = p.inp_symmetry == "symfp" ? 1 : static_cast<double>(groups.size());
+    BlockWork w;
+    w.gemm_flops = (captures + 1) * b.forward_flops() + search + 2 * b.linear_flops();
+    w.elementwise = passes;
+    // The captured inputs of a group, one group's outputs (l1, sqnr).
+    w.working_bytes = 4 * T * widest_in * 3 + (quadratic ? 0.0 : 3 * 4 * Ts * static_cast<double>(b.mlp_width));
+    return w;
   };
   a.check = [](const nlohmann::json& s, const std::string& format) {
     auto out = weight_only_check(s, format);

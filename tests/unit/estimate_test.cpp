@@ -174,6 +174,93 @@ calibration:
   EXPECT_EQ(moe->original_bytes, 131072 + 36864 * 4);
 }
 
+// Sequential MSE's own count (it had the generic three forwards). The mse
+// loss (the default) scores each candidate through the group's Gram matrix;
+// l1 through one more product of the group's columns per candidate.
+TEST(Estimate, SequentialMseCountsItsCandidatesByLoss) {
+  const std::string yaml = R"(MODEL: org/tiny
+ALGORITHM: SequentialMSE
+DATA_PATH: calib.jsonl
+EXPORT_FORMAT: compressed-tensors
+VERIFY: false
+llm:
+  SequentialMSE:
+    W_BIT: 4
+    Q_GROUP_SIZE: 32
+    ZERO_POINT: false
+    NUM_CANDIDATES: 4
+calibration:
+  n_samples: 2
+  seqlen: 8
+)";
+  const DeviceRates rates{"cpu", 1e9, 5e8, 1e8, "2026-12-07T00:00:00Z"};
+  const auto e = estimate_job(parse(yaml), tiny_config(), &rates, false);
+  ASSERT_TRUE(e);
+  const auto* calib = stage(*e, "calibrate");
+  ASSERT_NE(calib, nullptr);
+  // Per block, T = 16, g = 32; the seven Linears hold 36864 weights and
+  // have 6 * 64 + 128 = 512 inputs in all.
+  //   captures per sequential group (4) and the output: 5F = 5 * 1212416 = 6062080
+  //   Gram matrices 2 * 16 * 32 * 512 = 524288; candidates 4 * 2 * 32 * 36864 = 9437184
+  //   output errors 2 * 2 * 16 * 36864 = 2359296; per block 18382848, two: 36765696
+  // Elementwise: 4 candidates * 17 passes * 36864 weights = 2506752 a block.
+  EXPECT_NEAR(calib->gemm_flops, 36765696.0, 1e-3);
+  EXPECT_DOUBLE_EQ(calib->elementwise, 5013504.0);
+  EXPECT_EQ(calib->factor_flops, 0.0);
+  for (const auto& n : e->notes) EXPECT_EQ(n.find("no cost count"), std::string::npos) << n;
+
+  // l1: (4 + 1) * 2 * 16 * 36864 = 5898240 for the search; 6062080 + 5898240
+  // + 2359296 = 14319616 a block. Elementwise, per candidate 14 * 36864 =
+  // 516096 for the rounding and 3 * 16 * (2*64 + 2*32 + 2*32 + 2*64 + 2*128 +
+  // 2*128 + 4*64) = 55296 for the loss: 4 * 571392 = 2285568 a block.
+  std::string l1 = yaml;
+  l1.insert(l1.find("calibration:"), "    LOSS_FN: l1\n");
+  const auto e1 = estimate_job(parse(l1), tiny_config(), &rates, false);
+  ASSERT_TRUE(e1);
+  EXPECT_NEAR(stage(*e1, "calibrate")->gemm_flops, 2 * 14319616.0, 1e-3);
+  EXPECT_DOUBLE_EQ(stage(*e1, "calibrate")->elementwise, 2 * 2285568.0);
+}
+
+// HQQ's own count: no calibration, 20 solver iterations of about 30 passes
+// a weight and 14 more: 614 * 36864 weights * 2 blocks = 45268992 passes.
+TEST(Estimate, HqqCountsItsSolverIterations) {
+  const JobSpec spec = parse("MODEL: org/tiny\nALGORITHM: HQQ\nllm:\n  HQQ:\n    W_BIT: 4\n    Q_GROUP_SIZE: 32\n");
+  const DeviceRates rates{"cpu", 1e9, 5e8, 1e8, "2026-12-07T00:00:00Z"};
+  const auto e = estimate_job(spec, tiny_config(), &rates, false);
+  ASSERT_TRUE(e);
+  const auto* calib = stage(*e, "calibrate");
+  ASSERT_NE(calib, nullptr);
+  EXPECT_EQ(calib->gemm_flops, 0.0);
+  EXPECT_DOUBLE_EQ(calib->elementwise, 45268992.0);
+  EXPECT_NEAR(calib->seconds, 0.45268992, 1e-12);
+}
+
+// ONNX (issue 31: the estimate sized it as packed weights, 318 MiB against
+// the 611 MiB the AI Hub recipe wrote at hidden 2048): the QDQ graph holds
+// a byte a code and float32 for the rest; the float graph and the staged
+// safetensors sit beside it while it is written.
+TEST(Estimate, OnnxIsSizedAsItsQdqGraphWithTheFloatGraphBeside) {
+  const JobSpec spec = parse(R"(MODEL: org/tiny
+ALGORITHM: RTN
+EXPORT_FORMAT: onnx
+llm:
+  RTN:
+    W_BIT: 4
+    Q_GROUP_SIZE: 32
+    ZERO_POINT: true
+)");
+  const auto e = estimate_job(spec, tiny_config(), nullptr, false);
+  ASSERT_TRUE(e);
+  // Per layer, a byte a code, per group of 32 a float32 scale and a byte of zero point:
+  //   q, o: 4096 + 64*2*5 = 4736; k, v: 2048 + 32*2*5 = 2368;
+  //   gate, up: 8192 + 128*2*5 = 9472; down: 8192 + 64*4*5 = 9472: 42624; two layers 85248.
+  // Embeddings and head in float32 (already float32 here): 131072.
+  EXPECT_EQ(e->output_bytes, 131072 + 85248);
+  // Beside it: the float graph, (32768 + 73728) * 4 = 425984, and the
+  // staged safetensors, the original's 425984.
+  EXPECT_EQ(e->disk_bytes, 216320 + 425984 + 425984);
+}
+
 TEST(Estimate, EvaluationCountsItsWindowsAndTheBaselineWithoutRatesThereIsNoTime) {
   const JobSpec spec = parse(R"(MODEL: org/tiny
 ALGORITHM: Evaluate
